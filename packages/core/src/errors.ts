@@ -1,0 +1,81 @@
+/**
+ * Typed errors with stable codes. Every error a user can trigger with bad input carries:
+ * - `code`: a stable identifier that scripts and tests may match on (never reworded);
+ * - `source`: the file or argument the problem is in, when there is one;
+ * - `hint`: what to do about it.
+ * The message joins the three so a plain `console.error(err.message)` is already helpful.
+ */
+export const ErrorCodes = {
+  /** A file or directory the user named does not exist or cannot be read. */
+  FILE_NOT_FOUND: 'E_FILE_NOT_FOUND',
+  /** The input ends before the structure it announces is complete. */
+  TRUNCATED: 'E_TRUNCATED',
+  /** The magic number / signature is not the expected one. */
+  BAD_MAGIC: 'E_BAD_MAGIC',
+  /** A format version we do not read. */
+  BAD_VERSION: 'E_BAD_VERSION',
+  /** A header that cannot be parsed (bad JSON, wrong field types, ...). */
+  BAD_HEADER: 'E_BAD_HEADER',
+  /** A dimension that is zero, negative, absurdly large, or inconsistent with another. */
+  BAD_DIMENSION: 'E_BAD_DIMENSION',
+  /** A tensor's byte range lies outside the data it is supposed to be in. */
+  BAD_OFFSET: 'E_BAD_OFFSET',
+  /** Two tensors claim the same bytes. */
+  OVERLAP: 'E_OVERLAP',
+  /** A count, size or length exceeds a named safety limit. */
+  LIMIT_EXCEEDED: 'E_LIMIT_EXCEEDED',
+  /** An unknown or unsupported dtype. */
+  BAD_DTYPE: 'E_BAD_DTYPE',
+  /** The tokenizer does not fit the model (vocabulary size differs). */
+  TOKENIZER_MISMATCH: 'E_TOKENIZER_MISMATCH',
+  /** An input that must not be empty is empty (evaluation text, prompt file, ...). */
+  EMPTY_INPUT: 'E_EMPTY_INPUT',
+  /** Non-finite values (NaN, Infinity) where finite numbers are required. */
+  NOT_FINITE: 'E_NOT_FINITE',
+  /** A shape that does not match what the operation needs. */
+  SHAPE_MISMATCH: 'E_SHAPE_MISMATCH',
+  /** A tensor that a model needs is missing from the file. */
+  MISSING_TENSOR: 'E_MISSING_TENSOR',
+  /** A command-line or API argument that is invalid. */
+  BAD_ARGUMENT: 'E_BAD_ARGUMENT',
+  /** Trailing bytes or other data that the format does not allow. */
+  TRAILING_DATA: 'E_TRAILING_DATA',
+  /** A checksum did not match: the data changed after it was written. */
+  CHECKSUM: 'E_CHECKSUM',
+  /** The file is of a kind we recognise but cannot use for this operation. */
+  UNSUPPORTED: 'E_UNSUPPORTED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface UltraSketchErrorOptions {
+  /** The file, tensor or argument the problem is in. */
+  source?: string;
+  /** What the user can do to fix it. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class UltraSketchError extends Error {
+  override readonly name = 'UltraSketchError';
+  readonly code: ErrorCode;
+  readonly source: string | undefined;
+  readonly hint: string | undefined;
+  /** The problem alone, without source or hint. */
+  readonly problem: string;
+
+  constructor(code: ErrorCode, problem: string, options: UltraSketchErrorOptions = {}) {
+    const where = options.source ? `${options.source}: ` : '';
+    const fix = options.hint ? ` (${options.hint})` : '';
+    super(`${where}${problem}${fix}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.problem = problem;
+    this.source = options.source;
+    this.hint = options.hint;
+  }
+}
+
+/** True when `err` is an UltraSketchError, optionally with the given code. */
+export function isUltraSketchError(err: unknown, code?: ErrorCode): err is UltraSketchError {
+  return err instanceof UltraSketchError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,16 @@
+export { ErrorCodes, UltraSketchError, isUltraSketchError } from './errors.js';
+export type { ErrorCode, UltraSketchErrorOptions } from './errors.js';
+export {
+  f32ToF16Bits,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  bf16BitsToF32,
+  f32ArrayToF16,
+  f16ArrayToF32,
+  f32ArrayToBf16,
+  bf16ArrayToF32,
+  DTYPE_BYTES,
+  isDType,
+} from './dtypes.js';
+export type { DType } from './dtypes.js';
+export { Rng } from './rng.js';

@@ -1,0 +1,31 @@
+/**
+ * Safety limits every reader enforces BEFORE allocating memory from a size it read from a file.
+ * Each guards against a crafted or corrupt file making us allocate gigabytes or loop forever.
+ * They are generous for real models (Llama-3 70B fits) and tiny next to what a hostile header can claim.
+ */
+export const LIMITS = {
+  /** Largest model width (dim) or FFN hidden width we accept. Llama-3 405B has hidden 53248. */
+  maxModelDim: 1 << 17,
+  /** Most decoder layers. */
+  maxLayers: 1024,
+  /** Most attention heads. */
+  maxHeads: 4096,
+  /** Largest vocabulary. Real tokenizers have up to ~256k entries. */
+  maxVocab: 1 << 22,
+  /** Longest context (seq_len). */
+  maxSeqLen: 1 << 21,
+  /** Largest quantization group size in a llama2.c v2 file. */
+  maxGroupSize: 1 << 16,
+  /** Longest single token string in a tokenizer file, in bytes. */
+  maxTokenBytes: 1 << 16,
+  /** Largest safetensors JSON header, in bytes (the reference implementation uses 100 MB). */
+  maxSafetensorsHeaderBytes: 100 * 1024 * 1024,
+  /** Most tensors in one safetensors file. */
+  maxTensorCount: 1 << 20,
+  /** Most dimensions of one tensor. */
+  maxTensorRank: 8,
+  /** Largest single dimension of a tensor. */
+  maxTensorDim: 1 << 31,
+  /** Largest tensor, in elements. */
+  maxTensorElements: 2 ** 40,
+} as const;

@@ -1,0 +1,24 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+// Tests import workspace packages from source, so a test run never depends on a stale dist/.
+// (The CLI tests spawn the built command; `pnpm test` builds first.)
+const pkg = (dir: string) => fileURLToPath(new URL(`./${dir}/src/index.ts`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@ultrasketch/core': pkg('packages/core'),
+      '@ultrasketch/format': pkg('packages/format'),
+      '@ultrasketch/model': pkg('packages/model'),
+      '@ultrasketch/runtime-node': pkg('packages/runtime-node'),
+      '@ultrasketch/pipeline': pkg('packages/pipeline'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+  },
+});
