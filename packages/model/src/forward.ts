@@ -1,0 +1,343 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { type ModelConfig, headDim, kvDim, validateModelConfig } from './config.js';
+import { DenseLinear, type Linear } from './linear.js';
+import { LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
+import { type ModelWeights, validateModelWeights } from './weights.js';
+
+/**
+ * The Llama decoder forward pass in float32, written to match llama2.c's `forward()` step for step
+ * (RMSNorm → attention with RoPE and grouped KV heads → residual → RMSNorm → SwiGLU → residual; final norm;
+ * classifier). It processes a batch of consecutive positions at once (prefill) or one at a time
+ * (generation) against a KV cache; results are identical either way up to float rounding.
+ *
+ * Linear layers are pluggable (`Linear`), so compressed runtimes reuse this exact pass.
+ */
+
+export type LayerLinears = Record<LinearKind, Linear>;
+
+export interface ForwardParts {
+  config: ModelConfig;
+  embedding: Float32Array; // [vocab, dim]
+  attnNorm: Float32Array[]; // L × [dim]
+  ffnNorm: Float32Array[]; // L × [dim]
+  finalNorm: Float32Array; // [dim]
+  layers: LayerLinears[];
+  classifier: Linear;
+}
+
+/** Observers of intermediate activations (calibration, distillation). They must not modify the arrays. */
+export interface ForwardHooks {
+  /** The input rows X [n, in] entering a linear layer, named canonically (e.g. model.layers.0.self_attn.q_proj.weight). */
+  onLinearInput?(name: string, x: Float32Array, n: number, inFeatures: number): void;
+  /** The residual stream [n, dim] after decoder layer `layer`. */
+  onLayerOutput?(layer: number, x: Float32Array, n: number): void;
+}
+
+export interface ForwardOptions {
+  /** Which positions get logits: all n (evaluation), only the last (generation), or none. Default 'last'. */
+  logits?: 'all' | 'last' | 'none';
+  hooks?: ForwardHooks;
+}
+
+/** Keys and values of every layer for positions 0..capacity-1. */
+export class KVCache {
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+  /** Number of positions written so far. */
+  length = 0;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly capacity: number,
+  ) {
+    const size = capacity * kvDim(config);
+    this.keys = Array.from({ length: config.nLayers }, () => new Float32Array(size));
+    this.values = Array.from({ length: config.nLayers }, () => new Float32Array(size));
+  }
+
+  /** Forget all positions (the memory is reused). */
+  reset(): void {
+    this.length = 0;
+  }
+}
+
+/** Build the forward pass over dense float32 weights. */
+export function denseForwardParts(weights: ModelWeights): ForwardParts {
+  validateModelWeights(weights);
+  const c = weights.config;
+  const get = (name: string) => weights.tensors.get(name)!;
+  const dense = (name: string) => {
+    const t = get(name);
+    return new DenseLinear(t.data, t.shape[0]!, t.shape[1]!);
+  };
+  const layers: LayerLinears[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const linears = {} as LayerLinears;
+    for (const kind of LINEAR_KINDS) linears[kind] = dense(TensorNames.linear(l, kind));
+    layers.push(linears);
+  }
+  const embedding = get(TensorNames.embedding).data;
+  return {
+    config: c,
+    embedding,
+    attnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.attnNorm(l)).data),
+    ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
+    finalNorm: get(TensorNames.finalNorm).data,
+    layers,
+    classifier: c.tiedClassifier
+      ? new DenseLinear(embedding, c.vocabSize, c.dim)
+      : dense(TensorNames.classifier),
+  };
+}
+
+/** Scratch buffers sized for a batch of up to `rows` positions; grown on demand, never per token. */
+class Scratch {
+  rows = 0;
+  x = new Float32Array(0); // residual stream [n, dim]
+  xb = new Float32Array(0); // normed input [n, dim]
+  q = new Float32Array(0); // [n, dim]
+  k = new Float32Array(0); // [n, kvDim]
+  v = new Float32Array(0); // [n, kvDim]
+  att = new Float32Array(0); // attention output [n, dim]
+  proj = new Float32Array(0); // output of o_proj / down_proj [n, dim]
+  h1 = new Float32Array(0); // [n, hidden]
+  h3 = new Float32Array(0); // [n, hidden]
+  scores = new Float32Array(0); // [seqLen] attention scores of one head
+
+  ensure(c: ModelConfig, n: number, capacity: number): void {
+    if (this.scores.length < capacity) this.scores = new Float32Array(capacity);
+    if (n <= this.rows) return;
+    const kv = kvDim(c);
+    this.rows = n;
+    this.x = new Float32Array(n * c.dim);
+    this.xb = new Float32Array(n * c.dim);
+    this.q = new Float32Array(n * c.dim);
+    this.k = new Float32Array(n * kv);
+    this.v = new Float32Array(n * kv);
+    this.att = new Float32Array(n * c.dim);
+    this.proj = new Float32Array(n * c.dim);
+    this.h1 = new Float32Array(n * c.hiddenDim);
+    this.h3 = new Float32Array(n * c.hiddenDim);
+  }
+}
+
+export class LlamaForward {
+  readonly config: ModelConfig;
+  private readonly scratch = new Scratch();
+  private readonly ropeCos: Float32Array; // [seqLen, headDim/2]
+  private readonly ropeSin: Float32Array;
+  private logitsBuf = new Float32Array(0);
+
+  constructor(readonly parts: ForwardParts) {
+    this.config = parts.config;
+    validateModelConfig(this.config);
+    [this.ropeCos, this.ropeSin] = ropeTables(this.config);
+  }
+
+  static fromWeights(weights: ModelWeights): LlamaForward {
+    return new LlamaForward(denseForwardParts(weights));
+  }
+
+  createCache(capacity = this.config.seqLen): KVCache {
+    if (!Number.isInteger(capacity) || capacity <= 0 || capacity > this.config.seqLen) {
+      throw new UltraSketchError(
+        ErrorCodes.BAD_ARGUMENT,
+        `KV cache capacity ${capacity} must be in 1..${this.config.seqLen} (the model's seq_len)`,
+      );
+    }
+    return new KVCache(this.config, capacity);
+  }
+
+  /**
+   * Run `tokens` at positions cache.length, cache.length+1, ... and append them to the cache.
+   * Returns logits: [n, vocab] for 'all', [vocab] for 'last' (the default), an empty array for 'none'.
+   * The returned array is reused by the next call; copy it to keep it.
+   */
+  forward(tokens: ArrayLike<number>, cache: KVCache, options: ForwardOptions = {}): Float32Array {
+    const c = this.config;
+    const n = tokens.length;
+    const start = cache.length;
+    if (n === 0) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'forward() needs at least one token');
+    if (start + n > cache.capacity) {
+      throw new UltraSketchError(
+        ErrorCodes.BAD_ARGUMENT,
+        `positions ${start}..${start + n - 1} exceed the KV cache capacity ${cache.capacity}`,
+        { hint: `the context is limited to ${cache.capacity} tokens; reset the session or shorten the input` },
+      );
+    }
+    const hooks = options.hooks;
+    const s = this.scratch;
+    s.ensure(c, n, cache.capacity);
+    const dim = c.dim;
+    const kv = kvDim(c);
+    const hidden = c.hiddenDim;
+    const { x, xb, q, k, v, att, proj, h1, h3 } = s;
+
+    for (let t = 0; t < n; t++) {
+      const token = tokens[t]!;
+      if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${c.vocabSize - 1}`);
+      }
+      x.set(this.parts.embedding.subarray(token * dim, (token + 1) * dim), t * dim);
+    }
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const lin = this.parts.layers[l]!;
+      rmsNormRows(xb, x, this.parts.attnNorm[l]!, n, dim, c.normEps);
+      this.linear(l, 'q', lin.q, xb, q, n, hooks);
+      this.linear(l, 'k', lin.k, xb, k, n, hooks);
+      this.linear(l, 'v', lin.v, xb, v, n, hooks);
+      for (let t = 0; t < n; t++) {
+        const pos = start + t;
+        this.rope(q, t * dim, dim, pos);
+        this.rope(k, t * kv, kv, pos);
+      }
+      cache.keys[l]!.set(k.subarray(0, n * kv), start * kv);
+      cache.values[l]!.set(v.subarray(0, n * kv), start * kv);
+      this.attention(l, cache, q, att, start, n);
+      this.linear(l, 'o', lin.o, att, proj, n, hooks);
+      for (let i = 0; i < n * dim; i++) x[i] = x[i]! + proj[i]!;
+
+      rmsNormRows(xb, x, this.parts.ffnNorm[l]!, n, dim, c.normEps);
+      this.linear(l, 'gate', lin.gate, xb, h1, n, hooks);
+      this.linear(l, 'up', lin.up, xb, h3, n, hooks);
+      for (let i = 0; i < n * hidden; i++) {
+        const g = h1[i]!;
+        // SwiGLU: silu(gate) * up, silu(g) = g * sigmoid(g)
+        h1[i] = (g / (1 + Math.exp(-g))) * h3[i]!;
+      }
+      this.linear(l, 'down', lin.down, h1, proj, n, hooks);
+      for (let i = 0; i < n * dim; i++) x[i] = x[i]! + proj[i]!;
+      hooks?.onLayerOutput?.(l, x, n);
+    }
+    cache.length = start + n;
+
+    const mode = options.logits ?? 'last';
+    if (mode === 'none') return new Float32Array(0);
+    const rows = mode === 'all' ? n : 1;
+    const firstRow = n - rows;
+    rmsNormRows(xb, x.subarray(firstRow * dim), this.parts.finalNorm, rows, dim, c.normEps);
+    if (this.logitsBuf.length < rows * c.vocabSize) this.logitsBuf = new Float32Array(rows * c.vocabSize);
+    const logits = this.logitsBuf.subarray(0, rows * c.vocabSize);
+    hooks?.onLinearInput?.(TensorNames.classifier, xb, rows, dim);
+    this.parts.classifier.apply(xb, logits, rows);
+    return logits;
+  }
+
+  private linear(
+    layer: number,
+    kind: LinearKind,
+    lin: Linear,
+    input: Float32Array,
+    output: Float32Array,
+    n: number,
+    hooks: ForwardHooks | undefined,
+  ): void {
+    hooks?.onLinearInput?.(TensorNames.linear(layer, kind), input, n, lin.inFeatures);
+    lin.apply(input, output, n);
+  }
+
+  /** Rotate every head of vec[offset .. offset+len) for position pos, in the config's RoPE layout. */
+  private rope(vec: Float32Array, offset: number, len: number, pos: number): void {
+    const hs = headDim(this.config);
+    const half = hs / 2;
+    const cos = this.ropeCos;
+    const sin = this.ropeSin;
+    const row = pos * half;
+    const pairs = this.config.ropeLayout === 'pairs';
+    for (let h = offset; h < offset + len; h += hs) {
+      for (let i = 0; i < half; i++) {
+        const a = pairs ? h + 2 * i : h + i;
+        const b = pairs ? a + 1 : a + half;
+        const fc = cos[row + i]!;
+        const fs = sin[row + i]!;
+        const v0 = vec[a]!;
+        const v1 = vec[b]!;
+        vec[a] = v0 * fc - v1 * fs;
+        vec[b] = v0 * fs + v1 * fc;
+      }
+    }
+  }
+
+  /** Causal multi-head attention with grouped KV heads for the n new positions. */
+  private attention(layer: number, cache: KVCache, q: Float32Array, out: Float32Array, start: number, n: number): void {
+    const c = this.config;
+    const hs = headDim(c);
+    const kv = kvDim(c);
+    const kvMul = c.nHeads / c.nKvHeads;
+    const keys = cache.keys[layer]!;
+    const values = cache.values[layer]!;
+    const scores = this.scratch.scores;
+    const scale = 1 / Math.sqrt(hs);
+    for (let t = 0; t < n; t++) {
+      const pos = start + t;
+      for (let h = 0; h < c.nHeads; h++) {
+        const qo = t * c.dim + h * hs;
+        const kvo = Math.floor(h / kvMul) * hs;
+        let max = -Infinity;
+        for (let p = 0; p <= pos; p++) {
+          const ko = p * kv + kvo;
+          let dot = 0;
+          for (let i = 0; i < hs; i++) dot += q[qo + i]! * keys[ko + i]!;
+          const sc = dot * scale;
+          scores[p] = sc;
+          if (sc > max) max = sc;
+        }
+        let sum = 0;
+        for (let p = 0; p <= pos; p++) {
+          const e = Math.exp(scores[p]! - max);
+          scores[p] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        const oo = t * c.dim + h * hs;
+        out.fill(0, oo, oo + hs);
+        for (let p = 0; p <= pos; p++) {
+          const a = scores[p]! * inv;
+          const vo = p * kv + kvo;
+          for (let i = 0; i < hs; i++) out[oo + i] = out[oo + i]! + a * values[vo + i]!;
+        }
+      }
+    }
+  }
+}
+
+/** out[t] = w ⊙ x[t] / sqrt(mean(x[t]²) + eps), row by row (llama2.c's rmsnorm). */
+export function rmsNormRows(
+  out: Float32Array,
+  x: Float32Array,
+  weight: Float32Array,
+  n: number,
+  dim: number,
+  eps: number,
+): void {
+  for (let t = 0; t < n; t++) {
+    const o = t * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = weight[i]! * (inv * x[o + i]!);
+  }
+}
+
+/**
+ * cos/sin of every (position, frequency) pair. Computed the way llama2.c computes them, in float32
+ * (frequency = 1 / theta^(2i/headSize), angle = pos · frequency, both rounded to float32), because at
+ * position 500 a float64 angle already differs from llama2.c's by ~3e-5 radians.
+ */
+function ropeTables(c: ModelConfig): [Float32Array, Float32Array] {
+  const hs = headDim(c);
+  const half = hs / 2;
+  const cos = new Float32Array(c.seqLen * half);
+  const sin = new Float32Array(c.seqLen * half);
+  const f = Math.fround;
+  for (let i = 0; i < half; i++) {
+    const freq = f(1 / f(Math.pow(c.ropeTheta, f((2 * i) / hs))));
+    for (let pos = 0; pos < c.seqLen; pos++) {
+      const angle = f(pos * freq);
+      cos[pos * half + i] = Math.cos(angle);
+      sin[pos * half + i] = Math.sin(angle);
+    }
+  }
+  return [cos, sin];
+}

@@ -1,0 +1,18 @@
+export { headDim, kvDim, validateModelConfig } from './config.js';
+export type { ModelConfig } from './config.js';
+export { LINEAR_KINDS, TensorNames, parseLinearName } from './names.js';
+export type { LinearKind } from './names.js';
+export {
+  linearShape,
+  expectedTensors,
+  parameterCount,
+  validateModelWeights,
+  modelFromLlama2c,
+} from './weights.js';
+export type { Tensor, ModelWeights } from './weights.js';
+export { DenseLinear, denseMatVec, denseMatMul } from './linear.js';
+export type { Linear } from './linear.js';
+export { KVCache, LlamaForward, denseForwardParts, rmsNormRows } from './forward.js';
+export type { ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';
+export { generateTokens } from './generate.js';
+export type { TokenPicker, GenerateOptions, GenerateStep } from './generate.js';
