@@ -1,0 +1,2 @@
+export { NodeSession } from './session.js';
+export type { SessionOptions, SessionGenerateOptions } from './session.js';
