@@ -16,3 +16,7 @@ export { KVCache, LlamaForward, denseForwardParts, rmsNormRows } from './forward
 export type { ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';
 export { generateTokens } from './generate.js';
 export type { TokenPicker, GenerateOptions, GenerateStep } from './generate.js';
+export { Tokenizer, StreamDecoder } from './tokenizer.js';
+export type { EncodeOptions, DecodeOptions } from './tokenizer.js';
+export { Sampler, argmax } from './sampling.js';
+export type { SamplerOptions } from './sampling.js';
