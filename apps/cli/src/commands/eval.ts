@@ -1,0 +1,142 @@
+import { basename } from 'node:path';
+import { parameterCount } from '@ultrasketch/model';
+import { type LoadedModel, evaluate, loadModel, readFileChecked } from '@ultrasketch/pipeline';
+import { NodeSession } from '@ultrasketch/runtime-node';
+import type { Command } from '../command.js';
+import { fmtInt, note, table, warn, writeJson } from '../io.js';
+import { Progress } from '../progress.js';
+import { tokenizerOption } from './generate.js';
+
+export const evalCommand: Command = {
+  name: 'eval',
+  summary: 'perplexity of a checkpoint on a text (and KL / top-1 agreement against a reference model)',
+  description:
+    'The llama2.c-documents protocol of docs/evaluation.md: the text is split into documents on blank lines, ' +
+    'each encoded with BOS, concatenated into one stream and cut into non-overlapping windows of --window ' +
+    'tokens (the remainder is dropped); each window runs from an empty KV cache and positions 1..W-1 are ' +
+    'scored. Prints the mean negative log-likelihood (nats) and perplexity = exp(mean NLL).\n\n' +
+    'With --reference, the reference model runs on the same windows and KL(P_reference || P_model) per ' +
+    'position and top-1 agreement are reported, together with the reference\'s own NLL and perplexity. ' +
+    'The reference uses the model\'s tokenizer.\n\n' +
+    'Evaluate on text the model was not calibrated or finetuned on (eval.txt, not calib.txt). ' +
+    'With --json stdout gets exactly one JSON object: {"meanNll", "perplexity", "windows", "predictedTokens", ' +
+    '"windowNll", "protocol", "window", "streamTokens", "model", "text", ...} (+ "kl", "top1", "reference" ' +
+    'with --reference).',
+  positionals: [{ name: 'checkpoint', description: 'the llama2.c checkpoint to evaluate' }],
+  options: [
+    { name: 'text', kind: 'path', valueName: 'FILE', required: true, description: 'evaluation text, documents separated by blank lines' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the model's seq_len", description: 'window length in tokens' },
+    { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
+    { name: 'reference', kind: 'path', valueName: 'CHECKPOINT', description: 'a float reference model to compare with on the same windows (KL, top-1)' },
+    { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },
+  ],
+  examples: [
+    'ultrasketch eval ../shared/models/stories3M/stories3M-q80.bin --text ../shared/data/tinystories/eval.txt --windows 16',
+    'ultrasketch eval model.bin --text ../shared/data/tinystories/eval.txt --reference ../shared/models/stories3M/stories3M-q80.bin --json',
+  ],
+
+  async run({ positionals, options }, io) {
+    const quiet = options.quiet === true;
+    const textPath = options.text as string;
+    if (basename(textPath) === 'calib.txt') {
+      warn(io, `evaluating on calibration text (${textPath}): the result says nothing about unseen text; use eval.txt`);
+    }
+    const model = loadModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
+    const refPath = options.reference as string | undefined;
+    // The reference scores the same token stream, so it uses the evaluated model's tokenizer.
+    const reference: LoadedModel | undefined = refPath
+      ? loadModel(refPath, { tokenizerPath: model.source.tokenizerPath })
+      : undefined;
+    const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
+
+    const session = NodeSession.fromWeights(model.weights);
+    const refSession = reference ? NodeSession.fromWeights(reference.weights) : undefined;
+    const windowsOpt = options.windows;
+    let progress: Progress | undefined;
+    const started = performance.now();
+    let result;
+    try {
+      result = await evaluate({
+        session,
+        tokenizer: model.tokenizer,
+        text,
+        textSource: textPath,
+        ...(options.window === undefined ? {} : { window: options.window as number }),
+        ...(windowsOpt === 'all' || windowsOpt === undefined ? {} : { windows: windowsOpt as number }),
+        ...(refSession ? { reference: refSession } : {}),
+        onProgress: (p) => {
+          progress ??= new Progress({
+            label: 'eval',
+            total: p.windowsTotal * (options.window === undefined ? model.weights.config.seqLen : (options.window as number)),
+            unit: 'tok',
+            quiet,
+            stream: io.stderr,
+          });
+          progress.update(p.tokensDone, `window ${p.windowsDone}/${p.windowsTotal}`);
+        },
+      });
+    } finally {
+      progress?.finish();
+      session.dispose();
+      refSession?.dispose();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    if (typeof windowsOpt === 'number' && windowsOpt > result.windows) {
+      note(io, quiet, `--windows ${windowsOpt}: the text has only ${result.windows} windows of ${result.window} tokens; evaluated all of them`);
+    }
+    const windowsAvailable = Math.floor(result.streamTokens / result.window);
+    const params = parameterCount(model.weights.config);
+    const scoredTokens = result.windows * result.window * (refSession ? 2 : 1);
+
+    if (options.json === true) {
+      writeJson(io, {
+        meanNll: result.meanNll,
+        perplexity: result.perplexity,
+        windows: result.windows,
+        predictedTokens: result.predictedTokens,
+        ...(result.kl === undefined ? {} : { kl: result.kl, top1: result.top1 }),
+        ...(result.reference && reference
+          ? { reference: { path: reference.source.path, sha256: reference.source.sha256, ...result.reference } }
+          : {}),
+        protocol: result.protocol,
+        window: result.window,
+        windowsAvailable,
+        streamTokens: result.streamTokens,
+        windowNll: result.windowNll,
+        model: {
+          path: model.source.path,
+          format: model.source.format,
+          sha256: model.source.sha256,
+          fileBytes: model.source.fileBytes,
+          parameters: params,
+          tokenizer: model.source.tokenizerPath,
+        },
+        text: { path: textPath, bytes: Buffer.byteLength(text, 'utf8') },
+        runtime: 'runtime-node (float32 CPU)',
+        seconds,
+        tokensPerSecond: scoredTokens / seconds,
+      });
+      return;
+    }
+    const rows: Array<[string, string]> = [
+      ['model', `${model.source.path} (${model.source.format}, ${fmtInt(params)} parameters)`],
+      ['text', `${textPath}: ${fmtInt(result.streamTokens)} tokens, protocol ${result.protocol}`],
+      [
+        'windows',
+        `${result.windows} of ${windowsAvailable} × ${result.window} tokens (${fmtInt(result.predictedTokens)} predicted)`,
+      ],
+      ['mean NLL', `${result.meanNll.toFixed(6)} nats`],
+      ['perplexity', result.perplexity.toFixed(4)],
+    ];
+    if (result.reference && reference) {
+      rows.push(
+        ['reference', `${reference.source.path}: mean NLL ${result.reference.meanNll.toFixed(6)}, perplexity ${result.reference.perplexity.toFixed(4)}`],
+        ['KL(ref||model)', `${result.kl!.toExponential(4)} nats per position`],
+        ['top-1 agree', `${(100 * result.top1!).toFixed(2)} %`],
+      );
+    }
+    io.stdout.write(`${table(rows)}\n`);
+    note(io, quiet, `eval: ${seconds.toFixed(1)} s, ${fmtInt(Math.round(scoredTokens / seconds))} tokens/s`);
+  },
+};

@@ -1,0 +1,99 @@
+import { loadModel } from '@ultrasketch/pipeline';
+import { NodeSession } from '@ultrasketch/runtime-node';
+import type { Command } from '../command.js';
+import { note, writeJson } from '../io.js';
+import { Progress } from '../progress.js';
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'generate text from a llama2.c checkpoint, streamed to stdout',
+  description:
+    'Runs the model from BOS (and the prompt, if any) for --steps positions, feeding back sampled tokens, ' +
+    "exactly as llama2.c's run.c does: the prompt is encoded with BOS, generation stops after --steps positions " +
+    '(at most the model\'s seq_len) or when the model produces BOS. Text is printed as it is produced; a stats ' +
+    'line (tokens/s) follows on stderr.\n\n' +
+    'Without --seed the seed is taken from the clock and printed on stderr, so any run can be repeated. ' +
+    '--temperature 0 is greedy decoding (argmax) and needs no seed.\n\n' +
+    'With --json nothing is streamed; stdout gets exactly one JSON object: {"tokens": [the token fed at each ' +
+    'position, starting with BOS], "text": "...", "seed", "temperature", "topP", "steps", "seconds", ' +
+    '"tokensPerSecond"}.',
+  positionals: [{ name: 'checkpoint', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8)' }],
+  options: [
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    { name: 'prompt', kind: 'string', valueName: 'TEXT', default: '', defaultText: 'none, start from BOS alone', description: 'text to start from (encoded with BOS, llama2.c style)' },
+    { name: 'steps', kind: 'int', valueName: 'N', default: 256, min: 1, description: "positions to run, prompt included; capped at the model's seq_len" },
+    { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },
+    { name: 'top-p', kind: 'number', valueName: 'P', default: 0.9, min: 0, max: 1, description: 'nucleus sampling threshold in (0, 1]; 1 samples from the whole distribution' },
+    { name: 'seed', kind: 'int', valueName: 'S', min: 0, defaultText: 'time-based, printed on stderr', description: 'random seed for sampling' },
+    { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },
+  ],
+  examples: [
+    'ultrasketch generate ../shared/models/stories3M/stories3M-q80.bin --prompt "Once upon a time" --steps 128 --seed 42',
+    'ultrasketch generate ../shared/models/stories260K/stories260K.bin --temperature 0 --json',
+  ],
+
+  async run({ positionals, options }, io) {
+    const quiet = options.quiet === true;
+    const json = options.json === true;
+    const model = loadModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
+    const { config } = model.weights;
+    const temperature = options.temperature as number;
+    const topP = options['top-p'] as number;
+    const seed = options.seed === undefined ? Date.now() : (options.seed as number);
+    if (options.seed === undefined && temperature > 0) {
+      note(io, quiet, `seed ${seed} (repeat this run with --seed ${seed})`);
+    }
+    let steps = options.steps as number;
+    if (steps > config.seqLen) {
+      note(io, quiet, `--steps ${steps} is more than the model's seq_len; running ${config.seqLen} positions`);
+      steps = config.seqLen;
+    }
+    const promptTokens = model.tokenizer.encode(options.prompt as string, { bos: true, eos: false });
+    if (promptTokens.length > steps) {
+      note(io, quiet, `the prompt has ${promptTokens.length} tokens (BOS included), more than --steps ${steps}; only the first ${steps} are run`);
+    }
+
+    const session = NodeSession.fromWeights(model.weights);
+    const decoder = model.tokenizer.createStreamDecoder();
+    const progress = new Progress({ label: 'generate', total: steps, unit: 'tok', quiet: quiet || !json, stream: io.stderr });
+    const tokens: number[] = [];
+    let text = '';
+    const started = performance.now();
+    try {
+      for await (const step of session.generate(promptTokens, { steps, temperature, topP, seed })) {
+        tokens.push(step.token);
+        // llama2.c prints the piece of the token that follows each position (the prompt's own tokens
+        // included), and stops before printing the BOS that ends a story.
+        if (step.next !== model.tokenizer.bosId) {
+          const piece = decoder.push(step.next);
+          text += piece;
+          if (!json && piece !== '') io.stdout.write(piece);
+        }
+        progress.update(tokens.length);
+      }
+    } finally {
+      session.dispose();
+    }
+    const tail = decoder.flush();
+    text += tail;
+    const seconds = (performance.now() - started) / 1000;
+    progress.finish();
+    const tokensPerSecond = tokens.length / seconds;
+    if (json) {
+      writeJson(io, { tokens, text, seed, temperature, topP, steps, seconds, tokensPerSecond });
+    } else {
+      io.stdout.write(`${tail}\n`);
+    }
+    note(
+      io,
+      quiet,
+      `generate: ${tokens.length} positions (${Math.min(promptTokens.length, tokens.length)} from the prompt) in ${seconds.toFixed(2)} s, ` +
+        `${tokensPerSecond.toFixed(1)} tokens/s` +
+        (temperature > 0 ? `, seed ${seed}` : ', greedy'),
+    );
+  },
+};
+
+export function tokenizerOption(value: unknown): { tokenizerPath?: string } {
+  return typeof value === 'string' ? { tokenizerPath: value } : {};
+}
