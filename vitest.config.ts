@@ -10,6 +10,7 @@ export default defineConfig({
     alias: {
       '@ultrasketch/core': pkg('packages/core'),
       '@ultrasketch/format': pkg('packages/format'),
+      '@ultrasketch/baselines': pkg('packages/baselines'),
       '@ultrasketch/model': pkg('packages/model'),
       '@ultrasketch/runtime-node': pkg('packages/runtime-node'),
       '@ultrasketch/pipeline': pkg('packages/pipeline'),

@@ -44,6 +44,10 @@ export const ErrorCodes = {
   CHECKSUM: 'E_CHECKSUM',
   /** The file is of a kind we recognise but cannot use for this operation. */
   UNSUPPORTED: 'E_UNSUPPORTED',
+  /** A codec id (or id + version) that no registered codec has. */
+  UNKNOWN_CODEC: 'E_UNKNOWN_CODEC',
+  /** A compression target that cannot be met (bit budget too small for the codec's fixed costs, ...). */
+  INFEASIBLE_BUDGET: 'E_INFEASIBLE_BUDGET',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

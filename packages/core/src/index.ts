@@ -14,3 +14,18 @@ export {
 } from './dtypes.js';
 export type { DType } from './dtypes.js';
 export { Rng } from './rng.js';
+export {
+  registerCodec,
+  getCodec,
+  listCodecs,
+  f16Tensor,
+  f16BitsTensor,
+  u8Tensor,
+  f16BitsOf,
+  f16ValuesOf,
+  expectStored,
+  storedBits,
+  badOption,
+} from './codec.js';
+export type { Codec, CodecContext, CodecParams, StoredTensor, BitCount } from './codec.js';
+export { packCodes, readCode, unpackCodes, packedBytes } from './bits.js';
