@@ -15,9 +15,27 @@ import { type ModelWeights, validateModelWeights } from './weights.js';
 
 export type LayerLinears = Record<LinearKind, Linear>;
 
+/** Token embedding lookup; compressed runtimes decode one row from their codec's parameters. */
+export interface EmbeddingTable {
+  /** Write the embedding row of `token` (dim values) into out[offset ..]. */
+  lookup(token: number, out: Float32Array, offset: number): void;
+}
+
+/** A dense float32 embedding matrix [vocab, dim]. */
+export class DenseEmbedding implements EmbeddingTable {
+  constructor(
+    readonly table: Float32Array,
+    readonly dim: number,
+  ) {}
+
+  lookup(token: number, out: Float32Array, offset: number): void {
+    out.set(this.table.subarray(token * this.dim, (token + 1) * this.dim), offset);
+  }
+}
+
 export interface ForwardParts {
   config: ModelConfig;
-  embedding: Float32Array; // [vocab, dim]
+  embedding: EmbeddingTable;
   attnNorm: Float32Array[]; // L × [dim]
   ffnNorm: Float32Array[]; // L × [dim]
   finalNorm: Float32Array; // [dim]
@@ -79,7 +97,7 @@ export function denseForwardParts(weights: ModelWeights): ForwardParts {
   const embedding = get(TensorNames.embedding).data;
   return {
     config: c,
-    embedding,
+    embedding: new DenseEmbedding(embedding, c.dim),
     attnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.attnNorm(l)).data),
     ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
     finalNorm: get(TensorNames.finalNorm).data,
@@ -178,7 +196,7 @@ export class LlamaForward {
       if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) {
         throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${c.vocabSize - 1}`);
       }
-      x.set(this.parts.embedding.subarray(token * dim, (token + 1) * dim), t * dim);
+      this.parts.embedding.lookup(token, x, t * dim);
     }
 
     for (let l = 0; l < c.nLayers; l++) {
