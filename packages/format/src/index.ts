@@ -1,5 +1,7 @@
 export { LIMITS } from './limits.js';
+export type { Limits } from './limits.js';
 export { ByteReader } from './byteReader.js';
+export { ByteWriter } from './byteWriter.js';
 export {
   LLAMA2C_MAGIC,
   LLAMA2C_V2_HEADER_BYTES,
@@ -8,7 +10,23 @@ export {
   v2FileBytes,
   isLlama2cVersioned,
   readLlama2cCheckpoint,
+  validateLlama2cConfig,
 } from './llama2c.js';
 export type { Llama2cConfig, Llama2cWeights, Llama2cLayout, Llama2cCheckpoint } from './llama2c.js';
+export { writeLlama2cLegacy, writeLlama2cV2, quantizeQ80 } from './llama2cWriter.js';
+export type { Q80Tensor } from './llama2cWriter.js';
 export { readLlama2cTokenizer } from './llama2cTokenizer.js';
 export type { Llama2cTokenizerFile } from './llama2cTokenizer.js';
+export {
+  readSafetensors,
+  writeSafetensors,
+  getSafetensorsTensor,
+  getSafetensorsFloat32,
+  tensorDataToFloat32,
+} from './safetensors.js';
+export type {
+  SafetensorsTensor,
+  SafetensorsFile,
+  SafetensorsLimits,
+  SafetensorsTensorInput,
+} from './safetensors.js';

@@ -20,12 +20,18 @@ export const LIMITS = {
   maxTokenBytes: 1 << 16,
   /** Largest safetensors JSON header, in bytes (the reference implementation uses 100 MB). */
   maxSafetensorsHeaderBytes: 100 * 1024 * 1024,
-  /** Most tensors in one safetensors file. */
+  /** Most tensors in one safetensors file (bounds the per-tensor work and the Map we build). */
   maxTensorCount: 1 << 20,
   /** Most dimensions of one tensor. */
   maxTensorRank: 8,
-  /** Largest single dimension of a tensor. */
-  maxTensorDim: 1 << 31,
+  /**
+   * Largest single dimension of a tensor. (Written as 2 ** 31, not 1 << 31: in JavaScript the shift
+   * gives -2147483648, which would reject every tensor.)
+   */
+  maxTensorDim: 2 ** 31,
   /** Largest tensor, in elements. */
   maxTensorElements: 2 ** 40,
 } as const;
+
+/** The limits as plain numbers, so a caller (or a test) can pass tighter ones to a reader. */
+export type Limits = { readonly [K in keyof typeof LIMITS]: number };

@@ -80,8 +80,11 @@ function bad(source: string, code: (typeof ErrorCodes)[keyof typeof ErrorCodes],
   throw new UltraSketchError(code, problem, { source, hint: hint ?? 'this is not a valid llama2.c checkpoint' });
 }
 
-/** Validate the seven header integers; every later size computation relies on this. */
-function validateConfig(c: Llama2cConfig, source: string): void {
+/**
+ * Validate the seven header integers; every later size computation relies on this. Exported so the
+ * writer refuses exactly the configs the reader would refuse.
+ */
+export function validateLlama2cConfig(c: Llama2cConfig, source: string): void {
   const check = (name: string, v: number, max: number) => {
     if (!Number.isInteger(v) || v <= 0 || v > max) {
       bad(source, ErrorCodes.BAD_DIMENSION, `header field ${name} = ${v} is outside 1..${max}`);
@@ -189,7 +192,7 @@ function readLegacy(bytes: Uint8Array, source: string): Llama2cCheckpoint {
   const h = readHeaderInts(r);
   // A negative vocab_size is the legacy layout's way of saying "a separate classifier follows".
   const config: Llama2cConfig = { ...h, vocabSize: Math.abs(h.vocabSize), sharedClassifier: h.vocabSize > 0 };
-  validateConfig(config, source);
+  validateLlama2cConfig(config, source);
   checkExactSize(bytes, legacyFileBytes(config), source, 'legacy llama2.c');
   const s = llama2cShapes(config);
   const L = config.nLayers;
@@ -230,16 +233,18 @@ function readVersioned(bytes: Uint8Array, source: string): Llama2cCheckpoint {
   if (shared > 1) bad(source, ErrorCodes.BAD_HEADER, `shared_classifier byte is ${shared}, expected 0 or 1`);
   const groupSize = r.i32('group_size');
   const config: Llama2cConfig = { ...h, sharedClassifier: shared === 1 };
-  validateConfig(config, source);
+  validateLlama2cConfig(config, source);
   if (!Number.isInteger(groupSize) || groupSize <= 0 || groupSize > LIMITS.maxGroupSize) {
     bad(source, ErrorCodes.BAD_DIMENSION, `group_size ${groupSize} is outside 1..${LIMITS.maxGroupSize}`);
   }
-  const s = llama2cShapes(config);
-  for (const [name, n] of Object.entries({ dim: config.dim, hidden_dim: config.hiddenDim, kv_dim: s.kvDim })) {
-    if (n % groupSize !== 0) {
-      bad(source, ErrorCodes.BAD_DIMENSION, `${name} ${n} is not a multiple of group_size ${groupSize}`);
-    }
+  // Groups run over each tensor flattened, and every tensor has `dim` as a factor of its element count,
+  // so `dim % group_size === 0` is exactly what makes every tensor a whole number of groups (it is also
+  // the only condition llama2.c's export.py enforces). Requiring hidden_dim or kv_dim to be multiples
+  // too would reject valid files.
+  if (config.dim % groupSize !== 0) {
+    bad(source, ErrorCodes.BAD_DIMENSION, `dim ${config.dim} is not a multiple of group_size ${groupSize}`);
   }
+  const s = llama2cShapes(config);
   checkExactSize(bytes, v2FileBytes(config, groupSize), source, 'version-2 llama2.c');
   r.offset = LLAMA2C_V2_HEADER_BYTES;
   const L = config.nLayers;
