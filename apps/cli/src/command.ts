@@ -116,7 +116,11 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandInput & {
       options[o.name] = o.default;
       continue;
     }
-    options[o.name] = typeof raw === 'boolean' ? raw : convertValue(o, raw);
+    try {
+      options[o.name] = typeof raw === 'boolean' ? raw : convertValue(o, raw);
+    } catch (err) {
+      throw err instanceof UsageError ? new UsageError(err.message, cmd.name) : err;
+    }
   }
   return { positionals, options, help: false };
 }

@@ -76,11 +76,14 @@ export const evalCommand: Command = {
           progress.update(p.tokensDone, `window ${p.windowsDone}/${p.windowsTotal}`);
         },
       });
+    } catch (err) {
+      progress?.clear();
+      throw err;
     } finally {
-      progress?.finish();
       session.dispose();
       refSession?.dispose();
     }
+    progress?.finish();
     const seconds = (performance.now() - started) / 1000;
     if (typeof windowsOpt === 'number' && windowsOpt > result.windows) {
       note(io, quiet, `--windows ${windowsOpt}: the text has only ${result.windows} windows of ${result.window} tokens; evaluated all of them`);

@@ -40,9 +40,6 @@ export const generateCommand: Command = {
     const temperature = options.temperature as number;
     const topP = options['top-p'] as number;
     const seed = options.seed === undefined ? Date.now() : (options.seed as number);
-    if (options.seed === undefined && temperature > 0) {
-      note(io, quiet, `seed ${seed} (repeat this run with --seed ${seed})`);
-    }
     let steps = options.steps as number;
     if (steps > config.seqLen) {
       note(io, quiet, `--steps ${steps} is more than the model's seq_len; running ${config.seqLen} positions`);
@@ -58,9 +55,15 @@ export const generateCommand: Command = {
     const progress = new Progress({ label: 'generate', total: steps, unit: 'tok', quiet: quiet || !json, stream: io.stderr });
     const tokens: number[] = [];
     let text = '';
-    const started = performance.now();
+    let started = 0;
     try {
-      for await (const step of session.generate(promptTokens, { steps, temperature, topP, seed })) {
+      // Creating the generator validates the sampling options, before anything is printed.
+      const run = session.generate(promptTokens, { steps, temperature, topP, seed });
+      if (options.seed === undefined && temperature > 0) {
+        note(io, quiet, `seed ${seed} (repeat this run with --seed ${seed})`);
+      }
+      started = performance.now();
+      for await (const step of run) {
         tokens.push(step.token);
         // llama2.c prints the piece of the token that follows each position (the prompt's own tokens
         // included), and stops before printing the BOS that ends a story.
@@ -71,6 +74,9 @@ export const generateCommand: Command = {
         }
         progress.update(tokens.length);
       }
+    } catch (err) {
+      progress.clear();
+      throw err;
     } finally {
       session.dispose();
     }
