@@ -30,3 +30,6 @@ export type {
   SafetensorsLimits,
   SafetensorsTensorInput,
 } from './safetensors.js';
+export { crc32, crc32Tag } from './crc32.js';
+export { USK_FORMAT, USK_FORMAT_VERSION, USK_TOKENIZER_TENSOR, writeBundle, readBundle } from './bundle.js';
+export type { Bundle, BundleInput, BundleWeight, BundleWeightEntry, BundleWeightInput, ReadBundleOptions } from './bundle.js';

@@ -1,0 +1,256 @@
+import {
+  type CodecParams,
+  ErrorCodes,
+  type StoredTensor,
+  UltraSketchError,
+  getCodec,
+} from '@ultrasketch/core';
+import { crc32Tag } from './crc32.js';
+import { LIMITS } from './limits.js';
+import { type SafetensorsFile, type SafetensorsTensorInput, readSafetensors, writeSafetensors } from './safetensors.js';
+
+/**
+ * The `.usk` bundle: one self-describing file holding a compressed model. It IS a safetensors file, so any
+ * safetensors reader can open it; UltraSketch's own structure lives in tensor names and `__metadata__`:
+ *
+ * tensors
+ * - `<weight name>.<component>` — the stored parameters of each 2-D weight (linears, embedding, untied
+ *   classifier), as its codec's `toTensors` produced them (e.g. `...q_proj.weight.codes`);
+ * - `<vector name>` — 1-D float tensors kept as F32 (RMSNorm weights), under their canonical names;
+ * - `tokenizer.llama2c` — the tokenizer file's bytes (U8), so a bundle needs nothing else to run.
+ *
+ * `__metadata__` (string → string; structured values are JSON text)
+ * - `format` = "ultrasketch.usk", `format_version` = "1";
+ * - `model_config`: the model config (JSON);
+ * - `tokenizer`: {"kind": "llama2c", "tensor": "tokenizer.llama2c"};
+ * - `weights`: {name: {codec, version, options, seed, rows, cols}} for every 2-D weight;
+ * - `vectors`: [names of the 1-D tensors];
+ * - `checksums`: {tensor name: "crc32:xxxxxxxx"} for EVERY tensor, verified on load unless skipped;
+ * - `provenance`, `accounting`, `quality` (and any other `extra` sections): JSON objects for reports.
+ *
+ * Nothing time-dependent is written, so the same inputs give a byte-identical file.
+ */
+
+export const USK_FORMAT = 'ultrasketch.usk';
+export const USK_FORMAT_VERSION = 1;
+export const USK_TOKENIZER_TENSOR = 'tokenizer.llama2c';
+
+export interface BundleWeightEntry {
+  codec: string;
+  version: number;
+  /** The codec's resolved options (JSON). */
+  options: unknown;
+  seed: number;
+  rows: number;
+  cols: number;
+}
+
+export interface BundleWeightInput {
+  entry: BundleWeightEntry;
+  tensors: Record<string, StoredTensor>;
+}
+
+export interface BundleInput {
+  config: Record<string, unknown>;
+  tokenizer: { kind: 'llama2c'; bytes: Uint8Array };
+  weights: Map<string, BundleWeightInput>;
+  vectors: Map<string, Float32Array>;
+  /** Further JSON sections: provenance, accounting, quality, training, ... */
+  sections?: Record<string, unknown>;
+}
+
+export interface BundleWeight {
+  entry: BundleWeightEntry;
+  /** Codec parameters, validated by the codec against (rows, cols, options). */
+  params: CodecParams;
+}
+
+export interface Bundle {
+  formatVersion: number;
+  config: Record<string, unknown>;
+  tokenizer: { kind: 'llama2c'; bytes: Uint8Array };
+  weights: Map<string, BundleWeight>;
+  vectors: Map<string, Float32Array>;
+  sections: Record<string, unknown>;
+  /** The safetensors view underneath (tensor bytes, header size). */
+  file: SafetensorsFile;
+}
+
+const RESERVED_KEYS = ['format', 'format_version', 'model_config', 'tokenizer', 'weights', 'vectors', 'checksums'];
+
+export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
+  const tensors: SafetensorsTensorInput[] = [];
+  const entries: Record<string, BundleWeightEntry> = {};
+  for (const [name, w] of input.weights) {
+    entries[name] = w.entry;
+    for (const [component, t] of Object.entries(w.tensors)) {
+      if (component.includes('.')) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec component name "${component}" must not contain "."`, {
+          source: name,
+        });
+      }
+      tensors.push({ name: `${name}.${component}`, dtype: t.dtype, shape: t.shape, data: t.data });
+    }
+  }
+  for (const [name, v] of input.vectors) tensors.push({ name, dtype: 'F32', shape: [v.length], data: v });
+  tensors.push({ name: USK_TOKENIZER_TENSOR, dtype: 'U8', shape: [input.tokenizer.bytes.length], data: input.tokenizer.bytes });
+
+  const checksums: Record<string, string> = {};
+  for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    checksums[t.name] = crc32Tag(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  const metadata: Record<string, string> = {
+    format: USK_FORMAT,
+    format_version: String(USK_FORMAT_VERSION),
+    model_config: JSON.stringify(input.config),
+    tokenizer: JSON.stringify({ kind: input.tokenizer.kind, tensor: USK_TOKENIZER_TENSOR }),
+    weights: JSON.stringify(entries),
+    vectors: JSON.stringify([...input.vectors.keys()]),
+    checksums: JSON.stringify(checksums),
+  };
+  for (const [key, value] of Object.entries(input.sections ?? {})) {
+    if (RESERVED_KEYS.includes(key)) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `bundle section name "${key}" is reserved`);
+    }
+    metadata[key] = JSON.stringify(value);
+  }
+  return writeSafetensors(tensors, metadata);
+}
+
+export interface ReadBundleOptions {
+  /** Verify every tensor's CRC-32 (default true). Skipping saves a pass over the file. */
+  verifyChecksums?: boolean;
+}
+
+/**
+ * Read and validate a bundle: the safetensors layer's limits, then the metadata's structure, then every
+ * checksum, then each weight's codec (known id and version, valid options, tensors consistent with the
+ * shape). Any failure is a typed error naming the file and the problem.
+ */
+export function readBundle(bytes: Uint8Array, source = '<bundle>', options: ReadBundleOptions = {}): Bundle {
+  const file = readSafetensors(bytes, source);
+  const meta = file.metadata;
+  const bad = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], problem: string, hint = 'the bundle is corrupt or not an UltraSketch bundle'): never => {
+    throw new UltraSketchError(code, problem, { source, hint });
+  };
+  if (meta.format !== USK_FORMAT) {
+    bad(ErrorCodes.BAD_MAGIC, `not an UltraSketch bundle (metadata "format" is ${JSON.stringify(meta.format ?? null)})`, 'this is a plain safetensors file; compress a model with `ultrasketch compress` to make a bundle');
+  }
+  const formatVersion = Number(meta.format_version);
+  if (formatVersion !== USK_FORMAT_VERSION) {
+    bad(ErrorCodes.BAD_VERSION, `bundle format version ${meta.format_version} is not supported (this build reads ${USK_FORMAT_VERSION})`, 'use the UltraSketch version that wrote it');
+  }
+  const json = (key: string): unknown => {
+    const text = meta[key];
+    if (text === undefined) bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is missing`);
+    try {
+      return JSON.parse(text!);
+    } catch {
+      return bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is not valid JSON`);
+    }
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+  const config = json('model_config');
+  if (!isObject(config)) bad(ErrorCodes.BAD_HEADER, 'metadata "model_config" is not an object');
+  const tok = json('tokenizer');
+  if (!isObject(tok) || tok.kind !== 'llama2c' || tok.tensor !== USK_TOKENIZER_TENSOR) {
+    bad(ErrorCodes.BAD_HEADER, 'metadata "tokenizer" must be {"kind": "llama2c", "tensor": "tokenizer.llama2c"}');
+  }
+  const checksums = json('checksums');
+  if (!isObject(checksums)) bad(ErrorCodes.BAD_HEADER, 'metadata "checksums" is not an object');
+  const entries = json('weights');
+  if (!isObject(entries)) bad(ErrorCodes.BAD_HEADER, 'metadata "weights" is not an object');
+  const vectorNames = json('vectors');
+  if (!Array.isArray(vectorNames) || vectorNames.some((v) => typeof v !== 'string')) {
+    bad(ErrorCodes.BAD_HEADER, 'metadata "vectors" is not a list of names');
+  }
+
+  // Every tensor must carry a checksum, and every checksum must name a tensor.
+  const claimed = new Set(Object.keys(checksums as object));
+  for (const name of file.tensors.keys()) {
+    if (!claimed.has(name)) bad(ErrorCodes.BAD_HEADER, `tensor "${name}" has no checksum in the metadata`);
+  }
+  for (const name of claimed) {
+    if (!file.tensors.has(name)) bad(ErrorCodes.MISSING_TENSOR, `tensor "${name}" is listed in the checksums but missing`);
+  }
+  if (options.verifyChecksums ?? true) {
+    for (const [name, t] of file.tensors) {
+      if (crc32Tag(t.data) !== (checksums as Record<string, unknown>)[name]) {
+        bad(ErrorCodes.CHECKSUM, `checksum mismatch in tensor "${name}": its bytes changed after the bundle was written`, 'the file is corrupt; re-create or re-copy it');
+      }
+    }
+  }
+
+  const used = new Set<string>([USK_TOKENIZER_TENSOR]);
+  const tokTensor = file.tensors.get(USK_TOKENIZER_TENSOR);
+  if (!tokTensor || tokTensor.dtype !== 'U8') bad(ErrorCodes.MISSING_TENSOR, `tensor "${USK_TOKENIZER_TENSOR}" (U8) is missing`);
+
+  const vectors = new Map<string, Float32Array>();
+  for (const name of vectorNames as string[]) {
+    const t = file.tensors.get(name);
+    if (!t || t.dtype !== 'F32' || t.shape.length !== 1) bad(ErrorCodes.MISSING_TENSOR, `vector "${name}" (F32, 1-D) is missing`);
+    const v = new Float32Array(t!.shape[0]!);
+    new Uint8Array(v.buffer).set(t!.data);
+    vectors.set(name, v);
+    used.add(name);
+  }
+
+  // Group component tensors by weight: "<weight>.<component>", component without dots.
+  const byWeight = new Map<string, Record<string, StoredTensor>>();
+  for (const [name, t] of file.tensors) {
+    if (used.has(name)) continue;
+    const dot = name.lastIndexOf('.');
+    const weight = name.slice(0, dot);
+    if (dot <= 0 || !Object.prototype.hasOwnProperty.call(entries, weight)) {
+      bad(ErrorCodes.BAD_HEADER, `tensor "${name}" is not described by the bundle's metadata`);
+    }
+    const group = byWeight.get(weight) ?? {};
+    group[name.slice(dot + 1)] = t;
+    byWeight.set(weight, group);
+  }
+
+  const weights = new Map<string, BundleWeight>();
+  for (const [name, raw] of Object.entries(entries as Record<string, unknown>)) {
+    const where = `${source} (${name})`;
+    if (!isObject(raw)) bad(ErrorCodes.BAD_HEADER, `weight entry "${name}" is not an object`);
+    const e = raw as Record<string, unknown>;
+    const dims = [e.rows, e.cols];
+    if (dims.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d <= 0 || d > LIMITS.maxTensorDim)) {
+      bad(ErrorCodes.BAD_DIMENSION, `weight "${name}" has invalid shape ${JSON.stringify(dims)}`);
+    }
+    if (typeof e.codec !== 'string' || typeof e.version !== 'number' || typeof e.seed !== 'number' || !isObject(e.options)) {
+      bad(ErrorCodes.BAD_HEADER, `weight entry "${name}" needs string codec, number version and seed, object options`);
+    }
+    const codec = getCodec(e.codec as string, e.version as number, where);
+    const resolved = codec.resolveOptions(e.options as Record<string, unknown>);
+    const tensors = byWeight.get(name) ?? {};
+    const params = codec.fromTensors(tensors, e.rows as number, e.cols as number, resolved, where);
+    const expected = Object.keys(codec.toTensors(params)).sort().join(',');
+    const present = Object.keys(tensors).sort().join(',');
+    if (expected !== present) {
+      bad(ErrorCodes.BAD_HEADER, `weight "${name}" has tensors [${present}], codec ${e.codec} stores [${expected}]`);
+    }
+    const entry: BundleWeightEntry = {
+      codec: e.codec as string,
+      version: e.version as number,
+      options: resolved,
+      seed: e.seed as number,
+      rows: e.rows as number,
+      cols: e.cols as number,
+    };
+    weights.set(name, { entry, params });
+  }
+
+  const sections: Record<string, unknown> = {};
+  for (const key of Object.keys(meta)) if (!RESERVED_KEYS.includes(key)) sections[key] = json(key);
+  return {
+    formatVersion,
+    config: config as Record<string, unknown>,
+    tokenizer: { kind: 'llama2c', bytes: tokTensor!.data },
+    weights,
+    vectors,
+    sections,
+    file,
+  };
+}
