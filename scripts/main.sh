@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The main job, from a fresh machine: install everything, build, then generate from and evaluate a model.
+#
+#   bash scripts/main.sh                         # ../shared/models/stories3M, first 16 evaluation windows
+#   bash scripts/main.sh --windows all           # every window of the evaluation text
+#   bash scripts/main.sh --model path/to/model.bin [--tokenizer path/to/tokenizer.bin]
+#
+# Needs only Node.js >= 20.19 with npm; installs the pinned pnpm when it is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/setup.sh
+
+DEFAULT_MODEL=../shared/models/stories3M
+MODEL=$DEFAULT_MODEL
+TOKENIZER=
+TEXT=../shared/data/tinystories/eval.txt
+WINDOWS=16
+STEPS=256
+PROMPT="Once upon a time"
+SEED=42
+INSTALL=1
+
+usage() {
+  cat <<USAGE
+Usage: bash scripts/main.sh [options]
+
+Installs pnpm (if missing) and the dependencies, builds every package, then runs the main job:
+generate text from the model, then evaluate its perplexity on the evaluation text.
+
+Options:
+  --model PATH       llama2.c checkpoint, or a directory holding one (default: $DEFAULT_MODEL)
+  --tokenizer FILE   its tokenizer (default: the tok*.bin / tokenizer.bin next to the checkpoint)
+  --text FILE        evaluation text (default: $TEXT)
+  --windows N|all    evaluate the first N windows, or all of them (default: $WINDOWS)
+  --steps N          positions to generate (default: $STEPS)
+  --prompt TEXT      prompt for generation (default: "$PROMPT")
+  --seed S           sampling seed (default: $SEED)
+  --no-install       skip pnpm install and the build (they are quick when nothing changed)
+  -h, --help         show this help
+USAGE
+}
+
+need_value() { [ $# -ge 2 ] || { printf 'error: %s needs a value\n' "$1" >&2; usage >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) need_value "$@"; MODEL=$2; shift 2 ;;
+    --tokenizer) need_value "$@"; TOKENIZER=$2; shift 2 ;;
+    --text) need_value "$@"; TEXT=$2; shift 2 ;;
+    --windows) need_value "$@"; WINDOWS=$2; shift 2 ;;
+    --steps) need_value "$@"; STEPS=$2; shift 2 ;;
+    --prompt) need_value "$@"; PROMPT=$2; shift 2 ;;
+    --seed) need_value "$@"; SEED=$2; shift 2 ;;
+    --no-install) INSTALL=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) printf 'error: unknown option %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+# Find the model before spending time on the install, and say exactly what to do when it is not there.
+if [ ! -e "$MODEL" ]; then
+  if [ "$MODEL" = "$DEFAULT_MODEL" ]; then
+    die "the default model $DEFAULT_MODEL is not here (it comes with the project's shared data, next to this repository).
+Pass a llama2.c checkpoint of your own with --model:
+  bash scripts/main.sh --model path/to/model.bin [--tokenizer path/to/tokenizer.bin]"
+  fi
+  die "--model $MODEL: no such file or directory"
+fi
+CHECKPOINT=$MODEL
+if [ -d "$MODEL" ]; then
+  mapfile -t found < <(find "$MODEL" -maxdepth 1 -type f -name '*.bin' ! -name 'tok*.bin' ! -name 'tokenizer.bin' | sort)
+  [ "${#found[@]}" -eq 1 ] || die "--model $MODEL: expected exactly one checkpoint (*.bin other than tok*.bin) in the directory, found ${#found[@]}; pass the file itself with --model"
+  CHECKPOINT=${found[0]}
+fi
+[ -f "$TEXT" ] || die "the evaluation text $TEXT is not here; pass a text file (documents separated by blank lines) with --text FILE"
+
+require_node
+if [ "$INSTALL" = 1 ]; then
+  ensure_pnpm
+  install_and_build
+elif [ ! -f apps/cli/dist/cli.js ]; then
+  die "--no-install, but the CLI is not built (apps/cli/dist/cli.js); run without --no-install"
+fi
+
+TOK_ARGS=()
+[ -z "$TOKENIZER" ] || TOK_ARGS=(--tokenizer "$TOKENIZER")
+ultrasketch() {
+  # The same as `pnpm -s ultrasketch ...` from the repository root.
+  printf '\033[1m$ ultrasketch' >&2
+  printf ' %q' "$@" >&2
+  printf '\033[0m\n' >&2
+  node apps/cli/dist/cli.js "$@"
+}
+
+ultrasketch inspect "$CHECKPOINT"
+echo
+ultrasketch generate "$CHECKPOINT" "${TOK_ARGS[@]}" --prompt "$PROMPT" --steps "$STEPS" --seed "$SEED"
+echo
+ultrasketch eval "$CHECKPOINT" "${TOK_ARGS[@]}" --text "$TEXT" --windows "$WINDOWS"
+
+# What llama2.c's own C implementation measures on the default model (../shared/reference/README.md).
+if [ "$CHECKPOINT" = "$DEFAULT_MODEL/stories3M-q80.bin" ] && [ "$TEXT" = ../shared/data/tinystories/eval.txt ]; then
+  case "$WINDOWS" in
+    16) echo "llama2.c reference, first 16 windows: mean NLL 1.724090, perplexity 5.6074" ;;
+    64) echo "llama2.c reference, first 64 windows: mean NLL 2.372172, perplexity 10.7207" ;;
+    all) echo "llama2.c reference, all 143 windows: mean NLL 2.463863, perplexity 11.7501" ;;
+  esac
+fi
