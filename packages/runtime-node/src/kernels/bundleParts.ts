@@ -1,0 +1,103 @@
+import { type CodecParams, ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
+import type { Bundle } from '@ultrasketch/format';
+import {
+  type EmbeddingTable,
+  type ForwardParts,
+  LINEAR_KINDS,
+  type LayerLinears,
+  LlamaForward,
+  type ModelConfig,
+  TensorNames,
+  linearShape,
+  validateModelConfig,
+} from '@ultrasketch/model';
+import { NodeSession, type SessionOptions } from '../session.js';
+import { registerAllKernels } from './index.js';
+import { getKernel } from './registry.js';
+
+/** Embedding rows decoded one at a time from the codec's parameters (never the whole table). */
+class CodecEmbedding implements EmbeddingTable {
+  private readonly codec;
+
+  constructor(
+    codecId: string,
+    private readonly params: CodecParams,
+  ) {
+    this.codec = getCodec(codecId);
+  }
+
+  lookup(token: number, out: Float32Array, offset: number): void {
+    this.codec.decodeRows(this.params, token, 1, out.subarray(offset, offset + this.params.cols));
+  }
+}
+
+/** The model config stored in a bundle, checked before anything is built from it. */
+export function bundleConfig(bundle: Bundle, source = '<bundle>'): ModelConfig {
+  const c = bundle.config as unknown as ModelConfig;
+  if (c.architecture !== 'llama') {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `model architecture ${JSON.stringify(c.architecture)} is not supported`, {
+      source,
+    });
+  }
+  validateModelConfig(c, source);
+  return c;
+}
+
+/**
+ * Build the forward pass of a bundle: one fused kernel per linear (by its codec), the embedding decoded per
+ * token, the classifier through the embedding's kernel when tied. Shapes are checked against the config.
+ */
+export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): ForwardParts {
+  registerAllKernels();
+  const config = bundleConfig(bundle, source);
+  const weight = (name: string, rows: number, cols: number) => {
+    const w = bundle.weights.get(name);
+    if (!w) throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `weight ${name} is missing`, { source });
+    if (w.entry.rows !== rows || w.entry.cols !== cols) {
+      throw new UltraSketchError(
+        ErrorCodes.SHAPE_MISMATCH,
+        `weight ${name} is ${w.entry.rows}×${w.entry.cols}, the model config needs ${rows}×${cols}`,
+        { source },
+      );
+    }
+    return w;
+  };
+  const vector = (name: string) => {
+    const v = bundle.vectors.get(name);
+    if (!v || v.length !== config.dim) {
+      throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `vector ${name} of length ${config.dim} is missing`, { source });
+    }
+    return v;
+  };
+  const kernel = (name: string, rows: number, cols: number) => {
+    const w = weight(name, rows, cols);
+    return getKernel(w.entry.codec, source)(w.params);
+  };
+
+  const layers: LayerLinears[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const linears = {} as LayerLinears;
+    for (const kind of LINEAR_KINDS) {
+      const [rows, cols] = linearShape(config, kind);
+      linears[kind] = kernel(TensorNames.linear(l, kind), rows, cols);
+    }
+    layers.push(linears);
+  }
+  const emb = weight(TensorNames.embedding, config.vocabSize, config.dim);
+  return {
+    config,
+    embedding: new CodecEmbedding(emb.entry.codec, emb.params),
+    attnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.attnNorm(l))),
+    ffnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.ffnNorm(l))),
+    finalNorm: vector(TensorNames.finalNorm),
+    layers,
+    classifier: config.tiedClassifier
+      ? getKernel(emb.entry.codec, source)(emb.params)
+      : kernel(TensorNames.classifier, config.vocabSize, config.dim),
+  };
+}
+
+/** A CPU session running a bundle with its codecs' fused kernels. */
+export function sessionFromBundle(bundle: Bundle, options: SessionOptions & { source?: string } = {}): NodeSession {
+  return new NodeSession(new LlamaForward(bundleForwardParts(bundle, options.source)), options);
+}

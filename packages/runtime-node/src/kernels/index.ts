@@ -1,0 +1,19 @@
+import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
+import { binaryKernel } from './binary.js';
+import { floatKernel } from './float.js';
+import { type KernelFactory, registerKernel } from './registry.js';
+import { rtnKernel } from './rtn.js';
+
+export { registerKernel, getKernel, listKernels } from './registry.js';
+export type { KernelFactory } from './registry.js';
+export { floatKernel, f16ToF32Table } from './float.js';
+export { rtnKernel } from './rtn.js';
+export { binaryKernel } from './binary.js';
+export { RowDecodingLinear } from './rowKernel.js';
+
+/** Register the kernels of every codec this runtime supports. Explicit and idempotent. */
+export function registerAllKernels(): void {
+  registerKernel('float', floatKernel as (p: FloatParams) => ReturnType<KernelFactory> as KernelFactory);
+  registerKernel('rtn', rtnKernel as (p: RtnParams) => ReturnType<KernelFactory> as KernelFactory);
+  registerKernel('binary', binaryKernel as (p: BinaryParams) => ReturnType<KernelFactory> as KernelFactory);
+}
