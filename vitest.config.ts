@@ -12,6 +12,7 @@ export default defineConfig({
       '@ultrasketch/format': pkg('packages/format'),
       '@ultrasketch/baselines': pkg('packages/baselines'),
       '@ultrasketch/model': pkg('packages/model'),
+      '@ultrasketch/saliency': pkg('packages/saliency'),
       '@ultrasketch/runtime-node': pkg('packages/runtime-node'),
       '@ultrasketch/pipeline': pkg('packages/pipeline'),
     },
