@@ -9,6 +9,8 @@ import { type ModelWeights, Tokenizer, modelFromLlama2c } from '@ultrasketch/mod
 export interface LoadedModel {
   weights: ModelWeights;
   tokenizer: Tokenizer;
+  /** The tokenizer file's raw bytes (a bundle embeds them, so it needs nothing else to run). */
+  tokenizerBytes: Uint8Array;
   source: {
     path: string;
     format: Llama2cLayout;
@@ -61,7 +63,11 @@ export interface LoadOptions {
 
 /** Load a llama2.c checkpoint (legacy f32 or version-2 int8) and its tokenizer. */
 export function loadModel(path: string, options: LoadOptions = {}): LoadedModel {
-  const bytes = readFileChecked(path, 'checkpoint');
+  return loadModelFromBytes(readFileChecked(path, 'checkpoint'), path, options);
+}
+
+/** `loadModel` for a checkpoint already read into memory (`path` names it and finds the tokenizer). */
+export function loadModelFromBytes(bytes: Uint8Array, path: string, options: LoadOptions = {}): LoadedModel {
   const ckpt = readLlama2cCheckpoint(bytes, path);
   const weights = modelFromLlama2c(ckpt, path);
   const tokenizerPath = options.tokenizerPath ?? findTokenizer(path);
@@ -70,6 +76,7 @@ export function loadModel(path: string, options: LoadOptions = {}): LoadedModel 
   return {
     weights,
     tokenizer,
+    tokenizerBytes: tokBytes,
     source: {
       path,
       format: ckpt.layout,
