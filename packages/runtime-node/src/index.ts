@@ -1,2 +1,23 @@
-export { NodeSession } from './session.js';
-export type { SessionOptions, SessionGenerateOptions } from './session.js';
+export { NodeSession, WASM_FALLBACK_WARNING } from './session.js';
+export type { SessionOptions, SessionGenerateOptions, FromWeightsOptions, KernelChoice } from './session.js';
+export { WasmArena, wasmSimdSupported, WASM_PAGE_BYTES } from './wasm/arena.js';
+export type { WasmArenaOptions } from './wasm/arena.js';
+export { WasmDenseLinear, wasmForwardParts } from './wasm/linear.js';
+export type { WasmForwardParts, WasmPartsOptions } from './wasm/linear.js';
+export { DEFAULT_TILE_PLAN, GemmKernels, emitGemmModule, emitTile } from './wasm/gemm.js';
+export type { TilePlan, TileKernel } from './wasm/gemm.js';
+export { FunctionBuilder, ModuleBuilder, writeSleb, writeUleb } from './wasm/emitter.js';
+export type { MemoryImport, ValTypeName } from './wasm/emitter.js';
+export {
+  registerAllKernels,
+  registerKernel,
+  getKernel,
+  listKernels,
+  floatKernel,
+  rtnKernel,
+  binaryKernel,
+  f16ToF32Table,
+  RowDecodingLinear,
+} from './kernels/index.js';
+export type { KernelFactory } from './kernels/index.js';
+export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';

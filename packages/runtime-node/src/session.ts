@@ -8,10 +8,31 @@ import {
   Sampler,
   generateTokens,
 } from '@ultrasketch/model';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { wasmSimdSupported } from './wasm/arena.js';
+import { type WasmPartsOptions, wasmForwardParts } from './wasm/linear.js';
+
+/**
+ * Which kernels compute the linear layers:
+ * - 'wasm': WebAssembly SIMD (f32x4) kernels over weights copied once into a wasm memory (fast);
+ * - 'js': the model package's reference `DenseLinear` (plain JS loops over the caller's arrays, no copy);
+ * - 'auto' (default): 'wasm' when the engine validates the SIMD module, else 'js' with a warning.
+ */
+export type KernelChoice = 'wasm' | 'js' | 'auto';
+
+/** The `process.emitWarning` code used when 'auto' falls back to the JS kernels. */
+export const WASM_FALLBACK_WARNING = 'ULTRASKETCH_WASM_SIMD_UNAVAILABLE';
 
 export interface SessionOptions {
   /** KV cache capacity in tokens; defaults to the model's seq_len. */
   contextLength?: number;
+}
+
+export interface FromWeightsOptions extends SessionOptions {
+  /** Kernel implementation for the linear layers; default 'auto'. */
+  kernels?: KernelChoice;
+  /** Options for the wasm arenas (only with wasm kernels). */
+  wasm?: WasmPartsOptions;
 }
 
 export interface SessionGenerateOptions {
@@ -32,18 +53,44 @@ export interface SessionGenerateOptions {
  */
 export class NodeSession {
   readonly config: ModelConfig;
+  /** The kernels in use: 'wasm' or 'js' ('custom' when built from a caller's LlamaForward). */
+  readonly kernels: 'wasm' | 'js' | 'custom';
   private readonly fwd: LlamaForward;
   private readonly cache: KVCache;
   private disposed = false;
 
-  constructor(fwd: LlamaForward, options: SessionOptions = {}) {
+  constructor(fwd: LlamaForward, options: SessionOptions & { kernels?: 'wasm' | 'js' | 'custom' } = {}) {
     this.fwd = fwd;
+    this.kernels = options.kernels ?? 'custom';
     this.config = fwd.config;
     this.cache = fwd.createCache(options.contextLength ?? fwd.config.seqLen);
   }
 
-  static fromWeights(weights: ModelWeights, options: SessionOptions = {}): NodeSession {
-    return new NodeSession(LlamaForward.fromWeights(weights), options);
+  /**
+   * A session over dense float32 weights. With wasm kernels the linear weights are copied once into wasm
+   * memory (the caller's arrays are not referenced for them afterwards); with 'js' they are shared, not copied.
+   */
+  static fromWeights(weights: ModelWeights, options: FromWeightsOptions = {}): NodeSession {
+    const choice = options.kernels ?? 'auto';
+    if (choice !== 'wasm' && choice !== 'js' && choice !== 'auto') {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `kernels must be 'wasm', 'js' or 'auto', got '${String(choice)}'`);
+    }
+    let kernels: 'wasm' | 'js' = choice === 'js' ? 'js' : 'wasm';
+    if (kernels === 'wasm' && !wasmSimdSupported()) {
+      if (choice === 'wasm') {
+        throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'this JavaScript engine does not support WebAssembly SIMD', {
+          hint: "use kernels: 'js' (or 'auto' to fall back automatically)",
+        });
+      }
+      process.emitWarning('WebAssembly SIMD is unavailable; using the slower JS kernels', {
+        type: 'UltraSketchWarning',
+        code: WASM_FALLBACK_WARNING,
+      });
+      kernels = 'js';
+    }
+    const fwd =
+      kernels === 'wasm' ? new LlamaForward(wasmForwardParts(weights, options.wasm)) : LlamaForward.fromWeights(weights);
+    return new NodeSession(fwd, { ...options, kernels });
   }
 
   /** Number of positions currently in the context. */

@@ -1,0 +1,179 @@
+/**
+ * One WebAssembly.Memory per model with a bump allocator, and the kernel instance bound to it.
+ *
+ * Weights are copied in once at load and never move. Activations go through one *scratch* region shared by
+ * every linear of the arena (apply() is synchronous, so only one product uses it at a time): a linear copies
+ * X in, runs the kernel, copies Y out. The copies are O(n·(in+out)) against the product's O(n·in·out).
+ *
+ * Growth: `memory.grow` replaces `memory.buffer` (the old ArrayBuffer is detached; for a shared memory the
+ * old SharedArrayBuffer keeps its old length), so every typed-array view over the heap must be re-created.
+ * The arena owns the only views (`f32`) and bumps `epoch` whenever they, or the scratch region, change;
+ * holders of derived views compare epochs.
+ */
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm, wasmApi } from './engine.js';
+import { DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, emitGemmModule } from './gemm.js';
+
+export const WASM_PAGE_BYTES = 65536;
+/** wasm32 addresses: at most 65536 pages = 4 GiB per memory. */
+export const WASM32_MAX_PAGES = 65536;
+
+export interface WasmArenaOptions {
+  /** Bytes reserved at creation (rounded up to pages). Default 1 MiB; the arena grows on demand. */
+  initialBytes?: number;
+  /** Hard cap on the memory's size; default 4 GiB (the wasm32 limit). */
+  maximumBytes?: number;
+  /** Back the memory by a SharedArrayBuffer (for worker threads). */
+  shared?: boolean;
+  /** Register tiling of the kernels; default DEFAULT_TILE_PLAN. */
+  plan?: TilePlan;
+}
+
+const ALIGN = 16;
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+const moduleCache = new Map<string, WasmModule>();
+/** The compiled kernel module for a plan and memory kind (compiled once per process). */
+export function gemmModule(plan: TilePlan, shared: boolean, maxPages: number): WasmModule {
+  const key = `${JSON.stringify(plan)}|${shared ? `shared:${maxPages}` : 'private'}`;
+  let m = moduleCache.get(key);
+  if (!m) {
+    m = new (requireWasm().Module)(emitGemmModule(plan, shared ? { shared: true, maxPages } : {}));
+    moduleCache.set(key, m);
+  }
+  return m;
+}
+
+let simdSupport: boolean | undefined;
+/** Whether this engine accepts our SIMD kernel module (WebAssembly.validate of the real bytes). */
+export function wasmSimdSupported(): boolean {
+  if (simdSupport === undefined) {
+    try {
+      simdSupport = wasmApi !== undefined && wasmApi.validate(emitGemmModule(DEFAULT_TILE_PLAN));
+    } catch {
+      simdSupport = false;
+    }
+  }
+  return simdSupport === true;
+}
+
+export class WasmArena {
+  readonly memory: WasmMemory;
+  readonly kernels: GemmKernels;
+  readonly instance: WasmInstance;
+  readonly shared: boolean;
+  readonly maximumBytes: number;
+  /** Float32 view of the whole heap; re-created after every grow (read it after allocating). */
+  f32: Float32Array;
+  /** Incremented when `f32` or the scratch region changes. */
+  epoch = 0;
+  /** First free byte. Address 0..15 is left unused so that 0 is never a valid allocation. */
+  private top = ALIGN;
+  private scratchAt = 0;
+  private scratchBytes = 0;
+
+  constructor(options: WasmArenaOptions = {}) {
+    const plan = options.plan ?? DEFAULT_TILE_PLAN;
+    this.shared = options.shared ?? false;
+    const maxPages = Math.min(WASM32_MAX_PAGES, Math.ceil((options.maximumBytes ?? WASM32_MAX_PAGES * WASM_PAGE_BYTES) / WASM_PAGE_BYTES));
+    this.maximumBytes = maxPages * WASM_PAGE_BYTES;
+    const initial = Math.min(maxPages, Math.max(1, Math.ceil((options.initialBytes ?? 1 << 20) / WASM_PAGE_BYTES)));
+    const wasm = requireWasm();
+    this.memory = new wasm.Memory(
+      this.shared ? { initial, maximum: maxPages, shared: true } : { initial, maximum: maxPages },
+    );
+    this.instance = new wasm.Instance(gemmModule(plan, this.shared, maxPages), { env: { memory: this.memory } });
+    this.kernels = new GemmKernels(this.instance.exports, plan);
+    this.f32 = new Float32Array(this.memory.buffer);
+  }
+
+  /** Bytes allocated so far (weights and scratch). */
+  get bytesUsed(): number {
+    return this.top;
+  }
+
+  /** Current size of the memory in bytes. */
+  get bytesReserved(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Whether `bytes` more (plus alignment) fit under the arena's maximum. */
+  fits(bytes: number): boolean {
+    return alignUp(this.top, ALIGN) + bytes <= this.maximumBytes;
+  }
+
+  /** Reserve `bytes` (16-byte aligned) and return the address; grows the memory if needed. */
+  alloc(bytes: number): number {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`WasmArena.alloc: bad size ${bytes}`);
+    const at = alignUp(this.top, ALIGN);
+    this.ensure(at + bytes);
+    this.top = at + bytes;
+    return at;
+  }
+
+  /** Copy `data` into the arena once; returns its address. */
+  storeF32(data: Float32Array): number {
+    const at = this.alloc(data.byteLength);
+    this.f32.set(data, at >> 2);
+    return at;
+  }
+
+  /** Size in bytes of the current scratch region. */
+  get scratchSize(): number {
+    return this.scratchBytes;
+  }
+
+  /**
+   * Address of a scratch region, shared by all users of the arena, of at least `bytes` — or, when the
+   * arena's maximum does not allow that, the largest region it can give that is at least `minBytes`
+   * (check `scratchSize`; callers then work in chunks). Contents are not preserved across calls. Grows
+   * geometrically (in place when it is the last allocation), so a steady workload stops allocating after
+   * the first call of each size.
+   */
+  scratch(bytes: number, minBytes = bytes): number {
+    if (bytes <= this.scratchBytes) return this.scratchAt;
+    const atTop = this.scratchBytes > 0 && this.scratchAt + this.scratchBytes === this.top;
+    const start = atTop ? this.scratchAt : alignUp(this.top, ALIGN);
+    const room = this.maximumBytes - start;
+    let want = Math.min(Math.max(bytes, Math.ceil(this.scratchBytes * 1.5), 64 * 1024), room);
+    if (want < bytes) want = room; // as much as there is
+    if (want < minBytes || want <= this.scratchBytes) {
+      if (this.scratchBytes >= minBytes) return this.scratchAt;
+      this.ensure(start + Math.max(bytes, minBytes)); // throws LIMIT_EXCEEDED
+    }
+    this.ensure(start + want);
+    this.scratchAt = start;
+    this.scratchBytes = want;
+    this.top = start + want;
+    this.epoch++;
+    return this.scratchAt;
+  }
+
+  /** Make the memory at least `end` bytes long. */
+  private ensure(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    if (end > this.maximumBytes) {
+      throw new UltraSketchError(
+        ErrorCodes.LIMIT_EXCEEDED,
+        `wasm arena needs ${end} bytes, more than its maximum of ${this.maximumBytes}`,
+        { hint: 'a wasm32 memory holds at most 4 GiB; split the model across several arenas' },
+      );
+    }
+    // Grow by at least 1/4 of the current size so a model loaded tensor by tensor grows O(log) times.
+    const needPages = Math.ceil((end - have) / WASM_PAGE_BYTES);
+    const maxPages = this.maximumBytes / WASM_PAGE_BYTES;
+    const havePages = have / WASM_PAGE_BYTES;
+    const pages = Math.min(maxPages - havePages, Math.max(needPages, Math.ceil(havePages / 4)));
+    try {
+      this.memory.grow(pages);
+    } catch (cause) {
+      throw new UltraSketchError(ErrorCodes.LIMIT_EXCEEDED, `wasm arena could not grow to ${end} bytes`, {
+        cause,
+        hint: 'the engine refused more memory; free memory or use smaller batches',
+      });
+    }
+    this.f32 = new Float32Array(this.memory.buffer);
+    this.epoch++;
+  }
+}

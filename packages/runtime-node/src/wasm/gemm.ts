@@ -1,0 +1,203 @@
+/**
+ * Dense float32 matrix–vector and small matrix–matrix kernels in WebAssembly SIMD (f32x4), emitted at
+ * start-up by `emitter.ts` — no toolchain, no binary blobs in the repository.
+ *
+ * What they compute (all operands row-major float32 in the wasm memory, addresses in bytes):
+ *
+ *     Y[t, i] = Σ_j W[i, j] · X[t, j]      for t in 0..n-1, i in rowBegin..rowEnd-1
+ *
+ * with W [rows, cols] (row stride cols), X [n, cols] (row stride cols) and Y [n, ldy] (row stride ldy, which
+ * is `rows` for a whole product; a row range [rowBegin, rowEnd) lets several threads share one product).
+ *
+ * How: the work is cut into register tiles of R weight rows × T input rows. For one tile the kernel walks
+ * the columns four at a time, keeping R·T f32x4 accumulators; every 16-byte load of W is used T times and
+ * every load of X is used R times. T > 1 is what makes prefill fast (one pass over W serves T tokens); for a
+ * single token (T = 1) several weight rows (R = 4) give independent add chains so the loop is not bound by
+ * f32x4.add latency. The column loop can be unrolled U times (U loads per row per iteration, using the
+ * memarg's constant offset) to cut loop overhead where the tile is small. Columns that do not fill a whole f32x4 (cols % 4) are
+ * handled by a scalar tail with scalar accumulators; lanes are summed at the end of the row:
+ * y = ((a0 + a1) + (a2 + a3)) + tail.
+ *
+ * Rounding: float32 products summed in float32, in 4 lanes then pairwise — within a few ulps·√cols of the
+ * exact sum, like llama2.c's sequential float32 sum (which the golden logits come from).
+ */
+import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import type { WasmExports } from './engine.js';
+
+/** A tile kernel: (w, x, y, rowBegin, rowEnd, cols, ldy), (rowEnd - rowBegin) a multiple of its R. */
+export type TileKernel = (w: number, x: number, y: number, rowBegin: number, rowEnd: number, cols: number, ldy: number) => void;
+
+/** One register tile shape: R weight rows × (its T) input rows, column loop unrolled U times. */
+export interface TileShape {
+  r: number;
+  u: number;
+}
+
+/** Register tiling: tiles[T - 1] is the tile used for blocks of T input rows, T = 1..tiles.length. */
+export interface TilePlan {
+  tiles: readonly TileShape[];
+}
+
+/**
+ * Chosen by measurement on the shapes of stories3M (bench/wasm-gemm-tiles.mjs in this package):
+ * one token: 4 weight rows, unrolled twice; prefill: blocks of 4 tokens × 2 weight rows, not unrolled.
+ * Keeps R·T accumulators + R weights + 1 input ≤ 16 live v128 values (V8 uses 16 xmm registers on x64).
+ */
+export const DEFAULT_TILE_PLAN: TilePlan = {
+  tiles: [
+    { r: 4, u: 2 },
+    { r: 4, u: 1 },
+    { r: 3, u: 1 },
+    { r: 2, u: 1 },
+  ],
+};
+
+export const tileName = (r: number, t: number, u: number): string => `gemm_r${r}_t${t}_u${u}`;
+
+/**
+ * `while (i <u limit) { body(); i += step; }` written as a guarded do-while, so each iteration costs one
+ * conditional branch (at the bottom) instead of two.
+ */
+function loopWhileLtU(f: FunctionBuilder, i: number, limit: number, step: number, body: () => void): void {
+  f.block().get(i).get(limit).i32GeU().brIf(0);
+  f.loop();
+  body();
+  f.get(i).i32Const(step).i32Add().tee(i).get(limit).i32LtU().brIf(0);
+  f.end().end();
+}
+
+/** Emit the R × T tile kernel (see the file comment). */
+export function emitTile(R: number, T: number, U: number): FunctionBuilder {
+  const f = new FunctionBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [w, x, y, rowBegin, rowEnd, cols, ldy] = [0, 1, 2, 3, 4, 5, 6];
+  const i = f.local('i32'); // current weight row
+  const j = f.local('i32'); // byte offset within a row
+  const colsBytes = f.local('i32');
+  const vecBytes = f.local('i32'); // colsBytes rounded down to whole f32x4 (16 bytes)
+  const unrolledBytes = f.local('i32'); // colsBytes rounded down to whole unrolled steps (16·U bytes)
+  const wp = Array.from({ length: R }, () => f.local('i32')); // W row r of the tile
+  const xp = Array.from({ length: T }, () => f.local('i32')); // X row t
+  const yp = Array.from({ length: T }, () => f.local('i32')); // &Y[t, i]
+  const acc = Array.from({ length: R * T }, () => f.local('v128')); // acc[r*T + t]
+  const wv = Array.from({ length: R }, () => f.local('v128'));
+  const xv = f.local('v128');
+  const tail = Array.from({ length: R * T }, () => f.local('f32'));
+  const ws = Array.from({ length: R }, () => f.local('f32'));
+  const xs = f.local('f32');
+
+  // colsBytes = cols*4; vecBytes = colsBytes & ~15; unrolledBytes = colsBytes & ~(16U - 1) (U a power of 2)
+  f.get(cols).i32Const(2).i32Shl().set(colsBytes);
+  f.get(colsBytes).i32Const(~15).i32And().set(vecBytes);
+  f.get(colsBytes).i32Const(~(16 * U - 1)).i32And().set(unrolledBytes);
+  // xp[t] = x + t*colsBytes; yp[t] = y + (t*ldy + rowBegin)*4; wp[0] = w + rowBegin*colsBytes
+  for (let t = 0; t < T; t++) {
+    f.get(x).get(colsBytes).i32Const(t).i32Mul().i32Add().set(xp[t]!);
+    f.get(y).get(ldy).i32Const(t).i32Mul().get(rowBegin).i32Add().i32Const(2).i32Shl().i32Add().set(yp[t]!);
+  }
+  f.get(w).get(rowBegin).get(colsBytes).i32Mul().i32Add().set(wp[0]!);
+  f.get(rowBegin).set(i);
+
+  /** acc[r][t] += W[r, j..j+3] * X[t, j..j+3] for `steps` consecutive f32x4 (constant offsets 16·s). */
+  const vectorStep = (steps: number) => {
+    for (let s = 0; s < steps; s++) {
+      const off = 16 * s;
+      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().v128Load(off).set(wv[r]!);
+      for (let t = 0; t < T; t++) {
+        f.get(xp[t]!).get(j).i32Add().v128Load(off).set(xv);
+        for (let r = 0; r < R; r++) {
+          const a = acc[r * T + t]!;
+          f.get(a).get(wv[r]!).get(xv).f32x4Mul().f32x4Add().set(a);
+        }
+      }
+    }
+  };
+
+  loopWhileLtU(f, i, rowEnd, R, () => {
+    for (let r = 1; r < R; r++) f.get(wp[r - 1]!).get(colsBytes).i32Add().set(wp[r]!);
+    for (const a of acc) f.v128Zero().set(a);
+    for (const s of tail) f.f32Const(0).set(s);
+    f.i32Const(0).set(j);
+    // main column loop, U f32x4 steps per iteration
+    loopWhileLtU(f, j, unrolledBytes, 16 * U, () => vectorStep(U));
+    // leftover whole f32x4 steps (fewer than U)
+    if (U > 1) loopWhileLtU(f, j, vecBytes, 16, () => vectorStep(1));
+    // scalar tail: cols % 4 columns
+    loopWhileLtU(f, j, colsBytes, 4, () => {
+      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
+      for (let t = 0; t < T; t++) {
+        f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);
+        for (let r = 0; r < R; r++) {
+          const s = tail[r * T + t]!;
+          f.get(s).get(ws[r]!).get(xs).f32Mul().f32Add().set(s);
+        }
+      }
+    });
+    // Y[t, i + r] = ((lane0 + lane1) + (lane2 + lane3)) + tail
+    for (let t = 0; t < T; t++) {
+      for (let r = 0; r < R; r++) {
+        const a = acc[r * T + t]!;
+        f.get(yp[t]!);
+        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+        f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+        f.f32Add().get(tail[r * T + t]!).f32Add();
+        f.f32Store(4 * r);
+      }
+      f.get(yp[t]!).i32Const(4 * R).i32Add().set(yp[t]!);
+    }
+    f.get(wp[R - 1]!).get(colsBytes).i32Add().set(wp[0]!);
+  });
+  return f;
+}
+
+/** The kernel module: for every T, the tile of the plan and the 1×T tile for leftover weight rows. */
+export function emitGemmModule(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { shared?: boolean; maxPages?: number } = {}): Uint8Array {
+  const m = new ModuleBuilder({
+    module: 'env',
+    name: 'memory',
+    minPages: 1,
+    ...(memory.maxPages === undefined ? {} : { maxPages: memory.maxPages }),
+    ...(memory.shared ? { shared: true } : {}),
+  });
+  plan.tiles.forEach(({ r, u }, index) => {
+    const t = index + 1;
+    m.addFunction(tileName(r, t, u), emitTile(r, t, u));
+    if (r !== 1) m.addFunction(tileName(1, t, u), emitTile(1, t, u));
+  });
+  return m.emit();
+}
+
+/** Tile kernels of one instance, indexed for the driver. */
+export class GemmKernels {
+  /** main[T], single[T]: the R×T and 1×T kernels. */
+  private readonly main: TileKernel[] = [];
+  private readonly single: TileKernel[] = [];
+  private readonly rowsPerTile: number[] = [];
+  readonly maxT: number;
+
+  constructor(exports: WasmExports, plan: TilePlan = DEFAULT_TILE_PLAN) {
+    this.maxT = plan.tiles.length;
+    plan.tiles.forEach(({ r, u }, index) => {
+      const t = index + 1;
+      this.rowsPerTile[t] = r;
+      this.main[t] = exports[tileName(r, t, u)] as TileKernel;
+      this.single[t] = exports[tileName(1, t, u)] as TileKernel;
+    });
+  }
+
+  /**
+   * Y[t, i] = W[i, :] · X[t, :] for t < n and rowBegin ≤ i < rowEnd (byte addresses; Y row stride ldy
+   * floats). Blocks of maxT input rows first, then one smaller block for the n % maxT leftover rows.
+   */
+  gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
+    const maxT = this.maxT;
+    for (let t0 = 0; t0 < n; t0 += maxT) {
+      const T = n - t0 < maxT ? n - t0 : maxT;
+      const R = this.rowsPerTile[T]!;
+      const mainEnd = rowBegin + (((rowEnd - rowBegin) / R) | 0) * R;
+      const xt = x + t0 * cols * 4;
+      const yt = y + t0 * ldy * 4;
+      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy);
+      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy);
+    }
+  }
+}

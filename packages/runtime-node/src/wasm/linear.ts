@@ -1,0 +1,163 @@
+/**
+ * `WasmDenseLinear`: the model's `Linear` interface over a dense float32 weight held in a `WasmArena`, computed
+ * by the f32x4 kernels of `gemm.ts`. `wasmForwardParts` builds a whole model's `ForwardParts` from it, so the
+ * reference forward pass (`LlamaForward`) runs unchanged on the fast kernels.
+ */
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import {
+  DenseEmbedding,
+  type ForwardParts,
+  LINEAR_KINDS,
+  type LayerLinears,
+  type Linear,
+  type ModelWeights,
+  TensorNames,
+  validateModelWeights,
+} from '@ultrasketch/model';
+import { WasmArena, type WasmArenaOptions } from './arena.js';
+
+export class WasmDenseLinear implements Linear {
+  /** Address of W [out, in] in the arena. */
+  readonly weightAt: number;
+  // Cached views so that apply() allocates nothing in steady state (same n, same caller arrays).
+  private epoch = -1;
+  private viewN = -1;
+  private heapX: Float32Array = new Float32Array(0);
+  private heapY: Float32Array = new Float32Array(0);
+  private srcX: Float32Array | undefined;
+  private srcXView: Float32Array = new Float32Array(0);
+  private srcXN = -1;
+
+  /** Copies `weight` ([out, in] row-major) into `arena`. */
+  constructor(
+    readonly arena: WasmArena,
+    weight: Float32Array,
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+  ) {
+    if (!Number.isInteger(outFeatures) || !Number.isInteger(inFeatures) || outFeatures < 1 || inFeatures < 1) {
+      throw new UltraSketchError(ErrorCodes.BAD_DIMENSION, `WasmDenseLinear: bad shape ${outFeatures}×${inFeatures}`);
+    }
+    if (weight.length !== outFeatures * inFeatures) {
+      throw new UltraSketchError(
+        ErrorCodes.SHAPE_MISMATCH,
+        `WasmDenseLinear: weight has ${weight.length} values, expected ${outFeatures}×${inFeatures}`,
+      );
+    }
+    this.weightAt = arena.storeF32(weight);
+  }
+
+  /** Y[t, :] = W · X[t, :] for t < n; X is [n, in], Y is [n, out] (both may be longer than needed). */
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    const xLen = n * inF;
+    const yLen = n * outF;
+    if (!(n >= 1) || x.length < xLen || y.length < yLen) {
+      throw new UltraSketchError(
+        ErrorCodes.SHAPE_MISMATCH,
+        `WasmDenseLinear.apply: n=${n}, x has ${x.length} values (need ${xLen}), y has ${y.length} (need ${yLen})`,
+      );
+    }
+    const arena = this.arena;
+    const xBytes = (xLen * 4 + 15) & ~15;
+    const rowBytes = (inF + outF) * 4;
+    const xAt = arena.scratch(xBytes + yLen * 4, rowBytes + 16); // may grow the memory: read arena.f32 after
+    if (arena.scratchSize < xBytes + yLen * 4) {
+      this.applyInChunks(x, y, n, xAt, Math.floor((arena.scratchSize - 16) / rowBytes));
+      return;
+    }
+    const yAt = xAt + xBytes;
+    if (this.epoch !== arena.epoch || this.viewN !== n) {
+      this.heapX = arena.f32.subarray(xAt >> 2, (xAt >> 2) + xLen);
+      this.heapY = arena.f32.subarray(yAt >> 2, (yAt >> 2) + yLen);
+      this.epoch = arena.epoch;
+      this.viewN = n;
+    }
+    if (x.length === xLen) {
+      this.heapX.set(x);
+    } else {
+      if (this.srcX !== x || this.srcXN !== n) {
+        this.srcX = x;
+        this.srcXN = n;
+        this.srcXView = x.subarray(0, xLen);
+      }
+      this.heapX.set(this.srcXView);
+    }
+    arena.kernels.gemm(this.weightAt, xAt, yAt, n, inF, outF, 0, outF);
+    y.set(this.heapY);
+  }
+
+  /** When the arena cannot hold the whole batch (a nearly full 4 GiB memory): `rows` rows at a time. */
+  private applyInChunks(x: Float32Array, y: Float32Array, n: number, at: number, rows: number): void {
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    const yAt = at + ((rows * inF * 4 + 15) & ~15);
+    const heap = this.arena.f32;
+    for (let t0 = 0; t0 < n; t0 += rows) {
+      const m = Math.min(rows, n - t0);
+      heap.set(x.subarray(t0 * inF, (t0 + m) * inF), at >> 2);
+      this.arena.kernels.gemm(this.weightAt, at, yAt, m, inF, outF, 0, outF);
+      y.set(heap.subarray(yAt >> 2, (yAt >> 2) + m * outF), t0 * outF);
+    }
+  }
+}
+
+export interface WasmForwardParts extends ForwardParts {
+  /** The arenas holding the weights (usually one; a model beyond 4 GiB of f32 needs several). */
+  arenas: WasmArena[];
+}
+
+export interface WasmPartsOptions {
+  /** Options for each arena created (shared memory, tiling, a maximum size). */
+  arena?: WasmArenaOptions;
+}
+
+/**
+ * Like `denseForwardParts` (model package), but every linear — the classifier included, tied or not — is a
+ * `WasmDenseLinear`. Weights are copied into wasm memory once; norms and the embedding table stay in JS
+ * (the forward reads them directly). A tied classifier is a second copy of the embedding, inside the arena.
+ */
+export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOptions = {}): WasmForwardParts {
+  validateModelWeights(weights);
+  const c = weights.config;
+  const get = (name: string) => weights.tensors.get(name)!;
+  const arenas: WasmArena[] = [];
+  // Reserve the whole model up front (one grow), capped at the arena's maximum.
+  let total = 0;
+  for (const t of weights.tensors.values()) if (t.shape.length === 2) total += t.data.byteLength + 16;
+  if (c.tiedClassifier) total += c.vocabSize * c.dim * 4 + 16;
+  const newArena = () => {
+    const a = new WasmArena({ initialBytes: Math.min(total + (4 << 20), 1 << 30), ...options.arena });
+    arenas.push(a);
+    return a;
+  };
+  let arena = newArena();
+  const linear = (data: Float32Array, out: number, inF: number): WasmDenseLinear => {
+    // Leave room for the activations of a batch of up to 64 rows; bigger batches run in chunks if need be.
+    const headroom = 64 * (out + inF) * 4 + 64;
+    if (!arena.fits(data.byteLength + 16 + headroom) && arena.bytesUsed > 16) arena = newArena();
+    return new WasmDenseLinear(arena, data, out, inF);
+  };
+  const fromTensor = (name: string) => {
+    const t = get(name);
+    return linear(t.data, t.shape[0]!, t.shape[1]!);
+  };
+  const layers: LayerLinears[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const linears = {} as LayerLinears;
+    for (const kind of LINEAR_KINDS) linears[kind] = fromTensor(TensorNames.linear(l, kind));
+    layers.push(linears);
+  }
+  const embedding = get(TensorNames.embedding).data;
+  return {
+    config: c,
+    embedding: new DenseEmbedding(embedding, c.dim),
+    attnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.attnNorm(l)).data),
+    ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
+    finalNorm: get(TensorNames.finalNorm).data,
+    layers,
+    classifier: c.tiedClassifier ? linear(embedding, c.vocabSize, c.dim) : fromTensor(TensorNames.classifier),
+    arenas,
+  };
+}
