@@ -27,6 +27,8 @@ export interface OptionSpec {
   max?: number;
   /** The option must be given. */
   required?: boolean;
+  /** For `string` options: the only accepted values. */
+  choices?: string[];
 }
 
 export interface PositionalSpec {
@@ -136,6 +138,9 @@ function convertValue(o: OptionSpec, raw: string): string | number {
     case 'string':
     case 'path':
       if (o.kind === 'path' && raw === '') throw new UsageError(`${flag} needs a file path, got an empty string`);
+      if (o.choices && !o.choices.includes(raw)) {
+        throw new UsageError(`${flag} must be one of ${o.choices.join(', ')}; got '${raw}'`);
+      }
       return raw;
     case 'int': {
       if (!/^[+-]?\d+$/.test(raw.trim())) throw new UsageError(`${flag} expects an integer, got '${raw}'`);
@@ -218,10 +223,12 @@ function optionLabel(o: OptionSpec): string {
 }
 
 function defaultLabel(o: OptionSpec): string {
-  if (o.required) return ' (required)';
-  if (o.defaultText) return ` (default: ${o.defaultText})`;
-  if (o.default === undefined || o.kind === 'boolean') return '';
-  return ` (default: ${String(o.default)})`;
+  const parts: string[] = [];
+  if (o.choices) parts.push(`one of: ${o.choices.join(', ')}`);
+  if (o.required) parts.push('required');
+  else if (o.defaultText) parts.push(`default: ${o.defaultText}`);
+  else if (o.default !== undefined && o.kind !== 'boolean') parts.push(`default: ${String(o.default)}`);
+  return parts.length > 0 ? ` (${parts.join('; ')})` : '';
 }
 
 export function usageLine(cmd: Command): string {

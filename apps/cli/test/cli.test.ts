@@ -92,6 +92,7 @@ describe('ultrasketch: help, version, usage errors', () => {
     [['generate', 'x.bin', '--steps'], '--steps needs a value'],
     [['generate', 'x.bin', '--top-p', '1.5'], '--top-p must be a number ≤ 1'],
     [['generate', 'x.bin', '--json=yes'], '--json is a switch'],
+    [['generate', 'x.bin', '--kernels', 'gpu'], '--kernels must be one of auto, wasm, js'],
     [['generate'], 'missing <checkpoint>'],
     [['generate', 'a.bin', 'b.bin'], "unexpected argument 'b.bin'"],
     [['eval', 'x.bin'], '--text FILE is required'],
@@ -178,6 +179,14 @@ describe.skipIf(!HAVE_SHARED)('ultrasketch generate', () => {
   it('stories3M: greedy, the first 64 tokens reproduce greedy_tokens.txt', () => {
     const out = greedy('stories3M', 64);
     expect(out.tokens).toEqual(readLines(REFERENCE('stories3M', 'greedy_tokens.txt')).slice(0, 64).map(Number));
+  });
+
+  it.each(['wasm', 'js'])('--kernels %s: greedy tokens match the reference (stories260K, 64 positions)', (kernels) => {
+    const r = cli(['generate', MODELS.stories260K, '--temperature', '0', '--steps', '64', '--json', '--kernels', kernels]);
+    expect(r.code).toBe(0);
+    const out = parseOneObject(r.stdout) as { tokens: number[]; kernels: string };
+    expect(out.kernels).toBe(kernels);
+    expect(out.tokens).toEqual(readLines(REFERENCE('stories260K', 'greedy_tokens.txt')).slice(0, 64).map(Number));
   });
 
   it('streamed text equals the --json text (and nothing else is on stdout)', () => {

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { parameterCount } from '@ultrasketch/model';
 import { type LoadedModel, evaluate, loadModel, readFileChecked } from '@ultrasketch/pipeline';
-import { NodeSession } from '@ultrasketch/runtime-node';
+import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
@@ -29,6 +29,14 @@ export const evalCommand: Command = {
     { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the model's seq_len", description: 'window length in tokens' },
     { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
     { name: 'reference', kind: 'path', valueName: 'CHECKPOINT', description: 'a float reference model to compare with on the same windows (KL, top-1)' },
+    {
+      name: 'kernels',
+      kind: 'string',
+      valueName: 'K',
+      default: 'auto',
+      choices: ['auto', 'wasm', 'js'],
+      description: 'CPU kernels for the linear layers: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+    },
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },
   ],
   examples: [
@@ -50,8 +58,8 @@ export const evalCommand: Command = {
       : undefined;
     const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
 
-    const session = NodeSession.fromWeights(model.weights);
-    const refSession = reference ? NodeSession.fromWeights(reference.weights) : undefined;
+    const session = NodeSession.fromWeights(model.weights, { kernels: options.kernels as KernelChoice });
+    const refSession = reference ? NodeSession.fromWeights(reference.weights, { kernels: options.kernels as KernelChoice }) : undefined;
     const windowsOpt = options.windows;
     let progress: Progress | undefined;
     const started = performance.now();
@@ -116,7 +124,7 @@ export const evalCommand: Command = {
           tokenizer: model.source.tokenizerPath,
         },
         text: { path: textPath, bytes: Buffer.byteLength(text, 'utf8') },
-        runtime: 'runtime-node (float32 CPU)',
+        runtime: `runtime-node, float32, ${session.kernels} kernels`,
         seconds,
         tokensPerSecond: scoredTokens / seconds,
       });

@@ -1,5 +1,5 @@
 import { loadModel } from '@ultrasketch/pipeline';
-import { NodeSession } from '@ultrasketch/runtime-node';
+import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { note, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
@@ -25,6 +25,14 @@ export const generateCommand: Command = {
     { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },
     { name: 'top-p', kind: 'number', valueName: 'P', default: 0.9, min: 0, max: 1, description: 'nucleus sampling threshold in (0, 1]; 1 samples from the whole distribution' },
     { name: 'seed', kind: 'int', valueName: 'S', min: 0, defaultText: 'time-based, printed on stderr', description: 'random seed for sampling' },
+    {
+      name: 'kernels',
+      kind: 'string',
+      valueName: 'K',
+      default: 'auto',
+      choices: ['auto', 'wasm', 'js'],
+      description: 'CPU kernels for the linear layers: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+    },
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },
   ],
   examples: [
@@ -50,7 +58,7 @@ export const generateCommand: Command = {
       note(io, quiet, `the prompt has ${promptTokens.length} tokens (BOS included), more than --steps ${steps}; only the first ${steps} are run`);
     }
 
-    const session = NodeSession.fromWeights(model.weights);
+    const session = NodeSession.fromWeights(model.weights, { kernels: options.kernels as KernelChoice });
     const decoder = model.tokenizer.createStreamDecoder();
     const progress = new Progress({ label: 'generate', total: steps, unit: 'tok', quiet: quiet || !json, stream: io.stderr });
     const tokens: number[] = [];
@@ -86,7 +94,7 @@ export const generateCommand: Command = {
     progress.finish();
     const tokensPerSecond = tokens.length / seconds;
     if (json) {
-      writeJson(io, { tokens, text, seed, temperature, topP, steps, seconds, tokensPerSecond });
+      writeJson(io, { tokens, text, seed, temperature, topP, steps, kernels: session.kernels, seconds, tokensPerSecond });
     } else {
       io.stdout.write(`${tail}\n`);
     }
@@ -94,7 +102,7 @@ export const generateCommand: Command = {
       io,
       quiet,
       `generate: ${tokens.length} positions (${Math.min(promptTokens.length, tokens.length)} from the prompt) in ${seconds.toFixed(2)} s, ` +
-        `${tokensPerSecond.toFixed(1)} tokens/s` +
+        `${tokensPerSecond.toFixed(1)} tokens/s (${session.kernels} kernels)` +
         (temperature > 0 ? `, seed ${seed}` : ', greedy'),
     );
   },
