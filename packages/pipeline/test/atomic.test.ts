@@ -88,7 +88,8 @@ describe('writeFileAtomic in a process killed mid-write', () => {
 
   beforeAll(async () => {
     const requireFromTsup = createRequire(createRequire(join(root, 'package.json')).resolve('tsup/package.json'));
-    const esbuild = requireFromTsup('esbuild') as typeof import('esbuild');
+    // esbuild is tsup's dependency (not ours): typed loosely here on purpose.
+    const esbuild = requireFromTsup('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
     const bundle = join(dir, 'atomic.mjs');
     await esbuild.build({
       entryPoints: [join(root, 'packages/pipeline/src/atomic.ts')],

@@ -84,17 +84,17 @@ describe.runIf(HAVE_SHARED)('loadBundle() on damaged stories260K bundles', () =>
   });
 
   it.each([
-    ['dim as a string', (c: any) => void (c.dim = '64'), ErrorCodes.BAD_HEADER, /dim is "64"/],
-    ['ropeLayout unknown', (c: any) => void (c.ropeLayout = 'spiral'), ErrorCodes.BAD_HEADER, /ropeLayout/],
-    ['tiedClassifier not boolean', (c: any) => void (c.tiedClassifier = 1), ErrorCodes.BAD_HEADER, /tiedClassifier/],
-    ['another architecture', (c: any) => void (c.architecture = 'gpt2'), ErrorCodes.UNSUPPORTED, /architecture "gpt2"/],
-    ['a vocabulary beyond the limit', (c: any) => void (c.vocabSize = 2 ** 30), ErrorCodes.LIMIT_EXCEEDED, /vocabSize/],
-    ['dim not divisible by nHeads', (c: any) => void (c.nHeads = 7), ErrorCodes.BAD_DIMENSION, /not divisible/],
-    ['a negative hidden size', (c: any) => void (c.hiddenDim = -1), ErrorCodes.BAD_DIMENSION, /hiddenDim/],
-    ['dim that the tensors do not have', (c: any) => void (c.dim = 128), ErrorCodes.SHAPE_MISMATCH, /model\.embed_tokens\.weight is 512×64, the model config needs 512×128/],
-    ['more layers than stored', (c: any) => void (c.nLayers = 6), ErrorCodes.MISSING_TENSOR, /model\.layers\.5\./],
-    ['fewer layers than stored', (c: any) => void (c.nLayers = 4), ErrorCodes.BAD_HEADER, /model\.layers\.4\..* is not part of a model with this config/],
-    ['an untied classifier that is not stored', (c: any) => void (c.tiedClassifier = false), ErrorCodes.MISSING_TENSOR, /lm_head\.weight/],
+    ['dim as a string', (c: any): void => void (c.dim = '64'), ErrorCodes.BAD_HEADER, /dim is "64"/],
+    ['ropeLayout unknown', (c: any): void => void (c.ropeLayout = 'spiral'), ErrorCodes.BAD_HEADER, /ropeLayout/],
+    ['tiedClassifier not boolean', (c: any): void => void (c.tiedClassifier = 1), ErrorCodes.BAD_HEADER, /tiedClassifier/],
+    ['another architecture', (c: any): void => void (c.architecture = 'gpt2'), ErrorCodes.UNSUPPORTED, /architecture "gpt2"/],
+    ['a vocabulary beyond the limit', (c: any): void => void (c.vocabSize = 2 ** 30), ErrorCodes.LIMIT_EXCEEDED, /vocabSize/],
+    ['dim not divisible by nHeads', (c: any): void => void (c.nHeads = 7), ErrorCodes.BAD_DIMENSION, /not divisible/],
+    ['a negative hidden size', (c: any): void => void (c.hiddenDim = -1), ErrorCodes.BAD_DIMENSION, /hiddenDim/],
+    ['dim that the tensors do not have', (c: any): void => void (c.dim = 128), ErrorCodes.SHAPE_MISMATCH, /model\.embed_tokens\.weight is 512×64, the model config needs 512×128/],
+    ['more layers than stored', (c: any): void => void (c.nLayers = 6), ErrorCodes.MISSING_TENSOR, /model\.layers\.5\./],
+    ['fewer layers than stored', (c: any): void => void (c.nLayers = 4), ErrorCodes.BAD_HEADER, /model\.layers\.4\..* is not part of a model with this config/],
+    ['an untied classifier that is not stored', (c: any): void => void (c.tiedClassifier = false), ErrorCodes.MISSING_TENSOR, /lm_head\.weight/],
   ] as const)('model_config with %s is refused', (_label, edit, code, problem) => {
     expectBundleError(load(editMetadataJson(GOOD, 'model_config', edit)), code, SRC, problem);
   });
