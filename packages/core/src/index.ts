@@ -29,3 +29,24 @@ export {
 } from './codec.js';
 export type { Codec, CodecContext, CodecParams, StoredTensor, BitCount } from './codec.js';
 export { packCodes, readCode, unpackCodes, packedBytes } from './bits.js';
+export {
+  matrix,
+  matrixFrom,
+  identity,
+  transpose,
+  slice,
+  frobeniusNorm,
+  norm2,
+  matmul,
+  matmulTN,
+  matmulNT,
+  matvec,
+  matvecT,
+  qr,
+  svd,
+  truncatedSvd,
+  truncate,
+  leadingSingularPair,
+  TSVD_DEFAULTS,
+} from './linalg/index.js';
+export type { Matrix, MatrixLike, QR, SVD, TruncatedSvdOptions } from './linalg/index.js';
