@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/setup.sh
 
+case "${1:-}" in
+  '') ;;
+  -h|--help)
+    echo "Usage: bash scripts/test.sh    (installs pnpm if missing, pnpm install --frozen-lockfile, pnpm test)"
+    exit 0 ;;
+  *) printf 'error: scripts/test.sh takes no arguments (got %s); see --help\n' "$1" >&2; exit 2 ;;
+esac
+
 require_node
 ensure_pnpm
 # System packages: none yet. The WebGPU test suites (runtime-webgpu, coming) will need Debian's chromium for
