@@ -372,3 +372,49 @@ describe('pipeline version', () => {
     expect(PIPELINE_VERSION).toBe(pkg.version);
   });
 });
+
+describe('compress() on a tiny model with an untied classifier (synthetic, no ../shared needed)', () => {
+  it('stores lm_head with the classifier storage, counts it in params, loads and runs', async () => {
+    const { TINY_CONFIG, randomWeights } = await import('../../format/test/helpers.js');
+    const { readLlama2cCheckpoint, writeLlama2cLegacy } = await import('@ultrasketch/format');
+    const { modelFromLlama2c, Tokenizer } = await import('@ultrasketch/model');
+    const { readLlama2cTokenizer } = await import('@ultrasketch/format');
+    const ckptBytes = writeLlama2cLegacy(TINY_CONFIG, randomWeights(TINY_CONFIG, 3));
+    const weights = modelFromLlama2c(readLlama2cCheckpoint(ckptBytes, 'tiny.bin'), 'tiny.bin');
+    // A llama2.c tokenizer file: i32 max length, then per token f32 score, i32 length, bytes.
+    const pieces = ['<unk>', '\n<s>\n', '\n</s>\n', 'a', 'b', 'c', ' a', ' b', 'ab', 'ba'];
+    const parts: number[] = [];
+    const i32 = (v: number) => parts.push(...new Uint8Array(new Int32Array([v]).buffer));
+    const f32 = (v: number) => parts.push(...new Uint8Array(new Float32Array([v]).buffer));
+    i32(8);
+    pieces.forEach((p, i) => {
+      f32(-i);
+      const b = new TextEncoder().encode(p);
+      i32(b.length);
+      parts.push(...b);
+    });
+    const tokenizerBytes = new Uint8Array(parts);
+    const tokenizer = Tokenizer.fromLlama2c(readLlama2cTokenizer(tokenizerBytes, 10, 'tok.bin'));
+    const model = {
+      weights,
+      tokenizer,
+      tokenizerBytes,
+      source: { path: 'tiny.bin', format: 'legacy-f32' as const, fileBytes: ckptBytes.byteLength, sha256: '00', tokenizerPath: 'tok.bin' },
+    };
+    expect(weights.config.tiedClassifier).toBe(false);
+    const { bytes, report } = await compress({ model, codec: 'binary', embeddings: 'f32', classifier: 'rtn8' });
+    const loaded = loadBundleFromBytes(bytes, 'tiny.usk');
+    expect(loaded.bundle.weights.get(TensorNames.embedding)!.entry).toMatchObject({ codec: 'float', options: { dtype: 'f32' } });
+    expect(loaded.bundle.weights.get(TensorNames.classifier)!.entry).toMatchObject({ codec: 'rtn', options: { bits: 8, groupSize: 64 } });
+    expect(report.classifier).toBe('rtn8');
+    expect(loaded.accounting.params).toBe(paramsByHand(loaded.config as unknown as Record<string, unknown>));
+    expect(loaded.accounting.groups.classifier).toEqual({ weights: 80, bits: 8 * 10 * 8 + 10 * 32 });
+    expect(loaded.accounting.bitsPerParam).toBe((8 * bytes.byteLength) / loaded.accounting.params);
+    // Default classifier storage follows the embedding's.
+    const same = await compress({ model, codec: 'binary', embeddings: 'rtn4' });
+    expect(loadBundleFromBytes(same.bytes, 'tiny.usk').bundle.weights.get(TensorNames.classifier)!.entry.options).toEqual({ bits: 4, groupSize: 64 });
+    const logits = sessionFromBundle(loaded.bundle).forward([1, 3, 4], { logits: 'all' });
+    expect(logits.length).toBe(30);
+    expect(logits.every(Number.isFinite)).toBe(true);
+  });
+});
