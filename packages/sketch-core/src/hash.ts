@@ -145,7 +145,8 @@ export class MixedHashFamily implements HashFamily {
  * segments = ⌈cols / width⌉ runs per row of runLength = ⌈cols / segments⌉ ≤ width columns (the last run of a
  * row may be shorter), so no two weights of one run ever share a state. Run v = row·segments + s starts, in
  * sketch row k, at offset_k(v) = ⌊(π_k(v) + u_k(v)) · width / V⌋ with π_k a seeded permutation of [0, V) and
- * u_k(v) ∈ [0, 1) seeded jitter (`stratified: false` draws offsets uniformly instead — kept for measurement).
+ * u_k(v) ∈ [0, 1) seeded jitter; π_k(row·segments + s) = segments·σ_{k,s}(row) + s with σ_{k,s} independent
+ * seeded permutations of the rows (`stratified: false` draws offsets uniformly instead — kept for measurement).
  * index(row, col, k) = (offset_k(row·segments + ⌊col / runLength⌋) + col mod runLength) mod width.
  */
 export class RowRunHashFamily implements HashFamily {
@@ -180,12 +181,20 @@ export class RowRunHashFamily implements HashFamily {
         for (let v = 0; v < V; v++) this.offsets[base + v] = Math.floor(rng.next() * c.width);
         continue;
       }
-      for (let v = 0; v < V; v++) perm[v] = v;
-      for (let v = V - 1; v > 0; v--) {
-        const j = rng.int(v + 1);
-        const t = perm[v]!;
-        perm[v] = perm[j]!;
-        perm[j] = t;
+      // Position of run (row, s) on the ring: segments · σ_s(row) + s, with σ_s a seeded permutation of the
+      // rows drawn independently for every segment index s (and sketch row k). Every block of `segments`
+      // consecutive strata then holds one run of each segment index — so runs of unequal length (the last
+      // run of a row may be shorter) are spread evenly — while the runs of one row land at unrelated places.
+      const sigma = new Int32Array(c.rows);
+      for (let s = 0; s < this.segments; s++) {
+        for (let r = 0; r < c.rows; r++) sigma[r] = r;
+        for (let r = c.rows - 1; r > 0; r--) {
+          const j = rng.int(r + 1);
+          const t = sigma[r]!;
+          sigma[r] = sigma[j]!;
+          sigma[j] = t;
+        }
+        for (let r = 0; r < c.rows; r++) perm[r * this.segments + s] = sigma[r]! * this.segments + s;
       }
       for (let v = 0; v < V; v++) {
         const o = Math.floor(((perm[v]! + rng.next()) * c.width) / V);
