@@ -11,6 +11,7 @@ export default defineConfig({
       '@ultrasketch/core': pkg('packages/core'),
       '@ultrasketch/format': pkg('packages/format'),
       '@ultrasketch/baselines': pkg('packages/baselines'),
+      '@ultrasketch/littlebit': pkg('packages/littlebit'),
       '@ultrasketch/sketch-core': pkg('packages/sketch-core'),
       '@ultrasketch/model': pkg('packages/model'),
       '@ultrasketch/saliency': pkg('packages/saliency'),

@@ -1,0 +1,24 @@
+import { registerCodec } from '@ultrasketch/core';
+import { littlebitCodec } from './codec.js';
+
+export { littlebitCodec, littlebitRank, littlebitParamsFormulaBits, LITTLEBIT_DEFAULT_BPW } from './codec.js';
+export type { LittleBitOptions, LittleBitParams } from './codec.js';
+export {
+  littlebitFormulaBits,
+  littlebitFormulaBpw,
+  littlebitStoredBits,
+  littlebitMinBpw,
+  rankForBpw,
+  rankForBpwExact,
+  resolveRank,
+  signWords,
+} from './bits.js';
+export type { RankRounding, RankSpec } from './bits.js';
+export { dualSvidFactors, toPath, pathDense, naiveSignSvd } from './dualSvid.js';
+export type { LittleBitPath, LittleBitFactors, SvdSettings } from './dualSvid.js';
+export { packSigns, unpackSigns, signAt, paddingIsZero } from './signs.js';
+
+/** Register this package's codec (littlebit). Explicit and idempotent. */
+export function registerAll(): void {
+  registerCodec(littlebitCodec);
+}
