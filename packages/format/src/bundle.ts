@@ -81,7 +81,12 @@ const RESERVED_KEYS = ['format', 'format_version', 'model_config', 'tokenizer', 
 export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
   const tensors: SafetensorsTensorInput[] = [];
   const entries: Record<string, BundleWeightEntry> = {};
-  for (const [name, w] of input.weights) {
+  // Metadata lists weights and vectors in the caller's order (model order from compress()): the same
+  // input gives the same bytes, and a reader sees layers in their natural order.
+  const weightNames = [...input.weights.keys()];
+  const vectorNames = [...input.vectors.keys()];
+  for (const name of weightNames) {
+    const w = input.weights.get(name)!;
     entries[name] = w.entry;
     for (const [component, t] of Object.entries(w.tensors)) {
       if (component.includes('.')) {
@@ -92,7 +97,10 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
       tensors.push({ name: `${name}.${component}`, dtype: t.dtype, shape: t.shape, data: t.data });
     }
   }
-  for (const [name, v] of input.vectors) tensors.push({ name, dtype: 'F32', shape: [v.length], data: v });
+  for (const name of vectorNames) {
+    const v = input.vectors.get(name)!;
+    tensors.push({ name, dtype: 'F32', shape: [v.length], data: v });
+  }
   tensors.push({ name: USK_TOKENIZER_TENSOR, dtype: 'U8', shape: [input.tokenizer.bytes.length], data: input.tokenizer.bytes });
 
   const checksums: Record<string, string> = {};
@@ -105,7 +113,7 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
     model_config: JSON.stringify(input.config),
     tokenizer: JSON.stringify({ kind: input.tokenizer.kind, tensor: USK_TOKENIZER_TENSOR }),
     weights: JSON.stringify(entries),
-    vectors: JSON.stringify([...input.vectors.keys()]),
+    vectors: JSON.stringify(vectorNames),
     checksums: JSON.stringify(checksums),
   };
   for (const [key, value] of Object.entries(input.sections ?? {})) {
@@ -223,7 +231,20 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
       bad(ErrorCodes.BAD_HEADER, `weight entry "${name}" needs string codec, number version and seed, object options`);
     }
     const codec = getCodec(e.codec as string, e.version as number, where);
-    const resolved = codec.resolveOptions(e.options as Record<string, unknown>);
+    let resolved: unknown;
+    try {
+      resolved = codec.resolveOptions(e.options as Record<string, unknown>);
+    } catch (err) {
+      // Stored options are not a command line: re-point the error at the file and weight.
+      if (err instanceof UltraSketchError) {
+        throw new UltraSketchError(err.code, `stored options of weight "${name}": ${err.problem}`, {
+          source,
+          hint: 'the bundle is corrupt or was written by an incompatible codec version',
+          cause: err,
+        });
+      }
+      throw err;
+    }
     const tensors = byWeight.get(name) ?? {};
     const params = codec.fromTensors(tensors, e.rows as number, e.cols as number, resolved, where);
     const expected = Object.keys(codec.toTensors(params)).sort().join(',');

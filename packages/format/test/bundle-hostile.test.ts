@@ -158,7 +158,7 @@ describe('hostile bundles: codecs and their parameters', () => {
   // KNOWN GAP (format/src/bundle.ts): readBundle passes stored options to the codec's resolveOptions without
   // re-sourcing its error, so the message names the CLI flag ("--bits") instead of the file and weight.
   // When readBundle wraps that call (source = "<file> (<weight>)"), turn this `it.fails` into `it`.
-  it.fails('invalid codec options: the message names the file', () => {
+  it('invalid codec options: the message names the file', () => {
     expectBundleError(read(editMetadataJson(GOOD, 'weights', (w) => void (w[Q].options.bits = 5))), ErrorCodes.BAD_ARGUMENT, SRC);
   });
 
