@@ -178,7 +178,10 @@ function describeParseError(err: unknown, specs: OptionSpec[]): string {
     const m = /Option '(-[^ ']+)/.exec(message);
     const flag = m?.[1]?.replace(/^-(\w)$/, (_, s: string) => `--${specs.find((o) => o.short === s)?.name ?? s}`);
     const spec = specs.find((o) => `--${o.name}` === flag);
-    if (spec && spec.kind !== 'boolean') return `${flag} needs a value (${flag} ${spec.valueName ?? 'VALUE'})`;
+    if (spec && spec.kind !== 'boolean') {
+      const dash = /ambiguous/.test(message) ? `; for a value that starts with '-', write ${flag}=VALUE` : '';
+      return `${flag} needs a value (${flag} ${spec.valueName ?? 'VALUE'})${dash}`;
+    }
     if (spec) return `${flag} is a switch and takes no value`;
   }
   return message.split('\n')[0]!.replace(/^Unknown option/, 'unknown option');

@@ -90,6 +90,7 @@ describe('ultrasketch: help, version, usage errors', () => {
     [['generate', 'x.bin', '--steps', 'abc'], '--steps expects an integer'],
     [['generate', 'x.bin', '--steps', '0'], '--steps must be an integer ≥ 1'],
     [['generate', 'x.bin', '--steps'], '--steps needs a value'],
+    [['generate', 'x.bin', '--prompt', '-dash'], "write --prompt=VALUE"],
     [['generate', 'x.bin', '--top-p', '1.5'], '--top-p must be a number ≤ 1'],
     [['generate', 'x.bin', '--json=yes'], '--json is a switch'],
     [['generate', 'x.bin', '--kernels', 'gpu'], '--kernels must be one of auto, wasm, js'],
