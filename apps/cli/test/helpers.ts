@@ -54,10 +54,26 @@ function isStale(pkgDir: string, output: string): boolean {
   );
 }
 
+/** The workspace packages the CLI depends on, transitively (directories under packages/). */
+function cliDependencies(): string[] {
+  const seen = new Set<string>();
+  const visit = (pkgJson: string) => {
+    const deps = (JSON.parse(readFileSync(pkgJson, 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {};
+    for (const name of Object.keys(deps)) {
+      const m = /^@ultrasketch\/(.+)$/.exec(name);
+      const dir = m ? join(ROOT, 'packages', m[1]!) : undefined;
+      if (dir && !seen.has(dir) && existsSync(join(dir, 'package.json'))) {
+        seen.add(dir);
+        visit(join(dir, 'package.json'));
+      }
+    }
+  };
+  visit(join(ROOT, 'apps/cli/package.json'));
+  return [...seen];
+}
+
 export function ensureBuilt(): void {
-  const pkgs = readdirSync(join(ROOT, 'packages')).map((p) => join(ROOT, 'packages', p));
-  const stale =
-    isStale(join(ROOT, 'apps/cli'), 'dist/cli.js') || pkgs.some((p) => existsSync(join(p, 'src')) && isStale(p, 'dist/index.js'));
+  const stale = isStale(join(ROOT, 'apps/cli'), 'dist/cli.js') || cliDependencies().some((p) => isStale(p, 'dist/index.js'));
   if (!stale) return;
   try {
     execFileSync('pnpm', ['--filter', '@ultrasketch/cli...', 'run', 'build'], { cwd: ROOT, stdio: 'pipe', encoding: 'utf8' });
