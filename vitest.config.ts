@@ -17,6 +17,7 @@ export default defineConfig({
       '@ultrasketch/saliency': pkg('packages/saliency'),
       '@ultrasketch/runtime-node': pkg('packages/runtime-node'),
       '@ultrasketch/pipeline': pkg('packages/pipeline'),
+      '@ultrasketch/ste-trainer': pkg('packages/ste-trainer'),
     },
   },
   test: {

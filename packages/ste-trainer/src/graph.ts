@@ -1,0 +1,353 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { LINEAR_KINDS, type LinearKind, type ModelConfig, headDim, kvDim, linearShape, validateModelConfig } from '@ultrasketch/model';
+import { type FloatArray, matmul, transpose } from './matmul.js';
+import {
+  type AttentionShape,
+  attentionBackward,
+  attentionForward,
+  rmsNormBackward,
+  rmsNormForward,
+  rope,
+  ropeTables,
+  swigluBackward,
+  swigluForward,
+} from './ops.js';
+import type { WeightProvider } from './providers.js';
+
+/**
+ * The Llama decoder as a training graph over a batch of `batch` sequences of `seqLen` tokens (n = batch ·
+ * seqLen rows), each sequence at positions 0..seqLen−1. The forward pass stores every activation the
+ * backward pass needs in buffers allocated once for [batch, seqLen]; backward() runs the hand-derived
+ * gradient of each op in reverse. Nothing is allocated per step.
+ *
+ *   X0 = embed(tokens)                                   (frozen)
+ *   per layer l:  A = RMSNorm(X_l; attnNorm)             (norm weight trainable if given a grad)
+ *                 q, k, v = A Ŵqᵀ, A Ŵkᵀ, A Ŵvᵀ          (weight providers)
+ *                 RoPE(q), RoPE(k); O = causal-softmax(q kᵀ/√hs) v   (grouped KV heads)
+ *                 M = X_l + O Ŵoᵀ
+ *                 F = RMSNorm(M; ffnNorm); H = silu(F Ŵgᵀ) ⊙ (F Ŵuᵀ)
+ *                 X_{l+1} = M + H Ŵdᵀ                    (the layer's output "hidden state")
+ *   logits = RMSNorm(X_L; finalNorm) Eᵀ                  (classifier frozen; E = embedding when tied)
+ *
+ * Arrays are Float32Array in training; the same code runs on Float64Array for gradient checks.
+ */
+
+/** A norm weight: trainable when `grad` is given. */
+export interface NormWeight<T extends FloatArray = Float32Array> {
+  data: T;
+  grad: T | null;
+}
+
+export type LayerProviders<T extends FloatArray = Float32Array> = Record<LinearKind, WeightProvider<T>>;
+
+export interface GraphWeights<T extends FloatArray = Float32Array> {
+  config: ModelConfig;
+  /** Token embedding [vocab, dim] (frozen). */
+  embedding: T;
+  /** Classifier [vocab, dim] (frozen; the embedding itself for tied models). */
+  classifier: T;
+  attnNorm: NormWeight<T>[];
+  ffnNorm: NormWeight<T>[];
+  finalNorm: NormWeight<T>;
+  layers: LayerProviders<T>[];
+}
+
+export interface GraphOptions {
+  batch: number;
+  seqLen: number;
+  /** Float precision of activations: 'f32' (training) or 'f64' (gradient checks). Must match the weights. */
+  dtype?: 'f32' | 'f64';
+  /** Keep activations for backward (default true). A teacher graph sets false. */
+  training?: boolean;
+}
+
+interface LayerActs<T> {
+  x: T; // X_l, layer input [n, dim]
+  r1: T; // [n]
+  a: T; // normed attention input [n, dim]
+  q: T; // roped [n, dim]
+  k: T; // roped [n, kv]
+  v: T; // [n, kv]
+  probs: T; // [batch, heads, L, L]
+  o: T; // attention output [n, dim]
+  m: T; // X_l + attention branch [n, dim]
+  r2: T; // [n]
+  f: T; // normed ffn input [n, dim]
+  g: T; // gate pre-activation [n, hidden]
+  u: T; // up [n, hidden]
+  h: T; // silu(g) ⊙ u [n, hidden]
+}
+
+export class LlamaGraph<T extends FloatArray = Float32Array> {
+  readonly config: ModelConfig;
+  readonly batch: number;
+  readonly seqLen: number;
+  readonly training: boolean;
+  /** Logits of the last forward [n, vocab]. */
+  readonly logits: T;
+  private readonly acts: LayerActs<T>[];
+  /** X_L (the last layer's output) [n, dim]. */
+  private readonly xLast: T;
+  private readonly rf: T;
+  private readonly xf: T;
+  private readonly cos: Float32Array;
+  private readonly sin: Float32Array;
+  private readonly alloc: (n: number) => T;
+  /** Ŵ of every linear in the current forward (held for backward). */
+  private readonly wCur: T[][];
+  // backward scratch
+  private readonly dX: T;
+  private readonly dA: T; // [n, dim]
+  private readonly dq: T;
+  private readonly dk: T;
+  private readonly dv: T;
+  private readonly dO: T;
+  private readonly dH: T;
+  private readonly dG: T;
+  private readonly dU: T;
+  private readonly dS: T;
+  private readonly gradW: Record<LinearKind, T>;
+  private readonly classifierT: T; // Eᵀ [dim, vocab], transposed once (frozen)
+  private nRows = 0;
+
+  constructor(
+    readonly weights: GraphWeights<T>,
+    options: GraphOptions,
+  ) {
+    const c = weights.config;
+    validateModelConfig(c);
+    const { batch, seqLen } = options;
+    if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {
+      throw new UltraSketchError(
+        ErrorCodes.BAD_ARGUMENT,
+        `batch ${batch} × seqLen ${seqLen}: both must be positive integers and seqLen ≤ the model's ${c.seqLen}`,
+      );
+    }
+    this.config = c;
+    this.batch = batch;
+    this.seqLen = seqLen;
+    this.training = options.training ?? true;
+    const f64 = (options.dtype ?? 'f32') === 'f64';
+    this.alloc = (len: number) => (f64 ? new Float64Array(len) : new Float32Array(len)) as T;
+    checkWeights(weights, f64);
+    const n = batch * seqLen;
+    const dim = c.dim;
+    const kv = kvDim(c);
+    const hid = c.hiddenDim;
+    const A = this.alloc;
+    const mk = (): LayerActs<T> => ({
+      x: A(n * dim),
+      r1: A(n),
+      a: A(n * dim),
+      q: A(n * dim),
+      k: A(n * kv),
+      v: A(n * kv),
+      probs: A(batch * c.nHeads * seqLen * seqLen),
+      o: A(n * dim),
+      m: A(n * dim),
+      r2: A(n),
+      f: A(n * dim),
+      g: A(n * hid),
+      u: A(n * hid),
+      h: A(n * hid),
+    });
+    if (this.training) {
+      this.acts = Array.from({ length: c.nLayers }, mk);
+    } else {
+      // Inference: one set of activations reused by every layer; only the layer inputs are kept.
+      const shared = mk();
+      this.acts = Array.from({ length: c.nLayers }, () => ({ ...shared, x: A(n * dim) }));
+    }
+    this.xLast = A(n * dim);
+    this.rf = A(n);
+    this.xf = A(n * dim);
+    this.logits = A(n * c.vocabSize);
+    [this.cos, this.sin] = ropeTables(seqLen, headDim(c), c.ropeTheta);
+    this.wCur = Array.from({ length: c.nLayers }, () => new Array<T>(LINEAR_KINDS.length));
+    const t = this.training;
+    this.dX = A(t ? n * dim : 0);
+    this.dA = A(t ? n * dim : 0);
+    this.dq = A(t ? n * dim : 0);
+    this.dk = A(t ? n * kv : 0);
+    this.dv = A(t ? n * kv : 0);
+    this.dO = A(t ? n * dim : 0);
+    this.dH = A(t ? n * hid : 0);
+    this.dG = A(t ? n * hid : 0);
+    this.dU = A(t ? n * hid : 0);
+    this.dS = A(t ? seqLen : 0);
+    this.gradW = {} as Record<LinearKind, T>;
+    for (const kind of LINEAR_KINDS) {
+      const [r, cc] = linearShape(c, kind);
+      this.gradW[kind] = A(t ? r * cc : 0);
+    }
+    this.classifierT = A(t ? c.vocabSize * dim : 0);
+    if (t) transpose(weights.classifier, this.classifierT, c.vocabSize, dim);
+  }
+
+  /** Rows of the last forward (nSeq · seqLen). */
+  get rows(): number {
+    return this.nRows;
+  }
+
+  /** The output of decoder layer l (X_{l+1}) from the last forward, [rows, dim]. */
+  hidden(layer: number): T {
+    return layer + 1 < this.config.nLayers ? this.acts[layer + 1]!.x : this.xLast;
+  }
+
+  /**
+   * Run the forward pass over `nSeq` ≤ batch sequences of seqLen tokens (tokens[s·seqLen + t]).
+   * Fills `logits` for the first nSeq·seqLen rows.
+   */
+  forward(tokens: ArrayLike<number>, nSeq = this.batch): void {
+    const c = this.config;
+    const L = this.seqLen;
+    if (!Number.isInteger(nSeq) || nSeq < 1 || nSeq > this.batch || tokens.length < nSeq * L) {
+      throw new UltraSketchError(
+        ErrorCodes.BAD_ARGUMENT,
+        `forward: ${tokens.length} tokens for ${nSeq} sequences of ${L} (graph batch ${this.batch})`,
+      );
+    }
+    const n = nSeq * L;
+    this.nRows = n;
+    const dim = c.dim;
+    const kv = kvDim(c);
+    const hid = c.hiddenDim;
+    const hs = headDim(c);
+    const pairs = c.ropeLayout === 'pairs';
+    const shape: AttentionShape = { batch: nSeq, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const x0 = this.acts[0]!.x;
+    const emb = this.weights.embedding;
+    for (let t = 0; t < n; t++) {
+      const tok = tokens[t]!;
+      if (!Number.isInteger(tok) || tok < 0 || tok >= c.vocabSize) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${tok} is outside 0..${c.vocabSize - 1}`);
+      }
+      x0.set(emb.subarray(tok * dim, (tok + 1) * dim), t * dim);
+    }
+    for (let l = 0; l < c.nLayers; l++) {
+      const s = this.acts[l]!;
+      const prov = this.weights.layers[l]!;
+      const W = this.wCur[l]!;
+      for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
+      const [wq, wk, wv, wo, wg, wu, wd] = W as [T, T, T, T, T, T, T];
+      const next = l + 1 < c.nLayers ? this.acts[l + 1]!.x : this.xLast;
+
+      rmsNormForward(s.x, this.weights.attnNorm[l]!.data, s.a, s.r1, n, dim, c.normEps);
+      matmul(s.a, wq, s.q, n, dim, dim, false, true);
+      matmul(s.a, wk, s.k, n, kv, dim, false, true);
+      matmul(s.a, wv, s.v, n, kv, dim, false, true);
+      rope(s.q, n, dim, L, hs, this.cos, this.sin, pairs, false);
+      rope(s.k, n, kv, L, hs, this.cos, this.sin, pairs, false);
+      attentionForward(s.q, s.k, s.v, s.probs, s.o, shape);
+      matmul(s.o, wo, s.m, n, dim, dim, false, true);
+      for (let i = 0; i < n * dim; i++) s.m[i] = s.x[i]! + s.m[i]!;
+
+      rmsNormForward(s.m, this.weights.ffnNorm[l]!.data, s.f, s.r2, n, dim, c.normEps);
+      matmul(s.f, wg, s.g, n, hid, dim, false, true);
+      matmul(s.f, wu, s.u, n, hid, dim, false, true);
+      swigluForward(s.g, s.u, s.h, n * hid);
+      matmul(s.h, wd, next, n, dim, hid, false, true);
+      for (let i = 0; i < n * dim; i++) next[i] = s.m[i]! + next[i]!;
+    }
+    rmsNormForward(this.xLast, this.weights.finalNorm.data, this.xf, this.rf, n, dim, c.normEps);
+    matmul(this.xf, this.weights.classifier, this.logits, n, c.vocabSize, dim, false, true);
+  }
+
+  /**
+   * Backward pass of the last forward. `dLogits` [rows, vocab] is ∂L/∂logits. `onLayerOutputGrad(l, dX)`
+   * may add ∂L/∂X_{l+1} terms (hidden-state losses) into dX, which holds the gradient at layer l's output
+   * when called. Gradients of the linears go to their providers (`backward(gradW)`); norm gradients are
+   * ADDED into the norms' grad arrays.
+   */
+  backward(dLogits: T, onLayerOutputGrad?: (layer: number, dX: T) => void): void {
+    if (!this.training) throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'backward() on a graph built with training: false');
+    const c = this.config;
+    const n = this.nRows;
+    const L = this.seqLen;
+    const dim = c.dim;
+    const kv = kvDim(c);
+    const hid = c.hiddenDim;
+    const hs = headDim(c);
+    const pairs = c.ropeLayout === 'pairs';
+    const shape: AttentionShape = { batch: n / L, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const { dX, dA, dq, dk, dv, dO, dH, dG, dU, gradW } = this;
+    const w = this.weights;
+    // classifier (frozen): dXf = dLogits · E
+    matmul(dLogits, this.classifierT, dA, n, dim, c.vocabSize, false, true);
+    dX.fill(0, 0, n * dim);
+    rmsNormBackward(dA, this.xLast, w.finalNorm.data, this.rf, dX, w.finalNorm.grad, n, dim);
+
+    for (let l = c.nLayers - 1; l >= 0; l--) {
+      const s = this.acts[l]!;
+      const prov = w.layers[l]!;
+      const [wq, wk, wv, wo, wg, wu, wd] = this.wCur[l]! as [T, T, T, T, T, T, T];
+      onLayerOutputGrad?.(l, dX);
+
+      // --- FFN: X_{l+1} = M + H Ŵdᵀ
+      matmul(dX, wd, dH, n, hid, dim, false, false);
+      this.linearGrad(prov.down, dX, s.h, n, gradW.down);
+      swigluBackward(dH, s.g, s.u, dG, dU, n * hid);
+      matmul(dG, wg, dA, n, dim, hid, false, false);
+      matmul(dU, wu, dA, n, dim, hid, false, false, true);
+      this.linearGrad(prov.gate, dG, s.f, n, gradW.gate);
+      this.linearGrad(prov.up, dU, s.f, n, gradW.up);
+      rmsNormBackward(dA, s.m, w.ffnNorm[l]!.data, s.r2, dX, w.ffnNorm[l]!.grad, n, dim); // dX is now ∂L/∂M
+
+      // --- attention: M = X_l + O Ŵoᵀ
+      matmul(dX, wo, dO, n, dim, dim, false, false);
+      this.linearGrad(prov.o, dX, s.o, n, gradW.o);
+      attentionBackward(dO, s.q, s.k, s.v, s.probs, dq, dk, dv, this.dS, shape);
+      rope(dq, n, dim, L, hs, this.cos, this.sin, pairs, true);
+      rope(dk, n, kv, L, hs, this.cos, this.sin, pairs, true);
+      this.linearGrad(prov.q, dq, s.a, n, gradW.q);
+      this.linearGrad(prov.k, dk, s.a, n, gradW.k);
+      this.linearGrad(prov.v, dv, s.a, n, gradW.v);
+      // The gradient below layer 0 reaches only the frozen embedding: skip it unless the norm trains.
+      if (l > 0 || w.attnNorm[0]!.grad) {
+        matmul(dq, wq, dA, n, dim, dim, false, false);
+        matmul(dk, wk, dA, n, dim, kv, false, false, true);
+        matmul(dv, wv, dA, n, dim, kv, false, false, true);
+        rmsNormBackward(dA, s.x, w.attnNorm[l]!.data, s.r1, dX, w.attnNorm[l]!.grad, n, dim); // ∂L/∂X_l
+      }
+    }
+  }
+
+  /** ∂L/∂Ŵ = dYᵀ X, handed to the provider (skipped for frozen providers). */
+  private linearGrad(p: WeightProvider<T>, dY: T, x: T, n: number, buf: T): void {
+    if (!p.trainable) return;
+    matmul(dY, x, buf, p.rows, p.cols, n, true, false);
+    p.backward(buf);
+  }
+}
+
+function checkWeights<T extends FloatArray>(w: GraphWeights<T>, f64: boolean): void {
+  const c = w.config;
+  const fail = (what: string): never => {
+    throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, what, { hint: 'the graph weights do not match the config' });
+  };
+  const isRight = (a: FloatArray) => (f64 ? a instanceof Float64Array : a instanceof Float32Array);
+  const check = (name: string, a: FloatArray, len: number) => {
+    if (!isRight(a)) fail(`${name} is a ${a.constructor.name}, expected ${f64 ? 'Float64Array' : 'Float32Array'}`);
+    if (a.length !== len) fail(`${name} has ${a.length} values, expected ${len}`);
+  };
+  check('embedding', w.embedding, c.vocabSize * c.dim);
+  check('classifier', w.classifier, c.vocabSize * c.dim);
+  if (w.attnNorm.length !== c.nLayers || w.ffnNorm.length !== c.nLayers || w.layers.length !== c.nLayers) {
+    fail(`expected ${c.nLayers} layers of norms and linears`);
+  }
+  const norm = (name: string, nw: NormWeight<T>) => {
+    check(name, nw.data, c.dim);
+    if (nw.grad) check(`${name} grad`, nw.grad, c.dim);
+  };
+  norm('finalNorm', w.finalNorm);
+  for (let l = 0; l < c.nLayers; l++) {
+    norm(`attnNorm[${l}]`, w.attnNorm[l]!);
+    norm(`ffnNorm[${l}]`, w.ffnNorm[l]!);
+    for (const kind of LINEAR_KINDS) {
+      const p = w.layers[l]![kind];
+      const [r, cc] = linearShape(c, kind);
+      if (!p) fail(`layer ${l} has no ${kind} provider`);
+      if (p.rows !== r || p.cols !== cc) fail(`provider ${p.name} is ${p.rows}×${p.cols}, layer ${l} ${kind} needs ${r}×${cc}`);
+    }
+  }
+}

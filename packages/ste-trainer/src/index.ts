@@ -1,0 +1,28 @@
+export { matmul, transpose, gemmNTBlocked, setGemmKernel } from './matmul.js';
+export type { FloatArray, GemmNT } from './matmul.js';
+export {
+  rmsNormForward,
+  rmsNormBackward,
+  ropeTables,
+  rope,
+  attentionForward,
+  attentionBackward,
+  swigluForward,
+  swigluBackward,
+  logitLosses,
+  logSoftmaxRows,
+  mseLoss,
+} from './ops.js';
+export type { AttentionShape, LogitLossResult } from './ops.js';
+export { DenseProvider, CodecSteProvider, zerosLike } from './providers.js';
+export type { Param, WeightProvider, DenseProviderOptions, CodecSteProviderOptions } from './providers.js';
+export { LlamaGraph } from './graph.js';
+export type { GraphWeights, GraphOptions, LayerProviders, NormWeight } from './graph.js';
+export { AdamW, learningRate, globalGradNorm } from './optim.js';
+export type { AdamWOptions, AdamState, ScheduleOptions } from './optim.js';
+export { CalibrationBatches, TeacherSamples, stepRng } from './data.js';
+export type { BatchSource, TeacherSamplesOptions } from './data.js';
+export { makeProviders, registerProviderFactory, getProviderFactory } from './plan.js';
+export type { ProviderContext, ProviderFactory, ProviderChoice, MakeProvidersOptions } from './plan.js';
+export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './trainer.js';
+export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource } from './trainer.js';

@@ -1,0 +1,88 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import type { Param } from './providers.js';
+
+/** Learning rate at step s: linear warm-up to `lr`, then a cosine decay to lr · minLrRatio at the end. */
+export interface ScheduleOptions {
+  lr: number;
+  /** Total steps of the run (the cosine reaches its end there). */
+  steps: number;
+  /** Warm-up steps (linear from lr/warmup to lr). */
+  warmupSteps: number;
+  minLrRatio: number;
+}
+
+export function learningRate(step: number, o: ScheduleOptions): number {
+  if (step < o.warmupSteps) return (o.lr * (step + 1)) / o.warmupSteps;
+  const span = Math.max(1, o.steps - o.warmupSteps);
+  const progress = Math.min(1, (step - o.warmupSteps) / span);
+  const min = o.lr * o.minLrRatio;
+  return min + 0.5 * (o.lr - min) * (1 + Math.cos(Math.PI * progress));
+}
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+/** The moments of one parameter. */
+export interface AdamState {
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/**
+ * AdamW (Loshchilov & Hutter; PyTorch's update order): p ← p − lr·wd·p (decoupled decay, for params with
+ * decay ≠ false); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; p ← p − lr · m̂ / (√v̂ + eps) with the
+ * bias-corrected m̂, v̂. `gradScale` multiplies every gradient first (global-norm clipping). Gradients are
+ * zeroed after the update. Arithmetic in float64, moments stored in float32.
+ */
+export class AdamW {
+  readonly states: AdamState[];
+
+  constructor(
+    readonly params: Param[],
+    readonly options: AdamWOptions,
+  ) {
+    const names = new Set<string>();
+    for (const p of params) {
+      if (names.has(p.name)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `two trainable parameters are named ${p.name}`);
+      names.add(p.name);
+    }
+    this.states = params.map((p) => ({ m: new Float32Array(p.data.length), v: new Float32Array(p.data.length) }));
+  }
+
+  /** Apply update number `t` (1-based, for bias correction). */
+  step(t: number, lr: number, gradScale: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const bc1 = 1 - Math.pow(beta1, t);
+    const bc2 = 1 - Math.pow(beta2, t);
+    for (let k = 0; k < this.params.length; k++) {
+      const p = this.params[k]!;
+      const { m, v } = this.states[k]!;
+      const data = p.data;
+      const grad = p.grad;
+      const decay = p.decay !== false && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
+      for (let i = 0; i < data.length; i++) {
+        const g = grad[i]! * gradScale;
+        const mi = beta1 * m[i]! + (1 - beta1) * g;
+        const vi = beta2 * v[i]! + (1 - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        data[i] = data[i]! * decay - (lr * (m[i]! / bc1)) / (Math.sqrt(v[i]! / bc2) + eps);
+      }
+      grad.fill(0);
+    }
+  }
+}
+
+/** √(Σ g²) over every parameter's gradient, accumulated in float64. */
+export function globalGradNorm(params: Param[]): number {
+  let ss = 0;
+  for (const p of params) {
+    const g = p.grad;
+    for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!;
+  }
+  return Math.sqrt(ss);
+}

@@ -1,0 +1,562 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { crc32, readSafetensors, writeSafetensors, type SafetensorsTensorInput } from '@ultrasketch/format';
+import {
+  LINEAR_KINDS,
+  type ModelConfig,
+  type ModelWeights,
+  TensorNames,
+  validateModelWeights,
+} from '@ultrasketch/model';
+import { type BatchSource, CalibrationBatches, TeacherSamples } from './data.js';
+import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
+import { logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
+import { AdamW, globalGradNorm, learningRate } from './optim.js';
+import { DenseProvider, type Param, type WeightProvider } from './providers.js';
+
+export type DataSource = 'calib' | 'teacher' | 'both';
+
+/** Weights of the loss terms: loss = kl·KL(teacher‖student) + mse·Σ_layers MSE(hidden) + ce·CE(next token). */
+export interface LossWeights {
+  kl: number;
+  mse: number;
+  ce: number;
+}
+
+export interface TrainerOptions {
+  /** The float model: the teacher, and the source of every weight the student does not train. */
+  teacher: ModelWeights;
+  /** Providers by canonical linear name (any other linear stays frozen at the teacher's weight). */
+  providers?: Map<string, WeightProvider> | Iterable<WeightProvider>;
+  /** Calibration token stream (documents with BOS); required unless data is 'teacher'. NEVER eval text. */
+  calibTokens?: Int32Array;
+  /** 'calib' (default), 'teacher' (data-free: samples of the teacher), 'both' (half and half per batch). */
+  data?: DataSource;
+  batch: number;
+  seqLen: number;
+  /** Total steps (the schedule's length). */
+  steps: number;
+  /** Peak learning rate (default 5e-4). */
+  lr?: number;
+  /** Warm-up as a fraction of steps (default 0.02, LittleBit's recipe). */
+  warmup?: number;
+  /** Final learning rate / peak (default 0). */
+  minLrRatio?: number;
+  /** AdamW decoupled weight decay (default 0). */
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Clip the global gradient norm to this (default 1; 0 disables). */
+  clipNorm?: number;
+  /** Default KD as in LittleBit: {kl: 1, mse: 10, ce: 0}. */
+  loss?: Partial<LossWeights>;
+  /** Train the RMSNorm weights too (default false). */
+  trainNorms?: boolean;
+  /** Seed of the data order and teacher sampling (default 0). */
+  seed?: number;
+  /** Teacher sampling temperature (default 1). */
+  temperature?: number;
+  onProgress?: (p: TrainProgress) => void;
+  /** Clock in ms (default performance.now). */
+  now?: () => number;
+}
+
+export interface StepResult {
+  /** Steps completed, counting this one. */
+  step: number;
+  loss: number;
+  kl: number;
+  ce: number;
+  /** Σ over layers of the hidden-state MSE (unweighted). */
+  mse: number;
+  /** Tokens processed this step (batch · seqLen). */
+  tokens: number;
+  ms: number;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+}
+
+export interface TrainProgress extends StepResult {
+  steps: number;
+  tokensSeen: number;
+  elapsedMs: number;
+  tokensPerSec: number;
+  etaMs: number;
+}
+
+export interface EvalResult {
+  kl: number;
+  ce: number;
+  top1: number;
+  mse: number;
+  positions: number;
+}
+
+export const CHECKPOINT_FORMAT = 'ultrasketch-ste-checkpoint';
+export const CHECKPOINT_VERSION = 1;
+
+/**
+ * Compression-aware finetuning: a student whose linears come from weight providers, distilled from (and
+ * initialised by) the float teacher. See docs/ste-trainer.md.
+ */
+export class Trainer {
+  readonly config: ModelConfig;
+  readonly batch: number;
+  readonly seqLen: number;
+  readonly steps: number;
+  readonly loss: LossWeights;
+  readonly data: DataSource;
+  readonly seed: number;
+  readonly trainNorms: boolean;
+  /** Trainable parameters in a fixed order (providers layer by layer, then norms). */
+  readonly params: Param[];
+  readonly providers: WeightProvider[];
+  private readonly student: LlamaGraph;
+  private readonly teacherGraph: LlamaGraph | null;
+  private readonly optim: AdamW;
+  private readonly sources: { calib?: BatchSource; teacher?: BatchSource };
+  private readonly windows: Int32Array; // [batch, seqLen + 1]
+  private readonly inputs: Int32Array; // [batch · seqLen]
+  private readonly targets: Int32Array;
+  private readonly dLogits: Float32Array;
+  private readonly opts: Required<Pick<TrainerOptions, 'lr' | 'warmup' | 'minLrRatio' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'clipNorm' | 'temperature'>>;
+  private readonly onProgress: ((p: TrainProgress) => void) | undefined;
+  private readonly now: () => number;
+  private readonly calibCrc: string;
+  private mseAcc = 0;
+  private readonly mseGrad: (layer: number, dX: Float32Array) => void;
+  private stepCount = 0;
+  private tokensSeen = 0;
+  private elapsedMs = 0;
+  private readonly studentWeightsG: GraphWeights;
+  private readonly teacher: ModelWeights;
+
+  constructor(o: TrainerOptions) {
+    validateModelWeights(o.teacher);
+    const c = o.teacher.config;
+    this.teacher = o.teacher;
+    this.config = c;
+    this.batch = o.batch;
+    this.seqLen = o.seqLen;
+    this.steps = o.steps;
+    if (!Number.isInteger(o.steps) || o.steps < 1) throw badArg(`steps ${o.steps} must be a positive integer`);
+    if (o.seqLen + 1 > c.seqLen && (o.data ?? 'calib') !== 'calib') {
+      throw badArg(`seqLen ${o.seqLen} + 1 exceeds the model's seq_len ${c.seqLen} (teacher samples)`);
+    }
+    this.loss = { kl: o.loss?.kl ?? 1, mse: o.loss?.mse ?? 10, ce: o.loss?.ce ?? 0 };
+    for (const [k, v] of Object.entries(this.loss)) if (!(v >= 0) || !Number.isFinite(v)) throw badArg(`loss weight ${k} = ${v} must be ≥ 0`);
+    if (this.loss.kl + this.loss.mse + this.loss.ce === 0) throw badArg('every loss weight is 0: nothing to train');
+    this.data = o.data ?? 'calib';
+    if (!['calib', 'teacher', 'both'].includes(this.data)) throw badArg(`data ${String(this.data)} must be calib, teacher or both`);
+    this.seed = o.seed ?? 0;
+    if (!Number.isInteger(this.seed) || this.seed < 0 || this.seed > 0xffffffff) throw badArg(`seed ${this.seed} must be an integer in 0..2^32−1`);
+    this.trainNorms = o.trainNorms ?? false;
+    this.opts = {
+      lr: o.lr ?? 5e-4,
+      warmup: o.warmup ?? 0.02,
+      minLrRatio: o.minLrRatio ?? 0,
+      weightDecay: o.weightDecay ?? 0,
+      beta1: o.beta1 ?? 0.9,
+      beta2: o.beta2 ?? 0.999,
+      eps: o.eps ?? 1e-8,
+      clipNorm: o.clipNorm ?? 1,
+      temperature: o.temperature ?? 1,
+    };
+    if (!(this.opts.lr > 0)) throw badArg(`lr ${this.opts.lr} must be positive`);
+    if (!(this.opts.warmup >= 0 && this.opts.warmup < 1)) throw badArg(`warmup ${this.opts.warmup} must be a fraction in [0, 1)`);
+    this.onProgress = o.onProgress;
+    this.now = o.now ?? (() => performance.now());
+
+    // ---- student weights
+    const get = (name: string) => o.teacher.tensors.get(name)!.data;
+    const byName = new Map<string, WeightProvider>();
+    for (const p of o.providers instanceof Map ? o.providers.values() : (o.providers ?? [])) {
+      if (byName.has(p.name)) throw badArg(`two providers for ${p.name}`);
+      byName.set(p.name, p);
+    }
+    const layers: LayerProviders[] = [];
+    const known = new Set<string>();
+    for (let l = 0; l < c.nLayers; l++) {
+      const lp = {} as LayerProviders;
+      for (const kind of LINEAR_KINDS) {
+        const name = TensorNames.linear(l, kind);
+        known.add(name);
+        const t = o.teacher.tensors.get(name)!;
+        lp[kind] = byName.get(name) ?? new DenseProvider({ name, rows: t.shape[0]!, cols: t.shape[1]!, weight: t.data });
+      }
+      layers.push(lp);
+    }
+    for (const name of byName.keys()) if (!known.has(name)) throw badArg(`provider ${name} is not a linear of this model`);
+    const norm = (name: string): NormWeight & { name: string } => {
+      const data = get(name);
+      return this.trainNorms
+        ? { name, data: data.slice(), grad: new Float32Array(data.length) }
+        : { name, data, grad: null };
+    };
+    const attnNorm = Array.from({ length: c.nLayers }, (_, l) => norm(TensorNames.attnNorm(l)));
+    const ffnNorm = Array.from({ length: c.nLayers }, (_, l) => norm(TensorNames.ffnNorm(l)));
+    const finalNorm = norm(TensorNames.finalNorm);
+    const embedding = get(TensorNames.embedding);
+    const classifier = c.tiedClassifier ? embedding : get(TensorNames.classifier);
+    this.studentWeightsG = { config: c, embedding, classifier, attnNorm, ffnNorm, finalNorm, layers };
+    this.student = new LlamaGraph(this.studentWeightsG, { batch: o.batch, seqLen: o.seqLen });
+
+    this.providers = layers.flatMap((lp) => LINEAR_KINDS.map((k) => lp[k]));
+    const params: Param[] = this.providers.flatMap((p) => p.parameters());
+    if (this.trainNorms) {
+      for (const nw of [...attnNorm, ...ffnNorm, finalNorm]) params.push({ name: nw.name, data: nw.data, grad: nw.grad!, decay: false });
+    }
+    if (params.length === 0) throw badArg('nothing to train: every provider is frozen and trainNorms is off');
+    this.params = params;
+    this.optim = new AdamW(params, { beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: this.opts.weightDecay });
+
+    // ---- teacher
+    const needTeacher = this.loss.kl > 0 || this.loss.mse > 0;
+    this.teacherGraph = needTeacher
+      ? new LlamaGraph(
+          {
+            config: c,
+            embedding,
+            classifier,
+            attnNorm: attnNorm.map((nw) => ({ data: get(nw.name), grad: null })),
+            ffnNorm: ffnNorm.map((nw) => ({ data: get(nw.name), grad: null })),
+            finalNorm: { data: get(TensorNames.finalNorm), grad: null },
+            layers: Array.from({ length: c.nLayers }, (_, l) => {
+              const lp = {} as LayerProviders;
+              for (const kind of LINEAR_KINDS) {
+                const name = TensorNames.linear(l, kind);
+                const t = o.teacher.tensors.get(name)!;
+                lp[kind] = new DenseProvider({ name, rows: t.shape[0]!, cols: t.shape[1]!, weight: t.data });
+              }
+              return lp;
+            }),
+          },
+          { batch: o.batch, seqLen: o.seqLen, training: false },
+        )
+      : null;
+
+    // ---- data
+    this.sources = {};
+    if (this.data !== 'teacher') {
+      if (!o.calibTokens) throw badArg(`data '${this.data}' needs calibTokens`);
+      this.sources.calib = new CalibrationBatches(o.calibTokens, o.seqLen, this.seed);
+    }
+    if (this.data !== 'calib') {
+      this.sources.teacher = new TeacherSamples(o.teacher, o.seqLen, this.seed, { temperature: this.opts.temperature });
+    }
+    this.calibCrc = o.calibTokens ? `${o.calibTokens.length}:${crc32(new Uint8Array(o.calibTokens.buffer, o.calibTokens.byteOffset, o.calibTokens.byteLength))}` : 'none';
+    this.windows = new Int32Array(o.batch * (o.seqLen + 1));
+    this.inputs = new Int32Array(o.batch * o.seqLen);
+    this.targets = new Int32Array(o.batch * o.seqLen);
+    this.dLogits = new Float32Array(o.batch * o.seqLen * c.vocabSize);
+    this.mseGrad = (layer, dX) => {
+      const tg = this.teacherGraph!;
+      const n = this.student.rows;
+      this.mseAcc += mseLoss(this.student.hidden(layer), tg.hidden(layer), n * c.dim, this.loss.mse, this.loss.mse > 0 ? dX : null);
+    };
+  }
+
+  /** Steps completed so far. */
+  get completedSteps(): number {
+    return this.stepCount;
+  }
+
+  get totalTokens(): number {
+    return this.tokensSeen;
+  }
+
+  get trainingMs(): number {
+    return this.elapsedMs;
+  }
+
+  /** The learning rate of (0-based) step s. */
+  learningRate(s: number): number {
+    return learningRate(s, {
+      lr: this.opts.lr,
+      steps: this.steps,
+      warmupSteps: Math.round(this.opts.warmup * this.steps),
+      minLrRatio: this.opts.minLrRatio,
+    });
+  }
+
+  /** The training windows of step s ([batch, seqLen + 1]), written into `out`. */
+  batchFor(s: number, out: Int32Array = this.windows): Int32Array {
+    const B = this.batch;
+    if (this.data === 'calib') this.sources.calib!.fill(s, out, 0, B);
+    else if (this.data === 'teacher') this.sources.teacher!.fill(s, out, 0, B);
+    else {
+      const half = Math.ceil(B / 2);
+      this.sources.calib!.fill(s, out, 0, half);
+      if (B > half) this.sources.teacher!.fill(s, out, half, B - half);
+    }
+    return out;
+  }
+
+  /** One optimisation step. */
+  step(): StepResult {
+    return this.stepOnce();
+  }
+
+  private stepOnce(): StepResult {
+    if (this.stepCount >= this.steps) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `all ${this.steps} steps are done`);
+    const t0 = this.now();
+    const c = this.config;
+    const L = this.seqLen;
+    const B = this.batch;
+    const n = B * L;
+    this.batchFor(this.stepCount);
+    splitWindows(this.windows, this.inputs, this.targets, B, L);
+
+    this.student.forward(this.inputs, B);
+    let teacherLP: Float32Array | null = null;
+    if (this.teacherGraph) {
+      this.teacherGraph.forward(this.inputs, B);
+      teacherLP = this.teacherGraph.logits;
+      logSoftmaxRows(teacherLP, n, c.vocabSize);
+    }
+    const ll = logitLosses(this.student.logits, teacherLP, this.targets, n, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits);
+    this.mseAcc = 0;
+    this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
+    const mse = this.teacherGraph ? this.mseAcc : NaN;
+
+    const gradNorm = globalGradNorm(this.params);
+    if (!Number.isFinite(gradNorm)) {
+      throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the gradient norm is ${gradNorm} at step ${this.stepCount + 1}`, {
+        hint: 'lower the learning rate, or enable gradient clipping',
+      });
+    }
+    const clip = this.opts.clipNorm;
+    const scale = clip > 0 && gradNorm > clip ? clip / gradNorm : 1;
+    const lr = this.learningRate(this.stepCount);
+    this.optim.step(this.stepCount + 1, lr, scale);
+    this.stepCount++;
+    for (const p of this.providers) p.afterStep?.(this.stepCount);
+
+    const ms = this.now() - t0;
+    this.tokensSeen += n;
+    this.elapsedMs += ms;
+    const loss =
+      (this.loss.kl > 0 ? this.loss.kl * ll.kl : 0) + (this.loss.mse > 0 ? this.loss.mse * mse : 0) + (this.loss.ce > 0 ? this.loss.ce * ll.ce : 0);
+    const result: StepResult = { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms, lr, gradNorm };
+    if (this.onProgress) {
+      const tps = this.elapsedMs > 0 ? (this.tokensSeen * 1000) / this.elapsedMs : 0;
+      const left = (this.steps - this.stepCount) * n;
+      this.onProgress({
+        ...result,
+        steps: this.steps,
+        tokensSeen: this.tokensSeen,
+        elapsedMs: this.elapsedMs,
+        tokensPerSec: tps,
+        etaMs: tps > 0 ? (left * 1000) / tps : NaN,
+      });
+    }
+    return result;
+  }
+
+  /** Run until `untilStep` (default: the end), or until `shouldStop()` says so between steps. */
+  run(untilStep = this.steps, shouldStop?: () => boolean): StepResult | undefined {
+    let last: StepResult | undefined;
+    while (this.stepCount < Math.min(untilStep, this.steps)) {
+      if (shouldStop?.()) break;
+      last = this.stepOnce();
+    }
+    return last;
+  }
+
+  /**
+   * Student vs teacher on fixed windows (each ≥ seqLen + 1 tokens; the first seqLen + 1 are used):
+   * mean KL(teacher ‖ student), CE on next tokens, top-1 agreement, Σ hidden MSE. No training.
+   */
+  evaluate(windows: ArrayLike<number>[]): EvalResult {
+    const c = this.config;
+    const L = this.seqLen;
+    const tg = this.teacherGraph ?? this.makeEvalTeacher();
+    const win = new Int32Array(this.batch * (L + 1));
+    const inputs = new Int32Array(this.batch * L);
+    const targets = new Int32Array(this.batch * L);
+    let kl = 0;
+    let ce = 0;
+    let top1 = 0;
+    let mse = 0;
+    let positions = 0;
+    for (let s = 0; s < windows.length; s += this.batch) {
+      const count = Math.min(this.batch, windows.length - s);
+      for (let b = 0; b < count; b++) {
+        const w = windows[s + b]!;
+        if (w.length < L + 1) throw badArg(`evaluation window ${s + b} has ${w.length} tokens, needs ${L + 1}`);
+        for (let t = 0; t <= L; t++) win[b * (L + 1) + t] = w[t]!;
+      }
+      splitWindows(win, inputs, targets, count, L);
+      const n = count * L;
+      this.student.forward(inputs, count);
+      tg.forward(inputs, count);
+      logSoftmaxRows(tg.logits, n, c.vocabSize);
+      const r = logitLosses(this.student.logits, tg.logits, targets, n, c.vocabSize, 0, 0, null);
+      kl += r.kl * n;
+      ce += r.ce * n;
+      top1 += r.top1 * n;
+      for (let l = 0; l < c.nLayers; l++) mse += mseLoss(this.student.hidden(l), tg.hidden(l), n * c.dim, 0, null) * n;
+      positions += n;
+    }
+    return { kl: kl / positions, ce: ce / positions, top1: top1 / positions, mse: mse / positions, positions };
+  }
+
+  private evalTeacher: LlamaGraph | null = null;
+  private makeEvalTeacher(): LlamaGraph {
+    if (!this.evalTeacher) {
+      const w = this.studentWeightsG;
+      const c = this.config;
+      const frozen = (name: string) => {
+        const t = this.teacherTensor(name);
+        return new DenseProvider({ name, rows: t.shape[0]!, cols: t.shape[1]!, weight: t.data });
+      };
+      this.evalTeacher = new LlamaGraph(
+        {
+          config: c,
+          embedding: w.embedding,
+          classifier: w.classifier,
+          attnNorm: Array.from({ length: c.nLayers }, (_, l) => ({ data: this.teacherTensor(TensorNames.attnNorm(l)).data, grad: null })),
+          ffnNorm: Array.from({ length: c.nLayers }, (_, l) => ({ data: this.teacherTensor(TensorNames.ffnNorm(l)).data, grad: null })),
+          finalNorm: { data: this.teacherTensor(TensorNames.finalNorm).data, grad: null },
+          layers: Array.from({ length: c.nLayers }, (_, l) => {
+            const lp = {} as LayerProviders;
+            for (const kind of LINEAR_KINDS) lp[kind] = frozen(TensorNames.linear(l, kind));
+            return lp;
+          }),
+        },
+        { batch: this.batch, seqLen: this.seqLen, training: false },
+      );
+    }
+    return this.evalTeacher;
+  }
+
+  private teacherTensor(name: string) {
+    return this.teacher.tensors.get(name)!;
+  }
+
+  /** The student as dense float weights (Ŵ of every provider, trained norms): for evaluation with the
+   * reference forward or any runtime. Frozen tensors are shared with the teacher, not copied. */
+  studentWeights(): ModelWeights {
+    const tensors = new Map(this.teacher.tensors);
+    for (const p of this.providers) tensors.set(p.name, { shape: [p.rows, p.cols], data: p.weight().slice() });
+    if (this.trainNorms) {
+      const w = this.studentWeightsG;
+      const c = this.config;
+      for (let l = 0; l < c.nLayers; l++) {
+        tensors.set(TensorNames.attnNorm(l), { shape: [c.dim], data: w.attnNorm[l]!.data.slice() });
+        tensors.set(TensorNames.ffnNorm(l), { shape: [c.dim], data: w.ffnNorm[l]!.data.slice() });
+      }
+      tensors.set(TensorNames.finalNorm, { shape: [c.dim], data: w.finalNorm.data.slice() });
+    }
+    return { config: this.config, tensors };
+  }
+
+  /** What the bundle stores for every linear: codec id and its parameters (a final build for STE). */
+  codecParams(): Map<string, { codecId: string; params: ReturnType<WeightProvider['toCodecParams']> }> {
+    const out = new Map<string, { codecId: string; params: ReturnType<WeightProvider['toCodecParams']> }>();
+    for (const p of this.providers) out.set(p.name, { codecId: p.codecId, params: p.toCodecParams() });
+    return out;
+  }
+
+  /** The recipe as recorded in checkpoints (and, by the pipeline, in bundles). */
+  recipe(): Record<string, unknown> {
+    return {
+      batch: this.batch,
+      seqLen: this.seqLen,
+      steps: this.steps,
+      ...this.opts,
+      loss: this.loss,
+      data: this.data,
+      seed: this.seed,
+      trainNorms: this.trainNorms,
+      calib: this.calibCrc,
+      model: this.config,
+      providers: this.providers.map((p) => [p.name, p.codecId, p.trainable, p.constructor.name]),
+      params: this.params.map((p) => [p.name, p.data.length]),
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------ checkpoints
+
+  /**
+   * Everything needed to resume exactly, as safetensors bytes: every parameter, its AdamW moments, every
+   * provider buffer; metadata holds the step, token and time counters and the recipe (a resume with a
+   * different recipe is refused). Data and sampling randomness are functions of (seed, step): no
+   * generator state needs saving.
+   */
+  state(): Uint8Array {
+    const tensors: SafetensorsTensorInput[] = [];
+    const f32 = (name: string, data: Float32Array) => tensors.push({ name, dtype: 'F32', shape: [data.length], data });
+    this.params.forEach((p, i) => {
+      f32(`param/${p.name}`, p.data);
+      f32(`adam.m/${p.name}`, this.optim.states[i]!.m);
+      f32(`adam.v/${p.name}`, this.optim.states[i]!.v);
+    });
+    for (const p of this.providers) {
+      const bufs = p.buffers?.() ?? {};
+      for (const [key, data] of Object.entries(bufs)) f32(`buffer/${p.name}/${key}`, data);
+    }
+    return writeSafetensors(tensors, {
+      format: CHECKPOINT_FORMAT,
+      version: String(CHECKPOINT_VERSION),
+      step: String(this.stepCount),
+      tokensSeen: String(this.tokensSeen),
+      elapsedMs: String(this.elapsedMs),
+      recipe: JSON.stringify(this.recipe()),
+    });
+  }
+
+  /** Restore a `state()`; the trainer must have been built with the same recipe. */
+  loadState(bytes: Uint8Array, source = '<checkpoint>'): void {
+    const file = readSafetensors(bytes, source);
+    const meta = file.metadata;
+    const bad = (problem: string, hint = 'resume with the options the checkpoint was written with'): never => {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, problem, { source, hint });
+    };
+    if (meta.format !== CHECKPOINT_FORMAT) bad(`not a trainer checkpoint (format ${JSON.stringify(meta.format)})`, 'pass a file written by the trainer');
+    if (meta.version !== String(CHECKPOINT_VERSION)) bad(`checkpoint version ${meta.version} is not supported`, 'use the UltraSketch version that wrote it');
+    const mine = JSON.stringify(this.recipe());
+    if (meta.recipe !== mine) {
+      const theirs = JSON.parse(meta.recipe ?? '{}') as Record<string, unknown>;
+      const ours = JSON.parse(mine) as Record<string, unknown>;
+      const diff = Object.keys({ ...theirs, ...ours }).filter((k) => JSON.stringify(theirs[k]) !== JSON.stringify(ours[k]));
+      bad(`the checkpoint was written by a different training recipe (differs in: ${diff.join(', ')})`);
+    }
+    const step = Number(meta.step);
+    if (!Number.isInteger(step) || step < 0 || step > this.steps) bad(`invalid step ${meta.step}`);
+    const take = (name: string, into: Float32Array) => {
+      const t = file.tensors.get(name);
+      if (!t || t.dtype !== 'F32' || t.data.byteLength !== into.byteLength) {
+        throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `checkpoint tensor ${name} is missing or has the wrong size`, { source });
+      }
+      new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(t.data);
+    };
+    this.params.forEach((p, i) => {
+      take(`param/${p.name}`, p.data);
+      take(`adam.m/${p.name}`, this.optim.states[i]!.m);
+      take(`adam.v/${p.name}`, this.optim.states[i]!.v);
+      p.grad.fill(0);
+    });
+    for (const p of this.providers) {
+      for (const [key, data] of Object.entries(p.buffers?.() ?? {})) take(`buffer/${p.name}/${key}`, data);
+      p.afterLoad?.();
+    }
+    this.stepCount = step;
+    this.tokensSeen = Number(meta.tokensSeen ?? 0);
+    this.elapsedMs = Number(meta.elapsedMs ?? 0);
+  }
+}
+
+function splitWindows(win: Int32Array, inputs: Int32Array, targets: Int32Array, count: number, L: number): void {
+  for (let b = 0; b < count; b++) {
+    for (let t = 0; t < L; t++) {
+      inputs[b * L + t] = win[b * (L + 1) + t]!;
+      targets[b * L + t] = win[b * (L + 1) + t + 1]!;
+    }
+  }
+}
+
+function badArg(problem: string): UltraSketchError {
+  return new UltraSketchError(ErrorCodes.BAD_ARGUMENT, problem);
+}
