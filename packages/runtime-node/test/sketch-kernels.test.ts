@@ -118,3 +118,50 @@ describe('real matrices (stories3M)', () => {
     if (codec === sketchCodec && Number(raw.bpw) >= 6) expect(exactGroups).toBeGreaterThan(0);
   });
 });
+
+/**
+ * A rough speed comparison, printed (not a benchmark harness; the issue's benchmark script is separate):
+ *   SKETCH_MEASURE=1 npx vitest run packages/runtime-node/test/sketch-kernels.test.ts -t speed
+ */
+describe.runIf(process.env.SKETCH_MEASURE === '1')('speed (printed)', () => {
+  it('fused sketch matvec vs dense f32, per hash family', async () => {
+    const { DenseLinear } = await import('@ultrasketch/model');
+    const lines: string[] = [];
+    for (const [rows, cols] of [
+      [2048, 2048],
+      [512, 2048],
+      [8192, 2048],
+      [2048, 8192],
+    ] as Array<[number, number]>) {
+      const rng = new Rng(1);
+      const w = rng.normalArray(rows * cols, 0.02);
+      const x = rng.normalArray(cols);
+      const y = new Float32Array(rows);
+      const time = (lin: Linear) => {
+        for (let i = 0; i < 2; i++) lin.apply(x, y, 1);
+        const reps = 5;
+        const t0 = performance.now();
+        for (let i = 0; i < reps; i++) lin.apply(x, y, 1);
+        return (performance.now() - t0) / reps;
+      };
+      const dense = time(new DenseLinear(w, rows, cols));
+      const cells = [`${rows}×${cols}`, dense.toFixed(2)];
+      for (const raw of [
+        { bpw: 0.5, hash: 'rowrun' },
+        { bpw: 0.5, hash: 'mixed' },
+        { bpw: 0.5, hash: 'rowrun', state: 'int8' },
+      ]) {
+        const p = sketchCodec.encode(w, rows, cols, sketchCodec.resolveOptions(raw), { name: 'w', seed: 1 });
+        const t = time(sketchKernel(p));
+        cells.push(`${t.toFixed(2)} (${(t / dense).toFixed(2)}×)`);
+      }
+      const h = hashedNetsCodec.encode(w, rows, cols, hashedNetsCodec.resolveOptions({ bpw: 0.5 }), { name: 'w', seed: 1 });
+      const th = time(hashednetsKernel(h));
+      cells.push(`${th.toFixed(2)} (${(th / dense).toFixed(2)}×)`);
+      lines.push(`| ${cells.join(' | ')} |`);
+    }
+    console.log(
+      `\nMATVEC ms (n = 1), ratio to dense f32 in the same run\n| shape | dense f32 | sketch rowrun f16 0.5 | sketch mixed f16 0.5 | sketch rowrun int8 0.5 | hashednets f16 0.5 |\n| --- | --- | --- | --- | --- | --- |\n${lines.join('\n')}`,
+    );
+  });
+});

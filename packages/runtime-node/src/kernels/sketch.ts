@@ -39,8 +39,14 @@ class SketchLinear implements Linear {
   private readonly idx: Int32Array;
   private xp: Float32Array;
   private readonly f16 = f16ToF32Table();
-  /** int8: 256 dequantized values per stored sketch row, at (row · 256 + q + 128). */
+  /** int8: 256 dequantized values per stored sketch row, at (row · 256 + q + 128), and their |·| keys. */
   private readonly int8Table: Float32Array | null = null;
+  private readonly int8Keys: Int32Array | null = null;
+  /** f32: the states' bit patterns (a view, no copy). */
+  private readonly f32Keys: Int32Array | null = null;
+  /** Winning candidate code and its magnitude key per weight (int8 / f32 paths). */
+  private readonly win: Int32Array;
+  private readonly key: Int32Array;
 
   constructor(private readonly p: SketchParams) {
     this.outFeatures = p.rows;
@@ -57,6 +63,8 @@ class SketchLinear implements Linear {
     const maxC = Math.max(...this.groups.map((g) => g.channels.length));
     this.bits = new Uint16Array(maxC);
     this.idx = new Int32Array(maxC);
+    this.win = new Int32Array(maxC);
+    this.key = new Int32Array(maxC);
     this.xp = new Float32Array(0);
     if (p.options.state === 'int8') {
       const scales = p.scales!;
@@ -66,6 +74,11 @@ class SketchLinear implements Linear {
         for (let q = -128; q < 128; q++) t[s * 256 + q + 128] = Math.fround(q * scale);
       }
       this.int8Table = t;
+      // |value| as float32 bits: integer order = magnitude order
+      this.int8Keys = new Int32Array(Float32Array.from(t, Math.abs).buffer);
+    } else if (p.options.state === 'f32') {
+      const st = p.states as Float32Array;
+      this.f32Keys = new Int32Array(st.buffer, st.byteOffset, st.length);
     }
   }
 
@@ -157,13 +170,19 @@ class SketchLinear implements Linear {
             for (let c = c0; c < split; c++) bits[c] = states[d0 + c]!;
             for (let c = split; c < c1; c++) bits[c] = states[d1 + c]!;
           } else {
+            // Branchless abs-max on the bit patterns: which candidate wins is a coin flip on real weights, and a
+            // mispredicted branch per weight costs more than the whole decode. take = −1 when |h| > |cur|.
             for (let c = c0; c < split; c++) {
               const h = states[d0 + c]!;
-              if ((h & 0x7fff) > (bits[c]! & 0x7fff)) bits[c] = h;
+              const cur = bits[c]!;
+              const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
+              bits[c] = (h & take) | (cur & ~take);
             }
             for (let c = split; c < c1; c++) {
               const h = states[d1 + c]!;
-              if ((h & 0x7fff) > (bits[c]! & 0x7fff)) bits[c] = h;
+              const cur = bits[c]!;
+              const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
+              bits[c] = (h & take) | (cur & ~take);
             }
           }
         }
@@ -179,7 +198,9 @@ class SketchLinear implements Linear {
         } else {
           for (let c = 0; c < C; c++) {
             const h = states[sb + idx[c]!]!;
-            if ((h & 0x7fff) > (bits[c]! & 0x7fff)) bits[c] = h;
+            const cur = bits[c]!;
+            const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
+            bits[c] = (h & take) | (cur & ~take);
           }
         }
       }
@@ -189,18 +210,21 @@ class SketchLinear implements Linear {
     for (let c = 0; c < C; c++) out[start + c] = t[bits[c]!]!;
   }
 
-  /** int8 (through the per-sketch-row table) and f32 states: abs-max on float32 values. */
+  /**
+   * int8 and f32 states, branchless like the f16 path: each candidate has a CODE (int8: its entry in the
+   * dequantization table; f32: its state index) and an integer magnitude KEY (the float32 bit pattern of its
+   * |value|, which orders like |value| for finite floats). The winning code per weight is kept in this.win,
+   * its key in this.key; the values are fetched once at the end.
+   */
   private floatRow(g: SketchGroup, r: number, start: number): void {
-    const states = this.p.states as Int8Array | Float32Array;
-    const out = this.row;
     const C = g.channels.length;
     const width = g.alloc.width;
     const fam = g.family!;
     const d = fam.depth;
-    const table = this.int8Table;
-    // Value of stored state i of sketch row k: table lookup for int8, the state itself for f32.
+    const int8 = this.int8Table !== null;
     const rowRun = fam instanceof RowRunHashFamily ? fam : null;
-    const idx = this.idx;
+    const win = this.win;
+    const key = this.key;
     for (let k = 0; k < d; k++) {
       const sb = g.stateOffset + k * width;
       const tb = (g.scaleOffset + k) * 256 + 128;
@@ -212,57 +236,88 @@ class SketchLinear implements Linear {
           const c0 = s * L;
           const c1 = Math.min(c0 + L, C);
           const split = Math.min(c1, c0 + (width - o));
-          const d0 = sb + o - c0;
-          const d1 = sb - split;
-          if (table) {
-            runMaxTable(states as Int8Array, table, tb, out, start, c0, split, d0, k === 0);
-            runMaxTable(states as Int8Array, table, tb, out, start, split, c1, d1, k === 0);
+          if (int8) {
+            this.runInt8(tb, sb + o - c0, c0, split, k === 0);
+            this.runInt8(tb, sb - split, split, c1, k === 0);
           } else {
-            runMaxF32(states as Float32Array, out, start, c0, split, d0, k === 0);
-            runMaxF32(states as Float32Array, out, start, split, c1, d1, k === 0);
+            this.runF32(sb + o - c0, c0, split, k === 0);
+            this.runF32(sb - split, split, c1, k === 0);
           }
         }
       } else {
+        const idx = this.idx;
         (fam as MixedHashFamily).rowIndices(r, k, idx);
+        const states = this.p.states;
+        const keys = int8 ? this.int8Keys! : this.f32Keys!;
         for (let c = 0; c < C; c++) {
-          const v = table ? table[tb + states[sb + idx[c]!]!]! : states[sb + idx[c]!]!;
-          if (k === 0 || Math.abs(v) > Math.abs(out[start + c]!)) out[start + c] = v;
+          const code = int8 ? tb + states[sb + idx[c]!]! : sb + idx[c]!;
+          const kk = int8 ? keys[code]! : keys[code]! & 0x7fffffff;
+          if (k === 0) {
+            win[c] = code;
+            key[c] = kk;
+          } else {
+            const cur = key[c]!;
+            const take = (cur - kk) >> 31;
+            win[c] = (code & take) | (win[c]! & ~take);
+            key[c] = (kk & take) | (cur & ~take);
+          }
         }
       }
     }
+    const out = this.row;
+    if (int8) {
+      const t = this.int8Table!;
+      for (let c = 0; c < C; c++) out[start + c] = t[win[c]!]!;
+    } else {
+      const states = this.p.states as Float32Array;
+      for (let c = 0; c < C; c++) out[start + c] = states[win[c]!]!;
+    }
   }
-}
 
-/** out[start + c] = abs-max(out, table[tb + states[delta + c]]) for c in [c0, c1) (first: assign). */
-function runMaxTable(
-  states: Int8Array,
-  table: Float32Array,
-  tb: number,
-  out: Float32Array,
-  start: number,
-  c0: number,
-  c1: number,
-  delta: number,
-  first: boolean,
-): void {
-  if (first) {
-    for (let c = c0; c < c1; c++) out[start + c] = table[tb + states[delta + c]!]!;
-    return;
+  /** int8 run: candidate of weight c is table entry tb + states[delta + c], for c in [c0, c1). */
+  private runInt8(tb: number, delta: number, c0: number, c1: number, first: boolean): void {
+    const states = this.p.states as Int8Array;
+    const keys = this.int8Keys!;
+    const win = this.win;
+    const key = this.key;
+    if (first) {
+      for (let c = c0; c < c1; c++) {
+        const code = tb + states[delta + c]!;
+        win[c] = code;
+        key[c] = keys[code]!;
+      }
+      return;
+    }
+    for (let c = c0; c < c1; c++) {
+      const code = tb + states[delta + c]!;
+      const kk = keys[code]!;
+      const cur = key[c]!;
+      const take = (cur - kk) >> 31;
+      win[c] = (code & take) | (win[c]! & ~take);
+      key[c] = (kk & take) | (cur & ~take);
+    }
   }
-  for (let c = c0; c < c1; c++) {
-    const v = table[tb + states[delta + c]!]!;
-    if (Math.abs(v) > Math.abs(out[start + c]!)) out[start + c] = v;
-  }
-}
 
-function runMaxF32(states: Float32Array, out: Float32Array, start: number, c0: number, c1: number, delta: number, first: boolean): void {
-  if (first) {
-    for (let c = c0; c < c1; c++) out[start + c] = states[delta + c]!;
-    return;
-  }
-  for (let c = c0; c < c1; c++) {
-    const v = states[delta + c]!;
-    if (Math.abs(v) > Math.abs(out[start + c]!)) out[start + c] = v;
+  /** f32 run: candidate of weight c is state delta + c, for c in [c0, c1). */
+  private runF32(delta: number, c0: number, c1: number, first: boolean): void {
+    const bitsOf = this.f32Keys!;
+    const win = this.win;
+    const key = this.key;
+    if (first) {
+      for (let c = c0; c < c1; c++) {
+        win[c] = delta + c;
+        key[c] = bitsOf[delta + c]! & 0x7fffffff;
+      }
+      return;
+    }
+    for (let c = c0; c < c1; c++) {
+      const code = delta + c;
+      const kk = bitsOf[code]! & 0x7fffffff;
+      const cur = key[c]!;
+      const take = (cur - kk) >> 31;
+      win[c] = (code & take) | (win[c]! & ~take);
+      key[c] = (kk & take) | (cur & ~take);
+    }
   }
 }
 
