@@ -231,6 +231,23 @@ export function dequantizeStates(p: SketchParams): Float32Array {
   return out;
 }
 
+/** value(i) = dequantized state i, converting on access (the same values as dequantizeStates). */
+function lazyStateValue(p: SketchParams, groups: SketchGroup[]): (i: number) => number {
+  const { state } = p.options;
+  if (state === 'f32') return (i) => p.states[i]!;
+  if (state === 'f16') return (i) => f16BitsToF32(p.states[i]!);
+  // int8: the scale of state i is that of its stored sketch row
+  return (i) => {
+    for (const g of groups) {
+      if (i < g.stateOffset + g.alloc.states) {
+        const k = Math.floor((i - g.stateOffset) / (g.alloc.states / g.alloc.depth));
+        return Math.fround(p.states[i]! * f16BitsToF32(p.scales![g.scaleOffset + k]!));
+      }
+    }
+    return 0;
+  };
+}
+
 function resolveSketchOptions(raw: Record<string, unknown>): SketchOptions {
   const id = 'sketch';
   rejectUnknownOptions(raw, SKETCH_OPTION_KEYS, id);
@@ -340,8 +357,16 @@ export const sketchCodec: Codec<SketchOptions, SketchParams> = {
   },
 
   decodeRows(p, row0, count, out) {
-    const values = dequantizeStates(p);
     const groups = sketchGroups(p);
+    // Dequantize every state once when the rows touch more candidates than there are states (a full decode);
+    // a few rows (an embedding lookup) dequantize only the candidates they read.
+    let value: (i: number) => number;
+    if (count * p.cols * p.options.rows >= p.states.length) {
+      const all = dequantizeStates(p);
+      value = (i) => all[i]!;
+    } else {
+      value = lazyStateValue(p, groups);
+    }
     const maxC = Math.max(...groups.map((g) => g.channels.length));
     const tmp = new Float32Array(maxC);
     const idx = new Int32Array(maxC);
@@ -351,12 +376,12 @@ export const sketchCodec: Codec<SketchOptions, SketchParams> = {
       for (const g of groups) {
         const ch = g.channels;
         const C = ch.length;
+        const so = g.stateOffset;
         if (g.family) {
-          const so = g.stateOffset;
           const width = g.alloc.width;
-          queryAbsMaxMinRow(g.family, r, (k, i) => values[so + k * width + i]!, tmp, idx);
+          queryAbsMaxMinRow(g.family, r, (k, i) => value(so + k * width + i), tmp, idx);
         } else {
-          tmp.set(values.subarray(g.stateOffset + r * C, g.stateOffset + (r + 1) * C));
+          for (let c = 0; c < C; c++) tmp[c] = value(so + r * C + c);
         }
         for (let c = 0; c < C; c++) out[o + ch[c]!] = tmp[c]!;
       }

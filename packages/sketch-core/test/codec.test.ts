@@ -246,6 +246,21 @@ describe('storage round trip and rejection', () => {
     }
   });
 
+  it.each(['f16', 'int8', 'f32'])('decodeRows of single rows (dequantized on access) equals decode (%s)', (state) => {
+    const [rows, cols] = [64, 192];
+    const rng = new Rng(2);
+    const w = rng.normalArray(rows * cols);
+    const o = sketchCodec.resolveOptions({ bpw: 6, state, groups: 3, alloc: 'saliency:2' });
+    const p = sketchCodec.encode(w, rows, cols, o, ctx(3, { saliency: Float64Array.from({ length: cols }, () => rng.next()) }));
+    expect(cols * o.rows).toBeLessThan(p.states.length); // the lazy path
+    const dense = sketchCodec.decode(p);
+    const one = new Float32Array(cols);
+    for (let r = 0; r < rows; r++) {
+      sketchCodec.decodeRows(p, r, 1, one);
+      expect([...one]).toEqual([...dense.subarray(r * cols, (r + 1) * cols)]);
+    }
+  });
+
   const rows = 20;
   const cols = 30;
   const w = new Rng(1).normalArray(rows * cols);

@@ -1,0 +1,45 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * `sketch-core` must run anywhere (Node, browsers, workers): its sources import only @ultrasketch/core and
+ * their own modules — no node:* modules, no Node or DOM globals. (Comments are stripped first.) Its
+ * package.json depends on @ultrasketch/core alone and its tsconfig has "types": [].
+ */
+const FORBIDDEN: Array<[RegExp, string]> = [
+  [/\bimport\s*\(?\s*['"]node:|\bfrom\s*['"]node:/, 'imports a node:* module'],
+  [/\brequire\s*\(/, 'uses CommonJS require'],
+  [/\bprocess\s*\./, 'uses the Node global `process`'],
+  [/(?<![\w.])Buffer\b/, 'uses the Node global `Buffer`'],
+  [/\b__(dirname|filename)\b/, 'uses a CommonJS path global'],
+  [/\b(window|document|navigator|localStorage|location)\s*[.[]/, 'uses a DOM global'],
+];
+
+const strip = (src: string) => src.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' ')).replace(/\/\/.*$/gm, '');
+
+describe('sketch-core purity', () => {
+  it('src imports only @ultrasketch/core and relative modules, and no platform globals', () => {
+    const dir = fileURLToPath(new URL('../src', import.meta.url));
+    const problems: string[] = [];
+    for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((x) => x.endsWith('.ts'))) {
+      strip(readFileSync(`${dir}/${f}`, 'utf8'))
+        .split('\n')
+        .forEach((line, i) => {
+          for (const [re, what] of FORBIDDEN) if (re.test(line)) problems.push(`${f}:${i + 1}: ${what}`);
+          for (const m of line.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g)) {
+            if (!m[1]!.startsWith('.') && m[1] !== '@ultrasketch/core') problems.push(`${f}:${i + 1}: imports ${m[1]}`);
+          }
+        });
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('package.json depends on @ultrasketch/core only; tsconfig has no ambient types', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    expect(Object.keys(pkg.dependencies)).toEqual(['@ultrasketch/core']);
+    expect(pkg.sideEffects).toBe(false);
+    const ts = JSON.parse(readFileSync(new URL('../tsconfig.json', import.meta.url), 'utf8'));
+    expect(ts.compilerOptions.types).toEqual([]);
+  });
+});
