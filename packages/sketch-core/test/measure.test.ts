@@ -1,5 +1,5 @@
 import { type Codec, Rng } from '@ultrasketch/core';
-import { type LinearKind, linearShape } from '@ultrasketch/model';
+import type { LinearKind } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import {
   MixedHashFamily,
@@ -158,6 +158,5 @@ describe.runIf(RUN)('measurements for docs/sketch.md', () => {
       }
     }
     console.log(`\nSIGNS, stories3M layer 0 (Q K V Gate Up Down), f32 states\n| bpw | hash | sign agreement (ŵ ≠ 0) | ŵ = w exactly |\n| --- | --- | --- | --- |\n${lines.join('\n')}`);
-    void linearShape;
   });
 });
