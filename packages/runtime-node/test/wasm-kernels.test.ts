@@ -10,6 +10,7 @@ import {
   WasmArena,
   WasmDenseLinear,
   emitGemmModule,
+  emitTile,
   wasmSimdSupported,
   writeSleb,
   writeUleb,
@@ -37,6 +38,7 @@ describe('wasm emitter', () => {
     expect(leb(writeSleb, -123456)).toEqual([0xc0, 0xbb, 0x78]);
     expect(leb(writeSleb, -0x80000000)).toEqual([0x80, 0x80, 0x80, 0x80, 0x78]);
     expect(() => leb(writeUleb, -1)).toThrow(RangeError);
+    expect(() => emitTile(2, 2, 3)).toThrow(RangeError);
   });
 
   it('emits a valid module whose SIMD opcodes compute what they say', () => {
@@ -245,6 +247,20 @@ describe('WasmArena', () => {
     const arena = new WasmArena({ initialBytes: WASM_PAGE_BYTES, maximumBytes: 2 * WASM_PAGE_BYTES });
     arena.alloc(100_000);
     expect(() => arena.alloc(100_000)).toThrow(expect.objectContaining({ code: ErrorCodes.LIMIT_EXCEEDED }));
+  });
+
+  it('runs a batch larger than the room left in a full arena in chunks', () => {
+    const arena = new WasmArena({ initialBytes: WASM_PAGE_BYTES, maximumBytes: 2 * WASM_PAGE_BYTES });
+    const rng = new Rng(4);
+    const w = rng.normalArray(100 * 100); // 40 KB of the 128 KB
+    const lin = new WasmDenseLinear(arena, w, 100, 100);
+    const x = rng.normalArray(200 * 100);
+    const y = new Float32Array(200 * 100);
+    lin.apply(x, y, 200); // needs 160 KB of scratch: done ~100 rows at a time
+    expect(arena.scratchSize).toBeLessThan(200 * 200 * 4);
+    expect(checkProduct(w, x, y, 200, 100, 100)).toBeLessThanOrEqual(1e-5);
+    lin.apply(x, y, 3); // and small batches still take the direct path
+    expect(checkProduct(w, x, y, 3, 100, 100)).toBeLessThanOrEqual(1e-5);
   });
 
   it('works over a shared (SharedArrayBuffer) memory', () => {

@@ -61,6 +61,8 @@ export class WasmArena {
   readonly memory: WasmMemory;
   readonly kernels: GemmKernels;
   readonly instance: WasmInstance;
+  /** The compiled kernel module (a worker thread can instantiate it over the same shared memory). */
+  readonly module: WasmModule;
   readonly shared: boolean;
   readonly maximumBytes: number;
   /** Float32 view of the whole heap; re-created after every grow (read it after allocating). */
@@ -82,7 +84,8 @@ export class WasmArena {
     this.memory = new wasm.Memory(
       this.shared ? { initial, maximum: maxPages, shared: true } : { initial, maximum: maxPages },
     );
-    this.instance = new wasm.Instance(gemmModule(plan, this.shared, maxPages), { env: { memory: this.memory } });
+    this.module = gemmModule(plan, this.shared, maxPages);
+    this.instance = new wasm.Instance(this.module, { env: { memory: this.memory } });
     this.kernels = new GemmKernels(this.instance.exports, plan);
     this.f32 = new Float32Array(this.memory.buffer);
   }
@@ -114,7 +117,7 @@ export class WasmArena {
   /** Copy `data` into the arena once; returns its address. */
   storeF32(data: Float32Array): number {
     const at = this.alloc(data.byteLength);
-    this.f32.set(data, at >> 2);
+    this.f32.set(data, at / 4); // addresses are multiples of 16 (and may exceed 2^31: no >>)
     return at;
   }
 

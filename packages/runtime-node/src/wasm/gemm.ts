@@ -68,6 +68,10 @@ function loopWhileLtU(f: FunctionBuilder, i: number, limit: number, step: number
 
 /** Emit the R × T tile kernel (see the file comment). */
 export function emitTile(R: number, T: number, U: number): FunctionBuilder {
+  const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 16;
+  if (!ok(R) || !ok(T) || ![1, 2, 4, 8].includes(U)) {
+    throw new RangeError(`emitTile: R=${R}, T=${T} must be 1..16 and U one of 1, 2, 4, 8`);
+  }
   const f = new FunctionBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [w, x, y, rowBegin, rowEnd, cols, ldy] = [0, 1, 2, 3, 4, 5, 6];
   const i = f.local('i32'); // current weight row

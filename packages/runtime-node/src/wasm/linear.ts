@@ -60,7 +60,7 @@ export class WasmDenseLinear implements Linear {
       );
     }
     const arena = this.arena;
-    const xBytes = (xLen * 4 + 15) & ~15;
+    const xBytes = Math.ceil(xLen / 4) * 16; // X rounded up to 16 bytes
     const rowBytes = (inF + outF) * 4;
     const xAt = arena.scratch(xBytes + yLen * 4, rowBytes + 16); // may grow the memory: read arena.f32 after
     if (arena.scratchSize < xBytes + yLen * 4) {
@@ -69,8 +69,8 @@ export class WasmDenseLinear implements Linear {
     }
     const yAt = xAt + xBytes;
     if (this.epoch !== arena.epoch || this.viewN !== n) {
-      this.heapX = arena.f32.subarray(xAt >> 2, (xAt >> 2) + xLen);
-      this.heapY = arena.f32.subarray(yAt >> 2, (yAt >> 2) + yLen);
+      this.heapX = arena.f32.subarray(xAt / 4, (xAt / 4) + xLen);
+      this.heapY = arena.f32.subarray(yAt / 4, (yAt / 4) + yLen);
       this.epoch = arena.epoch;
       this.viewN = n;
     }
@@ -92,13 +92,13 @@ export class WasmDenseLinear implements Linear {
   private applyInChunks(x: Float32Array, y: Float32Array, n: number, at: number, rows: number): void {
     const inF = this.inFeatures;
     const outF = this.outFeatures;
-    const yAt = at + ((rows * inF * 4 + 15) & ~15);
+    const yAt = at + Math.ceil((rows * inF) / 4) * 16;
     const heap = this.arena.f32;
     for (let t0 = 0; t0 < n; t0 += rows) {
       const m = Math.min(rows, n - t0);
-      heap.set(x.subarray(t0 * inF, (t0 + m) * inF), at >> 2);
+      heap.set(x.subarray(t0 * inF, (t0 + m) * inF), at / 4);
       this.arena.kernels.gemm(this.weightAt, at, yAt, m, inF, outF, 0, outF);
-      y.set(heap.subarray(yAt >> 2, (yAt >> 2) + m * outF), t0 * outF);
+      y.set(heap.subarray(yAt / 4, (yAt / 4) + m * outF), t0 * outF);
     }
   }
 }
