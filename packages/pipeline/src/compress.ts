@@ -1,4 +1,4 @@
-import { registerAll as registerBaselines } from '@ultrasketch/baselines';
+import { registerAllCodecs } from './codecs.js';
 import { type Codec, ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
 import {
   type Bundle,
@@ -234,7 +234,7 @@ export interface CompressResult {
  */
 export async function compress(options: CompressOptions): Promise<CompressResult> {
   const t0 = performance.now();
-  registerBaselines();
+  registerAllCodecs();
   const model = typeof options.model === 'string' ? loadCheckpointForCompress(options.model, options.tokenizerPath) : options.model;
   if (!(model.tokenizerBytes instanceof Uint8Array)) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'the loaded model has no tokenizer bytes to embed', {

@@ -55,3 +55,4 @@ export type {
   OpenModelOptions,
   OpenedModel,
 } from './usk.js';
+export { registerAllCodecs } from './codecs.js';

@@ -1,5 +1,5 @@
+import { registerAllCodecs } from './codecs.js';
 import { createHash } from 'node:crypto';
-import { registerAll as registerBaselines } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type Bundle, LIMITS, USK_TOKENIZER_TENSOR, readBundle, readLlama2cTokenizer } from '@ultrasketch/format';
 import {
@@ -41,7 +41,7 @@ export function loadBundle(path: string, options: LoadBundleOptions = {}): Loade
 
 /** `loadBundle` for bytes already in memory; `source` (a path) names them in errors. */
 export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: LoadBundleOptions = {}): LoadedBundle {
-  registerBaselines();
+  registerAllCodecs();
   const bundle = readBundle(bytes, source, options.verifyChecksums === undefined ? {} : { verifyChecksums: options.verifyChecksums });
   const config = bundleModelConfig(bundle, source);
   checkBundleTensors(bundle, config, source);

@@ -16,6 +16,9 @@ export {
   floatKernel,
   rtnKernel,
   binaryKernel,
+  sketchKernel,
+  hashednetsKernel,
+  littlebitKernel,
   f16ToF32Table,
   RowDecodingLinear,
 } from './kernels/index.js';
