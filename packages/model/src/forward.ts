@@ -29,7 +29,8 @@ export class DenseEmbedding implements EmbeddingTable {
   ) {}
 
   lookup(token: number, out: Float32Array, offset: number): void {
-    out.set(this.table.subarray(token * this.dim, (token + 1) * this.dim), offset);
+    const base = token * this.dim;
+    for (let i = 0; i < this.dim; i++) out[offset + i] = this.table[base + i]!;
   }
 }
 
@@ -120,10 +121,12 @@ class Scratch {
   proj = new Float32Array(0); // output of o_proj / down_proj [n, dim]
   h1 = new Float32Array(0); // [n, hidden]
   h3 = new Float32Array(0); // [n, hidden]
-  scores = new Float32Array(0); // [seqLen] attention scores of one head
+  scores = new Float64Array(0); // [seqLen] attention scores of one head
+  headAcc = new Float64Array(0); // [headDim] weighted sum of values of one head
 
   ensure(c: ModelConfig, n: number, capacity: number): void {
-    if (this.scores.length < capacity) this.scores = new Float32Array(capacity);
+    if (this.scores.length < capacity) this.scores = new Float64Array(capacity);
+    if (this.headAcc.length !== headDim(c)) this.headAcc = new Float64Array(headDim(c));
     if (n <= this.rows) return;
     const kv = kvDim(c);
     this.rows = n;
@@ -277,7 +280,11 @@ export class LlamaForward {
     }
   }
 
-  /** Causal multi-head attention with grouped KV heads for the n new positions. */
+  /**
+   * Causal multi-head attention with grouped KV heads for the n new positions. The hot loops are the
+   * q·k dot products and the weighted sum of values; both run over head-size vectors, unrolled by four,
+   * and the weighted sum accumulates in a float64 scratch row that is written to `out` once.
+   */
   private attention(layer: number, cache: KVCache, q: Float32Array, out: Float32Array, start: number, n: number): void {
     const c = this.config;
     const hs = headDim(c);
@@ -286,7 +293,9 @@ export class LlamaForward {
     const keys = cache.keys[layer]!;
     const values = cache.values[layer]!;
     const scores = this.scratch.scores;
+    const acc = this.scratch.headAcc;
     const scale = 1 / Math.sqrt(hs);
+    const hs4 = hs - (hs % 4);
     for (let t = 0; t < n; t++) {
       const pos = start + t;
       for (let h = 0; h < c.nHeads; h++) {
@@ -295,9 +304,19 @@ export class LlamaForward {
         let max = -Infinity;
         for (let p = 0; p <= pos; p++) {
           const ko = p * kv + kvo;
-          let dot = 0;
-          for (let i = 0; i < hs; i++) dot += q[qo + i]! * keys[ko + i]!;
-          const sc = dot * scale;
+          let d0 = 0;
+          let d1 = 0;
+          let d2 = 0;
+          let d3 = 0;
+          let i = 0;
+          for (; i < hs4; i += 4) {
+            d0 += q[qo + i]! * keys[ko + i]!;
+            d1 += q[qo + i + 1]! * keys[ko + i + 1]!;
+            d2 += q[qo + i + 2]! * keys[ko + i + 2]!;
+            d3 += q[qo + i + 3]! * keys[ko + i + 3]!;
+          }
+          for (; i < hs; i++) d0 += q[qo + i]! * keys[ko + i]!;
+          const sc = (d0 + d1 + d2 + d3) * scale;
           scores[p] = sc;
           if (sc > max) max = sc;
         }
@@ -307,14 +326,22 @@ export class LlamaForward {
           scores[p] = e;
           sum += e;
         }
+        acc.fill(0);
+        for (let p = 0; p <= pos; p++) {
+          const a = scores[p]!;
+          const vo = p * kv + kvo;
+          let i = 0;
+          for (; i < hs4; i += 4) {
+            acc[i] = acc[i]! + a * values[vo + i]!;
+            acc[i + 1] = acc[i + 1]! + a * values[vo + i + 1]!;
+            acc[i + 2] = acc[i + 2]! + a * values[vo + i + 2]!;
+            acc[i + 3] = acc[i + 3]! + a * values[vo + i + 3]!;
+          }
+          for (; i < hs; i++) acc[i] = acc[i]! + a * values[vo + i]!;
+        }
         const inv = 1 / sum;
         const oo = t * c.dim + h * hs;
-        out.fill(0, oo, oo + hs);
-        for (let p = 0; p <= pos; p++) {
-          const a = scores[p]! * inv;
-          const vo = p * kv + kvo;
-          for (let i = 0; i < hs; i++) out[oo + i] = out[oo + i]! + a * values[vo + i]!;
-        }
+        for (let i = 0; i < hs; i++) out[oo + i] = acc[i]! * inv;
       }
     }
   }
