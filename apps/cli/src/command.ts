@@ -40,6 +40,10 @@ export interface PositionalSpec {
 export interface CommandInput {
   positionals: Record<string, string>;
   options: Record<string, string | number | boolean | undefined>;
+  /** The words after the command name, as typed (for provenance: the command line stored in a bundle). */
+  argv?: string[];
+  /** Long names of the options given on the command line (the others hold their defaults). */
+  given?: ReadonlySet<string>;
 }
 
 /** Where a command writes: stdout is for results only, stderr for everything a person reads along the way. */
@@ -84,6 +88,7 @@ export function allOptions(cmd: Command): OptionSpec[] {
 
 /** Parse `argv` (the words after the command name) against a command's table entry. */
 export function parseCommandArgs(cmd: Command, argv: string[]): CommandInput & { help: boolean } {
+  argv = [...argv];
   const specs = allOptions(cmd);
   const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
   for (const o of specs) {
@@ -96,7 +101,7 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandInput & {
     throw new UsageError(describeParseError(err, specs), cmd.name);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
-  if (values.help) return { positionals: {}, options: {}, help: true };
+  if (values.help) return { positionals: {}, options: {}, argv, given: new Set(), help: true };
 
   const positionals: Record<string, string> = {};
   const given = parsed.positionals;
@@ -111,8 +116,10 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandInput & {
   });
 
   const options: CommandInput['options'] = {};
+  const givenNames = new Set<string>();
   for (const o of specs) {
     const raw = values[o.name];
+    if (raw !== undefined) givenNames.add(o.name);
     if (raw === undefined) {
       if (o.required) throw new UsageError(`--${o.name} ${o.valueName ?? 'VALUE'} is required (${o.description})`, cmd.name);
       options[o.name] = o.default;
@@ -124,7 +131,7 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandInput & {
       throw err instanceof UsageError ? new UsageError(err.message, cmd.name) : err;
     }
   }
-  return { positionals, options, help: false };
+  return { positionals, options, argv, given: givenNames, help: false };
 }
 
 function convertValue(o: OptionSpec, raw: string): string | number {
@@ -280,7 +287,7 @@ export function commandHelp(cmd: Command): string {
 export function mainHelp(commands: Command[], version: string): string {
   const w = Math.max(...commands.map((c) => c.name.length));
   return [
-    `${PROGRAM} ${version}: sub-1-bit LLM compression toolkit (generate, evaluate and inspect Llama-family models)`,
+    `${PROGRAM} ${version}: sub-1-bit LLM compression toolkit (compress, run, evaluate and inspect Llama-family models)`,
     '',
     `Usage: ${PROGRAM} <command> [arguments] [options]`,
     '',

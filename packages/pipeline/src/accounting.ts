@@ -43,6 +43,11 @@ export interface StoredAccounting {
   layers: LinearKind[];
   /** Canonical names of the compressed linears, in model order. */
   compressedLinears: string[];
+  /**
+   * Linears of the selected kinds that the codec could not store at the target (too small) and that were
+   * kept in float f16 instead (`smallMatrix: 'keep'`); absent when there are none.
+   */
+  keptDense?: string[];
   groups: AccountingGroups;
   /** Every 2-D weight's cost, by name. */
   weights: Record<string, WeightAccounting>;
@@ -125,6 +130,10 @@ export interface BundleAccounting {
   /** All tensor data: fileBytes = 8 + headerBytes + tensorBytes. */
   tensorBytes: number;
   compressedLinears: string[];
+  /** Linears of the selected kinds kept in float because the codec could not meet the target on them. */
+  keptDense: string[];
+  /** Bits of the compressed AND the kept-dense linears ÷ their weights (= bpwLinears when none was kept). */
+  bpwSelectedLinears: number;
   /** Codec id → number of compressed linears using it. */
   linearCodecs: Record<string, number>;
   /** Where the compressed set came from: the bundle's accounting section, or the fallback rule. */
@@ -183,6 +192,21 @@ export function bundleAccounting(bundle: Bundle, config: ModelConfig, fileBytes:
   }
   const compressedSet = new Set(compressed);
   compressed = linears.filter((n) => compressedSet.has(n)); // model order
+  let keptDense: string[] = [];
+  if (section !== undefined && section !== null && typeof section === 'object' && 'keptDense' in section) {
+    const list = section.keptDense;
+    if (
+      !Array.isArray(list) ||
+      list.some((n) => typeof n !== 'string' || weightRole(n) !== 'linear' || !bundle.weights.has(n) || compressedSet.has(n))
+    ) {
+      throw new UltraSketchError(ErrorCodes.BAD_HEADER, 'accounting.keptDense must list stored linears that are not compressed', {
+        source,
+        hint: 'the bundle\'s metadata is corrupt',
+      });
+    }
+    const keptSet = new Set(list as string[]);
+    keptDense = linears.filter((n) => keptSet.has(n));
+  }
   const linearCodecs: Record<string, number> = {};
   for (const n of compressed) linearCodecs[weights[n]!.codec] = (linearCodecs[weights[n]!.codec] ?? 0) + 1;
 
@@ -204,9 +228,21 @@ export function bundleAccounting(bundle: Bundle, config: ModelConfig, fileBytes:
     headerBytes: bundle.file.headerBytes,
     tensorBytes,
     compressedLinears: compressed,
+    keptDense,
+    bpwSelectedLinears: selectedBits(weights, [...compressed, ...keptDense]),
     linearCodecs,
     compressedFrom,
     groups,
     weights,
   };
+}
+
+function selectedBits(weights: Record<string, WeightAccounting>, names: string[]): number {
+  let bits = 0;
+  let n = 0;
+  for (const name of names) {
+    bits += weights[name]!.bits;
+    n += weights[name]!.weights;
+  }
+  return n === 0 ? 0 : bits / n;
 }

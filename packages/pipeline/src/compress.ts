@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { registerAllCodecs } from './codecs.js';
-import { type Codec, ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
+import { type Codec, ErrorCodes, UltraSketchError, getCodec, isUltraSketchError } from '@ultrasketch/core';
 import {
   type Bundle,
   type BundleInput,
@@ -26,6 +27,8 @@ import {
 import { type WriteAtomicOptions, writeFileAtomic } from './atomic.js';
 import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
+import { type CalibrationInfo, codecUsesSaliency } from './calibrate.js';
+import { matrixFeasibility, targetBpw } from './feasibility.js';
 import { looksLikeSafetensors } from './sniff.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
@@ -141,6 +144,23 @@ export interface Provenance {
   tool: string;
   toolVersion: string;
   command: string;
+  /** Present when the codec used calibration statistics: which text, how many tokens. */
+  calibration?: CalibrationInfo;
+}
+
+/** What to do with a compressed linear whose budget the codec cannot meet (too small for the target). */
+export type SmallMatrixPolicy = 'keep' | 'error';
+export const SMALL_MATRIX_POLICIES: readonly SmallMatrixPolicy[] = ['keep', 'error'];
+
+/** A linear of the selected kinds stored in float f16 because the codec cannot meet the target on it. */
+export interface KeptDense {
+  name: string;
+  rows: number;
+  cols: number;
+  /** The smallest target the codec could meet on this matrix (null when the codec did not say). */
+  minBpw: number | null;
+  /** The codec's refusal. */
+  reason: string;
 }
 
 export interface MeasureQualityOptions {
@@ -197,6 +217,20 @@ export interface CompressOptions {
   quality?: Record<string, unknown>;
   /** Measure quality of the compressed bundle against the float model now and store it. */
   measureQuality?: MeasureQualityOptions;
+  /**
+   * Calibration statistics: E[a_j²] per input channel by linear name (`calibrate()`), given to the codec as
+   * ctx.saliency for each compressed linear — only when the codec uses it (`codecUsesSaliency`).
+   */
+  saliency?: ReadonlyMap<string, Float64Array>;
+  /** Where the statistics came from (stored in provenance when they were used). */
+  calibration?: CalibrationInfo;
+  /**
+   * A compressed linear whose budget the codec cannot meet (the matrix is too small for the target): 'error'
+   * (default) refuses before encoding, naming the smallest target every compressed linear meets; 'keep'
+   * stores it in float f16, lists it in the report and the accounting (`keptDense`), and leaves it out of
+   * bpwLinears (it is not compressed) — bpwSelectedLinears and bitsPerParam include it.
+   */
+  smallMatrix?: SmallMatrixPolicy;
   onProgress?(p: CompressProgress): void;
 }
 
@@ -206,9 +240,15 @@ export interface CompressReport {
   /** 8 × fileBytes ÷ params: the bundle's real size (methods.md §4). */
   bitsPerParam: number;
   bpwLinears: number;
+  /** Bits of every linear of the selected kinds, kept-dense ones included, ÷ their weights. */
+  bpwSelectedLinears: number;
   params: number;
   linearBits: number;
   linearWeights: number;
+  /** Linears of the selected kinds stored in float because the codec cannot meet the target on them. */
+  keptDense: KeptDense[];
+  /** Whether calibration statistics were given to the codec. */
+  saliencyUsed: boolean;
   codec: { id: string; version: number; options: unknown };
   layers: LinearKind[];
   embeddings: EmbeddingStorage;
@@ -255,6 +295,22 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `seed ${seed} must be an integer in 0..4294967295`, { source: '--seed' });
   }
+  const smallMatrix = options.smallMatrix ?? 'error';
+  if (!SMALL_MATRIX_POLICIES.includes(smallMatrix)) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `small-matrix policy ${JSON.stringify(smallMatrix)} is not one of ${SMALL_MATRIX_POLICIES.join(', ')}`, {
+      source: '--small-matrix',
+    });
+  }
+  const saliencyUsed = options.saliency !== undefined && codecUsesSaliency(codec.id, codecOptions);
+  if (saliencyUsed && options.calibration && options.measureQuality) {
+    const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
+    if (evalSha === options.calibration.textSha256) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'refusing to calibrate on the evaluation text: the calibration and evaluation texts are identical', {
+        source: options.calibration.textSource,
+        hint: 'calibrate on calib.txt, evaluate on eval.txt (docs/evaluation.md)',
+      });
+    }
+  }
 
   // Plan: every 2-D weight of the model with the codec that stores it, in model order.
   const plan: Array<{ name: string; codec: Codec; options: unknown; compressed: boolean }> = [];
@@ -272,6 +328,28 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     }
   }
 
+  // Budgets the codec cannot meet: refuse now (before encoding anything), or keep those matrices dense.
+  const keptDense: KeptDense[] = [];
+  const infeasible: Array<{ index: number; rows: number; cols: number; minBpw: number }> = [];
+  plan.forEach((p, index) => {
+    if (!p.compressed) return;
+    const [rows, cols] = model.weights.tensors.get(p.name)!.shape as [number, number];
+    const f = matrixFeasibility(codec.id, codecOptions, rows, cols);
+    if (f && !f.feasible) infeasible.push({ index, rows, cols, minBpw: f.minBpw });
+  });
+  if (infeasible.length > 0) {
+    const compressedCount = plan.filter((p) => p.compressed).length;
+    if (smallMatrix === 'error' || infeasible.length === compressedCount) {
+      const worst = infeasible.reduce((a, b) => (b.minBpw > a.minBpw ? b : a));
+      throw infeasibleRefusal(codec, codecOptions, plan, model, worst, infeasible, compressedCount, smallMatrix);
+    }
+    for (const x of infeasible) {
+      const p = plan[x.index]!;
+      keptDense.push({ name: p.name, rows: x.rows, cols: x.cols, minBpw: x.minBpw, reason: codecRefusal(codec, codecOptions, model, p.name) });
+      plan[x.index] = { name: p.name, ...withCodec(keepFloat), compressed: false };
+    }
+  }
+
   const weights = new Map<string, BundleWeightInput>();
   const perWeight: Record<string, WeightAccounting> = {};
   const compressedNames: string[] = [];
@@ -280,7 +358,31 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     const t = model.weights.tensors.get(name)!;
     const [rows, cols] = t.shape as [number, number];
     const wSeed = weightSeed(seed, name);
-    const params = c.encode(t.data, rows, cols, o, { name, seed: wSeed });
+    const sal = compressed && saliencyUsed ? options.saliency!.get(name) : undefined;
+    if (compressed && saliencyUsed && sal === undefined) {
+      throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `no calibration statistics for ${name}`, {
+        source: 'saliency',
+        hint: 'calibrate() the same model (every linear) before compressing',
+      });
+    }
+    let params;
+    try {
+      params = c.encode(t.data, rows, cols, o, { name, seed: wSeed, ...(sal ? { saliency: sal } : {}) });
+    } catch (err) {
+      // A refusal the preflight could not foresee (e.g. a `mass` split's group sizes): same policy.
+      if (!(compressed && smallMatrix === 'keep' && isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET))) throw err;
+      keptDense.push({ name, rows, cols, minBpw: null, reason: err.problem });
+      const kf = withCodec(keepFloat);
+      plan[i] = { name, ...kf, compressed: false };
+      params = kf.codec.encode(t.data, rows, cols, kf.options, { name, seed: wSeed });
+      weights.set(name, {
+        entry: { codec: kf.codec.id, version: kf.codec.version, options: kf.options, seed: wSeed, rows, cols },
+        tensors: kf.codec.toTensors(params),
+      });
+      perWeight[name] = toWeightAccounting(kf.codec.id, rows, cols, kf.codec.bits(params));
+      options.onProgress?.({ name, index: i, total: plan.length, codec: kf.codec.id });
+      continue;
+    }
     weights.set(name, {
       entry: { codec: c.id, version: c.version, options: o, seed: wSeed, rows, cols },
       tensors: c.toTensors(params),
@@ -300,6 +402,12 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     normWeights += v.length;
   }
 
+  if (compressedNames.length === 0) {
+    throw new UltraSketchError(ErrorCodes.INFEASIBLE_BUDGET, `codec ${codec.id}: no linear could be compressed at this target`, {
+      hint: 'raise the target (--bpw)',
+    });
+  }
+  keptDense.sort((a, b) => plan.findIndex((p) => p.name === a.name) - plan.findIndex((p) => p.name === b.name));
   const groups = accountingGroups(perWeight, new Set(compressedNames), normWeights, model.tokenizerBytes.byteLength);
   const accounting: StoredAccounting = {
     definition: ACCOUNTING_DEFINITION,
@@ -310,6 +418,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     linearCodec: { id: codec.id, version: codec.version, options: codecOptions },
     layers,
     compressedLinears: compressedNames,
+    ...(keptDense.length > 0 ? { keptDense: keptDense.map((k) => k.name) } : {}),
     groups,
     weights: perWeight,
   };
@@ -320,6 +429,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     tool: TOOL_NAME,
     toolVersion: options.provenance?.toolVersion ?? PIPELINE_VERSION,
     command: options.provenance?.command ?? '',
+    ...(saliencyUsed && options.calibration ? { calibration: options.calibration } : {}),
   };
   const input: BundleInput = {
     config: { ...config } as unknown as Record<string, unknown>,
@@ -351,9 +461,12 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     fileBytes: bytes.byteLength,
     bitsPerParam: (8 * bytes.byteLength) / params,
     bpwLinears: accounting.bpwLinears,
+    bpwSelectedLinears: selectedBpw(perWeight, [...compressedNames, ...keptDense.map((k) => k.name)]),
     params,
     linearBits: accounting.linearBits,
     linearWeights: accounting.linearWeights,
+    keptDense,
+    saliencyUsed,
     codec: accounting.linearCodec,
     layers,
     embeddings,
@@ -369,6 +482,66 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     },
   };
   return { bytes, report };
+}
+
+function selectedBpw(perWeight: Record<string, WeightAccounting>, names: string[]): number {
+  let bits = 0;
+  let n = 0;
+  for (const name of names) {
+    bits += perWeight[name]!.bits;
+    n += perWeight[name]!.weights;
+  }
+  return bits / n;
+}
+
+/** The codec's own refusal for one matrix (its encode checks the budget before any real work). */
+function codecRefusal(codec: Codec, codecOptions: unknown, model: LoadedModel, name: string): string {
+  const t = model.weights.tensors.get(name)!;
+  const [rows, cols] = t.shape as [number, number];
+  try {
+    codec.encode(t.data, rows, cols, codecOptions, { name, seed: 0 });
+  } catch (err) {
+    if (isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET)) return err.problem;
+    throw err;
+  }
+  return `codec ${codec.id} cannot meet the target on this ${rows}×${cols} matrix`;
+}
+
+function fmtBpw(x: number): string {
+  return String(Math.round(x * 1e4) / 1e4);
+}
+
+function infeasibleRefusal(
+  codec: Codec,
+  codecOptions: unknown,
+  plan: Array<{ name: string; compressed: boolean }>,
+  model: LoadedModel,
+  worst: { index: number; minBpw: number },
+  infeasible: Array<{ index: number; rows: number; cols: number; minBpw: number }>,
+  compressedCount: number,
+  policy: SmallMatrixPolicy,
+): UltraSketchError {
+  const worstName = plan[worst.index]!.name;
+  // Group the matrices by shape: "k_proj, v_proj (64×192, ≥ 0.6094 bpw) in every layer".
+  const byShape = new Map<string, { kinds: Set<string>; minBpw: number }>();
+  for (const x of infeasible) {
+    const key = `${x.rows}×${x.cols}`;
+    const g = byShape.get(key) ?? { kinds: new Set<string>(), minBpw: x.minBpw };
+    g.kinds.add(parseLinearName(plan[x.index]!.name)?.kind ?? plan[x.index]!.name);
+    g.minBpw = Math.max(g.minBpw, x.minBpw);
+    byShape.set(key, g);
+  }
+  const shapes = [...byShape].map(([shape, g]) => `${[...g.kinds].join(', ')} ${shape} needs ≥ ${fmtBpw(g.minBpw)} bpw`).join('; ');
+  const target = targetBpw(codecOptions);
+  const all = infeasible.length === compressedCount;
+  const problem =
+    `${worstName}: ${codecRefusal(codec, codecOptions, model, worstName)}. ` +
+    `At ${target ?? 'this'} bpw ${infeasible.length} of ${compressedCount} compressed linears are too small for codec ${codec.id} (${shapes}); ` +
+    `the smallest target every compressed linear meets is ${fmtBpw(worst.minBpw)} bpw`;
+  const hint = all
+    ? `use --bpw ${fmtBpw(worst.minBpw)} or more${policy === 'keep' ? ' (--small-matrix keep cannot help: no linear would be compressed)' : ''}`
+    : `use --bpw ${fmtBpw(worst.minBpw)} or more, leave those kinds out with --layers, or pass --small-matrix keep to store them in float f16 (listed in the report)`;
+  return new UltraSketchError(ErrorCodes.INFEASIBLE_BUDGET, problem, { hint });
 }
 
 async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQualityOptions): Promise<QualitySection> {
@@ -397,7 +570,8 @@ async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQual
   };
 }
 
-function loadCheckpointForCompress(path: string, tokenizerPath: string | undefined): LoadedModel {
+/** Load the float checkpoint to compress; a bundle (or any safetensors file) is refused (no re-compression). */
+export function loadCheckpointForCompress(path: string, tokenizerPath?: string): LoadedModel {
   if (looksLikeSafetensors(path)) {
     throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float checkpoint; this is a safetensors/.usk file', {
       source: path,

@@ -1,5 +1,5 @@
-export { loadModel, loadModelFromBytes, findTokenizer, readFileChecked } from './load.js';
-export type { LoadedModel, LoadOptions } from './load.js';
+export { loadModel, loadModelFromBytes, loadCheckpointWeights, findTokenizer, readFileChecked } from './load.js';
+export type { LoadedModel, LoadedWeights, LoadOptions } from './load.js';
 export { splitDocuments, documentTokenStream } from './text.js';
 export { evaluate, logSumExp } from './evaluate.js';
 export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession } from './evaluate.js';
@@ -18,6 +18,7 @@ export type {
 } from './accounting.js';
 export {
   compress,
+  loadCheckpointForCompress,
   defaultLayers,
   setDefaultLayers,
   parseLayers,
@@ -25,6 +26,7 @@ export {
   weightSeed,
   EMBEDDING_STORAGES,
   EMBEDDING_RTN_GROUP_SIZE,
+  SMALL_MATRIX_POLICIES,
 } from './compress.js';
 export type {
   CompressOptions,
@@ -32,6 +34,8 @@ export type {
   CompressReport,
   CompressResult,
   EmbeddingStorage,
+  KeptDense,
+  SmallMatrixPolicy,
   MeasureQualityOptions,
   Provenance,
   ProvenanceInput,
@@ -56,3 +60,25 @@ export type {
   OpenedModel,
 } from './usk.js';
 export { registerAllCodecs } from './codecs.js';
+export {
+  calibrate,
+  codecUsesSaliency,
+  setSaliencyUse,
+  assertNotEvaluationText,
+  DEFAULT_CALIB_TOKENS,
+} from './calibrate.js';
+export type { CalibrateOptions, Calibration, CalibrationInfo, TextFile } from './calibrate.js';
+export { matrixFeasibility, targetBpw } from './feasibility.js';
+export type { MatrixFeasibility } from './feasibility.js';
+export {
+  COMPRESS_CODECS,
+  codecOptionKeys,
+  setCodecOptionKeys,
+  isBpwTargeted,
+  resolveCodecOptions,
+  optionsFor,
+} from './codec-options.js';
+export { openReference, createSession, describeRuntime } from './sessions.js';
+export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
+export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, shellJoin, jsonSafe } from './sweep.js';
+export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';

@@ -86,3 +86,19 @@ export function loadModelFromBytes(bytes: Uint8Array, path: string, options: Loa
     },
   };
 }
+
+/** A checkpoint's weights without a tokenizer (a reference model scores the evaluated model's tokens). */
+export interface LoadedWeights {
+  weights: ModelWeights;
+  source: { path: string; format: Llama2cLayout; fileBytes: number; sha256: string };
+}
+
+/** Load a llama2.c checkpoint's weights only (no tokenizer is looked for). */
+export function loadCheckpointWeights(path: string): LoadedWeights {
+  const bytes = readFileChecked(path, 'checkpoint');
+  const ckpt = readLlama2cCheckpoint(bytes, path);
+  return {
+    weights: modelFromLlama2c(ckpt, path),
+    source: { path, format: ckpt.layout, fileBytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') },
+  };
+}

@@ -185,6 +185,8 @@ export interface InspectRow {
   role: 'linear' | 'embedding' | 'classifier' | 'norm' | 'tokenizer';
   /** True for the compressed linears (the ones bpwLinears counts). */
   compressed: boolean;
+  /** True for a linear of the selected kinds kept in float because the codec could not meet the target. */
+  keptDense: boolean;
   /** Codec id; for tensors stored without a codec, their dtype ('F32' norms, 'U8' tokenizer). */
   codec: string;
   codecVersion: number | null;
@@ -211,6 +213,10 @@ export interface InspectTotals {
   headerBytes: number;
   tensorBytes: number;
   compressedLinears: number;
+  /** Linears of the selected kinds kept in float f16 because the codec could not meet the target on them. */
+  keptDense: string[];
+  /** Bits of the compressed and kept-dense linears ÷ their weights (= bpwLinears when none was kept). */
+  bpwSelectedLinears: number;
   linearCodecs: Record<string, number>;
   groups: Record<string, BitsAndWeights | null>;
 }
@@ -233,6 +239,7 @@ export function inspectBundle(path: string, options: LoadBundleOptions = {}): Bu
 export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
   const { bundle, config, accounting } = loaded;
   const compressed = new Set(accounting.compressedLinears);
+  const kept = new Set(accounting.keptDense);
   const rows: InspectRow[] = [];
   for (const [name, shape] of expectedTensors(config)) {
     if (shape.length === 2) {
@@ -242,6 +249,7 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
         name,
         role: weightRole(name)!,
         compressed: compressed.has(name),
+        keptDense: kept.has(name),
         codec: w.entry.codec,
         codecVersion: w.entry.version,
         options: w.entry.options,
@@ -257,6 +265,7 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
         name,
         role: 'norm',
         compressed: false,
+        keptDense: false,
         codec: 'F32',
         codecVersion: null,
         options: null,
@@ -273,6 +282,7 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
     name: USK_TOKENIZER_TENSOR,
     role: 'tokenizer',
     compressed: false,
+    keptDense: false,
     codec: 'U8',
     codecVersion: null,
     options: null,
@@ -297,6 +307,8 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
       headerBytes: accounting.headerBytes,
       tensorBytes: accounting.tensorBytes,
       compressedLinears: accounting.compressedLinears.length,
+      keptDense: accounting.keptDense,
+      bpwSelectedLinears: accounting.bpwSelectedLinears,
       linearCodecs: accounting.linearCodecs,
       groups: { ...accounting.groups },
     },

@@ -1,15 +1,15 @@
 import { basename } from 'node:path';
 import { parameterCount } from '@ultrasketch/model';
-import { type LoadedModel, evaluate, loadModel, readFileChecked } from '@ultrasketch/pipeline';
-import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
+import { type ReferenceModel, createSession, describeRuntime, evaluate, openModel, openReference, readFileChecked } from '@ultrasketch/pipeline';
+import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { tokenizerOption } from './generate.js';
+import { kernelsNote, tokenizerOption } from './generate.js';
 
 export const evalCommand: Command = {
   name: 'eval',
-  summary: 'perplexity of a checkpoint on a text (and KL / top-1 agreement against a reference model)',
+  summary: 'perplexity of a checkpoint or bundle on a text (and KL / top-1 agreement against a reference model)',
   description:
     'The llama2.c-documents protocol of docs/evaluation.md: the text is split into documents on blank lines, ' +
     'each encoded with BOS, concatenated into one stream and cut into non-overlapping windows of --window ' +
@@ -17,31 +17,34 @@ export const evalCommand: Command = {
     'scored. Prints the mean negative log-likelihood (nats) and perplexity = exp(mean NLL).\n\n' +
     'With --reference, the reference model runs on the same windows and KL(P_reference || P_model) per ' +
     'position and top-1 agreement are reported, together with the reference\'s own NLL and perplexity. ' +
-    'The reference uses the model\'s tokenizer.\n\n' +
+    'The reference (a checkpoint or a bundle) scores the same token stream, made with the evaluated model\'s ' +
+    'tokenizer.\n\n' +
+    'A .usk bundle runs with its codecs\' fused kernels and its embedded tokenizer (--tokenizer is refused with ' +
+    'a bundle); its JSON report adds "bundle": {bpwLinears, bitsPerParam, fileBytes, params}.\n\n' +
     'Evaluate on text the model was not calibrated or finetuned on (eval.txt, not calib.txt). ' +
     'With --json stdout gets exactly one JSON object: {"meanNll", "perplexity", "windows", "predictedTokens", ' +
     '"windowNll", "protocol", "window", "streamTokens", "model", "text", ...} (+ "kl", "top1", "reference" ' +
     'with --reference).',
-  positionals: [{ name: 'checkpoint', description: 'the llama2.c checkpoint to evaluate' }],
+  positionals: [{ name: 'checkpoint', description: 'the llama2.c checkpoint or .usk bundle to evaluate' }],
   options: [
     { name: 'text', kind: 'path', valueName: 'FILE', required: true, description: 'evaluation text, documents separated by blank lines' },
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint; a bundle\'s own' },
     { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the model's seq_len", description: 'window length in tokens' },
     { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
-    { name: 'reference', kind: 'path', valueName: 'CHECKPOINT', description: 'a float reference model to compare with on the same windows (KL, top-1)' },
+    { name: 'reference', kind: 'path', valueName: 'MODEL', description: 'a reference model (checkpoint or bundle; normally the float model) to compare with on the same windows (KL, top-1)' },
     {
       name: 'kernels',
       kind: 'string',
       valueName: 'K',
       default: 'auto',
       choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
     },
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },
   ],
   examples: [
     'ultrasketch eval ../shared/models/stories3M/stories3M-q80.bin --text ../shared/data/tinystories/eval.txt --windows 16',
-    'ultrasketch eval model.bin --text ../shared/data/tinystories/eval.txt --reference ../shared/models/stories3M/stories3M-q80.bin --json',
+    'ultrasketch eval model.usk --text ../shared/data/tinystories/eval.txt --reference ../shared/models/stories3M/stories3M-q80.bin --windows 8 --json',
   ],
 
   async run({ positionals, options }, io) {
@@ -50,16 +53,16 @@ export const evalCommand: Command = {
     if (basename(textPath) === 'calib.txt') {
       warn(io, `evaluating on calibration text (${textPath}): the result says nothing about unseen text; use eval.txt`);
     }
-    const model = loadModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
+    const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
+    kernelsNote(io, quiet, model, options.kernels);
     const refPath = options.reference as string | undefined;
-    // The reference scores the same token stream, so it uses the evaluated model's tokenizer.
-    const reference: LoadedModel | undefined = refPath
-      ? loadModel(refPath, { tokenizerPath: model.source.tokenizerPath })
-      : undefined;
+    // The reference scores the same token stream (the evaluated model's tokenizer): it needs no tokenizer.
+    const reference: ReferenceModel | undefined = refPath ? openReference(refPath) : undefined;
     const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
 
-    const session = NodeSession.fromWeights(model.weights, { kernels: options.kernels as KernelChoice });
-    const refSession = reference ? NodeSession.fromWeights(reference.weights, { kernels: options.kernels as KernelChoice }) : undefined;
+    const kernels = options.kernels as KernelChoice;
+    const session = createSession(model, { kernels });
+    const refSession = reference ? createSession(reference, { kernels }) : undefined;
     const windowsOpt = options.windows;
     let progress: Progress | undefined;
     const started = performance.now();
@@ -76,7 +79,7 @@ export const evalCommand: Command = {
         onProgress: (p) => {
           progress ??= new Progress({
             label: 'eval',
-            total: p.windowsTotal * (options.window === undefined ? model.weights.config.seqLen : (options.window as number)),
+            total: p.windowsTotal * (options.window === undefined ? model.config.seqLen : (options.window as number)),
             unit: 'tok',
             quiet,
             stream: io.stderr,
@@ -97,7 +100,7 @@ export const evalCommand: Command = {
       note(io, quiet, `--windows ${windowsOpt}: the text has only ${result.windows} windows of ${result.window} tokens; evaluated all of them`);
     }
     const windowsAvailable = Math.floor(result.streamTokens / result.window);
-    const params = parameterCount(model.weights.config);
+    const params = parameterCount(model.config);
     const scoredTokens = result.windows * result.window * (refSession ? 2 : 1);
 
     if (options.json === true) {
@@ -108,7 +111,7 @@ export const evalCommand: Command = {
         predictedTokens: result.predictedTokens,
         ...(result.kl === undefined ? {} : { kl: result.kl, top1: result.top1 }),
         ...(result.reference && reference
-          ? { reference: { path: reference.source.path, sha256: reference.source.sha256, ...result.reference } }
+          ? { reference: { path: reference.source.path, kind: reference.kind, sha256: reference.source.sha256, ...result.reference } }
           : {}),
         protocol: result.protocol,
         window: result.window,
@@ -117,21 +120,38 @@ export const evalCommand: Command = {
         windowNll: result.windowNll,
         model: {
           path: model.source.path,
+          kind: model.kind,
           format: model.source.format,
           sha256: model.source.sha256,
           fileBytes: model.source.fileBytes,
           parameters: params,
-          tokenizer: model.source.tokenizerPath,
+          tokenizer: model.kind === 'bundle' ? 'embedded' : model.source.tokenizerPath,
         },
+        ...(model.kind === 'bundle'
+          ? {
+              bundle: {
+                bpwLinears: model.loaded.accounting.bpwLinears,
+                bitsPerParam: model.loaded.accounting.bitsPerParam,
+                fileBytes: model.loaded.accounting.fileBytes,
+                params: model.loaded.accounting.params,
+                linearCodecs: model.loaded.accounting.linearCodecs,
+              },
+            }
+          : {}),
         text: { path: textPath, bytes: Buffer.byteLength(text, 'utf8') },
-        runtime: `runtime-node, float32, ${session.kernels} kernels`,
+        runtime: describeRuntime(model, session),
         seconds,
         tokensPerSecond: scoredTokens / seconds,
       });
       return;
     }
     const rows: Array<[string, string]> = [
-      ['model', `${model.source.path} (${model.source.format}, ${fmtInt(params)} parameters)`],
+      [
+        'model',
+        model.kind === 'bundle'
+          ? `${model.source.path} (usk bundle: ${Object.keys(model.loaded.accounting.linearCodecs).join(', ')}, bpwLinears ${model.loaded.accounting.bpwLinears.toFixed(4)}, bitsPerParam ${model.loaded.accounting.bitsPerParam.toFixed(4)}, ${fmtInt(params)} parameters)`
+          : `${model.source.path} (${model.source.format}, ${fmtInt(params)} parameters)`,
+      ],
       ['text', `${textPath}: ${fmtInt(result.streamTokens)} tokens, protocol ${result.protocol}`],
       [
         'windows',

@@ -1,12 +1,12 @@
-import { loadModel } from '@ultrasketch/pipeline';
-import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
-import type { Command } from '../command.js';
+import { type OpenedModel, createSession, openModel } from '@ultrasketch/pipeline';
+import type { KernelChoice } from '@ultrasketch/runtime-node';
+import type { Command, CommandIO } from '../command.js';
 import { note, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate text from a llama2.c checkpoint, streamed to stdout',
+  summary: 'generate text from a llama2.c checkpoint or a .usk bundle, streamed to stdout',
   description:
     'Runs the model from BOS (and the prompt, if any) for --steps positions, feeding back sampled tokens, ' +
     "exactly as llama2.c's run.c does: the prompt is encoded with BOS, generation stops after --steps positions " +
@@ -16,10 +16,12 @@ export const generateCommand: Command = {
     '--temperature 0 is greedy decoding (argmax) and needs no seed.\n\n' +
     'With --json nothing is streamed; stdout gets exactly one JSON object: {"tokens": [the token fed at each ' +
     'position, starting with BOS], "text": "...", "seed", "temperature", "topP", "steps", "seconds", ' +
-    '"tokensPerSecond"}.',
-  positionals: [{ name: 'checkpoint', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8)' }],
+    '"tokensPerSecond"}.\n\n' +
+    'A .usk bundle runs with its codecs\' fused kernels (the weights stay compressed) and its embedded ' +
+    'tokenizer (--tokenizer is refused with a bundle; --kernels applies to checkpoints).',
+  positionals: [{ name: 'checkpoint', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8) or a .usk bundle' }],
   options: [
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint; a bundle\'s own' },
     { name: 'prompt', kind: 'string', valueName: 'TEXT', default: '', defaultText: 'none, start from BOS alone', description: 'text to start from (encoded with BOS, llama2.c style)' },
     { name: 'steps', kind: 'int', valueName: 'N', default: 256, min: 1, description: "positions to run, prompt included; capped at the model's seq_len" },
     { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },
@@ -31,20 +33,22 @@ export const generateCommand: Command = {
       valueName: 'K',
       default: 'auto',
       choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
     },
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },
   ],
   examples: [
     'ultrasketch generate ../shared/models/stories3M/stories3M-q80.bin --prompt "Once upon a time" --steps 128 --seed 42',
     'ultrasketch generate ../shared/models/stories260K/stories260K.bin --temperature 0 --json',
+    'ultrasketch generate stories260K-rtn8.usk --temperature 0 --steps 64',
   ],
 
   async run({ positionals, options }, io) {
     const quiet = options.quiet === true;
     const json = options.json === true;
-    const model = loadModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
-    const { config } = model.weights;
+    const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
+    const { config } = model;
+    kernelsNote(io, quiet, model, options.kernels);
     const temperature = options.temperature as number;
     const topP = options['top-p'] as number;
     const seed = options.seed === undefined ? Date.now() : (options.seed as number);
@@ -58,7 +62,7 @@ export const generateCommand: Command = {
       note(io, quiet, `the prompt has ${promptTokens.length} tokens (BOS included), more than --steps ${steps}; only the first ${steps} are run`);
     }
 
-    const session = NodeSession.fromWeights(model.weights, { kernels: options.kernels as KernelChoice });
+    const session = createSession(model, { kernels: options.kernels as KernelChoice });
     const decoder = model.tokenizer.createStreamDecoder();
     const progress = new Progress({ label: 'generate', total: steps, unit: 'tok', quiet: quiet || !json, stream: io.stderr });
     const tokens: number[] = [];
@@ -94,7 +98,18 @@ export const generateCommand: Command = {
     progress.finish();
     const tokensPerSecond = tokens.length / seconds;
     if (json) {
-      writeJson(io, { tokens, text, seed, temperature, topP, steps, kernels: session.kernels, seconds, tokensPerSecond });
+      writeJson(io, {
+        tokens,
+        text,
+        seed,
+        temperature,
+        topP,
+        steps,
+        model: { path: model.source.path, kind: model.kind },
+        kernels: model.kind === 'bundle' ? 'fused' : session.kernels,
+        seconds,
+        tokensPerSecond,
+      });
     } else {
       io.stdout.write(`${tail}\n`);
     }
@@ -102,7 +117,7 @@ export const generateCommand: Command = {
       io,
       quiet,
       `generate: ${tokens.length} positions (${Math.min(promptTokens.length, tokens.length)} from the prompt) in ${seconds.toFixed(2)} s, ` +
-        `${tokensPerSecond.toFixed(1)} tokens/s (${session.kernels} kernels)` +
+        `${tokensPerSecond.toFixed(1)} tokens/s (${model.kind === 'bundle' ? 'fused codec' : session.kernels} kernels)` +
         (temperature > 0 ? `, seed ${seed}` : ', greedy'),
     );
   },
@@ -110,4 +125,11 @@ export const generateCommand: Command = {
 
 export function tokenizerOption(value: unknown): { tokenizerPath?: string } {
   return typeof value === 'string' ? { tokenizerPath: value } : {};
+}
+
+/** A bundle always runs its codecs' fused kernels: say so when --kernels asked for something else. */
+export function kernelsNote(io: CommandIO, quiet: boolean, model: OpenedModel, kernels: unknown): void {
+  if (model.kind === 'bundle' && kernels !== 'auto' && kernels !== undefined) {
+    note(io, quiet, `--kernels ${String(kernels)} applies to checkpoints; the bundle runs its codecs' fused kernels`);
+  }
 }

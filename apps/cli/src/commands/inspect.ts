@@ -12,20 +12,25 @@ import {
   readSafetensors,
 } from '@ultrasketch/format';
 import { type LinearKind, type ModelConfig, TensorNames, modelFromLlama2c, parameterCount } from '@ultrasketch/model';
-import { readFileChecked } from '@ultrasketch/pipeline';
+import { type BundleInspection, inspectLoadedBundle, loadBundleFromBytes, readFileChecked } from '@ultrasketch/pipeline';
 import type { Command, CommandIO } from '../command.js';
 import { fmtBytes, fmtInt, table, writeJson } from '../io.js';
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'describe a checkpoint, safetensors file or tokenizer: config, tensors, parameters, bytes',
+  summary: 'describe a .usk bundle, checkpoint, safetensors file or tokenizer: config, tensors, bits, parameters, bytes',
   description:
     'Recognises the file by its content: a llama2.c checkpoint (legacy float32 or version-2 int8 "ak42"), a ' +
-    'safetensors file (also .usk bundles), or a llama2.c tokenizer file. For a checkpoint it prints the layout, ' +
+    'safetensors file, a .usk bundle, or a llama2.c tokenizer file. For a checkpoint it prints the layout, ' +
     'the model config, every tensor in file order (canonical Hugging Face name, llama2.c name, shape, stored ' +
     'dtype, offset and bytes in the file), the parameter count (a tied classifier counted once), the file ' +
     'size and bits per parameter (8 × file bytes / parameters). For safetensors: the tensor table from the ' +
     'header and the __metadata__. For a tokenizer: vocabulary size and a few statistics.\n\n' +
+    'For a .usk bundle (validated and checksummed as when it is run): every tensor with its codec, options, ' +
+    'shape, stored bits and bits per weight, and the totals of docs/methods.md §4 recomputed from the file: ' +
+    'bpwLinears (bits of the compressed linears ÷ their weights), bitsPerParam (8 × file bytes ÷ all ' +
+    'parameters), fileBytes, params, and the linears kept dense; plus provenance and stored quality. ' +
+    'With --json: {"kind": "usk-bundle", "totals": {...}, "tensors": [...], ...}.\n\n' +
     'The whole file is read and validated (a malformed file gives a typed error naming the problem).',
   positionals: [{ name: 'file', description: 'the file to describe' }],
   options: [
@@ -35,6 +40,7 @@ export const inspectCommand: Command = {
   examples: [
     'ultrasketch inspect ../shared/models/stories3M/stories3M-q80.bin',
     'ultrasketch inspect ../shared/models/stories260K/tok512.bin --json',
+    'ultrasketch inspect stories260K-rtn8.usk --json',
   ],
 
   async run({ positionals, options }, io) {
@@ -42,7 +48,10 @@ export const inspectCommand: Command = {
     const bytes = readFileChecked(path, 'file');
     const json = options.json === true;
     const kind = detectKind(path, bytes);
-    if (kind === 'safetensors') return inspectSafetensors(path, bytes, json, io);
+    if (kind === 'safetensors') {
+      if (isUskBundle(path, bytes)) return inspectUsk(path, bytes, json, io);
+      return inspectSafetensors(path, bytes, json, io);
+    }
     if (kind === 'tokenizer') return inspectTokenizer(path, bytes, options.vocab as number | undefined, json, io);
     return inspectCheckpoint(path, bytes, json, io);
   },
@@ -270,6 +279,75 @@ function inspectSafetensors(path: string, bytes: Uint8Array, json: boolean, io: 
   io.stdout.write(`${out.join('\n')}\n`);
 }
 
+// ------------------------------------------------------------------------------------------- .usk bundle
+
+/** A safetensors file whose metadata says format "ultrasketch.usk" (the header is parsed, not trusted further). */
+function isUskBundle(path: string, bytes: Uint8Array): boolean {
+  if (extname(path).toLowerCase() === '.usk') return true;
+  return readSafetensors(bytes, path).metadata.format === 'ultrasketch.usk';
+}
+
+function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandIO): void {
+  const ins: BundleInspection = inspectLoadedBundle(loadBundleFromBytes(bytes, path));
+  if (json) {
+    writeJson(io, { kind: 'usk-bundle', ...ins });
+    return;
+  }
+  const t = ins.totals;
+  const c = ins.config;
+  const codecs = Object.entries(t.linearCodecs).map(([id, n]) => `${id} × ${n}`).join(', ');
+  const q = ins.quality as { perplexity?: number; kl?: number; top1?: number; windows?: number; textSource?: string; reference?: { perplexity: number } } | null;
+  const prov = ins.provenance as { sourcePath?: string; sourceSha256?: string; toolVersion?: string; command?: string } | null;
+  const rows: Array<[string, string]> = [
+    ['file', `${path} (.usk bundle, format version ${ins.formatVersion})`],
+    [
+      'config',
+      `dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}, kv heads ${c.nKvHeads}, vocab ${c.vocabSize}, ` +
+        `seq_len ${c.seqLen}, ${c.tiedClassifier ? 'tied' : 'separate'} classifier`,
+    ],
+    ['compressed', `${t.compressedLinears} linears (${codecs})`],
+    ['bpwLinears', `${t.bpwLinears.toFixed(4)} (${fmtInt(t.linearBits)} bits ÷ ${fmtInt(t.linearWeights)} weights of the compressed linears)`],
+    ['bitsPerParam', `${t.bitsPerParam.toFixed(4)} (8 × ${fmtInt(t.fileBytes)} file bytes ÷ ${fmtInt(t.params)} parameters)`],
+    ['file bytes', `${fmtBytes(t.fileBytes)}: 8 + ${fmtInt(t.headerBytes)} header + ${fmtInt(t.tensorBytes)} tensor data`],
+  ];
+  if (t.keptDense.length > 0) {
+    rows.push(['kept dense', `${t.keptDense.length} linear(s) too small for the target, stored float: ${t.keptDense.join(', ')} (all selected linears: ${t.bpwSelectedLinears.toFixed(4)} bpw)`]);
+  }
+  if (prov) {
+    rows.push(['source', `${prov.sourcePath} (sha256 ${String(prov.sourceSha256).slice(0, 16)}…)`]);
+    if (prov.command) rows.push(['command', prov.command]);
+  }
+  if (q && typeof q.perplexity === 'number') {
+    rows.push([
+      'quality',
+      `perplexity ${q.perplexity.toFixed(4)} (float ${q.reference?.perplexity.toFixed(4)}), KL ${q.kl?.toExponential(3)}, top-1 ${(100 * (q.top1 ?? 0)).toFixed(2)} % on ${q.windows} window(s) of ${q.textSource}`,
+    ]);
+  }
+  const groupRows = Object.entries(t.groups)
+    .filter(([, g]) => g !== null)
+    .map(([name, g]) => [name, fmtInt(g!.weights), fmtInt(g!.bits), g!.weights > 0 ? (g!.bits / g!.weights).toFixed(4) : '—']);
+  const out = [
+    table(rows),
+    '',
+    renderRows(['part', 'weights', 'bits', 'bpw'], groupRows),
+    '',
+    renderRows(
+      ['tensor', 'codec', 'shape', 'weights', 'bits', 'bpw', 'options'],
+      ins.tensors.map((r) => [
+        r.name + (r.compressed ? ' *' : r.keptDense ? ' (kept dense)' : ''),
+        r.codec,
+        `[${r.shape.join(', ')}]`,
+        fmtInt(r.weights),
+        fmtInt(r.bits),
+        r.bpw === null ? '—' : r.bpw.toFixed(4),
+        r.options === null ? '' : JSON.stringify(r.options),
+      ]),
+    ),
+    '(* = compressed linear, counted in bpwLinears)',
+  ];
+  io.stdout.write(`${out.join('\n')}\n`);
+}
+
 // ------------------------------------------------------------------------------------------- tokenizer
 
 function inspectTokenizer(path: string, bytes: Uint8Array, vocab: number | undefined, json: boolean, io: CommandIO): void {
@@ -325,7 +403,7 @@ function inspectTokenizer(path: string, bytes: Uint8Array, vocab: number | undef
 
 function renderRows(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const numeric = header.map((h) => h === 'offset' || h === 'bytes');
+  const numeric = header.map((h) => ['offset', 'bytes', 'bits', 'weights', 'bpw'].includes(h));
   const line = (cells: string[]) =>
     cells.map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');

@@ -1,0 +1,152 @@
+/**
+ * The codec flags shared by `compress` and `sweep`, what codec option each sets, which codecs take it, and
+ * the defaults for the data files (../shared/data/tinystories next to the repository).
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_CALIB_TOKENS, EMBEDDING_STORAGES, SMALL_MATRIX_POLICIES, codecOptionKeys } from '@ultrasketch/pipeline';
+import { type CommandInput, type OptionSpec, UsageError } from './command.js';
+
+interface CodecFlag {
+  spec: OptionSpec;
+  /** The codec option it sets. */
+  key: string;
+  /** Turn the parsed value into the option value. */
+  value?(v: string | number | boolean): unknown;
+}
+
+const CODEC_FLAGS: CodecFlag[] = [
+  { key: 'bits', spec: { name: 'bits', kind: 'int', valueName: 'K', description: 'rtn: bits per weight, 2, 3, 4 or 8', defaultText: '4' } },
+  {
+    key: 'groupSize',
+    spec: { name: 'group-size', kind: 'int', valueName: 'G', min: 0, description: 'rtn: weights per scale/offset group along a row (0 = one group per row)', defaultText: '64' },
+  },
+  { key: 'dtype', spec: { name: 'dtype', kind: 'string', valueName: 'T', choices: ['f16', 'f32'], description: 'float: storage of the linears', defaultText: 'f16' } },
+  {
+    key: 'bpw',
+    spec: {
+      name: 'bpw',
+      kind: 'number',
+      valueName: 'X',
+      min: 0,
+      description: 'sketch, hashednets, littlebit: target bits per weight of each compressed linear (every stored bit counted)',
+      defaultText: 'required for sketch and hashednets; littlebit 0.55',
+    },
+  },
+  { key: 'rows', spec: { name: 'rows', kind: 'int', valueName: 'D', min: 1, description: 'sketch: sketch rows d (hashes per weight)', defaultText: '3' } },
+  {
+    key: 'state',
+    spec: { name: 'state', kind: 'string', valueName: 'F', choices: ['f16', 'int8', 'f32'], description: 'sketch (f16|int8|f32), hashednets (f16|f32): state format', defaultText: 'f16' },
+  },
+  { key: 'hash', spec: { name: 'hash', kind: 'string', valueName: 'H', choices: ['rowrun', 'mixed'], description: 'sketch: hash family', defaultText: 'rowrun' } },
+  {
+    key: 'groups',
+    spec: { name: 'groups', kind: 'int', valueName: 'G', min: 1, description: 'sketch: channel groups (G > 1 splits input channels by calibration saliency)', defaultText: '1' },
+  },
+  {
+    key: 'alloc',
+    spec: {
+      name: 'alloc',
+      kind: 'string',
+      valueName: 'A',
+      description: 'sketch: how states are split among channel groups: uniform, saliency, or saliency:ALPHA (exponent α, default 1)',
+      defaultText: 'uniform',
+    },
+  },
+  { key: 'split', spec: { name: 'split', kind: 'string', valueName: 'S', choices: ['count', 'mass'], description: 'sketch: cut channel groups by channel count or by score mass', defaultText: 'count' } },
+  { key: 'rank', spec: { name: 'rank', kind: 'int', valueName: 'R', min: 1, description: 'littlebit: rank per path instead of a --bpw target', defaultText: 'from --bpw' } },
+  { key: 'residual', value: () => true, spec: { name: 'residual', kind: 'boolean', description: 'littlebit: add the residual path (the default)' } },
+  { key: 'residual', value: () => false, spec: { name: 'no-residual', kind: 'boolean', description: 'littlebit: one path only' } },
+  {
+    key: 'rankRounding',
+    spec: { name: 'rank-rounding', kind: 'string', valueName: 'M', choices: ['floor', 'multiple8'], description: 'littlebit: how the rank from --bpw is rounded down', defaultText: 'floor' },
+  },
+  { key: 'oversampling', spec: { name: 'oversampling', kind: 'int', valueName: 'P', min: 0, description: 'littlebit: truncated SVD oversampling', defaultText: '10' } },
+  { key: 'powerIterations', spec: { name: 'power-iterations', kind: 'int', valueName: 'Q', min: 0, description: 'littlebit: truncated SVD power iterations', defaultText: '2' } },
+];
+
+/** Which codecs take a flag (from the pipeline's table of codec option keys). */
+function codecsTaking(key: string): string[] {
+  return ['rtn', 'binary', 'float', 'sketch', 'hashednets', 'littlebit'].filter((c) => codecOptionKeys(c)?.includes(key));
+}
+
+/** The codec flags as option specs (`except`: flags a command defines itself, e.g. sweep's --bpw list). */
+export function codecFlagSpecs(except: string[] = []): OptionSpec[] {
+  return CODEC_FLAGS.filter((f) => !except.includes(f.spec.name)).map((f) => f.spec);
+}
+
+/**
+ * Raw codec options from the given codec flags. Every given flag must apply to at least one of `codecs`
+ * (a flag none of them takes is a usage error: it would be silently ignored otherwise).
+ */
+export function rawCodecOptions(input: CommandInput, codecs: string[], command: string, except: string[] = []): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  const given = input.given ?? new Set<string>();
+  if (given.has('residual') && given.has('no-residual')) throw new UsageError('give --residual or --no-residual, not both', command);
+  for (const f of CODEC_FLAGS) {
+    if (except.includes(f.spec.name) || !given.has(f.spec.name)) continue;
+    const takers = codecsTaking(f.key);
+    if (!codecs.some((c) => takers.includes(c))) {
+      throw new UsageError(
+        `--${f.spec.name} applies to ${takers.length > 0 ? `--codec ${takers.join(' or ')}` : 'no codec'}, not ${codecs.join(', ')}`,
+        command,
+      );
+    }
+    const v = input.options[f.spec.name]!;
+    raw[f.key] = f.value ? f.value(v) : v;
+  }
+  return raw;
+}
+
+/** Options shared by compress and sweep (model storage, calibration, evaluation). */
+export function sharedCompressSpecs(): OptionSpec[] {
+  return [
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer of the checkpoint (embedded in the bundle)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    {
+      name: 'layers',
+      kind: 'string',
+      valueName: 'LIST',
+      description: 'linear kinds to compress: a comma-separated subset of q,k,v,o,gate,up,down, or all (the others are stored in float f16)',
+      defaultText: "the codec's: all seven; sketch and hashednets all but o",
+    },
+    { name: 'embeddings', kind: 'string', valueName: 'S', choices: [...EMBEDDING_STORAGES], default: 'f16', description: 'storage of the embedding (and an untied classifier)' },
+    { name: 'seed', kind: 'int', valueName: 'S', min: 0, max: 0xffffffff, default: 0, description: "run seed; each weight's codec seed is derived from it and the weight's name" },
+    {
+      name: 'small-matrix',
+      kind: 'string',
+      valueName: 'P',
+      choices: [...SMALL_MATRIX_POLICIES],
+      default: 'error',
+      description:
+        'a compressed linear too small for the target (e.g. littlebit scales alone exceed it): error = refuse, naming the smallest feasible bpw; keep = store it in float f16 and list it in the report (kept dense; not counted in bpwLinears, counted in bitsPerParam)',
+    },
+    {
+      name: 'calib',
+      kind: 'path',
+      valueName: 'FILE',
+      description: 'calibration text for codecs that use activation statistics (sketch with --groups > 1); never the evaluation text',
+      defaultText: '../shared/data/tinystories/calib.txt',
+    },
+    { name: 'calib-tokens', kind: 'int', valueName: 'N', min: 1, default: DEFAULT_CALIB_TOKENS, description: 'calibration tokens (the first N of the calibration text)' },
+    {
+      name: 'eval-text',
+      kind: 'path',
+      valueName: 'FILE',
+      description: 'evaluation text for the quality measurement',
+      defaultText: '../shared/data/tinystories/eval.txt',
+    },
+    { name: 'eval-window', kind: 'int', valueName: 'W', min: 2, description: 'evaluation window length in tokens', defaultText: "the model's seq_len" },
+  ];
+}
+
+/** The repository root (apps/cli/dist/cli.js or apps/cli/src/*.ts → three levels up). */
+function repoRoot(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+}
+
+/** ../shared/data/tinystories/<file> next to the repository, when it exists. */
+export function defaultDataFile(file: 'calib.txt' | 'eval.txt'): string | undefined {
+  const p = join(repoRoot(), '..', 'shared', 'data', 'tinystories', file);
+  return existsSync(p) ? p : undefined;
+}

@@ -1,0 +1,231 @@
+import { readFileSync } from 'node:fs';
+import {
+  COMPRESS_CODECS,
+  type Calibration,
+  type CompressReport,
+  type EmbeddingStorage,
+  type LoadedModel,
+  type SmallMatrixPolicy,
+  type TextFile,
+  assertNotEvaluationText,
+  calibrate,
+  codecUsesSaliency,
+  compress,
+  loadCheckpointForCompress,
+  readFileChecked,
+  resolveCodecOptions,
+  shellJoin,
+} from '@ultrasketch/pipeline';
+import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
+import { codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
+import { fmtBytes, fmtInt, note, table, warn, writeJson } from '../io.js';
+import { Progress } from '../progress.js';
+
+export const compressCommand: Command = {
+  name: 'compress',
+  summary: 'compress a llama2.c checkpoint into a .usk bundle (rtn, binary, float, sketch, hashednets, littlebit)',
+  description:
+    'Encodes the chosen linear kinds (--layers; by default what the method compresses) with --codec, stores the ' +
+    'other linears in float f16, the embedding as --embeddings says, the norms as float32 and the tokenizer ' +
+    'inside the bundle, with the codec options, seeds, provenance (source sha256, this command line) and the bit ' +
+    'accounting of docs/methods.md §4: bpwLinears = bits stored for the compressed linears ÷ their weights, ' +
+    'bitsPerParam = 8 × file bytes ÷ all parameters. The same command gives a byte-identical file. The file is ' +
+    'written atomically (a temporary file renamed into place).\n\n' +
+    'Codec flags: rtn --bits K --group-size G; float --dtype; sketch --bpw X --rows D --state f16|int8|f32 ' +
+    '--hash rowrun|mixed --groups G --alloc uniform|saliency[:ALPHA] --split count|mass; hashednets --bpw X ' +
+    '--state f16|f32; littlebit --bpw X or --rank R, --residual/--no-residual, --rank-rounding. A flag the codec ' +
+    'does not take is refused. A target a matrix cannot meet is refused with the smallest feasible bpw, unless ' +
+    '--small-matrix keep stores such matrices in float f16 (listed as kept dense in the report).\n\n' +
+    'Calibration: a sketch with --groups > 1 scores input channels by E[a²]·‖W[:,j]‖², with E[a²] measured by ' +
+    'the float model on the first --calib-tokens tokens of --calib. Calibrating on the evaluation text ' +
+    '(eval.txt, the --eval-text file, or a file with the same content) is refused.\n\n' +
+    "--eval-windows N > 0 measures the bundle's quality now (perplexity, KL and top-1 against the float model on " +
+    'the first N windows of --eval-text, running the bundle with its fused kernels) and stores it in the ' +
+    "bundle's quality section. With --json stdout gets exactly one JSON object: the report (output, fileBytes, " +
+    'bitsPerParam, bpwLinears, bpwSelectedLinears, params, keptDense, codec, layers, accounting, provenance, ' +
+    'quality, seconds).',
+  positionals: [{ name: 'checkpoint', description: 'the float llama2.c checkpoint to compress (legacy float32 or version-2 int8)' }],
+  options: [
+    { name: 'output', short: 'o', kind: 'path', valueName: 'OUT.usk', required: true, description: 'the bundle to write' },
+    {
+      name: 'codec',
+      kind: 'string',
+      valueName: 'C',
+      required: true,
+      choices: [...COMPRESS_CODECS],
+      description: 'codec of the compressed linears',
+    },
+    ...codecFlagSpecs(),
+    ...sharedCompressSpecs(),
+    { name: 'eval-windows', kind: 'int', valueName: 'N', min: 0, default: 0, description: 'measure quality on the first N evaluation windows and store it in the bundle (0 = skip)' },
+    { name: 'json', kind: 'boolean', default: false, description: 'print the report as one JSON object' },
+  ],
+  examples: [
+    'ultrasketch compress ../shared/models/stories260K/stories260K.bin --codec rtn --bits 8 -o stories260K-rtn8.usk',
+    'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec sketch --bpw 0.75 --groups 8 --alloc saliency:0.5 -o s3m-sketch.usk --eval-windows 8',
+    'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec littlebit --bpw 0.55 --small-matrix keep -o s3m-lb.usk --json',
+  ],
+
+  async run(input, io) {
+    const { positionals, options } = input;
+    const quiet = options.quiet === true;
+    const codec = options.codec as string;
+    const raw = rawCodecOptions(input, [codec], 'compress');
+    const resolved = resolveCodecOptions(codec, raw);
+    const evalWindows = options['eval-windows'] as number;
+    const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', evalWindows > 0);
+
+    const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
+    const evalFile = evalPath !== undefined && (evalWindows > 0 || input.given?.has('eval-text')) ? readText(evalPath, 'evaluation text', '--eval-text') : undefined;
+    const calibration = maybeCalibrate(input, io, model, codec, resolved, evalFile);
+
+    let text: string | undefined;
+    if (evalWindows > 0) {
+      text = new TextDecoder('utf-8').decode(evalFile!.bytes);
+      note(io, quiet, `compress: quality will be measured on the first ${evalWindows} window(s) of ${evalFile!.path}`);
+    }
+    const c = model.weights.config;
+    const weightCount = 7 * c.nLayers + (c.tiedClassifier ? 1 : 2);
+    const progress = new Progress({ label: 'compress', total: weightCount, unit: 'weights', quiet, stream: io.stderr });
+    let report: CompressReport;
+    try {
+      ({ report } = await compress({
+        model,
+        codec,
+        codecOptions: raw,
+        ...(options.layers === undefined ? {} : { layers: options.layers as string }),
+        embeddings: options.embeddings as EmbeddingStorage,
+        seed: options.seed as number,
+        smallMatrix: options['small-matrix'] as SmallMatrixPolicy,
+        output: options.output as string,
+        provenance: { command: shellJoin(['ultrasketch', 'compress', ...(input.argv ?? [])]) },
+        ...(calibration ? { saliency: calibration.stats.meanSquare, calibration: calibration.info } : {}),
+        ...(text !== undefined
+          ? {
+              measureQuality: {
+                text,
+                textSource: evalFile!.path,
+                windows: evalWindows,
+                ...(options['eval-window'] === undefined ? {} : { window: options['eval-window'] as number }),
+              },
+            }
+          : {}),
+        onProgress: (p) => progress.update(p.index + 1, p.name),
+      }));
+    } catch (err) {
+      progress.clear();
+      throw err;
+    }
+    progress.finish();
+
+    if (report.keptDense.length > 0) {
+      warn(
+        io,
+        `${report.keptDense.length} linear(s) too small for the target were kept dense in float f16 (--small-matrix keep): ` +
+          `${report.keptDense.map((k) => `${k.name} ${k.rows}×${k.cols}${k.minBpw === null ? '' : ` (needs ≥ ${k.minBpw.toFixed(4)} bpw)`}`).join(', ')}; ` +
+          `bpwLinears ${report.bpwLinears.toFixed(4)} counts the compressed linears only, with the kept ones ${report.bpwSelectedLinears.toFixed(4)}`,
+      );
+    }
+    if (options.json === true) {
+      writeJson(io, report);
+      return;
+    }
+    io.stdout.write(`${table(summaryRows(report, positionals.checkpoint!))}\n`);
+    note(io, quiet, `compress: ${report.seconds.total.toFixed(1)} s (encode ${report.seconds.encode.toFixed(1)} s${report.quality ? `, quality ${report.seconds.quality.toFixed(1)} s` : ''})`);
+  },
+};
+
+function summaryRows(r: CompressReport, source: string): Array<[string, string]> {
+  const rows: Array<[string, string]> = [
+    ['bundle', `${r.output} (${fmtBytes(r.fileBytes)})`],
+    ['source', `${source} (sha256 ${r.provenance.sourceSha256.slice(0, 16)}…)`],
+    ['codec', `${r.codec.id} v${r.codec.version} ${JSON.stringify(r.codec.options)}`],
+    ['layers', `${r.layers.join(',')} (${r.accounting.compressedLinears.length} compressed linears)`],
+    ['bpwLinears', `${r.bpwLinears.toFixed(4)} (bits of the compressed linears ÷ their ${fmtInt(r.linearWeights)} weights)`],
+    ['bitsPerParam', `${r.bitsPerParam.toFixed(4)} (8 × ${fmtInt(r.fileBytes)} file bytes ÷ ${fmtInt(r.params)} parameters)`],
+    ['embeddings', r.embeddings + (r.classifier ? `, classifier ${r.classifier}` : ' (tied classifier)')],
+    ['seed', String(r.seed)],
+  ];
+  if (r.keptDense.length > 0) {
+    rows.push(['kept dense', `${r.keptDense.map((k) => k.name).join(', ')} (bpw of all selected linears ${r.bpwSelectedLinears.toFixed(4)})`]);
+  }
+  if (r.provenance.calibration) {
+    rows.push(['calibration', `${r.provenance.calibration.tokens} tokens of ${r.provenance.calibration.textSource}`]);
+  }
+  const q = r.quality as { perplexity?: number; kl?: number; top1?: number; windows?: number; reference?: { perplexity: number } } | null;
+  if (q && typeof q.perplexity === 'number') {
+    rows.push([
+      'quality',
+      `perplexity ${q.perplexity.toFixed(4)} (float ${q.reference?.perplexity.toFixed(4)}), KL ${q.kl?.toExponential(3)}, top-1 ${(100 * (q.top1 ?? 0)).toFixed(2)} % on ${q.windows} window(s)`,
+    ]);
+  }
+  return rows;
+}
+
+/** A text path from an option or the default data file; undefined when neither exists and it is not needed. */
+export function textPath(value: unknown, file: 'calib.txt' | 'eval.txt', flag: string, required: boolean): string | undefined {
+  if (typeof value === 'string') return value;
+  const d = defaultDataFile(file);
+  if (d === undefined && required) {
+    throw new UsageError(`${flag} FILE is required here: the default ../shared/data/tinystories/${file} is not next to the repository`);
+  }
+  return d;
+}
+
+export function readText(path: string, what: string, flag: string): TextFile {
+  return { path, bytes: readFileChecked(path, what, flag) };
+}
+
+/**
+ * Calibrate when the codec uses saliency; refuse a --calib that is evaluation text whether or not it is used.
+ * Evaluation files compared: eval.txt next to the repository and the --eval-text file.
+ */
+export function maybeCalibrate(
+  input: CommandInput,
+  io: CommandIO,
+  model: LoadedModel,
+  codec: string,
+  resolved: unknown,
+  evalFile: TextFile | undefined,
+  usesOverride?: boolean,
+): Calibration | undefined {
+  const { options } = input;
+  const quiet = options.quiet === true;
+  const uses = usesOverride ?? codecUsesSaliency(codec, resolved);
+  const given = input.given ?? new Set<string>();
+  const alloc = (resolved as { alloc?: string; groups?: number } | null) ?? {};
+  if (codec === 'sketch' && alloc.alloc === 'saliency' && alloc.groups === 1) {
+    warn(io, '--alloc saliency has no effect with one channel group; use --groups G > 1');
+  }
+  if (!uses && !given.has('calib')) {
+    if (given.has('calib-tokens')) note(io, quiet, '--calib-tokens is ignored: this codec does not use calibration statistics');
+    return undefined;
+  }
+  const calibPath = textPath(options.calib, 'calib.txt', '--calib', uses)!;
+  const calib = readText(calibPath, 'calibration text', '--calib');
+  const evals: TextFile[] = [];
+  if (evalFile) evals.push(evalFile);
+  const defaultEval = defaultDataFile('eval.txt');
+  if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push({ path: defaultEval, bytes: readFileSync(defaultEval) });
+  assertNotEvaluationText(calib, evals);
+  if (!uses) {
+    note(io, quiet, `--calib is ignored: codec ${codec} with these options does not use calibration statistics`);
+    return undefined;
+  }
+  const progress = new Progress({ label: 'calibrate', total: options['calib-tokens'] as number, unit: 'tok', quiet, stream: io.stderr });
+  try {
+    const c = calibrate({
+      model,
+      text: new TextDecoder('utf-8').decode(calib.bytes),
+      textSource: calibPath,
+      maxTokens: options['calib-tokens'] as number,
+      onProgress: (p) => progress.update(p.tokensDone),
+    });
+    progress.finish();
+    note(io, quiet, `calibrate: E[a²] of ${c.stats.meanSquare.size} linears from ${fmtInt(c.stats.tokens)} tokens of ${calibPath}`);
+    return c;
+  } catch (err) {
+    progress.clear();
+    throw err;
+  }
+}

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { LlamaForward } from '@ultrasketch/model';
+import { type SaliencyProgress, type SaliencyStats, collectSaliency } from '@ultrasketch/saliency';
+import type { LoadedModel } from './load.js';
+import { splitDocuments } from './text.js';
+
+/**
+ * Calibration for codecs that use activation statistics (docs/evaluation.md: calibration never sees
+ * evaluation text):
+ * - `codecUsesSaliency(id, options)` — whether a codec, with these resolved options, reads `ctx.saliency`;
+ * - `assertNotEvaluationText(...)` — refuse a calibration text that is the evaluation text;
+ * - `calibrate(...)` — run the float model over the first N tokens of the calibration text and collect
+ *   E[a_j²] per input channel of every linear (`@ultrasketch/saliency`).
+ */
+
+/** The default number of calibration tokens (`--calib-tokens`). */
+export const DEFAULT_CALIB_TOKENS = 4096;
+
+/**
+ * Which codecs read ctx.saliency, and when. `sketch` scores input channels by E[a_j²]·‖W[:,j]‖² to split them
+ * into channel groups, so it uses saliency when groups > 1 (with one group there is nothing to split).
+ * Other codecs ignore it. Packages that add codecs may register theirs with `setSaliencyUse`.
+ */
+const SALIENCY_USE = new Map<string, (options: Record<string, unknown>) => boolean>([
+  ['sketch', (o) => typeof o.groups === 'number' && o.groups > 1],
+]);
+
+export function codecUsesSaliency(codecId: string, resolvedOptions: unknown): boolean {
+  const f = SALIENCY_USE.get(codecId);
+  return f !== undefined && typeof resolvedOptions === 'object' && resolvedOptions !== null && f(resolvedOptions as Record<string, unknown>);
+}
+
+export function setSaliencyUse(codecId: string, uses: (options: Record<string, unknown>) => boolean): void {
+  SALIENCY_USE.set(codecId, uses);
+}
+
+/** A text file as read, for the evaluation-text guard. */
+export interface TextFile {
+  path: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * Refuse (BAD_ARGUMENT) to calibrate on evaluation text: a calibration file named `eval.txt`, the same file
+ * as any of `evaluation` (by real path), or a file with exactly the same bytes as one of them.
+ */
+export function assertNotEvaluationText(calibration: TextFile, evaluation: readonly TextFile[], flag = '--calib'): void {
+  const refuse = (why: string): never => {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `refusing to calibrate on the evaluation text: ${why}`, {
+      source: calibration.path,
+      hint: `calibrate on text the model is never evaluated on (${flag} ../shared/data/tinystories/calib.txt); docs/evaluation.md`,
+    });
+  };
+  if (basename(calibration.path) === 'eval.txt') refuse('the calibration file is eval.txt');
+  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+  const calReal = real(calibration.path);
+  const calHash = sha256(calibration.bytes);
+  for (const e of evaluation) {
+    if (real(e.path) === calReal) refuse(`it is the same file as the evaluation text ${e.path}`);
+    if (e.bytes.byteLength === calibration.bytes.byteLength && sha256(e.bytes) === calHash) {
+      refuse(`it has exactly the same content as the evaluation text ${e.path}`);
+    }
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export interface CalibrateOptions {
+  /** The float model (its tokenizer encodes the text). */
+  model: LoadedModel;
+  /** Calibration text: documents separated by blank lines. */
+  text: string;
+  /** Its name (a path), for messages and provenance. */
+  textSource?: string;
+  /** Use the first N tokens of the document stream (default DEFAULT_CALIB_TOKENS). */
+  maxTokens?: number;
+  /** Window length (default the model's seq_len). */
+  window?: number;
+  /** Only these linear names (default: every linear but the classifier). */
+  include?(name: string): boolean;
+  onProgress?(p: SaliencyProgress): void;
+}
+
+/** What `calibrate` measured, and what a bundle's provenance records about it. */
+export interface Calibration {
+  stats: SaliencyStats;
+  info: CalibrationInfo;
+}
+
+export interface CalibrationInfo {
+  textSource: string;
+  textSha256: string;
+  tokens: number;
+  window: number;
+  /** How the activations were computed. */
+  forward: 'reference-f32';
+}
+
+/**
+ * Per-linear E[a_j²] from the first `maxTokens` tokens of the calibration text (documents with BOS, one
+ * stream, windows of the model's seq_len, each from an empty cache). Runs the model package's reference
+ * float32 forward (plain JS, float64 dot products), not the wasm kernels, so the statistics — and the bundles
+ * built from them — do not depend on the engine. Deterministic.
+ */
+export function calibrate(options: CalibrateOptions): Calibration {
+  const { model, text } = options;
+  const source = options.textSource ?? '<calibration text>';
+  const maxTokens = options.maxTokens ?? DEFAULT_CALIB_TOKENS;
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `calibration tokens must be a positive integer, got ${maxTokens}`, {
+      source: '--calib-tokens',
+    });
+  }
+  // Encode documents only until there are enough tokens (the whole file is not needed).
+  const tokens: number[] = [];
+  for (const doc of splitDocuments(text)) {
+    if (tokens.length >= maxTokens) break;
+    for (const t of model.tokenizer.encode(doc, { bos: true, eos: false })) tokens.push(t);
+  }
+  if (tokens.length === 0) {
+    throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, 'the calibration text contains no documents', {
+      source,
+      hint: 'pass a calibration text with content (--calib FILE)',
+    });
+  }
+  const forward = LlamaForward.fromWeights(model.weights);
+  const stats = collectSaliency({
+    forward,
+    tokens: tokens.length > maxTokens ? tokens.slice(0, maxTokens) : tokens,
+    maxTokens,
+    ...(options.window === undefined ? {} : { window: options.window }),
+    ...(options.include ? { include: options.include } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  return {
+    stats,
+    info: {
+      textSource: source,
+      textSha256: sha256(new TextEncoder().encode(text)),
+      tokens: stats.tokens,
+      window: stats.window,
+      forward: 'reference-f32',
+    },
+  };
+}
