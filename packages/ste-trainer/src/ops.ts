@@ -149,6 +149,10 @@ export function attentionForward(
   const kv = nKvHeads * hs;
   const kvMul = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
+  if (rowScratch.length < L) rowScratch = new Float64Array(L);
+  if (headScratch.length < hs) headScratch = new Float64Array(hs);
+  const e = rowScratch;
+  const acc = headScratch;
   for (let b = 0; b < batch; b++) {
     const row0 = b * L;
     for (let h = 0; h < nHeads; h++) {
@@ -169,28 +173,33 @@ export function attentionForward(
           }
           if (i < hs) d0 += q[qo + i]! * k[ko + i]!;
           const sc = (d0 + d1) * scale;
-          probs[pr + p] = sc;
+          e[p] = sc;
           if (sc > max) max = sc;
         }
         let sum = 0;
         for (let p = 0; p <= t; p++) {
-          const e = Math.exp(probs[pr + p]! - max);
-          probs[pr + p] = e;
-          sum += e;
+          const x = Math.exp(e[p]! - max);
+          e[p] = x;
+          sum += x;
+        }
+        // O_t = (Σ_p e_p V_p) / Σ e, accumulated in float64 and rounded once (as the reference forward does).
+        acc.fill(0, 0, hs);
+        for (let p = 0; p <= t; p++) {
+          const a = e[p]!;
+          const vo = (row0 + p) * kv + kvo;
+          for (let i = 0; i < hs; i++) acc[i] = acc[i]! + a * v[vo + i]!;
         }
         const inv = 1 / sum;
-        for (let p = 0; p <= t; p++) probs[pr + p] = probs[pr + p]! * inv;
+        for (let p = 0; p <= t; p++) probs[pr + p] = e[p]! * inv;
         const oo = (row0 + t) * dim + h * hs;
-        out.fill(0, oo, oo + hs);
-        for (let p = 0; p <= t; p++) {
-          const a = probs[pr + p]!;
-          const vo = (row0 + p) * kv + kvo;
-          for (let i = 0; i < hs; i++) out[oo + i] = out[oo + i]! + a * v[vo + i]!;
-        }
+        for (let i = 0; i < hs; i++) out[oo + i] = acc[i]! * inv;
       }
     }
   }
 }
+
+let rowScratch = new Float64Array(0);
+let headScratch = new Float64Array(0);
 
 /**
  * Backward of attentionForward. With O_t = Σ_{p≤t} P_tp V_p and S_tp = scale · Q_t·K_p:
