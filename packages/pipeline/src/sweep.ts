@@ -553,8 +553,8 @@ export function sweepSvg(r: SweepResult): string {
   let dHi = ys.length > 0 ? Math.ceil(Math.log10(Math.max(...ys))) : 1;
   if (dHi <= dLo) dHi = dLo + 1;
   dLo = Math.max(dLo, -1);
-  const decades = dHi - dLo;
-  const decadeStep = Math.max(1, Math.ceil(decades / 10));
+  const decadeStep = Math.max(1, Math.ceil((dHi - dLo) / 10));
+  dHi = dLo + Math.ceil((dHi - dLo) / decadeStep) * decadeStep; // the top of the axis gets a label
 
   const X = (v: number) => m.left + ((v - xLo) / (xHi - xLo)) * pw;
   const Y = (ppl: number) => m.top + ph - ((Math.log10(ppl) - dLo) / (dHi - dLo)) * ph;

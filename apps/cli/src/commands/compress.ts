@@ -4,6 +4,7 @@ import {
   type Calibration,
   type CompressReport,
   type EmbeddingStorage,
+  type KeptDense,
   type LoadedModel,
   type SmallMatrixPolicy,
   type TextFile,
@@ -122,8 +123,8 @@ export const compressCommand: Command = {
       warn(
         io,
         `${report.keptDense.length} linear(s) too small for the target were kept dense in float f16 (--small-matrix keep): ` +
-          `${report.keptDense.map((k) => `${k.name} ${k.rows}×${k.cols}${k.minBpw === null ? '' : ` (needs ≥ ${k.minBpw.toFixed(4)} bpw)`}`).join(', ')}; ` +
-          `bpwLinears ${report.bpwLinears.toFixed(4)} counts the compressed linears only, with the kept ones ${report.bpwSelectedLinears.toFixed(4)}`,
+          `${describeKept(report.keptDense)}; bpwLinears ${report.bpwLinears.toFixed(4)} counts the compressed linears only, ` +
+          `all selected linears (kept ones included) ${report.bpwSelectedLinears.toFixed(4)}; the full list is in the report (--json: keptDense)`,
       );
     }
     if (options.json === true) {
@@ -134,6 +135,21 @@ export const compressCommand: Command = {
     note(io, quiet, `compress: ${report.seconds.total.toFixed(1)} s (encode ${report.seconds.encode.toFixed(1)} s${report.quality ? `, quality ${report.seconds.quality.toFixed(1)} s` : ''})`);
   },
 };
+
+/** "k_proj, v_proj 32×64 (need ≥ 1.6094 bpw) in layers 0, 1, 2" — kept-dense matrices grouped by kind and shape. */
+export function describeKept(kept: KeptDense[]): string {
+  const groups = new Map<string, { layers: string[]; minBpw: number | null }>();
+  for (const k of kept) {
+    const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(k.name);
+    const key = `${m ? m[2] : k.name} ${k.rows}×${k.cols}`;
+    const g = groups.get(key) ?? { layers: [], minBpw: k.minBpw };
+    if (m) g.layers.push(m[1]!);
+    groups.set(key, g);
+  }
+  return [...groups]
+    .map(([key, g]) => `${key}${g.minBpw === null ? '' : ` (needs ≥ ${g.minBpw.toFixed(4)} bpw)`}${g.layers.length > 0 ? ` in layers ${g.layers.join(', ')}` : ''}`)
+    .join('; ');
+}
 
 function summaryRows(r: CompressReport, source: string): Array<[string, string]> {
   const rows: Array<[string, string]> = [
@@ -147,7 +163,7 @@ function summaryRows(r: CompressReport, source: string): Array<[string, string]>
     ['seed', String(r.seed)],
   ];
   if (r.keptDense.length > 0) {
-    rows.push(['kept dense', `${r.keptDense.map((k) => k.name).join(', ')} (bpw of all selected linears ${r.bpwSelectedLinears.toFixed(4)})`]);
+    rows.push(['kept dense', `${r.keptDense.length} linear(s): ${describeKept(r.keptDense)} (all selected linears: ${r.bpwSelectedLinears.toFixed(4)} bpw)`]);
   }
   if (r.provenance.calibration) {
     rows.push(['calibration', `${r.provenance.calibration.tokens} tokens of ${r.provenance.calibration.textSource}`]);
