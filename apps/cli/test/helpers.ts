@@ -114,3 +114,57 @@ export function parseOneObject(stdout: string): Record<string, unknown> {
 export function readLines(file: string): string[] {
   return readFileSync(file, 'utf8').trim().split('\n');
 }
+
+/**
+ * An independent safetensors parser, written from the spec (https://github.com/huggingface/safetensors): an
+ * 8-byte little-endian u64 N, N bytes of JSON {name: {dtype, shape, data_offsets: [b, e]}, "__metadata__":
+ * {str: str}}, then the data area (offsets relative to byte 8 + N). Used to recompute bundle figures.
+ */
+export function parseSafetensorsSpec(bytes: Uint8Array): {
+  tensors: Map<string, { dtype: string; shape: number[]; bytes: number }>;
+  metadata: Record<string, string>;
+  headerBytes: number;
+} {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n))) as Record<string, any>;
+  const tensors = new Map<string, { dtype: string; shape: number[]; bytes: number }>();
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    tensors.set(name, { dtype: v.dtype, shape: v.shape, bytes: v.data_offsets[1] - v.data_offsets[0] });
+  }
+  return { tensors, metadata: header.__metadata__ ?? {}, headerBytes: n };
+}
+
+/**
+ * A small XML well-formedness check for the hand-written SVG: tags close in order, attributes are quoted, no
+ * stray '<' or unescaped '&'. Returns element names in document order and the text nodes.
+ */
+export function checkXml(xml: string): { elements: string[]; texts: string[] } {
+  const body = xml.replace(/^<\?xml[^?]*\?>\s*/, '');
+  const stack: string[] = [];
+  const elements: string[] = [];
+  const texts: string[] = [];
+  const re = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|([^<]+)/gy;
+  let m: RegExpExecArray | null;
+  let pos = 0;
+  let closedRoot = false;
+  while (!closedRoot && (m = re.exec(body)) !== null) {
+    pos = re.lastIndex;
+    if (m[5] !== undefined) {
+      if (/&(?!amp;|lt;|gt;|quot;|apos;|#\d+;)/.test(m[5])) throw new Error(`unescaped & in text: ${m[5]}`);
+      if (stack.length > 0 && m[5].trim() !== '') texts.push(m[5]);
+      continue;
+    }
+    const [, close, name, , selfClose] = m;
+    if (close) {
+      if (stack.pop() !== name) throw new Error(`</${name}> does not close the open element`);
+      closedRoot = stack.length === 0;
+    } else {
+      elements.push(name!);
+      if (!selfClose) stack.push(name!);
+    }
+  }
+  if (stack.length !== 0) throw new Error(`unclosed elements: ${stack.join(', ')}`);
+  if (body.slice(pos).trim() !== '') throw new Error(`content after the root element at ${pos}: ${body.slice(pos, pos + 40)}`);
+  return { elements, texts };
+}

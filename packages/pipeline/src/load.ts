@@ -34,7 +34,10 @@ export function readFileChecked(path: string, what: string, flag?: string): Uint
       hint: flag ? `pass the file itself with ${flag}` : 'pass the file itself',
     });
   }
-  return readFileSync(path);
+  // A plain Uint8Array view, not the Buffer itself: Buffer#slice does not copy (Uint8Array#slice does), and
+  // readers that copy a tensor with `.slice()` must not end up with a view of the whole file.
+  const bytes = readFileSync(path);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**

@@ -112,6 +112,19 @@ describe.runIf(HAVE_SHARED)('calibrate() and compress() with saliency on stories
     expect((readBundle(rtn.bytes, 'x').sections.provenance as Record<string, unknown>).calibration).toBeUndefined();
   });
 
+  it('an int8 sketch bundle read back from disk (a Node Buffer underneath) accounts exactly', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'usk-int8-'));
+    try {
+      const out = join(dir, 'int8.usk');
+      const { report } = await compress({ model, codec: 'sketch', codecOptions: { bpw: 1, groups: 4, state: 'int8' }, output: out });
+      const loaded = loadBundle(out);
+      expect(loaded.accounting.bpwLinears).toBe(report.bpwLinears);
+      expect(loaded.fileBytes).toBe(report.fileBytes);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses statistics measured on the evaluation text it is asked to measure quality on', async () => {
     const c = calibrate({ model, text: evalText, textSource: EVAL, maxTokens: 256 });
     await expectCode(
