@@ -21,6 +21,10 @@ export {
   littlebitKernel,
   f16ToF32Table,
   RowDecodingLinear,
+  wasmSketchKernel,
+  wasmHashednetsKernel,
+  compressedArena,
+  compressedWasmAvailable,
 } from './kernels/index.js';
-export type { KernelFactory } from './kernels/index.js';
+export type { KernelFactory, WasmKernelOptions } from './kernels/index.js';
 export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';

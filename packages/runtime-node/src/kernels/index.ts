@@ -16,6 +16,9 @@ export { sketchKernel } from './sketch.js';
 export { hashednetsKernel } from './hashednets.js';
 export { littlebitKernel } from './littlebit.js';
 export { RowDecodingLinear } from './rowKernel.js';
+export { wasmSketchKernel, wasmHashednetsKernel } from './wasm-sketch.js';
+export type { WasmKernelOptions } from './wasm-sketch.js';
+export { compressedArena, compressedWasmAvailable } from './wasm-common.js';
 
 /** Register the kernels of every codec this runtime supports. Explicit and idempotent. */
 export function registerAllKernels(): void {

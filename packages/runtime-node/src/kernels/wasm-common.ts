@@ -1,0 +1,100 @@
+/**
+ * Shared plumbing of the WebAssembly kernels of the compressed codecs (wasm-sketch.ts, wasm-littlebit.ts,
+ * wasm-binary.ts, wasm-rtn.ts):
+ *
+ * - one process-wide `WasmArena` for compressed weights (created on first use), so that every compressed
+ *   linear of a model shares one memory and, above all, ONE scratch region for its per-call working data
+ *   (inputs, outputs, expanded sketch states, subset-sum tables): scratch is sized by the largest layer, not
+ *   summed over layers. A caller may pass its own arena instead (e.g. the one of its dense layers);
+ * - kernel modules compiled once per process and instantiated once per arena;
+ * - typed-array views over the arena's heap that are re-created only when the memory grows.
+ *
+ * The stored parameters (packed bits, f16 states, scales) are copied into the arena once, at construction —
+ * the same bytes the bundle holds. Memory for weights therefore tracks the bundle size; per-call scratch is
+ * reused, never allocated per call once it has reached the largest layer's size.
+ */
+import { WasmArena } from '../wasm/arena.js';
+import type { WasmExports, WasmModule } from '../wasm/engine.js';
+import { requireWasm } from '../wasm/engine.js';
+import { wasmSimdSupported } from '../wasm/arena.js';
+import type { ModuleBuilder } from '../wasm/emitter.js';
+
+let sharedArena: WasmArena | undefined;
+
+/** The process-wide arena of the compressed kernels (created on first use). */
+export function compressedArena(): WasmArena {
+  sharedArena ??= new WasmArena({ initialBytes: 4 << 20 });
+  return sharedArena;
+}
+
+/** Whether the WebAssembly SIMD kernels can run here (otherwise the factories fall back to JS). */
+export function compressedWasmAvailable(): boolean {
+  return wasmSimdSupported();
+}
+
+const modules = new Map<string, WasmModule>();
+const instances = new WeakMap<WasmArena, Map<string, WasmExports>>();
+
+/**
+ * The exports of kernel module `key` (built by `build` the first time the key is seen in this process),
+ * instantiated over `arena`'s memory. `build` must return a module importing `env.memory` of the arena's
+ * kind (private; the compressed arenas are never shared memories).
+ */
+export function kernelExports(arena: WasmArena, key: string, build: (shared: boolean, maxPages: number) => ModuleBuilder): WasmExports {
+  let perArena = instances.get(arena);
+  if (!perArena) instances.set(arena, (perArena = new Map()));
+  const hit = perArena.get(key);
+  if (hit) return hit;
+  const maxPages = arena.maximumBytes / 65536;
+  const mkey = `${key}|${arena.shared ? `shared:${maxPages}` : `private:${maxPages}`}`;
+  let m = modules.get(mkey);
+  const wasm = requireWasm();
+  if (!m) {
+    m = new wasm.Module(build(arena.shared, maxPages).emit());
+    modules.set(mkey, m);
+  }
+  const exports = new wasm.Instance(m, { env: { memory: arena.memory } }).exports;
+  perArena.set(key, exports);
+  return exports;
+}
+
+/** Memory import description matching an arena (for ModuleBuilder). */
+export function memoryImport(shared: boolean, maxPages: number) {
+  return shared
+    ? { module: 'env', name: 'memory', minPages: 1, maxPages, shared: true }
+    : { module: 'env', name: 'memory', minPages: 1, maxPages };
+}
+
+/** Copy bytes into the arena once (16-byte aligned), with `pad` zero bytes after them; returns the address. */
+export function storeBytes(arena: WasmArena, data: ArrayBufferView, pad = 16): number {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const at = arena.alloc(bytes.length + pad);
+  const heap = new Uint8Array(arena.memory.buffer);
+  heap.set(bytes, at);
+  heap.fill(0, at + bytes.length, at + bytes.length + pad);
+  return at;
+}
+
+/** Views over an arena's heap, re-created when the arena's epoch changes (memory growth, new scratch). */
+export class HeapViews {
+  private epoch = -1;
+  f32: Float32Array = new Float32Array(0);
+  i32: Int32Array = new Int32Array(0);
+  u8: Uint8Array = new Uint8Array(0);
+
+  constructor(private readonly arena: WasmArena) {}
+
+  /** Call after arena.alloc/scratch and before touching the views. */
+  refresh(): this {
+    if (this.epoch !== this.arena.epoch || this.f32.buffer !== this.arena.memory.buffer) {
+      const buf = this.arena.memory.buffer;
+      this.f32 = new Float32Array(buf);
+      this.i32 = new Int32Array(buf);
+      this.u8 = new Uint8Array(buf);
+      this.epoch = this.arena.epoch;
+    }
+    return this;
+  }
+}
+
+export const align16 = (n: number): number => Math.ceil(n / 16) * 16;

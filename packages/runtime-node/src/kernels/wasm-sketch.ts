@@ -1,0 +1,576 @@
+import type { Linear } from '@ultrasketch/model';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import {
+  type HashedNetsParams,
+  MixedHashFamily,
+  RowRunHashFamily,
+  type SketchParams,
+  hashedNetsFamily,
+  sketchGroups,
+} from '@ultrasketch/sketch-core';
+import type { WasmArena } from '../wasm/arena.js';
+import { ModuleBuilder } from '../wasm/emitter.js';
+import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { KFn, forRange, whileLtU } from './wasm-emit.js';
+import { hashednetsKernel } from './hashednets.js';
+import { sketchKernel } from './sketch.js';
+
+/**
+ * WebAssembly SIMD kernels of the `sketch` (AbsMaxMin) and `hashednets` codecs, f16 states
+ * (docs/kernels.md). Same results as `sketchKernel` / `hashednetsKernel` up to float32 summation order.
+ *
+ * Per call:
+ * 1. **Expand** every stored f16 state, once, into a 32-bit *key* in the arena's scratch:
+ *        key = bits(|v| as float32) | (15 − k) << 1 | sign(v)
+ *    A float32 made from an f16 has its low 13 mantissa bits zero, so they can carry the sketch row's
+ *    priority (bits 1–4) and the sign (bit 0). Integer order of keys = order of |v|, ties broken toward the
+ *    LOWEST sketch row k — exactly the codec's query (largest |candidate|, ties to the lowest k). So the
+ *    abs-max over the d candidates of a weight is d − 1 `i32x4.max_s`, and the winner's value is
+ *    (key & ~0x1fff) | key << 31: three more operations. The expansion costs O(states) per call — a few
+ *    percent of the decode, which is O(d · weights) — and reads each stored byte once.
+ *    For `rowrun` groups each sketch row is followed by a copy of its first runLength states, so every run
+ *    of a row is ONE contiguous slice (no wrap-around split).
+ * 2. **Decode and multiply**, row by row, never storing Ŵ: for 4 columns at a time, d contiguous `v128`
+ *    loads (rowrun) or d hashed gathers (mixed: murmur3 fmix32 and Lemire's range reduction in i32x4 /
+ *    i64x2, then four lane loads), d − 1 maxima, 3 ops to rebuild the float, then one multiply-add per input
+ *    vector of the block (up to 8 vectors share each decoded weight). Runs whose length is not a multiple of
+ *    4 end with one masked step. Channel groups: inputs are permuted into group order once per call, each
+ *    group's kernel accumulates its columns' share into Y; exact groups are runs of `C` states at r · C.
+ * The sums are float32 in 4 lanes per row (like the dense wasm kernel); kernel vs decode-then-dense stays
+ * within the tests' 1e-5 relative tolerance.
+ *
+ * int8 and f32 states (research formats) use the JS kernel (`sketchKernel`).
+ */
+
+const MAX_T = 8;
+const KEY_MASK = 0xffffe000 | 0;
+const C2 = 0x1b873593;
+
+/** f16 bits (zero-extended in an i32x4 on the stack) → keys; uses locals m (v128). */
+function emitKeyFromHalf(f: KFn, h: number, m: number, prioV: number): void {
+  // m = h & 0x7fff
+  f.get(h).v128ConstI32(0x7fff).v128And().set(m);
+  // subnormal: convert(m) · 2^-24 (exact); normal: (m << 13) + (112 << 23)
+  f.get(m).f32x4ConvertI32x4S().v128ConstF32(2 ** -24).f32x4Mul();
+  f.get(m).i32Const(13).i32x4Shl().v128ConstI32(112 << 23).i32x4Add();
+  f.get(m).v128ConstI32(0x400).i32x4LtS();
+  f.v128Bitselect();
+  // | prio | sign
+  f.get(prioV).v128Or();
+  f.get(h).i32Const(15).i32x4ShrU().v128Or();
+}
+
+/** expand(src, dst, count, prio): dst[i] = key(f16 src[i]) for i < count, 8 at a time (writes ≤ 7 past). */
+function emitExpand(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32']);
+  const [src, dst, count, prio] = [0, 1, 2, 3];
+  const i = f.local('i32');
+  const h8 = f.local('v128');
+  const h = f.local('v128');
+  const m = f.local('v128');
+  const prioV = f.local('v128');
+  f.get(prio).i32x4Splat().set(prioV);
+  whileLtU(f, i, count, 8, () => {
+    f.get(src).get(i).i32Const(1).i32Shl().i32Add().v128LoadA(0, 2).set(h8);
+    f.get(dst).get(i).i32Const(2).i32Shl().i32Add(); // address for the two stores
+    f.get(h8).i32x4ExtendLowI16x8U().set(h);
+    emitKeyFromHalf(f, h, m, prioV);
+    f.v128StoreA(0);
+    f.get(dst).get(i).i32Const(2).i32Shl().i32Add();
+    f.get(h8).i32x4ExtendHighI16x8U().set(h);
+    emitKeyFromHalf(f, h, m, prioV);
+    f.v128StoreA(16);
+  });
+  return f;
+}
+
+/** Push the float32 weights of key vector `v`: (v & ~0x1fff) | v << 31. */
+function emitKeyToWeight(f: KFn, v: number): void {
+  f.get(v).v128ConstI32(KEY_MASK).v128And();
+  f.get(v).i32Const(31).i32x4Shl().v128Or();
+}
+
+/** Y[t, r] += lanes of acc[t] summed ((0 + 1) + (2 + 3)), t < T. */
+function emitRowOut(f: KFn, T: number, acc: number[], yp: number, yStrideB: number, tmp: number): void {
+  for (let t = 0; t < T; t++) {
+    f.get(yp);
+    if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
+    f.set(tmp);
+    const a = acc[t]!;
+    f.get(tmp);
+    f.get(tmp).f32Load();
+    f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+    f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+    f.f32Add().f32Add();
+    f.f32Store();
+  }
+}
+
+/** mask = lanes [0, 1, 2, 3] < rem (rem = (lenB & 15) >> 2). */
+function emitTailMask(f: KFn, lenB: number, mask: number): void {
+  f.v128ConstI32(0, 1, 2, 3);
+  f.get(lenB).i32Const(15).i32And().i32Const(2).i32ShrU().i32x4Splat();
+  f.i32x4LtS().set(mask);
+}
+
+/**
+ * Register tiling of the rowrun kernel, per block size T (input vectors sharing each decoded weight):
+ * rows decoded together (independent add chains; each x load serves them all) and column steps per loop
+ * iteration. Chosen by measurement (docs/kernels.md).
+ */
+export interface SketchTiling {
+  rows: (T: number) => number;
+  unroll: (T: number) => number;
+}
+export const DEFAULT_SKETCH_TILING: SketchTiling = {
+  rows: (T) => (T === 2 || T === 3 ? 2 : 1),
+  unroll: (T) => (T === 1 ? 2 : 1),
+};
+const tilingKey = (t: SketchTiling) => Array.from({ length: MAX_T }, (_, i) => `${t.rows(i + 1)}.${t.unroll(i + 1)}`).join(',');
+
+/**
+ * The input block of T vectors is stored chunk-major: for every 4 consecutive columns ("chunk") the T
+ * vectors' 4 floats follow each other (16·T bytes per chunk), so one pointer and constant offsets reach
+ * every token. Columns are cut into *pieces* — per channel group, per rowrun segment — each padded with
+ * zero columns to whole chunks, so every run starts on a chunk.
+ */
+
+/**
+ * rowrun_tT(keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB): for every row r, the runs (r, s) of the
+ * D sketch rows read keys + k·kStrideB + 4·offs[(k·rows + r)·segs + s] for len = min(L, C − s·L) columns;
+ * x is the group's first piece. Rows in blocks of R (every row has the same run boundaries), then singly.
+ */
+function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
+  const U = tiling.unroll(T);
+  const RB = tiling.rows(T);
+  if (![1, 2, 4, 8].includes(RB) || ![1, 2, 4, 8].includes(U)) throw new RangeError(`sketch tiling: rows ${RB}, unroll ${U}`);
+  const f = new KFn(Array(10).fill('i32'));
+  const [keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const r = f.local('i32');
+  const s = f.local('i32');
+  const j = f.local('i32');
+  const offRow = f.local('i32');
+  const offP = f.local('i32');
+  const remC = f.local('i32');
+  const lenB = f.local('i32');
+  const fullB = f.local('i32');
+  const xs = f.local('i32');
+  const px = f.local('i32');
+  const yp = f.local('i32');
+  const tmp = f.local('i32');
+  const kOffB = f.local('i32');
+  const rowOffB = f.local('i32');
+  const blockEnd = f.local('i32');
+  const keysK = Array.from({ length: D }, () => f.local('i32'));
+  const p = Array.from({ length: RB * D }, () => f.local('i32')); // p[rr·D + k]: start of the run
+  const ap = Array.from({ length: RB * D }, () => f.local('i32')); // p + j
+  const acc = Array.from({ length: RB * T }, () => f.local('v128')); // acc[rr·T + t]
+  const wSlot = Array.from({ length: RB }, () => f.local('v128'));
+  const v = f.local('v128');
+  const xv = f.local('v128');
+  const mask = f.local('v128');
+
+  f.get(rows).get(segs).i32Mul().i32Const(2).i32Shl().set(kOffB);
+  f.get(segs).i32Const(2).i32Shl().set(rowOffB);
+  for (let k = 0; k < D; k++) f.get(keys).get(kStrideB).i32Const(k).i32Mul().i32Add().set(keysK[k]!);
+  f.get(offs).set(offRow);
+  f.get(y).set(yp);
+  f.i32Const(0).set(r);
+
+  const block = (R: number) => {
+    const addresses = () => {
+      for (let i = 0; i < R * D; i++) f.get(p[i]!).get(j).i32Add().set(ap[i]!);
+    };
+    /** One step of 4 columns: keys at ap + kOff, x of token t at px + xOff + 16·t. */
+    const body = (masked: boolean, kOff: number, xOff: number) => {
+      for (let rr = 0; rr < R; rr++) {
+        f.get(ap[rr * D]!).v128LoadA(kOff).set(v);
+        for (let k = 1; k < D; k++) f.get(v).get(ap[rr * D + k]!).v128LoadA(kOff).i32x4MaxS().set(v);
+        emitKeyToWeight(f, v);
+        if (masked) f.get(mask).v128And();
+        f.set(wSlot[rr]!);
+      }
+      for (let t = 0; t < T; t++) {
+        f.get(px).v128LoadA(xOff + 16 * t, 16);
+        if (masked) f.get(mask).v128And();
+        f.set(xv);
+        for (let rr = 0; rr < R; rr++) {
+          const a = acc[rr * T + t]!;
+          f.get(a).get(wSlot[rr]!).get(xv).f32x4Mul().f32x4Add().set(a);
+        }
+      }
+    };
+    for (const a of acc.slice(0, R * T)) f.v128Zero().set(a);
+    f.get(offRow).set(offP);
+    f.get(C).set(remC);
+    f.get(x).set(xs);
+    forRange(f, s, segs, () => {
+      // len = min(L, remC) in bytes
+      f.get(L).get(remC).get(L).get(remC).i32LtS().select().i32Const(2).i32Shl().set(lenB);
+      for (let rr = 0; rr < R; rr++) {
+        for (let k = 0; k < D; k++) {
+          f.get(keysK[k]!);
+          f.get(offP);
+          if (k > 0) f.get(kOffB).i32Const(k).i32Mul().i32Add();
+          if (rr > 0) f.get(rowOffB).i32Const(rr).i32Mul().i32Add();
+          f.i32Load().i32Const(2).i32Shl().i32Add().set(p[rr * D + k]!);
+        }
+      }
+      f.get(xs).set(px);
+      f.i32Const(0).set(j);
+      // U steps per iteration, then single steps, then one masked step
+      if (U > 1) {
+        f.get(lenB).i32Const(-16 * U).i32And().set(fullB);
+        whileLtU(f, j, fullB, 16 * U, () => {
+          addresses();
+          for (let u = 0; u < U; u++) body(false, 16 * u, 16 * T * u);
+          f.get(px).i32Const(16 * T * U).i32Add().set(px);
+        });
+      }
+      f.get(lenB).i32Const(~15).i32And().set(fullB);
+      whileLtU(f, j, fullB, 16, () => {
+        addresses();
+        body(false, 0, 0);
+        f.get(px).i32Const(16 * T).i32Add().set(px);
+      });
+      f.get(lenB).i32Const(15).i32And().if_();
+      addresses();
+      emitTailMask(f, lenB, mask);
+      body(true, 0, 0);
+      f.end();
+      // next piece: the padded length of this one, T vectors
+      f.get(xs).get(lenB).i32Const(15).i32Add().i32Const(~15).i32And().i32Const(T).i32Mul().i32Add().set(xs);
+      f.get(offP).i32Const(4).i32Add().set(offP);
+      f.get(remC).get(lenB).i32Const(2).i32ShrU().i32Sub().set(remC);
+    });
+    for (let rr = 0; rr < R; rr++) {
+      emitRowOut(f, T, acc.slice(rr * T, rr * T + T), yp, yStrideB, tmp);
+      f.get(yp).i32Const(4).i32Add().set(yp);
+    }
+    f.get(offRow).get(rowOffB).i32Const(R).i32Mul().i32Add().set(offRow);
+    f.get(r).i32Const(R).i32Add().set(r);
+  };
+  // blocks of RB rows while they fit, then single rows
+  if (RB > 1) {
+    f.get(rows).i32Const(-RB).i32And().set(blockEnd); // rows − rows mod RB (RB a power of 2)
+    f.block().get(r).get(blockEnd).i32GeS().brIf(0).loop();
+    block(RB);
+    f.get(r).get(blockEnd).i32LtS().brIf(0);
+    f.end().end();
+  }
+  f.block().get(r).get(rows).i32GeS().brIf(0).loop();
+  block(1);
+  f.get(r).get(rows).i32LtS().brIf(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * mixed_tT(keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB): weight (r, c) reads, in sketch row k,
+ * keys + k·kStrideB + 4·reduce(fmix32(rowKey[k·rows + r] ^ c·C2), width) — MixedHashFamily.rowIndices.
+ */
+function emitMixed(D: number, T: number): KFn {
+  const f = new KFn(Array(9).fill('i32'));
+  const [keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const r = f.local('i32');
+  const j = f.local('i32');
+  const rkP = f.local('i32');
+  const lenB = f.local('i32');
+  const fullB = f.local('i32');
+  const px = f.local('i32');
+  const yp = f.local('i32');
+  const tmp = f.local('i32');
+  const kRkB = f.local('i32');
+  const baseV = Array.from({ length: D }, () => f.local('v128'));
+  const rkV = Array.from({ length: D }, () => f.local('v128'));
+  const acc = Array.from({ length: T }, () => f.local('v128'));
+  const widthV = f.local('v128');
+  const cm = f.local('v128');
+  const h = f.local('v128');
+  const g = f.local('v128');
+  const v = f.local('v128');
+  const w = f.local('v128');
+  const xv = f.local('v128');
+  const mask = f.local('v128');
+
+  f.get(rows).i32Const(2).i32Shl().set(kRkB);
+  f.get(width).i32x4Splat().set(widthV);
+  for (let k = 0; k < D; k++) f.get(keys).get(kStrideB).i32Const(k).i32Mul().i32Add().i32x4Splat().set(baseV[k]!);
+  f.get(rowKeys).set(rkP);
+  f.get(y).set(yp);
+  f.get(C).i32Const(2).i32Shl().set(lenB);
+  f.get(lenB).i32Const(~15).i32And().set(fullB);
+
+  const body = (masked: boolean) => {
+    for (let k = 0; k < D; k++) {
+      // h = fmix32(rowKey ^ c·C2)
+      f.get(rkV[k]!).get(cm).v128Xor().set(h);
+      f.get(h).get(h).i32Const(16).i32x4ShrU().v128Xor().v128ConstI32(0x85ebca6b | 0).i32x4Mul().set(h);
+      f.get(h).get(h).i32Const(13).i32x4ShrU().v128Xor().v128ConstI32(0xc2b2ae35 | 0).i32x4Mul().set(h);
+      f.get(h).get(h).i32Const(16).i32x4ShrU().v128Xor().set(h);
+      // index = (h · width) >> 32: the high words of the two 64-bit products
+      f.get(h).get(widthV).i64x2ExtmulLowI32x4U();
+      f.get(h).get(widthV).i64x2ExtmulHighI32x4U();
+      f.i8x16Shuffle([4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31]);
+      f.i32Const(2).i32x4Shl().get(baseV[k]!).i32x4Add().set(h); // key addresses
+      f.get(h).i32x4ExtractLane(0).v128Load32Zero().set(g);
+      for (let lane = 1; lane < 4; lane++) f.get(h).i32x4ExtractLane(lane).get(g).v128Load32Lane(lane).set(g);
+      if (k === 0) f.get(g).set(v);
+      else f.get(v).get(g).i32x4MaxS().set(v);
+    }
+    emitKeyToWeight(f, v);
+    if (masked) f.get(mask).v128And();
+    f.set(w);
+    for (let t = 0; t < T; t++) {
+      f.get(px).v128LoadA(16 * t, 16);
+      if (masked) f.get(mask).v128And();
+      f.set(xv);
+      f.get(acc[t]!).get(w).get(xv).f32x4Mul().f32x4Add().set(acc[t]!);
+    }
+  };
+
+  forRange(f, r, rows, () => {
+    for (const a of acc) f.v128Zero().set(a);
+    for (let k = 0; k < D; k++) {
+      f.get(rkP);
+      if (k > 0) f.get(kRkB).i32Const(k).i32Mul().i32Add();
+      f.i32Load().i32x4Splat().set(rkV[k]!);
+    }
+    f.v128ConstI32(0, C2, Math.imul(2, C2), Math.imul(3, C2)).set(cm);
+    f.get(x).set(px);
+    f.i32Const(0).set(j);
+    whileLtU(f, j, fullB, 16, () => {
+      body(false);
+      f.get(cm).v128ConstI32(Math.imul(4, C2)).i32x4Add().set(cm);
+      f.get(px).i32Const(16 * T).i32Add().set(px);
+    });
+    f.get(lenB).i32Const(15).i32And().if_();
+    emitTailMask(f, lenB, mask);
+    body(true);
+    f.end();
+    emitRowOut(f, T, acc, yp, yStrideB, tmp);
+    f.get(yp).i32Const(4).i32Add().set(yp);
+    f.get(rkP).i32Const(4).i32Add().set(rkP);
+  });
+  return f;
+}
+
+function buildModule(D: number, tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
+  return (shared: boolean, maxPages: number) => {
+    const m = new ModuleBuilder(memoryImport(shared, maxPages));
+    m.addFunction('expand', emitExpand());
+    for (let T = 1; T <= MAX_T; T++) {
+      m.addFunction(`rowrun_t${T}`, emitRowRun(D, T, tiling));
+      m.addFunction(`mixed_t${T}`, emitMixed(D, T));
+    }
+    return m;
+  };
+}
+
+/** The module's functions (by D), for the tests' WebAssembly.validate. */
+export function emitSketchModule(D: number, tiling: SketchTiling = DEFAULT_SKETCH_TILING): Uint8Array {
+  return buildModule(D, tiling)(false, 65536).emit();
+}
+
+type Fn = (...a: number[]) => void;
+
+/** One group's decode plan. */
+interface GroupPlan {
+  kind: 'rowrun' | 'mixed' | 'exact';
+  d: number;
+  /** First column of the group's pieces in the padded input layout (a multiple of 4). */
+  xOff: number;
+  C: number;
+  /** States per sketch row (exact: rows · C). */
+  width: number;
+  /** Run length (rowrun), C (exact). */
+  L: number;
+  segs: number;
+  /** f16 states of sketch row 0 (byte address); row k at + 2·k·width. */
+  statesAt: number;
+  /** Keys per sketch row in scratch (entries), and this group's first key (entries from the keys base). */
+  kStride: number;
+  keysOff: number;
+  /** rowrun/exact: Int32 offsets; mixed: Uint32 row keys [d, rows]. */
+  tableAt: number;
+  fns: Record<string, Fn>;
+}
+
+const fnsOf = (ex: Record<string, unknown>): Record<string, Fn> => ex as Record<string, Fn>;
+const up4 = (v: number) => Math.ceil(v / 4) * 4;
+
+interface GroupSpec {
+  channels: Int32Array;
+  family: RowRunHashFamily | MixedHashFamily | null;
+  width: number;
+  d: number;
+  stateOffset: number;
+}
+
+class WasmSketchLinear implements Linear {
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  private readonly plans: GroupPlan[] = [];
+  /** Padded input layout: source channel of every column, −1 for padding. */
+  private readonly src: Int32Array;
+  /** The layout is the identity followed by padding (one group, one piece). */
+  private readonly identity: boolean;
+  private readonly keysTotal: number;
+  private readonly expand: Fn;
+  private readonly views: HeapViews;
+
+  constructor(
+    readonly arena: WasmArena,
+    rows: number,
+    cols: number,
+    groups: GroupSpec[],
+    states: Uint16Array,
+    tiling: SketchTiling = DEFAULT_SKETCH_TILING,
+  ) {
+    this.outFeatures = rows;
+    this.inFeatures = cols;
+    this.views = new HeapViews(arena);
+    const statesAt = storeBytes(arena, states, 32);
+    const tk = tilingKey(tiling);
+    const src: number[] = [];
+    let keysOff = 0;
+    for (const g of groups) {
+      const C = g.channels.length;
+      const xOff = src.length;
+      // the group's pieces: rowrun segments, or the whole group; each padded to whole chunks of 4
+      const L = g.family instanceof RowRunHashFamily ? g.family.runLength : C;
+      for (let c0 = 0; c0 < C; c0 += L) {
+        const len = Math.min(L, C - c0);
+        for (let i = 0; i < up4(len); i++) src.push(i < len ? g.channels[c0 + i]! : -1);
+      }
+      const base = { xOff, C, statesAt: statesAt + 2 * g.stateOffset, keysOff };
+      let plan: GroupPlan;
+      if (!g.family) {
+        const offs = Int32Array.from({ length: rows }, (_, r) => r * C);
+        const fns = fnsOf(kernelExports(arena, `sketch-d1|${tk}`, buildModule(1, tiling)));
+        plan = { ...base, kind: 'exact', d: 1, width: rows * C, L: C, segs: 1, kStride: rows * C + 8, tableAt: storeBytes(arena, offs), fns };
+      } else if (g.family instanceof RowRunHashFamily) {
+        const fam = g.family;
+        const fns = fnsOf(kernelExports(arena, `sketch-d${g.d}|${tk}`, buildModule(g.d, tiling)));
+        const kStride = up4(g.width + fam.runLength + 8);
+        plan = { ...base, kind: 'rowrun', d: g.d, width: g.width, L: fam.runLength, segs: fam.segments, kStride, tableAt: storeBytes(arena, fam.offsets), fns };
+      } else {
+        const fam = g.family;
+        const rk = new Uint32Array(g.d * rows);
+        for (let k = 0; k < g.d; k++) for (let r = 0; r < rows; r++) rk[k * rows + r] = fam.rowKey(r, k);
+        const fns = fnsOf(kernelExports(arena, `sketch-d${g.d}|${tk}`, buildModule(g.d, tiling)));
+        plan = { ...base, kind: 'mixed', d: g.d, width: g.width, L: C, segs: 1, kStride: up4(g.width + 8), tableAt: storeBytes(arena, rk), fns };
+      }
+      this.plans.push(plan);
+      keysOff += plan.d * plan.kStride;
+    }
+    this.src = Int32Array.from(src);
+    this.identity = src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
+    this.keysTotal = keysOff;
+    this.expand = fnsOf(kernelExports(arena, `sketch-d1|${tk}`, buildModule(1, tiling))).expand!;
+  }
+
+  /** Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun). */
+  private writeInputs(x: Float32Array, t0: number, T: number, f32: Float32Array, o: number): void {
+    const cols = this.inFeatures;
+    const src = this.src;
+    if (T === 1 && this.identity) {
+      f32.set(x.subarray(t0 * cols, t0 * cols + cols), o);
+      f32.fill(0, o + cols, o + src.length);
+      return;
+    }
+    for (let q = 0; q < src.length; q += 4) {
+      for (let t = 0; t < T; t++) {
+        const xo = (t0 + t) * cols;
+        const d = o + q * T + 4 * t;
+        for (let l = 0; l < 4; l++) {
+          const c = src[q + l]!;
+          f32[d + l] = c >= 0 ? x[xo + c]! : 0;
+        }
+      }
+    }
+  }
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const rows = this.outFeatures;
+    const cols = this.inFeatures;
+    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `sketch kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
+    }
+    const P = this.src.length;
+    const xBytes = n * P * 4;
+    const yBytes = Math.ceil((n * rows) / 4) * 16;
+    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4);
+    const f32 = this.views.refresh().f32;
+    const xAt = at;
+    const yAt = at + xBytes;
+    const keysAt = yAt + yBytes;
+    // keys
+    const expand = this.expand;
+    for (const g of this.plans) {
+      const k0 = keysAt + 4 * g.keysOff;
+      for (let k = 0; k < g.d; k++) {
+        const src = g.statesAt + 2 * k * g.width;
+        const dst = k0 + 4 * k * g.kStride;
+        const prio = (15 - k) << 1;
+        expand(src, dst, g.width, prio);
+        if (g.kind === 'rowrun') expand(src, dst + 4 * g.width, g.L, prio); // the ring's start again
+      }
+    }
+    f32.fill(0, yAt / 4, yAt / 4 + n * rows);
+    for (let t0 = 0; t0 < n; t0 += MAX_T) {
+      const T = Math.min(MAX_T, n - t0);
+      const xa = xAt + t0 * P * 4;
+      this.writeInputs(x, t0, T, f32, xa / 4);
+      const ya = yAt + t0 * rows * 4;
+      for (const g of this.plans) {
+        const k0 = keysAt + 4 * g.keysOff;
+        const xg = xa + 4 * T * g.xOff;
+        if (g.kind === 'mixed') g.fns[`mixed_t${T}`]!(k0, 4 * g.kStride, g.tableAt, rows, g.C, g.width, xg, ya, rows * 4);
+        else g.fns[`rowrun_t${T}`]!(k0, 4 * g.kStride, g.tableAt, rows, g.C, g.L, g.segs, xg, ya, rows * 4);
+      }
+    }
+    y.set(f32.subarray(yAt / 4, yAt / 4 + n * rows));
+  }
+}
+
+export interface WasmKernelOptions {
+  /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */
+  arena?: WasmArena;
+  /** Register tiling (for measurements; default DEFAULT_SKETCH_TILING). */
+  tiling?: SketchTiling;
+}
+
+/**
+ * The `sketch` kernel in WebAssembly SIMD (f16 states, any hash family, channel groups, exact groups);
+ * int8/f32 states, or an engine without wasm SIMD, get the JS `sketchKernel`.
+ */
+export function wasmSketchKernel(p: SketchParams, options: WasmKernelOptions = {}): Linear {
+  if (p.options.state !== 'f16' || !compressedWasmAvailable()) return sketchKernel(p);
+  const groups: GroupSpec[] = sketchGroups(p).map((g) => ({
+    channels: g.channels,
+    family: g.family as RowRunHashFamily | MixedHashFamily | null,
+    width: g.alloc.width,
+    d: g.family ? g.family.depth : 1,
+    stateOffset: g.stateOffset,
+  }));
+  for (const g of groups) {
+    if (g.family && !(g.family instanceof RowRunHashFamily) && !(g.family instanceof MixedHashFamily)) return sketchKernel(p);
+  }
+  return new WasmSketchLinear(options.arena ?? compressedArena(), p.rows, p.cols, groups, p.states as Uint16Array, options.tiling);
+}
+
+/** The `hashednets` kernel in WebAssembly SIMD (f16 states): the mixed path with one sketch row. */
+export function wasmHashednetsKernel(p: HashedNetsParams, options: WasmKernelOptions = {}): Linear {
+  if (!(p.states instanceof Uint16Array) || !compressedWasmAvailable()) return hashednetsKernel(p);
+  const family = hashedNetsFamily(p);
+  const channels = Int32Array.from({ length: p.cols }, (_, j) => j);
+  return new WasmSketchLinear(
+    options.arena ?? compressedArena(),
+    p.rows,
+    p.cols,
+    [{ channels, family, width: p.states.length, d: 1, stateOffset: 0 }],
+    p.states,
+    options.tiling,
+  );
+}
