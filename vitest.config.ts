@@ -16,6 +16,7 @@ export default defineConfig({
       '@ultrasketch/model': pkg('packages/model'),
       '@ultrasketch/saliency': pkg('packages/saliency'),
       '@ultrasketch/runtime-node': pkg('packages/runtime-node'),
+      '@ultrasketch/runtime-webgpu': pkg('packages/runtime-webgpu'),
       '@ultrasketch/pipeline': pkg('packages/pipeline'),
       '@ultrasketch/ste-trainer': pkg('packages/ste-trainer'),
     },

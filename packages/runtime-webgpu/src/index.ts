@@ -1,0 +1,32 @@
+export { WebGpuSession, bundleSpec, ropeTable } from './session.js';
+export type {
+  WebGpuSessionOptions,
+  SessionGenerateOptions,
+  SessionMemory,
+  GpuModelSpec,
+  StoredWeight,
+} from './session.js';
+export { GpuContext, BufferUsage, describeAdapter, summarizeAdapter } from './device.js';
+export type { AdapterSummary, GpuContextOptions, RuntimeLimits } from './device.js';
+export { WebGpuError, isWebGpuError } from './errors.js';
+export type { GpuFailure } from './errors.js';
+export { PipelineCache, grid2d } from './program.js';
+export type { BindingKind, Dispatch, GpuProgram } from './program.js';
+export {
+  BlockedLinear,
+  PREFILL_TILE,
+  WORKGROUP,
+  gatherProgram,
+  linearProgram,
+  planRowBlocks,
+  setStepBuffer,
+  sliceBits,
+  sliceHalves,
+} from './linear.js';
+export type { GatherIO, GpuLinear, KernelBuildContext, LinearIO, RowBlock, WeightCode } from './linear.js';
+export { ATTENTION, RMSNORM, ROPE_KV, SWIGLU } from './ops.js';
+export { getGpuKernel, listGpuKernels, registerAllGpuKernels, registerGpuKernel } from './registry.js';
+export type { GpuKernelFactory } from './registry.js';
+export { F16_CODE, F32_CODE, F32_VEC4_CODE, binaryKernel, floatKernel, rtnCode, rtnKernel, signsCode } from './kernels/baselines.js';
+export { littlebitKernel } from './kernels/littlebit.js';
+export { hashednetsKernel, sketchKernel } from './kernels/sketch.js';
