@@ -26,3 +26,5 @@ export { makeProviders, registerProviderFactory, getProviderFactory } from './pl
 export type { ProviderContext, ProviderFactory, ProviderChoice, MakeProvidersOptions } from './plan.js';
 export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './trainer.js';
 export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource } from './trainer.js';
+export { shardSizes, serveShards } from './shard.js';
+export type { ShardExecutor, ShardExecutorFactory, ShardSetup, ShardResult, ShardWorkerInit } from './shard.js';

@@ -1,12 +1,26 @@
 /**
  * Node-only helpers of the trainer (subpath "@ultrasketch/ste-trainer/node"): checkpoint files written
- * atomically. Nothing else in this package imports node:* modules.
+ * atomically, a checkpointing run loop that stops cleanly on SIGINT/SIGTERM, and data-parallel worker
+ * threads. Only this file and worker.ts import node:* modules.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { Trainer } from './trainer.js';
+import {
+  CTRL,
+  ERROR_BYTES,
+  JOB,
+  STATUS_ERROR,
+  type ShardExecutor,
+  type ShardExecutorFactory,
+  type ShardResult,
+  type ShardSetup,
+  type ShardWorkerInit,
+} from './shard.js';
+import type { StepResult, Trainer } from './trainer.js';
 
 /**
  * Write `bytes` to `path` so that `path` holds either its old content or all of the new bytes, never a
@@ -62,4 +76,230 @@ export function loadCheckpoint(trainer: Trainer, path: string): void {
     throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, 'checkpoint not found', { source: path, hint: 'check the --checkpoint-dir' });
   }
   trainer.loadState(readFileSync(path), path);
+}
+
+export interface RunWithCheckpointsOptions {
+  /** Checkpoint file (written atomically). */
+  path: string;
+  /** Save every N completed steps (default 50; 0 = only at the end or on a signal). */
+  every?: number;
+  /** Load `path` first when it exists (default true): a killed run continues exactly. */
+  resume?: boolean;
+  /** Stop (after the current step, saving first) on SIGINT / SIGTERM (default true). */
+  handleSignals?: boolean;
+  /** Called after every step. */
+  onStep?: (r: StepResult) => void;
+}
+
+export interface RunWithCheckpointsResult {
+  /** Steps completed when the loop ended. */
+  step: number;
+  /** True when a signal stopped it before the last step. */
+  interrupted: boolean;
+  resumedFrom: number | null;
+}
+
+/**
+ * Train to the end with periodic atomic checkpoints. Yields to the event loop between steps, so a
+ * Ctrl-C is noticed after the step in flight: the state is saved and the loop returns (interrupted: true);
+ * run it again to continue exactly where it stopped.
+ */
+export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpointsOptions): Promise<RunWithCheckpointsResult> {
+  const every = o.every ?? 50;
+  let resumedFrom: number | null = null;
+  if ((o.resume ?? true) && existsSync(o.path)) {
+    loadCheckpoint(trainer, o.path);
+    resumedFrom = trainer.completedSteps;
+  }
+  let stop = false;
+  const onSignal = () => {
+    stop = true;
+  };
+  const signals: NodeJS.Signals[] = (o.handleSignals ?? true) ? ['SIGINT', 'SIGTERM'] : [];
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    while (trainer.completedSteps < trainer.steps && !stop) {
+      const r = trainer.step();
+      o.onStep?.(r);
+      if (every > 0 && trainer.completedSteps % every === 0) saveCheckpoint(trainer, o.path);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    saveCheckpoint(trainer, o.path);
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+  return { step: trainer.completedSteps, interrupted: stop && trainer.completedSteps < trainer.steps, resumedFrom };
+}
+
+// ------------------------------------------------------------------------------------------ worker threads
+
+/** Where the built worker entry is: next to this module in dist/, or dist/ when running from src/. */
+function workerUrl(): URL {
+  const here = new URL(import.meta.url);
+  return here.pathname.endsWith('.ts') ? new URL('../dist/worker.js', here) : new URL('./worker.js', here);
+}
+
+export interface WorkerThreadsOptions {
+  /** Give up on a step (or on start-up) after this long (default 30 minutes). */
+  timeoutMs?: number;
+}
+
+/**
+ * Data-parallel training on `threads` threads: this one plus threads − 1 workers (see shard.ts). The
+ * trainer blocks in Atomics.wait while the workers finish, so `step()` stays synchronous. Call
+ * `trainer.dispose()` at the end to stop the workers (they are unref'd, so they never keep the process
+ * alive on their own).
+ */
+export function workerThreads(threads: number, options: WorkerThreadsOptions = {}): ShardExecutorFactory {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `threads ${threads} must be an integer in 1..256`);
+  }
+  return { threads, create: (setup) => new WorkerExecutor(setup, options.timeoutMs ?? 30 * 60_000) };
+}
+
+const sab = (bytes: number) => new SharedArrayBuffer(bytes);
+
+class WorkerExecutor implements ShardExecutor {
+  readonly threads: number;
+  private readonly workers: Worker[] = [];
+  private readonly weights: Float32Array[];
+  private readonly norms: Float32Array[];
+  private readonly tokens: Int32Array;
+  private readonly per: Array<{
+    ctrl: Int32Array;
+    job: Int32Array;
+    results: Float64Array;
+    error: Uint8Array;
+    gradW: Float32Array[];
+    normGrad: Float32Array[];
+    first: number;
+    count: number;
+  }> = [];
+  private seq = 0;
+  private disposed = false;
+
+  constructor(
+    private readonly setup: ShardSetup,
+    private readonly timeoutMs: number,
+  ) {
+    const s = setup;
+    this.threads = s.shardSizes.length;
+    const teacher: Record<string, SharedArrayBuffer> = {};
+    for (const [name, data] of s.teacher) {
+      const b = sab(data.byteLength);
+      new Float32Array(b).set(data);
+      teacher[name] = b;
+    }
+    const weightBufs = s.linears.map((l) => sab(l.rows * l.cols * 4));
+    this.weights = weightBufs.map((b) => new Float32Array(b));
+    const normBufs = s.norms.map(() => sab(s.config.dim * 4));
+    this.norms = normBufs.map((b) => new Float32Array(b));
+    const tokenBuf = sab(s.batch * (s.seqLen + 1) * 4);
+    this.tokens = new Int32Array(tokenBuf);
+    const maxSeqs = Math.max(...s.shardSizes.slice(1));
+    let first = s.shardSizes[0]!;
+    for (let w = 1; w < s.shardSizes.length; w++) {
+      const count = s.shardSizes[w]!;
+      const gradBufs = s.linears.map((l) => (l.trainable ? sab(l.rows * l.cols * 4) : null));
+      const normGradBufs = s.norms.map(() => (s.trainNorms ? sab(s.config.dim * 4) : null));
+      const init: ShardWorkerInit = {
+        config: s.config,
+        seqLen: s.seqLen,
+        maxSeqs,
+        loss: s.loss,
+        needTeacher: s.needTeacher,
+        teacher,
+        linears: s.linears.map((l, i) => ({ ...l, weight: weightBufs[i]!, grad: gradBufs[i]! })),
+        norms: s.norms.map((name, j) => ({ name, data: normBufs[j]!, grad: normGradBufs[j]! })),
+        tokens: tokenBuf,
+        control: sab(4 * 4),
+        job: sab(3 * 4),
+        results: sab(5 * 8),
+        error: sab(ERROR_BYTES),
+      };
+      this.per.push({
+        ctrl: new Int32Array(init.control),
+        job: new Int32Array(init.job),
+        results: new Float64Array(init.results),
+        error: new Uint8Array(init.error),
+        gradW: gradBufs.map((b) => (b ? new Float32Array(b) : new Float32Array(0))),
+        normGrad: normGradBufs.map((b) => (b ? new Float32Array(b) : new Float32Array(0))),
+        first,
+        count,
+      });
+      first += count;
+      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: init });
+      worker.unref();
+      this.workers.push(worker);
+    }
+    // Wait (blocking) until every worker has built its graphs.
+    for (const p of this.per) {
+      this.waitFor(p.ctrl, CTRL.READY, 0, 'start-up');
+      this.check(p);
+    }
+  }
+
+  weightBuffer(i: number): Float32Array {
+    return this.weights[i]!;
+  }
+
+  normBuffer(j: number): Float32Array {
+    return this.norms[j]!;
+  }
+
+  tokenBuffer(): Int32Array {
+    return this.tokens;
+  }
+
+  start(): void {
+    if (this.disposed) throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'the trainer was disposed');
+    this.seq++;
+    for (const p of this.per) {
+      p.job[JOB.FIRST] = p.first;
+      p.job[JOB.COUNT] = p.count;
+      p.job[JOB.TOTAL] = this.setup.batch;
+      Atomics.store(p.ctrl, CTRL.JOB, this.seq);
+      Atomics.notify(p.ctrl, CTRL.JOB);
+    }
+  }
+
+  finish(): ShardResult[] {
+    const out: ShardResult[] = [];
+    for (const p of this.per) {
+      while (Atomics.load(p.ctrl, CTRL.DONE) !== this.seq) this.waitFor(p.ctrl, CTRL.DONE, Atomics.load(p.ctrl, CTRL.DONE), 'a training step');
+      this.check(p);
+      const r = p.results;
+      out.push({ gradW: p.gradW, normGrad: p.normGrad, klSum: r[0]!, ceSum: r[1]!, top1Sum: r[2]!, mseSum: r[3]!, rows: r[4]! });
+    }
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of this.per) {
+      Atomics.store(p.ctrl, CTRL.JOB, -1);
+      Atomics.notify(p.ctrl, CTRL.JOB);
+    }
+    for (const w of this.workers) void w.terminate();
+  }
+
+  private waitFor(ctrl: Int32Array, index: number, value: number, what: string): void {
+    const r = Atomics.wait(ctrl, index, value, this.timeoutMs);
+    if (r === 'timed-out') {
+      this.dispose();
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `a training worker did not answer within ${this.timeoutMs} ms (${what})`, {
+        hint: 'a worker may have crashed (out of memory?); run with fewer threads',
+      });
+    }
+  }
+
+  private check(p: { ctrl: Int32Array; error: Uint8Array }): void {
+    if (Atomics.load(p.ctrl, CTRL.STATUS) === STATUS_ERROR) {
+      const end = p.error.indexOf(0);
+      const msg = new TextDecoder().decode(p.error.slice(0, end < 0 ? p.error.length : end));
+      this.dispose();
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `a training worker failed: ${msg}`);
+    }
+  }
 }

@@ -295,7 +295,8 @@ export interface LogitLossResult {
 /**
  * Cross-entropy on next tokens and KL(teacher ‖ student) on the logits, both averaged over the n rows,
  * and (when dLogits is given) the gradient of  wKl · KL + wCe · CE  with respect to the logits:
- *   dz = (wKl (p_s − p_t) + wCe (p_s − onehot(target))) / n.
+ *   dz = (wKl (p_s − p_t) + wCe (p_s − onehot(target))) / denom,
+ * denom = n by default (a shard of a larger batch passes the whole batch's row count).
  * teacherLogProbs holds log-softmax rows of the teacher (or null: KL is NaN and wKl must be 0).
  * Everything is accumulated in float64 (log-sum-exp with the row max subtracted).
  */
@@ -308,11 +309,13 @@ export function logitLosses(
   wKl: number,
   wCe: number,
   dLogits: FloatArray | null,
+  denom = n,
 ): LogitLossResult {
   let klSum = 0;
   let ceSum = 0;
   let agree = 0;
   const invN = 1 / n;
+  const invD = 1 / denom;
   for (let t = 0; t < n; t++) {
     const o = t * vocab;
     let max = -Infinity;
@@ -350,7 +353,7 @@ export function logitLosses(
         let d = 0;
         if (wKl !== 0) d += wKl * (ps - Math.exp(teacherLogProbs![o + j]!));
         if (wCe !== 0) d += wCe * (j === y ? ps - 1 : ps);
-        dLogits[o + j] = d * invN;
+        dLogits[o + j] = d * invD;
       }
     }
   }
@@ -376,11 +379,19 @@ export function logSoftmaxRows(x: FloatArray, n: number, vocab: number): void {
 
 /**
  * Mean squared error between two [count] arrays (a hidden state against the teacher's), and when dx is
- * given, dx += weight · 2 (x − target) / count — the gradient of weight · MSE.
+ * given, dx += weight · 2 (x − target) / denom — the gradient of weight · MSE (denom = count by default;
+ * a shard of a larger batch passes the whole batch's element count).
  */
-export function mseLoss(x: FloatArray, target: FloatArray, count: number, weight: number, dx: FloatArray | null): number {
+export function mseLoss(
+  x: FloatArray,
+  target: FloatArray,
+  count: number,
+  weight: number,
+  dx: FloatArray | null,
+  denom = count,
+): number {
   let sum = 0;
-  const g = (2 * weight) / count;
+  const g = (2 * weight) / denom;
   for (let i = 0; i < count; i++) {
     const d = x[i]! - target[i]!;
     sum += d * d;

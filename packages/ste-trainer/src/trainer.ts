@@ -12,6 +12,7 @@ import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } f
 import { logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
 import { DenseProvider, type Param, type WeightProvider } from './providers.js';
+import { type ShardExecutor, type ShardExecutorFactory, type ShardResult, shardSizes } from './shard.js';
 
 export type DataSource = 'calib' | 'teacher' | 'both';
 
@@ -57,6 +58,11 @@ export interface TrainerOptions {
   /** Teacher sampling temperature (default 1). */
   temperature?: number;
   onProgress?: (p: TrainProgress) => void;
+  /**
+   * Data-parallel execution over threads (e.g. `workerThreads(2)` from "@ultrasketch/ste-trainer/node").
+   * Deterministic for a given thread count; the count is part of the recipe.
+   */
+  parallel?: ShardExecutorFactory;
   /** Clock in ms (default performance.now). */
   now?: () => number;
 }
@@ -131,6 +137,10 @@ export class Trainer {
   private elapsedMs = 0;
   private readonly studentWeightsG: GraphWeights;
   private readonly teacher: ModelWeights;
+  /** Sequences per shard; shard 0 runs on this thread. */
+  readonly shards: number[];
+  private readonly executor: ShardExecutor | null;
+  private executorPrimed = false;
 
   constructor(o: TrainerOptions) {
     validateModelWeights(o.teacher);
@@ -200,7 +210,10 @@ export class Trainer {
     const embedding = get(TensorNames.embedding);
     const classifier = c.tiedClassifier ? embedding : get(TensorNames.classifier);
     this.studentWeightsG = { config: c, embedding, classifier, attnNorm, ffnNorm, finalNorm, layers };
-    this.student = new LlamaGraph(this.studentWeightsG, { batch: o.batch, seqLen: o.seqLen });
+    if (!Number.isInteger(o.batch) || o.batch < 1) throw badArg(`batch ${o.batch} must be a positive integer`);
+    this.shards = shardSizes(o.batch, o.parallel?.threads ?? 1);
+    const B0 = this.shards[0]!;
+    this.student = new LlamaGraph(this.studentWeightsG, { batch: B0, seqLen: o.seqLen });
 
     this.providers = layers.flatMap((lp) => LINEAR_KINDS.map((k) => lp[k]));
     const params: Param[] = this.providers.flatMap((p) => p.parameters());
@@ -232,7 +245,7 @@ export class Trainer {
               return lp;
             }),
           },
-          { batch: o.batch, seqLen: o.seqLen, training: false },
+          { batch: B0, seqLen: o.seqLen, training: false },
         )
       : null;
 
@@ -246,15 +259,37 @@ export class Trainer {
       this.sources.teacher = new TeacherSamples(o.teacher, o.seqLen, this.seed, { temperature: this.opts.temperature });
     }
     this.calibCrc = o.calibTokens ? `${o.calibTokens.length}:${crc32(new Uint8Array(o.calibTokens.buffer, o.calibTokens.byteOffset, o.calibTokens.byteLength))}` : 'none';
-    this.windows = new Int32Array(o.batch * (o.seqLen + 1));
-    this.inputs = new Int32Array(o.batch * o.seqLen);
-    this.targets = new Int32Array(o.batch * o.seqLen);
-    this.dLogits = new Float32Array(o.batch * o.seqLen * c.vocabSize);
+    this.inputs = new Int32Array(B0 * o.seqLen);
+    this.targets = new Int32Array(B0 * o.seqLen);
+    this.dLogits = new Float32Array(B0 * o.seqLen * c.vocabSize);
+    const denom = o.batch * o.seqLen * c.dim;
     this.mseGrad = (layer, dX) => {
       const tg = this.teacherGraph!;
       const n = this.student.rows;
-      this.mseAcc += mseLoss(this.student.hidden(layer), tg.hidden(layer), n * c.dim, this.loss.mse, this.loss.mse > 0 ? dX : null);
+      this.mseAcc += mseLoss(this.student.hidden(layer), tg.hidden(layer), n * c.dim, this.loss.mse, this.loss.mse > 0 ? dX : null, denom);
     };
+
+    this.executor =
+      this.shards.length > 1
+        ? o.parallel!.create({
+            config: c,
+            teacher: new Map([...o.teacher.tensors].map(([k, t]) => [k, t.data])),
+            linears: this.providers.map((p) => ({ name: p.name, rows: p.rows, cols: p.cols, trainable: p.trainable })),
+            norms: [...attnNorm, ...ffnNorm, finalNorm].map((nw) => nw.name),
+            trainNorms: this.trainNorms,
+            needTeacher,
+            loss: this.loss,
+            seqLen: o.seqLen,
+            shardSizes: this.shards,
+            batch: o.batch,
+          })
+        : null;
+    this.windows = this.executor ? this.executor.tokenBuffer() : new Int32Array(o.batch * (o.seqLen + 1));
+  }
+
+  /** Stop worker threads, if any. The trainer cannot step afterwards. */
+  dispose(): void {
+    this.executor?.dispose();
   }
 
   /** Steps completed so far. */
@@ -305,20 +340,50 @@ export class Trainer {
     const L = this.seqLen;
     const B = this.batch;
     const n = B * L;
+    const B0 = this.shards[0]!;
+    const n0 = B0 * L;
     this.batchFor(this.stepCount);
-    splitWindows(this.windows, this.inputs, this.targets, B, L);
+    splitWindows(this.windows, this.inputs, this.targets, B0, L);
+    const ex = this.executor;
+    if (ex) this.startShards(ex);
 
-    this.student.forward(this.inputs, B);
-    let teacherLP: Float32Array | null = null;
-    if (this.teacherGraph) {
-      this.teacherGraph.forward(this.inputs, B);
-      teacherLP = this.teacherGraph.logits;
-      logSoftmaxRows(teacherLP, n, c.vocabSize);
+    let ll: ReturnType<typeof logitLosses>;
+    let mse: number;
+    let shardResults: ShardResult[] = [];
+    try {
+      this.student.forward(this.inputs, B0);
+      let teacherLP: Float32Array | null = null;
+      if (this.teacherGraph) {
+        this.teacherGraph.forward(this.inputs, B0);
+        teacherLP = this.teacherGraph.logits;
+        logSoftmaxRows(teacherLP, n0, c.vocabSize);
+      }
+      ll = logitLosses(this.student.logits, teacherLP, this.targets, n0, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits, n);
+      this.mseAcc = 0;
+      this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
+      mse = this.teacherGraph ? this.mseAcc : NaN;
+    } finally {
+      if (ex) shardResults = ex.finish();
     }
-    const ll = logitLosses(this.student.logits, teacherLP, this.targets, n, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits);
-    this.mseAcc = 0;
-    this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
-    const mse = this.teacherGraph ? this.mseAcc : NaN;
+    if (ex) {
+      // Worker shards, added after this thread's shard in shard order.
+      let kl = ll.kl * n0;
+      let ce = ll.ce * n0;
+      let top1 = ll.top1 * n0;
+      let mseSum = mse * n0;
+      for (const r of shardResults) {
+        this.providers.forEach((p, i) => {
+          if (p.trainable) p.backward(r.gradW[i]!);
+        });
+        if (this.trainNorms) this.normParams().forEach((np, j) => addInto(np.grad, r.normGrad[j]!));
+        kl += r.klSum;
+        ce += r.ceSum;
+        top1 += r.top1Sum;
+        mseSum += r.mseSum;
+      }
+      ll = { kl: kl / n, ce: ce / n, top1: top1 / n };
+      mse = mseSum / n;
+    }
 
     const gradNorm = globalGradNorm(this.params);
     if (!Number.isFinite(gradNorm)) {
@@ -354,6 +419,21 @@ export class Trainer {
     return result;
   }
 
+  private normParams(): Array<{ data: Float32Array; grad: Float32Array }> {
+    const w = this.studentWeightsG;
+    return [...w.attnNorm, ...w.ffnNorm, w.finalNorm] as Array<{ data: Float32Array; grad: Float32Array }>;
+  }
+
+  /** Publish this step's Ŵ, norms (tokens are already in the shared buffer) and start the worker shards. */
+  private startShards(ex: ShardExecutor): void {
+    this.providers.forEach((p, i) => {
+      if (p.trainable || !this.executorPrimed) ex.weightBuffer(i).set(p.weight());
+    });
+    if (this.trainNorms || !this.executorPrimed) this.normParams().forEach((np, j) => ex.normBuffer(j).set(np.data));
+    this.executorPrimed = true;
+    ex.start();
+  }
+
   /** Run until `untilStep` (default: the end), or until `shouldStop()` says so between steps. */
   run(untilStep = this.steps, shouldStop?: () => boolean): StepResult | undefined {
     let last: StepResult | undefined;
@@ -372,16 +452,17 @@ export class Trainer {
     const c = this.config;
     const L = this.seqLen;
     const tg = this.teacherGraph ?? this.makeEvalTeacher();
-    const win = new Int32Array(this.batch * (L + 1));
-    const inputs = new Int32Array(this.batch * L);
-    const targets = new Int32Array(this.batch * L);
+    const G = this.shards[0]!; // the graphs on this thread hold G sequences
+    const win = new Int32Array(G * (L + 1));
+    const inputs = new Int32Array(G * L);
+    const targets = new Int32Array(G * L);
     let kl = 0;
     let ce = 0;
     let top1 = 0;
     let mse = 0;
     let positions = 0;
-    for (let s = 0; s < windows.length; s += this.batch) {
-      const count = Math.min(this.batch, windows.length - s);
+    for (let s = 0; s < windows.length; s += G) {
+      const count = Math.min(G, windows.length - s);
       for (let b = 0; b < count; b++) {
         const w = windows[s + b]!;
         if (w.length < L + 1) throw badArg(`evaluation window ${s + b} has ${w.length} tokens, needs ${L + 1}`);
@@ -425,7 +506,7 @@ export class Trainer {
             return lp;
           }),
         },
-        { batch: this.batch, seqLen: this.seqLen, training: false },
+        { batch: this.shards[0]!, seqLen: this.seqLen, training: false },
       );
     }
     return this.evalTeacher;
@@ -470,6 +551,7 @@ export class Trainer {
       data: this.data,
       seed: this.seed,
       trainNorms: this.trainNorms,
+      threads: this.shards.length,
       calib: this.calibCrc,
       model: this.config,
       providers: this.providers.map((p) => [p.name, p.codecId, p.trainable, p.constructor.name]),
@@ -555,6 +637,10 @@ function splitWindows(win: Int32Array, inputs: Int32Array, targets: Int32Array, 
       targets[b * L + t] = win[b * (L + 1) + t + 1]!;
     }
   }
+}
+
+function addInto(dst: Float32Array, src: Float32Array): void {
+  for (let i = 0; i < dst.length; i++) dst[i] = dst[i]! + src[i]!;
 }
 
 function badArg(problem: string): UltraSketchError {
