@@ -25,6 +25,7 @@ export {
   wasmHashednetsKernel,
   compressedArena,
   compressedWasmAvailable,
+  wasmLittlebitKernel,
 } from './kernels/index.js';
-export type { KernelFactory, WasmKernelOptions } from './kernels/index.js';
+export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions } from './kernels/index.js';
 export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';

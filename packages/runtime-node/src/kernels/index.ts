@@ -19,6 +19,8 @@ export { RowDecodingLinear } from './rowKernel.js';
 export { wasmSketchKernel, wasmHashednetsKernel } from './wasm-sketch.js';
 export type { WasmKernelOptions } from './wasm-sketch.js';
 export { compressedArena, compressedWasmAvailable } from './wasm-common.js';
+export { wasmLittlebitKernel } from './wasm-littlebit.js';
+export type { WasmLittleBitOptions } from './wasm-littlebit.js';
 
 /** Register the kernels of every codec this runtime supports. Explicit and idempotent. */
 export function registerAllKernels(): void {

@@ -43,10 +43,7 @@ class SignRows {
   ) {
     this.rowBytes = Math.ceil(len / 8);
     this.paddedLen = this.rowBytes * 8;
-    const stream = LITTLE_ENDIAN
-      ? new Uint8Array(words.buffer, words.byteOffset, words.byteLength)
-      : Uint8Array.from({ length: words.length * 4 }, (_, i) => (words[i >>> 2]! >>> (8 * (i & 3))) & 0xff);
-    this.bytes = len % 8 === 0 ? stream : repackRows(stream, rows, len, this.rowBytes);
+    this.bytes = byteAlignedRows(words, rows, len);
     this.byteTables = rows >= BYTE_TABLE_MIN_ROWS;
     this.table = new Float32Array(this.byteTables ? this.rowBytes * 256 : this.rowBytes * 32);
   }
@@ -105,6 +102,17 @@ class SignRows {
       out[k] = s;
     }
   }
+}
+
+/**
+ * A packed ±1 matrix [rows, len] (LSB-first 32-bit words, unpadded rows) as rows of ⌈len/8⌉ whole bytes:
+ * the stored bytes themselves when len % 8 == 0 (little-endian hosts), else a re-packed copy (padding bits 0).
+ */
+export function byteAlignedRows(words: Uint32Array, rows: number, len: number): Uint8Array {
+  const stream = LITTLE_ENDIAN
+    ? new Uint8Array(words.buffer, words.byteOffset, words.byteLength)
+    : Uint8Array.from({ length: words.length * 4 }, (_, i) => (words[i >>> 2]! >>> (8 * (i & 3))) & 0xff);
+  return len % 8 === 0 ? stream : repackRows(stream, rows, len, Math.ceil(len / 8));
 }
 
 /** Copy `rows` rows of `len` bits from an unpadded LSB-first bitstream into rows of `rowBytes` whole bytes. */

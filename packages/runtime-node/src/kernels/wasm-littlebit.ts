@@ -1,0 +1,441 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import type { LittleBitParams } from '@ultrasketch/littlebit';
+import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
+import { ModuleBuilder } from '../wasm/emitter.js';
+import { f16ToF32Table } from './float.js';
+import { byteAlignedRows, littlebitKernel } from './littlebit.js';
+import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { KFn, forRange, whileLtU } from './wasm-emit.js';
+
+/**
+ * The LittleBit kernel in WebAssembly (docs/kernels.md): y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), each ±1
+ * product by subset-sum tables exactly like `littlebitKernel` (T[m] = Σ_i (bit i of m ? −v_i : +v_i) over
+ * groups of 8 — byte tables — or 4 — nibble tables — consecutive inputs; a row of signs is then one lookup
+ * and one addition per 8 or 4 signs), with:
+ * - tables built with f32x4 arithmetic, fully unrolled (T[2^i + m] = T[m] − 2·v_i, four entries per op);
+ * - lookups in straight wasm: a byte load, a table load at a constant offset, an add — four independent
+ *   accumulators per row;
+ * - the diagonal scalings fused: g ⊙ x while building the V tables, ℓ ⊙ z and h ⊙ u when storing the rows'
+ *   sums, the second path accumulating into the first's output;
+ * - **four input vectors per table** when n > 1: every table entry is an f32x4 holding the subset sums of
+ *   4 tokens, so one 16-byte lookup serves 4 tokens — the rows' sign bytes are read once per 4 tokens.
+ * Single-vector sums accumulate in float64 (the JS kernel's choice); 4-vector sums in float32 lanes.
+ * Rows whose length is not a multiple of 8 are re-packed once at construction (byteAlignedRows).
+ */
+
+/** Byte tables (256 entries per 8 inputs) for stages with at least this many rows, nibble tables below. */
+export interface LittleBitTiling {
+  byteMinRows1: number;
+  byteMinRows4: number;
+}
+export const DEFAULT_LITTLEBIT_TILING: LittleBitTiling = { byteMinRows1: 64, byteMinRows4: 64 };
+
+const SPLAT_LANE = (i: number) => Array.from({ length: 16 }, (_, b) => 4 * i + (b & 3));
+
+/** Push splat(lane i of vector v). */
+function splatLane(f: KFn, v: number, i: number): void {
+  f.get(v).get(v).i8x16Shuffle(SPLAT_LANE(i));
+}
+
+/** Horizontal sum of v: ((0 + 1) + (2 + 3)), pushed as f32. */
+function hsum(f: KFn, v: number): void {
+  f.get(v).f32x4ExtractLane(0).get(v).f32x4ExtractLane(1).f32Add();
+  f.get(v).f32x4ExtractLane(2).get(v).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
+/**
+ * First 4 entries [T0, T0 − d0, T0 − d1, T0 − d0 − d1] of a single-vector table from the group's values
+ * (vector `lo` = v0..v3 times 2 in `d`), T0 = Σ values: left in `e`.
+ */
+function firstFour(f: KFn, t0: number, d: number, e: number): void {
+  f.get(t0).f32x4Splat();
+  splatLane(f, d, 0);
+  f.v128ConstF32(0, 1, 0, 1).f32x4Mul().f32x4Sub();
+  splatLane(f, d, 1);
+  f.v128ConstF32(0, 0, 1, 1).f32x4Mul().f32x4Sub();
+  f.set(e);
+}
+
+/**
+ * build1(x, g, groups, T, bits): single-vector tables, groups of 8 (bits 8) or 4 (bits 4) inputs.
+ * v = x ⊙ g; byte group b at T + 1024·b, nibble group q at T + 64·q.
+ */
+function emitBuild1(bits: 4 | 8): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32']);
+  const [x, g, groups, T] = [0, 1, 2, 3];
+  const b = f.local('i32');
+  const xp = f.local('i32');
+  const gp = f.local('i32');
+  const tp = f.local('i32');
+  const t0 = f.local('f32');
+  const lo = f.local('v128');
+  const hi = f.local('v128');
+  const dlo = f.local('v128');
+  const dhi = f.local('v128');
+  const e = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  f.get(x).set(xp);
+  f.get(g).set(gp);
+  f.get(T).set(tp);
+  forRange(f, b, groups, () => {
+    f.get(xp).v128LoadA(0).get(gp).v128LoadA(0).f32x4Mul().set(lo);
+    f.get(lo).get(lo).f32x4Add().set(dlo);
+    if (bits === 8) {
+      f.get(xp).v128LoadA(16).get(gp).v128LoadA(16).f32x4Mul().set(hi);
+      f.get(hi).get(hi).f32x4Add().set(dhi);
+      f.get(lo).get(hi).f32x4Add().set(e[0]!);
+      hsum(f, e[0]!);
+    } else {
+      hsum(f, lo);
+    }
+    f.set(t0);
+    firstFour(f, t0, dlo, e[0]!);
+    // entries 4..7 and 8..15 in registers
+    f.get(e[0]!);
+    splatLane(f, dlo, 2);
+    f.f32x4Sub().set(e[1]!);
+    for (let m = 0; m < 2; m++) {
+      f.get(e[m]!);
+      splatLane(f, dlo, 3);
+      f.f32x4Sub().set(e[2 + m]!);
+    }
+    for (let m = 0; m < 4; m++) f.get(tp).get(e[m]!).v128StoreA(16 * m, 16);
+    if (bits === 8) {
+      // entries 16..255: T[2^i + m] = T[m] − 2·v_i, four at a time, from memory
+      for (let i = 4; i < 8; i++) {
+        const half = 1 << i;
+        for (let m = 0; m < half; m += 4) {
+          f.get(tp);
+          f.get(tp).v128LoadA(4 * m, 16);
+          splatLane(f, dhi, i - 4);
+          f.f32x4Sub().v128StoreA(4 * (half + m), 16);
+        }
+      }
+    }
+    f.get(xp).i32Const(4 * bits).i32Add().set(xp);
+    f.get(gp).i32Const(4 * bits).i32Add().set(gp);
+    f.get(tp).i32Const(bits === 8 ? 1024 : 64).i32Add().set(tp);
+  });
+  return f;
+}
+
+/**
+ * dot1_{8|4}(B, rows, nb, T, scale, out, accumulate): out[k] (+)= scale[k] · Σ_b lookups of row k's nb sign
+ * bytes (B + k·nb). Byte tables: T + 1024·b + 4·byte; nibble tables: T + 128·b + 4·(byte & 15) and
+ * T + 128·b + 64 + 4·(byte >> 4). Four float64 accumulators; U bytes per iteration.
+ */
+function emitDot1(bits: 4 | 8, U = 4): KFn {
+  const f = new KFn(Array(7).fill('i32'));
+  const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
+  const k = f.local('i32');
+  const bp = f.local('i32');
+  const tp = f.local('i32');
+  const end = f.local('i32');
+  const endU = f.local('i32');
+  const rowB = f.local('i32');
+  const v = f.local('i32');
+  const op = f.local('i32');
+  const sum = f.local('f64');
+  const acc = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
+  const tableBytes = bits === 8 ? 1024 : 128;
+  const lookup = (byteOff: number, a: number) => {
+    // acc[a] += T[...] for the byte at bp + byteOff, table tp + byteOff·tableBytes
+    if (bits === 8) {
+      f.get(acc[a]!);
+      f.get(tp).get(bp).i32Load8U(byteOff).i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes);
+      f.f64PromoteF32().f64Add().set(acc[a]!);
+    } else {
+      f.get(bp).i32Load8U(byteOff).set(v);
+      f.get(acc[a]!);
+      f.get(tp).get(v).i32Const(15).i32And().i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes);
+      f.get(tp).get(v).i32Const(4).i32ShrU().i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes + 64);
+      f.f32Add().f64PromoteF32().f64Add().set(acc[a]!);
+    }
+  };
+  f.get(B).set(rowB);
+  forRange(f, k, rows, () => {
+    for (const a of acc) f.f64Const(0).set(a);
+    f.get(rowB).set(bp);
+    f.get(T).set(tp);
+    f.get(rowB).get(nb).i32Add().set(end);
+    f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
+    whileLtU(f, bp, endU, U, () => {
+      for (let u = 0; u < U; u++) lookup(u, u % 4);
+      f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
+    });
+    whileLtU(f, bp, end, 1, () => {
+      lookup(0, 0);
+      f.get(tp).i32Const(tableBytes).i32Add().set(tp);
+    });
+    // out[k] (+)= scale[k] · sum
+    f.get(out).get(k).i32Const(2).i32Shl().i32Add().set(op);
+    f.get(acc[0]!).get(acc[1]!).f64Add().get(acc[2]!).get(acc[3]!).f64Add().f64Add();
+    f.get(scale).get(k).i32Const(2).i32Shl().i32Add().f32Load().f64PromoteF32().f64Mul().set(sum);
+    f.get(accumulate).if_();
+    f.get(sum).get(op).f32Load().f64PromoteF32().f64Add().set(sum);
+    f.end();
+    f.get(op).get(sum).f32DemoteF64().f32Store();
+    f.get(rowB).get(nb).i32Add().set(rowB);
+  });
+  return f;
+}
+
+/**
+ * build4v_{8|4}(x4, g, groups, T): four-vector tables. x4 holds, per input j, the 4 vectors' values as one
+ * f32x4 (x4 + 16·j); v_j = x4[j] · g[j]. Entry m of group b is an f32x4 at T + 16·(2^bits·b + m).
+ */
+function emitBuild4(bits: 4 | 8): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32']);
+  const [x, g, groups, T] = [0, 1, 2, 3];
+  const b = f.local('i32');
+  const xp = f.local('i32');
+  const gp = f.local('i32');
+  const tp = f.local('i32');
+  const vals = Array.from({ length: bits }, () => f.local('v128'));
+  const e0 = f.local('v128');
+  f.get(x).set(xp);
+  f.get(g).set(gp);
+  f.get(T).set(tp);
+  forRange(f, b, groups, () => {
+    for (let i = 0; i < bits; i++) {
+      f.get(xp).v128LoadA(16 * i, 16).get(gp).v128Load32Splat(4 * i).f32x4Mul().set(vals[i]!);
+    }
+    // T0 = Σ v_i (pairwise), then d_i = 2 v_i in place
+    f.get(vals[0]!).get(vals[1]!).f32x4Add().get(vals[2]!).get(vals[3]!).f32x4Add().f32x4Add();
+    if (bits === 8) f.get(vals[4]!).get(vals[5]!).f32x4Add().get(vals[6]!).get(vals[7]!).f32x4Add().f32x4Add().f32x4Add();
+    f.set(e0);
+    for (const v of vals) f.get(v).get(v).f32x4Add().set(v);
+    f.get(tp).get(e0).v128StoreA(0, 16);
+    const size = 1 << bits;
+    for (let i = 0; i < bits; i++) {
+      const half = 1 << i;
+      for (let m = 0; m < half; m++) {
+        f.get(tp);
+        if (m === 0) f.get(e0);
+        else f.get(tp).v128LoadA(16 * m, 16);
+        f.get(vals[i]!).f32x4Sub().v128StoreA(16 * (half + m), 16);
+      }
+    }
+    f.get(xp).i32Const(16 * bits).i32Add().set(xp);
+    f.get(gp).i32Const(4 * bits).i32Add().set(gp);
+    f.get(tp).i32Const(16 * size).i32Add().set(tp);
+  });
+  return f;
+}
+
+/** dot4v_{8|4}(B, rows, nb, T, scale, out4, accumulate): out4[k] (+)= scale[k] · Σ lookups (f32x4 = 4 vectors). */
+function emitDot4(bits: 4 | 8, U = 4): KFn {
+  const f = new KFn(Array(7).fill('i32'));
+  const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
+  const k = f.local('i32');
+  const bp = f.local('i32');
+  const tp = f.local('i32');
+  const end = f.local('i32');
+  const endU = f.local('i32');
+  const rowB = f.local('i32');
+  const v = f.local('i32');
+  const op = f.local('i32');
+  const sum = f.local('v128');
+  const acc = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const tableBytes = bits === 8 ? 4096 : 512;
+  const lookup = (byteOff: number, a: number) => {
+    if (bits === 8) {
+      f.get(acc[a]!);
+      f.get(tp).get(bp).i32Load8U(byteOff).i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes, 16);
+      f.f32x4Add().set(acc[a]!);
+    } else {
+      f.get(bp).i32Load8U(byteOff).set(v);
+      f.get(acc[a]!);
+      f.get(tp).get(v).i32Const(15).i32And().i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes, 16);
+      f.get(tp).get(v).i32Const(4).i32ShrU().i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes + 256, 16);
+      f.f32x4Add().f32x4Add().set(acc[a]!);
+    }
+  };
+  f.get(B).set(rowB);
+  forRange(f, k, rows, () => {
+    for (const a of acc) f.v128Zero().set(a);
+    f.get(rowB).set(bp);
+    f.get(T).set(tp);
+    f.get(rowB).get(nb).i32Add().set(end);
+    f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
+    whileLtU(f, bp, endU, U, () => {
+      for (let u = 0; u < U; u++) lookup(u, u % 4);
+      f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
+    });
+    whileLtU(f, bp, end, 1, () => {
+      lookup(0, 0);
+      f.get(tp).i32Const(tableBytes).i32Add().set(tp);
+    });
+    f.get(out).get(k).i32Const(4).i32Shl().i32Add().set(op);
+    f.get(acc[0]!).get(acc[1]!).f32x4Add().get(acc[2]!).get(acc[3]!).f32x4Add().f32x4Add();
+    f.get(scale).get(k).i32Const(2).i32Shl().i32Add().v128Load32Splat().f32x4Mul().set(sum);
+    f.get(accumulate).if_();
+    f.get(sum).get(op).v128LoadA(0, 16).f32x4Add().set(sum);
+    f.end();
+    f.get(op).get(sum).v128StoreA(0, 16);
+    f.get(rowB).get(nb).i32Add().set(rowB);
+  });
+  return f;
+}
+
+function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
+  const m = new ModuleBuilder(memoryImport(shared, maxPages));
+  m.addFunction('build1_8', emitBuild1(8));
+  m.addFunction('build1_4', emitBuild1(4));
+  m.addFunction('dot1_8', emitDot1(8));
+  m.addFunction('dot1_4', emitDot1(4));
+  m.addFunction('build4_8', emitBuild4(8));
+  m.addFunction('build4_4', emitBuild4(4));
+  m.addFunction('dot4_8', emitDot4(8));
+  m.addFunction('dot4_4', emitDot4(4));
+  return m;
+}
+
+/** The module's bytes (for the tests' WebAssembly.validate). */
+export function emitLittleBitModule(): Uint8Array {
+  return buildModule(false, 65536).emit();
+}
+
+type Fn = (...a: number[]) => void;
+
+interface PathPlan {
+  vBytes: number; // V_sᵀ rows [r, nbIn]
+  uBytes: number; // U_s rows [out, nbR]
+  g: number; // f32 [padIn], zeros past in
+  l: number; // f32 [r]
+  h: number; // f32 [out]
+}
+
+const up8 = (v: number) => Math.ceil(v / 8) * 8;
+
+class WasmLittleBitLinear implements Linear {
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  private readonly rank: number;
+  private readonly padIn: number;
+  private readonly padR: number;
+  private readonly paths: PathPlan[];
+  private readonly ones: number;
+  private readonly fn: Record<string, Fn>;
+  private readonly views: HeapViews;
+  /** Table kind per stage and block size: 8 (byte) or 4 (nibble). */
+  private readonly vBits1: 4 | 8;
+  private readonly uBits1: 4 | 8;
+  private readonly vBits4: 4 | 8;
+  private readonly uBits4: 4 | 8;
+
+  constructor(
+    readonly arena: WasmArena,
+    p: LittleBitParams,
+    tiling: LittleBitTiling,
+  ) {
+    this.outFeatures = p.rows;
+    this.inFeatures = p.cols;
+    this.rank = p.rank;
+    this.padIn = up8(p.cols);
+    this.padR = up8(p.rank);
+    this.views = new HeapViews(arena);
+    const t = f16ToF32Table();
+    const f32Of = (bits: Uint16Array, len: number) => {
+      const a = new Float32Array(len);
+      for (let i = 0; i < bits.length; i++) a[i] = t[bits[i]!]!;
+      return a;
+    };
+    this.paths = p.paths.map((path) => ({
+      vBytes: storeBytes(arena, byteAlignedRows(path.vSigns, p.rank, p.cols)),
+      uBytes: storeBytes(arena, byteAlignedRows(path.uSigns, p.rows, p.rank)),
+      g: storeBytes(arena, f32Of(path.g, this.padIn)),
+      l: storeBytes(arena, f32Of(path.l, p.rank)),
+      h: storeBytes(arena, f32Of(path.h, p.rows)),
+    }));
+    this.ones = storeBytes(arena, new Float32Array(this.padR).fill(1));
+    this.fn = kernelExports(arena, 'littlebit', buildModule) as Record<string, Fn>;
+    this.vBits1 = p.rank >= tiling.byteMinRows1 ? 8 : 4;
+    this.uBits1 = p.rows >= tiling.byteMinRows1 ? 8 : 4;
+    this.vBits4 = p.rank >= tiling.byteMinRows4 ? 8 : 4;
+    this.uBits4 = p.rows >= tiling.byteMinRows4 ? 8 : 4;
+  }
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const out = this.outFeatures;
+    const inF = this.inFeatures;
+    if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `littlebit kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
+    }
+    const lanes = n === 1 ? 1 : 4;
+    const { padIn, padR } = this;
+    const xBytes = padIn * 4 * lanes;
+    const wBytes = padR * 4 * lanes;
+    const yBytes = Math.ceil(out / 4) * 16 * lanes;
+    const vB = lanes === 1 ? this.vBits1 : this.vBits4;
+    const uB = lanes === 1 ? this.uBits1 : this.uBits4;
+    const entry = 4 * lanes;
+    const tableBytes = Math.max((padIn / vB) * (1 << vB) * entry, (padR / uB) * (1 << uB) * entry);
+    const at = this.arena.scratch(xBytes + wBytes + yBytes + tableBytes);
+    const f32 = this.views.refresh().f32;
+    const xAt = at;
+    const wAt = xAt + xBytes;
+    const yAt = wAt + wBytes;
+    const tAt = yAt + yBytes;
+    const x4 = xAt / 4;
+    const w4 = wAt / 4;
+    const y4 = yAt / 4;
+    const fn = this.fn;
+    const r = this.rank;
+    if (lanes === 1) {
+      const build = vB === 8 ? fn.build1_8! : fn.build1_4!;
+      const dotV = vB === 8 ? fn.dot1_8! : fn.dot1_4!;
+      const buildU = uB === 8 ? fn.build1_8! : fn.build1_4!;
+      const dotU = uB === 8 ? fn.dot1_8! : fn.dot1_4!;
+      f32.fill(0, w4 + r, w4 + padR);
+      f32.fill(0, x4 + inF, x4 + padIn);
+      f32.set(x.subarray(0, inF), x4);
+      this.paths.forEach((path, i) => {
+        build(xAt, path.g, padIn / vB, tAt);
+        dotV(path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
+        buildU(wAt, this.ones, padR / uB, tAt);
+        dotU(path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
+      });
+      y.set(f32.subarray(y4, y4 + out));
+      return;
+    }
+    const build = vB === 8 ? fn.build4_8! : fn.build4_4!;
+    const dotV = vB === 8 ? fn.dot4_8! : fn.dot4_4!;
+    const buildU = uB === 8 ? fn.build4_8! : fn.build4_4!;
+    const dotU = uB === 8 ? fn.dot4_8! : fn.dot4_4!;
+    f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
+    for (let t0 = 0; t0 < n; t0 += 4) {
+      const T = Math.min(4, n - t0);
+      // x4[j] = the T vectors' x_j (lanes ≥ T and inputs ≥ in zero)
+      f32.fill(0, x4, x4 + 4 * padIn);
+      for (let t = 0; t < T; t++) {
+        const src = (t0 + t) * inF;
+        for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
+      }
+      this.paths.forEach((path, i) => {
+        build(xAt, path.g, padIn / vB, tAt);
+        dotV(path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
+        buildU(wAt, this.ones, padR / uB, tAt);
+        dotU(path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
+      });
+      for (let t = 0; t < T; t++) {
+        const dst = (t0 + t) * out;
+        for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;
+      }
+    }
+  }
+}
+
+export interface WasmLittleBitOptions {
+  /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */
+  arena?: WasmArena;
+  /** Table-kind thresholds (for measurements; default DEFAULT_LITTLEBIT_TILING). */
+  tiling?: LittleBitTiling;
+}
+
+/** The `littlebit` kernel in WebAssembly SIMD; the JS `littlebitKernel` where wasm SIMD is unavailable. */
+export function wasmLittlebitKernel(p: LittleBitParams, options: WasmLittleBitOptions = {}): Linear {
+  if (!compressedWasmAvailable()) return littlebitKernel(p);
+  return new WasmLittleBitLinear(options.arena ?? compressedArena(), p, options.tiling ?? DEFAULT_LITTLEBIT_TILING);
+}
