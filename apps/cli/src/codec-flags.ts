@@ -31,7 +31,7 @@ const CODEC_FLAGS: CodecFlag[] = [
       valueName: 'X',
       min: 0,
       description: 'sketch, hashednets, littlebit: target bits per weight of each compressed linear (every stored bit counted)',
-      defaultText: 'required for sketch and hashednets; littlebit 0.55',
+      defaultText: 'none, sketch and hashednets need it; littlebit 0.55',
     },
   },
   { key: 'rows', spec: { name: 'rows', kind: 'int', valueName: 'D', min: 1, description: 'sketch: sketch rows d (hashes per weight)', defaultText: '3' } },

@@ -89,7 +89,8 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
   const reports = new Map<string, Report>();
   const file = (key: string) => join(tmp, `${key}.usk`);
   beforeAll(() => {
-    for (const [key, args] of CASES) reports.set(key, compress([...args, '-o', file(key), '--eval-windows', '1']).report);
+    // quality on one window of 128 tokens keeps the suite fast; eval below uses the same window
+    for (const [key, args] of CASES) reports.set(key, compress([...args, '-o', file(key), '--eval-windows', '1', '--eval-window', '128']).report);
   });
 
   it.each(CASES)('%s: the report, the file, and inspect --json totals = the real size = an independent recomputation', (key) => {
@@ -126,7 +127,7 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
   });
 
   it.each(CASES)('%s: eval (against the float checkpoint) and generate run the bundle', (key) => {
-    const e = cli(['eval', file(key), '--text', EVAL_TEXT, '--windows', '1', '--reference', M, '--json']);
+    const e = cli(['eval', file(key), '--text', EVAL_TEXT, '--windows', '1', '--window', '128', '--reference', M, '--json']);
     expect(e.stderr).not.toContain('error');
     expect(e.code).toBe(0);
     const out = parseOneObject(e.stdout) as {
@@ -153,7 +154,7 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
   });
 
   it('float and rtn 8 are close to the float model; the sub-1-bit codecs are far (post-training)', () => {
-    const ref = parseOneObject(cli(['eval', M, '--text', EVAL_TEXT, '--windows', '1', '--json']).stdout) as { perplexity: number };
+    const ref = parseOneObject(cli(['eval', M, '--text', EVAL_TEXT, '--windows', '1', '--window', '128', '--json']).stdout) as { perplexity: number };
     expect(reports.get('float')!.quality!.perplexity).toBeCloseTo(ref.perplexity, 2);
     expect(reports.get('rtn8')!.quality!.top1).toBeGreaterThan(0.95);
     expect(reports.get('sketch')!.quality!.perplexity).toBeGreaterThan(ref.perplexity);
@@ -176,7 +177,7 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
   });
 
   it('a bundle as --reference, and the human inspect table', () => {
-    const e = cli(['eval', M, '--text', EVAL_TEXT, '--windows', '1', '--reference', file('rtn8'), '--json']);
+    const e = cli(['eval', M, '--text', EVAL_TEXT, '--windows', '1', '--window', '64', '--reference', file('rtn8'), '--json']);
     expect(e.code).toBe(0);
     expect((parseOneObject(e.stdout) as { reference: { kind: string } }).reference.kind).toBe('bundle');
     const h = cli(['inspect', file('sketch')]);
@@ -191,7 +192,7 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
     const g = cli(['generate', file('rtn8'), '--tokenizer', TOKENIZERS.stories260K, '--steps', '4']);
     expect(g.code).toBe(1);
     expect(g.stderr).toMatch(/^error \[E_BAD_ARGUMENT\]: --tokenizer: a bundle carries its own tokenizer/);
-    const e = cli(['eval', file('rtn8'), '--tokenizer', TOKENIZERS.stories260K, '--text', EVAL_TEXT, '--windows', '1']);
+    const e = cli(['eval', file('rtn8'), '--tokenizer', TOKENIZERS.stories260K, '--text', EVAL_TEXT, '--windows', '1', '--window', '64']);
     expect(e.code).toBe(1);
     expect(e.stderr).toContain('E_BAD_ARGUMENT');
   });

@@ -85,13 +85,21 @@ describe.runIf(HAVE_SHARED)('calibrate() and compress() with saliency on stories
   const evalText = HAVE_SHARED ? readFileSync(EVAL, 'utf8') : '';
 
   it('equals collectSaliency over the first N tokens of the document stream', () => {
-    const c = calibrate({ model, text: calibText, textSource: CALIB, maxTokens: 700 });
+    const c = calibrate({ model, text: calibText, textSource: CALIB, maxTokens: 700, forward: 'reference' });
+    expect(c.info.forward).toBe('reference-f32');
     expect(c.info.tokens).toBe(700);
     expect(c.info.textSource).toBe(CALIB);
     expect(c.stats.meanSquare.size).toBe(35);
     const stream = documentTokenStream(model.tokenizer, calibText);
     const direct = collectSaliency({ forward: LlamaForward.fromWeights(model.weights), tokens: stream, maxTokens: 700 });
     for (const [name, v] of direct.meanSquare) expect(c.stats.meanSquare.get(name)).toEqual(v);
+    // the default (wasm kernels) agrees to float32 rounding
+    const fast = calibrate({ model, text: calibText, maxTokens: 700 });
+    expect(fast.info.forward).toBe('wasm-f32');
+    for (const [name, v] of direct.meanSquare) {
+      const w = fast.stats.meanSquare.get(name)!;
+      for (let j = 0; j < v.length; j++) expect(Math.abs(w[j]! - v[j]!)).toBeLessThanOrEqual(1e-5 * v[j]! + 1e-12);
+    }
   });
 
   it('the sketch with channel groups uses it (a different bundle, provenance records the calibration); rtn ignores it', async () => {

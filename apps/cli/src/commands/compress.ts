@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import {
   COMPRESS_CODECS,
   type Calibration,
@@ -83,6 +84,7 @@ export const compressCommand: Command = {
     let text: string | undefined;
     if (evalWindows > 0) {
       text = new TextDecoder('utf-8').decode(evalFile!.bytes);
+      warnIfCalibrationText(io, evalFile!.path);
       note(io, quiet, `compress: quality will be measured on the first ${evalWindows} window(s) of ${evalFile!.path}`);
     }
     const c = model.weights.config;
@@ -176,6 +178,13 @@ function summaryRows(r: CompressReport, source: string): Array<[string, string]>
     ]);
   }
   return rows;
+}
+
+/** Quality measured on calibration text says nothing about unseen text: say so (like `eval`). */
+export function warnIfCalibrationText(io: CommandIO, path: string): void {
+  if (basename(path) === 'calib.txt') {
+    warn(io, `measuring quality on calibration text (${path}): the result says nothing about unseen text; use eval.txt`);
+  }
 }
 
 /** A text path from an option or the default data file; undefined when neither exists and it is not needed. */

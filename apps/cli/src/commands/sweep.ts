@@ -17,7 +17,7 @@ import { type Command, UsageError } from '../command.js';
 import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { note, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { maybeCalibrate, readText, textPath } from './compress.js';
+import { maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
 
 const DEFAULT_CODECS = 'rtn:2,binary,sketch,hashednets,littlebit';
 const DEFAULT_BPW = '0.5,0.75,1.0';
@@ -97,6 +97,7 @@ export const sweepCommand: Command = {
     }
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', true)!;
     const evalFile = readText(evalPath, 'evaluation text', '--eval-text');
+    warnIfCalibrationText(io, evalPath);
     const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
     const calibration = maybeCalibrate(input, io, model, 'sweep', null, evalFile, usesSaliency);
 
