@@ -26,6 +26,8 @@ export {
   compressedArena,
   compressedWasmAvailable,
   wasmLittlebitKernel,
+  wasmBinaryKernel,
+  wasmRtnKernel,
 } from './kernels/index.js';
 export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions } from './kernels/index.js';
 export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';

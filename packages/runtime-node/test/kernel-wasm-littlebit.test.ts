@@ -39,8 +39,8 @@ function worstRelativeError(params: LittleBitParams, x: Float32Array, n: number,
 const encode = (w: Float32Array, rows: number, cols: number, raw: Record<string, unknown>, seed = 1) =>
   littlebitCodec.encode(w, rows, cols, littlebitCodec.resolveOptions(raw), { name: 't', seed });
 
-const BYTES: LittleBitTiling = { byteMinRows1: 1, byteMinRows4: 1 };
-const NIBBLES: LittleBitTiling = { byteMinRows1: 1 << 30, byteMinRows4: 1 << 30 };
+const BYTES: LittleBitTiling = { byteMinRows1: 1, byteMinRows4: 1, maxTableBytes: 1 << 30 };
+const NIBBLES: LittleBitTiling = { byteMinRows1: 1 << 30, byteMinRows4: 1 << 30, maxTableBytes: 1 << 30 };
 
 describe('wasm littlebit kernel equals decode-then-dense', () => {
   it('the module validates', () => {

@@ -21,6 +21,8 @@ export type { WasmKernelOptions } from './wasm-sketch.js';
 export { compressedArena, compressedWasmAvailable } from './wasm-common.js';
 export { wasmLittlebitKernel } from './wasm-littlebit.js';
 export type { WasmLittleBitOptions } from './wasm-littlebit.js';
+export { wasmBinaryKernel } from './wasm-binary.js';
+export { wasmRtnKernel } from './wasm-rtn.js';
 
 /** Register the kernels of every codec this runtime supports. Explicit and idempotent. */
 export function registerAllKernels(): void {

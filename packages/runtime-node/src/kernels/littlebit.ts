@@ -112,6 +112,11 @@ export function byteAlignedRows(words: Uint32Array, rows: number, len: number): 
   const stream = LITTLE_ENDIAN
     ? new Uint8Array(words.buffer, words.byteOffset, words.byteLength)
     : Uint8Array.from({ length: words.length * 4 }, (_, i) => (words[i >>> 2]! >>> (8 * (i & 3))) & 0xff);
+  return byteAlignedRowsOfBytes(stream, rows, len);
+}
+
+/** The same for an LSB-first byte stream (e.g. the `binary` codec's signs). */
+export function byteAlignedRowsOfBytes(stream: Uint8Array, rows: number, len: number): Uint8Array {
   return len % 8 === 0 ? stream : repackRows(stream, rows, len, Math.ceil(len / 8));
 }
 

@@ -24,12 +24,22 @@ import { KFn, forRange, whileLtU } from './wasm-emit.js';
  * Rows whose length is not a multiple of 8 are re-packed once at construction (byteAlignedRows).
  */
 
-/** Byte tables (256 entries per 8 inputs) for stages with at least this many rows, nibble tables below. */
+/**
+ * Table kind per stage: byte tables (256 entries per 8 inputs: half the lookups, 8× the building) for stages
+ * with at least `byteMinRows*` rows whose tables fit in `maxTableBytes`, nibble tables (16 per 4) otherwise.
+ */
 export interface LittleBitTiling {
   byteMinRows1: number;
   byteMinRows4: number;
+  maxTableBytes: number;
 }
-export const DEFAULT_LITTLEBIT_TILING: LittleBitTiling = { byteMinRows1: 64, byteMinRows4: 64 };
+export const DEFAULT_LITTLEBIT_TILING: LittleBitTiling = { byteMinRows1: 64, byteMinRows4: 64, maxTableBytes: 1 << 20 };
+
+/** Bits per table group (8: byte tables, 4: nibble tables) for a stage of `rows` rows over `len` inputs. */
+export function tableBits(t: LittleBitTiling, rows: number, len: number, lanes: 1 | 4): 4 | 8 {
+  const byteTables = Math.ceil(len / 8) * 256 * 4 * lanes;
+  return rows >= (lanes === 1 ? t.byteMinRows1 : t.byteMinRows4) && byteTables <= t.maxTableBytes ? 8 : 4;
+}
 
 const SPLAT_LANE = (i: number) => Array.from({ length: 16 }, (_, b) => 4 * i + (b & 3));
 
@@ -297,6 +307,11 @@ export function emitLittleBitModule(): Uint8Array {
   return buildModule(false, 65536).emit();
 }
 
+/** The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4) instantiated over `arena`. */
+export function signTableFunctions(arena: WasmArena): Record<string, (...a: number[]) => void> {
+  return kernelExports(arena, 'littlebit', buildModule) as Record<string, (...a: number[]) => void>;
+}
+
 type Fn = (...a: number[]) => void;
 
 interface PathPlan {
@@ -350,11 +365,11 @@ class WasmLittleBitLinear implements Linear {
       h: storeBytes(arena, f32Of(path.h, p.rows)),
     }));
     this.ones = storeBytes(arena, new Float32Array(this.padR).fill(1));
-    this.fn = kernelExports(arena, 'littlebit', buildModule) as Record<string, Fn>;
-    this.vBits1 = p.rank >= tiling.byteMinRows1 ? 8 : 4;
-    this.uBits1 = p.rows >= tiling.byteMinRows1 ? 8 : 4;
-    this.vBits4 = p.rank >= tiling.byteMinRows4 ? 8 : 4;
-    this.uBits4 = p.rows >= tiling.byteMinRows4 ? 8 : 4;
+    this.fn = signTableFunctions(arena);
+    this.vBits1 = tableBits(tiling, p.rank, p.cols, 1);
+    this.uBits1 = tableBits(tiling, p.rows, p.rank, 1);
+    this.vBits4 = tableBits(tiling, p.rank, p.cols, 4);
+    this.uBits4 = tableBits(tiling, p.rows, p.rank, 4);
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {

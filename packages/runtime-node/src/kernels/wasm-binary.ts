@@ -1,0 +1,104 @@
+import type { BinaryParams } from '@ultrasketch/baselines';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
+import { binaryKernel } from './binary.js';
+import { f16ToF32Table } from './float.js';
+import { byteAlignedRowsOfBytes } from './littlebit.js';
+import { HeapViews, compressedArena, compressedWasmAvailable, storeBytes } from './wasm-common.js';
+import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, tableBits } from './wasm-littlebit.js';
+
+/**
+ * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table
+ * machinery as the LittleBit kernel (wasm-littlebit.ts), with the row scales s fused into the row sums:
+ * tables over x (byte or nibble groups, built with f32x4 arithmetic), one lookup per 8 (4) signs, float64
+ * sums for one input vector; four-vector f32x4 tables when n > 1. Rows whose length is not a multiple of 8
+ * are re-packed to whole bytes once, at construction.
+ */
+class WasmBinaryLinear implements Linear {
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  private readonly padIn: number;
+  private readonly bytesAt: number;
+  private readonly scalesAt: number;
+  private readonly onesAt: number;
+  private readonly fn: Record<string, (...a: number[]) => void>;
+  private readonly views: HeapViews;
+  private readonly bits1: 4 | 8;
+  private readonly bits4: 4 | 8;
+
+  constructor(
+    readonly arena: WasmArena,
+    p: BinaryParams,
+    tiling: LittleBitTiling,
+  ) {
+    this.outFeatures = p.rows;
+    this.inFeatures = p.cols;
+    this.padIn = Math.ceil(p.cols / 8) * 8;
+    this.views = new HeapViews(arena);
+    this.bytesAt = storeBytes(arena, byteAlignedRowsOfBytes(p.signs, p.rows, p.cols));
+    const t = f16ToF32Table();
+    this.scalesAt = storeBytes(arena, Float32Array.from(p.scales, (h) => t[h]!));
+    this.onesAt = storeBytes(arena, new Float32Array(this.padIn).fill(1));
+    this.fn = signTableFunctions(arena);
+    this.bits1 = tableBits(tiling, p.rows, p.cols, 1);
+    this.bits4 = tableBits(tiling, p.rows, p.cols, 4);
+  }
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const out = this.outFeatures;
+    const inF = this.inFeatures;
+    if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `binary kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
+    }
+    const lanes = n === 1 ? 1 : 4;
+    const pad = this.padIn;
+    const B = lanes === 1 ? this.bits1 : this.bits4;
+    const xBytes = pad * 4 * lanes;
+    const yBytes = Math.ceil(out / 4) * 16 * lanes;
+    const tableBytes = (pad / B) * (1 << B) * 4 * lanes;
+    const at = this.arena.scratch(xBytes + yBytes + tableBytes);
+    const f32 = this.views.refresh().f32;
+    const xAt = at;
+    const yAt = xAt + xBytes;
+    const tAt = yAt + yBytes;
+    const x4 = xAt / 4;
+    const y4 = yAt / 4;
+    const fn = this.fn;
+    if (lanes === 1) {
+      f32.set(x.subarray(0, inF), x4);
+      f32.fill(0, x4 + inF, x4 + pad);
+      (B === 8 ? fn.build1_8! : fn.build1_4!)(xAt, this.onesAt, pad / B, tAt);
+      (B === 8 ? fn.dot1_8! : fn.dot1_4!)(this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0);
+      y.set(f32.subarray(y4, y4 + out));
+      return;
+    }
+    const build = B === 8 ? fn.build4_8! : fn.build4_4!;
+    const dot = B === 8 ? fn.dot4_8! : fn.dot4_4!;
+    for (let t0 = 0; t0 < n; t0 += 4) {
+      const T = Math.min(4, n - t0);
+      f32.fill(0, x4, x4 + 4 * pad);
+      for (let t = 0; t < T; t++) {
+        const src = (t0 + t) * inF;
+        for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
+      }
+      build(xAt, this.onesAt, pad / B, tAt);
+      dot(this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0);
+      for (let t = 0; t < T; t++) {
+        const dst = (t0 + t) * out;
+        for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;
+      }
+    }
+  }
+}
+
+export interface WasmBinaryOptions {
+  arena?: WasmArena;
+  tiling?: LittleBitTiling;
+}
+
+/** The `binary` kernel in WebAssembly SIMD; the JS `binaryKernel` where wasm SIMD is unavailable. */
+export function wasmBinaryKernel(p: BinaryParams, options: WasmBinaryOptions = {}): Linear {
+  if (!compressedWasmAvailable()) return binaryKernel(p);
+  return new WasmBinaryLinear(options.arena ?? compressedArena(), p, options.tiling ?? DEFAULT_LITTLEBIT_TILING);
+}

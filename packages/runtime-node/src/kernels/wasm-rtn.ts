@@ -1,0 +1,319 @@
+import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
+import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
+import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
+import { ModuleBuilder } from '../wasm/emitter.js';
+import { rtnKernel } from './rtn.js';
+import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { KFn, forRange, whileLtU } from './wasm-emit.js';
+
+/**
+ * The `rtn` kernel in WebAssembly SIMD for 2-, 4- and 8-bit codes (3-bit codes use the JS `rtnKernel`):
+ *
+ *     y_r = Σ_groups ( scale_g · Σ_{j∈g} code_j x_j  +  offset_g · Σ_{j∈g} x_j )
+ *
+ * — the decoded weight offset + code · scale, regrouped so that the inner loop is code × x only. The group
+ * sums of x are computed once per call (shared by every row); the codes of 16 bytes (a "chunk": 16·8/k codes)
+ * are split into their 8/k bit planes (one shift and one mask per plane), widened to i32 and converted to
+ * f32 (the codes are small integers: exact), multiplied by x and summed in float32 lanes per group, then
+ * scaled. The inputs are permuted once per call to match the plane order (plane p of a chunk holds the
+ * codes at columns ≡ p mod 8/k), so no shuffles are needed per weight. Up to 4 input vectors share each
+ * decoded chunk.
+ *
+ * Codes are used in place when rows and groups fill whole chunks (cols and the group length multiples of
+ * 16·8/k — every Llama shape with groups of 64); otherwise they are re-packed once, at construction, with each
+ * group padded to whole chunks (padding codes meet zero inputs). Scales and offsets (f16) are converted to f32
+ * in the per-call scratch by a SIMD routine, so the memory held stays the stored bytes.
+ */
+
+const MAX_T = 4;
+
+/** half2float(src, dst, count): f16 bits → f32, 8 at a time (writes ≤ 7 past count); Inf/NaN preserved. */
+function emitHalfToFloat(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32']);
+  const [src, dst, count] = [0, 1, 2];
+  const i = f.local('i32');
+  const h8 = f.local('v128');
+  const h = f.local('v128');
+  const m = f.local('v128');
+  const one = (half: 0 | 1) => {
+    f.get(dst).get(i).i32Const(2).i32Shl().i32Add();
+    f.get(h8);
+    if (half === 0) f.i32x4ExtendLowI16x8U();
+    else f.i32x4ExtendHighI16x8U();
+    f.set(h);
+    f.get(h).v128ConstI32(0x7fff).v128And().set(m);
+    // subnormal: convert(m)·2^-24; normal: (m << 13) + (112 << 23), + another 112 << 23 for Inf/NaN
+    f.get(m).f32x4ConvertI32x4S().v128ConstF32(2 ** -24).f32x4Mul();
+    f.get(m).i32Const(13).i32x4Shl().v128ConstI32(112 << 23).i32x4Add();
+    f.get(m).v128ConstI32(0x7bff).i32x4GtS().v128ConstI32(112 << 23).v128And().i32x4Add();
+    f.get(m).v128ConstI32(0x400).i32x4LtS();
+    f.v128Bitselect();
+    f.get(h).i32Const(16).i32x4Shl().v128ConstI32(0x80000000 | 0).v128And().v128Or();
+    f.v128StoreA(16 * half);
+  };
+  whileLtU(f, i, count, 8, () => {
+    f.get(src).get(i).i32Const(1).i32Shl().i32Add().v128LoadA(0, 2).set(h8);
+    one(0);
+    one(1);
+  });
+  return f;
+}
+
+/** Accumulators per input vector for a block of T (independent add chains when T is small). */
+const accPer = (T: number) => (T === 1 ? 4 : T === 2 ? 2 : 1);
+
+/**
+ * rtn_k{k}_t{T}(codes, rows, rowBytes, gpr, cFull, cLast, scales, offsets, x, xsum, y, yStrideB).
+ * x: per chunk, per slot s = 4p + i (plane p, 4 codes i), the T vectors' 4 floats (16·T bytes per slot);
+ * xsum: per group, the T vectors' sums (one f32x4). scales/offsets: f32 [rows · gpr].
+ */
+function emitRtn(k: 2 | 4 | 8, T: number): KFn {
+  const P = 8 / k;
+  const A = accPer(T);
+  const f = new KFn(Array(12).fill('i32'));
+  const [codes, rows, rowBytes, gpr, cFull, cLast, scales, offsets, x, xsum, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const r = f.local('i32');
+  const g = f.local('i32');
+  const c = f.local('i32');
+  const nc = f.local('i32');
+  const cp = f.local('i32');
+  const px = f.local('i32');
+  const pxs = f.local('i32');
+  const sp = f.local('i32');
+  const yp = f.local('i32');
+  const tmp = f.local('i32');
+  const lastG = f.local('i32');
+  const acc = Array.from({ length: T * A }, () => f.local('v128')); // acc[t·A + a]
+  const gacc = Array.from({ length: T * A }, () => f.local('v128'));
+  const oacc = f.local('v128');
+  const sv = f.local('v128');
+  const v = f.local('v128');
+  const plane = f.local('v128');
+  const wide = f.local('v128');
+  const fv = f.local('v128');
+
+  f.get(gpr).i32Const(1).i32Sub().set(lastG);
+  f.get(codes).set(cp);
+  f.get(scales).set(sp);
+  f.get(y).set(yp);
+  forRange(f, r, rows, () => {
+    for (const a of acc) f.v128Zero().set(a);
+    f.v128Zero().set(oacc);
+    f.get(x).set(px);
+    f.get(xsum).set(pxs);
+    forRange(f, g, gpr, () => {
+      for (const a of gacc) f.v128Zero().set(a);
+      f.get(cLast).get(cFull).get(g).get(lastG).i32Eq().select().set(nc);
+      forRange(f, c, nc, () => {
+        f.get(cp).v128LoadA(0, 16).set(v);
+        let slot = 0;
+        for (let p = 0; p < P; p++) {
+          if (k === 8) f.get(v).set(plane);
+          else {
+            f.get(v);
+            if (p > 0) f.i32Const(k * p).i16x8ShrU();
+            f.i32Const((1 << k) - 1).i8x16Splat().v128And().set(plane);
+          }
+          for (let half = 0; half < 2; half++) {
+            f.get(plane);
+            if (half === 0) f.i16x8ExtendLowI8x16U();
+            else f.i16x8ExtendHighI8x16U();
+            f.set(wide);
+            for (let q = 0; q < 2; q++, slot++) {
+              f.get(wide);
+              if (q === 0) f.i32x4ExtendLowI16x8U();
+              else f.i32x4ExtendHighI16x8U();
+              f.f32x4ConvertI32x4S().set(fv);
+              for (let t = 0; t < T; t++) {
+                const a = gacc[t * A + (slot % A)]!;
+                f.get(a).get(fv).get(px).v128LoadA(16 * (slot * T + t), 16).f32x4Mul().f32x4Add().set(a);
+              }
+            }
+          }
+        }
+        f.get(cp).i32Const(16).i32Add().set(cp);
+        f.get(px).i32Const(16 * 4 * P * T).i32Add().set(px);
+      });
+      // acc += gacc · scale_g; oacc += offset_g · xsum_g
+      f.get(sp).v128Load32Splat().set(sv);
+      for (let i = 0; i < T * A; i++) f.get(acc[i]!).get(gacc[i]!).get(sv).f32x4Mul().f32x4Add().set(acc[i]!);
+      f.get(oacc).get(sp).get(offsets).i32Add().get(scales).i32Sub().v128Load32Splat().get(pxs).v128LoadA(0, 16).f32x4Mul().f32x4Add().set(oacc);
+      f.get(pxs).i32Const(16).i32Add().set(pxs);
+      f.get(sp).i32Const(4).i32Add().set(sp);
+    });
+    // y[t][r] = Σ lanes of the token's accumulators + lane t of oacc
+    for (let t = 0; t < T; t++) {
+      f.get(yp);
+      if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
+      f.set(tmp);
+      for (let a = 1; a < A; a++) f.get(acc[t * A]!).get(acc[t * A + a]!).f32x4Add().set(acc[t * A]!);
+      const s = acc[t * A]!;
+      f.get(tmp);
+      f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
+      f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
+      f.f32Add();
+      f.get(oacc).f32x4ExtractLane(t).f32Add();
+      f.f32Store();
+    }
+    f.get(yp).i32Const(4).i32Add().set(yp);
+    // (cp has advanced by exactly rowBytes: the next row's codes; sp by gpr scales)
+  });
+  return f;
+}
+
+function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
+  const m = new ModuleBuilder(memoryImport(shared, maxPages));
+  m.addFunction('half2float', emitHalfToFloat());
+  for (const k of [2, 4, 8] as const) for (let T = 1; T <= MAX_T; T++) m.addFunction(`rtn_k${k}_t${T}`, emitRtn(k, T));
+  return m;
+}
+
+/** The module's bytes (for the tests' WebAssembly.validate). */
+export function emitRtnModule(): Uint8Array {
+  return buildModule(false, 65536).emit();
+}
+
+type Fn = (...a: number[]) => number | void;
+
+class WasmRtnLinear implements Linear {
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  private readonly k: 2 | 4 | 8;
+  private readonly gpr: number;
+  private readonly G: number;
+  private readonly cFull: number;
+  private readonly cLast: number;
+  private readonly rowBytes: number;
+  private readonly codesAt: number;
+  private readonly scalesAt: number;
+  private readonly offsetsAt: number;
+  /** Source column of every x slot entry (chunk-major, slot, 4 lanes), −1 for padding. */
+  private readonly src: Int32Array;
+  private readonly fn: Record<string, Fn>;
+  private readonly views: HeapViews;
+
+  constructor(
+    readonly arena: WasmArena,
+    p: RtnParams,
+  ) {
+    const k = p.options.bits as 2 | 4 | 8;
+    const { rows, cols } = p;
+    this.outFeatures = rows;
+    this.inFeatures = cols;
+    this.k = k;
+    const P = 8 / k;
+    const cc = 16 * P; // codes per chunk
+    const G = rtnGroupLength(p.options, cols);
+    const gpr = Math.ceil(cols / G);
+    const lenLast = cols - (gpr - 1) * G;
+    this.G = G;
+    this.gpr = gpr;
+    this.cFull = Math.ceil(G / cc);
+    this.cLast = Math.ceil(lenLast / cc);
+    const chunksPerRow = (gpr - 1) * this.cFull + this.cLast;
+    this.rowBytes = 16 * chunksPerRow;
+    this.views = new HeapViews(arena);
+    // slot layout of one row: chunk, plane p, 4 codes i → columns of byte b = 4i + q, plane p
+    const src = new Int32Array(chunksPerRow * cc).fill(-1);
+    let chunk = 0;
+    for (let g = 0; g < gpr; g++) {
+      const len = g === gpr - 1 ? lenLast : G;
+      for (let c = 0; c < Math.ceil(len / cc); c++, chunk++) {
+        for (let p2 = 0; p2 < P; p2++) {
+          for (let b = 0; b < 16; b++) {
+            const j = c * cc + P * b + p2; // column within the group
+            // slot s = 4·p2 + ⌊b/4⌋, lane b % 4
+            if (j < len) src[chunk * cc + (4 * p2 + (b >> 2)) * 4 + (b & 3)] = g * G + j;
+          }
+        }
+      }
+    }
+    this.src = src;
+    const inPlace = cols % cc === 0 && G % cc === 0;
+    let bytes: Uint8Array;
+    if (inPlace) bytes = p.codes;
+    else {
+      bytes = new Uint8Array(rows * this.rowBytes);
+      for (let r = 0; r < rows; r++) {
+        for (let q = 0; q < chunksPerRow; q++) {
+          for (let s = 0; s < 4 * P; s++) {
+            for (let l = 0; l < 4; l++) {
+              const j = src[q * cc + 4 * s + l]!;
+              if (j < 0) continue;
+              const code = readCode(p.codes, r * cols + j, k);
+              const p2 = s >> 2;
+              const b = 4 * (s & 3) + l;
+              const at = r * this.rowBytes + 16 * q + b;
+              bytes[at] = bytes[at]! | (code << (k * p2));
+            }
+          }
+        }
+      }
+    }
+    this.codesAt = storeBytes(arena, bytes);
+    this.scalesAt = storeBytes(arena, p.scales, 32);
+    this.offsetsAt = storeBytes(arena, p.offsets, 32);
+    this.fn = kernelExports(arena, 'rtn', buildModule) as Record<string, Fn>;
+  }
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const rows = this.outFeatures;
+    const cols = this.inFeatures;
+    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `rtn kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
+    }
+    const S = this.src.length; // slot entries of one vector
+    const gpr = this.gpr;
+    const TT = Math.min(n, MAX_T);
+    const xBytes = S * 4 * TT;
+    const xsBytes = gpr * 16;
+    const sBytes = Math.ceil((rows * gpr + 8) / 4) * 16;
+    const yBytes = Math.ceil((TT * rows) / 4) * 16;
+    const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes);
+    const f32 = this.views.refresh().f32;
+    const xAt = at;
+    const xsAt = xAt + xBytes;
+    const scAt = xsAt + xsBytes;
+    const ofAt = scAt + sBytes;
+    const yAt = ofAt + sBytes;
+    const fn = this.fn;
+    fn.half2float!(this.scalesAt, scAt, rows * gpr);
+    fn.half2float!(this.offsetsAt, ofAt, rows * gpr);
+    const kernel = (T: number) => fn[`rtn_k${this.k}_t${T}`]!;
+    const src = this.src;
+    const G = this.G;
+    const x4 = xAt / 4;
+    const xs4 = xsAt / 4;
+    const y4 = yAt / 4;
+    for (let t0 = 0; t0 < n; t0 += MAX_T) {
+      const T = Math.min(MAX_T, n - t0);
+      // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector
+      for (let t = 0; t < T; t++) {
+        const xo = (t0 + t) * cols;
+        for (let e = 0; e < S; e += 4) {
+          const d = x4 + e * T + 4 * t;
+          for (let l = 0; l < 4; l++) {
+            const j = src[e + l]!;
+            f32[d + l] = j >= 0 ? x[xo + j]! : 0;
+          }
+        }
+        for (let g = 0; g < gpr; g++) {
+          let s = 0;
+          const end = Math.min(cols, (g + 1) * G);
+          for (let j = g * G; j < end; j++) s += x[xo + j]!;
+          f32[xs4 + 4 * g + t] = s;
+        }
+      }
+      for (let t = T; t < 4; t++) for (let g = 0; g < gpr; g++) f32[xs4 + 4 * g + t] = 0;
+      kernel(T)(this.codesAt, rows, this.rowBytes, gpr, this.cFull, this.cLast, scAt, ofAt, xAt, xsAt, yAt, rows * 4);
+      y.set(f32.subarray(y4, y4 + T * rows), t0 * rows);
+    }
+  }
+}
+
+/** The `rtn` kernel in WebAssembly SIMD (2, 4, 8 bits); 3-bit codes, or no wasm SIMD, get the JS `rtnKernel`. */
+export function wasmRtnKernel(p: RtnParams, options: { arena?: WasmArena } = {}): Linear {
+  if (p.options.bits === 3 || !compressedWasmAvailable()) return rtnKernel(p);
+  return new WasmRtnLinear(options.arena ?? compressedArena(), p);
+}
