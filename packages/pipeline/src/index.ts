@@ -80,5 +80,5 @@ export {
 } from './codec-options.js';
 export { openReference, createSession, describeRuntime } from './sessions.js';
 export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
-export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, shellJoin, jsonSafe } from './sweep.js';
+export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, shellJoin, jsonSafe, WindowCache } from './sweep.js';
 export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';

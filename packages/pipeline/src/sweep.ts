@@ -8,7 +8,7 @@ import { type Calibration, type CalibrationInfo, calibrate, codecUsesSaliency } 
 import { COMPRESS_CODECS, codecOptionKeys, isBpwTargeted, optionsFor, resolveCodecOptions } from './codec-options.js';
 import { type CompressProgress, type EmbeddingStorage, type SmallMatrixPolicy, compress } from './compress.js';
 import { writeFileAtomic } from './atomic.js';
-import { evaluate } from './evaluate.js';
+import { type ScoringSession, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
@@ -239,6 +239,8 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
   if (options.outDir !== undefined) mkdirSync(options.outDir, { recursive: true });
   const evalSource = options.evalTextSource ?? '<evaluation text>';
   const reference = NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto' });
+  // Every point is compared with the float model on the same windows: compute its logits once.
+  const cachedReference = new WindowCache(reference);
   const params = parameterCount(model.weights.config);
   const args = options.commandArgs ?? {};
   const program = args.program ?? 'ultrasketch';
@@ -254,7 +256,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     const t0 = performance.now();
     const f = await evaluate({
       session: reference,
-      reference,
+      reference: cachedReference,
       tokenizer: model.tokenizer,
       text: options.evalText,
       textSource: evalSource,
@@ -340,7 +342,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
             text: options.evalText,
             textSource: evalSource,
             windows: evalWindows,
-            reference,
+            reference: cachedReference,
             ...(options.window === undefined ? {} : { window: options.window }),
           },
           onProgress: (w) => progress({ phase: 'weight', index, total, label: p.spec.label, bpw: p.bpw, weight: w }),
@@ -414,6 +416,44 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     return result;
   } finally {
     reference.dispose();
+  }
+}
+
+/**
+ * A scorer that remembers the logits of each window it has scored (evaluation resets the session before
+ * every window, so a window's logits depend on its tokens only). Bounded: past `maxBytes` it stops storing
+ * and just forwards.
+ */
+export class WindowCache implements ScoringSession {
+  private readonly cache = new Map<string, { tokens: Int32Array; logits: Float32Array }>();
+  private bytes = 0;
+
+  constructor(
+    private readonly inner: ScoringSession,
+    private readonly maxBytes = 512 * 1024 * 1024,
+  ) {}
+
+  get config() {
+    return this.inner.config;
+  }
+
+  reset(): void {
+    // Every forward below starts from an empty context (the inner session is reset on a miss).
+  }
+
+  async forward(tokens: ArrayLike<number>, options: { logits: 'all' }): Promise<Float32Array> {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < tokens.length; i++) h = Math.imul(h ^ (tokens[i]! >>> 0), 0x01000193);
+    const key = `${tokens.length}:${h >>> 0}`;
+    const hit = this.cache.get(key);
+    if (hit && hit.tokens.every((t, i) => t === tokens[i])) return hit.logits;
+    this.inner.reset();
+    const logits = await this.inner.forward(tokens, options);
+    if (hit || this.bytes + logits.byteLength > this.maxBytes) return logits;
+    const copy = logits.slice();
+    this.cache.set(key, { tokens: Int32Array.from(tokens), logits: copy });
+    this.bytes += copy.byteLength;
+    return copy;
   }
 }
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SweepResult, type SweepRow, codecFlags, loadModel, parseCodecSpec, shellJoin, sweep, sweepMarkdown, sweepSvg } from '../src/index.js';
+import { type SweepResult, type SweepRow, WindowCache, codecFlags, loadModel, parseCodecSpec, shellJoin, sweep, sweepMarkdown, sweepSvg } from '../src/index.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
@@ -72,6 +72,37 @@ describe('codec specs and command lines', () => {
     expect(codecFlags({ residual: false, bpw: 0.5 })).toEqual(['--no-residual', '--bpw', '0.5']);
     expect(codecFlags({ alloc: 'saliency', alpha: 0.5 })).toEqual(['--alloc', 'saliency:0.5']);
     expect(shellJoin(['a', 'b c', "it's", '--x=1'])).toBe(`a 'b c' 'it'\\''s' --x=1`);
+  });
+});
+
+describe('WindowCache', () => {
+  it('scores each distinct window once (from a reset session), returns the same logits, and respects its budget', async () => {
+    let calls = 0;
+    let resets = 0;
+    const inner = {
+      config: { vocabSize: 2 } as never,
+      reset: () => {
+        resets++;
+      },
+      forward: (tokens: ArrayLike<number>) => {
+        calls++;
+        return Float32Array.from(Array.from(tokens).flatMap((t) => [t, -t]));
+      },
+    };
+    const c = new WindowCache(inner, 64);
+    const a = await c.forward([1, 2, 3], { logits: 'all' });
+    const b = await c.forward([1, 2, 3], { logits: 'all' });
+    expect(b).toBe(a);
+    expect(Array.from(a)).toEqual([1, -1, 2, -2, 3, -3]);
+    expect(calls).toBe(1);
+    expect(resets).toBe(1);
+    expect(Array.from(await c.forward([3, 2, 1], { logits: 'all' }))).toEqual([3, -3, 2, -2, 1, -1]);
+    expect(calls).toBe(2);
+    // over budget (64 bytes = 16 floats): computed every time, never stored
+    const big = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    await c.forward(big, { logits: 'all' });
+    await c.forward(big, { logits: 'all' });
+    expect(calls).toBe(4);
   });
 });
 
