@@ -315,6 +315,7 @@ describe.skipIf(!HAVE_SHARED)('sweep', () => {
       '128',
       '--out-dir',
       dir,
+      '--keep-bundles',
       '--json',
     ]);
     expect(r.stderr).not.toMatch(/^error/m);
@@ -348,11 +349,13 @@ describe.skipIf(!HAVE_SHARED)('sweep', () => {
     expect(all).toMatch(/float32 \(\d+\.\d\d\)/);
     for (const label of ['rtn:4', 'binary', 'hashednets']) expect(all).toContain(label);
 
-    // a row's command reproduces it
-    const rtnRow = out.rows[1]!;
+    // a row's command reproduces it: the same figures, and byte for byte the bundle the sweep kept
+    const rtnRow = out.rows[1]! as (typeof out.rows)[number] & { bundle: string };
+    const kept = readFileSync(rtnRow.bundle);
     const words = rtnRow.command.split(' ');
     expect(words.slice(0, 2)).toEqual(['ultrasketch', 'compress']);
-    const again = cli([...words.slice(1), '--quiet']);
+    const again = cli(words.slice(1));
+    expect(Buffer.compare(kept, readFileSync(rtnRow.bundle))).toBe(0);
     expect(again.code).toBe(0);
     const rep = parseOneObject(again.stdout) as { quality: { perplexity: number; kl: number }; bpwLinears: number };
     expect(rep.quality.perplexity).toBeCloseTo(rtnRow.perplexity!, 9);
