@@ -91,7 +91,12 @@ export function typedOf(t: StoredTensor, dtype: DType): Uint16Array | Int8Array 
     new Uint8Array(out.buffer).set(t.data);
     return out;
   }
-  if (dtype === 'I8') return new Int8Array(t.data.slice().buffer);
+  if (dtype === 'I8') {
+    // Copy explicitly: on a Node Buffer, slice() is a view of the whole file, not a copy.
+    const out = new Int8Array(n);
+    new Uint8Array(out.buffer).set(t.data);
+    return out;
+  }
   const out = new Float32Array(n / 4);
   new Uint8Array(out.buffer).set(t.data);
   return out;
