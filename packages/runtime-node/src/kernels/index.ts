@@ -1,11 +1,12 @@
 import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
-import { binaryKernel } from './binary.js';
 import { floatKernel } from './float.js';
+import type { LittleBitParams } from '@ultrasketch/littlebit';
+import type { HashedNetsParams, SketchParams } from '@ultrasketch/sketch-core';
 import { type KernelFactory, registerKernel } from './registry.js';
-import { hashednetsKernel } from './hashednets.js';
-import { littlebitKernel } from './littlebit.js';
-import { rtnKernel } from './rtn.js';
-import { sketchKernel } from './sketch.js';
+import { wasmBinaryKernel } from './wasm-binary.js';
+import { wasmLittlebitKernel } from './wasm-littlebit.js';
+import { wasmRtnKernel } from './wasm-rtn.js';
+import { wasmHashednetsKernel, wasmSketchKernel } from './wasm-sketch.js';
 
 export { registerKernel, getKernel, listKernels } from './registry.js';
 export type { KernelFactory } from './registry.js';
@@ -24,12 +25,17 @@ export type { WasmLittleBitOptions } from './wasm-littlebit.js';
 export { wasmBinaryKernel } from './wasm-binary.js';
 export { wasmRtnKernel } from './wasm-rtn.js';
 
-/** Register the kernels of every codec this runtime supports. Explicit and idempotent. */
+/**
+ * Register the kernels of every codec this runtime supports. Explicit and idempotent. The compressed codecs
+ * get their WebAssembly SIMD kernels (docs/kernels.md), which fall back to the JS kernels (still exported:
+ * rtnKernel, binaryKernel, sketchKernel, hashednetsKernel, littlebitKernel) where wasm SIMD is unavailable or
+ * for formats they do not cover (3-bit rtn, int8/f32 sketch states, f32 hashednets states).
+ */
 export function registerAllKernels(): void {
   registerKernel('float', floatKernel as (p: FloatParams) => ReturnType<KernelFactory> as KernelFactory);
-  registerKernel('rtn', rtnKernel as (p: RtnParams) => ReturnType<KernelFactory> as KernelFactory);
-  registerKernel('binary', binaryKernel as (p: BinaryParams) => ReturnType<KernelFactory> as KernelFactory);
-  registerKernel('sketch', sketchKernel as unknown as KernelFactory);
-  registerKernel('hashednets', hashednetsKernel as unknown as KernelFactory);
-  registerKernel('littlebit', littlebitKernel as unknown as KernelFactory);
+  registerKernel('rtn', ((p: RtnParams) => wasmRtnKernel(p)) as unknown as KernelFactory);
+  registerKernel('binary', ((p: BinaryParams) => wasmBinaryKernel(p)) as unknown as KernelFactory);
+  registerKernel('sketch', ((p: SketchParams) => wasmSketchKernel(p)) as unknown as KernelFactory);
+  registerKernel('hashednets', ((p: HashedNetsParams) => wasmHashednetsKernel(p)) as unknown as KernelFactory);
+  registerKernel('littlebit', ((p: LittleBitParams) => wasmLittlebitKernel(p)) as unknown as KernelFactory);
 }

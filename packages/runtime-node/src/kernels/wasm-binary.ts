@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { HeapViews, compressedArena, compressedWasmAvailable, storeBytes } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, storeBytes, withArena } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, tableBits } from './wasm-littlebit.js';
 
 /**
@@ -100,5 +100,5 @@ export interface WasmBinaryOptions {
 /** The `binary` kernel in WebAssembly SIMD; the JS `binaryKernel` where wasm SIMD is unavailable. */
 export function wasmBinaryKernel(p: BinaryParams, options: WasmBinaryOptions = {}): Linear {
   if (!compressedWasmAvailable()) return binaryKernel(p);
-  return new WasmBinaryLinear(options.arena ?? compressedArena(), p, options.tiling ?? DEFAULT_LITTLEBIT_TILING);
+  return withArena(options.arena, (arena) => new WasmBinaryLinear(arena, p, options.tiling ?? DEFAULT_LITTLEBIT_TILING));
 }

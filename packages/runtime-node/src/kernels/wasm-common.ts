@@ -19,12 +19,54 @@ import { requireWasm } from '../wasm/engine.js';
 import { wasmSimdSupported } from '../wasm/arena.js';
 import type { ModuleBuilder } from '../wasm/emitter.js';
 
-let sharedArena: WasmArena | undefined;
+/**
+ * The pool of arenas of the compressed kernels. Kernels built without an explicit arena copy their parameters
+ * into the CURRENT pool arena and share its scratch. An arena's bump allocator never frees, so the pool
+ * tracks, per arena, the bytes of kernels still alive (a FinalizationRegistry learns when a kernel is
+ * garbage-collected): once the dead bytes exceed both the live bytes and ROLLOVER_DEAD_BYTES, new kernels go
+ * to a fresh arena, and the old one is released with its last kernel. A process that builds and drops
+ * compressed models repeatedly (a sweep) therefore holds at most about twice what is alive.
+ */
+interface PoolRecord {
+  arena: WasmArena;
+  /** Bytes allocated by tracked kernels, and by those still alive. */
+  allocated: number;
+  live: number;
+}
+const ROLLOVER_DEAD_BYTES = 64 << 20;
+let current: PoolRecord | undefined;
+const finalizer =
+  typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<{ record: PoolRecord; bytes: number }>(({ record, bytes }) => {
+        record.live -= bytes;
+      })
+    : undefined;
 
-/** The process-wide arena of the compressed kernels (created on first use). */
+/** The current pool arena of the compressed kernels (created on first use, renewed as described above). */
 export function compressedArena(): WasmArena {
-  sharedArena ??= new WasmArena({ initialBytes: 4 << 20 });
-  return sharedArena;
+  const dead = current ? current.allocated - current.live : 0;
+  if (!current || (dead > ROLLOVER_DEAD_BYTES && dead > current.live)) {
+    current = { arena: new WasmArena({ initialBytes: 4 << 20 }), allocated: 0, live: 0 };
+  }
+  return current.arena;
+}
+
+/**
+ * Build a kernel whose constructor copies its parameters into `arena` (the pool's when undefined), and
+ * account its bytes to the pool so the arena can be retired once its kernels are gone.
+ */
+export function withArena<K extends object>(explicit: WasmArena | undefined, build: (arena: WasmArena) => K): K {
+  const arena = explicit ?? compressedArena();
+  const before = arena.bytesUsed;
+  const kernel = build(arena);
+  const record = current && current.arena === arena && explicit === undefined ? current : undefined;
+  if (record && finalizer) {
+    const bytes = arena.bytesUsed - before;
+    record.allocated += bytes;
+    record.live += bytes;
+    finalizer.register(kernel, { record, bytes });
+  }
+  return kernel;
 }
 
 /** Whether the WebAssembly SIMD kernels can run here (otherwise the factories fall back to JS). */

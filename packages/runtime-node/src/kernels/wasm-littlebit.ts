@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
-import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -452,5 +452,5 @@ export interface WasmLittleBitOptions {
 /** The `littlebit` kernel in WebAssembly SIMD; the JS `littlebitKernel` where wasm SIMD is unavailable. */
 export function wasmLittlebitKernel(p: LittleBitParams, options: WasmLittleBitOptions = {}): Linear {
   if (!compressedWasmAvailable()) return littlebitKernel(p);
-  return new WasmLittleBitLinear(options.arena ?? compressedArena(), p, options.tiling ?? DEFAULT_LITTLEBIT_TILING);
+  return withArena(options.arena, (arena) => new WasmLittleBitLinear(arena, p, options.tiling ?? DEFAULT_LITTLEBIT_TILING));
 }

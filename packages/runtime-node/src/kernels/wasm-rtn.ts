@@ -4,7 +4,7 @@ import type { Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
-import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -315,5 +315,5 @@ class WasmRtnLinear implements Linear {
 /** The `rtn` kernel in WebAssembly SIMD (2, 4, 8 bits); 3-bit codes, or no wasm SIMD, get the JS `rtnKernel`. */
 export function wasmRtnKernel(p: RtnParams, options: { arena?: WasmArena } = {}): Linear {
   if (p.options.bits === 3 || !compressedWasmAvailable()) return rtnKernel(p);
-  return new WasmRtnLinear(options.arena ?? compressedArena(), p);
+  return withArena(options.arena, (arena) => new WasmRtnLinear(arena, p));
 }

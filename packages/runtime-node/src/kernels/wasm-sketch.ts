@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/sketch-core';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { HeapViews, compressedArena, compressedWasmAvailable, kernelExports, memoryImport, storeBytes } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { hashednetsKernel } from './hashednets.js';
 import { sketchKernel } from './sketch.js';
@@ -557,7 +557,7 @@ export function wasmSketchKernel(p: SketchParams, options: WasmKernelOptions = {
   for (const g of groups) {
     if (g.family && !(g.family instanceof RowRunHashFamily) && !(g.family instanceof MixedHashFamily)) return sketchKernel(p);
   }
-  return new WasmSketchLinear(options.arena ?? compressedArena(), p.rows, p.cols, groups, p.states as Uint16Array, options.tiling);
+  return withArena(options.arena, (arena) => new WasmSketchLinear(arena, p.rows, p.cols, groups, p.states as Uint16Array, options.tiling));
 }
 
 /** The `hashednets` kernel in WebAssembly SIMD (f16 states): the mixed path with one sketch row. */
@@ -565,12 +565,9 @@ export function wasmHashednetsKernel(p: HashedNetsParams, options: WasmKernelOpt
   if (!(p.states instanceof Uint16Array) || !compressedWasmAvailable()) return hashednetsKernel(p);
   const family = hashedNetsFamily(p);
   const channels = Int32Array.from({ length: p.cols }, (_, j) => j);
-  return new WasmSketchLinear(
-    options.arena ?? compressedArena(),
-    p.rows,
-    p.cols,
-    [{ channels, family, width: p.states.length, d: 1, stateOffset: 0 }],
-    p.states,
-    options.tiling,
+  const states = p.states;
+  return withArena(
+    options.arena,
+    (arena) => new WasmSketchLinear(arena, p.rows, p.cols, [{ channels, family, width: states.length, d: 1, stateOffset: 0 }], states, options.tiling),
   );
 }
