@@ -84,6 +84,11 @@ export class GpuContext {
   lostInfo: { reason: string; message: string } | null = null;
   private readonly ownsDevice: boolean;
   private destroyed = false;
+  /**
+   * The GPU object and adapter the device came from, kept reachable as long as the device is: a Node binding
+   * (Dawn's `webgpu` package) may free its instance when the `GPU` object is collected, under a live device.
+   */
+  private keepAlive: unknown[] = [];
 
   private constructor(device: GPUDevice, adapter: AdapterSummary, limits: RuntimeLimits, ownsDevice: boolean) {
     this.device = device;
@@ -129,7 +134,9 @@ export class GpuContext {
     }
     const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
     const fallback = Boolean((adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter);
-    return new GpuContext(device, summarizeAdapter(info, fallback), limitsOf(device, options), true);
+    const ctx = new GpuContext(device, summarizeAdapter(info, fallback), limitsOf(device, options), true);
+    ctx.keepAlive = [gpu, adapter];
+    return ctx;
   }
 
   /** Wrap a device the caller already has (it stays the caller's: dispose() does not destroy it). */
@@ -225,6 +232,7 @@ export class GpuContext {
     if (this.destroyed) return;
     this.destroyed = true;
     if (this.ownsDevice) this.device.destroy();
+    this.keepAlive = [];
   }
 }
 

@@ -30,3 +30,7 @@ export type { GpuKernelFactory } from './registry.js';
 export { F16_CODE, F32_CODE, F32_VEC4_CODE, binaryKernel, floatKernel, rtnCode, rtnKernel, signsCode } from './kernels/baselines.js';
 export { littlebitKernel } from './kernels/littlebit.js';
 export { hashednetsKernel, sketchKernel } from './kernels/sketch.js';
+export { LinearRunner } from './runner.js';
+export type { LinearRunnerOptions } from './runner.js';
+export { residentCapacity, sketchCode, sketchLayout } from './kernels/sketch.js';
+export { defaultLanes, blockByteLimit } from './linear.js';
