@@ -7,7 +7,8 @@
  *
  *   node bench/kernels-1b.mjs [--shapes 2048x2048,512x2048,8192x2048,2048x8192] [--codecs LIST] [--n 1,8]
  *                             [--reps 7] [--min-sample-ms 40] [--variants js,wasm] [--seed 1]
- *                             [--dist laplace|normal] [--no-cache] [--json] [--out FILE]
+ *                             [--dist laplace|normal] [--no-cache] [--json] [--out FILE] [--markdown]
+ *   node bench/kernels-1b.mjs --from FILE.json --markdown      (render a saved report's tables, no run)
  *
  * --codecs takes a comma-separated list of the configurations below, or `all` (default):
  *   binary                        1 sign bit per weight + an f16 scale per row
@@ -57,6 +58,8 @@ const { values: args } = parseArgs({
     'no-cache': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
+    markdown: { type: 'boolean', default: false },
+    from: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -88,6 +91,35 @@ const [seed] = intList('seed', args.seed);
 if (!['laplace', 'normal'].includes(args.dist)) fail(`--dist takes laplace or normal, got '${args.dist}'`, 2);
 const variantNames = args.variants.split(',').map((v) => v.trim());
 for (const v of variantNames) if (!['js', 'wasm'].includes(v)) fail(`--variants takes js, wasm; got '${v}'`, 2);
+
+/** Markdown tables of a report: per n, one row per (codec, shape) with every contender's CPU ms and ratios. */
+function markdown(report) {
+  const lines = [];
+  const f = (v, d = 3) => (v === null || v === undefined ? '—' : v.toFixed(d));
+  const bytes = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${Math.round(b)} B`);
+  const ns = [...new Set(report.results.filter((r) => r.n).map((r) => r.n))];
+  for (const n of ns) {
+    lines.push(`\n**n = ${n}** (ms of CPU per call, median of ${report.settings.reps}; ratio = dense wasm time ÷ kernel time, > 1 is faster than dense)\n`);
+    lines.push('| shape | codec | bpw | weight bytes/token | dense wasm ms | dense JS ms | JS kernel ms | wasm kernel ms | wasm Gweights/s | wasm vs dense wasm | wasm vs dense JS | JS vs dense wasm |');
+    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of report.results.filter((x) => x.n === n)) {
+      const by = (v) => r.contenders.find((c) => c.variant === v);
+      const dw = by('dense-wasm');
+      const dj = by('dense-js');
+      const js = by('js');
+      const wa = by('wasm');
+      const rank = r.rank !== undefined ? ` (r ${r.rank}×${r.paths})` : '';
+      lines.push(
+        `| ${r.shape[0]}×${r.shape[1]} | ${r.codec}${rank} | ${r.bpw.toFixed(3)} | ${bytes(r.storedBytes / n)} (dense ${bytes((r.shape[0] * r.shape[1] * 4) / n)}) | ${f(dw?.cpuMs.median)} | ${f(dj?.cpuMs.median, 2)} | ${f(js?.cpuMs.median)} | ${f(wa?.cpuMs.median)} | ${f(wa ? wa.weightsPerSecond / 1e9 : null, 2)} | ${f(wa?.speedupVsDenseWasm, 2)} | ${f(wa?.speedupVsDenseJs, 1)} | ${f(js?.speedupVsDenseWasm, 2)} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+if (args.from) {
+  process.stdout.write(`${markdown(JSON.parse(readFileSync(args.from, 'utf8')))}\n`);
+  process.exit(0);
+}
 
 const dist = (pkg) => join(ROOT, 'packages', pkg, 'dist/index.js');
 for (const pkg of ['core', 'model', 'baselines', 'sketch-core', 'littlebit', 'runtime-node']) {
@@ -346,6 +378,7 @@ const command = ['node bench/kernels-1b.mjs']
   .concat(args.dist !== 'laplace' ? [`--dist ${args.dist}`] : [])
   .concat(args['no-cache'] ? ['--no-cache'] : [])
   .concat(args.json ? ['--json'] : [])
+  .concat(args.markdown ? ['--markdown'] : [])
   .join(' ');
 const report = {
   benchmark: 'kernels-1b',
@@ -366,6 +399,7 @@ const report = {
 if (args.out) writeFileSync(args.out, `${JSON.stringify(report, null, 1)}\n`);
 if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
 else {
+  if (args.markdown) process.stdout.write(`${markdown(report)}\n`);
   process.stdout.write(`\ncommand: ${command}\n`);
   process.stdout.write(
     `machine: ${report.machine.cpu}, ${report.machine.cores} cores, node ${report.machine.node}; load average (1/5/15 min) before ${loadBefore.map((v) => v.toFixed(2)).join('/')}, after ${report.machine.loadAverage.after.map((v) => v.toFixed(2)).join('/')}\n`,

@@ -19,13 +19,28 @@ import { f16ToF32Table } from './float.js';
  *   sketch row: d · segments sequential copies/compares per row, no hashing per weight.
  * - `mixed` groups evaluate the hash per weight (family.rowIndices) and gather.
  * - exact groups copy their row of states.
- * State formats: f16 candidates are compared on their bit patterns (|·| order = (bits & 0x7fff) order for the
- * finite values fromTensors admits) and converted once per weight through the f16 table; int8 through a
- * 256-entry table per stored sketch row (fround(q · scale), the codec's dequantization); f32 directly.
+ * State formats: f16 states are expanded once per call into 32-bit keys (bits(|v| as f32) | priority | sign,
+ * see f16Row and docs/kernels.md), so the abs-max is an integer max and the winner's float comes from its key
+ * with three bit operations; rowrun rows of keys are followed by their first runLength keys, so every run is
+ * one contiguous slice; int8 through a 256-entry table per stored sketch row (fround(q · scale), the codec's
+ * dequantization); f32 directly.
  *
  * With channel groups, the scratch row is laid out group after group (group g's channels in ascending order)
  * and each input vector is permuted into the same order once per call, so the decode writes contiguously.
  */
+const KEY_MASK = 0xffffe000 | 0;
+
+/** f16 bits → bits(|v| as float32) | sign(v) (the low 13 bits of a float32 from an f16 are zero). */
+let f16Keys: Int32Array | undefined;
+function f16KeyTable(): Int32Array {
+  if (!f16Keys) {
+    const bits = new Int32Array(f16ToF32Table().buffer);
+    f16Keys = new Int32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Keys[h] = (bits[h]! & 0x7fffffff) | (h >>> 15);
+  }
+  return f16Keys;
+}
+
 class SketchLinear implements Linear {
   readonly outFeatures: number;
   readonly inFeatures: number;
@@ -35,8 +50,12 @@ class SketchLinear implements Linear {
   /** Scratch position → original input channel (null when there is one group). */
   private readonly perm: Int32Array | null;
   private readonly row: Float32Array;
-  private readonly bits: Uint16Array;
   private readonly idx: Int32Array;
+  /** f16: per-call keys of every hashed group (rowrun rows extended by runLength), their layout, an Int32 view of the row. */
+  private readonly keys: Int32Array | null = null;
+  private readonly keyBase: Int32Array;
+  private readonly kStride: Int32Array;
+  private readonly rowBits: Int32Array | null = null;
   private xp: Float32Array;
   private readonly f16 = f16ToF32Table();
   /** int8: 256 dequantized values per stored sketch row, at (row · 256 + q + 128), and their |·| keys. */
@@ -61,8 +80,21 @@ class SketchLinear implements Linear {
     this.perm = this.groups.length > 1 ? Int32Array.from(this.groups.flatMap((g) => [...g.channels])) : null;
     this.row = new Float32Array(p.cols);
     const maxC = Math.max(...this.groups.map((g) => g.channels.length));
-    this.bits = new Uint16Array(maxC);
     this.idx = new Int32Array(maxC);
+    this.keyBase = new Int32Array(this.groups.length);
+    this.kStride = new Int32Array(this.groups.length);
+    if (p.options.state === 'f16') {
+      let total = 0;
+      for (const g of this.groups) {
+        if (!g.family) continue;
+        const stride = g.alloc.width + (g.family instanceof RowRunHashFamily ? g.family.runLength : 0);
+        this.keyBase[g.index] = total;
+        this.kStride[g.index] = stride;
+        total += g.family.depth * stride;
+      }
+      this.keys = new Int32Array(total);
+      this.rowBits = new Int32Array(this.row.buffer);
+    }
     this.win = new Int32Array(maxC);
     this.key = new Int32Array(maxC);
     this.xp = new Float32Array(0);
@@ -95,6 +127,7 @@ class SketchLinear implements Linear {
         for (let i = 0; i < cols; i++) xs[o + i] = x[o + perm[i]!]!;
       }
     }
+    if (this.keys) this.expandKeys();
     const w = this.row;
     const cols4 = cols - (cols % 4);
     for (let r = 0; r < rows; r++) {
@@ -145,69 +178,123 @@ class SketchLinear implements Linear {
     }
   }
 
-  /** f16 states: abs-max on bit patterns into this.bits, one table conversion per weight at the end. */
-  private f16Row(g: SketchGroup, r: number, start: number): void {
+  /** Per call, f16 only: every state's key (f16KeyTable | priority), rowrun rows followed by their first L keys. */
+  private expandKeys(): void {
+    const K = this.keys!;
+    const table = f16KeyTable();
     const states = this.p.states as Uint16Array;
-    const bits = this.bits;
+    for (const g of this.groups) {
+      const fam = g.family;
+      if (!fam) continue;
+      const width = g.alloc.width;
+      const stride = this.kStride[g.index]!;
+      const ext = fam instanceof RowRunHashFamily ? fam.runLength : 0;
+      for (let k = 0; k < fam.depth; k++) {
+        const src = g.stateOffset + k * width;
+        const dst = this.keyBase[g.index]! + k * stride;
+        const prio = (15 - k) << 1;
+        for (let i = 0; i < width; i++) K[dst + i] = table[states[src + i]!]! | prio;
+        for (let i = 0; i < ext; i++) K[dst + width + i] = K[dst + i]!;
+      }
+    }
+  }
+
+  /**
+   * f16 states through keys (as the wasm kernel, docs/kernels.md): key = bits(|v| as float32) | (15 − k) << 1 |
+   * sign, so the abs-max with ties to the lowest k is an integer max — branch-free: m = a − (δ & δ >> 31), δ = a − b
+   * (keys are < 2^31, no overflow) — and the winner's float bits are (m & ~0x1fff) | m << 31, written through
+   * an Int32 view of the row.
+   */
+  private f16Row(g: SketchGroup, r: number, start: number): void {
+    const K = this.keys!;
+    const out = this.rowBits!;
     const C = g.channels.length;
-    const width = g.alloc.width;
     const fam = g.family!;
     const d = fam.depth;
+    const base = this.keyBase[g.index]!;
+    const stride = this.kStride[g.index]!;
     if (fam instanceof RowRunHashFamily) {
       const { segments, runLength: L, offsets } = fam;
-      for (let k = 0; k < d; k++) {
-        const sb = g.stateOffset + k * width;
-        const ob = (k * fam.rows + r) * segments;
-        for (let s = 0; s < segments; s++) {
-          const o = offsets[ob + s]!;
-          const c0 = s * L;
-          const c1 = Math.min(c0 + L, C);
-          const split = Math.min(c1, c0 + (width - o));
-          // [c0, split) reads states sb + o + (c − c0); [split, c1) wraps to sb + (c − split).
-          const d0 = sb + o - c0;
-          const d1 = sb - split;
-          if (k === 0) {
-            for (let c = c0; c < split; c++) bits[c] = states[d0 + c]!;
-            for (let c = split; c < c1; c++) bits[c] = states[d1 + c]!;
-          } else {
-            // Branchless abs-max on the bit patterns: which candidate wins is a coin flip on real weights, and a
-            // mispredicted branch per weight costs more than the whole decode. take = −1 when |h| > |cur|.
-            for (let c = c0; c < split; c++) {
-              const h = states[d0 + c]!;
-              const cur = bits[c]!;
-              const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
-              bits[c] = (h & take) | (cur & ~take);
-            }
-            for (let c = split; c < c1; c++) {
-              const h = states[d1 + c]!;
-              const cur = bits[c]!;
-              const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
-              bits[c] = (h & take) | (cur & ~take);
-            }
+      const V = fam.rows * segments;
+      for (let s = 0; s < segments; s++) {
+        const c0 = s * L;
+        const c1 = Math.min(c0 + L, C);
+        const ob = r * segments + s;
+        // p_k + c is the key of column c in sketch row k (contiguous thanks to the ring extension)
+        const p0 = base + offsets[ob]! - c0 - start;
+        if (d === 1) {
+          for (let c = start + c0; c < start + c1; c++) {
+            const m = K[p0 + c]!;
+            out[c] = (m & KEY_MASK) | (m << 31);
+          }
+          continue;
+        }
+        const p1 = base + stride + offsets[V + ob]! - c0 - start;
+        if (d === 2) {
+          for (let c = start + c0; c < start + c1; c++) {
+            const a = K[p0 + c]!;
+            const e = a - K[p1 + c]!;
+            const m = a - (e & (e >> 31));
+            out[c] = (m & KEY_MASK) | (m << 31);
+          }
+          continue;
+        }
+        const p2 = base + 2 * stride + offsets[2 * V + ob]! - c0 - start;
+        if (d === 3) {
+          for (let c = start + c0; c < start + c1; c++) {
+            const a = K[p0 + c]!;
+            const e = a - K[p1 + c]!;
+            const m1 = a - (e & (e >> 31));
+            const e2 = m1 - K[p2 + c]!;
+            const m = m1 - (e2 & (e2 >> 31));
+            out[c] = (m & KEY_MASK) | (m << 31);
+          }
+          continue;
+        }
+        // d > 3: running maximum in this.key, then the rest of the rows
+        const cur = this.key;
+        for (let c = c0; c < c1; c++) {
+          const a = K[p0 + start + c]!;
+          const e = a - K[p1 + start + c]!;
+          const m1 = a - (e & (e >> 31));
+          const e2 = m1 - K[p2 + start + c]!;
+          cur[c] = m1 - (e2 & (e2 >> 31));
+        }
+        for (let k = 3; k < d; k++) {
+          const pk = base + k * stride + offsets[k * V + ob]! - c0;
+          for (let c = c0; c < c1; c++) {
+            const a = cur[c]!;
+            const e = a - K[pk + c]!;
+            cur[c] = a - (e & (e >> 31));
           }
         }
+        for (let c = c0; c < c1; c++) {
+          const m = cur[c]!;
+          out[start + c] = (m & KEY_MASK) | (m << 31);
+        }
       }
-    } else {
-      const idx = this.idx;
-      const mixed = fam as MixedHashFamily;
-      for (let k = 0; k < d; k++) {
-        mixed.rowIndices(r, k, idx);
-        const sb = g.stateOffset + k * width;
-        if (k === 0) {
-          for (let c = 0; c < C; c++) bits[c] = states[sb + idx[c]!]!;
-        } else {
-          for (let c = 0; c < C; c++) {
-            const h = states[sb + idx[c]!]!;
-            const cur = bits[c]!;
-            const take = ((cur & 0x7fff) - (h & 0x7fff)) >> 31;
-            bits[c] = (h & take) | (cur & ~take);
-          }
+      return;
+    }
+    const idx = this.idx;
+    const cur = this.key;
+    const mixed = fam as MixedHashFamily;
+    for (let k = 0; k < d; k++) {
+      mixed.rowIndices(r, k, idx);
+      const kb = base + k * stride;
+      if (k === 0) {
+        for (let c = 0; c < C; c++) cur[c] = K[kb + idx[c]!]!;
+      } else {
+        for (let c = 0; c < C; c++) {
+          const a = cur[c]!;
+          const e = a - K[kb + idx[c]!]!;
+          cur[c] = a - (e & (e >> 31));
         }
       }
     }
-    const t = this.f16;
-    const out = this.row;
-    for (let c = 0; c < C; c++) out[start + c] = t[bits[c]!]!;
+    for (let c = 0; c < C; c++) {
+      const m = cur[c]!;
+      out[start + c] = (m & KEY_MASK) | (m << 31);
+    }
   }
 
   /**
