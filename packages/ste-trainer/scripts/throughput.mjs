@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpus, loadavg } from 'node:os';
 import { registerAll } from '@ultrasketch/baselines';
 import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
 import { Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
@@ -47,6 +48,7 @@ const PLANS = {
 };
 const c = weights.config;
 console.log(`model ${a.model}: dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}/${c.nKvHeads}, vocab ${c.vocabSize}`);
+console.log(`${cpus().length} CPUs (${cpus()[0]?.model}), load average at start ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log(`batch ${B} × seq ${L} = ${B * L} tokens/step, loss ${a.loss}, ${warm} warm-up + ${steps} timed steps, node ${process.version}`);
 for (const threads of a.threads.split(',').map(Number))
 for (const name of a.providers.split(',')) {
@@ -66,14 +68,20 @@ for (const name of a.providers.split(',')) {
     ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
   });
   const times = [];
+  let cpu0;
   for (let s = 0; s < steps + warm; s++) {
+    if (s === warm) cpu0 = process.cpuUsage();
     const r = t.step();
     if (s >= warm) times.push(r.ms);
   }
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / steps;
   t.dispose();
   times.sort((x, y) => x - y);
   const med = times[Math.floor(times.length / 2)];
   console.log(
-    `${name.padEnd(7)} threads ${threads}: median ${med.toFixed(0)} ms/step → ${((B * L * 1000) / med).toFixed(0)} tokens/s (min ${times[0].toFixed(0)}, max ${times[times.length - 1].toFixed(0)} ms)`,
+    `${name.padEnd(7)} threads ${threads}: median ${med.toFixed(0)} ms/step → ${((B * L * 1000) / med).toFixed(0)} tokens/s wall ` +
+      `(min ${times[0].toFixed(0)}, max ${times[times.length - 1].toFixed(0)} ms); CPU ${cpuMsPerStep.toFixed(0)} ms/step → ` +
+      `${((B * L * 1000) / cpuMsPerStep).toFixed(0)} tokens per CPU-second; load average ${loadavg()[0].toFixed(1)}`,
   );
 }
