@@ -167,7 +167,7 @@ describe('graph gradient (float64) against finite differences', () => {
     }
   });
 
-  it('frozen providers and frozen norms get no gradient work; layer-0 input gradient is skipped', () => {
+  it('with frozen norms (layer-0 input gradient skipped) every trainable linear still gets its gradient', () => {
     const m = randomModel(tinyConfig(), 31);
     const w = graphWeights<Float32Array>(m, false, false);
     const g = new LlamaGraph(w, { batch: 1, seqLen: 4 });
