@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job, from a fresh machine: install everything, build, then generate from and evaluate a model.
+# The main job, from a fresh machine: install everything, build, generate from and evaluate the float model,
+# then compress it into a .usk bundle and evaluate the bundle against the float model on the same windows.
 #
 #   bash scripts/main.sh                         # ../shared/models/stories3M, first 16 evaluation windows
 #   bash scripts/main.sh --windows all           # every window of the evaluation text
@@ -19,13 +20,17 @@ STEPS=256
 PROMPT="Once upon a time"
 SEED=42
 INSTALL=1
+COMPRESS="--codec rtn --bits 4"
+OUT=out
 
 usage() {
   cat <<USAGE
 Usage: bash scripts/main.sh [options]
 
 Installs pnpm (if missing) and the dependencies, builds every package, then runs the main job:
-generate text from the model, then evaluate its perplexity on the evaluation text.
+generate text from the model and evaluate its perplexity on the evaluation text; then compress it into a
+.usk bundle, inspect the bundle, generate from it, and evaluate it against the float model (perplexity,
+KL, top-1 on the same windows).
 
 Options:
   --model PATH       llama2.c checkpoint, or a directory holding one (default: $DEFAULT_MODEL)
@@ -35,6 +40,9 @@ Options:
   --steps N          positions to generate (default: $STEPS)
   --prompt TEXT      prompt for generation (default: "$PROMPT")
   --seed S           sampling seed (default: $SEED)
+  --compress ARGS    compress options, one quoted string (default: "$COMPRESS"), e.g.
+                     --compress "--codec littlebit --bpw 0.55 --small-matrix keep"; "none" skips compression
+  --out DIR          where the bundle is written (default: $OUT)
   --no-install       skip pnpm install and the build (they are quick when nothing changed)
   -h, --help         show this help
 USAGE
@@ -50,6 +58,8 @@ while [ $# -gt 0 ]; do
     --steps) need_value "$@"; STEPS=$2; shift 2 ;;
     --prompt) need_value "$@"; PROMPT=$2; shift 2 ;;
     --seed) need_value "$@"; SEED=$2; shift 2 ;;
+    --compress) need_value "$@"; COMPRESS=$2; shift 2 ;;
+    --out) need_value "$@"; OUT=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) printf 'error: unknown option %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -105,3 +115,17 @@ if [ "$CHECKPOINT" = "$DEFAULT_MODEL/stories3M-q80.bin" ] && [ "$TEXT" = ../shar
     all) echo "llama2.c reference, all 143 windows: mean NLL 2.463863, perplexity 11.7501" ;;
   esac
 fi
+
+[ "$COMPRESS" != none ] || exit 0
+# Compress, then run the bundle with its fused kernels, measured against the float model in the same run.
+mkdir -p "$OUT"
+BUNDLE="$OUT/$(basename "$CHECKPOINT" .bin).usk"
+read -r -a COMPRESS_ARGS <<<"$COMPRESS"
+echo
+ultrasketch compress "$CHECKPOINT" "${TOK_ARGS[@]}" "${COMPRESS_ARGS[@]}" -o "$BUNDLE"
+echo
+ultrasketch inspect "$BUNDLE"
+echo
+ultrasketch generate "$BUNDLE" --prompt "$PROMPT" --steps "$STEPS" --seed "$SEED"
+echo
+ultrasketch eval "$BUNDLE" --text "$TEXT" --windows "$WINDOWS" --reference "$CHECKPOINT"
