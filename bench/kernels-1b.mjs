@@ -379,6 +379,7 @@ const command = ['node bench/kernels-1b.mjs']
   .concat(args['no-cache'] ? ['--no-cache'] : [])
   .concat(args.json ? ['--json'] : [])
   .concat(args.markdown ? ['--markdown'] : [])
+  .concat(args.out ? [`--out ${args.out}`] : [])
   .join(' ');
 const report = {
   benchmark: 'kernels-1b',

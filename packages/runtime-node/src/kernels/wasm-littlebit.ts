@@ -41,6 +41,9 @@ export function tableBits(t: LittleBitTiling, rows: number, len: number, lanes: 
   return rows >= (lanes === 1 ? t.byteMinRows1 : t.byteMinRows4) && byteTables <= t.maxTableBytes ? 8 : 4;
 }
 
+/** Rows of at most this many sign bytes get straight-line lookup code (no loop) in byte-table stages. */
+export const SHORT_ROW_BYTES = 16;
+
 const SPLAT_LANE = (i: number) => Array.from({ length: 16 }, (_, b) => 4 * i + (b & 3));
 
 /** Push splat(lane i of vector v). */
@@ -135,7 +138,7 @@ function emitBuild1(bits: 4 | 8): KFn {
  * bytes (B + k·nb). Byte tables: T + 1024·b + 4·byte; nibble tables: T + 128·b + 4·(byte & 15) and
  * T + 128·b + 64 + 4·(byte >> 4). Four float64 accumulators; U bytes per iteration.
  */
-function emitDot1(bits: 4 | 8, U = 4): KFn {
+function emitDot1(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
   const f = new KFn(Array(7).fill('i32'));
   const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
   const k = f.local('i32');
@@ -168,16 +171,21 @@ function emitDot1(bits: 4 | 8, U = 4): KFn {
     for (const a of acc) f.f64Const(0).set(a);
     f.get(rowB).set(bp);
     f.get(T).set(tp);
-    f.get(rowB).get(nb).i32Add().set(end);
-    f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
-    whileLtU(f, bp, endU, U, () => {
-      for (let u = 0; u < U; u++) lookup(u, u % 4);
-      f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
-    });
-    whileLtU(f, bp, end, 1, () => {
-      lookup(0, 0);
-      f.get(tp).i32Const(tableBytes).i32Add().set(tp);
-    });
+    if (fixedNb > 0) {
+      // straight-line: the row's nb bytes at constant offsets (short rows: U_s at low ranks)
+      for (let b = 0; b < fixedNb; b++) lookup(b, b % 4);
+    } else {
+      f.get(rowB).get(nb).i32Add().set(end);
+      f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
+      whileLtU(f, bp, endU, U, () => {
+        for (let u = 0; u < U; u++) lookup(u, u % 4);
+        f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
+      });
+      whileLtU(f, bp, end, 1, () => {
+        lookup(0, 0);
+        f.get(tp).i32Const(tableBytes).i32Add().set(tp);
+      });
+    }
     // out[k] (+)= scale[k] · sum
     f.get(out).get(k).i32Const(2).i32Shl().i32Add().set(op);
     f.get(acc[0]!).get(acc[1]!).f64Add().get(acc[2]!).get(acc[3]!).f64Add().f64Add();
@@ -235,7 +243,7 @@ function emitBuild4(bits: 4 | 8): KFn {
 }
 
 /** dot4v_{8|4}(B, rows, nb, T, scale, out4, accumulate): out4[k] (+)= scale[k] · Σ lookups (f32x4 = 4 vectors). */
-function emitDot4(bits: 4 | 8, U = 4): KFn {
+function emitDot4(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
   const f = new KFn(Array(7).fill('i32'));
   const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
   const k = f.local('i32');
@@ -267,16 +275,20 @@ function emitDot4(bits: 4 | 8, U = 4): KFn {
     for (const a of acc) f.v128Zero().set(a);
     f.get(rowB).set(bp);
     f.get(T).set(tp);
-    f.get(rowB).get(nb).i32Add().set(end);
-    f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
-    whileLtU(f, bp, endU, U, () => {
-      for (let u = 0; u < U; u++) lookup(u, u % 4);
-      f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
-    });
-    whileLtU(f, bp, end, 1, () => {
-      lookup(0, 0);
-      f.get(tp).i32Const(tableBytes).i32Add().set(tp);
-    });
+    if (fixedNb > 0) {
+      for (let b = 0; b < fixedNb; b++) lookup(b, b % 4);
+    } else {
+      f.get(rowB).get(nb).i32Add().set(end);
+      f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
+      whileLtU(f, bp, endU, U, () => {
+        for (let u = 0; u < U; u++) lookup(u, u % 4);
+        f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
+      });
+      whileLtU(f, bp, end, 1, () => {
+        lookup(0, 0);
+        f.get(tp).i32Const(tableBytes).i32Add().set(tp);
+      });
+    }
     f.get(out).get(k).i32Const(4).i32Shl().i32Add().set(op);
     f.get(acc[0]!).get(acc[1]!).f32x4Add().get(acc[2]!).get(acc[3]!).f32x4Add().f32x4Add();
     f.get(scale).get(k).i32Const(2).i32Shl().i32Add().v128Load32Splat().f32x4Mul().set(sum);
@@ -299,6 +311,10 @@ function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   m.addFunction('build4_4', emitBuild4(4));
   m.addFunction('dot4_8', emitDot4(8));
   m.addFunction('dot4_4', emitDot4(4));
+  for (let nb = 1; nb <= SHORT_ROW_BYTES; nb++) {
+    m.addFunction(`dot1_8_nb${nb}`, emitDot1(8, 4, nb));
+    m.addFunction(`dot4_8_nb${nb}`, emitDot4(8, 4, nb));
+  }
   return m;
 }
 
@@ -402,7 +418,7 @@ class WasmLittleBitLinear implements Linear {
       const build = vB === 8 ? fn.build1_8! : fn.build1_4!;
       const dotV = vB === 8 ? fn.dot1_8! : fn.dot1_4!;
       const buildU = uB === 8 ? fn.build1_8! : fn.build1_4!;
-      const dotU = uB === 8 ? fn.dot1_8! : fn.dot1_4!;
+      const dotU = uB === 8 ? (padR / 8 <= SHORT_ROW_BYTES ? fn[`dot1_8_nb${padR / 8}`]! : fn.dot1_8!) : fn.dot1_4!;
       f32.fill(0, w4 + r, w4 + padR);
       f32.fill(0, x4 + inF, x4 + padIn);
       f32.set(x.subarray(0, inF), x4);
@@ -418,7 +434,7 @@ class WasmLittleBitLinear implements Linear {
     const build = vB === 8 ? fn.build4_8! : fn.build4_4!;
     const dotV = vB === 8 ? fn.dot4_8! : fn.dot4_4!;
     const buildU = uB === 8 ? fn.build4_8! : fn.build4_4!;
-    const dotU = uB === 8 ? fn.dot4_8! : fn.dot4_4!;
+    const dotU = uB === 8 ? (padR / 8 <= SHORT_ROW_BYTES ? fn[`dot4_8_nb${padR / 8}`]! : fn.dot4_8!) : fn.dot4_4!;
     f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
     for (let t0 = 0; t0 < n; t0 += 4) {
       const T = Math.min(4, n - t0);
