@@ -1,0 +1,260 @@
+import { type CodecContext, ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import {
+  type LittleBitFactors,
+  type LittleBitOptions,
+  type LittleBitParams,
+  dualSvidFactors,
+  littlebitCodec,
+  littlebitRank,
+  pathDense,
+  registerAll as registerLittleBitCodec,
+  toPath,
+} from '@ultrasketch/littlebit';
+import { type FloatArray, matmul } from './matmul.js';
+import { registerProviderFactory } from './plan.js';
+import type { Param, WeightProvider } from './providers.js';
+
+/**
+ * LittleBit quantization-aware training (methods.md §2; docs/ste-trainer.md §2).
+ *
+ * Per path p (1, or 2 with the residual path), trainable float masters:
+ *   U [out, r], V [in, r]  — latent real factors (init: Dual-SVID's U' = U√Σ, V' = V√Σ, so sign(U) = U_s);
+ *   h [out], g [in], ℓ [r] — the scales (init: Dual-SVID's, before f16 rounding; decay off).
+ * Forward (dense, for training):
+ *   A = sign(U) diag(ℓ) [out, r],  B = diag(g) sign(V) [in, r],  Ŵ = Σ_p diag(h) A Bᵀ,
+ *   sign(x) = −1 for x < 0, else +1 (sign(0) = +1, as the codec's packing).
+ * Backward, from G = ∂L/∂Ŵ [out, in], per path (all linear in G):
+ *   GB = G B [out, r];                 dA = diag(h) GB              (∂L/∂A)
+ *   dB = Gᵀ (diag(h) A) [in, r]                                     (∂L/∂B)
+ *   dh_i = Σ_j G_ij (A Bᵀ)_ij = Σ_k A_ik GB_ik
+ *   dℓ_k = Σ_i dA_ik sign(U)_ik        (A_ik = sign(U_ik) ℓ_k)
+ *   dg_j = Σ_k dB_jk sign(V)_jk        (B_jk = g_j sign(V_jk))
+ *   dU_ik = dA_ik ℓ_k SmoothSign′(U_ik),  dV_jk = dB_jk g_j SmoothSign′(V_jk)
+ * where SmoothSign′(x) = k(1 − tanh²(kx)) with k = 100 (`smoothK`): the derivative of tanh(kx), used as the
+ * surrogate for sign's zero-almost-everywhere derivative (the paper's "SmoothSign 100·(1 − tanh²(100x))").
+ * NOTE the scale: it is ≈ 0 once |x| ≳ 0.05 (1 − tanh²(5) ≈ 1.8e-4), so only latent entries near zero — the
+ * ones close to flipping — get a gradient; the scales carry most of the training.
+ * `toCodecParams()` packs sign(U), sign(V)ᵀ exactly as the codec stores them (signs.ts) and rounds h, g, ℓ to
+ * f16 (`toPath`), so decode(toCodecParams()) equals this forward up to the f16 rounding of the scales.
+ */
+
+export interface LittleBitProviderOptions {
+  name: string;
+  rows: number;
+  cols: number;
+  weight: Float32Array;
+  /** Raw littlebit codec options (bpw or rank, residual, rankRounding, oversampling, powerIterations). */
+  codecOptions?: Record<string, unknown>;
+  context?: Partial<CodecContext>;
+  /** SmoothSign sharpness k (default 100). */
+  smoothK?: number;
+  /** Weight decay on the latent factors U, V (default false; scales never decay). */
+  decay?: boolean;
+  dtype?: 'f32' | 'f64';
+}
+
+/** The surrogate derivative of sign: k·(1 − tanh²(k·x)) (default k = 100). */
+export function smoothSignGrad(x: number, k = 100): number {
+  const t = Math.tanh(k * x);
+  return k * (1 - t * t);
+}
+
+interface PathState<T extends FloatArray> {
+  U: Param<T>;
+  V: Param<T>;
+  h: Param<T>;
+  g: Param<T>;
+  l: Param<T>;
+  /** Scratch: A, B, and their ∂ (rank-sized) and GB. */
+  A: T;
+  B: T;
+  GB: T;
+  dB: T;
+  hA: T;
+}
+
+export class LittleBitProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
+  readonly name: string;
+  readonly rows: number;
+  readonly cols: number;
+  readonly codecId = 'littlebit';
+  readonly trainable = true;
+  readonly rank: number;
+  readonly options: LittleBitOptions;
+  readonly smoothK: number;
+  private readonly paths: PathState<T>[];
+  private readonly out: T;
+
+  constructor(o: LittleBitProviderOptions) {
+    this.name = o.name;
+    this.rows = o.rows;
+    this.cols = o.cols;
+    this.smoothK = o.smoothK ?? 100;
+    if (!(this.smoothK > 0)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `littlebit provider: smoothK ${this.smoothK} must be > 0`, { source: o.name });
+    this.options = littlebitCodec.resolveOptions(o.codecOptions ?? {});
+    const seed = o.context?.seed ?? 0;
+    const rows = o.rows;
+    const cols = o.cols;
+    const r = littlebitRank(this.options, rows, cols, o.name);
+    this.rank = r;
+    // Exactly the codec's encode (same SVD settings and seeds), keeping the real factors.
+    const svd = { oversampling: this.options.oversampling, powerIterations: this.options.powerIterations };
+    const factors: LittleBitFactors[] = [dualSvidFactors({ rows, cols, data: o.weight }, r, { ...svd, seed })];
+    if (this.options.residual) {
+      const approx = pathDense(toPath(factors[0]!, o.name), rows, cols, r).data;
+      const res = new Float32Array(rows * cols);
+      for (let i = 0; i < res.length; i++) res[i] = o.weight[i]! - approx[i]!;
+      factors.push(dualSvidFactors({ rows, cols, data: res }, r, { ...svd, seed: (seed + 1) >>> 0 }));
+    }
+    const f64 = o.dtype === 'f64';
+    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
+    const from = (a: ArrayLike<number>) => {
+      const t = mk(a.length);
+      for (let i = 0; i < a.length; i++) t[i] = a[i]!;
+      return t;
+    };
+    const param = (name: string, a: ArrayLike<number>, decay: boolean): Param<T> => ({ name, data: from(a), grad: mk(a.length), decay });
+    const decay = o.decay ?? false;
+    this.paths = factors.map((f, p) => {
+      const pre = `${o.name}/${p === 0 ? '' : 'res_'}`;
+      return {
+        U: param(`${pre}U`, f.uPrime.data, decay),
+        V: param(`${pre}V`, f.vPrime.data, decay),
+        h: param(`${pre}h`, f.h, false),
+        g: param(`${pre}g`, f.g, false),
+        l: param(`${pre}l`, f.l, false),
+        A: mk(rows * r),
+        B: mk(cols * r),
+        GB: mk(rows * r),
+        dB: mk(cols * r),
+        hA: mk(rows * r),
+      };
+    });
+    this.out = mk(rows * cols);
+  }
+
+  /** A = sign(U) diag(ℓ), B = diag(g) sign(V) of path p (into its scratch). */
+  private factors(p: PathState<T>): void {
+    const r = this.rank;
+    const U = p.U.data;
+    const V = p.V.data;
+    const l = p.l.data;
+    const g = p.g.data;
+    for (let i = 0; i < this.rows; i++) {
+      for (let k = 0; k < r; k++) p.A[i * r + k] = U[i * r + k]! < 0 ? -l[k]! : l[k]!;
+    }
+    for (let j = 0; j < this.cols; j++) {
+      const gj = g[j]!;
+      for (let k = 0; k < r; k++) p.B[j * r + k] = V[j * r + k]! < 0 ? -gj : gj;
+    }
+  }
+
+  weight(): T {
+    const { rows, cols, rank: r, out } = this;
+    this.paths.forEach((p, index) => {
+      this.factors(p);
+      // hA = diag(h) A, then out (+)= hA Bᵀ
+      const h = p.h.data;
+      for (let i = 0; i < rows; i++) for (let k = 0; k < r; k++) p.hA[i * r + k] = h[i]! * p.A[i * r + k]!;
+      matmul(p.hA, p.B, out, rows, cols, r, false, true, index > 0);
+    });
+    return out;
+  }
+
+  backward(G: T): void {
+    const { rows, cols, rank: r } = this;
+    const K = this.smoothK;
+    for (const p of this.paths) {
+      // A, B, hA are those of the last forward (parameters have not changed since).
+      matmul(G, p.B, p.GB, rows, r, cols, false, false, false); // GB = G B
+      matmul(G, p.hA, p.dB, cols, r, rows, true, false, false); // dB = Gᵀ (diag(h) A)
+      const U = p.U.data;
+      const V = p.V.data;
+      const h = p.h.data;
+      const l = p.l.data;
+      const g = p.g.data;
+      const dU = p.U.grad;
+      const dV = p.V.grad;
+      const dh = p.h.grad;
+      const dl = p.l.grad;
+      const dg = p.g.grad;
+      const dlAcc = new Float64Array(r);
+      for (let i = 0; i < rows; i++) {
+        let sh = 0;
+        const hi = h[i]!;
+        for (let k = 0; k < r; k++) {
+          const at = i * r + k;
+          const gb = p.GB[at]!;
+          sh += p.A[at]! * gb;
+          const dA = hi * gb;
+          const u = U[at]!;
+          dlAcc[k] = dlAcc[k]! + (u < 0 ? -dA : dA);
+          const t = Math.tanh(K * u);
+          dU[at] = dU[at]! + dA * l[k]! * K * (1 - t * t);
+        }
+        dh[i] = dh[i]! + sh;
+      }
+      for (let k = 0; k < r; k++) dl[k] = dl[k]! + dlAcc[k]!;
+      for (let j = 0; j < cols; j++) {
+        let sg = 0;
+        const gj = g[j]!;
+        for (let k = 0; k < r; k++) {
+          const at = j * r + k;
+          const db = p.dB[at]!;
+          const v = V[at]!;
+          sg += v < 0 ? -db : db;
+          const t = Math.tanh(K * v);
+          dV[at] = dV[at]! + db * gj * K * (1 - t * t);
+        }
+        dg[j] = dg[j]! + sg;
+      }
+    }
+  }
+
+  parameters(): Param<T>[] {
+    return this.paths.flatMap((p) => [p.U, p.V, p.h, p.g, p.l]);
+  }
+
+  /** The packed signs of the current latents and the f16 scales, exactly as the codec stores them. */
+  toCodecParams(): LittleBitParams {
+    const r = this.rank;
+    const paths = this.paths.map((p) =>
+      toPath(
+        {
+          rank: r,
+          uPrime: { rows: this.rows, cols: r, data: Float64Array.from(p.U.data) },
+          vPrime: { rows: this.cols, cols: r, data: Float64Array.from(p.V.data) },
+          h: Float64Array.from(p.h.data),
+          g: Float64Array.from(p.g.data),
+          l: Float64Array.from(p.l.data),
+        },
+        this.name,
+      ),
+    );
+    return { rows: this.rows, cols: this.cols, options: this.options, rank: r, paths };
+  }
+}
+
+/**
+ * Register the littlebit codec and the provider kind 'littlebit' (options: codecOptions {bpw | rank, residual,
+ * rankRounding, …} or those keys at top level; smoothK; decay). Explicit and idempotent.
+ */
+export function registerLittleBitProviders(): void {
+  registerLittleBitCodec();
+  registerProviderFactory('littlebit', (ctx, o) => {
+    const codecOptions: Record<string, unknown> = { ...((o.codecOptions as Record<string, unknown> | undefined) ?? {}) };
+    for (const k of ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations']) {
+      if (o[k] !== undefined && codecOptions[k] === undefined) codecOptions[k] = o[k];
+    }
+    return new LittleBitProvider({
+      name: ctx.name,
+      rows: ctx.rows,
+      cols: ctx.cols,
+      weight: ctx.weight,
+      codecOptions,
+      context: { seed: ctx.seed },
+      ...(typeof o.smoothK === 'number' ? { smoothK: o.smoothK } : {}),
+      ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
+    });
+  });
+}

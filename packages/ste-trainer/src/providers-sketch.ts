@@ -1,0 +1,370 @@
+import { type CodecContext, ErrorCodes, UltraSketchError, f16BitsToF32, f32ToF16Bits } from '@ultrasketch/core';
+import {
+  type HashedNetsOptions,
+  type HashedNetsParams,
+  type SketchOptions,
+  type SketchParams,
+  SKETCH_OPTION_KEYS,
+  allocStates,
+  dequantizeStates,
+  hashedNetsCodec,
+  hashedNetsFamily,
+  quantizeRow,
+  registerAll as registerSketchCodecs,
+  sketchCodec,
+  sketchGroups,
+} from '@ultrasketch/sketch-core';
+import type { FloatArray } from './matmul.js';
+import { type ProviderContext, registerProviderFactory } from './plan.js';
+import type { Param, WeightProvider } from './providers.js';
+
+/**
+ * Sketch and HashedNets STATE-training providers (docs/ste-trainer.md §2 "How the sketch and LittleBit
+ * providers plug in", methods.md §1 second mode, §5 "states trained" rows).
+ *
+ * The hash seeds, channel groups and state layout are fixed by one initial `encode`; the trainable parameter is
+ * the states (one float master copy, in the stored order: groups one after another, each sketch group k-major
+ * d × width, each exact group its weights row-major). Every forward recomputes the AbsMax pick from the current
+ * states (ŵ = the candidate of largest |·| over the d sketch rows, ties to the lowest k — exactly the codec's
+ * query), records the picked state per weight, and backward scatter-adds ∂L/∂Ŵ into the picked states
+ * (ŵ = S[pick] exactly, sign included, so ∂ŵ/∂S[pick] = 1 and 0 for the others; linear in gradW).
+ */
+
+export type SketchStateInit = 'absmaxmin' | 'mean';
+
+export interface SketchStateProviderOptions<T extends FloatArray = Float32Array> {
+  name: string;
+  rows: number;
+  cols: number;
+  /** The teacher's weight [rows, cols] (read only). */
+  weight: Float32Array;
+  /** Raw sketch codec options (bpw required; rows, state, hash, groups, alloc, alpha, split). */
+  codecOptions: Record<string, unknown>;
+  /** Seed and saliency for the initial encode. */
+  context?: Partial<CodecContext>;
+  /**
+   * State initialisation: 'absmaxmin' (default) — the codec's build, dequantized (so the initial forward equals
+   * the post-training bundle's decode exactly); 'mean' — every sketch state = the mean of the weights hashed to
+   * it in its sketch row (HashedNets-style bucket statistics; empty → 0). Exact groups keep their weights.
+   */
+  init?: SketchStateInit;
+  /** Weight decay on the states (default false). */
+  decay?: boolean;
+  /** Master precision (default f32; f64 for gradient checks). */
+  dtype?: 'f32' | 'f64';
+  /**
+   * Quantized forward (default true): the pick and ŵ use the states as the state format stores them
+   * (toCodecParams()'s rounding, every step), with a straight-through gradient into the float masters — so the
+   * bundle decodes to EXACTLY the trained forward. Without it the forward uses the float masters and the
+   * bundle differs by the format's rounding, which can flip a pick between two candidates of nearly equal
+   * magnitude (state training drives candidates toward such ties; measured on stories260K). No effect for f32.
+   */
+  quantizedForward?: boolean;
+}
+
+/** Sketch state training: parameter = the states, forward = AbsMax pick recomputed every step. */
+export class SketchStateProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
+  readonly name: string;
+  readonly rows: number;
+  readonly cols: number;
+  readonly codecId = 'sketch';
+  readonly trainable = true;
+  readonly init: SketchStateInit;
+  readonly quantizedForward: boolean;
+  /** The initial encode: seed, groups, layout (its states are those of the init build, not the trained ones). */
+  readonly initial: SketchParams;
+  readonly options: SketchOptions;
+  private readonly param: Param<T>;
+  private readonly out: T;
+  /** Candidate state index of every weight in every sketch row: cand[k · n + r · cols + c] (−1: no candidate). */
+  private readonly cand: Int32Array;
+  /** Candidates per weight (d for a sketch group, 1 for an exact group): depthOf[r · cols + c]. */
+  private readonly depthOf: Uint8Array;
+  private readonly depth: number;
+  /** The state each weight decoded from in the last forward. */
+  private readonly pick: Int32Array;
+
+  constructor(o: SketchStateProviderOptions<T>) {
+    this.name = o.name;
+    this.rows = o.rows;
+    this.cols = o.cols;
+    this.init = o.init ?? 'absmaxmin';
+    if (this.init !== 'absmaxmin' && this.init !== 'mean') {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `sketch-states: init "${String(this.init)}" (allowed: absmaxmin, mean)`, { source: o.name });
+    }
+    this.options = sketchCodec.resolveOptions(o.codecOptions);
+    this.quantizedForward = (o.quantizedForward ?? true) && this.options.state !== 'f32';
+    const ctx: CodecContext = { name: o.name, seed: 0, ...o.context };
+    this.initial = sketchCodec.encode(o.weight, o.rows, o.cols, this.options, ctx);
+    const f64 = o.dtype === 'f64';
+    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
+    const T = this.initial.states.length;
+    const n = o.rows * o.cols;
+    const d = this.options.rows;
+    this.depth = d;
+    this.cand = new Int32Array(d * n).fill(-1);
+    this.depthOf = new Uint8Array(n);
+    const groups = sketchGroups(this.initial);
+    for (const g of groups) {
+      const ch = g.channels;
+      const C = ch.length;
+      if (!g.family) {
+        for (let r = 0; r < o.rows; r++) {
+          for (let c = 0; c < C; c++) {
+            const at = r * o.cols + ch[c]!;
+            this.cand[at] = g.stateOffset + r * C + c;
+            this.depthOf[at] = 1;
+          }
+        }
+        continue;
+      }
+      const width = g.alloc.width;
+      const idx = new Int32Array(C);
+      for (let r = 0; r < o.rows; r++) {
+        for (let k = 0; k < d; k++) {
+          g.family.rowIndices(r, k, idx);
+          for (let c = 0; c < C; c++) this.cand[k * n + r * o.cols + ch[c]!] = g.stateOffset + k * width + idx[c]!;
+        }
+        for (let c = 0; c < C; c++) this.depthOf[r * o.cols + ch[c]!] = d;
+      }
+    }
+    const states = mk(T);
+    if (this.init === 'absmaxmin') {
+      states.set(dequantizeStates(this.initial));
+    } else {
+      // bucket means per sketch row (float64 sums); exact groups: their weights
+      const sums = new Float64Array(T);
+      const counts = new Float64Array(T);
+      for (let i = 0; i < n; i++) {
+        for (let k = 0; k < this.depthOf[i]!; k++) {
+          const s = this.cand[k * n + i]!;
+          sums[s] = sums[s]! + o.weight[i]!;
+          counts[s] = counts[s]! + 1;
+        }
+      }
+      for (let s = 0; s < T; s++) states[s] = counts[s]! > 0 ? sums[s]! / counts[s]! : 0;
+    }
+    this.param = { name: o.name, data: states, grad: mk(T), decay: o.decay ?? false };
+    this.out = mk(n);
+    this.pick = new Int32Array(n);
+  }
+
+  /** The trained states (float master copy, stored order). */
+  states(): T {
+    return this.param.data;
+  }
+
+  /** The state index each weight decoded from in the last forward. */
+  picks(): Int32Array {
+    return this.pick;
+  }
+
+  weight(): T {
+    const S = this.quantizedForward ? dequantizeStates(this.toCodecParams()) : this.param.data;
+    const n = this.rows * this.cols;
+    const { cand, depthOf, pick } = this;
+    const out = this.out as FloatArray;
+    for (let i = 0; i < n; i++) {
+      let best = cand[i]!;
+      let v = S[best]!;
+      let a = Math.abs(v);
+      const dd = depthOf[i]!;
+      for (let k = 1; k < dd; k++) {
+        const s = cand[k * n + i]!;
+        const x = S[s]!;
+        if (Math.abs(x) > a) {
+          // strict: ties keep the lowest k, as the codec's query
+          a = Math.abs(x);
+          v = x;
+          best = s;
+        }
+      }
+      out[i] = v;
+      pick[i] = best;
+    }
+    return this.out;
+  }
+
+  backward(gradW: T): void {
+    const g = this.param.grad;
+    const { pick } = this;
+    for (let i = 0; i < pick.length; i++) g[pick[i]!] = g[pick[i]!]! + gradW[i]!;
+  }
+
+  parameters(): Param<T>[] {
+    return [this.param];
+  }
+
+  /**
+   * The trained states in the codec's state format (every format rounds toward zero, per sketch row, exactly as
+   * the codec's encode quantizes its build), with the initial encode's seed, group map and layout. With
+   * `quantizedForward` (default) its decode equals weight() exactly.
+   */
+  toCodecParams(): SketchParams {
+    const p = this.initial;
+    const states = allocStates(this.options.state, p.states.length);
+    const scales = this.options.state === 'int8' ? new Uint16Array(p.scales!.length) : null;
+    const S = Float32Array.from(this.param.data);
+    for (const g of sketchGroups(p)) {
+      const perRow = g.alloc.states / g.alloc.depth;
+      for (let k = 0; k < g.alloc.depth; k++) {
+        const begin = g.stateOffset + k * perRow;
+        const s = quantizeRow(this.options.state, S.subarray(begin, begin + perRow), states, begin);
+        if (scales) scales[g.scaleOffset + k] = s;
+      }
+    }
+    return { ...p, states, scales };
+  }
+}
+
+// -------------------------------------------------------------------------------------------- hashednets
+
+export interface HashedNetsStateProviderOptions {
+  name: string;
+  rows: number;
+  cols: number;
+  weight: Float32Array;
+  /** Raw hashednets codec options (bpw required; state f16|f32). */
+  codecOptions: Record<string, unknown>;
+  context?: Partial<CodecContext>;
+  decay?: boolean;
+  dtype?: 'f32' | 'f64';
+  /** Forward through the f16-rounded states (straight-through), so the bundle decodes exactly to it (default true). */
+  quantizedForward?: boolean;
+}
+
+/**
+ * HashedNets state training (Chen et al. 2015): one hash row (`mixed`, the codec's family), states initialised
+ * to the bucket means (computed in float64 here, not the f16-rounded stored ones), Ŵ = S[h(r, c)], gradient
+ * scatter-added. `toCodecParams()` stores the trained states as the codec does (f16 rounded to nearest, or f32).
+ */
+export class HashedNetsStateProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
+  readonly name: string;
+  readonly rows: number;
+  readonly cols: number;
+  readonly codecId = 'hashednets';
+  readonly trainable = true;
+  readonly initial: HashedNetsParams;
+  readonly options: HashedNetsOptions;
+  readonly quantizedForward: boolean;
+  private readonly param: Param<T>;
+  private readonly out: T;
+  private readonly idx: Int32Array;
+
+  constructor(o: HashedNetsStateProviderOptions) {
+    this.name = o.name;
+    this.rows = o.rows;
+    this.cols = o.cols;
+    this.options = hashedNetsCodec.resolveOptions(o.codecOptions);
+    this.quantizedForward = (o.quantizedForward ?? true) && this.options.state === 'f16';
+    this.initial = hashedNetsCodec.encode(o.weight, o.rows, o.cols, this.options, { name: o.name, seed: 0, ...o.context });
+    const f64 = o.dtype === 'f64';
+    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
+    const width = this.initial.states.length;
+    const n = o.rows * o.cols;
+    const fam = hashedNetsFamily(this.initial);
+    this.idx = new Int32Array(n);
+    const row = new Int32Array(o.cols);
+    for (let r = 0; r < o.rows; r++) {
+      fam.rowIndices(r, 0, row);
+      this.idx.set(row, r * o.cols);
+    }
+    const sums = new Float64Array(width);
+    const counts = new Float64Array(width);
+    for (let i = 0; i < n; i++) {
+      sums[this.idx[i]!] = sums[this.idx[i]!]! + o.weight[i]!;
+      counts[this.idx[i]!] = counts[this.idx[i]!]! + 1;
+    }
+    const states = mk(width);
+    for (let s = 0; s < width; s++) states[s] = counts[s]! > 0 ? sums[s]! / counts[s]! : 0;
+    this.param = { name: o.name, data: states, grad: mk(width), decay: o.decay ?? false };
+    this.out = mk(n);
+  }
+
+  states(): T {
+    return this.param.data;
+  }
+
+  weight(): T {
+    let S: FloatArray = this.param.data;
+    if (this.quantizedForward) S = Float32Array.from(S, (v) => f16BitsToF32(f32ToF16Bits(v)));
+    const { idx } = this;
+    const out = this.out as FloatArray;
+    for (let i = 0; i < idx.length; i++) out[i] = S[idx[i]!]!;
+    return this.out;
+  }
+
+  backward(gradW: T): void {
+    const g = this.param.grad;
+    const { idx } = this;
+    for (let i = 0; i < idx.length; i++) g[idx[i]!] = g[idx[i]!]! + gradW[i]!;
+  }
+
+  parameters(): Param<T>[] {
+    return [this.param];
+  }
+
+  toCodecParams(): HashedNetsParams {
+    const S = this.param.data;
+    const states = this.options.state === 'f16' ? Uint16Array.from(S, (v) => f32ToF16Bits(v)) : Float32Array.from(S);
+    if (states instanceof Uint16Array) {
+      for (let i = 0; i < states.length; i++) {
+        if ((states[i]! & 0x7c00) === 0x7c00) {
+          throw new UltraSketchError(ErrorCodes.NOT_FINITE, `hashednets state ${i} = ${S[i]} does not fit in f16`, { source: this.name });
+        }
+      }
+    }
+    return { ...this.initial, states };
+  }
+}
+
+// -------------------------------------------------------------------------------------------- factories
+
+/** Codec options from a provider choice: options.codecOptions, plus any sketch option keys given at top level. */
+function codecOptionsOf(o: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...((o.codecOptions as Record<string, unknown> | undefined) ?? {}) };
+  for (const k of keys) if (o[k] !== undefined && out[k] === undefined) out[k] = o[k];
+  return out;
+}
+
+function contextOf(ctx: ProviderContext): Partial<CodecContext> {
+  return { seed: ctx.seed, ...(ctx.saliency ? { saliency: ctx.saliency } : {}) };
+}
+
+/**
+ * Register the sketch codecs and the provider kinds
+ *   'sketch-states'     — SketchStateProvider (options: codecOptions {bpw, rows, state, hash, groups, …} or the
+ *                         same keys at top level; init 'absmaxmin' | 'mean'; decay);
+ *   'hashednets-states' — HashedNetsStateProvider (options: codecOptions {bpw, state} or top level; decay).
+ * The literal sketch STE needs no provider of its own: `{kind: 'ste', options: {codec: 'sketch', codecOptions}}`.
+ * Explicit and idempotent.
+ */
+export function registerSketchProviders(): void {
+  registerSketchCodecs();
+  registerProviderFactory('sketch-states', (ctx, o) => {
+    const init = o.init as SketchStateInit | undefined;
+    return new SketchStateProvider({
+      name: ctx.name,
+      rows: ctx.rows,
+      cols: ctx.cols,
+      weight: ctx.weight,
+      codecOptions: codecOptionsOf(o, SKETCH_OPTION_KEYS),
+      context: contextOf(ctx),
+      ...(init !== undefined ? { init } : {}),
+      ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
+    });
+  });
+  registerProviderFactory(
+    'hashednets-states',
+    (ctx, o) =>
+      new HashedNetsStateProvider({
+        name: ctx.name,
+        rows: ctx.rows,
+        cols: ctx.cols,
+        weight: ctx.weight,
+        codecOptions: codecOptionsOf(o, ['bpw', 'state']),
+        context: contextOf(ctx),
+        ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
+      }),
+  );
+}
