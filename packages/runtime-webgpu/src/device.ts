@@ -146,12 +146,12 @@ export class GpuContext {
 
   /** Throw `device-lost` (or `disposed`) when the device can no longer be used. */
   checkLive(): void {
-    if (this.lostInfo && this.lostInfo.reason !== 'destroyed') {
+    if (this.destroyed) throw new WebGpuError('disposed', 'the session was used after dispose()');
+    if (this.lostInfo) {
       throw new WebGpuError('device-lost', `the GPU device was lost (${this.lostInfo.reason}): ${this.lostInfo.message}`, {
         hint: 'create a new session; if it keeps happening, the model may be too large for this GPU',
       });
     }
-    if (this.destroyed || this.lostInfo) throw new WebGpuError('disposed', 'the session was used after dispose()');
   }
 
   /** A buffer of `size` bytes (rounded up to 4), refused with `limits` above the binding limit. */
@@ -215,7 +215,7 @@ export class GpuContext {
         hint: 'use a shorter context (contextLength), a smaller batch (maxBatch), or a smaller model',
       });
     }
-    if (this.lostInfo && this.lostInfo.reason !== 'destroyed') this.checkLive();
+    if (this.lostInfo) this.checkLive();
     if (validation) {
       throw new WebGpuError('validation', `the GPU rejected a command while ${what}: ${validation.message}`, {
         hint: 'this is a bug in @ultrasketch/runtime-webgpu; please report it with the adapter it ran on',

@@ -24,7 +24,7 @@ export {
   sliceHalves,
 } from './linear.js';
 export type { GatherIO, GpuLinear, KernelBuildContext, LinearIO, RowBlock, WeightCode } from './linear.js';
-export { ATTENTION, RMSNORM, ROPE_KV, SWIGLU } from './ops.js';
+export { ATTENTION, ATTENTION_SERIAL, ATTENTION_SERIAL_VEC4, RMSNORM, RMSNORM_SERIAL, ROPE_KV, SWIGLU } from './ops.js';
 export { getGpuKernel, listGpuKernels, registerAllGpuKernels, registerGpuKernel } from './registry.js';
 export type { GpuKernelFactory } from './registry.js';
 export { F16_CODE, F32_CODE, F32_VEC4_CODE, binaryKernel, floatKernel, rtnCode, rtnKernel, signsCode } from './kernels/baselines.js';

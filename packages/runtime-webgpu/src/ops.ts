@@ -371,3 +371,74 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 `,
 };
+
+/**
+ * ATTENTION_SERIAL for head sizes that are a multiple of 4: q, k, v and the output read and written as vec4s
+ * (a quarter of the loads), the weighted sum of values accumulated four dimensions at a time.
+ */
+export const ATTENTION_SERIAL_VEC4: GpuProgram = {
+  name: 'attention_serial_vec4',
+  cacheKey: 'attention_serial_vec4|v1',
+  bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'],
+  wgsl: /* wgsl */ `
+// Multi-head attention with grouped KV heads, one thread per (head, token), head size a multiple of 4.
+${STEP_STRUCT}
+struct Att {
+  dim: u32,
+  kvDim: u32,
+  headDim: u32,
+  kvMul: u32,
+  capacity: u32,
+  nHeads: u32,
+  scale: f32,
+  pad: u32,
+};
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> at: Att;
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> vc: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let h = gid.x % at.nHeads;
+  let t = gid.x / at.nHeads;
+  if (t >= step.n) {
+    return;
+  }
+  let h4 = at.headDim / 4u;
+  let kv4 = at.kvDim / 4u;
+  let len = step.start + t + 1u;
+  let qo = (t * at.dim + h * at.headDim) / 4u;
+  let kvo = (h / at.kvMul) * h4;
+  let so = (t * at.nHeads + h) * at.capacity;
+  var m = -3.0e38;
+  for (var p = 0u; p < len; p++) {
+    let ko = p * kv4 + kvo;
+    var d = 0.0;
+    for (var i = 0u; i < h4; i++) {
+      d += dot(q[qo + i], kc[ko + i]);
+    }
+    let sc = d * at.scale;
+    scores[so + p] = sc;
+    m = max(m, sc);
+  }
+  var sum = 0.0;
+  for (var p = 0u; p < len; p++) {
+    let e = exp(scores[so + p] - m);
+    scores[so + p] = e;
+    sum += e;
+  }
+  let inv = 1.0 / sum;
+  for (var i = 0u; i < h4; i++) {
+    var acc = vec4<f32>(0.0);
+    for (var p = 0u; p < len; p++) {
+      acc += scores[so + p] * vc[p * kv4 + kvo + i];
+    }
+    out[qo + i] = acc * inv;
+  }
+}
+`,
+};

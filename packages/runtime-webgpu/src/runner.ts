@@ -55,6 +55,11 @@ export class LinearRunner {
     this.dispatches = this.linear.record({ x: this.x, y: this.y, accumulate: options.accumulate ?? false, label: 'runner' });
   }
 
+  /** Dispatches per application (one per row block, more for multi-stage codecs). */
+  get dispatchCount(): number {
+    return this.dispatches.length;
+  }
+
   static async create(gpu: GpuContext, codecId: string, params: CodecParams, options: LinearRunnerOptions = {}): Promise<LinearRunner> {
     const r = await gpu.guard('uploading a weight', () => new LinearRunner(gpu, codecId, params, options));
     await Promise.all(r.dispatches.flatMap((d) => d.programs ?? [d.program]).map((p) => r.cache.pipeline(p)));

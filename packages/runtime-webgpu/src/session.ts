@@ -18,7 +18,7 @@ import {
 import { type AdapterSummary, BufferUsage, GpuContext, type GpuContextOptions, MAP_READ } from './device.js';
 import { WebGpuError } from './errors.js';
 import { type GpuLinear, type KernelBuildContext, PREFILL_TILE, WORKGROUP, defaultLanes, scratchBuffer, setStepBuffer } from './linear.js';
-import { ATTENTION, ATTENTION_SERIAL, RMSNORM, RMSNORM_SERIAL, ROPE_KV, SWIGLU } from './ops.js';
+import { ATTENTION, ATTENTION_SERIAL, ATTENTION_SERIAL_VEC4, RMSNORM, RMSNORM_SERIAL, ROPE_KV, SWIGLU } from './ops.js';
 import { type Dispatch, type GpuProgram, PipelineCache, grid2d } from './program.js';
 import { getGpuKernel, registerAllGpuKernels } from './registry.js';
 
@@ -43,7 +43,8 @@ export interface WebGpuSessionOptions extends GpuContextOptions {
   maxBatch?: number;
   /**
    * Workgroup memory (bytes) the sketch and hashednets kernels may fill with a matrix's states to serve many
-   * rows from it; default: what the device allows, less what the kernel needs for its reduction. 0 = never.
+   * rows from it; default: what the device allows less what the kernel needs for its reduction ('parallel'
+   * shape), 0 = never (the 'serial' shape of software adapters).
    */
   residentStateBytes?: number;
   /** Compile every pipeline and run one token before returning (default true). */
@@ -228,6 +229,11 @@ export class WebGpuSession {
     return { ...this.memoryUse };
   }
 
+  /** Dispatches recorded for one forward chunk (row blocks of split weights add to it). */
+  get dispatchCount(): number {
+    return this.dispatches.length;
+  }
+
   /** Distinct GPU programs this session runs (one pipeline each; shared with other sessions on the device). */
   programs(): GpuProgram[] {
     const seen = new Map<string, GpuProgram>();
@@ -287,6 +293,7 @@ export class WebGpuSession {
 
   private assertLive(): void {
     if (this.disposed) throw new WebGpuError('disposed', 'WebGpuSession: used after dispose()');
+    this.gpu.checkLive();
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -332,7 +339,11 @@ export class WebGpuSession {
 
     this.step = this.own(g.buffer(16, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'step'), 'scratch');
     this.tokens = this.own(g.buffer(B * 4, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'tokens'), 'scratch');
-    const wgBytes = this.options.residentStateBytes ?? Math.max(0, g.limits.workgroupBytes - WORKGROUP * PREFILL_TILE * 4 - 256);
+    // Resident sketch states pay off on GPUs (workgroup memory is on-chip); on a software adapter workgroup
+    // memory is ordinary memory, so the 'serial' shape reads states from the storage buffer by default.
+    const wgBytes =
+      this.options.residentStateBytes ??
+      (this.kernelShape === 'serial' ? 0 : Math.max(0, g.limits.workgroupBytes - WORKGROUP * PREFILL_TILE * 4 - 256));
     const build = (name: string): KernelBuildContext => {
       const b: KernelBuildContext = { gpu: g, cache: this.cache, maxBatch: B, residentBytes: wgBytes, name, lanes: this.lanes };
       setStepBuffer(b, this.step);
@@ -386,7 +397,7 @@ export class WebGpuSession {
     const serial = this.kernelShape === 'serial';
     const norm = serial ? RMSNORM_SERIAL : RMSNORM;
     const normGrid = (rows: number): [number, number, number] => [serial ? Math.ceil(rows / WORKGROUP) : rows, 1, 1];
-    const attention = serial ? ATTENTION_SERIAL : ATTENTION;
+    const attention = serial ? (hs % 4 === 0 ? ATTENTION_SERIAL_VEC4 : ATTENTION_SERIAL) : ATTENTION;
     const attGrid = (n: number): [number, number, number] => (serial ? [Math.ceil((n * c.nHeads) / WORKGROUP), 1, 1] : [c.nHeads, n, 1]);
 
     for (let l = 0; l < c.nLayers; l++) {

@@ -147,12 +147,58 @@ fn weightAt(r: u32, j: u32) -> f32 {
   }
   return best;
 }
+// Four consecutive columns. Fast path (the common case: the four are consecutive channels of one group — always
+// so with one group — and, for rowrun, in one run): the group's parameters are read once, and per sketch row
+// one candidate index is computed and the other three follow it (+1 each, cyclic). Otherwise weight by weight.
 fn decode4(row: u32, j0: u32) -> vec4<f32> {
-  var w = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) {
-    w[e] = weightAt(row, j0 + e);
+  let ci0 = colInfo[j0];
+  let ci3 = colInfo[min(j0 + 3u, lin.cols - 1u)];
+  if (j0 + 3u >= lin.cols || (ci3 >> 24u) != (ci0 >> 24u) || (ci3 & 0xffffffu) != (ci0 & 0xffffffu) + 3u) {
+    var w: vec4<f32>;
+    for (var e = 0u; e < 4u; e++) {
+      w[e] = weightAt(row, j0 + e);
+    }
+    return w;
   }
-  return w;
+  let gb = (ci0 >> 24u) * ${GROUP_WORDS}u;
+  let c = ci0 & 0xffffffu;
+  let so = groupInfo[gb];
+  let width = groupInfo[gb + 1u];
+  let depth = groupInfo[gb + 2u];
+  let sc = groupInfo[gb + 3u];
+  if (depth == 0u) {
+    let b = so + row * groupInfo[gb + 4u] + c;
+    var w: vec4<f32>;
+    for (var e = 0u; e < 4u; e++) {
+      w[e] = stv(b + e, sc);
+    }
+    return w;
+  }
+  let L = groupInfo[gb + 6u];
+  let oneRun = lin.c0.w == 0u && c / L == (c + 3u) / L;
+  var best = vec4<f32>(0.0);
+  var bestAbs = vec4<f32>(-1.0);
+  for (var k = 0u; k < depth; k++) {
+    let base = so + k * width;
+    var idx: vec4<u32>;
+    if (oneRun) {
+      let i0 = candidate(gb, k, row, c, width);
+      let i = vec4<u32>(i0) + vec4<u32>(0u, 1u, 2u, 3u);
+      idx = select(i, i - vec4<u32>(width), i >= vec4<u32>(width));
+    } else {
+      for (var e = 0u; e < 4u; e++) {
+        idx[e] = candidate(gb, k, row, c + e, width);
+      }
+    }
+    var v: vec4<f32>;
+    for (var e = 0u; e < 4u; e++) {
+      v[e] = stv(base + idx[e], sc + k);
+    }
+    let take = abs(v) > bestAbs;
+    best = select(best, v, take);
+    bestAbs = select(bestAbs, abs(v), take);
+  }
+  return best;
 }
 fn rowScale(row: u32) -> f32 {
   return 1.0;
