@@ -8,6 +8,8 @@ const pkg = (dir: string) => fileURLToPath(new URL(`./${dir}/src/index.ts`, impo
 export default defineConfig({
   resolve: {
     alias: {
+      // subpath entries first (an alias also matches its key followed by '/...')
+      '@ultrasketch/ste-trainer/node': fileURLToPath(new URL('./packages/ste-trainer/src/node.ts', import.meta.url)),
       '@ultrasketch/core': pkg('packages/core'),
       '@ultrasketch/format': pkg('packages/format'),
       '@ultrasketch/baselines': pkg('packages/baselines'),

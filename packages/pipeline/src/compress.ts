@@ -30,6 +30,7 @@ import { type LoadedModel, loadModel } from './load.js';
 import { type CalibrationInfo, codecUsesSaliency } from './calibrate.js';
 import { matrixFeasibility, targetBpw } from './feasibility.js';
 import { looksLikeSafetensors } from './sniff.js';
+import { type FinetuneOptions, type TrainingSection, finetune, validateFinetune } from './finetune.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
 // ------------------------------------------------------------------------------------------ defaults
@@ -232,6 +233,11 @@ export interface CompressOptions {
    */
   smallMatrix?: SmallMatrixPolicy;
   onProgress?(p: CompressProgress): void;
+  /**
+   * Finetune the compressed linears after encoding (docs/ste-trainer.md): the trained codec parameters
+   * replace the post-training ones and the bundle gains a `training` section (recipe and cost).
+   */
+  finetune?: FinetuneOptions;
 }
 
 export interface CompressReport {
@@ -257,8 +263,10 @@ export interface CompressReport {
   accounting: StoredAccounting;
   provenance: Provenance;
   quality: Record<string, unknown> | null;
+  /** The training section when the bundle was finetuned, else null. */
+  training: TrainingSection | null;
   /** Wall-clock seconds (report only; never written into the bundle). */
-  seconds: { encode: number; quality: number; total: number };
+  seconds: { encode: number; finetune: number; quality: number; total: number };
 }
 
 export interface CompressResult {
@@ -309,6 +317,20 @@ export async function compress(options: CompressOptions): Promise<CompressResult
         source: options.calibration.textSource,
         hint: 'calibrate on calib.txt, evaluate on eval.txt (docs/evaluation.md)',
       });
+    }
+  }
+
+  if (options.finetune) {
+    validateFinetune(options.finetune);
+    const ft = options.finetune;
+    if (ft.calibText !== undefined && (ft.data ?? 'calib') !== 'teacher' && options.measureQuality) {
+      const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
+      if (evalSha === createHash('sha256').update(ft.calibText).digest('hex')) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'refusing to calibrate on the evaluation text: the finetuning text and the evaluation text are identical', {
+          source: ft.calibSource ?? '--calib',
+          hint: 'finetune on calib.txt, evaluate on eval.txt (docs/evaluation.md)',
+        });
+      }
     }
   }
 
@@ -393,11 +415,42 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   }
   const tEncode = performance.now();
 
+  // Finetuning: train the compressed linears through their codec, store the trained parameters.
+  let training: TrainingSection | null = null;
+  let trainedNorms: Map<string, Float32Array> | null = null;
+  if (options.finetune && compressedNames.length > 0) {
+    const linears = new Map(compressedNames.map((name) => [name, { seed: weightSeed(seed, name) }]));
+    const ft = await finetune({
+      teacher: model.weights,
+      tokenizer: model.tokenizer,
+      codecId: codec.id,
+      codecOptions: options.codecOptions ?? {},
+      linears,
+      ...(saliencyUsed ? { saliency: options.saliency! } : {}),
+      seed,
+      options: options.finetune,
+    });
+    for (const [name, { codecId, params }] of ft.params) {
+      const c = getCodec(codecId);
+      const entry = weights.get(name)!.entry;
+      const o = codecId === entry.codec ? entry.options : c.resolveOptions({});
+      weights.set(name, {
+        entry: { ...entry, codec: c.id, version: c.version, options: o },
+        tensors: c.toTensors(params as never),
+      });
+      const [rows, cols] = [entry.rows, entry.cols];
+      perWeight[name] = toWeightAccounting(c.id, rows, cols, c.bits(params as never));
+    }
+    if (ft.norms.size > 0) trainedNorms = ft.norms;
+    training = ft.section;
+  }
+  const tFinetune = performance.now();
+
   const vectors = new Map<string, Float32Array>();
   let normWeights = 0;
   for (const [name, shape] of expectedTensors(config)) {
     if (shape.length !== 1) continue;
-    const v = model.weights.tensors.get(name)!.data;
+    const v = trainedNorms?.get(name) ?? model.weights.tensors.get(name)!.data;
     vectors.set(name, v);
     normWeights += v.length;
   }
@@ -436,7 +489,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     tokenizer: { kind: 'llama2c', bytes: model.tokenizerBytes },
     weights,
     vectors,
-    sections: { provenance, accounting },
+    sections: { provenance, accounting, ...(training ? { training } : {}) },
   };
 
   let quality: Record<string, unknown> | null = options.quality ?? null;
@@ -475,8 +528,10 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     accounting,
     provenance,
     quality,
+    training,
     seconds: {
       encode: (tEncode - t0) / 1000,
+      finetune: (tFinetune - tEncode) / 1000,
       quality: (tQuality - tQuality0) / 1000,
       total: (performance.now() - t0) / 1000,
     },

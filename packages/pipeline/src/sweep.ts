@@ -1,3 +1,4 @@
+import type { FinetuneOptions } from './finetune.js';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +125,11 @@ export interface SweepOptions {
   /** How the per-row commands name things (default: the paths as given to sweep). */
   commandArgs?: { program?: string; model?: string; tokenizer?: string; evalText?: string; calib?: string };
   onProgress?(e: SweepProgressEvent): void;
+  /**
+   * Finetune every point with this recipe (docs/ste-trainer.md); the same token budget for every method.
+   * With checkpointDir, each point checkpoints into its own subdirectory (named like its bundle).
+   */
+  finetune?: FinetuneOptions;
 }
 
 export interface SweepRow {
@@ -149,6 +155,8 @@ export interface SweepRow {
   seconds: number;
   /** A command that reproduces this row. */
   command: string;
+  /** Training tokens and wall seconds when the point was finetuned. */
+  training?: { tokens: number; wallSeconds: number };
   /** The bundle, when kept. */
   bundle?: string;
 }
@@ -320,6 +328,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
         '--eval-text',
         common.evalText,
         ...(options.window === undefined ? [] : ['--eval-window', String(options.window)]),
+        ...(options.finetune ? finetuneFlags(options.finetune, common.calib) : []),
         '-o',
         out,
         '--json',
@@ -346,6 +355,14 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
             ...(options.window === undefined ? {} : { window: options.window }),
           },
           onProgress: (w) => progress({ phase: 'weight', index, total, label: p.spec.label, bpw: p.bpw, weight: w }),
+          ...(options.finetune
+            ? {
+                finetune: {
+                  ...options.finetune,
+                  ...(options.finetune.checkpointDir === undefined ? {} : { checkpointDir: join(options.finetune.checkpointDir, file.replace(/\.usk$/, '')) }),
+                },
+              }
+            : {}),
         });
         const q = report.quality as unknown as { meanNll: number; perplexity: number; kl: number; top1: number };
         row = {
@@ -365,6 +382,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
           top1: q.top1,
           seconds: (performance.now() - t) / 1000,
           command,
+          ...(report.training ? { training: { tokens: report.training.cost.tokens, wallSeconds: report.training.cost.wallSeconds } } : {}),
           ...(options.keepBundles && options.outDir !== undefined ? { bundle: out } : {}),
         };
       } catch (err) {
@@ -482,6 +500,21 @@ export function codecFlags(raw: Record<string, unknown>): string[] {
     else if (v === false) out.push(`--no-${flag.slice(2)}`);
     else out.push(flag, String(v));
   }
+  return out;
+}
+
+/** The compress flags that reproduce a finetuning recipe. */
+export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
+  const out = ['--finetune-steps', String(f.steps)];
+  if (f.lr !== undefined) out.push('--lr', String(f.lr));
+  if (f.batch !== undefined) out.push('--batch', String(f.batch));
+  if (f.seq !== undefined) out.push('--seq', String(f.seq));
+  if (f.loss !== undefined) out.push('--loss', f.loss);
+  if (f.data !== undefined) out.push('--data', f.data);
+  if (f.trainNorms) out.push('--train-norms');
+  if (f.threads !== undefined) out.push('--threads', String(f.threads));
+  const source = f.calibSource ?? calib;
+  if ((f.data ?? 'calib') !== 'teacher' && source !== undefined) out.push('--calib', source);
   return out;
 }
 

@@ -28,6 +28,8 @@ export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './trainer.js';
 export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource } from './trainer.js';
 export { shardSizes, serveShards } from './shard.js';
 export type { ShardExecutor, ShardExecutorFactory, ShardSetup, ShardResult, ShardWorkerInit } from './shard.js';
+export { setMatmulKernel } from './matmul.js';
+export type { MatmulKernel } from './matmul.js';
 export { SketchStateProvider, HashedNetsStateProvider, registerSketchProviders } from './providers-sketch.js';
 export type { SketchStateInit, SketchStateProviderOptions, HashedNetsStateProviderOptions } from './providers-sketch.js';
 export { LittleBitProvider, registerLittleBitProviders, smoothSignGrad } from './providers-littlebit.js';

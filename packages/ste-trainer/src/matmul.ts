@@ -41,6 +41,34 @@ export function setGemmKernel(k: GemmNT): GemmNT {
   return prev;
 }
 
+/**
+ * A whole-product kernel that may take over `matmul` (layouts included): it returns true when it computed
+ * the product, false to leave it to the NT path below (e.g. for Float64Array operands or tiny shapes).
+ */
+export type MatmulKernel = (
+  a: FloatArray,
+  b: FloatArray,
+  c: FloatArray,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  accumulate: boolean,
+) => boolean;
+
+let full: MatmulKernel | null = null;
+
+/**
+ * Install (or, with null, remove) a whole-product kernel tried before the NT path — how the Node entry
+ * plugs in the WebAssembly SIMD gemm, which transposes straight into its own memory. Returns the previous one.
+ */
+export function setMatmulKernel(k: MatmulKernel | null): MatmulKernel | null {
+  const prev = full;
+  full = k;
+  return prev;
+}
+
 const scratch32: [Float32Array, Float32Array] = [new Float32Array(0), new Float32Array(0)];
 const scratch64: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
 
@@ -70,6 +98,7 @@ export function matmul(
     if (!accumulate) c.fill(0, 0, m * n);
     return;
   }
+  if (full !== null && full(a, b, c, m, n, k, transA, transB, accumulate)) return;
   let a2 = a;
   if (transA) {
     a2 = scratchLike(a, 0, m * k);

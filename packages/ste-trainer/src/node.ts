@@ -9,6 +9,8 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { type WasmTrainerGemm, createTrainerGemm } from '@ultrasketch/runtime-node';
+import { setMatmulKernel } from './matmul.js';
 import {
   CTRL,
   ERROR_BYTES,
@@ -21,6 +23,30 @@ import {
   type ShardWorkerInit,
 } from './shard.js';
 import type { StepResult, Trainer } from './trainer.js';
+
+// ------------------------------------------------------------------------------------ WebAssembly gemm
+
+let wasmGemm: WasmTrainerGemm | null | undefined;
+let wasmActive = false;
+
+/**
+ * Route the trainer's float32 matmuls through runtime-node's WebAssembly SIMD gemm (on = true) or back to the
+ * JS kernel (on = false). Returns whether the wasm gemm is now in use (false when this engine cannot validate
+ * the SIMD kernels). Importing this module turns it on, unless ULTRASKETCH_TRAINER_GEMM=js; worker threads
+ * follow the choice of the thread that creates them.
+ */
+export function useWasmGemm(on = true): boolean {
+  if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm();
+  wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
+  setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
+  return wasmActive;
+}
+
+/** Whether the trainer's matmuls currently run in the WebAssembly SIMD gemm (set by useWasmGemm). */
+export function wasmGemmActive(): boolean {
+  return wasmActive;
+}
+useWasmGemm(process.env.ULTRASKETCH_TRAINER_GEMM !== 'js');
 
 /**
  * Write `bytes` to `path` so that `path` holds either its old content or all of the new bytes, never a
@@ -228,7 +254,7 @@ class WorkerExecutor implements ShardExecutor {
         count,
       });
       first += count;
-      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: init });
+      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: { ...init, wasmGemm: wasmActive } });
       worker.unref();
       this.workers.push(worker);
     }

@@ -3,6 +3,14 @@
  * `workerThreads()` in node.ts, never imported by the platform-neutral entry.
  */
 import { workerData } from 'node:worker_threads';
+import { createTrainerGemm } from '@ultrasketch/runtime-node';
+import { setMatmulKernel } from './matmul.js';
 import { type ShardWorkerInit, serveShards } from './shard.js';
 
+// The worker computes with the same kernel as the thread that created it (node.ts passes its choice): the
+// WebAssembly SIMD gemm, one arena per thread, when it is on there and validates here.
+if ((workerData as { wasmGemm?: boolean }).wasmGemm) {
+  const gemm = createTrainerGemm();
+  if (gemm) setMatmulKernel(gemm.matmul);
+}
 serveShards(workerData as ShardWorkerInit);

@@ -21,6 +21,7 @@ import {
 import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
 import { codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { fmtBytes, fmtInt, note, table, warn, writeJson } from '../io.js';
+import { finetuneFromInput, finetuneSpecs } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
 
 export const compressCommand: Command = {
@@ -59,6 +60,7 @@ export const compressCommand: Command = {
     },
     ...codecFlagSpecs(),
     ...sharedCompressSpecs(),
+    ...finetuneSpecs(),
     { name: 'eval-windows', kind: 'int', valueName: 'N', min: 0, default: 0, description: 'measure quality on the first N evaluation windows and store it in the bundle (0 = skip)' },
     { name: 'json', kind: 'boolean', default: false, description: 'print the report as one JSON object' },
   ],
@@ -90,6 +92,7 @@ export const compressCommand: Command = {
     const c = model.weights.config;
     const weightCount = 7 * c.nLayers + (c.tiedClassifier ? 1 : 2);
     const progress = new Progress({ label: 'compress', total: weightCount, unit: 'weights', quiet, stream: io.stderr });
+    const ft = finetuneFromInput(input, io, evalFile, () => progress.finish());
     let report: CompressReport;
     try {
       ({ report } = await compress({
@@ -114,12 +117,15 @@ export const compressCommand: Command = {
             }
           : {}),
         onProgress: (p) => progress.update(p.index + 1, p.name),
+        ...(ft ? { finetune: ft.options } : {}),
       }));
     } catch (err) {
       progress.clear();
+      ft?.progress.clear();
       throw err;
     }
     progress.finish();
+    ft?.progress.finish();
 
     if (report.keptDense.length > 0) {
       warn(
@@ -134,7 +140,7 @@ export const compressCommand: Command = {
       return;
     }
     io.stdout.write(`${table(summaryRows(report, positionals.checkpoint!))}\n`);
-    note(io, quiet, `compress: ${report.seconds.total.toFixed(1)} s (encode ${report.seconds.encode.toFixed(1)} s${report.quality ? `, quality ${report.seconds.quality.toFixed(1)} s` : ''})`);
+    note(io, quiet, `compress: ${report.seconds.total.toFixed(1)} s (encode ${report.seconds.encode.toFixed(1)} s${report.training ? `, finetune ${report.seconds.finetune.toFixed(1)} s` : ''}${report.quality ? `, quality ${report.seconds.quality.toFixed(1)} s` : ''})`);
   },
 };
 
@@ -166,6 +172,13 @@ function summaryRows(r: CompressReport, source: string): Array<[string, string]>
   ];
   if (r.keptDense.length > 0) {
     rows.push(['kept dense', `${r.keptDense.length} linear(s): ${describeKept(r.keptDense)} (all selected linears: ${r.bpwSelectedLinears.toFixed(4)} bpw)`]);
+  }
+  if (r.training) {
+    const t = r.training;
+    rows.push([
+      'finetuned',
+      `${t.cost.steps} steps × ${t.recipe.batch} × ${t.recipe.seq} = ${fmtInt(t.cost.tokens)} tokens, ${t.cost.wallSeconds.toFixed(1)} s; loss ${t.recipe.loss}, data ${t.recipe.data}, lr ${t.recipe.lr}, providers ${[...new Set(Object.values(t.providers))].join(',')}`,
+    ]);
   }
   if (r.provenance.calibration) {
     rows.push(['calibration', `${r.provenance.calibration.tokens} tokens of ${r.provenance.calibration.textSource}`]);

@@ -16,6 +16,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import { type Command, UsageError } from '../command.js';
 import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { note, writeJson } from '../io.js';
+import { finetuneFromInput, finetuneSpecs } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
 import { maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
 
@@ -49,6 +50,7 @@ export const sweepCommand: Command = {
     { name: 'keep-bundles', kind: 'boolean', default: false, description: 'also write every bundle to DIR' },
     ...codecFlagSpecs(['bpw']),
     ...sharedCompressSpecs(),
+    ...finetuneSpecs(),
     {
       name: 'kernels',
       kind: 'string',
@@ -101,6 +103,9 @@ export const sweepCommand: Command = {
     const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
     const calibration = maybeCalibrate(input, io, model, 'sweep', null, evalFile, usesSaliency);
 
+    // Finetuning flags apply to every point (the same token budget for every method); per-point checkpoints.
+    const ftSetup = finetuneFromInput(input, io, evalFile);
+    const finetune = ftSetup ? (({ onProgress: _ignored, ...rest }) => rest)(ftSetup.options) : undefined;
     const command = shellJoin(['ultrasketch', 'sweep', ...(input.argv ?? [])]);
     let bar: Progress | undefined;
     const result: SweepResult = await sweep({
@@ -117,6 +122,7 @@ export const sweepCommand: Command = {
       evalWindows: options['eval-windows'] as number,
       ...(options['eval-window'] === undefined ? {} : { window: options['eval-window'] as number }),
       ...(calibration ? { calibrated: calibration } : {}),
+      ...(finetune ? { finetune } : {}),
       outDir: options['out-dir'] as string,
       keepBundles: options['keep-bundles'] === true,
       kernels: options.kernels as KernelChoice,

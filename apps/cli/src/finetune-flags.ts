@@ -1,0 +1,111 @@
+/**
+ * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-norms] [--threads T]
+ * [--checkpoint-dir D] [--checkpoint-every N] [--resume], training on --calib (never the evaluation text).
+ */
+import { readFileSync } from 'node:fs';
+import {
+  FINETUNE_DATA,
+  FINETUNE_LOSSES,
+  type FinetuneData,
+  type FinetuneLoss,
+  type FinetuneOptions,
+  type TextFile,
+  assertNotEvaluationText,
+} from '@ultrasketch/pipeline';
+import { type CommandInput, type OptionSpec, UsageError } from './command.js';
+import { defaultDataFile } from './codec-flags.js';
+import { note } from './io.js';
+import type { CommandIO } from './command.js';
+import { Progress } from './progress.js';
+
+export function finetuneSpecs(): OptionSpec[] {
+  return [
+    { name: 'finetune-steps', kind: 'int', valueName: 'N', min: 0, default: 0, description: 'finetune the compressed linears for N steps after encoding (0 = post-training only)' },
+    { name: 'lr', kind: 'number', valueName: 'X', description: 'finetuning peak learning rate', defaultText: '1e-3' },
+    { name: 'batch', kind: 'int', valueName: 'B', min: 1, description: 'finetuning sequences per step', defaultText: '8' },
+    { name: 'seq', kind: 'int', valueName: 'L', min: 1, description: 'finetuning tokens per sequence', defaultText: "min(256, the model's seq_len)" },
+    { name: 'loss', kind: 'string', valueName: 'LOSS', choices: [...FINETUNE_LOSSES], description: 'kd = KL + 10·Σ hidden MSE against the float model; ce = next-token cross-entropy; kd+ce = both', defaultText: 'kd' },
+    { name: 'data', kind: 'string', valueName: 'D', choices: [...FINETUNE_DATA], description: 'training sequences: calibration text, samples of the float model, or half of each', defaultText: 'calib' },
+    { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
+    { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe)', defaultText: '1' },
+    { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
+    { name: 'checkpoint-every', kind: 'int', valueName: 'N', min: 1, description: 'checkpoint every N steps', defaultText: '50' },
+    { name: 'resume', kind: 'boolean', default: false, description: 'continue from the checkpoint in --checkpoint-dir' },
+  ];
+}
+
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-norms', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+
+/** "1 h 02 min", "3 min 05 s", "12 s". */
+function fmtEta(ms: number): string {
+  if (!Number.isFinite(ms)) return '?';
+  const s = Math.round(ms / 1000);
+  if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+  if (s >= 60) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${s} s`;
+}
+
+export interface FinetuneSetup {
+  options: FinetuneOptions;
+  /** The progress bar (call finish() or clear()). */
+  progress: Progress;
+}
+
+/**
+ * The finetuning options from the command line, or undefined without --finetune-steps. Reads --calib (default
+ * ../shared/data/tinystories/calib.txt) unless --data teacher, refusing evaluation text exactly as calibration
+ * does (eval.txt by name, the --eval-text file or eval.txt next to the repository by path or content).
+ */
+export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: TextFile | undefined, before?: () => void): FinetuneSetup | undefined {
+  const { options } = input;
+  const given = input.given ?? new Set<string>();
+  const steps = (options['finetune-steps'] as number | undefined) ?? 0;
+  const quiet = options.quiet === true;
+  if (steps === 0) {
+    const stray = FLAGS_NEEDING_STEPS.filter((f) => given.has(f));
+    if (stray.length > 0) throw new UsageError(`${stray.map((f) => `--${f}`).join(', ')} need(s) --finetune-steps N`);
+    return undefined;
+  }
+  const data = (options.data as FinetuneData | undefined) ?? 'calib';
+  if (options.resume === true && options['checkpoint-dir'] === undefined) throw new UsageError('--resume needs --checkpoint-dir DIR');
+  let calibText: string | undefined;
+  let calibSource: string | undefined;
+  if (data !== 'teacher') {
+    const path = typeof options.calib === 'string' ? options.calib : defaultDataFile('calib.txt');
+    if (path === undefined) throw new UsageError('--calib FILE is required to finetune: the default ../shared/data/tinystories/calib.txt is not next to the repository');
+    const bytes = readFileSync(path);
+    const evals: TextFile[] = [];
+    if (evalFile) evals.push(evalFile);
+    const defaultEval = defaultDataFile('eval.txt');
+    if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push({ path: defaultEval, bytes: readFileSync(defaultEval) });
+    assertNotEvaluationText({ path, bytes }, evals);
+    calibText = new TextDecoder('utf-8').decode(bytes);
+    calibSource = path;
+  }
+  const progress = new Progress({ label: 'finetune', total: steps, unit: 'steps', quiet, stream: io.stderr });
+  let started = false;
+  const ft: FinetuneOptions = {
+    steps,
+    data,
+    ...(options.lr === undefined ? {} : { lr: options.lr as number }),
+    ...(options.batch === undefined ? {} : { batch: options.batch as number }),
+    ...(options.seq === undefined ? {} : { seq: options.seq as number }),
+    ...(options.loss === undefined ? {} : { loss: options.loss as FinetuneLoss }),
+    ...(options['train-norms'] === true ? { trainNorms: true } : {}),
+    ...(options.threads === undefined ? {} : { threads: options.threads as number }),
+    ...(options['checkpoint-dir'] === undefined ? {} : { checkpointDir: options['checkpoint-dir'] as string }),
+    ...(options['checkpoint-every'] === undefined ? {} : { checkpointEvery: options['checkpoint-every'] as number }),
+    ...(options.resume === true ? { resume: true } : {}),
+    ...(calibText === undefined ? {} : { calibText, calibSource: calibSource! }),
+    onProgress: (p: { step: number; loss: number; tokensPerSec: number; etaMs: number }) => {
+      if (!started) {
+        started = true;
+        before?.();
+      }
+      progress.update(p.step, `loss ${p.loss.toFixed(4)}, ${p.tokensPerSec.toFixed(0)} tok/s, ETA ${fmtEta(p.etaMs)}`);
+    },
+  };
+  note(io, quiet, `finetune: ${steps} steps on ${data === 'teacher' ? 'samples of the float model' : calibSource}${data === 'both' ? ' and samples of the float model' : ''}`);
+  return { options: ft, progress };
+}

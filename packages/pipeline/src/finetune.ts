@@ -1,0 +1,299 @@
+/**
+ * Compression-aware finetuning inside `compress()` (docs/ste-trainer.md, issue 6): after the post-training
+ * encode, every compressed linear gets a weight provider of @ultrasketch/ste-trainer, the Trainer distils the
+ * float teacher into it (KD / CE on calibration text or teacher samples — never the evaluation text), and the
+ * trained codec parameters replace the post-training ones in the bundle, with a `training` section recording
+ * the recipe and its cost.
+ *
+ * Providers: `sketch-states` for sketch, `hashednets-states` for hashednets and `littlebit` for littlebit when
+ * those provider kinds are registered (the trainer package's providers-sketch / providers-littlebit); the
+ * generic `ste` provider (straight-through through the codec's own encode/decode) otherwise, and for rtn and
+ * binary. Linears the codec does not compress (and kept-dense ones) stay frozen at the float weights.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { type ModelWeights, TensorNames, type Tokenizer } from '@ultrasketch/model';
+import * as ste from '@ultrasketch/ste-trainer';
+import {
+  type ProviderChoice,
+  type StepResult,
+  type TrainProgress,
+  Trainer,
+  getProviderFactory,
+  makeProviders,
+} from '@ultrasketch/ste-trainer';
+import { runWithCheckpoints, wasmGemmActive, workerThreads } from '@ultrasketch/ste-trainer/node';
+import { documentTokenStream } from './text.js';
+
+export type FinetuneLoss = 'kd' | 'ce' | 'kd+ce';
+export const FINETUNE_LOSSES: readonly FinetuneLoss[] = ['kd', 'ce', 'kd+ce'];
+export type FinetuneData = 'calib' | 'teacher' | 'both';
+export const FINETUNE_DATA: readonly FinetuneData[] = ['calib', 'teacher', 'both'];
+
+/** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
+export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {
+  kd: { kl: 1, mse: 10, ce: 0 },
+  ce: { kl: 0, mse: 0, ce: 1 },
+  'kd+ce': { kl: 1, mse: 10, ce: 1 },
+};
+
+export interface FinetuneOptions {
+  /** Training steps (> 0). */
+  steps: number;
+  /** Peak learning rate (default 1e-3). */
+  lr?: number;
+  /** Sequences per step (default 8). */
+  batch?: number;
+  /** Tokens per sequence (default min(256, the model's seq_len)). */
+  seq?: number;
+  /** Default 'kd'. */
+  loss?: FinetuneLoss;
+  /** Default 'calib'. */
+  data?: FinetuneData;
+  /** Train the RMSNorm weights too (stored in the bundle). Default false. */
+  trainNorms?: boolean;
+  /** Threads (1 = this thread only; default 1). Part of the recipe. */
+  threads?: number;
+  /** Calibration text (documents separated by blank lines): required unless data is 'teacher'. Never eval text. */
+  calibText?: string;
+  /** Its name for the training section. */
+  calibSource?: string;
+  /** Directory for the checkpoint file `finetune.ckpt` (created if missing). */
+  checkpointDir?: string;
+  /** Save a checkpoint every N steps (default 50). */
+  checkpointEvery?: number;
+  /** Continue from the checkpoint in checkpointDir when there is one (default false: start over). */
+  resume?: boolean;
+  /** Progress after every step (loss, tokens/s, ETA). */
+  onProgress?: (p: TrainProgress) => void;
+  /** Called after every step (tests use it to stop a run mid-way, like a kill). */
+  onStep?: (r: StepResult) => void;
+}
+
+/** The bundle's `training` section. Everything but `cost.wallSeconds` is a pure function of the inputs. */
+export interface TrainingSection {
+  method: 'ste-trainer';
+  recipe: {
+    steps: number;
+    lr: number;
+    batch: number;
+    seq: number;
+    loss: FinetuneLoss;
+    lossWeights: { kl: number; mse: number; ce: number };
+    data: FinetuneData;
+    trainNorms: boolean;
+    threads: number;
+    seed: number;
+    schedule: string;
+    optimizer: string;
+    clipNorm: number;
+    calibration: { textSource: string; textSha256: string; tokens: number } | null;
+  };
+  /** Provider kind per trained linear kind ('q' → 'ste', ...). */
+  providers: Record<string, string>;
+  trainedLinears: number;
+  cost: {
+    steps: number;
+    tokens: number;
+    /** Wall seconds spent in training steps, summed over resumed segments (not byte-reproducible). */
+    wallSeconds: number;
+  };
+  final: { loss: number; kl: number; ce: number; mse: number } | null;
+}
+
+export interface FinetuneResult {
+  /** Trained codec parameters by linear name. */
+  params: Map<string, { codecId: string; params: unknown }>;
+  /** Trained norm vectors by name (trainNorms only). */
+  norms: Map<string, Float32Array>;
+  section: TrainingSection;
+  /** Wall seconds of this call (training only). */
+  seconds: number;
+  interrupted: boolean;
+  resumedFrom: number | null;
+}
+
+const STATE_PROVIDERS: Record<string, string> = {
+  sketch: 'sketch-states',
+  hashednets: 'hashednets-states',
+  littlebit: 'littlebit',
+};
+
+/** Make the trainer package's optional provider kinds available when it ships their registration functions. */
+function registerOptionalProviders(): void {
+  const mod = ste as unknown as Record<string, unknown>;
+  for (const fn of ['registerSketchProviders', 'registerLittleBitProviders']) {
+    const f = mod[fn];
+    if (typeof f === 'function') (f as () => void)();
+  }
+}
+
+/** The provider kind used for a codec: its state-training provider when registered, else 'ste'. */
+export function finetuneProviderKind(codecId: string): string {
+  registerOptionalProviders();
+  const kind = STATE_PROVIDERS[codecId];
+  if (kind === undefined) return 'ste';
+  try {
+    getProviderFactory(kind);
+    return kind;
+  } catch {
+    return 'ste';
+  }
+}
+
+/** Check the finetuning options (BAD_ARGUMENT naming the flag). */
+export function validateFinetune(o: FinetuneOptions): void {
+  const bad = (flag: string, why: string) => {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `${flag}: ${why}`, { source: flag });
+  };
+  const posInt = (v: number | undefined, flag: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) bad(flag, `${v} must be a positive integer`);
+  };
+  posInt(o.steps, '--finetune-steps');
+  posInt(o.batch, '--batch');
+  posInt(o.seq, '--seq');
+  posInt(o.threads, '--threads');
+  if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
+  if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
+  if (o.data !== undefined && !FINETUNE_DATA.includes(o.data)) bad('--data', `${JSON.stringify(o.data)} is not one of ${FINETUNE_DATA.join(', ')}`);
+  if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
+  if (o.resume && o.checkpointDir === undefined) bad('--resume', 'needs --checkpoint-dir');
+}
+
+export interface FinetuneInput {
+  teacher: ModelWeights;
+  tokenizer: Tokenizer;
+  codecId: string;
+  /** Raw codec options (as given to compress). */
+  codecOptions: Record<string, unknown>;
+  /** The compressed linears to train, each with the seed its bundle entry records. */
+  linears: ReadonlyMap<string, { seed: number }>;
+  saliency?: ReadonlyMap<string, Float64Array>;
+  seed: number;
+  options: FinetuneOptions;
+}
+
+/** Train the compressed linears of a model through their codec and return what the bundle stores. */
+export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
+  const o = input.options;
+  validateFinetune(o);
+  const t0 = performance.now();
+  const config = input.teacher.config;
+  const lr = o.lr ?? 1e-3;
+  const batch = o.batch ?? 8;
+  const seq = o.seq ?? Math.min(256, config.seqLen);
+  const loss = o.loss ?? 'kd';
+  const data = o.data ?? 'calib';
+  const threads = o.threads ?? 1;
+  const trainNorms = o.trainNorms ?? false;
+  const kind = finetuneProviderKind(input.codecId);
+  const calibTokens = data === 'teacher' || o.calibText === undefined ? undefined : documentTokenStream(input.tokenizer, o.calibText, o.calibSource ?? '<calib>');
+
+  const providerKinds: Record<string, string> = {};
+  const providers = makeProviders(input.teacher, (layer, k): ProviderChoice => {
+    const name = TensorNames.linear(layer, k);
+    const entry = input.linears.get(name);
+    if (entry === undefined) return undefined; // frozen
+    providerKinds[k] = kind;
+    const options: Record<string, unknown> =
+      kind === 'ste' ? { codec: input.codecId, codecOptions: input.codecOptions } : { codecOptions: input.codecOptions };
+    const sal = input.saliency?.get(name);
+    // The bundle entry records weightSeed(seed, name): the provider encodes with exactly that seed.
+    return (ctx) => getProviderFactory(kind)({ ...ctx, seed: entry.seed, ...(sal ? { saliency: sal } : {}) }, options);
+  });
+
+  const trainer = new Trainer({
+    teacher: input.teacher,
+    providers,
+    ...(calibTokens ? { calibTokens } : {}),
+    data,
+    batch,
+    seqLen: seq,
+    steps: o.steps,
+    lr,
+    loss: LOSS_WEIGHTS[loss],
+    trainNorms,
+    seed: input.seed,
+    ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
+  let last: StepResult | null = null;
+  let interrupted = false;
+  let resumedFrom: number | null = null;
+  try {
+    const onStep = (r: StepResult) => {
+      last = r;
+      o.onStep?.(r);
+    };
+    if (o.checkpointDir !== undefined) {
+      if (!existsSync(o.checkpointDir)) mkdirSync(o.checkpointDir, { recursive: true });
+      const r = await runWithCheckpoints(trainer, {
+        path: join(o.checkpointDir, 'finetune.ckpt'),
+        every: o.checkpointEvery ?? 50,
+        resume: o.resume ?? false,
+        onStep,
+      });
+      interrupted = r.interrupted;
+      resumedFrom = r.resumedFrom;
+    } else {
+      while (trainer.completedSteps < trainer.steps) {
+        onStep(trainer.step());
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    if (interrupted) {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `finetuning interrupted after step ${trainer.completedSteps} of ${trainer.steps}; the checkpoint is saved`, {
+        source: o.checkpointDir,
+        hint: 'run the same command again with --resume to continue',
+      });
+    }
+    const params = new Map<string, { codecId: string; params: unknown }>();
+    for (const [name, p] of trainer.codecParams()) params.set(name, p);
+    const norms = new Map<string, Float32Array>();
+    if (trainNorms) {
+      const student = trainer.studentWeights();
+      for (const [name, t] of student.tensors) if (t.shape.length === 1) norms.set(name, t.data);
+    }
+    const finalStep = last as StepResult | null;
+    const section: TrainingSection = {
+      method: 'ste-trainer',
+      recipe: {
+        steps: o.steps,
+        lr,
+        batch,
+        seq,
+        loss,
+        lossWeights: LOSS_WEIGHTS[loss],
+        data,
+        trainNorms,
+        threads,
+        seed: input.seed,
+        schedule: 'linear warm-up over 2% of the steps, cosine to 0',
+        optimizer: 'AdamW β (0.9, 0.999), eps 1e-8, weight decay 0',
+        clipNorm: 1,
+        calibration:
+          calibTokens && o.calibText !== undefined
+            ? {
+                textSource: o.calibSource ?? '<calib>',
+                textSha256: createHash('sha256').update(o.calibText).digest('hex'),
+                tokens: calibTokens.length,
+              }
+            : null,
+      },
+      providers: providerKinds,
+      trainedLinears: providers.size,
+      cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000 },
+      final: finalStep ? { loss: finalStep.loss, kl: finalStep.kl, ce: finalStep.ce, mse: finalStep.mse } : null,
+    };
+    return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** Whether the trainer's matmuls run in the WebAssembly SIMD gemm (for reports). */
+export function finetuneGemm(): 'wasm-simd' | 'js' {
+  return wasmGemmActive() ? 'wasm-simd' : 'js';
+}

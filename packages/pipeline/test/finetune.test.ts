@@ -1,0 +1,91 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes } from '@ultrasketch/core';
+import { readBundle } from '@ultrasketch/format';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type TrainingSection, compress, finetuneProviderKind, loadModel } from '../src/index.js';
+
+/** Finetuning inside compress() on stories260K (small budgets). */
+const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
+const MODEL_PATH = shared('models/stories260K/stories260K.bin');
+const HAVE = existsSync(MODEL_PATH) && existsSync(shared('data/tinystories/calib.txt'));
+
+describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
+  const model = HAVE ? loadModel(MODEL_PATH) : (undefined as never);
+  const calibText = HAVE ? readFileSync(shared('data/tinystories/calib.txt'), 'utf8') : '';
+  const evalText = HAVE ? readFileSync(shared('data/tinystories/eval.txt'), 'utf8') : '';
+  const dir = mkdtempSync(join(tmpdir(), 'usk-finetune-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const measureQuality = { text: evalText, textSource: 'eval.txt', windows: 4, window: 128 };
+
+  it('binary: a finetuned bundle has lower KL on eval windows than the post-training one, and a training section', async () => {
+    const post = await compress({ model, codec: 'binary', measureQuality });
+    const tuned = await compress({
+      model,
+      codec: 'binary',
+      measureQuality,
+      finetune: { steps: 30, batch: 4, seq: 64, lr: 3e-3, calibText, calibSource: 'calib.txt' },
+    });
+    const klPost = (post.report.quality as { kl: number }).kl;
+    const klTuned = (tuned.report.quality as { kl: number }).kl;
+    console.log(`binary stories260K eval KL: post-training ${klPost.toFixed(4)} → finetuned ${klTuned.toFixed(4)} (${tuned.report.seconds.finetune.toFixed(1)} s)`);
+    expect(klTuned).toBeLessThan(0.8 * klPost);
+    const t = readBundle(tuned.bytes).sections.training as TrainingSection;
+    expect(t.method).toBe('ste-trainer');
+    expect(t.recipe).toMatchObject({ steps: 30, batch: 4, seq: 64, lr: 3e-3, loss: 'kd', data: 'calib', threads: 1 });
+    expect(t.recipe.calibration?.textSource).toBe('calib.txt');
+    expect(t.cost.tokens).toBe(30 * 4 * 64);
+    expect(t.cost.wallSeconds).toBeGreaterThan(0);
+    expect(t.providers.q).toBe('ste');
+    expect(t.trainedLinears).toBe(7 * model.weights.config.nLayers);
+    expect(tuned.report.training).toEqual(t);
+    expect(tuned.report.bpwLinears).toBe(post.report.bpwLinears);
+    expect(readBundle(post.bytes).sections.training).toBeUndefined();
+  }, 120_000);
+
+  it('a resumed run after a kill gives the same bundle as an uninterrupted run', async () => {
+    const ft = { steps: 6, batch: 2, seq: 32, lr: 1e-3, calibText, calibSource: 'calib.txt', checkpointEvery: 1 };
+    const straight = await compress({ model, codec: 'rtn', codecOptions: { bits: 2 }, finetune: ft });
+    const ckdir = join(dir, 'ck');
+    await expect(
+      compress({
+        model,
+        codec: 'rtn',
+        codecOptions: { bits: 2 },
+        finetune: {
+          ...ft,
+          checkpointDir: ckdir,
+          onStep: (r) => {
+            if (r.step === 4) throw new Error('killed');
+          },
+        },
+      }),
+    ).rejects.toThrow('killed');
+    expect(existsSync(join(ckdir, 'finetune.ckpt'))).toBe(true);
+    const resumed = await compress({ model, codec: 'rtn', codecOptions: { bits: 2 }, finetune: { ...ft, checkpointDir: ckdir, resume: true } });
+    const a = readBundle(straight.bytes);
+    const b = readBundle(resumed.bytes);
+    // Tensor data byte-identical; sections identical but for the wall time.
+    expect(Buffer.from(resumed.bytes.subarray(b.file.dataOffset)).equals(Buffer.from(straight.bytes.subarray(a.file.dataOffset)))).toBe(true);
+    const strip = (s: Record<string, unknown>) => {
+      const t = structuredClone(s) as { training: TrainingSection };
+      t.training.cost.wallSeconds = 0;
+      return t;
+    };
+    expect(strip(b.sections)).toEqual(strip(a.sections));
+  }, 120_000);
+
+  it('refuses to finetune on the evaluation text', async () => {
+    await expect(
+      compress({ model, codec: 'binary', measureQuality, finetune: { steps: 1, batch: 1, seq: 8, calibText: evalText, calibSource: 'eval.txt' } }),
+    ).rejects.toMatchObject({ code: ErrorCodes.BAD_ARGUMENT });
+  });
+
+  it('uses the state-training providers when registered, else ste', () => {
+    expect(finetuneProviderKind('binary')).toBe('ste');
+    expect(finetuneProviderKind('rtn')).toBe('ste');
+    expect(['ste', 'littlebit']).toContain(finetuneProviderKind('littlebit'));
+  });
+});
