@@ -8,7 +8,14 @@ import { describe, expect, it } from 'vitest';
  */
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 const NODE_ONLY = new Set(['node.ts', 'worker.ts']);
-const ALLOWED = ['@ultrasketch/core', '@ultrasketch/format', '@ultrasketch/model', '@ultrasketch/baselines'];
+const ALLOWED = [
+  '@ultrasketch/core',
+  '@ultrasketch/format',
+  '@ultrasketch/model',
+  '@ultrasketch/baselines',
+  '@ultrasketch/sketch-core',
+  '@ultrasketch/littlebit',
+];
 
 const FORBIDDEN: Array<[RegExp, string]> = [
   [/\bfrom\s*['"]node:/, 'imports a node:* module'],
