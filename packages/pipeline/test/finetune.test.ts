@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCodes } from '@ultrasketch/core';
 import { readBundle } from '@ultrasketch/format';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type TrainingSection, compress, finetuneProviderKind, loadModel } from '../src/index.js';
+import { type TrainingSection, compress, finetuneProviderKind, loadModel, sweep } from '../src/index.js';
 
 /** Finetuning inside compress() on stories260K (small budgets). */
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
@@ -82,6 +82,25 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
       compress({ model, codec: 'binary', measureQuality, finetune: { steps: 1, batch: 1, seq: 8, calibText: evalText, calibSource: 'eval.txt' } }),
     ).rejects.toMatchObject({ code: ErrorCodes.BAD_ARGUMENT });
   });
+
+  it('sweep applies the finetuning recipe to every point', async () => {
+    const r = await sweep({
+      model,
+      codecs: ['binary', 'rtn:2'],
+      bpw: [1],
+      evalText,
+      evalTextSource: 'eval.txt',
+      evalWindows: 1,
+      window: 32,
+      finetune: { steps: 2, batch: 1, seq: 16, calibText, calibSource: 'calib.txt' },
+    });
+    const points = r.rows.filter((row) => row.codec === 'binary' || row.codec === 'rtn');
+    expect(points.length).toBe(2);
+    for (const row of points) {
+      expect(row.training).toEqual({ tokens: 32, wallSeconds: expect.any(Number) });
+      expect(row.command).toContain('--finetune-steps 2 --batch 1 --seq 16 --calib calib.txt');
+    }
+  }, 120_000);
 
   it('uses the state-training providers when registered, else ste', () => {
     expect(finetuneProviderKind('binary')).toBe('ste');
