@@ -102,6 +102,28 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     }
   }, 120_000);
 
+  it('sketch and littlebit train through their state providers and the bundle runs', async () => {
+    for (const [codec, codecOptions] of [
+      ['sketch', { bpw: 1 }],
+      ['hashednets', { bpw: 1 }],
+      ['littlebit', { bpw: 1 }],
+    ] as const) {
+      const r = await compress({
+        model,
+        codec,
+        codecOptions,
+        smallMatrix: 'keep',
+        measureQuality: { ...measureQuality, windows: 1, window: 32 },
+        finetune: { steps: 2, batch: 1, seq: 16, calibText, calibSource: 'calib.txt' },
+      });
+      const kind = finetuneProviderKind(codec);
+      expect(r.report.training!.providers.q ?? r.report.training!.providers.gate).toBe(kind);
+      expect(Number.isFinite((r.report.quality as { kl: number }).kl), codec).toBe(true);
+    }
+    expect(finetuneProviderKind('sketch')).toBe('sketch-states');
+    expect(finetuneProviderKind('littlebit')).toBe('littlebit');
+  }, 120_000);
+
   it('uses the state-training providers when registered, else ste', () => {
     expect(finetuneProviderKind('binary')).toBe('ste');
     expect(finetuneProviderKind('rtn')).toBe('ste');
