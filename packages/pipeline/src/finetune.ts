@@ -24,7 +24,6 @@ import {
   getProviderFactory,
   makeProviders,
 } from '@ultrasketch/ste-trainer';
-import { runWithCheckpoints, wasmGemmActive, workerThreads } from '@ultrasketch/ste-trainer/node';
 import { documentTokenStream } from './text.js';
 
 export type FinetuneLoss = 'kd' | 'ce' | 'kd+ce';
@@ -89,6 +88,8 @@ export interface TrainingSection {
     schedule: string;
     optimizer: string;
     clipNorm: number;
+    /** The matmul kernel: float32 sums in the WebAssembly SIMD gemm, or float64 in JS. */
+    gemm: 'wasm-simd' | 'js';
     calibration: { textSource: string; textSha256: string; tokens: number } | null;
   };
   /** Provider kind per trained linear kind ('q' → 'ste', ...). */
@@ -180,6 +181,9 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const o = input.options;
   validateFinetune(o);
   const t0 = performance.now();
+  // Loaded on first use: importing the trainer's Node entry switches its matmuls to the WebAssembly SIMD gemm
+  // (unless ULTRASKETCH_TRAINER_GEMM=js), which should not happen merely because the pipeline was imported.
+  const { runWithCheckpoints, workerThreads, wasmGemmActive } = await import('@ultrasketch/ste-trainer/node');
   const config = input.teacher.config;
   const lr = o.lr ?? 1e-3;
   const batch = o.batch ?? 8;
@@ -273,6 +277,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         schedule: 'linear warm-up over 2% of the steps, cosine to 0',
         optimizer: 'AdamW β (0.9, 0.999), eps 1e-8, weight decay 0',
         clipNorm: 1,
+        gemm: wasmGemmActive() ? 'wasm-simd' : 'js',
         calibration:
           calibTokens && o.calibText !== undefined
             ? {
@@ -287,13 +292,15 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000 },
       final: finalStep ? { loss: finalStep.loss, kl: finalStep.kl, ce: finalStep.ce, mse: finalStep.mse } : null,
     };
+    gemmUsed = wasmGemmActive() ? 'wasm-simd' : 'js';
     return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
   } finally {
     trainer.dispose();
   }
 }
 
-/** Whether the trainer's matmuls run in the WebAssembly SIMD gemm (for reports). */
-export function finetuneGemm(): 'wasm-simd' | 'js' {
-  return wasmGemmActive() ? 'wasm-simd' : 'js';
+let gemmUsed: 'wasm-simd' | 'js' | null = null;
+/** The matmul kernel the last finetune() ran with (null before the first). */
+export function finetuneGemm(): 'wasm-simd' | 'js' | null {
+  return gemmUsed;
 }

@@ -34,7 +34,7 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(klTuned).toBeLessThan(0.8 * klPost);
     const t = readBundle(tuned.bytes).sections.training as TrainingSection;
     expect(t.method).toBe('ste-trainer');
-    expect(t.recipe).toMatchObject({ steps: 30, batch: 4, seq: 64, lr: 3e-3, loss: 'kd', data: 'calib', threads: 1 });
+    expect(t.recipe).toMatchObject({ steps: 30, batch: 4, seq: 64, lr: 3e-3, loss: 'kd', data: 'calib', threads: 1, gemm: 'wasm-simd' });
     expect(t.recipe.calibration?.textSource).toBe('calib.txt');
     expect(t.cost.tokens).toBe(30 * 4 * 64);
     expect(t.cost.wallSeconds).toBeGreaterThan(0);
