@@ -33,4 +33,5 @@ export { hashednetsKernel, sketchKernel } from './kernels/sketch.js';
 export { LinearRunner } from './runner.js';
 export type { LinearRunnerOptions } from './runner.js';
 export { residentCapacity, sketchCode, sketchLayout } from './kernels/sketch.js';
+export type { SketchVariant } from './kernels/sketch.js';
 export { defaultLanes, blockByteLimit } from './linear.js';

@@ -102,13 +102,10 @@ export function rtnCode(groupMultipleOf4: boolean): WeightCode {
   let sc = f16_scales(g);
   return vec4<f32>(o) + vec4<f32>(q) * sc;`;
   const perWeight = /* wgsl */ `
-  let g0 = lin.c1.x + row * gpr;
-  var w: vec4<f32>;
-  for (var e = 0u; e < 4u; e++) {
-    let g = g0 + min(j0 + e, lin.cols - 1u) / G;
-    w[e] = f16_offsets(g) + q[e] * f16_scales(g);
-  }
-  return w;`;
+  let g = vec4<u32>(lin.c1.x + row * gpr) + min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(lin.cols - 1u)) / vec4<u32>(G);
+  let o = vec4<f32>(f16_offsets(g.x), f16_offsets(g.y), f16_offsets(g.z), f16_offsets(g.w));
+  let sc = vec4<f32>(f16_scales(g.x), f16_scales(g.y), f16_scales(g.z), f16_scales(g.w));
+  return o + q * sc;`;
   return {
     key: groupMultipleOf4 ? 'rtn-g4' : 'rtn',
     buffers: [{ name: 'codes' }, { name: 'scales' }, { name: 'offsets' }],

@@ -51,22 +51,125 @@ export function residentCapacity(words: number, budgetBytes: number): number {
   return 0;
 }
 
-const FORMAT_CODE: Record<StateFormat, number> = { f16: 0, int8: 1, f32: 2 };
-const FAMILY_CODE = { rowrun: 0, mixed: 1 } as const;
+/** What changes the sketch kernel's WGSL (compiled in, so that a software adapter runs no dead branch). */
+export interface SketchVariant {
+  format: StateFormat;
+  family: 'rowrun' | 'mixed';
+  /** Several channel groups or an exact group: each weight locates its group (the per-weight path). */
+  general: boolean;
+  /** Resident state words (0: states read from the storage buffer). */
+  capacity: number;
+}
+
+function stateValue(format: StateFormat): string {
+  switch (format) {
+    case 'f16':
+      return 'unpack2x16float(stWord(i >> 1u) >> ((i & 1u) << 4u)).x';
+    case 'int8':
+      return 'f32(bitcast<i32>(((stWord(i >> 2u) >> ((i & 3u) << 3u)) & 0xffu) << 24u) >> 24u) * f16_scales(si)';
+    case 'f32':
+      return 'bitcast<f32>(stWord(i))';
+  }
+}
 
 /**
- * The sketch decode. State format and hash family are uniforms (c0.z: 0 f16 / 1 int8 / 2 f32; c0.w: 0 rowrun /
- * 1 mixed) — uniform branches, one pipeline for every sketch — and c0 = (state words, family rows (the matrix's
- * rows), format, family). `capacity` > 0 compiles the resident variant with a workgroup array of that many words.
+ * The sketch decode, specialised at compile time by state format, hash family, one group vs several, and
+ * resident states (software adapters execute both sides of every branch, so nothing is left to a runtime
+ * switch). c0 = (state words, family rows (the matrix's rows), 0, 0).
+ *
+ * One group (the common case): the four columns of a chunk are four consecutive channels, and everything is
+ * computed as vec4s — per sketch row, four candidate indices (rowrun: the runs' stored offsets + position in
+ * the run, cyclic; mixed: the murmur3-finalizer hash of (key_k, row, column) and a multiply-shift range
+ * reduction), four dequantized states, and an element-wise strict max of |·| (ties keep the lowest k).
+ * Several groups: each weight finds its group and position (colInfo) and is queried on its own.
  */
-export function sketchCode(capacity: number): WeightCode {
-  const resident = capacity > 0;
+export function sketchCode(v: SketchVariant): WeightCode {
+  const resident = v.capacity > 0;
+  const rowrun = v.family === 'rowrun';
+  const candidates = rowrun
+    ? /* wgsl */ `
+// rowrun: run s = c / L of the row starts at a stored offset; the weight is at offset + (c - s L), cyclic.
+fn cand4(gb: u32, k: u32, r: u32, c: vec4<u32>, width: u32) -> vec4<u32> {
+  let L = groupInfo[gb + 6u];
+  let base = groupInfo[gb + 7u] + (k * lin.c0.y + r) * groupInfo[gb + 5u];
+  let s = c / vec4<u32>(L);
+  let o = vec4<u32>(fam[base + s.x], fam[base + s.y], fam[base + s.z], fam[base + s.w]);
+  let x = o + c - s * L;
+  return select(x, x - vec4<u32>(width), x >= vec4<u32>(width));
+}`
+    : /* wgsl */ `
+fn fmix4(h0: vec4<u32>) -> vec4<u32> {
+  var h = h0;
+  h = h ^ (h >> vec4<u32>(16u));
+  h = h * 0x85ebca6bu;
+  h = h ^ (h >> vec4<u32>(13u));
+  h = h * 0xc2b2ae35u;
+  return h ^ (h >> vec4<u32>(16u));
+}
+// floor(a * b / 2^32) element-wise: the codec's multiply-shift range reduction, in 16-bit halves.
+fn mulhi4(a: vec4<u32>, b: u32) -> vec4<u32> {
+  let a0 = a & vec4<u32>(0xffffu);
+  let a1 = a >> vec4<u32>(16u);
+  let b0 = b & 0xffffu;
+  let b1 = b >> 16u;
+  let p01 = a0 * b1;
+  let p10 = a1 * b0;
+  let mid = ((a0 * b0) >> vec4<u32>(16u)) + (p01 & vec4<u32>(0xffffu)) + (p10 & vec4<u32>(0xffffu));
+  return a1 * b1 + (p01 >> vec4<u32>(16u)) + (p10 >> vec4<u32>(16u)) + (mid >> vec4<u32>(16u));
+}
+// mixed: h = fmix32(fmix32(key_k ^ r * c1) ^ c * c2), index = floor(h * width / 2^32).
+fn cand4(gb: u32, k: u32, r: u32, c: vec4<u32>, width: u32) -> vec4<u32> {
+  let rk = fmix4(vec4<u32>(fam[groupInfo[gb + 7u] + k] ^ (r * 0xcc9e2d51u))).x;
+  return mulhi4(fmix4(vec4<u32>(rk) ^ (c * 0x1b873593u)), width);
+}`;
+  const query = /* wgsl */ `
+// The AbsMaxMin query of channels c (vec4) of group gb in row r: per sketch row the candidates, strict max of |·|.
+fn query4(gb: u32, r: u32, c: vec4<u32>) -> vec4<f32> {
+  let so = groupInfo[gb];
+  let width = groupInfo[gb + 1u];
+  let depth = groupInfo[gb + 2u];
+  let sc = groupInfo[gb + 3u];
+  var best = vec4<f32>(0.0);
+  var bestAbs = vec4<f32>(-1.0);
+  for (var k = 0u; k < depth; k++) {
+    let i = vec4<u32>(so + k * width) + cand4(gb, k, r, c, width);
+    let si = sc + k;
+    let v = vec4<f32>(stv(i.x, si), stv(i.y, si), stv(i.z, si), stv(i.w, si));
+    let take = abs(v) > bestAbs;
+    best = select(best, v, take);
+    bestAbs = select(bestAbs, abs(v), take);
+  }
+  return best;
+}`;
+  const decode = v.general
+    ? /* wgsl */ `
+// One weight of any group: exact groups store it (depth 0), sketch groups are queried.
+fn weightAt(r: u32, j: u32) -> f32 {
+  let ci = colInfo[min(j, lin.cols - 1u)];
+  let gb = (ci >> 24u) * ${GROUP_WORDS}u;
+  let c = ci & 0xffffffu;
+  if (groupInfo[gb + 2u] == 0u) {
+    return stv(groupInfo[gb] + r * groupInfo[gb + 4u] + c, groupInfo[gb + 3u]);
+  }
+  return query4(gb, r, vec4<u32>(c)).x;
+}
+fn decode4(row: u32, j0: u32) -> vec4<f32> {
+  var w = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    w = vec4<f32>(w.y, w.z, w.w, weightAt(row, j0 + e));
+  }
+  return w;
+}`
+    : /* wgsl */ `
+fn decode4(row: u32, j0: u32) -> vec4<f32> {
+  return query4(0u, row, min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(lin.cols - 1u)));
+}`;
   return {
-    key: `sketch${resident ? `-res${capacity}` : ''}`,
+    key: `sketch-${v.format}-${v.family}${v.general ? '-general' : ''}${resident ? `-res${v.capacity}` : ''}`,
     buffers: [{ name: 'states' }, { name: 'scales' }, { name: 'colInfo' }, { name: 'groupInfo' }, { name: 'fam' }],
     ...(resident ? { prologue: true } : {}),
     wgsl: /* wgsl */ `
-${resident ? `var<workgroup> sh: array<u32, ${capacity}>;` : ''}
+${resident ? `var<workgroup> sh: array<u32, ${v.capacity}>;` : ''}
 fn stWord(i: u32) -> u32 {
   return ${resident ? 'sh[i]' : 'states[i]'};
 }
@@ -79,127 +182,14 @@ ${
 }`
     : ''
 }
-${f16Reader('scales')}
-// State i dequantized (si: its stored sketch row's int8 scale).
+${v.format === 'int8' ? f16Reader('scales') : ''}
+// State i dequantized (${v.format}; si: its stored sketch row's int8 scale).
 fn stv(i: u32, si: u32) -> f32 {
-  if (lin.c0.z == 0u) {
-    return unpack2x16float(stWord(i >> 1u) >> ((i & 1u) << 4u)).x;
-  }
-  if (lin.c0.z == 1u) {
-    let b = (stWord(i >> 2u) >> ((i & 3u) << 3u)) & 0xffu;
-    return f32(bitcast<i32>(b << 24u) >> 24u) * f16_scales(si);
-  }
-  return bitcast<f32>(stWord(i));
+  return ${stateValue(v.format)};
 }
-fn fmix32(h0: u32) -> u32 {
-  var h = h0;
-  h = h ^ (h >> 16u);
-  h = h * 0x85ebca6bu;
-  h = h ^ (h >> 13u);
-  h = h * 0xc2b2ae35u;
-  return h ^ (h >> 16u);
-}
-// floor(a * b / 2^32): the codec's multiply-shift range reduction, in 16-bit halves.
-fn mulhi(a: u32, b: u32) -> u32 {
-  let a0 = a & 0xffffu;
-  let a1 = a >> 16u;
-  let b0 = b & 0xffffu;
-  let b1 = b >> 16u;
-  let p01 = a0 * b1;
-  let p10 = a1 * b0;
-  let mid = ((a0 * b0) >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-  return a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-}
-// Index of weight (r, c) of group gb in sketch row k: rowrun (a stored run offset + position in the run,
-// cyclic) or mixed (hash of (key_k, r, c)).
-fn candidate(gb: u32, k: u32, r: u32, c: u32, width: u32) -> u32 {
-  if (lin.c0.w == 0u) {
-    let segs = groupInfo[gb + 5u];
-    let L = groupInfo[gb + 6u];
-    let s = c / L;
-    let x = fam[groupInfo[gb + 7u] + (k * lin.c0.y + r) * segs + s] + c - s * L;
-    return select(x, x - width, x >= width);
-  }
-  let rk = fmix32(fam[groupInfo[gb + 7u] + k] ^ (r * 0xcc9e2d51u));
-  return mulhi(fmix32(rk ^ (c * 0x1b873593u)), width);
-}
-// The AbsMaxMin query of weight (r, j): the largest-magnitude candidate over the group's sketch rows
-// (strict >: ties keep the lowest k); an exact group stores the weight itself.
-fn weightAt(r: u32, j: u32) -> f32 {
-  let ci = colInfo[min(j, lin.cols - 1u)];
-  let gb = (ci >> 24u) * ${GROUP_WORDS}u;
-  let c = ci & 0xffffffu;
-  let so = groupInfo[gb];
-  let width = groupInfo[gb + 1u];
-  let depth = groupInfo[gb + 2u];
-  let sc = groupInfo[gb + 3u];
-  if (depth == 0u) {
-    return stv(so + r * groupInfo[gb + 4u] + c, sc);
-  }
-  var best = 0.0;
-  var bestAbs = -1.0;
-  for (var k = 0u; k < depth; k++) {
-    let v = stv(so + k * width + candidate(gb, k, r, c, width), sc + k);
-    if (abs(v) > bestAbs) {
-      best = v;
-      bestAbs = abs(v);
-    }
-  }
-  return best;
-}
-// Four consecutive columns. Fast path (the common case: the four are consecutive channels of one group — always
-// so with one group — and, for rowrun, in one run): the group's parameters are read once, and per sketch row
-// one candidate index is computed and the other three follow it (+1 each, cyclic). Otherwise weight by weight.
-fn decode4(row: u32, j0: u32) -> vec4<f32> {
-  let ci0 = colInfo[j0];
-  let ci3 = colInfo[min(j0 + 3u, lin.cols - 1u)];
-  if (j0 + 3u >= lin.cols || (ci3 >> 24u) != (ci0 >> 24u) || (ci3 & 0xffffffu) != (ci0 & 0xffffffu) + 3u) {
-    var w: vec4<f32>;
-    for (var e = 0u; e < 4u; e++) {
-      w[e] = weightAt(row, j0 + e);
-    }
-    return w;
-  }
-  let gb = (ci0 >> 24u) * ${GROUP_WORDS}u;
-  let c = ci0 & 0xffffffu;
-  let so = groupInfo[gb];
-  let width = groupInfo[gb + 1u];
-  let depth = groupInfo[gb + 2u];
-  let sc = groupInfo[gb + 3u];
-  if (depth == 0u) {
-    let b = so + row * groupInfo[gb + 4u] + c;
-    var w: vec4<f32>;
-    for (var e = 0u; e < 4u; e++) {
-      w[e] = stv(b + e, sc);
-    }
-    return w;
-  }
-  let L = groupInfo[gb + 6u];
-  let oneRun = lin.c0.w == 0u && c / L == (c + 3u) / L;
-  var best = vec4<f32>(0.0);
-  var bestAbs = vec4<f32>(-1.0);
-  for (var k = 0u; k < depth; k++) {
-    let base = so + k * width;
-    var idx: vec4<u32>;
-    if (oneRun) {
-      let i0 = candidate(gb, k, row, c, width);
-      let i = vec4<u32>(i0) + vec4<u32>(0u, 1u, 2u, 3u);
-      idx = select(i, i - vec4<u32>(width), i >= vec4<u32>(width));
-    } else {
-      for (var e = 0u; e < 4u; e++) {
-        idx[e] = candidate(gb, k, row, c + e, width);
-      }
-    }
-    var v: vec4<f32>;
-    for (var e = 0u; e < 4u; e++) {
-      v[e] = stv(base + idx[e], sc + k);
-    }
-    let take = abs(v) > bestAbs;
-    best = select(best, v, take);
-    bestAbs = select(bestAbs, abs(v), take);
-  }
-  return best;
-}
+${candidates}
+${query}
+${decode}
 fn rowScale(row: u32) -> f32 {
   return 1.0;
 }`,
@@ -216,6 +206,8 @@ interface SketchLayout {
   colInfo: Uint32Array;
   groupInfo: Uint32Array;
   fam: Uint32Array;
+  /** Several groups, or an exact group. */
+  general: boolean;
 }
 
 function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): GpuLinear {
@@ -233,7 +225,8 @@ function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): Gpu
     }
   }
   const capacity = residentCapacity(words, b.residentBytes);
-  const code = sketchCode(capacity);
+  const variant: Omit<SketchVariant, 'capacity'> = { format: L.format, family: L.family, general: L.general };
+  const code = sketchCode({ ...variant, capacity });
   // Resident: 64 rows per workgroup share one load of the states.
   const withIterations: WeightCode = capacity > 0 ? { ...code, iterations: b.lanes } : code;
   const buffers = [
@@ -248,9 +241,9 @@ function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): Gpu
     L.rows,
     L.cols,
     withIterations,
-    [{ rows: L.rows, rowBase: 0, words: [words, L.rows, FORMAT_CODE[L.format], FAMILY_CODE[L.family]], buffers }],
+    [{ rows: L.rows, rowBase: 0, words: [words, L.rows, 0, 0], buffers }],
     b,
-    sketchCode(0),
+    sketchCode({ ...variant, capacity: 0 }),
   );
 }
 
@@ -303,6 +296,7 @@ export function sketchLayout(p: SketchParams): SketchLayout {
     colInfo,
     groupInfo,
     fam,
+    general: groups.length > 1 || groups.some((g) => g.family === null),
   };
 }
 
@@ -323,6 +317,7 @@ export function hashednetsKernel(p: HashedNetsParams, b: KernelBuildContext): Gp
     colInfo: Uint32Array.from({ length: p.cols }, (_, j) => j),
     groupInfo: Uint32Array.of(0, width, 1, 0, p.cols, 0, 0, 0),
     fam: Uint32Array.of(familyKey(p.seed, 0, 0, 0x6d697864)),
+    general: false,
   };
   return buildLinear('hashednets', layout, b);
 }
