@@ -80,14 +80,23 @@ export class KVCache {
   }
 }
 
-/** Build the forward pass over dense float32 weights. */
-export function denseForwardParts(weights: ModelWeights): ForwardParts {
+/** Makes the `Linear` for a dense float32 matrix W [rows, cols] (the reference kernel by default). */
+export type DenseLinearFactory = (weight: Float32Array, rows: number, cols: number) => Linear;
+
+/**
+ * Build the forward pass over dense float32 weights. Runtimes with their own dense kernel (WebAssembly)
+ * pass a factory; everything else — names, norms, the embedding, the tied classifier — is shared.
+ */
+export function denseForwardParts(
+  weights: ModelWeights,
+  makeLinear: DenseLinearFactory = (w, rows, cols) => new DenseLinear(w, rows, cols),
+): ForwardParts {
   validateModelWeights(weights);
   const c = weights.config;
   const get = (name: string) => weights.tensors.get(name)!;
   const dense = (name: string) => {
     const t = get(name);
-    return new DenseLinear(t.data, t.shape[0]!, t.shape[1]!);
+    return makeLinear(t.data, t.shape[0]!, t.shape[1]!);
   };
   const layers: LayerLinears[] = [];
   for (let l = 0; l < c.nLayers; l++) {
@@ -103,9 +112,7 @@ export function denseForwardParts(weights: ModelWeights): ForwardParts {
     ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
     finalNorm: get(TensorNames.finalNorm).data,
     layers,
-    classifier: c.tiedClassifier
-      ? new DenseLinear(embedding, c.vocabSize, c.dim)
-      : dense(TensorNames.classifier),
+    classifier: c.tiedClassifier ? makeLinear(embedding, c.vocabSize, c.dim) : dense(TensorNames.classifier),
   };
 }
 

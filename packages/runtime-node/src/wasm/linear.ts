@@ -4,16 +4,7 @@
  * reference forward pass (`LlamaForward`) runs unchanged on the fast kernels.
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import {
-  DenseEmbedding,
-  type ForwardParts,
-  LINEAR_KINDS,
-  type LayerLinears,
-  type Linear,
-  type ModelWeights,
-  TensorNames,
-  validateModelWeights,
-} from '@ultrasketch/model';
+import { type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
 import { WasmArena, type WasmArenaOptions } from './arena.js';
 
 export class WasmDenseLinear implements Linear {
@@ -119,9 +110,8 @@ export interface WasmPartsOptions {
  * (the forward reads them directly). A tied classifier is a second copy of the embedding, inside the arena.
  */
 export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOptions = {}): WasmForwardParts {
-  validateModelWeights(weights);
+  // denseForwardParts validates the weights; sizing the arena first only reads their lengths.
   const c = weights.config;
-  const get = (name: string) => weights.tensors.get(name)!;
   const arenas: WasmArena[] = [];
   // Reserve the whole model up front (one grow), capped at the arena's maximum.
   let total = 0;
@@ -139,25 +129,5 @@ export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOption
     if (!arena.fits(data.byteLength + 16 + headroom) && arena.bytesUsed > 16) arena = newArena();
     return new WasmDenseLinear(arena, data, out, inF);
   };
-  const fromTensor = (name: string) => {
-    const t = get(name);
-    return linear(t.data, t.shape[0]!, t.shape[1]!);
-  };
-  const layers: LayerLinears[] = [];
-  for (let l = 0; l < c.nLayers; l++) {
-    const linears = {} as LayerLinears;
-    for (const kind of LINEAR_KINDS) linears[kind] = fromTensor(TensorNames.linear(l, kind));
-    layers.push(linears);
-  }
-  const embedding = get(TensorNames.embedding).data;
-  return {
-    config: c,
-    embedding: new DenseEmbedding(embedding, c.dim),
-    attnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.attnNorm(l)).data),
-    ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
-    finalNorm: get(TensorNames.finalNorm).data,
-    layers,
-    classifier: c.tiedClassifier ? linear(embedding, c.vocabSize, c.dim) : fromTensor(TensorNames.classifier),
-    arenas,
-  };
+  return { ...denseForwardParts(weights, linear), arenas };
 }
