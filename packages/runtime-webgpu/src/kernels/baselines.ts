@@ -49,7 +49,7 @@ fn decode4(row: u32, j0: u32) -> vec4<f32> {
 ${ROW_SCALE_ONE}`,
 };
 
-/** f16 weights: element i of the block is half (c0.x + i) of the buffer; two words give four halves when even. */
+/** f16 weights: element i of the block is half (c0.x + i) of the buffer (rows may start at an odd half). */
 export const F16_CODE: WeightCode = {
   key: 'float-f16',
   buffers: [{ name: 'wh' }],
@@ -57,11 +57,11 @@ export const F16_CODE: WeightCode = {
 fn decode4(row: u32, j0: u32) -> vec4<f32> {
   let i = lin.c0.x + row * lin.cols + j0;
   let w = i >> 1u;
-  if ((i & 1u) == 0u) {
-    return vec4<f32>(unpack2x16float(wh[w]), unpack2x16float(wh[w + 1u]));
-  }
-  let b = unpack2x16float(wh[w + 1u]);
-  return vec4<f32>(unpack2x16float(wh[w]).y, b.x, b.y, unpack2x16float(wh[w + 2u]).x);
+  let a = wh[w];
+  let b = wh[w + 1u];
+  // even i: halves (a.lo, a.hi, b.lo, b.hi); odd i: (a.hi, b.lo, b.hi, c.lo) — chosen without a branch
+  let h = select(vec4<u32>(a, a >> 16u, b, b >> 16u), vec4<u32>(a >> 16u, b, b >> 16u, wh[w + 2u]), (i & 1u) == 1u);
+  return vec4<f32>(unpack2x16float(h.x).x, unpack2x16float(h.y).x, unpack2x16float(h.z).x, unpack2x16float(h.w).x);
 }
 ${ROW_SCALE_ONE}`,
 };
