@@ -137,6 +137,13 @@ describe('typed GPU errors', () => {
     s.dispose();
   });
 
+  it('the ./node entry gives a GPU object with an adapter', async () => {
+    const { nodeGpu } = await import('../src/node.js');
+    const gpu = await nodeGpu();
+    const adapter = await gpu.requestAdapter();
+    expect(adapter).not.toBeNull();
+  });
+
   it('used after dispose(): disposed', async () => {
     const s = await WebGpuSession.fromWeights(model, { gpu: (await import('./gpu.js')).nodeGpu(), contextLength: 16, warmup: false });
     s.dispose();
