@@ -16,7 +16,15 @@ import { argmax, gpuContext, maxAbsDiff, shared } from './gpu.js';
 const STEPS = 64;
 const LOGIT_TOL = 1e-3;
 
-type Case = { label: string; model: 'stories260K' | 'stories3M'; codec: string; codecOptions?: Record<string, unknown>; embeddings?: 'f16' | 'f32' | 'rtn4' | 'rtn8' };
+type Case = {
+  label: string;
+  model: 'stories260K' | 'stories3M';
+  codec: string;
+  codecOptions?: Record<string, unknown>;
+  embeddings?: 'f16' | 'f32' | 'rtn4' | 'rtn8';
+  /** The hardware-GPU kernel shape (8 threads per row, workgroup reductions, resident sketch states) instead of the adapter's default. */
+  kernelShape?: 'parallel';
+};
 const CASES: Case[] = [
   { label: 'float f16', model: 'stories260K', codec: 'float', codecOptions: { dtype: 'f16' } },
   { label: 'rtn 4-bit g64, rtn8 embedding', model: 'stories260K', codec: 'rtn', codecOptions: { bits: 4, groupSize: 64 }, embeddings: 'rtn8' },
@@ -28,6 +36,10 @@ const CASES: Case[] = [
   { label: 'littlebit 2 bpw (residual)', model: 'stories260K', codec: 'littlebit', codecOptions: { bpw: 2 } },
   { label: 'rtn 4-bit g64', model: 'stories3M', codec: 'rtn', codecOptions: { bits: 4, groupSize: 64 } },
   { label: 'littlebit 0.55 bpw', model: 'stories3M', codec: 'littlebit', codecOptions: { bpw: 0.55, residual: false } },
+  // The 'parallel' shape (what hardware GPUs get) end to end: workgroup-reduced RMSNorm and attention, 8 threads
+  // per weight row, sketch states resident in workgroup memory.
+  { label: 'sketch 0.8 bpw, parallel kernel shape', model: 'stories260K', codec: 'sketch', codecOptions: { bpw: 0.8 }, kernelShape: 'parallel' },
+  { label: 'rtn 4-bit g64, parallel kernel shape', model: 'stories260K', codec: 'rtn', codecOptions: { bits: 4, groupSize: 64 }, kernelShape: 'parallel' },
 ];
 
 const FILES = { stories260K: 'models/stories260K/stories260K.bin', stories3M: 'models/stories3M/stories3M-q80.bin' };
@@ -49,7 +61,12 @@ describe.each(CASES)('$label bundle on $model', (c) => {
     const { bytes } = await compress({ model: model(c.model), codec: c.codec, codecOptions: c.codecOptions ?? {}, embeddings: c.embeddings ?? 'f16' });
     const { bundle } = loadBundleFromBytes(bytes, `<${c.label}>`);
     const cpu = sessionFromBundle(bundle);
-    const gpu = await WebGpuSession.fromBundle(bundle, { context: ctx, contextLength: STEPS });
+    const gpu = await WebGpuSession.fromBundle(bundle, { context: ctx, contextLength: STEPS, ...(c.kernelShape ? { kernelShape: c.kernelShape } : {}) });
+    if (c.kernelShape === 'parallel') {
+      expect(gpu.lanes).toBe(8);
+      expect(gpu.programs().map((p) => p.name)).toEqual(expect.arrayContaining(['attention', 'rmsnorm']));
+      if (c.codec === 'sketch') expect(gpu.programs().some((p) => p.name.includes('-res'))).toBe(true);
+    }
     try {
       const tokensCpu = [1];
       const tokensGpu = [1];

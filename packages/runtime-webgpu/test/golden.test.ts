@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { readLlama2cCheckpoint } from '@ultrasketch/format';
+import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
 import { type ModelWeights, Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
-import { readLlama2cTokenizer } from '@ultrasketch/format';
 import { evaluate } from '@ultrasketch/pipeline';
 import { NodeSession } from '@ultrasketch/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
