@@ -1,10 +1,11 @@
 import { basename } from 'node:path';
 import { parameterCount } from '@ultrasketch/model';
-import { type ReferenceModel, createSession, describeRuntime, evaluate, openModel, openReference, readFileChecked } from '@ultrasketch/pipeline';
+import { type ReferenceModel, evaluate, openModel, openReference, readFileChecked } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
+import { RUNTIME_OPTION, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
 import { kernelsNote, tokenizerOption } from './generate.js';
 
 export const evalCommand: Command = {
@@ -19,6 +20,9 @@ export const evalCommand: Command = {
     'position and top-1 agreement are reported, together with the reference\'s own NLL and perplexity. ' +
     'The reference (a checkpoint or a bundle) scores the same token stream, made with the evaluated model\'s ' +
     'tokenizer.\n\n' +
+    '--runtime webgpu runs the model (and the reference) on a GPU through WebGPU (Dawn, the `webgpu` package); ' +
+    'the adapter is printed on stderr, and when none is found SwiftShader (a CPU Vulkan) is used, with a ' +
+    'warning: correctness only, not GPU speed. --kernels is ignored with --runtime webgpu.\n\n' +
     'A .usk bundle runs with its codecs\' fused kernels and its embedded tokenizer (--tokenizer is refused with ' +
     'a bundle); its JSON report adds "bundle": {bpwLinears, bitsPerParam, fileBytes, params}.\n\n' +
     'Evaluate on text the model was not calibrated or finetuned on (eval.txt, not calib.txt). ' +
@@ -38,36 +42,42 @@ export const evalCommand: Command = {
       valueName: 'K',
       default: 'auto',
       choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
     },
+    RUNTIME_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },
   ],
   examples: [
     'ultrasketch eval ../shared/models/stories3M/stories3M-q80.bin --text ../shared/data/tinystories/eval.txt --windows 16',
     'ultrasketch eval model.usk --text ../shared/data/tinystories/eval.txt --reference ../shared/models/stories3M/stories3M-q80.bin --windows 8 --json',
+    'ultrasketch eval ../shared/models/stories260K/stories260K.bin --text ../shared/data/tinystories/eval.txt --runtime webgpu --windows 4',
   ],
 
-  async run({ positionals, options }, io) {
+  async run({ positionals, options, given }, io) {
     const quiet = options.quiet === true;
     const textPath = options.text as string;
     if (basename(textPath) === 'calib.txt') {
       warn(io, `evaluating on calibration text (${textPath}): the result says nothing about unseen text; use eval.txt`);
     }
     const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
-    kernelsNote(io, quiet, model, options.kernels);
+    const runtime = options.runtime as RuntimeChoice;
+    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet);
+    if (runtime === 'node') kernelsNote(io, quiet, model, options.kernels);
+    else factory.kernelsIgnoredNote(given);
     const refPath = options.reference as string | undefined;
     // The reference scores the same token stream (the evaluated model's tokenizer): it needs no tokenizer.
     const reference: ReferenceModel | undefined = refPath ? openReference(refPath) : undefined;
     const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
 
-    const kernels = options.kernels as KernelChoice;
-    const session = createSession(model, { kernels });
-    const refSession = reference ? createSession(reference, { kernels }) : undefined;
+    const opened: RunSession = await factory.open(model);
+    const session = opened.session;
+    let refSession: RunSession['session'] | undefined;
     const windowsOpt = options.windows;
     let progress: Progress | undefined;
     const started = performance.now();
     let result;
     try {
+      refSession = reference ? (await factory.open(reference)).session : undefined;
       result = await evaluate({
         session,
         tokenizer: model.tokenizer,
@@ -139,7 +149,7 @@ export const evalCommand: Command = {
             }
           : {}),
         text: { path: textPath, bytes: Buffer.byteLength(text, 'utf8') },
-        runtime: describeRuntime(model, session),
+        runtime: describeRunSession(model, opened),
         seconds,
         tokensPerSecond: scoredTokens / seconds,
       });

@@ -1,8 +1,9 @@
-import { type OpenedModel, createSession, openModel } from '@ultrasketch/pipeline';
+import { type OpenedModel, openModel } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command, CommandIO } from '../command.js';
 import { note, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
+import { RUNTIME_OPTION, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -18,7 +19,10 @@ export const generateCommand: Command = {
     'position, starting with BOS], "text": "...", "seed", "temperature", "topP", "steps", "seconds", ' +
     '"tokensPerSecond"}.\n\n' +
     'A .usk bundle runs with its codecs\' fused kernels (the weights stay compressed) and its embedded ' +
-    'tokenizer (--tokenizer is refused with a bundle; --kernels applies to checkpoints).',
+    'tokenizer (--tokenizer is refused with a bundle; --kernels applies to checkpoints).\n\n' +
+    '--runtime webgpu runs the model on a GPU through WebGPU (Dawn, the `webgpu` package); the adapter is ' +
+    'printed on stderr, and when none is found SwiftShader (a CPU Vulkan) is used, with a warning: correctness ' +
+    'only, not GPU speed. --kernels is ignored with --runtime webgpu.',
   positionals: [{ name: 'checkpoint', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8) or a .usk bundle' }],
   options: [
     { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint; a bundle\'s own' },
@@ -33,22 +37,27 @@ export const generateCommand: Command = {
       valueName: 'K',
       default: 'auto',
       choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available)',
+      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
     },
+    RUNTIME_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },
   ],
   examples: [
     'ultrasketch generate ../shared/models/stories3M/stories3M-q80.bin --prompt "Once upon a time" --steps 128 --seed 42',
     'ultrasketch generate ../shared/models/stories260K/stories260K.bin --temperature 0 --json',
     'ultrasketch generate stories260K-rtn8.usk --temperature 0 --steps 64',
+    'ultrasketch generate ../shared/models/stories260K/stories260K.bin --runtime webgpu --temperature 0 --steps 64',
   ],
 
-  async run({ positionals, options }, io) {
+  async run({ positionals, options, given }, io) {
     const quiet = options.quiet === true;
     const json = options.json === true;
     const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
     const { config } = model;
-    kernelsNote(io, quiet, model, options.kernels);
+    const runtime = options.runtime as RuntimeChoice;
+    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet);
+    if (runtime === 'node') kernelsNote(io, quiet, model, options.kernels);
+    else factory.kernelsIgnoredNote(given);
     const temperature = options.temperature as number;
     const topP = options['top-p'] as number;
     const seed = options.seed === undefined ? Date.now() : (options.seed as number);
@@ -62,7 +71,9 @@ export const generateCommand: Command = {
       note(io, quiet, `the prompt has ${promptTokens.length} tokens (BOS included), more than --steps ${steps}; only the first ${steps} are run`);
     }
 
-    const session = createSession(model, { kernels: options.kernels as KernelChoice });
+    const opened = await factory.open(model);
+    const session = opened.session;
+    const kernels = kernelsLabel(model, opened);
     const decoder = model.tokenizer.createStreamDecoder();
     const progress = new Progress({ label: 'generate', total: steps, unit: 'tok', quiet: quiet || !json, stream: io.stderr });
     const tokens: number[] = [];
@@ -106,7 +117,8 @@ export const generateCommand: Command = {
         topP,
         steps,
         model: { path: model.source.path, kind: model.kind },
-        kernels: model.kind === 'bundle' ? 'fused' : session.kernels,
+        runtime,
+        kernels,
         seconds,
         tokensPerSecond,
       });
@@ -117,7 +129,7 @@ export const generateCommand: Command = {
       io,
       quiet,
       `generate: ${tokens.length} positions (${Math.min(promptTokens.length, tokens.length)} from the prompt) in ${seconds.toFixed(2)} s, ` +
-        `${tokensPerSecond.toFixed(1)} tokens/s (${model.kind === 'bundle' ? 'fused codec' : session.kernels} kernels)` +
+        `${tokensPerSecond.toFixed(1)} tokens/s (${model.kind === 'bundle' ? 'fused codec' : kernels} kernels${runtime === 'webgpu' && model.kind === 'bundle' ? ', webgpu' : ''})` +
         (temperature > 0 ? `, seed ${seed}` : ', greedy'),
     );
   },

@@ -1,0 +1,76 @@
+/**
+ * `--runtime node|webgpu` for `generate` and `eval`: the option's table entry and the session it opens. `node`
+ * is runtime-node (CPU: dense wasm/js kernels for checkpoints, fused codec kernels for bundles); `webgpu` is
+ * runtime-webgpu through Dawn (the `webgpu` package), falling back to SwiftShader when no GPU adapter is found.
+ */
+import { type OpenedModel, type ReferenceModel, createSession, describeRuntime } from '@ultrasketch/pipeline';
+import type { KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
+import { WebGpuSession, describeAdapter } from '@ultrasketch/runtime-webgpu';
+// The Node entry (Dawn) is loaded only when --runtime webgpu is asked for: `node` runs never load the native
+// module, and the root vitest config (which aliases only the packages' main entries) can import the commands.
+type NodeGpu = typeof import('@ultrasketch/runtime-webgpu/node').nodeGpu;
+const loadNodeGpu = async (): ReturnType<NodeGpu> => (await import('@ultrasketch/runtime-webgpu/node')).nodeGpu();
+import type { CommandIO, OptionSpec } from './command.js';
+import { note, warn } from './io.js';
+
+export type RuntimeChoice = 'node' | 'webgpu';
+
+export const RUNTIME_OPTION: OptionSpec = {
+  name: 'runtime',
+  kind: 'string',
+  valueName: 'R',
+  default: 'node',
+  choices: ['node', 'webgpu'],
+  description:
+    'where the model runs: node (CPU, runtime-node) or webgpu (runtime-webgpu through Dawn; SwiftShader when no GPU adapter is found). --kernels is ignored with webgpu',
+};
+
+export type RunSession = { runtime: 'node'; session: NodeSession } | { runtime: 'webgpu'; session: WebGpuSession };
+
+/** Open a session for `model` on the chosen runtime; with webgpu the GPU is found once and shared by the calls. */
+export class SessionFactory {
+  private gpu: ReturnType<NodeGpu> | undefined;
+  private announced = false;
+
+  constructor(
+    readonly runtime: RuntimeChoice,
+    private readonly kernels: KernelChoice,
+    private readonly io: CommandIO,
+    private readonly quiet: boolean,
+  ) {}
+
+  /** With webgpu, say that --kernels (when given) does not apply. */
+  kernelsIgnoredNote(given: ReadonlySet<string> | undefined): void {
+    if (this.runtime === 'webgpu' && given?.has('kernels')) {
+      note(this.io, this.quiet, `--kernels ${this.kernels} applies to --runtime node; ignored with --runtime webgpu`);
+    }
+  }
+
+  async open(model: OpenedModel | ReferenceModel): Promise<RunSession> {
+    if (this.runtime === 'node') return { runtime: 'node', session: createSession(model, { kernels: this.kernels }) };
+    this.gpu ??= loadNodeGpu();
+    const gpu = await this.gpu;
+    const session =
+      model.kind === 'bundle'
+        ? await WebGpuSession.fromBundle(model.bundle, { gpu, source: model.source.path })
+        : await WebGpuSession.fromWeights(model.weights, { gpu, source: model.source.path });
+    if (!this.announced) {
+      this.announced = true;
+      note(this.io, this.quiet, `webgpu adapter: ${describeAdapter(session.adapter)}`);
+      if (session.adapter.software) warn(this.io, 'software adapter (SwiftShader): correctness only, not GPU speed');
+    }
+    return { runtime: 'webgpu', session };
+  }
+}
+
+/** What a session runs, in words (reports). */
+export function describeRunSession(model: OpenedModel | ReferenceModel, s: RunSession): string {
+  if (s.runtime === 'node') return describeRuntime(model, s.session);
+  return `runtime-webgpu, ${model.kind === 'bundle' ? 'fused codec kernels (weights stay compressed)' : 'float32'}, ${describeAdapter(s.session.adapter)}`;
+}
+
+/** The kernels named in reports: 'fused' for a bundle, the CPU kernels on node, 'webgpu' on webgpu. */
+export function kernelsLabel(model: OpenedModel, s: RunSession): string {
+  if (model.kind === 'bundle') return 'fused';
+  return s.runtime === 'node' ? s.session.kernels : 'webgpu';
+}
