@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
 import { emitRtnModule, wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import type { LittleBitTiling } from '../src/kernels/wasm-littlebit.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * The WebAssembly kernels of the baseline codecs against the oracle (decode() to dense, float64 product):
@@ -14,26 +15,7 @@ import type { LittleBitTiling } from '../src/kernels/wasm-littlebit.js';
  * n = 1 and the four-vector path (n = 2..9), and the real stories3M linears.
  */
 function worstRelativeError(codec: Codec<any, any>, kernel: Linear, params: any, x: Float32Array, n: number): number {
-  const { rows, cols } = params;
-  const dense = codec.decode(params);
-  const y = new Float32Array(n * rows + 2).fill(NaN);
-  kernel.apply(x, y, n);
-  expect(Number.isNaN(y[n * rows])).toBe(true);
-  let worst = 0;
-  for (let t = 0; t < n; t++) {
-    for (let r = 0; r < rows; r++) {
-      let ref = 0;
-      let scale = 0;
-      for (let j = 0; j < cols; j++) {
-        const p = dense[r * cols + j]! * x[t * cols + j]!;
-        ref += p;
-        scale += Math.abs(p);
-      }
-      const err = Math.abs(y[t * rows + r]! - ref) / (scale || 1);
-      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
-    }
-  }
-  return worst;
+  return worstKernelError(codec.decode(params), params.rows, params.cols, kernel, x, n);
 }
 
 const SHAPES: Array<[number, number]> = [

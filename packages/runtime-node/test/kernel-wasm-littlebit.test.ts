@@ -5,6 +5,7 @@ import { type LittleBitParams, littlebitCodec } from '@ultrasketch/littlebit';
 import { LINEAR_KINDS, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { type LittleBitTiling, emitLittleBitModule, wasmLittlebitKernel } from '../src/kernels/wasm-littlebit.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * The WebAssembly LittleBit kernel against the oracle (decode() to dense, float64 product): 1e-5 relative to
@@ -12,28 +13,9 @@ import { type LittleBitTiling, emitLittleBitModule, wasmLittlebitKernel } from '
  * (single-vector tables, float64 sums) and n = 2..9 (four-vector tables: blocks of 4 and a remainder).
  */
 function worstRelativeError(params: LittleBitParams, x: Float32Array, n: number, tiling?: LittleBitTiling): number {
-  const { rows, cols } = params;
-  const dense = littlebitCodec.decode(params);
-  const y = new Float32Array(n * rows + 2).fill(NaN);
   const k = wasmLittlebitKernel(params, tiling ? { tiling } : {});
   expect(k.constructor.name).toBe('WasmLittleBitLinear');
-  k.apply(x, y, n);
-  expect(Number.isNaN(y[n * rows])).toBe(true);
-  let worst = 0;
-  for (let t = 0; t < n; t++) {
-    for (let r = 0; r < rows; r++) {
-      let ref = 0;
-      let scale = 0;
-      for (let j = 0; j < cols; j++) {
-        const p = dense[r * cols + j]! * x[t * cols + j]!;
-        ref += p;
-        scale += Math.abs(p);
-      }
-      const err = Math.abs(y[t * rows + r]! - ref) / (scale || 1);
-      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
-    }
-  }
-  return worst;
+  return worstKernelError(littlebitCodec.decode(params), params.rows, params.cols, k, x, n);
 }
 
 const encode = (w: Float32Array, rows: number, cols: number, raw: Record<string, unknown>, seed = 1) =>

@@ -14,6 +14,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { emitSketchModule, wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
 import { WasmArena } from '../src/wasm/arena.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * The WebAssembly sketch / hashednets kernels against the oracle (decode() to dense, float64 product):
@@ -57,26 +58,7 @@ function feasible(codec: Codec<any, any>, raw: Record<string, unknown>, rows: nu
 }
 
 function worstRelativeError(codec: Codec<any, any>, kernel: Linear, params: any, x: Float32Array, n: number): number {
-  const { rows, cols } = params;
-  const dense = codec.decode(params);
-  const y = new Float32Array(n * rows + 3).fill(NaN);
-  kernel.apply(x, y, n);
-  let worst = 0;
-  for (let t = 0; t < n; t++) {
-    for (let r = 0; r < rows; r++) {
-      let ref = 0;
-      let scale = 0;
-      for (let j = 0; j < cols; j++) {
-        const p = dense[r * cols + j]! * x[t * cols + j]!;
-        ref += p;
-        scale += Math.abs(p);
-      }
-      const err = Math.abs(y[t * rows + r]! - ref) / (scale || 1);
-      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
-    }
-  }
-  for (let i = n * rows; i < y.length; i++) expect(y[i]).toBeNaN(); // nothing written past n·rows
-  return worst;
+  return worstKernelError(codec.decode(params), params.rows, params.cols, kernel, x, n);
 }
 
 describe('wasm sketch module', () => {

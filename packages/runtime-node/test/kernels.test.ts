@@ -5,6 +5,7 @@ import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { LINEAR_KINDS, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getKernel, registerAllKernels } from '../src/index.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * Every fused kernel against the oracle: decode() to dense, then a float64 product. The tolerance is
@@ -34,25 +35,7 @@ beforeAll(() => {
 });
 
 function worstRelativeError(codec: Codec<any, any>, params: any, x: Float32Array, n: number): number {
-  const { rows, cols } = params;
-  const dense = codec.decode(params);
-  const y = new Float32Array(n * rows);
-  getKernel(codec.id)(params).apply(x, y, n);
-  let worst = 0;
-  for (let t = 0; t < n; t++) {
-    for (let r = 0; r < rows; r++) {
-      let ref = 0;
-      let scale = 0;
-      for (let j = 0; j < cols; j++) {
-        const p = dense[r * cols + j]! * x[t * cols + j]!;
-        ref += p;
-        scale += Math.abs(p);
-      }
-      const err = Math.abs(y[t * rows + r]! - ref) / (scale || 1);
-      worst = Math.max(worst, err);
-    }
-  }
-  return worst;
+  return worstKernelError(codec.decode(params), params.rows, params.cols, getKernel(codec.id)(params), x, n);
 }
 
 describe.each(CASES)('%s kernel equals decode-then-dense', (_label, id, raw) => {

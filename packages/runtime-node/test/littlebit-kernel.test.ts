@@ -5,30 +5,14 @@ import { type LittleBitParams, littlebitCodec } from '@ultrasketch/littlebit';
 import { LINEAR_KINDS, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { littlebitKernel } from '../src/kernels/littlebit.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * The fused LittleBit kernel against the oracle: decode() to dense, then a float64 product. Tolerance: 1e-5
  * relative to Σ_j |ŵ_ij x_j| (as for every kernel in kernels.test.ts).
  */
 function worstRelativeError(params: LittleBitParams, x: Float32Array, n: number): number {
-  const { rows, cols } = params;
-  const dense = littlebitCodec.decode(params);
-  const y = new Float32Array(n * rows);
-  littlebitKernel(params).apply(x, y, n);
-  let worst = 0;
-  for (let t = 0; t < n; t++) {
-    for (let r = 0; r < rows; r++) {
-      let ref = 0;
-      let scale = 0;
-      for (let j = 0; j < cols; j++) {
-        const p = dense[r * cols + j]! * x[t * cols + j]!;
-        ref += p;
-        scale += Math.abs(p);
-      }
-      worst = Math.max(worst, Math.abs(y[t * rows + r]! - ref) / (scale || 1));
-    }
-  }
-  return worst;
+  return worstKernelError(littlebitCodec.decode(params), params.rows, params.cols, littlebitKernel(params), x, n);
 }
 
 const encode = (w: Float32Array, rows: number, cols: number, raw: Record<string, unknown>, seed = 1) =>
