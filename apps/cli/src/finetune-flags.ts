@@ -1,13 +1,15 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
- * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-norms] [--threads T]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume], training on --calib (never the evaluation text).
  */
 import { readFileSync } from 'node:fs';
 import {
   FINETUNE_DATA,
   FINETUNE_LOSSES,
+  FINETUNE_MODES,
   type FinetuneData,
+  type FinetuneMode,
   type FinetuneLoss,
   type FinetuneOptions,
   type TextFile,
@@ -27,6 +29,7 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'seq', kind: 'int', valueName: 'L', min: 1, description: 'finetuning tokens per sequence', defaultText: "min(256, the model's seq_len)" },
     { name: 'loss', kind: 'string', valueName: 'LOSS', choices: [...FINETUNE_LOSSES], description: 'kd = KL + 10·Σ hidden MSE against the float model; ce = next-token cross-entropy; kd+ce = both', defaultText: 'kd' },
     { name: 'data', kind: 'string', valueName: 'D', choices: [...FINETUNE_DATA], description: 'training sequences: calibration text, samples of the float model, or half of each', defaultText: 'calib' },
+    { name: 'train-mode', kind: 'string', valueName: 'M', choices: [...FINETUNE_MODES], description: 'states = train the codec parameters (sketch/hashednets states, LittleBit factors); ste = train full weights through the codec with a straight-through estimator; auto = states where the codec has them, else ste', defaultText: 'auto' },
     { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
     { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe)', defaultText: '1' },
     { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
@@ -35,7 +38,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-norms', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
 
 /** "1 h 02 min", "3 min 05 s", "12 s". */
 function fmtEta(ms: number): string {
@@ -92,6 +95,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options.batch === undefined ? {} : { batch: options.batch as number }),
     ...(options.seq === undefined ? {} : { seq: options.seq as number }),
     ...(options.loss === undefined ? {} : { loss: options.loss as FinetuneLoss }),
+    ...(options['train-mode'] === undefined ? {} : { mode: options['train-mode'] as FinetuneMode }),
     ...(options['train-norms'] === true ? { trainNorms: true } : {}),
     ...(options.threads === undefined ? {} : { threads: options.threads as number }),
     ...(options['checkpoint-dir'] === undefined ? {} : { checkpointDir: options['checkpoint-dir'] as string }),

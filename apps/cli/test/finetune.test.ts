@@ -46,6 +46,18 @@ describe.skipIf(!HAVE_SHARED)('compress --finetune-steps', () => {
     expect(u.stderr).toMatch(/--lr need\(s\) --finetune-steps/);
   });
 
+  it('--train-mode: states refuses a codec without state training; ste is recorded as the provider', () => {
+    const out = join(tmp, 'mode.usk');
+    const bad = cli(['compress', M, '--codec', 'binary', '--finetune-steps', '1', '--batch', '1', '--seq', '16', '--train-mode', 'states', '-o', out]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/E_BAD_ARGUMENT.*binary has no state-training provider/);
+    expect(existsSync(out)).toBe(false);
+    const ok = cli(['compress', M, '--codec', 'hashednets', '--bpw', '1', '--finetune-steps', '1', '--batch', '1', '--seq', '16', '--train-mode', 'ste', '-o', out, '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const report = parseOneObject(ok.stdout) as { training: { providers: Record<string, string> } };
+    expect(new Set(Object.values(report.training.providers))).toEqual(new Set(['ste']));
+  });
+
   it('--resume after a killed run gives the same bundle as an uninterrupted run', async () => {
     const args = (dir: string, out: string) => ['compress', M, '--codec', 'rtn', '--bits', '2', '--finetune-steps', '30', '--batch', '1', '--seq', '16', '--checkpoint-dir', dir, '--checkpoint-every', '1', '-o', out, '-q'];
     const straight = cli(args(join(tmp, 'ckA'), join(tmp, 'a.usk')));

@@ -30,6 +30,14 @@ export type FinetuneLoss = 'kd' | 'ce' | 'kd+ce';
 export const FINETUNE_LOSSES: readonly FinetuneLoss[] = ['kd', 'ce', 'kd+ce'];
 export type FinetuneData = 'calib' | 'teacher' | 'both';
 export const FINETUNE_DATA: readonly FinetuneData[] = ['calib', 'teacher', 'both'];
+/**
+ * What the trainer trains: `states` = the codec's own parameters (sketch/hashednets states, LittleBit factors
+ * and scales) through their state-training provider; `ste` = full-precision weights with a straight-through
+ * estimator through the codec's encode/decode (the compressed parameters are re-derived from the trained
+ * weights at the end); `auto` = `states` where the codec has such a provider, else `ste`.
+ */
+export type FinetuneMode = 'auto' | 'states' | 'ste';
+export const FINETUNE_MODES: readonly FinetuneMode[] = ['auto', 'states', 'ste'];
 
 /** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
 export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {
@@ -51,6 +59,8 @@ export interface FinetuneOptions {
   loss?: FinetuneLoss;
   /** Default 'calib'. */
   data?: FinetuneData;
+  /** Default 'auto' (state training where the codec has it, else STE). */
+  mode?: FinetuneMode;
   /** Train the RMSNorm weights too (stored in the bundle). Default false. */
   trainNorms?: boolean;
   /** Threads (1 = this thread only; default 1). Part of the recipe. */
@@ -131,17 +141,33 @@ function registerOptionalProviders(): void {
   }
 }
 
-/** The provider kind used for a codec: its state-training provider when registered, else 'ste'. */
-export function finetuneProviderKind(codecId: string): string {
+/**
+ * The provider kind used for a codec: with mode 'auto' (the default) its state-training provider when
+ * registered, else 'ste'; mode 'ste' always the generic straight-through provider; mode 'states' the
+ * state-training provider or BAD_ARGUMENT when the codec has none.
+ */
+export function finetuneProviderKind(codecId: string, mode: FinetuneMode = 'auto'): string {
+  if (mode === 'ste') return 'ste';
   registerOptionalProviders();
   const kind = STATE_PROVIDERS[codecId];
-  if (kind === undefined) return 'ste';
-  try {
-    getProviderFactory(kind);
-    return kind;
-  } catch {
-    return 'ste';
+  let registered = false;
+  if (kind !== undefined) {
+    try {
+      getProviderFactory(kind);
+      registered = true;
+    } catch {
+      registered = false;
+    }
   }
+  if (registered) return kind!;
+  if (mode === 'states') {
+    const have = Object.keys(STATE_PROVIDERS).join(', ');
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-mode states: codec ${codecId} has no state-training provider`, {
+      source: '--train-mode',
+      hint: `state training exists for ${have}; use --train-mode ste (or auto) for ${codecId}`,
+    });
+  }
+  return 'ste';
 }
 
 /** Check the finetuning options (BAD_ARGUMENT naming the flag). */
@@ -159,6 +185,7 @@ export function validateFinetune(o: FinetuneOptions): void {
   if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
   if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
   if (o.data !== undefined && !FINETUNE_DATA.includes(o.data)) bad('--data', `${JSON.stringify(o.data)} is not one of ${FINETUNE_DATA.join(', ')}`);
+  if (o.mode !== undefined && !FINETUNE_MODES.includes(o.mode)) bad('--train-mode', `${JSON.stringify(o.mode)} is not one of ${FINETUNE_MODES.join(', ')}`);
   if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
   if (o.resume && o.checkpointDir === undefined) bad('--resume', 'needs --checkpoint-dir');
 }
@@ -192,7 +219,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const data = o.data ?? 'calib';
   const threads = o.threads ?? 1;
   const trainNorms = o.trainNorms ?? false;
-  const kind = finetuneProviderKind(input.codecId);
+  const kind = finetuneProviderKind(input.codecId, o.mode ?? 'auto');
   const calibTokens = data === 'teacher' || o.calibText === undefined ? undefined : documentTokenStream(input.tokenizer, o.calibText, o.calibSource ?? '<calib>');
 
   const providerKinds: Record<string, string> = {};

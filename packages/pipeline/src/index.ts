@@ -82,5 +82,5 @@ export { openReference, createSession, describeRuntime } from './sessions.js';
 export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
 export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, finetuneFlags, shellJoin, jsonSafe, WindowCache } from './sweep.js';
 export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';
-export { finetune, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, LOSS_WEIGHTS } from './finetune.js';
-export type { FinetuneOptions, FinetuneInput, FinetuneResult, FinetuneLoss, FinetuneData, TrainingSection } from './finetune.js';
+export { finetune, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, FINETUNE_MODES, LOSS_WEIGHTS } from './finetune.js';
+export type { FinetuneOptions, FinetuneInput, FinetuneResult, FinetuneLoss, FinetuneData, FinetuneMode, TrainingSection } from './finetune.js';

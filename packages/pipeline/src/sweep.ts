@@ -511,6 +511,7 @@ export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   if (f.seq !== undefined) out.push('--seq', String(f.seq));
   if (f.loss !== undefined) out.push('--loss', f.loss);
   if (f.data !== undefined) out.push('--data', f.data);
+  if (f.mode !== undefined && f.mode !== 'auto') out.push('--train-mode', f.mode);
   if (f.trainNorms) out.push('--train-norms');
   if (f.threads !== undefined) out.push('--threads', String(f.threads));
   const source = f.calibSource ?? calib;

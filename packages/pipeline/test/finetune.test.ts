@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCodes } from '@ultrasketch/core';
 import { readBundle } from '@ultrasketch/format';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type TrainingSection, compress, finetuneProviderKind, loadModel, sweep } from '../src/index.js';
+import { type TrainingSection, compress, finetuneFlags, finetuneProviderKind, loadModel, sweep, validateFinetune } from '../src/index.js';
 
 /** Finetuning inside compress() on stories260K (small budgets). */
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
@@ -123,6 +123,33 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(finetuneProviderKind('sketch')).toBe('sketch-states');
     expect(finetuneProviderKind('littlebit')).toBe('littlebit');
   }, 120_000);
+
+  it('--train-mode ste trains a sketch through the straight-through provider instead of its states', async () => {
+    const base = {
+      model,
+      codec: 'sketch',
+      codecOptions: { bpw: 1 },
+      measureQuality: { ...measureQuality, windows: 1, window: 32 },
+    } as const;
+    const ft = { steps: 2, batch: 1, seq: 16, calibText, calibSource: 'calib.txt' };
+    const viaSte = await compress({ ...base, finetune: { ...ft, mode: 'ste' } });
+    const viaStates = await compress({ ...base, finetune: { ...ft, mode: 'states' } });
+    expect(viaSte.report.training!.providers.q).toBe('ste');
+    expect(viaStates.report.training!.providers.q).toBe('sketch-states');
+    // Different training, different stored states: the two bundles measure differently (both finite).
+    const kl = (r: typeof viaSte) => (r.report.quality as { kl: number }).kl;
+    expect(Number.isFinite(kl(viaSte))).toBe(true);
+    expect(kl(viaSte)).not.toBe(kl(viaStates));
+    expect(finetuneFlags({ ...ft, mode: 'ste' })).toContain('--train-mode');
+    expect(finetuneFlags({ ...ft, mode: 'auto' })).not.toContain('--train-mode');
+  }, 120_000);
+
+  it('--train-mode states refuses a codec without a state-training provider', () => {
+    expect(() => finetuneProviderKind('binary', 'states')).toThrow(expect.objectContaining({ code: 'E_BAD_ARGUMENT' }));
+    expect(finetuneProviderKind('binary', 'ste')).toBe('ste');
+    expect(finetuneProviderKind('littlebit', 'ste')).toBe('ste');
+    expect(() => validateFinetune({ steps: 1, calibText: 'x', mode: 'bogus' as never })).toThrow(/--train-mode/);
+  });
 
   it('uses the state-training providers when registered, else ste', () => {
     expect(finetuneProviderKind('binary')).toBe('ste');
