@@ -48,6 +48,10 @@ export const ErrorCodes = {
   UNKNOWN_CODEC: 'E_UNKNOWN_CODEC',
   /** A compression target that cannot be met (bit budget too small for the codec's fixed costs, ...). */
   INFEASIBLE_BUDGET: 'E_INFEASIBLE_BUDGET',
+  /** The GPU device was lost (driver reset, another process took the GPU, destroy()): recreate the session. */
+  DEVICE_LOST: 'E_DEVICE_LOST',
+  /** An allocation failed for lack of memory (GPU buffers): a shorter context, a smaller batch or model. */
+  OUT_OF_MEMORY: 'E_OUT_OF_MEMORY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -210,17 +210,9 @@ export class GpuContext {
     }
     const validation = await d.popErrorScope().catch(() => null);
     const oom = await d.popErrorScope().catch(() => null);
-    if (oom) {
-      throw new WebGpuError('out-of-memory', `the GPU ran out of memory while ${what}: ${oom.message}`, {
-        hint: 'use a shorter context (contextLength), a smaller batch (maxBatch), or a smaller model',
-      });
-    }
+    if (oom) throw gpuScopeError('out-of-memory', oom, what);
     if (this.lostInfo) this.checkLive();
-    if (validation) {
-      throw new WebGpuError('validation', `the GPU rejected a command while ${what}: ${validation.message}`, {
-        hint: 'this is a bug in @ultrasketch/runtime-webgpu; please report it with the adapter it ran on',
-      });
-    }
+    if (validation) throw gpuScopeError('validation', validation, what);
     if (thrown !== null) {
       if (this.lostInfo) this.checkLive();
       throw thrown;
@@ -234,6 +226,22 @@ export class GpuContext {
     if (this.ownsDevice) this.device.destroy();
     this.keepAlive = [];
   }
+}
+
+/**
+ * The typed error for a `GPUError` caught by an error scope: `out-of-memory` (E_OUT_OF_MEMORY) for the
+ * out-of-memory scope or any `GPUOutOfMemoryError`, `validation` otherwise. `what` says what was being done.
+ */
+export function gpuScopeError(scope: 'out-of-memory' | 'validation', error: { message: string }, what: string): WebGpuError {
+  const kind = (error as { constructor?: { name?: string } }).constructor?.name;
+  if (scope === 'out-of-memory' || kind === 'GPUOutOfMemoryError') {
+    return new WebGpuError('out-of-memory', `the GPU ran out of memory while ${what}: ${error.message}`, {
+      hint: 'use a shorter context (contextLength), a smaller batch (maxBatch), or a smaller model',
+    });
+  }
+  return new WebGpuError('validation', `the GPU rejected a command while ${what}: ${error.message}`, {
+    hint: 'this is a bug in @ultrasketch/runtime-webgpu; please report it with the adapter it ran on',
+  });
 }
 
 function limitsOf(device: GPUDevice, options: GpuContextOptions): RuntimeLimits {

@@ -6,11 +6,11 @@ export type {
   GpuModelSpec,
   StoredWeight,
 } from './session.js';
-export { GpuContext, BufferUsage, describeAdapter, summarizeAdapter } from './device.js';
+export { GpuContext, BufferUsage, describeAdapter, gpuScopeError, summarizeAdapter } from './device.js';
 export type { AdapterSummary, GpuContextOptions, RuntimeLimits } from './device.js';
-export { WebGpuError, isWebGpuError } from './errors.js';
+export { WebGpuError, gpuFailureCode, isWebGpuError } from './errors.js';
 export type { GpuFailure } from './errors.js';
-export { PipelineCache, grid2d } from './program.js';
+export { PipelineCache, encodeDispatches, grid2d } from './program.js';
 export type { BindingKind, Dispatch, GpuProgram } from './program.js';
 export {
   BlockedLinear,

@@ -121,6 +121,32 @@ export class PipelineCache {
   }
 }
 
+/**
+ * Encode recorded dispatches for one batch of `n` tokens (of which `logitRows` get logits) into a compute pass:
+ * for each, the pipeline of the program it runs for this batch (`variant`, else `program`), its bind group and
+ * its grid; a dispatch whose grid is empty in any dimension is skipped. Every forward call, kernel run, timing
+ * loop and profile encodes through this one function. Returns the programs encoded, in order.
+ */
+export function encodeDispatches(
+  pass: GPUComputePassEncoder,
+  cache: PipelineCache,
+  dispatches: readonly Dispatch[],
+  n: number,
+  logitRows: number,
+): GpuProgram[] {
+  const encoded: GpuProgram[] = [];
+  for (const d of dispatches) {
+    const [gx, gy, gz] = d.grid(n, logitRows);
+    if (gx === 0 || gy === 0 || gz === 0) continue;
+    const program = d.variant ? d.variant(n, logitRows) : d.program;
+    pass.setPipeline(cache.compiled(program));
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(gx, gy, gz);
+    encoded.push(program);
+  }
+  return encoded;
+}
+
 /** Split a count of workgroups over x and y when it exceeds the per-dimension limit. */
 export function grid2d(count: number, perDimension: number): [number, number] {
   if (count <= perDimension) return [count, 1];

@@ -1,7 +1,7 @@
 import { type CodecParams, ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { BufferUsage, type GpuContext, MAP_READ } from './device.js';
 import { type GpuLinear, type KernelBuildContext, PREFILL_TILE, WORKGROUP, defaultLanes, scratchBuffer, setStepBuffer } from './linear.js';
-import { type Dispatch, PipelineCache } from './program.js';
+import { type Dispatch, PipelineCache, encodeDispatches } from './program.js';
 import { getGpuKernel, registerAllGpuKernels } from './registry.js';
 
 /**
@@ -101,15 +101,7 @@ export class LinearRunner {
 
   private encode(enc: GPUCommandEncoder, n: number, reps: number): void {
     const pass = enc.beginComputePass();
-    for (let r = 0; r < reps; r++) {
-      for (const disp of this.dispatches) {
-        const [gx, gy, gz] = disp.grid(n, n);
-        if (gx === 0 || gy === 0 || gz === 0) continue;
-        pass.setPipeline(this.cache.compiled(disp.variant ? disp.variant(n, n) : disp.program));
-        pass.setBindGroup(0, disp.bindGroup);
-        pass.dispatchWorkgroups(gx, gy, gz);
-      }
-    }
+    for (let r = 0; r < reps; r++) encodeDispatches(pass, this.cache, this.dispatches, n, n);
     pass.end();
   }
 

@@ -19,7 +19,7 @@ import { type AdapterSummary, BufferUsage, GpuContext, type GpuContextOptions, M
 import { WebGpuError } from './errors.js';
 import { type GpuLinear, type KernelBuildContext, PREFILL_TILE, WORKGROUP, defaultLanes, scratchBuffer, setStepBuffer } from './linear.js';
 import { ATTENTION, ATTENTION_SERIAL, ATTENTION_SERIAL_VEC4, RMSNORM, RMSNORM_SERIAL, ROPE_KV, SWIGLU } from './ops.js';
-import { type Dispatch, type GpuProgram, PipelineCache, grid2d } from './program.js';
+import { type Dispatch, type GpuProgram, PipelineCache, encodeDispatches, grid2d } from './program.js';
 import { getGpuKernel, registerAllGpuKernels } from './registry.js';
 
 /**
@@ -465,16 +465,12 @@ export class WebGpuSession {
       device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
       const out: Array<{ label: string; program: string; ms: number }> = [];
       for (const d of this.dispatches) {
-        const [gx, gy, gz] = d.grid(m, 1);
-        if (gx === 0 || gy === 0 || gz === 0) continue;
-        const program = d.variant ? d.variant(m, 1) : d.program;
         const t0 = now();
         const encoder = device.createCommandEncoder();
         const pass = encoder.beginComputePass();
-        pass.setPipeline(this.cache.compiled(program));
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(gx, gy, gz);
+        const [program] = encodeDispatches(pass, this.cache, [d], m, 1);
         pass.end();
+        if (!program) continue; // empty grid for this batch: nothing was encoded or submitted
         device.queue.submit([encoder.finish()]);
         await device.queue.onSubmittedWorkDone();
         out.push({ label: d.label ?? program.name, program: program.name, ms: now() - t0 });
@@ -517,13 +513,7 @@ export class WebGpuSession {
         device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens.slice(c0, c0 + m)));
         const encoder = device.createCommandEncoder({ label: 'forward' });
         const pass = encoder.beginComputePass({ label: 'forward' });
-        for (const d of this.dispatches) {
-          const [gx, gy, gz] = d.grid(m, logitRows);
-          if (gx === 0 || gy === 0 || gz === 0) continue;
-          pass.setPipeline(this.cache.compiled(d.variant ? d.variant(m, logitRows) : d.program));
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(gx, gy, gz);
-        }
+        encodeDispatches(pass, this.cache, this.dispatches, m, logitRows);
         pass.end();
         const bytes = logitRows * vocab * 4;
         if (bytes > 0) encoder.copyBufferToBuffer(this.logits, 0, this.staging, 0, bytes);

@@ -2,7 +2,7 @@ import { ErrorCodes, isUltraSketchError } from '@ultrasketch/core';
 import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { modelFromLlama2c, parameterCount } from '@ultrasketch/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GpuContext, PipelineCache, WebGpuSession, isWebGpuError } from '../src/index.js';
+import { BufferUsage, GpuContext, PipelineCache, WebGpuSession, gpuFailureCode, gpuScopeError, isWebGpuError } from '../src/index.js';
 import { gpuContext, readShared } from './gpu.js';
 
 /** The session API around the kernels: streaming generation, logits modes, serialization, warmup, typed errors. */
@@ -113,7 +113,7 @@ describe('typed GPU errors', () => {
     expect((err as { hint: string }).hint).toMatch(/SwiftShader/);
   });
 
-  it('an out-of-memory error scope becomes out-of-memory (LIMIT_EXCEEDED)', async () => {
+  it('an out-of-memory error scope becomes out-of-memory (E_OUT_OF_MEMORY)', async () => {
     const scopes: string[] = [];
     const device = {
       limits: { maxStorageBufferBindingSize: 1 << 20, maxBufferSize: 1 << 20, maxComputeWorkgroupStorageSize: 16384, maxComputeWorkgroupsPerDimension: 65535, maxStorageBuffersPerShaderStage: 8 },
@@ -124,8 +124,46 @@ describe('typed GPU errors', () => {
     const stub = GpuContext.fromDevice(device);
     const err = await stub.guard('allocating', () => 1).catch((e: unknown) => e);
     expect(isWebGpuError(err, 'out-of-memory')).toBe(true);
-    expect(isUltraSketchError(err, ErrorCodes.LIMIT_EXCEEDED)).toBe(true);
+    expect(isUltraSketchError(err, ErrorCodes.OUT_OF_MEMORY)).toBe(true);
+    expect((err as { code: string }).code).toBe('E_OUT_OF_MEMORY');
     expect(String((err as Error).message)).toMatch(/ran out of memory while allocating/);
+  });
+
+  it('gpuScopeError maps a GPUOutOfMemoryError to OUT_OF_MEMORY whichever scope caught it, anything else to validation', () => {
+    class GPUOutOfMemoryError {
+      constructor(readonly message: string) {}
+    }
+    class GPUValidationError {
+      constructor(readonly message: string) {}
+    }
+    const oom = gpuScopeError('validation', new GPUOutOfMemoryError('allocation of 8 GiB failed'), 'uploading');
+    expect(oom.failure).toBe('out-of-memory');
+    expect(oom.code).toBe(ErrorCodes.OUT_OF_MEMORY);
+    expect(oom.hint).toMatch(/contextLength/);
+    const scoped = gpuScopeError('out-of-memory', { message: 'no memory' }, 'running');
+    expect(scoped.code).toBe(ErrorCodes.OUT_OF_MEMORY);
+    const bad = gpuScopeError('validation', new GPUValidationError('bad binding'), 'running');
+    expect(bad.failure).toBe('validation');
+    expect(bad.code).toBe(ErrorCodes.UNSUPPORTED);
+    expect(gpuFailureCode('device-lost')).toBe('E_DEVICE_LOST');
+    expect(gpuFailureCode('out-of-memory')).toBe('E_OUT_OF_MEMORY');
+  });
+
+  it('on the real device, an error of the validation scope is not reported as out-of-memory', async () => {
+    // A buffer above maxBufferSize is a validation error (Dawn checks the limit before allocating): guard()
+    // must tell the two scopes apart on a real device, not only on a stub.
+    const own = await gpuContext();
+    try {
+      const err = await own
+        .guard('allocating a huge buffer', () => own.device.createBuffer({ size: 2 ** 40, usage: BufferUsage.STORAGE }))
+        .catch((e: unknown) => e);
+      expect(isWebGpuError(err, 'validation')).toBe(true);
+      expect(isUltraSketchError(err, ErrorCodes.OUT_OF_MEMORY)).toBe(false);
+      // the device is still usable afterwards
+      await expect(own.guard('a small buffer', () => own.buffer(64, BufferUsage.STORAGE, 'small'))).resolves.toBeDefined();
+    } finally {
+      own.destroy();
+    }
   });
 
   it('a lost device: device-lost on the next call', async () => {
@@ -133,8 +171,23 @@ describe('typed GPU errors', () => {
     const s = await WebGpuSession.fromWeights(model, { context: own, contextLength: 16, warmup: false });
     own.device.destroy(); // lost from outside the session (as when a driver resets)
     await own.device.lost;
-    await expect(s.forward([1])).rejects.toSatisfy((e: unknown) => isWebGpuError(e, 'device-lost'));
+    const err = await s.forward([1]).catch((e: unknown) => e);
+    expect(isWebGpuError(err, 'device-lost')).toBe(true);
+    expect(isUltraSketchError(err, ErrorCodes.DEVICE_LOST)).toBe(true);
+    expect((err as { code: string }).code).toBe('E_DEVICE_LOST');
     s.dispose();
+  });
+
+  it('a destroyed device: the context refuses the next allocation and upload with DEVICE_LOST', async () => {
+    const own = await gpuContext();
+    own.device.destroy();
+    const info = await own.device.lost;
+    expect(info.reason).toBe('destroyed');
+    await Promise.resolve(); // the context's own handler of device.lost runs after ours
+    expect(() => own.buffer(64, BufferUsage.STORAGE, 'after-loss')).toThrow(expect.objectContaining({ code: ErrorCodes.DEVICE_LOST }));
+    expect(() => own.upload(new Float32Array(4), 'after-loss')).toThrow(expect.objectContaining({ code: ErrorCodes.DEVICE_LOST, failure: 'device-lost' }));
+    await expect(own.guard('anything', () => 1)).rejects.toMatchObject({ code: ErrorCodes.DEVICE_LOST });
+    own.destroy();
   });
 
   it('the ./node entry gives a GPU object with an adapter', async () => {
