@@ -5,6 +5,7 @@
  */
 import { isUltraSketchError } from '@ultrasketch/core';
 import { type Command, type CommandIO, UsageError, closest, commandHelp, mainHelp, parseCommandArgs } from './command.js';
+import { benchCommand } from './commands/bench.js';
 import { compressCommand } from './commands/compress.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
@@ -17,7 +18,7 @@ declare const __ULTRASKETCH_VERSION__: string;
 export const VERSION = typeof __ULTRASKETCH_VERSION__ === 'string' ? __ULTRASKETCH_VERSION__ : 'dev';
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [compressCommand, generateCommand, evalCommand, inspectCommand, sweepCommand];
+export const COMMANDS: Command[] = [compressCommand, generateCommand, evalCommand, inspectCommand, sweepCommand, benchCommand];
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
