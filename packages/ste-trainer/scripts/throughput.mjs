@@ -2,16 +2,22 @@
 // Training throughput (tokens/s) of the STE trainer on a llama2.c checkpoint, per weight provider.
 // Usage (after `cd packages/ste-trainer && npx tsup`):
 //   node packages/ste-trainer/scripts/throughput.mjs [--model PATH] [--batch 8] [--seq 256] [--steps 6]
-//        [--warmup 2] [--providers dense,binary,rtn2,frozen] [--loss kd|ce] [--threads 1,2]
+//        [--warmup 2] [--providers dense,binary,rtn2,frozen,sketch,sketch-ste,hashednets,littlebit]
+//        [--loss kd|ce] [--threads 1,2]
 // Reports the median step time over `steps` timed steps after `warmup` untimed ones, in one process.
+// `sketch`, `sketch-ste`, `hashednets` (0.5 bpw) and `littlebit` (0.55 bpw, residual) train what
+// `ultrasketch compress --finetune-steps` trains: sketch/hashednets every linear but O, LittleBit every linear
+// but K and V (too small for 0.55 bpw on stories3M, kept dense); those left out are frozen.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
 import { registerAll } from '@ultrasketch/baselines';
+import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
+import { registerAll as registerLittleBitCodec } from '@ultrasketch/littlebit';
 import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
 import { Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
-import { Trainer, makeProviders } from '@ultrasketch/ste-trainer';
+import { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } from '@ultrasketch/ste-trainer';
 import { workerThreads } from '@ultrasketch/ste-trainer/node';
 
 const { values: a } = parseArgs({
@@ -29,6 +35,10 @@ const { values: a } = parseArgs({
   },
 });
 registerAll();
+registerSketchCodecs();
+registerLittleBitCodec();
+registerSketchProviders();
+registerLittleBitProviders();
 const ckpt = readLlama2cCheckpoint(readFileSync(a.model), a.model);
 const weights = modelFromLlama2c(ckpt, a.model);
 const tokPath = a.tokenizer ?? join(dirname(a.model), weights.config.vocabSize === 512 ? 'tok512.bin' : 'tok4096.bin');
@@ -45,6 +55,10 @@ const PLANS = {
   dense: () => ({ kind: 'dense' }),
   binary: (kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'binary' } }),
   rtn2: (kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'rtn', codecOptions: { bits: 2 } } }),
+  sketch: (kind) => (kind === 'o' ? undefined : { kind: 'sketch-states', options: { codecOptions: { bpw: 0.5 } } }),
+  'sketch-ste': (kind) => (kind === 'o' ? undefined : { kind: 'ste', options: { codec: 'sketch', codecOptions: { bpw: 0.5 } } }),
+  hashednets: (kind) => (kind === 'o' ? undefined : { kind: 'hashednets-states', options: { codecOptions: { bpw: 0.5 } } }),
+  littlebit: (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 } } }),
 };
 const c = weights.config;
 console.log(`model ${a.model}: dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}/${c.nKvHeads}, vocab ${c.vocabSize}`);
@@ -80,7 +94,7 @@ for (const name of a.providers.split(',')) {
   times.sort((x, y) => x - y);
   const med = times[Math.floor(times.length / 2)];
   console.log(
-    `${name.padEnd(7)} threads ${threads}: median ${med.toFixed(0)} ms/step → ${((B * L * 1000) / med).toFixed(0)} tokens/s wall ` +
+    `${name.padEnd(10)} threads ${threads}: median ${med.toFixed(0)} ms/step → ${((B * L * 1000) / med).toFixed(0)} tokens/s wall ` +
       `(min ${times[0].toFixed(0)}, max ${times[times.length - 1].toFixed(0)} ms); CPU ${cpuMsPerStep.toFixed(0)} ms/step → ` +
       `${((B * L * 1000) / cpuMsPerStep).toFixed(0)} tokens per CPU-second; load average ${loadavg()[0].toFixed(1)}`,
   );
