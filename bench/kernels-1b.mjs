@@ -36,13 +36,12 @@
  * dense; from CPU time, wall-time ratios in the JSON). `--json` prints exactly one JSON object.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ROOT, cpuMs, dist, fail, loadParams, log, median, printHelp, requireBuilt, saveParams, syntheticWeights } from './lib.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = join(ROOT, 'bench/results/cache');
 
 const { values: args } = parseArgs({
@@ -64,13 +63,8 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  const doc = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0];
-  process.stdout.write(`${doc.replace(/^#!.*\n\/\*\*\n/, '').replace(/^ \* ?/gm, '')}\n`);
+  printHelp(import.meta.url);
   process.exit(0);
-}
-function fail(message, code = 1) {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(code);
 }
 const intList = (name, s) =>
   s.split(',').map((v) => {
@@ -121,10 +115,7 @@ if (args.from) {
   process.exit(0);
 }
 
-const dist = (pkg) => join(ROOT, 'packages', pkg, 'dist/index.js');
-for (const pkg of ['core', 'model', 'baselines', 'sketch-core', 'littlebit', 'runtime-node']) {
-  if (!existsSync(dist(pkg))) fail(`packages/${pkg} is not built (${relative(ROOT, dist(pkg))} is missing); run \`pnpm build\` first`);
-}
+requireBuilt(['core', 'model', 'baselines', 'sketch-core', 'littlebit', 'runtime-node']);
 const core = await import(dist('core'));
 const { DenseLinear } = await import(dist('model'));
 const baselines = await import(dist('baselines'));
@@ -162,55 +153,9 @@ const selected = args.codecs === 'all' ? CODECS : args.codecs.split(',').map((k)
 
 // ------------------------------------------------------------------------------------------------ weights
 
-function syntheticWeights(rows, cols) {
-  const rng = new core.Rng(seed * 1_000_003 + rows * 31 + cols);
-  const w = new Float32Array(rows * cols);
-  if (args.dist === 'normal') {
-    for (let i = 0; i < w.length; i++) w[i] = 0.02 * rng.normal();
-  } else {
-    // Laplace(0, b = 0.02): −b·sign(u)·ln(1 − 2|u|), u uniform in (−½, ½)
-    for (let i = 0; i < w.length; i++) {
-      const u = rng.next() - 0.5;
-      const a = 1 - 2 * Math.abs(u);
-      w[i] = (u < 0 ? 0.02 : -0.02) * Math.log(a > 0 ? a : Number.MIN_VALUE);
-    }
-  }
-  return w;
-}
+const syntheticWeights_ = (rows, cols) => syntheticWeights(core.Rng, seed, rows, cols, args.dist);
 
 // ----------------------------------------------------------------------------------- encode (with a cache)
-
-const log = (s) => process.stderr.write(`${s}\n`);
-
-/** A cache file: 4-byte header length, JSON header {tensors: {name: {dtype, shape, offset, length}}}, data. */
-function saveParams(file, tensors) {
-  const entries = {};
-  let at = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    entries[name] = { dtype: t.dtype, shape: t.shape, offset: at, length: t.data.byteLength };
-    at += t.data.byteLength;
-  }
-  const header = Buffer.from(JSON.stringify({ tensors: entries }));
-  const out = Buffer.alloc(4 + header.length + at);
-  out.writeUInt32LE(header.length, 0);
-  header.copy(out, 4);
-  for (const [name, t] of Object.entries(tensors)) out.set(t.data, 4 + header.length + entries[name].offset);
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(`${file}.tmp`, out);
-  renameSync(`${file}.tmp`, file); // atomic: a crash mid-write leaves no truncated cache entry
-}
-function loadParams(file) {
-  const buf = readFileSync(file);
-  const hl = buf.readUInt32LE(0);
-  const { tensors } = JSON.parse(buf.subarray(4, 4 + hl).toString());
-  const out = {};
-  for (const [name, e] of Object.entries(tensors)) {
-    const data = new Uint8Array(e.length);
-    data.set(buf.subarray(4 + hl + e.offset, 4 + hl + e.offset + e.length));
-    out[name] = { dtype: e.dtype, shape: e.shape, data };
-  }
-  return out;
-}
 
 function encoded(cfg, rows, cols, weights) {
   const options = cfg.codec.resolveOptions(cfg.raw);
@@ -237,20 +182,13 @@ function encoded(cfg, rows, cols, weights) {
 
 // ------------------------------------------------------------------------------------------------ timing
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 /** One sample: run `iters` calls; ms per call of wall time and of this process's CPU time. */
 function sample(lin, x, y, n, iters) {
-  const c0 = process.cpuUsage();
+  const c0 = cpuMs();
   const t0 = performance.now();
   for (let i = 0; i < iters; i++) lin.apply(x, y, n);
   const wall = (performance.now() - t0) / iters;
-  const c = process.cpuUsage(c0);
-  return { wall, cpu: (c.user + c.system) / 1000 / iters };
+  return { wall, cpu: (cpuMs() - c0) / iters };
 }
 
 /** Time contenders round-robin; returns ms-per-call samples per contender. */
@@ -280,7 +218,7 @@ const rows_ = [];
 const t0all = performance.now();
 for (const [rows, cols] of shapes) {
   let W = null;
-  const weights = () => (W ??= syntheticWeights(rows, cols));
+  const weights = () => (W ??= syntheticWeights_(rows, cols));
   const denseWasm = haveWasm ? new rt.WasmDenseLinear(new rt.WasmArena({ initialBytes: rows * cols * 4 + (8 << 20) }), weights(), rows, cols) : null;
   const denseJs = new DenseLinear(weights(), rows, cols);
   for (const cfg of selected) {

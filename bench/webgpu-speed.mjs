@@ -31,14 +31,14 @@
  * bundles compressed here (pipeline.compress) with each codec — greedy generation of --gen-tokens positions
  * from BOS (tokens/s a user sees) and a prefill of --prefill tokens of real text (logits for the last one).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ROOT, cpuMs, dist, fail, loadParams, log, median, now, printHelp, requireBuilt, saveParams, syntheticWeights } from './lib.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_MODEL = join(ROOT, '../shared/models/stories3M/stories3M-q80.bin');
 const DEFAULT_TEXT = join(ROOT, '../shared/data/tinystories/eval.txt');
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -67,13 +67,8 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  const doc = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0];
-  process.stdout.write(`${doc.replace(/^#!.*\n\/\*\*\n/, '').replace(/^ \* ?/gm, '')}\n`);
+  printHelp(import.meta.url);
   process.exit(0);
-}
-function fail(message, code = 1) {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(code);
 }
 const positiveInt = (name) => {
   const v = Number(args[name]);
@@ -95,12 +90,7 @@ const shapes = args.shapes.split(',').map((s) => {
 });
 const runKernels = !args['no-kernels'];
 const runE2e = args.e2e && !args['no-e2e'];
-const log = (s) => process.stderr.write(`${s}\n`);
-
-const dist = (pkg) => join(ROOT, 'packages', pkg, 'dist/index.js');
-for (const pkg of ['core', 'model', 'baselines', 'sketch-core', 'littlebit', 'runtime-webgpu', 'pipeline', 'format']) {
-  if (!existsSync(dist(pkg))) fail(`packages/${pkg} is not built (${relative(ROOT, dist(pkg))} is missing); run \`pnpm build\` first`);
-}
+requireBuilt(['core', 'model', 'baselines', 'sketch-core', 'littlebit', 'runtime-webgpu', 'pipeline', 'format']);
 const core = await import(dist('core'));
 const baselines = await import(dist('baselines'));
 const sketchCore = await import(dist('sketch-core'));
@@ -134,16 +124,6 @@ const sessionOptions = {
 };
 const lanes = args.lanes ? Number(args.lanes) : gpuRt.defaultLanes(args['kernel-shape'] ? args['kernel-shape'] === 'serial' : adapter.software);
 
-const now = () => performance.now();
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 // ------------------------------------------------------------------------------------------------ kernels
 
 const CODECS = [
@@ -166,51 +146,16 @@ const selected =
         (c, i, all) => all.indexOf(c) === i,
       );
 
-function syntheticWeights(rows, cols) {
-  const rng = new core.Rng(seed * 1_000_003 + rows * 31 + cols);
-  const w = new Float32Array(rows * cols);
-  for (let i = 0; i < w.length; i++) {
-    const u = rng.next() - 0.5; // Laplace(0, 0.02)
-    const a = 1 - 2 * Math.abs(u);
-    w[i] = (u < 0 ? 0.02 : -0.02) * Math.log(a > 0 ? a : Number.MIN_VALUE);
-  }
-  return w;
-}
-
 const CACHE = join(ROOT, 'bench/results/cache-webgpu');
 function encodeCached(c, rows, cols, weights) {
   const options = c.codec.resolveOptions(c.raw);
   const file = join(CACHE, `${c.key}-${rows}x${cols}-s${seed}-v${c.codec.version}.bin`);
-  if (!args['no-cache'] && existsSync(file)) {
-    const buf = readFileSync(file);
-    const headerLength = buf.readUInt32LE(0);
-    const header = JSON.parse(buf.subarray(4, 4 + headerLength).toString('utf8'));
-    const tensors = {};
-    for (const [name, t] of Object.entries(header.tensors)) {
-      const start = 4 + headerLength + t.offset;
-      tensors[name] = { dtype: t.dtype, shape: t.shape, data: new Uint8Array(buf.subarray(start, start + t.length)) };
-    }
-    return c.codec.fromTensors(tensors, rows, cols, options, file);
-  }
+  if (!args['no-cache'] && existsSync(file)) return c.codec.fromTensors(loadParams(file), rows, cols, options, file);
   const t0 = now();
   log(`encoding ${c.key} ${rows}×${cols} ...`);
   const params = c.codec.encode(weights(), rows, cols, options, { name: `${c.key}-${rows}x${cols}`, seed });
   log(`  ${((now() - t0) / 1000).toFixed(1)} s`);
-  const tensors = c.codec.toTensors(params);
-  const entries = {};
-  let at = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    entries[name] = { dtype: t.dtype, shape: t.shape, offset: at, length: t.data.byteLength };
-    at += t.data.byteLength;
-  }
-  const header = Buffer.from(JSON.stringify({ tensors: entries }));
-  const out = Buffer.alloc(4 + header.length + at);
-  out.writeUInt32LE(header.length, 0);
-  header.copy(out, 4);
-  for (const [name, t] of Object.entries(tensors)) out.set(t.data, 4 + header.length + entries[name].offset);
-  mkdirSync(CACHE, { recursive: true });
-  writeFileSync(`${file}.tmp`, out);
-  renameSync(`${file}.tmp`, file);
+  saveParams(file, c.codec.toTensors(params));
   return params;
 }
 
@@ -224,7 +169,7 @@ const kernelResults = [];
 if (runKernels) {
   for (const [rows, cols] of shapes) {
     let dense = null;
-    const weights = () => (dense ??= syntheticWeights(rows, cols));
+    const weights = () => (dense ??= syntheticWeights(core.Rng, seed, rows, cols));
     const contenders = selected.map((c) => {
       const params = encodeCached(c, rows, cols, weights);
       const bits = c.codec.bits(params).total;
