@@ -30,6 +30,112 @@ import type { Param, WeightProvider } from './providers.js';
  * (ŵ = S[pick] exactly, sign included, so ∂ŵ/∂S[pick] = 1 and 0 for the others; linear in gradW).
  */
 
+/**
+ * The pick and scatter both state providers share. Every weight i has depthOf[i] candidate states
+ * cand[k · n + i] (k < depthOf[i]); the forward takes the candidate of largest |·| (strict, so ties keep the
+ * lowest k, as the sketch codec's query) and records it in pick[i]; backward scatter-adds ∂L/∂Ŵ into the
+ * recorded states. HashedNets is the depth-1 case (one hash row, ŵ = S[h(r, c)]).
+ */
+class StatePicks {
+  readonly n: number;
+  /** Candidate state index of every weight in every row: cand[k · n + i] (−1: no candidate). */
+  readonly cand: Int32Array;
+  /** Candidates per weight (d for a sketch group, 1 for an exact group or HashedNets). */
+  readonly depthOf: Uint8Array;
+  /** The state each weight decoded from in the last forward (`single`: the candidates themselves). */
+  readonly pick: Int32Array;
+
+  /** `single`: one candidate for every weight (depth 1, HashedNets), so the picks ARE the candidates. */
+  constructor(n: number, depth: number, single = false) {
+    this.n = n;
+    this.cand = new Int32Array(depth * n).fill(-1);
+    this.depthOf = new Uint8Array(n);
+    if (single) this.depthOf.fill(1);
+    this.pick = single ? this.cand : new Int32Array(n);
+  }
+
+  /** states[s] = the mean (float64 sums) of the weights having s as a candidate; 0 where none has. */
+  bucketMeans(weight: Float32Array, states: FloatArray): void {
+    const { n, cand, depthOf } = this;
+    const sums = new Float64Array(states.length);
+    const counts = new Float64Array(states.length);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < depthOf[i]!; k++) {
+        const s = cand[k * n + i]!;
+        sums[s] = sums[s]! + weight[i]!;
+        counts[s] = counts[s]! + 1;
+      }
+    }
+    for (let s = 0; s < states.length; s++) states[s] = counts[s]! > 0 ? sums[s]! / counts[s]! : 0;
+  }
+
+  /** out[i] = the candidate of largest |·| in S; records the picks. */
+  forward(S: FloatArray, out: FloatArray): void {
+    const { n, cand, depthOf, pick } = this;
+    for (let i = 0; i < n; i++) {
+      let best = cand[i]!;
+      let v = S[best]!;
+      let a = Math.abs(v);
+      const dd = depthOf[i]!;
+      for (let k = 1; k < dd; k++) {
+        const s = cand[k * n + i]!;
+        const x = S[s]!;
+        if (Math.abs(x) > a) {
+          // strict: ties keep the lowest k, as the codec's query
+          a = Math.abs(x);
+          v = x;
+          best = s;
+        }
+      }
+      out[i] = v;
+      pick[i] = best;
+    }
+  }
+
+  /** grad[pick[i]] += gradW[i], in weight order. */
+  scatter(grad: FloatArray, gradW: FloatArray): void {
+    const { pick } = this;
+    for (let i = 0; i < pick.length; i++) grad[pick[i]!] = grad[pick[i]!]! + gradW[i]!;
+  }
+}
+
+/** A float array of the master precision. */
+function floats<T extends FloatArray>(dtype: 'f32' | 'f64' | undefined, n: number): T {
+  return (dtype === 'f64' ? new Float64Array(n) : new Float32Array(n)) as T;
+}
+
+/**
+ * What both state providers share: the parameter is the states, the forward picks from them through a
+ * StatePicks table, backward scatters into their gradient. Subclasses say which states the forward reads.
+ */
+abstract class StatePickProvider<T extends FloatArray> {
+  readonly trainable = true;
+  protected abstract readonly param: Param<T>;
+  protected abstract readonly out: T;
+  protected abstract readonly table: StatePicks;
+
+  /** The states the forward picks from: the float masters, or (quantizedForward) their stored rounding. */
+  protected abstract forwardStates(): FloatArray;
+
+  /** The trained states (float master copy, stored order). */
+  states(): T {
+    return this.param.data;
+  }
+
+  weight(): T {
+    this.table.forward(this.forwardStates(), this.out);
+    return this.out;
+  }
+
+  backward(gradW: T): void {
+    this.table.scatter(this.param.grad, gradW);
+  }
+
+  parameters(): Param<T>[] {
+    return [this.param];
+  }
+}
+
 export type SketchStateInit = 'absmaxmin' | 'mean';
 
 export interface SketchStateProviderOptions<T extends FloatArray = Float32Array> {
@@ -63,28 +169,23 @@ export interface SketchStateProviderOptions<T extends FloatArray = Float32Array>
 }
 
 /** Sketch state training: parameter = the states, forward = AbsMax pick recomputed every step. */
-export class SketchStateProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
+export class SketchStateProvider<T extends FloatArray = Float32Array> extends StatePickProvider<T> implements WeightProvider<T> {
   readonly name: string;
   readonly rows: number;
   readonly cols: number;
   readonly codecId = 'sketch';
-  readonly trainable = true;
   readonly init: SketchStateInit;
   readonly quantizedForward: boolean;
   /** The initial encode: seed, groups, layout (its states are those of the init build, not the trained ones). */
   readonly initial: SketchParams;
   readonly options: SketchOptions;
-  private readonly param: Param<T>;
-  private readonly out: T;
-  /** Candidate state index of every weight in every sketch row: cand[k · n + r · cols + c] (−1: no candidate). */
-  private readonly cand: Int32Array;
-  /** Candidates per weight (d for a sketch group, 1 for an exact group): depthOf[r · cols + c]. */
-  private readonly depthOf: Uint8Array;
-  private readonly depth: number;
-  /** The state each weight decoded from in the last forward. */
-  private readonly pick: Int32Array;
+  protected readonly param: Param<T>;
+  protected readonly out: T;
+  /** Candidates cand[k · n + r · cols + c] (k < d; exact groups: 1) and the picks of the last forward. */
+  protected readonly table: StatePicks;
 
   constructor(o: SketchStateProviderOptions<T>) {
+    super();
     this.name = o.name;
     this.rows = o.rows;
     this.cols = o.cols;
@@ -96,14 +197,11 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> implements
     this.quantizedForward = (o.quantizedForward ?? true) && this.options.state !== 'f32';
     const ctx: CodecContext = { name: o.name, seed: 0, ...o.context };
     this.initial = sketchCodec.encode(o.weight, o.rows, o.cols, this.options, ctx);
-    const f64 = o.dtype === 'f64';
-    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
     const T = this.initial.states.length;
     const n = o.rows * o.cols;
     const d = this.options.rows;
-    this.depth = d;
-    this.cand = new Int32Array(d * n).fill(-1);
-    this.depthOf = new Uint8Array(n);
+    const table = new StatePicks(n, d);
+    const { cand, depthOf } = table;
     const groups = sketchGroups(this.initial);
     for (const g of groups) {
       const ch = g.channels;
@@ -112,8 +210,8 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> implements
         for (let r = 0; r < o.rows; r++) {
           for (let c = 0; c < C; c++) {
             const at = r * o.cols + ch[c]!;
-            this.cand[at] = g.stateOffset + r * C + c;
-            this.depthOf[at] = 1;
+            cand[at] = g.stateOffset + r * C + c;
+            depthOf[at] = 1;
           }
         }
         continue;
@@ -123,76 +221,27 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> implements
       for (let r = 0; r < o.rows; r++) {
         for (let k = 0; k < d; k++) {
           g.family.rowIndices(r, k, idx);
-          for (let c = 0; c < C; c++) this.cand[k * n + r * o.cols + ch[c]!] = g.stateOffset + k * width + idx[c]!;
+          for (let c = 0; c < C; c++) cand[k * n + r * o.cols + ch[c]!] = g.stateOffset + k * width + idx[c]!;
         }
-        for (let c = 0; c < C; c++) this.depthOf[r * o.cols + ch[c]!] = d;
+        for (let c = 0; c < C; c++) depthOf[r * o.cols + ch[c]!] = d;
       }
     }
-    const states = mk(T);
-    if (this.init === 'absmaxmin') {
-      states.set(dequantizeStates(this.initial));
-    } else {
-      // bucket means per sketch row (float64 sums); exact groups: their weights
-      const sums = new Float64Array(T);
-      const counts = new Float64Array(T);
-      for (let i = 0; i < n; i++) {
-        for (let k = 0; k < this.depthOf[i]!; k++) {
-          const s = this.cand[k * n + i]!;
-          sums[s] = sums[s]! + o.weight[i]!;
-          counts[s] = counts[s]! + 1;
-        }
-      }
-      for (let s = 0; s < T; s++) states[s] = counts[s]! > 0 ? sums[s]! / counts[s]! : 0;
-    }
-    this.param = { name: o.name, data: states, grad: mk(T), decay: o.decay ?? false };
-    this.out = mk(n);
-    this.pick = new Int32Array(n);
-  }
-
-  /** The trained states (float master copy, stored order). */
-  states(): T {
-    return this.param.data;
+    const states = floats<T>(o.dtype, T);
+    // absmaxmin: the codec's build, dequantized; mean: bucket means per sketch row, exact groups their weights
+    if (this.init === 'absmaxmin') states.set(dequantizeStates(this.initial));
+    else table.bucketMeans(o.weight, states);
+    this.table = table;
+    this.param = { name: o.name, data: states, grad: floats<T>(o.dtype, T), decay: o.decay ?? false };
+    this.out = floats<T>(o.dtype, n);
   }
 
   /** The state index each weight decoded from in the last forward. */
   picks(): Int32Array {
-    return this.pick;
+    return this.table.pick;
   }
 
-  weight(): T {
-    const S = this.quantizedForward ? dequantizeStates(this.toCodecParams()) : this.param.data;
-    const n = this.rows * this.cols;
-    const { cand, depthOf, pick } = this;
-    const out = this.out as FloatArray;
-    for (let i = 0; i < n; i++) {
-      let best = cand[i]!;
-      let v = S[best]!;
-      let a = Math.abs(v);
-      const dd = depthOf[i]!;
-      for (let k = 1; k < dd; k++) {
-        const s = cand[k * n + i]!;
-        const x = S[s]!;
-        if (Math.abs(x) > a) {
-          // strict: ties keep the lowest k, as the codec's query
-          a = Math.abs(x);
-          v = x;
-          best = s;
-        }
-      }
-      out[i] = v;
-      pick[i] = best;
-    }
-    return this.out;
-  }
-
-  backward(gradW: T): void {
-    const g = this.param.grad;
-    const { pick } = this;
-    for (let i = 0; i < pick.length; i++) g[pick[i]!] = g[pick[i]!]! + gradW[i]!;
-  }
-
-  parameters(): Param<T>[] {
-    return [this.param];
+  protected forwardStates(): FloatArray {
+    return this.quantizedForward ? dequantizeStates(this.toCodecParams()) : this.param.data;
   }
 
   /**
@@ -238,70 +287,45 @@ export interface HashedNetsStateProviderOptions {
  * to the bucket means (computed in float64 here, not the f16-rounded stored ones), Ŵ = S[h(r, c)], gradient
  * scatter-added. `toCodecParams()` stores the trained states as the codec does (f16 rounded to nearest, or f32).
  */
-export class HashedNetsStateProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
+export class HashedNetsStateProvider<T extends FloatArray = Float32Array> extends StatePickProvider<T> implements WeightProvider<T> {
   readonly name: string;
   readonly rows: number;
   readonly cols: number;
   readonly codecId = 'hashednets';
-  readonly trainable = true;
   readonly initial: HashedNetsParams;
   readonly options: HashedNetsOptions;
   readonly quantizedForward: boolean;
-  private readonly param: Param<T>;
-  private readonly out: T;
-  private readonly idx: Int32Array;
+  protected readonly param: Param<T>;
+  protected readonly out: T;
+  /** One candidate per weight, the hash row: ŵ = S[h(r, c)]. */
+  protected readonly table: StatePicks;
 
   constructor(o: HashedNetsStateProviderOptions) {
+    super();
     this.name = o.name;
     this.rows = o.rows;
     this.cols = o.cols;
     this.options = hashedNetsCodec.resolveOptions(o.codecOptions);
     this.quantizedForward = (o.quantizedForward ?? true) && this.options.state === 'f16';
     this.initial = hashedNetsCodec.encode(o.weight, o.rows, o.cols, this.options, { name: o.name, seed: 0, ...o.context });
-    const f64 = o.dtype === 'f64';
-    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
     const width = this.initial.states.length;
     const n = o.rows * o.cols;
     const fam = hashedNetsFamily(this.initial);
-    this.idx = new Int32Array(n);
+    this.table = new StatePicks(n, 1, true);
     const row = new Int32Array(o.cols);
     for (let r = 0; r < o.rows; r++) {
       fam.rowIndices(r, 0, row);
-      this.idx.set(row, r * o.cols);
+      this.table.cand.set(row, r * o.cols);
     }
-    const sums = new Float64Array(width);
-    const counts = new Float64Array(width);
-    for (let i = 0; i < n; i++) {
-      sums[this.idx[i]!] = sums[this.idx[i]!]! + o.weight[i]!;
-      counts[this.idx[i]!] = counts[this.idx[i]!]! + 1;
-    }
-    const states = mk(width);
-    for (let s = 0; s < width; s++) states[s] = counts[s]! > 0 ? sums[s]! / counts[s]! : 0;
-    this.param = { name: o.name, data: states, grad: mk(width), decay: o.decay ?? false };
-    this.out = mk(n);
+    const states = floats<T>(o.dtype, width);
+    this.table.bucketMeans(o.weight, states);
+    this.param = { name: o.name, data: states, grad: floats<T>(o.dtype, width), decay: o.decay ?? false };
+    this.out = floats<T>(o.dtype, n);
   }
 
-  states(): T {
-    return this.param.data;
-  }
-
-  weight(): T {
-    let S: FloatArray = this.param.data;
-    if (this.quantizedForward) S = Float32Array.from(S, (v) => f16BitsToF32(f32ToF16Bits(v)));
-    const { idx } = this;
-    const out = this.out as FloatArray;
-    for (let i = 0; i < idx.length; i++) out[i] = S[idx[i]!]!;
-    return this.out;
-  }
-
-  backward(gradW: T): void {
-    const g = this.param.grad;
-    const { idx } = this;
-    for (let i = 0; i < idx.length; i++) g[idx[i]!] = g[idx[i]!]! + gradW[i]!;
-  }
-
-  parameters(): Param<T>[] {
-    return [this.param];
+  protected forwardStates(): FloatArray {
+    const S = this.param.data;
+    return this.quantizedForward ? Float32Array.from(S, (v) => f16BitsToF32(f32ToF16Bits(v))) : S;
   }
 
   toCodecParams(): HashedNetsParams {
