@@ -1,6 +1,6 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
- * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--threads T]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume], training on --calib (never the evaluation text).
  */
 import { readFileSync } from 'node:fs';
@@ -31,6 +31,8 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'data', kind: 'string', valueName: 'D', choices: [...FINETUNE_DATA], description: 'training sequences: calibration text, samples of the float model, or half of each', defaultText: 'calib' },
     { name: 'train-mode', kind: 'string', valueName: 'M', choices: [...FINETUNE_MODES], description: 'states = train the codec parameters (sketch/hashednets states, LittleBit factors); ste = train full weights through the codec with a straight-through estimator; auto = states where the codec has them, else ste', defaultText: 'auto' },
     { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
+    { name: 'train-dense', kind: 'boolean', default: false, description: 'train the linears stored in float (kept dense, or left out by the codec) too; still stored in f16, so no bits change' },
+    { name: 'smooth-k', kind: 'number', valueName: 'K', description: 'littlebit: SmoothSign sharpness k of the sign gradient k·(1 − tanh²(k·x))', defaultText: '100' },
     { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe)', defaultText: '1' },
     { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
     { name: 'checkpoint-every', kind: 'int', valueName: 'N', min: 1, description: 'checkpoint every N steps', defaultText: '50' },
@@ -38,7 +40,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
 
 /** "1 h 02 min", "3 min 05 s", "12 s". */
 function fmtEta(ms: number): string {
@@ -97,6 +99,8 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options.loss === undefined ? {} : { loss: options.loss as FinetuneLoss }),
     ...(options['train-mode'] === undefined ? {} : { mode: options['train-mode'] as FinetuneMode }),
     ...(options['train-norms'] === true ? { trainNorms: true } : {}),
+    ...(options['train-dense'] === true ? { trainDense: true } : {}),
+    ...(options['smooth-k'] === undefined ? {} : { smoothK: options['smooth-k'] as number }),
     ...(options.threads === undefined ? {} : { threads: options.threads as number }),
     ...(options['checkpoint-dir'] === undefined ? {} : { checkpointDir: options['checkpoint-dir'] as string }),
     ...(options['checkpoint-every'] === undefined ? {} : { checkpointEvery: options['checkpoint-every'] as number }),

@@ -63,6 +63,14 @@ export interface FinetuneOptions {
   mode?: FinetuneMode;
   /** Train the RMSNorm weights too (stored in the bundle). Default false. */
   trainNorms?: boolean;
+  /**
+   * Train the linears the bundle stores in float (kept dense, or kinds the codec leaves out) as well, as
+   * plain dense weights; they are stored in float f16 exactly as without training, so the bit count does not
+   * change. Default false (they stay frozen at the teacher's weights).
+   */
+  trainDense?: boolean;
+  /** LittleBit provider: the SmoothSign sharpness k in k·(1 − tanh²(k·x)) (default 100, methods.md §2). */
+  smoothK?: number;
   /** Threads (1 = this thread only; default 1). Part of the recipe. */
   threads?: number;
   /** Calibration text (documents separated by blank lines): required unless data is 'teacher'. Never eval text. */
@@ -93,6 +101,10 @@ export interface TrainingSection {
     lossWeights: { kl: number; mse: number; ce: number };
     data: FinetuneData;
     trainNorms: boolean;
+    /** Present (true) only when the float-stored linears were trained too. */
+    trainDense?: true;
+    /** Present only when not the default 100. */
+    smoothK?: number;
     threads: number;
     seed: number;
     schedule: string;
@@ -102,7 +114,7 @@ export interface TrainingSection {
     gemm: 'wasm-simd' | 'js';
     calibration: { textSource: string; textSha256: string; tokens: number } | null;
   };
-  /** Provider kind per trained linear kind ('q' → 'ste', ...). */
+  /** Provider kind per trained linear kind ('q' → 'ste', ...; 'littlebit|dense' where layers differ). */
   providers: Record<string, string>;
   trainedLinears: number;
   cost: {
@@ -182,6 +194,7 @@ export function validateFinetune(o: FinetuneOptions): void {
   posInt(o.batch, '--batch');
   posInt(o.seq, '--seq');
   posInt(o.threads, '--threads');
+  if (o.smoothK !== undefined && !(o.smoothK > 0 && Number.isFinite(o.smoothK))) bad('--smooth-k', `${o.smoothK} must be a positive number`);
   if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
   if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
   if (o.data !== undefined && !FINETUNE_DATA.includes(o.data)) bad('--data', `${JSON.stringify(o.data)} is not one of ${FINETUNE_DATA.join(', ')}`);
@@ -223,13 +236,25 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const calibTokens = data === 'teacher' || o.calibText === undefined ? undefined : documentTokenStream(input.tokenizer, o.calibText, o.calibSource ?? '<calib>');
 
   const providerKinds: Record<string, string> = {};
+  const noteKind = (k: string, used: string) => {
+    const had = providerKinds[k];
+    if (had === undefined) providerKinds[k] = used;
+    else if (!had.split('|').includes(used)) providerKinds[k] = `${had}|${used}`;
+  };
+  const trainDense = o.trainDense ?? false;
   const providers = makeProviders(input.teacher, (layer, k): ProviderChoice => {
     const name = TensorNames.linear(layer, k);
     const entry = input.linears.get(name);
-    if (entry === undefined) return undefined; // frozen
-    providerKinds[k] = kind;
+    if (entry === undefined) {
+      if (!trainDense) return undefined; // frozen
+      noteKind(k, 'dense');
+      return { kind: 'dense', options: { trainable: true, dtype: 'f16' } };
+    }
+    noteKind(k, kind);
     const options: Record<string, unknown> =
-      kind === 'ste' ? { codec: input.codecId, codecOptions: input.codecOptions } : { codecOptions: input.codecOptions };
+      kind === 'ste'
+        ? { codec: input.codecId, codecOptions: input.codecOptions }
+        : { codecOptions: input.codecOptions, ...(o.smoothK !== undefined && kind === 'littlebit' ? { smoothK: o.smoothK } : {}) };
     const sal = input.saliency?.get(name);
     // The bundle entry records weightSeed(seed, name): the provider encodes with exactly that seed.
     return (ctx) => getProviderFactory(kind)({ ...ctx, seed: entry.seed, ...(sal ? { saliency: sal } : {}) }, options);
@@ -299,6 +324,8 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         lossWeights: LOSS_WEIGHTS[loss],
         data,
         trainNorms,
+        ...(trainDense ? { trainDense: true as const } : {}),
+        ...(o.smoothK !== undefined && o.smoothK !== 100 ? { smoothK: o.smoothK } : {}),
         threads,
         seed: input.seed,
         schedule: 'linear warm-up over 2% of the steps, cosine to 0',

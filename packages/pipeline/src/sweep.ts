@@ -513,6 +513,8 @@ export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   if (f.data !== undefined) out.push('--data', f.data);
   if (f.mode !== undefined && f.mode !== 'auto') out.push('--train-mode', f.mode);
   if (f.trainNorms) out.push('--train-norms');
+  if (f.trainDense) out.push('--train-dense');
+  if (f.smoothK !== undefined) out.push('--smooth-k', String(f.smoothK));
   if (f.threads !== undefined) out.push('--threads', String(f.threads));
   const source = f.calibSource ?? calib;
   if ((f.data ?? 'calib') !== 'teacher' && source !== undefined) out.push('--calib', source);

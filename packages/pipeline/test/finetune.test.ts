@@ -144,6 +144,36 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(finetuneFlags({ ...ft, mode: 'auto' })).not.toContain('--train-mode');
   }, 120_000);
 
+  it('trainDense trains the float-stored linears too without changing a single stored bit count', async () => {
+    // hashednets leaves O out: with trainDense the O projections train as dense weights, stored in f16 as before.
+    const base = { model, codec: 'hashednets', codecOptions: { bpw: 1 }, measureQuality: { ...measureQuality, windows: 1, window: 32 } } as const;
+    const ft = { steps: 3, batch: 2, seq: 16, lr: 3e-3, calibText, calibSource: 'calib.txt' };
+    const frozen = await compress({ ...base, finetune: ft });
+    const trained = await compress({ ...base, finetune: { ...ft, trainDense: true } });
+    const o = 'model.layers.0.self_attn.o_proj.weight';
+    const tensorOf = (bytes: Uint8Array) => readBundle(bytes).weights.get(o)!;
+    const f = tensorOf(frozen.bytes);
+    const t = tensorOf(trained.bytes);
+    expect(t.entry.codec).toBe('float');
+    expect(t.entry.options).toEqual(f.entry.options);
+    const data = (w: typeof f) => (w.params as { data: Uint16Array }).data;
+    expect(data(t)).toBeInstanceOf(Uint16Array); // still f16
+    expect(data(t).length).toBe(data(f).length);
+    expect(Buffer.from(data(t).buffer).equals(Buffer.from(data(f).buffer))).toBe(false); // trained
+    // The same tensors at the same sizes: only the training section's JSON differs in length (and the
+    // header's padding to a multiple of 8 bytes).
+    const trainingBytes = (r: typeof frozen) => JSON.stringify(readBundle(r.bytes).sections.training).length;
+    const rest = (r: typeof frozen) => r.report.fileBytes - trainingBytes(r);
+    expect(Math.abs(rest(trained) - rest(frozen))).toBeLessThan(8 + 16);
+    expect(trained.report.linearBits).toBe(frozen.report.linearBits);
+    expect(trained.report.bpwLinears).toBe(frozen.report.bpwLinears);
+    expect(trained.report.training!.providers.o).toBe('dense');
+    expect(trained.report.training!.recipe.trainDense).toBe(true);
+    expect(frozen.report.training!.recipe.trainDense).toBeUndefined();
+    expect(finetuneFlags({ ...ft, trainDense: true, smoothK: 20 })).toEqual(expect.arrayContaining(['--train-dense', '--smooth-k', '20']));
+    expect(() => validateFinetune({ ...ft, smoothK: -1 })).toThrow(/--smooth-k/);
+  }, 120_000);
+
   it('--train-mode states refuses a codec without a state-training provider', () => {
     expect(() => finetuneProviderKind('binary', 'states')).toThrow(expect.objectContaining({ code: 'E_BAD_ARGUMENT' }));
     expect(finetuneProviderKind('binary', 'ste')).toBe('ste');
