@@ -134,13 +134,18 @@ function emitBuild1(bits: 4 | 8): KFn {
 }
 
 /**
- * dot1_{8|4}(B, rows, nb, T, scale, out, accumulate): out[k] (+)= scale[k] · Σ_b lookups of row k's nb sign
- * bytes (B + k·nb). Byte tables: T + 1024·b + 4·byte; nibble tables: T + 128·b + 4·(byte & 15) and
- * T + 128·b + 64 + 4·(byte >> 4). Four float64 accumulators; U bytes per iteration.
+ * dot{1|4}_{8|4}(B, rows, nb, T, scale, out, accumulate): out[k] (+)= scale[k] · Σ_b lookups of row k's nb sign
+ * bytes (B + k·nb), four accumulators, U bytes per iteration (fixedNb > 0: straight-line code for rows of
+ * exactly fixedNb bytes). One emitter for both table layouts, `lanes`:
+ * - 1 (single vector): f32 entries, float64 accumulators, out f32 [rows]. Byte tables: T + 1024·b + 4·byte;
+ *   nibble tables: T + 128·b + 4·(byte & 15) and T + 128·b + 64 + 4·(byte >> 4);
+ * - 4 (four vectors): f32x4 entries (16 bytes, one lane a vector), f32x4 accumulators, out4 f32x4 [rows].
  */
-function emitDot1(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
+function emitDot(lanes: 1 | 4, bits: 4 | 8, U = 4, fixedNb = 0): KFn {
   const f = new KFn(Array(7).fill('i32'));
   const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
+  const wide = lanes === 4;
+  const num = wide ? 'v128' : 'f64';
   const k = f.local('i32');
   const bp = f.local('i32');
   const tp = f.local('i32');
@@ -149,26 +154,35 @@ function emitDot1(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
   const rowB = f.local('i32');
   const v = f.local('i32');
   const op = f.local('i32');
-  const sum = f.local('f64');
-  const acc = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
-  const tableBytes = bits === 8 ? 1024 : 128;
+  const sum = f.local(num);
+  const acc = [f.local(num), f.local(num), f.local(num), f.local(num)];
+  const entryShift = wide ? 4 : 2; // log2 bytes per table entry (and per output row)
+  const tableBytes = (bits === 8 ? 256 : 32) << entryShift; // one group's table(s)
+  /** Push the table entry at the address on the stack + offset. */
+  const entry = (offset: number) => (wide ? f.v128LoadA(offset, 16) : f.f32Load(offset));
+  /** acc = acc + the entry on the stack. */
+  const addEntry = () => (wide ? f.f32x4Add() : f.f64PromoteF32().f64Add());
   const lookup = (byteOff: number, a: number) => {
     // acc[a] += T[...] for the byte at bp + byteOff, table tp + byteOff·tableBytes
     if (bits === 8) {
       f.get(acc[a]!);
-      f.get(tp).get(bp).i32Load8U(byteOff).i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes);
-      f.f64PromoteF32().f64Add().set(acc[a]!);
+      f.get(tp).get(bp).i32Load8U(byteOff).i32Const(entryShift).i32Shl().i32Add();
+      entry(byteOff * tableBytes);
     } else {
       f.get(bp).i32Load8U(byteOff).set(v);
       f.get(acc[a]!);
-      f.get(tp).get(v).i32Const(15).i32And().i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes);
-      f.get(tp).get(v).i32Const(4).i32ShrU().i32Const(2).i32Shl().i32Add().f32Load(byteOff * tableBytes + 64);
-      f.f32Add().f64PromoteF32().f64Add().set(acc[a]!);
+      f.get(tp).get(v).i32Const(15).i32And().i32Const(entryShift).i32Shl().i32Add();
+      entry(byteOff * tableBytes);
+      f.get(tp).get(v).i32Const(4).i32ShrU().i32Const(entryShift).i32Shl().i32Add();
+      entry(byteOff * tableBytes + (16 << entryShift));
+      if (wide) f.f32x4Add();
+      else f.f32Add();
     }
+    addEntry().set(acc[a]!);
   };
   f.get(B).set(rowB);
   forRange(f, k, rows, () => {
-    for (const a of acc) f.f64Const(0).set(a);
+    for (const a of acc) (wide ? f.v128Zero() : f.f64Const(0)).set(a);
     f.get(rowB).set(bp);
     f.get(T).set(tp);
     if (fixedNb > 0) {
@@ -187,13 +201,22 @@ function emitDot1(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
       });
     }
     // out[k] (+)= scale[k] · sum
-    f.get(out).get(k).i32Const(2).i32Shl().i32Add().set(op);
-    f.get(acc[0]!).get(acc[1]!).f64Add().get(acc[2]!).get(acc[3]!).f64Add().f64Add();
-    f.get(scale).get(k).i32Const(2).i32Shl().i32Add().f32Load().f64PromoteF32().f64Mul().set(sum);
-    f.get(accumulate).if_();
-    f.get(sum).get(op).f32Load().f64PromoteF32().f64Add().set(sum);
-    f.end();
-    f.get(op).get(sum).f32DemoteF64().f32Store();
+    f.get(out).get(k).i32Const(entryShift).i32Shl().i32Add().set(op);
+    if (wide) {
+      f.get(acc[0]!).get(acc[1]!).f32x4Add().get(acc[2]!).get(acc[3]!).f32x4Add().f32x4Add();
+      f.get(scale).get(k).i32Const(2).i32Shl().i32Add().v128Load32Splat().f32x4Mul().set(sum);
+      f.get(accumulate).if_();
+      f.get(sum).get(op).v128LoadA(0, 16).f32x4Add().set(sum);
+      f.end();
+      f.get(op).get(sum).v128StoreA(0, 16);
+    } else {
+      f.get(acc[0]!).get(acc[1]!).f64Add().get(acc[2]!).get(acc[3]!).f64Add().f64Add();
+      f.get(scale).get(k).i32Const(2).i32Shl().i32Add().f32Load().f64PromoteF32().f64Mul().set(sum);
+      f.get(accumulate).if_();
+      f.get(sum).get(op).f32Load().f64PromoteF32().f64Add().set(sum);
+      f.end();
+      f.get(op).get(sum).f32DemoteF64().f32Store();
+    }
     f.get(rowB).get(nb).i32Add().set(rowB);
   });
   return f;
@@ -242,78 +265,19 @@ function emitBuild4(bits: 4 | 8): KFn {
   return f;
 }
 
-/** dot4v_{8|4}(B, rows, nb, T, scale, out4, accumulate): out4[k] (+)= scale[k] · Σ lookups (f32x4 = 4 vectors). */
-function emitDot4(bits: 4 | 8, U = 4, fixedNb = 0): KFn {
-  const f = new KFn(Array(7).fill('i32'));
-  const [B, rows, nb, T, scale, out, accumulate] = [0, 1, 2, 3, 4, 5, 6];
-  const k = f.local('i32');
-  const bp = f.local('i32');
-  const tp = f.local('i32');
-  const end = f.local('i32');
-  const endU = f.local('i32');
-  const rowB = f.local('i32');
-  const v = f.local('i32');
-  const op = f.local('i32');
-  const sum = f.local('v128');
-  const acc = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
-  const tableBytes = bits === 8 ? 4096 : 512;
-  const lookup = (byteOff: number, a: number) => {
-    if (bits === 8) {
-      f.get(acc[a]!);
-      f.get(tp).get(bp).i32Load8U(byteOff).i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes, 16);
-      f.f32x4Add().set(acc[a]!);
-    } else {
-      f.get(bp).i32Load8U(byteOff).set(v);
-      f.get(acc[a]!);
-      f.get(tp).get(v).i32Const(15).i32And().i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes, 16);
-      f.get(tp).get(v).i32Const(4).i32ShrU().i32Const(4).i32Shl().i32Add().v128LoadA(byteOff * tableBytes + 256, 16);
-      f.f32x4Add().f32x4Add().set(acc[a]!);
-    }
-  };
-  f.get(B).set(rowB);
-  forRange(f, k, rows, () => {
-    for (const a of acc) f.v128Zero().set(a);
-    f.get(rowB).set(bp);
-    f.get(T).set(tp);
-    if (fixedNb > 0) {
-      for (let b = 0; b < fixedNb; b++) lookup(b, b % 4);
-    } else {
-      f.get(rowB).get(nb).i32Add().set(end);
-      f.get(rowB).get(nb).i32Const(-U).i32And().i32Add().set(endU);
-      whileLtU(f, bp, endU, U, () => {
-        for (let u = 0; u < U; u++) lookup(u, u % 4);
-        f.get(tp).i32Const(U * tableBytes).i32Add().set(tp);
-      });
-      whileLtU(f, bp, end, 1, () => {
-        lookup(0, 0);
-        f.get(tp).i32Const(tableBytes).i32Add().set(tp);
-      });
-    }
-    f.get(out).get(k).i32Const(4).i32Shl().i32Add().set(op);
-    f.get(acc[0]!).get(acc[1]!).f32x4Add().get(acc[2]!).get(acc[3]!).f32x4Add().f32x4Add();
-    f.get(scale).get(k).i32Const(2).i32Shl().i32Add().v128Load32Splat().f32x4Mul().set(sum);
-    f.get(accumulate).if_();
-    f.get(sum).get(op).v128LoadA(0, 16).f32x4Add().set(sum);
-    f.end();
-    f.get(op).get(sum).v128StoreA(0, 16);
-    f.get(rowB).get(nb).i32Add().set(rowB);
-  });
-  return f;
-}
-
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
   m.addFunction('build1_8', emitBuild1(8));
   m.addFunction('build1_4', emitBuild1(4));
-  m.addFunction('dot1_8', emitDot1(8));
-  m.addFunction('dot1_4', emitDot1(4));
+  m.addFunction('dot1_8', emitDot(1, 8));
+  m.addFunction('dot1_4', emitDot(1, 4));
   m.addFunction('build4_8', emitBuild4(8));
   m.addFunction('build4_4', emitBuild4(4));
-  m.addFunction('dot4_8', emitDot4(8));
-  m.addFunction('dot4_4', emitDot4(4));
+  m.addFunction('dot4_8', emitDot(4, 8));
+  m.addFunction('dot4_4', emitDot(4, 4));
   for (let nb = 1; nb <= SHORT_ROW_BYTES; nb++) {
-    m.addFunction(`dot1_8_nb${nb}`, emitDot1(8, 4, nb));
-    m.addFunction(`dot4_8_nb${nb}`, emitDot4(8, 4, nb));
+    m.addFunction(`dot1_8_nb${nb}`, emitDot(1, 8, 4, nb));
+    m.addFunction(`dot4_8_nb${nb}`, emitDot(4, 8, 4, nb));
   }
   return m;
 }
@@ -340,6 +304,15 @@ interface PathPlan {
 
 const up8 = (v: number) => Math.ceil(v / 8) * 8;
 
+interface Stages {
+  vBits: 4 | 8;
+  uBits: 4 | 8;
+  buildV: Fn;
+  dotV: Fn;
+  buildU: Fn;
+  dotU: Fn;
+}
+
 class WasmLittleBitLinear implements Linear {
   readonly outFeatures: number;
   readonly inFeatures: number;
@@ -350,11 +323,9 @@ class WasmLittleBitLinear implements Linear {
   private readonly ones: number;
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
-  /** Table kind per stage and block size: 8 (byte) or 4 (nibble). */
-  private readonly vBits1: 4 | 8;
-  private readonly uBits1: 4 | 8;
-  private readonly vBits4: 4 | 8;
-  private readonly uBits4: 4 | 8;
+  /** The two stages' table kinds and functions, for one vector (n = 1) and for blocks of four. */
+  private readonly stages1: Stages;
+  private readonly stages4: Stages;
 
   constructor(
     readonly arena: WasmArena,
@@ -382,10 +353,24 @@ class WasmLittleBitLinear implements Linear {
     }));
     this.ones = storeBytes(arena, new Float32Array(this.padR).fill(1));
     this.fn = signTableFunctions(arena);
-    this.vBits1 = tableBits(tiling, p.rank, p.cols, 1);
-    this.uBits1 = tableBits(tiling, p.rows, p.rank, 1);
-    this.vBits4 = tableBits(tiling, p.rank, p.cols, 4);
-    this.uBits4 = tableBits(tiling, p.rows, p.rank, 4);
+    this.stages1 = this.stages(tiling, 1);
+    this.stages4 = this.stages(tiling, 4);
+  }
+
+  /** Table kind per stage (8: byte, 4: nibble) and its functions; U's lookups straight-line for short rows. */
+  private stages(tiling: LittleBitTiling, lanes: 1 | 4): Stages {
+    const vBits = tableBits(tiling, this.rank, this.inFeatures, lanes);
+    const uBits = tableBits(tiling, this.outFeatures, this.rank, lanes);
+    const nbR = this.padR / 8;
+    const fn = (name: string) => this.fn[name]!;
+    return {
+      vBits,
+      uBits,
+      buildV: fn(`build${lanes}_${vBits}`),
+      dotV: fn(`dot${lanes}_${vBits}`),
+      buildU: fn(`build${lanes}_${uBits}`),
+      dotU: fn(uBits === 8 && nbR <= SHORT_ROW_BYTES ? `dot${lanes}_8_nb${nbR}` : `dot${lanes}_${uBits}`),
+    };
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {
@@ -399,8 +384,7 @@ class WasmLittleBitLinear implements Linear {
     const xBytes = padIn * 4 * lanes;
     const wBytes = padR * 4 * lanes;
     const yBytes = Math.ceil(out / 4) * 16 * lanes;
-    const vB = lanes === 1 ? this.vBits1 : this.vBits4;
-    const uB = lanes === 1 ? this.uBits1 : this.uBits4;
+    const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = lanes === 1 ? this.stages1 : this.stages4;
     const entry = 4 * lanes;
     const tableBytes = Math.max((padIn / vB) * (1 << vB) * entry, (padR / uB) * (1 << uB) * entry);
     const at = this.arena.scratch(xBytes + wBytes + yBytes + tableBytes);
@@ -412,29 +396,22 @@ class WasmLittleBitLinear implements Linear {
     const x4 = xAt / 4;
     const w4 = wAt / 4;
     const y4 = yAt / 4;
-    const fn = this.fn;
     const r = this.rank;
-    if (lanes === 1) {
-      const build = vB === 8 ? fn.build1_8! : fn.build1_4!;
-      const dotV = vB === 8 ? fn.dot1_8! : fn.dot1_4!;
-      const buildU = uB === 8 ? fn.build1_8! : fn.build1_4!;
-      const dotU = uB === 8 ? (padR / 8 <= SHORT_ROW_BYTES ? fn[`dot1_8_nb${padR / 8}`]! : fn.dot1_8!) : fn.dot1_4!;
-      f32.fill(0, w4 + r, w4 + padR);
-      f32.fill(0, x4 + inF, x4 + padIn);
-      f32.set(x.subarray(0, inF), x4);
+    const paths = () =>
       this.paths.forEach((path, i) => {
-        build(xAt, path.g, padIn / vB, tAt);
+        buildV(xAt, path.g, padIn / vB, tAt);
         dotV(path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
         buildU(wAt, this.ones, padR / uB, tAt);
         dotU(path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
       });
+    if (lanes === 1) {
+      f32.fill(0, w4 + r, w4 + padR);
+      f32.fill(0, x4 + inF, x4 + padIn);
+      f32.set(x.subarray(0, inF), x4);
+      paths();
       y.set(f32.subarray(y4, y4 + out));
       return;
     }
-    const build = vB === 8 ? fn.build4_8! : fn.build4_4!;
-    const dotV = vB === 8 ? fn.dot4_8! : fn.dot4_4!;
-    const buildU = uB === 8 ? fn.build4_8! : fn.build4_4!;
-    const dotU = uB === 8 ? (padR / 8 <= SHORT_ROW_BYTES ? fn[`dot4_8_nb${padR / 8}`]! : fn.dot4_8!) : fn.dot4_4!;
     f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
     for (let t0 = 0; t0 < n; t0 += 4) {
       const T = Math.min(4, n - t0);
@@ -444,12 +421,7 @@ class WasmLittleBitLinear implements Linear {
         const src = (t0 + t) * inF;
         for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
       }
-      this.paths.forEach((path, i) => {
-        build(xAt, path.g, padIn / vB, tAt);
-        dotV(path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
-        buildU(wAt, this.ones, padR / uB, tAt);
-        dotU(path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
-      });
+      paths();
       for (let t = 0; t < T; t++) {
         const dst = (t0 + t) * out;
         for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;
