@@ -103,20 +103,8 @@ export function matmul(a: MatrixLike, b: MatrixLike): Matrix {
   if (a.cols !== b.rows) shapeError('matmul', a, b);
   const { rows: m, cols: n } = a;
   const k = b.cols;
-  const A = a.data;
-  const Bd = b.data;
-  // opA row i = A[i, :]; opB[l, j] = B[l, j].
-  const C = gemm(
-    m,
-    k,
-    n,
-    (i, t, l0, len, out) => {
-      const o = (i + t) * n + l0;
-      for (let l = 0; l < len; l++) out[l * 4 + t] = A[o + l]!;
-    },
-    (l, j) => Bd[l * k + j]!,
-  );
-  return { rows: m, cols: k, data: C };
+  // opA[i, l] = A[i, l]; opB[l, j] = B[l, j]
+  return { rows: m, cols: k, data: gemm(m, k, n, a.data, n, 1, b.data, k, 1) };
 }
 
 /** C = Aᵀ · B without forming Aᵀ. A [m, n], B [m, k] → C [n, k]. */
@@ -124,20 +112,8 @@ export function matmulTN(a: MatrixLike, b: MatrixLike): Matrix {
   if (a.rows !== b.rows) shapeError('matmulTN', a, b);
   const { rows: m, cols: n } = a;
   const k = b.cols;
-  const A = a.data;
-  const Bd = b.data;
-  // opA row i = A[:, i] (a column of A, read with stride n); opB[l, j] = B[l, j].
-  const C = gemm(
-    n,
-    k,
-    m,
-    (i, t, l0, len, out) => {
-      let o = l0 * n + i + t;
-      for (let l = 0; l < len; l++, o += n) out[l * 4 + t] = A[o]!;
-    },
-    (l, j) => Bd[l * k + j]!,
-  );
-  return { rows: n, cols: k, data: C };
+  // opA[i, l] = A[l, i] (a column of A, read with stride n); opB[l, j] = B[l, j]
+  return { rows: n, cols: k, data: gemm(n, k, m, a.data, 1, n, b.data, k, 1) };
 }
 
 /** C = A · Bᵀ without forming Bᵀ. A [m, n], B [k, n] → C [m, k]. */
@@ -145,19 +121,8 @@ export function matmulNT(a: MatrixLike, b: MatrixLike): Matrix {
   if (a.cols !== b.cols) shapeError('matmulNT', a, b);
   const { rows: m, cols: n } = a;
   const k = b.rows;
-  const A = a.data;
-  const Bd = b.data;
-  const C = gemm(
-    m,
-    k,
-    n,
-    (i, t, l0, len, out) => {
-      const o = (i + t) * n + l0;
-      for (let l = 0; l < len; l++) out[l * 4 + t] = A[o + l]!;
-    },
-    (l, j) => Bd[j * n + l]!,
-  );
-  return { rows: m, cols: k, data: C };
+  // opA[i, l] = A[i, l]; opB[l, j] = B[j, l]
+  return { rows: m, cols: k, data: gemm(m, k, n, a.data, n, 1, b.data, 1, n) };
 }
 
 /** y = A · x (A [m, n], x [n]) in float64. */
@@ -202,15 +167,19 @@ const L_BLOCK = 256;
  * of C in the inner loop. opB is packed once into 4-column panels (zero-padded), opA into 4-row strips per
  * block of the summation index (zero-padded rows are computed and dropped).
  *
- * `packA(i, t, l0, len, out)` writes opA[i + t, l0 + l] to out[l·4 + t] for l < len (i + t < M guaranteed);
- * `b(l, j)` reads opB[l, j].
+ * The operands are strided views: opA[i, l] = A[i · aRow + l · aCol], opB[l, j] = B[l · bRow + j · bCol]
+ * (a transposed operand is the same data with its strides swapped).
  */
 function gemm(
   M: number,
   K: number,
   L: number,
-  packA: (i: number, t: number, l0: number, len: number, out: Float64Array) => void,
-  b: (l: number, j: number) => number,
+  A: Float32Array | Float64Array,
+  aRow: number,
+  aCol: number,
+  B: Float32Array | Float64Array,
+  bRow: number,
+  bCol: number,
 ): Float64Array {
   const C = new Float64Array(M * K);
   if (M === 0 || K === 0 || L === 0) return C;
@@ -221,7 +190,7 @@ function gemm(
       const j = jb * 4 + u;
       if (j >= K) continue;
       let o = jb * L * 4 + u;
-      for (let l = 0; l < L; l++, o += 4) P[o] = b(l, j);
+      for (let l = 0, bo = j * bCol; l < L; l++, o += 4, bo += bRow) P[o] = B[bo]!;
     }
   }
   const Ap = new Float64Array(4 * L_BLOCK);
@@ -230,7 +199,10 @@ function gemm(
     for (let i = 0; i < M; i += 4) {
       const rowsHere = Math.min(4, M - i);
       if (rowsHere < 4) Ap.fill(0);
-      for (let t = 0; t < rowsHere; t++) packA(i, t, l0, len, Ap);
+      for (let t = 0; t < rowsHere; t++) {
+        // Ap[l · 4 + t] = opA[i + t, l0 + l]
+        for (let l = 0, ao = (i + t) * aRow + l0 * aCol; l < len; l++, ao += aCol) Ap[l * 4 + t] = A[ao]!;
+      }
       for (let jb = 0; jb < panels; jb++) tile(Ap, P, (jb * L + l0) * 4, len, C, i, jb * 4, rowsHere, Math.min(4, K - jb * 4), K);
     }
   }
