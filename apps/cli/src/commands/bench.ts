@@ -56,7 +56,7 @@ export const benchCommand: Command = {
       defaultText: "a checkpoint: itself with the runtime's default dense kernels; a bundle: its weights decoded to dense float32",
     },
     { name: 'tokens', kind: 'int', valueName: 'N', default: 32, min: 1, description: "generate: positions decoded from BOS, one token per forward call (≤ the model's seq_len)" },
-    { name: 'prompt', kind: 'string', valueName: 'TEXT', defaultText: 'a fixed two-sentence TinyStories-style text', description: 'prefill: the text run in one forward call (encoded with BOS)' },
+    { name: 'prompt', kind: 'string', valueName: 'TEXT', defaultText: 'a fixed three-sentence TinyStories-style text', description: 'prefill: the text run in one forward call (encoded with BOS)' },
     { name: 'runs', kind: 'int', valueName: 'N', default: 3, min: 1, description: 'measured runs of each (the median is reported)' },
     { name: 'warmup', kind: 'int', valueName: 'N', default: 1, min: 0, description: 'unrecorded runs of each before measuring' },
     { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: "the tok*.bin / tokenizer.bin next to the checkpoint; a bundle's own" },
