@@ -1,36 +1,19 @@
-import { readFileSync } from 'node:fs';
-import { type Codec, Rng } from '@ultrasketch/core';
-import { readLlama2cCheckpoint } from '@ultrasketch/format';
-import { LINEAR_KINDS, type Linear, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
-import {
-  type HashedNetsParams,
-  type SketchParams,
-  hashedNetsCodec,
-  hashedNetsMinBpw,
-  sketchCodec,
-  sketchGroups,
-  sketchMinBpw,
-} from '@ultrasketch/sketch-core';
-import { describe, expect, it } from 'vitest';
+import { Rng } from '@ultrasketch/core';
+import type { Linear } from '@ultrasketch/model';
+import { type HashedNetsParams, hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
+import { describe, it } from 'vitest';
 import { hashednetsKernel } from '../src/kernels/hashednets.js';
 import { sketchKernel } from '../src/kernels/sketch.js';
-import { worstKernelError } from './oracle.js';
+import { SKETCH_SHAPES, type SketchCase, checkRandomSketchShape, checkRealSketchLinears, sketchCaseOf } from './kernel-cases.js';
 
 /**
  * The fused `sketch` and `hashednets` kernels against the oracle: decode() to dense, then a float64
  * product; tolerance 1e-5 relative to Σ_j |ŵ_ij x_j| (as in kernels.test.ts). Every hash family × state
  * format, channel groups with saliency allocation (including exact groups), awkward shapes and the real
- * stories3M linears.
+ * stories3M linears (cases and loops in kernel-cases.ts, shared with kernel-wasm-sketch.test.ts).
  */
-type Case = [label: string, codec: Codec<any, any>, raw: Record<string, unknown>, kernel: (p: any) => Linear];
-
-const sketch = (raw: Record<string, unknown>): Case => [
-  `sketch ${JSON.stringify(raw)}`,
-  sketchCodec,
-  raw,
-  (p: SketchParams) => sketchKernel(p),
-];
-const CASES: Case[] = [
+const sketch = sketchCaseOf((p) => sketchKernel(p));
+const CASES: SketchCase[] = [
   ...['rowrun', 'mixed'].flatMap((hash) => ['f16', 'int8', 'f32'].map((state) => sketch({ bpw: 1, hash, state }))),
   sketch({ bpw: 0.5, hash: 'rowrun', state: 'f16', rows: 1 }),
   sketch({ bpw: 1.5, hash: 'rowrun', state: 'int8', groups: 3, alloc: 'saliency', alpha: 1 }),
@@ -41,64 +24,16 @@ const CASES: Case[] = [
   ['hashednets f16', hashedNetsCodec, { bpw: 1 }, (p: HashedNetsParams) => hashednetsKernel(p)],
   ['hashednets f32', hashedNetsCodec, { bpw: 1, state: 'f32' }, (p: HashedNetsParams) => hashednetsKernel(p)],
 ];
-const SHAPES: Array<[number, number]> = [
-  [1, 1],
-  [1, 53],
-  [41, 1],
-  [13, 7],
-  [33, 130],
-];
 
-/** The options for this shape: the case's bpw, raised to the smallest feasible target where needed. */
-function feasible(codec: Codec<any, any>, raw: Record<string, unknown>, rows: number, cols: number): any {
-  const o = codec.resolveOptions(raw);
-  if (codec === sketchCodec) {
-    const groups = Math.min(o.groups, cols);
-    const o2 = { ...o, groups };
-    return { ...o2, bpw: Math.max(o.bpw, sketchMinBpw(rows, cols, o2)) };
-  }
-  return { ...o, bpw: Math.max(o.bpw, hashedNetsMinBpw(rows, cols, o)) };
-}
-
-function worstRelativeError(codec: Codec<any, any>, kernel: Linear, params: any, x: Float32Array, n: number): number {
-  return worstKernelError(codec.decode(params), params.rows, params.cols, kernel, x, n);
-}
-
-describe.each(CASES)('%s: kernel equals decode-then-dense', (_label, codec, raw, kernel) => {
-  it.each(SHAPES)('random %i×%i, n = 1, 3, 5', (rows, cols) => {
-    const rng = new Rng(rows * 7919 + cols);
-    const w = rng.normalArray(rows * cols);
-    const saliency = Float64Array.from({ length: cols }, () => rng.next() * 4);
-    const params = codec.encode(w, rows, cols, feasible(codec, raw, rows, cols), { name: 't', seed: 11, saliency });
-    const k = kernel(params);
-    expect([k.outFeatures, k.inFeatures]).toEqual([rows, cols]);
-    for (const n of [1, 3, 5]) {
-      expect(worstRelativeError(codec, k, params, rng.normalArray(n * cols), n)).toBeLessThanOrEqual(1e-5);
-    }
+describe.each(CASES)('%s: kernel equals decode-then-dense', (...c) => {
+  it.each(SKETCH_SHAPES)('random %i×%i, n = 1, 3, 5', (rows, cols) => {
+    checkRandomSketchShape(c, rows, cols, [1, 3, 5]);
   });
 });
 
 describe('real matrices (stories3M)', () => {
-  const ckpt = readLlama2cCheckpoint(readFileSync(new URL('../../../../shared/models/stories3M/stories3M-q80.bin', import.meta.url)));
-  const model = modelFromLlama2c(ckpt);
-
-  it.each(CASES)('%s: every linear of layers 0 and 5, n = 1 and 4', (_label, codec, raw, kernel) => {
-    const rng = new Rng(3);
-    let exactGroups = 0;
-    for (const l of [0, 5]) {
-      for (const kind of LINEAR_KINDS) {
-        const [rows, cols] = linearShape(model.config, kind);
-        const name = TensorNames.linear(l, kind);
-        const saliency = Float64Array.from({ length: cols }, () => rng.next() ** 4);
-        const params = codec.encode(model.tensors.get(name)!.data, rows, cols, feasible(codec, raw, rows, cols), { name, seed: 1, saliency });
-        if (codec === sketchCodec) exactGroups += sketchGroups(params).filter((g) => !g.family).length;
-        const k = kernel(params);
-        for (const n of [1, 4]) {
-          expect(worstRelativeError(codec, k, params, rng.normalArray(n * cols), n), name).toBeLessThanOrEqual(1e-5);
-        }
-      }
-    }
-    if (codec === sketchCodec && Number(raw.bpw) >= 6) expect(exactGroups).toBeGreaterThan(0);
+  it.each(CASES)('%s: every linear of layers 0 and 5, n = 1 and 4', (...c) => {
+    checkRealSketchLinears(c);
   });
 });
 
