@@ -51,6 +51,11 @@ function fmtEta(ms: number): string {
   return `${s} s`;
 }
 
+/** The detail shown next to a training progress bar: loss, tokens/s, ETA. */
+export function trainingDetail(p: { loss: number; tokensPerSec: number; etaMs: number }): string {
+  return `loss ${p.loss.toFixed(4)}, ${p.tokensPerSec.toFixed(0)} tok/s, ETA ${fmtEta(p.etaMs)}`;
+}
+
 export interface FinetuneSetup {
   options: FinetuneOptions;
   /** The progress bar (call finish() or clear()). */
@@ -111,7 +116,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
         started = true;
         before?.();
       }
-      progress.update(p.step, `loss ${p.loss.toFixed(4)}, ${p.tokensPerSec.toFixed(0)} tok/s, ETA ${fmtEta(p.etaMs)}`);
+      progress.update(p.step, trainingDetail(p));
     },
   };
   note(io, quiet, `finetune: ${steps} steps on ${data === 'teacher' ? 'samples of the float model' : calibSource}${data === 'both' ? ' and samples of the float model' : ''}`);

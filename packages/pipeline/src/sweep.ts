@@ -1,3 +1,4 @@
+import type { TrainProgress } from '@ultrasketch/ste-trainer';
 import type { FinetuneOptions } from './finetune.js';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -79,7 +80,7 @@ function parseValue(v: string): unknown {
 // ------------------------------------------------------------------------------------------ types
 
 export interface SweepProgressEvent {
-  phase: 'calibrate' | 'float' | 'point-start' | 'point-end' | 'weight';
+  phase: 'calibrate' | 'float' | 'point-start' | 'point-end' | 'weight' | 'finetune';
   /** 1-based index of the point (the float evaluation is point 0). */
   index: number;
   total: number;
@@ -88,6 +89,8 @@ export interface SweepProgressEvent {
   row?: SweepRow;
   weight?: CompressProgress;
   calibration?: { tokensDone: number; tokensTotal: number };
+  /** phase 'finetune': the point's training progress after each step. */
+  training?: TrainProgress;
 }
 
 export interface SweepOptions {
@@ -359,6 +362,10 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
             ? {
                 finetune: {
                   ...options.finetune,
+                  onProgress: (t: TrainProgress) => {
+                    options.finetune?.onProgress?.(t);
+                    progress({ phase: 'finetune', index, total, label: p.spec.label, bpw: p.bpw, training: t });
+                  },
                   ...(options.finetune.checkpointDir === undefined ? {} : { checkpointDir: join(options.finetune.checkpointDir, file.replace(/\.usk$/, '')) }),
                 },
               }

@@ -84,6 +84,7 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
   });
 
   it('sweep applies the finetuning recipe to every point', async () => {
+    const trainingEvents: string[] = [];
     const r = await sweep({
       model,
       codecs: ['binary', 'rtn:2'],
@@ -93,7 +94,12 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
       evalWindows: 1,
       window: 32,
       finetune: { steps: 2, batch: 1, seq: 16, calibText, calibSource: 'calib.txt' },
+      onProgress: (e) => {
+        if (e.phase === 'finetune') trainingEvents.push(`${e.index}:${e.training!.step}/${e.training!.steps}`);
+      },
     });
+    // Every point reports its training steps (the CLI draws a bar from them).
+    expect(trainingEvents).toEqual(['1:1/2', '1:2/2', '2:1/2', '2:2/2']);
     const points = r.rows.filter((row) => row.codec === 'binary' || row.codec === 'rtn');
     expect(points.length).toBe(2);
     for (const row of points) {

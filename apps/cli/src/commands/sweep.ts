@@ -16,7 +16,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import { type Command, UsageError } from '../command.js';
 import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { note, writeJson } from '../io.js';
-import { finetuneFromInput, finetuneSpecs } from '../finetune-flags.js';
+import { finetuneFromInput, finetuneSpecs, trainingDetail } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
 import { maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
 
@@ -108,6 +108,7 @@ export const sweepCommand: Command = {
     const finetune = ftSetup ? (({ onProgress: _ignored, ...rest }) => rest)(ftSetup.options) : undefined;
     const command = shellJoin(['ultrasketch', 'sweep', ...(input.argv ?? [])]);
     let bar: Progress | undefined;
+    let trainBarFor = -1;
     const result: SweepResult = await sweep({
       model,
       codecs: specs,
@@ -138,6 +139,14 @@ export const sweepCommand: Command = {
           bar = new Progress({ label: `sweep [${e.index}/${e.total}] ${e.label}${e.bpw === null ? '' : ` @ ${e.bpw}`}`, total: 1, unit: 'weights', quiet, stream: io.stderr });
         } else if (e.phase === 'weight' && e.weight) {
           bar?.update(e.weight.index + 1, `${e.weight.index + 1}/${e.weight.total}`);
+        } else if (e.phase === 'finetune' && e.training) {
+          // Encoding is done: the point's bar becomes its training bar (steps, loss, tokens/s, ETA).
+          if (trainBarFor !== e.index) {
+            bar?.clear();
+            trainBarFor = e.index;
+            bar = new Progress({ label: `sweep [${e.index}/${e.total}] ${e.label}${e.bpw === null ? '' : ` @ ${e.bpw}`} finetune`, total: e.training.steps, unit: 'steps', quiet, stream: io.stderr });
+          }
+          bar?.update(e.training.step, trainingDetail(e.training));
         } else if (e.phase === 'float' && e.row) {
           note(io, quiet, `sweep [0/${e.total}] float32: perplexity ${e.row.perplexity!.toFixed(4)} (${e.row.seconds.toFixed(1)} s)`);
         } else if (e.phase === 'point-end' && e.row) {
