@@ -42,18 +42,9 @@ export function finetuneSpecs(): OptionSpec[] {
 
 const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
 
-/** "1 h 02 min", "3 min 05 s", "12 s". */
-function fmtEta(ms: number): string {
-  if (!Number.isFinite(ms)) return '?';
-  const s = Math.round(ms / 1000);
-  if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
-  if (s >= 60) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
-  return `${s} s`;
-}
-
-/** The detail shown next to a training progress bar: loss, tokens/s, ETA. */
-export function trainingDetail(p: { loss: number; tokensPerSec: number; etaMs: number }): string {
-  return `loss ${p.loss.toFixed(4)}, ${p.tokensPerSec.toFixed(0)} tok/s, ETA ${fmtEta(p.etaMs)}`;
+/** The detail shown next to a training progress bar (which shows steps, rate and ETA itself): loss, tokens/s. */
+export function trainingDetail(p: { loss: number; tokensPerSec: number }): string {
+  return `loss ${p.loss.toFixed(4)}, ${p.tokensPerSec.toFixed(0)} tok/s`;
 }
 
 export interface FinetuneSetup {

@@ -94,7 +94,8 @@ export class Progress {
     const rate = elapsed > 0 ? this.done / elapsed : 0;
     const eta = rate > 0 ? Math.max(0, total - this.done) / rate : Infinity;
     const counts = `${formatCount(this.done)}/${formatCount(total)} ${unit}`;
-    const rateText = `${formatCount(Math.round(rate))} ${unit}/s`;
+    // Slow units (a training step can take seconds) read better as seconds per unit than as "0 steps/s".
+    const rateText = rate > 0 && rate < 1 ? `${(1 / rate).toFixed(1)} s/${unit.replace(/s$/, '')}` : `${formatCount(Math.round(rate))} ${unit}/s`;
     const detail = this.detail ? ` ${this.detail}` : '';
     if (!this.tty) {
       return `${label}:${detail ? `${detail},` : ''} ${counts}, ${rateText}, ETA ${formatDuration(eta)}, elapsed ${formatDuration(elapsed)}`;

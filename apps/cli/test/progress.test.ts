@@ -36,6 +36,15 @@ describe('Progress', () => {
     expect(writes[2]).toContain('ETA 0:00');
   });
 
+  it('slow units read as seconds per unit, not "0 steps/s"', () => {
+    const { p, writes, advance } = setup(false, { label: 'finetune', total: 10, unit: 'steps' });
+    for (let i = 1; i <= 2; i++) {
+      advance(8000);
+      p.update(i, 'loss 3.2');
+    }
+    expect(writes[0]).toBe('finetune: loss 3.2, 1/10 steps, 8.0 s/step, ETA 1:12, elapsed 0:08\n');
+  });
+
   it('log mode: no duplicate last line when the final state was already printed', () => {
     const { p, writes, advance } = setup(false);
     advance(2500);
