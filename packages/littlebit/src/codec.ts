@@ -12,6 +12,7 @@ import {
 } from '@ultrasketch/core';
 import { type RankRounding, littlebitFormulaBits, resolveRank, signWords } from './bits.js';
 import { type LittleBitPath, dualSvidFactors, pathDense, toPath } from './dualSvid.js';
+import { refinePaths } from './refine.js';
 import { paddingIsZero } from './signs.js';
 
 /**
@@ -43,7 +44,26 @@ export interface LittleBitOptions {
   oversampling: number;
   /** Truncated SVD: power iterations (default 2). */
   powerIterations: number;
+  /**
+   * Opt-in refinements of the initialization (refine.ts; docs/littlebit.md, "The residual path at equal bits, and a refined initialization"). Same
+   * stored tensors and bits; only the signs and scales differ. Absent (not 0) in the resolved options when not
+   * asked for, so default options, bundles and encodings are unchanged.
+   * - `refineRounds`: backfitting rounds — re-fit path 1 by Dual-SVID on W − Ŵ₂, then path 2 on W − Ŵ₁
+   *   (needs the residual path);
+   * - `lsRounds`: rounds of closed-form least-squares updates of the scales ℓ, h, g of every path;
+   * - `refineSigns`: with lsRounds, each round also re-fits the signs of every path by greedy flips (scales
+   *   fixed; every flip lowers the objective) — alternating minimization over signs and scales;
+   * - `refineObjective`: what all of them minimize — 'frobenius' (default) or 'activation' (Σ (W − Ŵ)²_ij E[a_j²],
+   *   needs ctx.saliency at encode).
+   * The stored result's objective is never above the plain initialization's (the best round is kept).
+   */
+  refineRounds?: number;
+  lsRounds?: number;
+  refineSigns?: boolean;
+  refineObjective?: RefineObjective;
 }
+
+export type RefineObjective = 'frobenius' | 'activation';
 
 export interface LittleBitParams extends CodecParams<LittleBitOptions> {
   rank: number;
@@ -54,7 +74,7 @@ export interface LittleBitParams extends CodecParams<LittleBitOptions> {
 /** The bpw used when neither bpw nor rank is given: the paper's headline 0.55. */
 export const LITTLEBIT_DEFAULT_BPW = 0.55;
 
-const OPTION_KEYS = ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations'];
+const OPTION_KEYS = ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations', 'refineRounds', 'lsRounds', 'refineSigns', 'refineObjective'];
 
 /** The rank the codec uses for a matrix [rows, cols] under these options (INFEASIBLE_BUDGET / BAD_ARGUMENT). */
 export function littlebitRank(options: LittleBitOptions, rows: number, cols: number, source = 'littlebit'): number {
@@ -94,7 +114,29 @@ export const littlebitCodec: Codec<LittleBitOptions, LittleBitParams> = {
     if (!Number.isInteger(powerIterations) || powerIterations < 0 || powerIterations > 64) {
       bad('powerIterations', raw.powerIterations, 'use an integer in [0, 64]');
     }
-    return { bpw, rank, residual, rankRounding, oversampling, powerIterations };
+    const resolved: LittleBitOptions = { bpw, rank, residual, rankRounding, oversampling, powerIterations };
+    // Refinement options: only present when they change something (defaults keep the old resolved form).
+    const rounds = (key: 'refineRounds' | 'lsRounds') => {
+      if (!given(key)) return 0;
+      const n = num(raw, key);
+      if (!Number.isInteger(n) || n < 0 || n > 64) bad(key, raw[key], 'use an integer in [0, 64]');
+      return n;
+    };
+    const refineRounds = rounds('refineRounds');
+    const lsRounds = rounds('lsRounds');
+    if (refineRounds > 0 && !residual) bad('refineRounds', raw.refineRounds, 'backfitting needs the residual path (residual: true); use lsRounds for one path');
+    const refineSigns = bool(raw, 'refineSigns', false);
+    if (refineSigns && lsRounds === 0) bad('refineSigns', raw.refineSigns, 'sign refits run inside the least-squares rounds: give lsRounds > 0');
+    const objective = raw.refineObjective ?? 'frobenius';
+    if (objective !== 'frobenius' && objective !== 'activation') bad('refineObjective', objective, "allowed: 'frobenius', 'activation'");
+    if (objective === 'activation' && refineRounds === 0 && lsRounds === 0) {
+      bad('refineObjective', objective, 'it only applies with refineRounds or lsRounds > 0');
+    }
+    if (refineRounds > 0) resolved.refineRounds = refineRounds;
+    if (lsRounds > 0) resolved.lsRounds = lsRounds;
+    if (refineSigns) resolved.refineSigns = true;
+    if (objective === 'activation') resolved.refineObjective = 'activation';
+    return resolved;
   },
 
   encode(w, rows, cols, options, ctx) {
@@ -108,6 +150,28 @@ export const littlebitCodec: Codec<LittleBitOptions, LittleBitParams> = {
       const res = new Float32Array(rows * cols);
       for (let i = 0; i < res.length; i++) res[i] = w[i]! - approx[i]!;
       paths.push(toPath(dualSvidFactors({ rows, cols, data: res }, rank, { ...svd, seed: (ctx.seed + 1) >>> 0 }), ctx.name));
+    }
+    if ((options.refineRounds ?? 0) > 0 || (options.lsRounds ?? 0) > 0) {
+      let colWeight: Float64Array | undefined;
+      if (options.refineObjective === 'activation') {
+        if (!ctx.saliency || ctx.saliency.length !== cols) {
+          throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `refineObjective 'activation' needs calibration statistics (E[a_j²], ${cols} values) for ${ctx.name}`, {
+            source: ctx.name,
+            hint: "calibrate first, or use refineObjective 'frobenius'",
+          });
+        }
+        colWeight = Float64Array.from(ctx.saliency);
+      }
+      const refined = refinePaths({ rows, cols, data: w }, paths, paths.map(() => rank), {
+        ...(options.refineRounds ? { backfitRounds: options.refineRounds } : {}),
+        ...(options.lsRounds ? { lsRounds: options.lsRounds } : {}),
+        ...(options.refineSigns ? { refineSigns: true } : {}),
+        ...(colWeight ? { colWeight } : {}),
+        svd,
+        seed: ctx.seed,
+        source: ctx.name,
+      });
+      return { rows, cols, options, rank, paths: refined.paths };
     }
     return { rows, cols, options, rank, paths };
   },

@@ -82,7 +82,7 @@ export function dualSvidFactors(w: MatrixLike, rank: number, svd: SvdSettings = 
   const lv = Float64Array.from(pv.v, (x) => Math.max(0, x) * sv);
   const l = new Float64Array(r);
   for (let k = 0; k < r; k++) l[k] = lu[k]! * lv[k]!;
-  balance(h, g, l);
+  balanceScales(h, g, l);
   if (out !== h.length || inp !== g.length) throw new Error('dualSvid: internal shape error');
   return { rank: r, uPrime, vPrime, h, g, l };
 }
@@ -184,7 +184,7 @@ function maxAbs(x: Float64Array): number {
 }
 
 /** Rescale (h, g, ℓ) in place so their max magnitudes are equal; Ŵ is unchanged. */
-function balance(h: Float64Array, g: Float64Array, l: Float64Array): void {
+export function balanceScales(h: Float64Array, g: Float64Array, l: Float64Array): void {
   const H = maxAbs(h);
   const G = maxAbs(g);
   const L = maxAbs(l);
