@@ -64,6 +64,47 @@ const CODEC_FLAGS: CodecFlag[] = [
   },
   { key: 'oversampling', spec: { name: 'oversampling', kind: 'int', valueName: 'P', min: 0, description: 'littlebit: truncated SVD oversampling', defaultText: '10' } },
   { key: 'powerIterations', spec: { name: 'power-iterations', kind: 'int', valueName: 'Q', min: 0, description: 'littlebit: truncated SVD power iterations', defaultText: '2' } },
+  {
+    key: 'lsRounds',
+    spec: {
+      name: 'ls-rounds',
+      kind: 'int',
+      valueName: 'N',
+      min: 0,
+      max: 64,
+      description: 'littlebit: refined init, N rounds of least-squares updates of the scales h, g, ℓ of every path (same stored form and bits)',
+      defaultText: '0 = off',
+    },
+  },
+  {
+    key: 'refineSigns',
+    value: () => true,
+    spec: { name: 'refine-signs', kind: 'boolean', description: 'littlebit: refined init, each --ls-rounds round also re-fits the signs by greedy flips (needs --ls-rounds > 0)' },
+  },
+  {
+    key: 'refineRounds',
+    spec: {
+      name: 'refine-rounds',
+      kind: 'int',
+      valueName: 'N',
+      min: 0,
+      max: 64,
+      description: 'littlebit: refined init, N backfitting rounds of the two paths (needs the residual path)',
+      defaultText: '0 = off',
+    },
+  },
+  {
+    key: 'refineObjective',
+    spec: {
+      name: 'refine-objective',
+      kind: 'string',
+      valueName: 'O',
+      choices: ['frobenius', 'activation'],
+      description:
+        'littlebit: what the refinements minimize: frobenius = ‖W − Ŵ‖², activation = Σ (W − Ŵ)²_ij·E[a_j²] (calibrates on --calib; needs --ls-rounds or --refine-rounds)',
+      defaultText: 'frobenius',
+    },
+  },
 ];
 
 /** Which codecs take a flag (from the pipeline's table of codec option keys). */
@@ -125,7 +166,8 @@ export function sharedCompressSpecs(): OptionSpec[] {
       name: 'calib',
       kind: 'path',
       valueName: 'FILE',
-      description: 'calibration text for codecs that use activation statistics (sketch with --groups > 1); never the evaluation text',
+      description:
+        'calibration text for codecs that use activation statistics (sketch with --groups > 1, littlebit with --refine-objective activation); never the evaluation text',
       defaultText: '../shared/data/tinystories/calib.txt',
     },
     { name: 'calib-tokens', kind: 'int', valueName: 'N', min: 1, default: DEFAULT_CALIB_TOKENS, description: 'calibration tokens (the first N of the calibration text)' },

@@ -23,10 +23,13 @@ export const DEFAULT_CALIB_TOKENS = 4096;
 /**
  * Which codecs read ctx.saliency, and when. `sketch` scores input channels by E[a_j²]·‖W[:,j]‖² to split them
  * into channel groups, so it uses saliency when groups > 1 (with one group there is nothing to split).
- * Other codecs ignore it. Packages that add codecs may register theirs with `setSaliencyUse`.
+ * `littlebit` with `refineObjective: 'activation'` weights its refinement objective by E[a_j²] (its resolved
+ * options carry the key only then). Other codecs ignore it. Packages that add codecs may register theirs with
+ * `setSaliencyUse`.
  */
 const SALIENCY_USE = new Map<string, (options: Record<string, unknown>) => boolean>([
   ['sketch', (o) => typeof o.groups === 'number' && o.groups > 1],
+  ['littlebit', (o) => o.refineObjective === 'activation'],
 ]);
 
 export function codecUsesSaliency(codecId: string, resolvedOptions: unknown): boolean {

@@ -12,7 +12,10 @@ const CODEC_OPTION_KEYS = new Map<string, readonly string[]>([
   ['binary', []],
   ['sketch', SKETCH_OPTION_KEYS],
   ['hashednets', ['bpw', 'state']],
-  ['littlebit', ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations']],
+  [
+    'littlebit',
+    ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations', 'lsRounds', 'refineSigns', 'refineRounds', 'refineObjective'],
+  ],
 ]);
 
 /** The codecs a `compress` can choose for the linears, in the order help lists them. */

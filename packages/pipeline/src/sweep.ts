@@ -35,7 +35,8 @@ export interface SweepCodecSpec {
  * Parse a codec spec: `NAME[:OPT...]`. Options are `key=value` (kebab or camel case: `group-size=32`,
  * `hash=mixed`, `residual=false`); for `rtn` a bare number is the bit width (`rtn:2`). A part without `=`
  * after a `key=value` continues that value, so `alloc=saliency:0.5` works. Examples: `rtn:2`, `binary`,
- * `sketch:hash=mixed:groups=4:alloc=saliency:0.5`, `littlebit:residual=false`, `littlebit:rank=8`.
+ * `sketch:hash=mixed:groups=4:alloc=saliency:0.5`, `littlebit:residual=false`, `littlebit:rank=8`,
+ * `littlebit:residual=false:ls-rounds=8:refine-signs=true:refine-objective=activation`.
  */
 export function parseCodecSpec(text: string): SweepCodecSpec {
   const label = text.trim();
@@ -491,7 +492,12 @@ function slug(label: string): string {
   return label.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_+|_+$/g, '') || 'codec';
 }
 
-/** CLI flags for raw codec options: camelCase key → --kebab-case; residual false → --no-residual; alpha joins --alloc. */
+/**
+ * CLI flags for raw codec options: camelCase key → --kebab-case; residual false → --no-residual; alpha joins
+ * --alloc; a false option whose default is false and that has no --no- flag (littlebit's refineSigns) is left out.
+ */
+const FALSE_BY_DEFAULT = new Set(['refineSigns']);
+
 export function codecFlags(raw: Record<string, unknown>): string[] {
   const out: string[] = [];
   const o = { ...raw };
@@ -504,8 +510,9 @@ export function codecFlags(raw: Record<string, unknown>): string[] {
     if (v === undefined || v === null) continue;
     const flag = `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     if (v === true) out.push(flag);
-    else if (v === false) out.push(`--no-${flag.slice(2)}`);
-    else out.push(flag, String(v));
+    else if (v === false) {
+      if (!FALSE_BY_DEFAULT.has(k)) out.push(`--no-${flag.slice(2)}`);
+    } else out.push(flag, String(v));
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { type CodecContext, ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { type CodecContext, ErrorCodes, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
 import {
   type LittleBitFactors,
   type LittleBitOptions,
@@ -9,6 +9,7 @@ import {
   pathDense,
   registerAll as registerLittleBitCodec,
   toPath,
+  unpackSigns,
 } from '@ultrasketch/littlebit';
 import { type FloatArray, matmul } from './matmul.js';
 import { registerProviderFactory } from './plan.js';
@@ -36,6 +37,18 @@ import type { Param, WeightProvider } from './providers.js';
  * ones close to flipping — get a gradient; the scales carry most of the training.
  * `toCodecParams()` packs sign(U), sign(V)ᵀ exactly as the codec stores them (signs.ts) and rounds h, g, ℓ to
  * f16 (`toPath`), so decode(toCodecParams()) equals this forward up to the f16 rounding of the scales.
+ *
+ * With the codec's opt-in refinements (`lsRounds` and/or `refineRounds`, optionally `refineSigns`,
+ * `refineObjective: 'activation'`; docs/littlebit.md) the init is the codec's own `encode` result instead —
+ * exactly what a post-training bundle would store:
+ *   sign(U), sign(V) = the stored U_s, V_s of each path (after sign refits / backfitting);
+ *   h, g, ℓ = the stored f16 scales (as float), so the initial Ŵ = decode(encode(W)) up to summation order;
+ *   |U|, |V| = the magnitudes of the plain Dual-SVID real factors |U√Σ|, |V√Σ| of that path (path 1 of W,
+ *   path 2 of W − Ŵ₁ with the plain Ŵ₁ — the factors the refinement starts from), floored at 1e-6·max so that
+ *   a stored −1 never lands on ±0 (sign(0) = +1). An entry whose sign the refinement flipped keeps its
+ *   Dual-SVID magnitude: it starts as far from flipping back as Dual-SVID was from zero there.
+ * Without refinement options the init is unchanged (Dual-SVID's unrounded factors and scales, above).
+ * `refineObjective: 'activation'` needs `context.saliency` (E[a_j²] from calibration), as encode does.
  */
 
 export interface LittleBitProviderOptions {
@@ -43,7 +56,10 @@ export interface LittleBitProviderOptions {
   rows: number;
   cols: number;
   weight: Float32Array;
-  /** Raw littlebit codec options (bpw or rank, residual, rankRounding, oversampling, powerIterations). */
+  /**
+   * Raw littlebit codec options (bpw or rank, residual, rankRounding, oversampling, powerIterations, and the
+   * refinements lsRounds, refineSigns, refineRounds, refineObjective).
+   */
   codecOptions?: Record<string, unknown>;
   context?: Partial<CodecContext>;
   /** SmoothSign sharpness k (default 100). */
@@ -106,6 +122,14 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
       for (let i = 0; i < res.length; i++) res[i] = o.weight[i]! - approx[i]!;
       factors.push(dualSvidFactors({ rows, cols, data: res }, r, { ...svd, seed: (seed + 1) >>> 0 }));
     }
+    // With refinements: start from the codec's own encode (stored signs and f16 scales of every path).
+    const refined = hasRefinement(this.options)
+      ? littlebitCodec.encode(o.weight, rows, cols, this.options, {
+          name: o.name,
+          seed,
+          ...(o.context?.saliency ? { saliency: o.context.saliency } : {}),
+        })
+      : undefined;
     const f64 = o.dtype === 'f64';
     const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
     const from = (a: ArrayLike<number>) => {
@@ -117,12 +141,23 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
     const decay = o.decay ?? false;
     this.paths = factors.map((f, p) => {
       const pre = `${o.name}/${p === 0 ? '' : 'res_'}`;
+      const stored = refined?.paths[p];
+      let init = { U: f.uPrime.data as ArrayLike<number>, V: f.vPrime.data as ArrayLike<number>, h: f.h as ArrayLike<number>, g: f.g as ArrayLike<number>, l: f.l as ArrayLike<number> };
+      if (stored) {
+        // U_s [out, r] row-major (the U layout); V_sᵀ [r, in] row-major → V [in, r].
+        const us = unpackSigns(stored.uSigns, rows * r);
+        const vt = unpackSigns(stored.vSigns, r * cols);
+        const vs = new Int8Array(cols * r);
+        for (let k = 0; k < r; k++) for (let j = 0; j < cols; j++) vs[j * r + k] = vt[k * cols + j]!;
+        const f32 = (bits: Uint16Array) => Float64Array.from(bits, (b) => f16BitsToF32(b));
+        init = { U: signedMagnitudes(us, f.uPrime.data), V: signedMagnitudes(vs, f.vPrime.data), h: f32(stored.h), g: f32(stored.g), l: f32(stored.l) };
+      }
       return {
-        U: param(`${pre}U`, f.uPrime.data, decay),
-        V: param(`${pre}V`, f.vPrime.data, decay),
-        h: param(`${pre}h`, f.h, false),
-        g: param(`${pre}g`, f.g, false),
-        l: param(`${pre}l`, f.l, false),
+        U: param(`${pre}U`, init.U, decay),
+        V: param(`${pre}V`, init.V, decay),
+        h: param(`${pre}h`, init.h, false),
+        g: param(`${pre}g`, init.g, false),
+        l: param(`${pre}l`, init.l, false),
         A: mk(rows * r),
         B: mk(cols * r),
         GB: mk(rows * r),
@@ -235,15 +270,34 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   }
 }
 
+/** Whether resolved options ask for a refined initialization (refineSigns and 'activation' need lsRounds or refineRounds). */
+function hasRefinement(o: LittleBitOptions): boolean {
+  return (o.lsRounds ?? 0) > 0 || (o.refineRounds ?? 0) > 0;
+}
+
+/**
+ * Latent factors with the given signs and the magnitudes of the Dual-SVID real factors, floored at
+ * 1e-6·max|real| (and a positive normal f32) so a −1 never becomes ±0, whose sign is +1.
+ */
+function signedMagnitudes(signs: Int8Array, real: ArrayLike<number>): Float64Array {
+  let max = 0;
+  for (let i = 0; i < real.length; i++) max = Math.max(max, Math.abs(real[i]!));
+  const floor = Math.max(1e-6 * max, 1e-30);
+  const out = new Float64Array(signs.length);
+  for (let i = 0; i < signs.length; i++) out[i] = signs[i]! * Math.max(Math.abs(real[i]!), floor);
+  return out;
+}
+
 /**
  * Register the littlebit codec and the provider kind 'littlebit' (options: codecOptions {bpw | rank, residual,
- * rankRounding, …} or those keys at top level; smoothK; decay). Explicit and idempotent.
+ * rankRounding, lsRounds, refineSigns, …} or those keys at top level; smoothK; decay; the context's saliency
+ * reaches encode for refineObjective 'activation'). Explicit and idempotent.
  */
 export function registerLittleBitProviders(): void {
   registerLittleBitCodec();
   registerProviderFactory('littlebit', (ctx, o) => {
     const codecOptions: Record<string, unknown> = { ...((o.codecOptions as Record<string, unknown> | undefined) ?? {}) };
-    for (const k of ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations']) {
+    for (const k of ['bpw', 'rank', 'residual', 'rankRounding', 'oversampling', 'powerIterations', 'refineRounds', 'lsRounds', 'refineSigns', 'refineObjective']) {
       if (o[k] !== undefined && codecOptions[k] === undefined) codecOptions[k] = o[k];
     }
     return new LittleBitProvider({
@@ -252,7 +306,7 @@ export function registerLittleBitProviders(): void {
       cols: ctx.cols,
       weight: ctx.weight,
       codecOptions,
-      context: { seed: ctx.seed },
+      context: { seed: ctx.seed, ...(ctx.saliency ? { saliency: ctx.saliency } : {}) },
       ...(typeof o.smoothK === 'number' ? { smoothK: o.smoothK } : {}),
       ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
     });
