@@ -22,42 +22,14 @@
  * - dual exact:  dual with an exact SVD instead of the randomized one (is q = 2 enough?).
  * A cell is "—" when the budget cannot pay for rank 1 of that method on that shape.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { addErrors, addIfAllFeasible, dist, errorCells, f4, loadStories3MCalibrated, parseMeasureArgs, relErr } from './lib.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const dist = (p) => join(ROOT, 'packages', p, 'dist', 'index.js');
-const { readLlama2cCheckpoint, readLlama2cTokenizer } = await import(dist('format'));
-const { modelFromLlama2c, LlamaForward, Tokenizer, TensorNames, LINEAR_KINDS, linearShape } = await import(dist('model'));
-const { collectSaliency } = await import(dist('saliency'));
+const { TensorNames, LINEAR_KINDS, linearShape } = await import(dist('model'));
 const { littlebitCodec, naiveSignSvd, rankForBpw } = await import(dist('littlebit'));
 
-const { values } = parseArgs({
-  options: {
-    bpw: { type: 'string', default: '1.0,0.55,0.3,0.1' },
-    layers: { type: 'string', default: '0,1,2,3,4,5' },
-    'calib-tokens': { type: 'string', default: '4096' },
-    json: { type: 'string' },
-  },
-});
-const bpws = values.bpw.split(',').map(Number);
-const layers = values.layers.split(',').map(Number);
-const SHARED = join(ROOT, '../shared');
-const ckpt = readLlama2cCheckpoint(readFileSync(join(SHARED, 'models/stories3M/stories3M-q80.bin')));
-const model = modelFromLlama2c(ckpt);
-const tok = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(join(SHARED, 'models/stories3M/tok4096.bin')), model.config.vocabSize));
-const docs = readFileSync(join(SHARED, 'data/tinystories/calib.txt'), 'utf8')
-  .split('\n\n')
-  .map((d) => d.replace(/^[ \n]+|[ \n]+$/g, ''))
-  .filter((d) => d.length > 0);
-const tokens = [];
-for (const d of docs) {
-  tokens.push(...tok.encode(d, { bos: true, eos: false }));
-  if (tokens.length >= Number(values['calib-tokens'])) break;
-}
-const stats = collectSaliency({ forward: LlamaForward.fromWeights(model), tokens, maxTokens: Number(values['calib-tokens']) });
+const { values, bpws, layers } = parseMeasureArgs('1.0,0.55,0.3,0.1');
+const { model, stats } = await loadStories3MCalibrated(Number(values['calib-tokens']));
 console.error(`calibration: ${stats.tokens} tokens of calib.txt, window ${stats.window}`);
 
 const methods = ['dual', 'dual+res', 'naive@r1', 'naive@bits', 'dual exact'];
@@ -68,24 +40,14 @@ for (const bpw of bpws) {
   acc[bpw] = {};
   for (const kind of LINEAR_KINDS) {
     const [rows, cols] = linearShape(model.config, kind);
-    const cell = (acc[bpw][kind] = Object.fromEntries(methods.map((m) => [m, { e2: 0, n2: 0, a2: 0, an2: 0, rank: null, skipped: false }])));
+    const cell = (acc[bpw][kind] = errorCells(methods));
     for (const l of layers) {
       const name = TensorNames.linear(l, kind);
       const w = model.tensors.get(name).data;
       const s2 = stats.meanSquare.get(name);
       const add = (m, dense, rank) => {
-        const c = cell[m];
-        c.rank = rank;
-        for (let i = 0; i < rows; i++) {
-          for (let j = 0; j < cols; j++) {
-            const x = w[i * cols + j];
-            const d = x - dense[i * cols + j];
-            c.e2 += d * d;
-            c.n2 += x * x;
-            c.a2 += d * d * s2[j];
-            c.an2 += x * x * s2[j];
-          }
-        }
+        cell[m].rank = rank;
+        addErrors(cell[m], w, dense, s2, rows, cols);
       };
       const lb = (raw) => {
         try {
@@ -115,14 +77,14 @@ for (const bpw of bpws) {
   console.error(`bpw ${bpw} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
-const fmt = (c, key) => (c.skipped || c.n2 === 0 ? '—' : Math.sqrt(key === 'F' ? c.e2 / c.n2 : c.a2 / c.an2).toFixed(4));
+const fmt = (c, key) => f4(relErr(c, key));
 const out = { calibration: { tokens: stats.tokens, window: stats.window, text: 'calib.txt' }, layers, results: {} };
 for (const bpw of bpws) {
   console.log(`\n### ${bpw} bpw (target; ranks from the formulas)\n`);
   console.log(`| kind [out×in] | ${methods.map((m) => `${m} relF / relA (r)`).join(' | ')} |`);
   console.log(`| --- | ${methods.map(() => '---').join(' | ')} |`);
   // The total row sums only the kinds where EVERY method is feasible, so its columns compare like with like.
-  const total = Object.fromEntries(methods.map((m) => [m, { e2: 0, n2: 0, a2: 0, an2: 0, skipped: false }]));
+  const total = errorCells(methods);
   const common = [];
   for (const kind of LINEAR_KINDS) {
     const [rows, cols] = linearShape(model.config, kind);
@@ -130,10 +92,7 @@ for (const bpw of bpws) {
     console.log(
       `| ${kind} [${rows}×${cols}] | ${methods.map((m) => (cell[m].skipped ? '— (infeasible)' : `${fmt(cell[m], 'F')} / ${fmt(cell[m], 'A')} (${cell[m].rank})`)).join(' | ')} |`,
     );
-    if (methods.every((m) => !cell[m].skipped)) {
-      common.push(kind);
-      for (const m of methods) for (const k of ['e2', 'n2', 'a2', 'an2']) total[m][k] += cell[m][k];
-    }
+    if (addIfAllFeasible(total, cell, methods)) common.push(kind);
     out.results[`${bpw}:${kind}`] = Object.fromEntries(methods.map((m) => [m, { relF: +fmt(cell[m], 'F') || null, relA: +fmt(cell[m], 'A') || null, rank: cell[m].rank }]));
   }
   console.log(`| total over ${common.join(', ') || 'none'} | ${methods.map((m) => `${fmt(total[m], 'F')} / ${fmt(total[m], 'A')}`).join(' | ')} |`);

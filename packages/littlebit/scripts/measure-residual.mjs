@@ -33,46 +33,19 @@
  * - 2:split+ls+s, 2:split+ls+sA   the same split, with refineSigns (Frobenius / activation-weighted).
  * The "best" rows compare the best one-path column with the best two-path column per measure.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { addErrors, addIfAllFeasible, dist, errorCells, f4, loadStories3MCalibrated, parseMeasureArgs, relErr } from './lib.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const dist = (p) => join(ROOT, 'packages', p, 'dist', 'index.js');
-const { readLlama2cCheckpoint, readLlama2cTokenizer } = await import(dist('format'));
-const { modelFromLlama2c, LlamaForward, Tokenizer, TensorNames, LINEAR_KINDS, linearShape } = await import(dist('model'));
-const { collectSaliency } = await import(dist('saliency'));
+const { TensorNames, LINEAR_KINDS, linearShape } = await import(dist('model'));
 const { littlebitCodec, rankForBpw, dualSvidFactors, toPath, pathDense, refinePaths, littlebitFormulaBits } = await import(dist('littlebit'));
 
-const { values } = parseArgs({
-  options: {
-    bpw: { type: 'string', default: '1.0,0.75,0.55,0.3' },
-    layers: { type: 'string', default: '0,1,2,3,4,5' },
-    'ls-rounds': { type: 'string', default: '8' },
-    'backfit-rounds': { type: 'string', default: '3' },
-    'calib-tokens': { type: 'string', default: '4096' },
-    json: { type: 'string' },
-  },
+const { values, bpws, layers } = parseMeasureArgs('1.0,0.75,0.55,0.3', {
+  'ls-rounds': { type: 'string', default: '8' },
+  'backfit-rounds': { type: 'string', default: '3' },
 });
-const bpws = values.bpw.split(',').map(Number);
-const layers = values.layers.split(',').map(Number);
 const LS = Number(values['ls-rounds']);
 const BF = Number(values['backfit-rounds']);
-const SHARED = join(ROOT, '../shared');
-const ckpt = readLlama2cCheckpoint(readFileSync(join(SHARED, 'models/stories3M/stories3M-q80.bin')));
-const model = modelFromLlama2c(ckpt);
-const tok = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(join(SHARED, 'models/stories3M/tok4096.bin')), model.config.vocabSize));
-const docs = readFileSync(join(SHARED, 'data/tinystories/calib.txt'), 'utf8')
-  .split('\n\n')
-  .map((d) => d.replace(/^[ \n]+|[ \n]+$/g, ''))
-  .filter((d) => d.length > 0);
-const tokens = [];
-for (const d of docs) {
-  tokens.push(...tok.encode(d, { bos: true, eos: false }));
-  if (tokens.length >= Number(values['calib-tokens'])) break;
-}
-const stats = collectSaliency({ forward: LlamaForward.fromWeights(model), tokens, maxTokens: Number(values['calib-tokens']) });
+const { model, stats } = await loadStories3MCalibrated(Number(values['calib-tokens']));
 console.error(`calibration: ${stats.tokens} tokens of calib.txt, window ${stats.window}; lsRounds ${LS}, refineRounds ${BF}`);
 
 const ONE = ['1:dual', '1:ls', '1:lsA', '1:ls+s', '1:ls+sA'];
@@ -81,30 +54,12 @@ const methods = [...ONE, ...TWO];
 const acc = {};
 const t0 = performance.now();
 
-function errs(w, dense, s2, rows, cols) {
-  let e2 = 0;
-  let n2 = 0;
-  let a2 = 0;
-  let an2 = 0;
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      const x = w[i * cols + j];
-      const d = x - dense[i * cols + j];
-      e2 += d * d;
-      n2 += x * x;
-      a2 += d * d * s2[j];
-      an2 += x * x * s2[j];
-    }
-  }
-  return { e2, n2, a2, an2 };
-}
-
 for (const bpw of bpws) {
   acc[bpw] = {};
   for (const kind of LINEAR_KINDS) {
     const [rows, cols] = linearShape(model.config, kind);
     const budget = bpw * rows * cols;
-    const cell = (acc[bpw][kind] = Object.fromEntries(methods.map((m) => [m, { e2: 0, n2: 0, a2: 0, an2: 0, rank: null, skipped: false }])));
+    const cell = (acc[bpw][kind] = errorCells(methods));
     for (const l of layers) {
       const name = TensorNames.linear(l, kind);
       const w = model.tensors.get(name).data;
@@ -112,7 +67,7 @@ for (const bpw of bpws) {
       const add = (m, dense, rank) => {
         const c = cell[m];
         c.rank = rank;
-        const e = errs(w, dense, s2, rows, cols);
+        const e = addErrors({ e2: 0, n2: 0, a2: 0, an2: 0 }, w, dense, s2, rows, cols);
         for (const k of ['e2', 'n2', 'a2', 'an2']) c[k] += e[k];
       };
       const lb = (m, raw) => {
@@ -189,17 +144,15 @@ for (const bpw of bpws) {
   }
 }
 
-const val = (c, key) => (c.skipped || c.n2 === 0 ? null : Math.sqrt(key === 'F' ? c.e2 / c.n2 : c.a2 / c.an2));
-const f4 = (x) => (x === null ? '—' : x.toFixed(4));
 const out = { calibration: { tokens: stats.tokens, window: stats.window }, layers, lsRounds: LS, refineRounds: BF, results: {} };
 for (const bpw of bpws) {
   console.log(`\n### ${bpw} bpw — relF / relA (ranks)\n`);
   console.log(`| kind | ${methods.join(' | ')} | best 1-path F / A | best 2-path F / A |`);
   console.log(`| --- | ${methods.map(() => '---').join(' | ')} | --- | --- |`);
-  const total = Object.fromEntries(methods.map((m) => [m, { e2: 0, n2: 0, a2: 0, an2: 0, skipped: false }]));
+  const total = errorCells(methods);
   const common = [];
   const bestOf = (cells, ms, key) => {
-    const v = ms.map((m) => val(cells[m], key)).filter((x) => x !== null);
+    const v = ms.map((m) => relErr(cells[m], key)).filter((x) => x !== null);
     return v.length ? Math.min(...v) : null;
   };
   for (const kind of LINEAR_KINDS) {
@@ -208,19 +161,16 @@ for (const bpw of bpws) {
     const b2 = [bestOf(cell, TWO, 'F'), bestOf(cell, TWO, 'A')];
     const mark = (a, b) => (a === null || b === null ? '' : b < a ? ' ✓' : ' ✗');
     console.log(
-      `| ${kind} | ${methods.map((m) => (cell[m].skipped ? '—' : `${f4(val(cell[m], 'F'))} / ${f4(val(cell[m], 'A'))} (${cell[m].rank})`)).join(' | ')} | ` +
+      `| ${kind} | ${methods.map((m) => (cell[m].skipped ? '—' : `${f4(relErr(cell[m], 'F'))} / ${f4(relErr(cell[m], 'A'))} (${cell[m].rank})`)).join(' | ')} | ` +
         `${f4(b1[0])} / ${f4(b1[1])} | ${f4(b2[0])}${mark(b1[0], b2[0])} / ${f4(b2[1])}${mark(b1[1], b2[1])} |`,
     );
-    if (methods.every((m) => !cell[m].skipped)) {
-      common.push(kind);
-      for (const m of methods) for (const k of ['e2', 'n2', 'a2', 'an2']) total[m][k] += cell[m][k];
-    }
-    out.results[`${bpw}:${kind}`] = Object.fromEntries(methods.map((m) => [m, { relF: val(cell[m], 'F'), relA: val(cell[m], 'A'), rank: cell[m].rank }]));
+    if (addIfAllFeasible(total, cell, methods)) common.push(kind);
+    out.results[`${bpw}:${kind}`] = Object.fromEntries(methods.map((m) => [m, { relF: relErr(cell[m], 'F'), relA: relErr(cell[m], 'A'), rank: cell[m].rank }]));
   }
   const tb1 = [bestOf(total, ONE, 'F'), bestOf(total, ONE, 'A')];
   const tb2 = [bestOf(total, TWO, 'F'), bestOf(total, TWO, 'A')];
   console.log(
-    `| total (${common.join(', ') || 'none'}) | ${methods.map((m) => `${f4(val(total[m], 'F'))} / ${f4(val(total[m], 'A'))}`).join(' | ')} | ` +
+    `| total (${common.join(', ') || 'none'}) | ${methods.map((m) => `${f4(relErr(total[m], 'F'))} / ${f4(relErr(total[m], 'A'))}`).join(' | ')} | ` +
       `${f4(tb1[0])} / ${f4(tb1[1])} | ${f4(tb2[0])} / ${f4(tb2[1])} |`,
   );
 }

@@ -1,21 +1,15 @@
-import { readFileSync } from 'node:fs';
 import {
   ErrorCodes,
   Rng,
   type StoredTensor,
-  UltraSketchError,
-  f16BitsToF32,
   getCodec,
   leadingSingularPair,
   listCodecs,
   svd,
 } from '@ultrasketch/core';
-import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
-import { LlamaForward, Tokenizer, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
-import { collectSaliency } from '@ultrasketch/saliency';
+import { TensorNames, linearShape } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import {
-  type LittleBitParams,
   dualSvidFactors,
   littlebitCodec,
   littlebitFormulaBits,
@@ -32,18 +26,10 @@ import {
   signAt,
   unpackSigns,
 } from '../src/index.js';
+import { codeOf, denseFromStored, stories3MCalibrated } from './helpers.js';
 
 const ctx = (name = 'test', seed = 0) => ({ name, seed });
 const opts = (raw: Record<string, unknown>) => littlebitCodec.resolveOptions(raw);
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof UltraSketchError ? err.code : `untyped: ${String(err)}`;
-  }
-  return undefined;
-}
 
 function messageOf(fn: () => unknown): string {
   try {
@@ -217,24 +203,6 @@ describe('infeasible budgets', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 
-/** Ŵ_ij = Σ_paths h_i g_j Σ_k ℓ_k U_s[i,k] V_s[j,k], straight from the stored tensors (independent of the codec). */
-function denseFromFactors(p: LittleBitParams): Float64Array {
-  const { rows, cols, rank } = p;
-  const out = new Float64Array(rows * cols);
-  for (const path of p.paths) {
-    const U = unpackSigns(path.uSigns, rows * rank); // [out, r]
-    const Vt = unpackSigns(path.vSigns, rank * cols); // [r, in]
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let s = 0;
-        for (let k = 0; k < rank; k++) s += f16BitsToF32(path.l[k]!) * U[i * rank + k]! * Vt[k * cols + j]!;
-        out[i * cols + j] += f16BitsToF32(path.h[i]!) * s * f16BitsToF32(path.g[j]!);
-      }
-    }
-  }
-  return out;
-}
-
 describe('reconstruction', () => {
   it.each([
     [1, 1, 1],
@@ -248,7 +216,7 @@ describe('reconstruction', () => {
     for (const residual of [false, true]) {
       const p = littlebitCodec.encode(w, rows, cols, opts({ rank, residual }), ctx());
       expect(p.paths.length).toBe(residual ? 2 : 1);
-      const ref = denseFromFactors(p);
+      const ref = denseFromStored(p);
       const d = littlebitCodec.decode(p);
       let scale = 0;
       for (const x of ref) scale = Math.max(scale, Math.abs(x));
@@ -369,15 +337,7 @@ describe('storage', () => {
 // the float model on the first 1024 tokens of calib.txt).
 
 describe('on stories3M (real weights, real calibration statistics)', () => {
-  const shared = new URL('../../../../shared/', import.meta.url);
-  const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL('models/stories3M/stories3M-q80.bin', shared))));
-  const tok = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(new URL('models/stories3M/tok4096.bin', shared)), model.config.vocabSize));
-  const tokens: number[] = [];
-  for (const doc of readFileSync(new URL('data/tinystories/calib.txt', shared), 'utf8').split('\n\n')) {
-    if (tokens.length >= 1024) break;
-    if (doc.trim()) tokens.push(...tok.encode(doc.trim(), { bos: true, eos: false }));
-  }
-  const stats = collectSaliency({ forward: LlamaForward.fromWeights(model), tokens, maxTokens: 1024 });
+  const { model, stats } = stories3MCalibrated(1024);
   const KINDS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 
   it('Dual-SVID beats naive sign-of-SVD at equal rank: relative Frobenius and activation-weighted error (layers 0 and 3, every kind)', () => {

@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { ErrorCodes, Rng, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
-import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
-import { LlamaForward, Tokenizer, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
-import { collectSaliency } from '@ultrasketch/saliency';
+import { ErrorCodes, Rng } from '@ultrasketch/core';
+import { TensorNames, linearShape } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import {
   type LittleBitParams,
@@ -15,11 +12,11 @@ import {
   refinePaths,
   signStep,
   toPath,
-  unpackSigns,
   weightedError,
   workDense,
   workFromFactors,
 } from '../src/index.js';
+import { codeOf, denseFromStored, stories3MCalibrated } from './helpers.js';
 
 // Opt-in refinements of the initialization (src/refine.ts): least-squares scales (lsRounds), backfitting of the
 // two paths (refineRounds), optionally activation-weighted (refineObjective 'activation'). Same stored form.
@@ -27,38 +24,12 @@ import {
 const ctx = (name = 'test', seed = 0, saliency?: Float64Array) => ({ name, seed, ...(saliency ? { saliency } : {}) });
 const opts = (raw: Record<string, unknown>) => littlebitCodec.resolveOptions(raw);
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof UltraSketchError ? err.code : `untyped: ${String(err)}`;
-  }
-  return undefined;
-}
-
 /** Σ (W − Ŵ)² w_j with Ŵ built entry by entry from the stored signs and f16 scales (the oracle). */
 function storedError(w: ArrayLike<number>, p: LittleBitParams, colWeight?: Float64Array): number {
   const d = denseFromStored(p);
   let e = 0;
   for (let i = 0; i < d.length; i++) e += (w[i]! - d[i]!) ** 2 * (colWeight ? colWeight[i % p.cols]! : 1);
   return e;
-}
-
-function denseFromStored(p: LittleBitParams): Float64Array {
-  const { rows, cols, rank } = p;
-  const out = new Float64Array(rows * cols);
-  for (const path of p.paths) {
-    const U = unpackSigns(path.uSigns, rows * rank);
-    const Vt = unpackSigns(path.vSigns, rank * cols);
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let s = 0;
-        for (let k = 0; k < rank; k++) s += f16BitsToF32(path.l[k]!) * U[i * rank + k]! * Vt[k * cols + j]!;
-        out[i * cols + j] += f16BitsToF32(path.h[i]!) * s * f16BitsToF32(path.g[j]!);
-      }
-    }
-  }
-  return out;
 }
 
 /** A matrix with a decaying spectrum plus noise (LLM weights are closer to this than to pure noise). */
@@ -260,15 +231,7 @@ describe('least-squares scale steps (float64, before f16 rounding)', () => {
 });
 
 describe('on stories3M at 0.55 bpw (real weights, real calibration statistics; docs/littlebit.md)', () => {
-  const shared = new URL('../../../../shared/', import.meta.url);
-  const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL('models/stories3M/stories3M-q80.bin', shared))));
-  const tok = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(new URL('models/stories3M/tok4096.bin', shared)), model.config.vocabSize));
-  const tokens: number[] = [];
-  for (const doc of readFileSync(new URL('data/tinystories/calib.txt', shared), 'utf8').split('\n\n')) {
-    if (tokens.length >= 1024) break;
-    if (doc.trim()) tokens.push(...tok.encode(doc.trim(), { bos: true, eos: false }));
-  }
-  const stats = collectSaliency({ forward: LlamaForward.fromWeights(model), tokens, maxTokens: 1024 });
+  const { model, stats } = stories3MCalibrated(1024);
 
   const measure = (kind: 'q' | 'gate', raw: Record<string, unknown>) => {
     const [rows, cols] = linearShape(model.config, kind);

@@ -6,6 +6,7 @@ import { LINEAR_KINDS, type Linear, type ModelWeights, TensorNames, linearShape,
 import { type SketchParams, hashedNetsMinBpw, sketchCodec, sketchGroups, sketchMinBpw } from '@ultrasketch/sketch-core';
 import { expect } from 'vitest';
 import { worstKernelError } from './oracle.js';
+import { AWKWARD_SHAPES } from './shapes.js';
 
 /**
  * The cases and loops the JS and the WebAssembly kernel tests of one codec share (sketch-kernels.test.ts and
@@ -102,12 +103,7 @@ export function checkRealSketchLinears([, codec, raw, kernel]: SketchCase): void
 // ------------------------------------------------------------------------------------------- littlebit
 
 export const LITTLEBIT_SHAPES: Array<[number, number]> = [
-  [1, 1],
-  [1, 53],
-  [41, 1],
-  [13, 7],
-  [7, 24],
-  [33, 130],
+  ...AWKWARD_SHAPES,
   [300, 40], // > 224 rows: the U_s stage uses byte tables
   [40, 260], // byte-aligned V_sᵀ rows (260 % 8 != 0 → repacked); r up to 40
 ];

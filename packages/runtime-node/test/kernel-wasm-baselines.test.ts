@@ -8,6 +8,7 @@ import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
 import { emitRtnModule, wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import type { LittleBitTiling } from '../src/kernels/wasm-littlebit.js';
 import { worstKernelError } from './oracle.js';
+import { AWKWARD_SHAPES } from './shapes.js';
 
 /**
  * The WebAssembly kernels of the baseline codecs against the oracle (decode() to dense, float64 product):
@@ -19,12 +20,7 @@ function worstRelativeError(codec: Codec<any, any>, kernel: Linear, params: any,
 }
 
 const SHAPES: Array<[number, number]> = [
-  [1, 1],
-  [1, 53],
-  [41, 1],
-  [13, 7],
-  [7, 24],
-  [33, 130],
+  ...AWKWARD_SHAPES,
   [70, 256],
 ];
 const BYTES: LittleBitTiling = { byteMinRows1: 1, byteMinRows4: 1, maxTableBytes: 1 << 30 };

@@ -6,6 +6,7 @@ import { LINEAR_KINDS, TensorNames, linearShape, modelFromLlama2c } from '@ultra
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getKernel, registerAllKernels } from '../src/index.js';
 import { worstKernelError } from './oracle.js';
+import { AWKWARD_SHAPES } from './shapes.js';
 
 /**
  * Every fused kernel against the oracle: decode() to dense, then a float64 product. The tolerance is
@@ -20,14 +21,7 @@ const CASES: Array<[string, string, Record<string, unknown>]> = [
   ['rtn 8 g64', 'rtn', { bits: 8, groupSize: 64 }],
   ['binary', 'binary', {}],
 ];
-const SHAPES: Array<[number, number]> = [
-  [1, 1],
-  [1, 53],
-  [41, 1],
-  [13, 7],
-  [7, 24],
-  [33, 130],
-];
+const SHAPES = AWKWARD_SHAPES;
 
 beforeAll(() => {
   registerAll();

@@ -6,6 +6,7 @@ import { LINEAR_KINDS, type LinearKind, TensorNames, linearShape, modelFromLlama
 import { hashedNetsMinBpw, registerAll as registerSketch, sketchMinBpw } from '@ultrasketch/sketch-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GpuContext, LinearRunner, type LinearRunnerOptions } from '../src/index.js';
+import { AWKWARD_SHAPES } from '../../runtime-node/test/shapes.js';
 import { gpuContext, readShared } from './gpu.js';
 
 /**
@@ -36,12 +37,7 @@ const CASES: Case[] = [
   ['littlebit 2 paths', 'littlebit', { rank: 5, residual: true }],
 ];
 const SHAPES: Array<[number, number]> = [
-  [1, 1],
-  [1, 53],
-  [41, 1],
-  [13, 7],
-  [7, 24],
-  [33, 130],
+  ...AWKWARD_SHAPES,
   [70, 9],
 ];
 
