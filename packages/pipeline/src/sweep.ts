@@ -563,23 +563,26 @@ function fmtPpl(x: number | null): string {
 
 /** The sweep as a Markdown table (paste into docs/results.md), then the command of every row. */
 export function sweepMarkdown(r: SweepResult): string {
+  // Finetuned sweeps also say what each point's training cost (issue 6: tokens and minutes per row).
+  const trained = r.rows.some((row) => row.training !== undefined && row.training !== null);
   const lines = [
     `Model \`${r.model.path}\` (${r.model.params.toLocaleString('en-US')} parameters); ${r.protocol} protocol, first ${r.windows} window(s) of ${r.window} tokens of \`${r.evalText.source}\` (${r.predictedTokens.toLocaleString('en-US')} predicted tokens)` +
       (r.calibration ? `; calibration: first ${r.calibration.tokens} tokens of \`${r.calibration.textSource}\`` : '') +
       '. KL = mean KL(P_float ‖ P) per position.',
     '',
-    '| # | codec | target bpw | bpwLinears | bitsPerParam | perplexity | mean NLL | KL | top-1 | seconds |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    `| # | codec | target bpw | bpwLinears | bitsPerParam | perplexity | mean NLL | KL | top-1 |${trained ? ' training tokens | training minutes |' : ''} seconds |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- |${trained ? ' --- | --- |' : ''} --- |`,
   ];
   r.rows.forEach((row, i) => {
     const kept = row.keptDense.length > 0 ? ` (${row.keptDense.length} kept dense)` : '';
     if (row.status === 'skipped') {
-      lines.push(`| ${i} | ${row.label} | ${fmt(row.bpwTarget, 2)} | skipped: ${row.reason!.replace(/\|/g, '\\|')} | | | | | | |`);
+      lines.push(`| ${i} | ${row.label} | ${fmt(row.bpwTarget, 2)} | skipped: ${row.reason!.replace(/\|/g, '\\|')} | | | | | |${trained ? ' | |' : ''}`);
       return;
     }
+    const training = !trained ? '' : row.training ? ` ${row.training.tokens.toLocaleString('en-US')} | ${(row.training.wallSeconds / 60).toFixed(1)} |` : ' — | — |';
     lines.push(
       `| ${i} | ${row.label}${kept} | ${row.bpwTarget === null ? '—' : String(row.bpwTarget)} | ${fmt(row.bpwLinears, 4)} | ${fmt(row.bitsPerParam, 3)} | ` +
-        `${fmtPpl(row.perplexity)} | ${fmt(row.meanNll, 4)} | ${fmt(row.kl, 4)} | ${fmt(row.top1, 4)} | ${row.seconds.toFixed(1)} |`,
+        `${fmtPpl(row.perplexity)} | ${fmt(row.meanNll, 4)} | ${fmt(row.kl, 4)} | ${fmt(row.top1, 4)} |${training} ${row.seconds.toFixed(1)} |`,
     );
   });
   lines.push('', 'Commands (row #: command):', '');

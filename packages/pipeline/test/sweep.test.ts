@@ -184,6 +184,17 @@ describe('sweepSvg and sweepMarkdown on a synthetic result', () => {
     expect(md).toContain('| 6 | littlebit | 0.50 | skipped: infeasible <&> |');
     expect(md).toContain('1.20e+10');
     expect(md).toContain('`ultrasketch compress m.bin --codec rtn`');
+    expect(md).not.toContain('training tokens'); // no point was finetuned
+  });
+
+  it("a finetuned sweep's table gives each point's training tokens and minutes", () => {
+    const rows = result.rows.map((r) => (r.codec === 'sketch' ? { ...r, training: { tokens: 102400, wallSeconds: 957.7 } } : r));
+    const md = sweepMarkdown({ ...result, rows });
+    expect(md).toContain('| training tokens | training minutes |');
+    expect(md).toMatch(/\| 2 \| sketch \| 0\.5 \|.*\| 102,400 \| 16\.0 \|/);
+    expect(md).toMatch(/\| 1 \| rtn:2 \|.*\| — \| — \|/);
+    const header = md.split('\n').find((l) => l.startsWith('| # |'))!;
+    for (const line of md.split('\n').filter((l) => /^\| [0-5] \|/.test(l))) expect(line.split('|').length).toBe(header.split('|').length);
   });
 });
 
