@@ -1,6 +1,18 @@
 import type { GpuProgram } from './program.js';
 import { STEP_STRUCT } from './wgsl.js';
 
+/** The uniform of the three attention programs: (dim, kvDim, headDim, kvMul, capacity, nHeads, scale bits, 0). */
+const ATT_STRUCT = /* wgsl */ `struct Att {
+  dim: u32,
+  kvDim: u32,
+  headDim: u32,
+  kvMul: u32,
+  capacity: u32,
+  nHeads: u32,
+  scale: f32,
+  pad: u32,
+};`;
+
 /**
  * The kernels of the forward pass around the linears, each a program as data. Shapes come from uniforms;
  * per-call values (n, start position, logit rows) from the shared Step uniform. All accumulate in f32.
@@ -152,16 +164,7 @@ export const ATTENTION: GpuProgram = {
 // Multi-head attention with grouped KV heads (head h reads KV head h / kvMul) for token t at position
 // start + t: s_p = q·k_p / sqrt(headDim) for p <= pos, softmax, out = sum_p softmax_p v_p.
 ${STEP_STRUCT}
-struct Att {
-  dim: u32,
-  kvDim: u32,
-  headDim: u32,
-  kvMul: u32,
-  capacity: u32,
-  nHeads: u32,
-  scale: f32,
-  pad: u32,
-};
+${ATT_STRUCT}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> at: Att;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
@@ -313,16 +316,7 @@ export const ATTENTION_SERIAL: GpuProgram = {
   wgsl: /* wgsl */ `
 // Multi-head attention with grouped KV heads, one thread per (head, token): scores, softmax, weighted values.
 ${STEP_STRUCT}
-struct Att {
-  dim: u32,
-  kvDim: u32,
-  headDim: u32,
-  kvMul: u32,
-  capacity: u32,
-  nHeads: u32,
-  scale: f32,
-  pad: u32,
-};
+${ATT_STRUCT}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> at: Att;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
@@ -383,16 +377,7 @@ export const ATTENTION_SERIAL_VEC4: GpuProgram = {
   wgsl: /* wgsl */ `
 // Multi-head attention with grouped KV heads, one thread per (head, token), head size a multiple of 4.
 ${STEP_STRUCT}
-struct Att {
-  dim: u32,
-  kvDim: u32,
-  headDim: u32,
-  kvMul: u32,
-  capacity: u32,
-  nHeads: u32,
-  scale: f32,
-  pad: u32,
-};
+${ATT_STRUCT}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> at: Att;
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
