@@ -2,6 +2,7 @@ import { Rng } from '@ultrasketch/core';
 import { sketchCodec, sketchMinBpw } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
 import { sketchKernel } from '../src/kernels/sketch.js';
+import { worstKernelError } from './oracle.js';
 
 /**
  * The JS `sketch` kernel's f16 key path (sketch.ts f16Row) for every depth branch — d = 1, 2, 3 (fused loops)
@@ -29,21 +30,7 @@ describe('JS sketch kernel, f16 keys, every depth', () => {
           const k = sketchKernel(params);
           for (const n of [1, 3]) {
             const x = rng.normalArray(n * cols);
-            const y = new Float32Array(n * rows);
-            k.apply(x, y, n);
-            let worst = 0;
-            for (let t = 0; t < n; t++) {
-              for (let r = 0; r < rows; r++) {
-                let ref = 0;
-                let scale = 0;
-                for (let j = 0; j < cols; j++) {
-                  const p = dense[r * cols + j]! * x[t * cols + j]!;
-                  ref += p;
-                  scale += Math.abs(p);
-                }
-                worst = Math.max(worst, Math.abs(y[t * rows + r]! - ref) / (scale || 1));
-              }
-            }
+            const worst = worstKernelError(dense, rows, cols, k, x, n);
             expect(worst, `d ${d} ${hash} groups ${groups} n ${n}`).toBeLessThanOrEqual(1e-5);
           }
         }

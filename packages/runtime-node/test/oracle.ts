@@ -19,6 +19,11 @@ export function worstKernelError(
   const y = new Float32Array(n * rows + guard).fill(Number.NaN);
   kernel.apply(x, y, n);
   for (let i = n * rows; i < y.length; i++) expect(y[i]).toBeNaN();
+  return worstOutputError(dense, rows, cols, x, y, n);
+}
+
+/** The same measure on outputs computed elsewhere (e.g. in a browser page): Y [n, rows] against Ŵ·X. */
+export function worstOutputError(dense: Float32Array, rows: number, cols: number, x: Float32Array, y: ArrayLike<number>, n: number): number {
   let worst = 0;
   for (let t = 0; t < n; t++) {
     for (let r = 0; r < rows; r++) {

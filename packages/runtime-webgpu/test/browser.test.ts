@@ -7,6 +7,7 @@ import { registerAll as registerBaselines } from '@ultrasketch/baselines';
 import { Rng, getCodec } from '@ultrasketch/core';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { worstOutputError } from '../../runtime-node/test/oracle.js';
 
 /**
  * The package works in a real page: headless Chromium (Debian's, with its SwiftShader WebGPU) loads the
@@ -145,18 +146,7 @@ describe('in headless Chromium', () => {
     )) as { y: number[]; adapter: string };
     console.log(`[browser] ${await browser.version()}: ${result.adapter}`);
     const dense = codec.decode(params);
-    let worst = 0;
-    for (let t = 0; t < n; t++) {
-      for (let r = 0; r < rows; r++) {
-        let ref = 0;
-        let scale = 0;
-        for (let j = 0; j < cols; j++) {
-          ref += dense[r * cols + j]! * x[t * cols + j]!;
-          scale += Math.abs(dense[r * cols + j]! * x[t * cols + j]!);
-        }
-        worst = Math.max(worst, Math.abs(result.y[t * rows + r]! - ref) / scale);
-      }
-    }
+    const worst = worstOutputError(dense, rows, cols, x, result.y, n);
     expect(result.y.length).toBe(n * rows);
     expect(worst).toBeLessThanOrEqual(1e-5);
     await page.close();
