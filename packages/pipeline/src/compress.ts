@@ -30,7 +30,7 @@ import { type LoadedModel, loadModel } from './load.js';
 import { type CalibrationInfo, codecUsesSaliency } from './calibrate.js';
 import { matrixFeasibility, targetBpw } from './feasibility.js';
 import { looksLikeSafetensors } from './sniff.js';
-import { type FinetuneOptions, type TrainingSection, finetune, validateFinetune } from './finetune.js';
+import { type FinetuneOptions, type TrainingSection, finetune, finetuneProviderKind, validateFinetune } from './finetune.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
 // ------------------------------------------------------------------------------------------ defaults
@@ -323,6 +323,8 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   if (options.finetune) {
     validateFinetune(options.finetune);
     const ft = options.finetune;
+    // Refuse an impossible --train-mode before encoding every matrix, not after.
+    finetuneProviderKind(codec.id, ft.mode ?? 'auto');
     if (ft.calibText !== undefined && (ft.data ?? 'calib') !== 'teacher' && options.measureQuality) {
       const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
       if (evalSha === createHash('sha256').update(ft.calibText).digest('hex')) {

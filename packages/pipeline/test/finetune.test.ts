@@ -180,8 +180,13 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(() => validateFinetune({ ...ft, smoothK: -1 })).toThrow(/--smooth-k/);
   }, 120_000);
 
-  it('--train-mode states refuses a codec without a state-training provider', () => {
+  it('--train-mode states refuses a codec without a state-training provider, before encoding anything', async () => {
     expect(() => finetuneProviderKind('binary', 'states')).toThrow(expect.objectContaining({ code: 'E_BAD_ARGUMENT' }));
+    let encoded = 0;
+    await expect(
+      compress({ model, codec: 'binary', onProgress: () => encoded++, finetune: { steps: 1, calibText, calibSource: 'calib.txt', mode: 'states' } }),
+    ).rejects.toMatchObject({ code: 'E_BAD_ARGUMENT' });
+    expect(encoded).toBe(0);
     expect(finetuneProviderKind('binary', 'ste')).toBe('ste');
     expect(finetuneProviderKind('littlebit', 'ste')).toBe('ste');
     expect(() => validateFinetune({ steps: 1, calibText: 'x', mode: 'bogus' as never })).toThrow(/--train-mode/);
