@@ -52,6 +52,18 @@ export const ErrorCodes = {
   DEVICE_LOST: 'E_DEVICE_LOST',
   /** An allocation failed for lack of memory (GPU buffers): a shorter context, a smaller batch or model. */
   OUT_OF_MEMORY: 'E_OUT_OF_MEMORY',
+  /** The operating system refused access to a file or directory (permissions, read-only file system). */
+  PERMISSION_DENIED: 'E_PERMISSION_DENIED',
+  /** The disk (or a quota) is full: nothing was written, or the partial write was removed. */
+  NO_SPACE: 'E_NO_SPACE',
+  /** A path names something that is not a regular file where a file is needed (FIFO, device, socket, directory). */
+  NOT_A_FILE: 'E_NOT_A_FILE',
+  /** An output path resolves to one of the command's own inputs: writing it would destroy the input. */
+  OUTPUT_IS_INPUT: 'E_OUTPUT_IS_INPUT',
+  /** A file already exists where the command must create a new one (and never overwrites). */
+  EXISTS: 'E_EXISTS',
+  /** Any other failure the operating system reported (an I/O error, too many open files, ...). */
+  SYSTEM: 'E_SYSTEM',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -86,4 +98,53 @@ export class UltraSketchError extends Error {
 /** True when `err` is an UltraSketchError, optionally with the given code. */
 export function isUltraSketchError(err: unknown, code?: ErrorCode): err is UltraSketchError {
   return err instanceof UltraSketchError && (code === undefined || err.code === code);
+}
+
+/** What the command was doing with the path when the system refused (phrases the message). */
+export type FileAction = 'read' | 'write' | 'create' | 'open' | 'list' | 'remove' | 'rename';
+
+/**
+ * Turn a Node.js system error (an `Error` with an errno `code` such as ENOENT, EACCES, ENOSPC) into a typed
+ * error naming the path, what went wrong and the fix. Anything that is not a system error (including an
+ * UltraSketchError) is returned unchanged, so `throw fromSystemError(err, ...)` is safe in any catch.
+ * Pure: it only reads `err.code`, so it runs anywhere (no `node:*` import).
+ */
+export function fromSystemError(err: unknown, path: string, action: FileAction): unknown {
+  if (err instanceof UltraSketchError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !/^E[A-Z0-9_]+$/.test(code)) return err;
+  const verb = { read: 'read', write: 'write', create: 'create', open: 'open', list: 'list', remove: 'remove', rename: 'rename' }[action];
+  const make = (c: ErrorCode, problem: string, hint: string) =>
+    new UltraSketchError(c, problem, { source: path, hint, cause: err });
+  switch (code) {
+    case 'ENOENT':
+      return make(ErrorCodes.FILE_NOT_FOUND, `cannot ${verb}: no such file or directory`, 'check the path (and that its directory exists)');
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return make(
+        ErrorCodes.PERMISSION_DENIED,
+        `cannot ${verb}: permission denied${code === 'EROFS' ? ' (read-only file system)' : ''}`,
+        action === 'read' || action === 'open' || action === 'list'
+          ? 'make the file readable for this user (chmod/chown), or copy it somewhere readable'
+          : 'choose a directory this user can write to, or fix its permissions',
+      );
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return make(ErrorCodes.NO_SPACE, `cannot ${verb}: no space left on the device`, 'free disk space or write to another disk; nothing partial was kept');
+    case 'EEXIST':
+      return make(ErrorCodes.EXISTS, `cannot ${verb}: the file already exists`, 'remove it or choose another name');
+    case 'EISDIR':
+      return make(ErrorCodes.NOT_A_FILE, `cannot ${verb}: it is a directory`, 'name a file, not a directory');
+    case 'ENOTDIR':
+      return make(ErrorCodes.FILE_NOT_FOUND, `cannot ${verb}: a part of the path is a file, not a directory`, 'check the path');
+    case 'EFBIG':
+    case 'ERR_FS_FILE_TOO_LARGE':
+      return make(ErrorCodes.LIMIT_EXCEEDED, `cannot ${verb}: the file is too large`, 'use a smaller file, or a file system that allows larger files');
+    case 'EMFILE':
+    case 'ENFILE':
+      return make(ErrorCodes.SYSTEM, `cannot ${verb}: too many open files`, 'raise the open-file limit (ulimit -n) or close other programs');
+    default:
+      return make(ErrorCodes.SYSTEM, `cannot ${verb}: ${code}${err instanceof Error ? ` (${err.message})` : ''}`, 'check the file and the disk, then try again');
+  }
 }

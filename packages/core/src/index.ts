@@ -1,5 +1,5 @@
-export { ErrorCodes, UltraSketchError, isUltraSketchError } from './errors.js';
-export type { ErrorCode, UltraSketchErrorOptions } from './errors.js';
+export { ErrorCodes, UltraSketchError, isUltraSketchError, fromSystemError } from './errors.js';
+export type { ErrorCode, UltraSketchErrorOptions, FileAction } from './errors.js';
 export {
   f32ToF16Bits,
   f16BitsToF32,

@@ -47,3 +47,41 @@ describe('UltraSketchError', () => {
     expect(new Set(Object.values(ErrorCodes)).size).toBe(entries.length);
   });
 });
+
+describe('fromSystemError', () => {
+  const sys = (code: string) => Object.assign(new Error(`${code}: something`), { code });
+  it('maps the usual errno codes to typed errors that name the path and a fix', async () => {
+    const { fromSystemError } = await import('../src/index.js');
+    const cases: Array<[string, string]> = [
+      ['ENOENT', 'E_FILE_NOT_FOUND'],
+      ['EACCES', 'E_PERMISSION_DENIED'],
+      ['EPERM', 'E_PERMISSION_DENIED'],
+      ['EROFS', 'E_PERMISSION_DENIED'],
+      ['ENOSPC', 'E_NO_SPACE'],
+      ['EDQUOT', 'E_NO_SPACE'],
+      ['EEXIST', 'E_EXISTS'],
+      ['EISDIR', 'E_NOT_A_FILE'],
+      ['ERR_FS_FILE_TOO_LARGE', 'E_LIMIT_EXCEEDED'],
+      ['EMFILE', 'E_SYSTEM'],
+      ['EIO', 'E_SYSTEM'],
+    ];
+    for (const [code, typed] of cases) {
+      const out = fromSystemError(sys(code), '/x/model.bin', 'write');
+      expect(isUltraSketchError(out), code).toBe(true);
+      const e = out as UltraSketchError;
+      expect(e.code, code).toBe(typed);
+      expect(e.source).toBe('/x/model.bin');
+      expect(e.hint, code).toBeTruthy();
+      expect(e.cause).toBeInstanceOf(Error);
+    }
+  });
+  it('returns anything that is not a system error unchanged', async () => {
+    const { fromSystemError } = await import('../src/index.js');
+    const typed = new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'bad');
+    expect(fromSystemError(typed, 'p', 'read')).toBe(typed);
+    const plain = new TypeError('not system');
+    expect(fromSystemError(plain, 'p', 'read')).toBe(plain);
+    expect(fromSystemError('string', 'p', 'read')).toBe('string');
+    expect(fromSystemError(Object.assign(new Error('x'), { code: 'lowercase' }), 'p', 'read')).toBeInstanceOf(Error);
+  });
+});
