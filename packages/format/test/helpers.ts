@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Rng, UltraSketchError, type ErrorCode } from '@ultrasketch/core';
 import { expect } from 'vitest';
 import { llama2cShapes, type Llama2cConfig, type Llama2cWeights } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 /** A file under the repository's sibling `shared/` directory (read-only reference material). */
 export function sharedPath(rel: string): string {
@@ -10,10 +11,12 @@ export function sharedPath(rel: string): string {
 }
 
 /** True when ../shared is present; suites that need it skip (loudly) otherwise. */
-export const HAVE_SHARED = existsSync(sharedPath('models/stories260K/stories260K.bin'));
-if (!HAVE_SHARED) {
-  console.warn('SKIPPING real-model format tests: ../shared/models is absent (this checkout has no shared/ directory)');
-}
+export const HAVE_SHARED = requireShared('format real-model tests', [
+  sharedPath('models/stories260K/stories260K.bin'),
+  sharedPath('models/stories260K/tok512.bin'),
+  sharedPath('models/stories3M/stories3M-q80.bin'),
+  sharedPath('models/stories3M/tok4096.bin'),
+]);
 
 export function readShared(rel: string): Uint8Array {
   return new Uint8Array(readFileSync(sharedPath(rel)));

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import {
   specParse,
 } from '../../format/test/bundleFixture.js';
 import { compress, inspectBundle, loadBundle, loadBundleFromBytes, loadModel, openModel } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 /**
  * loadBundle's checks above the format layer: the stored model config (types, limits, consistency), every
@@ -23,7 +24,7 @@ import { compress, inspectBundle, loadBundle, loadBundleFromBytes, loadModel, op
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
-const HAVE_SHARED = existsSync(MODEL_PATH);
+const HAVE_SHARED = requireShared('pipeline loadBundle tests', [MODEL_PATH]);
 const SRC = 'evil.usk';
 const load = (bytes: Uint8Array) => () => loadBundleFromBytes(bytes, SRC);
 

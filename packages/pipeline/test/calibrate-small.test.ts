@@ -2,7 +2,7 @@
  * Calibration (saliency into the sketch codec, the evaluation-text guard) and the small-matrix policy of
  * compress() (littlebit budgets a matrix cannot meet: refuse, or keep it dense and say so).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,12 +26,13 @@ import {
   openReference,
   resolveCodecOptions,
 } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
 const CALIB = shared('data/tinystories/calib.txt');
 const EVAL = shared('data/tinystories/eval.txt');
-const HAVE_SHARED = existsSync(MODEL_PATH) && existsSync(CALIB) && existsSync(EVAL);
+const HAVE_SHARED = requireShared('pipeline calibrate-small tests', [MODEL_PATH, CALIB, EVAL]);
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string, text?: RegExp): Promise<UltraSketchError> {
   let caught: unknown;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,11 +23,11 @@ import {
   setDefaultLayers,
   weightSeed,
 } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
-const HAVE_SHARED = existsSync(MODEL_PATH);
-if (!HAVE_SHARED) console.warn('SKIPPING pipeline compress tests: ../shared/models/stories260K is absent');
+const HAVE_SHARED = requireShared('pipeline compress tests', [MODEL_PATH]);
 
 registerAll();
 

@@ -6,11 +6,12 @@ import { ErrorCodes } from '@ultrasketch/core';
 import { readBundle } from '@ultrasketch/format';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type TrainingSection, compress, finetuneFlags, finetuneProviderKind, loadModel, sweep, validateFinetune } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 /** Finetuning inside compress() on stories260K (small budgets). */
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
-const HAVE = existsSync(MODEL_PATH) && existsSync(shared('data/tinystories/calib.txt'));
+const HAVE = requireShared('pipeline finetune tests', [MODEL_PATH, shared('data/tinystories/calib.txt'), shared('data/tinystories/eval.txt')]);
 
 describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
   const model = HAVE ? loadModel(MODEL_PATH) : (undefined as never);

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, getCodec } from '@ultrasketch/core';
 import { readBundle } from '@ultrasketch/format';
@@ -16,6 +16,7 @@ import {
   resolveCodecOptions,
   sweep,
 } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 /**
  * littlebit's opt-in refined initialization (lsRounds, refineSigns, refineRounds, refineObjective) through the
@@ -25,7 +26,7 @@ const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, i
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
 const CALIB = shared('data/tinystories/calib.txt');
 const EVAL = shared('data/tinystories/eval.txt');
-const HAVE = existsSync(MODEL_PATH) && existsSync(CALIB) && existsSync(EVAL);
+const HAVE = requireShared('pipeline littlebit-refine tests', [MODEL_PATH, CALIB, EVAL]);
 
 describe('littlebit refine options: keys, calibration decision, specs, flags', () => {
   it('the pipeline knows the four refine keys; only the activation objective uses saliency', () => {

@@ -1,17 +1,18 @@
 /** sweep(): codec specs, the grid, the JSON table, the SVG plot and the Markdown table. */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SweepResult, type SweepRow, WindowCache, codecFlags, loadModel, parseCodecSpec, shellJoin, sweep, sweepMarkdown, sweepSvg } from '../src/index.js';
+import { requireShared } from '../../../test/require-shared.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
 const EVAL = shared('data/tinystories/eval.txt');
 const CALIB = shared('data/tinystories/calib.txt');
-const HAVE_SHARED = existsSync(MODEL_PATH) && existsSync(EVAL) && existsSync(CALIB);
+const HAVE_SHARED = requireShared('pipeline sweep tests', [MODEL_PATH, EVAL, CALIB]);
 
 /**
  * A small XML well-formedness check (enough for our hand-written SVG): every tag closes in order, attributes
