@@ -5,9 +5,19 @@ import {
   UltraSketchError,
   getCodec,
 } from '@ultrasketch/core';
+import { ByteWriter } from './byteWriter.js';
 import { crc32Tag } from './crc32.js';
 import { LIMITS } from './limits.js';
-import { type SafetensorsFile, type SafetensorsTensorInput, readSafetensors, writeSafetensors } from './safetensors.js';
+import {
+  type SafetensorsFile,
+  type SafetensorsTensorInput,
+  readSafetensors,
+  safetensorsLayout,
+  writeSafetensors,
+} from './safetensors.js';
+import { sha256Hex } from './sha256.js';
+import { findDuplicateKey } from './strictJson.js';
+import { encodeUtf8 } from './utf8.js';
 
 /**
  * The `.usk` bundle: one self-describing file holding a compressed model. It IS a safetensors file, so any
@@ -20,7 +30,9 @@ import { type SafetensorsFile, type SafetensorsTensorInput, readSafetensors, wri
  * - `tokenizer.llama2c` — the tokenizer file's bytes (U8), so a bundle needs nothing else to run.
  *
  * `__metadata__` (string → string; structured values are JSON text)
- * - `format` = "ultrasketch.usk", `format_version` = "1";
+ * - `format` = "ultrasketch.usk", `format_version` = "2" (version 1, without `metadata_checksum`, is still read);
+ * - `metadata_checksum`: "sha256:" + hex over every other metadata entry AND the tensor table (names, dtypes,
+ *   shapes, data_offsets), in the canonical encoding of `metadataChecksumBytes`; always verified on load;
  * - `model_config`: the model config (JSON);
  * - `tokenizer`: {"kind": "llama2c", "tensor": "tokenizer.llama2c"};
  * - `weights`: {name: {codec, version, options, seed, rows, cols}} for every 2-D weight;
@@ -32,8 +44,13 @@ import { type SafetensorsFile, type SafetensorsTensorInput, readSafetensors, wri
  */
 
 export const USK_FORMAT = 'ultrasketch.usk';
-export const USK_FORMAT_VERSION = 1;
+/** The version this build writes. */
+export const USK_FORMAT_VERSION = 2;
+/** Versions this build reads: 1 (before the metadata checksum, which it lacks) and 2. */
+export const USK_READABLE_VERSIONS: readonly number[] = [1, 2];
 export const USK_TOKENIZER_TENSOR = 'tokenizer.llama2c';
+/** The metadata key holding the checksum over the rest of the header (format version 2 on). */
+export const USK_METADATA_CHECKSUM_KEY = 'metadata_checksum';
 
 export interface BundleWeightEntry {
   codec: string;
@@ -72,11 +89,110 @@ export interface Bundle {
   weights: Map<string, BundleWeight>;
   vectors: Map<string, Float32Array>;
   sections: Record<string, unknown>;
+  /** What protected this bundle's bytes on this read. */
+  integrity: BundleIntegrity;
   /** The safetensors view underneath (tensor bytes, header size). */
   file: SafetensorsFile;
 }
 
-const RESERVED_KEYS = ['format', 'format_version', 'model_config', 'tokenizer', 'weights', 'vectors', 'checksums'];
+/** Which parts of a bundle a checksum covered when it was read (docs/bundle.md, "Integrity"). */
+export interface BundleIntegrity {
+  /**
+   * 'sha256': the metadata and the tensor table matched `metadata_checksum` (format version 2 on; always
+   * checked). 'none': a version-1 bundle, written before that checksum existed, so its metadata is
+   * protected only by the structure checks.
+   */
+  metadata: 'sha256' | 'none';
+  /** The stored metadata checksum ("sha256:…"), null for version 1. */
+  metadataChecksum: string | null;
+  /** True when every tensor's CRC-32 was verified on this read (false when the caller skipped it). */
+  tensorsVerified: boolean;
+}
+
+const RESERVED_KEYS = [
+  'format',
+  'format_version',
+  'model_config',
+  'tokenizer',
+  'weights',
+  'vectors',
+  'checksums',
+  USK_METADATA_CHECKSUM_KEY,
+];
+
+/** One tensor-table row as the metadata checksum sees it: the header's four facts about the tensor. */
+export interface ChecksummedTensor {
+  name: string;
+  dtype: string;
+  shape: readonly number[];
+  dataOffsets: readonly [number, number];
+}
+
+const CHECKSUM_DOMAIN = 'ultrasketch.usk metadata_checksum v1\n';
+
+/**
+ * The canonical bytes the metadata checksum is computed over. They are built from the header's parsed
+ * values, not its text, so a tool that re-serializes the JSON (other spacing, escapes, key order) keeps the
+ * checksum valid, while any change of a value changes them. Unambiguous by construction (every string
+ * length-prefixed, every list counted), and simple to reproduce in another language:
+ *
+ *   CHECKSUM_DOMAIN (UTF-8)
+ *   u32 count, then for each metadata entry except `metadata_checksum`, sorted by the key's UTF-8 bytes:
+ *     str key, str value
+ *   u32 count, then for each tensor, sorted by the name's UTF-8 bytes:
+ *     str name, str dtype, u32 rank, rank × u64 dimension, u64 begin, u64 end
+ *
+ * where str = u32 byte length + UTF-8 bytes, and every integer is little-endian. Strings must be well-formed
+ * Unicode (a lone surrogate has no UTF-8 form, so two different strings could encode alike): such a
+ * string is refused by the reader and the writer.
+ */
+export function metadataChecksumBytes(metadata: Record<string, string>, tensors: Iterable<ChecksummedTensor>): Uint8Array {
+  const byBytes = (a: Uint8Array, b: Uint8Array): number => {
+    const n = Math.min(a.byteLength, b.byteLength);
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+    return a.byteLength - b.byteLength;
+  };
+  const entries = Object.keys(metadata)
+    .filter((k) => k !== USK_METADATA_CHECKSUM_KEY)
+    .map((k) => ({ key: encodeUtf8(k), value: encodeUtf8(metadata[k]!) }))
+    .sort((a, b) => byBytes(a.key, b.key));
+  const rows = [...tensors]
+    .map((t) => ({ name: encodeUtf8(t.name), dtype: encodeUtf8(t.dtype), shape: t.shape, offsets: t.dataOffsets }))
+    .sort((a, b) => byBytes(a.name, b.name));
+  const domain = encodeUtf8(CHECKSUM_DOMAIN);
+  let size = domain.byteLength + 8;
+  for (const e of entries) size += 8 + e.key.byteLength + e.value.byteLength;
+  for (const r of rows) size += 4 + r.name.byteLength + 4 + r.dtype.byteLength + 4 + 8 * r.shape.length + 16;
+  const out = new ByteWriter(size);
+  const str = (b: Uint8Array) => {
+    out.u32(b.byteLength);
+    out.raw(b);
+  };
+  out.raw(domain);
+  out.u32(entries.length);
+  for (const e of entries) {
+    str(e.key);
+    str(e.value);
+  }
+  out.u32(rows.length);
+  for (const r of rows) {
+    str(r.name);
+    str(r.dtype);
+    out.u32(r.shape.length);
+    for (const d of r.shape) out.u64(BigInt(d));
+    out.u64(BigInt(r.offsets[0]));
+    out.u64(BigInt(r.offsets[1]));
+  }
+  return out.finish();
+}
+
+/** The value stored under `metadata_checksum`: "sha256:" + 64 lowercase hex digits. */
+export function metadataChecksum(metadata: Record<string, string>, tensors: Iterable<ChecksummedTensor>): string {
+  return `sha256:${sha256Hex(metadataChecksumBytes(metadata, tensors))}`;
+}
+
+/** A string with an unpaired UTF-16 surrogate (no UTF-8 encoding exists for it). */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
   const tensors: SafetensorsTensorInput[] = [];
@@ -122,18 +238,30 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
     }
     metadata[key] = JSON.stringify(value);
   }
+  for (const [key, value] of Object.entries(metadata)) {
+    if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `metadata "${key}" holds an unpaired UTF-16 surrogate, which has no UTF-8 form`);
+    }
+  }
+  // The checksum needs the tensor table before the file exists: the layout is exactly the writer's.
+  metadata[USK_METADATA_CHECKSUM_KEY] = metadataChecksum(metadata, safetensorsLayout(tensors));
   return writeSafetensors(tensors, metadata);
 }
 
 export interface ReadBundleOptions {
-  /** Verify every tensor's CRC-32 (default true). Skipping saves a pass over the file. */
+  /**
+   * Verify every tensor's CRC-32 (default true). Skipping saves a pass over the file. The metadata
+   * checksum is verified either way: it covers only the header, and without it a damaged header could
+   * change the model (a config field, a codec seed) with nothing noticing.
+   */
   verifyChecksums?: boolean;
 }
 
 /**
- * Read and validate a bundle: the safetensors layer's limits, then the metadata's structure, then every
- * checksum, then each weight's codec (known id and version, valid options, tensors consistent with the
- * shape). Any failure is a typed error naming the file and the problem.
+ * Read and validate a bundle: the safetensors layer's limits (and no duplicate keys), the format marker and
+ * version, the metadata checksum (version 2), then the metadata's structure, then every tensor checksum,
+ * then each weight's codec (known id and version, valid options, tensors consistent with the shape). Any
+ * failure is a typed error naming the file.
  */
 export function readBundle(bytes: Uint8Array, source = '<bundle>', options: ReadBundleOptions = {}): Bundle {
   const file = readSafetensors(bytes, source);
@@ -144,18 +272,63 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
   if (meta.format !== USK_FORMAT) {
     bad(ErrorCodes.BAD_MAGIC, `not an UltraSketch bundle (metadata "format" is ${JSON.stringify(meta.format ?? null)})`, 'this is a plain safetensors file; compress a model with `ultrasketch compress` to make a bundle');
   }
-  const formatVersion = Number(meta.format_version);
-  if (formatVersion !== USK_FORMAT_VERSION) {
-    bad(ErrorCodes.BAD_VERSION, `bundle format version ${meta.format_version} is not supported (this build reads ${USK_FORMAT_VERSION})`, 'use the UltraSketch version that wrote it');
+  // Exactly "1" or "2": a lenient Number() would also take " 2", "2.0" or "0x2".
+  const formatVersion = USK_READABLE_VERSIONS.find((v) => String(v) === meta.format_version);
+  if (formatVersion === undefined) {
+    bad(
+      ErrorCodes.BAD_VERSION,
+      `bundle format version ${JSON.stringify(meta.format_version ?? null)} is not supported (this build reads ${USK_READABLE_VERSIONS.join(' and ')})`,
+      'use the UltraSketch version that wrote it',
+    );
+  }
+  const storedChecksum = meta[USK_METADATA_CHECKSUM_KEY];
+  if (formatVersion === 1) {
+    // Version 1 predates the key, so a version-1 header carrying one was a version-2 header whose version
+    // changed: refusing it stops a one-field edit from switching the metadata check off.
+    if (storedChecksum !== undefined) {
+      bad(
+        ErrorCodes.BAD_VERSION,
+        `format version 1 has no "${USK_METADATA_CHECKSUM_KEY}", but this bundle has one: its "format_version" was changed`,
+        'the file is corrupt; re-create or re-copy it',
+      );
+    }
+  } else {
+    if (storedChecksum === undefined) {
+      bad(ErrorCodes.BAD_HEADER, `metadata "${USK_METADATA_CHECKSUM_KEY}" is missing (required from format version 2)`);
+    }
+    for (const [key, value] of Object.entries(meta)) {
+      if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) {
+        bad(ErrorCodes.BAD_HEADER, `metadata ${JSON.stringify(key)} holds an unpaired UTF-16 surrogate escape`);
+      }
+    }
+    for (const name of file.tensors.keys()) {
+      if (LONE_SURROGATE.test(name)) bad(ErrorCodes.BAD_HEADER, `tensor name ${JSON.stringify(name)} holds an unpaired UTF-16 surrogate escape`);
+    }
+    const table = [...file.tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets }));
+    if (metadataChecksum(meta, table) !== storedChecksum) {
+      bad(
+        ErrorCodes.CHECKSUM,
+        'metadata checksum mismatch: the header (model config, codec entries, tensor table or other metadata) changed after the bundle was written',
+        'the file is corrupt or was edited; re-create or re-copy it',
+      );
+    }
   }
   const json = (key: string): unknown => {
     const text = meta[key];
     if (text === undefined) bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is missing`);
+    let value: unknown;
     try {
-      return JSON.parse(text!);
+      value = JSON.parse(text!);
     } catch {
       return bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is not valid JSON`);
     }
+    // The same rule as the header's: a repeated key would let two readers see two different values.
+    const dup = findDuplicateKey(text!);
+    if (dup) {
+      const where = dup.path.length === 0 ? '' : ` (in ${dup.path.map((p) => JSON.stringify(p)).join(' → ')})`;
+      bad(ErrorCodes.BAD_HEADER, `metadata "${key}" has the key ${JSON.stringify(dup.key)} twice${where}`);
+    }
+    return value;
   };
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -182,7 +355,8 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
   for (const name of claimed) {
     if (!file.tensors.has(name)) bad(ErrorCodes.MISSING_TENSOR, `tensor "${name}" is listed in the checksums but missing`);
   }
-  if (options.verifyChecksums ?? true) {
+  const verifyTensors = options.verifyChecksums ?? true;
+  if (verifyTensors) {
     for (const [name, t] of file.tensors) {
       if (crc32Tag(t.data) !== (checksums as Record<string, unknown>)[name]) {
         bad(ErrorCodes.CHECKSUM, `checksum mismatch in tensor "${name}": its bytes changed after the bundle was written`, 'the file is corrupt; re-create or re-copy it');
@@ -266,12 +440,17 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
   const sections: Record<string, unknown> = {};
   for (const key of Object.keys(meta)) if (!RESERVED_KEYS.includes(key)) sections[key] = json(key);
   return {
-    formatVersion,
+    formatVersion: formatVersion!,
     config: config as Record<string, unknown>,
     tokenizer: { kind: 'llama2c', bytes: tokTensor!.data },
     weights,
     vectors,
     sections,
+    integrity: {
+      metadata: formatVersion === 1 ? 'none' : 'sha256',
+      metadataChecksum: formatVersion === 1 ? null : storedChecksum!,
+      tensorsVerified: verifyTensors,
+    },
     file,
   };
 }

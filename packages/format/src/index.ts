@@ -23,13 +23,37 @@ export {
   getSafetensorsTensor,
   getSafetensorsFloat32,
   tensorDataToFloat32,
+  safetensorsLayout,
 } from './safetensors.js';
 export type {
   SafetensorsTensor,
   SafetensorsFile,
   SafetensorsLimits,
   SafetensorsTensorInput,
+  SafetensorsLayoutEntry,
 } from './safetensors.js';
 export { crc32, crc32Tag } from './crc32.js';
-export { USK_FORMAT, USK_FORMAT_VERSION, USK_TOKENIZER_TENSOR, writeBundle, readBundle } from './bundle.js';
-export type { Bundle, BundleInput, BundleWeight, BundleWeightEntry, BundleWeightInput, ReadBundleOptions } from './bundle.js';
+export { sha256, sha256Hex } from './sha256.js';
+export { findDuplicateKey } from './strictJson.js';
+export type { DuplicateKey } from './strictJson.js';
+export {
+  USK_FORMAT,
+  USK_FORMAT_VERSION,
+  USK_READABLE_VERSIONS,
+  USK_TOKENIZER_TENSOR,
+  USK_METADATA_CHECKSUM_KEY,
+  writeBundle,
+  readBundle,
+  metadataChecksum,
+  metadataChecksumBytes,
+} from './bundle.js';
+export type {
+  Bundle,
+  BundleInput,
+  BundleIntegrity,
+  BundleWeight,
+  BundleWeightEntry,
+  BundleWeightInput,
+  ChecksummedTensor,
+  ReadBundleOptions,
+} from './bundle.js';

@@ -10,6 +10,7 @@ import {
 } from '@ultrasketch/core';
 import { ByteWriter } from './byteWriter.js';
 import { LIMITS, type Limits } from './limits.js';
+import { findDuplicateKey } from './strictJson.js';
 import { decodeUtf8Strict, encodeUtf8 } from './utf8.js';
 
 /**
@@ -22,9 +23,9 @@ import { decodeUtf8Strict, encodeUtf8 } from './utf8.js';
  * holes, nothing after the last tensor.
  *
  * The reader treats the file as hostile: every number in the header is checked against a named limit
- * and against the file before it is used. The exact tiling rule also defuses duplicate JSON keys, which
- * parsers resolve differently: JSON.parse keeps the last one, and the range of the one it dropped becomes
- * a hole and is rejected (unless both claim the very same bytes).
+ * and against the file before it is used. A header with a duplicate JSON key at any level (two tensors of
+ * one name, a metadata key twice, a field twice in a tensor entry) is refused: parsers resolve duplicates
+ * differently (JSON.parse keeps the last), so such a file means different things to different readers.
  */
 
 /** A tensor in a safetensors file. `data` is a view into the file's bytes, not a copy. */
@@ -32,6 +33,8 @@ export interface SafetensorsTensor {
   dtype: DType;
   shape: number[];
   data: Uint8Array;
+  /** [begin, end) of `data` relative to the data area, as the header states them. */
+  dataOffsets: [number, number];
 }
 
 export interface SafetensorsFile {
@@ -88,7 +91,7 @@ export function readSafetensors(
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of infos) {
     const data = bytes.subarray(dataOffset + t.begin, dataOffset + t.end);
-    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
+    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data, dataOffsets: [t.begin, t.end] });
   }
   return { tensors, metadata, headerBytes, dataOffset };
 }
@@ -136,7 +139,25 @@ function parseHeaderJson(raw: Uint8Array, source: string): Record<string, unknow
     fail(ErrorCodes.BAD_HEADER, `header is not valid JSON: ${(err as Error).message}`, source);
   }
   if (!isPlainObject(parsed)) fail(ErrorCodes.BAD_HEADER, 'header is not a JSON object', source);
+  const dup = findDuplicateKey(text);
+  if (dup) {
+    fail(
+      ErrorCodes.BAD_HEADER,
+      `header has a duplicate key: ${describeDuplicate(dup.key, dup.path)}`,
+      source,
+      'JSON readers disagree on which of two equal keys wins, so the file is ambiguous; rewrite it with each key once',
+    );
+  }
   return parsed;
+}
+
+/** Where a duplicated header key sits, in the header's own terms. */
+function describeDuplicate(key: string, path: string[]): string {
+  const k = JSON.stringify(key);
+  if (path.length === 0) return key === METADATA_KEY ? `${METADATA_KEY} appears twice` : `tensor ${k} appears twice`;
+  if (path[0] === METADATA_KEY && path.length === 1) return `${METADATA_KEY} key ${k} appears twice`;
+  if (path.length === 1) return `tensor ${JSON.stringify(path[0])} has the field ${k} twice`;
+  return `key ${k} appears twice in ${path.map((p) => JSON.stringify(p)).join(' → ')}`;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -361,22 +382,14 @@ export function writeSafetensors(
   metadata: Record<string, string> = {},
   limits: SafetensorsLimits = LIMITS,
 ): Uint8Array<ArrayBuffer> {
-  const list = normalizeInputs(tensors);
-  const checked = list.map((t) => checkInput(t, limits));
-  checkUniqueNames(checked);
-  if (checked.length > limits.maxTensorCount) {
-    writerError(ErrorCodes.LIMIT_EXCEEDED, `${checked.length} tensors, more than the limit of ${limits.maxTensorCount}`, '<tensors>');
-  }
-  checked.sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || compareStrings(a.name, b.name));
-
+  const checked = planLayout(tensors, limits);
   const entries: string[] = [];
   const metaJson = metadataJson(metadata);
   if (metaJson !== undefined) entries.push(`${JSON.stringify(METADATA_KEY)}:${metaJson}`);
   let offset = 0;
   for (const t of checked) {
-    const end = offset + t.bytes.byteLength;
-    entries.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, end] })}`);
-    offset = end;
+    entries.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: t.dataOffsets })}`);
+    offset = t.dataOffsets[1];
   }
   const json = encodeUtf8(`{${entries.join(',')}}`);
   const headerBytes = Math.ceil(json.byteLength / 8) * 8;
@@ -390,6 +403,45 @@ export function writeSafetensors(
   out.pad(headerBytes - json.byteLength, SPACE, 'header padding');
   for (const t of checked) out.raw(t.bytes, t.name);
   return out.finish();
+}
+
+/** A tensor's entry in the header as `writeSafetensors` will write it. */
+export interface SafetensorsLayoutEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  dataOffsets: [number, number];
+}
+
+/**
+ * The tensor table `writeSafetensors` would write for these tensors, in data order, without writing
+ * anything: for callers that must know the header's entries before the file exists (the bundle writer
+ * checksums them). Validates the inputs exactly as the writer does.
+ */
+export function safetensorsLayout(
+  tensors: Iterable<SafetensorsTensorInput> | Map<string, Omit<SafetensorsTensorInput, 'name'>>,
+  limits: SafetensorsLimits = LIMITS,
+): SafetensorsLayoutEntry[] {
+  return planLayout(tensors, limits).map(({ name, dtype, shape, dataOffsets }) => ({ name, dtype, shape, dataOffsets }));
+}
+
+/** Validated inputs in data order (element size, largest first, then name), each with its byte range. */
+function planLayout(
+  tensors: Iterable<SafetensorsTensorInput> | Map<string, Omit<SafetensorsTensorInput, 'name'>>,
+  limits: SafetensorsLimits,
+): Array<CheckedInput & { dataOffsets: [number, number] }> {
+  const checked = normalizeInputs(tensors).map((t) => checkInput(t, limits));
+  checkUniqueNames(checked);
+  if (checked.length > limits.maxTensorCount) {
+    writerError(ErrorCodes.LIMIT_EXCEEDED, `${checked.length} tensors, more than the limit of ${limits.maxTensorCount}`, '<tensors>');
+  }
+  checked.sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || compareStrings(a.name, b.name));
+  let offset = 0;
+  return checked.map((t) => {
+    const begin = offset;
+    offset += t.bytes.byteLength;
+    return { ...t, dataOffsets: [begin, offset] };
+  });
 }
 
 function writerError(code: ErrorCode, problem: string, source: string): never {

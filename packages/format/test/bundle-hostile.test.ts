@@ -80,7 +80,7 @@ describe('hostile bundles: the format marker and the metadata', () => {
     expectBundleError(read(specWithHeader(noMeta, spec.data)), ErrorCodes.BAD_MAGIC, SRC);
   });
 
-  it.each(['2', '0', 'one', ''])('format_version %j is BAD_VERSION', (v) => {
+  it.each(['3', '0', 'one', '', ' 2', '2.0'])('format_version %j is BAD_VERSION', (v) => {
     expectBundleError(read(editMetadata(GOOD, (m) => void (m.format_version = v))), ErrorCodes.BAD_VERSION, SRC, /format version/);
   });
 

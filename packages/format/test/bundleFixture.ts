@@ -1,7 +1,7 @@
 import { registerAll } from '@ultrasketch/baselines';
 import { type CodecParams, type ErrorCode, Rng, type StoredTensor, UltraSketchError, getCodec } from '@ultrasketch/core';
 import { expect } from 'vitest';
-import { type BundleInput, crc32Tag, writeSafetensors } from '../src/index.js';
+import { type BundleInput, crc32Tag, metadataChecksum, writeSafetensors } from '../src/index.js';
 
 /**
  * A small bundle with one weight per codec configuration worth covering (awkward shapes: 8×8, 4×8, 12×8,
@@ -110,9 +110,31 @@ export function specParse(file: Uint8Array): SpecFile {
   return { headerLength: n, header, metadata: header.__metadata__ ?? {}, tensors, data };
 }
 
-/** A file with `header` (re-serialized, padded to 8) in front of the unchanged data area. */
-export function specWithHeader(header: Record<string, unknown>, data: Uint8Array): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify(header));
+/**
+ * A header whose `metadata_checksum` (when it has one) is recomputed for its current metadata and tensor
+ * table, as a careful editor would: the hostile tests then exercise the check they are about, not the
+ * checksum. A table too malformed to checksum (a test of the safetensors layer) is left as it is.
+ */
+export function resealed(header: Record<string, unknown>): Record<string, unknown> {
+  const meta = header.__metadata__ as Record<string, string> | undefined;
+  if (meta === null || typeof meta !== 'object' || typeof meta.metadata_checksum !== 'string') return header;
+  const table = [];
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const ints = (x: unknown) => Array.isArray(x) && x.every((d) => Number.isSafeInteger(d) && d >= 0);
+    if (typeof e?.dtype !== 'string' || !ints(e.shape) || !ints(e.data_offsets)) return header;
+    table.push({ name, dtype: e.dtype, shape: e.shape as number[], dataOffsets: e.data_offsets as [number, number] });
+  }
+  return { ...header, __metadata__: { ...meta, metadata_checksum: metadataChecksum(meta, table) } };
+}
+
+/**
+ * A file with `header` (re-serialized, padded to 8) in front of the unchanged data area; its metadata
+ * checksum re-sealed unless `reseal` is false.
+ */
+export function specWithHeader(header: Record<string, unknown>, data: Uint8Array, reseal = true): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(reseal ? resealed(header) : header));
   const n = Math.ceil(json.byteLength / 8) * 8;
   const out = new Uint8Array(8 + n + data.byteLength);
   new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
@@ -122,12 +144,15 @@ export function specWithHeader(header: Record<string, unknown>, data: Uint8Array
   return out;
 }
 
-/** The file with its `__metadata__` changed by `edit` (tensors and their bytes untouched). */
-export function editMetadata(file: Uint8Array, edit: (meta: Record<string, string>) => void): Uint8Array {
+/**
+ * The file with its `__metadata__` changed by `edit` (tensors and their bytes untouched), the metadata
+ * checksum re-sealed unless `reseal` is false.
+ */
+export function editMetadata(file: Uint8Array, edit: (meta: Record<string, string>) => void, reseal = true): Uint8Array {
   const spec = specParse(file);
   const meta = { ...spec.metadata };
   edit(meta);
-  return specWithHeader({ ...spec.header, __metadata__: meta }, spec.data);
+  return specWithHeader({ ...spec.header, __metadata__: meta }, spec.data, reseal);
 }
 
 /** Edit one JSON-valued metadata entry. */
@@ -152,7 +177,9 @@ export function editTensors(file: Uint8Array, edit: (tensors: Map<string, Stored
   const checksums: Record<string, string> = {};
   for (const [name, t] of tensors) checksums[name] = crc32Tag(t.data);
   meta.checksums = JSON.stringify(checksums);
-  return writeSafetensors([...tensors].map(([name, t]) => ({ name, ...t })), meta);
+  const rebuilt = writeSafetensors([...tensors].map(([name, t]) => ({ name, ...t })), meta);
+  const again = specParse(rebuilt);
+  return specWithHeader(again.header, again.data);
 }
 
 /** Expect a typed error with `code` whose message names `file` (and matches `problem`). */
