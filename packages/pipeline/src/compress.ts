@@ -503,7 +503,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     // Measure the bundle exactly as it will be read: write it, read it back, run it with the fused kernels.
     const draft = writeBundle(input);
     const bundle = readBundle(draft, options.output ?? '<compressed bundle>');
-    quality = { ...(await measureQuality(bundle, model, options.measureQuality)) };
+    quality = { ...(await measureQuality(bundle, model, options.measureQuality, options.output)) };
   }
   const tQuality = performance.now();
   if (quality !== null) input.sections = { ...input.sections, quality };
@@ -601,9 +601,11 @@ function infeasibleRefusal(
   return new UltraSketchError(ErrorCodes.INFEASIBLE_BUDGET, problem, { hint });
 }
 
-async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQualityOptions): Promise<QualitySection> {
+async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQualityOptions, bundleName?: string): Promise<QualitySection> {
   const session = o.makeSession ? o.makeSession(bundle) : sessionFromBundle(bundle);
   const reference = o.reference ?? NodeSession.fromWeights(model.weights);
+  // A NaN/Inf in the bundle's (or the float model's) outputs is a NOT_FINITE error naming where, so a
+  // broken bundle is never written with a NaN quality section.
   const r = await evaluate({
     session,
     reference,
@@ -612,6 +614,8 @@ async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQual
     textSource: o.textSource ?? '<text>',
     windows: o.windows ?? 8,
     ...(o.window === undefined ? {} : { window: o.window }),
+    modelSource: `the compressed bundle${bundleName === undefined ? '' : ` (${bundleName})`}`,
+    referenceSource: model.source.path,
   });
   return {
     protocol: r.protocol,

@@ -1,12 +1,16 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { ModelConfig, Tokenizer } from '@ultrasketch/model';
+import { type ForwardHooks, type ModelConfig, type Tokenizer, TensorNames, parseLinearName } from '@ultrasketch/model';
 import { documentTokenStream } from './text.js';
 
-/** Anything that can score a window: a runtime session (CPU now, WebGPU later). */
+/**
+ * Anything that can score a window: a runtime session (CPU now, WebGPU later). A session that honours
+ * `hooks` (runtime-node's) lets a non-finite result be traced to the layer it started in; one that ignores
+ * them still gets the typed error, without the layer.
+ */
 export interface ScoringSession {
   readonly config: ModelConfig;
   reset(): void;
-  forward(tokens: ArrayLike<number>, options: { logits: 'all' }): Float32Array | Promise<Float32Array>;
+  forward(tokens: ArrayLike<number>, options: { logits: 'all'; hooks?: ForwardHooks }): Float32Array | Promise<Float32Array>;
 }
 
 export interface EvaluateProgress {
@@ -28,6 +32,9 @@ export interface EvaluateOptions {
   windows?: number;
   /** The float model to compare against on the same windows (KL and top-1). */
   reference?: ScoringSession;
+  /** Names of the two models (paths) for error messages; default 'the evaluated model' / 'the reference model'. */
+  modelSource?: string;
+  referenceSource?: string;
   onProgress?(p: EvaluateProgress): void;
 }
 
@@ -94,6 +101,13 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
   let klSum = 0;
   let agree = 0;
   const refCopy = reference ? new Float32Array(W * vocab) : undefined;
+  const names = { evaluated: options.modelSource, reference: options.referenceSource };
+  // A NaN or Inf anywhere below is a broken model, never a figure: stop at the first one, say where it is.
+  const fail = async (which: 'evaluated' | 'reference', w: number, t: number, tokens: Int32Array, what: string): Promise<never> => {
+    const s = which === 'evaluated' ? session : reference!;
+    const source = names[which];
+    throw await nonFiniteError({ model: which, ...(source === undefined ? {} : { source }), window: w, position: t, streamIndex: w * W + t, what }, s, tokens);
+  };
 
   for (let w = 0; w < nWindows; w++) {
     const tokens = stream.subarray(w * W, (w + 1) * W);
@@ -106,15 +120,30 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
     const logits = await session.forward(tokens, { logits: 'all' });
     let windowSum = 0;
     for (let t = 0; t < W - 1; t++) {
-      const row = logits.subarray(t * vocab, (t + 1) * vocab);
       const target = tokens[t + 1]!;
-      const lse = logSumExp(row);
-      windowSum += lse - row[target]!;
+      let refRow: Float32Array | undefined;
+      let refLse = 0;
       if (refCopy) {
-        const refRow = refCopy.subarray(t * vocab, (t + 1) * vocab);
-        const refLse = logSumExp(refRow);
-        refNllSum += refLse - refRow[target]!;
-        klSum += klDivergence(refRow, refLse, row, lse);
+        refRow = refCopy.subarray(t * vocab, (t + 1) * vocab);
+        const bad = firstNonFinite(refRow);
+        if (bad >= 0) await fail('reference', w, t, tokens, `logit ${bad} is ${refRow[bad]}`);
+        refLse = logSumExp(refRow);
+      }
+      const row = logits.subarray(t * vocab, (t + 1) * vocab);
+      const bad = firstNonFinite(row);
+      if (bad >= 0) await fail('evaluated', w, t, tokens, `logit ${bad} is ${row[bad]}`);
+      const lse = logSumExp(row);
+      const nll = lse - row[target]!;
+      // Finite logits can still overflow float64 here when they are ~1e308 apart.
+      if (!Number.isFinite(nll)) await fail('evaluated', w, t, tokens, `the negative log-likelihood is ${nll} (log-sum-exp ${lse})`);
+      windowSum += nll;
+      if (refRow) {
+        const refNll = refLse - refRow[target]!;
+        if (!Number.isFinite(refNll)) await fail('reference', w, t, tokens, `the negative log-likelihood is ${refNll} (log-sum-exp ${refLse})`);
+        refNllSum += refNll;
+        const kl = klDivergence(refRow, refLse, row, lse);
+        if (!Number.isFinite(kl)) await fail('evaluated', w, t, tokens, `KL(reference ‖ model) is ${kl}`);
+        klSum += kl;
         if (argmax(refRow) === argmax(row)) agree++;
       }
     }
@@ -132,15 +161,130 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
     predictedTokens: predicted,
     streamTokens: stream.length,
     meanNll,
-    perplexity: Math.exp(meanNll),
+    perplexity: finitePerplexity(meanNll, 'evaluated', names.evaluated, windowNll),
     windowNll,
   };
   if (reference) {
     result.kl = klSum / predicted;
     result.top1 = agree / predicted;
-    result.reference = { meanNll: refNllSum / predicted, perplexity: Math.exp(refNllSum / predicted) };
+    result.reference = { meanNll: refNllSum / predicted, perplexity: finitePerplexity(refNllSum / predicted, 'reference', names.reference) };
   }
   return result;
+}
+
+/**
+ * exp(mean NLL), or NOT_FINITE when it overflows (a mean NLL above ~709 nats: finite logits, but so far apart
+ * that the figure would print as Infinity).
+ */
+function finitePerplexity(meanNll: number, role: 'evaluated' | 'reference', source: string | undefined, windowNll?: number[]): number {
+  const ppl = Math.exp(meanNll);
+  if (Number.isFinite(ppl)) return ppl;
+  const worst = windowNll && windowNll.length > 0 ? windowNll.indexOf(Math.max(...windowNll)) : -1;
+  throw new UltraSketchError(
+    ErrorCodes.NOT_FINITE,
+    `the perplexity of the ${role} model overflows: its mean negative log-likelihood is ${meanNll} nats per token` +
+      (worst >= 0 ? ` (worst: window ${worst}, ${windowNll![worst]} nats)` : ''),
+    { ...(source === undefined ? {} : { source }), hint: 'the model assigns ~zero probability to the text: its logits are far out of range; check the weights (a mis-scaled tensor?)' },
+  );
+}
+
+/** Where a non-finite value was found (NotFiniteError.where). Windows and positions are 0-based. */
+export interface NonFiniteLocation {
+  model: 'evaluated' | 'reference';
+  /** The model's path (or its description), when the caller named it. */
+  source?: string;
+  window: number;
+  /** Position inside the window: its logits predict token position + 1. */
+  position: number;
+  /** Index of that position in the whole token stream. */
+  streamIndex: number;
+  /** The value found ("logit 17 is NaN", "KL(...) is Infinity"). */
+  what: string;
+  /** First decoder layer whose values at this position are non-finite; null when after the last layer or unknown. */
+  layer: number | null;
+  /** Where in the forward pass it first appears, in words ("layer 0: the SwiGLU product entering mlp.down_proj"). */
+  stage: string;
+}
+
+/** NOT_FINITE from evaluation, with the location as data (for tests and reports). */
+export class NotFiniteError extends UltraSketchError {
+  constructor(
+    readonly where: NonFiniteLocation,
+    hint: string,
+  ) {
+    super(
+      ErrorCodes.NOT_FINITE,
+      `${where.model === 'evaluated' ? 'the evaluated model' : 'the reference model'} gives a non-finite result at window ${where.window}, ` +
+        `position ${where.position} (token ${where.streamIndex} of the stream): ${where.what}; first non-finite: ${where.stage}`,
+      { ...(where.source === undefined ? {} : { source: where.source }), hint },
+    );
+  }
+}
+
+async function nonFiniteError(
+  at: Omit<NonFiniteLocation, 'layer' | 'stage'>,
+  session: ScoringSession,
+  tokens: Int32Array,
+): Promise<NotFiniteError> {
+  const found = await locateNonFinite(session, tokens, at.position);
+  const hint =
+    found.layer === null && found.stage.startsWith('unknown')
+      ? 'the weights overflow float32 in the forward pass (a corrupt or mis-scaled tensor?); run with --runtime node to find the layer'
+      : 'the weights overflow float32 in the forward pass there (a corrupt or mis-scaled tensor?); check that layer\'s weights, or re-create the file from its source';
+  return new NotFiniteError({ ...at, ...found }, hint);
+}
+
+/**
+ * Re-run one window with forward hooks and return the first place where the values at `position` stop being
+ * finite. The hooks fire in data-flow order (the inputs of q/k/v, o, gate/up, down, then the layer's output;
+ * finally the classifier's input), so the first non-finite row names the stage that produced it.
+ */
+export async function locateNonFinite(
+  session: ScoringSession,
+  tokens: ArrayLike<number>,
+  position: number,
+): Promise<{ layer: number | null; stage: string }> {
+  let found: { layer: number | null; stage: string } | null = null;
+  let called = false;
+  const rowBad = (x: Float32Array, width: number) => firstNonFinite(x.subarray(position * width, (position + 1) * width)) >= 0;
+  const hooks: ForwardHooks = {
+    onLinearInput(name, x, n, inFeatures) {
+      called = true;
+      if (found || position >= n || !rowBad(x, inFeatures)) return;
+      if (name === TensorNames.classifier) {
+        found = { layer: null, stage: 'after the last layer: the final RMSNorm output (model.norm) entering the classifier' };
+        return;
+      }
+      const p = parseLinearName(name);
+      if (!p) return;
+      const what: Record<string, string> = {
+        q: 'the attention RMSNorm output (input_layernorm) entering self_attn.q_proj',
+        k: 'the attention RMSNorm output (input_layernorm) entering self_attn.k_proj',
+        v: 'the attention RMSNorm output (input_layernorm) entering self_attn.v_proj',
+        o: 'the attention output (softmax of q·k over v) entering self_attn.o_proj',
+        gate: 'the residual after attention, RMS-normed (post_attention_layernorm), entering mlp.gate_proj',
+        up: 'the residual after attention, RMS-normed (post_attention_layernorm), entering mlp.up_proj',
+        down: 'the SwiGLU product of mlp.gate_proj and mlp.up_proj entering mlp.down_proj',
+      };
+      found = { layer: p.layer, stage: `layer ${p.layer}: ${what[p.kind] ?? name}` };
+    },
+    onLayerOutput(layer, x, n) {
+      called = true;
+      if (found || position >= n || !rowBad(x, session.config.dim)) return;
+      found = { layer, stage: `layer ${layer}: the output of mlp.down_proj added to the residual stream` };
+    },
+  };
+  session.reset();
+  await session.forward(tokens, { logits: 'all', hooks });
+  if (found) return found;
+  if (!called) return { layer: null, stage: 'unknown: this runtime does not report per-layer values' };
+  return { layer: null, stage: 'after the last layer: the classifier (lm_head) output' };
+}
+
+/** Index of the first NaN or ±Infinity in x, or -1. */
+export function firstNonFinite(x: ArrayLike<number>): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) return i;
+  return -1;
 }
 
 /** log Σ exp(x), computed stably in float64. */
@@ -152,8 +296,11 @@ export function logSumExp(x: Float32Array): number {
   return max + Math.log(sum);
 }
 
-/** KL(P ‖ Q) for logits p, q with their log-sum-exps: Σ P (log P − log Q). */
-function klDivergence(p: Float32Array, pLse: number, q: Float32Array, qLse: number): number {
+/**
+ * KL(P ‖ Q) = Σ P (log P − log Q) for logits p, q with their log-sum-exps. evaluate() calls it with P the
+ * reference (float) model and Q the evaluated one (docs/evaluation.md: KL(P_float ‖ P_compressed)).
+ */
+export function klDivergence(p: Float32Array, pLse: number, q: Float32Array, qLse: number): number {
   let kl = 0;
   for (let i = 0; i < p.length; i++) {
     const logP = p[i]! - pLse;

@@ -1,8 +1,8 @@
 export { loadModel, loadModelFromBytes, loadCheckpointWeights, findTokenizer, readFileChecked } from './load.js';
 export type { LoadedModel, LoadedWeights, LoadOptions } from './load.js';
 export { splitDocuments, documentTokenStream } from './text.js';
-export { evaluate, logSumExp } from './evaluate.js';
-export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession } from './evaluate.js';
+export { evaluate, logSumExp, klDivergence, locateNonFinite, firstNonFinite, NotFiniteError } from './evaluate.js';
+export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession, NonFiniteLocation } from './evaluate.js';
 export { writeFileAtomic, temporaryPathFor } from './atomic.js';
 export type { WriteAtomicOptions } from './atomic.js';
 export { looksLikeSafetensors, looksLikeSafetensorsBytes } from './sniff.js';

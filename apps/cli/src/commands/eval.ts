@@ -86,6 +86,9 @@ export const evalCommand: Command = {
         ...(options.window === undefined ? {} : { window: options.window as number }),
         ...(windowsOpt === 'all' || windowsOpt === undefined ? {} : { windows: windowsOpt as number }),
         ...(refSession ? { reference: refSession } : {}),
+        // A NaN/Inf result is a NOT_FINITE error naming the model by its path (never "perplexity NaN").
+        modelSource: model.source.path,
+        ...(refPath ? { referenceSource: refPath } : {}),
         onProgress: (p) => {
           progress ??= new Progress({
             label: 'eval',
