@@ -57,3 +57,7 @@ export type {
   ChecksummedTensor,
   ReadBundleOptions,
 } from './bundle.js';
+export { GGUF_LIMITS, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_VALUE_TYPES, parseGgufHeader, readGguf, getGgufTensorInfo, getGgufTensorBytes, getGgufFloat32, decodeGgufTensor, decodeGgufRows, getGgufMetadata, getGgufNumber, getGgufString, getGgufArray } from './gguf.js';
+export type { GgufLimits, GgufValueType, GgufArrayValues, GgufArray, GgufValue, GgufMetadataEntry, GgufTensorInfo, GgufHeader, GgufHeaderParse, GgufFile } from './gguf.js';
+export { ggmlType, ggmlTypeById, ggmlByteLength, dequantizeGgml, DECODABLE_GGML_TYPES } from './ggufQuants.js';
+export type { GgmlTypeName, GgmlTypeInfo } from './ggufQuants.js';
