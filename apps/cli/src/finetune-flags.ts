@@ -3,7 +3,6 @@
  * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume], training on --calib (never the evaluation text).
  */
-import { readFileSync } from 'node:fs';
 import {
   FINETUNE_DATA,
   FINETUNE_LOSSES,
@@ -14,6 +13,7 @@ import {
   type FinetuneOptions,
   type TextFile,
   assertNotEvaluationText,
+  readFileChecked,
 } from '@ultrasketch/pipeline';
 import { type CommandInput, type OptionSpec, UsageError } from './command.js';
 import { defaultDataFile } from './codec-flags.js';
@@ -75,11 +75,11 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
   if (data !== 'teacher') {
     const path = typeof options.calib === 'string' ? options.calib : defaultDataFile('calib.txt');
     if (path === undefined) throw new UsageError('--calib FILE is required to finetune: the default ../shared/data/tinystories/calib.txt is not next to the repository');
-    const bytes = readFileSync(path);
+    const bytes = readFileChecked(path, 'calibration text', '--calib');
     const evals: TextFile[] = [];
     if (evalFile) evals.push(evalFile);
     const defaultEval = defaultDataFile('eval.txt');
-    if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push({ path: defaultEval, bytes: readFileSync(defaultEval) });
+    if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push({ path: defaultEval, bytes: readFileChecked(defaultEval, 'evaluation text', '--eval-text') });
     assertNotEvaluationText({ path, bytes }, evals);
     calibText = new TextDecoder('utf-8').decode(bytes);
     calibSource = path;

@@ -3,7 +3,7 @@
  * returns the exit code (0 success, 1 the work failed, 2 the command line is wrong), so it can be driven
  * in-process as well as from `cli.ts`.
  */
-import { isUltraSketchError } from '@ultrasketch/core';
+import { type FileAction, fromSystemError, isUltraSketchError } from '@ultrasketch/core';
 import { type Command, type CommandIO, UsageError, closest, commandHelp, mainHelp, parseCommandArgs } from './command.js';
 import { benchCommand } from './commands/bench.js';
 import { compressCommand } from './commands/compress.js';
@@ -66,6 +66,9 @@ function findCommand(name: string): Command {
 
 /** Print an error the way a user can act on it, and pick the exit code. */
 export function report(err: unknown, io: CommandIO, debug: boolean): number {
+  // Last resort: a system error that no reader or writer mapped (a library's own file access) still gets its
+  // typed code and fix (E_NO_SPACE, E_PERMISSION_DENIED, ...), named by the path Node recorded.
+  err = typedSystemError(err);
   if (err instanceof UsageError) {
     const helpCmd = err.command ? `ultrasketch ${err.command} --help` : 'ultrasketch --help';
     io.stderr.write(`error: ${err.message}\n(see '${helpCmd}')\n`);
@@ -82,4 +85,33 @@ export function report(err: unknown, io: CommandIO, debug: boolean): number {
   if (debug && e?.stack) io.stderr.write(`${e.stack}\n`);
   else io.stderr.write('(this looks like a bug or a system problem; set ULTRASKETCH_DEBUG=1 for the stack trace)\n');
   return EXIT_FAILURE;
+}
+
+/** What a failed system call was doing, for `fromSystemError`'s wording. */
+const SYSCALL_ACTIONS: Record<string, FileAction> = {
+  open: 'open',
+  read: 'read',
+  write: 'write',
+  fsync: 'write',
+  close: 'write',
+  mkdir: 'create',
+  copyfile: 'write',
+  rename: 'rename',
+  unlink: 'remove',
+  rmdir: 'remove',
+  rm: 'remove',
+  scandir: 'list',
+  opendir: 'list',
+};
+
+/**
+ * A Node system error (one with a `syscall`, or a file too large for readFile) as a typed error; anything else
+ * unchanged. Node's own argument errors (ERR_INVALID_ARG_TYPE, ...) are bugs and stay untyped.
+ */
+export function typedSystemError(err: unknown): unknown {
+  if (isUltraSketchError(err) || err instanceof UsageError) return err;
+  const e = err as NodeJS.ErrnoException | null;
+  if (typeof e?.code !== 'string' || (typeof e.syscall !== 'string' && e.code !== 'ERR_FS_FILE_TOO_LARGE')) return err;
+  const path = typeof e.path === 'string' ? e.path : typeof (e as { dest?: unknown }).dest === 'string' ? String((e as { dest?: unknown }).dest) : '(file)';
+  return fromSystemError(err, path, SYSCALL_ACTIONS[e.syscall ?? ''] ?? 'open');
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { type Stats, closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
+import { describeFileKind } from './files.js';
 
 export interface WriteAtomicOptions {
   /** Bytes per write call (default 4 MiB). */
@@ -22,21 +23,42 @@ export function temporaryPathFor(path: string): string {
  * Write `bytes` to `path` so that `path` either keeps its old content or holds ALL the new bytes, never a
  * part: write to a temporary file in the same directory (same file system, so the rename is atomic),
  * fsync it, rename it into place, then fsync the directory (best effort: not every platform allows it).
- * On any error the temporary file is removed and the error is rethrown (as a typed error for the usual
- * file-system failures). A process killed mid-write can leave a `*.tmp-*` file behind, never `path`.
+ * On any error the temporary file is removed and the error is rethrown, system errors as typed errors
+ * naming `path` (E_NO_SPACE for a full disk, E_PERMISSION_DENIED, ...). A process killed mid-write can leave
+ * a `*.tmp-*` file behind, never `path`. An existing `path` that is not a regular file (a directory, a
+ * device such as /dev/null, a FIFO) is refused: the rename would replace the special file itself.
  */
 export function writeFileAtomic(path: string, bytes: Uint8Array, options: WriteAtomicOptions = {}): void {
   const dir = dirname(path);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+  let dirStat: Stats | undefined;
+  try {
+    dirStat = statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fromSystemError(err, dir, 'open');
+  }
+  if (dirStat === undefined || !dirStat.isDirectory()) {
     throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `output directory ${dir} does not exist`, {
       source: path,
       hint: 'create the directory first, or choose another output path',
     });
   }
-  if (existsSync(path) && statSync(path).isDirectory()) {
+  let existing: Stats | undefined;
+  try {
+    existing = statSync(path);
+  } catch {
+    // missing (the usual case), or unreadable: the create below reports a real problem, typed
+  }
+  if (existing?.isDirectory()) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'the output path is a directory', {
       source: path,
       hint: 'name a file, e.g. model.usk',
+    });
+  }
+  if (existing !== undefined && !existing.isFile()) {
+    throw new UltraSketchError(ErrorCodes.NOT_A_FILE, `the output path is ${describeFileKind(existing)}; writing would replace it`, {
+      source: path,
+      hint: 'name a regular file, e.g. model.usk',
     });
   }
   const chunk = options.chunkBytes ?? 4 * 1024 * 1024;
@@ -45,8 +67,11 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, options: WriteA
   }
   const tmp = temporaryPathFor(path);
   let fd: number | undefined;
+  // What was being done when an error came: phrases the typed error ("cannot create", "cannot write", ...).
+  let action: FileAction = 'create';
   try {
     fd = openSync(tmp, 'wx', 0o644);
+    action = 'write';
     let written = 0;
     while (written < bytes.byteLength) {
       const n = Math.min(chunk, bytes.byteLength - written);
@@ -55,9 +80,11 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, options: WriteA
       written += n;
       options.onChunk?.(written, bytes.byteLength);
     }
+    // A full disk can show up only here (delayed allocation) or at close: both are inside this try.
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
+    action = 'rename';
     renameSync(tmp, path);
   } catch (err) {
     if (fd !== undefined) {
@@ -67,14 +94,21 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, options: WriteA
         // already failing; the original error is the one to report
       }
     }
-    rmSync(tmp, { force: true });
-    const e = err as NodeJS.ErrnoException;
-    if (err instanceof UltraSketchError || typeof e?.syscall !== 'string') throw err;
-    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `cannot write the file: ${e.code ?? ''} ${e.message}`.trim(), {
-      source: path,
-      hint: 'check that the directory is writable and the disk has space',
-      cause: err,
-    });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // cannot remove it (the directory became unwritable): the original error is the one to report
+    }
+    // ENOENT on creating a file in a directory that exists: the file system takes no new files there (/proc,
+    // /sys); "no such file" would send the user looking for a missing directory.
+    if (action === 'create' && (err as NodeJS.ErrnoException)?.code === 'ENOENT') {
+      throw new UltraSketchError(ErrorCodes.PERMISSION_DENIED, `cannot create files in ${dir}: the file system refuses new files there`, {
+        source: path,
+        hint: 'choose a directory this user can write to',
+        cause: err,
+      });
+    }
+    throw fromSystemError(err, path, action);
   }
   syncDirectory(dir);
 }

@@ -1,6 +1,8 @@
-export { loadModel, loadModelFromBytes, loadCheckpointWeights, findTokenizer, readFileChecked } from './load.js';
-export type { LoadedModel, LoadedWeights, LoadOptions } from './load.js';
-export { splitDocuments, documentTokenStream } from './text.js';
+export { loadModel, loadModelFromBytes, loadCheckpointWeights, findTokenizer, readFileChecked, MAX_READ_BYTES } from './load.js';
+export type { LoadedModel, LoadedWeights, LoadOptions, ReadFileOptions } from './load.js';
+export { assertOutputNotInput, assertOutputDirectory, ensureOutputDirectory, describeFileKind } from './files.js';
+export type { NamedPath, OutputCheckOptions } from './files.js';
+export { splitDocuments, comparableDocuments, documentTokenStream } from './text.js';
 export { evaluate, logSumExp, klDivergence, locateNonFinite, firstNonFinite, NotFiniteError } from './evaluate.js';
 export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession, NonFiniteLocation } from './evaluate.js';
 export { writeFileAtomic, temporaryPathFor } from './atomic.js';
@@ -65,9 +67,14 @@ export {
   codecUsesSaliency,
   setSaliencyUse,
   assertNotEvaluationText,
+  evaluationOverlap,
+  overlapError,
+  OVERLAP_MIN_DOCUMENT_CHARS,
+  OVERLAP_MAX_FRACTION,
+  OVERLAP_RULE,
   DEFAULT_CALIB_TOKENS,
 } from './calibrate.js';
-export type { CalibrateOptions, Calibration, CalibrationInfo, TextFile } from './calibrate.js';
+export type { CalibrateOptions, Calibration, CalibrationInfo, TextFile, TextOverlap } from './calibrate.js';
 export { matrixFeasibility, targetBpw } from './feasibility.js';
 export type { MatrixFeasibility } from './feasibility.js';
 export {

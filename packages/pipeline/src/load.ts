@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { type Stats, closeSync, constants as fsConstants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type Llama2cLayout, readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
 import { type ModelWeights, Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
+import { describeFileKind } from './files.js';
 
 /** A model loaded from disk, with where it came from. */
 export interface LoadedModel {
@@ -20,24 +22,118 @@ export interface LoadedModel {
   };
 }
 
-/** Read a whole file, turning "not there" and "is a directory" into typed errors that say what to do. */
-export function readFileChecked(path: string, what: string, flag?: string): Uint8Array {
-  if (!existsSync(path)) {
-    throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `${what} not found`, {
+/**
+ * The largest file `readFileChecked` reads: Node's largest buffer (`buffer.constants.MAX_LENGTH`, 4 GiB in
+ * Node 20). A bigger model has to be stored more compactly (a version-2 Q8_0 checkpoint is 4× smaller).
+ */
+export const MAX_READ_BYTES: number = bufferConstants.MAX_LENGTH;
+
+/** Bytes per read call: well under the 2 GiB a single read may ask for, large enough to cost nothing. */
+const READ_CHUNK_BYTES = 64 * 1024 * 1024;
+
+export interface ReadFileOptions {
+  /** Bytes per read call (default 64 MiB). Tests pass a small one to run the chunk loop on small files. */
+  chunkBytes?: number;
+  /** The largest file accepted (default MAX_READ_BYTES, which is also the ceiling). */
+  maxBytes?: number;
+  /** Called after each chunk with the bytes read so far (tests change the file mid-read with it). */
+  onChunk?(read: number, total: number): void;
+}
+
+/**
+ * Read a whole regular file into one Uint8Array, with a typed error for everything that can go wrong:
+ * - missing → E_FILE_NOT_FOUND (naming `flag`, the option that takes another path);
+ * - a directory, FIFO, device or socket → E_NOT_A_FILE, refused by its stat before it is opened, and again by
+ *   an fstat of the open descriptor (the path may have been swapped in between). It is opened non-blocking, so
+ *   even then a FIFO cannot hang the open, and it is never read;
+ * - larger than `maxBytes` (≤ MAX_READ_BYTES) → E_LIMIT_EXCEEDED;
+ * - shorter or longer than its size at open (it changed while being read) → E_TRUNCATED;
+ * - any other system error (permission, I/O) → the typed error of `fromSystemError`.
+ * The bytes are read in chunks into one buffer sized from fstat, so files over 2 GiB (where `readFileSync`
+ * fails) work. The result is a plain Uint8Array, not a Buffer: Buffer#slice does not copy (Uint8Array#slice
+ * does), and readers that copy a tensor with `.slice()` must not end up with a view of the whole file.
+ */
+export function readFileChecked(path: string, what: string, flag?: string, options: ReadFileOptions = {}): Uint8Array {
+  const notFound = (cause?: unknown) =>
+    new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `${what} not found`, {
       source: path,
       hint: flag ? `check the path, or pass another with ${flag}` : 'check the path',
+      ...(cause === undefined ? {} : { cause }),
     });
-  }
-  if (statSync(path).isDirectory()) {
-    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `${what} is a directory, expected a file`, {
+  const notAFile = (st: Stats) =>
+    new UltraSketchError(ErrorCodes.NOT_A_FILE, `${what} is ${describeFileKind(st)}, not a regular file`, {
       source: path,
-      hint: flag ? `pass the file itself with ${flag}` : 'pass the file itself',
+      hint: st.isDirectory()
+        ? `pass the file itself${flag ? ` with ${flag}` : ''}, not its directory`
+        : `pass a regular file${flag ? ` with ${flag}` : ''}; a pipe or device is never read, so copy its data into a file first`,
     });
+  const limit = Math.min(options.maxBytes ?? MAX_READ_BYTES, MAX_READ_BYTES);
+  const chunk = options.chunkBytes ?? READ_CHUNK_BYTES;
+  if (!Number.isInteger(chunk) || chunk <= 0) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `chunkBytes ${chunk} must be a positive integer`, { source: path });
   }
-  // A plain Uint8Array view, not the Buffer itself: Buffer#slice does not copy (Uint8Array#slice does), and
-  // readers that copy a tensor with `.slice()` must not end up with a view of the whole file.
-  const bytes = readFileSync(path);
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
+  }
+  if (!st.isFile()) throw notAFile(st);
+
+  let fd: number;
+  try {
+    // O_NONBLOCK: had the path become a FIFO since the stat, a blocking open would wait for a writer forever.
+    fd = openSync(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
+  }
+  try {
+    const fst = fstatSync(fd);
+    if (!fst.isFile()) throw notAFile(fst);
+    const size = fst.size;
+    if (size > limit) {
+      throw new UltraSketchError(
+        ErrorCodes.LIMIT_EXCEEDED,
+        `${what} is ${size} bytes, over the limit of ${limit} bytes (${limit === MAX_READ_BYTES ? "MAX_READ_BYTES, Node's largest buffer" : 'maxBytes'})`,
+        { source: path, hint: 'use a smaller file (a version-2 Q8_0 checkpoint is 4× smaller than float32)' },
+      );
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(size);
+    } catch (err) {
+      throw new UltraSketchError(ErrorCodes.OUT_OF_MEMORY, `cannot allocate ${size} bytes to read the ${what}`, {
+        source: path,
+        hint: 'free memory, or use a smaller file',
+        cause: err,
+      });
+    }
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, bytes, done, Math.min(chunk, size - done), done);
+      if (n === 0) {
+        throw new UltraSketchError(ErrorCodes.TRUNCATED, `${what} ended after ${done} of its ${size} bytes: it shrank while being read`, {
+          source: path,
+          hint: 'wait until whatever writes the file has finished, then run the command again',
+        });
+      }
+      done += n;
+      options.onChunk?.(done, size);
+    }
+    // One byte past the size: a file that grew while it was read was read only in part.
+    if (readSync(fd, new Uint8Array(1), 0, 1, size) !== 0) {
+      throw new UltraSketchError(ErrorCodes.TRUNCATED, `${what} has more than the ${size} bytes it had when opened: it grew while being read`, {
+        source: path,
+        hint: 'wait until whatever writes the file has finished, then run the command again',
+      });
+    }
+    return bytes;
+  } catch (err) {
+    throw fromSystemError(err, path, 'read');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -46,7 +142,13 @@ export function readFileChecked(path: string, what: string, flag?: string): Uint
  */
 export function findTokenizer(checkpointPath: string): string {
   const dir = dirname(checkpointPath);
-  const candidates = readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw fromSystemError(err, dir, 'list');
+  }
+  const candidates = names
     .filter((f) => f !== basename(checkpointPath) && /^(tok.*|tokenizer)\.bin$/.test(f))
     .sort();
   if (candidates.length === 1) return join(dir, candidates[0]!);

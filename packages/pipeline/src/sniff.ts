@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 
 /**
  * True when `bytes` start like a safetensors file: a little-endian u64 header length that fits in the file,
@@ -11,17 +11,33 @@ export function looksLikeSafetensorsBytes(bytes: Uint8Array): boolean {
   return n >= 2n && n <= BigInt(bytes.byteLength - 8) && bytes[8] === 0x7b;
 }
 
-/** `looksLikeSafetensorsBytes` on the first bytes of a file (false when it cannot be read). */
+/**
+ * `looksLikeSafetensorsBytes` on the first bytes of a file; false when it is not a regular file or cannot be
+ * read (the reader that follows reports why, typed). Never blocks: a FIFO is refused by its stat, and the open
+ * is non-blocking and checked again by fstat in case the path changed in between.
+ */
 export function looksLikeSafetensors(path: string): boolean {
-  if (!existsSync(path) || !statSync(path).isFile()) return false;
-  const size = statSync(path).size;
-  const fd = openSync(path, 'r');
   try {
+    if (!statSync(path).isFile()) return false;
+  } catch {
+    return false;
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch {
+    return false;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return false;
     const head = new Uint8Array(9);
     const n = readSync(fd, head, 0, 9, 0);
     if (n < 9) return false;
     const len = new DataView(head.buffer).getBigUint64(0, true);
-    return len >= 2n && len <= BigInt(size - 8) && head[8] === 0x7b;
+    return len >= 2n && len <= BigInt(st.size - 8) && head[8] === 0x7b;
+  } catch {
+    return false;
   } finally {
     closeSync(fd);
   }

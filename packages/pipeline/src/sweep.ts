@@ -1,15 +1,15 @@
 import type { TrainProgress } from '@ultrasketch/ste-trainer';
 import type { FinetuneOptions } from './finetune.js';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, UltraSketchError, isUltraSketchError } from '@ultrasketch/core';
 import { parameterCount } from '@ultrasketch/model';
 import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
-import { type Calibration, type CalibrationInfo, calibrate, codecUsesSaliency } from './calibrate.js';
+import { type Calibration, type CalibrationInfo, calibrate, codecUsesSaliency, evaluationOverlap, overlapError } from './calibrate.js';
 import { COMPRESS_CODECS, codecOptionKeys, isBpwTargeted, optionsFor, resolveCodecOptions } from './codec-options.js';
 import { type CompressProgress, type EmbeddingStorage, type SmallMatrixPolicy, compress } from './compress.js';
 import { writeFileAtomic } from './atomic.js';
+import { type NamedPath, assertOutputDirectory, assertOutputNotInput, ensureOutputDirectory } from './files.js';
 import { type ScoringSession, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
@@ -121,6 +121,11 @@ export interface SweepOptions {
   calibrated?: Calibration;
   /** Write sweep.json and sweep.svg here (and the bundles with keepBundles). */
   outDir?: string;
+  /**
+   * Inputs besides the model, tokenizer and texts (which are known), that no output may overwrite: refused
+   * with E_OUTPUT_IS_INPUT before any work.
+   */
+  inputs?: NamedPath[];
   keepBundles?: boolean;
   /** Dense kernels of the float model (default auto). */
   kernels?: KernelChoice;
@@ -190,6 +195,11 @@ interface Point {
   resolved: unknown;
 }
 
+/** The file a point's bundle is written to (in the output directory, with --keep-bundles). */
+function bundleFileName(p: Point): string {
+  return `${slug(p.spec.label)}${p.bpw === null ? '' : `-bpw${p.bpw}`}.usk`;
+}
+
 export async function sweep(options: SweepOptions): Promise<SweepResult> {
   const model = typeof options.model === 'string' ? loadModel(options.model, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath }) : options.model;
   const specs = options.codecs.map((c) => (typeof c === 'string' ? parseCodecSpec(c) : c));
@@ -207,11 +217,14 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       source: '--eval-windows',
     });
   }
-  if (options.calibration && options.calibration.text === options.evalText) {
-    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'refusing to calibrate on the evaluation text: the two texts are identical', {
-      source: options.calibration.textSource ?? '--calib',
-      hint: 'calibrate on calib.txt, evaluate on eval.txt (docs/evaluation.md)',
-    });
+  if (options.calibration) {
+    // Document by document, not byte for byte: an extra newline or CRLF line ends do not make it other text.
+    const err = overlapError(
+      evaluationOverlap(options.calibration.text, options.evalText),
+      options.calibration.textSource ?? '--calib',
+      options.evalTextSource ?? '<evaluation text>',
+    );
+    if (err) throw err;
   }
 
   // The grid, every point's options resolved (bad options fail here, before any work).
@@ -229,6 +242,22 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
   }
   const total = points.length;
   const progress = (e: SweepProgressEvent) => options.onProgress?.(e);
+
+  // Before any work: the output directory must be one (or not exist yet), and no file the sweep writes may be
+  // one of its inputs (a model, tokenizer or text kept in the output directory under an output's name).
+  if (options.outDir !== undefined) {
+    assertOutputDirectory(options.outDir);
+    const inputs: NamedPath[] = [
+      { path: model.source.path, what: 'checkpoint' },
+      { path: model.source.tokenizerPath, what: 'tokenizer' },
+      ...(options.evalTextSource === undefined ? [] : [{ path: options.evalTextSource, what: 'evaluation text (--eval-text)' }]),
+      ...(options.calibration?.textSource === undefined ? [] : [{ path: options.calibration.textSource, what: 'calibration text (--calib)' }]),
+      ...(options.calibrated === undefined ? [] : [{ path: options.calibrated.info.textSource, what: 'calibration text (--calib)' }]),
+      ...(options.inputs ?? []),
+    ];
+    const outputs = ['sweep.json', 'sweep.svg', ...(options.keepBundles ? points.map(bundleFileName) : [])];
+    for (const name of outputs) assertOutputNotInput(join(options.outDir, name), inputs, { flag: '--out-dir', what: name });
+  }
 
   // Calibration once, if any point uses it.
   let calibration: Calibration | undefined = options.calibrated;
@@ -248,7 +277,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     });
   }
 
-  if (options.outDir !== undefined) mkdirSync(options.outDir, { recursive: true });
+  if (options.outDir !== undefined) ensureOutputDirectory(options.outDir);
   const evalSource = options.evalTextSource ?? '<evaluation text>';
   const reference = NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto' });
   // Every point is compared with the float model on the same windows: compute its logits once.
@@ -312,7 +341,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       const p = points[i]!;
       const index = i + 1;
       progress({ phase: 'point-start', index, total, label: p.spec.label, bpw: p.bpw });
-      const file = `${slug(p.spec.label)}${p.bpw === null ? '' : `-bpw${p.bpw}`}.usk`;
+      const file = bundleFileName(p);
       const out = options.outDir !== undefined ? join(options.outDir, file) : file;
       const command = shellJoin([
         program,

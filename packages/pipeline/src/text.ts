@@ -12,6 +12,23 @@ export function splitDocuments(text: string): string[] {
     .filter((piece) => piece.length > 0);
 }
 
+/**
+ * The documents of a text in a form that survives cosmetic edits, for telling whether two texts share
+ * documents (calibration vs evaluation): a byte-order mark dropped, CRLF and CR read as LF, lines of only
+ * spaces or tabs read as blank, then `splitDocuments`, then every run of whitespace inside a document made one
+ * space. So a copy with an extra newline, Windows line ends, re-wrapped lines or trailing blank lines gives
+ * the same list. (Evaluation itself uses `splitDocuments` on the text as it is.)
+ */
+export function comparableDocuments(text: string): string[] {
+  const unified = text
+    .replace(/^\uFEFF/, '')
+    .replace(/\r\n?/g, '\n')
+    .replace(/^[ \t]+$/gm, '');
+  return splitDocuments(unified)
+    .map((d) => d.replace(/\s+/g, ' ').trim())
+    .filter((d) => d.length > 0);
+}
+
 /** Encode every document with BOS (no EOS) and concatenate them into one token stream. */
 export function documentTokenStream(tokenizer: Tokenizer, text: string, source = '<text>'): Int32Array {
   const docs = splitDocuments(text);

@@ -49,7 +49,7 @@ describe('writeFileAtomic', () => {
     expect(readdirSync(dir).filter((f) => f.startsWith('b.usk.tmp-'))).toEqual([]);
   });
 
-  it('typed errors: missing directory, output is a directory, unwritable directory', () => {
+  it('typed errors: missing directory, output is a directory, unwritable directory (E_PERMISSION_DENIED)', () => {
     const expectCode = (fn: () => void, code: string, source: string) => {
       try {
         fn();
@@ -71,7 +71,7 @@ describe('writeFileAtomic', () => {
       chmodSync(ro, 0o500);
     }
     try {
-      if (existsSync(ro)) expectCode(() => writeFileAtomic(join(ro, 'x.usk'), new Uint8Array(1)), ErrorCodes.UNSUPPORTED, join(ro, 'x.usk'));
+      if (existsSync(ro)) expectCode(() => writeFileAtomic(join(ro, 'x.usk'), new Uint8Array(1)), ErrorCodes.PERMISSION_DENIED, join(ro, 'x.usk'));
     } finally {
       if (ro !== '/proc') chmodSync(ro, 0o700);
     }

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import {
   COMPRESS_CODECS,
   type Calibration,
@@ -7,12 +7,15 @@ import {
   type EmbeddingStorage,
   type KeptDense,
   type LoadedModel,
+  type NamedPath,
   type SmallMatrixPolicy,
   type TextFile,
   assertNotEvaluationText,
+  assertOutputNotInput,
   calibrate,
   codecUsesSaliency,
   compress,
+  findTokenizer,
   loadCheckpointForCompress,
   readFileChecked,
   resolveCodecOptions,
@@ -78,6 +81,8 @@ export const compressCommand: Command = {
     const resolved = resolveCodecOptions(codec, raw);
     const evalWindows = options['eval-windows'] as number;
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', evalWindows > 0);
+    // Before any work: the bundle must not replace a file this command reads.
+    assertOutputNotInput(options.output as string, commandInputs(input), { what: 'bundle', flag: '-o' });
 
     const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
     const evalFile = evalPath !== undefined && (evalWindows > 0 || input.given?.has('eval-text')) ? readText(evalPath, 'evaluation text', '--eval-text') : undefined;
@@ -210,6 +215,42 @@ export function textPath(value: unknown, file: 'calib.txt' | 'eval.txt', flag: s
   return d;
 }
 
+/**
+ * Every file `compress` or `sweep` may read, for the output-is-input check: the checkpoint, its tokenizer
+ * (--tokenizer, or the one found next to the checkpoint), the --calib and --eval-text files (or the default
+ * calib.txt / eval.txt), and the files already in --checkpoint-dir (read back by --resume).
+ */
+export function commandInputs(input: CommandInput): NamedPath[] {
+  const { positionals, options } = input;
+  const checkpoint = positionals.checkpoint!;
+  const list: NamedPath[] = [{ path: checkpoint, what: 'checkpoint' }];
+  let tokenizer = typeof options.tokenizer === 'string' ? options.tokenizer : undefined;
+  if (tokenizer === undefined) {
+    try {
+      tokenizer = findTokenizer(checkpoint);
+    } catch {
+      // none or several: loading the model reports it (typed); nothing to protect yet
+    }
+  }
+  if (tokenizer !== undefined) list.push({ path: tokenizer, what: 'tokenizer' });
+  const calib = typeof options.calib === 'string' ? options.calib : defaultDataFile('calib.txt');
+  if (calib !== undefined) list.push({ path: calib, what: 'calibration text (--calib)' });
+  const evalText = typeof options['eval-text'] === 'string' ? options['eval-text'] : defaultDataFile('eval.txt');
+  if (evalText !== undefined) list.push({ path: evalText, what: 'evaluation text (--eval-text)' });
+  const ckptDir = options['checkpoint-dir'];
+  if (typeof ckptDir === 'string') {
+    try {
+      for (const name of readdirSync(ckptDir)) {
+        const p = join(ckptDir, name);
+        if (statSync(p).isFile()) list.push({ path: p, what: 'training checkpoint file (--checkpoint-dir)' });
+      }
+    } catch {
+      // missing (created by training) or unreadable (training reports it, typed)
+    }
+  }
+  return list;
+}
+
 export function readText(path: string, what: string, flag: string): TextFile {
   return { path, bytes: readFileChecked(path, what, flag) };
 }
@@ -244,7 +285,7 @@ export function maybeCalibrate(
   const evals: TextFile[] = [];
   if (evalFile) evals.push(evalFile);
   const defaultEval = defaultDataFile('eval.txt');
-  if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push({ path: defaultEval, bytes: readFileSync(defaultEval) });
+  if (defaultEval !== undefined && defaultEval !== evalFile?.path) evals.push(readText(defaultEval, 'evaluation text', '--eval-text'));
   assertNotEvaluationText(calib, evals);
   if (!uses) {
     note(io, quiet, `--calib is ignored: codec ${codec} with these options does not use calibration statistics`);

@@ -1,7 +1,10 @@
+import { join } from 'node:path';
 import {
   type EmbeddingStorage,
   type SmallMatrixPolicy,
   type SweepResult,
+  assertOutputDirectory,
+  assertOutputNotInput,
   codecUsesSaliency,
   isBpwTargeted,
   loadCheckpointForCompress,
@@ -18,7 +21,7 @@ import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-f
 import { note, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs, trainingDetail } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
-import { maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
+import { commandInputs, maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
 
 const DEFAULT_CODECS = 'rtn:2,binary,sketch,hashednets,littlebit';
 const DEFAULT_BPW = '0.5,0.75,1.0';
@@ -97,6 +100,12 @@ export const sweepCommand: Command = {
         if (codecUsesSaliency(s.codec, resolved)) usesSaliency = true;
       }
     }
+    // Before any work: --out-dir must be a directory (or not exist yet), and sweep.json / sweep.svg must not
+    // replace an input (the bundles' names are checked by sweep() itself, which knows them).
+    const outDir = options['out-dir'] as string;
+    assertOutputDirectory(outDir);
+    const inputs = commandInputs(input);
+    for (const name of ['sweep.json', 'sweep.svg']) assertOutputNotInput(join(outDir, name), inputs, { flag: '--out-dir', what: name });
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', true)!;
     const evalFile = readText(evalPath, 'evaluation text', '--eval-text');
     warnIfCalibrationText(io, evalPath);
@@ -124,7 +133,8 @@ export const sweepCommand: Command = {
       ...(options['eval-window'] === undefined ? {} : { window: options['eval-window'] as number }),
       ...(calibration ? { calibrated: calibration } : {}),
       ...(finetune ? { finetune } : {}),
-      outDir: options['out-dir'] as string,
+      outDir,
+      inputs,
       keepBundles: options['keep-bundles'] === true,
       kernels: options.kernels as KernelChoice,
       command,
