@@ -48,6 +48,8 @@ export {
   loadBundleFromBytes,
   bundleModelConfig,
   checkBundleTensors,
+  checkConfigAgainstTensors,
+  referenceSourceWarning,
   inspectBundle,
   inspectLoadedBundle,
   openModel,

@@ -1,12 +1,14 @@
 import { registerAllCodecs } from './codecs.js';
 import { createHash } from 'node:crypto';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type Bundle, LIMITS, USK_TOKENIZER_TENSOR, readBundle, readLlama2cTokenizer } from '@ultrasketch/format';
+import { type Bundle, type BundleIntegrity, LIMITS, USK_TOKENIZER_TENSOR, readBundle, readLlama2cTokenizer } from '@ultrasketch/format';
 import {
   type ModelConfig,
   type ModelWeights,
+  TensorNames,
   Tokenizer,
   expectedTensors,
+  kvDim,
   validateModelConfig,
 } from '@ultrasketch/model';
 import { type BundleAccounting, type BitsAndWeights, bundleAccounting, weightRole } from './accounting.js';
@@ -14,7 +16,7 @@ import { type LoadedModel, loadModelFromBytes, readFileChecked } from './load.js
 import { looksLikeSafetensorsBytes } from './sniff.js';
 
 export interface LoadBundleOptions {
-  /** Verify every tensor's CRC-32 (default true). */
+  /** Verify every tensor's CRC-32 (default true). The metadata checksum is always verified. */
   verifyChecksums?: boolean;
 }
 
@@ -31,6 +33,8 @@ export interface LoadedBundle {
   /** The bundle's `provenance` / `quality` sections, as stored (null when absent). */
   provenance: Record<string, unknown> | null;
   quality: Record<string, unknown> | null;
+  /** What the checksums covered on this read (a version-1 bundle has no metadata checksum). */
+  integrity: BundleIntegrity;
   source: { path: string; format: 'usk'; fileBytes: number; sha256: string };
 }
 
@@ -44,17 +48,17 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
   registerAllCodecs();
   const bundle = readBundle(bytes, source, options.verifyChecksums === undefined ? {} : { verifyChecksums: options.verifyChecksums });
   const config = bundleModelConfig(bundle, source);
+  checkConfigAgainstTensors(bundle, config, source);
   checkBundleTensors(bundle, config, source);
   const tokenizerBytes = bundle.tokenizer.bytes;
-  const tokenizer = Tokenizer.fromLlama2c(
-    readLlama2cTokenizer(tokenizerBytes, config.vocabSize, `${source} (${USK_TOKENIZER_TENSOR})`),
-    source,
-  );
+  const tokenizer = Tokenizer.fromLlama2c(embeddedTokenizer(tokenizerBytes, config, source), source);
   const accounting = bundleAccounting(bundle, config, bytes.byteLength, source);
   const section = (key: string): Record<string, unknown> | null => {
     const v = bundle.sections[key];
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   };
+  const provenance = section('provenance');
+  checkProvenance(provenance, source);
   return {
     bundle,
     config,
@@ -62,8 +66,9 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
     tokenizerBytes,
     fileBytes: bytes.byteLength,
     accounting,
-    provenance: section('provenance'),
+    provenance,
     quality: section('quality'),
+    integrity: bundle.integrity,
     source: {
       path: source,
       format: 'usk',
@@ -123,6 +128,140 @@ export function bundleModelConfig(bundle: Bundle, source: string): ModelConfig {
   return c;
 }
 
+const CONFIG_DISAGREES = 'the bundle\'s model_config does not match its tensors: the header was damaged or edited; re-create the bundle';
+
+/**
+ * The model config against what the tensors themselves say: the embedding's rows and columns (vocabSize,
+ * dim), the first layer's gate_proj rows (hiddenDim) and k_proj rows (nKvHeads × dim / nHeads), the
+ * number of layers stored (nLayers), whether lm_head is stored (tiedClassifier). A disagreement is refused
+ * with a typed error naming the config field, so a wrong field reads as a wrong field, not as a broken
+ * weight. (normEps, ropeTheta, ropeLayout and seqLen leave no trace in any shape, and neither does
+ * changing nHeads and nKvHeads in proportion: only the metadata checksum protects those.)
+ * `checkBundleTensors` then checks every tensor one by one.
+ */
+export function checkConfigAgainstTensors(bundle: Bundle, config: ModelConfig, source: string): void {
+  const disagree = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], field: string, evidence: string): never => {
+    const value = JSON.stringify((config as unknown as Record<string, unknown>)[field]);
+    throw new UltraSketchError(code, `model_config ${field} = ${value} disagrees with the tensors: ${evidence}`, {
+      source,
+      hint: CONFIG_DISAGREES,
+    });
+  };
+  const shapeOf = (name: string) => {
+    const w = bundle.weights.get(name);
+    return w ? ([w.entry.rows, w.entry.cols] as const) : undefined;
+  };
+  const needs = (name: string, rows: number, cols: number, [r, c]: readonly [number, number]) =>
+    `weight ${name} is ${r}×${c}, the model config needs ${rows}×${cols}`;
+
+  const embed = shapeOf(TensorNames.embedding);
+  if (embed) {
+    if (embed[0] !== config.vocabSize) {
+      disagree(ErrorCodes.SHAPE_MISMATCH, 'vocabSize', needs(TensorNames.embedding, config.vocabSize, config.dim, embed));
+    }
+    if (embed[1] !== config.dim) disagree(ErrorCodes.SHAPE_MISMATCH, 'dim', needs(TensorNames.embedding, config.vocabSize, config.dim, embed));
+  }
+
+  // Layers stored: one more than the highest layer index any tensor names.
+  let storedLayers = 0;
+  for (const name of [...bundle.weights.keys(), ...bundle.vectors.keys()]) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) storedLayers = Math.max(storedLayers, Number(m[1]) + 1);
+  }
+  if (storedLayers < config.nLayers) {
+    const missing = expectedTensors(config).find(([name]) => name.startsWith(`model.layers.${storedLayers}.`))![0];
+    disagree(ErrorCodes.MISSING_TENSOR, 'nLayers', `they hold ${storedLayers} layer(s): ${missing} is missing`);
+  }
+  if (storedLayers > config.nLayers) {
+    const extra = [...bundle.weights.keys(), ...bundle.vectors.keys()].find((n) => n.startsWith(`model.layers.${config.nLayers}.`))!;
+    disagree(ErrorCodes.BAD_HEADER, 'nLayers', `they hold ${storedLayers} layers: tensor ${extra} is not part of a model with this config`);
+  }
+
+  const gate = shapeOf(TensorNames.linear(0, 'gate'));
+  if (gate && gate[0] !== config.hiddenDim) {
+    disagree(ErrorCodes.SHAPE_MISMATCH, 'hiddenDim', needs(TensorNames.linear(0, 'gate'), config.hiddenDim, config.dim, gate));
+  }
+  const k = shapeOf(TensorNames.linear(0, 'k'));
+  if (k && k[0] !== kvDim(config)) {
+    disagree(
+      ErrorCodes.SHAPE_MISMATCH,
+      'nKvHeads',
+      `with nHeads = ${config.nHeads} the key/value width is ${kvDim(config)}, but ${needs(TensorNames.linear(0, 'k'), kvDim(config), config.dim, k)}`,
+    );
+  }
+
+  const lmHead = bundle.weights.has(TensorNames.classifier);
+  if (config.tiedClassifier && lmHead) {
+    disagree(ErrorCodes.BAD_HEADER, 'tiedClassifier', `tensor ${TensorNames.classifier} is stored, which a tied classifier is not: it is not part of a model with this config`);
+  }
+  if (!config.tiedClassifier && !lmHead) {
+    disagree(ErrorCodes.MISSING_TENSOR, 'tiedClassifier', `weight ${TensorNames.classifier} is missing`);
+  }
+}
+
+/** The config fields a weight's expected shape comes from, for messages. */
+function shapeFields(name: string): string {
+  if (name === TensorNames.embedding || name === TensorNames.classifier) return 'vocabSize × dim';
+  if (name.endsWith('k_proj.weight') || name.endsWith('v_proj.weight')) return '(dim / nHeads · nKvHeads) × dim';
+  if (name.endsWith('gate_proj.weight') || name.endsWith('up_proj.weight')) return 'hiddenDim × dim';
+  if (name.endsWith('down_proj.weight')) return 'dim × hiddenDim';
+  return 'dim × dim';
+}
+
+/**
+ * The embedded tokenizer, read for the config's vocabulary. A count that disagrees is the bundle's own
+ * inconsistency (there is no --tokenizer to fix for a bundle), so the error names the config field.
+ */
+function embeddedTokenizer(bytes: Uint8Array, config: ModelConfig, source: string) {
+  try {
+    return readLlama2cTokenizer(bytes, config.vocabSize, `${source} (${USK_TOKENIZER_TENSOR})`);
+  } catch (err) {
+    if (err instanceof UltraSketchError && err.code === ErrorCodes.TOKENIZER_MISMATCH) {
+      throw new UltraSketchError(
+        ErrorCodes.TOKENIZER_MISMATCH,
+        `model_config vocabSize = ${config.vocabSize} disagrees with the embedded tokenizer (${USK_TOKENIZER_TENSOR}): ${err.problem}`,
+        { source, hint: CONFIG_DISAGREES, cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+/**
+ * The provenance section is for reports, but its source hash is what ties a bundle to its checkpoint, so a
+ * value that cannot be a SHA-256 is refused rather than shown. (Its integrity is the metadata checksum's.)
+ */
+function checkProvenance(provenance: Record<string, unknown> | null, source: string): void {
+  if (provenance === null || !('sourceSha256' in provenance)) return;
+  const sha = provenance.sourceSha256;
+  if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) {
+    throw new UltraSketchError(ErrorCodes.BAD_HEADER, `metadata "provenance": sourceSha256 is ${JSON.stringify(sha)}, expected 64 lowercase hex digits`, {
+      source,
+      hint: 'the bundle is corrupt or was edited; re-create it',
+    });
+  }
+}
+
+/**
+ * When a bundle is run next to a checkpoint given as its reference (eval --reference, bench --baseline),
+ * compare the checkpoint's SHA-256 with the source hash the bundle recorded. A mismatch is a warning, not
+ * an error: comparing with another checkpoint (a q80 copy, another model) is legitimate, but the user
+ * should know the comparison is not against the bundle's own source. Returns the warning, or null when the
+ * hashes agree or the bundle recorded none (a bundle made by a caller that did not say).
+ */
+export function referenceSourceWarning(
+  provenance: Record<string, unknown> | null,
+  reference: { path: string; sha256: string },
+): string | null {
+  const recorded = provenance?.sourceSha256;
+  if (typeof recorded !== 'string' || recorded === reference.sha256) return null;
+  const from = typeof provenance?.sourcePath === 'string' ? ` (${provenance.sourcePath})` : '';
+  return (
+    `the reference ${reference.path} (sha256 ${reference.sha256.slice(0, 16)}…) is not the checkpoint this bundle was compressed from` +
+    `${from}, sha256 ${recorded.slice(0, 16)}…: the comparison is against another model`
+  );
+}
+
 /**
  * Every tensor the config needs is present with the right shape (2-D weights as codec entries, 1-D as F32
  * vectors), and the bundle holds nothing else.
@@ -142,7 +281,7 @@ export function checkBundleTensors(bundle: Bundle, config: ModelConfig, source: 
       if (w.entry.rows !== shape[0] || w.entry.cols !== shape[1]) {
         throw new UltraSketchError(
           ErrorCodes.SHAPE_MISMATCH,
-          `weight ${name} is ${w.entry.rows}×${w.entry.cols}, the model config needs ${shape[0]}×${shape[1]}`,
+          `weight ${name} is ${w.entry.rows}×${w.entry.cols}, the model config needs ${shape[0]}×${shape[1]} (${shapeFields(name)})`,
           { source, hint: 'the bundle does not match its model config' },
         );
       }
@@ -224,6 +363,8 @@ export interface InspectTotals {
 export interface BundleInspection {
   path: string;
   formatVersion: number;
+  /** What the checksums covered (docs/bundle.md, "Integrity"). */
+  integrity: BundleIntegrity;
   config: ModelConfig;
   tensors: InspectRow[];
   totals: InspectTotals;
@@ -295,6 +436,7 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
   return {
     path: loaded.source.path,
     formatVersion: bundle.formatVersion,
+    integrity: loaded.integrity,
     config,
     tensors: rows,
     totals: {

@@ -301,6 +301,13 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
   const rows: Array<[string, string]> = [
     ['file', `${path} (.usk bundle, format version ${ins.formatVersion})`],
     [
+      'integrity',
+      (ins.integrity.metadata === 'sha256'
+        ? 'metadata and tensor table: SHA-256 verified'
+        : 'metadata and tensor table: NOT covered (format version 1 predates the metadata checksum; re-compress to add it)') +
+        `; tensor data: CRC-32 ${ins.integrity.tensorsVerified ? 'verified' : 'not verified'}`,
+    ],
+    [
       'config',
       `dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}, kv heads ${c.nKvHeads}, vocab ${c.vocabSize}, ` +
         `seq_len ${c.seqLen}, ${c.tiedClassifier ? 'tied' : 'separate'} classifier`,
