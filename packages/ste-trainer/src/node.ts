@@ -8,7 +8,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, r
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type WasmTrainerGemm, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
 import {
@@ -48,25 +48,49 @@ export function wasmGemmActive(): boolean {
 }
 useWasmGemm(process.env.ULTRASKETCH_TRAINER_GEMM !== 'js');
 
+export interface CheckpointWriteOptions {
+  /** Bytes per write call (default 1 MiB). */
+  chunkBytes?: number;
+  /** Called after each chunk reaches the temporary file (the kill test uses it to die mid-write). */
+  onChunk?(written: number, total: number): void;
+}
+
+/** The temporary file a checkpoint write goes to first: `${path}.tmp-<pid>-<12 hex digits>`, same directory. */
+export function temporaryCheckpointPath(path: string): string {
+  return join(dirname(path), `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
 /**
  * Write `bytes` to `path` so that `path` holds either its old content or all of the new bytes, never a
  * part: write a temporary file in the same directory, fsync it, rename it over `path`, fsync the directory
- * (best effort). A process killed mid-write leaves at most a `*.tmp-*` file behind.
+ * (best effort). A process killed mid-write leaves at most a `*.tmp-<pid>-*` file behind (the pipeline
+ * removes such files of dead processes when a run starts). File-system failures are typed errors (a full
+ * disk is NO_SPACE, a read-only directory PERMISSION_DENIED), with the temporary file removed.
  */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
+export function writeFileAtomic(path: string, bytes: Uint8Array, options: CheckpointWriteOptions = {}): void {
   const dir = dirname(path);
   if (!existsSync(dir)) {
     throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `directory ${dir} does not exist`, { source: path, hint: 'create it first' });
   }
-  const tmp = join(dir, `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const chunk = options.chunkBytes ?? 1024 * 1024;
+  const tmp = temporaryCheckpointPath(path);
   let fd: number | undefined;
+  // What was being done when an error came ("cannot create", "cannot write", "cannot rename").
+  let action: FileAction = 'create';
   try {
     fd = openSync(tmp, 'wx', 0o644);
+    action = 'write';
     let done = 0;
-    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+    while (done < bytes.byteLength) {
+      const end = Math.min(bytes.byteLength, done + chunk);
+      while (done < end) done += writeSync(fd, bytes, done, end - done);
+      options.onChunk?.(done, bytes.byteLength);
+    }
+    // A full disk may only show at fsync or close (delayed allocation): both are inside this try.
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
+    action = 'rename';
     renameSync(tmp, path);
   } catch (err) {
     if (fd !== undefined) {
@@ -76,8 +100,12 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
         // already failing
       }
     }
-    rmSync(tmp, { force: true });
-    throw err;
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // cannot remove it (the directory became unwritable): the original error is the one to report
+    }
+    throw fromSystemError(err, path, action);
   }
   try {
     const dfd = openSync(dir, 'r');
@@ -92,8 +120,8 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
 }
 
 /** Save the trainer's complete state to `path` atomically. */
-export function saveCheckpoint(trainer: Trainer, path: string): void {
-  writeFileAtomic(path, trainer.state());
+export function saveCheckpoint(trainer: Trainer, path: string, options: CheckpointWriteOptions = {}): void {
+  writeFileAtomic(path, trainer.state(), options);
 }
 
 /** Restore a trainer from a checkpoint file written by saveCheckpoint. */
@@ -101,7 +129,13 @@ export function loadCheckpoint(trainer: Trainer, path: string): void {
   if (!existsSync(path)) {
     throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, 'checkpoint not found', { source: path, hint: 'check the --checkpoint-dir' });
   }
-  trainer.loadState(readFileSync(path), path);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw fromSystemError(err, path, 'read');
+  }
+  trainer.loadState(bytes, path);
 }
 
 export interface RunWithCheckpointsOptions {
@@ -115,6 +149,8 @@ export interface RunWithCheckpointsOptions {
   handleSignals?: boolean;
   /** Called after every step. */
   onStep?: (r: StepResult) => void;
+  /** Passed to every checkpoint write of the step it is for (the kill test dies mid-write with it). */
+  writeOptions?: (step: number) => CheckpointWriteOptions;
 }
 
 export interface RunWithCheckpointsResult {
@@ -147,10 +183,10 @@ export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpoints
     while (trainer.completedSteps < trainer.steps && !stop) {
       const r = trainer.step();
       o.onStep?.(r);
-      if (every > 0 && trainer.completedSteps % every === 0) saveCheckpoint(trainer, o.path);
+      if (every > 0 && trainer.completedSteps % every === 0) saveCheckpoint(trainer, o.path, o.writeOptions?.(trainer.completedSteps));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    saveCheckpoint(trainer, o.path);
+    saveCheckpoint(trainer, o.path, o.writeOptions?.(trainer.completedSteps));
   } finally {
     for (const s of signals) process.off(s, onSignal);
   }

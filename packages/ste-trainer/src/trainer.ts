@@ -100,7 +100,12 @@ export interface EvalResult {
 }
 
 export const CHECKPOINT_FORMAT = 'ultrasketch-ste-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/**
+ * 2 adds `last` (the losses of the last completed step), so a run resumed from its final checkpoint still
+ * knows them; version 1 checkpoints are still read (their `lastStep` is null).
+ */
+export const CHECKPOINT_VERSION = 2;
+const READABLE_CHECKPOINT_VERSIONS = ['1', '2'];
 
 /**
  * Compression-aware finetuning: a student whose linears come from weight providers, distilled from (and
@@ -133,6 +138,7 @@ export class Trainer {
   private mseAcc = 0;
   private readonly mseGrad: (layer: number, dX: Float32Array) => void;
   private stepCount = 0;
+  private last: StepResult | null = null;
   private tokensSeen = 0;
   private elapsedMs = 0;
   private readonly studentWeightsG: GraphWeights;
@@ -305,6 +311,14 @@ export class Trainer {
     return this.elapsedMs;
   }
 
+  /**
+   * The result of the last completed step (restored from a version-2 checkpoint), or null before the first.
+   * Loss terms that were not measured (KL and hidden MSE without a teacher) are NaN.
+   */
+  get lastStep(): StepResult | null {
+    return this.last;
+  }
+
   /** The learning rate of (0-based) step s. */
   learningRate(s: number): number {
     return learningRate(s, {
@@ -356,8 +370,11 @@ export class Trainer {
       if (this.teacherGraph) {
         this.teacherGraph.forward(this.inputs, B0);
         teacherLP = this.teacherGraph.logits;
+        // Before the softmax and the losses: a NaN teacher row would read as KL 0 there (its terms are skipped).
+        this.checkFinite('teacher', teacherLP, n0);
         logSoftmaxRows(teacherLP, n0, c.vocabSize);
       }
+      this.checkFinite('student', this.student.logits, n0);
       ll = logitLosses(this.student.logits, teacherLP, this.targets, n0, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits, n);
       this.mseAcc = 0;
       this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
@@ -385,6 +402,17 @@ export class Trainer {
       mse = mseSum / n;
     }
 
+    const loss =
+      (this.loss.kl > 0 ? this.loss.kl * ll.kl : 0) + (this.loss.mse > 0 ? this.loss.mse * mse : 0) + (this.loss.ce > 0 ? this.loss.ce * ll.ce : 0);
+    // A NaN/Inf loss stops here, before the optimiser step and before any checkpoint or bundle can record it.
+    // Without a teacher, KL and MSE are not measured (NaN by design) and are not part of the check.
+    const measured = this.teacherGraph ? [loss, ll.kl, ll.ce, mse] : [loss, ll.ce];
+    if (!measured.every(Number.isFinite)) {
+      const terms = this.teacherGraph ? `KL ${ll.kl}, CE ${ll.ce}, hidden MSE ${mse}` : `CE ${ll.ce}`;
+      throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the training loss is ${loss} at step ${this.stepCount + 1} (${terms}); nothing of this step was applied or saved`, {
+        hint: 'the model overflows in the forward pass (check the float model with `ultrasketch eval`), or the training diverged: lower the learning rate',
+      });
+    }
     const gradNorm = globalGradNorm(this.params);
     if (!Number.isFinite(gradNorm)) {
       throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the gradient norm is ${gradNorm} at step ${this.stepCount + 1}`, {
@@ -401,9 +429,8 @@ export class Trainer {
     const ms = this.now() - t0;
     this.tokensSeen += n;
     this.elapsedMs += ms;
-    const loss =
-      (this.loss.kl > 0 ? this.loss.kl * ll.kl : 0) + (this.loss.mse > 0 ? this.loss.mse * mse : 0) + (this.loss.ce > 0 ? this.loss.ce * ll.ce : 0);
     const result: StepResult = { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms, lr, gradNorm };
+    this.last = result;
     if (this.onProgress) {
       const tps = this.elapsedMs > 0 ? (this.tokensSeen * 1000) / this.elapsedMs : 0;
       const left = (this.steps - this.stepCount) * n;
@@ -417,6 +444,28 @@ export class Trainer {
       });
     }
     return result;
+  }
+
+  /** NOT_FINITE naming the model, step, sequence and position of the first non-finite logit of this thread's rows. */
+  private checkFinite(which: 'teacher' | 'student', logits: ArrayLike<number>, rows: number): void {
+    const V = this.config.vocabSize;
+    for (let i = 0; i < rows * V; i++) {
+      if (Number.isFinite(logits[i]!)) continue;
+      const row = Math.floor(i / V);
+      const where = `step ${this.stepCount + 1}, sequence ${Math.floor(row / this.seqLen)}, position ${row % this.seqLen}`;
+      throw new UltraSketchError(
+        ErrorCodes.NOT_FINITE,
+        which === 'teacher'
+          ? `the teacher (the float model) gives a non-finite logit (${logits[i]}) at ${where}: the training loss would be NaN`
+          : `the student gives a non-finite logit (${logits[i]}) at ${where}: the training loss would be NaN`,
+        {
+          hint:
+            which === 'teacher'
+              ? 'the float model overflows in its forward pass: `ultrasketch eval` on it names the layer'
+              : 'the trained weights diverged: lower the learning rate (or check the float model with `ultrasketch eval`)',
+        },
+      );
+    }
   }
 
   private normParams(): Array<{ data: Float32Array; grad: Float32Array }> {
@@ -586,6 +635,8 @@ export class Trainer {
       tokensSeen: String(this.tokensSeen),
       elapsedMs: String(this.elapsedMs),
       recipe: JSON.stringify(this.recipe()),
+      // JSON writes the unmeasured (NaN) terms as null; loadState turns them back into NaN.
+      ...(this.last ? { last: JSON.stringify(this.last) } : {}),
     });
   }
 
@@ -597,7 +648,7 @@ export class Trainer {
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, problem, { source, hint });
     };
     if (meta.format !== CHECKPOINT_FORMAT) bad(`not a trainer checkpoint (format ${JSON.stringify(meta.format)})`, 'pass a file written by the trainer');
-    if (meta.version !== String(CHECKPOINT_VERSION)) bad(`checkpoint version ${meta.version} is not supported`, 'use the UltraSketch version that wrote it');
+    if (!READABLE_CHECKPOINT_VERSIONS.includes(meta.version ?? '')) bad(`checkpoint version ${meta.version} is not supported`, 'use the UltraSketch version that wrote it');
     const mine = JSON.stringify(this.recipe());
     if (meta.recipe !== mine) {
       const theirs = JSON.parse(meta.recipe ?? '{}') as Record<string, unknown>;
@@ -607,6 +658,7 @@ export class Trainer {
     }
     const step = Number(meta.step);
     if (!Number.isInteger(step) || step < 0 || step > this.steps) bad(`invalid step ${meta.step}`);
+    const last = meta.last === undefined ? null : parseLastStep(meta.last, step, source);
     const take = (name: string, into: Float32Array) => {
       const t = file.tensors.get(name);
       if (!t || t.dtype !== 'F32' || t.data.byteLength !== into.byteLength) {
@@ -625,9 +677,44 @@ export class Trainer {
       p.afterLoad?.();
     }
     this.stepCount = step;
+    this.last = last;
     this.tokensSeen = Number(meta.tokensSeen ?? 0);
     this.elapsedMs = Number(meta.elapsedMs ?? 0);
   }
+}
+
+/** The `last` metadata of a checkpoint: a StepResult of step `step`, its unmeasured terms null (→ NaN). */
+function parseLastStep(json: string, step: number, source: string): StepResult {
+  const corrupt = (why: string): never => {
+    throw new UltraSketchError(ErrorCodes.BAD_HEADER, `checkpoint metadata "last" ${why}`, { source, hint: 'the checkpoint is corrupt: delete it to start over' });
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    corrupt('is not JSON');
+  }
+  const o = raw as Record<string, unknown>;
+  if (o === null || typeof o !== 'object') corrupt('is not an object');
+  const num = (key: keyof StepResult, nullable: boolean): number => {
+    const v = o[key];
+    if (v === null && nullable) return NaN;
+    if (typeof v !== 'number' || !Number.isFinite(v)) corrupt(`has ${key} = ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const r: StepResult = {
+    step: num('step', false),
+    loss: num('loss', false),
+    kl: num('kl', true),
+    ce: num('ce', false),
+    mse: num('mse', true),
+    tokens: num('tokens', false),
+    ms: num('ms', false),
+    lr: num('lr', false),
+    gradNorm: num('gradNorm', false),
+  };
+  if (r.step !== step) corrupt(`is for step ${r.step}, the checkpoint for step ${step}`);
+  return r;
 }
 
 function splitWindows(win: Int32Array, inputs: Int32Array, targets: Int32Array, count: number, L: number): void {
