@@ -58,7 +58,6 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   };
   const provenance = section('provenance');
-  checkProvenance(provenance, source);
   return {
     bundle,
     config,
@@ -228,33 +227,20 @@ function embeddedTokenizer(bytes: Uint8Array, config: ModelConfig, source: strin
 }
 
 /**
- * The provenance section is for reports, but its source hash is what ties a bundle to its checkpoint, so a
- * value that cannot be a SHA-256 is refused rather than shown. (Its integrity is the metadata checksum's.)
- */
-function checkProvenance(provenance: Record<string, unknown> | null, source: string): void {
-  if (provenance === null || !('sourceSha256' in provenance)) return;
-  const sha = provenance.sourceSha256;
-  if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) {
-    throw new UltraSketchError(ErrorCodes.BAD_HEADER, `metadata "provenance": sourceSha256 is ${JSON.stringify(sha)}, expected 64 lowercase hex digits`, {
-      source,
-      hint: 'the bundle is corrupt or was edited; re-create it',
-    });
-  }
-}
-
-/**
  * When a bundle is run next to a checkpoint given as its reference (eval --reference, bench --baseline),
  * compare the checkpoint's SHA-256 with the source hash the bundle recorded. A mismatch is a warning, not
  * an error: comparing with another checkpoint (a q80 copy, another model) is legitimate, but the user
  * should know the comparison is not against the bundle's own source. Returns the warning, or null when the
- * hashes agree or the bundle recorded none (a bundle made by a caller that did not say).
+ * hashes agree or the bundle recorded no SHA-256 to compare with (a library caller may store its own
+ * provenance; the provenance section is a report, so a bundle is never refused for it).
  */
 export function referenceSourceWarning(
   provenance: Record<string, unknown> | null,
   reference: { path: string; sha256: string },
 ): string | null {
   const recorded = provenance?.sourceSha256;
-  if (typeof recorded !== 'string' || recorded === reference.sha256) return null;
+  if (typeof recorded !== 'string' || !/^[0-9a-f]{64}$/i.test(recorded)) return null;
+  if (recorded.toLowerCase() === reference.sha256.toLowerCase()) return null;
   const from = typeof provenance?.sourcePath === 'string' ? ` (${provenance.sourcePath})` : '';
   return (
     `the reference ${reference.path} (sha256 ${reference.sha256.slice(0, 16)}…) is not the checkpoint this bundle was compressed from` +
