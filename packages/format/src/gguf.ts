@@ -584,8 +584,8 @@ function readTensorInfo(c: Cursor, index: number, alignment: number): RawTensorI
 /**
  * Check every tensor's byte range against the file and against the others, and give each its absolute
  * place. Ranges are checked in offset order: overlapping ranges are OVERLAP; a range that runs past the end
- * of the file is TRUNCATED when it starts right where the previous one ends (a packed file cut short: what
- * every writer produces), and BAD_OFFSET when its offset jumps past the end of the file.
+ * of the file is TRUNCATED when it starts where a packing writer would put it (right after the previous
+ * one, aligned: a file cut short), and BAD_OFFSET when its offset jumps beyond that, past the end.
  */
 function placeTensors(
   infos: RawTensorInfo[],
@@ -611,7 +611,7 @@ function placeTensors(
     if (base + end > size) {
       // Where the next tensor of a packed file would start: the previous end, aligned.
       const packedStart = roundUp(lastEnd, BigInt(alignment));
-      if (t.offset <= packedStart && base + t.offset <= size) {
+      if (t.offset <= packedStart) {
         fail(
           ErrorCodes.TRUNCATED,
           `file is truncated: tensor ${JSON.stringify(t.name)} needs bytes up to ${base + end}, the file has ${fileSize}`,
