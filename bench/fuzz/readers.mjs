@@ -238,6 +238,93 @@ function safetensorsReader(m) {
 }
 
 /**
+ * Offsets of a GGUF file's count, length, type and offset fields (and of one float value), found by walking a
+ * valid seed's header independently of the reader: the places where a hostile number does the most harm.
+ */
+function ggufFields(bytes) {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fields = [{ at: 4, w: 'u32' }, { at: 8, w: 'u64' }, { at: 16, w: 'u64' }];
+  const SCALAR = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  let at = 24;
+  const str = (keep) => {
+    if (keep) fields.push({ at, w: 'u64' });
+    at += 8 + Number(v.getBigUint64(at, true));
+  };
+  const value = (type, keep) => {
+    if (type === 8) str(keep);
+    else if (type === 9) {
+      const elem = v.getUint32(at, true);
+      const count = Number(v.getBigUint64(at + 4, true));
+      fields.push({ at, w: 'u32' }, { at: at + 4, w: 'u64' });
+      at += 12;
+      for (let i = 0; i < count; i++) value(elem, i < 4);
+    } else {
+      if (type === 6 && keep) fields.push({ at, w: 'f32' });
+      at += SCALAR[type];
+    }
+  };
+  const kvs = Number(v.getBigUint64(16, true));
+  for (let i = 0; i < kvs; i++) {
+    str(true);
+    fields.push({ at, w: 'u32' });
+    const type = v.getUint32(at, true);
+    at += 4;
+    value(type, true);
+  }
+  const tensors = Number(v.getBigUint64(8, true));
+  for (let i = 0; i < tensors; i++) {
+    str(true);
+    const dims = v.getUint32(at, true);
+    fields.push({ at, w: 'u32' });
+    at += 4;
+    for (let d = 0; d < dims; d++, at += 8) fields.push({ at, w: 'u64' });
+    fields.push({ at, w: 'u32' }, { at: at + 4, w: 'u64' });
+    at += 12;
+  }
+  return fields;
+}
+
+function ggufReader(m) {
+  const { format } = m;
+  return {
+    name: 'gguf',
+    describe: 'readGguf + every tensor decoded to float32, on the stories260K GGUF files (f32, q8_0) and stories3M (q4_0, q4_k_m, q5_k_m, q6_k)',
+    // Decoding widens each quantized block to float32: Q4_0 and Q4_K blocks give 32 × 4 bytes from 18 (7.1×), the
+    // other types less; metadata arrays are copied (1×).
+    expansion: 8,
+    async seeds() {
+      const out = [];
+      for (const rel of [
+        'models/stories260K/gguf/stories260K-f32.gguf',
+        'models/stories260K/gguf/stories260K-q8_0.gguf',
+        'models/stories3M/gguf/stories3M-q4_0.gguf',
+        'models/stories3M/gguf/stories3M-q4_k_m.gguf',
+        'models/stories3M/gguf/stories3M-q5_k_m.gguf',
+        'models/stories3M/gguf/stories3M-q6_k.gguf',
+      ]) {
+        const bytes = m.sharedFile(rel);
+        if (bytes) out.push({ label: rel.split('/').pop(), bytes, fields: ggufFields(bytes) });
+      }
+      return out;
+    },
+    arbitrary(seeds) {
+      // The 2–3 MB stories3M files are read in one case of four (each decode is ~3M values).
+      const weights = seeds.map((s) => (s.label.startsWith('stories3M') ? 1 : 6));
+      return planArb(seeds, (s) => ({ bytes: byteOpArb(s.bytes.byteLength, s.fields) }), { weights, byteShare: 4 });
+    },
+    input(seeds, plan) {
+      return { bytes: applyByteOps(seeds[plan.seed].bytes, plan.bytes), opts: {} };
+    },
+    parse(bytes) {
+      const file = format.readGguf(bytes, 'fuzz.gguf');
+      const floats = [];
+      for (const name of file.tensors.keys()) floats.push(format.getGgufFloat32(file, name, 'fuzz.gguf'));
+      return { file, floats };
+    },
+  };
+}
+
+/**
  * The bundle's metadata checksum (format version 2), recomputed with the format's own function after an edit so
  * that the edit reaches the checks behind it. Undefined when the format has none.
  */
@@ -291,6 +378,7 @@ export function fuzzReaders(m) {
   // itself before loading a bundle; the format layer alone does not).
   m.registerCodecs?.();
   const readers = [llama2cReader(m, 'legacy'), llama2cReader(m, 'v2'), tokenizerReader(m), safetensorsReader(m), bundleReader(m, 'format')];
+  if (m.format.readGguf) readers.push(ggufReader(m));
   if (m.pipeline) readers.push(bundleReader(m, 'pipeline'));
   return readers;
 }
