@@ -32,6 +32,8 @@ import { matrixFeasibility, targetBpw } from './feasibility.js';
 import { looksLikeSafetensors } from './sniff.js';
 import { type FinetuneOptions, type TrainingSection, finetune, finetuneProviderKind, validateFinetune } from './finetune.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
+import { removeStaleTemporaries } from './stale.js';
+import { killMidWrite, testKillPoint } from './test-kill.js';
 
 // ------------------------------------------------------------------------------------------ defaults
 
@@ -321,9 +323,10 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   }
 
   if (options.finetune) {
-    validateFinetune(options.finetune);
+    // Refuse an impossible --train-mode, a flag the codec's training does not use, or a --resume without a
+    // checkpoint before encoding every matrix, not after.
+    validateFinetune(options.finetune, codec.id);
     const ft = options.finetune;
-    // Refuse an impossible --train-mode before encoding every matrix, not after.
     finetuneProviderKind(codec.id, ft.mode ?? 'auto');
     if (ft.calibText !== undefined && (ft.data ?? 'calib') !== 'teacher' && options.measureQuality) {
       const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
@@ -335,6 +338,10 @@ export async function compress(options: CompressOptions): Promise<CompressResult
       }
     }
   }
+
+  // Temporary files of this output left by killed runs (`OUT.usk.tmp-<pid>-*`, dead writers only): removed on
+  // every start, so a resumed run leaves none behind whether or not it gets as far as writing.
+  if (options.output !== undefined) removeStaleTemporaries(options.output);
 
   // Plan: every 2-D weight of the model with the codec that stores it, in model order.
   const plan: Array<{ name: string; codec: Codec; options: unknown; compressed: boolean }> = [];
@@ -372,6 +379,15 @@ export async function compress(options: CompressOptions): Promise<CompressResult
       keptDense.push({ name: p.name, rows: x.rows, cols: x.cols, minBpw: x.minBpw, reason: codecRefusal(codec, codecOptions, model, p.name) });
       plan[x.index] = { name: p.name, ...withCodec(keepFloat), compressed: false };
     }
+  }
+
+  // --train-dense with every linear compressed would train nothing: refuse before encoding. (With 'keep', an
+  // encode-time refusal can still add a float linear; finetune() checks the final set.)
+  if (options.finetune?.trainDense && smallMatrix === 'error' && plan.every((p) => p.compressed || !parseLinearName(p.name))) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-dense: codec ${codec.id} compresses every linear (--layers ${layers.join(',')}); there is no float-stored linear to train`, {
+      source: '--train-dense',
+      hint: 'drop --train-dense, or leave some linear kinds in float with --layers',
+    });
   }
 
   const weights = new Map<string, BundleWeightInput>();
@@ -508,7 +524,10 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   const tQuality = performance.now();
   if (quality !== null) input.sections = { ...input.sections, quality };
   const bytes = writeBundle(input);
-  if (options.output !== undefined) writeFileAtomic(options.output, bytes, options.writeOptions);
+  if (options.output !== undefined) {
+    const kill = testKillPoint();
+    writeFileAtomic(options.output, bytes, options.writeOptions ?? (kill?.at === 'bundle' ? killMidWrite(bytes.byteLength) : {}));
+  }
 
   const params = accounting.params;
   const report: CompressReport = {

@@ -13,8 +13,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type ModelWeights, TensorNames, type Tokenizer } from '@ultrasketch/model';
+import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
+import { LINEAR_KINDS, type ModelWeights, TensorNames, type Tokenizer } from '@ultrasketch/model';
 import * as ste from '@ultrasketch/ste-trainer';
 import {
   type ProviderChoice,
@@ -24,7 +24,12 @@ import {
   getProviderFactory,
   makeProviders,
 } from '@ultrasketch/ste-trainer';
+import { removeStaleTemporaries } from './stale.js';
+import { killMidWrite, killSelf, testKillPoint } from './test-kill.js';
 import { documentTokenStream } from './text.js';
+
+/** The checkpoint file finetuning writes in its checkpoint directory. */
+export const CHECKPOINT_FILE = 'finetune.ckpt';
 
 export type FinetuneLoss = 'kd' | 'ce' | 'kd+ce';
 export const FINETUNE_LOSSES: readonly FinetuneLoss[] = ['kd', 'ce', 'kd+ce'];
@@ -83,6 +88,11 @@ export interface FinetuneOptions {
   checkpointEvery?: number;
   /** Continue from the checkpoint in checkpointDir when there is one (default false: start over). */
   resume?: boolean;
+  /**
+   * With resume: no checkpoint is an error (E_FILE_NOT_FOUND naming it) instead of a fresh start — what
+   * `compress --resume` asks for. Off for a sweep's points, whose later points have no checkpoint yet.
+   */
+  requireCheckpoint?: boolean;
   /** Progress after every step (loss, tokens/s, ETA). */
   onProgress?: (p: TrainProgress) => void;
   /** Called after every step (tests use it to stop a run mid-way, like a kill). */
@@ -123,7 +133,11 @@ export interface TrainingSection {
     /** Wall seconds spent in training steps, summed over resumed segments (not byte-reproducible). */
     wallSeconds: number;
   };
-  final: { loss: number; kl: number; ce: number; mse: number } | null;
+  /**
+   * The losses of the last step (restored from the checkpoint when a resumed run had no steps left). `kl` and
+   * `mse` are null when they were not measured (no teacher: --loss ce); never NaN.
+   */
+  final: { loss: number; kl: number | null; ce: number; mse: number | null } | null;
 }
 
 export interface FinetuneResult {
@@ -182,10 +196,15 @@ export function finetuneProviderKind(codecId: string, mode: FinetuneMode = 'auto
   return 'ste';
 }
 
-/** Check the finetuning options (BAD_ARGUMENT naming the flag). */
-export function validateFinetune(o: FinetuneOptions): void {
-  const bad = (flag: string, why: string) => {
-    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `${flag}: ${why}`, { source: flag });
+/**
+ * Check the finetuning options: BAD_ARGUMENT naming the flag. With `codecId`, also refuse flags that the codec's
+ * training does not use (they would be recorded in the recipe without any effect), like a codec flag the codec
+ * does not take. With `requireCheckpoint`, a `resume` without a checkpoint is FILE_NOT_FOUND. Cheap: the
+ * pipeline calls it before encoding anything.
+ */
+export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
+  const bad = (flag: string, why: string, hint?: string) => {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `${flag}: ${why}`, { source: flag, ...(hint === undefined ? {} : { hint }) });
   };
   const posInt = (v: number | undefined, flag: string) => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) bad(flag, `${v} must be a positive integer`);
@@ -194,6 +213,9 @@ export function validateFinetune(o: FinetuneOptions): void {
   posInt(o.batch, '--batch');
   posInt(o.seq, '--seq');
   posInt(o.threads, '--threads');
+  if (o.checkpointEvery !== undefined && (!Number.isInteger(o.checkpointEvery) || o.checkpointEvery < 0)) {
+    bad('--checkpoint-every', `${o.checkpointEvery} must be a non-negative integer (0: only at the end)`);
+  }
   if (o.smoothK !== undefined && !(o.smoothK > 0 && Number.isFinite(o.smoothK))) bad('--smooth-k', `${o.smoothK} must be a positive number`);
   if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
   if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
@@ -201,6 +223,27 @@ export function validateFinetune(o: FinetuneOptions): void {
   if (o.mode !== undefined && !FINETUNE_MODES.includes(o.mode)) bad('--train-mode', `${JSON.stringify(o.mode)} is not one of ${FINETUNE_MODES.join(', ')}`);
   if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
   if (o.resume && o.checkpointDir === undefined) bad('--resume', 'needs --checkpoint-dir');
+  // Accepted but without effect: refused, so the recipe never records a setting that did nothing.
+  if (o.checkpointEvery !== undefined && o.checkpointDir === undefined) bad('--checkpoint-every', 'needs --checkpoint-dir (there is nowhere to write checkpoints)');
+  if (codecId !== undefined && o.smoothK !== undefined) {
+    const kind = finetuneProviderKind(codecId, o.mode ?? 'auto');
+    if (kind !== 'littlebit') {
+      bad(
+        '--smooth-k',
+        `codec ${codecId} trains through the '${kind}' provider, which does not use it`,
+        'only littlebit state training uses --smooth-k (codec littlebit, --train-mode auto or states); drop it',
+      );
+    }
+  }
+  if (o.resume && o.requireCheckpoint && o.checkpointDir !== undefined) {
+    const path = join(o.checkpointDir, CHECKPOINT_FILE);
+    if (!existsSync(path)) {
+      throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, '--resume: there is no checkpoint to resume from', {
+        source: path,
+        hint: 'drop --resume to start fresh, or pass the --checkpoint-dir of the run to continue',
+      });
+    }
+  }
 }
 
 export interface FinetuneInput {
@@ -219,7 +262,7 @@ export interface FinetuneInput {
 /** Train the compressed linears of a model through their codec and return what the bundle stores. */
 export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const o = input.options;
-  validateFinetune(o);
+  validateFinetune(o, input.codecId);
   const t0 = performance.now();
   // Loaded on first use: importing the trainer's Node entry switches its matmuls to the WebAssembly SIMD gemm
   // (unless ULTRASKETCH_TRAINER_GEMM=js), which should not happen merely because the pipeline was imported.
@@ -242,6 +285,12 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     else if (!had.split('|').includes(used)) providerKinds[k] = `${had}|${used}`;
   };
   const trainDense = o.trainDense ?? false;
+  if (trainDense && [...linearNames(input.teacher)].every((name) => input.linears.has(name))) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-dense: codec ${input.codecId} compresses every linear; there is no float-stored linear to train`, {
+      source: '--train-dense',
+      hint: 'drop --train-dense, or leave some linear kinds in float with --layers',
+    });
+  }
   const providers = makeProviders(input.teacher, (layer, k): ProviderChoice => {
     const name = TensorNames.linear(layer, k);
     const entry = input.linears.get(name);
@@ -275,21 +324,29 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
-  let last: StepResult | null = null;
   let interrupted = false;
   let resumedFrom: number | null = null;
+  const kill = testKillPoint();
   try {
     const onStep = (r: StepResult) => {
-      last = r;
       o.onStep?.(r);
+      if (kill?.at === 'step' && kill.step === r.step) killSelf();
     };
     if (o.checkpointDir !== undefined) {
-      if (!existsSync(o.checkpointDir)) mkdirSync(o.checkpointDir, { recursive: true });
+      const path = join(o.checkpointDir, CHECKPOINT_FILE);
+      try {
+        if (!existsSync(o.checkpointDir)) mkdirSync(o.checkpointDir, { recursive: true });
+      } catch (err) {
+        throw fromSystemError(err, o.checkpointDir, 'create');
+      }
+      // A run killed while writing its checkpoint left `finetune.ckpt.tmp-<pid>-*`: remove it (never a live run's).
+      removeStaleTemporaries(path);
       const r = await runWithCheckpoints(trainer, {
-        path: join(o.checkpointDir, 'finetune.ckpt'),
+        path,
         every: o.checkpointEvery ?? 50,
         resume: o.resume ?? false,
         onStep,
+        ...(kill?.at === 'checkpoint' ? { writeOptions: (step: number) => (step === kill.step ? killMidWrite(trainer.state().byteLength) : {}) } : {}),
       });
       interrupted = r.interrupted;
       resumedFrom = r.resumedFrom;
@@ -312,7 +369,9 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       const student = trainer.studentWeights();
       for (const [name, t] of student.tensors) if (t.shape.length === 1) norms.set(name, t.data);
     }
-    const finalStep = last as StepResult | null;
+    // From the trainer, not from onStep: a run resumed from its final checkpoint takes no step here, and the
+    // checkpoint restored the last step's losses.
+    const finalStep = trainer.lastStep;
     const section: TrainingSection = {
       method: 'ste-trainer',
       recipe: {
@@ -344,13 +403,23 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       providers: providerKinds,
       trainedLinears: providers.size,
       cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000 },
-      final: finalStep ? { loss: finalStep.loss, kl: finalStep.kl, ce: finalStep.ce, mse: finalStep.mse } : null,
+      final: finalStep ? { loss: finalStep.loss, kl: measured(finalStep.kl), ce: finalStep.ce, mse: measured(finalStep.mse) } : null,
     };
     gemmUsed = wasmGemmActive() ? 'wasm-simd' : 'js';
     return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
   } finally {
     trainer.dispose();
   }
+}
+
+/** A loss term, or null when it was not measured (NaN from the trainer): the bundle stores no NaN. */
+function measured(x: number): number | null {
+  return Number.isNaN(x) ? null : x;
+}
+
+/** Canonical names of every linear of the model. */
+function* linearNames(weights: ModelWeights): Generator<string> {
+  for (let l = 0; l < weights.config.nLayers; l++) for (const k of LINEAR_KINDS) yield TensorNames.linear(l, k);
 }
 
 let gemmUsed: 'wasm-simd' | 'js' | null = null;

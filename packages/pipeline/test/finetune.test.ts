@@ -47,7 +47,7 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
   }, 120_000);
 
   it('a resumed run after a kill gives the same bundle as an uninterrupted run', async () => {
-    const ft = { steps: 6, batch: 2, seq: 32, lr: 1e-3, calibText, calibSource: 'calib.txt', checkpointEvery: 1 };
+    const ft = { steps: 6, batch: 2, seq: 32, lr: 1e-3, calibText, calibSource: 'calib.txt' };
     const straight = await compress({ model, codec: 'rtn', codecOptions: { bits: 2 }, finetune: ft });
     const ckdir = join(dir, 'ck');
     await expect(
@@ -58,6 +58,7 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
         finetune: {
           ...ft,
           checkpointDir: ckdir,
+          checkpointEvery: 1,
           onStep: (r) => {
             if (r.step === 4) throw new Error('killed');
           },
@@ -65,7 +66,7 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
       }),
     ).rejects.toThrow('killed');
     expect(existsSync(join(ckdir, 'finetune.ckpt'))).toBe(true);
-    const resumed = await compress({ model, codec: 'rtn', codecOptions: { bits: 2 }, finetune: { ...ft, checkpointDir: ckdir, resume: true } });
+    const resumed = await compress({ model, codec: 'rtn', codecOptions: { bits: 2 }, finetune: { ...ft, checkpointDir: ckdir, checkpointEvery: 1, resume: true } });
     const a = readBundle(straight.bytes);
     const b = readBundle(resumed.bytes);
     // Tensor data byte-identical; sections identical but for the wall time.

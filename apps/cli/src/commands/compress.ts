@@ -122,7 +122,8 @@ export const compressCommand: Command = {
             }
           : {}),
         onProgress: (p) => progress.update(p.index + 1, p.name),
-        ...(ft ? { finetune: ft.options } : {}),
+        // --resume here means "continue that run": no checkpoint is an error, not a silent fresh start.
+        ...(ft ? { finetune: { ...ft.options, ...(ft.options.resume ? { requireCheckpoint: true } : {}) } } : {}),
       }));
     } catch (err) {
       progress.clear();
