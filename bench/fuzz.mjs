@@ -16,6 +16,7 @@
  *   --checkpoint FILE  save progress there after every chunk; a run started with the same file, seed, cases
  *                      and readers resumes where it stopped
  *   --jobs J           readers run at the same time, one worker each (default 1)
+ *   --shared DIR       the shared/ directory with the real models (default: ../shared next to the repository)
  *   --hang-ms MS       a case running longer than this is a hang (default 5000)
  *   --check-every K    re-run every K-th case and compare the outcomes (default 16; 0: never)
  *   --replay FILE      re-run one saved reproducer (a .json from --out) and print what it does
@@ -53,7 +54,7 @@ const CHUNK = 250;
 const MAX_REPRODUCERS = 5;
 
 const PACKAGES = ['core', 'format', 'model', 'pipeline'];
-const SHARED = resolve(ROOT, '..', 'shared');
+let SHARED = resolve(ROOT, '..', 'shared');
 
 async function modules() {
   const [core, format, model, pipeline] = await Promise.all(PACKAGES.map((p) => import(dist(p))));
@@ -62,6 +63,7 @@ async function modules() {
 
 /** The reader table over the built packages, with seeds read from ../shared and bundles made by compress(). */
 async function loadReaders() {
+  if (!isMainThread) SHARED = workerData.shared;
   const mods = await modules();
   let bundles;
   const modelPath = join(SHARED, 'models/stories260K/stories260K.bin');
@@ -222,6 +224,7 @@ function parseArgs(argv) {
       case '--json': args.json = resolve(value()); break;
       case '--checkpoint': args.checkpoint = resolve(value()); break;
       case '--jobs': args.jobs = num(a, value(), 1); break;
+      case '--shared': SHARED = resolve(value()); break;
       case '--hang-ms': args.hangMs = num(a, value(), 1); break;
       case '--check-every': args.checkEvery = num(a, value()); break;
       case '--replay': args.replay = resolve(value()); break;
@@ -362,7 +365,7 @@ function runWorker(r, seeds, args, range, onChunk) {
     const state = new SharedArrayBuffer(12);
     const view = new Int32Array(state);
     const worker = new Worker(new URL(import.meta.url), {
-      workerData: { mode: 'run', reader: r.name, seeds, seed: args.seed, checkEvery: args.checkEvery, state, ...range },
+      workerData: { mode: 'run', reader: r.name, seeds, seed: args.seed, checkEvery: args.checkEvery, state, shared: SHARED, ...range },
       resourceLimits: { maxOldGenerationSizeMb: 4096 },
     });
     let settled = false;
@@ -414,7 +417,7 @@ async function writeReproducers(r, seeds, args, stats, out) {
     log(`${r.name}: shrinking case ${info.first} (${key})`);
     const m = await new Promise((resolvePromise) => {
       const worker = new Worker(new URL(import.meta.url), {
-        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(12) },
+        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(12), shared: SHARED },
       });
       const timer = setTimeout(() => {
         void worker.terminate();
