@@ -183,6 +183,7 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
     const h = cli(['inspect', file('sketch')]);
     expect(h.code).toBe(0);
     expect(h.stdout).toMatch(/bpwLinears\s+0\.\d{4}/);
+    expect(h.stdout).toMatch(/integrity\s+metadata and tensor table: SHA-256 verified; tensor data: CRC-32 verified/);
     expect(h.stdout).toMatch(/bitsPerParam\s+\d+\.\d{4} \(8 × [\d,]+ file bytes ÷ 260,032 parameters\)/);
     expect(h.stdout).toContain('model.layers.0.self_attn.q_proj.weight *');
     expect(h.stdout).toMatch(/model\.layers\.0\.self_attn\.o_proj\.weight\s+float/);
