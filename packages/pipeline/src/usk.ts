@@ -161,18 +161,25 @@ export function checkConfigAgainstTensors(bundle: Bundle, config: ModelConfig, s
     if (embed[1] !== config.dim) disagree(ErrorCodes.SHAPE_MISMATCH, 'dim', needs(TensorNames.embedding, config.vocabSize, config.dim, embed));
   }
 
-  // Layers stored: one more than the highest layer index any tensor names.
+  // Layers stored: one more than the highest layer index any tensor names (a gap below it is left to
+  // checkBundleTensors, which names the missing weight).
   let storedLayers = 0;
+  let highest = '';
   for (const name of [...bundle.weights.keys(), ...bundle.vectors.keys()]) {
     const m = /^model\.layers\.(\d+)\./.exec(name);
-    if (m) storedLayers = Math.max(storedLayers, Number(m[1]) + 1);
+    if (m && Number(m[1]) + 1 > storedLayers) {
+      storedLayers = Number(m[1]) + 1;
+      highest = name;
+    }
   }
   if (storedLayers < config.nLayers) {
     const missing = expectedTensors(config).find(([name]) => name.startsWith(`model.layers.${storedLayers}.`))![0];
     disagree(ErrorCodes.MISSING_TENSOR, 'nLayers', `they hold ${storedLayers} layer(s): ${missing} is missing`);
   }
   if (storedLayers > config.nLayers) {
-    const extra = [...bundle.weights.keys(), ...bundle.vectors.keys()].find((n) => n.startsWith(`model.layers.${config.nLayers}.`))!;
+    // Name a tensor of the first layer past the config's count when there is one (the usual case: nLayers too
+    // small), else the highest-numbered one.
+    const extra = [...bundle.weights.keys(), ...bundle.vectors.keys()].find((n) => n.startsWith(`model.layers.${config.nLayers}.`)) ?? highest;
     disagree(ErrorCodes.BAD_HEADER, 'nLayers', `they hold ${storedLayers} layers: tensor ${extra} is not part of a model with this config`);
   }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, Rng, UltraSketchError } from '@ultrasketch/core';
 import { USK_TOKENIZER_TENSOR, crc32Tag } from '@ultrasketch/format';
+import { TensorNames } from '@ultrasketch/model';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { requireShared } from '../../../test/require-shared.js';
 import { editMetadata, editMetadataJson, editTensors, expectBundleError, specParse } from '../../format/test/bundleFixture.js';
@@ -106,6 +107,16 @@ describe.runIf(HAVE_SHARED)('bundle integrity on a real stories260K bundle', () 
     const bad = editMetadataJson(GOOD, 'model_config', (c) => void (c[field] = value));
     const err = expectBundleError(load(bad), code, SRC, problem);
     expect(err.hint).toMatch(/model_config does not match its tensors/);
+  });
+
+  it('a stray layer past a gap (layer 7 of a 5-layer model) is refused, naming nLayers and the stray weight', () => {
+    const q = TensorNames.linear(0, 'q');
+    const stray = TensorNames.linear(7, 'q');
+    let bad = editTensors(GOOD, (t) => {
+      for (const [name, v] of [...t]) if (name.startsWith(`${q}.`)) t.set(stray + name.slice(q.length), v);
+    });
+    bad = editMetadataJson(bad, 'weights', (w) => void (w[stray] = w[q]));
+    expectBundleError(load(bad), ErrorCodes.BAD_HEADER, SRC, /model_config nLayers = 5 disagrees with the tensors: they hold 8 layers: tensor model\.layers\.7\.self_attn\.q_proj\.weight is not part of a model/);
   });
 
   it('an embedded tokenizer with fewer entries than vocabSize is refused, naming vocabSize', () => {
