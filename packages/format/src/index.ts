@@ -34,8 +34,8 @@ export type {
 } from './safetensors.js';
 export { crc32, crc32Tag } from './crc32.js';
 export { sha256, sha256Hex } from './sha256.js';
-export { findDuplicateKey } from './strictJson.js';
-export type { DuplicateKey } from './strictJson.js';
+export { findDuplicateKey, scanJson } from './strictJson.js';
+export type { DuplicateKey, JsonProblem } from './strictJson.js';
 export {
   USK_FORMAT,
   USK_FORMAT_VERSION,
@@ -61,3 +61,7 @@ export { GGUF_LIMITS, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_VALUE_TYPES, pars
 export type { GgufLimits, GgufValueType, GgufArrayValues, GgufArray, GgufValue, GgufMetadataEntry, GgufTensorInfo, GgufHeader, GgufHeaderParse, GgufFile } from './gguf.js';
 export { ggmlType, ggmlTypeById, ggmlByteLength, dequantizeGgml, DECODABLE_GGML_TYPES } from './ggufQuants.js';
 export type { GgmlTypeName, GgmlTypeInfo } from './ggufQuants.js';
+export { describeHfConfig, describeGgufModel, LLAMA_FAMILY_ARCHITECTURES } from './hfConfig.js';
+export type { ModelDescription, LlamaFamilyArchitecture, RopeLayout, RopeScaling, Llama3RopeScaling, RopeFreqFactors } from './hfConfig.js';
+export { parseHfShardIndex, shardNameProblem, MAX_SHARDS } from './hfIndex.js';
+export type { HfShardIndex } from './hfIndex.js';
