@@ -384,7 +384,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   // --train-dense with every linear compressed would train nothing: refuse before encoding. (With 'keep', an
   // encode-time refusal can still add a float linear; finetune() checks the final set.)
   if (options.finetune?.trainDense && smallMatrix === 'error' && plan.every((p) => p.compressed || !parseLinearName(p.name))) {
-    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-dense: codec ${codec.id} compresses every linear (--layers ${layers.join(',')}); there is no float-stored linear to train`, {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec ${codec.id} compresses every linear (--layers ${layers.join(',')}); there is no float-stored linear to train`, {
       source: '--train-dense',
       hint: 'drop --train-dense, or leave some linear kinds in float with --layers',
     });

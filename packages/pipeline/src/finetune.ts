@@ -204,7 +204,8 @@ export function finetuneProviderKind(codecId: string, mode: FinetuneMode = 'auto
  */
 export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   const bad = (flag: string, why: string, hint?: string) => {
-    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `${flag}: ${why}`, { source: flag, ...(hint === undefined ? {} : { hint }) });
+    // The flag is the error's source, which leads the message ("--lr: 0 must be a positive number").
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, why, { source: flag, ...(hint === undefined ? {} : { hint }) });
   };
   const posInt = (v: number | undefined, flag: string) => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) bad(flag, `${v} must be a positive integer`);
@@ -286,7 +287,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   };
   const trainDense = o.trainDense ?? false;
   if (trainDense && [...linearNames(input.teacher)].every((name) => input.linears.has(name))) {
-    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-dense: codec ${input.codecId} compresses every linear; there is no float-stored linear to train`, {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec ${input.codecId} compresses every linear; there is no float-stored linear to train`, {
       source: '--train-dense',
       hint: 'drop --train-dense, or leave some linear kinds in float with --layers',
     });

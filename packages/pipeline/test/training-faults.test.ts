@@ -130,7 +130,7 @@ describe('resume', () => {
 });
 
 describe('finetuning flags the codec does not use are refused before encoding', () => {
-  const refused = async (codec: string, codecOptions: Record<string, unknown>, extra: Record<string, unknown>, flag: RegExp) => {
+  const refused = async (codec: string, codecOptions: Record<string, unknown>, extra: Record<string, unknown>, flag: string, problem: RegExp) => {
     let encoded = 0;
     // 'keep' only where stories260K's small matrices need it (it defers the --train-dense check to finetune()).
     const smallMatrix = codec === 'rtn' ? 'error' : 'keep';
@@ -138,20 +138,20 @@ describe('finetuning flags the codec does not use are refused before encoding', 
       () => undefined,
       (e: unknown) => e,
     );
-    expect(err).toMatchObject({ code: ErrorCodes.BAD_ARGUMENT, problem: expect.stringMatching(flag) });
+    expect(err).toMatchObject({ code: ErrorCodes.BAD_ARGUMENT, source: flag, problem: expect.stringMatching(problem) });
     expect(encoded).toBe(0);
   };
 
   it('--smooth-k with rtn, with sketch, and with littlebit trained by --train-mode ste', async () => {
-    await refused('rtn', { bits: 2 }, { smoothK: 20 }, /^--smooth-k: codec rtn trains through the 'ste' provider/);
-    await refused('sketch', { bpw: 1 }, { smoothK: 20 }, /^--smooth-k: codec sketch trains through the 'sketch-states' provider/);
-    await refused('littlebit', { bpw: 1 }, { smoothK: 20, mode: 'ste' }, /^--smooth-k: codec littlebit trains through the 'ste' provider/);
+    await refused('rtn', { bits: 2 }, { smoothK: 20 }, '--smooth-k', /^codec rtn trains through the 'ste' provider/);
+    await refused('sketch', { bpw: 1 }, { smoothK: 20 }, '--smooth-k', /^codec sketch trains through the 'sketch-states' provider/);
+    await refused('littlebit', { bpw: 1 }, { smoothK: 20, mode: 'ste' }, '--smooth-k', /^codec littlebit trains through the 'ste' provider/);
     expect(() => validateFinetune({ steps: 1, calibText, smoothK: 20 }, 'littlebit')).not.toThrow();
   });
 
   it('--train-dense when the codec compresses every linear; --checkpoint-every without --checkpoint-dir', async () => {
-    await refused('rtn', { bits: 2 }, { trainDense: true }, /^--train-dense: codec rtn compresses every linear/);
-    await refused('rtn', { bits: 2 }, { checkpointEvery: 2 }, /^--checkpoint-every: needs --checkpoint-dir/);
+    await refused('rtn', { bits: 2 }, { trainDense: true }, '--train-dense', /^codec rtn compresses every linear/);
+    await refused('rtn', { bits: 2 }, { checkpointEvery: 2 }, '--checkpoint-every', /^needs --checkpoint-dir/);
     expect(() => validateFinetune({ steps: 1, calibText, checkpointEvery: 2, checkpointDir: dir })).not.toThrow();
   });
 });
