@@ -21,6 +21,8 @@
  *   --check-every K    re-run every K-th case and compare the outcomes (default 16; 0: never)
  *   --replay FILE      re-run one saved reproducer (a .json from --out) and print what it does
  *   --list             print the readers and their seed files, then exit
+ *   --self-test        run the harness's own synthetic readers instead (one that hangs on cases 3 mod 7, one
+ *                      that crashes on cases 1 mod 5 and over-allocates on cases 2 mod 5), to check the report
  *   --help             print this help
  *
  * How each property is measured, per case, in a worker thread:
@@ -42,7 +44,7 @@ import { join, resolve } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ROOT, dist, fail, log, printHelp, requireBuilt } from './lib.mjs';
 import { caseSeed, crashKey, fc, outcome, planFor, retainedBytes, signature } from './fuzz/lib.mjs';
-import { ALLOCATION_SLACK_BYTES, compressedBundleSeeds, fuzzReaders } from './fuzz/readers.mjs';
+import { ALLOCATION_SLACK_BYTES, compressedBundleSeeds, fuzzReaders, selfTestReaders } from './fuzz/readers.mjs';
 
 /** JS-heap growth allowed per input byte during one read (parsed JSON headers, piece strings, maps) ... */
 const HEAP_EXPANSION = 16;
@@ -62,7 +64,7 @@ async function modules() {
 }
 
 /** The reader table over the built packages, with seeds read from ../shared and bundles made by compress(). */
-async function loadReaders() {
+async function loadReaders(selfTest) {
   if (!isMainThread) SHARED = workerData.shared;
   const mods = await modules();
   let bundles;
@@ -73,7 +75,7 @@ async function loadReaders() {
     bundleSeeds: async () => (bundles ??= existsSync(modelPath) ? await compressedBundleSeeds(mods.pipeline, modelPath) : []),
     registerCodecs: mods.pipeline.registerAllCodecs,
   });
-  return { mods, readers };
+  return { mods, readers: selfTest ? [...readers, ...selfTestReaders()] : readers };
 }
 
 const isTypedWith = (core) => (err) => err instanceof core.UltraSketchError;
@@ -81,7 +83,7 @@ const isTypedWith = (core) => (err) => err instanceof core.UltraSketchError;
 // =============================================================================================== worker
 
 if (!isMainThread) {
-  const { mods, readers } = await loadReaders();
+  const { mods, readers } = await loadReaders(workerData.selfTest);
   const isTyped = isTypedWith(mods.core);
   const job = workerData;
   const reader = readers.find((r) => r.name === job.reader);
@@ -95,13 +97,13 @@ if (!isMainThread) {
     const target = job.key;
     const crashes = (plan) => {
       const { bytes, opts } = reader.input(seeds, plan);
-      const o = outcome(() => reader.parse(bytes, opts), isTyped);
+      const o = outcome(() => reader.parse(bytes, opts, job.index), isTyped);
       return o.kind === 'crash' && crashKey(o) === target;
     };
     const result = fc.check(fc.property(arb, (plan) => !crashes(plan)), { seed: caseSeed(job.seed, reader.name, job.index), numRuns: 1 });
     const plan = result.failed ? result.counterexample[0] : planFor(arb, job.seed, reader.name, job.index);
     const { bytes, opts } = reader.input(seeds, plan);
-    const o = outcome(() => reader.parse(bytes, opts), isTyped);
+    const o = outcome(() => reader.parse(bytes, opts, job.index), isTyped);
     parentPort.postMessage({ type: 'minimized', plan, bytes, opts, name: o.name, message: o.message, stack: o.stack, shrinks: result.numShrinks });
   } else {
     const skip = new Set(job.skip);
@@ -126,7 +128,7 @@ if (!isMainThread) {
     const { bytes, opts } = reader.input(seeds, plan);
     const before = process.memoryUsage();
     const t0 = performance.now();
-    const o = outcome(() => reader.parse(bytes, opts), isTyped);
+    const o = outcome(() => reader.parse(bytes, opts, i), isTyped);
     const ms = performance.now() - t0;
     const after = process.memoryUsage();
     Atomics.store(state, 2, 0);
@@ -155,7 +157,7 @@ if (!isMainThread) {
     }
     if (job.checkEvery > 0 && i % job.checkEvery === 0) {
       const again = reader.input(seeds, plan);
-      const o2 = outcome(() => reader.parse(again.bytes, again.opts), isTyped);
+      const o2 = outcome(() => reader.parse(again.bytes, again.opts, i), isTyped);
       if (signature(o2) !== signature(o)) {
         stats.nondeterministic++;
         if (stats.nondetCases.length < 10) stats.nondetCases.push({ index: i, first: signature(o).slice(0, 200), second: signature(o2).slice(0, 200) });
@@ -198,7 +200,7 @@ function mergeStats(a, b) {
 if (isMainThread) await main();
 
 function parseArgs(argv) {
-  const args = { cases: 100000, readers: null, seed: 1, start: 0, out: null, json: null, checkpoint: null, jobs: 1, hangMs: 5000, checkEvery: 16, replay: null, list: false };
+  const args = { cases: 100000, readers: null, seed: 1, start: 0, out: null, json: null, checkpoint: null, jobs: 1, hangMs: 5000, checkEvery: 16, replay: null, list: false, selfTest: false };
   const num = (flag, v, min = 0) => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min) fail(`${flag} needs an integer ≥ ${min}, got ${JSON.stringify(v)}`, 2);
@@ -229,6 +231,7 @@ function parseArgs(argv) {
       case '--check-every': args.checkEvery = num(a, value()); break;
       case '--replay': args.replay = resolve(value()); break;
       case '--list': args.list = true; break;
+      case '--self-test': args.selfTest = true; break;
       default: fail(`unknown option ${a} (see --help)`, 2);
     }
   }
@@ -239,11 +242,11 @@ function parseArgs(argv) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   requireBuilt(PACKAGES);
-  const { mods, readers } = await loadReaders();
+  const { mods, readers } = await loadReaders(args.selfTest);
   if (args.replay) return replay(args.replay, readers, mods);
   const unknown = (args.readers ?? []).filter((n) => !readers.some((r) => r.name === n));
   if (unknown.length) fail(`unknown reader(s) ${unknown.join(', ')}; readers: ${readers.map((r) => r.name).join(', ')}`, 2);
-  const chosen = args.readers ? readers.filter((r) => args.readers.includes(r.name)) : readers;
+  const chosen = args.readers ? readers.filter((r) => args.readers.includes(r.name)) : readers.filter((r) => args.selfTest === r.name.startsWith('selftest-'));
   const seedsOf = new Map();
   for (const r of chosen) {
     const seeds = await r.seeds();
@@ -365,7 +368,7 @@ function runWorker(r, seeds, args, range, onChunk) {
     const state = new SharedArrayBuffer(12);
     const view = new Int32Array(state);
     const worker = new Worker(new URL(import.meta.url), {
-      workerData: { mode: 'run', reader: r.name, seeds, seed: args.seed, checkEvery: args.checkEvery, state, shared: SHARED, ...range },
+      workerData: { mode: 'run', reader: r.name, seeds, seed: args.seed, checkEvery: args.checkEvery, state, shared: SHARED, selfTest: args.selfTest, ...range },
       resourceLimits: { maxOldGenerationSizeMb: 4096 },
     });
     let settled = false;
@@ -417,7 +420,7 @@ async function writeReproducers(r, seeds, args, stats, out) {
     log(`${r.name}: shrinking case ${info.first} (${key})`);
     const m = await new Promise((resolvePromise) => {
       const worker = new Worker(new URL(import.meta.url), {
-        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(12), shared: SHARED },
+        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(12), shared: SHARED, selfTest: args.selfTest },
       });
       const timer = setTimeout(() => {
         void worker.terminate();
@@ -459,7 +462,7 @@ async function replay(file, readers, mods) {
   if (!r) fail(`reproducer names an unknown reader ${rec.reader}`);
   const seeds = await r.seeds();
   const { bytes, opts } = r.input(seeds, rec.plan ?? rec.originalPlan);
-  const o = outcome(() => r.parse(bytes, opts), isTypedWith(mods.core));
+  const o = outcome(() => r.parse(bytes, opts, rec.index), isTypedWith(mods.core));
   process.stdout.write(`${r.name}, ${bytes.byteLength} bytes, options ${JSON.stringify(opts)}\n`);
   if (o.kind === 'crash') process.stdout.write(`CRASH ${o.stack}\n`);
   else process.stdout.write(o.kind === 'typed' ? `typed error ${o.code}: ${o.message}\n` : 'read it without error\n');

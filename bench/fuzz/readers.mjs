@@ -6,7 +6,8 @@
  * - `arbitrary(seeds)`: a fast-check arbitrary of plans {seed, struct, bytes, opts} built from the seeds'
  *   structure (see lib.mjs);
  * - `input(seeds, plan)`: the plan applied: the bytes to read and the reader's options;
- * - `parse(bytes, opts)`: the reader itself, as the toolkit calls it;
+ * - `parse(bytes, opts, index)`: the reader itself, as the toolkit calls it (`index`, the case's number, is
+ *   for the harness's own self-test readers only);
  * - `expansion`: how many bytes the reader may legitimately keep per input byte (the allocation bound is
  *   expansion × input + ALLOCATION_SLACK_BYTES), with the reason next to it.
  *
@@ -401,4 +402,44 @@ export async function compressedBundleSeeds(pipeline, modelPath) {
     out.push({ label: `stories260K ${label}`, bytes });
   }
   return out;
+}
+
+/**
+ * Two synthetic readers for checking the harness itself (`bench/fuzz.mjs --self-test`), never run otherwise:
+ * `selftest-hang` blocks forever on every case whose index is 3 mod 7; `selftest-faults` throws a TypeError on
+ * cases 1 mod 5 (a crash), keeps 64 MiB more than it may on cases 2 mod 5 (an allocation violation), and reads
+ * everything else. Their counts are known exactly, so a test can check what the harness reports.
+ */
+export function selfTestReaders() {
+  const seeds = async () => [{ label: 'eight bytes', bytes: new Uint8Array(8) }];
+  const arbitrary = () => fc.nat({ max: 255 }).map((v) => ({ seed: 0, struct: [], bytes: [{ k: 'set', at: 0, v }], opts: {} }));
+  const input = (s, plan) => ({ bytes: applyByteOps(s[0].bytes, plan.bytes), opts: {} });
+  // The harness passes the case's index as parse's third argument (real readers ignore it).
+  return [
+    {
+      name: 'selftest-hang',
+      describe: 'harness check: blocks forever on cases 3 mod 7',
+      expansion: 1,
+      seeds,
+      arbitrary,
+      input,
+      parse(bytes, _opts, i) {
+        if (i % 7 === 3) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+        return { i, n: bytes.byteLength };
+      },
+    },
+    {
+      name: 'selftest-faults',
+      describe: 'harness check: a TypeError on cases 1 mod 5, 64 MiB too many kept on cases 2 mod 5',
+      expansion: 1,
+      seeds,
+      arbitrary,
+      input,
+      parse(bytes, _opts, i) {
+        if (i % 5 === 1) return null.crash;
+        if (i % 5 === 2) return { big: new Uint8Array(ALLOCATION_SLACK_BYTES + 64 * 1024 * 1024) };
+        return { n: bytes.byteLength };
+      },
+    },
+  ];
 }
