@@ -16,7 +16,7 @@ import {
   writeSafetensors,
 } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
-import { findDuplicateKey } from './strictJson.js';
+import { scanJson } from './strictJson.js';
 import { encodeUtf8 } from './utf8.js';
 
 /**
@@ -322,11 +322,13 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
     } catch {
       return bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is not valid JSON`);
     }
-    // The same rule as the header's: a repeated key would let two readers see two different values.
-    const dup = findDuplicateKey(text!);
-    if (dup) {
-      const where = dup.path.length === 0 ? '' : ` (in ${dup.path.map((p) => JSON.stringify(p)).join(' → ')})`;
-      bad(ErrorCodes.BAD_HEADER, `metadata "${key}" has the key ${JSON.stringify(dup.key)} twice${where}`);
+    // The header's rules: a repeated key would let two readers see two different values, and deep nesting
+    // would overflow the stack in the messages below (JSON.stringify of a stored value).
+    const problem = scanJson(text!, LIMITS.maxJsonDepth);
+    if (problem) {
+      const where = problem.path.length === 0 ? '' : ` (in ${problem.path.map((p) => JSON.stringify(p)).join(' → ')})`;
+      if (problem.kind === 'duplicate') bad(ErrorCodes.BAD_HEADER, `metadata "${key}" has the key ${JSON.stringify(problem.key)} twice${where}`);
+      bad(ErrorCodes.LIMIT_EXCEEDED, `metadata "${key}" nests deeper than the limit of ${LIMITS.maxJsonDepth} levels${where}`);
     }
     return value;
   };

@@ -34,8 +34,8 @@ export type {
 } from './safetensors.js';
 export { crc32, crc32Tag } from './crc32.js';
 export { sha256, sha256Hex } from './sha256.js';
-export { findDuplicateKey } from './strictJson.js';
-export type { DuplicateKey } from './strictJson.js';
+export { findDuplicateKey, scanJson } from './strictJson.js';
+export type { DuplicateKey, JsonProblem } from './strictJson.js';
 export {
   USK_FORMAT,
   USK_FORMAT_VERSION,

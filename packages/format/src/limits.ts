@@ -22,6 +22,12 @@ export const LIMITS = {
   maxSafetensorsHeaderBytes: 100 * 1024 * 1024,
   /** Most tensors in one safetensors file (bounds the per-tensor work and the Map we build). */
   maxTensorCount: 1 << 20,
+  /**
+   * Deepest nesting of JSON objects and arrays in a safetensors header or a bundle's metadata value (the
+   * top-level value is depth 1). Real headers nest 3 deep (header → tensor → shape); the bound keeps
+   * recursive code that later touches a value (JSON.stringify in an error message) off the stack limit.
+   */
+  maxJsonDepth: 64,
   /** Most dimensions of one tensor. */
   maxTensorRank: 8,
   /**

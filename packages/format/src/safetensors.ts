@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/core';
 import { ByteWriter } from './byteWriter.js';
 import { LIMITS, type Limits } from './limits.js';
-import { findDuplicateKey } from './strictJson.js';
+import { scanJson } from './strictJson.js';
 import { decodeUtf8Strict, encodeUtf8 } from './utf8.js';
 
 /**
@@ -52,7 +52,8 @@ export interface SafetensorsFile {
 export type SafetensorsLimits = Pick<
   Limits,
   'maxSafetensorsHeaderBytes' | 'maxTensorCount' | 'maxTensorRank' | 'maxTensorDim' | 'maxTensorElements'
->;
+> &
+  Partial<Pick<Limits, 'maxJsonDepth'>>;
 
 const LENGTH_PREFIX_BYTES = 8;
 const METADATA_KEY = '__metadata__';
@@ -77,7 +78,7 @@ export function readSafetensors(
 ): SafetensorsFile {
   const headerBytes = readHeaderLength(bytes, source, limits);
   const dataOffset = LENGTH_PREFIX_BYTES + headerBytes;
-  const header = parseHeaderJson(bytes.subarray(LENGTH_PREFIX_BYTES, dataOffset), source);
+  const header = parseHeaderJson(bytes.subarray(LENGTH_PREFIX_BYTES, dataOffset), source, limits.maxJsonDepth ?? LIMITS.maxJsonDepth);
   const dataBytes = bytes.byteLength - dataOffset;
 
   const names = Object.keys(header).filter((k) => k !== METADATA_KEY);
@@ -125,8 +126,11 @@ function readHeaderLength(bytes: Uint8Array, source: string, limits: Safetensors
   return len;
 }
 
-/** The JSON header: must start with "{", be valid UTF-8 and valid JSON, and be an object. */
-function parseHeaderJson(raw: Uint8Array, source: string): Record<string, unknown> {
+/**
+ * The JSON header: must start with "{", be valid UTF-8 and valid JSON, be an object, nest at most
+ * `maxDepth` deep and repeat no key.
+ */
+function parseHeaderJson(raw: Uint8Array, source: string, maxDepth: number): Record<string, unknown> {
   if (raw[0] !== OPEN_BRACE) {
     fail(ErrorCodes.BAD_HEADER, `header does not start with "{" (first byte is 0x${raw[0]!.toString(16).padStart(2, '0')})`, source);
   }
@@ -139,11 +143,15 @@ function parseHeaderJson(raw: Uint8Array, source: string): Record<string, unknow
     fail(ErrorCodes.BAD_HEADER, `header is not valid JSON: ${(err as Error).message}`, source);
   }
   if (!isPlainObject(parsed)) fail(ErrorCodes.BAD_HEADER, 'header is not a JSON object', source);
-  const dup = findDuplicateKey(text);
-  if (dup) {
+  const problem = scanJson(text, maxDepth);
+  if (problem?.kind === 'depth') {
+    const where = problem.path.length === 0 ? '' : ` (under ${problem.path.map((p) => JSON.stringify(p)).join(' → ')})`;
+    fail(ErrorCodes.LIMIT_EXCEEDED, `header JSON nests deeper than the limit of ${maxDepth} levels${where}`, source);
+  }
+  if (problem?.kind === 'duplicate') {
     fail(
       ErrorCodes.BAD_HEADER,
-      `header has a duplicate key: ${describeDuplicate(dup.key, dup.path)}`,
+      `header has a duplicate key: ${describeDuplicate(problem.key, problem.path)}`,
       source,
       'JSON readers disagree on which of two equal keys wins, so the file is ambiguous; rewrite it with each key once',
     );

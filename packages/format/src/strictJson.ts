@@ -1,7 +1,10 @@
 /**
- * Duplicate keys in JSON objects. JSON allows them ("names SHOULD be unique", RFC 8259) and parsers disagree
- * on which one wins: JSON.parse keeps the last, others keep the first or fail. A file that two tools read
- * differently must not be accepted, so our readers refuse any object with a repeated key, at any depth.
+ * Duplicate keys in JSON objects, and nesting depth. JSON allows duplicates ("names SHOULD be unique",
+ * RFC 8259) and parsers disagree on which one wins: JSON.parse keeps the last, others keep the first or
+ * fail. A file that two tools read differently must not be accepted, so our readers refuse any object with
+ * a repeated key, at any depth. Depth is bounded (LIMITS.maxJsonDepth) because JSON.parse accepts nesting
+ * that later recursive code (JSON.stringify in an error message, a structured clone) cannot handle: a
+ * value 100,000 arrays deep overflowed the stack while its error message was built.
  *
  * JSON.parse cannot report duplicates (a reviver sees only the surviving value), so this scanner walks the
  * text once more. It runs only on text JSON.parse has already accepted, so it tokenizes valid JSON only and
@@ -17,6 +20,12 @@ export interface DuplicateKey {
   path: string[];
 }
 
+/** The first structural problem `scanJson` found. */
+export type JsonProblem =
+  | ({ kind: 'duplicate' } & DuplicateKey)
+  /** A container opened at depth `depth` (the top-level value is depth 1), beyond the limit. */
+  | { kind: 'depth'; depth: number; path: string[] };
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
@@ -29,6 +38,15 @@ interface Frame {
 
 /** The first duplicated key in `text` (already valid JSON), or undefined when every object's keys are unique. */
 export function findDuplicateKey(text: string): DuplicateKey | undefined {
+  const problem = scanJson(text, Infinity);
+  return problem?.kind === 'duplicate' ? { key: problem.key, path: problem.path } : undefined;
+}
+
+/**
+ * The first duplicated key or container nested deeper than `maxDepth` in `text` (already valid JSON), in
+ * text order; undefined when there is neither.
+ */
+export function scanJson(text: string, maxDepth: number): JsonProblem | undefined {
   const stack: Frame[] = [];
   // The last string read in an object where a key is expected, waiting for its ':'.
   let pendingKey: string | undefined;
@@ -46,7 +64,7 @@ export function findDuplicateKey(text: string): DuplicateKey | undefined {
         const raw = text.slice(i + 1, end);
         // Only escaped keys need decoding; JSON.parse of the literal is exact and linear in its length.
         pendingKey = raw.includes('\\') ? (JSON.parse(text.slice(i, end + 1)) as string) : raw;
-        if (top.keys.has(pendingKey)) return { key: pendingKey, path: pathOf(stack) };
+        if (top.keys.has(pendingKey)) return { kind: 'duplicate', key: pendingKey, path: pathOf(stack) };
         top.keys.add(pendingKey);
       } else {
         valueKey = undefined;
@@ -56,11 +74,14 @@ export function findDuplicateKey(text: string): DuplicateKey | undefined {
     }
     switch (c) {
       case 0x7b: // {
-        stack.push({ keys: new Set(), key: valueKey });
-        valueKey = undefined;
-        break;
       case 0x5b: // [
-        stack.push({ keys: undefined, key: valueKey });
+        if (stack.length >= maxDepth) {
+          // The path ends with the key this container is the value of, when it is one.
+          const path = pathOf(stack);
+          if (valueKey !== undefined) path.push(valueKey);
+          return { kind: 'depth', depth: stack.length + 1, path };
+        }
+        stack.push({ keys: c === 0x7b ? new Set() : undefined, key: valueKey });
         valueKey = undefined;
         break;
       case 0x7d: // }

@@ -1,6 +1,6 @@
 import { ErrorCodes } from '@ultrasketch/core';
 import { describe, expect, it } from 'vitest';
-import { findDuplicateKey, readBundle, readSafetensors, writeBundle } from '../src/index.js';
+import { LIMITS, findDuplicateKey, readBundle, readSafetensors, scanJson, writeBundle } from '../src/index.js';
 import { editMetadata, expectBundleError, fixtureInput, specParse } from './bundleFixture.js';
 import { expectRejects } from './helpers.js';
 
@@ -70,6 +70,20 @@ describe('findDuplicateKey (on valid JSON)', () => {
   });
 });
 
+describe('scanJson: depth', () => {
+  it('reports the first container deeper than the limit, with the keys above it; the top level is depth 1', () => {
+    expect(scanJson('{"a":{"b":[1]}}', 3)).toBeUndefined();
+    expect(scanJson('{"a":{"b":[1]}}', 2)).toEqual({ kind: 'depth', depth: 3, path: ['a', 'b'] });
+    expect(scanJson('[[[]]]', 2)).toEqual({ kind: 'depth', depth: 3, path: [] });
+    expect(scanJson('"[[[[["', 1)).toBeUndefined(); // brackets inside a string are text
+    expect(LIMITS.maxJsonDepth).toBe(64);
+  });
+
+  it('a duplicate before the deep part is reported first (text order)', () => {
+    expect(scanJson('{"a":1,"a":[[[[]]]]}', 2)).toEqual({ kind: 'duplicate', key: 'a', path: [] });
+  });
+});
+
 describe('safetensors header: duplicate keys are BAD_HEADER', () => {
   it('the same header without duplicates reads', () => {
     expect(readSafetensors(file(`{"a":${A}}`), SRC).tensors.size).toBe(1);
@@ -126,5 +140,21 @@ describe('bundle metadata JSON values: duplicate keys are BAD_HEADER', () => {
     expectBundleError(() => readBundle(twice, BSRC), ErrorCodes.BAD_HEADER, BSRC, new RegExp(`"weights" has the key "${first!.replace(/\./g, '\\.')}" twice`));
     const seed = editMetadata(GOOD, (m) => void (m.weights = m.weights!.replace('"seed":', '"seed":1,"seed":')));
     expectBundleError(() => readBundle(seed, BSRC), ErrorCodes.BAD_HEADER, BSRC, /"weights" has the key "seed" twice \(in "model\.embed_tokens\.weight"\)/);
+  });
+});
+
+describe('bundle metadata JSON values: nesting beyond LIMITS.maxJsonDepth is LIMIT_EXCEEDED', () => {
+  const GOOD = writeBundle(fixtureInput().input);
+  const BSRC = 'deep.usk';
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+
+  it('in model_config', () => {
+    const bad = editMetadata(GOOD, (m) => void (m.model_config = m.model_config!.replace('{', `{"x":${deep},`)));
+    expectBundleError(() => readBundle(bad, BSRC), ErrorCodes.LIMIT_EXCEEDED, BSRC, /metadata "model_config" nests deeper than the limit of 64 levels \(in "x"\)/);
+  });
+
+  it('as a weight\'s rows (whose error message would stringify it and overflow the stack)', () => {
+    const bad = editMetadata(GOOD, (m) => void (m.weights = m.weights!.replace(/"rows":\d+/, `"rows":${deep}`)));
+    expectBundleError(() => readBundle(bad, BSRC), ErrorCodes.LIMIT_EXCEEDED, BSRC, /metadata "weights" nests deeper than the limit/);
   });
 });

@@ -91,10 +91,23 @@ describe('hostile safetensors: the JSON header', () => {
     expectRejects(read(withHeader(`{"a":${value}}`, new Uint8Array())), ErrorCodes.BAD_HEADER, SRC, new RegExp(`tensor "a" is ${label}, expected an object`));
   });
 
-  it('deeply nested JSON (a parser stack-exhaustion attempt) is BAD_HEADER, not a crash', () => {
+  it('deeply nested JSON (a parser stack-exhaustion attempt) is LIMIT_EXCEEDED, not a crash', () => {
     const depth = 200_000;
     const h = `{"a":${'['.repeat(depth)}${']'.repeat(depth)}}`;
-    expectRejects(read(withHeader(h, new Uint8Array())), ErrorCodes.BAD_HEADER, SRC, /tensor "a" is an array|not valid JSON/);
+    expectRejects(read(withHeader(h, new Uint8Array())), ErrorCodes.LIMIT_EXCEEDED, SRC, /header JSON nests deeper than the limit of 64 levels \(under "a"\)|not valid JSON/);
+  });
+
+  it('nesting inside a shape or data_offsets is LIMIT_EXCEEDED before any message stringifies it (a fuzz crash)', () => {
+    // JSON.parse accepts 100,000 nested arrays; the BAD_DIMENSION message used to JSON.stringify them and
+    // overflow the stack (a RangeError, not a typed error). The depth limit refuses them first.
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    for (const h of [header(entry('t', 'F32', [1], [0, 4])).replace('"shape":[1]', `"shape":[1,${deep}]`), header(entry('t', 'F32', [1], [0, 4])).replace('"data_offsets":[0,4]', `"data_offsets":[0,${deep}]`)]) {
+      expect(h).toContain(deep);
+      expectRejects(read(withHeader(h, new Uint8Array(4))), ErrorCodes.LIMIT_EXCEEDED, SRC, /nests deeper than the limit of 64 levels \(under "t" → "(shape|data_offsets)"\)/);
+    }
+    // Exactly at the limit is still read as far as the depth goes (here: the tensor entry itself is bad).
+    const atLimit = `{"t":${'['.repeat(63)}${']'.repeat(63)}}`;
+    expectRejects(read(withHeader(atLimit, new Uint8Array())), ErrorCodes.BAD_HEADER, SRC, /tensor "t" is an array/);
   });
 
   it('__metadata__ that is not an object is BAD_HEADER', () => {
