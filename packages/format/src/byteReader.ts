@@ -19,8 +19,19 @@ export class ByteReader {
     return this.bytes.byteLength - this.offset;
   }
 
-  /** Throw TRUNCATED unless `n` more bytes are available. */
+  /**
+   * Throw TRUNCATED unless `n` more bytes are available. A length that is not a whole, non-negative number is
+   * refused too: lengths come from file fields, and a negative one would move the cursor backwards (out of the
+   * bytes), a fractional or NaN one would reach a typed-array constructor as a RangeError (found by
+   * fuzz-readers.test.ts).
+   */
   need(n: number, what: string): void {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new UltraSketchError(ErrorCodes.BAD_HEADER, `${what} has an invalid length ${n} at offset ${this.offset}`, {
+        source: this.source,
+        hint: 'the file is corrupt',
+      });
+    }
     if (n > this.remaining) {
       throw new UltraSketchError(
         ErrorCodes.TRUNCATED,
@@ -58,6 +69,8 @@ export class ByteReader {
 
   /** Copy `n` little-endian float32 values into a new, aligned Float32Array. */
   f32Array(n: number, what: string): Float32Array<ArrayBuffer> {
+    // Checked as a count first: n = 0.25 would pass as a 1-byte length and then make a fractional-length array.
+    this.need(n, what);
     this.need(n * 4, what);
     const out = new Float32Array(n);
     new Uint8Array(out.buffer).set(this.bytes.subarray(this.offset, this.offset + n * 4));

@@ -121,3 +121,37 @@ describe('fuzz reproducers of open crashes in safetensors.ts (reported; it.fails
     expect(() => format.readSafetensors(bytes, 'deep.safetensors')).toThrow(UltraSketchError);
   });
 });
+
+describe('fuzz: ByteReader, the bounds-checked cursor under the llama2.c readers', () => {
+  // Any sequence of reads of any (even nonsensical: negative, fractional, NaN, huge) length over any bytes ends
+  // in values or a typed error, and the cursor never leaves the bytes.
+  const n = fc.oneof(
+    fc.nat({ max: 40 }),
+    fc.constantFrom(-1, -4, 0.5, 1.5, Number.NaN, Infinity, -Infinity, 2 ** 31, 2 ** 32, 2 ** 53, Number.MAX_VALUE),
+  );
+  const read = fc.oneof(
+    fc.constantFrom('i32', 'u32', 'u8', 'f32').map((k) => ({ k, n: 0 })),
+    fc.record({ k: fc.constantFrom('take', 'f32Array', 'need'), n }),
+  );
+
+  it('any reads of any length over any bytes give values or a typed error; the offset stays within the bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.nat({ max: 8 }), fc.array(read, { maxLength: 12 }), (bytes, skip, reads) => {
+        // a view that does not start at the buffer's start, as a tensor inside a file is
+        const r = new format.ByteReader(new Uint8Array(bytes.buffer.slice(0), Math.min(skip, bytes.length)), 'cursor.bin');
+        try {
+          for (const { k, n: len } of reads) {
+            const before = r.offset;
+            const out: any = k === 'take' || k === 'f32Array' || k === 'need' ? (r as any)[k](len, 'field') : (r as any)[k]('field');
+            if (k === 'take' || k === 'f32Array') expect(out.length).toBe(len);
+            expect(r.offset).toBeGreaterThanOrEqual(before);
+            expect(r.offset).toBeLessThanOrEqual(r.bytes.byteLength);
+          }
+        } catch (err) {
+          if (!(err instanceof UltraSketchError)) throw err;
+        }
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+});
