@@ -200,11 +200,6 @@ class Cursor {
     this.view = new DataView(head.buffer, head.byteOffset, head.byteLength);
   }
 
-  /** Bytes the file has after the cursor that the header may still use. */
-  get budget(): number {
-    return Math.min(this.fileSize, this.limits.maxHeaderBytes) - this.at;
-  }
-
   need(n: number, what: string): void {
     const end = this.at + n;
     if (end > this.fileSize) {

@@ -233,9 +233,9 @@ function decodeQ5(src: Uint8Array, view: DataView, out: Float32Array, withMin: b
       const lo = (q & 0x0f) | (((high >>> j) & 1) << 4);
       const hi = (q >> 4) | (((high >>> (j + 16)) & 1) << 4);
       if (withMin) {
-        // d·q rounds to float32 first, then + m rounds again: two float32 operations, as ggml does them.
-        out[y + j] = Math.fround(d * lo) + m;
-        out[y + j + 16] = Math.fround(d * hi) + m;
+        // d·q is exact (11 + 5 bits), so the one rounding is the sum's, on the store: ggml's float32 x·d + m.
+        out[y + j] = d * lo + m;
+        out[y + j + 16] = d * hi + m;
       } else {
         out[y + j] = d * (lo - 16);
         out[y + j + 16] = d * (hi - 16);
