@@ -371,10 +371,10 @@ export class Trainer {
         this.teacherGraph.forward(this.inputs, B0);
         teacherLP = this.teacherGraph.logits;
         // Before the softmax and the losses: a NaN teacher row would read as KL 0 there (its terms are skipped).
-        this.checkFinite('teacher', teacherLP, n0);
+        this.checkFinite('teacher', teacherLP, n0, `step ${this.stepCount + 1}`);
         logSoftmaxRows(teacherLP, n0, c.vocabSize);
       }
-      this.checkFinite('student', this.student.logits, n0);
+      this.checkFinite('student', this.student.logits, n0, `step ${this.stepCount + 1}`);
       ll = logitLosses(this.student.logits, teacherLP, this.targets, n0, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits, n);
       this.mseAcc = 0;
       this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
@@ -446,18 +446,22 @@ export class Trainer {
     return result;
   }
 
-  /** NOT_FINITE naming the model, step, sequence and position of the first non-finite logit of this thread's rows. */
-  private checkFinite(which: 'teacher' | 'student', logits: ArrayLike<number>, rows: number): void {
+  /**
+   * NOT_FINITE naming the model, the step (or 'evaluation'), the sequence (of the batch, or the evaluation
+   * window counting from `firstSequence`) and the position of the first non-finite logit among `rows` rows.
+   */
+  private checkFinite(which: 'teacher' | 'student', logits: ArrayLike<number>, rows: number, at: string, firstSequence = 0): void {
     const V = this.config.vocabSize;
     for (let i = 0; i < rows * V; i++) {
       if (Number.isFinite(logits[i]!)) continue;
       const row = Math.floor(i / V);
-      const where = `step ${this.stepCount + 1}, sequence ${Math.floor(row / this.seqLen)}, position ${row % this.seqLen}`;
+      const where = `${at}, sequence ${firstSequence + Math.floor(row / this.seqLen)}, position ${row % this.seqLen}`;
+      const result = at.startsWith('step') ? 'the training loss' : 'the evaluation';
       throw new UltraSketchError(
         ErrorCodes.NOT_FINITE,
         which === 'teacher'
-          ? `the teacher (the float model) gives a non-finite logit (${logits[i]}) at ${where}: the training loss would be NaN`
-          : `the student gives a non-finite logit (${logits[i]}) at ${where}: the training loss would be NaN`,
+          ? `the teacher (the float model) gives a non-finite logit (${logits[i]}) at ${where}: ${result} would be NaN`
+          : `the student gives a non-finite logit (${logits[i]}) at ${where}: ${result} would be NaN`,
         {
           hint:
             which === 'teacher'
@@ -521,6 +525,9 @@ export class Trainer {
       const n = count * L;
       this.student.forward(inputs, count);
       tg.forward(inputs, count);
+      // As in a step: a NaN teacher row would otherwise count as KL 0.
+      this.checkFinite('teacher', tg.logits, n, 'evaluation', s);
+      this.checkFinite('student', this.student.logits, n, 'evaluation', s);
       logSoftmaxRows(tg.logits, n, c.vocabSize);
       const r = logitLosses(this.student.logits, tg.logits, targets, n, c.vocabSize, 0, 0, null);
       kl += r.kl * n;

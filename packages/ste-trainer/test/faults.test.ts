@@ -61,6 +61,15 @@ describe('a non-finite training loss', () => {
     expect(t.params.map((p) => p.data.slice())).toEqual(before);
   });
 
+  it('Trainer.evaluate() against an overflowing teacher is NOT_FINITE naming the window, not KL 0', () => {
+    const teacher = overflowing(0);
+    const t = new Trainer(options({ teacher, providers: makeProviders(teacher, (_l, k) => (k === 'up' ? { kind: 'dense', options: { trainable: true } } : undefined)) }));
+    const windows = [0, 1, 2].map((w) => calibTokens.subarray(w * 17, w * 17 + 17));
+    expect(() => t.evaluate(windows)).toThrow(
+      expect.objectContaining({ code: ErrorCodes.NOT_FINITE, problem: expect.stringMatching(/^the teacher \(the float model\) gives a non-finite logit \(NaN\) at evaluation, sequence 0, position 0/) }),
+    );
+  });
+
   it('with --loss ce (no teacher) the unmeasured KL and MSE are not errors', () => {
     const t = new Trainer(options({ loss: { kl: 0, mse: 0, ce: 1 }, steps: 2 }));
     const r = t.step();
