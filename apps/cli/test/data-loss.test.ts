@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { report } from '../src/main.js';
 import { IS_ROOT, loudSkip, mountTmpfs, unreadableFile } from '../../../packages/pipeline/test/fs-faults.js';
 import { CALIB_TEXT, CLI, EVAL_TEXT, HAVE_SHARED, MODELS, ROOT, TOKENIZERS, ensureBuilt } from './helpers.js';
@@ -37,18 +37,22 @@ const mounts: Array<{ unmount(): void }> = [];
 beforeAll(() => {
   ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), 'ultrasketch-data-loss-'));
-  if (!HAVE_SHARED) return;
   model = join(tmp, 'stories260K.bin');
   tokenizer = join(tmp, 'tok512.bin');
   calib = join(tmp, 'my-calib.txt');
   evalText = join(tmp, 'my-eval.txt');
-  // Real copies, writable like a user's own files (../shared is read-only).
+});
+// Fresh real copies before every test, writable like a user's own files (../shared is read-only): a build that
+// does destroy an input fails the test that destroyed it, not every test after it.
+beforeEach(() => {
+  if (!HAVE_SHARED) return;
   for (const [from, to] of [
     [MODELS.stories260K, model],
     [TOKENIZERS.stories260K, tokenizer],
     [CALIB_TEXT, calib],
     [EVAL_TEXT, evalText],
   ] as const) {
+    rmSync(to, { force: true });
     copyFileSync(from, to);
     chmodSync(to, 0o644);
   }

@@ -44,7 +44,10 @@ export const compressCommand: Command = {
     '--small-matrix keep stores such matrices in float f16 (listed as kept dense in the report).\n\n' +
     'Calibration: a sketch with --groups > 1 scores input channels by E[a²]·‖W[:,j]‖², with E[a²] measured by ' +
     'the float model on the first --calib-tokens tokens of --calib. Calibrating on the evaluation text ' +
-    '(eval.txt, the --eval-text file, or a file with the same content) is refused.\n\n' +
+    '(eval.txt, the --eval-text file, a file with the same documents up to whitespace and line ends, or one that ' +
+    'shares 1 % or more of its documents) is refused.\n\n' +
+    '-o must not be an input of the command (the checkpoint, its tokenizer, --calib, --eval-text, a file in ' +
+    '--checkpoint-dir; also through a symbolic or hard link): refused before any work, nothing written.\n\n' +
     "--eval-windows N > 0 measures the bundle's quality now (perplexity, KL and top-1 against the float model on " +
     'the first N windows of --eval-text, running the bundle with its fused kernels) and stores it in the ' +
     "bundle's quality section. With --json stdout gets exactly one JSON object: the report (output, fileBytes, " +
