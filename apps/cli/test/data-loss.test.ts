@@ -145,6 +145,18 @@ describe.skipIf(!HAVE_SHARED)('compress -o never replaces an input', () => {
     }
   });
 
+  it('a --checkpoint-dir that is a regular file: E_EXISTS before any training, the file untouched', () => {
+    const file = join(tmp, 'ckpt-file');
+    writeFileSync(file, 'not a directory');
+    try {
+      const stderr = expectRefused([...rtn8(), '--finetune-steps', '1', '--checkpoint-dir', file, '--calib', calib, '-o', join(tmp, 'ft.usk')], 'E_EXISTS', [file]);
+      expect(stderr).toContain('--checkpoint-dir must be a directory');
+      expect(existsSync(join(tmp, 'ft.usk'))).toBe(false);
+    } finally {
+      rmSync(file);
+    }
+  });
+
   it('a new output next to the inputs still works (the check refuses only inputs)', () => {
     const out = join(tmp, 'ok.usk');
     const r = run([...rtn8(), '--calib', calib, '--eval-text', evalText, '-o', out]);

@@ -11,6 +11,7 @@ import {
   type SmallMatrixPolicy,
   type TextFile,
   assertNotEvaluationText,
+  assertOutputDirectory,
   assertOutputNotInput,
   calibrate,
   codecUsesSaliency,
@@ -86,6 +87,7 @@ export const compressCommand: Command = {
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', evalWindows > 0);
     // Before any work: the bundle must not replace a file this command reads.
     assertOutputNotInput(options.output as string, commandInputs(input), { what: 'bundle', flag: '-o' });
+    assertCheckpointDirectory(input);
 
     const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
     const evalFile = evalPath !== undefined && (evalWindows > 0 || input.given?.has('eval-text')) ? readText(evalPath, 'evaluation text', '--eval-text') : undefined;
@@ -253,6 +255,12 @@ export function commandInputs(input: CommandInput): NamedPath[] {
     }
   }
   return list;
+}
+
+/** --checkpoint-dir that exists as a file fails now (E_EXISTS), not after the first training steps. */
+export function assertCheckpointDirectory(input: CommandInput): void {
+  const dir = input.options['checkpoint-dir'];
+  if (typeof dir === 'string') assertOutputDirectory(dir, '--checkpoint-dir');
 }
 
 export function readText(path: string, what: string, flag: string): TextFile {

@@ -21,7 +21,7 @@ import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-f
 import { note, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs, trainingDetail } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
-import { commandInputs, maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
+import { assertCheckpointDirectory, commandInputs, maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
 
 const DEFAULT_CODECS = 'rtn:2,binary,sketch,hashednets,littlebit';
 const DEFAULT_BPW = '0.5,0.75,1.0';
@@ -104,6 +104,7 @@ export const sweepCommand: Command = {
     // replace an input (the bundles' names are checked by sweep() itself, which knows them).
     const outDir = options['out-dir'] as string;
     assertOutputDirectory(outDir);
+    assertCheckpointDirectory(input);
     const inputs = commandInputs(input);
     for (const name of ['sweep.json', 'sweep.svg']) assertOutputNotInput(join(outDir, name), inputs, { flag: '--out-dir', what: name });
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', true)!;
