@@ -1,13 +1,15 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type ModelConfig, headDim, kvDim, validateModelConfig } from './config.js';
+import { type ModelConfig, headDim, kvDim, qDim, ropeInverseFrequencies, validateModelConfig } from './config.js';
 import { DenseLinear, type Linear } from './linear.js';
-import { LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
-import { type ModelWeights, validateModelWeights } from './weights.js';
+import { type BiasKind, LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
+import { type ModelWeights, biasKinds, validateModelWeights } from './weights.js';
 
 /**
  * The Llama decoder forward pass in float32, written to match llama2.c's `forward()` step for step
  * (RMSNorm → attention with RoPE and grouped KV heads → residual → RMSNorm → SwiGLU → residual; final norm;
- * classifier). It processes a batch of consecutive positions at once (prefill) or one at a time
+ * classifier). The family's variants are steps the config switches on: q/k/v (and o) biases added after the
+ * projections (Qwen2), an RMSNorm over each head of q and k before RoPE (Qwen3), a head width other than
+ * dim / nHeads (q is nHeads × headDim wide), and scaled RoPE frequencies (Llama 3.1+). It processes a batch of consecutive positions at once (prefill) or one at a time
  * (generation) against a KV cache; results are identical either way up to float rounding.
  *
  * Linear layers are pluggable (`Linear`), so compressed runtimes reuse this exact pass.
@@ -42,6 +44,36 @@ export interface ForwardParts {
   finalNorm: Float32Array; // [dim]
   layers: LayerLinears[];
   classifier: Linear;
+  /** Per layer, the attention biases the config has (qkvBias: q, k, v; oBias: o). */
+  attnBias?: Array<Partial<Record<BiasKind, Float32Array>>>;
+  /** Per layer, Qwen3's q and k per-head RMSNorm weights [headDim] (config.qkNorm). */
+  qNorm?: Float32Array[];
+  kNorm?: Float32Array[];
+}
+
+/**
+ * The parts a config's variants need (biases, q/k norms), checked present with the right lengths: a runtime
+ * that built its parts without them would otherwise run and compute another model's numbers.
+ */
+export function checkVariantParts(parts: ForwardParts, source = '<model>'): void {
+  const c = parts.config;
+  const need = (v: Float32Array | undefined, len: number, name: string) => {
+    if (!v || v.length !== len) {
+      throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `${name} (${len} values) is missing from the forward's parts`, {
+        source,
+        hint: 'the model config asks for it; the weights or the runtime that built the forward lack it',
+      });
+    }
+  };
+  for (let l = 0; l < c.nLayers; l++) {
+    for (const kind of biasKinds(c)) {
+      need(parts.attnBias?.[l]?.[kind], kind === 'o' ? c.dim : kind === 'q' ? qDim(c) : kvDim(c), TensorNames.bias(l, kind));
+    }
+    if (c.qkNorm) {
+      need(parts.qNorm?.[l], headDim(c), TensorNames.qNorm(l));
+      need(parts.kNorm?.[l], headDim(c), TensorNames.kNorm(l));
+    }
+  }
 }
 
 /** Observers of intermediate activations (calibration, distillation). They must not modify the arrays. */
@@ -105,8 +137,22 @@ export function denseForwardParts(
     layers.push(linears);
   }
   const embedding = get(TensorNames.embedding).data;
+  const kinds = biasKinds(c);
   return {
     config: c,
+    ...(kinds.length > 0
+      ? {
+          attnBias: Array.from({ length: c.nLayers }, (_, l) =>
+            Object.fromEntries(kinds.map((kind) => [kind, get(TensorNames.bias(l, kind)).data])),
+          ),
+        }
+      : {}),
+    ...(c.qkNorm
+      ? {
+          qNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.qNorm(l)).data),
+          kNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.kNorm(l)).data),
+        }
+      : {}),
     embedding: new DenseEmbedding(embedding, c.dim),
     attnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.attnNorm(l)).data),
     ffnNorm: Array.from({ length: c.nLayers }, (_, l) => get(TensorNames.ffnNorm(l)).data),
@@ -121,10 +167,10 @@ class Scratch {
   rows = 0;
   x = new Float32Array(0); // residual stream [n, dim]
   xb = new Float32Array(0); // normed input [n, dim]
-  q = new Float32Array(0); // [n, dim]
+  q = new Float32Array(0); // [n, qDim]
   k = new Float32Array(0); // [n, kvDim]
   v = new Float32Array(0); // [n, kvDim]
-  att = new Float32Array(0); // attention output [n, dim]
+  att = new Float32Array(0); // attention output [n, qDim]
   proj = new Float32Array(0); // output of o_proj / down_proj [n, dim]
   h1 = new Float32Array(0); // [n, hidden]
   h3 = new Float32Array(0); // [n, hidden]
@@ -139,10 +185,10 @@ class Scratch {
     this.rows = n;
     this.x = new Float32Array(n * c.dim);
     this.xb = new Float32Array(n * c.dim);
-    this.q = new Float32Array(n * c.dim);
+    this.q = new Float32Array(n * qDim(c));
     this.k = new Float32Array(n * kv);
     this.v = new Float32Array(n * kv);
-    this.att = new Float32Array(n * c.dim);
+    this.att = new Float32Array(n * qDim(c));
     this.proj = new Float32Array(n * c.dim);
     this.h1 = new Float32Array(n * c.hiddenDim);
     this.h3 = new Float32Array(n * c.hiddenDim);
@@ -152,14 +198,18 @@ class Scratch {
 export class LlamaForward {
   readonly config: ModelConfig;
   private readonly scratch = new Scratch();
-  private readonly ropeCos: Float32Array; // [seqLen, headDim/2]
-  private readonly ropeSin: Float32Array;
+  /** cos/sin [positions, headDim/2], grown to the largest cache used (a 128k-context model needs few of them). */
+  private ropeCos = new Float32Array(0);
+  private ropeSin = new Float32Array(0);
+  private ropePositions = 0;
+  private readonly invFreq: Float32Array;
   private logitsBuf = new Float32Array(0);
 
   constructor(readonly parts: ForwardParts) {
     this.config = parts.config;
     validateModelConfig(this.config);
-    [this.ropeCos, this.ropeSin] = ropeTables(this.config);
+    checkVariantParts(parts);
+    this.invFreq = ropeInverseFrequencies(this.config);
   }
 
   static fromWeights(weights: ModelWeights): LlamaForward {
@@ -196,7 +246,10 @@ export class LlamaForward {
     const hooks = options.hooks;
     const s = this.scratch;
     s.ensure(c, n, cache.capacity);
+    this.ensureRope(cache.capacity);
     const dim = c.dim;
+    const qd = qDim(c);
+    const hs = headDim(c);
     const kv = kvDim(c);
     const hidden = c.hiddenDim;
     const { x, xb, q, k, v, att, proj, h1, h3 } = s;
@@ -215,15 +268,25 @@ export class LlamaForward {
       this.linear(l, 'q', lin.q, xb, q, n, hooks);
       this.linear(l, 'k', lin.k, xb, k, n, hooks);
       this.linear(l, 'v', lin.v, xb, v, n, hooks);
+      const bias = this.parts.attnBias?.[l];
+      if (bias?.q) addBiasRows(q, bias.q, n);
+      if (bias?.k) addBiasRows(k, bias.k, n);
+      if (bias?.v) addBiasRows(v, bias.v, n);
+      if (c.qkNorm) {
+        // Qwen3: each head of q and k is RMS-normalised over its headDim values (weights shared by the heads).
+        rmsNormRows(q, q, this.parts.qNorm![l]!, n * c.nHeads, hs, c.normEps);
+        rmsNormRows(k, k, this.parts.kNorm![l]!, n * c.nKvHeads, hs, c.normEps);
+      }
       for (let t = 0; t < n; t++) {
         const pos = start + t;
-        this.rope(q, t * dim, dim, pos);
+        this.rope(q, t * qd, qd, pos);
         this.rope(k, t * kv, kv, pos);
       }
       cache.keys[l]!.set(k.subarray(0, n * kv), start * kv);
       cache.values[l]!.set(v.subarray(0, n * kv), start * kv);
       this.attention(l, cache, q, att, start, n);
       this.linear(l, 'o', lin.o, att, proj, n, hooks);
+      if (bias?.o) addBiasRows(proj, bias.o, n);
       for (let i = 0; i < n * dim; i++) x[i] = x[i]! + proj[i]!;
 
       rmsNormRows(xb, x, this.parts.ffnNorm[l]!, n, dim, c.normEps);
@@ -265,6 +328,31 @@ export class LlamaForward {
     lin.apply(input, output, n);
   }
 
+  /**
+   * cos/sin of every (position, frequency) pair for positions 0..positions-1, computed the way llama2.c computes
+   * them, in float32 (angle = pos · frequency rounded to float32), because at position 500 a float64 angle
+   * already differs from llama2.c's by ~3e-5 radians. Frequencies come from `ropeInverseFrequencies` (scaled
+   * for Llama 3.1+).
+   */
+  private ensureRope(positions: number): void {
+    if (positions <= this.ropePositions) return;
+    const half = this.invFreq.length;
+    const cos = new Float32Array(positions * half);
+    const sin = new Float32Array(positions * half);
+    const f = Math.fround;
+    for (let i = 0; i < half; i++) {
+      const freq = this.invFreq[i]!;
+      for (let pos = 0; pos < positions; pos++) {
+        const angle = f(pos * freq);
+        cos[pos * half + i] = Math.cos(angle);
+        sin[pos * half + i] = Math.sin(angle);
+      }
+    }
+    this.ropeCos = cos;
+    this.ropeSin = sin;
+    this.ropePositions = positions;
+  }
+
   /** Rotate every head of vec[offset .. offset+len) for position pos, in the config's RoPE layout. */
   private rope(vec: Float32Array, offset: number, len: number, pos: number): void {
     const hs = headDim(this.config);
@@ -295,6 +383,7 @@ export class LlamaForward {
   private attention(layer: number, cache: KVCache, q: Float32Array, out: Float32Array, start: number, n: number): void {
     const c = this.config;
     const hs = headDim(c);
+    const qd = qDim(c);
     const kv = kvDim(c);
     const kvMul = c.nHeads / c.nKvHeads;
     const keys = cache.keys[layer]!;
@@ -306,7 +395,7 @@ export class LlamaForward {
     for (let t = 0; t < n; t++) {
       const pos = start + t;
       for (let h = 0; h < c.nHeads; h++) {
-        const qo = t * c.dim + h * hs;
+        const qo = t * qd + h * hs;
         const kvo = Math.floor(h / kvMul) * hs;
         let max = -Infinity;
         for (let p = 0; p <= pos; p++) {
@@ -347,7 +436,7 @@ export class LlamaForward {
           for (; i < hs; i++) acc[i] = acc[i]! + a * values[vo + i]!;
         }
         const inv = 1 / sum;
-        const oo = t * c.dim + h * hs;
+        const oo = t * qd + h * hs;
         for (let i = 0; i < hs; i++) out[oo + i] = acc[i]! * inv;
       }
     }
@@ -372,24 +461,11 @@ export function rmsNormRows(
   }
 }
 
-/**
- * cos/sin of every (position, frequency) pair. Computed the way llama2.c computes them, in float32
- * (frequency = 1 / theta^(2i/headSize), angle = pos · frequency, both rounded to float32), because at
- * position 500 a float64 angle already differs from llama2.c's by ~3e-5 radians.
- */
-function ropeTables(c: ModelConfig): [Float32Array, Float32Array] {
-  const hs = headDim(c);
-  const half = hs / 2;
-  const cos = new Float32Array(c.seqLen * half);
-  const sin = new Float32Array(c.seqLen * half);
-  const f = Math.fround;
-  for (let i = 0; i < half; i++) {
-    const freq = f(1 / f(Math.pow(c.ropeTheta, f((2 * i) / hs))));
-    for (let pos = 0; pos < c.seqLen; pos++) {
-      const angle = f(pos * freq);
-      cos[pos * half + i] = Math.cos(angle);
-      sin[pos * half + i] = Math.sin(angle);
-    }
+/** y[t] += bias for each of the n rows of y (row length = bias length). */
+function addBiasRows(y: Float32Array, bias: Float32Array, n: number): void {
+  const w = bias.length;
+  for (let t = 0; t < n; t++) {
+    const o = t * w;
+    for (let i = 0; i < w; i++) y[o + i] = y[o + i]! + bias[i]!;
   }
-  return [cos, sin];
 }

@@ -1,9 +1,25 @@
-export { headDim, kvDim, validateModelConfig } from './config.js';
-export type { ModelConfig } from './config.js';
+export { headDim, kvDim, qDim, validateModelConfig, ropeInverseFrequencies } from './config.js';
+export type { ModelConfig, RopeScalingConfig, Llama3RopeScalingConfig, FreqFactorsRopeScalingConfig } from './config.js';
 export { LINEAR_KINDS, TensorNames, parseLinearName } from './names.js';
-export type { LinearKind } from './names.js';
+export type { LinearKind, BiasKind } from './names.js';
+export {
+  configFromDescription,
+  safetensorsSource,
+  ggufSource,
+  ggufFileSource,
+  ggufTensorName,
+  sourceTensorName,
+  checkSourceAgainstConfig,
+  loadTensor,
+  loadLayer,
+  loadModelWeights,
+} from './load.js';
+export type { ConfigFromDescriptionOptions, TensorNaming, TensorSource } from './load.js';
 export {
   linearShape,
+  layerTensors,
+  biasKinds,
+  biasLength,
   expectedTensors,
   parameterCount,
   validateModelWeights,
@@ -12,7 +28,7 @@ export {
 export type { Tensor, ModelWeights } from './weights.js';
 export { DenseLinear, denseMatVec, denseMatMul } from './linear.js';
 export type { Linear } from './linear.js';
-export { KVCache, LlamaForward, DenseEmbedding, denseForwardParts, rmsNormRows } from './forward.js';
+export { KVCache, LlamaForward, DenseEmbedding, denseForwardParts, checkVariantParts, rmsNormRows } from './forward.js';
 export type { DenseLinearFactory, EmbeddingTable, ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';
 export { generateTokens } from './generate.js';
 export type { TokenPicker, GenerateOptions, GenerateStep } from './generate.js';

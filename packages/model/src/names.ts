@@ -15,6 +15,9 @@ const LINEAR_SUFFIX: Record<LinearKind, string> = {
   down: 'mlp.down_proj.weight',
 };
 
+/** The attention projections that may carry a bias (q/k/v: Qwen2; all four: Llama with attention_bias). */
+export type BiasKind = 'q' | 'k' | 'v' | 'o';
+
 export const TensorNames = {
   embedding: 'model.embed_tokens.weight',
   finalNorm: 'model.norm.weight',
@@ -22,6 +25,11 @@ export const TensorNames = {
   attnNorm: (layer: number) => `model.layers.${layer}.input_layernorm.weight`,
   ffnNorm: (layer: number) => `model.layers.${layer}.post_attention_layernorm.weight`,
   linear: (layer: number, kind: LinearKind) => `model.layers.${layer}.${LINEAR_SUFFIX[kind]}`,
+  /** The bias of an attention projection: `model.layers.L.self_attn.q_proj.bias`. */
+  bias: (layer: number, kind: BiasKind) => `model.layers.${layer}.${LINEAR_SUFFIX[kind].replace(/weight$/, 'bias')}`,
+  /** Qwen3's per-head RMSNorm weights of q and k ([headDim]). */
+  qNorm: (layer: number) => `model.layers.${layer}.self_attn.q_norm.weight`,
+  kNorm: (layer: number) => `model.layers.${layer}.self_attn.k_norm.weight`,
 } as const;
 
 /** Parse a canonical linear name back into (layer, kind); undefined for anything else. */

@@ -1,7 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { Llama2cCheckpoint } from '@ultrasketch/format';
-import { type ModelConfig, kvDim, validateModelConfig } from './config.js';
-import { LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
+import { type ModelConfig, headDim, kvDim, qDim, validateModelConfig } from './config.js';
+import { type BiasKind, LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
 
 /** A dense float32 tensor, row-major. */
 export interface Tensor {
@@ -19,8 +19,9 @@ export interface ModelWeights {
 export function linearShape(c: ModelConfig, kind: LinearKind): [number, number] {
   switch (kind) {
     case 'q':
+      return [qDim(c), c.dim];
     case 'o':
-      return [c.dim, c.dim];
+      return [c.dim, qDim(c)];
     case 'k':
     case 'v':
       return [kvDim(c), c.dim];
@@ -32,14 +33,39 @@ export function linearShape(c: ModelConfig, kind: LinearKind): [number, number] 
   }
 }
 
+/** The biases a config has, in a stable order: q, k, v (qkvBias), then o (oBias). */
+export function biasKinds(c: ModelConfig): BiasKind[] {
+  const out: BiasKind[] = c.qkvBias ? ['q', 'k', 'v'] : [];
+  if (c.oBias) out.push('o');
+  return out;
+}
+
+/** Length of each bias: the output width of its projection. */
+export function biasLength(c: ModelConfig, kind: BiasKind): number {
+  return linearShape(c, kind)[0];
+}
+
+/**
+ * The tensors of decoder layer `layer`, with their shapes, in a stable order: the attention norm, the seven
+ * linears, then (when the config has them) the attention biases and q/k norms, then the FFN norm. A llama2.c
+ * config lists exactly what it always did. Streaming loaders take a model one layer at a time through this.
+ */
+export function layerTensors(c: ModelConfig, layer: number): Array<[string, number[]]> {
+  const out: Array<[string, number[]]> = [[TensorNames.attnNorm(layer), [c.dim]]];
+  for (const kind of LINEAR_KINDS) out.push([TensorNames.linear(layer, kind), linearShape(c, kind)]);
+  for (const kind of biasKinds(c)) out.push([TensorNames.bias(layer, kind), [biasLength(c, kind)]]);
+  if (c.qkNorm) {
+    out.push([TensorNames.qNorm(layer), [headDim(c)]]);
+    out.push([TensorNames.kNorm(layer), [headDim(c)]]);
+  }
+  out.push([TensorNames.ffnNorm(layer), [c.dim]]);
+  return out;
+}
+
 /** Every tensor a Llama model with this config must have, with its shape, in a stable order. */
 export function expectedTensors(c: ModelConfig): Array<[string, number[]]> {
   const out: Array<[string, number[]]> = [[TensorNames.embedding, [c.vocabSize, c.dim]]];
-  for (let l = 0; l < c.nLayers; l++) {
-    out.push([TensorNames.attnNorm(l), [c.dim]]);
-    for (const kind of LINEAR_KINDS) out.push([TensorNames.linear(l, kind), linearShape(c, kind)]);
-    out.push([TensorNames.ffnNorm(l), [c.dim]]);
-  }
+  for (let l = 0; l < c.nLayers; l++) out.push(...layerTensors(c, l));
   out.push([TensorNames.finalNorm, [c.dim]]);
   if (!c.tiedClassifier) out.push([TensorNames.classifier, [c.vocabSize, c.dim]]);
   return out;
