@@ -96,7 +96,13 @@ if (!isMainThread) {
     // that crash the same way (another bug found while shrinking is not this one).
     const target = job.key;
     const crashes = (plan) => {
-      const { bytes, opts } = reader.input(seeds, plan);
+      let input;
+      try {
+        input = reader.input(seeds, plan);
+      } catch {
+        return false; // a plan the mutators cannot build is not a smaller reproducer
+      }
+      const { bytes, opts } = input;
       const o = outcome(() => reader.parse(bytes, opts, job.index), isTyped);
       return o.kind === 'crash' && crashKey(o) === target;
     };
@@ -125,7 +131,17 @@ if (!isMainThread) {
     Atomics.add(state, 1, 1);
     Atomics.store(state, 2, 1);
     const plan = planFor(arb, job.seed, reader.name, i);
-    const { bytes, opts } = reader.input(seeds, plan);
+    let input;
+    try {
+      input = reader.input(seeds, plan);
+    } catch (err) {
+      // Building the case failed: a bug of the fuzzer's mutators, not of the reader; counted apart.
+      Atomics.store(state, 2, 0);
+      stats.harnessErrors++;
+      if (stats.harnessCases.length < 10) stats.harnessCases.push({ index: i, error: String(err?.stack ?? err).slice(0, 300) });
+      return;
+    }
+    const { bytes, opts } = input;
     const before = process.memoryUsage();
     const t0 = performance.now();
     const o = outcome(() => reader.parse(bytes, opts, i), isTyped);
@@ -167,7 +183,7 @@ if (!isMainThread) {
 }
 
 function emptyStats() {
-  return { cases: 0, ok: 0, typed: {}, crashes: 0, crashKeys: {}, hangs: 0, hangCases: [], alloc: 0, allocCases: [], nondeterministic: 0, nondetCases: [], slow: 0, maxMs: 0, maxExternalRatio: 0, maxKeptRatio: 0 };
+  return { cases: 0, ok: 0, typed: {}, crashes: 0, crashKeys: {}, hangs: 0, hangCases: [], alloc: 0, allocCases: [], nondeterministic: 0, nondetCases: [], slow: 0, maxMs: 0, maxExternalRatio: 0, maxKeptRatio: 0, harnessErrors: 0, harnessCases: [] };
 }
 
 function mergeStats(a, b) {
@@ -189,6 +205,8 @@ function mergeStats(a, b) {
   a.nondeterministic += b.nondeterministic;
   a.nondetCases.push(...b.nondetCases.slice(0, Math.max(0, 10 - a.nondetCases.length)));
   a.slow += b.slow;
+  a.harnessErrors = (a.harnessErrors ?? 0) + (b.harnessErrors ?? 0);
+  a.harnessCases = [...(a.harnessCases ?? []), ...(b.harnessCases ?? [])].slice(0, 10);
   a.maxMs = Math.max(a.maxMs, b.maxMs);
   a.maxExternalRatio = Math.max(a.maxExternalRatio, b.maxExternalRatio);
   a.maxKeptRatio = Math.max(a.maxKeptRatio, b.maxKeptRatio);
@@ -304,7 +322,7 @@ async function main() {
   };
   if (args.json) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(formatReport(report));
-  const bad = Object.values(report.readers).some((r) => r.stats.crashes || r.stats.hangs || r.stats.alloc || r.stats.nondeterministic);
+  const bad = Object.values(report.readers).some((r) => r.stats.crashes || r.stats.hangs || r.stats.alloc || r.stats.nondeterministic || r.stats.harnessErrors);
   process.exitCode = bad ? 1 : 0;
 }
 
@@ -471,12 +489,12 @@ async function replay(file, readers, mods) {
 
 function formatReport(report) {
   const lines = [`fuzz: seed ${report.seed}, cases ${report.cases.start}..${report.cases.end - 1} per reader, ${report.minutes.toFixed(1)} min\n`];
-  lines.push('| reader | cases | read ok | typed errors | crashes | hangs | alloc. violations | nondeterministic | slowest case ms | max kept/input | max ArrayBuffer growth/input |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push('| reader | cases | read ok | typed errors | crashes | hangs | alloc. violations | nondeterministic | slowest case ms | max kept/input | max ArrayBuffer growth/input | fuzzer errors |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, r] of Object.entries(report.readers)) {
     const s = r.stats;
     const typed = Object.values(s.typed).reduce((a, b) => a + b, 0);
-    lines.push(`| ${name} | ${s.cases} | ${s.ok} | ${typed} | ${s.crashes} | ${s.hangs} | ${s.alloc} | ${s.nondeterministic} | ${s.maxMs.toFixed(0)} | ${s.maxKeptRatio.toFixed(2)} | ${s.maxExternalRatio.toFixed(2)} |`);
+    lines.push(`| ${name} | ${s.cases} | ${s.ok} | ${typed} | ${s.crashes} | ${s.hangs} | ${s.alloc} | ${s.nondeterministic} | ${s.maxMs.toFixed(0)} | ${s.maxKeptRatio.toFixed(2)} | ${s.maxExternalRatio.toFixed(2)} | ${s.harnessErrors ?? 0} |`);
   }
   lines.push('');
   for (const [name, r] of Object.entries(report.readers)) {
@@ -487,6 +505,7 @@ function formatReport(report) {
     for (const h of s.hangCases) lines.push(`  HANG case ${h.index}`);
     for (const a of s.allocCases) lines.push(`  ALLOCATION case ${a.index}: input ${a.input} B, ArrayBuffers +${a.external} B, kept ${a.kept} B, heap +${a.heap} B (${a.outcome})`);
     for (const d of s.nondetCases) lines.push(`  NONDETERMINISTIC case ${d.index}: ${d.first} vs ${d.second}`);
+    for (const h of s.harnessCases ?? []) lines.push(`  FUZZER ERROR (building case ${h.index}, not counted as a read): ${h.error}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -454,6 +454,9 @@ export function safetensorsStructArb(info) {
   return fc.oneof(...arms);
 }
 
+/** Largest tensor a `reshape` edit builds (larger shapes are written into the header only). */
+const MAX_BUILT_TENSOR_BYTES = 16 * 1024 * 1024;
+
 /** Byte offsets of a safetensors file worth hitting: the length field and the header's first bytes. */
 export const SAFETENSORS_HOT = [{ at: 0, w: 'u64' }, { at: 4, w: 'u32' }, { at: 8, w: 'u8' }];
 
@@ -507,13 +510,16 @@ export function applySafetensorsStruct(bytes, ops, { reseal = false, sealMetadat
       }
       case 'reshape': {
         // A different shape (and maybe dtype) with exactly the bytes it needs, so the safetensors layer accepts
-        // it and the layer above has to notice.
+        // it and the layer above has to notice. A shape too big to build (512^4 elements) keeps the old bytes:
+        // then the header claims more than the data holds, which is a case too.
         const size = { U8: 1, I8: 1, BOOL: 1, F16: 2, BF16: 2, F32: 4, I32: 4, U32: 4, F64: 8 };
         const dtype = op.dtype === 'same' ? entry.dtype : op.dtype;
         const n = op.shape.reduce((a, b) => a * b, 1) * (size[dtype] ?? 1);
-        const nb = new Uint8Array(n);
-        nb.set(t.bytes.subarray(0, n));
-        t.bytes = nb;
+        if (n <= MAX_BUILT_TENSOR_BYTES) {
+          const nb = new Uint8Array(n);
+          nb.set(t.bytes.subarray(0, n));
+          t.bytes = nb;
+        }
         entry.dtype = dtype;
         entry.shape = op.shape;
         break;
