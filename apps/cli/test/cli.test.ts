@@ -276,6 +276,24 @@ describe.skipIf(!HAVE_SHARED)('ultrasketch eval', () => {
     parseOneObject(r.stdout);
   });
 
+  it('a bundle evaluated against a checkpoint that is not its source: a warning naming both, never silence', () => {
+    const bundle = join(tmp, 'src-check.usk');
+    expect(cli(['compress', MODELS.stories260K, '--codec', 'rtn', '--bits', '8', '-o', bundle, '--quiet']).code).toBe(0);
+    // The recorded source: no warning.
+    const same = cli(['eval', bundle, '--text', EVAL_TEXT, '--windows', '1', '--window', '32', '--reference', MODELS.stories260K, '--json', '--quiet']);
+    expect(same.code).toBe(0);
+    expect(same.stderr).not.toContain('is not the checkpoint this bundle was compressed from');
+    // Another checkpoint (one weight changed by one ulp, so another sha256): compared, with a warning.
+    const other = join(tmp, 'other-260K.bin');
+    const bytes = new Uint8Array(readFileSync(MODELS.stories260K));
+    bytes[bytes.length - 1]! ^= 1;
+    writeFileSync(other, bytes);
+    const r = cli(['eval', bundle, '--text', EVAL_TEXT, '--windows', '1', '--window', '32', '--reference', other, '--json', '--quiet']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: the reference .*other-260K\.bin .* is not the checkpoint this bundle was compressed from/);
+    parseOneObject(r.stdout);
+  });
+
   it('--window smaller than seq_len', () => {
     const r = cli(['eval', MODELS.stories260K, '--text', EVAL_TEXT, '--window', '64', '--windows', '3', '--json']);
     expect(r.code).toBe(0);

@@ -25,9 +25,10 @@ import {
   toWeightAccounting,
 } from './accounting.js';
 import { type WriteAtomicOptions, writeFileAtomic } from './atomic.js';
+import { assertOutputNotInput } from './files.js';
 import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
-import { type CalibrationInfo, codecUsesSaliency } from './calibrate.js';
+import { type CalibrationInfo, codecUsesSaliency, evaluationOverlap, overlapError } from './calibrate.js';
 import { matrixFeasibility, targetBpw } from './feasibility.js';
 import { looksLikeSafetensors } from './sniff.js';
 import { type FinetuneOptions, type TrainingSection, finetune, finetuneProviderKind, validateFinetune } from './finetune.js';
@@ -329,19 +330,27 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     const ft = options.finetune;
     finetuneProviderKind(codec.id, ft.mode ?? 'auto');
     if (ft.calibText !== undefined && (ft.data ?? 'calib') !== 'teacher' && options.measureQuality) {
-      const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
-      if (evalSha === createHash('sha256').update(ft.calibText).digest('hex')) {
-        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'refusing to calibrate on the evaluation text: the finetuning text and the evaluation text are identical', {
-          source: ft.calibSource ?? '--calib',
-          hint: 'finetune on calib.txt, evaluate on eval.txt (docs/evaluation.md)',
-        });
-      }
+      // The same document-level rule as the CLI (whitespace- and line-end-insensitive; supersets and pasted
+      // stories count), so a library caller cannot train on the text it is then scored on.
+      const err = overlapError(
+        evaluationOverlap(ft.calibText, options.measureQuality.text),
+        ft.calibSource ?? '--calib',
+        options.measureQuality.textSource ?? '<evaluation text>',
+      );
+      if (err) throw err;
     }
   }
 
   // Temporary files of this output left by killed runs (`OUT.usk.tmp-<pid>-*`, dead writers only): removed on
   // every start, so a resumed run leaves none behind whether or not it gets as far as writing.
-  if (options.output !== undefined) removeStaleTemporaries(options.output);
+  if (options.output !== undefined) {
+    // The library refuses what the CLI refuses: a bundle written over the checkpoint or tokenizer it reads.
+    assertOutputNotInput(options.output, [
+      { path: model.source.path, what: 'checkpoint' },
+      ...(model.source.tokenizerPath ? [{ path: model.source.tokenizerPath, what: 'tokenizer' }] : []),
+    ]);
+    removeStaleTemporaries(options.output);
+  }
 
   // Plan: every 2-D weight of the model with the codec that stores it, in model order.
   const plan: Array<{ name: string; codec: Codec; options: unknown; compressed: boolean }> = [];

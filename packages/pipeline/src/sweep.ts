@@ -1,5 +1,5 @@
 import type { TrainProgress } from '@ultrasketch/ste-trainer';
-import type { FinetuneOptions } from './finetune.js';
+import { type FinetuneOptions, finetuneProviderKind } from './finetune.js';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { ErrorCodes, UltraSketchError, isUltraSketchError } from '@ultrasketch/core';
@@ -144,8 +144,13 @@ export interface SweepOptions {
 export interface SweepRow {
   label: string;
   codec: string;
-  status: 'ok' | 'skipped';
-  /** Why a point was skipped (the codec's refusal). */
+  /**
+   * ok: measured. skipped: the codec (or finetuning) cannot make this point (infeasible budget, a finetuning
+   * flag with nothing to act on). failed: the point was made but its quality is not a number (E_NOT_FINITE):
+   * recorded with its reason and null figures, never as NaN, and the sweep goes on.
+   */
+  status: 'ok' | 'skipped' | 'failed';
+  /** Why a point was skipped or failed (the typed error's message). */
   reason?: string;
   /** The target of this point (null for fixed-bit codecs and the float model). */
   bpwTarget: number | null;
@@ -242,6 +247,23 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
   }
   const total = points.length;
   const progress = (e: SweepProgressEvent) => options.onProgress?.(e);
+  // --smooth-k acts only where LittleBit state training runs: refused when no point uses it (it would do
+  // nothing), dropped from the points that do not (their commands do not carry it either).
+  if (options.finetune?.smoothK !== undefined) {
+    const mode = options.finetune.mode ?? 'auto';
+    if (!points.some((p) => finetuneProviderKind(p.spec.codec, mode) === 'littlebit')) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'no codec of the grid trains through the littlebit provider, which is the only one that uses it', {
+        source: '--smooth-k',
+        hint: 'drop --smooth-k, or add codec littlebit to --codecs',
+      });
+    }
+  }
+  const finetuneFor = (codec: string): FinetuneOptions | undefined => {
+    const f = options.finetune;
+    if (f === undefined || f.smoothK === undefined || finetuneProviderKind(codec, f.mode ?? 'auto') === 'littlebit') return f;
+    const { smoothK: _unused, ...rest } = f;
+    return rest;
+  };
 
   // Before any work: the output directory must be one (or not exist yet), and no file the sweep writes may be
   // one of its inputs (a model, tokenizer or text kept in the output directory under an output's name).
@@ -343,6 +365,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       progress({ phase: 'point-start', index, total, label: p.spec.label, bpw: p.bpw });
       const file = bundleFileName(p);
       const out = options.outDir !== undefined ? join(options.outDir, file) : file;
+      const pointFinetune = finetuneFor(p.spec.codec);
       const command = shellJoin([
         program,
         'compress',
@@ -361,7 +384,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
         '--eval-text',
         common.evalText,
         ...(options.window === undefined ? [] : ['--eval-window', String(options.window)]),
-        ...(options.finetune ? finetuneFlags(options.finetune, common.calib) : []),
+        ...(pointFinetune ? finetuneFlags(pointFinetune, common.calib) : []),
         '-o',
         out,
         '--json',
@@ -388,15 +411,15 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
             ...(options.window === undefined ? {} : { window: options.window }),
           },
           onProgress: (w) => progress({ phase: 'weight', index, total, label: p.spec.label, bpw: p.bpw, weight: w }),
-          ...(options.finetune
+          ...(pointFinetune
             ? {
                 finetune: {
-                  ...options.finetune,
+                  ...pointFinetune,
                   onProgress: (t: TrainProgress) => {
                     options.finetune?.onProgress?.(t);
                     progress({ phase: 'finetune', index, total, label: p.spec.label, bpw: p.bpw, training: t });
                   },
-                  ...(options.finetune.checkpointDir === undefined ? {} : { checkpointDir: join(options.finetune.checkpointDir, file.replace(/\.usk$/, '')) }),
+                  ...(pointFinetune.checkpointDir === undefined ? {} : { checkpointDir: join(pointFinetune.checkpointDir, file.replace(/\.usk$/, '')) }),
                 },
               }
             : {}),
@@ -423,12 +446,15 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
           ...(options.keepBundles && options.outDir !== undefined ? { bundle: out } : {}),
         };
       } catch (err) {
-        if (!isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET)) throw err;
+        // A point that cannot be made is skipped; one whose quality is not a number failed. Both keep the
+        // sweep going (hours of other points are not thrown away) and are recorded with the typed reason.
+        const status = pointFailure(err);
+        if (status === null) throw err;
         row = {
           label: p.spec.label,
           codec: p.spec.codec,
-          status: 'skipped',
-          reason: err.message,
+          status,
+          reason: (err as Error).message,
           bpwTarget: p.bpw,
           options: p.resolved,
           bpwLinears: null,
@@ -546,6 +572,18 @@ export function codecFlags(raw: Record<string, unknown>): string[] {
   return out;
 }
 
+/**
+ * How a point's error is recorded: 'skipped' for a point that cannot be made (the codec cannot meet the
+ * budget; --train-dense where the point compresses every linear), 'failed' for a non-finite quality, null
+ * for anything else (rethrown: bad arguments and system errors stop the sweep).
+ */
+function pointFailure(err: unknown): 'skipped' | 'failed' | null {
+  if (isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET)) return 'skipped';
+  if (isUltraSketchError(err, ErrorCodes.BAD_ARGUMENT) && err.source === '--train-dense') return 'skipped';
+  if (isUltraSketchError(err, ErrorCodes.NOT_FINITE)) return 'failed';
+  return null;
+}
+
 /** The compress flags that reproduce a finetuning recipe. */
 export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   const out = ['--finetune-steps', String(f.steps)];
@@ -604,8 +642,8 @@ export function sweepMarkdown(r: SweepResult): string {
   ];
   r.rows.forEach((row, i) => {
     const kept = row.keptDense.length > 0 ? ` (${row.keptDense.length} kept dense)` : '';
-    if (row.status === 'skipped') {
-      lines.push(`| ${i} | ${row.label} | ${fmt(row.bpwTarget, 2)} | skipped: ${row.reason!.replace(/\|/g, '\\|')} | | | | | |${trained ? ' | |' : ''}`);
+    if (row.status !== 'ok') {
+      lines.push(`| ${i} | ${row.label} | ${fmt(row.bpwTarget, 2)} | ${row.status}: ${row.reason!.replace(/\|/g, '\\|')} | | | | | |${trained ? ' | |' : ''}`);
       return;
     }
     const training = !trained ? '' : row.training ? ` ${row.training.tokens.toLocaleString('en-US')} | ${(row.training.wallSeconds / 60).toFixed(1)} |` : ' — | — |';
@@ -763,7 +801,7 @@ export function sweepSvg(r: SweepResult): string {
     const y0 = m.top + 20 + legend.length * 20;
     out.push(`<text x="${m.left + pw + 20}" y="${y0}" font-size="11" fill="#555">not drawn:</text>`);
     notDrawn.slice(0, 12).forEach((row, i) => {
-      const why = row.status === 'skipped' ? 'infeasible' : 'perplexity not finite';
+      const why = row.status === 'skipped' ? 'skipped' : 'perplexity not finite';
       out.push(
         `<text x="${m.left + pw + 20}" y="${y0 + 16 + i * 14}" font-size="10" fill="#555">${esc(`${row.label}${row.bpwTarget === null ? '' : ` @ ${row.bpwTarget}`}: ${why}`)}</text>`,
       );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -336,6 +336,35 @@ describe.runIf(HAVE_SHARED)('compress() options', () => {
       const { bytes } = await compress({ model, codec: 'binary' });
       writeFileSync(join(dir, 'b.usk'), bytes);
       await expectCode(compress({ model: join(dir, 'b.usk'), codec: 'rtn' }), ErrorCodes.UNSUPPORTED);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the library refuses what the CLI refuses: output = its own checkpoint or tokenizer, finetuning on the evaluation text', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'usk-self-'));
+    try {
+      const ckpt = join(dir, 'model.bin');
+      const tok = join(dir, 'tok512.bin');
+      copyFileSync(MODEL_PATH, ckpt);
+      copyFileSync(shared('models/stories260K/tok512.bin'), tok);
+      const before = [readFileSync(ckpt), readFileSync(tok)];
+      const copy = loadModel(ckpt);
+      for (const output of [ckpt, tok]) {
+        await expect(compress({ model: copy, codec: 'rtn', output })).rejects.toMatchObject({ code: ErrorCodes.OUTPUT_IS_INPUT });
+      }
+      expect(readFileSync(ckpt).equals(before[0]!)).toBe(true);
+      expect(readFileSync(tok).equals(before[1]!)).toBe(true);
+      // The evaluation text with one more newline is the same text (document-level comparison, not a hash).
+      const evalText = readFileSync(shared('data/tinystories/eval.txt'), 'utf8');
+      await expect(
+        compress({
+          model: copy,
+          codec: 'binary',
+          finetune: { steps: 1, batch: 1, seq: 16, calibText: `${evalText}\n`, calibSource: 'calib-copy.txt' },
+          measureQuality: { text: evalText, textSource: 'eval.txt', windows: 1 },
+        }),
+      ).rejects.toMatchObject({ code: ErrorCodes.BAD_ARGUMENT, message: expect.stringMatching(/refusing to calibrate on the evaluation text/) });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -167,7 +167,7 @@ describe('sweepSvg and sweepMarkdown on a synthetic result', () => {
     expect(all).toContain('perplexity (log scale)');
     expect(all).toContain('float32 (4.05)');
     for (const label of ['rtn:2', 'sketch', 'hashednets']) expect(all).toContain(label);
-    expect(all).toContain('littlebit @ 0.5: infeasible');
+    expect(all).toContain('littlebit @ 0.5: skipped');
     expect(all).toContain('hashednets @ 1: perplexity not finite');
     expect(all).toContain('1e10'); // decade labels reach the largest perplexity
     // log scale: the sketch points at 1.2e10 and 1e10 sit ~0.08 decades apart, far above rtn's 434
@@ -273,5 +273,46 @@ describe.runIf(HAVE_SHARED)('sweep() on stories260K', () => {
     await expect(
       sweep({ model, codecs: ['sketch:groups=2'], bpw: [1], evalText: 'same', evalWindows: 1, calibration: { text: 'same' } }),
     ).rejects.toThrow(/refusing to calibrate on the evaluation text/);
+  });
+
+  it('finetuning flags: --smooth-k refused when no point uses it, dropped from the points that do not; --train-dense skips a point that compresses every linear', async () => {
+    const calibText = readFileSync(CALIB, 'utf8');
+    const evalText = readFileSync(EVAL, 'utf8');
+    const finetune = { steps: 1, batch: 1, seq: 16, calibText, calibSource: CALIB };
+    await expect(
+      sweep({ model, codecs: ['binary', 'rtn:2'], bpw: [], evalText, evalWindows: 1, window: 32, finetune: { ...finetune, smoothK: 20 } }),
+    ).rejects.toMatchObject({ code: ErrorCodes.BAD_ARGUMENT, source: '--smooth-k' });
+    const r = await sweep({
+      model,
+      codecs: ['binary', 'littlebit'],
+      bpw: [1],
+      smallMatrix: 'keep',
+      evalText,
+      evalWindows: 1,
+      window: 32,
+      finetune: { ...finetune, smoothK: 20 },
+    });
+    const [binary, littlebit] = [r.rows[1]!, r.rows[2]!];
+    expect(binary.status).toBe('ok');
+    expect(binary.command).not.toContain('--smooth-k');
+    expect(littlebit.status).toBe('ok');
+    expect(littlebit.command).toContain('--smooth-k 20');
+    // rtn compresses every linear, so --train-dense has nothing to train there: that point is skipped with the
+    // reason; littlebit keeps stories260K's small matrices in float and trains them.
+    const d = await sweep({
+      model,
+      codecs: ['rtn:4', 'littlebit'],
+      bpw: [1],
+      smallMatrix: 'keep',
+      evalText,
+      evalWindows: 1,
+      window: 32,
+      finetune: { ...finetune, trainDense: true },
+    });
+    expect(d.rows[1]!.status).toBe('skipped');
+    expect(d.rows[1]!.reason).toMatch(/--train-dense.*no float-stored linear/);
+    expect(d.rows[1]!.perplexity).toBeNull();
+    expect(d.rows[2]!.status).toBe('ok');
+    expect(d.rows[2]!.command).toContain('--train-dense');
   });
 });

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { parameterCount } from '@ultrasketch/model';
-import { type ReferenceModel, evaluate, openModel, openReference, readFileChecked } from '@ultrasketch/pipeline';
+import { type ReferenceModel, evaluate, openModel, openReference, readFileChecked, referenceSourceWarning } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
@@ -67,6 +67,12 @@ export const evalCommand: Command = {
     const refPath = options.reference as string | undefined;
     // The reference scores the same token stream (the evaluated model's tokenizer): it needs no tokenizer.
     const reference: ReferenceModel | undefined = refPath ? openReference(refPath) : undefined;
+    // A bundle records the checkpoint it was compressed from: comparing it with another model is allowed (a
+    // deliberate cross-model comparison), but never silently.
+    if (reference?.kind === 'checkpoint' && model.kind === 'bundle') {
+      const mismatch = referenceSourceWarning(model.loaded.provenance, reference.source);
+      if (mismatch) warn(io, mismatch);
+    }
     const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
 
     const opened: RunSession = await factory.open(model);

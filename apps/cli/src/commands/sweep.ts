@@ -34,7 +34,8 @@ export const sweepCommand: Command = {
     'with a target (sketch, hashednets, littlebit) run once per --bpw value. Each point is compressed in memory ' +
     '(--keep-bundles writes the bundles too) and evaluated with its fused kernels against the float model on the ' +
     'first --eval-windows windows of --eval-text; the float model itself is evaluated by the same code in the same ' +
-    'run. A point whose budget the codec cannot meet is recorded as skipped with the reason.\n\n' +
+    'run. A point whose budget the codec cannot meet is recorded as skipped with the reason; a point whose quality is ' +
+    'not a number (E_NOT_FINITE) is recorded as failed with the reason, and the sweep goes on.\n\n' +
     'A codec spec is NAME[:key=value...] (options in kebab or camel case; for rtn a bare number is --bits), e.g. ' +
     'rtn:2, binary, sketch:hash=mixed, sketch:groups=8:alloc=saliency:0.5, littlebit:residual=false. Codec flags ' +
     '(--rows, --state, --hash, --groups, --alloc, --residual, ...) apply to every codec of the grid that takes them; ' +
@@ -167,8 +168,8 @@ export const sweepCommand: Command = {
           note(
             io,
             quiet,
-            r.status === 'skipped'
-              ? `${what}: skipped: ${r.reason}`
+            r.status !== 'ok'
+              ? `${what}: ${r.status}: ${r.reason}`
               : `${what}: bpwLinears ${r.bpwLinears!.toFixed(4)}, bitsPerParam ${r.bitsPerParam!.toFixed(3)}, perplexity ${fmtPpl(r.perplexity)}, KL ${r.kl!.toFixed(4)}, top-1 ${r.top1!.toFixed(4)} (${r.seconds.toFixed(1)} s)` +
                   (r.keptDense.length > 0 ? `; ${r.keptDense.length} linear(s) kept dense` : ''),
           );
@@ -197,8 +198,8 @@ function fmtPpl(x: number | null): string {
 function summary(r: SweepResult): string {
   const header = ['codec', 'target', 'bpwLinears', 'bits/param', 'perplexity', 'KL', 'top-1', 'seconds'];
   const rows = r.rows.map((x) =>
-    x.status === 'skipped'
-      ? [x.label, String(x.bpwTarget ?? '—'), 'skipped', '', '', '', '', x.seconds.toFixed(1)]
+    x.status !== 'ok'
+      ? [x.label, String(x.bpwTarget ?? '—'), x.status, '', '', '', '', x.seconds.toFixed(1)]
       : [
           x.label + (x.keptDense.length > 0 ? ` (${x.keptDense.length} kept dense)` : ''),
           x.bpwTarget === null ? '—' : String(x.bpwTarget),
@@ -212,7 +213,7 @@ function summary(r: SweepResult): string {
   );
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const skipped = r.rows.filter((x) => x.status === 'skipped').map((x) => `skipped ${x.label} @ ${x.bpwTarget}: ${x.reason}`);
+  const skipped = r.rows.filter((x) => x.status !== 'ok').map((x) => `${x.status} ${x.label} @ ${x.bpwTarget}: ${x.reason}`);
   return `${[
     `${r.model.path}: ${r.protocol}, ${r.windows} window(s) × ${r.window} tokens of ${r.evalText.source}`,
     '',
