@@ -8,6 +8,9 @@ import {
   LlamaForward,
   type ModelConfig,
   TensorNames,
+  biasKinds,
+  biasLength,
+  headDim,
   linearShape,
   validateModelConfig,
 } from '@ultrasketch/model';
@@ -62,10 +65,10 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
     }
     return w;
   };
-  const vector = (name: string) => {
+  const vector = (name: string, length = config.dim) => {
     const v = bundle.vectors.get(name);
-    if (!v || v.length !== config.dim) {
-      throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `vector ${name} of length ${config.dim} is missing`, { source });
+    if (!v || v.length !== length) {
+      throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `vector ${name} of length ${length} is missing`, { source });
     }
     return v;
   };
@@ -84,8 +87,23 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
     layers.push(linears);
   }
   const emb = weight(TensorNames.embedding, config.vocabSize, config.dim);
+  // The family's variants keep their small vectors (biases, Qwen3's q/k norm weights) as F32 vectors.
+  const kinds = biasKinds(config);
   return {
     config,
+    ...(kinds.length > 0
+      ? {
+          attnBias: Array.from({ length: config.nLayers }, (_, l) =>
+            Object.fromEntries(kinds.map((kind) => [kind, vector(TensorNames.bias(l, kind), biasLength(config, kind))])),
+          ),
+        }
+      : {}),
+    ...(config.qkNorm
+      ? {
+          qNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.qNorm(l), headDim(config))),
+          kNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.kNorm(l), headDim(config))),
+        }
+      : {}),
     embedding: new CodecEmbedding(emb.entry.codec, emb.params),
     attnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.attnNorm(l))),
     ffnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.ffnNorm(l))),
