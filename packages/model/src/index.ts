@@ -33,6 +33,9 @@ export type { DenseLinearFactory, EmbeddingTable, ForwardParts, ForwardHooks, Fo
 export { generateTokens } from './generate.js';
 export type { TokenPicker, GenerateOptions, GenerateStep } from './generate.js';
 export { Tokenizer, StreamDecoder } from './tokenizer.js';
-export type { EncodeOptions, DecodeOptions } from './tokenizer.js';
+export type { EncodeOptions, DecodeOptions, TextTokenizer, TokenStreamDecoder, TokenizerKind } from './tokenizer.js';
+export { HfTokenizer } from './hfTokenizer.js';
+export type { HfTokenizerOptions } from './hfTokenizer.js';
+export { tokenizerFromGguf } from './ggufTokenizer.js';
 export { Sampler, argmax } from './sampling.js';
 export type { SamplerOptions } from './sampling.js';

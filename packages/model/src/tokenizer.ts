@@ -60,7 +60,35 @@ export interface DecodeOptions {
   prevToken?: number;
 }
 
-export class Tokenizer {
+/** Where a tokenizer's vocabulary came from (a bundle embeds the source's own kind). */
+export type TokenizerKind = 'llama2c' | 'gguf-llama' | 'hf-json' | 'gguf-gpt2';
+
+/** Turns tokens into text one at a time (see {@link StreamDecoder}). */
+export interface TokenStreamDecoder {
+  /** The text this token completes (an unfinished character is held back). */
+  push(token: number): string;
+  /** End the stream: what was held back, and a reset. */
+  flush(): string;
+}
+
+/**
+ * What the rest of the code uses of a tokenizer, whichever vocabulary it has: the llama2.c tokenizer (also over a
+ * GGUF `llama` vocabulary) and `HfTokenizer` (tokenizer.json, and GGUF `gpt2` vocabularies) implement it.
+ * `bosId`/`eosId` are -1 when the vocabulary has none (Qwen has no BOS; `encode` with `bos` then adds nothing).
+ * `vocabSize` is one more than the largest id the tokenizer can produce; a model's vocabulary may be larger
+ * (padded embedding rows), never smaller.
+ */
+export interface TextTokenizer {
+  readonly kind: TokenizerKind;
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  encode(text: string, opts?: EncodeOptions): number[];
+  decode(tokens: ArrayLike<number>, opts?: DecodeOptions): string;
+  createStreamDecoder(opts?: DecodeOptions): TokenStreamDecoder;
+}
+
+export class Tokenizer implements TextTokenizer {
   readonly vocabSize: number;
   readonly bosId = 1;
   readonly eosId = 2;
@@ -96,7 +124,14 @@ export class Tokenizer {
   private eVerR = new Int32Array(0);
   private eId = new Int32Array(0);
 
-  constructor(pieces: readonly Uint8Array[], scores: Float32Array, maxTokenLength: number, source = '<tokenizer>') {
+  constructor(
+    pieces: readonly Uint8Array[],
+    scores: Float32Array,
+    maxTokenLength: number,
+    source = '<tokenizer>',
+    /** Where the vocabulary came from: a llama2.c file, or a GGUF `llama` vocabulary mapped to the same pieces. */
+    readonly kind: 'llama2c' | 'gguf-llama' = 'llama2c',
+  ) {
     if (pieces.length !== scores.length) {
       throw new UltraSketchError(
         ErrorCodes.SHAPE_MISMATCH,
@@ -408,7 +443,7 @@ export class Tokenizer {
  * unfinished UTF-8 sequence until its last byte arrives; `flush()` ends the stream (an unfinished sequence
  * becomes U+FFFD) and resets it. The concatenation of all returned strings equals `tokenizer.decode(tokens)`.
  */
-export class StreamDecoder {
+export class StreamDecoder implements TokenStreamDecoder {
   private prevToken: number;
   private readonly initialPrev: number;
   private readonly utf8 = new Utf8Decoder();
