@@ -1,4 +1,4 @@
-export { WebGpuSession, bundleSpec, ropeTable } from './session.js';
+export { WebGpuSession, bundleSpec, ropeTable, refuseUnsupportedVariants } from './session.js';
 export type {
   WebGpuSessionOptions,
   SessionGenerateOptions,

@@ -11,6 +11,7 @@ import {
   generateTokens,
   headDim,
   kvDim,
+  ropeInverseFrequencies,
   linearShape,
   validateModelConfig,
   validateModelWeights,
@@ -199,6 +200,7 @@ export class WebGpuSession {
   static async fromSpec(spec: GpuModelSpec, options: WebGpuSessionOptions): Promise<WebGpuSession> {
     registerAllGpuKernels();
     validateModelConfig(spec.config, options.source);
+    refuseUnsupportedVariants(spec.config, options.source);
     const ctx = options.context ?? (await GpuContext.create(options.gpu, options));
     const owns = options.context === undefined;
     let session: WebGpuSession | undefined;
@@ -531,14 +533,37 @@ export class WebGpuSession {
   }
 }
 
-/** cos/sin of every (position, frequency) pair, interleaved, computed as the reference forward does (f32 angles). */
+/**
+ * The Llama-family variants this runtime's WGSL programs do not compute (yet): biases on the attention
+ * projections, Qwen3's per-head q/k norm, and a head width other than dim / nHeads (the q and attention buffers
+ * and programs assume q is dim wide). Refused with UNSUPPORTED naming the feature, before any GPU work, rather
+ * than run as another model. RoPE scaling is supported: it only changes the CPU-computed cos/sin table.
+ */
+export function refuseUnsupportedVariants(c: ModelConfig, source?: string): void {
+  const features: string[] = [];
+  if (c.qkvBias) features.push('q/k/v projection biases (qkvBias, Qwen2)');
+  if (c.oBias) features.push('an output projection bias (oBias)');
+  if (c.qkNorm) features.push('per-head q/k RMSNorm (qkNorm, Qwen3)');
+  if (c.headDim !== undefined && c.headDim * c.nHeads !== c.dim) features.push(`headDim ${c.headDim} ≠ dim / nHeads (${c.dim} / ${c.nHeads})`);
+  if (features.length === 0) return;
+  throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the WebGPU runtime does not implement ${features.join(', ')}`, {
+    ...(source === undefined ? {} : { source }),
+    hint: 'run this model with the CPU runtime (runtime-node), which implements every Llama-family variant',
+  });
+}
+
+/**
+ * cos/sin of every (position, frequency) pair, interleaved, computed as the reference forward does (f32 angles,
+ * frequencies from the model package's `ropeInverseFrequencies`, so llama3 scaling and rope_freqs apply here too).
+ */
 export function ropeTable(c: ModelConfig, positions: number): Float32Array {
   const hs = headDim(c);
   const half = hs / 2;
   const out = new Float32Array(positions * half * 2);
   const f = Math.fround;
+  const freqs = ropeInverseFrequencies(c);
   for (let i = 0; i < half; i++) {
-    const freq = f(1 / f(Math.pow(c.ropeTheta, f((2 * i) / hs))));
+    const freq = freqs[i]!;
     for (let pos = 0; pos < positions; pos++) {
       const angle = f(pos * freq);
       out[2 * (pos * half + i)] = Math.cos(angle);
