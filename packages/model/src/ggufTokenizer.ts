@@ -155,7 +155,11 @@ const BPE_PRE: Record<string, { preTokenizer: unknown; normalizer: unknown; igno
   },
 };
 
-function ggufGpt2Tokenizer(header: GgufHeader, source: string): HfTokenizer {
+/**
+ * The tokenizer.json-shaped object a GGUF `gpt2` vocabulary is run as (a bundle can embed it as a tokenizer.json),
+ * with the BOS/EOS ids llama.cpp would use (BOS only where `tokenizer.ggml.add_bos_token` says so).
+ */
+export function ggufGpt2TokenizerJson(header: GgufHeader, source = '<gguf>'): { json: Record<string, unknown>; bosId: number | null; eosId: number | null } {
   const tokens = stringArray(header, 'tokenizer.ggml.tokens', source);
   const n = tokens.length;
   const merges = stringArray(header, 'tokenizer.ggml.merges', source);
@@ -193,5 +197,10 @@ function ggufGpt2Tokenizer(header: GgufHeader, source: string): HfTokenizer {
   }
   // llama.cpp adds BOS only where the file says so (Llama 3 yes, Qwen2 no).
   const addBos = flag(header, 'tokenizer.ggml.add_bos_token', source) ?? false;
-  return new HfTokenizer(json, { bosId: bos !== undefined && addBos ? bos : null, eosId: eos ?? null, source, kind: 'gguf-gpt2' });
+  return { json, bosId: bos !== undefined && addBos ? bos : null, eosId: eos ?? null };
+}
+
+function ggufGpt2Tokenizer(header: GgufHeader, source: string): HfTokenizer {
+  const { json, bosId, eosId } = ggufGpt2TokenizerJson(header, source);
+  return new HfTokenizer(json, { bosId, eosId, source, kind: 'gguf-gpt2' });
 }

@@ -36,6 +36,6 @@ export { Tokenizer, StreamDecoder } from './tokenizer.js';
 export type { EncodeOptions, DecodeOptions, TextTokenizer, TokenStreamDecoder, TokenizerKind } from './tokenizer.js';
 export { HfTokenizer } from './hfTokenizer.js';
 export type { HfTokenizerOptions } from './hfTokenizer.js';
-export { tokenizerFromGguf } from './ggufTokenizer.js';
+export { tokenizerFromGguf, ggufGpt2TokenizerJson } from './ggufTokenizer.js';
 export { Sampler, argmax } from './sampling.js';
 export type { SamplerOptions } from './sampling.js';

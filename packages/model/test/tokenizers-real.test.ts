@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type GgufHeader, type GgufMetadataEntry, readGguf, readLlama2cTokenizer } from '@ultrasketch/format';
 import { describe, expect, it } from 'vitest';
-import { HfTokenizer, type TextTokenizer, Tokenizer, tokenizerFromGguf } from '../src/index.js';
+import { HfTokenizer, type TextTokenizer, Tokenizer, ggufGpt2TokenizerJson, tokenizerFromGguf } from '../src/index.js';
 
 /**
  * Issue 11 done-when 2: the Hugging Face tokenizer.json (through @huggingface/tokenizers) and the GGUF-embedded
@@ -151,6 +151,13 @@ describe('GGUF gpt2 (byte-level BPE) vocabularies', () => {
       expect(t.eosId).toBe(0);
       expect(t.bosId).toBe(-1); // add_bos_token absent: llama.cpp adds none
     }
+  });
+
+  it('the in-memory tokenizer.json round-trips through JSON (a bundle can embed it) and tokenizes the same', () => {
+    const { json: tj, bosId, eosId } = ggufGpt2TokenizerJson(vocabHeader(base));
+    const again = new HfTokenizer(JSON.parse(JSON.stringify(tj)), { bosId, eosId });
+    expect(again.encode('hello world<|end|>')).toEqual([id('hello'), id('Ġworld'), 0]);
+    expect(again.eosId).toBe(0);
   });
 
   it('BOS is used when the file says to add it', () => {
