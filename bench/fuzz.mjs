@@ -17,7 +17,7 @@
  *                      and readers resumes where it stopped
  *   --jobs J           readers run at the same time, one worker each (default 1)
  *   --shared DIR       the shared/ directory with the real models (default: ../shared next to the repository)
- *   --hang-ms MS       a case running longer than this is a hang (default 5000)
+ *   --hang-ms MS       a case using more CPU time than this is a hang (default 5000; see HANG_WALL_FACTOR)
  *   --check-every K    re-run every K-th case and compare the outcomes (default 16; 0: never)
  *   --replay FILE      re-run one saved reproducer (a .json from --out) and print what it does
  *   --list             print the readers and their seed files, then exit
@@ -29,8 +29,10 @@
  * - crash: the reader threw something that is not an UltraSketchError (TypeError, RangeError, a stack
  *   overflow, an out-of-memory that kills the worker). The first case of each distinct crash is shrunk with
  *   fast-check and saved (plan, input bytes, stack) under --out;
- * - hang: the main thread's watchdog sees the same case running for longer than --hang-ms, ends the worker and
- *   carries on in a new one; the case is then re-run alone, and counted as a hang only if it times out again;
+ * - hang: the main thread's watchdog sees the same case use more than --hang-ms of the worker thread's CPU time
+ *   (read from /proc, so that being starved of CPU on a loaded machine is not a hang; wall-clock time where
+ *   /proc is missing), ends the worker and carries on in a new one; the case is then re-run alone, and counted
+ *   as a hang only if it times out again;
  * - allocation: the ArrayBuffer memory the process gained during the read (process.memoryUsage, read before
  *   and after, the result still held; a garbage collection in between can only make it smaller) and the
  *   buffers the returned value keeps (walked) must stay within expansion × input + ALLOCATION_SLACK_BYTES
@@ -38,7 +40,7 @@
  * Progress goes to stderr; the report (a table per reader) to stdout. Exit status 1 when any reader had a
  * crash, hang, allocation violation or nondeterministic case.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -54,6 +56,15 @@ const HEAP_SLACK_BYTES = 64 * 1024 * 1024;
 const CHUNK = 250;
 /** Distinct crashes shrunk and saved per reader. */
 const MAX_REPRODUCERS = 5;
+/**
+ * A case is a hang when its worker thread has spent --hang-ms of CPU time in it (measured from the thread's own
+ * counters in /proc, so a case merely starved of CPU by other jobs on a loaded machine is not a hang), or,
+ * whatever its CPU time (a read blocked without spinning, or no /proc), when it has run this many times
+ * --hang-ms of wall-clock time.
+ */
+const HANG_WALL_FACTOR = 12;
+/** The shared state between a worker and the watchdog: [case index, cases started, in a case, thread id]. */
+const STATE_INTS = 4;
 
 const PACKAGES = ['core', 'format', 'model', 'pipeline'];
 let SHARED = resolve(ROOT, '..', 'shared');
@@ -90,6 +101,12 @@ if (!isMainThread) {
   const seeds = job.seeds;
   const arb = reader.arbitrary(seeds);
   const state = new Int32Array(job.state);
+  // This thread's id, so that the watchdog can read its CPU time (Linux; elsewhere it uses wall-clock time).
+  try {
+    Atomics.store(state, 3, Number(readlinkSync('/proc/thread-self').split('/').pop()) || 0);
+  } catch {
+    // no /proc: wall-clock watchdog
+  }
 
   if (job.mode === 'minimize') {
     // fast-check's first value for this seed is the crashing plan; on failure it shrinks, keeping only plans
@@ -383,7 +400,7 @@ async function fuzzReader(r, seeds, args, saved, end, saveCheckpoint) {
 /** One worker over a range of cases; resolves when it finishes, hangs (watchdog) or dies. */
 function runWorker(r, seeds, args, range, onChunk) {
   return new Promise((resolvePromise) => {
-    const state = new SharedArrayBuffer(12);
+    const state = new SharedArrayBuffer(4 * STATE_INTS);
     const view = new Int32Array(state);
     const worker = new Worker(new URL(import.meta.url), {
       workerData: { mode: 'run', reader: r.name, seeds, seed: args.seed, checkEvery: args.checkEvery, state, shared: SHARED, selfTest: args.selfTest, ...range },
@@ -398,12 +415,21 @@ function runWorker(r, seeds, args, range, onChunk) {
     };
     let seen = -1;
     let since = Date.now();
+    let cpuSince = 0;
     const watchdog = setInterval(() => {
       const started = Atomics.load(view, 1);
+      const tid = Atomics.load(view, 3);
+      const cpu = tid ? threadCpuMs(tid) : undefined;
       if (started !== seen) {
         seen = started;
         since = Date.now();
-      } else if (Atomics.load(view, 2) === 1 && Date.now() - since > args.hangMs) {
+        cpuSince = cpu ?? 0;
+        return;
+      }
+      if (Atomics.load(view, 2) !== 1) return;
+      const wall = Date.now() - since;
+      const spent = cpu === undefined ? wall : cpu - cpuSince;
+      if (spent > args.hangMs || wall > HANG_WALL_FACTOR * args.hangMs) {
         const index = Atomics.load(view, 0);
         void worker.terminate();
         settle({ kind: 'hang', index });
@@ -427,6 +453,19 @@ function runWorker(r, seeds, args, range, onChunk) {
   });
 }
 
+/** CPU time (user + system, ms) thread `tid` of this process has used, from /proc; undefined where unreadable. */
+function threadCpuMs(tid) {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis): utime and
+    // stime are fields 14 and 15 of the line, in clock ticks of 1/100 s on Linux.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Shrink the first case of each distinct crash (in a worker, under the watchdog) and save it. */
 async function writeReproducers(r, seeds, args, stats, out) {
   const files = [];
@@ -438,7 +477,7 @@ async function writeReproducers(r, seeds, args, stats, out) {
     log(`${r.name}: shrinking case ${info.first} (${key})`);
     const m = await new Promise((resolvePromise) => {
       const worker = new Worker(new URL(import.meta.url), {
-        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(12), shared: SHARED, selfTest: args.selfTest },
+        workerData: { mode: 'minimize', reader: r.name, seeds, seed: args.seed, index: info.first, key, state: new SharedArrayBuffer(4 * STATE_INTS), shared: SHARED, selfTest: args.selfTest },
       });
       const timer = setTimeout(() => {
         void worker.terminate();
