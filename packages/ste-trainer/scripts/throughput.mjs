@@ -1,39 +1,99 @@
 #!/usr/bin/env node
-// Training throughput (tokens/s) of the STE trainer on a llama2.c checkpoint, per weight provider.
-// Usage (after `cd packages/ste-trainer && npx tsup`):
-//   node packages/ste-trainer/scripts/throughput.mjs [--model PATH] [--batch 8] [--seq 256] [--steps 6]
-//        [--warmup 2] [--providers dense,binary,rtn2,frozen,sketch,sketch-ste,hashednets,littlebit]
-//        [--loss kd|ce] [--threads 1,2]
-// Reports the median step time over `steps` timed steps after `warmup` untimed ones, in one process.
-// `sketch`, `sketch-ste`, `hashednets` (0.5 bpw) and `littlebit` (0.55 bpw, residual) train what
-// `ultrasketch compress --finetune-steps` trains: sketch/hashednets every linear but O, LittleBit every linear
-// but K and V (too small for 0.55 bpw on stories3M, kept dense); those left out are frozen.
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// Training throughput (tokens/s) of the STE trainer, per weight provider and thread count, optionally side by
+// side with a PyTorch run of the same model, shapes, loss and optimizer (bench/torch-train.py) in the same
+// process run, rounds interleaved so that the machine's load hits every configuration alike.
+// `node packages/ste-trainer/scripts/throughput.mjs --help` for the options (run `pnpm build` first: the
+// script imports the built packages).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpus, loadavg } from 'node:os';
 import { registerAll } from '@ultrasketch/baselines';
-import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
-import { registerAll as registerLittleBitCodec } from '@ultrasketch/littlebit';
 import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
-import { Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
+import { registerAll as registerLittleBitCodec } from '@ultrasketch/littlebit';
+import { Tokenizer, kvDim, modelFromLlama2c } from '@ultrasketch/model';
+import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
 import { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } from '@ultrasketch/ste-trainer';
 import { workerThreads } from '@ultrasketch/ste-trainer/node';
 
+const HELP = `Training throughput of the STE trainer (tokens/s), optionally against PyTorch in the same run.
+
+  node packages/ste-trainer/scripts/throughput.mjs [options]
+
+  --model PATH        llama2.c checkpoint (default ../shared/models/stories3M/stories3M-q80.bin)
+  --calib PATH        calibration text (default ../shared/data/tinystories/calib.txt)
+  --batch N           sequences per step (default 4)
+  --seq N             tokens per sequence (default 128)
+  --steps N           timed steps per round (default 3)
+  --warmup N          untimed steps before the first round (default 1)
+  --rounds N          rounds; every configuration runs once per round, in turn (default 3)
+  --providers LIST    comma list of: dense, littlebit, sketch, hashednets, binary, rtn2, sketch-ste, frozen
+                      (default dense,littlebit,sketch). dense trains every linear; littlebit = 0.55 bpw on
+                      every linear but K/V (frozen); sketch/hashednets = 0.5 bpw state training on every
+                      linear but O (frozen); binary/rtn2 = STE with O dense — as compress --finetune-steps
+  --loss kd|ce        kd: KL + 10·Σ hidden MSE against the float teacher (default); ce: next-token CE only
+  --threads LIST      comma list of thread counts (default 1,2)
+  --profile           also print where one thread's step time goes, per op (CPU ms/step and share)
+  --compare-torch     also run bench/torch-train.py (same shapes, loss, AdamW, clipping) each round with
+                      1 thread, when python3 can import torch; prints every ratio to it
+  --torch-threads L   thread counts for the PyTorch runs (default 1)
+  --python CMD        python interpreter (default python3)
+  --openblas DIR      directory with OpenBLAS's libblas.so.3 for PyTorch (default
+                      /tmp/ob/usr/lib/x86_64-linux-gnu/openblas-pthread when it exists)
+  --json PATH         also write the results as JSON
+  --help              this text
+
+Figures: per round, tokens/s = timed tokens / wall time of the timed steps; the table gives the median over
+rounds, CPU ms per step of this process (all its threads), and the load average when each round started.
+A ratio is taken between figures of the same round, then the median over rounds is reported.`;
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
 const { values: a } = parseArgs({
   options: {
-    model: { type: 'string', default: '/work/shared/models/stories3M/stories3M-q80.bin' },
+    model: { type: 'string', default: resolve(root, '../shared/models/stories3M/stories3M-q80.bin') },
     tokenizer: { type: 'string' },
-    calib: { type: 'string', default: '/work/shared/data/tinystories/calib.txt' },
-    batch: { type: 'string', default: '8' },
-    seq: { type: 'string', default: '256' },
-    steps: { type: 'string', default: '6' },
-    warmup: { type: 'string', default: '2' },
-    providers: { type: 'string', default: 'dense,binary' },
+    calib: { type: 'string', default: resolve(root, '../shared/data/tinystories/calib.txt') },
+    batch: { type: 'string', default: '4' },
+    seq: { type: 'string', default: '128' },
+    steps: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '3' },
+    providers: { type: 'string', default: 'dense,littlebit,sketch' },
     loss: { type: 'string', default: 'kd' },
-    threads: { type: 'string', default: '1' },
+    threads: { type: 'string', default: '1,2' },
+    profile: { type: 'boolean', default: false },
+    'compare-torch': { type: 'boolean', default: false },
+    'torch-threads': { type: 'string', default: '1' },
+    python: { type: 'string', default: 'python3' },
+    openblas: { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
+if (a.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const int = (name, min = 1) => {
+  const v = Number(a[name]);
+  if (!Number.isInteger(v) || v < min) {
+    console.error(`--${name} ${a[name]}: expected an integer ≥ ${min}`);
+    process.exit(2);
+  }
+  return v;
+};
+const B = int('batch');
+const L = int('seq');
+const steps = int('steps');
+const warm = int('warmup', 0);
+const rounds = int('rounds');
+const threadList = a.threads.split(',').map(Number);
+if (!threadList.every((t) => Number.isInteger(t) && t >= 1)) throw new Error(`--threads ${a.threads}: expected a comma list of integers ≥ 1`);
+if (!['kd', 'ce'].includes(a.loss)) throw new Error(`--loss ${a.loss}: kd or ce`);
+
 registerAll();
 registerSketchCodecs();
 registerLittleBitCodec();
@@ -46,10 +106,6 @@ const tokenizer = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(tokPat
 const docs = readFileSync(a.calib, 'utf8').split('\n\n').map((d) => d.replace(/^[ \n]+|[ \n]+$/g, '')).filter((d) => d.length > 0);
 const calib = Int32Array.from(docs.flatMap((d) => Array.from(tokenizer.encode(d, { bos: true, eos: false }))));
 
-const B = Number(a.batch);
-const L = Number(a.seq);
-const steps = Number(a.steps);
-const warm = Number(a.warmup);
 const PLANS = {
   frozen: () => undefined, // norms only: forward + backward with no weight gradients
   dense: () => ({ kind: 'dense' }),
@@ -60,42 +116,131 @@ const PLANS = {
   hashednets: (kind) => (kind === 'o' ? undefined : { kind: 'hashednets-states', options: { codecOptions: { bpw: 0.5 } } }),
   littlebit: (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 } } }),
 };
+const providerNames = a.providers.split(',');
+for (const p of providerNames) if (!PLANS[p]) throw new Error(`unknown provider plan ${p} (one of ${Object.keys(PLANS).join(', ')})`);
 const c = weights.config;
+const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 console.log(`model ${a.model}: dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}/${c.nKvHeads}, vocab ${c.vocabSize}`);
-console.log(`${cpus().length} CPUs (${cpus()[0]?.model}), load average at start ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log(`batch ${B} × seq ${L} = ${B * L} tokens/step, loss ${a.loss}, ${warm} warm-up + ${steps} timed steps, node ${process.version}`);
-for (const threads of a.threads.split(',').map(Number))
-for (const name of a.providers.split(',')) {
-  const plan = PLANS[name];
-  if (!plan) throw new Error(`unknown provider plan ${name}`);
-  const providers = makeProviders(weights, (_l, kind) => plan(kind));
-  const t = new Trainer({
-    teacher: weights,
-    providers,
-    calibTokens: calib,
-    batch: B,
-    seqLen: L,
-    steps: steps + warm,
-    trainNorms: name === 'frozen',
-    loss: a.loss === 'ce' ? { kl: 0, mse: 0, ce: 1 } : {},
-    seed: 1,
-    ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
-  });
-  const times = [];
-  let cpu0;
-  for (let s = 0; s < steps + warm; s++) {
-    if (s === warm) cpu0 = process.cpuUsage();
-    const r = t.step();
-    if (s >= warm) times.push(r.ms);
+console.log(`${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}, load average at start ${load()}`);
+console.log(`batch ${B} × seq ${L} = ${B * L} tokens/step, loss ${a.loss}, ${warm} warm-up step(s), then ${rounds} round(s) of ${steps} timed step(s)`);
+
+// ---------------------------------------------------------------------------------------------- PyTorch peer
+let torch = null;
+if (a['compare-torch']) {
+  const script = resolve(root, 'bench/torch-train.py');
+  const ob = a.openblas ?? '/tmp/ob/usr/lib/x86_64-linux-gnu/openblas-pthread';
+  const probe = spawnSync(a.python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    console.log(`--compare-torch: ${a.python} cannot import torch (apt-get install python3-torch); PyTorch rows skipped`);
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'torch-train-'));
+    const tokens = join(dir, 'calib.i32');
+    writeFileSync(tokens, new Uint8Array(calib.buffer, calib.byteOffset, calib.byteLength));
+    const env = { ...process.env };
+    if (existsSync(join(ob, 'libblas.so.3'))) env.LD_LIBRARY_PATH = [ob, env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+    else console.log(`--compare-torch: no OpenBLAS in ${ob}: PyTorch uses the system BLAS (Debian's reference BLAS is ~50× slower)`);
+    torch = { script, dir, tokens, env, version: probe.stdout.trim(), blas: env.LD_LIBRARY_PATH ?? 'system' };
+    console.log(`PyTorch ${torch.version} (${a.python}), BLAS ${torch.blas}`);
   }
-  const cpu = process.cpuUsage(cpu0);
-  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / steps;
-  t.dispose();
-  times.sort((x, y) => x - y);
-  const med = times[Math.floor(times.length / 2)];
-  console.log(
-    `${name.padEnd(10)} threads ${threads}: median ${med.toFixed(0)} ms/step → ${((B * L * 1000) / med).toFixed(0)} tokens/s wall ` +
-      `(min ${times[0].toFixed(0)}, max ${times[times.length - 1].toFixed(0)} ms); CPU ${cpuMsPerStep.toFixed(0)} ms/step → ` +
-      `${((B * L * 1000) / cpuMsPerStep).toFixed(0)} tokens per CPU-second; load average ${loadavg()[0].toFixed(1)}`,
-  );
 }
+function runTorch(threads) {
+  const env = { ...torch.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+  const args = [
+    torch.script,
+    '--dim', c.dim, '--hidden', c.hiddenDim, '--layers', c.nLayers, '--heads', c.nHeads, '--kv-heads', kvDim(c) / (c.dim / c.nHeads),
+    '--vocab', c.vocabSize, '--batch', B, '--seq', L, '--steps', steps, '--warmup', warm, '--loss', a.loss,
+    '--threads', threads, '--tokens', torch.tokens, '--rope-theta', c.ropeTheta, '--norm-eps', c.normEps,
+  ].map(String);
+  const r = spawnSync(a.python, args, { encoding: 'utf8', env });
+  if (r.status !== 0) throw new Error(`bench/torch-train.py failed (${r.status}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+// ------------------------------------------------------------------------------------------------- trainers
+const configs = [];
+for (const threads of threadList) {
+  for (const name of providerNames) {
+    const t0 = performance.now();
+    const trainer = new Trainer({
+      teacher: weights,
+      providers: makeProviders(weights, (_l, kind) => PLANS[name](kind)),
+      calibTokens: calib,
+      batch: B,
+      seqLen: L,
+      steps: warm + rounds * steps + 1,
+      trainNorms: name === 'frozen',
+      loss: a.loss === 'ce' ? { kl: 0, mse: 0, ce: 1 } : {},
+      seed: 1,
+      ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
+    });
+    for (let s = 0; s < warm; s++) trainer.step();
+    configs.push({ name, threads, trainer, rounds: [], setupMs: performance.now() - t0 });
+  }
+}
+if (torch) for (const threads of a['torch-threads'].split(',').map(Number)) configs.push({ name: 'pytorch', threads, torch: true, rounds: [] });
+
+const profiles = new Map();
+for (let r = 0; r < rounds; r++) {
+  for (const cfg of configs) {
+    const la = loadavg()[0];
+    if (cfg.torch) {
+      const res = runTorch(cfg.threads);
+      cfg.rounds.push({ tps: res.tokens_per_s, cpuMsPerStep: res.cpu_ms_per_step, load: la });
+      continue;
+    }
+    const profiling = a.profile && cfg.threads === 1;
+    // CPU time of this process (one thread when profiling): other jobs on the machine do not inflate it.
+    cfg.trainer.setProfiling(profiling, () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    });
+    const cpu0 = process.cpuUsage();
+    const w0 = performance.now();
+    for (let s = 0; s < steps; s++) cfg.trainer.step();
+    const wall = performance.now() - w0;
+    const cpu = process.cpuUsage(cpu0);
+    if (profiling) {
+      const acc = profiles.get(cfg.name) ?? new Map();
+      for (const [k, v] of cfg.trainer.profile()) acc.set(k, (acc.get(k) ?? 0) + v);
+      profiles.set(cfg.name, acc);
+      cfg.trainer.setProfiling(false);
+    }
+    cfg.rounds.push({ tps: (B * L * steps * 1000) / wall, cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps, load: la });
+  }
+  console.log(`round ${r + 1}/${rounds} done, load average ${load()}`);
+}
+for (const cfg of configs) cfg.trainer?.dispose();
+
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const torch1 = configs.find((x) => x.torch && x.threads === 1);
+const base1 = new Map(configs.filter((x) => !x.torch && x.threads === 1).map((x) => [x.name, x]));
+console.log('');
+console.log(`| configuration | threads | tokens/s (median of ${rounds}) | min–max | CPU ms/step | × PyTorch 1 thread | × own 1 thread | load average per round |`);
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+const out = [];
+for (const cfg of configs) {
+  const tps = cfg.rounds.map((x) => x.tps);
+  const ratio = (other) => (other ? median(cfg.rounds.map((x, i) => x.tps / other.rounds[i].tps)) : NaN);
+  const vsTorch = torch1 && cfg !== torch1 ? ratio(torch1) : NaN;
+  const vsOne = !cfg.torch && cfg.threads > 1 ? ratio(base1.get(cfg.name)) : NaN;
+  const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '—');
+  const label = cfg.torch ? `PyTorch ${torch.version}, dense linears` : cfg.name;
+  console.log(
+    `| ${label} | ${cfg.threads} | ${median(tps).toFixed(0)} | ${Math.min(...tps).toFixed(0)}–${Math.max(...tps).toFixed(0)} | ` +
+      `${median(cfg.rounds.map((x) => x.cpuMsPerStep)).toFixed(0)} | ${f(vsTorch)} | ${f(vsOne)} | ${cfg.rounds.map((x) => x.load.toFixed(1)).join(', ')} |`,
+  );
+  out.push({ name: cfg.name, threads: cfg.threads, tokensPerSec: tps, median: median(tps), vsTorch1: vsTorch, vsOwn1: vsOne, rounds: cfg.rounds });
+}
+for (const [name, prof] of profiles) {
+  const total = [...prof.values()].reduce((x, y) => x + y, 0);
+  const per = rounds * steps;
+  console.log(`\nprofile: ${name}, 1 thread, ${(total / per).toFixed(0)} CPU ms/step (${per} steps)`);
+  console.log('| op | ms/step | share |');
+  console.log('| --- | --- | --- |');
+  for (const [k, v] of [...prof].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${(v / per).toFixed(1)} | ${((100 * v) / total).toFixed(1)}% |`);
+}
+if (a.json) writeFileSync(a.json, JSON.stringify({ batch: B, seq: L, steps, rounds, loss: a.loss, results: out, profiles: Object.fromEntries([...profiles].map(([k, v]) => [k, Object.fromEntries(v)])) }, null, 1));
+if (torch) rmSync(torch.dir, { recursive: true, force: true });

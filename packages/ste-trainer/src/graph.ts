@@ -76,6 +76,7 @@ interface LayerActs<T> {
   g: T; // gate pre-activation [n, hidden]
   u: T; // up [n, hidden]
   h: T; // silu(g) ⊙ u [n, hidden]
+  sig: T; // σ(g) [n, hidden] (training graphs only: the backward's exponentials)
 }
 
 export class LlamaGraph<T extends FloatArray = Float32Array> {
@@ -105,10 +106,15 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private readonly dH: T;
   private readonly dG: T;
   private readonly dU: T;
-  private readonly dS: T;
   private readonly gradW: Record<LinearKind, T>;
   private readonly classifierT: T; // Eᵀ [dim, vocab], transposed once (frozen)
   private nRows = 0;
+  /**
+   * Profiling hook: when set, called after each op of forward()/backward() with the op's label (the
+   * caller attributes the time since its previous call to that label). Null in normal runs: one
+   * well-predicted branch per op.
+   */
+  mark: ((op: string) => void) | null = null;
 
   constructor(
     readonly weights: GraphWeights<T>,
@@ -150,6 +156,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       g: A(n * hid),
       u: A(n * hid),
       h: A(n * hid),
+      sig: A(this.training ? n * hid : 0),
     });
     if (this.training) {
       this.acts = Array.from({ length: c.nLayers }, mk);
@@ -174,7 +181,6 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     this.dH = A(t ? n * hid : 0);
     this.dG = A(t ? n * hid : 0);
     this.dU = A(t ? n * hid : 0);
-    this.dS = A(t ? seqLen : 0);
     this.gradW = {} as Record<LinearKind, T>;
     for (const kind of LINEAR_KINDS) {
       const [r, cc] = linearShape(c, kind);
@@ -224,6 +230,8 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       }
       x0.set(emb.subarray(tok * dim, (tok + 1) * dim), t * dim);
     }
+    const mark = this.mark;
+    mark?.('fwd.embed');
     for (let l = 0; l < c.nLayers; l++) {
       const s = this.acts[l]!;
       const prov = this.weights.layers[l]!;
@@ -231,26 +239,40 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
       const [wq, wk, wv, wo, wg, wu, wd] = W as [T, T, T, T, T, T, T];
       const next = l + 1 < c.nLayers ? this.acts[l + 1]!.x : this.xLast;
+      mark?.('fwd.provider weight()');
 
       rmsNormForward(s.x, this.weights.attnNorm[l]!.data, s.a, s.r1, n, dim, c.normEps);
+      mark?.('fwd.rmsnorm');
       matmul(s.a, wq, s.q, n, dim, dim, false, true);
       matmul(s.a, wk, s.k, n, kv, dim, false, true);
       matmul(s.a, wv, s.v, n, kv, dim, false, true);
+      mark?.('fwd.linear qkv');
       rope(s.q, n, dim, L, hs, this.cos, this.sin, pairs, false);
       rope(s.k, n, kv, L, hs, this.cos, this.sin, pairs, false);
+      mark?.('fwd.rope');
       attentionForward(s.q, s.k, s.v, s.probs, s.o, shape);
+      mark?.('fwd.attention');
       matmul(s.o, wo, s.m, n, dim, dim, false, true);
+      mark?.('fwd.linear o');
       for (let i = 0; i < n * dim; i++) s.m[i] = s.x[i]! + s.m[i]!;
+      mark?.('fwd.residual');
 
       rmsNormForward(s.m, this.weights.ffnNorm[l]!.data, s.f, s.r2, n, dim, c.normEps);
+      mark?.('fwd.rmsnorm');
       matmul(s.f, wg, s.g, n, hid, dim, false, true);
       matmul(s.f, wu, s.u, n, hid, dim, false, true);
-      swigluForward(s.g, s.u, s.h, n * hid);
+      mark?.('fwd.linear gate/up');
+      swigluForward(s.g, s.u, s.h, n * hid, this.training ? s.sig : null);
+      mark?.('fwd.swiglu');
       matmul(s.h, wd, next, n, dim, hid, false, true);
+      mark?.('fwd.linear down');
       for (let i = 0; i < n * dim; i++) next[i] = s.m[i]! + next[i]!;
+      mark?.('fwd.residual');
     }
     rmsNormForward(this.xLast, this.weights.finalNorm.data, this.xf, this.rf, n, dim, c.normEps);
+    mark?.('fwd.rmsnorm');
     matmul(this.xf, this.weights.classifier, this.logits, n, c.vocabSize, dim, false, true);
+    mark?.('fwd.classifier');
   }
 
   /**
@@ -272,33 +294,44 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const shape: AttentionShape = { batch: n / L, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
     const { dX, dA, dq, dk, dv, dO, dH, dG, dU, gradW } = this;
     const w = this.weights;
+    const mark = this.mark;
     // classifier (frozen): dXf = dLogits · E
     matmul(dLogits, this.classifierT, dA, n, dim, c.vocabSize, false, true);
+    mark?.('bwd.classifier dX');
     dX.fill(0, 0, n * dim);
     rmsNormBackward(dA, this.xLast, w.finalNorm.data, this.rf, dX, w.finalNorm.grad, n, dim);
+    mark?.('bwd.rmsnorm');
 
     for (let l = c.nLayers - 1; l >= 0; l--) {
       const s = this.acts[l]!;
       const prov = w.layers[l]!;
       const [wq, wk, wv, wo, wg, wu, wd] = this.wCur[l]! as [T, T, T, T, T, T, T];
       onLayerOutputGrad?.(l, dX);
+      mark?.('bwd.hidden MSE');
 
       // --- FFN: X_{l+1} = M + H Ŵdᵀ
       matmul(dX, wd, dH, n, hid, dim, false, false);
+      mark?.('bwd.linear dX');
       this.linearGrad(prov.down, dX, s.h, n, gradW.down);
-      swigluBackward(dH, s.g, s.u, dG, dU, n * hid);
+      swigluBackward(dH, s.g, s.u, dG, dU, n * hid, s.sig);
+      mark?.('bwd.swiglu');
       matmul(dG, wg, dA, n, dim, hid, false, false);
       matmul(dU, wu, dA, n, dim, hid, false, false, true);
+      mark?.('bwd.linear dX');
       this.linearGrad(prov.gate, dG, s.f, n, gradW.gate);
       this.linearGrad(prov.up, dU, s.f, n, gradW.up);
       rmsNormBackward(dA, s.m, w.ffnNorm[l]!.data, s.r2, dX, w.ffnNorm[l]!.grad, n, dim); // dX is now ∂L/∂M
+      mark?.('bwd.rmsnorm');
 
       // --- attention: M = X_l + O Ŵoᵀ
       matmul(dX, wo, dO, n, dim, dim, false, false);
+      mark?.('bwd.linear dX');
       this.linearGrad(prov.o, dX, s.o, n, gradW.o);
-      attentionBackward(dO, s.q, s.k, s.v, s.probs, dq, dk, dv, this.dS, shape);
+      attentionBackward(dO, s.q, s.k, s.v, s.probs, dq, dk, dv, shape);
+      mark?.('bwd.attention');
       rope(dq, n, dim, L, hs, this.cos, this.sin, pairs, true);
       rope(dk, n, kv, L, hs, this.cos, this.sin, pairs, true);
+      mark?.('bwd.rope');
       this.linearGrad(prov.q, dq, s.a, n, gradW.q);
       this.linearGrad(prov.k, dk, s.a, n, gradW.k);
       this.linearGrad(prov.v, dv, s.a, n, gradW.v);
@@ -307,7 +340,9 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
         matmul(dq, wq, dA, n, dim, dim, false, false);
         matmul(dk, wk, dA, n, dim, kv, false, false, true);
         matmul(dv, wv, dA, n, dim, kv, false, false, true);
+        mark?.('bwd.linear dX');
         rmsNormBackward(dA, s.x, w.attnNorm[l]!.data, s.r1, dX, w.attnNorm[l]!.grad, n, dim); // ∂L/∂X_l
+        mark?.('bwd.rmsnorm');
       }
     }
   }
@@ -316,7 +351,9 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private linearGrad(p: WeightProvider<T>, dY: T, x: T, n: number, buf: T): void {
     if (!p.trainable) return;
     matmul(dY, x, buf, p.rows, p.cols, n, true, false);
+    this.mark?.('bwd.linear dW');
     p.backward(buf);
+    this.mark?.('bwd.provider backward()');
   }
 }
 

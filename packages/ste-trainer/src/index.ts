@@ -10,10 +10,11 @@ export {
   swigluForward,
   swigluBackward,
   logitLosses,
+  distillLosses,
   logSoftmaxRows,
   mseLoss,
 } from './ops.js';
-export type { AttentionShape, LogitLossResult } from './ops.js';
+export type { AttentionShape, DistillLossResult, LogitLossResult } from './ops.js';
 export { DenseProvider, CodecSteProvider, zerosLike } from './providers.js';
 export type { Param, WeightProvider, DenseProviderOptions, CodecSteProviderOptions } from './providers.js';
 export { LlamaGraph } from './graph.js';

@@ -1,4 +1,4 @@
-import type { FloatArray } from './matmul.js';
+import { type FloatArray, matmul } from './matmul.js';
 
 /**
  * The element-wise and attention operations of the Llama block, each as a forward and a hand-derived
@@ -132,9 +132,20 @@ export interface AttentionShape {
 }
 
 /**
- * Causal softmax attention with grouped KV heads over [batch, seqLen] rows.
- * q, out: [n, nHeads·hs]; k, v: [n, nKvHeads·hs]; probs: [batch, nHeads, seqLen, seqLen] (row t holds
- * the softmax over positions 0..t; the rest of the row is left untouched and never read).
+ * Causal softmax attention with grouped KV heads over [batch, seqLen] rows, as batched matrix products.
+ * q, out: [n, nHeads·hs]; k, v: [n, nKvHeads·hs]; probs: [batch, nHeads, seqLen, seqLen] (row t holds the
+ * softmax over positions 0..t and zeros after t).
+ *
+ * Per sequence b and KV head g, the G = nHeads/nKvHeads query heads sharing g are stacked into one
+ * [G·L, hs] matrix Q_g (heads of a group are consecutive, so their probability rows are one contiguous
+ * [G·L, L] block of `probs`), and the attention is three products through `matmul` — the WebAssembly SIMD
+ * gemm in Node — instead of scalar dot products:
+ *   S = Q_g K_gᵀ  [G·L, L];  P = causal-softmax(scale · S) (row-wise, float64 arithmetic);  O_g = P V_g.
+ * The products run over the full L × L square: the upper triangle's scores are computed and discarded
+ * (P is 0 there), which costs 2× the causal multiply-adds but keeps each product one dense gemm call; at
+ * L = 128 that waste is ~1% of a training step's multiply-adds.
+ * Rounding: scores and outputs are the gemm's (float32 sums for float32 arrays; float64 in the gradient
+ * checks), the soft-max in float64 rounded once to the array's precision.
  */
 export function attentionForward(
   q: FloatArray,
@@ -147,65 +158,61 @@ export function attentionForward(
   const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
   const dim = nHeads * hs;
   const kv = nKvHeads * hs;
-  const kvMul = nHeads / nKvHeads;
+  const G = nHeads / nKvHeads;
+  const GL = G * L;
   const scale = 1 / Math.sqrt(hs);
+  const Qs = attnScratch(q, 0, GL * hs);
+  const Ks = attnScratch(q, 1, L * hs);
+  const Vs = attnScratch(q, 2, L * hs);
+  const S = attnScratch(q, 3, GL * L);
+  const Os = attnScratch(q, 4, GL * hs);
   if (rowScratch.length < L) rowScratch = new Float64Array(L);
-  if (headScratch.length < hs) headScratch = new Float64Array(hs);
-  const e = rowScratch;
-  const acc = headScratch;
+  const row = rowScratch; // one row's exponentials, float64 until normalised
   for (let b = 0; b < batch; b++) {
     const row0 = b * L;
-    for (let h = 0; h < nHeads; h++) {
-      const kvo = Math.floor(h / kvMul) * hs;
-      const pBase = (b * nHeads + h) * L * L;
-      for (let t = 0; t < L; t++) {
-        const qo = (row0 + t) * dim + h * hs;
-        const pr = pBase + t * L;
+    for (let g = 0; g < nKvHeads; g++) {
+      gatherHeads(q, Qs, row0, L, dim, g * G * hs, G, hs);
+      gatherHeads(k, Ks, row0, L, kv, g * hs, 1, hs);
+      gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
+      matmul(Qs, Ks, S, GL, L, hs, false, true);
+      const pBase = (b * nHeads + g * G) * L * L;
+      for (let r = 0; r < GL; r++) {
+        const t = r % L;
+        const o = r * L;
         let max = -Infinity;
         for (let p = 0; p <= t; p++) {
-          const ko = (row0 + p) * kv + kvo;
-          let d0 = 0;
-          let d1 = 0;
-          let i = 0;
-          for (; i + 1 < hs; i += 2) {
-            d0 += q[qo + i]! * k[ko + i]!;
-            d1 += q[qo + i + 1]! * k[ko + i + 1]!;
-          }
-          if (i < hs) d0 += q[qo + i]! * k[ko + i]!;
-          const sc = (d0 + d1) * scale;
-          e[p] = sc;
-          if (sc > max) max = sc;
+          const x = S[o + p]! * scale;
+          if (x > max) max = x;
         }
         let sum = 0;
         for (let p = 0; p <= t; p++) {
-          const x = Math.exp(e[p]! - max);
-          e[p] = x;
-          sum += x;
-        }
-        // O_t = (Σ_p e_p V_p) / Σ e, accumulated in float64 and rounded once (as the reference forward does).
-        acc.fill(0, 0, hs);
-        for (let p = 0; p <= t; p++) {
-          const a = e[p]!;
-          const vo = (row0 + p) * kv + kvo;
-          for (let i = 0; i < hs; i++) acc[i] = acc[i]! + a * v[vo + i]!;
+          const e = Math.exp(S[o + p]! * scale - max);
+          row[p] = e;
+          sum += e;
         }
         const inv = 1 / sum;
-        for (let p = 0; p <= t; p++) probs[pr + p] = e[p]! * inv;
-        const oo = (row0 + t) * dim + h * hs;
-        for (let i = 0; i < hs; i++) out[oo + i] = acc[i]! * inv;
+        for (let p = 0; p <= t; p++) {
+          const pr = row[p]! * inv;
+          S[o + p] = pr;
+          probs[pBase + o + p] = pr;
+        }
+        for (let p = t + 1; p < L; p++) {
+          S[o + p] = 0;
+          probs[pBase + o + p] = 0;
+        }
       }
+      matmul(S, Vs, Os, GL, hs, L, false, false);
+      scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
     }
   }
 }
 
-let rowScratch = new Float64Array(0);
-let headScratch = new Float64Array(0);
-
 /**
- * Backward of attentionForward. With O_t = Σ_{p≤t} P_tp V_p and S_tp = scale · Q_t·K_p:
- *   dP_tp = dO_t · V_p;  dS_tp = P_tp (dP_tp − Σ_p' P_tp' dP_tp');  dQ_t = scale Σ_p dS_tp K_p;
- *   dK_p += scale Σ_t dS_tp Q_t;  dV_p += Σ_t P_tp dO_t.
- * dq, dk, dv are overwritten (not accumulated). `scratch` holds one row of dS (length ≥ seqLen).
+ * Backward of attentionForward, with the same stacking (per sequence b and KV head g, G query heads):
+ *   dP = dO_g V_gᵀ;  dS = scale · P ⊙ (dP − rowsum(P ⊙ dP));  dQ_g = dS K_g;
+ *   dK_g = dSᵀ Q_g;  dV_g = Pᵀ dO_g
+ * — the KV-head gradients summed over the heads sharing them by the stacked reduction (length G·L).
+ * dq, dk, dv are overwritten (not accumulated).
  */
 export function attentionBackward(
   dout: FloatArray,
@@ -216,65 +223,129 @@ export function attentionBackward(
   dq: FloatArray,
   dk: FloatArray,
   dv: FloatArray,
-  scratch: FloatArray,
   s: AttentionShape,
 ): void {
   const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
   const dim = nHeads * hs;
   const kv = nKvHeads * hs;
-  const kvMul = nHeads / nKvHeads;
+  const G = nHeads / nKvHeads;
+  const GL = G * L;
   const scale = 1 / Math.sqrt(hs);
-  dq.fill(0, 0, batch * L * dim);
-  dk.fill(0, 0, batch * L * kv);
-  dv.fill(0, 0, batch * L * kv);
+  const Qs = attnScratch(q, 0, GL * hs);
+  const Ks = attnScratch(q, 1, L * hs);
+  const Vs = attnScratch(q, 2, L * hs);
+  const dP = attnScratch(q, 3, GL * L);
+  const dOs = attnScratch(q, 4, GL * hs);
+  const Ps = attnScratch(q, 5, GL * L);
+  const dQs = attnScratch(q, 6, GL * hs);
+  const dKs = attnScratch(q, 7, L * hs);
+  const dVs = attnScratch(q, 8, L * hs);
   for (let b = 0; b < batch; b++) {
     const row0 = b * L;
-    for (let h = 0; h < nHeads; h++) {
-      const kvo = Math.floor(h / kvMul) * hs;
-      const pBase = (b * nHeads + h) * L * L;
-      for (let t = 0; t < L; t++) {
-        const oo = (row0 + t) * dim + h * hs;
-        const pr = pBase + t * L;
-        // dP and the softmax correction term Σ_p P·dP.
+    for (let g = 0; g < nKvHeads; g++) {
+      gatherHeads(q, Qs, row0, L, dim, g * G * hs, G, hs);
+      gatherHeads(dout, dOs, row0, L, dim, g * G * hs, G, hs);
+      gatherHeads(k, Ks, row0, L, kv, g * hs, 1, hs);
+      gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
+      const pBase = (b * nHeads + g * G) * L * L;
+      for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
+      matmul(dOs, Vs, dP, GL, L, hs, false, true);
+      for (let r = 0; r < GL; r++) {
+        const t = r % L;
+        const o = r * L;
         let corr = 0;
-        for (let p = 0; p <= t; p++) {
-          const vo = (row0 + p) * kv + kvo;
-          let d = 0;
-          for (let i = 0; i < hs; i++) d += dout[oo + i]! * v[vo + i]!;
-          scratch[p] = d;
-          corr += probs[pr + p]! * d;
-        }
-        for (let p = 0; p <= t; p++) {
-          const a = probs[pr + p]!;
-          const ds = a * (scratch[p]! - corr) * scale;
-          const ko = (row0 + p) * kv + kvo;
-          // dQ_t += ds K_p; dK_p += ds Q_t; dV_p += P_tp dO_t
-          for (let i = 0; i < hs; i++) {
-            dq[oo + i] = dq[oo + i]! + ds * k[ko + i]!;
-            dk[ko + i] = dk[ko + i]! + ds * q[oo + i]!;
-            dv[ko + i] = dv[ko + i]! + a * dout[oo + i]!;
-          }
-        }
+        for (let p = 0; p <= t; p++) corr += Ps[o + p]! * dP[o + p]!;
+        for (let p = 0; p <= t; p++) dP[o + p] = Ps[o + p]! * (dP[o + p]! - corr) * scale;
+        for (let p = t + 1; p < L; p++) dP[o + p] = 0;
       }
+      matmul(dP, Ks, dQs, GL, hs, L, false, false);
+      matmul(dP, Qs, dKs, L, hs, GL, true, false);
+      matmul(Ps, dOs, dVs, L, hs, GL, true, false);
+      scatterHeads(dQs, dq, row0, L, dim, g * G * hs, G, hs);
+      scatterHeads(dKs, dk, row0, L, kv, g * hs, 1, hs);
+      scatterHeads(dVs, dv, row0, L, kv, g * hs, 1, hs);
     }
   }
 }
 
+/**
+ * dst[(j·L + t)·hs + i] = src[(row0 + t)·width + col0 + j·hs + i] for heads j < count: `count` consecutive
+ * heads of L rows, stacked head after head into a contiguous [count·L, hs] matrix.
+ */
+function gatherHeads(src: FloatArray, dst: FloatArray, row0: number, L: number, width: number, col0: number, count: number, hs: number): void {
+  for (let j = 0; j < count; j++) {
+    for (let t = 0; t < L; t++) {
+      const si = (row0 + t) * width + col0 + j * hs;
+      const di = (j * L + t) * hs;
+      for (let i = 0; i < hs; i++) dst[di + i] = src[si + i]!;
+    }
+  }
+}
+
+/** The inverse of gatherHeads: write a stacked [count·L, hs] matrix back into its rows and columns. */
+function scatterHeads(src: FloatArray, dst: FloatArray, row0: number, L: number, width: number, col0: number, count: number, hs: number): void {
+  for (let j = 0; j < count; j++) {
+    for (let t = 0; t < L; t++) {
+      const di = (row0 + t) * width + col0 + j * hs;
+      const si = (j * L + t) * hs;
+      for (let i = 0; i < hs; i++) dst[di + i] = src[si + i]!;
+    }
+  }
+}
+
+// Attention scratch, per precision: module-level and grow-only, so a training step allocates nothing here once
+// warm (the graph calls these one at a time; worker threads have their own module instances).
+let rowScratch = new Float64Array(0);
+const attn32: Float32Array[] = [];
+const attn64: Float64Array[] = [];
+function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
+  if (like instanceof Float64Array) {
+    if (!(attn64[slot]!?.length >= size)) attn64[slot] = new Float64Array(size);
+    return attn64[slot]!;
+  }
+  if (!(attn32[slot]!?.length >= size)) attn32[slot] = new Float32Array(size);
+  return attn32[slot]!;
+}
+
 // ------------------------------------------------------------------------------------------------- SwiGLU
 
-/** h = silu(g) ⊙ u, silu(g) = g · σ(g) — written as the reference forward writes it. */
-export function swigluForward(g: FloatArray, u: FloatArray, h: FloatArray, count: number): void {
+/**
+ * h = silu(g) ⊙ u, silu(g) = g · σ(g) — written as the reference forward writes it. When `sig` is given,
+ * σ(g) is saved there for swigluBackward (the exponential is most of this op's cost; the backward would
+ * otherwise compute it again).
+ */
+export function swigluForward(g: FloatArray, u: FloatArray, h: FloatArray, count: number, sig: FloatArray | null = null): void {
+  if (sig) {
+    for (let i = 0; i < count; i++) {
+      const x = g[i]!;
+      const d = 1 + Math.exp(-x);
+      sig[i] = 1 / d;
+      h[i] = (x / d) * u[i]!;
+    }
+    return;
+  }
   for (let i = 0; i < count; i++) {
     const x = g[i]!;
     h[i] = (x / (1 + Math.exp(-x))) * u[i]!;
   }
 }
 
-/** dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))); du = dh ⊙ silu(g). Overwrites dg and du. */
-export function swigluBackward(dh: FloatArray, g: FloatArray, u: FloatArray, dg: FloatArray, du: FloatArray, count: number): void {
+/**
+ * dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))); du = dh ⊙ silu(g). Overwrites dg and du. `sig`: σ(g) saved by the
+ * forward (else recomputed; a saved float32 σ differs from the float64 one by one rounding).
+ */
+export function swigluBackward(
+  dh: FloatArray,
+  g: FloatArray,
+  u: FloatArray,
+  dg: FloatArray,
+  du: FloatArray,
+  count: number,
+  sig: FloatArray | null = null,
+): void {
   for (let i = 0; i < count; i++) {
     const x = g[i]!;
-    const sg = 1 / (1 + Math.exp(-x));
+    const sg = sig ? sig[i]! : 1 / (1 + Math.exp(-x));
     const d = dh[i]!;
     dg[i] = d * u[i]! * sg * (1 + x * (1 - sg));
     du[i] = d * x * sg;
@@ -363,6 +434,124 @@ export function logitLosses(
     top1: teacherLogProbs ? agree * invN : NaN,
   };
 }
+
+export interface DistillLossResult extends LogitLossResult {
+  /** False when a teacher logit is NaN or ±Inf (the figures are then meaningless; nothing else is checked). */
+  teacherFinite: boolean;
+  /** False when a student logit is NaN or ±Inf. */
+  studentFinite: boolean;
+}
+
+/**
+ * logSoftmaxRows(teacher) + logitLosses in one pass per row over RAW teacher logits (not log-probabilities),
+ * with 2 exponentials per logit instead of 5 — the soft-maxes over the vocabulary were a tenth of a
+ * training step. Same figures and gradient (float64 arithmetic):
+ *   KL = Σ_j p_t (log p_t − log p_s) = (Σ_j e_t,j (x_j − z_j)) / Σ_j e_t,j − lse_t + lse_s
+ *   (e_t,j = exp(x_j − max x), using Σ p_t = 1), CE = lse_s − z_y,
+ *   dz = (wKl (p_s − p_t) + wCe (p_s − onehot(y))) / denom.
+ * Finiteness is reported instead of thrown: Σ_j x_j (float64) is finite exactly when every float32 logit is,
+ * so the caller can run its detailed (naming) check only when a row failed. `teacherLogits` may be null
+ * (CE only: KL and top-1 NaN, wKl must be 0). The teacher logits are not modified.
+ */
+export function distillLosses(
+  logits: FloatArray,
+  teacherLogits: FloatArray | null,
+  targets: ArrayLike<number>,
+  n: number,
+  vocab: number,
+  wKl: number,
+  wCe: number,
+  dLogits: FloatArray | null,
+  denom = n,
+): DistillLossResult {
+  if (rowS.length < vocab) {
+    rowS = new Float64Array(vocab);
+    rowT = new Float64Array(vocab);
+  }
+  const es = rowS;
+  const et = rowT;
+  const tl = teacherLogits;
+  let klSum = 0;
+  let ceSum = 0;
+  let agree = 0;
+  let studentFinite = true;
+  let teacherFinite = true;
+  const invD = 1 / denom;
+  for (let t = 0; t < n; t++) {
+    const o = t * vocab;
+    let max = -Infinity;
+    let arg = 0;
+    let check = 0;
+    for (let j = 0; j < vocab; j++) {
+      const z = logits[o + j]!;
+      check += z;
+      if (z > max) {
+        max = z;
+        arg = j;
+      }
+    }
+    if (!Number.isFinite(check)) studentFinite = false;
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) {
+      const e = Math.exp(logits[o + j]! - max);
+      es[j] = e;
+      sum += e;
+    }
+    const lse = max + Math.log(sum);
+    const y = targets[t]!;
+    ceSum += lse - logits[o + y]!;
+    const invS = 1 / sum;
+    let invT = 0;
+    if (tl) {
+      let tMax = -Infinity;
+      let tArg = 0;
+      let tCheck = 0;
+      for (let j = 0; j < vocab; j++) {
+        const x = tl[o + j]!;
+        tCheck += x;
+        if (x > tMax) {
+          tMax = x;
+          tArg = j;
+        }
+      }
+      if (!Number.isFinite(tCheck)) teacherFinite = false;
+      let tSum = 0;
+      let cross = 0;
+      for (let j = 0; j < vocab; j++) {
+        const x = tl[o + j]!;
+        const e = Math.exp(x - tMax);
+        et[j] = e;
+        tSum += e;
+        cross += e * (x - logits[o + j]!);
+      }
+      invT = 1 / tSum;
+      klSum += cross * invT - (tMax + Math.log(tSum)) + lse;
+      if (tArg === arg) agree++;
+    }
+    if (dLogits) {
+      const a = wKl * invD;
+      const c = wCe * invD;
+      for (let j = 0; j < vocab; j++) {
+        const ps = es[j]! * invS;
+        let d = (a + c) * ps;
+        if (a !== 0) d -= a * et[j]! * invT;
+        if (j === y) d -= c;
+        dLogits[o + j] = d;
+      }
+    }
+  }
+  const invN = 1 / n;
+  return {
+    kl: tl ? klSum * invN : NaN,
+    ce: ceSum * invN,
+    top1: tl ? agree * invN : NaN,
+    teacherFinite,
+    studentFinite,
+  };
+}
+
+let rowS = new Float64Array(0);
+let rowT = new Float64Array(0);
 
 /** Turn rows of logits into log-softmax rows, in place (float64 log-sum-exp). */
 export function logSoftmaxRows(x: FloatArray, n: number, vocab: number): void {

@@ -1,7 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type ModelConfig, TensorNames } from '@ultrasketch/model';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
-import { logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
+import { distillLosses, mseLoss } from './ops.js';
 import type { CodecParams } from '@ultrasketch/core';
 import type { Param, WeightProvider } from './providers.js';
 
@@ -260,13 +260,13 @@ function buildShardRunner(init: ShardWorkerInit): () => void {
     for (const g of grads) g.fill(0);
     for (const g of normGrads) g.fill(0);
     student.forward(inputs, count);
-    let tlp: Float32Array | null = null;
+    let tl: Float32Array | null = null;
     if (teacherGraph) {
       teacherGraph.forward(inputs, count);
-      tlp = teacherGraph.logits;
-      logSoftmaxRows(tlp, n, c.vocabSize);
+      tl = teacherGraph.logits;
     }
-    const r = logitLosses(student.logits, tlp, targets, n, c.vocabSize, init.loss.kl, init.loss.ce, dLogits, denomRows);
+    // A non-finite logit here makes this shard's sums non-finite, and the trainer's finite-loss check stops the step.
+    const r = distillLosses(student.logits, tl, targets, n, c.vocabSize, init.loss.kl, init.loss.ce, dLogits, denomRows);
     mseSum = 0;
     student.backward(dLogits, teacherGraph ? mseGrad : undefined);
     res[0] = r.kl * n;

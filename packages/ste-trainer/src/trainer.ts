@@ -9,7 +9,7 @@ import {
 } from '@ultrasketch/model';
 import { type BatchSource, CalibrationBatches, TeacherSamples } from './data.js';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
-import { logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
+import { type LogitLossResult, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
 import { DenseProvider, type Param, type WeightProvider } from './providers.js';
 import { type ShardExecutor, type ShardExecutorFactory, type ShardResult, shardSizes } from './shard.js';
@@ -293,6 +293,39 @@ export class Trainer {
     this.windows = this.executor ? this.executor.tokenBuffer() : new Int32Array(o.batch * (o.seqLen + 1));
   }
 
+  private prof: Map<string, number> | null = null;
+  private profAt = 0;
+  private profClock: () => number = () => 0;
+
+  /**
+   * Turn per-op timing on (a fresh table) or off. While on, every op of this thread's step adds its
+   * wall milliseconds to `profile()` under 'student …', 'teacher …' or a trainer phase ('data', 'losses',
+   * 'optimizer', …). For benchmark scripts (throughput.mjs --profile); worker threads are not timed
+   * (their time shows as 'shards wait'). `clock` (ms) defaults to the trainer's wall clock; a benchmark on a
+   * shared machine passes the process's CPU time instead, which other jobs do not inflate.
+   */
+  setProfiling(on: boolean, clock: () => number = this.now): void {
+    this.prof = on ? new Map() : null;
+    this.profClock = clock;
+    this.profAt = clock();
+    const markAs = (prefix: string) => (op: string) => this.markOp(`${prefix} ${op}`);
+    this.student.mark = on ? markAs('student') : null;
+    if (this.teacherGraph) this.teacherGraph.mark = on ? markAs('teacher') : null;
+  }
+
+  /** Milliseconds per op since setProfiling(true) (empty when off). */
+  profile(): Map<string, number> {
+    return new Map(this.prof ?? []);
+  }
+
+  private markOp(label: string): void {
+    const p = this.prof;
+    if (p === null) return;
+    const t = this.profClock();
+    p.set(label, (p.get(label) ?? 0) + t - this.profAt);
+    this.profAt = t;
+  }
+
   /** Stop worker threads, if any. The trainer cannot step afterwards. */
   dispose(): void {
     this.executor?.dispose();
@@ -356,31 +389,37 @@ export class Trainer {
     const n = B * L;
     const B0 = this.shards[0]!;
     const n0 = B0 * L;
+    if (this.prof) this.profAt = this.profClock();
     this.batchFor(this.stepCount);
     splitWindows(this.windows, this.inputs, this.targets, B0, L);
+    this.markOp('data');
     const ex = this.executor;
     if (ex) this.startShards(ex);
+    this.markOp('shards start');
 
-    let ll: ReturnType<typeof logitLosses>;
+    let ll: LogitLossResult;
     let mse: number;
     let shardResults: ShardResult[] = [];
     try {
       this.student.forward(this.inputs, B0);
-      let teacherLP: Float32Array | null = null;
+      let teacherLogits: Float32Array | null = null;
       if (this.teacherGraph) {
         this.teacherGraph.forward(this.inputs, B0);
-        teacherLP = this.teacherGraph.logits;
-        // Before the softmax and the losses: a NaN teacher row would read as KL 0 there (its terms are skipped).
-        this.checkFinite('teacher', teacherLP, n0, `step ${this.stepCount + 1}`);
-        logSoftmaxRows(teacherLP, n0, c.vocabSize);
+        teacherLogits = this.teacherGraph.logits;
       }
-      this.checkFinite('student', this.student.logits, n0, `step ${this.stepCount + 1}`);
-      ll = logitLosses(this.student.logits, teacherLP, this.targets, n0, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits, n);
+      const r = distillLosses(this.student.logits, teacherLogits, this.targets, n0, c.vocabSize, this.loss.kl, this.loss.ce, this.dLogits, n);
+      // A non-finite logit makes the figures meaningless (a NaN teacher row could read as KL 0): name the first
+      // one, teacher first, before anything of this step is applied.
+      if (!r.teacherFinite) this.checkFinite('teacher', teacherLogits!, n0, `step ${this.stepCount + 1}`);
+      if (!r.studentFinite) this.checkFinite('student', this.student.logits, n0, `step ${this.stepCount + 1}`);
+      ll = r;
+      this.markOp('losses (logits)');
       this.mseAcc = 0;
       this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
       mse = this.teacherGraph ? this.mseAcc : NaN;
     } finally {
       if (ex) shardResults = ex.finish();
+      this.markOp('shards wait');
     }
     if (ex) {
       // Worker shards, added after this thread's shard in shard order.
@@ -400,6 +439,7 @@ export class Trainer {
       }
       ll = { kl: kl / n, ce: ce / n, top1: top1 / n };
       mse = mseSum / n;
+      this.markOp('shards add gradients');
     }
 
     const loss =
@@ -423,8 +463,10 @@ export class Trainer {
     const scale = clip > 0 && gradNorm > clip ? clip / gradNorm : 1;
     const lr = this.learningRate(this.stepCount);
     this.optim.step(this.stepCount + 1, lr, scale);
+    this.markOp('optimizer');
     this.stepCount++;
     for (const p of this.providers) p.afterStep?.(this.stepCount);
+    this.markOp('provider afterStep()');
 
     const ms = this.now() - t0;
     this.tokensSeen += n;

@@ -4,6 +4,7 @@ import {
   attentionBackward,
   attentionForward,
   logitLosses,
+  distillLosses,
   logSoftmaxRows,
   matmul,
   mseLoss,
@@ -149,7 +150,7 @@ describe('attention backward', () => {
       const dq = new Float64Array(n * dim).fill(9); // overwritten, not accumulated
       const dk = new Float64Array(n * kv).fill(9);
       const dv = new Float64Array(n * kv).fill(9);
-      attentionBackward(r, q, k, v, probs, dq, dk, dv, new Float64Array(shape.seqLen), shape);
+      attentionBackward(r, q, k, v, probs, dq, dk, dv, shape);
       expect(worstGradError(f, q, dq, range(q.length), H, 1e-8).worst).toBeLessThan(TOL);
       expect(worstGradError(f, k, dk, range(k.length), H, 1e-8).worst).toBeLessThan(TOL);
       expect(worstGradError(f, v, dv, range(v.length), H, 1e-8).worst).toBeLessThan(TOL);
@@ -233,6 +234,57 @@ describe('losses', () => {
     for (let t = 0; t < n; t++) ce -= teacher[t * vocab + targets[t]!]!;
     expect(r0.ce).toBeCloseTo(ce / n, 12);
     expect(logitLosses(logits, teacher, targets, n, vocab, 0, 0, null).kl).toBeGreaterThan(0);
+  });
+
+  for (const [wKl, wCe] of [
+    [1, 0],
+    [0, 1],
+    [0.7, 0.3],
+  ] as const) {
+    it(`distillLosses (raw teacher logits), KL·${wKl} + CE·${wCe}: equals logSoftmaxRows + logitLosses, gradient matches finite differences`, () => {
+      const rng = new Rng(16);
+      const logits = randomF64(rng, n * vocab, 2);
+      const raw = randomF64(rng, n * vocab, 2);
+      const targets = Int32Array.from({ length: n }, () => rng.int(vocab));
+      const lp = raw.slice();
+      logSoftmaxRows(lp, n, vocab);
+      const d1 = new Float64Array(n * vocab);
+      const d2 = new Float64Array(n * vocab);
+      const a = logitLosses(logits, lp, targets, n, vocab, wKl, wCe, d1, 7);
+      const rawCopy = raw.slice();
+      const b = distillLosses(logits, raw, targets, n, vocab, wKl, wCe, d2, 7);
+      expect(raw).toEqual(rawCopy); // the teacher's logits are left as they were
+      expect(b.teacherFinite && b.studentFinite).toBe(true);
+      expect(Math.abs(b.kl - a.kl)).toBeLessThan(1e-12);
+      expect(Math.abs(b.ce - a.ce)).toBeLessThan(1e-12);
+      expect(b.top1).toBe(a.top1);
+      for (let i = 0; i < d1.length; i++) expect(Math.abs(d2[i]! - d1[i]!)).toBeLessThan(1e-15);
+      const f = () => {
+        const r = distillLosses(logits, raw, targets, n, vocab, 0, 0, null);
+        return ((wKl * r.kl + wCe * r.ce) * n) / 7; // the gradient is of the row sum over denom 7
+      };
+      expect(worstGradError(f, logits, d2, range(n * vocab), H, 1e-8).worst).toBeLessThan(TOL);
+    });
+  }
+
+  it('distillLosses flags a NaN or ±Inf logit of either model, and CE-only runs without a teacher', () => {
+    const rng = new Rng(17);
+    const logits = new Float32Array(randomF64(rng, n * vocab, 2));
+    const raw = new Float32Array(randomF64(rng, n * vocab, 2));
+    const targets = Int32Array.from({ length: n }, () => rng.int(vocab));
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const t = raw.slice();
+      t[2 * vocab + 3] = bad;
+      const r = distillLosses(logits, t, targets, n, vocab, 1, 0, null);
+      expect([r.teacherFinite, r.studentFinite]).toEqual([false, true]);
+      const s = logits.slice();
+      s[vocab + 5] = bad;
+      const r2 = distillLosses(s, raw, targets, n, vocab, 1, 0, null);
+      expect([r2.teacherFinite, r2.studentFinite]).toEqual([true, false]);
+    }
+    const ce = distillLosses(logits, null, targets, n, vocab, 0, 1, new Float32Array(n * vocab));
+    expect(Number.isNaN(ce.kl) && Number.isNaN(ce.top1)).toBe(true);
+    expect(ce.ce).toBeCloseTo(logitLosses(logits, null, targets, n, vocab, 0, 1, null).ce, 10);
   });
 
   it('hidden-state MSE: value and gradient', () => {
