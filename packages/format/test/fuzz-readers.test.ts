@@ -4,8 +4,8 @@ import { UltraSketchError } from '@ultrasketch/core';
 import * as model from '@ultrasketch/model';
 import { beforeAll, describe, expect, it } from 'vitest';
 // The fuzzing engine and the reader table are plain ESM shared with bench/fuzz.mjs (which runs them 10^5 times).
-import { checkPlan, fc, joinSafetensors } from '../../../bench/fuzz/lib.mjs';
-import { ALLOCATION_SLACK_BYTES, fuzzReaders } from '../../../bench/fuzz/readers.mjs';
+import { GEN, applySafetensorsStruct, checkPlan, fc, joinSafetensors } from '../../../bench/fuzz/lib.mjs';
+import { ALLOCATION_SLACK_BYTES, bundleSealer, fuzzReaders } from '../../../bench/fuzz/readers.mjs';
 import * as format from '../src/index.js';
 import { fixtureInput } from './bundleFixture.js';
 import { HAVE_SHARED, readShared, sharedPath } from './helpers.js';
@@ -33,27 +33,6 @@ const RUNS = 250;
 /** Fewer cases where one read decodes megabytes (the stories3M GGUF seeds), to keep the file near 10 s. */
 const RUNS_OF: Record<string, number> = { gguf: 120 };
 const isTyped = (e: unknown) => e instanceof UltraSketchError;
-
-interface Outcome {
-  kind: string;
-  name?: string;
-  message?: string;
-  stack?: string;
-  code?: string;
-}
-
-/**
- * Crashes found by fuzzing in files another engineer owns (safetensors.ts, bundle.ts, pipeline usk.ts), reported
- * with the reproducers below (`it.fails`). A property tolerates only these; once one is fixed, its reproducer
- * passes, `it.fails` turns red, and the entry is removed.
- */
-const KNOWN_OPEN_CRASHES: Array<{ why: string; match: (o: Outcome) => boolean }> = [
-  {
-    why: 'a deeply nested JSON value in a safetensors header (a shape dimension, data_offsets) overflows the stack in JSON.stringify while the error message is built',
-    match: (o) => o.name === 'RangeError' && /call stack/.test(o.message ?? '') && /safetensors\.(ts|js)/.test(o.stack ?? ''),
-  },
-];
-const tolerate = (o: Outcome) => KNOWN_OPEN_CRASHES.some((k) => k.match(o));
 
 describe.runIf(HAVE_SHARED)('fuzz: @ultrasketch/format readers on mutated real files', () => {
   const readers = fuzzReaders({
@@ -91,7 +70,7 @@ describe.runIf(HAVE_SHARED)('fuzz: @ultrasketch/format readers on mutated real f
     const runs = RUNS_OF[name] ?? RUNS;
     fc.assert(
       fc.property(r.arbitrary(list), (plan: unknown) => {
-        const { outcome, problems } = checkPlan(r, list, plan, { isTyped, slack: ALLOCATION_SLACK_BYTES, tolerate });
+        const { outcome, problems } = checkPlan(r, list, plan, { isTyped, slack: ALLOCATION_SLACK_BYTES });
         if (problems.length) throw new Error(problems.join('\n'));
         const kind = outcome.kind === 'typed' ? outcome.code : outcome.kind;
         kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
@@ -105,20 +84,28 @@ describe.runIf(HAVE_SHARED)('fuzz: @ultrasketch/format readers on mutated real f
   });
 });
 
-describe('fuzz reproducers of open crashes in safetensors.ts (reported; it.fails until fixed)', () => {
+describe('fuzz-found crashes in safetensors.ts and bundle.ts, fixed by bounding JSON nesting (411ff89)', () => {
   // Found by bench/fuzz.mjs --readers safetensors --seed 1 (case 314), shrunk: one dimension of one shape
-  // replaced by 100000 nested arrays. JSON.parse accepts it; the message for the bad dimension is built with
-  // JSON.stringify, which recurses and overflows: a RangeError instead of BAD_DIMENSION.
+  // replaced by 100000 nested arrays. JSON.parse accepts it; the message for the bad dimension was built with
+  // JSON.stringify, which recursed and overflowed: a RangeError instead of a typed error.
   const deep = '['.repeat(100_000) + ']'.repeat(100_000);
 
-  it.fails('a shape dimension nested 100000 deep is a typed error', () => {
+  it('a shape dimension nested 100000 deep is a typed error', () => {
     const bytes = joinSafetensors(`{"t":{"dtype":"F32","shape":[1,${deep}],"data_offsets":[0,4]}}`, new Uint8Array(4));
-    expect(() => format.readSafetensors(bytes, 'deep.safetensors')).toThrow(UltraSketchError);
+    expect(() => format.readSafetensors(bytes, 'deep.safetensors')).toThrow(expect.objectContaining({ name: 'UltraSketchError', code: 'E_LIMIT_EXCEEDED' }));
   });
 
-  it.fails('data_offsets nested 100000 deep is a typed error', () => {
+  it('data_offsets nested 100000 deep is a typed error', () => {
     const bytes = joinSafetensors(`{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,${deep}]}}`, new Uint8Array(4));
-    expect(() => format.readSafetensors(bytes, 'deep.safetensors')).toThrow(UltraSketchError);
+    expect(() => format.readSafetensors(bytes, 'deep.safetensors')).toThrow(expect.objectContaining({ name: 'UltraSketchError', code: 'E_LIMIT_EXCEEDED' }));
+  });
+
+  // bench/fuzz.mjs --readers bundle --seed 1, case 42347: a weight entry's cols nested 100000 deep in an
+  // otherwise valid (re-sealed) bundle; readBundle's "invalid shape" message stringifies [rows, cols].
+  it('a bundle weight entry whose cols is nested 100000 deep is a typed error', () => {
+    const edit = { k: 'meta', key: 'weights', edit: { path: ['model.layers.0.self_attn.q_proj.weight', 'cols'], a: 'set', v: { [GEN]: { nest: 100_000 } } } };
+    const bytes = applySafetensorsStruct(format.writeBundle(fixtureInput().input), [edit], { reseal: true, sealMetadata: bundleSealer(format) });
+    expect(() => format.readBundle(bytes, 'deep.usk')).toThrow(expect.objectContaining({ name: 'UltraSketchError', code: 'E_LIMIT_EXCEEDED' }));
   });
 });
 
