@@ -7,7 +7,7 @@
  *
  * Usage: node bench/fuzz.mjs [options]     (build first: pnpm build)
  *   --cases N          cases per reader (default 100000)
- *   --readers a,b      readers to run (default: all; --list prints them)
+ *   --readers a,b      readers to run, in this order (default: all; --list prints them)
  *   --seed S           run seed (default 1). Case i of reader r is planned from (S, r, i) alone, so a run is
  *                      reproducible, and the same seed gives the same results however it is split or resumed
  *   --start I          first case index (default 0), to re-run or split a range
@@ -281,7 +281,8 @@ async function main() {
   if (args.replay) return replay(args.replay, readers, mods);
   const unknown = (args.readers ?? []).filter((n) => !readers.some((r) => r.name === n));
   if (unknown.length) fail(`unknown reader(s) ${unknown.join(', ')}; readers: ${readers.map((r) => r.name).join(', ')}`, 2);
-  const chosen = args.readers ? readers.filter((r) => args.readers.includes(r.name)) : readers.filter((r) => args.selfTest === r.name.startsWith('selftest-'));
+  // In the order given (so the longest can be started first with --jobs), else in the table's order.
+  const chosen = args.readers ? args.readers.map((n) => readers.find((r) => r.name === n)) : readers.filter((r) => args.selfTest === r.name.startsWith('selftest-'));
   const seedsOf = new Map();
   for (const r of chosen) {
     const seeds = await r.seeds();
