@@ -39,7 +39,7 @@ const HELP = `Training throughput of the STE trainer (tokens/s), optionally agai
   --compare-torch     also run bench/torch-train.py (same shapes, loss, AdamW, clipping) each round with
                       1 thread, when python3 can import torch; prints every ratio to it
   --torch-threads L   thread counts for the PyTorch runs (default 1)
-  --python CMD        python interpreter (default python3)
+  --python CMD        python interpreter (default /usr/bin/python3, where apt's python3-torch lives)
   --openblas DIR      directory with OpenBLAS's libblas.so.3 for PyTorch (default
                       /tmp/ob/usr/lib/x86_64-linux-gnu/openblas-pthread when it exists)
   --json PATH         also write the results as JSON
@@ -67,7 +67,8 @@ const { values: a } = parseArgs({
     profile: { type: 'boolean', default: false },
     'compare-torch': { type: 'boolean', default: false },
     'torch-threads': { type: 'string', default: '1' },
-    python: { type: 'string', default: 'python3' },
+    // Debian's python3-torch installs for the system interpreter (a pyenv shim's python3 would not see it).
+    python: { type: 'string', default: existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3' },
     openblas: { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
