@@ -145,8 +145,9 @@ if (!isMainThread) {
 
   function runOne(i, stats) {
     Atomics.store(state, 0, i);
+    // Building the case (state 2) is timed apart from reading it (state 1): a slow mutator is not a hang.
+    Atomics.store(state, 2, 2);
     Atomics.add(state, 1, 1);
-    Atomics.store(state, 2, 1);
     const plan = planFor(arb, job.seed, reader.name, i);
     let input;
     try {
@@ -159,6 +160,8 @@ if (!isMainThread) {
       return;
     }
     const { bytes, opts } = input;
+    Atomics.store(state, 2, 1);
+    Atomics.add(state, 1, 1);
     const before = process.memoryUsage();
     const t0 = performance.now();
     const o = outcome(() => reader.parse(bytes, opts, i), isTyped);
@@ -349,7 +352,10 @@ async function main() {
  * goes on in a new worker from the last reported chunk, without that case. Suspected hangs are re-run alone.
  */
 async function fuzzReader(r, seeds, args, saved, end, saveCheckpoint) {
-  const suspects = [];
+  // Cases skipped on the first pass (suspected hangs, worker deaths, cases too slow to build), kept in the
+  // checkpoint so that a resumed run still re-runs or reports them.
+  saved.suspects ??= [];
+  const suspects = saved.suspects;
   const t0 = Date.now() - saved.ms;
   let lastLog = 0;
   while (saved.next < end) {
@@ -368,6 +374,14 @@ async function fuzzReader(r, seeds, args, saved, end, saveCheckpoint) {
     if (res.kind === 'hang') {
       log(`${r.name}: case ${res.index} ran past ${args.hangMs} ms; ending the worker, re-running it alone later`);
       suspects.push(res.index);
+    } else if (res.kind === 'slow-build') {
+      log(`${r.name}: building case ${res.index} took past ${HANG_WALL_FACTOR} × ${args.hangMs} ms; skipped (a fuzzer error)`);
+      const s = emptyStats();
+      s.harnessErrors = 1;
+      s.harnessCases.push({ index: res.index, error: 'the mutators took too long to build this case' });
+      mergeStats(saved.stats, s);
+      suspects.push(res.index);
+      saved.deaths = [...(saved.deaths ?? []), res.index]; // not re-run
     } else if (res.kind === 'died') {
       // The worker itself died (out of memory, a fatal error): that case is a crash.
       log(`${r.name}: the worker died on case ${res.index}: ${res.message}`);
@@ -427,13 +441,16 @@ function runWorker(r, seeds, args, range, onChunk) {
         cpuSince = cpu ?? 0;
         return;
       }
-      if (Atomics.load(view, 2) !== 1) return;
+      const phase = Atomics.load(view, 2);
+      if (phase === 0) return;
       const wall = Date.now() - since;
       const spent = cpu === undefined ? wall : cpu - cpuSince;
-      if (spent > args.hangMs || wall > HANG_WALL_FACTOR * args.hangMs) {
+      // While the case is being built (phase 2) only a runaway mutator is stopped, at 12 × the limit.
+      const limit = phase === 1 ? args.hangMs : HANG_WALL_FACTOR * args.hangMs;
+      if (spent > limit || wall > HANG_WALL_FACTOR * args.hangMs) {
         const index = Atomics.load(view, 0);
         void worker.terminate();
-        settle({ kind: 'hang', index });
+        settle({ kind: phase === 1 ? 'hang' : 'slow-build', index });
       }
     }, 100);
     worker.on('message', (m) => {

@@ -476,18 +476,21 @@ export function applySafetensorsStruct(bytes, ops, { reseal = false, sealMetadat
     .map((name) => ({ name, bytes: data.slice(...header[name].data_offsets) }));
   let pad = ' ';
   let checksumsTouched = false;
-  const setChecksum = (name, b) => {
-    if (!meta || typeof meta.checksums !== 'string') return;
+  // Checksum updates are applied in one parse and one serialization of the `checksums` entry: per tensor, an
+  // entry an edit made huge (a value nested 100000 deep) took seconds to build, which looked like a hang.
+  const setChecksums = (tensors) => {
+    if (!meta || typeof meta.checksums !== 'string' || tensors.length === 0) return;
     try {
       const sums = JSON.parse(meta.checksums);
       if (sums && typeof sums === 'object' && !Array.isArray(sums)) {
-        put(sums, name, crc32Tag(b));
+        for (const t of tensors) put(sums, t.name, crc32Tag(t.bytes));
         meta.checksums = JSON.stringify(sums);
       }
     } catch {
-      // checksums no longer JSON (an earlier edit): leave it broken
+      // checksums no longer JSON, or too deep to write back (an earlier edit): leave them as they are
     }
   };
+  const edited = [];
   for (const op of ops.filter((o) => o.k === 'tdata')) {
     const t = order.find((x) => x.name === op.name);
     if (!t) continue;
@@ -525,9 +528,10 @@ export function applySafetensorsStruct(bytes, ops, { reseal = false, sealMetadat
         break;
       }
     }
-    setChecksum(op.name, t.bytes);
+    if (!edited.includes(t)) edited.push(t);
     checksumsTouched = true;
   }
+  setChecksums(edited);
   // Lay the data out again (offsets follow the new sizes); unchanged files keep their exact layout.
   let at = 0;
   for (const t of order) {
@@ -546,7 +550,7 @@ export function applySafetensorsStruct(bytes, ops, { reseal = false, sealMetadat
       put(meta, op.key, emitJson(applyJsonEdit(v, op.edit)));
     }
   }
-  if (reseal && meta) for (const t of order) setChecksum(t.name, t.bytes);
+  if (reseal && meta) setChecksums(order);
   // A checksum over the metadata and the tensor table (bundle format 2) is recomputed after a re-seal or a
   // change of the table (a resized tensor moves the offsets of all after it); header edits come after it.
   if (meta && sealMetadata && (reseal || checksumsTouched)) {
