@@ -33,3 +33,4 @@ export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions } from './k
 export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';
 export { WasmTrainerGemm, createTrainerGemm } from './wasm/trainer-gemm.js';
 export type { WasmTrainerGemmOptions } from './wasm/trainer-gemm.js';
+export { WasmTrainerExp, createTrainerExp } from './wasm/trainer-exp.js';

@@ -5,7 +5,7 @@
 // `node packages/ste-trainer/scripts/throughput.mjs --help` for the options (run `pnpm build` first: the
 // script imports the built packages).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,6 +180,26 @@ for (const threads of threadList) {
 }
 if (torch) for (const threads of a['torch-threads'].split(',').map(Number)) configs.push({ name: 'pytorch', threads, torch: true, rounds: [] });
 
+// CPU ms of this process's main thread and of all its other threads (Linux /proc, 10 ms ticks; null elsewhere).
+// The main thread runs shard 0 plus every serial part of a step (publishing Ŵ, adding the workers' gradients,
+// the optimizer); on an idle machine a data-parallel step cannot be shorter than its CPU time.
+function threadCpu() {
+  try {
+    let main = 0;
+    let other = 0;
+    for (const tid of readdirSync('/proc/self/task')) {
+      const f = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(v[11]) + Number(v[12])) * 1000) / 100; // utime + stime, in USER_HZ = 100 ticks
+      if (Number(tid) === process.pid) main += ms;
+      else other += ms;
+    }
+    return { main, other };
+  } catch {
+    return null;
+  }
+}
+
 const profiles = new Map();
 for (let r = 0; r < rounds; r++) {
   for (const cfg of configs) {
@@ -196,17 +216,24 @@ for (let r = 0; r < rounds; r++) {
       return (u.user + u.system) / 1000;
     });
     const cpu0 = process.cpuUsage();
+    const th0 = threadCpu();
     const w0 = performance.now();
     for (let s = 0; s < steps; s++) cfg.trainer.step();
     const wall = performance.now() - w0;
     const cpu = process.cpuUsage(cpu0);
+    const th1 = threadCpu();
     if (profiling) {
       const acc = profiles.get(cfg.name) ?? new Map();
       for (const [k, v] of cfg.trainer.profile()) acc.set(k, (acc.get(k) ?? 0) + v);
       profiles.set(cfg.name, acc);
       cfg.trainer.setProfiling(false);
     }
-    cfg.rounds.push({ tps: (B * L * steps * 1000) / wall, cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps, load: la });
+    cfg.rounds.push({
+      tps: (B * L * steps * 1000) / wall,
+      cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
+      mainCpuMsPerStep: th0 && th1 ? (th1.main - th0.main) / steps : NaN,
+      load: la,
+    });
   }
   console.log(`round ${r + 1}/${rounds} done, load average ${load()}`);
 }
@@ -219,8 +246,11 @@ const median = (xs) => {
 const torch1 = configs.find((x) => x.torch && x.threads === 1);
 const base1 = new Map(configs.filter((x) => !x.torch && x.threads === 1).map((x) => [x.name, x]));
 console.log('');
-console.log(`| configuration | threads | tokens/s (median of ${rounds}) | min–max | CPU ms/step | × PyTorch 1 thread | × own 1 thread | load average per round |`);
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log(
+  `| configuration | threads | tokens/s (median of ${rounds}) | min–max | CPU ms/step | main-thread CPU ms/step | × PyTorch 1 thread | × own 1 thread | ` +
+    `× own 1 thread, idle projection | load average per round |`,
+);
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 const out = [];
 for (const cfg of configs) {
   const tps = cfg.rounds.map((x) => x.tps);
@@ -229,11 +259,20 @@ for (const cfg of configs) {
   const vsOne = !cfg.torch && cfg.threads > 1 ? ratio(base1.get(cfg.name)) : NaN;
   const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '—');
   const label = cfg.torch ? `PyTorch ${torch.version}, dense linears` : cfg.name;
+  const cpuStep = median(cfg.rounds.map((x) => x.cpuMsPerStep));
+  const mainStep = cfg.torch ? NaN : median(cfg.rounds.map((x) => x.mainCpuMsPerStep));
+  // Idle-machine projection for T > 1 threads: one thread's CPU per step over the critical path, the larger of
+  // the main thread's CPU per step and a worker's (the rest of the process's CPU, shared by T − 1 workers).
+  const one = base1.get(cfg.name);
+  const projected =
+    !cfg.torch && cfg.threads > 1 && one
+      ? median(one.rounds.map((x) => x.cpuMsPerStep)) / Math.max(mainStep, (cpuStep - mainStep) / (cfg.threads - 1))
+      : NaN;
   console.log(
     `| ${label} | ${cfg.threads} | ${median(tps).toFixed(0)} | ${Math.min(...tps).toFixed(0)}–${Math.max(...tps).toFixed(0)} | ` +
-      `${median(cfg.rounds.map((x) => x.cpuMsPerStep)).toFixed(0)} | ${f(vsTorch)} | ${f(vsOne)} | ${cfg.rounds.map((x) => x.load.toFixed(1)).join(', ')} |`,
+      `${cpuStep.toFixed(0)} | ${f(mainStep, 0)} | ${f(vsTorch)} | ${f(vsOne)} | ${f(projected)} | ${cfg.rounds.map((x) => x.load.toFixed(1)).join(', ')} |`,
   );
-  out.push({ name: cfg.name, threads: cfg.threads, tokensPerSec: tps, median: median(tps), vsTorch1: vsTorch, vsOwn1: vsOne, rounds: cfg.rounds });
+  out.push({ name: cfg.name, threads: cfg.threads, tokensPerSec: tps, median: median(tps), vsTorch1: vsTorch, vsOwn1: vsOne, idleProjectionVsOwn1: projected, rounds: cfg.rounds });
 }
 for (const [name, prof] of profiles) {
   const total = [...prof.values()].reduce((x, y) => x + y, 0);

@@ -204,7 +204,25 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
    * Run the forward pass over `nSeq` ≤ batch sequences of seqLen tokens (tokens[s·seqLen + t]).
    * Fills `logits` for the first nSeq·seqLen rows.
    */
-  forward(tokens: ArrayLike<number>, nSeq = this.batch): void {
+  /**
+   * Ask every provider for this step's Ŵ now (forward() with `preloaded` then uses them): the data-parallel
+   * trainer publishes the same Ŵ to its workers, and a provider's weight() — a decode, a sign product — runs
+   * once per step instead of twice.
+   */
+  loadWeights(): void {
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const prov = this.weights.layers[l]!;
+      const W = this.wCur[l]!;
+      for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
+    }
+  }
+
+  /** Ŵ of linear `kind` of `layer` as loaded by the last forward() or loadWeights(). */
+  currentWeight(layer: number, kindIndex: number): T {
+    return this.wCur[layer]![kindIndex]!;
+  }
+
+  forward(tokens: ArrayLike<number>, nSeq = this.batch, preloaded = false): void {
     const c = this.config;
     const L = this.seqLen;
     if (!Number.isInteger(nSeq) || nSeq < 1 || nSeq > this.batch || tokens.length < nSeq * L) {
@@ -236,7 +254,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       const s = this.acts[l]!;
       const prov = this.weights.layers[l]!;
       const W = this.wCur[l]!;
-      for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
+      if (!preloaded) for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
       const [wq, wk, wv, wo, wg, wu, wd] = W as [T, T, T, T, T, T, T];
       const next = l + 1 < c.nLayers ? this.acts[l + 1]!.x : this.xLast;
       mark?.('fwd.provider weight()');

@@ -11,10 +11,11 @@ export {
   swigluBackward,
   logitLosses,
   distillLosses,
+  setExpKernel,
   logSoftmaxRows,
   mseLoss,
 } from './ops.js';
-export type { AttentionShape, DistillLossResult, LogitLossResult } from './ops.js';
+export type { AttentionShape, DistillLossResult, ExpRowsKernel, LogitLossResult } from './ops.js';
 export { DenseProvider, CodecSteProvider, zerosLike } from './providers.js';
 export type { Param, WeightProvider, DenseProviderOptions, CodecSteProviderOptions } from './providers.js';
 export { LlamaGraph } from './graph.js';

@@ -9,8 +9,9 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
-import { type WasmTrainerGemm, createTrainerGemm } from '@ultrasketch/runtime-node';
+import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
+import { setExpKernel } from './ops.js';
 import {
   CTRL,
   ERROR_BYTES,
@@ -27,18 +28,22 @@ import type { StepResult, Trainer } from './trainer.js';
 // ------------------------------------------------------------------------------------ WebAssembly gemm
 
 let wasmGemm: WasmTrainerGemm | null | undefined;
+let wasmExp: WasmTrainerExp | null | undefined;
 let wasmActive = false;
 
 /**
- * Route the trainer's float32 matmuls through runtime-node's WebAssembly SIMD gemm (on = true) or back to the
- * JS kernel (on = false). Returns whether the wasm gemm is now in use (false when this engine cannot validate
- * the SIMD kernels). Importing this module turns it on, unless ULTRASKETCH_TRAINER_GEMM=js; worker threads
- * follow the choice of the thread that creates them.
+ * Route the trainer's float32 matmuls through runtime-node's WebAssembly SIMD gemm, and its row-wise
+ * exponentials (soft-maxes, SwiGLU) through the SIMD exponential (on = true), or back to the JS kernels
+ * (on = false). Returns whether the wasm gemm is now in use (false when this engine cannot validate the SIMD
+ * kernels). Importing this module turns them on, unless ULTRASKETCH_TRAINER_GEMM=js; worker threads follow
+ * the choice of the thread that creates them.
  */
 export function useWasmGemm(on = true): boolean {
   if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm();
+  if (on && wasmExp === undefined) wasmExp = createTrainerExp();
   wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
+  setExpKernel(on && wasmExp ? wasmExp.expRows : null);
   return wasmActive;
 }
 

@@ -8,6 +8,27 @@ import { type FloatArray, matmul } from './matmul.js';
  * Tensors are row-major; `n` is the number of rows (batch × sequence positions).
  */
 
+// ------------------------------------------------------------------------------------ exponential kernel
+
+/**
+ * y[r·cols + c] = exp(scale · x[r·cols + c] − shift[r]) over float32 rows (x and y may be the same array).
+ * The soft-maxes and SwiGLU's sigmoid go through it when one is installed (the Node entry installs
+ * runtime-node's WebAssembly SIMD one: Math.exp costs ~13 ns here, and these exponentials were a sixth of a
+ * training step); float64 arrays — the gradient checks — always use Math.exp.
+ */
+export type ExpRowsKernel = (x: Float32Array, y: Float32Array, rows: number, cols: number, scale: number, shift: ArrayLike<number>) => void;
+
+let expKernel: ExpRowsKernel | null = null;
+
+/** Install (or remove, with null) the row-wise exponential kernel; returns the previous one. */
+export function setExpKernel(k: ExpRowsKernel | null): ExpRowsKernel | null {
+  const prev = expKernel;
+  expKernel = k;
+  return prev;
+}
+
+const ZERO_SHIFT = [0];
+
 // ------------------------------------------------------------------------------------------------ RMSNorm
 
 /**
@@ -168,6 +189,7 @@ export function attentionForward(
   const Os = attnScratch(q, 4, GL * hs);
   if (rowScratch.length < L) rowScratch = new Float64Array(L);
   const row = rowScratch; // one row's exponentials, float64 until normalised
+  if (maxScratch.length < GL) maxScratch = new Float64Array(GL);
   for (let b = 0; b < batch; b++) {
     const row0 = b * L;
     for (let g = 0; g < nKvHeads; g++) {
@@ -176,6 +198,41 @@ export function attentionForward(
       gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
       matmul(Qs, Ks, S, GL, L, hs, false, true);
       const pBase = (b * nHeads + g * G) * L * L;
+      const ek = expKernel;
+      if (ek !== null && S instanceof Float32Array) {
+        // Row maxima, then every exponential of the [G·L, L] block in one kernel call; the masked upper
+        // triangle is computed too (finite: the kernel clamps) and replaced by 0.
+        for (let r = 0; r < GL; r++) {
+          const t = r % L;
+          const o = r * L;
+          let max = -Infinity;
+          for (let p = 0; p <= t; p++) {
+            const x = S[o + p]! * scale;
+            if (x > max) max = x;
+          }
+          maxScratch[r] = max;
+        }
+        ek(S, S, GL, L, scale, maxScratch);
+        for (let r = 0; r < GL; r++) {
+          const t = r % L;
+          const o = r * L;
+          let sum = 0;
+          for (let p = 0; p <= t; p++) sum += S[o + p]!;
+          const inv = 1 / sum;
+          for (let p = 0; p <= t; p++) {
+            const pr = S[o + p]! * inv;
+            S[o + p] = pr;
+            probs[pBase + o + p] = pr;
+          }
+          for (let p = t + 1; p < L; p++) {
+            S[o + p] = 0;
+            probs[pBase + o + p] = 0;
+          }
+        }
+        matmul(S, Vs, Os, GL, hs, L, false, false);
+        scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
+        continue;
+      }
       for (let r = 0; r < GL; r++) {
         const t = r % L;
         const o = r * L;
@@ -296,6 +353,7 @@ function scatterHeads(src: FloatArray, dst: FloatArray, row0: number, L: number,
 // Attention scratch, per precision: module-level and grow-only, so a training step allocates nothing here once
 // warm (the graph calls these one at a time; worker threads have their own module instances).
 let rowScratch = new Float64Array(0);
+let maxScratch = new Float64Array(0);
 const attn32: Float32Array[] = [];
 const attn64: Float64Array[] = [];
 function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
@@ -315,6 +373,18 @@ function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
  * otherwise compute it again).
  */
 export function swigluForward(g: FloatArray, u: FloatArray, h: FloatArray, count: number, sig: FloatArray | null = null): void {
+  const ek = expKernel;
+  if (ek !== null && g instanceof Float32Array) {
+    // e = exp(−g) in one kernel call (into σ's buffer, or a scratch), then σ = 1/(1 + e), h = g·σ·u.
+    const e = sig instanceof Float32Array ? sig : (swigluScratch.length >= count ? swigluScratch : (swigluScratch = new Float32Array(count)));
+    ek(g, e, 1, count, -1, ZERO_SHIFT);
+    for (let i = 0; i < count; i++) {
+      const d = 1 + e[i]!;
+      e[i] = 1 / d;
+      h[i] = (g[i]! / d) * u[i]!;
+    }
+    return;
+  }
   if (sig) {
     for (let i = 0; i < count; i++) {
       const x = g[i]!;
@@ -329,6 +399,8 @@ export function swigluForward(g: FloatArray, u: FloatArray, h: FloatArray, count
     h[i] = (x / (1 + Math.exp(-x))) * u[i]!;
   }
 }
+
+let swigluScratch = new Float32Array(0);
 
 /**
  * dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))); du = dh ⊙ silu(g). Overwrites dg and du. `sig`: σ(g) saved by the
@@ -464,19 +536,26 @@ export function distillLosses(
   dLogits: FloatArray | null,
   denom = n,
 ): DistillLossResult {
+  const tl = teacherLogits;
+  // With an exponential kernel (float32 logits), every row's maximum first, then all exponentials of each
+  // model in one call into float32 scratch; otherwise row by row with Math.exp into float64 rows.
+  const ek = logits instanceof Float32Array && (tl === null || tl instanceof Float32Array) ? expKernel : null;
   if (rowS.length < vocab) {
     rowS = new Float64Array(vocab);
     rowT = new Float64Array(vocab);
   }
-  const es = rowS;
-  const et = rowT;
-  const tl = teacherLogits;
-  let klSum = 0;
-  let ceSum = 0;
-  let agree = 0;
+  if (maxS.length < n) {
+    maxS = new Float64Array(n);
+    maxT = new Float64Array(n);
+  }
+  if (ek !== null && allS.length < n * vocab) {
+    allS = new Float32Array(n * vocab);
+    allT = new Float32Array(n * vocab);
+  }
   let studentFinite = true;
   let teacherFinite = true;
-  const invD = 1 / denom;
+  // Pass 1: maxima, arg-maxima (top-1), finiteness (Σ_j x_j is finite exactly when every float32 x_j is).
+  let agree = 0;
   for (let t = 0; t < n; t++) {
     const o = t * vocab;
     let max = -Infinity;
@@ -491,17 +570,7 @@ export function distillLosses(
       }
     }
     if (!Number.isFinite(check)) studentFinite = false;
-    let sum = 0;
-    for (let j = 0; j < vocab; j++) {
-      const e = Math.exp(logits[o + j]! - max);
-      es[j] = e;
-      sum += e;
-    }
-    const lse = max + Math.log(sum);
-    const y = targets[t]!;
-    ceSum += lse - logits[o + y]!;
-    const invS = 1 / sum;
-    let invT = 0;
+    maxS[t] = max;
     if (tl) {
       let tMax = -Infinity;
       let tArg = 0;
@@ -515,26 +584,70 @@ export function distillLosses(
         }
       }
       if (!Number.isFinite(tCheck)) teacherFinite = false;
+      maxT[t] = tMax;
+      if (tArg === arg) agree++;
+    }
+  }
+  if (ek !== null) {
+    ek(logits as Float32Array, allS, n, vocab, 1, maxS);
+    if (tl) ek(tl as Float32Array, allT, n, vocab, 1, maxT);
+  }
+  let klSum = 0;
+  let ceSum = 0;
+  const invD = 1 / denom;
+  const a = wKl * invD;
+  const c = wCe * invD;
+  for (let t = 0; t < n; t++) {
+    const o = t * vocab;
+    const max = maxS[t]!;
+    // es[eo + j] = exp(z_j − max): the kernel's float32 row, or a float64 row computed here
+    let es: FloatArray = rowS;
+    let eo = 0;
+    let sum = 0;
+    if (ek !== null) {
+      es = allS;
+      eo = o;
+      for (let j = 0; j < vocab; j++) sum += es[o + j]!;
+    } else {
+      for (let j = 0; j < vocab; j++) {
+        const e = Math.exp(logits[o + j]! - max);
+        rowS[j] = e;
+        sum += e;
+      }
+    }
+    const lse = max + Math.log(sum);
+    const y = targets[t]!;
+    ceSum += lse - logits[o + y]!;
+    const invS = 1 / sum;
+    let invT = 0;
+    let et: FloatArray = rowT;
+    if (tl) {
+      const tMax = maxT[t]!;
       let tSum = 0;
       let cross = 0;
-      for (let j = 0; j < vocab; j++) {
-        const x = tl[o + j]!;
-        const e = Math.exp(x - tMax);
-        et[j] = e;
-        tSum += e;
-        cross += e * (x - logits[o + j]!);
+      if (ek !== null) {
+        et = allT;
+        for (let j = 0; j < vocab; j++) {
+          const e = et[o + j]!;
+          tSum += e;
+          cross += e * (tl[o + j]! - logits[o + j]!);
+        }
+      } else {
+        for (let j = 0; j < vocab; j++) {
+          const x = tl[o + j]!;
+          const e = Math.exp(x - tMax);
+          rowT[j] = e;
+          tSum += e;
+          cross += e * (x - logits[o + j]!);
+        }
       }
       invT = 1 / tSum;
       klSum += cross * invT - (tMax + Math.log(tSum)) + lse;
-      if (tArg === arg) agree++;
     }
     if (dLogits) {
-      const a = wKl * invD;
-      const c = wCe * invD;
       for (let j = 0; j < vocab; j++) {
-        const ps = es[j]! * invS;
-        let d = (a + c) * ps;
-        if (a !== 0) d -= a * et[j]! * invT;
+        let d = (a + c) * es[eo + j]! * invS;
+        if (a !== 0) d -= a * et[eo + j]! * invT;
         if (j === y) d -= c;
         dLogits[o + j] = d;
       }
@@ -550,6 +663,10 @@ export function distillLosses(
   };
 }
 
+let maxS = new Float64Array(0);
+let maxT = new Float64Array(0);
+let allS = new Float32Array(0);
+let allT = new Float32Array(0);
 let rowS = new Float64Array(0);
 let rowT = new Float64Array(0);
 

@@ -401,7 +401,7 @@ export class Trainer {
     let mse: number;
     let shardResults: ShardResult[] = [];
     try {
-      this.student.forward(this.inputs, B0);
+      this.student.forward(this.inputs, B0, ex !== null); // with workers, startShards loaded Ŵ already
       let teacherLogits: Float32Array | null = null;
       if (this.teacherGraph) {
         this.teacherGraph.forward(this.inputs, B0);
@@ -521,8 +521,10 @@ export class Trainer {
 
   /** Publish this step's Ŵ, norms (tokens are already in the shared buffer) and start the worker shards. */
   private startShards(ex: ShardExecutor): void {
+    this.student.loadWeights();
+    const kinds = LINEAR_KINDS.length;
     this.providers.forEach((p, i) => {
-      if (p.trainable || !this.executorPrimed) ex.weightBuffer(i).set(p.weight());
+      if (p.trainable || !this.executorPrimed) ex.weightBuffer(i).set(this.student.currentWeight(Math.floor(i / kinds), i % kinds));
     });
     if (this.trainNorms || !this.executorPrimed) this.normParams().forEach((np, j) => ex.normBuffer(j).set(np.data));
     this.executorPrimed = true;

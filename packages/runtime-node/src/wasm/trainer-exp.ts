@@ -1,0 +1,183 @@
+/**
+ * Row-wise exponentials for the STE trainer in WebAssembly SIMD (f32x4):
+ *
+ *     y[r, c] = exp(scale · x[r, c] − shift[r])      r < rows, c < cols   (row stride `cols`)
+ *
+ * — the soft-max over the vocabulary (the KD/CE losses), the causal soft-max of attention and SwiGLU's
+ * sigmoid all reduce to it, and with Math.exp at ~13 ns a call (measured on this 2-core machine) they were a
+ * sixth of a training step. The trainer installs it with `setExpKernel` (ste-trainer/src/ops.ts).
+ *
+ * How (standard range reduction, evaluated 4 lanes at a time): v = scale·x − shift clamped to
+ * [−87.33, 88.0] (so 2^k stays a normal float32), k = nearest(v·log2 e), r = v − k·ln 2 ∈ [−½ ln 2, ½ ln 2]
+ * (Cody–Waite, ln 2 split in two), e^r by its Taylor series to degree 7 in Horner form (truncation error
+ * 0.347^8 / 8! ≈ 5e-9, below float32's 6e-8), and 2^k built directly as the float bits (k + 127) << 23.
+ * Relative error a few float32 ulps of exp(v) for the float32 v (tested ≤ 1e-6; v itself is rounded to
+ * float32, as any float32 computation of it is); a NaN input gives NaN; inputs below −87.33 give
+ * 2^−126 ≈ 1.2e-38 instead of 0 or a subnormal (a soft-max sums them as 0 within float32 precision).
+ * The last cols % 4 columns of each row are computed by the caller with Math.exp (see `expRows` below).
+ *
+ * Each thread makes its own instance (own memory); inputs are copied in and results out, like the gemm's.
+ */
+import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { type WasmInstance, type WasmMemory, requireWasm, wasmApi } from './engine.js';
+
+/** SIMD sub-opcodes used here that the shared emitter does not name (BinarySIMD.md, spec 2.0). */
+const SIMD_OPS = {
+  f32x4_nearest: 0x6a,
+  i32x4_shl: 0xab,
+  i32x4_add: 0xae,
+  f32x4_sub: 0xe5,
+  f32x4_min: 0xe8,
+  f32x4_max: 0xe9,
+  i32x4_trunc_sat_f32x4_s: 0xf8,
+  i32x4_splat: 0x11,
+} as const;
+
+/** The emitter's builder plus the few SIMD instructions the exponential needs (written as raw bytes). */
+class ExpBuilder extends FunctionBuilder {
+  simdOp(sub: number): this {
+    this.code.push(0xfd);
+    // sub-opcodes are unsigned LEB128; all of these but the ones ≥ 0x80 fit one byte
+    if (sub < 0x80) this.code.push(sub);
+    else this.code.push((sub & 0x7f) | 0x80, sub >> 7);
+    return this;
+  }
+}
+
+const LOG2E = Math.LOG2E;
+// ln 2 = LN2_HI + LN2_LO, LN2_HI with 9 significant bits (355/512), so k·LN2_HI is exact for |k| ≤ 2^15.
+const LN2_HI = 0.693359375;
+const LN2_LO = Math.LN2 - LN2_HI;
+// Taylor coefficients of e^r = Σ r^i / i!, i = 0..7 (|r| ≤ ½ ln 2: truncation error 0.347^8 / 8! ≈ 5e-9).
+const POLY = [1, 1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040];
+const LO = -87.33;
+const HI = 88.0;
+
+/** exp_rows(x, y, shifts, rows, cols, cols4, scale): addresses in bytes; only the first cols4 (a multiple of 4) columns. */
+function emitExpRows(): FunctionBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [x, y, shifts, rows, cols, cols4, scale] = [0, 1, 2, 3, 4, 5, 6];
+  const r = f.local('i32');
+  const c = f.local('i32'); // byte offset within the row
+  const rowBytes = f.local('i32');
+  const vecBytes = f.local('i32');
+  const xp = f.local('i32');
+  const yp = f.local('i32');
+  const sh = f.local('v128');
+  const sc = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const splat = (value: number) => f.f32Const(value).f32x4Splat();
+
+  f.get(cols).i32Const(2).i32Shl().set(rowBytes);
+  f.get(cols4).i32Const(2).i32Shl().set(vecBytes);
+  f.get(scale).f32x4Splat().set(sc);
+  f.get(x).set(xp);
+  f.get(y).set(yp);
+  f.i32Const(0).set(r);
+  f.block().get(r).get(rows).i32GeU().brIf(0);
+  f.loop();
+  {
+    // sh = splat(shifts[r])
+    f.get(shifts).get(r).i32Const(2).i32Shl().i32Add().f32Load().f32x4Splat().set(sh);
+    f.i32Const(0).set(c);
+    f.block().get(c).get(vecBytes).i32GeU().brIf(0);
+    f.loop();
+    {
+      // v = clamp(scale·x − shift) · log2(e)
+      f.get(xp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub);
+      splat(LO).simdOp(SIMD_OPS.f32x4_max);
+      splat(HI).simdOp(SIMD_OPS.f32x4_min);
+      f.set(v);
+      // k = nearest(v·log2 e); r = v − k·ln2 in two parts (Cody–Waite: k·LN2_HI is exact in float32, so r
+      // keeps full precision even where v·log2 e itself would have lost low bits)
+      f.get(v).f32Const(LOG2E).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_nearest).set(k);
+      f.get(v).get(k).f32Const(LN2_HI).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub);
+      f.get(k).f32Const(LN2_LO).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub).set(v);
+      // p = Σ POLY[i] r^i (Horner)
+      splat(POLY[7]!).set(p);
+      for (let i = 6; i >= 0; i--) f.get(p).get(v).f32x4Mul().f32Const(POLY[i]!).f32x4Splat().f32x4Add().set(p);
+      // y = p · bits((int(k) + 127) << 23)
+      f.get(yp).get(c).i32Add();
+      f.get(p);
+      f.get(k).simdOp(SIMD_OPS.i32x4_trunc_sat_f32x4_s).i32Const(127).simdOp(SIMD_OPS.i32x4_splat).simdOp(SIMD_OPS.i32x4_add);
+      f.i32Const(23).simdOp(SIMD_OPS.i32x4_shl);
+      f.f32x4Mul().v128Store();
+      f.get(c).i32Const(16).i32Add().tee(c).get(vecBytes).i32LtU().brIf(0);
+    }
+    f.end().end();
+    f.get(xp).get(rowBytes).i32Add().set(xp);
+    f.get(yp).get(rowBytes).i32Add().set(yp);
+    f.get(r).i32Const(1).i32Add().tee(r).get(rows).i32LtU().brIf(0);
+  }
+  f.end().end();
+  return f;
+}
+
+let moduleBytes: Uint8Array | undefined;
+function expModuleBytes(): Uint8Array {
+  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 }).addFunction('exp_rows', emitExpRows()).emit();
+  return moduleBytes;
+}
+
+type ExpRowsFn = (x: number, y: number, shifts: number, rows: number, cols: number, cols4: number, scale: number) => void;
+
+/** One thread's instance: its own memory (grown on demand) and the kernel. */
+export class WasmTrainerExp {
+  private readonly memory: WasmMemory;
+  private readonly fn: ExpRowsFn;
+  private f32: Float32Array;
+  /** Calls and elements computed here (diagnostics). */
+  calls = 0;
+  elements = 0;
+
+  constructor() {
+    const wasm = requireWasm();
+    this.memory = new wasm.Memory({ initial: 16 });
+    const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: this.memory } });
+    this.fn = instance.exports.exp_rows as ExpRowsFn;
+    this.f32 = new Float32Array(this.memory.buffer);
+  }
+
+  /**
+   * y[r·cols + c] = exp(scale · x[r·cols + c] − shift[r]) for r < rows, c < cols (x and y may be the same
+   * array). `shift` holds one value per row (float32-rounded). Float32 arithmetic; see the file comment.
+   */
+  readonly expRows = (x: Float32Array, y: Float32Array, rows: number, cols: number, scale: number, shift: ArrayLike<number>): void => {
+    const count = rows * cols;
+    if (count === 0) return;
+    const up4 = (v: number) => (v + 3) & ~3;
+    const xAt = 16; // floats; 0..15 unused
+    const sAt = xAt + up4(count);
+    const need = 4 * (sAt + up4(rows));
+    if (need > this.memory.buffer.byteLength) {
+      this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
+      this.f32 = new Float32Array(this.memory.buffer);
+    }
+    const f = this.f32;
+    f.set(x.length === count ? x : x.subarray(0, count), xAt);
+    for (let r = 0; r < rows; r++) f[sAt + r] = shift[r]!;
+    const cols4 = cols & ~3;
+    this.fn(4 * xAt, 4 * xAt, 4 * sAt, rows, cols, cols4, scale);
+    y.set(f.subarray(xAt, xAt + count));
+    if (cols4 < cols) {
+      for (let r = 0; r < rows; r++) {
+        const s = shift[r]!;
+        for (let c = cols4; c < cols; c++) y[r * cols + c] = Math.exp(scale * x[r * cols + c]! - s);
+      }
+    }
+    this.calls++;
+    this.elements += count;
+  };
+}
+
+/** A WasmTrainerExp when this engine validates the module, else null (the trainer keeps Math.exp). */
+export function createTrainerExp(): WasmTrainerExp | null {
+  try {
+    if (!wasmApi || !wasmApi.validate(expModuleBytes())) return null;
+    return new WasmTrainerExp();
+  } catch {
+    return null;
+  }
+}
