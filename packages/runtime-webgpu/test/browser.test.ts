@@ -47,7 +47,11 @@ function ensureBuilt(): void {
 const PAGE = /* html */ `<!doctype html>
 <html><head><meta charset="utf-8">
 <script type="importmap">${JSON.stringify({
-  imports: Object.fromEntries(PACKAGES.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
+  imports: {
+    ...Object.fromEntries(PACKAGES.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
+    // model's tokenizer.json support: the real package's browser build, served from this checkout (no CDN).
+    '@huggingface/tokenizers': '/packages/model/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs',
+  },
 })}</script>
 </head><body>
 <script type="module">
@@ -65,7 +69,7 @@ const PAGE = /* html */ `<!doctype html>
   window.ready = true;
 </script></body></html>`;
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.map': 'application/json', '.html': 'text/html' };
+const TYPES: Record<string, string> = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json', '.html': 'text/html' };
 
 let server: Server;
 let base: string;
@@ -83,7 +87,9 @@ beforeAll(async () => {
       return;
     }
     const file = normalize(join(ROOT, decodeURIComponent(url.pathname)));
-    const allowed = PACKAGES.some((p) => file.startsWith(join(ROOT, 'packages', p, 'dist') + sep));
+    const allowed =
+      PACKAGES.some((p) => file.startsWith(join(ROOT, 'packages', p, 'dist') + sep)) ||
+      file.startsWith(join(ROOT, 'packages/model/node_modules/@huggingface/tokenizers/dist') + sep);
     if (!allowed || !existsSync(file)) {
       res.writeHead(404).end();
       return;
