@@ -14,6 +14,7 @@ import { registerAll } from '@ultrasketch/baselines';
 import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
 import { registerAll as registerLittleBitCodec } from '@ultrasketch/littlebit';
 import { Tokenizer, kvDim, modelFromLlama2c } from '@ultrasketch/model';
+import { WasmArena } from '@ultrasketch/runtime-node';
 import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
 import { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } from '@ultrasketch/ste-trainer';
 import { workerThreads } from '@ultrasketch/ste-trainer/node';
@@ -252,6 +253,7 @@ console.log(
 );
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 const out = [];
+const json = { batch: B, seq: L, steps, rounds, loss: a.loss, load: loadavg() };
 for (const cfg of configs) {
   const tps = cfg.rounds.map((x) => x.tps);
   const ratio = (other) => (other ? median(cfg.rounds.map((x, i) => x.tps / other.rounds[i].tps)) : NaN);
@@ -274,13 +276,62 @@ for (const cfg of configs) {
   );
   out.push({ name: cfg.name, threads: cfg.threads, tokensPerSec: tps, median: median(tps), vsTorch1: vsTorch, vsOwn1: vsOne, idleProjectionVsOwn1: projected, rounds: cfg.rounds });
 }
-for (const [name, prof] of profiles) {
-  const total = [...prof.values()].reduce((x, y) => x + y, 0);
-  const per = rounds * steps;
-  console.log(`\nprofile: ${name}, 1 thread, ${(total / per).toFixed(0)} CPU ms/step (${per} steps)`);
-  console.log('| op | ms/step | share |');
-  console.log('| --- | --- | --- |');
-  for (const [k, v] of [...prof].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${(v / per).toFixed(1)} | ${((100 * v) / total).toFixed(1)}% |`);
+// Multiply-adds per step of each product op (all linears trainable, as in `dense`; other plans skip ∂L/∂Ŵ of
+// frozen linears, so their 'linear dW' rate is not comparable). Attention: the stacked-head products over the
+// full L × L square (what the gemm computes, upper triangle included).
+const n = B * L;
+const hs = c.dim / c.nHeads;
+const kv = kvDim(c);
+const lin = n * c.dim * (c.dim + 2 * kv + c.dim + 3 * c.hiddenDim) * c.nLayers;
+const attn = 2 * c.nHeads * L * L * hs * B * c.nLayers; // QKᵀ and PV
+const MACS = {
+  'fwd.linear qkv': n * c.dim * (c.dim + 2 * kv) * c.nLayers,
+  'fwd.linear o': n * c.dim * c.dim * c.nLayers,
+  'fwd.linear gate/up': 2 * n * c.dim * c.hiddenDim * c.nLayers,
+  'fwd.linear down': n * c.hiddenDim * c.dim * c.nLayers,
+  'fwd.classifier': n * c.vocabSize * c.dim,
+  'bwd.linear dX': lin - n * c.dim * (c.dim + 2 * kv), // layer 0's q/k/v ∂X is skipped
+  'bwd.linear dW': lin,
+  'bwd.classifier dX': n * c.vocabSize * c.dim,
+};
+function gemmPeak() {
+  // The wasm gemm alone, operands already in its memory (no copies, no transposes): the classifier's shape.
+  const arena = new WasmArena({ initialBytes: 16 << 20 });
+  const [m, nn, k] = [n, c.vocabSize, c.dim];
+  const x = arena.storeF32(new Float32Array(m * k).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5));
+  const w = arena.storeF32(new Float32Array(nn * k).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5));
+  const y = arena.alloc(4 * m * nn);
+  const chunk = Math.max(12, Math.floor(131072 / (4 * k) / 12) * 12);
+  const run = () => {
+    for (let r0 = 0; r0 < nn; r0 += chunk) arena.kernels.gemm(w, x, y, m, k, nn, r0, Math.min(nn, r0 + chunk));
+  };
+  run();
+  const u0 = process.cpuUsage();
+  for (let i = 0; i < 5; i++) run();
+  const u = process.cpuUsage(u0);
+  return (5 * m * nn * k) / ((u.user + u.system) / 1000) / 1e6; // G multiply-adds per CPU-second
 }
-if (a.json) writeFileSync(a.json, JSON.stringify({ batch: B, seq: L, steps, rounds, loss: a.loss, results: out, profiles: Object.fromEntries([...profiles].map(([k, v]) => [k, Object.fromEntries(v)])) }, null, 1));
+if (profiles.size > 0) {
+  const peak = gemmPeak();
+  console.log(`\nwasm gemm peak (this run, ${n}×${c.vocabSize}×${c.dim}, operands in wasm memory): ${peak.toFixed(1)} G multiply-adds per CPU-second`);
+  for (const [name, prof] of profiles) {
+    const total = [...prof.values()].reduce((x, y) => x + y, 0);
+    const per = rounds * steps;
+    console.log(`\nprofile: ${name}, 1 thread, ${(total / per).toFixed(0)} CPU ms/step (${per} steps)`);
+    console.log('| op | CPU ms/step | share | G multiply-adds/s (× gemm peak) |');
+    console.log('| --- | --- | --- | --- |');
+    for (const [k, v] of [...prof].sort((x, y) => y[1] - x[1])) {
+      const op = k.replace(/^(student|teacher) /, '');
+      const macs = MACS[op] && !(name !== 'dense' && op === 'bwd.linear dW') ? MACS[op] : 0;
+      const rate = macs ? (macs * per) / v / 1e6 : 0;
+      console.log(`| ${k} | ${(v / per).toFixed(1)} | ${((100 * v) / total).toFixed(1)}% | ${macs ? `${rate.toFixed(1)} (${(rate / peak).toFixed(2)})` : ''} |`);
+    }
+  }
+  if (a.json) json.gemmPeak = peak;
+}
+if (a.json) {
+  json.results = out;
+  json.profiles = Object.fromEntries([...profiles].map(([k, v]) => [k, Object.fromEntries(v)]));
+  writeFileSync(a.json, JSON.stringify(json, null, 1));
+}
 if (torch) rmSync(torch.dir, { recursive: true, force: true });
