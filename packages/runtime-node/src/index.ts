@@ -34,3 +34,5 @@ export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/b
 export { WasmTrainerGemm, createTrainerGemm } from './wasm/trainer-gemm.js';
 export type { WasmTrainerGemmOptions } from './wasm/trainer-gemm.js';
 export { WasmTrainerExp, createTrainerExp } from './wasm/trainer-exp.js';
+export { FmaGemmKernels, enableRelaxedSimd, DEFAULT_FMA_PLAN } from './wasm/trainer-gemm-fma.js';
+export type { FmaTilePlan } from './wasm/trainer-gemm-fma.js';

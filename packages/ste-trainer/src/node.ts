@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
@@ -39,7 +40,9 @@ let wasmActive = false;
  * the choice of the thread that creates them.
  */
 export function useWasmGemm(on = true): boolean {
-  if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm();
+  // Fused multiply-adds (relaxed SIMD; Node 20 needs a V8 flag, set here) unless ULTRASKETCH_TRAINER_FMA=0:
+  // ~25% faster products, rounded once per multiply-add on hardware with FMA.
+  if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm({ fma: process.env.ULTRASKETCH_TRAINER_FMA !== '0', setFlags: setFlagsFromString });
   if (on && wasmExp === undefined) wasmExp = createTrainerExp();
   wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
@@ -50,6 +53,11 @@ export function useWasmGemm(on = true): boolean {
 /** Whether the trainer's matmuls currently run in the WebAssembly SIMD gemm (set by useWasmGemm). */
 export function wasmGemmActive(): boolean {
   return wasmActive;
+}
+
+/** Whether that gemm uses fused multiply-adds (relaxed SIMD). */
+export function wasmFmaActive(): boolean {
+  return wasmActive && wasmGemm !== null && wasmGemm !== undefined && wasmGemm.fma;
 }
 useWasmGemm(process.env.ULTRASKETCH_TRAINER_GEMM !== 'js');
 
@@ -295,7 +303,7 @@ class WorkerExecutor implements ShardExecutor {
         count,
       });
       first += count;
-      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: { ...init, wasmGemm: wasmActive } });
+      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: { ...init, wasmGemm: wasmActive, wasmFma: wasmFmaActive() } });
       worker.unref();
       this.workers.push(worker);
     }

@@ -2,16 +2,18 @@
  * Node worker-thread entry of the data-parallel trainer (see shard.ts). Node-only: spawned by
  * `workerThreads()` in node.ts, never imported by the platform-neutral entry.
  */
+import { setFlagsFromString } from 'node:v8';
 import { workerData } from 'node:worker_threads';
 import { createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
 import { setExpKernel } from './ops.js';
 import { type ShardWorkerInit, serveShards } from './shard.js';
 
-// The worker computes with the same kernel as the thread that created it (node.ts passes its choice): the
-// WebAssembly SIMD gemm, one arena per thread, when it is on there and validates here.
-if ((workerData as { wasmGemm?: boolean }).wasmGemm) {
-  const gemm = createTrainerGemm();
+// The worker computes with the same kernels as the thread that created it (node.ts passes its choice): the
+// WebAssembly SIMD gemm (with fused multiply-adds when the trainer's thread uses them), one arena per thread.
+const choice = workerData as { wasmGemm?: boolean; wasmFma?: boolean };
+if (choice.wasmGemm) {
+  const gemm = createTrainerGemm({ fma: choice.wasmFma === true, setFlags: setFlagsFromString });
   if (gemm) setMatmulKernel(gemm.matmul);
   const exp = createTrainerExp();
   if (exp) setExpKernel(exp.expRows);

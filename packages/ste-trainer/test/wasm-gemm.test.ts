@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import { createTrainerGemm } from '@ultrasketch/runtime-node';
 import { describe, expect, it } from 'vitest';
 import { matmul, setMatmulKernel } from '../src/matmul.js';
@@ -22,7 +23,15 @@ describe('wasm trainer gemm', () => {
     if (process.env.CI) throw new Error(`${message}; CI runs Node ≥ 20, which must have them`);
     console.warn(`\n*** SKIPPING ${message} ***\n`);
   }
-  it.skipIf(gemm === null)('equals the JS matmul within 1e-5 relative (all transposes, accumulate)', () => {
+  // The fused multiply-add tiles (relaxed SIMD; the V8 flag Node 20 needs is set by the gemm itself).
+  const fma = createTrainerGemm({ minWork: 0, fma: true, setFlags: setFlagsFromString });
+  it.skipIf(fma === null)('relaxed SIMD is available here (Node 20 with the V8 flag), so the trainer uses fused multiply-adds', () => {
+    expect(fma!.fma).toBe(true);
+  });
+
+  for (const [label, g] of [['plain SIMD', gemm], ['fused multiply-add', fma]] as const)
+  it.skipIf(g === null)(`${label}: equals the JS matmul within 1e-5 relative (all transposes, accumulate)`, () => {
+    const gemm = g;
     const shapes: Array<[number, number, number]> = [[1, 1, 1], [3, 5, 7], [13, 17, 19], [37, 29, 130], [65, 66, 257], [5, 131, 3]];
     let seed = 1;
     for (const [m, n, k] of shapes) {

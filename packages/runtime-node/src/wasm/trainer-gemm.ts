@@ -19,6 +19,7 @@
  * Not thread-safe across threads by design: each thread (the trainer's and every worker) makes its own.
  */
 import { WasmArena, wasmSimdSupported } from './arena.js';
+import { FmaGemmKernels, enableRelaxedSimd } from './trainer-gemm-fma.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -27,6 +28,12 @@ export interface WasmTrainerGemmOptions {
   minWork?: number;
   /** Bytes of W rows per cache chunk (default 128 KiB). */
   chunkBytes?: number;
+  /**
+   * Use the fused multiply-add tiles (trainer-gemm-fma.ts) when the engine compiles relaxed SIMD (default
+   * false). `setFlags` (e.g. Node's v8.setFlagsFromString) lets an engine that needs a flag for it turn it on.
+   */
+  fma?: boolean;
+  setFlags?: (flags: string) => void;
 }
 
 export class WasmTrainerGemm {
@@ -37,10 +44,17 @@ export class WasmTrainerGemm {
   calls = 0;
   macs = 0;
 
+  /** The tile kernels in use: the arena's plain SIMD ones or the FMA ones. */
+  private readonly kernels: { gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void };
+  /** Whether the fused multiply-add kernels are in use. */
+  readonly fma: boolean;
+
   constructor(options: WasmTrainerGemmOptions = {}) {
     this.arena = new WasmArena({ initialBytes: 4 << 20 });
     this.minWork = options.minWork ?? 8192;
     this.chunkBytes = options.chunkBytes ?? 128 * 1024;
+    this.fma = options.fma === true && enableRelaxedSimd(options.setFlags);
+    this.kernels = this.fma ? new FmaGemmKernels(this.arena.memory) : this.arena.kernels;
   }
 
   /** The trainer's MatmulKernel: true when computed here, false to leave the product to the caller. */
@@ -70,7 +84,7 @@ export class WasmTrainerGemm {
     if (transB) f.set(b.subarray(0, n * k), w);
     else transposeInto(b, f, w, k, n);
     const chunk = Math.max(12, Math.floor(this.chunkBytes / (4 * k) / 12) * 12);
-    const kernels = this.arena.kernels;
+    const kernels = this.kernels;
     for (let r0 = 0; r0 < n; r0 += chunk) {
       kernels.gemm(4 * w, 4 * x, 4 * y, m, k, n, r0, r0 + chunk < n ? r0 + chunk : n);
     }

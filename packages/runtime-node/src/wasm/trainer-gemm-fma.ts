@@ -1,0 +1,193 @@
+/**
+ * The trainer gemm's tile kernels with fused multiply-adds (WebAssembly relaxed SIMD `f32x4.relaxed_madd`):
+ * the same product as gemm.ts — Y[t, i] = Σ_j W[i, j] · X[t, j] over row-contiguous W and X, rows
+ * rowBegin..rowEnd − 1 — with one instruction per multiply-add instead of f32x4.mul + f32x4.add.
+ *
+ * Why a separate module: the training step is ~60% gemm, and its inner loop is bound by the floating-point
+ * instructions (per 4 columns of an R × T tile: R + T loads against R·T multiplies and R·T adds). On x64 with
+ * FMA, V8 compiles relaxed_madd to one vfmadd, halving them. The inference kernels (gemm.ts) stay plain SIMD:
+ * they must give the same bits on every engine, while `relaxed_madd` may round once (fused) or twice
+ * (unfused) depending on the hardware — on one machine the choice is fixed, so a training run is still
+ * bit-reproducible there (the trainer's own determinism promise: same machine, seed and thread count).
+ *
+ * Availability: relaxed SIMD is on by default from V8 11.4 (Node ≥ 22); Node 20 needs the V8 flag
+ * `--experimental-wasm-relaxed-simd`, which `enableRelaxedSimd()` sets at run time (before the module is
+ * compiled; process-wide, so worker threads see it). Without it the trainer keeps the plain kernels.
+ *
+ * Rounding: each lane accumulates its columns j ≡ lane (mod 4) with one rounding per multiply-add, lanes are
+ * summed pairwise at the end ((a0 + a1) + (a2 + a3)), then the cols % 4 tail (scalar multiply + add).
+ */
+import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import type { WasmExports, WasmMemory } from './engine.js';
+import { requireWasm, wasmApi } from './engine.js';
+
+const RELAXED_MADD = 0x105; // f32x4.relaxed_madd (relaxed SIMD proposal, Overview.md's binary table)
+
+class FmaBuilder extends FunctionBuilder {
+  /** f32x4.relaxed_madd: pops a, b, c (c on top) and pushes a·b + c. */
+  relaxedMadd(): this {
+    this.code.push(0xfd, (RELAXED_MADD & 0x7f) | 0x80, RELAXED_MADD >> 7);
+    return this;
+  }
+}
+
+/** R weight rows × T input rows per tile; tiles[T − 1] gives R for blocks of T input rows. */
+export interface FmaTilePlan {
+  rows: readonly number[];
+}
+
+/**
+ * Measured on the trainer's stories3M shapes (512×512×192, 512×192×512, 512×4096×192, 192×512×512, 384×128×32;
+ * G multiply-adds per CPU-second, 2 rounds): plain SIMD 17–21, this plan (blocks of 4 input rows × 2 weight
+ * rows) 23–26 — about 2 FMAs per cycle, the port limit of 128-bit FMA here; T = 5 (R 2) or R = 3 at T = 4
+ * measured 17–20 (more accumulators than the 15 xmm registers V8 allocates on x64 spill).
+ */
+export const DEFAULT_FMA_PLAN: FmaTilePlan = { rows: [4, 4, 3, 2] };
+
+/** The R × T tile: (w, x, y, rowBegin, rowEnd, cols, ldy), byte addresses, (rowEnd − rowBegin) a multiple of R. */
+function emitFmaTile(R: number, T: number): FunctionBuilder {
+  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [w, x, y, rowBegin, rowEnd, cols, ldy] = [0, 1, 2, 3, 4, 5, 6];
+  const i = f.local('i32');
+  const j = f.local('i32');
+  const colsBytes = f.local('i32');
+  const vecBytes = f.local('i32');
+  const w0 = f.local('i32');
+  const wp = Array.from({ length: R }, () => f.local('i32'));
+  const xp = Array.from({ length: T }, () => f.local('i32'));
+  const yp = Array.from({ length: T }, () => f.local('i32'));
+  const acc = Array.from({ length: R * T }, () => f.local('v128'));
+  const wv = Array.from({ length: R }, () => f.local('v128'));
+  const xv = f.local('v128');
+  const tail = Array.from({ length: R * T }, () => f.local('f32'));
+  const ws = Array.from({ length: R }, () => f.local('f32'));
+  const xs = f.local('f32');
+  // while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration)
+  const loop = (v: number, limit: number, step: number, body: () => void) => {
+    f.block().get(v).get(limit).i32GeU().brIf(0);
+    f.loop();
+    body();
+    f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+    f.end().end();
+  };
+
+  f.get(cols).i32Const(2).i32Shl().set(colsBytes);
+  f.get(colsBytes).i32Const(~15).i32And().set(vecBytes);
+  for (let t = 0; t < T; t++) {
+    f.get(x).get(colsBytes).i32Const(t).i32Mul().i32Add().set(xp[t]!);
+    f.get(y).get(ldy).i32Const(t).i32Mul().get(rowBegin).i32Add().i32Const(2).i32Shl().i32Add().set(yp[t]!);
+  }
+  f.get(w).get(rowBegin).get(colsBytes).i32Mul().i32Add().set(w0);
+  f.get(rowBegin).set(i);
+  loop(i, rowEnd, R, () => {
+    for (let r = 0; r < R; r++) {
+      if (r === 0) f.get(w0).set(wp[0]!);
+      else f.get(wp[r - 1]!).get(colsBytes).i32Add().set(wp[r]!);
+    }
+    for (const a of acc) f.v128Zero().set(a);
+    for (const s of tail) f.f32Const(0).set(s);
+    f.i32Const(0).set(j);
+    loop(j, vecBytes, 16, () => {
+      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().v128Load().set(wv[r]!);
+      for (let t = 0; t < T; t++) {
+        f.get(xp[t]!).get(j).i32Add().v128Load().set(xv);
+        for (let r = 0; r < R; r++) {
+          const a = acc[r * T + t]!;
+          f.get(wv[r]!).get(xv).get(a).relaxedMadd().set(a);
+        }
+      }
+    });
+    loop(j, colsBytes, 4, () => {
+      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
+      for (let t = 0; t < T; t++) {
+        f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);
+        for (let r = 0; r < R; r++) {
+          const s = tail[r * T + t]!;
+          f.get(s).get(ws[r]!).get(xs).f32Mul().f32Add().set(s);
+        }
+      }
+    });
+    for (let t = 0; t < T; t++) {
+      for (let r = 0; r < R; r++) {
+        const a = acc[r * T + t]!;
+        f.get(yp[t]!);
+        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+        f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+        f.f32Add().get(tail[r * T + t]!).f32Add();
+        f.f32Store(4 * r);
+      }
+      f.get(yp[t]!).i32Const(4 * R).i32Add().set(yp[t]!);
+    }
+    f.get(w0).get(colsBytes).i32Const(R).i32Mul().i32Add().set(w0);
+  });
+  return f;
+}
+
+const tileName = (r: number, t: number) => `fma_r${r}_t${t}`;
+
+function emitFmaModule(plan: FmaTilePlan): Uint8Array {
+  const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 });
+  plan.rows.forEach((r, index) => {
+    const t = index + 1;
+    m.addFunction(tileName(r, t), emitFmaTile(r, t));
+    if (r !== 1) m.addFunction(tileName(1, t), emitFmaTile(1, t));
+  });
+  return m.emit();
+}
+
+let relaxedState: boolean | undefined;
+
+/**
+ * Whether this engine compiles relaxed SIMD, turning on V8's `--experimental-wasm-relaxed-simd` first when
+ * `setFlags` is given (Node 20: `v8.setFlagsFromString`). Decided once per process.
+ */
+export function enableRelaxedSimd(setFlags?: (flags: string) => void): boolean {
+  if (relaxedState !== undefined) return relaxedState;
+  const bytes = emitFmaModule({ rows: [1] });
+  try {
+    relaxedState = wasmApi !== undefined && wasmApi.validate(bytes);
+    if (!relaxedState && setFlags) {
+      setFlags('--experimental-wasm-relaxed-simd');
+      relaxedState = wasmApi!.validate(bytes);
+    }
+  } catch {
+    relaxedState = false;
+  }
+  return relaxedState;
+}
+
+type TileFn = (w: number, x: number, y: number, rowBegin: number, rowEnd: number, cols: number, ldy: number) => void;
+
+/** The FMA tiles instantiated over one memory, with the same driver contract as gemm.ts's GemmKernels.gemm. */
+export class FmaGemmKernels {
+  private readonly main: TileFn[] = [];
+  private readonly single: TileFn[] = [];
+  private readonly rowsPerTile: number[] = [];
+  readonly maxT: number;
+
+  constructor(memory: WasmMemory, plan: FmaTilePlan = DEFAULT_FMA_PLAN) {
+    const wasm = requireWasm();
+    const exports: WasmExports = new wasm.Instance(new wasm.Module(emitFmaModule(plan)), { env: { memory } }).exports;
+    this.maxT = plan.rows.length;
+    plan.rows.forEach((r, index) => {
+      const t = index + 1;
+      this.rowsPerTile[t] = r;
+      this.main[t] = exports[tileName(r, t)] as TileFn;
+      this.single[t] = exports[tileName(1, t)] as TileFn;
+    });
+  }
+
+  /** Y[t, i] = W[i, :] · X[t, :] for t < n, rowBegin ≤ i < rowEnd (byte addresses; Y row stride ldy floats). */
+  gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
+    const maxT = this.maxT;
+    for (let t0 = 0; t0 < n; t0 += maxT) {
+      const T = n - t0 < maxT ? n - t0 : maxT;
+      const R = this.rowsPerTile[T]!;
+      const mainEnd = rowBegin + (((rowEnd - rowBegin) / R) | 0) * R;
+      const xt = x + t0 * cols * 4;
+      const yt = y + t0 * ldy * 4;
+      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy);
+      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy);
+    }
+  }
+}
