@@ -38,6 +38,9 @@ export interface NormWeight<T extends FloatArray = Float32Array> {
   grad: T | null;
 }
 
+/** Linears per layer: linear index = layer · KINDS + index in LINEAR_KINDS. */
+const KINDS = LINEAR_KINDS.length;
+
 export type LayerProviders<T extends FloatArray = Float32Array> = Record<LinearKind, WeightProvider<T>>;
 
 export interface GraphWeights<T extends FloatArray = Float32Array> {
@@ -330,29 +333,29 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       // --- FFN: X_{l+1} = M + H Ŵdᵀ
       matmul(dX, wd, dH, n, hid, dim, false, false);
       mark?.('bwd.linear dX');
-      this.linearGrad(prov.down, dX, s.h, n, gradW.down);
+      this.linearGrad(l * KINDS + 6, prov.down, dX, s.h, n, gradW.down);
       swigluBackward(dH, s.g, s.u, dG, dU, n * hid, s.sig);
       mark?.('bwd.swiglu');
       matmul(dG, wg, dA, n, dim, hid, false, false);
       matmul(dU, wu, dA, n, dim, hid, false, false, true);
       mark?.('bwd.linear dX');
-      this.linearGrad(prov.gate, dG, s.f, n, gradW.gate);
-      this.linearGrad(prov.up, dU, s.f, n, gradW.up);
+      this.linearGrad(l * KINDS + 4, prov.gate, dG, s.f, n, gradW.gate);
+      this.linearGrad(l * KINDS + 5, prov.up, dU, s.f, n, gradW.up);
       rmsNormBackward(dA, s.m, w.ffnNorm[l]!.data, s.r2, dX, w.ffnNorm[l]!.grad, n, dim); // dX is now ∂L/∂M
       mark?.('bwd.rmsnorm');
 
       // --- attention: M = X_l + O Ŵoᵀ
       matmul(dX, wo, dO, n, dim, dim, false, false);
       mark?.('bwd.linear dX');
-      this.linearGrad(prov.o, dX, s.o, n, gradW.o);
+      this.linearGrad(l * KINDS + 3, prov.o, dX, s.o, n, gradW.o);
       attentionBackward(dO, s.q, s.k, s.v, s.probs, dq, dk, dv, shape);
       mark?.('bwd.attention');
       rope(dq, n, dim, L, hs, this.cos, this.sin, pairs, true);
       rope(dk, n, kv, L, hs, this.cos, this.sin, pairs, true);
       mark?.('bwd.rope');
-      this.linearGrad(prov.q, dq, s.a, n, gradW.q);
-      this.linearGrad(prov.k, dk, s.a, n, gradW.k);
-      this.linearGrad(prov.v, dv, s.a, n, gradW.v);
+      this.linearGrad(l * KINDS + 0, prov.q, dq, s.a, n, gradW.q);
+      this.linearGrad(l * KINDS + 1, prov.k, dk, s.a, n, gradW.k);
+      this.linearGrad(l * KINDS + 2, prov.v, dv, s.a, n, gradW.v);
       // The gradient below layer 0 reaches only the frozen embedding: skip it unless the norm trains.
       if (l > 0 || w.attnNorm[0]!.grad) {
         matmul(dq, wq, dA, n, dim, dim, false, false);
@@ -365,11 +368,22 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     }
   }
 
+  /**
+   * Called with (linear index = layer·KINDS + kind index, ∂L/∂Ŵ of this graph's rows) before the provider's
+   * backward: the data-parallel trainer adds the workers' ∂L/∂Ŵ of the same linear here, so a provider's
+   * backward runs once per step on the sum (it is linear in gradW) instead of once per shard.
+   */
+  beforeProviderBackward: ((linear: number, gradW: T) => void) | null = null;
+
   /** ∂L/∂Ŵ = dYᵀ X, handed to the provider (skipped for frozen providers). */
-  private linearGrad(p: WeightProvider<T>, dY: T, x: T, n: number, buf: T): void {
+  private linearGrad(linear: number, p: WeightProvider<T>, dY: T, x: T, n: number, buf: T): void {
     if (!p.trainable) return;
     matmul(dY, x, buf, p.rows, p.cols, n, true, false);
     this.mark?.('bwd.linear dW');
+    if (this.beforeProviderBackward) {
+      this.beforeProviderBackward(linear, buf);
+      this.mark?.('bwd.add worker ∂L/∂Ŵ');
+    }
     p.backward(buf);
     this.mark?.('bwd.provider backward()');
   }

@@ -242,6 +242,7 @@ class WorkerExecutor implements ShardExecutor {
   private readonly tokens: Int32Array;
   private readonly per: Array<{
     ctrl: Int32Array;
+    ready: Int32Array;
     job: Int32Array;
     results: Float64Array;
     error: Uint8Array;
@@ -288,12 +289,14 @@ class WorkerExecutor implements ShardExecutor {
         norms: s.norms.map((name, j) => ({ name, data: normBufs[j]!, grad: normGradBufs[j]! })),
         tokens: tokenBuf,
         control: sab(4 * 4),
+        ready: sab(4 * s.linears.length),
         job: sab(3 * 4),
         results: sab(5 * 8),
         error: sab(ERROR_BYTES),
       };
       this.per.push({
         ctrl: new Int32Array(init.control),
+        ready: new Int32Array(init.ready),
         job: new Int32Array(init.job),
         results: new Float64Array(init.results),
         error: new Uint8Array(init.error),
@@ -336,6 +339,23 @@ class WorkerExecutor implements ShardExecutor {
       Atomics.store(p.ctrl, CTRL.JOB, this.seq);
       Atomics.notify(p.ctrl, CTRL.JOB);
     }
+  }
+
+  gradientOf(i: number): Float32Array[] | null {
+    const out: Float32Array[] = [];
+    for (const p of this.per) {
+      const t0 = performance.now();
+      for (;;) {
+        const r = Atomics.load(p.ready, i);
+        if (r === this.seq) break;
+        // A worker that finished this step without posting the gradient failed: finish() says why.
+        if (Atomics.load(p.ctrl, CTRL.DONE) === this.seq) return null;
+        if (performance.now() - t0 > this.timeoutMs) this.waitFor(p.ready, i, r, 'a training step'); // times out, throws
+        Atomics.wait(p.ready, i, r, 50);
+      }
+      out.push(p.gradW[i]!);
+    }
+    return out;
   }
 
   finish(): ShardResult[] {

@@ -62,6 +62,11 @@ export interface ShardExecutor {
   tokenBuffer(): Int32Array;
   /** Begin shards 1.. of a step (returns at once). */
   start(): void;
+  /**
+   * The workers' ∂L/∂Ŵ of trainable linear i for the step in flight (shard order), waiting until each has
+   * written it — or null when a worker ended its step without it (it failed: finish() reports why).
+   */
+  gradientOf(i: number): Float32Array[] | null;
   /** Wait for them; results in shard order. */
   finish(): ShardResult[];
   dispose(): void;
@@ -101,6 +106,7 @@ export interface ShardWorkerInit {
   norms: Array<{ name: string; data: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
   tokens: SharedArrayBuffer;
   control: SharedArrayBuffer; // Int32 [4]
+  ready: SharedArrayBuffer; // Int32 [linears]: the job number whose ∂L/∂Ŵ of linear i is written
   job: SharedArrayBuffer; // Int32 [3]
   results: SharedArrayBuffer; // Float64 [5]
   error: SharedArrayBuffer; // Uint8 [ERROR_BYTES]
@@ -116,12 +122,14 @@ class ProxyProvider implements WeightProvider {
     readonly trainable: boolean,
     private readonly w: Float32Array,
     private readonly g: Float32Array | null,
+    private readonly post: (() => void) | null = null,
   ) {}
   weight(): Float32Array {
     return this.w;
   }
   backward(gradW: Float32Array): void {
     this.g!.set(gradW.subarray(0, this.g!.length));
+    this.post?.(); // the trainer's thread may be waiting for it (ShardExecutor.gradientOf)
   }
   parameters(): Param[] {
     return [];
@@ -187,14 +195,22 @@ function buildShardRunner(init: ShardWorkerInit): () => void {
   const norms: NormWeight[] = init.norms.map((n) => ({ data: f32(n.data), grad: n.grad ? f32(n.grad) : null }));
   const layers: LayerProviders[] = [];
   const grads: Float32Array[] = [];
+  const ready = new Int32Array(init.ready);
+  const ctrl = new Int32Array(init.control);
   let i = 0;
   for (let l = 0; l < c.nLayers; l++) {
     const lp = {} as LayerProviders;
     for (const kind of LINEAR_KINDS) {
+      const index = i;
       const s = init.linears[i++]!;
       const g = s.grad ? f32(s.grad) : null;
       if (g) grads.push(g);
-      lp[kind] = new ProxyProvider(s.name, s.rows, s.cols, s.trainable, f32(s.weight), g);
+      // Post "linear `index` written for job J" (J = the job being served, CTRL.JOB).
+      const post = () => {
+        Atomics.store(ready, index, Atomics.load(ctrl, CTRL.JOB));
+        Atomics.notify(ready, index);
+      };
+      lp[kind] = new ProxyProvider(s.name, s.rows, s.cols, s.trainable, f32(s.weight), g, post);
     }
     layers.push(lp);
   }

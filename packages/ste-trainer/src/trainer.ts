@@ -291,6 +291,16 @@ export class Trainer {
           })
         : null;
     this.windows = this.executor ? this.executor.tokenBuffer() : new Int32Array(o.batch * (o.seqLen + 1));
+    if (this.executor) {
+      // Sum every shard's ∂L/∂Ŵ before the provider's backward (linear in gradW), in shard order, so an
+      // expensive backward (a LittleBit chain rule, a sketch scatter) runs once per step, not once per shard,
+      // and not on the serial path after the workers finish.
+      const ex = this.executor;
+      this.student.beforeProviderBackward = (i, gradW) => {
+        const parts = ex.gradientOf(i);
+        if (parts) for (const g of parts) addInto(gradW, g);
+      };
+    }
   }
 
   private prof: Map<string, number> | null = null;
@@ -427,10 +437,8 @@ export class Trainer {
       let ce = ll.ce * n0;
       let top1 = ll.top1 * n0;
       let mseSum = mse * n0;
+      // (The workers' ∂L/∂Ŵ were added into this thread's before each provider's backward: student.beforeProviderBackward.)
       for (const r of shardResults) {
-        this.providers.forEach((p, i) => {
-          if (p.trainable) p.backward(r.gradW[i]!);
-        });
         if (this.trainNorms) this.normParams().forEach((np, j) => addInto(np.grad, r.normGrad[j]!));
         kl += r.klSum;
         ce += r.ceSum;
