@@ -7,8 +7,8 @@
  *
  * The kernels of gemm.ts compute Y[t, i] = W[i, :] · X[t, :] with both operands row-contiguous along the
  * reduction, so X = op(A) as [m, k] rows and W = op(B)ᵀ as [n, k] rows; an operand whose reduction dimension
- * is not contiguous (transA true, transB false) is transposed straight into the wasm memory (32 × 32 tiles),
- * the others are copied. Y = C (ldy = n) is copied back, or added to C when accumulating. The weight rows
+ * is not contiguous (transA true, transB false) is copied into the wasm memory and transposed there
+ * (trainer-transpose.ts), the others are copied. Y = C (ldy = n) is copied back, or added to C when accumulating. The weight rows
  * are walked in chunks of about 128 KiB so a chunk stays in cache while every input row passes over it.
  *
  * Float32 only (Float64Array operands — the trainer's gradient checks — return false: the caller's float64
@@ -20,6 +20,7 @@
  */
 import { WasmArena, wasmSimdSupported } from './arena.js';
 import { FmaGemmKernels, enableRelaxedSimd } from './trainer-gemm-fma.js';
+import { WasmTranspose } from './trainer-transpose.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -55,7 +56,10 @@ export class WasmTrainerGemm {
     this.chunkBytes = options.chunkBytes ?? 128 * 1024;
     this.fma = options.fma === true && enableRelaxedSimd(options.setFlags);
     this.kernels = this.fma ? new FmaGemmKernels(this.arena.memory) : this.arena.kernels;
+    this.transposer = new WasmTranspose(this.arena.memory);
   }
+
+  private readonly transposer: WasmTranspose;
 
   /** The trainer's MatmulKernel: true when computed here, false to leave the product to the caller. */
   readonly matmul = (
@@ -74,15 +78,24 @@ export class WasmTrainerGemm {
     const up4 = (v: number) => (v + 3) & ~3; // keep every region 16-byte aligned
     const xF = up4(m * k);
     const wF = up4(n * k);
-    const base = this.arena.scratch(4 * (xF + wF + m * n));
+    const mn4 = up4(m * n);
+    // [x | w | y | staging]: an operand to transpose is copied to staging (one memcpy), then transposed in wasm.
+    const stage = transA || !transB ? Math.max(transA ? xF : 0, transB ? 0 : wF) : 0;
+    const base = this.arena.scratch(4 * (xF + wF + mn4 + stage));
     const f = this.arena.f32; // read after scratch(): it may have grown the memory
     const x = base / 4;
     const w = x + xF;
     const y = w + wF;
-    if (transA) transposeInto(a, f, x, k, m);
-    else f.set(a.subarray(0, m * k), x);
-    if (transB) f.set(b.subarray(0, n * k), w);
-    else transposeInto(b, f, w, k, n);
+    const t = y + mn4;
+    if (transA) {
+      f.set(a.length === m * k ? a : a.subarray(0, m * k), t);
+      this.transposer.transpose(4 * t, 4 * x, k, m);
+    } else f.set(a.length === m * k ? a : a.subarray(0, m * k), x);
+    if (transB) f.set(b.length === n * k ? b : b.subarray(0, n * k), w);
+    else {
+      f.set(b.length === n * k ? b : b.subarray(0, n * k), t);
+      this.transposer.transpose(4 * t, 4 * w, k, n);
+    }
     const chunk = Math.max(12, Math.floor(this.chunkBytes / (4 * k) / 12) * 12);
     const kernels = this.kernels;
     for (let r0 = 0; r0 < n; r0 += chunk) {
@@ -98,21 +111,6 @@ export class WasmTrainerGemm {
     this.macs += m * n * k;
     return true;
   };
-}
-
-/** dst[off + j·rows + i] = src[i·cols + j] for src [rows, cols], in 32 × 32 tiles. */
-function transposeInto(src: Float32Array, dst: Float32Array, off: number, rows: number, cols: number): void {
-  const T = 32;
-  for (let i0 = 0; i0 < rows; i0 += T) {
-    const i1 = i0 + T < rows ? i0 + T : rows;
-    for (let j0 = 0; j0 < cols; j0 += T) {
-      const j1 = j0 + T < cols ? j0 + T : cols;
-      for (let i = i0; i < i1; i++) {
-        const s = i * cols;
-        for (let j = j0; j < j1; j++) dst[off + j * rows + i] = src[s + j]!;
-      }
-    }
-  }
 }
 
 /** A WasmTrainerGemm when this engine validates the SIMD kernels, else null (use the JS kernel). */
