@@ -3,7 +3,7 @@
  * is runtime-node (CPU: dense wasm/js kernels for checkpoints, fused codec kernels for bundles); `webgpu` is
  * runtime-webgpu through Dawn (the `webgpu` package), falling back to SwiftShader when no GPU adapter is found.
  */
-import { type OpenedModel, type ReferenceModel, createSession, describeRuntime } from '@ultrasketch/pipeline';
+import { type OpenedModel, type ReferenceModel, createSession, describeRuntime, sessionContextLength } from '@ultrasketch/pipeline';
 import type { KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
 import { WebGpuSession, describeAdapter } from '@ultrasketch/runtime-webgpu';
 // The Node entry (Dawn) is loaded only when --runtime webgpu is asked for: `node` runs never load the native
@@ -46,14 +46,20 @@ export class SessionFactory {
     }
   }
 
-  async open(model: OpenedModel | ReferenceModel): Promise<RunSession> {
-    if (this.runtime === 'node') return { runtime: 'node', session: createSession(model, { kernels: this.kernels }) };
+  /**
+   * `contextLength`: the KV cache's capacity in positions — what the command needs (generate: its steps; eval: the
+   * window), so a 128k-context model does not reserve gigabytes of cache it never uses. Default: seq_len, capped
+   * at 4096 positions (DEFAULT_CONTEXT_CAP).
+   */
+  async open(model: OpenedModel | ReferenceModel, contextLength?: number): Promise<RunSession> {
+    const cap = sessionContextLength(model.config, contextLength);
+    if (this.runtime === 'node') return { runtime: 'node', session: createSession(model, { kernels: this.kernels, contextLength: cap }) };
     this.gpu ??= loadNodeGpu();
     const gpu = await this.gpu;
     const session =
       model.kind === 'bundle'
-        ? await WebGpuSession.fromBundle(model.bundle, { gpu, source: model.source.path })
-        : await WebGpuSession.fromWeights(model.weights, { gpu, source: model.source.path });
+        ? await WebGpuSession.fromBundle(model.bundle, { gpu, source: model.source.path, contextLength: cap })
+        : await WebGpuSession.fromWeights(model.weights, { gpu, source: model.source.path, contextLength: cap });
     if (!this.announced) {
       this.announced = true;
       note(this.io, this.quiet, `webgpu adapter: ${describeAdapter(session.adapter)}`);

@@ -27,14 +27,20 @@ import { encodeUtf8 } from './utf8.js';
  * - `<weight name>.<component>` — the stored parameters of each 2-D weight (linears, embedding, untied
  *   classifier), as its codec's `toTensors` produced them (e.g. `...q_proj.weight.codes`);
  * - `<vector name>` — 1-D float tensors kept as F32 (RMSNorm weights), under their canonical names;
- * - `tokenizer.llama2c` — the tokenizer file's bytes (U8), so a bundle needs nothing else to run.
+ * - the tokenizer the source had, as U8 tensors, so a bundle needs nothing else to run: `tokenizer.llama2c`
+ *   (a llama2.c tokenizer file: kinds `llama2c`, and `gguf-llama` for a GGUF SentencePiece vocabulary written
+ *   in that format), or `tokenizer.json` + `tokenizer_config.json` (kind `hf-json`: a Hugging Face tokenizer,
+ *   also the form a GGUF `gpt2` vocabulary is stored in);
  *
  * `__metadata__` (string → string; structured values are JSON text)
  * - `format` = "ultrasketch.usk", `format_version` = "2" (version 1, without `metadata_checksum`, is still read);
  * - `metadata_checksum`: "sha256:" + hex over every other metadata entry AND the tensor table (names, dtypes,
  *   shapes, data_offsets), in the canonical encoding of `metadataChecksumBytes`; always verified on load;
  * - `model_config`: the model config (JSON);
- * - `tokenizer`: {"kind": "llama2c", "tensor": "tokenizer.llama2c"};
+ * - `tokenizer`: {"kind": "llama2c", "tensor": "tokenizer.llama2c"} (the only form before tokenizer kinds; still
+ *   written byte for byte the same), {"kind": "gguf-llama", "tensor": "tokenizer.llama2c", "bosId", "eosIds"} or
+ *   {"kind": "hf-json", "tensor": "tokenizer.json", "configTensor": "tokenizer_config.json", "bosId", "eosIds",
+ *   "origin"}; bosId is null when the tokenizer adds none (Qwen), eosIds are the ids generation stops at;
  * - `weights`: {name: {codec, version, options, seed, rows, cols}} for every 2-D weight;
  * - `vectors`: [names of the 1-D tensors];
  * - `checksums`: {tensor name: "crc32:xxxxxxxx"} for EVERY tensor, verified on load unless skipped;
@@ -49,6 +55,37 @@ export const USK_FORMAT_VERSION = 2;
 /** Versions this build reads: 1 (before the metadata checksum, which it lacks) and 2. */
 export const USK_READABLE_VERSIONS: readonly number[] = [1, 2];
 export const USK_TOKENIZER_TENSOR = 'tokenizer.llama2c';
+/** The tensors of an `hf-json` tokenizer: the tokenizer.json and tokenizer_config.json files' bytes. */
+export const USK_HF_TOKENIZER_TENSOR = 'tokenizer.json';
+export const USK_HF_TOKENIZER_CONFIG_TENSOR = 'tokenizer_config.json';
+
+/**
+ * How a bundle stores its tokenizer: `llama2c` (a llama2.c tokenizer file, as every bundle before tokenizer kinds),
+ * `gguf-llama` (a GGUF SentencePiece vocabulary, stored as a llama2.c tokenizer file: the same algorithm runs it),
+ * `hf-json` (a Hugging Face tokenizer.json with its tokenizer_config.json; a GGUF `gpt2` vocabulary is stored as
+ * the tokenizer.json it runs as, origin "gguf-gpt2").
+ */
+export type BundleTokenizerKind = 'llama2c' | 'gguf-llama' | 'hf-json';
+export const USK_TOKENIZER_KINDS: readonly BundleTokenizerKind[] = ['llama2c', 'gguf-llama', 'hf-json'];
+
+export interface BundleTokenizer {
+  kind: BundleTokenizerKind;
+  /** A llama2.c tokenizer file (llama2c, gguf-llama) or tokenizer.json (hf-json). */
+  bytes: Uint8Array;
+  /** hf-json: the tokenizer_config.json bytes (`{}` when the source had none). */
+  configBytes?: Uint8Array;
+  /** gguf-llama, hf-json: the BOS id the tokenizer adds (null: none). */
+  bosId?: number | null;
+  /** gguf-llama, hf-json: the ids generation stops at (end of sequence). */
+  eosIds?: number[];
+  /** hf-json: where the tokenizer.json came from ("tokenizer.json", or "gguf-gpt2" when built from a GGUF vocabulary). */
+  origin?: string;
+}
+
+/** The names of the tensors a tokenizer of this kind is stored in. */
+export function tokenizerTensorNames(kind: BundleTokenizerKind): string[] {
+  return kind === 'hf-json' ? [USK_HF_TOKENIZER_TENSOR, USK_HF_TOKENIZER_CONFIG_TENSOR] : [USK_TOKENIZER_TENSOR];
+}
 /** The metadata key holding the checksum over the rest of the header (format version 2 on). */
 export const USK_METADATA_CHECKSUM_KEY = 'metadata_checksum';
 
@@ -69,7 +106,7 @@ export interface BundleWeightInput {
 
 export interface BundleInput {
   config: Record<string, unknown>;
-  tokenizer: { kind: 'llama2c'; bytes: Uint8Array };
+  tokenizer: BundleTokenizer;
   weights: Map<string, BundleWeightInput>;
   vectors: Map<string, Float32Array>;
   /** Further JSON sections: provenance, accounting, quality, training, ... */
@@ -85,7 +122,8 @@ export interface BundleWeight {
 export interface Bundle {
   formatVersion: number;
   config: Record<string, unknown>;
-  tokenizer: { kind: 'llama2c'; bytes: Uint8Array };
+  /** The tokenizer as stored; its tensors are `tokenizerTensorNames(tokenizer.kind)`. */
+  tokenizer: BundleTokenizer;
   weights: Map<string, BundleWeight>;
   vectors: Map<string, Float32Array>;
   sections: Record<string, unknown>;
@@ -217,7 +255,15 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
     const v = input.vectors.get(name)!;
     tensors.push({ name, dtype: 'F32', shape: [v.length], data: v });
   }
-  tensors.push({ name: USK_TOKENIZER_TENSOR, dtype: 'U8', shape: [input.tokenizer.bytes.length], data: input.tokenizer.bytes });
+  const tok = input.tokenizer;
+  const tokEntry = tokenizerEntry(tok);
+  if (tok.kind === 'hf-json') {
+    const config = tok.configBytes ?? encodeUtf8('{}');
+    tensors.push({ name: USK_HF_TOKENIZER_TENSOR, dtype: 'U8', shape: [tok.bytes.length], data: tok.bytes });
+    tensors.push({ name: USK_HF_TOKENIZER_CONFIG_TENSOR, dtype: 'U8', shape: [config.length], data: config });
+  } else {
+    tensors.push({ name: USK_TOKENIZER_TENSOR, dtype: 'U8', shape: [tok.bytes.length], data: tok.bytes });
+  }
 
   const checksums: Record<string, string> = {};
   for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
@@ -227,7 +273,7 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
     format: USK_FORMAT,
     format_version: String(USK_FORMAT_VERSION),
     model_config: JSON.stringify(input.config),
-    tokenizer: JSON.stringify({ kind: input.tokenizer.kind, tensor: USK_TOKENIZER_TENSOR }),
+    tokenizer: JSON.stringify(tokEntry),
     weights: JSON.stringify(entries),
     vectors: JSON.stringify(vectorNames),
     checksums: JSON.stringify(checksums),
@@ -336,10 +382,7 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
 
   const config = json('model_config');
   if (!isObject(config)) bad(ErrorCodes.BAD_HEADER, 'metadata "model_config" is not an object');
-  const tok = json('tokenizer');
-  if (!isObject(tok) || tok.kind !== 'llama2c' || tok.tensor !== USK_TOKENIZER_TENSOR) {
-    bad(ErrorCodes.BAD_HEADER, 'metadata "tokenizer" must be {"kind": "llama2c", "tensor": "tokenizer.llama2c"}');
-  }
+  const tokenizer = readTokenizerEntry(json('tokenizer'), bad);
   const checksums = json('checksums');
   if (!isObject(checksums)) bad(ErrorCodes.BAD_HEADER, 'metadata "checksums" is not an object');
   const entries = json('weights');
@@ -366,9 +409,13 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
     }
   }
 
-  const used = new Set<string>([USK_TOKENIZER_TENSOR]);
-  const tokTensor = file.tensors.get(USK_TOKENIZER_TENSOR);
-  if (!tokTensor || tokTensor.dtype !== 'U8') bad(ErrorCodes.MISSING_TENSOR, `tensor "${USK_TOKENIZER_TENSOR}" (U8) is missing`);
+  const tokenizerTensors = tokenizerTensorNames(tokenizer.kind);
+  const used = new Set<string>(tokenizerTensors);
+  const tokBytes = tokenizerTensors.map((name) => {
+    const t = file.tensors.get(name);
+    if (!t || t.dtype !== 'U8' || t.shape.length !== 1) bad(ErrorCodes.MISSING_TENSOR, `tensor "${name}" (U8) is missing`);
+    return t!.data;
+  });
 
   const vectors = new Map<string, Float32Array>();
   for (const name of vectorNames as string[]) {
@@ -444,7 +491,7 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
   return {
     formatVersion: formatVersion!,
     config: config as Record<string, unknown>,
-    tokenizer: { kind: 'llama2c', bytes: tokTensor!.data },
+    tokenizer: { ...tokenizer, bytes: tokBytes[0]!, ...(tokenizer.kind === 'hf-json' ? { configBytes: tokBytes[1]! } : {}) },
     weights,
     vectors,
     sections,
@@ -455,4 +502,67 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
     },
     file,
   };
+}
+
+// ------------------------------------------------------------------------------------------- tokenizer
+
+/**
+ * The `tokenizer` metadata entry. `llama2c` is written exactly as before tokenizer kinds existed
+ * ({"kind","tensor"}), so a bundle of a llama2.c model is byte-identical to one written by earlier builds.
+ */
+function tokenizerEntry(t: BundleTokenizer): Record<string, unknown> {
+  if (!USK_TOKENIZER_KINDS.includes(t.kind)) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `unknown tokenizer kind ${JSON.stringify(t.kind)} (one of ${USK_TOKENIZER_KINDS.join(', ')})`);
+  }
+  if (t.kind === 'llama2c') return { kind: 'llama2c', tensor: USK_TOKENIZER_TENSOR };
+  const ids = { bosId: checkedId(t.bosId ?? null), eosIds: (t.eosIds ?? []).map((id) => checkedId(id)!) };
+  if (t.kind === 'gguf-llama') return { kind: 'gguf-llama', tensor: USK_TOKENIZER_TENSOR, ...ids };
+  return { kind: 'hf-json', tensor: USK_HF_TOKENIZER_TENSOR, configTensor: USK_HF_TOKENIZER_CONFIG_TENSOR, ...ids, origin: t.origin ?? 'tokenizer.json' };
+}
+
+function checkedId(id: number | null): number | null {
+  if (id !== null && (!Number.isInteger(id) || id < 0 || id >= LIMITS.maxVocab)) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${id} is not in 0..${LIMITS.maxVocab - 1}`, { source: 'tokenizer' });
+  }
+  return id;
+}
+
+/** The stored `tokenizer` entry, checked key by key: a known kind, its fixed tensor names, ids in range. */
+function readTokenizerEntry(
+  raw: unknown,
+  bad: (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], problem: string) => never,
+): Omit<BundleTokenizer, 'bytes' | 'configBytes'> {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(raw) || typeof raw.kind !== 'string' || !(USK_TOKENIZER_KINDS as readonly string[]).includes(raw.kind)) {
+    bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" must name a tokenizer kind (${USK_TOKENIZER_KINDS.join(', ')}), got ${JSON.stringify(raw)}`);
+  }
+  const entry = raw as Record<string, unknown>;
+  const kind = entry.kind as BundleTokenizerKind;
+  const want: Record<string, unknown> =
+    kind === 'llama2c'
+      ? { kind, tensor: USK_TOKENIZER_TENSOR }
+      : kind === 'gguf-llama'
+        ? { kind, tensor: USK_TOKENIZER_TENSOR, bosId: null, eosIds: null }
+        : { kind, tensor: USK_HF_TOKENIZER_TENSOR, configTensor: USK_HF_TOKENIZER_CONFIG_TENSOR, bosId: null, eosIds: null, origin: null };
+  const keys = Object.keys(entry).sort().join(',');
+  if (keys !== Object.keys(want).sort().join(',')) {
+    bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" of kind ${kind} must have exactly the keys ${Object.keys(want).join(', ')}, has ${Object.keys(entry).join(', ')}`);
+  }
+  for (const k of ['tensor', 'configTensor'] as const) {
+    if (k in want && entry[k] !== want[k]) bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" ${k} must be ${JSON.stringify(want[k])}, got ${JSON.stringify(entry[k])}`);
+  }
+  const out: Omit<BundleTokenizer, 'bytes' | 'configBytes'> = { kind };
+  if (kind === 'llama2c') return out;
+  const id = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < LIMITS.maxVocab;
+  if (entry.bosId !== null && !id(entry.bosId)) bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" bosId ${JSON.stringify(entry.bosId)} is not a token id or null`);
+  if (!Array.isArray(entry.eosIds) || entry.eosIds.length > 64 || !entry.eosIds.every(id)) {
+    bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" eosIds ${JSON.stringify(entry.eosIds)} is not a list of at most 64 token ids`);
+  }
+  out.bosId = entry.bosId as number | null;
+  out.eosIds = entry.eosIds as number[];
+  if (kind === 'hf-json') {
+    if (typeof entry.origin !== 'string' || entry.origin.length > 64) bad(ErrorCodes.BAD_HEADER, `metadata "tokenizer" origin ${JSON.stringify(entry.origin)} is not a short string`);
+    out.origin = entry.origin as string;
+  }
+  return out;
 }

@@ -19,6 +19,7 @@ export { readLlama2cTokenizer } from './llama2cTokenizer.js';
 export type { Llama2cTokenizerFile } from './llama2cTokenizer.js';
 export {
   readSafetensors,
+  parseSafetensorsHeader,
   writeSafetensors,
   getSafetensorsTensor,
   getSafetensorsFloat32,
@@ -31,6 +32,8 @@ export type {
   SafetensorsLimits,
   SafetensorsTensorInput,
   SafetensorsLayoutEntry,
+  SafetensorsHeader,
+  SafetensorsTensorInfo,
 } from './safetensors.js';
 export { crc32, crc32Tag } from './crc32.js';
 export { sha256, sha256Hex } from './sha256.js';
@@ -41,6 +44,10 @@ export {
   USK_FORMAT_VERSION,
   USK_READABLE_VERSIONS,
   USK_TOKENIZER_TENSOR,
+  USK_HF_TOKENIZER_TENSOR,
+  USK_HF_TOKENIZER_CONFIG_TENSOR,
+  USK_TOKENIZER_KINDS,
+  tokenizerTensorNames,
   USK_METADATA_CHECKSUM_KEY,
   writeBundle,
   readBundle,
@@ -51,6 +58,8 @@ export type {
   Bundle,
   BundleInput,
   BundleIntegrity,
+  BundleTokenizer,
+  BundleTokenizerKind,
   BundleWeight,
   BundleWeightEntry,
   BundleWeightInput,

@@ -97,10 +97,69 @@ export function readSafetensors(
   return { tensors, metadata, headerBytes, dataOffset };
 }
 
-/** The u64 header length, checked against the limit and the file before anything else. */
-function readHeaderLength(bytes: Uint8Array, source: string, limits: SafetensorsLimits): number {
-  if (bytes.byteLength < LENGTH_PREFIX_BYTES) {
-    fail(ErrorCodes.TRUNCATED, `file is truncated: ${bytes.byteLength} bytes is shorter than the 8-byte header length`, source);
+/** A tensor as a header describes it, without its data: where its bytes are in the file. */
+export interface SafetensorsTensorInfo {
+  dtype: DType;
+  shape: number[];
+  /** [begin, end) relative to the data area, as the header states them. */
+  dataOffsets: [number, number];
+  /** Absolute offset of the data in the file (dataOffset + begin). */
+  fileOffset: number;
+  byteLength: number;
+}
+
+/** A safetensors header read from the first bytes of a file, validated against the file's size. */
+export interface SafetensorsHeader {
+  tensors: Map<string, SafetensorsTensorInfo>;
+  metadata: Record<string, string>;
+  headerBytes: number;
+  dataOffset: number;
+  fileSize: number;
+}
+
+/**
+ * Parse a safetensors header from `head`, the first bytes of a file of `fileSize` bytes, with every check
+ * `readSafetensors` makes (limits, offsets inside the data area, exact tiling, no duplicate keys), but without
+ * the data: a streaming loader reads the header, then each tensor's `byteLength` bytes at `fileOffset`. When
+ * `head` is shorter than the header, the answer is how many bytes to read from the start of the file.
+ */
+export function parseSafetensorsHeader(
+  head: Uint8Array,
+  fileSize: number,
+  source = '<safetensors>',
+  limits: SafetensorsLimits = LIMITS,
+): { done: true; header: SafetensorsHeader } | { done: false; needBytes: number } {
+  if (!Number.isSafeInteger(fileSize) || fileSize < head.byteLength) {
+    fail(ErrorCodes.BAD_ARGUMENT, `file size ${fileSize} is not a whole number of bytes at least as long as the ${head.byteLength} bytes given`, source, 'pass the size of the whole file');
+  }
+  if (head.byteLength < LENGTH_PREFIX_BYTES && fileSize >= LENGTH_PREFIX_BYTES) return { done: false, needBytes: LENGTH_PREFIX_BYTES };
+  // The length is checked against the whole file, not against `head`: only the file can be too short.
+  const headerBytes = readHeaderLength(head, source, limits, fileSize);
+  const dataOffset = LENGTH_PREFIX_BYTES + headerBytes;
+  if (head.byteLength < dataOffset) return { done: false, needBytes: dataOffset };
+  const header = parseHeaderJson(head.subarray(LENGTH_PREFIX_BYTES, dataOffset), source, limits.maxJsonDepth ?? LIMITS.maxJsonDepth);
+  const dataBytes = fileSize - dataOffset;
+  const names = Object.keys(header).filter((k) => k !== METADATA_KEY);
+  if (names.length > limits.maxTensorCount) {
+    fail(ErrorCodes.LIMIT_EXCEEDED, `header lists ${names.length} tensors, more than the limit of ${limits.maxTensorCount}`, source);
+  }
+  const metadata = readMetadata(header[METADATA_KEY], source);
+  const infos = names.map((name) => parseTensorInfo(name, header[name], dataBytes, source, limits));
+  checkTiling(infos, dataBytes, source);
+  const tensors = new Map<string, SafetensorsTensorInfo>();
+  for (const t of infos) {
+    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, dataOffsets: [t.begin, t.end], fileOffset: dataOffset + t.begin, byteLength: t.end - t.begin });
+  }
+  return { done: true, header: { tensors, metadata, headerBytes, dataOffset, fileSize } };
+}
+
+/**
+ * The u64 header length, checked against the limit and the file before anything else. `fileSize` is the size
+ * of the whole file when `bytes` holds only its beginning (streaming); by default the file is `bytes`.
+ */
+function readHeaderLength(bytes: Uint8Array, source: string, limits: SafetensorsLimits, fileSize = bytes.byteLength): number {
+  if (fileSize < LENGTH_PREFIX_BYTES) {
+    fail(ErrorCodes.TRUNCATED, `file is truncated: ${fileSize} bytes is shorter than the 8-byte header length`, source);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, LENGTH_PREFIX_BYTES);
   // A u64: read it as a BigInt so a value above 2^53 is seen as it is, not rounded.
@@ -114,10 +173,10 @@ function readHeaderLength(bytes: Uint8Array, source: string, limits: Safetensors
     );
   }
   const len = Number(n); // exact: at most the limit, far below 2^53
-  if (len > bytes.byteLength - LENGTH_PREFIX_BYTES) {
+  if (len > fileSize - LENGTH_PREFIX_BYTES) {
     fail(
       ErrorCodes.TRUNCATED,
-      `file is truncated: the header length is ${len} bytes but only ${bytes.byteLength - LENGTH_PREFIX_BYTES} follow the length field`,
+      `file is truncated: the header length is ${len} bytes but only ${fileSize - LENGTH_PREFIX_BYTES} follow the length field`,
       source,
       'the file is incomplete or corrupt; re-download it',
     );

@@ -1,5 +1,5 @@
 import { type BitCount, ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
-import { type Bundle, USK_TOKENIZER_TENSOR } from '@ultrasketch/format';
+import { type Bundle, tokenizerTensorNames } from '@ultrasketch/format';
 import { type LinearKind, type ModelConfig, TensorNames, parameterCount, parseLinearName } from '@ultrasketch/model';
 
 /**
@@ -212,7 +212,8 @@ export function bundleAccounting(bundle: Bundle, config: ModelConfig, fileBytes:
 
   let normWeights = 0;
   for (const v of bundle.vectors.values()) normWeights += v.length;
-  const tokenizerBytes = bundle.file.tensors.get(USK_TOKENIZER_TENSOR)?.data.byteLength ?? 0;
+  // Every tensor the tokenizer is stored in (hf-json has two: tokenizer.json and tokenizer_config.json).
+  const tokenizerBytes = tokenizerTensorNames(bundle.tokenizer.kind).reduce((n, name) => n + (bundle.file.tensors.get(name)?.data.byteLength ?? 0), 0);
   const groups = accountingGroups(weights, compressedSet, normWeights, tokenizerBytes);
   const params = parameterCount(config);
   const linearBits = groups.compressedLinears.bits;

@@ -2,8 +2,23 @@ import { createHash } from 'node:crypto';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { LlamaForward } from '@ultrasketch/model';
-import { wasmForwardParts, wasmSimdSupported } from '@ultrasketch/runtime-node';
+import {
+  DenseLinear,
+  type ForwardHooks,
+  type ForwardParts,
+  type LayerLinears,
+  LINEAR_KINDS,
+  type Linear,
+  type LinearKind,
+  LlamaForward,
+  type ModelConfig,
+  TensorNames,
+  type TextTokenizer,
+  biasKinds,
+  layerTensors,
+  linearShape,
+} from '@ultrasketch/model';
+import { WasmArena, WasmDenseLinear, wasmForwardParts, wasmSimdSupported } from '@ultrasketch/runtime-node';
 import { type SaliencyProgress, type SaliencyStats, collectSaliency } from '@ultrasketch/saliency';
 import type { LoadedModel } from './load.js';
 import { comparableDocuments, splitDocuments } from './text.js';
@@ -189,8 +204,8 @@ export interface CalibrationInfo {
   textSha256: string;
   tokens: number;
   window: number;
-  /** How the activations were computed. */
-  forward: 'wasm-f32' | 'reference-f32';
+  /** How the activations were computed (layer by layer when the model was streamed). */
+  forward: 'wasm-f32' | 'reference-f32' | 'wasm-f32-layerwise' | 'reference-f32-layerwise';
 }
 
 /**
@@ -241,4 +256,161 @@ export function calibrate(options: CalibrateOptions): Calibration {
       forward: useWasm ? 'wasm-f32' : 'reference-f32',
     },
   };
+}
+
+// ------------------------------------------------------------------------------------ layer by layer
+
+/**
+ * Calibration for a model that is never in memory whole (compression streams it one layer at a time): the hidden
+ * states of every calibration token are kept ([tokens, dim] float32: 32 MB for 4,096 tokens at dim 2048) and
+ * pushed through one decoder layer at a time, while that layer's weights are loaded. The statistics are those of
+ * `calibrate` — the same windows (each from an empty cache, positions restarting at 0), the same E[a_j²] per
+ * input channel of every linear, accumulated in float64 — computed layer by layer instead of window by window.
+ *
+ * Each layer runs as a one-layer model through the model package's forward pass (so biases, q/k norms, head
+ * width and RoPE scaling mean what they mean everywhere else), whose "embedding" looks up rows of the hidden
+ * states: token id i stands for calibration position i. The linears run on runtime-node's WebAssembly SIMD
+ * kernels when the engine has them (recorded as 'wasm-f32-layerwise'), else the reference JS forward.
+ */
+export class LayerwiseCalibrator {
+  readonly tokens: number;
+  readonly window: number;
+  readonly forward: 'wasm-f32-layerwise' | 'reference-f32-layerwise';
+  private hidden: Float32Array | null = null;
+  private readonly stream: Int32Array;
+
+  constructor(
+    private readonly config: ModelConfig,
+    tokens: readonly number[],
+    window = config.seqLen,
+    forward: 'auto' | 'wasm' | 'reference' = 'auto',
+  ) {
+    if (tokens.length === 0) {
+      throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, 'no calibration tokens', { hint: 'pass a non-empty calibration text and a positive --calib-tokens' });
+    }
+    if (!Number.isInteger(window) || window < 1 || window > config.seqLen) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `calibration window ${window} must be in 1..${config.seqLen}`);
+    }
+    this.tokens = tokens.length;
+    this.window = window;
+    this.stream = Int32Array.from(tokens);
+    const useWasm = forward === 'wasm' || (forward === 'auto' && wasmSimdSupported());
+    this.forward = useWasm ? 'wasm-f32-layerwise' : 'reference-f32-layerwise';
+  }
+
+  /** Start from the token embeddings (the [vocab, dim] table, read once for the embedding's own encode). */
+  embed(table: Float32Array): void {
+    const dim = this.config.dim;
+    const hidden = new Float32Array(this.tokens * dim);
+    for (let i = 0; i < this.tokens; i++) {
+      const t = this.stream[i]!;
+      hidden.set(table.subarray(t * dim, (t + 1) * dim), i * dim);
+    }
+    this.hidden = hidden;
+  }
+
+  /**
+   * Run decoder layer `layer` (its tensors under canonical names) over every calibration window; return E[a_j²]
+   * of its linears by canonical name, and advance the hidden states to the layer's output.
+   */
+  layer(layer: number, tensors: ReadonlyMap<string, { data: Float32Array }>): Map<string, Float64Array> {
+    const hidden = this.hidden;
+    if (!hidden) throw new Error('LayerwiseCalibrator.layer() before embed()');
+    const c = this.config;
+    const dim = c.dim;
+    const one: ModelConfig = { ...c, nLayers: 1, vocabSize: this.tokens, tiedClassifier: true };
+    const get = (name: string) => {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`LayerwiseCalibrator: tensor ${name} was not loaded`);
+      return t.data;
+    };
+    let arena: WasmArena | undefined;
+    const linear = (kind: LinearKind): Linear => {
+      const [rows, cols] = linearShape(c, kind);
+      const w = get(TensorNames.linear(layer, kind));
+      if (this.forward === 'reference-f32-layerwise') return new DenseLinear(w, rows, cols);
+      arena ??= new WasmArena({ initialBytes: layerTensors(c, layer).reduce((n, [, s]) => n + 4 * s.reduce((a, b) => a * b, 1), 0) + (8 << 20) });
+      return new WasmDenseLinear(arena, w, rows, cols);
+    };
+    const linears = {} as LayerLinears;
+    for (const kind of LINEAR_KINDS) linears[kind] = linear(kind);
+    const kinds = biasKinds(c);
+    const parts: ForwardParts = {
+      config: one,
+      embedding: {
+        lookup: (token, out, offset) => out.set(hidden.subarray(token * dim, (token + 1) * dim), offset),
+      },
+      attnNorm: [get(TensorNames.attnNorm(layer))],
+      ffnNorm: [get(TensorNames.ffnNorm(layer))],
+      finalNorm: new Float32Array(dim).fill(1),
+      layers: [linears],
+      // Never applied: the forward runs with logits 'none'.
+      classifier: { inFeatures: dim, outFeatures: this.tokens, apply: () => { throw new Error('calibration computes no logits'); } },
+      ...(kinds.length > 0 ? { attnBias: [Object.fromEntries(kinds.map((k) => [k, get(TensorNames.bias(layer, k))]))] } : {}),
+      ...(c.qkNorm ? { qNorm: [get(TensorNames.qNorm(layer))], kNorm: [get(TensorNames.kNorm(layer))] } : {}),
+    };
+    const fwd = new LlamaForward(parts);
+    const sums = new Map<string, Float64Array>();
+    const prefix = 'model.layers.0.';
+    const hooks: ForwardHooks = {
+      onLinearInput(name, x, n, inFeatures) {
+        if (!name.startsWith(prefix)) return;
+        const real = `model.layers.${layer}.${name.slice(prefix.length)}`;
+        let acc = sums.get(real);
+        if (!acc) {
+          acc = new Float64Array(inFeatures);
+          sums.set(real, acc);
+        }
+        for (let t = 0; t < n; t++) {
+          const o = t * inFeatures;
+          for (let j = 0; j < inFeatures; j++) acc[j] = acc[j]! + x[o + j]! * x[o + j]!;
+        }
+      },
+      onLayerOutput(_l, x, n) {
+        // The window's rows of the hidden states become the layer's output (its input rows were already copied
+        // into the forward's own buffer by the embedding lookup).
+        hidden.set(x.subarray(0, n * dim), windowStart * dim);
+      },
+    };
+    const cache = fwd.createCache(Math.min(this.window, this.tokens));
+    const ids: number[] = [];
+    let windowStart = 0;
+    for (let start = 0; start < this.tokens; start += this.window) {
+      const end = Math.min(start + this.window, this.tokens);
+      ids.length = 0;
+      for (let i = start; i < end; i++) ids.push(i);
+      windowStart = start;
+      cache.reset();
+      fwd.forward(ids, cache, { logits: 'none', hooks });
+    }
+    const out = new Map<string, Float64Array>();
+    for (const [name, acc] of sums) out.set(name, acc.map((v) => v / this.tokens));
+    return out;
+  }
+
+  /** Free the hidden states. */
+  finish(): void {
+    this.hidden = null;
+  }
+}
+
+/** The first `maxTokens` tokens of a calibration text (documents with BOS, as `calibrate` encodes them). */
+export function calibrationTokens(tokenizer: TextTokenizer, text: string, maxTokens: number, source = '<calibration text>'): number[] {
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `calibration tokens must be a positive integer, got ${maxTokens}`, { source: '--calib-tokens' });
+  }
+  const tokens: number[] = [];
+  for (const doc of splitDocuments(text)) {
+    if (tokens.length >= maxTokens) break;
+    for (const t of tokenizer.encode(doc, { bos: true, eos: false })) tokens.push(t);
+  }
+  if (tokens.length === 0) {
+    throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, 'the calibration text contains no documents', { source, hint: 'pass a calibration text with content (--calib FILE)' });
+  }
+  return tokens.length > maxTokens ? tokens.slice(0, maxTokens) : tokens;
+}
+
+/** SHA-256 of a text's UTF-8 bytes (provenance of calibration text). */
+export function textSha256(text: string): string {
+  return sha256(new TextEncoder().encode(text));
 }

@@ -11,8 +11,14 @@ import {
 import {
   LINEAR_KINDS,
   type LinearKind,
+  type ModelConfig,
+  type ModelWeights,
+  type Tensor,
   TensorNames,
+  checkSourceAgainstConfig,
   expectedTensors,
+  loadLayer,
+  loadTensor,
   parameterCount,
   parseLinearName,
 } from '@ultrasketch/model';
@@ -27,11 +33,31 @@ import {
 import { type WriteAtomicOptions, writeFileAtomic } from './atomic.js';
 import { assertOutputNotInput } from './files.js';
 import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
-import { type LoadedModel, loadModel } from './load.js';
-import { type CalibrationInfo, codecUsesSaliency, evaluationOverlap, overlapError } from './calibrate.js';
+import { type LoadedModel, type ModelSourceInfo, denseBytes, loadFromSource, loadModel, sourceInfo } from './load.js';
+import {
+  type CalibrationInfo,
+  LayerwiseCalibrator,
+  calibrate,
+  calibrationTokens,
+  codecUsesSaliency,
+  evaluationOverlap,
+  overlapError,
+  textSha256,
+  DEFAULT_CALIB_TOKENS,
+} from './calibrate.js';
+import { assertMemoryFor } from './memory.js';
+import { type ModelSource, detectModelPath, openModelSource } from './sources.js';
+import type { LoadedTokenizer } from './tokenizers.js';
 import { matrixFeasibility, targetBpw } from './feasibility.js';
-import { looksLikeSafetensors } from './sniff.js';
-import { type FinetuneOptions, type TrainingSection, finetune, finetuneProviderKind, validateFinetune } from './finetune.js';
+import {
+  type FinetuneOptions,
+  type TrainingSection,
+  assertTrainableConfig,
+  finetune,
+  finetuneMemory,
+  finetuneProviderKind,
+  validateFinetune,
+} from './finetune.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 import { removeStaleTemporaries } from './stale.js';
 import { killMidWrite, testKillPoint } from './test-kill.js';
@@ -196,10 +222,27 @@ export interface QualitySection {
   reference: { meanNll: number; perplexity: number };
 }
 
+/** Calibration text for `compress` to calibrate on itself (streamed models are calibrated layer by layer). */
+export interface CompressCalibration {
+  /** Calibration text: documents separated by blank lines. Never evaluation text. */
+  text: string;
+  textSource?: string;
+  /** Use the first N tokens (default DEFAULT_CALIB_TOKENS). */
+  maxTokens?: number;
+  /** Window length (default the model's seq_len). */
+  window?: number;
+  onProgress?(p: { layersDone: number; layersTotal: number }): void;
+}
+
 export interface CompressOptions {
-  /** A loaded model, or the path of a llama2.c checkpoint. */
-  model: LoadedModel | string;
-  /** Tokenizer file when `model` is a path (default: found next to it). */
+  /**
+   * The model: a path (llama2.c checkpoint, HF directory, `.safetensors` with config.json beside it, GGUF), a
+   * model loaded with `loadModel`, or a source opened with `openModelSource`. HF and GGUF paths (and sources) are
+   * streamed: one decoder layer is read, calibrated, encoded and freed at a time, so memory holds the output and
+   * one layer, not the dense model. llama2.c checkpoints are read whole (they are at most a few hundred MB).
+   */
+  model: LoadedModel | ModelSource | string;
+  /** Tokenizer file when `model` is a path (default: the model's own). */
   tokenizerPath?: string;
   /** Codec id for the compressed linears ('rtn', 'binary', 'float', ...). */
   codec: string;
@@ -228,6 +271,11 @@ export interface CompressOptions {
   saliency?: ReadonlyMap<string, Float64Array>;
   /** Where the statistics came from (stored in provenance when they were used). */
   calibration?: CalibrationInfo;
+  /**
+   * Instead of `saliency`: calibrate now, on this text, when the codec uses statistics (a streamed model layer by
+   * layer, while each layer is loaded for encoding; a model in memory with `calibrate()`).
+   */
+  calibrate?: CompressCalibration;
   /**
    * A compressed linear whose budget the codec cannot meet (the matrix is too small for the target): 'error'
    * (default) refuses before encoding, naming the smallest target every compressed linear meets; 'keep'
@@ -284,16 +332,84 @@ export interface CompressResult {
  * Deterministic: the same inputs give byte-identical bytes (nothing time-dependent is stored).
  */
 export async function compress(options: CompressOptions): Promise<CompressResult> {
-  const t0 = performance.now();
-  registerAllCodecs();
-  const model = typeof options.model === 'string' ? loadCheckpointForCompress(options.model, options.tokenizerPath) : options.model;
+  const input = compressInput(options);
+  try {
+    return await compressModel(options, input);
+  } finally {
+    input.close();
+  }
+}
+
+/** What compress works on: the config, the tokenizer, and each tensor — from memory or streamed from the files. */
+interface CompressInput {
+  /** The model's path as given (errors, the memory checks). */
+  path: string;
+  config: ModelConfig;
+  tokenizer: LoadedTokenizer;
+  /** The whole float model, when it is in memory (llama2.c checkpoints, a LoadedModel). */
+  weights: ModelWeights | null;
+  /** The streamed source (HF, GGUF). */
+  stream: ModelSource | null;
+  /** Where it came from (for a stream, the SHA-256 is computed when first asked for). */
+  info(): ModelSourceInfo;
+  close(): void;
+}
+
+function compressInput(options: CompressOptions): CompressInput {
+  const m = options.model;
+  if (typeof m === 'string') {
+    const kind = detectModelPath(m);
+    if (kind === 'usk') {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float model; this is a .usk bundle', {
+        source: m,
+        hint: 'pass the model the bundle was made from (llama2.c checkpoint, HF directory or GGUF)',
+      });
+    }
+    if (kind === 'llama2c') return fromLoaded(loadModel(m, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath }));
+    return fromStream(openModelSource(m, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath }), true);
+  }
+  if ('tensors' in m && 'sha256' in m && typeof m.sha256 === 'function') return fromStream(m, false);
+  return fromLoaded(m as LoadedModel);
+}
+
+function fromLoaded(model: LoadedModel): CompressInput {
   if (!(model.tokenizerBytes instanceof Uint8Array)) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'the loaded model has no tokenizer bytes to embed', {
       source: model.source.path,
       hint: 'load it with loadModel() of this version',
     });
   }
-  const config = model.weights.config;
+  // A LoadedModel built by hand (tests, older callers) may lack tokenizerInfo: a llama2.c tokenizer then.
+  const tokenizer: LoadedTokenizer = model.tokenizerInfo ?? {
+    tokenizer: model.tokenizer,
+    embed: { kind: 'llama2c', bytes: model.tokenizerBytes },
+    files: model.source.tokenizerPath ? [model.source.tokenizerPath] : [],
+    stopIds: [model.tokenizer.bosId],
+    kind: 'llama2c',
+    description: 'llama2.c tokenizer',
+  };
+  return { path: model.source.path, config: model.weights.config, tokenizer, weights: model.weights, stream: null, info: () => model.source, close: () => {} };
+}
+
+function fromStream(src: ModelSource, owned: boolean): CompressInput {
+  let info: ModelSourceInfo | undefined;
+  return {
+    path: src.path,
+    config: src.config,
+    tokenizer: src.tokenizer,
+    weights: null,
+    stream: src,
+    info: () => (info ??= sourceInfo(src)),
+    close: () => {
+      if (owned) src.close();
+    },
+  };
+}
+
+async function compressModel(options: CompressOptions, model: CompressInput): Promise<CompressResult> {
+  const t0 = performance.now();
+  registerAllCodecs();
+  const config = model.config;
   const codec = getCodec(options.codec, undefined, '--codec');
   const codecOptions = codec.resolveOptions(options.codecOptions ?? {});
   const layers = options.layers === undefined ? defaultLayers(codec.id) : parseLayers(options.layers);
@@ -312,7 +428,11 @@ export async function compress(options: CompressOptions): Promise<CompressResult
       source: '--small-matrix',
     });
   }
-  const saliencyUsed = options.saliency !== undefined && codecUsesSaliency(codec.id, codecOptions);
+  const usesSaliency = codecUsesSaliency(codec.id, codecOptions);
+  if (options.saliency !== undefined && options.calibrate !== undefined) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'pass either saliency statistics or a calibration text to compress, not both');
+  }
+  const saliencyUsed = usesSaliency && (options.saliency !== undefined || options.calibrate !== undefined);
   if (saliencyUsed && options.calibration && options.measureQuality) {
     const evalSha = createHash('sha256').update(options.measureQuality.text).digest('hex');
     if (evalSha === options.calibration.textSha256) {
@@ -324,9 +444,13 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   }
 
   if (options.finetune) {
-    // Refuse an impossible --train-mode, a flag the codec's training does not use, or a --resume without a
-    // checkpoint before encoding every matrix, not after.
+    // Refuse an impossible --train-mode, a flag the codec's training does not use, a model the trainer's graph
+    // does not implement, a job that will not fit in memory, or a --resume without a checkpoint before encoding
+    // every matrix, not after.
     validateFinetune(options.finetune, codec.id);
+    assertTrainableConfig(config, model.path);
+    const need = finetuneMemory(config, options.finetune, model.weights === null);
+    assertMemoryFor('finetuning', need, model.path, 'finetuning holds the float model, the student and their optimizer state in memory: use a smaller model or a machine with more memory, or compress without --finetune-steps (streamed, one layer at a time)');
     const ft = options.finetune;
     finetuneProviderKind(codec.id, ft.mode ?? 'auto');
     if (ft.calibText !== undefined && (ft.data ?? 'calib') !== 'teacher' && options.measureQuality) {
@@ -344,11 +468,8 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   // Temporary files of this output left by killed runs (`OUT.usk.tmp-<pid>-*`, dead writers only): removed on
   // every start, so a resumed run leaves none behind whether or not it gets as far as writing.
   if (options.output !== undefined) {
-    // The library refuses what the CLI refuses: a bundle written over the checkpoint or tokenizer it reads.
-    assertOutputNotInput(options.output, [
-      { path: model.source.path, what: 'checkpoint' },
-      ...(model.source.tokenizerPath ? [{ path: model.source.tokenizerPath, what: 'tokenizer' }] : []),
-    ]);
+    // The library refuses what the CLI refuses: a bundle written over the model or tokenizer it reads.
+    assertOutputNotInput(options.output, inputFiles(model));
     removeStaleTemporaries(options.output);
   }
 
@@ -371,9 +492,15 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   // Budgets the codec cannot meet: refuse now (before encoding anything), or keep those matrices dense.
   const keptDense: KeptDense[] = [];
   const infeasible: Array<{ index: number; rows: number; cols: number; minBpw: number }> = [];
+  const shapes = new Map(expectedTensors(config));
+  // The budget refusals depend on a matrix's shape only: a streamed model's matrices are not read for them.
+  const matrixFor = (name: string): Matrix => {
+    const [rows, cols] = shapes.get(name)! as [number, number];
+    return { data: model.weights?.tensors.get(name)?.data ?? new Float32Array(rows * cols), rows, cols };
+  };
   plan.forEach((p, index) => {
     if (!p.compressed) return;
-    const [rows, cols] = model.weights.tensors.get(p.name)!.shape as [number, number];
+    const [rows, cols] = shapes.get(p.name)! as [number, number];
     const f = matrixFeasibility(codec.id, codecOptions, rows, cols);
     if (f && !f.feasible) infeasible.push({ index, rows, cols, minBpw: f.minBpw });
   });
@@ -381,11 +508,11 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     const compressedCount = plan.filter((p) => p.compressed).length;
     if (smallMatrix === 'error' || infeasible.length === compressedCount) {
       const worst = infeasible.reduce((a, b) => (b.minBpw > a.minBpw ? b : a));
-      throw infeasibleRefusal(codec, codecOptions, plan, model, worst, infeasible, compressedCount, smallMatrix);
+      throw infeasibleRefusal(codec, codecOptions, plan, matrixFor, worst, infeasible, compressedCount, smallMatrix);
     }
     for (const x of infeasible) {
       const p = plan[x.index]!;
-      keptDense.push({ name: p.name, rows: x.rows, cols: x.cols, minBpw: x.minBpw, reason: codecRefusal(codec, codecOptions, model, p.name) });
+      keptDense.push({ name: p.name, rows: x.rows, cols: x.cols, minBpw: x.minBpw, reason: codecRefusal(codec, codecOptions, matrixFor, p.name) });
       plan[x.index] = { name: p.name, ...withCodec(keepFloat), compressed: false };
     }
   }
@@ -399,15 +526,64 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     });
   }
 
+  // Calibration statistics: given, computed now over the whole model in memory, or (streamed) layer by layer below.
+  let saliency: ReadonlyMap<string, Float64Array> | undefined = options.saliency;
+  let calibrationInfo: CalibrationInfo | undefined = options.calibration;
+  let layerwise: LayerwiseCalibrator | undefined;
+  const streamedSaliency = new Map<string, Float64Array>();
+  if (saliencyUsed && options.calibrate) {
+    const cal = options.calibrate;
+    if (model.weights) {
+      const c = calibrate({
+        model: { weights: model.weights, tokenizer: model.tokenizer.tokenizer } as LoadedModel,
+        text: cal.text,
+        ...(cal.textSource === undefined ? {} : { textSource: cal.textSource }),
+        ...(cal.maxTokens === undefined ? {} : { maxTokens: cal.maxTokens }),
+        ...(cal.window === undefined ? {} : { window: cal.window }),
+      });
+      saliency = c.stats.meanSquare;
+      calibrationInfo = c.info;
+    } else {
+      const tokens = calibrationTokens(model.tokenizer.tokenizer, cal.text, cal.maxTokens ?? DEFAULT_CALIB_TOKENS, cal.textSource);
+      layerwise = new LayerwiseCalibrator(config, tokens, cal.window ?? config.seqLen);
+      saliency = streamedSaliency;
+      calibrationInfo = { textSource: cal.textSource ?? '<calibration text>', textSha256: textSha256(cal.text), tokens: layerwise.tokens, window: layerwise.window, forward: layerwise.forward };
+    }
+  }
+
+  // Tensors come from memory, or from the files one decoder layer at a time: a layer is read (every tensor's
+  // header shape was checked against the config first), calibrated, encoded, and dropped when the next is read.
+  const vectorsRead = new Map<string, Float32Array>();
+  let layerCache: { layer: number; tensors: Map<string, Tensor> } | null = null;
+  if (model.stream) checkSourceAgainstConfig(config, model.stream.tensors);
+  const tensorOf = (name: string): Tensor => {
+    const inMemory = model.weights?.tensors.get(name);
+    if (inMemory) return inMemory;
+    const src = model.stream!;
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (!m) return loadTensor(config, src.tensors, name, shapes.get(name)!);
+    const layer = Number(m[1]);
+    if (layerCache?.layer !== layer) {
+      layerCache = null; // drop the previous layer before reading the next
+      const tensors = loadLayer(config, src.tensors, layer);
+      for (const [n, t] of tensors) if (t.shape.length === 1) vectorsRead.set(n, t.data);
+      if (layerwise) for (const [n, v] of layerwise.layer(layer, tensors)) streamedSaliency.set(n, v);
+      layerCache = { layer, tensors };
+      options.calibrate?.onProgress?.({ layersDone: layer + 1, layersTotal: config.nLayers });
+    }
+    return layerCache.tensors.get(name)!;
+  };
+
   const weights = new Map<string, BundleWeightInput>();
   const perWeight: Record<string, WeightAccounting> = {};
   const compressedNames: string[] = [];
   for (let i = 0; i < plan.length; i++) {
     const { name, codec: c, options: o, compressed } = plan[i]!;
-    const t = model.weights.tensors.get(name)!;
+    const t = tensorOf(name);
+    if (layerwise && name === TensorNames.embedding) layerwise.embed(t.data);
     const [rows, cols] = t.shape as [number, number];
     const wSeed = weightSeed(seed, name);
-    const sal = compressed && saliencyUsed ? options.saliency!.get(name) : undefined;
+    const sal = compressed && saliencyUsed ? saliency!.get(name) : undefined;
     if (compressed && saliencyUsed && sal === undefined) {
       throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `no calibration statistics for ${name}`, {
         source: 'saliency',
@@ -440,20 +616,34 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     if (compressed) compressedNames.push(name);
     options.onProgress?.({ name, index: i, total: plan.length, codec: c.id });
   }
+  layerCache = null;
+  layerwise?.finish();
   const tEncode = performance.now();
+
+  // Finetuning and measuring quality need the whole float model: a streamed one is read now, its memory checked.
+  let dense: LoadedModel | null = null;
+  const denseModel = (): LoadedModel => {
+    if (dense) return dense;
+    if (model.weights) {
+      const info = model.info();
+      dense = { weights: model.weights, tokenizer: model.tokenizer.tokenizer, tokenizerInfo: model.tokenizer, tokenizerBytes: model.tokenizer.embed.bytes, source: info, description: null, dtypes: {} };
+    } else dense = loadFromSource(model.stream!);
+    return dense;
+  };
 
   // Finetuning: train the compressed linears through their codec, store the trained parameters.
   let training: TrainingSection | null = null;
   let trainedNorms: Map<string, Float32Array> | null = null;
   if (options.finetune && compressedNames.length > 0) {
     const linears = new Map(compressedNames.map((name) => [name, { seed: weightSeed(seed, name) }]));
+    const teacher = denseModel();
     const ft = await finetune({
-      teacher: model.weights,
-      tokenizer: model.tokenizer,
+      teacher: teacher.weights,
+      tokenizer: model.tokenizer.tokenizer,
       codecId: codec.id,
       codecOptions: options.codecOptions ?? {},
       linears,
-      ...(saliencyUsed ? { saliency: options.saliency! } : {}),
+      ...(saliencyUsed ? { saliency: saliency! } : {}),
       seed,
       options: options.finetune,
     });
@@ -477,7 +667,7 @@ export async function compress(options: CompressOptions): Promise<CompressResult
   let normWeights = 0;
   for (const [name, shape] of expectedTensors(config)) {
     if (shape.length !== 1) continue;
-    const v = trainedNorms?.get(name) ?? model.weights.tensors.get(name)!.data;
+    const v = trainedNorms?.get(name) ?? model.weights?.tensors.get(name)!.data ?? vectorsRead.get(name) ?? tensorOf(name).data;
     vectors.set(name, v);
     normWeights += v.length;
   }
@@ -488,7 +678,9 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     });
   }
   keptDense.sort((a, b) => plan.findIndex((p) => p.name === a.name) - plan.findIndex((p) => p.name === b.name));
-  const groups = accountingGroups(perWeight, new Set(compressedNames), normWeights, model.tokenizerBytes.byteLength);
+  const tok = model.tokenizer.embed;
+  const tokenizerBytes = tok.bytes.byteLength + (tok.kind === 'hf-json' ? (tok.configBytes?.byteLength ?? 2) : 0);
+  const groups = accountingGroups(perWeight, new Set(compressedNames), normWeights, tokenizerBytes);
   const accounting: StoredAccounting = {
     definition: ACCOUNTING_DEFINITION,
     params: parameterCount(config),
@@ -502,18 +694,19 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     groups,
     weights: perWeight,
   };
+  const source = model.info();
   const provenance: Provenance = {
-    sourcePath: options.provenance?.sourcePath ?? model.source.path,
-    sourceSha256: options.provenance?.sourceSha256 ?? model.source.sha256,
-    sourceFormat: String(model.source.format),
+    sourcePath: options.provenance?.sourcePath ?? source.path,
+    sourceSha256: options.provenance?.sourceSha256 ?? source.sha256,
+    sourceFormat: String(source.format),
     tool: TOOL_NAME,
     toolVersion: options.provenance?.toolVersion ?? PIPELINE_VERSION,
     command: options.provenance?.command ?? '',
-    ...(saliencyUsed && options.calibration ? { calibration: options.calibration } : {}),
+    ...(saliencyUsed && calibrationInfo ? { calibration: calibrationInfo } : {}),
   };
   const input: BundleInput = {
     config: { ...config } as unknown as Record<string, unknown>,
-    tokenizer: { kind: 'llama2c', bytes: model.tokenizerBytes },
+    tokenizer: model.tokenizer.embed,
     weights,
     vectors,
     sections: { provenance, accounting, ...(training ? { training } : {}) },
@@ -528,7 +721,15 @@ export async function compress(options: CompressOptions): Promise<CompressResult
     // Measure the bundle exactly as it will be read: write it, read it back, run it with the fused kernels.
     const draft = writeBundle(input);
     const bundle = readBundle(draft, options.output ?? '<compressed bundle>');
-    quality = { ...(await measureQuality(bundle, model, options.measureQuality, options.output)) };
+    if (!model.weights && !options.measureQuality.reference) {
+      assertMemoryFor(
+        'measuring quality against the float model (--eval-windows)',
+        [{ what: 'the float32 model', bytes: denseBytes(config) }, { what: 'its runtime copy', bytes: denseBytes(config) }],
+        source.path,
+        'the float reference runs in memory: compress without --eval-windows, then eval the bundle with --reference on a machine with more memory',
+      );
+    }
+    quality = { ...(await measureQuality(bundle, denseModel(), options.measureQuality, options.output)) };
   }
   const tQuality = performance.now();
   if (quality !== null) input.sections = { ...input.sections, quality };
@@ -579,12 +780,18 @@ function selectedBpw(perWeight: Record<string, WeightAccounting>, names: string[
   return bits / n;
 }
 
+/** A matrix with its shape (for a streamed model, zeros of that shape: the budget checks read only the shape). */
+interface Matrix {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
 /** The codec's own refusal for one matrix (its encode checks the budget before any real work). */
-function codecRefusal(codec: Codec, codecOptions: unknown, model: LoadedModel, name: string): string {
-  const t = model.weights.tensors.get(name)!;
-  const [rows, cols] = t.shape as [number, number];
+function codecRefusal(codec: Codec, codecOptions: unknown, matrixFor: (name: string) => Matrix, name: string): string {
+  const { data, rows, cols } = matrixFor(name);
   try {
-    codec.encode(t.data, rows, cols, codecOptions, { name, seed: 0 });
+    codec.encode(data, rows, cols, codecOptions, { name, seed: 0 });
   } catch (err) {
     if (isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET)) return err.problem;
     throw err;
@@ -600,7 +807,7 @@ function infeasibleRefusal(
   codec: Codec,
   codecOptions: unknown,
   plan: Array<{ name: string; compressed: boolean }>,
-  model: LoadedModel,
+  matrixFor: (name: string) => Matrix,
   worst: { index: number; minBpw: number },
   infeasible: Array<{ index: number; rows: number; cols: number; minBpw: number }>,
   compressedCount: number,
@@ -620,7 +827,7 @@ function infeasibleRefusal(
   const target = targetBpw(codecOptions);
   const all = infeasible.length === compressedCount;
   const problem =
-    `${worstName}: ${codecRefusal(codec, codecOptions, model, worstName)}. ` +
+    `${worstName}: ${codecRefusal(codec, codecOptions, matrixFor, worstName)}. ` +
     `At ${target ?? 'this'} bpw ${infeasible.length} of ${compressedCount} compressed linears are too small for codec ${codec.id} (${shapes}); ` +
     `the smallest target every compressed linear meets is ${fmtBpw(worst.minBpw)} bpw`;
   const hint = all
@@ -659,13 +866,25 @@ async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQual
   };
 }
 
-/** Load the float checkpoint to compress; a bundle (or any safetensors file) is refused (no re-compression). */
+/**
+ * Load the float model to compress, in memory (any input format); a bundle is refused (no re-compression).
+ * `compress` itself streams HF and GGUF models given by path instead.
+ */
 export function loadCheckpointForCompress(path: string, tokenizerPath?: string): LoadedModel {
-  if (looksLikeSafetensors(path)) {
-    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float checkpoint; this is a safetensors/.usk file', {
+  if (detectModelPath(path) === 'usk') {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float model; this is a .usk bundle', {
       source: path,
-      hint: 'pass the llama2.c checkpoint the bundle was made from',
+      hint: 'pass the model the bundle was made from (llama2.c checkpoint, HF directory or GGUF)',
     });
   }
   return loadModel(path, tokenizerPath === undefined ? {} : { tokenizerPath });
+}
+
+/** Every file compress reads from a model (weights, config, tokenizer), for the output-is-input check. */
+function inputFiles(model: CompressInput): Array<{ path: string; what: string }> {
+  const files = model.stream ? model.stream.files : model.info().files ?? [{ path: model.info().path, role: 'weights' as const, bytes: 0 }];
+  const out = files.map((f) => ({ path: f.path, what: f.role === 'weights' ? 'checkpoint' : f.role === 'tokenizer' ? 'tokenizer' : f.role === 'index' ? 'shard index' : 'model config' }));
+  const tokPath = model.info().tokenizerPath;
+  if (!model.stream && tokPath && !out.some((f) => f.path === tokPath)) out.push({ path: tokPath, what: 'tokenizer' });
+  return out;
 }

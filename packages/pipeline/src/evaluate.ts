@@ -1,5 +1,5 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type ForwardHooks, type ModelConfig, type Tokenizer, TensorNames, parseLinearName } from '@ultrasketch/model';
+import { type ForwardHooks, type ModelConfig, type TextTokenizer, TensorNames, parseLinearName } from '@ultrasketch/model';
 import { documentTokenStream } from './text.js';
 
 /**
@@ -19,14 +19,37 @@ export interface EvaluateProgress {
   tokensDone: number;
 }
 
+/**
+ * Perplexity protocols (docs/evaluation.md; named in every report):
+ * - `llama2c-documents` (default; llama2.c parity): documents split on blank lines, BOS each, one stream,
+ *   non-overlapping windows of W (default seq_len), positions 1..W−1 scored;
+ * - `wikitext` (the literature's protocol for Hugging Face models): the text joined as given and tokenized once
+ *   (BOS at its start when the tokenizer adds one), non-overlapping windows of W (default 2048, capped by the
+ *   model), the first token of each window not scored;
+ * - `llamacpp` (llama.cpp's `perplexity`): the text tokenized once, chunks of W = 512 (capped by the model) each
+ *   starting with BOS in place of its first token (when the vocabulary has one), only the second half scored:
+ *   positions W/2 .. W−2 predict tokens W/2+1 .. W−1.
+ */
+export type EvalProtocol = 'llama2c-documents' | 'wikitext' | 'llamacpp';
+export const EVAL_PROTOCOLS: readonly EvalProtocol[] = ['llama2c-documents', 'wikitext', 'llamacpp'];
+
+/** The window a protocol uses when none is given: seq_len, or 2048 / 512 capped by it. */
+export function defaultWindow(protocol: EvalProtocol, config: ModelConfig): number {
+  if (protocol === 'wikitext') return Math.min(2048, config.seqLen);
+  if (protocol === 'llamacpp') return Math.min(512, config.seqLen);
+  return config.seqLen;
+}
+
 export interface EvaluateOptions {
   session: ScoringSession;
-  tokenizer: Tokenizer;
+  /** Default 'llama2c-documents'. */
+  protocol?: EvalProtocol;
+  tokenizer: TextTokenizer;
   /** Evaluation text: documents separated by blank lines. */
   text: string;
   /** Name of the text (a path) for messages and reports. */
   textSource?: string;
-  /** Window length W; defaults to the model's seq_len. */
+  /** Window length W; default `defaultWindow(protocol, config)`. */
   window?: number;
   /** Evaluate only the first N windows; default all. */
   windows?: number;
@@ -40,7 +63,9 @@ export interface EvaluateOptions {
 
 export interface EvaluateResult {
   /** The protocol, named in every report (see docs/evaluation.md). */
-  protocol: 'llama2c-documents';
+  protocol: EvalProtocol;
+  /** The first position of each window whose prediction is scored (0; W/2 for llamacpp). */
+  firstScored: number;
   window: number;
   windows: number;
   predictedTokens: number;
@@ -66,10 +91,20 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
   const { session, tokenizer, reference } = options;
   const config = session.config;
   const source = options.textSource ?? '<text>';
-  const W = options.window ?? config.seqLen;
+  const protocol = options.protocol ?? 'llama2c-documents';
+  if (!EVAL_PROTOCOLS.includes(protocol)) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `protocol ${JSON.stringify(protocol)} is not one of ${EVAL_PROTOCOLS.join(', ')}`, { source: '--protocol' });
+  }
+  const W = options.window ?? defaultWindow(protocol, config);
   if (!Number.isInteger(W) || W < 2 || W > config.seqLen) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `window ${W} must be an integer in 2..${config.seqLen} (the model's seq_len)`, {
       source: '--window',
+    });
+  }
+  if (protocol === 'llamacpp' && W < 4) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `window ${W} is too short for the llamacpp protocol, which scores the second half of each chunk`, {
+      source: '--window',
+      hint: 'use --window 4 or more (llama.cpp uses 512)',
     });
   }
   if (reference && reference.config.vocabSize !== config.vocabSize) {
@@ -79,7 +114,9 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
       { source: '--reference', hint: 'compare against the float model this one was compressed from' },
     );
   }
-  const stream = documentTokenStream(tokenizer, options.text, source);
+  const stream = protocol === 'llama2c-documents' ? documentTokenStream(tokenizer, options.text, source) : wholeTextStream(tokenizer, options.text, source);
+  const first = protocol === 'llamacpp' ? Math.floor(W / 2) : 0;
+  const bos = protocol === 'llamacpp' && tokenizer.bosId >= 0 ? tokenizer.bosId : -1;
   const available = Math.floor(stream.length / W);
   if (available === 0) {
     throw new UltraSketchError(
@@ -110,7 +147,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
   };
 
   for (let w = 0; w < nWindows; w++) {
-    const tokens = stream.subarray(w * W, (w + 1) * W);
+    let tokens = stream.subarray(w * W, (w + 1) * W);
+    if (bos >= 0) {
+      // llama.cpp's perplexity puts BOS in place of each chunk's first token.
+      tokens = tokens.slice();
+      tokens[0] = bos;
+    }
     if (reference && refCopy) {
       reference.reset();
       // Copy: a session reuses its logits buffer, and the two may share an implementation.
@@ -119,7 +161,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
     session.reset();
     const logits = await session.forward(tokens, { logits: 'all' });
     let windowSum = 0;
-    for (let t = 0; t < W - 1; t++) {
+    for (let t = first; t < W - 1; t++) {
       const target = tokens[t + 1]!;
       let refRow: Float32Array | undefined;
       let refLse = 0;
@@ -147,15 +189,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
         if (argmax(refRow) === argmax(row)) agree++;
       }
     }
-    windowNll.push(windowSum / (W - 1));
+    windowNll.push(windowSum / (W - 1 - first));
     nllSum += windowSum;
     options.onProgress?.({ windowsDone: w + 1, windowsTotal: nWindows, tokensDone: (w + 1) * W });
   }
 
-  const predicted = nWindows * (W - 1);
+  const predicted = nWindows * (W - 1 - first);
   const meanNll = nllSum / predicted;
   const result: EvaluateResult = {
-    protocol: 'llama2c-documents',
+    protocol,
+    firstScored: first,
     window: W,
     windows: nWindows,
     predictedTokens: predicted,
@@ -170,6 +213,14 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
     result.reference = { meanNll: refNllSum / predicted, perplexity: finitePerplexity(refNllSum / predicted, 'reference', names.reference) };
   }
   return result;
+}
+
+/** The whole text tokenized once, BOS at its start when the tokenizer adds one (wikitext, llamacpp). */
+function wholeTextStream(tokenizer: TextTokenizer, text: string, source: string): Int32Array {
+  if (text.trim() === '') {
+    throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, 'the text is empty or only whitespace', { source, hint: 'pass a text file with content' });
+  }
+  return Int32Array.from(tokenizer.encode(text, { bos: true, eos: false }));
 }
 
 /**

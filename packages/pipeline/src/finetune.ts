@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
-import { LINEAR_KINDS, type ModelWeights, TensorNames, type Tokenizer } from '@ultrasketch/model';
+import { LINEAR_KINDS, type ModelConfig, type ModelWeights, TensorNames, type TextTokenizer, linearShape, parameterCount } from '@ultrasketch/model';
+import type { MemoryItem } from './memory.js';
 import * as ste from '@ultrasketch/ste-trainer';
 import {
   type ProviderChoice,
@@ -249,7 +250,7 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
 
 export interface FinetuneInput {
   teacher: ModelWeights;
-  tokenizer: Tokenizer;
+  tokenizer: TextTokenizer;
   codecId: string;
   /** Raw codec options (as given to compress). */
   codecOptions: Record<string, unknown>;
@@ -260,10 +261,61 @@ export interface FinetuneInput {
   options: FinetuneOptions;
 }
 
+/**
+ * The trainer's graph (ste-trainer) implements the plain Llama decoder: no biases, no q/k norm, head width
+ * dim / nHeads, unscaled RoPE. Training any other member of the family through it would optimise another model
+ * than the one being compressed, so such a config is refused (E_UNSUPPORTED naming each feature) before anything
+ * is encoded; compressing it without finetuning works.
+ */
+export function assertTrainableConfig(config: ModelConfig, source?: string): void {
+  const features: string[] = [];
+  if (config.qkvBias) features.push('q/k/v projection biases (Qwen2, attention_bias)');
+  if (config.oBias) features.push('an output projection bias (attention_bias)');
+  if (config.qkNorm) features.push('per-head q/k RMSNorm (Qwen3)');
+  if (config.headDim !== undefined && config.headDim * config.nHeads !== config.dim) {
+    features.push(`a head width of ${config.headDim} ≠ dim / nHeads = ${config.dim / config.nHeads}`);
+  }
+  if (config.ropeScaling) features.push(`RoPE scaling (${config.ropeScaling.type})`);
+  if (features.length > 0) {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `finetuning does not support this model: the trainer's graph implements the plain Llama decoder, and this one has ${features.join(', ')}`, {
+      ...(source === undefined ? {} : { source }),
+      hint: 'compress it without --finetune-steps (post-training compression supports the whole Llama family)',
+    });
+  }
+}
+
+/**
+ * What finetuning holds in memory, part by part (an estimate, stated before training starts): the float teacher;
+ * for the trained linears their trainable parameters with gradient and AdamW's two moments (at most four float32
+ * copies of each weight: the STE provider trains full-precision weights; state providers train less); the
+ * activations kept for the backward pass of teacher and student (per token and layer: the residual, the norms,
+ * q/k/v, the attention output, the three MLP widths and a row of attention scores); the logits of both models and
+ * their gradient. `loadTeacher`: the float model must first be read from a streamed source.
+ */
+export function finetuneMemory(config: ModelConfig, o: FinetuneOptions, loadTeacher: boolean): MemoryItem[] {
+  const batch = o.batch ?? 8;
+  const seq = o.seq ?? Math.min(256, config.seqLen);
+  let linearWeights = 0;
+  for (const k of LINEAR_KINDS) {
+    const [r, c] = linearShape(config, k);
+    linearWeights += r * c;
+  }
+  linearWeights *= config.nLayers;
+  const tokens = batch * seq;
+  const perTokenLayer = 8 * config.dim + 4 * config.hiddenDim + config.nHeads * seq;
+  return [
+    { what: `the float teacher${loadTeacher ? ' (read from the streamed source)' : ''}`, bytes: 4 * parameterCount(config) },
+    { what: 'trained linears with gradients and AdamW moments', bytes: 16 * linearWeights },
+    { what: `activations of ${batch} × ${seq} tokens`, bytes: 2 * 4 * tokens * config.nLayers * perTokenLayer },
+    { what: 'logits of teacher and student and their gradient', bytes: 3 * 4 * tokens * config.vocabSize },
+  ];
+}
+
 /** Train the compressed linears of a model through their codec and return what the bundle stores. */
 export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const o = input.options;
   validateFinetune(o, input.codecId);
+  assertTrainableConfig(input.teacher.config);
   const t0 = performance.now();
   // Loaded on first use: importing the trainer's Node entry switches its matmuls to the WebAssembly SIMD gemm
   // (unless ULTRASKETCH_TRAINER_GEMM=js), which should not happen merely because the pipeline was imported.

@@ -1,10 +1,37 @@
-export { loadModel, loadModelFromBytes, loadCheckpointWeights, findTokenizer, readFileChecked, MAX_READ_BYTES } from './load.js';
-export type { LoadedModel, LoadedWeights, LoadOptions, ReadFileOptions } from './load.js';
+export { loadModel, loadModelFromBytes, loadCheckpointWeights, loadFromSource, sourceInfo, denseBytes, findTokenizer, readFileChecked, MAX_READ_BYTES } from './load.js';
+export type { LoadedModel, LoadedWeights, LoadOptions, ReadFileOptions, ModelSourceInfo } from './load.js';
+export {
+  detectModelPath,
+  openModelSource,
+  openHfDirectory,
+  openSafetensorsFile,
+  openGgufFile,
+  readSafetensorsHeader,
+  readGgufHeader,
+  HF_FILES,
+} from './sources.js';
+export type { ModelFormat, ModelPathKind, ModelSource, SourceFile, OpenSourceOptions } from './sources.js';
+export { RandomAccessFile } from './randomAccess.js';
+export {
+  parseJsonFile,
+  readJsonFile,
+  hfTokenizerFiles,
+  tokenizerFromPath,
+  llama2cTokenizerFile,
+  llama2cTokenizerBytes,
+  ggufTokenizer,
+  bundleTokenizer,
+  MAX_TOKENIZER_JSON_BYTES,
+  MAX_CONFIG_JSON_BYTES,
+} from './tokenizers.js';
+export type { LoadedTokenizer, HfTokenizerFiles } from './tokenizers.js';
+export { availableMemory, assertMemoryFor, withMargin, formatGiB, MEMORY_MARGIN_BYTES, MEMORY_MARGIN_FRACTION, AVAILABLE_MEMORY_VARIABLE } from './memory.js';
+export type { MemoryItem } from './memory.js';
 export { assertOutputNotInput, assertOutputDirectory, ensureOutputDirectory, describeFileKind } from './files.js';
 export type { NamedPath, OutputCheckOptions } from './files.js';
 export { splitDocuments, comparableDocuments, documentTokenStream } from './text.js';
-export { evaluate, logSumExp, klDivergence, locateNonFinite, firstNonFinite, NotFiniteError } from './evaluate.js';
-export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession, NonFiniteLocation } from './evaluate.js';
+export { evaluate, logSumExp, klDivergence, locateNonFinite, firstNonFinite, NotFiniteError, defaultWindow, EVAL_PROTOCOLS } from './evaluate.js';
+export type { EvaluateOptions, EvaluateResult, EvaluateProgress, ScoringSession, NonFiniteLocation, EvalProtocol } from './evaluate.js';
 export { writeFileAtomic, temporaryPathFor } from './atomic.js';
 export type { WriteAtomicOptions } from './atomic.js';
 export { looksLikeSafetensors, looksLikeSafetensorsBytes } from './sniff.js';
@@ -32,6 +59,7 @@ export {
 } from './compress.js';
 export type {
   CompressOptions,
+  CompressCalibration,
   CompressProgress,
   CompressReport,
   CompressResult,
@@ -66,6 +94,8 @@ export type {
 export { registerAllCodecs } from './codecs.js';
 export {
   calibrate,
+  LayerwiseCalibrator,
+  calibrationTokens,
   codecUsesSaliency,
   setSaliencyUse,
   assertNotEvaluationText,
@@ -87,11 +117,11 @@ export {
   resolveCodecOptions,
   optionsFor,
 } from './codec-options.js';
-export { openReference, createSession, describeRuntime } from './sessions.js';
+export { openReference, createSession, describeRuntime, sessionContextLength, DEFAULT_CONTEXT_CAP } from './sessions.js';
 export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
 export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, finetuneFlags, shellJoin, jsonSafe, WindowCache } from './sweep.js';
 export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';
-export { finetune, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, FINETUNE_MODES, LOSS_WEIGHTS, CHECKPOINT_FILE } from './finetune.js';
+export { finetune, assertTrainableConfig, finetuneMemory, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, FINETUNE_MODES, LOSS_WEIGHTS, CHECKPOINT_FILE } from './finetune.js';
 export { removeStaleTemporaries, temporaryWriterPid, processAlive } from './stale.js';
 export { testKillPoint, TEST_KILL_VARIABLE } from './test-kill.js';
 export type { TestKillPoint } from './test-kill.js';

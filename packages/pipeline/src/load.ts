@@ -3,24 +3,12 @@ import { constants as bufferConstants } from 'node:buffer';
 import { type Stats, closeSync, constants as fsConstants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
-import { type Llama2cLayout, readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
-import { type ModelWeights, Tokenizer, modelFromLlama2c } from '@ultrasketch/model';
+import { type ModelDescription, readLlama2cCheckpoint } from '@ultrasketch/format';
+import { type ModelWeights, type TextTokenizer, loadModelWeights, modelFromLlama2c, parameterCount } from '@ultrasketch/model';
 import { describeFileKind } from './files.js';
-
-/** A model loaded from disk, with where it came from. */
-export interface LoadedModel {
-  weights: ModelWeights;
-  tokenizer: Tokenizer;
-  /** The tokenizer file's raw bytes (a bundle embeds them, so it needs nothing else to run). */
-  tokenizerBytes: Uint8Array;
-  source: {
-    path: string;
-    format: Llama2cLayout;
-    fileBytes: number;
-    sha256: string;
-    tokenizerPath: string;
-  };
-}
+import { assertMemoryFor } from './memory.js';
+import { type ModelFormat, type ModelSource, type SourceFile, detectModelPath, openModelSource } from './sources.js';
+import { type LoadedTokenizer, llama2cTokenizerFile, tokenizerFromPath } from './tokenizers.js';
 
 /**
  * The largest file `readFileChecked` reads: Node's largest buffer (`buffer.constants.MAX_LENGTH`, 4 GiB in
@@ -162,48 +150,156 @@ export function findTokenizer(checkpointPath: string): string {
 }
 
 export interface LoadOptions {
-  /** Tokenizer file; found next to the checkpoint when omitted. */
+  /** Tokenizer file (llama2.c .bin or tokenizer.json); default: the model's own (next to a llama2.c checkpoint, in an HF directory, inside a GGUF). */
   tokenizerPath?: string;
 }
 
-/** Load a llama2.c checkpoint (legacy f32 or version-2 int8) and its tokenizer. */
-export function loadModel(path: string, options: LoadOptions = {}): LoadedModel {
-  return loadModelFromBytes(readFileChecked(path, 'checkpoint'), path, options);
+/** Where a model came from (reports, provenance, the output-is-input check). */
+export interface ModelSourceInfo {
+  /** The path as given: a file, or an HF directory. */
+  path: string;
+  format: ModelFormat;
+  /** Bytes of the weight file(s). */
+  fileBytes: number;
+  /** SHA-256 of the weights: the file's; for shards, see `ModelSource.sha256` (docs/inputs.md). */
+  sha256: string;
+  /** The tokenizer file (llama2.c .bin or tokenizer.json); null when it is embedded in the model file (GGUF). */
+  tokenizerPath: string | null;
+  /** Every file read: weights, config.json, tokenizer files, ... */
+  files: SourceFile[];
 }
 
-/** `loadModel` for a checkpoint already read into memory (`path` names it and finds the tokenizer). */
+/** A model loaded from disk, with where it came from. */
+export interface LoadedModel {
+  weights: ModelWeights;
+  tokenizer: TextTokenizer;
+  /** The tokenizer as a bundle embeds it, the ids generation stops at, and where it came from. */
+  tokenizerInfo: LoadedTokenizer;
+  /** The embedded tokenizer's main bytes (the llama2.c tokenizer file, or tokenizer.json). */
+  tokenizerBytes: Uint8Array;
+  source: ModelSourceInfo;
+  /** The config's description as the source states it (HF config.json or GGUF metadata); null for llama2.c. */
+  description: ModelDescription | null;
+  /** Tensors by stored type ("F32": 57, "BF16": 56, "Q8_0": 43). */
+  dtypes: Record<string, number>;
+}
+
+/** The bytes a model's float32 weights take in memory. */
+export function denseBytes(config: ModelWeights['config']): number {
+  return 4 * parameterCount(config);
+}
+
+/**
+ * Load a model into memory as float32, whatever its format: a llama2.c checkpoint (legacy f32 or version-2
+ * int8, with its tokenizer next to it), an HF directory, a `.safetensors` file with config.json beside it, or a
+ * GGUF file (docs/inputs.md). A `.usk` bundle is not a float model: `openModel` runs it.
+ */
+export function loadModel(path: string, options: LoadOptions = {}): LoadedModel {
+  const kind = detectModelPath(path);
+  if (kind === 'usk') {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'this is a .usk bundle, not a float model', {
+      source: path,
+      hint: 'bundles are run with openModel (generate, eval); compress takes the float model they were made from',
+    });
+  }
+  if (kind === 'llama2c') return loadModelFromBytes(readFileChecked(path, 'checkpoint'), path, options);
+  const src = openModelSource(path, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath });
+  try {
+    return loadFromSource(src);
+  } finally {
+    src.close();
+  }
+}
+
+/** Every tensor of an opened source, decoded to float32 (the memory it needs is checked first). */
+export function loadFromSource(src: ModelSource): LoadedModel {
+  assertMemoryFor(
+    `loading ${src.path} as float32`,
+    [{ what: `${parameterCount(src.config).toLocaleString('en-US')} parameters × 4 bytes`, bytes: denseBytes(src.config) }],
+    src.path,
+    'generate/eval hold the float model in memory; compress streams it one layer at a time and does not',
+  );
+  const weights = loadModelWeights(src.config, src.tensors);
+  return {
+    weights,
+    tokenizer: src.tokenizer.tokenizer,
+    tokenizerInfo: src.tokenizer,
+    tokenizerBytes: src.tokenizer.embed.bytes,
+    source: sourceInfo(src),
+    description: src.description,
+    dtypes: src.dtypes,
+  };
+}
+
+/** The reportable facts of an opened source (computes its SHA-256). */
+export function sourceInfo(src: ModelSource): ModelSourceInfo {
+  return {
+    path: src.path,
+    format: src.format,
+    fileBytes: src.fileBytes,
+    sha256: src.sha256(),
+    tokenizerPath: src.tokenizer.files[0] ?? null,
+    files: src.files,
+  };
+}
+
+/** `loadModel` for a llama2.c checkpoint already read into memory (`path` names it and finds the tokenizer). */
 export function loadModelFromBytes(bytes: Uint8Array, path: string, options: LoadOptions = {}): LoadedModel {
   const ckpt = readLlama2cCheckpoint(bytes, path);
   const weights = modelFromLlama2c(ckpt, path);
   const tokenizerPath = options.tokenizerPath ?? findTokenizer(path);
-  const tokBytes = readFileChecked(tokenizerPath, 'tokenizer', '--tokenizer');
-  const tokenizer = Tokenizer.fromLlama2c(readLlama2cTokenizer(tokBytes, weights.config.vocabSize, tokenizerPath));
+  // The llama2.c tokenizer file (or a tokenizer.json given with --tokenizer).
+  const tok = options.tokenizerPath === undefined ? llama2cTokenizerFile(tokenizerPath, weights.config.vocabSize) : tokenizerFromPath(tokenizerPath, weights.config);
   return {
     weights,
-    tokenizer,
-    tokenizerBytes: tokBytes,
+    tokenizer: tok.tokenizer,
+    tokenizerInfo: tok,
+    tokenizerBytes: tok.embed.bytes,
     source: {
       path,
       format: ckpt.layout,
       fileBytes: bytes.byteLength,
       sha256: createHash('sha256').update(bytes).digest('hex'),
       tokenizerPath,
+      files: [
+        { path, role: 'weights', bytes: bytes.byteLength },
+        ...tok.files.map((f) => ({ path: f, role: 'tokenizer' as const, bytes: statSync(f).size })),
+      ],
     },
+    description: null,
+    dtypes: { [ckpt.layout === 'v2-q8_0' ? 'Q8_0+F32' : 'F32']: expectedTensorCount(weights) },
   };
 }
 
-/** A checkpoint's weights without a tokenizer (a reference model scores the evaluated model's tokens). */
+function expectedTensorCount(w: ModelWeights): number {
+  return w.tensors.size;
+}
+
+/** A model's weights without a tokenizer (a reference model scores the evaluated model's tokens). */
 export interface LoadedWeights {
   weights: ModelWeights;
-  source: { path: string; format: Llama2cLayout; fileBytes: number; sha256: string };
+  source: { path: string; format: ModelFormat; fileBytes: number; sha256: string };
 }
 
-/** Load a llama2.c checkpoint's weights only (no tokenizer is looked for). */
+/** Load a float model's weights only (no tokenizer is looked for), in any format `loadModel` reads. */
 export function loadCheckpointWeights(path: string): LoadedWeights {
-  const bytes = readFileChecked(path, 'checkpoint');
-  const ckpt = readLlama2cCheckpoint(bytes, path);
-  return {
-    weights: modelFromLlama2c(ckpt, path),
-    source: { path, format: ckpt.layout, fileBytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') },
-  };
+  const kind = detectModelPath(path);
+  if (kind === 'llama2c') {
+    const bytes = readFileChecked(path, 'checkpoint');
+    const ckpt = readLlama2cCheckpoint(bytes, path);
+    return {
+      weights: modelFromLlama2c(ckpt, path),
+      source: { path, format: ckpt.layout, fileBytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') },
+    };
+  }
+  if (kind === 'usk') {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'this is a .usk bundle, not a float model', { source: path, hint: 'open bundles with loadBundle' });
+  }
+  const src = openModelSource(path, { noTokenizer: true });
+  try {
+    const m = loadFromSource(src);
+    return { weights: m.weights, source: { path: m.source.path, format: m.source.format, fileBytes: m.source.fileBytes, sha256: m.source.sha256 } };
+  } finally {
+    src.close();
+  }
 }

@@ -2,7 +2,7 @@ import type { Bundle } from '@ultrasketch/format';
 import type { ModelConfig, ModelWeights } from '@ultrasketch/model';
 import { type KernelChoice, NodeSession, sessionFromBundle } from '@ultrasketch/runtime-node';
 import { loadCheckpointWeights } from './load.js';
-import { looksLikeSafetensors } from './sniff.js';
+import { detectModelPath } from './sources.js';
 import { type LoadBundleOptions, type OpenedModel, loadBundle } from './usk.js';
 
 /**
@@ -15,9 +15,12 @@ export type ReferenceModel =
   | { kind: 'checkpoint'; config: ModelConfig; weights: ModelWeights; source: { path: string; format: string; fileBytes: number; sha256: string } }
   | { kind: 'bundle'; config: ModelConfig; bundle: Bundle; source: { path: string; format: 'usk'; fileBytes: number; sha256: string } };
 
-/** Open a reference model by content: a `.usk` bundle or a llama2.c checkpoint (no tokenizer needed). */
+/**
+ * Open a reference model by content: a `.usk` bundle, or a float model in any input format (llama2.c, HF
+ * directory, safetensors with config.json, GGUF). No tokenizer is needed: it scores the evaluated model's tokens.
+ */
 export function openReference(path: string, options: LoadBundleOptions = {}): ReferenceModel {
-  if (looksLikeSafetensors(path)) {
+  if (detectModelPath(path) === 'usk') {
     const loaded = loadBundle(path, options);
     return { kind: 'bundle', config: loaded.config, bundle: loaded.bundle, source: loaded.source };
   }
@@ -28,12 +31,30 @@ export function openReference(path: string, options: LoadBundleOptions = {}): Re
 export interface CreateSessionOptions {
   /** Dense kernels for a checkpoint ('auto' default). A bundle always runs its codecs' fused kernels. */
   kernels?: KernelChoice;
+  /**
+   * KV cache capacity in positions (default: the model's seq_len, capped at DEFAULT_CONTEXT_CAP). The cache
+   * takes 2 × nLayers × nKvHeads × headDim × 4 bytes per position: Llama 3.2-1B's 131,072 positions would be
+   * 8.6 GB, so callers pass what they need (generate: the steps; eval: the window).
+   */
+  contextLength?: number;
+}
+
+/**
+ * The KV cache capacity a session gets when the caller does not say: the model's seq_len, but at most this
+ * many positions (a 128k-context model would otherwise reserve gigabytes it never uses).
+ */
+export const DEFAULT_CONTEXT_CAP = 4096;
+
+/** The KV cache capacity for a model: `wanted` (or seq_len, capped), never more than seq_len. */
+export function sessionContextLength(config: ModelConfig, wanted?: number): number {
+  return Math.max(1, Math.min(config.seqLen, wanted ?? Math.min(config.seqLen, DEFAULT_CONTEXT_CAP)));
 }
 
 /** A CPU session over an opened model or reference. */
 export function createSession(model: OpenedModel | ReferenceModel, options: CreateSessionOptions = {}): NodeSession {
-  if (model.kind === 'bundle') return sessionFromBundle(model.bundle, { source: model.source.path });
-  return NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto' });
+  const contextLength = sessionContextLength(model.config, options.contextLength);
+  if (model.kind === 'bundle') return sessionFromBundle(model.bundle, { source: model.source.path, contextLength });
+  return NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto', contextLength });
 }
 
 /** What `createSession` runs for a model, in words (reports). */

@@ -10,7 +10,7 @@ import { COMPRESS_CODECS, codecOptionKeys, isBpwTargeted, optionsFor, resolveCod
 import { type CompressProgress, type EmbeddingStorage, type SmallMatrixPolicy, compress } from './compress.js';
 import { writeFileAtomic } from './atomic.js';
 import { type NamedPath, assertOutputDirectory, assertOutputNotInput, ensureOutputDirectory } from './files.js';
-import { type ScoringSession, evaluate } from './evaluate.js';
+import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
@@ -180,7 +180,7 @@ export interface SweepResult {
   toolVersion: string;
   command: string;
   model: { path: string; sha256: string; format: string; params: number };
-  protocol: 'llama2c-documents';
+  protocol: EvaluateResult['protocol'];
   evalText: { source: string; sha256: string };
   window: number;
   windows: number;
@@ -271,7 +271,8 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     assertOutputDirectory(options.outDir);
     const inputs: NamedPath[] = [
       { path: model.source.path, what: 'checkpoint' },
-      { path: model.source.tokenizerPath, what: 'tokenizer' },
+      ...(model.source.tokenizerPath ? [{ path: model.source.tokenizerPath, what: 'tokenizer' }] : []),
+      ...(model.source.files ?? []).map((f) => ({ path: f.path, what: f.role === 'weights' ? 'checkpoint' : f.role })),
       ...(options.evalTextSource === undefined ? [] : [{ path: options.evalTextSource, what: 'evaluation text (--eval-text)' }]),
       ...(options.calibration?.textSource === undefined ? [] : [{ path: options.calibration.textSource, what: 'calibration text (--calib)' }]),
       ...(options.calibrated === undefined ? [] : [{ path: options.calibrated.info.textSource, what: 'calibration text (--calib)' }]),

@@ -1,5 +1,5 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { Tokenizer } from '@ultrasketch/model';
+import type { TextTokenizer } from '@ultrasketch/model';
 
 /**
  * Split text into documents the way the evaluation protocol does: on blank lines ("\n\n"), each piece
@@ -30,7 +30,7 @@ export function comparableDocuments(text: string): string[] {
 }
 
 /** Encode every document with BOS (no EOS) and concatenate them into one token stream. */
-export function documentTokenStream(tokenizer: Tokenizer, text: string, source = '<text>'): Int32Array {
+export function documentTokenStream(tokenizer: TextTokenizer, text: string, source = '<text>'): Int32Array {
   const docs = splitDocuments(text);
   if (docs.length === 0) {
     throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, 'the text contains no documents (it is empty or only whitespace)', {

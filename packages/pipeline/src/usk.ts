@@ -1,19 +1,21 @@
 import { registerAllCodecs } from './codecs.js';
 import { createHash } from 'node:crypto';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type Bundle, type BundleIntegrity, LIMITS, USK_TOKENIZER_TENSOR, readBundle, readLlama2cTokenizer } from '@ultrasketch/format';
+import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, readBundle, tokenizerTensorNames } from '@ultrasketch/format';
 import {
   type ModelConfig,
   type ModelWeights,
   TensorNames,
-  Tokenizer,
+  type TextTokenizer,
   expectedTensors,
+  headDim,
   kvDim,
   validateModelConfig,
 } from '@ultrasketch/model';
 import { type BundleAccounting, type BitsAndWeights, bundleAccounting, weightRole } from './accounting.js';
-import { type LoadedModel, loadModelFromBytes, readFileChecked } from './load.js';
-import { looksLikeSafetensorsBytes } from './sniff.js';
+import { type LoadedModel, loadModel, readFileChecked } from './load.js';
+import { detectModelPath } from './sources.js';
+import { type LoadedTokenizer, bundleTokenizer } from './tokenizers.js';
 
 export interface LoadBundleOptions {
   /** Verify every tensor's CRC-32 (default true). The metadata checksum is always verified. */
@@ -24,8 +26,10 @@ export interface LoadBundleOptions {
 export interface LoadedBundle {
   bundle: Bundle;
   config: ModelConfig;
-  tokenizer: Tokenizer;
-  /** The embedded tokenizer file's bytes. */
+  tokenizer: TextTokenizer;
+  /** The embedded tokenizer: its kind, the ids generation stops at. */
+  tokenizerInfo: LoadedTokenizer;
+  /** The embedded tokenizer's main bytes (a llama2.c tokenizer file, or tokenizer.json); every tokenizer tensor is in `bundle.tokenizer`. */
   tokenizerBytes: Uint8Array;
   fileBytes: number;
   /** Recomputed from the stored tensors and the real file size (methods.md §4). */
@@ -51,7 +55,8 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
   checkConfigAgainstTensors(bundle, config, source);
   checkBundleTensors(bundle, config, source);
   const tokenizerBytes = bundle.tokenizer.bytes;
-  const tokenizer = Tokenizer.fromLlama2c(embeddedTokenizer(tokenizerBytes, config, source), source);
+  const tokenizerInfo = bundleTokenizer(bundle, config, source);
+  const tokenizer = tokenizerInfo.tokenizer;
   const accounting = bundleAccounting(bundle, config, bytes.byteLength, source);
   const section = (key: string): Record<string, unknown> | null => {
     const v = bundle.sections[key];
@@ -62,6 +67,7 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
     bundle,
     config,
     tokenizer,
+    tokenizerInfo,
     tokenizerBytes,
     fileBytes: bytes.byteLength,
     accounting,
@@ -99,6 +105,7 @@ export function bundleModelConfig(bundle: Bundle, source: string): ModelConfig {
   if (typeof raw.tiedClassifier !== 'boolean') bad(`tiedClassifier is ${JSON.stringify(raw.tiedClassifier)}, expected a boolean`);
   const c: ModelConfig = {
     architecture: 'llama',
+    ...optionalConfigFields(raw, bad),
     dim: raw.dim as number,
     hiddenDim: raw.hiddenDim as number,
     nLayers: raw.nLayers as number,
@@ -125,6 +132,46 @@ export function bundleModelConfig(bundle: Bundle, source: string): ModelConfig {
   limit(c.seqLen, LIMITS.maxSeqLen, 'seqLen');
   validateModelConfig(c, source);
   return c;
+}
+
+/**
+ * The Llama-family fields a config may carry (issue 11), each passed through only when the bundle stores it, so a
+ * bundle written before they existed reads back as exactly the same config. Types are checked here, values by
+ * validateModelConfig.
+ */
+function optionalConfigFields(raw: Record<string, unknown>, bad: (problem: string) => never): Partial<ModelConfig> {
+  const out: Partial<ModelConfig> = {};
+  if ('sourceArchitecture' in raw) {
+    if (!(LLAMA_FAMILY_ARCHITECTURES as readonly unknown[]).includes(raw.sourceArchitecture)) {
+      bad(`sourceArchitecture is ${JSON.stringify(raw.sourceArchitecture)}, expected one of ${LLAMA_FAMILY_ARCHITECTURES.join(', ')}`);
+    }
+    out.sourceArchitecture = raw.sourceArchitecture as ModelConfig['sourceArchitecture'];
+  }
+  if ('headDim' in raw) {
+    if (typeof raw.headDim !== 'number') bad(`headDim is ${JSON.stringify(raw.headDim)}, expected a number`);
+    if ((raw.headDim as number) > LIMITS.maxModelDim) bad(`headDim ${raw.headDim as number} exceeds the limit of ${LIMITS.maxModelDim}`);
+    out.headDim = raw.headDim as number;
+  }
+  for (const key of ['qkvBias', 'oBias', 'qkNorm'] as const) {
+    if (key in raw) {
+      if (typeof raw[key] !== 'boolean') bad(`${key} is ${JSON.stringify(raw[key])}, expected true or false`);
+      out[key] = raw[key] as boolean;
+    }
+  }
+  if ('ropeScaling' in raw) {
+    const rs = raw.ropeScaling;
+    if (rs !== null && (typeof rs !== 'object' || Array.isArray(rs))) bad(`ropeScaling is ${JSON.stringify(rs)}, expected an object or null`);
+    if (rs !== null) {
+      const r = rs as Record<string, unknown>;
+      const keys = r.type === 'llama3' ? ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'] : r.type === 'freq-factors' ? ['type', 'factors'] : null;
+      if (keys === null) bad(`ropeScaling type ${JSON.stringify(r.type)} is unknown (llama3 or freq-factors)`);
+      const extra = Object.keys(r).filter((k) => !keys!.includes(k));
+      if (extra.length > 0) bad(`ropeScaling has unknown field(s) ${extra.join(', ')}`);
+      if (r.type === 'freq-factors' && (!Array.isArray(r.factors) || r.factors.length > LIMITS.maxModelDim)) bad('ropeScaling.factors is not a list of at most maxModelDim numbers');
+    }
+    out.ropeScaling = rs as ModelConfig['ropeScaling'];
+  }
+  return out;
 }
 
 const CONFIG_DISAGREES = 'the bundle\'s model_config does not match its tensors: the header was damaged or edited; re-create the bundle';
@@ -205,32 +252,19 @@ export function checkConfigAgainstTensors(bundle: Bundle, config: ModelConfig, s
   }
 }
 
-/** The config fields a weight's expected shape comes from, for messages. */
-function shapeFields(name: string): string {
+/** The config fields a tensor's expected shape comes from, for messages. */
+function shapeFields(name: string, c: ModelConfig): string {
+  const hd = c.headDim === undefined ? 'dim / nHeads' : 'headDim';
   if (name === TensorNames.embedding || name === TensorNames.classifier) return 'vocabSize × dim';
-  if (name.endsWith('k_proj.weight') || name.endsWith('v_proj.weight')) return '(dim / nHeads · nKvHeads) × dim';
+  if (name.endsWith('q_proj.weight')) return `(nHeads · ${hd}) × dim`;
+  if (name.endsWith('o_proj.weight')) return `dim × (nHeads · ${hd})`;
+  if (name.endsWith('k_proj.weight') || name.endsWith('v_proj.weight')) return `(nKvHeads · ${hd}) × dim`;
   if (name.endsWith('gate_proj.weight') || name.endsWith('up_proj.weight')) return 'hiddenDim × dim';
   if (name.endsWith('down_proj.weight')) return 'dim × hiddenDim';
-  return 'dim × dim';
-}
-
-/**
- * The embedded tokenizer, read for the config's vocabulary. A count that disagrees is the bundle's own
- * inconsistency (there is no --tokenizer to fix for a bundle), so the error names the config field.
- */
-function embeddedTokenizer(bytes: Uint8Array, config: ModelConfig, source: string) {
-  try {
-    return readLlama2cTokenizer(bytes, config.vocabSize, `${source} (${USK_TOKENIZER_TENSOR})`);
-  } catch (err) {
-    if (err instanceof UltraSketchError && err.code === ErrorCodes.TOKENIZER_MISMATCH) {
-      throw new UltraSketchError(
-        ErrorCodes.TOKENIZER_MISMATCH,
-        `model_config vocabSize = ${config.vocabSize} disagrees with the embedded tokenizer (${USK_TOKENIZER_TENSOR}): ${err.problem}`,
-        { source, hint: CONFIG_DISAGREES, cause: err },
-      );
-    }
-    throw err;
-  }
+  if (name.endsWith('q_proj.bias')) return `nHeads · ${hd}`;
+  if (name.endsWith('k_proj.bias') || name.endsWith('v_proj.bias')) return `nKvHeads · ${hd}`;
+  if (name.endsWith('q_norm.weight') || name.endsWith('k_norm.weight')) return hd;
+  return 'dim';
 }
 
 /**
@@ -274,7 +308,7 @@ export function checkBundleTensors(bundle: Bundle, config: ModelConfig, source: 
       if (w.entry.rows !== shape[0] || w.entry.cols !== shape[1]) {
         throw new UltraSketchError(
           ErrorCodes.SHAPE_MISMATCH,
-          `weight ${name} is ${w.entry.rows}×${w.entry.cols}, the model config needs ${shape[0]}×${shape[1]} (${shapeFields(name)})`,
+          `weight ${name} is ${w.entry.rows}×${w.entry.cols}, the model config needs ${shape[0]}×${shape[1]} (${shapeFields(name, config)})`,
           { source, hint: 'the bundle does not match its model config' },
         );
       }
@@ -287,7 +321,7 @@ export function checkBundleTensors(bundle: Bundle, config: ModelConfig, source: 
         });
       }
       if (v.length !== shape[0]) {
-        throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `vector ${name} has ${v.length} values, the model config needs ${shape[0]}`, {
+        throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `vector ${name} has ${v.length} values, the model config needs ${shape[0]} (${shapeFields(name, config)})`, {
           source,
           hint: 'the bundle does not match its model config',
         });
@@ -356,6 +390,8 @@ export interface InspectTotals {
 export interface BundleInspection {
   path: string;
   formatVersion: number;
+  /** The embedded tokenizer's kind ('llama2c', 'gguf-llama', 'hf-json') and what it is. */
+  tokenizer: { kind: string; description: string; bosId: number; stopIds: number[] };
   /** What the checksums covered (docs/bundle.md, "Integrity"). */
   integrity: BundleIntegrity;
   config: ModelConfig;
@@ -411,24 +447,33 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
       });
     }
   }
-  const tokBits = 8 * loaded.tokenizerBytes.byteLength;
-  rows.push({
-    name: USK_TOKENIZER_TENSOR,
-    role: 'tokenizer',
-    compressed: false,
-    keptDense: false,
-    codec: 'U8',
-    codecVersion: null,
-    options: null,
-    shape: [loaded.tokenizerBytes.byteLength],
-    weights: 0,
-    bits: tokBits,
-    bpw: null,
-    components: { [USK_TOKENIZER_TENSOR]: tokBits },
-  });
+  // One row per tensor the tokenizer is stored in (hf-json: tokenizer.json and tokenizer_config.json).
+  for (const name of tokenizerTensorNames(bundle.tokenizer.kind)) {
+    const n = bundle.file.tensors.get(name)!.data.byteLength;
+    rows.push({
+      name,
+      role: 'tokenizer',
+      compressed: false,
+      keptDense: false,
+      codec: 'U8',
+      codecVersion: null,
+      options: null,
+      shape: [n],
+      weights: 0,
+      bits: 8 * n,
+      bpw: null,
+      components: { [name]: 8 * n },
+    });
+  }
   return {
     path: loaded.source.path,
     formatVersion: bundle.formatVersion,
+    tokenizer: {
+      kind: bundle.tokenizer.kind,
+      description: loaded.tokenizerInfo.description,
+      bosId: loaded.tokenizer.bosId,
+      stopIds: loaded.tokenizerInfo.stopIds,
+    },
     integrity: loaded.integrity,
     config,
     tensors: rows,
@@ -455,16 +500,17 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
 // ------------------------------------------------------------------------------------------------- open
 
 export interface OpenModelOptions extends LoadBundleOptions {
-  /** Tokenizer for a llama2.c checkpoint (found next to it when omitted); refused for a bundle. */
+  /** Tokenizer for a float model (its own when omitted: next to a llama2.c checkpoint, in an HF directory, in a GGUF); refused for a bundle. */
   tokenizerPath?: string;
 }
 
-/** A model opened for running: a float checkpoint (dense weights) or a bundle (compressed parameters). */
+/** A model opened for running: a float model (dense weights, any input format) or a bundle (compressed parameters). */
 export type OpenedModel =
   | {
       kind: 'checkpoint';
       config: ModelConfig;
-      tokenizer: Tokenizer;
+      tokenizer: TextTokenizer;
+      tokenizerInfo: LoadedTokenizer;
       weights: ModelWeights;
       model: LoadedModel;
       source: LoadedModel['source'];
@@ -472,29 +518,45 @@ export type OpenedModel =
   | {
       kind: 'bundle';
       config: ModelConfig;
-      tokenizer: Tokenizer;
+      tokenizer: TextTokenizer;
+      tokenizerInfo: LoadedTokenizer;
       bundle: Bundle;
       loaded: LoadedBundle;
       source: LoadedBundle['source'];
     };
 
 /**
- * Open either a llama2.c checkpoint or a `.usk` bundle, told apart by content (a safetensors header whose
- * metadata says format "ultrasketch.usk"; a plain safetensors file is refused with BAD_MAGIC). A bundle
- * brings its own tokenizer.
+ * Open a model for running, told apart by content (docs/inputs.md): a `.usk` bundle (a safetensors header whose
+ * metadata says format "ultrasketch.usk"; it brings its own tokenizer), or a float model — a llama2.c
+ * checkpoint, an HF directory, a `.safetensors` file with its config.json beside it, or a GGUF file.
  */
 export function openModel(path: string, options: OpenModelOptions = {}): OpenedModel {
-  const bytes = readFileChecked(path, 'model');
-  if (looksLikeSafetensorsBytes(bytes)) {
+  if (detectModelPath(path) === 'usk') {
     if (options.tokenizerPath !== undefined) {
-      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a bundle carries its own tokenizer; --tokenizer applies to checkpoints only', {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a bundle carries its own tokenizer; --tokenizer applies to float models only', {
         source: '--tokenizer',
         hint: `drop --tokenizer when running ${path}`,
       });
     }
-    const loaded = loadBundleFromBytes(bytes, path, options);
-    return { kind: 'bundle', config: loaded.config, tokenizer: loaded.tokenizer, bundle: loaded.bundle, loaded, source: loaded.source };
+    const loaded = loadBundle(path, options);
+    return {
+      kind: 'bundle',
+      config: loaded.config,
+      tokenizer: loaded.tokenizer,
+      tokenizerInfo: loaded.tokenizerInfo,
+      bundle: loaded.bundle,
+      loaded,
+      source: loaded.source,
+    };
   }
-  const model = loadModelFromBytes(bytes, path, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath });
-  return { kind: 'checkpoint', config: model.weights.config, tokenizer: model.tokenizer, weights: model.weights, model, source: model.source };
+  const model = loadModel(path, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath });
+  return {
+    kind: 'checkpoint',
+    config: model.weights.config,
+    tokenizer: model.tokenizer,
+    tokenizerInfo: model.tokenizerInfo,
+    weights: model.weights,
+    model,
+    source: model.source,
+  };
 }

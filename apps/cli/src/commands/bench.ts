@@ -120,8 +120,10 @@ export const benchCommand: Command = {
     const progress = new Progress({ label: 'bench', total, unit: 'runs', quiet, stream: io.stderr });
     const samples = { model: { prefill: [] as number[], generate: [] as number[] }, baseline: { prefill: [] as number[], generate: [] as number[] } };
     try {
-      opened = await factory.open(model);
-      base = await baseFactory.open(baseline.model);
+      // The KV cache holds what a run uses (the longer of the prompt and --tokens), not a 128k-context model's whole seq_len.
+      const context = Math.max(tokens, prompt.length);
+      opened = await factory.open(model, context);
+      base = await baseFactory.open(baseline.model, context);
       const contenders = [
         { key: 'model' as const, s: opened.session },
         { key: 'baseline' as const, s: base.session },
@@ -132,7 +134,7 @@ export const benchCommand: Command = {
         const order = round % 2 === 0 ? contenders : [...contenders].reverse();
         for (const what of ['prefill', 'generate'] as const) {
           for (const c of order) {
-            const tps = what === 'prefill' ? await timePrefill(c.s, prompt) : await timeGenerate(c.s, tokens, model.tokenizer.bosId);
+            const tps = what === 'prefill' ? await timePrefill(c.s, prompt) : await timeGenerate(c.s, tokens, model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : prompt[0]!);
             if (record) samples[c.key][what].push(tps);
             progress.update(++done, `${record ? `run ${round - warmup + 1}/${runs}` : `warm-up ${round + 1}/${warmup}`}: ${what} ${c.key}`);
           }

@@ -3,10 +3,12 @@ import { basename, join } from 'node:path';
 import {
   COMPRESS_CODECS,
   type Calibration,
+  type CompressCalibration,
   type CompressReport,
   type EmbeddingStorage,
   type KeptDense,
   type LoadedModel,
+  type ModelSource,
   type NamedPath,
   type SmallMatrixPolicy,
   type TextFile,
@@ -16,8 +18,10 @@ import {
   calibrate,
   codecUsesSaliency,
   compress,
+  detectModelPath,
   findTokenizer,
   loadCheckpointForCompress,
+  openModelSource,
   readFileChecked,
   resolveCodecOptions,
   shellJoin,
@@ -30,7 +34,7 @@ import { Progress } from '../progress.js';
 
 export const compressCommand: Command = {
   name: 'compress',
-  summary: 'compress a llama2.c checkpoint into a .usk bundle (rtn, binary, float, sketch, hashednets, littlebit)',
+  summary: 'compress a model (llama2.c, HF directory, GGUF) into a .usk bundle (rtn, binary, float, sketch, hashednets, littlebit)',
   description:
     'Encodes the chosen linear kinds (--layers; by default what the method compresses) with --codec, stores the ' +
     'other linears in float f16, the embedding as --embeddings says, the norms as float32 and the tokenizer ' +
@@ -38,6 +42,13 @@ export const compressCommand: Command = {
     'accounting of docs/methods.md §4: bpwLinears = bits stored for the compressed linears ÷ their weights, ' +
     'bitsPerParam = 8 × file bytes ÷ all parameters. The same command gives a byte-identical file. The file is ' +
     'written atomically (a temporary file renamed into place).\n\n' +
+    'The model: a llama2.c checkpoint, a Hugging Face directory (config.json, model.safetensors or shards with ' +
+    'model.safetensors.index.json, tokenizer.json), a .safetensors file with its config.json beside it, or a GGUF ' +
+    'file, told apart by content (docs/inputs.md). HF and GGUF models are streamed: one decoder layer is read, ' +
+    'calibrated, encoded and freed at a time, so memory holds the bundle being built and one layer, not the dense ' +
+    'model. The bundle embeds the tokenizer the model came with (llama2.c file, tokenizer.json, GGUF vocabulary). ' +
+    'Finetuning and --eval-windows need the whole float model in memory: they state what they need and refuse ' +
+    '(E_OUT_OF_MEMORY) when it will not fit.\n\n' +
     'Codec flags: rtn --bits K --group-size G; float --dtype; sketch --bpw X --rows D --state f16|int8|f32 ' +
     '--hash rowrun|mixed --groups G --alloc uniform|saliency[:ALPHA] --split count|mass; hashednets --bpw X ' +
     '--state f16|f32; littlebit --bpw X or --rank R, --residual/--no-residual, --rank-rounding. A flag the codec ' +
@@ -54,7 +65,7 @@ export const compressCommand: Command = {
     "bundle's quality section. With --json stdout gets exactly one JSON object: the report (output, fileBytes, " +
     'bitsPerParam, bpwLinears, bpwSelectedLinears, params, keptDense, codec, layers, accounting, provenance, ' +
     'quality, seconds).',
-  positionals: [{ name: 'checkpoint', description: 'the float llama2.c checkpoint to compress (legacy float32 or version-2 int8)' }],
+  positionals: [{ name: 'checkpoint', description: 'the float model to compress: a llama2.c checkpoint, an HF directory, a .safetensors file with config.json beside it, or a .gguf file' }],
   options: [
     { name: 'output', short: 'o', kind: 'path', valueName: 'OUT.usk', required: true, description: 'the bundle to write' },
     {
@@ -72,6 +83,8 @@ export const compressCommand: Command = {
     { name: 'json', kind: 'boolean', default: false, description: 'print the report as one JSON object' },
   ],
   examples: [
+    'ultrasketch compress ../shared/models/stories3M/hf --codec littlebit --bpw 0.55 --small-matrix keep -o s3m-lb.usk',
+    'ultrasketch compress ../shared/models/stories3M/gguf/stories3M-f32.gguf --codec rtn --bits 4 -o s3m-rtn4.usk',
     'ultrasketch compress ../shared/models/stories260K/stories260K.bin --codec rtn --bits 8 -o stories260K-rtn8.usk',
     'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec sketch --bpw 0.75 --groups 8 --alloc saliency:0.5 -o s3m-sketch.usk --eval-windows 8',
     'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec littlebit --bpw 0.55 --small-matrix keep -o s3m-lb.usk --json',
@@ -89,7 +102,32 @@ export const compressCommand: Command = {
     assertOutputNotInput(options.output as string, commandInputs(input), { what: 'bundle', flag: '-o' });
     assertCheckpointDirectory(input);
 
-    const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
+    // llama2.c checkpoints are read whole (as always: a bundle of one is byte-identical to earlier builds'); HF
+    // and GGUF models are opened as sources and streamed layer by layer by compress().
+    const modelPath = positionals.checkpoint!;
+    const tokenizerPath = options.tokenizer as string | undefined;
+    const model: LoadedModel | ModelSource =
+      detectModelPath(modelPath) === 'llama2c' || detectModelPath(modelPath) === 'usk'
+        ? loadCheckpointForCompress(modelPath, tokenizerPath)
+        : openModelSource(modelPath, tokenizerPath === undefined ? {} : { tokenizerPath });
+    try {
+      await compressOpened(input, io, model, { codec, raw, resolved, evalWindows, evalPath });
+    } finally {
+      if ('close' in model) model.close();
+    }
+  },
+};
+
+async function compressOpened(
+  input: CommandInput,
+  io: CommandIO,
+  model: LoadedModel | ModelSource,
+  a: { codec: string; raw: Record<string, unknown>; resolved: unknown; evalWindows: number; evalPath: string | undefined },
+): Promise<void> {
+  const { positionals, options } = input;
+  const quiet = options.quiet === true;
+  const { codec, raw, resolved, evalWindows, evalPath } = a;
+  {
     const evalFile = evalPath !== undefined && (evalWindows > 0 || input.given?.has('eval-text')) ? readText(evalPath, 'evaluation text', '--eval-text') : undefined;
     const calibration = maybeCalibrate(input, io, model, codec, resolved, evalFile);
 
@@ -99,7 +137,7 @@ export const compressCommand: Command = {
       warnIfCalibrationText(io, evalFile!.path);
       note(io, quiet, `compress: quality will be measured on the first ${evalWindows} window(s) of ${evalFile!.path}`);
     }
-    const c = model.weights.config;
+    const c = 'weights' in model ? model.weights.config : model.config;
     const weightCount = 7 * c.nLayers + (c.tiedClassifier ? 1 : 2);
     const progress = new Progress({ label: 'compress', total: weightCount, unit: 'weights', quiet, stream: io.stderr });
     const ft = finetuneFromInput(input, io, evalFile, () => progress.finish());
@@ -115,7 +153,8 @@ export const compressCommand: Command = {
         smallMatrix: options['small-matrix'] as SmallMatrixPolicy,
         output: options.output as string,
         provenance: { command: shellJoin(['ultrasketch', 'compress', ...(input.argv ?? [])]) },
-        ...(calibration ? { saliency: calibration.stats.meanSquare, calibration: calibration.info } : {}),
+        ...(calibration && 'stats' in calibration ? { saliency: calibration.stats.meanSquare, calibration: calibration.info } : {}),
+        ...(calibration && 'text' in calibration ? { calibrate: calibration } : {}),
         ...(text !== undefined
           ? {
               measureQuality: {
@@ -152,8 +191,8 @@ export const compressCommand: Command = {
     }
     io.stdout.write(`${table(summaryRows(report, positionals.checkpoint!))}\n`);
     note(io, quiet, `compress: ${report.seconds.total.toFixed(1)} s (encode ${report.seconds.encode.toFixed(1)} s${report.training ? `, finetune ${report.seconds.finetune.toFixed(1)} s` : ''}${report.quality ? `, quality ${report.seconds.quality.toFixed(1)} s` : ''})`);
-  },
-};
+  }
+}
 
 /** "k_proj, v_proj 32×64 (need ≥ 1.6094 bpw) in layers 0, 1, 2" — kept-dense matrices grouped by kind and shape. */
 export function describeKept(kept: KeptDense[]): string {
@@ -231,7 +270,22 @@ export function commandInputs(input: CommandInput): NamedPath[] {
   const checkpoint = positionals.checkpoint!;
   const list: NamedPath[] = [{ path: checkpoint, what: 'checkpoint' }];
   let tokenizer = typeof options.tokenizer === 'string' ? options.tokenizer : undefined;
-  if (tokenizer === undefined) {
+  let kind: string | undefined;
+  try {
+    kind = detectModelPath(checkpoint);
+  } catch {
+    // missing or unreadable: loading the model reports it (typed)
+  }
+  if (kind === 'hf-directory' || kind === 'safetensors' || kind === 'gguf') {
+    // Every file the model is read from (weights, shards, index, config.json, tokenizer files): headers only.
+    try {
+      const src = openModelSource(checkpoint, tokenizer === undefined ? {} : { tokenizerPath: tokenizer });
+      src.close();
+      for (const f of src.files) list.push({ path: f.path, what: f.role === 'weights' ? 'model weights' : f.role === 'tokenizer' ? 'tokenizer' : `model ${f.role} file` });
+    } catch {
+      // a broken model: loading it reports why (typed); nothing to protect yet
+    }
+  } else if (tokenizer === undefined && kind === 'llama2c') {
     try {
       tokenizer = findTokenizer(checkpoint);
     } catch {
@@ -274,12 +328,12 @@ export function readText(path: string, what: string, flag: string): TextFile {
 export function maybeCalibrate(
   input: CommandInput,
   io: CommandIO,
-  model: LoadedModel,
+  model: LoadedModel | ModelSource,
   codec: string,
   resolved: unknown,
   evalFile: TextFile | undefined,
   usesOverride?: boolean,
-): Calibration | undefined {
+): Calibration | (CompressCalibration & { text: string }) | undefined {
   const { options } = input;
   const quiet = options.quiet === true;
   const uses = usesOverride ?? codecUsesSaliency(codec, resolved);
@@ -302,6 +356,15 @@ export function maybeCalibrate(
   if (!uses) {
     note(io, quiet, `--calib is ignored: codec ${codec} with these options does not use calibration statistics`);
     return undefined;
+  }
+  if (!('weights' in model)) {
+    // A streamed model is calibrated layer by layer inside compress(), as each layer is read for encoding.
+    note(io, quiet, `calibrate: E[a²] from the first ${fmtInt(options['calib-tokens'] as number)} tokens of ${calibPath}, layer by layer while compressing`);
+    return {
+      text: new TextDecoder('utf-8').decode(calib.bytes),
+      textSource: calibPath,
+      maxTokens: options['calib-tokens'] as number,
+    };
   }
   const progress = new Progress({ label: 'calibrate', total: options['calib-tokens'] as number, unit: 'tok', quiet, stream: io.stderr });
   try {

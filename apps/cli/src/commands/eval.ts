@@ -1,6 +1,16 @@
 import { basename } from 'node:path';
 import { parameterCount } from '@ultrasketch/model';
-import { type ReferenceModel, evaluate, openModel, openReference, readFileChecked, referenceSourceWarning } from '@ultrasketch/pipeline';
+import {
+  EVAL_PROTOCOLS,
+  type EvalProtocol,
+  type ReferenceModel,
+  defaultWindow,
+  evaluate,
+  openModel,
+  openReference,
+  readFileChecked,
+  referenceSourceWarning,
+} from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
@@ -12,10 +22,18 @@ export const evalCommand: Command = {
   name: 'eval',
   summary: 'perplexity of a checkpoint or bundle on a text (and KL / top-1 agreement against a reference model)',
   description:
-    'The llama2.c-documents protocol of docs/evaluation.md: the text is split into documents on blank lines, ' +
-    'each encoded with BOS, concatenated into one stream and cut into non-overlapping windows of --window ' +
-    'tokens (the remainder is dropped); each window runs from an empty KV cache and positions 1..W-1 are ' +
-    'scored. Prints the mean negative log-likelihood (nats) and perplexity = exp(mean NLL).\n\n' +
+    'Three protocols (docs/evaluation.md), named in every report. --protocol llama2c-documents (the default, ' +
+    "llama2.c's): the text is split into documents on blank lines, each encoded with BOS, concatenated into one " +
+    'stream and cut into non-overlapping windows of --window tokens (default seq_len; the remainder is dropped); ' +
+    'each window runs from an empty KV cache and positions 1..W-1 are scored. --protocol wikitext (the ' +
+    "literature's, for Hugging Face models): the file joined as given (e.g. WikiText-2's test split joined with " +
+    'blank lines) is tokenized once, BOS first when the tokenizer adds one, cut into non-overlapping windows of ' +
+    '--window (default 2048, capped by the model), the first token of each window not scored. --protocol ' +
+    "llamacpp (llama.cpp's perplexity): tokenized once, chunks of --window (default 512) each starting with BOS " +
+    'in place of its first token, only the second half of each chunk scored. Prints the mean negative ' +
+    'log-likelihood (nats) and perplexity = exp(mean NLL).\n\n' +
+    'The model may be a llama2.c checkpoint, an HF directory, a .safetensors file with its config.json beside ' +
+    'it, a GGUF file or a .usk bundle (docs/inputs.md).\n\n' +
     'With --reference, the reference model runs on the same windows and KL(P_reference || P_model) per ' +
     'position and top-1 agreement are reported, together with the reference\'s own NLL and perplexity. ' +
     'The reference (a checkpoint or a bundle) scores the same token stream, made with the evaluated model\'s ' +
@@ -29,11 +47,12 @@ export const evalCommand: Command = {
     'With --json stdout gets exactly one JSON object: {"meanNll", "perplexity", "windows", "predictedTokens", ' +
     '"windowNll", "protocol", "window", "streamTokens", "model", "text", ...} (+ "kl", "top1", "reference" ' +
     'with --reference).',
-  positionals: [{ name: 'checkpoint', description: 'the llama2.c checkpoint or .usk bundle to evaluate' }],
+  positionals: [{ name: 'checkpoint', description: 'the model (llama2.c checkpoint, HF directory, .safetensors with config.json, .gguf) or .usk bundle to evaluate' }],
   options: [
-    { name: 'text', kind: 'path', valueName: 'FILE', required: true, description: 'evaluation text, documents separated by blank lines' },
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint; a bundle\'s own' },
-    { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the model's seq_len", description: 'window length in tokens' },
+    { name: 'text', kind: 'path', valueName: 'FILE', required: true, description: 'evaluation text (llama2c-documents: documents separated by blank lines)' },
+    { name: 'protocol', kind: 'string', valueName: 'P', default: 'llama2c-documents', choices: [...EVAL_PROTOCOLS], description: 'perplexity protocol: llama2c-documents, wikitext (whole text, windows of 2048) or llamacpp (chunks of 512, second half scored)' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'tokenizer of a float model: a llama2.c tokenizer file or a tokenizer.json (not with a bundle)', defaultText: "the model's own; a bundle's own" },
+    { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the protocol's: seq_len; wikitext 2048, llamacpp 512, capped by seq_len", description: 'window length in tokens' },
     { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
     { name: 'reference', kind: 'path', valueName: 'MODEL', description: 'a reference model (checkpoint or bundle; normally the float model) to compare with on the same windows (KL, top-1)' },
     {
@@ -51,6 +70,8 @@ export const evalCommand: Command = {
     'ultrasketch eval ../shared/models/stories3M/stories3M-q80.bin --text ../shared/data/tinystories/eval.txt --windows 16',
     'ultrasketch eval model.usk --text ../shared/data/tinystories/eval.txt --reference ../shared/models/stories3M/stories3M-q80.bin --windows 8 --json',
     'ultrasketch eval ../shared/models/stories260K/stories260K.bin --text ../shared/data/tinystories/eval.txt --runtime webgpu --windows 4',
+    'ultrasketch eval ../shared/models/stories3M/hf --text wiki.test.raw --protocol wikitext --windows 8',
+    'ultrasketch eval ../shared/models/stories3M/gguf/stories3M-q6_k.gguf --text ../shared/data/tinystories/eval.txt --protocol llamacpp',
   ],
 
   async run({ positionals, options, given }, io) {
@@ -75,7 +96,12 @@ export const evalCommand: Command = {
     }
     const text = new TextDecoder('utf-8').decode(readFileChecked(textPath, 'evaluation text', '--text'));
 
-    const opened: RunSession = await factory.open(model);
+    const protocol = options.protocol as EvalProtocol;
+    const window = options.window === undefined ? defaultWindow(protocol, model.config) : (options.window as number);
+    // The cache holds one window (a 128k-context model would otherwise reserve gigabytes); a window past the
+    // model's seq_len is refused by evaluate() with the limit named.
+    const cache = Math.min(window, model.config.seqLen);
+    const opened: RunSession = await factory.open(model, cache);
     const session = opened.session;
     let refSession: RunSession['session'] | undefined;
     const windowsOpt = options.windows;
@@ -83,13 +109,14 @@ export const evalCommand: Command = {
     const started = performance.now();
     let result;
     try {
-      refSession = reference ? (await factory.open(reference)).session : undefined;
+      refSession = reference ? (await factory.open(reference, cache)).session : undefined;
       result = await evaluate({
         session,
+        protocol,
         tokenizer: model.tokenizer,
         text,
         textSource: textPath,
-        ...(options.window === undefined ? {} : { window: options.window as number }),
+        window,
         ...(windowsOpt === 'all' || windowsOpt === undefined ? {} : { windows: windowsOpt as number }),
         ...(refSession ? { reference: refSession } : {}),
         // A NaN/Inf result is a NOT_FINITE error naming the model by its path (never "perplexity NaN").
@@ -98,7 +125,7 @@ export const evalCommand: Command = {
         onProgress: (p) => {
           progress ??= new Progress({
             label: 'eval',
-            total: p.windowsTotal * (options.window === undefined ? model.config.seqLen : (options.window as number)),
+            total: p.windowsTotal * window,
             unit: 'tok',
             quiet,
             stream: io.stderr,
@@ -133,6 +160,7 @@ export const evalCommand: Command = {
           ? { reference: { path: reference.source.path, kind: reference.kind, sha256: reference.source.sha256, ...result.reference } }
           : {}),
         protocol: result.protocol,
+        firstScored: result.firstScored,
         window: result.window,
         windowsAvailable,
         streamTokens: result.streamTokens,
@@ -144,7 +172,8 @@ export const evalCommand: Command = {
           sha256: model.source.sha256,
           fileBytes: model.source.fileBytes,
           parameters: params,
-          tokenizer: model.kind === 'bundle' ? 'embedded' : model.source.tokenizerPath,
+          tokenizer: model.kind === 'bundle' ? 'embedded' : (model.source.tokenizerPath ?? 'embedded'),
+          tokenizerKind: model.tokenizerInfo.kind,
         },
         ...(model.kind === 'bundle'
           ? {
@@ -171,7 +200,7 @@ export const evalCommand: Command = {
           ? `${model.source.path} (usk bundle: ${Object.keys(model.loaded.accounting.linearCodecs).join(', ')}, bpwLinears ${model.loaded.accounting.bpwLinears.toFixed(4)}, bitsPerParam ${model.loaded.accounting.bitsPerParam.toFixed(4)}, ${fmtInt(params)} parameters)`
           : `${model.source.path} (${model.source.format}, ${fmtInt(params)} parameters)`,
       ],
-      ['text', `${textPath}: ${fmtInt(result.streamTokens)} tokens, protocol ${result.protocol}`],
+      ['text', `${textPath}: ${fmtInt(result.streamTokens)} tokens, protocol ${result.protocol}${result.firstScored > 0 ? ` (positions ${result.firstScored}..${result.window - 2} of each window scored)` : ''}`],
       [
         'windows',
         `${result.windows} of ${windowsAvailable} × ${result.window} tokens (${fmtInt(result.predictedTokens)} predicted)`,

@@ -1,18 +1,24 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type OpenedModel, openModel } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command, CommandIO } from '../command.js';
-import { note, writeJson } from '../io.js';
+import { note, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
 import { RUNTIME_OPTION, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate text from a llama2.c checkpoint or a .usk bundle, streamed to stdout',
+  summary: 'generate text from a model (llama2.c, HF directory, GGUF) or a .usk bundle, streamed to stdout',
   description:
     'Runs the model from BOS (and the prompt, if any) for --steps positions, feeding back sampled tokens, ' +
-    "exactly as llama2.c's run.c does: the prompt is encoded with BOS, generation stops after --steps positions " +
-    '(at most the model\'s seq_len) or when the model produces BOS. Text is printed as it is produced; a stats ' +
-    'line (tokens/s) follows on stderr.\n\n' +
+    "exactly as llama2.c's run.c does: the prompt is encoded with BOS (when the tokenizer has one), generation stops " +
+    "after --steps positions (at most the model's seq_len) or when the model produces a stop token: BOS for llama2.c " +
+    "models (as run.c), the end-of-sequence ids of the model's files (config.json, generation_config.json, the " +
+    'tokenizer) and BOS for the others. The KV cache holds --steps positions (not the whole seq_len: a 128k-context ' +
+    'model would reserve gigabytes). Text is printed as it is produced; a stats line (tokens/s) follows on stderr.\n\n' +
+    'The model may be a llama2.c checkpoint, a Hugging Face directory (config.json, model.safetensors or shards, ' +
+    'tokenizer.json), a .safetensors file with its config.json beside it, a GGUF file, or a .usk bundle, told apart ' +
+    'by content (docs/inputs.md).\n\n' +
     'Without --seed the seed is taken from the clock and printed on stderr, so any run can be repeated. ' +
     '--temperature 0 is greedy decoding (argmax) and needs no seed.\n\n' +
     'With --json nothing is streamed; stdout gets exactly one JSON object: {"tokens": [the token fed at each ' +
@@ -23,9 +29,9 @@ export const generateCommand: Command = {
     '--runtime webgpu runs the model on a GPU through WebGPU (Dawn, the `webgpu` package); the adapter is ' +
     'printed on stderr, and when none is found SwiftShader (a CPU Vulkan) is used, with a warning: correctness ' +
     'only, not GPU speed. --kernels is ignored with --runtime webgpu.',
-  positionals: [{ name: 'checkpoint', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8) or a .usk bundle' }],
+  positionals: [{ name: 'checkpoint', description: 'a model (llama2.c checkpoint, HF directory, .safetensors with config.json beside it, .gguf) or a .usk bundle' }],
   options: [
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint; a bundle\'s own' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'tokenizer of a float model: a llama2.c tokenizer file or a tokenizer.json (not with a bundle)', defaultText: "the model's own: tok*.bin next to a llama2.c checkpoint, tokenizer.json in an HF directory, a GGUF's vocabulary; a bundle's own" },
     { name: 'prompt', kind: 'string', valueName: 'TEXT', default: '', defaultText: 'none, start from BOS alone', description: 'text to start from (encoded with BOS, llama2.c style)' },
     { name: 'steps', kind: 'int', valueName: 'N', default: 256, min: 1, description: "positions to run, prompt included; capped at the model's seq_len" },
     { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },
@@ -45,6 +51,8 @@ export const generateCommand: Command = {
   examples: [
     'ultrasketch generate ../shared/models/stories3M/stories3M-q80.bin --prompt "Once upon a time" --steps 128 --seed 42',
     'ultrasketch generate ../shared/models/stories260K/stories260K.bin --temperature 0 --json',
+    'ultrasketch generate ../shared/models/stories3M/hf --prompt "Once upon a time" --temperature 0',
+    'ultrasketch generate ../shared/models/stories3M/gguf/stories3M-q8_0.gguf --steps 64',
     'ultrasketch generate stories260K-rtn8.usk --temperature 0 --steps 64',
     'ultrasketch generate ../shared/models/stories260K/stories260K.bin --runtime webgpu --temperature 0 --steps 64',
   ],
@@ -71,7 +79,8 @@ export const generateCommand: Command = {
       note(io, quiet, `the prompt has ${promptTokens.length} tokens (BOS included), more than --steps ${steps}; only the first ${steps} are run`);
     }
 
-    const opened = await factory.open(model);
+    // The cache holds the positions this run uses (prompt included), not the model's whole context.
+    const opened = await factory.open(model, steps);
     const session = opened.session;
     const kernels = kernelsLabel(model, opened);
     const decoder = model.tokenizer.createStreamDecoder();
@@ -79,9 +88,19 @@ export const generateCommand: Command = {
     const tokens: number[] = [];
     let text = '';
     let started = 0;
+    const stop = new Set(model.tokenizerInfo.stopIds);
+    let stoppedAt: number | null = null;
+    let padding = 0;
     try {
-      // Creating the generator validates the sampling options, before anything is printed.
-      const run = session.generate(promptTokens, { steps, temperature, topP, seed });
+      if (promptTokens.length === 0) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'there is nothing to start from: the tokenizer adds no BOS and the prompt is empty', {
+          source: '--prompt',
+          hint: 'give a --prompt (this vocabulary has no beginning-of-sequence token)',
+        });
+      }
+      // Creating the generator validates the sampling options, before anything is printed. Stopping is done
+      // here, at any of the model's stop ids (the session's own rule knows one id).
+      const run = session.generate(promptTokens, { steps, temperature, topP, seed, stopToken: -1 });
       if (options.seed === undefined && temperature > 0) {
         note(io, quiet, `seed ${seed} (repeat this run with --seed ${seed})`);
       }
@@ -90,12 +109,19 @@ export const generateCommand: Command = {
         tokens.push(step.token);
         // llama2.c prints the piece of the token that follows each position (the prompt's own tokens
         // included), and stops before printing the BOS that ends a story.
-        if (step.next !== model.tokenizer.bosId) {
+        // An id past the tokenizer's vocabulary is a padding row of the embedding (Qwen pads to a multiple of
+        // 128): it has no text.
+        if (step.next >= model.tokenizer.vocabSize) padding++;
+        else if (!stop.has(step.next)) {
           const piece = decoder.push(step.next);
           text += piece;
           if (!json && piece !== '') io.stdout.write(piece);
         }
         progress.update(tokens.length);
+        if (stop.has(step.next)) {
+          stoppedAt = step.next;
+          break;
+        }
       }
     } catch (err) {
       progress.clear();
@@ -104,6 +130,9 @@ export const generateCommand: Command = {
       session.dispose();
     }
     const tail = decoder.flush();
+    if (padding > 0) {
+      warn(io, `${padding} generated id(s) are padding rows of the embedding, past the tokenizer's ${model.tokenizer.vocabSize} tokens: they have no text`);
+    }
     text += tail;
     const seconds = (performance.now() - started) / 1000;
     progress.finish();
@@ -116,7 +145,10 @@ export const generateCommand: Command = {
         temperature,
         topP,
         steps,
-        model: { path: model.source.path, kind: model.kind },
+        stopIds: [...stop],
+        stoppedAt,
+        contextLength: session.contextLength,
+        model: { path: model.source.path, kind: model.kind, format: model.source.format, tokenizer: model.tokenizerInfo.kind },
         runtime,
         kernels,
         seconds,

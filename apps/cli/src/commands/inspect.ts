@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { basename, extname } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import {
   LIMITS,
@@ -12,13 +13,21 @@ import {
   readSafetensors,
 } from '@ultrasketch/format';
 import { type LinearKind, type ModelConfig, TensorNames, modelFromLlama2c, parameterCount } from '@ultrasketch/model';
-import { type BundleInspection, inspectLoadedBundle, loadBundleFromBytes, readFileChecked } from '@ultrasketch/pipeline';
+import {
+  type BundleInspection,
+  type ModelSource,
+  detectModelPath,
+  inspectLoadedBundle,
+  loadBundleFromBytes,
+  openModelSource,
+  readFileChecked,
+} from '@ultrasketch/pipeline';
 import type { Command, CommandIO } from '../command.js';
 import { fmtBytes, fmtInt, table, writeJson } from '../io.js';
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'describe a .usk bundle, checkpoint, safetensors file or tokenizer: config, tensors, bits, parameters, bytes',
+  summary: 'describe a .usk bundle, a model (llama2.c, HF directory, GGUF), a safetensors file or a tokenizer: config, tensors, bits, parameters, bytes',
   description:
     'Recognises the file by its content: a llama2.c checkpoint (legacy float32 or version-2 int8 "ak42"), a ' +
     'safetensors file, a .usk bundle, or a llama2.c tokenizer file. For a checkpoint it prints the layout, ' +
@@ -31,8 +40,14 @@ export const inspectCommand: Command = {
     'bpwLinears (bits of the compressed linears ÷ their weights), bitsPerParam (8 × file bytes ÷ all ' +
     'parameters), fileBytes, params, and the linears kept dense; plus provenance and stored quality. ' +
     'With --json: {"kind": "usk-bundle", "totals": {...}, "tensors": [...], ...}.\n\n' +
-    'The whole file is read and validated (a malformed file gives a typed error naming the problem).',
-  positionals: [{ name: 'file', description: 'the file to describe' }],
+    'For a model in the formats people have (an HF directory, a .safetensors file with its config.json beside it, a ' +
+    'GGUF file; docs/inputs.md): the architecture, the config as the forward runs it and as the source states it ' +
+    '(with the keys that took their documented defaults), the stored types, the parameter count, the tokenizer ' +
+    '(kind, vocabulary, BOS/EOS), every file with its size, the weights\' SHA-256 (for shards: of the sorted ' +
+    'per-shard hashes), and every tensor (name, shape, type, bytes). Only headers are read, so this is quick on ' +
+    'multi-GB models (apart from the SHA-256, which reads the weights once). With --json: {"kind": "model", ...}.\n\n' +
+    'A file is validated as it is read (a malformed file gives a typed error naming the problem).',
+  positionals: [{ name: 'file', description: 'the file (or HF model directory) to describe' }],
   options: [
     { name: 'vocab', kind: 'int', valueName: 'N', min: 1, description: 'for a tokenizer file: check it has exactly N entries (the model\'s vocab_size)', defaultText: 'count the entries' },
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of tables' },
@@ -41,12 +56,25 @@ export const inspectCommand: Command = {
     'ultrasketch inspect ../shared/models/stories3M/stories3M-q80.bin',
     'ultrasketch inspect ../shared/models/stories260K/tok512.bin --json',
     'ultrasketch inspect stories260K-rtn8.usk --json',
+    'ultrasketch inspect ../shared/models/stories3M/hf-sharded',
+    'ultrasketch inspect ../shared/models/stories3M/gguf/stories3M-q4_k_m.gguf --json',
   ],
 
   async run({ positionals, options }, io) {
     const path = positionals.file!;
-    const bytes = readFileChecked(path, 'file');
     const json = options.json === true;
+    // Models in the formats people have are described from their headers, never read whole.
+    let modelKind: string | undefined;
+    try {
+      modelKind = detectModelPath(path);
+    } catch (err) {
+      // A directory or special file that is no model: the reader below says what it is, typed.
+      if (!(err instanceof UltraSketchError) || err.code === ErrorCodes.FILE_NOT_FOUND) throw err;
+    }
+    if (modelKind === 'hf-directory' || modelKind === 'gguf' || (modelKind === 'safetensors' && existsSync(join(dirname(path), 'config.json')))) {
+      return inspectModel(path, json, io);
+    }
+    const bytes = readFileChecked(path, 'file');
     const kind = detectKind(path, bytes);
     if (kind === 'safetensors') {
       if (isUskBundle(path, bytes)) return inspectUsk(path, bytes, json, io);
@@ -312,6 +340,7 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
       `dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}, kv heads ${c.nKvHeads}, vocab ${c.vocabSize}, ` +
         `seq_len ${c.seqLen}, ${c.tiedClassifier ? 'tied' : 'separate'} classifier`,
     ],
+    ['tokenizer', `${ins.tokenizer.kind}: ${ins.tokenizer.description}`],
     ['compressed', `${t.compressedLinears} linears (${codecs})`],
     ['bpwLinears', `${t.bpwLinears.toFixed(4)} (${fmtInt(t.linearBits)} bits ÷ ${fmtInt(t.linearWeights)} weights of the compressed linears)`],
     ['bitsPerParam', `${t.bitsPerParam.toFixed(4)} (8 × ${fmtInt(t.fileBytes)} file bytes ÷ ${fmtInt(t.params)} parameters)`],
@@ -353,6 +382,83 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
     '(* = compressed linear, counted in bpwLinears)',
   ];
   io.stdout.write(`${out.join('\n')}\n`);
+}
+
+// ------------------------------------------------------------------------------------------ HF / GGUF
+
+function inspectModel(path: string, json: boolean, io: CommandIO): void {
+  const src: ModelSource = openModelSource(path);
+  try {
+    const c = src.config;
+    const d = src.description;
+    const parameters = parameterCount(c);
+    const sha256 = src.sha256();
+    const tok = src.tokenizer;
+    const tokenizer = {
+      kind: tok.kind,
+      description: tok.description,
+      vocabSize: tok.tokenizer.vocabSize,
+      bosId: tok.tokenizer.bosId,
+      eosId: tok.tokenizer.eosId,
+      stopIds: tok.stopIds,
+      files: tok.files,
+    };
+    const tensors = src.listTensors();
+    if (json) {
+      writeJson(io, {
+        kind: 'model',
+        path,
+        format: src.format,
+        architecture: d.architecture,
+        config: c,
+        description: d,
+        parameters,
+        dtypes: src.dtypes,
+        fileBytes: src.fileBytes,
+        bitsPerParameter: (8 * src.fileBytes) / parameters,
+        sha256,
+        tokenizer,
+        files: src.files,
+        tensors,
+      });
+      return;
+    }
+    const variants = [
+      c.headDim !== undefined ? `head_dim ${c.headDim}` : '',
+      c.qkvBias ? 'q/k/v bias' : '',
+      c.oBias ? 'o bias' : '',
+      c.qkNorm ? 'q/k norm' : '',
+      c.ropeScaling ? `RoPE scaling ${c.ropeScaling.type}` : '',
+    ].filter((x) => x);
+    const formatName = { hf: 'Hugging Face directory', 'hf-sharded': 'Hugging Face directory, sharded', gguf: 'GGUF' }[src.format];
+    const out = [
+      table([
+        ['model', `${path} (${formatName})`],
+        ['architecture', `${d.architecture}${d.source === 'gguf' ? ' (GGUF architecture mapped to it)' : ''}`],
+        [
+          'config',
+          `dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}, kv heads ${c.nKvHeads}, vocab ${c.vocabSize}, ` +
+            `seq_len ${c.seqLen}, ${c.tiedClassifier ? 'tied' : 'separate'} classifier, rope ${c.ropeLayout} θ=${c.ropeTheta}, norm eps ${c.normEps}` +
+            (variants.length > 0 ? `; ${variants.join(', ')}` : ''),
+        ],
+        ...(d.defaulted.length > 0 ? [['defaults used', d.defaulted.join(', ')] as [string, string]] : []),
+        ['stored types', Object.entries(src.dtypes).map(([k, n]) => `${k} × ${n}`).join(', ')],
+        ['parameters', `${fmtInt(parameters)}${c.tiedClassifier ? ' (the tied embedding/classifier counted once)' : ''}`],
+        ['weight bytes', `${fmtBytes(src.fileBytes)} (${((8 * src.fileBytes) / parameters).toFixed(3)} bits per parameter)`],
+        ['sha256', `${sha256}${src.format === 'hf-sharded' ? ' (of the sorted per-shard SHA-256 lines)' : ''}`],
+        ['tokenizer', `${tok.kind}: ${tok.description}${tok.files.length > 0 ? ` (${tok.files.join(', ')})` : ''}`],
+        ['files', src.files.map((f) => `${f.path} (${f.role}, ${fmtInt(f.bytes)} bytes)`).join('; ')],
+      ]),
+      '',
+      renderRows(
+        ['tensor', 'shape', 'type', 'bytes', 'file'],
+        tensors.map((t) => [t.name, `[${t.shape.join(', ')}]`, t.dtype, fmtInt(t.bytes), t.file]),
+      ),
+    ];
+    io.stdout.write(`${out.join('\n')}\n`);
+  } finally {
+    src.close();
+  }
 }
 
 // ------------------------------------------------------------------------------------------- tokenizer

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import {
+  type Calibration,
   type EmbeddingStorage,
   type SmallMatrixPolicy,
   type SweepResult,
@@ -112,7 +113,8 @@ export const sweepCommand: Command = {
     const evalFile = readText(evalPath, 'evaluation text', '--eval-text');
     warnIfCalibrationText(io, evalPath);
     const model = loadCheckpointForCompress(positionals.checkpoint!, options.tokenizer as string | undefined);
-    const calibration = maybeCalibrate(input, io, model, 'sweep', null, evalFile, usesSaliency);
+    // The sweep holds the float model in memory (it evaluates it), so calibration gives statistics, never a text.
+    const calibration = maybeCalibrate(input, io, model, 'sweep', null, evalFile, usesSaliency) as Calibration | undefined;
 
     // Finetuning flags apply to every point (the same token budget for every method); per-point checkpoints.
     const ftSetup = finetuneFromInput(input, io, evalFile);
