@@ -12,10 +12,11 @@ export {
   logitLosses,
   distillLosses,
   setExpKernel,
+  setSoftmaxKernel,
   logSoftmaxRows,
   mseLoss,
 } from './ops.js';
-export type { AttentionShape, DistillLossResult, ExpRowsKernel, LogitLossResult } from './ops.js';
+export type { AttentionShape, DistillLossResult, ExpRowsKernel, LogitLossResult, SoftmaxKernel } from './ops.js';
 export { DenseProvider, CodecSteProvider, zerosLike } from './providers.js';
 export type { Param, WeightProvider, DenseProviderOptions, CodecSteProviderOptions } from './providers.js';
 export { LlamaGraph } from './graph.js';

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
-import { setExpKernel } from './ops.js';
+import { setExpKernel, setSoftmaxKernel } from './ops.js';
 import {
   CTRL,
   ERROR_BYTES,
@@ -47,6 +47,7 @@ export function useWasmGemm(on = true): boolean {
   wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
   setExpKernel(on && wasmExp ? wasmExp.expRows : null);
+  setSoftmaxKernel(on && wasmExp ? { causal: wasmExp.softmaxCausal, backward: wasmExp.softmaxBackward } : null);
   return wasmActive;
 }
 

@@ -29,6 +29,27 @@ export function setExpKernel(k: ExpRowsKernel | null): ExpRowsKernel | null {
 
 const ZERO_SHIFT = [0];
 
+/**
+ * Attention's causal soft-max and its backward over float32 [rows, L] blocks (row r = position r mod L), in
+ * place — the Node entry installs runtime-node's WebAssembly SIMD ones (these row loops were the largest JS
+ * part of attention); without one, ops.ts's float64 loops run.
+ */
+export interface SoftmaxKernel {
+  /** s[r, p] ← softmax_p(scale · s[r, 0..t]) for p ≤ t = r mod L, 0 after. */
+  causal(s: Float32Array, rows: number, L: number, scale: number): void;
+  /** d[r, :] ← scale · p[r, :] ⊙ (d[r, :] − Σ_j p[r, j] d[r, j]). */
+  backward(p: Float32Array, d: Float32Array, rows: number, L: number, scale: number): void;
+}
+
+let softmaxKernel: SoftmaxKernel | null = null;
+
+/** Install (or remove, with null) the attention soft-max kernel; returns the previous one. */
+export function setSoftmaxKernel(k: SoftmaxKernel | null): SoftmaxKernel | null {
+  const prev = softmaxKernel;
+  softmaxKernel = k;
+  return prev;
+}
+
 // ------------------------------------------------------------------------------------------------ RMSNorm
 
 /**
@@ -198,6 +219,16 @@ export function attentionForward(
       gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
       matmul(Qs, Ks, S, GL, L, hs, false, true);
       const pBase = (b * nHeads + g * G) * L * L;
+      const pBlock = GL * L;
+      const sk = softmaxKernel;
+      if (sk !== null && S instanceof Float32Array && S.length === pBlock) {
+        sk.causal(S, GL, L, scale);
+        if (probs instanceof Float32Array) probs.set(S, pBase);
+        else for (let i = 0; i < pBlock; i++) probs[pBase + i] = S[i]!;
+        matmul(S, Vs, Os, GL, hs, L, false, false);
+        scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
+        continue;
+      }
       const ek = expKernel;
       if (ek !== null && S instanceof Float32Array) {
         // Row maxima, then every exponential of the [G·L, L] block in one kernel call; the masked upper
@@ -307,7 +338,9 @@ export function attentionBackward(
       const pBase = (b * nHeads + g * G) * L * L;
       for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
       matmul(dOs, Vs, dP, GL, L, hs, false, true);
-      for (let r = 0; r < GL; r++) {
+      const sk = softmaxKernel;
+      if (sk !== null && dP instanceof Float32Array && Ps instanceof Float32Array) sk.backward(Ps, dP, GL, L, scale);
+      else for (let r = 0; r < GL; r++) {
         const t = r % L;
         const o = r * L;
         let corr = 0;

@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { workerData } from 'node:worker_threads';
 import { createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
-import { setExpKernel } from './ops.js';
+import { setExpKernel, setSoftmaxKernel } from './ops.js';
 import { type ShardWorkerInit, serveShards } from './shard.js';
 
 // The worker computes with the same kernels as the thread that created it (node.ts passes its choice): the
@@ -16,6 +16,9 @@ if (choice.wasmGemm) {
   const gemm = createTrainerGemm({ fma: choice.wasmFma === true, setFlags: setFlagsFromString });
   if (gemm) setMatmulKernel(gemm.matmul);
   const exp = createTrainerExp();
-  if (exp) setExpKernel(exp.expRows);
+  if (exp) {
+    setExpKernel(exp.expRows);
+    setSoftmaxKernel({ causal: exp.softmaxCausal, backward: exp.softmaxBackward });
+  }
 }
 serveShards(workerData as ShardWorkerInit);

@@ -1,6 +1,6 @@
 import { createTrainerExp } from '@ultrasketch/runtime-node';
 import { describe, expect, it } from 'vitest';
-import { attentionForward, distillLosses, setExpKernel, swigluForward } from '../src/ops.js';
+import { attentionBackward, attentionForward, distillLosses, setExpKernel, setSoftmaxKernel, swigluForward } from '../src/ops.js';
 
 /** The WebAssembly SIMD exponential against Math.exp, alone and inside the ops that use it. */
 function rand(n: number, seed: number, scale = 1): Float32Array {
@@ -51,9 +51,10 @@ describe('wasm trainer exponential', () => {
     expect(y[3]).toBe(1);
   });
 
-  it.skipIf(exp === null)('SwiGLU, attention and the KD/CE losses agree with their Math.exp versions (float32)', () => {
+  it.skipIf(exp === null)('SwiGLU, attention (forward and backward) and the KD/CE losses agree with their Math.exp versions (float32)', () => {
     const run = (on: boolean) => {
       const prev = setExpKernel(on ? exp!.expRows : null);
+      const prevSoftmax = setSoftmaxKernel(on ? { causal: exp!.softmaxCausal, backward: exp!.softmaxBackward } : null);
       try {
         const count = 1027;
         const g = rand(count, 1, 16);
@@ -69,15 +70,21 @@ describe('wasm trainer exponential', () => {
         const probs = new Float32Array(2 * 4 * 49);
         const out = new Float32Array(n * 32);
         attentionForward(q, k, v, probs, out, shape);
+        const dout = rand(n * 32, 8);
+        const dq = new Float32Array(n * 32);
+        const dk = new Float32Array(n * 16);
+        const dv = new Float32Array(n * 16);
+        attentionBackward(dout, q, k, v, probs, dq, dk, dv, shape);
         const vocab = 37;
         const z = rand(n * vocab, 6, 20);
         const t = rand(n * vocab, 7, 20);
         const targets = Int32Array.from({ length: n }, (_, i) => (i * 5) % vocab);
         const d = new Float32Array(n * vocab);
         const r = distillLosses(z, t, targets, n, vocab, 0.7, 0.3, d);
-        return { h, sig, probs, out, d, r };
+        return { h, sig, probs, out, dq, dk, dv, d, r };
       } finally {
         setExpKernel(prev);
+        setSoftmaxKernel(prevSoftmax);
       }
     };
     const a = run(false);
@@ -91,6 +98,9 @@ describe('wasm trainer exponential', () => {
     close(a.sig, b.sig, 1e-6);
     close(a.probs, b.probs, 1e-6);
     close(a.out, b.out, 1e-6);
+    close(a.dq, b.dq, 1e-6);
+    close(a.dk, b.dk, 1e-6);
+    close(a.dv, b.dv, 1e-6);
     close(a.d, b.d, 1e-6);
     expect(Math.abs(a.r.kl - b.r.kl)).toBeLessThan(1e-6 * Math.max(1, a.r.kl));
     expect(Math.abs(a.r.ce - b.r.ce)).toBeLessThan(1e-6 * Math.max(1, a.r.ce));

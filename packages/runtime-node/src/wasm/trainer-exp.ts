@@ -35,6 +35,18 @@ const SIMD_OPS = {
 
 /** The emitter's builder plus the few SIMD instructions the exponential needs (written as raw bytes). */
 class ExpBuilder extends FunctionBuilder {
+  f32Sub(): this {
+    this.code.push(0x93);
+    return this;
+  }
+  f32Div(): this {
+    this.code.push(0x95);
+    return this;
+  }
+  f32Max(): this {
+    this.code.push(0x97);
+    return this;
+  }
   simdOp(sub: number): this {
     this.code.push(0xfd);
     // sub-opcodes are unsigned LEB128; all of these but the ones ≥ 0x80 fit one byte
@@ -53,6 +65,190 @@ const POLY = [1, 1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040];
 const LO = -87.33;
 const HI = 88.0;
 
+/**
+ * Push exp(v) (4 lanes) for the v128 local `v` (clobbered), using locals k and p: clamp, Cody–Waite
+ * reduction, degree-7 Horner, times 2^k built from its float bits.
+ */
+function expV(f: ExpBuilder, v: number, k: number, p: number): void {
+  const splat = (value: number) => f.f32Const(value).f32x4Splat();
+  f.get(v);
+  splat(LO).simdOp(SIMD_OPS.f32x4_max);
+  splat(HI).simdOp(SIMD_OPS.f32x4_min);
+  f.set(v);
+  // k = nearest(v·log2 e); r = v − k·ln2 in two parts (Cody–Waite: k·LN2_HI is exact in float32, so r
+  // keeps full precision even where v·log2 e itself would have lost low bits)
+  f.get(v).f32Const(LOG2E).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_nearest).set(k);
+  f.get(v).get(k).f32Const(LN2_HI).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub);
+  f.get(k).f32Const(LN2_LO).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub).set(v);
+  // p = Σ POLY[i] r^i (Horner)
+  splat(POLY[7]!).set(p);
+  for (let i = 6; i >= 0; i--) f.get(p).get(v).f32x4Mul().f32Const(POLY[i]!).f32x4Splat().f32x4Add().set(p);
+  // p · bits((int(k) + 127) << 23)
+  f.get(p);
+  f.get(k).simdOp(SIMD_OPS.i32x4_trunc_sat_f32x4_s).i32Const(127).simdOp(SIMD_OPS.i32x4_splat).simdOp(SIMD_OPS.i32x4_add);
+  f.i32Const(23).simdOp(SIMD_OPS.i32x4_shl);
+  f.f32x4Mul();
+}
+
+/** while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration). */
+function loopLt(f: FunctionBuilder, v: number, limit: number, step: number, body: () => void): void {
+  f.block().get(v).get(limit).i32GeU().brIf(0);
+  f.loop();
+  body();
+  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+  f.end().end();
+}
+
+/** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
+function lanesSum(f: FunctionBuilder, a: number): void {
+  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
+/**
+ * softmax_causal(s, rows, L, scale): in place over [rows, L] (byte address s); row r is position t = r mod L of
+ * its sequence: s[r, p] = exp(scale·s[r, p] − m) / Σ_{p' ≤ t} exp(…) for p ≤ t (m = scale · max_{p ≤ t} s[r, p])
+ * and 0 for p > t. Attention's causal soft-max over stacked heads; sums in float32 (4 lanes, then pairwise).
+ */
+function emitSoftmaxCausal(): FunctionBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'f32']);
+  const [sp, rows, L, scale] = [0, 1, 2, 3];
+  const r = f.local('i32');
+  const t = f.local('i32');
+  const c = f.local('i32');
+  const rp = f.local('i32');
+  const rowBytes = f.local('i32');
+  const valid = f.local('i32');
+  const full = f.local('i32');
+  const mx = f.local('f32');
+  const sumS = f.local('f32');
+  const inv = f.local('f32');
+  const e = f.local('f32');
+  const vmax = f.local('v128');
+  const vsum = f.local('v128');
+  const sh = f.local('v128');
+  const sc = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  f.get(L).i32Const(2).i32Shl().set(rowBytes);
+  f.get(scale).f32x4Splat().set(sc);
+  f.get(sp).set(rp);
+  f.i32Const(0).set(t);
+  f.i32Const(0).set(r);
+  loopLt(f, r, rows, 1, () => {
+    f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
+    f.get(valid).i32Const(~15).i32And().set(full);
+    // mx = max over p ≤ t
+    f.f32Const(-Infinity).f32x4Splat().set(vmax);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(vmax).get(rp).get(c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(vmax);
+    });
+    f.get(vmax).f32x4ExtractLane(0).get(vmax).f32x4ExtractLane(1).f32Max();
+    f.get(vmax).f32x4ExtractLane(2).get(vmax).f32x4ExtractLane(3).f32Max().f32Max().set(mx);
+    loopLt(f, c, valid, 4, () => {
+      f.get(mx).get(rp).get(c).i32Add().f32Load().f32Max().set(mx);
+    });
+    f.get(mx).get(scale).f32Mul().f32x4Splat().set(sh);
+    // exponentials, summed
+    f.v128Zero().set(vsum);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.set(v);
+      f.get(rp).get(c).i32Add().get(v).v128Store();
+      f.get(vsum).get(v).f32x4Add().set(vsum);
+    });
+    f.f32Const(0).set(sumS);
+    loopLt(f, c, valid, 4, () => {
+      // one value through the vector code (splat, exp, lane 0)
+      f.get(rp).get(c).i32Add().f32Load().f32x4Splat().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.f32x4ExtractLane(0).set(e);
+      f.get(rp).get(c).i32Add().get(e).f32Store();
+      f.get(sumS).get(e).f32Add().set(sumS);
+    });
+    // inv = 1 / (lanes + tail); normalise p ≤ t
+    f.f32Const(1);
+    lanesSum(f, vsum);
+    f.get(sumS).f32Add().f32Div().set(inv);
+    f.get(inv).f32x4Splat().set(v);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
+    });
+    loopLt(f, c, valid, 4, () => {
+      f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().f32Load().get(inv).f32Mul().f32Store();
+    });
+    // zeros after t
+    loopLt(f, c, rowBytes, 4, () => {
+      f.get(rp).get(c).i32Add().f32Const(0).f32Store();
+    });
+    f.get(rp).get(rowBytes).i32Add().set(rp);
+    // t = (t + 1) mod L
+    f.get(t).i32Const(1).i32Add().set(t);
+    f.block().get(t).get(L).i32LtU().brIf(0).i32Const(0).set(t).end();
+  });
+  return f;
+}
+
+/**
+ * softmax_backward(p, d, rows, L, scale): in place over d [rows, L]: d[r, :] = scale · p ⊙ (d − Σ_j p_j d_j)
+ * — the soft-max's backward (dS from dP). Rows are whole: a causal P is 0 after t, so is dS there.
+ */
+function emitSoftmaxBackward(): FunctionBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'f32']);
+  const [pp, dp, rows, L, scale] = [0, 1, 2, 3, 4];
+  const r = f.local('i32');
+  const c = f.local('i32');
+  const rowBytes = f.local('i32');
+  const full = f.local('i32');
+  const pr = f.local('i32');
+  const dr = f.local('i32');
+  const corr = f.local('f32');
+  const vsum = f.local('v128');
+  const vc = f.local('v128');
+  const sc = f.local('v128');
+  f.get(L).i32Const(2).i32Shl().set(rowBytes);
+  f.get(rowBytes).i32Const(~15).i32And().set(full);
+  f.get(scale).f32x4Splat().set(sc);
+  f.get(pp).set(pr);
+  f.get(dp).set(dr);
+  f.i32Const(0).set(r);
+  loopLt(f, r, rows, 1, () => {
+    f.v128Zero().set(vsum);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(vsum).get(pr).get(c).i32Add().v128Load().get(dr).get(c).i32Add().v128Load().f32x4Mul().f32x4Add().set(vsum);
+    });
+    lanesSum(f, vsum);
+    f.set(corr);
+    loopLt(f, c, rowBytes, 4, () => {
+      f.get(corr).get(pr).get(c).i32Add().f32Load().get(dr).get(c).i32Add().f32Load().f32Mul().f32Add().set(corr);
+    });
+    f.get(corr).f32x4Splat().set(vc);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(dr).get(c).i32Add();
+      f.get(pr).get(c).i32Add().v128Load();
+      f.get(dr).get(c).i32Add().v128Load().get(vc).simdOp(SIMD_OPS.f32x4_sub);
+      f.f32x4Mul().get(sc).f32x4Mul().v128Store();
+    });
+    loopLt(f, c, rowBytes, 4, () => {
+      f.get(dr).get(c).i32Add();
+      f.get(pr).get(c).i32Add().f32Load();
+      f.get(dr).get(c).i32Add().f32Load().get(corr).f32Sub();
+      f.f32Mul().get(scale).f32Mul().f32Store();
+    });
+    f.get(pr).get(rowBytes).i32Add().set(pr);
+    f.get(dr).get(rowBytes).i32Add().set(dr);
+  });
+  return f;
+}
+
 /** exp_rows(x, y, shifts, rows, cols, cols4, scale): addresses in bytes; only the first cols4 (a multiple of 4) columns. */
 function emitExpRows(): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
@@ -68,7 +264,6 @@ function emitExpRows(): FunctionBuilder {
   const v = f.local('v128');
   const k = f.local('v128');
   const p = f.local('v128');
-  const splat = (value: number) => f.f32Const(value).f32x4Splat();
 
   f.get(cols).i32Const(2).i32Shl().set(rowBytes);
   f.get(cols4).i32Const(2).i32Shl().set(vecBytes);
@@ -86,24 +281,10 @@ function emitExpRows(): FunctionBuilder {
     f.loop();
     {
       // v = clamp(scale·x − shift) · log2(e)
-      f.get(xp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub);
-      splat(LO).simdOp(SIMD_OPS.f32x4_max);
-      splat(HI).simdOp(SIMD_OPS.f32x4_min);
-      f.set(v);
-      // k = nearest(v·log2 e); r = v − k·ln2 in two parts (Cody–Waite: k·LN2_HI is exact in float32, so r
-      // keeps full precision even where v·log2 e itself would have lost low bits)
-      f.get(v).f32Const(LOG2E).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_nearest).set(k);
-      f.get(v).get(k).f32Const(LN2_HI).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub);
-      f.get(k).f32Const(LN2_LO).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub).set(v);
-      // p = Σ POLY[i] r^i (Horner)
-      splat(POLY[7]!).set(p);
-      for (let i = 6; i >= 0; i--) f.get(p).get(v).f32x4Mul().f32Const(POLY[i]!).f32x4Splat().f32x4Add().set(p);
-      // y = p · bits((int(k) + 127) << 23)
       f.get(yp).get(c).i32Add();
-      f.get(p);
-      f.get(k).simdOp(SIMD_OPS.i32x4_trunc_sat_f32x4_s).i32Const(127).simdOp(SIMD_OPS.i32x4_splat).simdOp(SIMD_OPS.i32x4_add);
-      f.i32Const(23).simdOp(SIMD_OPS.i32x4_shl);
-      f.f32x4Mul().v128Store();
+      f.get(xp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.v128Store();
       f.get(c).i32Const(16).i32Add().tee(c).get(vecBytes).i32LtU().brIf(0);
     }
     f.end().end();
@@ -117,11 +298,17 @@ function emitExpRows(): FunctionBuilder {
 
 let moduleBytes: Uint8Array | undefined;
 function expModuleBytes(): Uint8Array {
-  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 }).addFunction('exp_rows', emitExpRows()).emit();
+  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 })
+    .addFunction('exp_rows', emitExpRows())
+    .addFunction('softmax_causal', emitSoftmaxCausal())
+    .addFunction('softmax_backward', emitSoftmaxBackward())
+    .emit();
   return moduleBytes;
 }
 
 type ExpRowsFn = (x: number, y: number, shifts: number, rows: number, cols: number, cols4: number, scale: number) => void;
+type SoftmaxCausalFn = (s: number, rows: number, L: number, scale: number) => void;
+type SoftmaxBackwardFn = (p: number, d: number, rows: number, L: number, scale: number) => void;
 
 /** One thread's instance: its own memory (grown on demand) and the kernel. */
 export class WasmTrainerExp {
@@ -137,8 +324,46 @@ export class WasmTrainerExp {
     this.memory = new wasm.Memory({ initial: 16 });
     const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: this.memory } });
     this.fn = instance.exports.exp_rows as ExpRowsFn;
+    this.softmaxFn = instance.exports.softmax_causal as SoftmaxCausalFn;
+    this.softmaxBackFn = instance.exports.softmax_backward as SoftmaxBackwardFn;
     this.f32 = new Float32Array(this.memory.buffer);
   }
+
+  private readonly softmaxFn: SoftmaxCausalFn;
+  private readonly softmaxBackFn: SoftmaxBackwardFn;
+
+  /** Floats of wasm memory from float 16 on, grown when needed; returns the view. */
+  private room(floats: number): Float32Array {
+    const need = 4 * (16 + floats);
+    if (need > this.memory.buffer.byteLength) {
+      this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
+      this.f32 = new Float32Array(this.memory.buffer);
+    }
+    return this.f32;
+  }
+
+  /**
+   * In place over s [rows, L]: row r is position t = r mod L of its sequence; s[r, p] ← the soft-max of
+   * scale · s[r, 0..t] for p ≤ t, 0 for p > t (attention's causal soft-max; float32 sums).
+   */
+  readonly softmaxCausal = (s: Float32Array, rows: number, L: number, scale: number): void => {
+    const count = rows * L;
+    const f = this.room(count);
+    f.set(s.length === count ? s : s.subarray(0, count), 16);
+    this.softmaxFn(64, rows, L, scale);
+    s.set(f.subarray(16, 16 + count));
+  };
+
+  /** In place over d [rows, L]: d ← scale · p ⊙ (d − rowsum(p ⊙ d)) — the soft-max's backward. */
+  readonly softmaxBackward = (p: Float32Array, d: Float32Array, rows: number, L: number, scale: number): void => {
+    const count = rows * L;
+    const dAt = 16 + ((count + 3) & ~3);
+    const f = this.room(dAt - 16 + count);
+    f.set(p.length === count ? p : p.subarray(0, count), 16);
+    f.set(d.length === count ? d : d.subarray(0, count), dAt);
+    this.softmaxBackFn(64, 4 * dAt, rows, L, scale);
+    d.set(f.subarray(dAt, dAt + count));
+  };
 
   /**
    * y[r·cols + c] = exp(scale · x[r·cols + c] − shift[r]) for r < rows, c < cols (x and y may be the same
