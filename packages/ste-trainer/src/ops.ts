@@ -12,9 +12,10 @@ import { type FloatArray, matmul } from './matmul.js';
 
 /**
  * y[r·cols + c] = exp(scale · x[r·cols + c] − shift[r]) over float32 rows (x and y may be the same array).
- * The soft-maxes and SwiGLU's sigmoid go through it when one is installed (the Node entry installs
- * runtime-node's WebAssembly SIMD one: Math.exp costs ~13 ns here, and these exponentials were a sixth of a
- * training step); float64 arrays — the gradient checks — always use Math.exp.
+ * The vocabulary soft-maxes (distillLosses) and SwiGLU's sigmoid go through it when one is installed (the
+ * Node entry installs runtime-node's WebAssembly SIMD one: Math.exp costs ~13 ns here, and these exponentials
+ * with attention's were a sixth of a training step); float64 arrays — the gradient checks — always use
+ * Math.exp.
  */
 export type ExpRowsKernel = (x: Float32Array, y: Float32Array, rows: number, cols: number, scale: number, shift: ArrayLike<number>) => void;
 
@@ -187,7 +188,8 @@ export interface AttentionShape {
  * (P is 0 there), which costs 2× the causal multiply-adds but keeps each product one dense gemm call; at
  * L = 128 that waste is ~1% of a training step's multiply-adds.
  * Rounding: scores and outputs are the gemm's (float32 sums for float32 arrays; float64 in the gradient
- * checks), the soft-max in float64 rounded once to the array's precision.
+ * checks); the soft-max is the installed SoftmaxKernel's for float32 (Node: WebAssembly SIMD, float32 sums)
+ * or float64 arithmetic rounded once to the array's precision.
  */
 export function attentionForward(
   q: FloatArray,
@@ -210,7 +212,6 @@ export function attentionForward(
   const Os = attnScratch(q, 4, GL * hs);
   if (rowScratch.length < L) rowScratch = new Float64Array(L);
   const row = rowScratch; // one row's exponentials, float64 until normalised
-  if (maxScratch.length < GL) maxScratch = new Float64Array(GL);
   for (let b = 0; b < batch; b++) {
     const row0 = b * L;
     for (let g = 0; g < nKvHeads; g++) {
@@ -221,45 +222,10 @@ export function attentionForward(
       const pBase = (b * nHeads + g * G) * L * L;
       const pBlock = GL * L;
       const sk = softmaxKernel;
-      if (sk !== null && S instanceof Float32Array && S.length === pBlock) {
+      if (sk !== null && S instanceof Float32Array) {
         sk.causal(S, GL, L, scale);
-        if (probs instanceof Float32Array) probs.set(S, pBase);
+        if (probs instanceof Float32Array) probs.set(S.length === pBlock ? S : S.subarray(0, pBlock), pBase);
         else for (let i = 0; i < pBlock; i++) probs[pBase + i] = S[i]!;
-        matmul(S, Vs, Os, GL, hs, L, false, false);
-        scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
-        continue;
-      }
-      const ek = expKernel;
-      if (ek !== null && S instanceof Float32Array) {
-        // Row maxima, then every exponential of the [G·L, L] block in one kernel call; the masked upper
-        // triangle is computed too (finite: the kernel clamps) and replaced by 0.
-        for (let r = 0; r < GL; r++) {
-          const t = r % L;
-          const o = r * L;
-          let max = -Infinity;
-          for (let p = 0; p <= t; p++) {
-            const x = S[o + p]! * scale;
-            if (x > max) max = x;
-          }
-          maxScratch[r] = max;
-        }
-        ek(S, S, GL, L, scale, maxScratch);
-        for (let r = 0; r < GL; r++) {
-          const t = r % L;
-          const o = r * L;
-          let sum = 0;
-          for (let p = 0; p <= t; p++) sum += S[o + p]!;
-          const inv = 1 / sum;
-          for (let p = 0; p <= t; p++) {
-            const pr = S[o + p]! * inv;
-            S[o + p] = pr;
-            probs[pBase + o + p] = pr;
-          }
-          for (let p = t + 1; p < L; p++) {
-            S[o + p] = 0;
-            probs[pBase + o + p] = 0;
-          }
-        }
         matmul(S, Vs, Os, GL, hs, L, false, false);
         scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
         continue;
@@ -386,7 +352,6 @@ function scatterHeads(src: FloatArray, dst: FloatArray, row0: number, L: number,
 // Attention scratch, per precision: module-level and grow-only, so a training step allocates nothing here once
 // warm (the graph calls these one at a time; worker threads have their own module instances).
 let rowScratch = new Float64Array(0);
-let maxScratch = new Float64Array(0);
 const attn32: Float32Array[] = [];
 const attn64: Float64Array[] = [];
 function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
