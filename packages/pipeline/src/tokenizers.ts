@@ -272,6 +272,14 @@ export function bundleTokenizer(bundle: Bundle, config: ModelConfig, source: str
   const tokConfig = t.configBytes === undefined ? {} : parseJsonFile(t.configBytes, `${source} (tokenizer_config.json)`);
   if (!isObject(tokConfig)) throw new UltraSketchError(ErrorCodes.BAD_HEADER, 'the embedded tokenizer_config.json is not a JSON object', { source });
   const eos = t.eosIds ?? [];
+  for (const id of [...eos, ...(t.bosId === null || t.bosId === undefined ? [] : [t.bosId])]) {
+    if (id >= config.vocabSize) {
+      throw new UltraSketchError(ErrorCodes.BAD_HEADER, `metadata "tokenizer" ${eos.includes(id) ? 'eosIds' : 'bosId'} holds ${id}, outside the model's vocabulary of ${config.vocabSize}`, {
+        source,
+        hint: CONFIG_DISAGREES,
+      });
+    }
+  }
   const tokenizer = new HfTokenizer(json, {
     config: tokConfig,
     bosId: t.bosId ?? null,
@@ -285,11 +293,6 @@ export function bundleTokenizer(bundle: Bundle, config: ModelConfig, source: str
       `model_config vocabSize = ${config.vocabSize} disagrees with the embedded tokenizer (${USK_HF_TOKENIZER_TENSOR}): it has ${tokenizer.vocabSize} token ids`,
       { source, hint: CONFIG_DISAGREES },
     );
-  }
-  for (const id of eos) {
-    if (id >= config.vocabSize) {
-      throw new UltraSketchError(ErrorCodes.BAD_HEADER, `metadata "tokenizer" eosIds holds ${id}, outside the model's vocabulary of ${config.vocabSize}`, { source });
-    }
   }
   return {
     tokenizer,
