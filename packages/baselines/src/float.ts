@@ -9,6 +9,7 @@ import {
   f16BitsOf,
   f32ArrayToF16,
   storedBits,
+  describeValue,
 } from '@ultrasketch/core';
 import { assertFiniteMatrix, rejectUnknownOptions } from './util.js';
 
@@ -37,7 +38,7 @@ export const floatCodec: Codec<FloatOptions, FloatParams> = {
     rejectUnknownOptions(raw, ['dtype'], 'float');
     const dtype = raw.dtype ?? 'f16';
     if (dtype !== 'f16' && dtype !== 'f32') {
-      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec float: option dtype = ${JSON.stringify(dtype)} is invalid; allowed: f16, f32`);
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec float: option dtype = ${describeValue(dtype)} is invalid; allowed: f16, f32`);
     }
     return { dtype };
   },

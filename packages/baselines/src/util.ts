@@ -1,4 +1,4 @@
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, describeValue } from '@ultrasketch/core';
 
 /** Refuse NaN/Inf weights before encoding: a codec would otherwise store garbage scales silently. */
 export function assertFiniteMatrix(w: Float32Array, rows: number, cols: number, name: string): void {
@@ -32,7 +32,7 @@ export function intOption(
   if (typeof n !== 'number' || !Number.isInteger(n) || !ok(n)) {
     throw new UltraSketchError(
       ErrorCodes.BAD_ARGUMENT,
-      `codec ${codecId}: option ${key} = ${JSON.stringify(v)} is invalid; ${allowed}`,
+      `codec ${codecId}: option ${key} = ${describeValue(v)} is invalid; ${allowed}`,
       { source: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` },
     );
   }

@@ -1,5 +1,5 @@
 import { type DType, DTYPE_BYTES, f16ArrayToF32, f32ArrayToF16 } from './dtypes.js';
-import { ErrorCodes, UltraSketchError } from './errors.js';
+import { ErrorCodes, UltraSketchError, describeValue } from './errors.js';
 
 /**
  * The codec interface every compression method implements, and the registry that finds a codec by id.
@@ -175,7 +175,7 @@ export function storedBits(tensors: Record<string, StoredTensor>): BitCount {
 export function badOption(codecId: string, option: string, value: unknown, allowed: string): never {
   throw new UltraSketchError(
     ErrorCodes.BAD_ARGUMENT,
-    `codec ${codecId}: option ${option} = ${JSON.stringify(value)} is invalid; ${allowed}`,
+    `codec ${codecId}: option ${option} = ${describeValue(value)} is invalid; ${allowed}`,
     { source: `--${option}` },
   );
 }

@@ -148,3 +148,30 @@ export function fromSystemError(err: unknown, path: string, action: FileAction):
       return make(ErrorCodes.SYSTEM, `cannot ${verb}: ${code}${err instanceof Error ? ` (${err.message})` : ''}`, 'check the file and the disk, then try again');
   }
 }
+
+/**
+ * A short, safe rendering of an untrusted value for an error message: JSON for small values, cut at
+ * `maxChars`, and never more than `maxDepth` levels deep (so a value nested 100,000 deep — possible in a
+ * hostile file's JSON — cannot overflow the stack while its error is being built, as JSON.stringify would).
+ */
+export function describeValue(value: unknown, maxChars = 80, maxDepth = 3): string {
+  const out = render(value, maxDepth);
+  return out.length <= maxChars ? out : `${out.slice(0, Math.max(0, maxChars - 1))}…`;
+}
+
+function render(value: unknown, depth: number): string {
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'number') return String(value); // NaN and Infinity as words, unlike JSON
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
+  if (typeof value !== 'object') return typeof value;
+  if (depth <= 0) return Array.isArray(value) ? '[…]' : '{…}';
+  if (Array.isArray(value)) {
+    const items = value.slice(0, 8).map((v) => render(v, depth - 1));
+    return `[${items.join(',')}${value.length > 8 ? `,… (${value.length} items)` : ''}]`;
+  }
+  const keys = Object.keys(value as object);
+  const items = keys.slice(0, 8).map((k) => `${JSON.stringify(k)}:${render((value as Record<string, unknown>)[k], depth - 1)}`);
+  return `{${items.join(',')}${keys.length > 8 ? ',…' : ''}}`;
+}

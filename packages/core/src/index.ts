@@ -1,4 +1,4 @@
-export { ErrorCodes, UltraSketchError, isUltraSketchError, fromSystemError } from './errors.js';
+export { ErrorCodes, UltraSketchError, isUltraSketchError, fromSystemError, describeValue } from './errors.js';
 export type { ErrorCode, UltraSketchErrorOptions, FileAction } from './errors.js';
 export {
   f32ToF16Bits,

@@ -85,3 +85,26 @@ describe('fromSystemError', () => {
     expect(fromSystemError(Object.assign(new Error('x'), { code: 'lowercase' }), 'p', 'read')).toBeInstanceOf(Error);
   });
 });
+
+describe('describeValue', () => {
+  it('renders small values as JSON-like text and cuts long ones', async () => {
+    const { describeValue } = await import('../src/index.js');
+    expect(describeValue(3)).toBe('3');
+    expect(describeValue(Number.NaN)).toBe('NaN');
+    expect(describeValue('x')).toBe('"x"');
+    expect(describeValue(null)).toBe('null');
+    expect(describeValue(undefined)).toBe('undefined');
+    expect(describeValue([1, 2])).toBe('[1,2]');
+    expect(describeValue({ a: [1, { b: 2 }] })).toBe('{"a":[1,{"b":2}]}');
+    expect(describeValue({ a: [1, { b: [2] }] })).toBe('{"a":[1,{"b":[…]}]}'); // three levels, then elided
+    expect(describeValue('y'.repeat(500)).length).toBeLessThanOrEqual(80);
+    expect(describeValue(Array.from({ length: 100 }, (_, i) => i), 1000)).toMatch(/,… \(100 items\)\]$/);
+  });
+  it('does not overflow the stack on a value nested 100,000 deep (JSON.stringify does)', async () => {
+    const { describeValue } = await import('../src/index.js');
+    let deep: unknown = 0;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(() => JSON.stringify(deep)).toThrow(RangeError);
+    expect(describeValue(deep)).toBe('[[[[…]]]]');
+  });
+});

@@ -9,6 +9,7 @@ import {
   f16BitsOf,
   f16BitsTensor,
   storedBits,
+  describeValue,
 } from '@ultrasketch/core';
 import { type RankRounding, littlebitFormulaBits, resolveRank, signWords } from './bits.js';
 import { type LittleBitPath, dualSvidFactors, pathDense, toPath } from './dualSvid.js';
@@ -272,7 +273,7 @@ function bool(raw: Record<string, unknown>, key: string, fallback: boolean): boo
 }
 
 function bad(key: string, value: unknown, allowed: string): never {
-  throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec littlebit: option ${key} = ${JSON.stringify(value)} is invalid; ${allowed}`, {
+  throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec littlebit: option ${key} = ${describeValue(value)} is invalid; ${allowed}`, {
     source: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
   });
 }

@@ -1,6 +1,6 @@
 import { registerAllCodecs } from './codecs.js';
 import { createHash } from 'node:crypto';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, describeValue } from '@ultrasketch/core';
 import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, readBundle, tokenizerTensorNames } from '@ultrasketch/format';
 import {
   type ModelConfig,
@@ -95,14 +95,14 @@ export function bundleModelConfig(bundle: Bundle, source: string): ModelConfig {
     });
   };
   if (raw.architecture !== 'llama') {
-    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `model architecture ${JSON.stringify(raw.architecture)} is not supported`, {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `model architecture ${describeValue(raw.architecture)} is not supported`, {
       source,
       hint: 'this build runs Llama-family models',
     });
   }
-  for (const key of CONFIG_NUMBERS) if (typeof raw[key] !== 'number') bad(`${key} is ${JSON.stringify(raw[key])}, expected a number`);
-  if (raw.ropeLayout !== 'pairs' && raw.ropeLayout !== 'halves') bad(`ropeLayout is ${JSON.stringify(raw.ropeLayout)}, expected "pairs" or "halves"`);
-  if (typeof raw.tiedClassifier !== 'boolean') bad(`tiedClassifier is ${JSON.stringify(raw.tiedClassifier)}, expected a boolean`);
+  for (const key of CONFIG_NUMBERS) if (typeof raw[key] !== 'number') bad(`${key} is ${describeValue(raw[key])}, expected a number`);
+  if (raw.ropeLayout !== 'pairs' && raw.ropeLayout !== 'halves') bad(`ropeLayout is ${describeValue(raw.ropeLayout)}, expected "pairs" or "halves"`);
+  if (typeof raw.tiedClassifier !== 'boolean') bad(`tiedClassifier is ${describeValue(raw.tiedClassifier)}, expected a boolean`);
   const c: ModelConfig = {
     architecture: 'llama',
     ...optionalConfigFields(raw, bad),
@@ -143,28 +143,28 @@ function optionalConfigFields(raw: Record<string, unknown>, bad: (problem: strin
   const out: Partial<ModelConfig> = {};
   if ('sourceArchitecture' in raw) {
     if (!(LLAMA_FAMILY_ARCHITECTURES as readonly unknown[]).includes(raw.sourceArchitecture)) {
-      bad(`sourceArchitecture is ${JSON.stringify(raw.sourceArchitecture)}, expected one of ${LLAMA_FAMILY_ARCHITECTURES.join(', ')}`);
+      bad(`sourceArchitecture is ${describeValue(raw.sourceArchitecture)}, expected one of ${LLAMA_FAMILY_ARCHITECTURES.join(', ')}`);
     }
     out.sourceArchitecture = raw.sourceArchitecture as ModelConfig['sourceArchitecture'];
   }
   if ('headDim' in raw) {
-    if (typeof raw.headDim !== 'number') bad(`headDim is ${JSON.stringify(raw.headDim)}, expected a number`);
+    if (typeof raw.headDim !== 'number') bad(`headDim is ${describeValue(raw.headDim)}, expected a number`);
     if ((raw.headDim as number) > LIMITS.maxModelDim) bad(`headDim ${raw.headDim as number} exceeds the limit of ${LIMITS.maxModelDim}`);
     out.headDim = raw.headDim as number;
   }
   for (const key of ['qkvBias', 'oBias', 'qkNorm'] as const) {
     if (key in raw) {
-      if (typeof raw[key] !== 'boolean') bad(`${key} is ${JSON.stringify(raw[key])}, expected true or false`);
+      if (typeof raw[key] !== 'boolean') bad(`${key} is ${describeValue(raw[key])}, expected true or false`);
       out[key] = raw[key] as boolean;
     }
   }
   if ('ropeScaling' in raw) {
     const rs = raw.ropeScaling;
-    if (rs !== null && (typeof rs !== 'object' || Array.isArray(rs))) bad(`ropeScaling is ${JSON.stringify(rs)}, expected an object or null`);
+    if (rs !== null && (typeof rs !== 'object' || Array.isArray(rs))) bad(`ropeScaling is ${describeValue(rs)}, expected an object or null`);
     if (rs !== null) {
       const r = rs as Record<string, unknown>;
       const keys = r.type === 'llama3' ? ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'] : r.type === 'freq-factors' ? ['type', 'factors'] : null;
-      if (keys === null) bad(`ropeScaling type ${JSON.stringify(r.type)} is unknown (llama3 or freq-factors)`);
+      if (keys === null) bad(`ropeScaling type ${describeValue(r.type)} is unknown (llama3 or freq-factors)`);
       const extra = Object.keys(r).filter((k) => !keys!.includes(k));
       if (extra.length > 0) bad(`ropeScaling has unknown field(s) ${extra.join(', ')}`);
       if (r.type === 'freq-factors' && (!Array.isArray(r.factors) || r.factors.length > LIMITS.maxModelDim)) bad('ropeScaling.factors is not a list of at most maxModelDim numbers');
@@ -187,7 +187,7 @@ const CONFIG_DISAGREES = 'the bundle\'s model_config does not match its tensors:
  */
 export function checkConfigAgainstTensors(bundle: Bundle, config: ModelConfig, source: string): void {
   const disagree = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], field: string, evidence: string): never => {
-    const value = JSON.stringify((config as unknown as Record<string, unknown>)[field]);
+    const value = describeValue((config as unknown as Record<string, unknown>)[field]);
     throw new UltraSketchError(code, `model_config ${field} = ${value} disagrees with the tensors: ${evidence}`, {
       source,
       hint: CONFIG_DISAGREES,

@@ -1,4 +1,4 @@
-import { ErrorCodes, Rng, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, Rng, UltraSketchError, describeValue } from '@ultrasketch/core';
 
 /**
  * Index-free hash families: a deterministic map (row, col, sketch row k) → state index in [0, width),
@@ -92,7 +92,7 @@ function checkConfig(name: string, c: HashFamilyConfig): void {
   if (!ok) {
     throw new UltraSketchError(
       ErrorCodes.BAD_ARGUMENT,
-      `hash family ${name}: invalid configuration ${JSON.stringify(c)} (seed uint32, rows/cols/width/depth positive integers)`,
+      `hash family ${name}: invalid configuration ${describeValue(c)} (seed uint32, rows/cols/width/depth positive integers)`,
     );
   }
 }
@@ -246,7 +246,7 @@ export function createHashFamily(name: HashFamilyName, config: HashFamilyConfig)
     default:
       throw new UltraSketchError(
         ErrorCodes.BAD_ARGUMENT,
-        `unknown hash family ${JSON.stringify(name)} (known: ${HASH_FAMILIES.join(', ')})`,
+        `unknown hash family ${describeValue(name)} (known: ${HASH_FAMILIES.join(', ')})`,
       );
   }
 }
