@@ -13,10 +13,11 @@ export {
   distillLosses,
   setExpKernel,
   setSoftmaxKernel,
+  setKdKernel,
   logSoftmaxRows,
   mseLoss,
 } from './ops.js';
-export type { AttentionShape, DistillLossResult, ExpRowsKernel, LogitLossResult, SoftmaxKernel } from './ops.js';
+export type { AttentionShape, DistillLossResult, ExpRowsKernel, KdRowsKernel, LogitLossResult, SoftmaxKernel } from './ops.js';
 export { DenseProvider, CodecSteProvider, zerosLike } from './providers.js';
 export type { Param, WeightProvider, DenseProviderOptions, CodecSteProviderOptions } from './providers.js';
 export { LlamaGraph } from './graph.js';

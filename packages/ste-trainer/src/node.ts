@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
-import { setExpKernel, setSoftmaxKernel } from './ops.js';
+import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import {
   CTRL,
   ERROR_BYTES,
@@ -48,6 +48,7 @@ export function useWasmGemm(on = true): boolean {
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
   setExpKernel(on && wasmExp ? wasmExp.expRows : null);
   setSoftmaxKernel(on && wasmExp ? { causal: wasmExp.softmaxCausal, backward: wasmExp.softmaxBackward } : null);
+  setKdKernel(on && wasmExp ? wasmExp.kdRows : null);
   return wasmActive;
 }
 

@@ -31,6 +31,33 @@ export function setExpKernel(k: ExpRowsKernel | null): ExpRowsKernel | null {
 const ZERO_SHIFT = [0];
 
 /**
+ * The KD loss's exponential and gradient passes over float32 [rows, V] logits (see runtime-node's
+ * trainer-exp.ts kd_rows): d ← (a + c)·p_s − a·p_t and, per row, stats[3r..3r+2] = Σ exp(z − max_z),
+ * Σ exp(x − max_x), Σ exp(x − max_x)(x − z); `maxima` = the student's and teacher's maximum of each row.
+ * distillLosses uses it for a training step's float32 logits (the JS passes it replaces were 7% of a step).
+ */
+export type KdRowsKernel = (
+  z: Float32Array,
+  x: Float32Array,
+  maxima: ArrayLike<number>,
+  d: Float32Array,
+  stats: Float32Array,
+  rows: number,
+  V: number,
+  a: number,
+  c: number,
+) => void;
+
+let kdKernel: KdRowsKernel | null = null;
+
+/** Install (or remove, with null) the KD rows kernel; returns the previous one. */
+export function setKdKernel(k: KdRowsKernel | null): KdRowsKernel | null {
+  const prev = kdKernel;
+  kdKernel = k;
+  return prev;
+}
+
+/**
  * Attention's causal soft-max and its backward over float32 [rows, L] blocks (row r = position r mod L), in
  * place — the Node entry installs runtime-node's WebAssembly SIMD ones (these row loops were the largest JS
  * part of attention); without one, ops.ts's float64 loops run.
@@ -552,6 +579,11 @@ export function distillLosses(
   }
   let studentFinite = true;
   let teacherFinite = true;
+  const kd = kdKernel !== null && tl instanceof Float32Array && logits instanceof Float32Array && dLogits instanceof Float32Array ? kdKernel : null;
+  if (kd !== null && maxBoth.length < 2 * n) {
+    maxBoth = new Float64Array(2 * n);
+    kdStats = new Float32Array(3 * n);
+  }
   // Pass 1: maxima, arg-maxima (top-1), finiteness (Σ_j x_j is finite exactly when every float32 x_j is).
   let agree = 0;
   for (let t = 0; t < n; t++) {
@@ -586,15 +618,35 @@ export function distillLosses(
       if (tArg === arg) agree++;
     }
   }
+  const invD = 1 / denom;
+  const a = wKl * invD;
+  const c = wCe * invD;
+  if (kd !== null) {
+    // Exponentials, sums and the gradient in the kernel; log-sum-exps, KL, CE and the target's −c here.
+    for (let t = 0; t < n; t++) {
+      maxBoth[2 * t] = maxS[t]!;
+      maxBoth[2 * t + 1] = maxT[t]!;
+    }
+    kd(logits as Float32Array, tl as Float32Array, maxBoth, dLogits as Float32Array, kdStats, n, vocab, a, c);
+    let klSum = 0;
+    let ceSum = 0;
+    for (let t = 0; t < n; t++) {
+      const o = t * vocab;
+      const lse = maxS[t]! + Math.log(kdStats[3 * t]!);
+      const tSum = kdStats[3 * t + 1]!;
+      const y = targets[t]!;
+      ceSum += lse - logits[o + y]!;
+      klSum += kdStats[3 * t + 2]! / tSum - (maxT[t]! + Math.log(tSum)) + lse;
+      if (c !== 0) dLogits![o + y] = dLogits![o + y]! - c;
+    }
+    return { kl: klSum / n, ce: ceSum / n, top1: agree / n, teacherFinite, studentFinite };
+  }
   if (ek !== null) {
     ek(logits as Float32Array, allS, n, vocab, 1, maxS);
     if (tl) ek(tl as Float32Array, allT, n, vocab, 1, maxT);
   }
   let klSum = 0;
   let ceSum = 0;
-  const invD = 1 / denom;
-  const a = wKl * invD;
-  const c = wCe * invD;
   for (let t = 0; t < n; t++) {
     const o = t * vocab;
     const max = maxS[t]!;
@@ -663,6 +715,8 @@ export function distillLosses(
 
 let maxS = new Float64Array(0);
 let maxT = new Float64Array(0);
+let maxBoth = new Float64Array(0);
+let kdStats = new Float32Array(0);
 let allS = new Float32Array(0);
 let allT = new Float32Array(0);
 let rowS = new Float64Array(0);

@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { workerData } from 'node:worker_threads';
 import { createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
-import { setExpKernel, setSoftmaxKernel } from './ops.js';
+import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import { type ShardWorkerInit, serveShards } from './shard.js';
 
 // The worker computes with the same kernels as the thread that created it (node.ts passes its choice): the
@@ -19,6 +19,7 @@ if (choice.wasmGemm) {
   if (exp) {
     setExpKernel(exp.expRows);
     setSoftmaxKernel({ causal: exp.softmaxCausal, backward: exp.softmaxBackward });
+    setKdKernel(exp.kdRows);
   }
 }
 serveShards(workerData as ShardWorkerInit);

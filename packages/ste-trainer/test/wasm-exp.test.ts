@@ -1,6 +1,6 @@
 import { createTrainerExp } from '@ultrasketch/runtime-node';
 import { describe, expect, it } from 'vitest';
-import { attentionBackward, attentionForward, distillLosses, setExpKernel, setSoftmaxKernel, swigluForward } from '../src/ops.js';
+import { attentionBackward, attentionForward, distillLosses, setExpKernel, setKdKernel, setSoftmaxKernel, swigluForward } from '../src/ops.js';
 
 /** The WebAssembly SIMD exponential against Math.exp, alone and inside the ops that use it. */
 function rand(n: number, seed: number, scale = 1): Float32Array {
@@ -51,10 +51,11 @@ describe('wasm trainer exponential', () => {
     expect(y[3]).toBe(1);
   });
 
-  it.skipIf(exp === null)('SwiGLU, attention (forward and backward) and the KD/CE losses agree with their Math.exp versions (float32)', () => {
+  it.skipIf(exp === null)('SwiGLU, attention (forward and backward) and the KD/CE losses (vocabulary 37: a scalar tail) agree with their Math.exp versions (float32)', () => {
     const run = (on: boolean) => {
       const prev = setExpKernel(on ? exp!.expRows : null);
       const prevSoftmax = setSoftmaxKernel(on ? { causal: exp!.softmaxCausal, backward: exp!.softmaxBackward } : null);
+      const prevKd = setKdKernel(on ? exp!.kdRows : null);
       try {
         const count = 1027;
         const g = rand(count, 1, 16);
@@ -85,6 +86,7 @@ describe('wasm trainer exponential', () => {
       } finally {
         setExpKernel(prev);
         setSoftmaxKernel(prevSoftmax);
+        setKdKernel(prevKd);
       }
     };
     const a = run(false);

@@ -249,6 +249,124 @@ function emitSoftmaxBackward(): FunctionBuilder {
   return f;
 }
 
+/**
+ * kd_rows(z, x, mx, d, et, stats, rows, V, a, c): the exponential and gradient passes of the KD loss over
+ * float32 rows of student logits z and teacher logits x (byte addresses; mx holds 2 floats per row, the
+ * student's and the teacher's row maximum). Per row:
+ *   e_s = exp(z − m_s) → d,  e_t = exp(x − m_t) → et,
+ *   stats[3r..3r+2] = Σ e_s, Σ e_t, Σ e_t (x − z)       (float32, 4 lanes then pairwise, then the tail)
+ *   d = (a + c) · e_s / Σ e_s − a · e_t / Σ e_t         (the caller subtracts c at the target)
+ * so the caller's JS does only the row maxima (and top-1) before and the logarithms after.
+ */
+function emitKdRows(): FunctionBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32']);
+  const [zp0, xp0, mxp, dp0, ep0, stp, rows, V, a, c] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const r = f.local('i32');
+  const j = f.local('i32');
+  const rowBytes = f.local('i32');
+  const full = f.local('i32');
+  const zp = f.local('i32');
+  const xp = f.local('i32');
+  const dp = f.local('i32');
+  const ep = f.local('i32');
+  const sS = f.local('f32');
+  const sT = f.local('f32');
+  const cr = f.local('f32');
+  const es = f.local('f32');
+  const et = f.local('f32');
+  const shS = f.local('v128');
+  const shT = f.local('v128');
+  const vS = f.local('v128');
+  const vT = f.local('v128');
+  const vC = f.local('v128');
+  const zv = f.local('v128');
+  const xv = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const e1 = f.local('v128');
+  const e2 = f.local('v128');
+  const cS = f.local('v128'); // splat((a + c) / Σ e_s)
+  const cT = f.local('v128'); // splat(a / Σ e_t)
+  f.get(V).i32Const(2).i32Shl().set(rowBytes);
+  f.get(rowBytes).i32Const(~15).i32And().set(full);
+  f.get(zp0).set(zp);
+  f.get(xp0).set(xp);
+  f.get(dp0).set(dp);
+  f.get(ep0).set(ep);
+  f.i32Const(0).set(r);
+  loopLt(f, r, rows, 1, () => {
+    f.get(mxp).get(r).i32Const(3).i32Shl().i32Add().f32Load(0).f32x4Splat().set(shS);
+    f.get(mxp).get(r).i32Const(3).i32Shl().i32Add().f32Load(4).f32x4Splat().set(shT);
+    f.v128Zero().set(vS);
+    f.v128Zero().set(vT);
+    f.v128Zero().set(vC);
+    f.i32Const(0).set(j);
+    loopLt(f, j, full, 16, () => {
+      f.get(zp).get(j).i32Add().v128Load().set(zv);
+      f.get(xp).get(j).i32Add().v128Load().set(xv);
+      f.get(zv).get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.set(e1);
+      f.get(xv).get(shT).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.set(e2);
+      f.get(dp).get(j).i32Add().get(e1).v128Store();
+      f.get(ep).get(j).i32Add().get(e2).v128Store();
+      f.get(vS).get(e1).f32x4Add().set(vS);
+      f.get(vT).get(e2).f32x4Add().set(vT);
+      f.get(vC).get(e2).get(xv).get(zv).simdOp(SIMD_OPS.f32x4_sub).f32x4Mul().f32x4Add().set(vC);
+    });
+    lanesSum(f, vS);
+    f.set(sS);
+    lanesSum(f, vT);
+    f.set(sT);
+    lanesSum(f, vC);
+    f.set(cr);
+    loopLt(f, j, rowBytes, 4, () => {
+      // one logit of each model through the vector code (splat, exp, lane 0)
+      f.get(zp).get(j).i32Add().f32Load().f32x4Splat().get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.f32x4ExtractLane(0).set(es);
+      f.get(xp).get(j).i32Add().f32Load().f32x4Splat().get(shT).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.f32x4ExtractLane(0).set(et);
+      // the cross term reads z before e_s is stored over it (d may alias z)
+      f.get(cr).get(et).get(xp).get(j).i32Add().f32Load().get(zp).get(j).i32Add().f32Load().f32Sub().f32Mul().f32Add().set(cr);
+      f.get(dp).get(j).i32Add().get(es).f32Store();
+      f.get(ep).get(j).i32Add().get(et).f32Store();
+      f.get(sS).get(es).f32Add().set(sS);
+      f.get(sT).get(et).f32Add().set(sT);
+    });
+    f.get(stp).get(r).i32Const(12).i32Mul().i32Add().get(sS).f32Store(0);
+    f.get(stp).get(r).i32Const(12).i32Mul().i32Add().get(sT).f32Store(4);
+    f.get(stp).get(r).i32Const(12).i32Mul().i32Add().get(cr).f32Store(8);
+    // d = (a + c)/Σe_s · e_s − a/Σe_t · e_t
+    f.get(a).get(c).f32Add().get(sS).f32Div().set(es);
+    f.get(a).get(sT).f32Div().set(et);
+    f.get(es).f32x4Splat().set(cS);
+    f.get(et).f32x4Splat().set(cT);
+    f.i32Const(0).set(j);
+    loopLt(f, j, full, 16, () => {
+      f.get(dp).get(j).i32Add();
+      f.get(dp).get(j).i32Add().v128Load().get(cS).f32x4Mul();
+      f.get(ep).get(j).i32Add().v128Load().get(cT).f32x4Mul().simdOp(SIMD_OPS.f32x4_sub);
+      f.v128Store();
+    });
+    loopLt(f, j, rowBytes, 4, () => {
+      f.get(dp).get(j).i32Add();
+      f.get(dp).get(j).i32Add().f32Load().get(es).f32Mul();
+      f.get(ep).get(j).i32Add().f32Load().get(et).f32Mul().f32Sub();
+      f.f32Store();
+    });
+    f.get(zp).get(rowBytes).i32Add().set(zp);
+    f.get(xp).get(rowBytes).i32Add().set(xp);
+    f.get(dp).get(rowBytes).i32Add().set(dp);
+    f.get(ep).get(rowBytes).i32Add().set(ep);
+  });
+  return f;
+}
+
 /** exp_rows(x, y, shifts, rows, cols, cols4, scale): addresses in bytes; only the first cols4 (a multiple of 4) columns. */
 function emitExpRows(): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
@@ -302,6 +420,7 @@ function expModuleBytes(): Uint8Array {
     .addFunction('exp_rows', emitExpRows())
     .addFunction('softmax_causal', emitSoftmaxCausal())
     .addFunction('softmax_backward', emitSoftmaxBackward())
+    .addFunction('kd_rows', emitKdRows())
     .emit();
   return moduleBytes;
 }
@@ -309,6 +428,7 @@ function expModuleBytes(): Uint8Array {
 type ExpRowsFn = (x: number, y: number, shifts: number, rows: number, cols: number, cols4: number, scale: number) => void;
 type SoftmaxCausalFn = (s: number, rows: number, L: number, scale: number) => void;
 type SoftmaxBackwardFn = (p: number, d: number, rows: number, L: number, scale: number) => void;
+type KdRowsFn = (z: number, x: number, mx: number, d: number, et: number, stats: number, rows: number, V: number, a: number, c: number) => void;
 
 /** One thread's instance: its own memory (grown on demand) and the kernel. */
 export class WasmTrainerExp {
@@ -326,8 +446,45 @@ export class WasmTrainerExp {
     this.fn = instance.exports.exp_rows as ExpRowsFn;
     this.softmaxFn = instance.exports.softmax_causal as SoftmaxCausalFn;
     this.softmaxBackFn = instance.exports.softmax_backward as SoftmaxBackwardFn;
+    this.kdFn = instance.exports.kd_rows as KdRowsFn;
     this.f32 = new Float32Array(this.memory.buffer);
   }
+
+  private readonly kdFn: KdRowsFn;
+
+  /**
+   * The KD loss's exponentials and gradient over [rows, V] student logits z and teacher logits x (see
+   * kd_rows): writes d = (a + c)·p_s − a·p_t (the caller subtracts c at each target) and, per row, into
+   * stats[3r..3r+2]: Σ exp(z − max_z), Σ exp(x − max_x), Σ exp(x − max_x)·(x − z). `maxima` holds the
+   * student's and the teacher's maximum of each row (2 per row).
+   */
+  readonly kdRows = (
+    z: Float32Array,
+    x: Float32Array,
+    maxima: ArrayLike<number>,
+    d: Float32Array,
+    stats: Float32Array,
+    rows: number,
+    V: number,
+    a: number,
+    c: number,
+  ): void => {
+    const count = rows * V;
+    const up4 = (v: number) => (v + 3) & ~3;
+    const zAt = 16;
+    const xAt = zAt + up4(count);
+    const eAt = xAt + up4(count);
+    const mAt = eAt + up4(count);
+    const sAt = mAt + up4(2 * rows);
+    const f = this.room(sAt - 16 + up4(3 * rows));
+    f.set(z.length === count ? z : z.subarray(0, count), zAt);
+    f.set(x.length === count ? x : x.subarray(0, count), xAt);
+    for (let i = 0; i < 2 * rows; i++) f[mAt + i] = maxima[i]!;
+    // d is written over z's copy (e_s first, then the gradient)
+    this.kdFn(4 * zAt, 4 * xAt, 4 * mAt, 4 * zAt, 4 * eAt, 4 * sAt, rows, V, a, c);
+    d.set(f.subarray(zAt, zAt + count));
+    for (let i = 0; i < 3 * rows; i++) stats[i] = f[sAt + i]!;
+  };
 
   private readonly softmaxFn: SoftmaxCausalFn;
   private readonly softmaxBackFn: SoftmaxBackwardFn;
