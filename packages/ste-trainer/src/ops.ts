@@ -440,13 +440,29 @@ export function swigluBackward(
   count: number,
   sig: FloatArray | null = null,
 ): void {
+  // Two loops rather than a per-element test of `sig` (measured: the branch in the loop cost ~2× here).
+  if (sig) {
+    for (let i = 0; i < count; i++) {
+      const x = g[i]!;
+      const sg = sig[i]!;
+      const d = dh[i]!;
+      dg[i] = d * u[i]! * sg * (1 + x * (1 - sg));
+      du[i] = d * x * sg;
+    }
+    return;
+  }
   for (let i = 0; i < count; i++) {
     const x = g[i]!;
-    const sg = sig ? sig[i]! : 1 / (1 + Math.exp(-x));
+    const sg = 1 / (1 + Math.exp(-x));
     const d = dh[i]!;
     dg[i] = d * u[i]! * sg * (1 + x * (1 - sg));
     du[i] = d * x * sg;
   }
+}
+
+/** out[i] = a[i] + b[i] for i < count (the residual adds; out may be a or b). */
+export function addRows(a: FloatArray, b: FloatArray, out: FloatArray, count: number): void {
+  for (let i = 0; i < count; i++) out[i] = a[i]! + b[i]!;
 }
 
 // ------------------------------------------------------------------------------------------------- losses
