@@ -178,7 +178,7 @@ export function sharedCompressSpecs(): OptionSpec[] {
       description: 'evaluation text for the quality measurement',
       defaultText: '../shared/data/tinystories/eval.txt',
     },
-    { name: 'eval-window', kind: 'int', valueName: 'W', min: 2, description: 'evaluation window length in tokens', defaultText: "the model's seq_len" },
+    { name: 'eval-window', kind: 'int', valueName: 'W', min: 2, description: 'evaluation window length in tokens', defaultText: "the model's seq_len, at most 2048" },
   ];
 }
 

@@ -32,6 +32,14 @@ import { comparableDocuments, splitDocuments } from './text.js';
  *   E[a_j²] per input channel of every linear (`@ultrasketch/saliency`).
  */
 
+/**
+ * The calibration window when none is given: the model's seq_len, at most 2048 positions (a 128k-context model's
+ * seq_len would make one window of every calibration token, and attention quadratic in it).
+ */
+export function defaultCalibrationWindow(config: ModelConfig): number {
+  return Math.min(config.seqLen, 2048);
+}
+
 /** The default number of calibration tokens (`--calib-tokens`). */
 export const DEFAULT_CALIB_TOKENS = 4096;
 
@@ -180,7 +188,7 @@ export interface CalibrateOptions {
   textSource?: string;
   /** Use the first N tokens of the document stream (default DEFAULT_CALIB_TOKENS). */
   maxTokens?: number;
-  /** Window length (default the model's seq_len). */
+  /** Window length (default the model's seq_len, at most 2048). */
   window?: number;
   /** Only these linear names (default: every linear but the classifier). */
   include?(name: string): boolean;
@@ -242,7 +250,7 @@ export function calibrate(options: CalibrateOptions): Calibration {
     forward,
     tokens: tokens.length > maxTokens ? tokens.slice(0, maxTokens) : tokens,
     maxTokens,
-    ...(options.window === undefined ? {} : { window: options.window }),
+    window: options.window ?? defaultCalibrationWindow(model.weights.config),
     ...(options.include ? { include: options.include } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
@@ -282,7 +290,7 @@ export class LayerwiseCalibrator {
   constructor(
     private readonly config: ModelConfig,
     tokens: readonly number[],
-    window = config.seqLen,
+    window = defaultCalibrationWindow(config),
     forward: 'auto' | 'wasm' | 'reference' = 'auto',
   ) {
     if (tokens.length === 0) {

@@ -32,7 +32,7 @@ import {
 } from './accounting.js';
 import { type WriteAtomicOptions, writeFileAtomic } from './atomic.js';
 import { assertOutputNotInput } from './files.js';
-import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
+import { type EvaluateResult, type ScoringSession, defaultWindow, evaluate } from './evaluate.js';
 import { type LoadedModel, type ModelSourceInfo, denseBytes, loadFromSource, loadModel, sourceInfo } from './load.js';
 import {
   type CalibrationInfo,
@@ -44,6 +44,7 @@ import {
   overlapError,
   textSha256,
   DEFAULT_CALIB_TOKENS,
+  defaultCalibrationWindow,
 } from './calibrate.js';
 import { assertMemoryFor } from './memory.js';
 import { type ModelSource, detectModelPath, openModelSource } from './sources.js';
@@ -545,7 +546,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
       calibrationInfo = c.info;
     } else {
       const tokens = calibrationTokens(model.tokenizer.tokenizer, cal.text, cal.maxTokens ?? DEFAULT_CALIB_TOKENS, cal.textSource);
-      layerwise = new LayerwiseCalibrator(config, tokens, cal.window ?? config.seqLen);
+      layerwise = new LayerwiseCalibrator(config, tokens, cal.window ?? defaultCalibrationWindow(config));
       saliency = streamedSaliency;
       calibrationInfo = { textSource: cal.textSource ?? '<calibration text>', textSha256: textSha256(cal.text), tokens: layerwise.tokens, window: layerwise.window, forward: layerwise.forward };
     }
@@ -780,6 +781,11 @@ function selectedBpw(perWeight: Record<string, WeightAccounting>, names: string[
   return bits / n;
 }
 
+/** The config a bundle stores (already validated when the bundle was read back). */
+function bundleConfigOf(bundle: Bundle): ModelConfig {
+  return bundle.config as unknown as ModelConfig;
+}
+
 /** A matrix with its shape (for a streamed model, zeros of that shape: the budget checks read only the shape). */
 interface Matrix {
   data: Float32Array;
@@ -837,8 +843,11 @@ function infeasibleRefusal(
 }
 
 async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQualityOptions, bundleName?: string): Promise<QualitySection> {
-  const session = o.makeSession ? o.makeSession(bundle) : sessionFromBundle(bundle);
-  const reference = o.reference ?? NodeSession.fromWeights(model.weights);
+  // The KV caches hold one window, not the model's whole seq_len (gigabytes for a 128k-context model).
+  const window = o.window ?? defaultWindow('llama2c-documents', bundleConfigOf(bundle));
+  const contextLength = Math.min(window, bundleConfigOf(bundle).seqLen);
+  const session = o.makeSession ? o.makeSession(bundle) : sessionFromBundle(bundle, { contextLength });
+  const reference = o.reference ?? NodeSession.fromWeights(model.weights, { contextLength });
   // A NaN/Inf in the bundle's (or the float model's) outputs is a NOT_FINITE error naming where, so a
   // broken bundle is never written with a NaN quality section.
   const r = await evaluate({
@@ -848,7 +857,7 @@ async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQual
     text: o.text,
     textSource: o.textSource ?? '<text>',
     windows: o.windows ?? 8,
-    ...(o.window === undefined ? {} : { window: o.window }),
+    window,
     modelSource: `the compressed bundle${bundleName === undefined ? '' : ` (${bundleName})`}`,
     referenceSource: model.source.path,
   });

@@ -33,11 +33,14 @@ export interface EvaluateProgress {
 export type EvalProtocol = 'llama2c-documents' | 'wikitext' | 'llamacpp';
 export const EVAL_PROTOCOLS: readonly EvalProtocol[] = ['llama2c-documents', 'wikitext', 'llamacpp'];
 
-/** The window a protocol uses when none is given: seq_len, or 2048 / 512 capped by it. */
+/**
+ * The window a protocol uses when none is given: llama2c-documents the model's seq_len (llama2.c's protocol) but at
+ * most 2048 (a 128k-context model's seq_len is longer than most evaluation texts); wikitext 2048 and llamacpp 512,
+ * each capped by seq_len.
+ */
 export function defaultWindow(protocol: EvalProtocol, config: ModelConfig): number {
-  if (protocol === 'wikitext') return Math.min(2048, config.seqLen);
   if (protocol === 'llamacpp') return Math.min(512, config.seqLen);
-  return config.seqLen;
+  return Math.min(2048, config.seqLen);
 }
 
 export interface EvaluateOptions {

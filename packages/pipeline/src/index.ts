@@ -96,6 +96,7 @@ export {
   calibrate,
   LayerwiseCalibrator,
   calibrationTokens,
+  defaultCalibrationWindow,
   codecUsesSaliency,
   setSaliencyUse,
   assertNotEvaluationText,

@@ -10,7 +10,7 @@ import { COMPRESS_CODECS, codecOptionKeys, isBpwTargeted, optionsFor, resolveCod
 import { type CompressProgress, type EmbeddingStorage, type SmallMatrixPolicy, compress } from './compress.js';
 import { writeFileAtomic } from './atomic.js';
 import { type NamedPath, assertOutputDirectory, assertOutputNotInput, ensureOutputDirectory } from './files.js';
-import { type EvaluateResult, type ScoringSession, evaluate } from './evaluate.js';
+import { type EvaluateResult, type ScoringSession, defaultWindow, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';
 import { PIPELINE_VERSION, TOOL_NAME } from './version.js';
 
@@ -302,7 +302,9 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
 
   if (options.outDir !== undefined) ensureOutputDirectory(options.outDir);
   const evalSource = options.evalTextSource ?? '<evaluation text>';
-  const reference = NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto' });
+  // The KV cache holds one evaluation window, not the whole seq_len (gigabytes for a 128k-context model).
+  const contextLength = Math.min(options.window ?? defaultWindow('llama2c-documents', model.weights.config), model.weights.config.seqLen);
+  const reference = NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto', contextLength });
   // Every point is compared with the float model on the same windows: compute its logits once.
   const cachedReference = new WindowCache(reference);
   const params = parameterCount(model.weights.config);
