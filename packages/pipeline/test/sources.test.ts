@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, isUltraSketchError } from '@ultrasketch/core';
-import { readBundle, readSafetensors } from '@ultrasketch/format';
+import { type GgufHeader, type GgufMetadataEntry, readBundle, readSafetensors } from '@ultrasketch/format';
+import { VARIANTS, randomWeights } from '../../model/test/variant-models.js';
 import { type TensorSource, loadLayer } from '@ultrasketch/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { editMetadataJson, specParse } from '../../format/test/bundleFixture.js';
@@ -18,6 +19,7 @@ import {
   compress,
   detectModelPath,
   documentTokenStream,
+  ggufTokenizer,
   loadBundleFromBytes,
   loadModel,
   openModelSource,
@@ -220,6 +222,48 @@ describe.runIf(HAVE)('bundle tokenizer kinds and configs', () => {
     expect(code(() => loadBundleFromBytes(editMetadataJson(hf, 'model_config', (v) => ({ ...v, qkNorm: 'yes' })), 'x.usk'))).toMatch(
       /^E_BAD_HEADER: .*qkNorm is "yes"/,
     );
+  });
+});
+
+describe('a GGUF gpt2 vocabulary is embedded as the tokenizer.json it runs as (origin gguf-gpt2)', () => {
+  it('compress → loadBundle: kind hf-json on disk, gguf-gpt2 when read, the same ids and stop ids', async () => {
+    // A hand-built byte-level vocabulary (GPT-2's map: 'Ġ' is the space byte), as llama.cpp stores one.
+    const tokens = ['<|end|>', ...'abcdehlortw'.split(''), 'Ġ', 'he', 'll', 'hell', 'hello', 'Ġw', 'or', 'Ġwor', 'ld', 'Ġworld'];
+    const merges = ['h e', 'l l', 'he ll', 'hell o', 'Ġ w', 'o r', 'Ġw or', 'l d', 'Ġwor ld'];
+    const e = (type: GgufMetadataEntry['type'], value: GgufMetadataEntry['value']): GgufMetadataEntry => ({ type, value });
+    const header: GgufHeader = {
+      version: 3,
+      metadata: new Map([
+        ['tokenizer.ggml.model', e('string', 'gpt2')],
+        ['tokenizer.ggml.pre', e('string', 'qwen2')],
+        ['tokenizer.ggml.tokens', e('array', { elementType: 'string', values: tokens })],
+        ['tokenizer.ggml.merges', e('array', { elementType: 'string', values: merges })],
+        ['tokenizer.ggml.token_type', e('array', { elementType: 'int32', values: Int32Array.from(tokens.map((_, i) => (i === 0 ? 3 : 1))) })],
+        ['tokenizer.ggml.eos_token_id', e('uint32', 0)],
+      ]),
+      tensors: new Map(),
+      alignment: 32,
+      headerBytes: 0,
+      dataOffset: 0,
+      fileSize: 0,
+    };
+    const v = VARIANTS.find((x) => x.name.startsWith('Qwen2'))!;
+    const variant = { ...v, config: { ...v.config, vocabSize: 32 }, spec: { ...v.spec, vocab: 32 } };
+    const weights = randomWeights(variant, 3);
+    const tok = ggufTokenizer(header, weights.config, '<test gguf>');
+    expect(tok.embed).toMatchObject({ kind: 'hf-json', origin: 'gguf-gpt2', bosId: null, eosIds: [0] });
+    const { bytes } = await compress({
+      model: { weights, tokenizer: tok.tokenizer, tokenizerInfo: tok, tokenizerBytes: tok.embed.bytes, source: { path: 'x.gguf', format: 'gguf', fileBytes: 0, sha256: '0'.repeat(64), tokenizerPath: null, files: [] }, description: null, dtypes: {} },
+      codec: 'float',
+      codecOptions: { dtype: 'f32' },
+    });
+    const b = loadBundleFromBytes(bytes, 'gpt2.usk');
+    expect(JSON.parse(specParse(bytes).metadata.tokenizer!)).toEqual({ kind: 'hf-json', tensor: 'tokenizer.json', configTensor: 'tokenizer_config.json', bosId: null, eosIds: [0], origin: 'gguf-gpt2' });
+    expect(b.tokenizer.kind).toBe('gguf-gpt2');
+    expect(b.tokenizer.bosId).toBe(-1);
+    expect(b.tokenizerInfo.stopIds).toEqual([0]);
+    expect(b.tokenizer.encode('hello world<|end|>', { bos: true })).toEqual(tok.tokenizer.encode('hello world<|end|>', { bos: true }));
+    expect(b.tokenizer.encode('hello world')).toEqual([tokens.indexOf('hello'), tokens.indexOf('Ġworld')]);
   });
 });
 
