@@ -17,7 +17,7 @@ import { Tokenizer, kvDim, modelFromLlama2c } from '@ultrasketch/model';
 import { FmaGemmKernels, WasmArena } from '@ultrasketch/runtime-node';
 import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
 import { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } from '@ultrasketch/ste-trainer';
-import { wasmFmaActive, workerThreads } from '@ultrasketch/ste-trainer/node';
+import { teacherCacheDir, wasmFmaActive, workerThreads } from '@ultrasketch/ste-trainer/node';
 
 const HELP = `Training throughput of the STE trainer (tokens/s), optionally against PyTorch in the same run.
 
@@ -37,6 +37,10 @@ const HELP = `Training throughput of the STE trainer (tokens/s), optionally agai
   --loss kd|ce        kd: KL + 10·Σ hidden MSE against the float teacher (default); ce: next-token CE only
   --threads LIST      comma list of thread counts (default 1,2)
   --profile           also print where one thread's step time goes, per op (CPU ms/step and share)
+  --teacher-cache DIR keep the teacher's outputs per window in DIR (teacherCacheDir; exact float32, so the
+                      training is byte-identical) and fill it first with one pass over every step's windows:
+                      the rounds then measure a warm cache, as from a sweep's second configuration on
+                      (trainer's shard only: at T threads the workers still compute their teacher)
   --compare-torch     also run bench/torch-train.py (same shapes, loss, AdamW, clipping) each round with
                       1 thread, when python3 can import torch; prints every ratio to it
   --torch-threads L   thread counts for the PyTorch runs (default 1)
@@ -72,6 +76,7 @@ const { values: a } = parseArgs({
     python: { type: 'string', default: existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3' },
     openblas: { type: 'string' },
     json: { type: 'string' },
+    'teacher-cache': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -159,6 +164,29 @@ function runTorch(threads) {
 }
 
 // ------------------------------------------------------------------------------------------------- trainers
+const teacherCache = a['teacher-cache'] ? teacherCacheDir(a['teacher-cache']) : null;
+if (teacherCache) {
+  // The windows are a function of (seed, step, batch, seq) only: one pass fills the cache for every plan.
+  const t0 = performance.now();
+  const fill = new Trainer({
+    teacher: weights,
+    providers: makeProviders(weights, () => undefined),
+    calibTokens: calib,
+    batch: B,
+    seqLen: L,
+    steps: warm + rounds * steps + 1,
+    trainNorms: true,
+    loss: a.loss === 'ce' ? { kl: 0, mse: 0, ce: 1 } : {},
+    seed: 1,
+    teacherCache,
+  });
+  for (let s = 0; s < warm + rounds * steps; s++) fill.step();
+  console.log(
+    `teacher cache ${a['teacher-cache']}: ${fill.teacherCacheHits} windows read, ${fill.teacherCacheMisses} computed and stored ` +
+      `(${(teacherCache.bytes / 2 ** 20).toFixed(0)} MiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  fill.dispose();
+}
 const configs = [];
 for (const threads of threadList) {
   for (const name of providerNames) {
@@ -174,6 +202,7 @@ for (const threads of threadList) {
       loss: a.loss === 'ce' ? { kl: 0, mse: 0, ce: 1 } : {},
       seed: 1,
       ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
+      ...(teacherCache ? { teacherCache } : {}),
     });
     for (let s = 0; s < warm; s++) trainer.step();
     configs.push({ name, threads, trainer, rounds: [], setupMs: performance.now() - t0 });

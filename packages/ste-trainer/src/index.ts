@@ -29,7 +29,7 @@ export type { BatchSource, TeacherSamplesOptions } from './data.js';
 export { makeProviders, registerProviderFactory, getProviderFactory } from './plan.js';
 export type { ProviderContext, ProviderFactory, ProviderChoice, MakeProvidersOptions } from './plan.js';
 export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './trainer.js';
-export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource } from './trainer.js';
+export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource, TeacherCache } from './trainer.js';
 export { shardSizes, serveShards } from './shard.js';
 export type { ShardExecutor, ShardExecutorFactory, ShardSetup, ShardResult, ShardWorkerInit } from './shard.js';
 export { setMatmulKernel } from './matmul.js';

@@ -4,12 +4,13 @@
  * threads. Only this file and worker.ts import node:* modules.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
+import { crc32 } from '@ultrasketch/format';
 import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { setMatmulKernel } from './matmul.js';
 import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
@@ -24,7 +25,7 @@ import {
   type ShardSetup,
   type ShardWorkerInit,
 } from './shard.js';
-import type { StepResult, Trainer } from './trainer.js';
+import type { StepResult, TeacherCache, Trainer } from './trainer.js';
 
 // ------------------------------------------------------------------------------------ WebAssembly gemm
 
@@ -399,4 +400,105 @@ class WorkerExecutor implements ShardExecutor {
       throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `a training worker failed: ${msg}`);
     }
   }
+}
+
+// ------------------------------------------------------------------------------------------ teacher cache
+
+export interface TeacherCacheOptions {
+  /** Stop adding entries once the directory's entries total this many bytes (default 4 GiB). */
+  maxBytes?: number;
+}
+
+const CACHE_MAGIC = 0x54434b55; // "UKCT": an UltraSketch teacher-cache entry, version 1
+
+/**
+ * A TeacherCache in a directory: one file per window, `<model key>-<CRC-32 of the tokens>.tch`, holding a
+ * header (magic, seqLen, vocab, layers, dim), the window's input tokens (compared on every read, so a CRC
+ * collision or another window is a miss, never wrong data), the teacher's float32 logits and every layer's
+ * hidden state — 4·L·(1 + V + layers·dim) bytes, 2.6 MB for a 128-token stories3M window. Bounded: once the
+ * entries total `maxBytes` no more are added (the run goes on computing its teacher). An entry is written
+ * to a temporary name and renamed, so a reader sees a whole file or none; one of the wrong size is a miss.
+ * Reads go into one reused buffer (no allocation per step).
+ */
+export function teacherCacheDir(dir: string, options: TeacherCacheOptions = {}): TeacherCache & { readonly bytes: number } {
+  const maxBytes = options.maxBytes ?? 4 * 1024 ** 3;
+  mkdirSync(dir, { recursive: true });
+  let bytes = 0;
+  for (const f of readdirSync(dir)) if (f.endsWith('.tch')) bytes += statSync(join(dir, f)).size;
+  let buf = new Uint8Array(0);
+  const fileOf = (model: string, tokens: Int32Array) =>
+    join(dir, `${model}-${crc32Hex(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength))}.tch`);
+  const size = (L: number, V: number, hidden: Float32Array[]) => 4 * (5 + L + L * V + hidden.reduce((a, h) => a + h.length, 0));
+  return {
+    get bytes() {
+      return bytes;
+    },
+    get(model, tokens, logits, hidden) {
+      const L = tokens.length;
+      const V = logits.length / L;
+      const want = size(L, V, hidden);
+      let fd: number;
+      try {
+        fd = openSync(fileOf(model, tokens), 'r');
+      } catch {
+        return false;
+      }
+      try {
+        if (fstatSync(fd).size !== want) return false;
+        if (buf.byteLength < want) buf = new Uint8Array(want);
+        let got = 0;
+        while (got < want) {
+          const r = readSync(fd, buf, got, want - got, got);
+          if (r <= 0) return false;
+          got += r;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      const i32 = new Int32Array(buf.buffer, 0, 5 + L);
+      const dim = hidden[0]!.length / L;
+      if (i32[0] !== CACHE_MAGIC || i32[1] !== L || i32[2] !== V || i32[3] !== hidden.length || i32[4] !== dim) return false;
+      for (let t = 0; t < L; t++) if (i32[5 + t] !== tokens[t]) return false;
+      let at = 4 * (5 + L);
+      logits.set(new Float32Array(buf.buffer, at, L * V));
+      at += 4 * L * V;
+      for (const h of hidden) {
+        h.set(new Float32Array(buf.buffer, at, h.length));
+        at += 4 * h.length;
+      }
+      return true;
+    },
+    put(model, tokens, logits, hidden) {
+      const L = tokens.length;
+      const V = logits.length / L;
+      const n = size(L, V, hidden);
+      const path = fileOf(model, tokens);
+      if (bytes + n > maxBytes || existsSync(path)) return;
+      const out = new Uint8Array(n);
+      const i32 = new Int32Array(out.buffer, 0, 5 + L);
+      i32.set([CACHE_MAGIC, L, V, hidden.length, hidden[0]!.length / L]);
+      i32.set(tokens, 5);
+      let at = 4 * (5 + L);
+      new Float32Array(out.buffer, at, L * V).set(logits);
+      at += 4 * L * V;
+      for (const h of hidden) {
+        new Float32Array(out.buffer, at, h.length).set(h);
+        at += 4 * h.length;
+      }
+      const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+      const fd = openSync(tmp, 'w');
+      try {
+        let done = 0;
+        while (done < n) done += writeSync(fd, out, done, n - done);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      bytes += n;
+    },
+  };
+}
+
+function crc32Hex(bytes: Uint8Array): string {
+  return crc32(bytes).toString(16).padStart(8, '0');
 }
