@@ -25,7 +25,8 @@ import {
   type ShardSetup,
   type ShardWorkerInit,
 } from './shard.js';
-import type { StepResult, TeacherCache, Trainer } from './trainer.js';
+import type { TeacherCache } from './teacher-cache.js';
+import type { StepResult, Trainer } from './trainer.js';
 
 // ------------------------------------------------------------------------------------ WebAssembly gemm
 
@@ -296,6 +297,7 @@ class WorkerExecutor implements ShardExecutor {
         job: sab(3 * 4),
         results: sab(5 * 8),
         error: sab(ERROR_BYTES),
+        ...(s.teacherCache !== undefined && s.teacherCacheKey ? { teacherCache: s.teacherCache, teacherCacheKey: s.teacherCacheKey } : {}),
       };
       this.per.push({
         ctrl: new Int32Array(init.control),
@@ -309,7 +311,7 @@ class WorkerExecutor implements ShardExecutor {
         count,
       });
       first += count;
-      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: { ...init, wasmGemm: wasmActive, wasmFma: wasmFmaActive() } });
+      const worker = new Worker(fileURLToPath(workerUrl()), { workerData: { ...init, wasmGemm: wasmActive } });
       worker.unref();
       this.workers.push(worker);
     }
@@ -421,6 +423,9 @@ const CACHE_MAGIC = 0x54434b55; // "UKCT": an UltraSketch teacher-cache entry, v
  * Reads go into one reused buffer (no allocation per step).
  */
 export function teacherCacheDir(dir: string, options: TeacherCacheOptions = {}): TeacherCache & { readonly bytes: number } {
+  // Worker threads open their own instance of the same directory (their `bytes` count their own writes, so
+  // with T threads the bound holds per thread: at most T · maxBytes in all).
+  const workerSpec = { dir, ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }) };
   const maxBytes = options.maxBytes ?? 4 * 1024 ** 3;
   mkdirSync(dir, { recursive: true });
   let bytes = 0;
@@ -430,6 +435,7 @@ export function teacherCacheDir(dir: string, options: TeacherCacheOptions = {}):
     join(dir, `${model}-${crc32Hex(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength))}.tch`);
   const size = (L: number, V: number, hidden: Float32Array[]) => 4 * (5 + L + L * V + hidden.reduce((a, h) => a + h.length, 0));
   return {
+    workerSpec,
     get bytes() {
       return bytes;
     },

@@ -4,6 +4,7 @@ import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } f
 import { distillLosses, mseLoss } from './ops.js';
 import type { CodecParams } from '@ultrasketch/core';
 import type { Param, WeightProvider } from './providers.js';
+import { type TeacherCache, TeacherCacheViews } from './teacher-cache.js';
 
 /**
  * Data-parallel training across threads. The batch's sequences are cut into shards; shard 0 runs on the
@@ -34,6 +35,10 @@ export interface ShardSetup {
   /** Sequences per shard, shard 0 being the trainer's own. */
   shardSizes: number[];
   batch: number;
+  /** TeacherCache.workerSpec of the trainer's cache (workers open the same cache), if any. */
+  teacherCache?: unknown;
+  /** The cache's key for this teacher and seqLen (computed once, by the trainer). */
+  teacherCacheKey?: string;
 }
 
 /** Results of one worker shard for one step. */
@@ -110,6 +115,9 @@ export interface ShardWorkerInit {
   job: SharedArrayBuffer; // Int32 [3]
   results: SharedArrayBuffer; // Float64 [5]
   error: SharedArrayBuffer; // Uint8 [ERROR_BYTES]
+  /** The trainer's TeacherCache.workerSpec and key (the worker entry opens the cache from the spec). */
+  teacherCache?: unknown;
+  teacherCacheKey?: string;
 }
 
 /** A linear on a worker: Ŵ from shared memory, ∂L/∂Ŵ written to shared memory. */
@@ -143,7 +151,7 @@ class ProxyProvider implements WeightProvider {
  * The worker's loop: build the graphs, say READY, then for every job number posted in CTRL.JOB run the
  * shard and post it in CTRL.DONE. A negative job number ends the loop.
  */
-export function serveShards(init: ShardWorkerInit): void {
+export function serveShards(init: ShardWorkerInit, teacherCache: TeacherCache | null = null): void {
   const ctrl = new Int32Array(init.control);
   const errBuf = new Uint8Array(init.error);
   const fail = (e: unknown) => {
@@ -154,7 +162,7 @@ export function serveShards(init: ShardWorkerInit): void {
   };
   let run: () => void;
   try {
-    run = buildShardRunner(init);
+    run = buildShardRunner(init, teacherCache);
   } catch (e) {
     fail(e);
     Atomics.store(ctrl, CTRL.READY, 1);
@@ -181,7 +189,7 @@ export function serveShards(init: ShardWorkerInit): void {
   }
 }
 
-function buildShardRunner(init: ShardWorkerInit): () => void {
+function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): () => void {
   const c = init.config;
   const L = init.seqLen;
   const f32 = (b: SharedArrayBuffer) => new Float32Array(b);
@@ -247,6 +255,7 @@ function buildShardRunner(init: ShardWorkerInit): () => void {
         { batch: init.maxSeqs, seqLen: L, training: false },
       )
     : null;
+  const cacheViews = cache && teacherGraph && init.teacherCacheKey ? new TeacherCacheViews(cache, init.teacherCacheKey, teacherGraph, init.maxSeqs) : null;
   const tokens = new Int32Array(init.tokens);
   const job = new Int32Array(init.job);
   const res = new Float64Array(init.results);
@@ -278,7 +287,10 @@ function buildShardRunner(init: ShardWorkerInit): () => void {
     student.forward(inputs, count);
     let tl: Float32Array | null = null;
     if (teacherGraph) {
-      teacherGraph.forward(inputs, count);
+      if (!cacheViews?.read(inputs, count)) {
+        teacherGraph.forward(inputs, count);
+        cacheViews?.write(count);
+      }
       tl = teacherGraph.logits;
     }
     // A non-finite logit here makes this shard's sums non-finite, and the trainer's finite-loss check stops the step.

@@ -13,6 +13,7 @@ import { type LogitLossResult, distillLosses, logSoftmaxRows, logitLosses, mseLo
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
 import { DenseProvider, type Param, type WeightProvider } from './providers.js';
 import { type ShardExecutor, type ShardExecutorFactory, type ShardResult, shardSizes } from './shard.js';
+import { type TeacherCache, TeacherCacheViews, teacherCacheKey } from './teacher-cache.js';
 
 export type DataSource = 'calib' | 'teacher' | 'both';
 
@@ -68,23 +69,11 @@ export interface TrainerOptions {
    * e.g. `teacherCacheDir()` from the node entry. A sweep's configurations (same model, calibration text,
    * seed, batch and sequence length) see the same windows, so from the second run on the teacher's forward
    * (a quarter of a step) is read instead of computed. Exact float32 copies: a run with the cache is
-   * byte-identical to one without. Used for the trainer's own shard (all of the batch at one thread); worker
-   * shards compute their teacher.
+   * byte-identical to one without. Worker shards use it too when it has a `workerSpec` (teacherCacheDir's does).
    */
   teacherCache?: TeacherCache;
   /** Clock in ms (default performance.now). */
   now?: () => number;
-}
-
-/** Storage for teacher outputs per window (see TrainerOptions.teacherCache). */
-export interface TeacherCache {
-  /**
-   * Fill `logits` [seqLen, vocab] and `hidden[l]` [seqLen, dim] with the entry for `model` and these input
-   * tokens and return true, or return false (nothing stored, or stored for other tokens or shapes).
-   */
-  get(model: string, tokens: Int32Array, logits: Float32Array, hidden: Float32Array[]): boolean;
-  /** Keep them (a bounded cache may decline). */
-  put(model: string, tokens: Int32Array, logits: Float32Array, hidden: Float32Array[]): void;
 }
 
 export interface StepResult {
@@ -145,14 +134,14 @@ export class Trainer {
   readonly providers: WeightProvider[];
   private readonly student: LlamaGraph;
   private readonly teacherGraph: LlamaGraph | null;
-  private readonly teacherCache: TeacherCache | null;
-  /** The cache's name for the teacher: shapes and a CRC-32 of every teacher tensor. */
-  private readonly teacherKey: string;
-  /** Per sequence of shard 0: its input tokens, and views of the teacher's logits and hidden states. */
-  private readonly cacheViews: Array<{ tokens: Int32Array; logits: Float32Array; hidden: Float32Array[] }>;
-  /** Teacher windows read from the cache / computed, since construction. */
-  teacherCacheHits = 0;
-  teacherCacheMisses = 0;
+  private readonly teacherCache: TeacherCacheViews | null;
+  /** Teacher windows of this thread's shard read from the cache / computed, since construction. */
+  get teacherCacheHits(): number {
+    return this.teacherCache?.hits ?? 0;
+  }
+  get teacherCacheMisses(): number {
+    return this.teacherCache?.misses ?? 0;
+  }
   private readonly optim: AdamW;
   private readonly sources: { calib?: BatchSource; teacher?: BatchSource };
   private readonly windows: Int32Array; // [batch, seqLen + 1]
@@ -284,27 +273,8 @@ export class Trainer {
       : null;
 
     // ---- teacher cache
-    this.teacherCache = this.teacherGraph && o.teacherCache ? o.teacherCache : null;
-    this.teacherKey = '';
-    this.cacheViews = [];
-    if (this.teacherCache) {
-      // Every tensor's name and CRC-32, then the CRC-32 of that list: another teacher is another cache entry.
-      const parts = [...o.teacher.tensors.keys()].sort().map((name) => {
-        const d = o.teacher.tensors.get(name)!.data;
-        return `${name}:${crc32(new Uint8Array(d.buffer, d.byteOffset, d.byteLength))}`;
-      });
-      const crc = crc32(new TextEncoder().encode(parts.join('\n')));
-      this.teacherKey = `${c.dim}x${c.hiddenDim}x${c.nLayers}x${c.nHeads}x${c.nKvHeads}x${c.vocabSize}-L${o.seqLen}-${crc.toString(16).padStart(8, '0')}`;
-      const tg = this.teacherGraph!;
-      const L = o.seqLen;
-      for (let b = 0; b < B0; b++) {
-        this.cacheViews.push({
-          tokens: new Int32Array(L),
-          logits: tg.logits.subarray(b * L * c.vocabSize, (b + 1) * L * c.vocabSize),
-          hidden: Array.from({ length: c.nLayers }, (_, l) => tg.hidden(l).subarray(b * L * c.dim, (b + 1) * L * c.dim)),
-        });
-      }
-    }
+    const cacheKey = this.teacherGraph && o.teacherCache ? teacherCacheKey(c, o.seqLen, [...o.teacher.tensors].map(([k, t]) => [k, t.data] as [string, Float32Array])) : '';
+    this.teacherCache = this.teacherGraph && o.teacherCache ? new TeacherCacheViews(o.teacherCache, cacheKey, this.teacherGraph, B0) : null;
 
     // ---- data
     this.sources = {};
@@ -339,6 +309,8 @@ export class Trainer {
             seqLen: o.seqLen,
             shardSizes: this.shards,
             batch: o.batch,
+            teacherCache: o.teacherCache?.workerSpec,
+            teacherCacheKey: cacheKey,
           })
         : null;
     this.windows = this.executor ? this.executor.tokenBuffer() : new Int32Array(o.batch * (o.seqLen + 1));
@@ -385,36 +357,6 @@ export class Trainer {
     const t = this.profClock();
     p.set(label, (p.get(label) ?? 0) + t - this.profAt);
     this.profAt = t;
-  }
-
-  /** Fill the teacher graph's outputs for this step's B0 sequences from the cache: true when every one hit. */
-  private readTeacherCache(B0: number): boolean {
-    const cache = this.teacherCache;
-    if (!cache) return false;
-    const L = this.seqLen;
-    // Every window's tokens first: writeTeacherCache keys the entries by them after a miss.
-    for (let b = 0; b < B0; b++) {
-      const v = this.cacheViews[b]!;
-      for (let t = 0; t < L; t++) v.tokens[t] = this.inputs[b * L + t]!;
-    }
-    for (let b = 0; b < B0; b++) {
-      const v = this.cacheViews[b]!;
-      if (!cache.get(this.teacherKey, v.tokens, v.logits, v.hidden)) {
-        this.teacherCacheMisses += B0 - b;
-        return false; // the forward computes the whole shard (a partial hit saves nothing in one batched forward)
-      }
-    }
-    this.teacherCacheHits += B0;
-    return true;
-  }
-
-  private writeTeacherCache(B0: number): void {
-    const cache = this.teacherCache;
-    if (!cache) return;
-    for (let b = 0; b < B0; b++) {
-      const v = this.cacheViews[b]!;
-      cache.put(this.teacherKey, v.tokens, v.logits, v.hidden);
-    }
   }
 
   /** Stop worker threads, if any. The trainer cannot step afterwards. */
@@ -495,9 +437,9 @@ export class Trainer {
       this.student.forward(this.inputs, B0, ex !== null); // with workers, startShards loaded Ŵ already
       let teacherLogits: Float32Array | null = null;
       if (this.teacherGraph) {
-        if (!this.readTeacherCache(B0)) {
+        if (!this.teacherCache?.read(this.inputs, B0)) {
           this.teacherGraph.forward(this.inputs, B0);
-          this.writeTeacherCache(B0);
+          this.teacherCache?.write(B0);
         }
         this.markOp('teacher cache read/write');
         teacherLogits = this.teacherGraph.logits;

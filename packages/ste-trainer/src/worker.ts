@@ -2,24 +2,16 @@
  * Node worker-thread entry of the data-parallel trainer (see shard.ts). Node-only: spawned by
  * `workerThreads()` in node.ts, never imported by the platform-neutral entry.
  */
-import { setFlagsFromString } from 'node:v8';
 import { workerData } from 'node:worker_threads';
-import { createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
-import { setMatmulKernel } from './matmul.js';
-import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { teacherCacheDir, useWasmGemm } from './node.js';
 import { type ShardWorkerInit, serveShards } from './shard.js';
 
-// The worker computes with the same kernels as the thread that created it (node.ts passes its choice): the
-// WebAssembly SIMD gemm (with fused multiply-adds when the trainer's thread uses them), one arena per thread.
-const choice = workerData as { wasmGemm?: boolean; wasmFma?: boolean };
-if (choice.wasmGemm) {
-  const gemm = createTrainerGemm({ fma: choice.wasmFma === true, setFlags: setFlagsFromString });
-  if (gemm) setMatmulKernel(gemm.matmul);
-  const exp = createTrainerExp();
-  if (exp) {
-    setExpKernel(exp.expRows);
-    setSoftmaxKernel({ causal: exp.softmaxCausal, backward: exp.softmaxBackward });
-    setKdKernel(exp.kdRows);
-  }
-}
-serveShards(workerData as ShardWorkerInit);
+// The worker computes with the same kernels as the thread that created it: node.ts passes its choice, and
+// useWasmGemm() installs (or removes) the WebAssembly gemm — with fused multiply-adds when this process's
+// engine compiles them, as on the trainer's thread — and the exponential/soft-max/KD kernels, one arena per
+// thread. (Importing node.js made a choice from the environment already; this one is the trainer's.)
+const init = workerData as ShardWorkerInit & { wasmGemm?: boolean };
+useWasmGemm(init.wasmGemm === true);
+// The trainer's teacher cache, when it gave a description a worker can open (teacherCacheDir's directory).
+const spec = init.teacherCache as { dir?: string; maxBytes?: number } | undefined;
+serveShards(init, spec?.dir ? teacherCacheDir(spec.dir, spec.maxBytes === undefined ? {} : { maxBytes: spec.maxBytes }) : null);

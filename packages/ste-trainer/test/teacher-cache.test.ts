@@ -6,7 +6,7 @@ import { documentTokenStream, loadModel } from '@ultrasketch/pipeline';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TeacherCache, Trainer, makeProviders } from '../src/index.js';
-import { teacherCacheDir } from '../src/node.js';
+import { teacherCacheDir, workerThreads } from '../src/node.js';
 
 /**
  * The teacher cache stores exact float32 teacher outputs per window: runs with a cold cache, a warm one, a
@@ -24,9 +24,20 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const { weights, tokenizer } = loadModel(`${MODELS}/stories260K/stories260K.bin`);
 const calib = documentTokenStream(tokenizer, readFileSync(CALIB, 'utf8'));
 
-function train(cache?: TeacherCache) {
+function train(cache?: TeacherCache, threads = 1) {
   const providers = makeProviders(weights, (_l, kind) => (kind === 'o' ? undefined : { kind: 'ste', options: { codec: 'binary' } }));
-  const t = new Trainer({ teacher: weights, providers, calibTokens: calib, batch: 3, seqLen: 32, steps: 4, lr: 1e-3, seed: 5, ...(cache ? { teacherCache: cache } : {}) });
+  const t = new Trainer({
+    teacher: weights,
+    providers,
+    calibTokens: calib,
+    batch: 3,
+    seqLen: 32,
+    steps: 4,
+    lr: 1e-3,
+    seed: 5,
+    ...(cache ? { teacherCache: cache } : {}),
+    ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
+  });
   const losses = [0, 1, 2, 3].map(() => t.step().loss);
   const params = t.params.map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength).toString('base64'));
   const r = { losses, params, hits: t.teacherCacheHits, misses: t.teacherCacheMisses };
@@ -55,6 +66,12 @@ describe('teacher cache', () => {
     const small = teacherCacheDir(join(dir, 'b'), { maxBytes: 5.5 * statSync(join(dir, 'a', files[0]!)).size });
     expect(train(small).params).toEqual(plain.params);
     expect(readdirSync(join(dir, 'b')).filter((f) => f.endsWith('.tch')).length).toBe(5);
+
+    // 2 threads: the worker opens the same directory (workerSpec) and reads its shard's windows
+    const plain2 = train(undefined, 2);
+    const r4 = train(teacherCacheDir(join(dir, 'a')), 2);
+    expect(r4.params).toEqual(plain2.params);
+    expect(r4.misses).toBe(0); // the trainer's shard; the worker's reads are not counted here
 
     // a truncated entry (a torn write) is a miss, not wrong data
     truncateSync(join(dir, 'a', files[0]!), 100);
