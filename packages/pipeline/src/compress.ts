@@ -359,7 +359,7 @@ interface CompressInput {
 function compressInput(options: CompressOptions): CompressInput {
   const m = options.model;
   if (typeof m === 'string') {
-    const kind = detectModelPath(m);
+    const kind = detectModelPath(m, 'checkpoint');
     if (kind === 'usk') {
       throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float model; this is a .usk bundle', {
         source: m,
@@ -880,7 +880,7 @@ async function measureQuality(bundle: Bundle, model: LoadedModel, o: MeasureQual
  * `compress` itself streams HF and GGUF models given by path instead.
  */
 export function loadCheckpointForCompress(path: string, tokenizerPath?: string): LoadedModel {
-  if (detectModelPath(path) === 'usk') {
+  if (detectModelPath(path, 'checkpoint') === 'usk') {
     throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'compress needs a float model; this is a .usk bundle', {
       source: path,
       hint: 'pass the model the bundle was made from (llama2.c checkpoint, HF directory or GGUF)',

@@ -73,16 +73,16 @@ function isFile(path: string): boolean {
  * anything else is taken for a llama2.c checkpoint (whose reader then checks it). A FIFO or device is refused
  * (E_NOT_A_FILE) without being opened for a blocking read.
  */
-export function detectModelPath(path: string): ModelPathKind {
-  const st = statOrNotFound(path, 'model');
+export function detectModelPath(path: string, what = 'model'): ModelPathKind {
+  const st = statOrNotFound(path, what);
   if (st.isDirectory()) return 'hf-directory';
   if (!st.isFile()) {
-    throw new UltraSketchError(ErrorCodes.NOT_A_FILE, `checkpoint is ${describeFileKind(st)}, not a regular file or a model directory`, {
+    throw new UltraSketchError(ErrorCodes.NOT_A_FILE, `${what} is ${describeFileKind(st)}, not a regular file or a model directory`, {
       source: path,
       hint: 'pass a model file or directory; a pipe or device is never read',
     });
   }
-  const file = RandomAccessFile.open(path, 'model');
+  const file = RandomAccessFile.open(path, what);
   try {
     const head = file.read(0, Math.min(16, file.size), 'the first bytes');
     if (head.byteLength >= 4 && GGUF_MAGIC_BYTES.every((b, i) => head[i] === b)) return 'gguf';

@@ -106,8 +106,9 @@ export const compressCommand: Command = {
     // and GGUF models are opened as sources and streamed layer by layer by compress().
     const modelPath = positionals.checkpoint!;
     const tokenizerPath = options.tokenizer as string | undefined;
+    const kind = detectModelPath(modelPath, 'checkpoint');
     const model: LoadedModel | ModelSource =
-      detectModelPath(modelPath) === 'llama2c' || detectModelPath(modelPath) === 'usk'
+      kind === 'llama2c' || kind === 'usk'
         ? loadCheckpointForCompress(modelPath, tokenizerPath)
         : openModelSource(modelPath, tokenizerPath === undefined ? {} : { tokenizerPath });
     try {
