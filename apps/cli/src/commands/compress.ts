@@ -15,16 +15,20 @@ import {
   assertNotEvaluationText,
   assertOutputDirectory,
   assertOutputNotInput,
+  availableMemory,
   calibrate,
   codecUsesSaliency,
   compress,
   detectModelPath,
+  finetuneMemory,
   findTokenizer,
+  formatGiB,
   loadCheckpointForCompress,
   openModelSource,
   readFileChecked,
   resolveCodecOptions,
   shellJoin,
+  withMargin,
 } from '@ultrasketch/pipeline';
 import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
 import { codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
@@ -142,6 +146,12 @@ async function compressOpened(
     const weightCount = 7 * c.nLayers + (c.tiedClassifier ? 1 : 2);
     const progress = new Progress({ label: 'compress', total: weightCount, unit: 'weights', quiet, stream: io.stderr });
     const ft = finetuneFromInput(input, io, evalFile, () => progress.finish());
+    if (ft) {
+      // Finetuning holds the whole model in memory: say what it will take before starting (compress() refuses
+      // with E_OUT_OF_MEMORY when it will not fit).
+      const need = withMargin(finetuneMemory(c, ft.options, !('weights' in model)));
+      note(io, quiet, `finetune: will hold about ${formatGiB(need.total)} in memory (margin included); ${formatGiB(availableMemory())} available`);
+    }
     let report: CompressReport;
     try {
       ({ report } = await compress({
