@@ -17,7 +17,11 @@
  */
 import {
   applyByteOps,
+  applyJsonEdit,
   applySafetensorsStruct,
+  emitJson,
+  jsonEditArb,
+  jsonPaths,
   byteOpArb,
   fc,
   int32Value,
@@ -374,6 +378,67 @@ function bundleReader(m, level) {
   };
 }
 
+/**
+ * The JSON files of a Hugging Face directory, read as the pipeline reads them: `parseJsonFile` (strict JSON:
+ * size, duplicate keys, nesting) and then either the model description (`hf-config`: describeHfConfig →
+ * configFromDescription) or the tokenizer (`hf-tokenizer`: HfTokenizer over @huggingface/tokenizers, then one
+ * encode and decode, since a tokenizer.json can be well-formed JSON the library still trips over).
+ * Edits are JSON-aware (paths of the real file: delete, set, retype, wrap, nudge, duplicate, rename) plus raw
+ * byte edits of the emitted text.
+ */
+function hfJsonReader(m, kind) {
+  const files =
+    kind === 'config'
+      ? ['models/stories260K/hf/config.json', 'models/stories3M/hf/config.json', 'models/stories3M/hf-sharded/model.safetensors.index.json']
+      : ['models/stories260K/hf/tokenizer.json'];
+  const enc = new TextEncoder();
+  return {
+    name: `hf-${kind}`,
+    describe:
+      kind === 'config'
+        ? 'Hugging Face config.json (and a shard index) → parseJsonFile → describeHfConfig / parseHfShardIndex → configFromDescription, on the stories260K/stories3M hf directories'
+        : 'Hugging Face tokenizer.json → parseJsonFile → HfTokenizer (@huggingface/tokenizers) → encode + decode, on the stories260K hf tokenizer',
+    // The parsed JSON and the library's tables: a few times the text (vocabulary maps, merges as pairs).
+    expansion: kind === 'config' ? 8 : 40,
+    async seeds() {
+      const out = [];
+      for (const rel of files) {
+        const bytes = m.sharedFile(rel);
+        if (!bytes) continue;
+        const json = JSON.parse(new TextDecoder().decode(bytes));
+        out.push({ label: rel.split('/').slice(-2).join('/'), bytes, json, paths: jsonPaths(json, 4, kind === 'config' ? 2000 : 600) });
+      }
+      return out;
+    },
+    arbitrary(seeds) {
+      return planArb(seeds, (s) => ({ struct: jsonEditArb(s.paths, ['architectures', 'model_type', 'rope_scaling', 'head_dim', 'vocab', 'merges']), bytes: byteOpArb(s.bytes.byteLength) }), {
+        byteShare: 2,
+      });
+    },
+    input(seeds, plan) {
+      const seed = seeds[plan.seed];
+      let bytes = seed.bytes;
+      if (plan.struct.length > 0) {
+        let json = structuredClone(seed.json);
+        for (const e of plan.struct) json = applyJsonEdit(json, e);
+        bytes = enc.encode(emitJson(json));
+      }
+      return { bytes: applyByteOps(bytes, plan.bytes), opts: { index: seed.label.endsWith('index.json') } };
+    },
+    parse(bytes, opts) {
+      const source = kind === 'config' ? (opts.index ? 'model.safetensors.index.json' : 'config.json') : 'tokenizer.json';
+      const json = m.pipeline.parseJsonFile(bytes, source);
+      if (kind === 'config') {
+        if (opts.index) return m.format.parseHfShardIndex(json, source);
+        return m.model.configFromDescription(m.format.describeHfConfig(json, source), { source });
+      }
+      const tok = new m.model.HfTokenizer(json, { source });
+      const ids = tok.encode('Once upon a time, Lily saw a big dog. 🐶', { bos: true });
+      return { vocab: tok.vocabSize, ids, text: tok.decode(ids) };
+    },
+  };
+}
+
 export function fuzzReaders(m) {
   // readBundle resolves each weight's codec by id, so the codecs must be registered (the pipeline does this
   // itself before loading a bundle; the format layer alone does not).
@@ -381,6 +446,7 @@ export function fuzzReaders(m) {
   const readers = [llama2cReader(m, 'legacy'), llama2cReader(m, 'v2'), tokenizerReader(m), safetensorsReader(m), bundleReader(m, 'format')];
   if (m.format.readGguf) readers.push(ggufReader(m));
   if (m.pipeline) readers.push(bundleReader(m, 'pipeline'));
+  if (m.pipeline?.parseJsonFile && m.format.describeHfConfig && m.model.HfTokenizer) readers.push(hfJsonReader(m, 'config'), hfJsonReader(m, 'tokenizer'));
   return readers;
 }
 

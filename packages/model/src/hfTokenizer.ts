@@ -1,4 +1,5 @@
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, describeValue } from '@ultrasketch/core';
+import { LIMITS } from '@ultrasketch/format';
 import { Tokenizer as HfLibraryTokenizer } from '@huggingface/tokenizers';
 import type { DecodeOptions, EncodeOptions, TextTokenizer, TokenStreamDecoder } from './tokenizer.js';
 
@@ -69,6 +70,7 @@ export class HfTokenizer implements TextTokenizer {
         hint: 'the Llama-family models use BPE tokenizers; this tokenizer belongs to another kind of model',
       });
     }
+    checkTokenIds(tokenizerJson, source);
     const config = options.config ?? {};
     if (!isObject(config)) {
       throw new UltraSketchError(ErrorCodes.BAD_HEADER, 'tokenizer_config.json is not a JSON object', { source });
@@ -83,9 +85,11 @@ export class HfTokenizer implements TextTokenizer {
       });
     }
     let max = -1;
-    for (const id of this.lib.get_vocab(true).values()) if (id > max) max = id;
+    for (const id of this.libraryCall('reading its vocabulary', () => this.lib.get_vocab(true)).values()) if (id > max) max = id;
     this.vocabSize = max + 1;
-    this.special = new Set(this.lib.get_added_tokens_decoder().keys());
+    this.special = new Set(this.libraryCall('reading its added tokens', () => this.lib.get_added_tokens_decoder()).keys());
+    // Fail at load, not in the middle of a generation: one probe text through every stage the file defines.
+    this.libraryCall('encoding a probe text', () => this.lib.decode(this.lib.encode('Once upon a time, 42 dogs!\n', { add_special_tokens: true }).ids));
     const resolve = (given: number | null | undefined, key: 'bos_token' | 'eos_token'): number => {
       if (given === null) return -1;
       if (given !== undefined) {
@@ -96,7 +100,7 @@ export class HfTokenizer implements TextTokenizer {
       }
       const text = tokenText(config[key]);
       if (text === null) return -1;
-      const id = this.lib.token_to_id(text);
+      const id = this.libraryCall('looking up a special token', () => this.lib.token_to_id(text));
       if (id === undefined) {
         throw new UltraSketchError(ErrorCodes.TOKENIZER_MISMATCH, `tokenizer_config.json's ${key} ${JSON.stringify(text)} is not in tokenizer.json's vocabulary`, {
           source,
@@ -110,7 +114,7 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.libraryCall('encoding', () => this.lib.encode(text, { add_special_tokens: false }).ids);
     if (opts.bos && this.bosId >= 0) ids.unshift(this.bosId);
     if (opts.eos && this.eosId >= 0) ids.push(this.eosId);
     return ids;
@@ -134,7 +138,25 @@ export class HfTokenizer implements TextTokenizer {
 
   /** The library's decoding of ids as a text of its own (special tokens skipped). */
   raw(ids: number[]): string {
-    return this.lib.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return this.libraryCall('decoding', () => this.lib.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
+  }
+
+  /**
+   * The library builds parts of a tokenizer.json (normalizer, pre-tokenizer, post-processor, decoder) lazily
+   * and trusts their shapes, so a damaged but well-formed file can fail only when text first goes through it,
+   * with a TypeError from deep inside the library. Such failures are the file's fault: a typed error naming it.
+   */
+  private libraryCall<T>(doing: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof UltraSketchError) throw err;
+      throw new UltraSketchError(ErrorCodes.BAD_HEADER, `tokenizer.json failed while ${doing}: ${err instanceof Error ? err.message : String(err)}`, {
+        source: this.source,
+        hint: "the file is damaged or not in Hugging Face tokenizers' format; use the tokenizer.json that came with the model",
+        cause: err,
+      });
+    }
   }
 
   /** The token string of an id (the vocabulary's own spelling, e.g. "▁Once"), or undefined. */
@@ -206,5 +228,24 @@ class HfStreamDecoder implements TokenStreamDecoder {
     this.readOffset -= this.prefixOffset;
     this.prefixOffset = 0;
     this.started = true;
+  }
+}
+
+/**
+ * Every id in the vocabulary and the added tokens is an integer in 0..LIMITS.maxVocab − 1, checked before the
+ * library sees the file: it sizes tables by the largest id, so one hostile id (5·10^8) made loading take a
+ * minute; a real vocabulary (Llama 3: 128,256; Qwen: 151,936) is far below the limit.
+ */
+function checkTokenIds(json: Record<string, unknown>, source: string): void {
+  const bad = (where: string, id: unknown) =>
+    new UltraSketchError(ErrorCodes.BAD_HEADER, `tokenizer.json ${where} has id ${describeValue(id)}, not an integer in 0..${LIMITS.maxVocab - 1}`, {
+      source,
+      hint: "the file is damaged or not in Hugging Face tokenizers' format; use the tokenizer.json that came with the model",
+    });
+  const ok = (id: unknown) => Number.isInteger(id) && (id as number) >= 0 && (id as number) < LIMITS.maxVocab;
+  const vocab = (json.model as Record<string, unknown>).vocab;
+  if (isObject(vocab)) for (const [piece, id] of Object.entries(vocab)) if (!ok(id)) throw bad(`model.vocab[${describeValue(piece, 40)}]`, id);
+  if (Array.isArray(json.added_tokens)) {
+    for (const t of json.added_tokens) if (isObject(t) && !ok(t.id)) throw bad('added_tokens', t.id);
   }
 }

@@ -94,6 +94,32 @@ describe.each(MODELS)('$model: tokenizer.json and the GGUF vocabulary against ll
   });
 });
 
+describe('damaged tokenizer.json files found by fuzzing (bench/fuzz.mjs hf-tokenizer)', () => {
+  const base = () => structuredClone(json('models/stories260K/hf/tokenizer.json')) as Record<string, any>;
+  it('a post-processor part of the wrong type is a typed error at load, not a TypeError at the first encode', () => {
+    const t = base();
+    t.post_processor.single[0] = 0;
+    const err = (() => {
+      try {
+        new HfTokenizer(t, { source: 'damaged.json' });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(UltraSketchError);
+    expect((err as UltraSketchError).code).toBe(ErrorCodes.BAD_HEADER);
+    expect((err as UltraSketchError).message).toMatch(/^damaged\.json: tokenizer\.json failed while encoding a probe text/);
+  });
+  it('an id far beyond any vocabulary is refused before the library sizes its tables by it', () => {
+    const t = base();
+    t.model.vocab['▁there'] = 568_302_773;
+    expect(() => new HfTokenizer(t, { source: 'damaged.json' })).toThrow(/model\.vocab\["▁there"\] has id 568302773, not an integer in 0\.\.4194303/);
+    const a = base();
+    a.added_tokens[0].id = -1;
+    expect(() => new HfTokenizer(a, { source: 'damaged.json' })).toThrow(/added_tokens has id -1/);
+  });
+});
+
 describe('tokenizer refusals', () => {
   it('tokenizer.json that is not a BPE tokenizer object', () => {
     expect(caught(() => new HfTokenizer([])).code).toBe(ErrorCodes.BAD_HEADER);
