@@ -28,8 +28,9 @@ export {
   wasmLittlebitKernel,
   wasmBinaryKernel,
   wasmRtnKernel,
+  wasmFloatKernel,
 } from './kernels/index.js';
-export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions } from './kernels/index.js';
+export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions, WasmFloatOptions } from './kernels/index.js';
 export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';
 export { WasmTrainerGemm, createTrainerGemm } from './wasm/trainer-gemm.js';
 export type { WasmTrainerGemmOptions } from './wasm/trainer-gemm.js';

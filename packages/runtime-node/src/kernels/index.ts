@@ -1,9 +1,9 @@
 import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
-import { floatKernel } from './float.js';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { HashedNetsParams, SketchParams } from '@ultrasketch/sketch-core';
 import { type KernelFactory, registerKernel } from './registry.js';
 import { wasmBinaryKernel } from './wasm-binary.js';
+import { wasmFloatKernel } from './wasm-float.js';
 import { wasmLittlebitKernel } from './wasm-littlebit.js';
 import { wasmRtnKernel } from './wasm-rtn.js';
 import { wasmHashednetsKernel, wasmSketchKernel } from './wasm-sketch.js';
@@ -24,15 +24,18 @@ export { wasmLittlebitKernel } from './wasm-littlebit.js';
 export type { WasmLittleBitOptions } from './wasm-littlebit.js';
 export { wasmBinaryKernel } from './wasm-binary.js';
 export { wasmRtnKernel } from './wasm-rtn.js';
+export { wasmFloatKernel } from './wasm-float.js';
+export type { WasmFloatOptions } from './wasm-float.js';
 
 /**
  * Register the kernels of every codec this runtime supports. Explicit and idempotent. The compressed codecs
- * get their WebAssembly SIMD kernels (docs/kernels.md), which fall back to the JS kernels (still exported:
- * rtnKernel, binaryKernel, sketchKernel, hashednetsKernel, littlebitKernel) where wasm SIMD is unavailable or
+ * get their WebAssembly SIMD kernels (docs/kernels.md), and so does `float` (the f16 embedding/classifier is
+ * read as stored, wasm-float.ts); they fall back to the JS kernels (still exported: floatKernel, rtnKernel,
+ * binaryKernel, sketchKernel, hashednetsKernel, littlebitKernel) where wasm SIMD is unavailable or
  * for formats they do not cover (3-bit rtn, int8/f32 sketch states, f32 hashednets states).
  */
 export function registerAllKernels(): void {
-  registerKernel('float', floatKernel as (p: FloatParams) => ReturnType<KernelFactory> as KernelFactory);
+  registerKernel('float', ((p: FloatParams) => wasmFloatKernel(p)) as unknown as KernelFactory);
   registerKernel('rtn', ((p: RtnParams) => wasmRtnKernel(p)) as unknown as KernelFactory);
   registerKernel('binary', ((p: BinaryParams) => wasmBinaryKernel(p)) as unknown as KernelFactory);
   registerKernel('sketch', ((p: SketchParams) => wasmSketchKernel(p)) as unknown as KernelFactory);

@@ -254,6 +254,13 @@ export class KFn extends FunctionBuilder {
   }
 
   // ---- i32x4
+  /** Sign-extend the low 4 i16 lanes to i32 (used to carry an f16's sign bit into bit 31 with one shift). */
+  i32x4ExtendLowI16x8S(): this {
+    return this.simdOp(0xa7);
+  }
+  i32x4ExtendHighI16x8S(): this {
+    return this.simdOp(0xa8);
+  }
   i32x4ExtendLowI16x8U(): this {
     return this.simdOp(0xa9);
   }

@@ -1,0 +1,236 @@
+import type { FloatParams } from '@ultrasketch/baselines';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
+import { ModuleBuilder } from '../wasm/emitter.js';
+import { WasmDenseLinear } from '../wasm/linear.js';
+import { floatKernel } from './float.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { KFn, forRange, whileLtU } from './wasm-emit.js';
+
+/**
+ * The `float` codec in WebAssembly SIMD. f32 storage runs the dense f32x4 kernel (`WasmDenseLinear`) over one
+ * copy in the arena. f16 storage — the default for a bundle's embedding/tied classifier — is read AS STORED:
+ * y = W x with every 8 weights loaded as 16 bytes and converted to two f32x4 in registers, never decoded to
+ * an f32 matrix (wasm has no f16 lanes in Node 20, so the conversion is integer bit manipulation):
+ *
+ *     e = (sign-extended h << 13) & 0x8fffe000     sign to bit 31, exponent+mantissa to bits 27..13
+ *     w = (e as f32) · 2^112                      rebias the exponent by 127 − 15 = 112
+ *
+ * The multiply by a power of two is exact for every finite f16: normals land on the right exponent, f16
+ * subnormals (exponent 0) are f32 subnormals before the multiply and come out normalised — the same value
+ * as `f16BitsToF32`'s mant·2⁻²⁴ — and ±0 stay ±0. Only Inf/NaN (exponent 31) would come out finite-looking
+ * (exponent 31 + 112 → 143 → ×2^112 = Inf for NaN too), so a matrix holding any exponent-31 value gets the
+ * variant with a fix-up (exponent bits set to all ones before the multiply: Inf stays Inf, NaN stays NaN);
+ * real weights never do, and the finite variant saves four ops per 4 weights.
+ *
+ * Rows are padded to whole 8-weight chunks only when cols % 8 ≠ 0 (zero weights meet zero inputs); otherwise
+ * the arena holds exactly the stored bytes. Up to 4 input vectors share every converted chunk (prefill).
+ */
+
+const MAX_T = 4;
+/** Tokens copied into scratch per round (bounds scratch for long prefills with n × vocab outputs). */
+const TOKENS_PER_ROUND = 64;
+
+/**
+ * f16mv_t{T}{_fix}(w, rows, chunks, x, xStrideB, y, yStrideB): for T input vectors at x + t·xStrideB
+ * (chunks·8 floats each, zero-padded), y[t·yStrideB + 4r] = Σ_j w_rj x_tj. w: rows × chunks × 16 bytes.
+ */
+function emitF16Mv(T: number, fix: boolean): KFn {
+  const f = new KFn(Array(7).fill('i32'));
+  const [w, rows, chunks, x, xStrideB, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6];
+  const r = f.local('i32');
+  const c = f.local('i32');
+  const wp = f.local('i32');
+  const yp = f.local('i32');
+  const px = Array.from({ length: T }, () => f.local('i32'));
+  const acc = Array.from({ length: 2 * T }, () => f.local('v128')); // acc[2t + half]
+  const v = f.local('v128');
+  const e = f.local('v128');
+  const fv = f.local('v128');
+  f.get(w).set(wp);
+  f.get(y).set(yp);
+  forRange(f, r, rows, () => {
+    for (const a of acc) f.v128Zero().set(a);
+    for (let t = 0; t < T; t++) {
+      f.get(x);
+      if (t > 0) f.get(xStrideB).i32Const(t).i32Mul().i32Add();
+      f.set(px[t]!);
+    }
+    forRange(f, c, chunks, () => {
+      f.get(wp).v128LoadA(0, 2).set(v);
+      for (let half = 0; half < 2; half++) {
+        f.get(v);
+        if (half === 0) f.i32x4ExtendLowI16x8S();
+        else f.i32x4ExtendHighI16x8S();
+        f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And().set(e);
+        if (fix) {
+          // exponent 31 (Inf/NaN): raise bits 30..28 too, so the f32 exponent is 255 before the multiply
+          f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
+          f.v128ConstI32(0x70000000).v128And().v128Or().set(e);
+        }
+        f.get(e).v128ConstF32(2 ** 112).f32x4Mul().set(fv);
+        for (let t = 0; t < T; t++) {
+          const a = acc[2 * t + half]!;
+          f.get(a).get(fv).get(px[t]!).v128LoadA(16 * half, 16).f32x4Mul().f32x4Add().set(a);
+        }
+      }
+      f.get(wp).i32Const(16).i32Add().set(wp);
+      for (const p of px) f.get(p).i32Const(32).i32Add().set(p);
+    });
+    for (let t = 0; t < T; t++) {
+      const s = acc[2 * t]!;
+      f.get(yp);
+      if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
+      f.get(s).get(acc[2 * t + 1]!).f32x4Add().set(s);
+      f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
+      f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
+      f.f32Add().f32Store();
+    }
+    f.get(yp).i32Const(4).i32Add().set(yp);
+  });
+  return f;
+}
+
+/** f16tof32(src, dst, count): the same conversion over an array, 8 at a time (writes ≤ 7 past count). */
+function emitF16ToF32(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32']);
+  const [src, dst, count] = [0, 1, 2];
+  const i = f.local('i32');
+  const v = f.local('v128');
+  const e = f.local('v128');
+  whileLtU(f, i, count, 8, () => {
+    f.get(src).get(i).i32Const(1).i32Shl().i32Add().v128LoadA(0, 2).set(v);
+    for (let half = 0; half < 2; half++) {
+      f.get(dst).get(i).i32Const(2).i32Shl().i32Add();
+      f.get(v);
+      if (half === 0) f.i32x4ExtendLowI16x8S();
+      else f.i32x4ExtendHighI16x8S();
+      f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And().set(e);
+      f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
+      f.v128ConstI32(0x70000000).v128And().v128Or();
+      f.v128ConstF32(2 ** 112).f32x4Mul();
+      f.v128StoreA(16 * half);
+    }
+  });
+  return f;
+}
+
+function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
+  const m = new ModuleBuilder(memoryImport(shared, maxPages));
+  for (let T = 1; T <= MAX_T; T++) {
+    m.addFunction(`f16mv_t${T}`, emitF16Mv(T, false));
+    m.addFunction(`f16mv_t${T}_fix`, emitF16Mv(T, true));
+  }
+  m.addFunction('f16tof32', emitF16ToF32());
+  return m;
+}
+
+/** The module's bytes (for the tests' WebAssembly.validate). */
+export function emitFloatModule(): Uint8Array {
+  return buildModule(false, 65536).emit();
+}
+
+type Fn = (...a: number[]) => number | void;
+
+/** Whether any f16 value has exponent 31 (Inf or NaN). */
+function hasNonFinite(data: Uint16Array): boolean {
+  for (let i = 0; i < data.length; i++) if ((data[i]! & 0x7c00) === 0x7c00) return true;
+  return false;
+}
+
+class WasmF16Linear implements Linear {
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  /** 8-weight chunks per row (cols rounded up to 8). */
+  private readonly chunks: number;
+  private readonly weightAt: number;
+  private readonly suffix: '' | '_fix';
+  private readonly fn: Record<string, Fn>;
+  private readonly views: HeapViews;
+
+  constructor(
+    readonly arena: WasmArena,
+    p: FloatParams & { data: Uint16Array },
+  ) {
+    const { rows, cols, data } = p;
+    if (data.length !== rows * cols) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `float kernel: ${data.length} values for ${rows}×${cols}`);
+    }
+    this.outFeatures = rows;
+    this.inFeatures = cols;
+    this.chunks = Math.ceil(cols / 8);
+    this.views = new HeapViews(arena);
+    const pad = this.chunks * 8;
+    let bytes: Uint16Array = data;
+    if (pad !== cols) {
+      // one padded copy in the arena instead of the stored layout (the only copy the kernel holds)
+      bytes = new Uint16Array(rows * pad);
+      for (let r = 0; r < rows; r++) bytes.set(data.subarray(r * cols, (r + 1) * cols), r * pad);
+    }
+    this.weightAt = storeBytes(arena, bytes);
+    this.suffix = hasNonFinite(data) ? '_fix' : '';
+    this.fn = kernelExports(arena, 'float-f16', buildModule) as Record<string, Fn>;
+  }
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    const rows = this.outFeatures;
+    const cols = this.inFeatures;
+    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `float kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
+    }
+    const pad = this.chunks * 8;
+    const G = Math.min(n, TOKENS_PER_ROUND);
+    const xBytes = G * pad * 4;
+    const yBytes = Math.ceil((G * rows) / 4) * 16;
+    const at = this.arena.scratch(xBytes + yBytes);
+    const f32 = this.views.refresh().f32;
+    const x4 = at / 4;
+    const yAt = at + xBytes;
+    const y4 = yAt / 4;
+    for (let g0 = 0; g0 < n; g0 += G) {
+      const m = Math.min(G, n - g0);
+      if (pad === cols) f32.set(x.subarray(g0 * cols, (g0 + m) * cols), x4);
+      else {
+        for (let t = 0; t < m; t++) {
+          f32.set(x.subarray((g0 + t) * cols, (g0 + t + 1) * cols), x4 + t * pad);
+          f32.fill(0, x4 + t * pad + cols, x4 + (t + 1) * pad);
+        }
+      }
+      for (let t0 = 0; t0 < m; t0 += MAX_T) {
+        const T = Math.min(MAX_T, m - t0);
+        this.fn[`f16mv_t${T}${this.suffix}`]!(this.weightAt, rows, this.chunks, at + t0 * pad * 4, pad * 4, yAt + t0 * rows * 4, rows * 4);
+      }
+      y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
+    }
+  }
+}
+
+/**
+ * Convert f16 bits to float32 with the kernels' in-register conversion (for the tests: it must agree with
+ * `f16BitsToF32` on all 65536 patterns). Uses a private arena.
+ */
+export function wasmF16ToF32(arena: WasmArena, bits: Uint16Array): Float32Array {
+  const fn = kernelExports(arena, 'float-f16', buildModule) as Record<string, Fn>;
+  const src = storeBytes(arena, bits, 32);
+  const dst = arena.scratch(Math.ceil((bits.length + 8) / 4) * 16);
+  fn.f16tof32!(src, dst, bits.length);
+  return new Float32Array(arena.memory.buffer, dst, bits.length).slice();
+}
+
+export interface WasmFloatOptions {
+  arena?: WasmArena;
+}
+
+/**
+ * The `float` kernel in WebAssembly SIMD: f16 storage through the fused f16 kernel above, f32 storage through
+ * the dense f32x4 kernel (one copy in the arena). No wasm SIMD: the JS `floatKernel`.
+ */
+export function wasmFloatKernel(p: FloatParams, options: WasmFloatOptions = {}): Linear {
+  if (!compressedWasmAvailable()) return floatKernel(p);
+  if (p.data instanceof Float32Array) {
+    const data = p.data;
+    return withArena(options.arena, (arena) => new WasmDenseLinear(arena, data, p.rows, p.cols));
+  }
+  return withArena(options.arena, (arena) => new WasmF16Linear(arena, p as FloatParams & { data: Uint16Array }));
+}
