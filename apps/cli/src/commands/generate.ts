@@ -23,7 +23,10 @@ export const generateCommand: Command = {
     '--temperature 0 is greedy decoding (argmax) and needs no seed.\n\n' +
     'With --json nothing is streamed; stdout gets exactly one JSON object: {"tokens": [the token fed at each ' +
     'position, starting with BOS], "text": "...", "seed", "temperature", "topP", "steps", "seconds", ' +
-    '"tokensPerSecond"}.\n\n' +
+    '"tokensPerSecond", "timeToFirstTokenSeconds", "steadyTokensPerSecond"}. tokensPerSecond is over the whole run; ' +
+    'the first position pays one-time costs (first calls into the kernels, JIT warm-up), so it is also reported ' +
+    'apart: timeToFirstTokenSeconds, and steadyTokensPerSecond = the positions after the first ÷ their time (null ' +
+    'with a single position).\n\n' +
     'A .usk bundle runs with its codecs\' fused kernels (the weights stay compressed) and its embedded ' +
     'tokenizer (--tokenizer is refused with a bundle; --kernels applies to checkpoints).\n\n' +
     '--runtime webgpu runs the model on a GPU through WebGPU (Dawn, the `webgpu` package); the adapter is ' +
@@ -88,6 +91,8 @@ export const generateCommand: Command = {
     const tokens: number[] = [];
     let text = '';
     let started = 0;
+    let firstAt = 0;
+    let endedAt = 0;
     const stop = new Set(model.tokenizerInfo.stopIds);
     let stoppedAt: number | null = null;
     let padding = 0;
@@ -106,6 +111,7 @@ export const generateCommand: Command = {
       }
       started = performance.now();
       for await (const step of run) {
+        if (tokens.length === 0) firstAt = performance.now();
         tokens.push(step.token);
         // llama2.c prints the piece of the token that follows each position (the prompt's own tokens
         // included), and stops before printing the BOS that ends a story.
@@ -123,6 +129,7 @@ export const generateCommand: Command = {
           break;
         }
       }
+      endedAt = performance.now();
     } catch (err) {
       progress.clear();
       throw err;
@@ -134,9 +141,8 @@ export const generateCommand: Command = {
       warn(io, `${padding} generated id(s) are padding rows of the embedding, past the tokenizer's ${model.tokenizer.vocabSize} tokens: they have no text`);
     }
     text += tail;
-    const seconds = (performance.now() - started) / 1000;
     progress.finish();
-    const tokensPerSecond = tokens.length / seconds;
+    const { seconds, tokensPerSecond, timeToFirstTokenSeconds, steadyTokensPerSecond } = generationTimes(started, firstAt, endedAt, tokens.length);
     if (json) {
       writeJson(io, {
         tokens,
@@ -153,6 +159,8 @@ export const generateCommand: Command = {
         kernels,
         seconds,
         tokensPerSecond,
+        timeToFirstTokenSeconds,
+        steadyTokensPerSecond,
       });
     } else {
       io.stdout.write(`${tail}\n`);
@@ -161,11 +169,37 @@ export const generateCommand: Command = {
       io,
       quiet,
       `generate: ${tokens.length} positions (${Math.min(promptTokens.length, tokens.length)} from the prompt) in ${seconds.toFixed(2)} s, ` +
-        `${tokensPerSecond.toFixed(1)} tokens/s (${model.kind === 'bundle' ? 'fused codec' : kernels} kernels${runtime === 'webgpu' && model.kind === 'bundle' ? ', webgpu' : ''})` +
+        `${tokensPerSecond.toFixed(1)} tokens/s; first token ${(timeToFirstTokenSeconds * 1000).toFixed(1)} ms, ` +
+        `steady state ${steadyTokensPerSecond === null ? 'n/a (one position)' : `${steadyTokensPerSecond.toFixed(1)} tokens/s`} (${model.kind === 'bundle' ? 'fused codec' : kernels} kernels${runtime === 'webgpu' && model.kind === 'bundle' ? ', webgpu' : ''})` +
         (temperature > 0 ? `, seed ${seed}` : ', greedy'),
     );
   },
 };
+
+export interface GenerationTimes {
+  /** Whole run: start of the loop to the end of the last position. */
+  seconds: number;
+  tokensPerSecond: number;
+  /** Start of the loop to the first position's token. */
+  timeToFirstTokenSeconds: number;
+  /** Positions after the first ÷ the time after the first; null with fewer than 2 positions. */
+  steadyTokensPerSecond: number | null;
+}
+
+/**
+ * The speed figures of a run from its timestamps (ms, performance.now()): the first position is reported
+ * apart because it carries one-time costs that the whole-run average spreads over every token.
+ */
+export function generationTimes(startedMs: number, firstMs: number, endedMs: number, positions: number): GenerationTimes {
+  const seconds = (endedMs - startedMs) / 1000;
+  const steadySeconds = (endedMs - firstMs) / 1000;
+  return {
+    seconds,
+    tokensPerSecond: positions / seconds,
+    timeToFirstTokenSeconds: positions > 0 ? (firstMs - startedMs) / 1000 : seconds,
+    steadyTokensPerSecond: positions >= 2 && steadySeconds > 0 ? (positions - 1) / steadySeconds : null,
+  };
+}
 
 export function tokenizerOption(value: unknown): { tokenizerPath?: string } {
   return typeof value === 'string' ? { tokenizerPath: value } : {};
