@@ -93,6 +93,26 @@ describe('wasm float kernel', () => {
     }
   });
 
+  it('row tiles do not change the sums: every row equals the same row run alone, bit for bit (n = 1, 2, 5)', () => {
+    const rows = 13;
+    const cols = 77;
+    const rng = new Rng(21);
+    const params = f16Params(rng.normalArray(rows * cols), rows, cols);
+    const whole = wasmFloatKernel(params);
+    const bits = params.data as Uint16Array;
+    for (const n of [1, 2, 5]) {
+      const x = rng.normalArray(n * cols);
+      const y = new Float32Array(n * rows);
+      whole.apply(x, y, n);
+      for (let r = 0; r < rows; r++) {
+        const one = wasmFloatKernel({ ...params, rows: 1, data: bits.slice(r * cols, (r + 1) * cols) });
+        const y1 = new Float32Array(n);
+        one.apply(x, y1, n);
+        for (let t = 0; t < n; t++) expect(y[t * rows + r], `n ${n} row ${r} token ${t}`).toBe(y1[t]);
+      }
+    }
+  });
+
   it('reads the stored f16 bytes in place: cols % 8 = 0 holds exactly the stored bytes in the arena', () => {
     const arena = new WasmArena();
     const rows = 40;

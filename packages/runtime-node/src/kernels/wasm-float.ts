@@ -33,64 +33,94 @@ const MAX_T = 4;
 const TOKENS_PER_ROUND = 64;
 
 /**
- * f16mv_t{T}{_fix}(w, rows, chunks, x, xStrideB, y, yStrideB): for T input vectors at x + t·xStrideB
- * (chunks·8 floats each, zero-padded), y[t·yStrideB + 4r] = Σ_j w_rj x_tj. w: rows × chunks × 16 bytes.
+ * f16mv_t{T}_r{R}{_fix}(w, groups, chunks, x, xStrideB, y, yStrideB): for T input vectors at x + t·xStrideB
+ * (chunks·8 floats each, zero-padded), y[t·yStrideB + 4r] = Σ_j w_rj x_tj for the groups·R rows of w
+ * (rows × chunks × 16 bytes). R rows at a time share each input load and give the CPU R·T independent
+ * accumulation chains (one row alone is bound by the latency of its adds); every row's sum is formed in the
+ * same order whatever R, so the result does not depend on the tiling.
  */
-function emitF16Mv(T: number, fix: boolean): KFn {
+function emitF16Mv(T: number, R: number, fix: boolean): KFn {
   const f = new KFn(Array(7).fill('i32'));
-  const [w, rows, chunks, x, xStrideB, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6];
-  const r = f.local('i32');
+  const [w, groups, chunks, x, xStrideB, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6];
+  const g = f.local('i32');
   const c = f.local('i32');
-  const wp = f.local('i32');
+  const wb = f.local('i32');
+  const rowBytes = f.local('i32');
   const yp = f.local('i32');
+  const wp = Array.from({ length: R }, () => f.local('i32'));
   const px = Array.from({ length: T }, () => f.local('i32'));
-  const acc = Array.from({ length: 2 * T }, () => f.local('v128')); // acc[2t + half]
+  const acc = Array.from({ length: 2 * T * R }, () => f.local('v128')); // acc[(k·T + t)·2 + half]
   const v = f.local('v128');
   const e = f.local('v128');
   const fv = f.local('v128');
-  f.get(w).set(wp);
+  // constants in locals, set once per call rather than at every use in the loop
+  const kMask = f.local('v128');
+  const kScale = f.local('v128');
+  const kExp = f.local('v128');
+  const kFix = f.local('v128');
+  f.v128ConstI32(0x8fffe000 | 0).set(kMask);
+  f.v128ConstF32(2 ** 112).set(kScale);
+  if (fix) {
+    f.v128ConstI32(0x0f800000).set(kExp);
+    f.v128ConstI32(0x70000000).set(kFix);
+  }
+  f.get(chunks).i32Const(4).i32Shl().set(rowBytes);
+  f.get(w).set(wb);
   f.get(y).set(yp);
-  forRange(f, r, rows, () => {
+  forRange(f, g, groups, () => {
     for (const a of acc) f.v128Zero().set(a);
+    for (let k = 0; k < R; k++) {
+      f.get(wb);
+      if (k > 0) f.get(rowBytes).i32Const(k).i32Mul().i32Add();
+      f.set(wp[k]!);
+    }
     for (let t = 0; t < T; t++) {
       f.get(x);
       if (t > 0) f.get(xStrideB).i32Const(t).i32Mul().i32Add();
       f.set(px[t]!);
     }
     forRange(f, c, chunks, () => {
-      f.get(wp).v128LoadA(0, 2).set(v);
-      for (let half = 0; half < 2; half++) {
-        f.get(v);
-        if (half === 0) f.i32x4ExtendLowI16x8S();
-        else f.i32x4ExtendHighI16x8S();
-        f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And().set(e);
-        if (fix) {
-          // exponent 31 (Inf/NaN): raise bits 30..28 too, so the f32 exponent is 255 before the multiply
-          f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
-          f.v128ConstI32(0x70000000).v128And().v128Or().set(e);
+      for (let k = 0; k < R; k++) {
+        f.get(wp[k]!).v128LoadA(0, 2).set(v);
+        for (let half = 0; half < 2; half++) {
+          f.get(v);
+          if (half === 0) f.i32x4ExtendLowI16x8S();
+          else f.i32x4ExtendHighI16x8S();
+          f.i32Const(13).i32x4Shl().get(kMask).v128And().set(e);
+          if (fix) {
+            // exponent 31 (Inf/NaN): raise bits 30..28 too, so the f32 exponent is 255 before the multiply
+            f.get(e).get(e).get(kExp).v128And().get(kExp).i32x4Eq();
+            f.get(kFix).v128And().v128Or().set(e);
+          }
+          f.get(e).get(kScale).f32x4Mul().set(fv);
+          for (let t = 0; t < T; t++) {
+            const a = acc[(k * T + t) * 2 + half]!;
+            f.get(a).get(fv).get(px[t]!).v128LoadA(16 * half, 16).f32x4Mul().f32x4Add().set(a);
+          }
         }
-        f.get(e).v128ConstF32(2 ** 112).f32x4Mul().set(fv);
-        for (let t = 0; t < T; t++) {
-          const a = acc[2 * t + half]!;
-          f.get(a).get(fv).get(px[t]!).v128LoadA(16 * half, 16).f32x4Mul().f32x4Add().set(a);
-        }
+        f.get(wp[k]!).i32Const(16).i32Add().set(wp[k]!);
       }
-      f.get(wp).i32Const(16).i32Add().set(wp);
       for (const p of px) f.get(p).i32Const(32).i32Add().set(p);
     });
-    for (let t = 0; t < T; t++) {
-      const s = acc[2 * t]!;
-      f.get(yp);
-      if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
-      f.get(s).get(acc[2 * t + 1]!).f32x4Add().set(s);
-      f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
-      f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
-      f.f32Add().f32Store();
+    for (let k = 0; k < R; k++) {
+      for (let t = 0; t < T; t++) {
+        const s = acc[(k * T + t) * 2]!;
+        f.get(yp);
+        if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
+        f.get(s).get(acc[(k * T + t) * 2 + 1]!).f32x4Add().set(s);
+        f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
+        f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
+        f.f32Add().f32Store(4 * k);
+      }
     }
-    f.get(yp).i32Const(4).i32Add().set(yp);
+    f.get(yp).i32Const(4 * R).i32Add().set(yp);
+    f.get(wb).get(rowBytes).i32Const(R).i32Mul().i32Add().set(wb);
   });
   return f;
 }
+
+/** Rows per tile for a block of T input vectors (R·T·2 accumulators stay in registers). */
+export const rowsPerTile = (T: number): number => Math.max(1, Math.floor(4 / T));
 
 /** f16tof32(src, dst, count): the same conversion over an array, 8 at a time (writes ≤ 7 past count). */
 function emitF16ToF32(): KFn {
@@ -119,8 +149,10 @@ function emitF16ToF32(): KFn {
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
   for (let T = 1; T <= MAX_T; T++) {
-    m.addFunction(`f16mv_t${T}`, emitF16Mv(T, false));
-    m.addFunction(`f16mv_t${T}_fix`, emitF16Mv(T, true));
+    for (const R of new Set([rowsPerTile(T), 1])) {
+      m.addFunction(`f16mv_t${T}_r${R}`, emitF16Mv(T, R, false));
+      m.addFunction(`f16mv_t${T}_r${R}_fix`, emitF16Mv(T, R, true));
+    }
   }
   m.addFunction('f16tof32', emitF16ToF32());
   return m;
@@ -199,7 +231,15 @@ class WasmF16Linear implements Linear {
       }
       for (let t0 = 0; t0 < m; t0 += MAX_T) {
         const T = Math.min(MAX_T, m - t0);
-        this.fn[`f16mv_t${T}${this.suffix}`]!(this.weightAt, rows, this.chunks, at + t0 * pad * 4, pad * 4, yAt + t0 * rows * 4, rows * 4);
+        const xAt = at + t0 * pad * 4;
+        const yBlock = yAt + t0 * rows * 4;
+        // whole tiles of R rows, then the last rows % R one at a time
+        const R = rowsPerTile(T);
+        const tiled = rows - (rows % R);
+        if (tiled > 0) this.fn[`f16mv_t${T}_r${R}${this.suffix}`]!(this.weightAt, tiled / R, this.chunks, xAt, pad * 4, yBlock, rows * 4);
+        if (tiled < rows) {
+          this.fn[`f16mv_t${T}_r1${this.suffix}`]!(this.weightAt + tiled * this.chunks * 16, rows - tiled, this.chunks, xAt, pad * 4, yBlock + tiled * 4, rows * 4);
+        }
       }
       y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
     }
