@@ -5,7 +5,7 @@ import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { TensorNames, modelFromLlama2c } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { WasmArena } from '../src/wasm/arena.js';
-import { emitFloatModule, wasmF16ToF32, wasmFloatKernel } from '../src/kernels/wasm-float.js';
+import { asEmbeddingTable, emitFloatModule, wasmF16ToF32, wasmFloatKernel } from '../src/kernels/wasm-float.js';
 import { worstKernelError } from './oracle.js';
 import { AWKWARD_SHAPES } from './shapes.js';
 
@@ -111,6 +111,29 @@ describe('wasm float kernel', () => {
         for (let t = 0; t < n; t++) expect(y[t * rows + r], `n ${n} row ${r} token ${t}`).toBe(y1[t]);
       }
     }
+  });
+
+  it('as the embedding table of a tied model: lookup equals the codec decodeRows bit for bit; bad ids throw', () => {
+    for (const [rows, cols] of [[41, 1], [13, 7], [17, 255], [9, 8]] as Array<[number, number]>) {
+      const values = new Rng(rows + cols).normalArray(rows * cols);
+      values[0] = -0;
+      if (values.length > 2) values[2] = 3 * 2 ** -24; // an f16 subnormal
+      const params = f16Params(values, rows, cols);
+      const table = asEmbeddingTable(wasmFloatKernel(params))!;
+      expect(table).toBeDefined();
+      for (const token of [0, 1, rows >> 1, rows - 1]) {
+        const got = new Float32Array(cols + 5).fill(7);
+        table.lookup(token, got, 2);
+        const want = new Float32Array(cols);
+        floatCodec.decodeRows(params, token, 1, want);
+        expect(Array.from(got.subarray(2, 2 + cols)).every((v, j) => Object.is(v, want[j]))).toBe(true);
+        expect([got[0], got[1], got[cols + 2], got[cols + 4]]).toEqual([7, 7, 7, 7]); // nothing outside the row
+      }
+      expect(() => table.lookup(rows, new Float32Array(cols), 0)).toThrow(/outside/);
+      expect(() => table.lookup(-1, new Float32Array(cols), 0)).toThrow(/outside/);
+    }
+    const f32 = floatCodec.encode(new Rng(1).normalArray(12), 3, 4, floatCodec.resolveOptions({ dtype: 'f32' }), { name: 't', seed: 1 });
+    expect(asEmbeddingTable(wasmFloatKernel(f32))).toBeUndefined();
   });
 
   it('reads the stored f16 bytes in place: cols % 8 = 0 holds exactly the stored bytes in the arena', () => {

@@ -17,6 +17,7 @@ import {
 import { NodeSession, type SessionOptions } from '../session.js';
 import { registerAllKernels } from './index.js';
 import { getKernel } from './registry.js';
+import { asEmbeddingTable } from './wasm-float.js';
 
 /** Embedding rows decoded one at a time from the codec's parameters (never the whole table). */
 class CodecEmbedding implements EmbeddingTable {
@@ -87,6 +88,11 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
     layers.push(linears);
   }
   const emb = weight(TensorNames.embedding, config.vocabSize, config.dim);
+  const classifier = config.tiedClassifier
+    ? getKernel(emb.entry.codec, source)(emb.params)
+    : kernel(TensorNames.classifier, config.vocabSize, config.dim);
+  // A tied f16 table in wasm serves the token lookups too (converted in wasm, one copy for both uses).
+  const embedding = (config.tiedClassifier ? asEmbeddingTable(classifier) : undefined) ?? new CodecEmbedding(emb.entry.codec, emb.params);
   // The family's variants keep their small vectors (biases, Qwen3's q/k norm weights) as F32 vectors.
   const kinds = biasKinds(config);
   return {
@@ -104,14 +110,12 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
           kNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.kNorm(l), headDim(config))),
         }
       : {}),
-    embedding: new CodecEmbedding(emb.entry.codec, emb.params),
+    embedding,
     attnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.attnNorm(l))),
     ffnNorm: Array.from({ length: config.nLayers }, (_, l) => vector(TensorNames.ffnNorm(l))),
     finalNorm: vector(TensorNames.finalNorm),
     layers,
-    classifier: config.tiedClassifier
-      ? getKernel(emb.entry.codec, source)(emb.params)
-      : kernel(TensorNames.classifier, config.vocabSize, config.dim),
+    classifier,
   };
 }
 

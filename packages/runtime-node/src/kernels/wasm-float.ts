@@ -1,6 +1,6 @@
 import type { FloatParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { Linear } from '@ultrasketch/model';
+import type { EmbeddingTable, Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
@@ -171,7 +171,11 @@ function hasNonFinite(data: Uint16Array): boolean {
   return false;
 }
 
-class WasmF16Linear implements Linear {
+/**
+ * The f16 kernel is also the embedding table of a tied model: `lookup` converts one stored row in wasm (the
+ * same exact conversion), so the token embedding needs neither a JS decode loop nor a second copy.
+ */
+class WasmF16Linear implements Linear, EmbeddingTable {
   readonly outFeatures: number;
   readonly inFeatures: number;
   /** 8-weight chunks per row (cols rounded up to 8). */
@@ -203,6 +207,17 @@ class WasmF16Linear implements Linear {
     this.weightAt = storeBytes(arena, bytes);
     this.suffix = hasNonFinite(data) ? '_fix' : '';
     this.fn = kernelExports(arena, 'float-f16', buildModule) as Record<string, Fn>;
+  }
+
+  lookup(token: number, out: Float32Array, offset: number): void {
+    const cols = this.inFeatures;
+    if (!Number.isInteger(token) || token < 0 || token >= this.outFeatures) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${this.outFeatures - 1}`);
+    }
+    const at = this.arena.scratch(this.chunks * 32 + 32); // f16tof32 writes up to 7 floats past cols
+    const f32 = this.views.refresh().f32;
+    this.fn.f16tof32!(this.weightAt + token * this.chunks * 16, at, cols);
+    out.set(f32.subarray(at / 4, at / 4 + cols), offset);
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {
@@ -256,6 +271,11 @@ export function wasmF16ToF32(arena: WasmArena, bits: Uint16Array): Float32Array 
   const dst = arena.scratch(Math.ceil((bits.length + 8) / 4) * 16);
   fn.f16tof32!(src, dst, bits.length);
   return new Float32Array(arena.memory.buffer, dst, bits.length).slice();
+}
+
+/** Whether a kernel built by `wasmFloatKernel` can also serve as the embedding table (f16 storage in wasm). */
+export function asEmbeddingTable(kernel: Linear): EmbeddingTable | undefined {
+  return kernel instanceof WasmF16Linear ? kernel : undefined;
 }
 
 export interface WasmFloatOptions {
