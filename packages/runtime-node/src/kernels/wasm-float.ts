@@ -49,7 +49,10 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
   const yp = f.local('i32');
   const wp = Array.from({ length: R }, () => f.local('i32'));
   const px = Array.from({ length: T }, () => f.local('i32'));
-  const acc = Array.from({ length: 2 * T * R }, () => f.local('v128')); // acc[(k·T + t)·2 + half]
+  // one token: two accumulators per row (low and high 4 weights of a chunk); several tokens: one per row and
+  // token (both halves add into it), so that 2 rows × 4 tokens still fit the 16 vector registers
+  const H = T === 1 ? 2 : 1;
+  const acc = Array.from({ length: H * T * R }, () => f.local('v128')); // acc[(k·T + t)·H + half % H]
   const v = f.local('v128');
   const e = f.local('v128');
   const fv = f.local('v128');
@@ -94,7 +97,7 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
           }
           f.get(e).get(kScale).f32x4Mul().set(fv);
           for (let t = 0; t < T; t++) {
-            const a = acc[(k * T + t) * 2 + half]!;
+            const a = acc[(k * T + t) * H + (half % H)]!;
             f.get(a).get(fv).get(px[t]!).v128LoadA(16 * half, 16).f32x4Mul().f32x4Add().set(a);
           }
         }
@@ -104,10 +107,10 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
     });
     for (let k = 0; k < R; k++) {
       for (let t = 0; t < T; t++) {
-        const s = acc[(k * T + t) * 2]!;
+        const s = acc[(k * T + t) * H]!;
         f.get(yp);
         if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
-        f.get(s).get(acc[(k * T + t) * 2 + 1]!).f32x4Add().set(s);
+        if (H === 2) f.get(s).get(acc[(k * T + t) * H + 1]!).f32x4Add().set(s);
         f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
         f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
         f.f32Add().f32Store(4 * k);
@@ -119,8 +122,8 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
   return f;
 }
 
-/** Rows per tile for a block of T input vectors (R·T·2 accumulators stay in registers). */
-export const rowsPerTile = (T: number): number => Math.max(1, Math.floor(4 / T));
+/** Rows per tile for a block of T input vectors (at most 8 accumulators, so they stay in registers). */
+export const rowsPerTile = (T: number): number => (T === 1 ? 4 : Math.max(1, Math.floor(8 / T)));
 
 /** f16tof32(src, dst, count): the same conversion over an array, 8 at a time (writes ≤ 7 past count). */
 function emitF16ToF32(): KFn {
