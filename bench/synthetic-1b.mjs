@@ -14,7 +14,7 @@
  * Then, each under `/usr/bin/time -v` (the kernel's maximum resident set size, children included):
  *   ultrasketch compress DIR --codec littlebit --bpw 0.55 -o DIR/littlebit.usk
  *   ultrasketch compress DIR --codec sketch --bpw 0.5 -o DIR/sketch.usk
- *   ultrasketch generate BUNDLE --prompt "Once upon a time" --steps 8 --temperature 0 --json
+ *   ultrasketch generate BUNDLE --prompt Hi --steps 8 --temperature 0 --json
  * and prints a JSON summary (peak RSS in GiB, wall seconds, bundle sizes and bits, the generated ids) and a
  * Markdown table for docs/results.md. The target is a peak RSS ≤ 4 GB for each compress.
  *
