@@ -5,7 +5,7 @@
  * - `assertOutputDirectory` refuses an output directory that exists as something else (a file);
  * - `describeFileKind` names what a non-regular path is (FIFO, device, ...), for messages.
  */
-import { type BigIntStats, type Stats, lstatSync, mkdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { type BigIntStats, type Stats, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 
@@ -25,6 +25,52 @@ export function describeFileKind(st: Stats | BigIntStats): string {
   if (st.isSocket()) return 'a socket';
   if (st.isSymbolicLink()) return 'a symbolic link';
   return 'not a regular file';
+}
+
+/**
+ * Open a user-named input for reading, regular files only: refused by its stat before it is opened, and again
+ * by an fstat of the open descriptor (the path may have been swapped in between). The open is non-blocking, so
+ * even a FIFO swapped in cannot hang it. Missing → E_FILE_NOT_FOUND (naming `flag`, the option that takes
+ * another path); a directory, FIFO, device or socket → E_NOT_A_FILE; any other system error typed by
+ * `fromSystemError`. Returns the descriptor (the caller closes it) and the size at open.
+ */
+export function openRegularFile(path: string, what: string, flag?: string): { fd: number; size: number } {
+  const notFound = (cause?: unknown) =>
+    new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `${what} not found`, {
+      source: path,
+      hint: flag ? `check the path, or pass another with ${flag}` : 'check the path',
+      ...(cause === undefined ? {} : { cause }),
+    });
+  const notAFile = (st: Stats) =>
+    new UltraSketchError(ErrorCodes.NOT_A_FILE, `${what} is ${describeFileKind(st)}, not a regular file`, {
+      source: path,
+      hint: st.isDirectory()
+        ? `pass the file itself${flag ? ` with ${flag}` : ''}, not its directory`
+        : `pass a regular file${flag ? ` with ${flag}` : ''}; a pipe or device is never read, so copy its data into a file first`,
+    });
+  const openError = (err: unknown) => ((err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open'));
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw openError(err);
+  }
+  if (!st.isFile()) throw notAFile(st);
+  let fd: number;
+  try {
+    // O_NONBLOCK: had the path become a FIFO since the stat, a blocking open would wait for a writer forever.
+    fd = openSync(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    throw openError(err);
+  }
+  try {
+    const fst = fstatSync(fd);
+    if (!fst.isFile()) throw notAFile(fst);
+    return { fd, size: fst.size };
+  } catch (err) {
+    closeSync(fd);
+    throw fromSystemError(err, path, 'open');
+  }
 }
 
 interface Identity {

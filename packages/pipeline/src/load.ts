@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { constants as bufferConstants } from 'node:buffer';
-import { type Stats, closeSync, constants as fsConstants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { type ModelDescription, readLlama2cCheckpoint } from '@ultrasketch/format';
 import { type ModelWeights, type TextTokenizer, loadModelWeights, modelFromLlama2c, parameterCount } from '@ultrasketch/model';
-import { describeFileKind } from './files.js';
+import { openRegularFile } from './files.js';
 import { assertMemoryFor } from './memory.js';
 import { type ModelFormat, type ModelSource, type SourceFile, detectModelPath, openModelSource } from './sources.js';
 import { type LoadedTokenizer, llama2cTokenizerFile, tokenizerFromPath } from './tokenizers.js';
@@ -42,44 +42,13 @@ export interface ReadFileOptions {
  * does), and readers that copy a tensor with `.slice()` must not end up with a view of the whole file.
  */
 export function readFileChecked(path: string, what: string, flag?: string, options: ReadFileOptions = {}): Uint8Array {
-  const notFound = (cause?: unknown) =>
-    new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `${what} not found`, {
-      source: path,
-      hint: flag ? `check the path, or pass another with ${flag}` : 'check the path',
-      ...(cause === undefined ? {} : { cause }),
-    });
-  const notAFile = (st: Stats) =>
-    new UltraSketchError(ErrorCodes.NOT_A_FILE, `${what} is ${describeFileKind(st)}, not a regular file`, {
-      source: path,
-      hint: st.isDirectory()
-        ? `pass the file itself${flag ? ` with ${flag}` : ''}, not its directory`
-        : `pass a regular file${flag ? ` with ${flag}` : ''}; a pipe or device is never read, so copy its data into a file first`,
-    });
   const limit = Math.min(options.maxBytes ?? MAX_READ_BYTES, MAX_READ_BYTES);
   const chunk = options.chunkBytes ?? READ_CHUNK_BYTES;
   if (!Number.isInteger(chunk) || chunk <= 0) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `chunkBytes ${chunk} must be a positive integer`, { source: path });
   }
-
-  let st: Stats;
+  const { fd, size } = openRegularFile(path, what, flag);
   try {
-    st = statSync(path);
-  } catch (err) {
-    throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
-  }
-  if (!st.isFile()) throw notAFile(st);
-
-  let fd: number;
-  try {
-    // O_NONBLOCK: had the path become a FIFO since the stat, a blocking open would wait for a writer forever.
-    fd = openSync(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
-  } catch (err) {
-    throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
-  }
-  try {
-    const fst = fstatSync(fd);
-    if (!fst.isFile()) throw notAFile(fst);
-    const size = fst.size;
     if (size > limit) {
       throw new UltraSketchError(
         ErrorCodes.LIMIT_EXCEEDED,

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
-import { type Stats, closeSync, constants as fsConstants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
-import { describeFileKind } from './files.js';
+import { openRegularFile } from './files.js';
 
 /**
  * A model file read in pieces: the header first, then one tensor's byte range at a time, so a multi-GB model is
  * never held in memory whole (`readFileChecked` reads a file into one buffer; this reads ranges of it).
  *
- * Opened like `readFileChecked` opens: a regular file only (refused by its stat, then by an fstat of the open
- * descriptor), non-blocking, so a FIFO put in its place can never hang the command. The size is taken once at
+ * Opened by `openRegularFile` (files.ts), as `readFileChecked` opens its files: a regular file only (refused
+ * by its stat, then by an fstat of the open descriptor), non-blocking, so a FIFO put in its place can never
+ * hang the command. The size is taken once at
  * open; a read that comes back short (the file shrank) or a file whose size changed is E_TRUNCATED, never
  * silently different bytes.
  */
@@ -28,38 +29,8 @@ export class RandomAccessFile {
 
   /** Open `path` for reading ranges; `what` names it in errors ("safetensors shard"), `flag` is the option that takes another. */
   static open(path: string, what: string, flag?: string): RandomAccessFile {
-    const notFound = (cause?: unknown) =>
-      new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `${what} not found`, {
-        source: path,
-        hint: flag ? `check the path, or pass another with ${flag}` : 'check the path',
-        ...(cause === undefined ? {} : { cause }),
-      });
-    const notAFile = (st: Stats) =>
-      new UltraSketchError(ErrorCodes.NOT_A_FILE, `${what} is ${describeFileKind(st)}, not a regular file`, {
-        source: path,
-        hint: 'pass a regular file; a pipe or device is never read, so copy its data into a file first',
-      });
-    let st: Stats;
-    try {
-      st = statSync(path);
-    } catch (err) {
-      throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
-    }
-    if (!st.isFile()) throw notAFile(st);
-    let fd: number;
-    try {
-      fd = openSync(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
-    } catch (err) {
-      throw (err as NodeJS.ErrnoException)?.code === 'ENOENT' ? notFound(err) : fromSystemError(err, path, 'open');
-    }
-    try {
-      const fst = fstatSync(fd);
-      if (!fst.isFile()) throw notAFile(fst);
-      return new RandomAccessFile(path, what, fd, fst.size);
-    } catch (err) {
-      closeSync(fd);
-      throw fromSystemError(err, path, 'open');
-    }
+    const { fd, size } = openRegularFile(path, what, flag);
+    return new RandomAccessFile(path, what, fd, size);
   }
 
   /**
