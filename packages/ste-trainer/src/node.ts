@@ -16,6 +16,7 @@ import { setMatmulKernel } from './matmul.js';
 import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import {
   CTRL,
+  CTRL_WORDS,
   ERROR_BYTES,
   JOB,
   STATUS_ERROR,
@@ -24,6 +25,7 @@ import {
   type ShardResult,
   type ShardSetup,
   type ShardWorkerInit,
+  WAIT_SLICE_MS,
 } from './shard.js';
 import type { TeacherCache } from './teacher-cache.js';
 import type { StepResult, Trainer } from './trainer.js';
@@ -219,7 +221,11 @@ function workerUrl(): URL {
 }
 
 export interface WorkerThreadsOptions {
-  /** Give up on a step (or on start-up) after this long (default 30 minutes). */
+  /**
+   * Give up when a worker has made no progress (not one op of its graphs done, no start-up finished) for this
+   * long (default 5 minutes: far longer than any single op of a 1B-parameter model takes). A worker that
+   * died (out of memory, killed) cannot say so while this thread blocks, so this is how it is noticed.
+   */
   timeoutMs?: number;
 }
 
@@ -233,10 +239,24 @@ export function workerThreads(threads: number, options: WorkerThreadsOptions = {
   if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `threads ${threads} must be an integer in 1..256`);
   }
-  return { threads, create: (setup) => new WorkerExecutor(setup, options.timeoutMs ?? 30 * 60_000) };
+  const timeoutMs = options.timeoutMs ?? 5 * 60_000;
+  if (!(timeoutMs > 0)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `timeoutMs ${timeoutMs} must be positive`);
+  return { threads, create: (setup) => new WorkerExecutor(setup, timeoutMs) };
 }
 
 const sab = (bytes: number) => new SharedArrayBuffer(bytes);
+
+interface WorkerSlot {
+  ctrl: Int32Array;
+  ready: Int32Array;
+  job: Int32Array;
+  results: Float64Array;
+  error: Uint8Array;
+  gradW: Float32Array[];
+  normGrad: Float32Array[];
+  first: number;
+  count: number;
+}
 
 class WorkerExecutor implements ShardExecutor {
   readonly threads: number;
@@ -244,17 +264,7 @@ class WorkerExecutor implements ShardExecutor {
   private readonly weights: Float32Array[];
   private readonly norms: Float32Array[];
   private readonly tokens: Int32Array;
-  private readonly per: Array<{
-    ctrl: Int32Array;
-    ready: Int32Array;
-    job: Int32Array;
-    results: Float64Array;
-    error: Uint8Array;
-    gradW: Float32Array[];
-    normGrad: Float32Array[];
-    first: number;
-    count: number;
-  }> = [];
+  private readonly per: WorkerSlot[] = [];
   private seq = 0;
   private disposed = false;
 
@@ -292,7 +302,7 @@ class WorkerExecutor implements ShardExecutor {
         linears: s.linears.map((l, i) => ({ ...l, weight: weightBufs[i]!, grad: gradBufs[i]! })),
         norms: s.norms.map((name, j) => ({ name, data: normBufs[j]!, grad: normGradBufs[j]! })),
         tokens: tokenBuf,
-        control: sab(4 * 4),
+        control: sab(4 * CTRL_WORDS),
         ready: sab(4 * s.linears.length),
         job: sab(3 * 4),
         results: sab(5 * 8),
@@ -316,10 +326,10 @@ class WorkerExecutor implements ShardExecutor {
       this.workers.push(worker);
     }
     // Wait (blocking) until every worker has built its graphs.
-    for (const p of this.per) {
-      this.waitFor(p.ctrl, CTRL.READY, 0, 'start-up');
+    this.per.forEach((p, w) => {
+      this.waitUntil(p, w, p.ctrl, CTRL.READY, () => Atomics.load(p.ctrl, CTRL.READY) === 1, 'start-up');
       this.check(p);
-    }
+    });
   }
 
   weightBuffer(i: number): Float32Array {
@@ -348,16 +358,16 @@ class WorkerExecutor implements ShardExecutor {
 
   gradientOf(i: number): Float32Array[] | null {
     const out: Float32Array[] = [];
-    for (const p of this.per) {
-      const t0 = performance.now();
-      for (;;) {
-        const r = Atomics.load(p.ready, i);
-        if (r === this.seq) break;
+    for (let w = 0; w < this.per.length; w++) {
+      const p = this.per[w]!;
+      let failed = false;
+      this.waitUntil(p, w, p.ready, i, () => {
+        if (Atomics.load(p.ready, i) === this.seq) return true;
         // A worker that finished this step without posting the gradient failed: finish() says why.
-        if (Atomics.load(p.ctrl, CTRL.DONE) === this.seq) return null;
-        if (performance.now() - t0 > this.timeoutMs) this.waitFor(p.ready, i, r, 'a training step'); // times out, throws
-        Atomics.wait(p.ready, i, r, 50);
-      }
+        failed = Atomics.load(p.ctrl, CTRL.DONE) === this.seq;
+        return failed;
+      }, `a training step (∂L/∂Ŵ of linear ${i})`);
+      if (failed) return null;
       out.push(p.gradW[i]!);
     }
     return out;
@@ -365,12 +375,12 @@ class WorkerExecutor implements ShardExecutor {
 
   finish(): ShardResult[] {
     const out: ShardResult[] = [];
-    for (const p of this.per) {
-      while (Atomics.load(p.ctrl, CTRL.DONE) !== this.seq) this.waitFor(p.ctrl, CTRL.DONE, Atomics.load(p.ctrl, CTRL.DONE), 'a training step');
+    this.per.forEach((p, w) => {
+      this.waitUntil(p, w, p.ctrl, CTRL.DONE, () => Atomics.load(p.ctrl, CTRL.DONE) === this.seq, 'a training step');
       this.check(p);
       const r = p.results;
       out.push({ gradW: p.gradW, normGrad: p.normGrad, klSum: r[0]!, ceSum: r[1]!, top1Sum: r[2]!, mseSum: r[3]!, rows: r[4]! });
-    }
+    });
     return out;
   }
 
@@ -384,13 +394,30 @@ class WorkerExecutor implements ShardExecutor {
     for (const w of this.workers) void w.terminate();
   }
 
-  private waitFor(ctrl: Int32Array, index: number, value: number, what: string): void {
-    const r = Atomics.wait(ctrl, index, value, this.timeoutMs);
-    if (r === 'timed-out') {
-      this.dispose();
-      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `a training worker did not answer within ${this.timeoutMs} ms (${what})`, {
-        hint: 'a worker may have crashed (out of memory?); run with fewer threads',
-      });
+  /**
+   * Block until `done()` holds, waiting on `word[index]` in short slices (WAIT_SLICE_MS) and re-checking
+   * after each, so a missed wake-up can never hang the trainer. Gives up with a typed error, naming what
+   * each counter showed, once worker `w` has made no progress (CTRL.PROGRESS unchanged) for timeoutMs.
+   */
+  private waitUntil(p: WorkerSlot, w: number, word: Int32Array, index: number, done: () => boolean, what: string): void {
+    let progress = Atomics.load(p.ctrl, CTRL.PROGRESS);
+    let since = performance.now();
+    while (!done()) {
+      Atomics.wait(word, index, Atomics.load(word, index), WAIT_SLICE_MS);
+      const now = performance.now();
+      const seen = Atomics.load(p.ctrl, CTRL.PROGRESS);
+      if (seen !== progress) {
+        progress = seen;
+        since = now;
+      } else if (now - since > this.timeoutMs) {
+        const state = `job ${Atomics.load(p.ctrl, CTRL.JOB)}, done ${Atomics.load(p.ctrl, CTRL.DONE)}, ready ${Atomics.load(p.ctrl, CTRL.READY)}, ops ${seen}`;
+        this.dispose();
+        throw new UltraSketchError(
+          ErrorCodes.UNSUPPORTED,
+          `training worker ${w + 1} made no progress for ${this.timeoutMs >= 10_000 ? `${Math.round(this.timeoutMs / 1000)} s` : `${this.timeoutMs} ms`} during ${what} (step ${this.seq}; worker counters: ${state})`,
+          { hint: 'a worker may have crashed (out of memory?): run with fewer threads, or report this with the counters above' },
+        );
+      }
     }
   }
 

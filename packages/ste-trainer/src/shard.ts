@@ -92,7 +92,15 @@ export function shardSizes(batch: number, threads: number): number[] {
 // ----------------------------------------------------------------------------------------------- worker side
 
 /** Control words of one worker's Int32Array. */
-export const CTRL = { JOB: 0, DONE: 1, STATUS: 2, READY: 3 } as const;
+export const CTRL = { JOB: 0, DONE: 1, STATUS: 2, READY: 3, PROGRESS: 4 } as const;
+/** Int32 words of the control buffer (CTRL). */
+export const CTRL_WORDS = 5;
+/**
+ * Longest single Atomics.wait, in ms, on either side: every wait is a loop of short waits that re-reads the
+ * word, so a missed wake-up costs at most this long instead of a hang (seen once on a loaded CI machine: a
+ * worker's DONE was never noticed by a 30-minute wait).
+ */
+export const WAIT_SLICE_MS = 50;
 /** Worker's job words: first sequence, count, whole-batch sequences. */
 export const JOB = { FIRST: 0, COUNT: 1, TOTAL: 2 } as const;
 export const STATUS_OK = 0;
@@ -110,7 +118,7 @@ export interface ShardWorkerInit {
   linears: Array<{ name: string; rows: number; cols: number; trainable: boolean; weight: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
   norms: Array<{ name: string; data: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
   tokens: SharedArrayBuffer;
-  control: SharedArrayBuffer; // Int32 [4]
+  control: SharedArrayBuffer; // Int32 [CTRL_WORDS]
   ready: SharedArrayBuffer; // Int32 [linears]: the job number whose ∂L/∂Ŵ of linear i is written
   job: SharedArrayBuffer; // Int32 [3]
   results: SharedArrayBuffer; // Float64 [5]
@@ -173,7 +181,8 @@ export function serveShards(init: ShardWorkerInit, teacherCache: TeacherCache | 
   Atomics.notify(ctrl, CTRL.READY);
   let seen = 0;
   for (;;) {
-    Atomics.wait(ctrl, CTRL.JOB, seen);
+    // Idle: short waits, re-reading JOB each time (see WAIT_SLICE_MS); an idle worker wakes 20 times a second.
+    Atomics.wait(ctrl, CTRL.JOB, seen, WAIT_SLICE_MS);
     const job = Atomics.load(ctrl, CTRL.JOB);
     if (job < 0) return;
     if (job === seen) continue;
@@ -233,6 +242,11 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
     layers,
   };
   const student = new LlamaGraph(sw, { batch: init.maxSeqs, seqLen: L });
+  // Every op of either graph counts in CTRL.PROGRESS: the trainer tells a slow worker from a stalled one by it.
+  const progress = () => {
+    Atomics.add(ctrl, CTRL.PROGRESS, 1);
+  };
+  student.mark = progress;
   const teacherGraph = init.needTeacher
     ? new LlamaGraph(
         {
@@ -255,6 +269,7 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
         { batch: init.maxSeqs, seqLen: L, training: false },
       )
     : null;
+  if (teacherGraph) teacherGraph.mark = progress;
   const cacheViews = cache && teacherGraph && init.teacherCacheKey ? new TeacherCacheViews(cache, init.teacherCacheKey, teacherGraph, init.maxSeqs) : null;
   const tokens = new Int32Array(init.tokens);
   const job = new Int32Array(init.job);

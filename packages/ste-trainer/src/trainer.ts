@@ -433,6 +433,7 @@ export class Trainer {
     let ll: LogitLossResult;
     let mse: number;
     let shardResults: ShardResult[] = [];
+    let threw = true;
     try {
       this.student.forward(this.inputs, B0, ex !== null); // with workers, startShards loaded Ŵ already
       let teacherLogits: Float32Array | null = null;
@@ -454,8 +455,17 @@ export class Trainer {
       this.mseAcc = 0;
       this.student.backward(this.dLogits, this.teacherGraph ? this.mseGrad : undefined);
       mse = this.teacherGraph ? this.mseAcc : NaN;
+      threw = false;
     } finally {
-      if (ex) shardResults = ex.finish();
+      // The workers are waited for either way (they write shared buffers this thread reuses); when this
+      // thread's shard threw, its error is the one reported, not a worker's.
+      if (ex && threw) {
+        try {
+          ex.finish();
+        } catch {
+          // reported below: the original error propagates
+        }
+      } else if (ex) shardResults = ex.finish();
       this.markOp('shards wait');
     }
     if (ex) {

@@ -4,7 +4,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { teacherCacheDir, useWasmGemm } from './node.js';
-import { type ShardWorkerInit, serveShards } from './shard.js';
+import { CTRL, type ShardWorkerInit, serveShards } from './shard.js';
 
 // The worker computes with the same kernels as the thread that created it: node.ts passes its choice, and
 // useWasmGemm() installs (or removes) the WebAssembly gemm — with fused multiply-adds when this process's
@@ -14,4 +14,9 @@ const init = workerData as ShardWorkerInit & { wasmGemm?: boolean };
 useWasmGemm(init.wasmGemm === true);
 // The trainer's teacher cache, when it gave a description a worker can open (teacherCacheDir's directory).
 const spec = init.teacherCache as { dir?: string; maxBytes?: number } | undefined;
-serveShards(init, spec?.dir ? teacherCacheDir(spec.dir, spec.maxBytes === undefined ? {} : { maxBytes: spec.maxBytes }) : null);
+// Test hook: a worker that starts and then never serves a job, as a crashed one looks from the trainer's side.
+if (process.env.ULTRASKETCH_TEST_STALL_WORKER === '1') {
+  const ctrl = new Int32Array(init.control);
+  Atomics.store(ctrl, CTRL.READY, 1);
+  Atomics.notify(ctrl, CTRL.READY);
+} else serveShards(init, spec?.dir ? teacherCacheDir(spec.dir, spec.maxBytes === undefined ? {} : { maxBytes: spec.maxBytes }) : null);

@@ -53,7 +53,7 @@ describe('data-parallel worker threads', () => {
 
   it('3 threads: deterministic, equal to 1 thread up to float summation order, resumable exactly', () => {
     const run = (threads: number) => {
-      const t = new Trainer(options(threads > 1 ? { parallel: workerThreads(threads) } : {}));
+      const t = new Trainer(options(threads > 1 ? { parallel: workerThreads(threads, { timeoutMs: 60_000 }) } : {}));
       const losses: number[] = [];
       try {
         while (t.completedSteps < t.steps) losses.push(t.step().loss);
@@ -79,11 +79,11 @@ describe('data-parallel worker threads', () => {
     expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
 
     // resume with threads: 3 + 3 steps equals 6 straight
-    const first = new Trainer(options({ parallel: workerThreads(3) }));
+    const first = new Trainer(options({ parallel: workerThreads(3, { timeoutMs: 60_000 }) }));
     first.run(3);
     const state = first.state();
     first.dispose();
-    const second = new Trainer(options({ parallel: workerThreads(3) }));
+    const second = new Trainer(options({ parallel: workerThreads(3, { timeoutMs: 60_000 }) }));
     second.loadState(state);
     second.run();
     expect(snapshot(second)).toEqual(a.params);
@@ -101,5 +101,19 @@ describe('data-parallel worker threads', () => {
         inner.create({ ...s, teacher: new Map([...s.teacher].filter(([k]) => !k.includes('norm'))) }),
     };
     expect(() => new Trainer(options({ parallel: withholding }))).toThrow(/a training worker failed: worker: teacher tensor .* missing/);
+  });
+
+  it('a worker that stops answering is a typed error naming its counters once it makes no progress for timeoutMs', () => {
+    process.env.ULTRASKETCH_TEST_STALL_WORKER = '1';
+    let t: Trainer;
+    try {
+      t = new Trainer(options({ parallel: workerThreads(2, { timeoutMs: 400 }) }));
+    } finally {
+      delete process.env.ULTRASKETCH_TEST_STALL_WORKER;
+    }
+    const t0 = performance.now();
+    expect(() => t.step()).toThrow(/training worker 1 made no progress for 400 ms during a training step .*step 1; worker counters: job 1, done 0, ready 1, ops 0/);
+    expect(performance.now() - t0).toBeLessThan(20_000);
+    t.dispose();
   });
 });
