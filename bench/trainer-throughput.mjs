@@ -2,26 +2,29 @@
 // Training throughput (tokens/s) of the STE trainer, per weight provider and thread count, optionally side by
 // side with a PyTorch run of the same model, shapes, loss and optimizer (bench/torch-train.py) in the same
 // process run, rounds interleaved so that the machine's load hits every configuration alike.
-// `node packages/ste-trainer/scripts/throughput.mjs --help` for the options (run `pnpm build` first: the
+// `node bench/trainer-throughput.mjs --help` for the options (run `pnpm build` first: the
 // script imports the built packages).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { registerAll } from '@ultrasketch/baselines';
-import { readLlama2cCheckpoint, readLlama2cTokenizer } from '@ultrasketch/format';
-import { registerAll as registerLittleBitCodec } from '@ultrasketch/littlebit';
-import { Tokenizer, kvDim, modelFromLlama2c } from '@ultrasketch/model';
-import { FmaGemmKernels, WasmArena } from '@ultrasketch/runtime-node';
-import { registerAll as registerSketchCodecs } from '@ultrasketch/sketch-core';
-import { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } from '@ultrasketch/ste-trainer';
-import { teacherCacheDir, wasmFmaActive, workerThreads } from '@ultrasketch/ste-trainer/node';
+import { ROOT, dist, requireBuilt } from './lib.mjs';
+
+// The built packages (bench/ is not a workspace package: see lib.mjs).
+requireBuilt(['baselines', 'format', 'littlebit', 'model', 'runtime-node', 'sketch-core', 'ste-trainer']);
+const { registerAll } = await import(dist('baselines'));
+const { readLlama2cCheckpoint, readLlama2cTokenizer } = await import(dist('format'));
+const { registerAll: registerLittleBitCodec } = await import(dist('littlebit'));
+const { Tokenizer, kvDim, modelFromLlama2c } = await import(dist('model'));
+const { FmaGemmKernels, WasmArena } = await import(dist('runtime-node'));
+const { registerAll: registerSketchCodecs } = await import(dist('sketch-core'));
+const { Trainer, makeProviders, registerLittleBitProviders, registerSketchProviders } = await import(dist('ste-trainer'));
+const { teacherCacheDir, wasmFmaActive, workerThreads } = await import(join(ROOT, 'packages/ste-trainer/dist/node.js'));
 
 const HELP = `Training throughput of the STE trainer (tokens/s), optionally against PyTorch in the same run.
 
-  node packages/ste-trainer/scripts/throughput.mjs [options]
+  node bench/trainer-throughput.mjs [options]
 
   --model PATH        llama2.c checkpoint (default ../shared/models/stories3M/stories3M-q80.bin)
   --calib PATH        calibration text (default ../shared/data/tinystories/calib.txt)
@@ -54,8 +57,7 @@ Figures: per round, tokens/s = timed tokens / wall time of the timed steps; the 
 rounds, CPU ms per step of this process (all its threads), and the load average when each round started.
 A ratio is taken between figures of the same round, then the median over rounds is reported.`;
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../../..');
+const root = ROOT;
 const { values: a } = parseArgs({
   options: {
     model: { type: 'string', default: resolve(root, '../shared/models/stories3M/stories3M-q80.bin') },
