@@ -11,8 +11,14 @@ export { floatCodec } from './float.js';
 export type { FloatOptions, FloatParams } from './float.js';
 
 /** Register this package's codecs (float, rtn, binary). Explicit and idempotent. */
-export function registerAll(): void {
+export function registerBaselineCodecs(): void {
   registerCodec(floatCodec);
   registerCodec(rtnCodec);
   registerCodec(binaryCodec);
 }
+
+/**
+ * @deprecated Use `registerBaselineCodecs`: three packages exported this same name, which collides when a
+ * consumer imports them together. Kept as an alias so existing imports keep working.
+ */
+export const registerAll: () => void = registerBaselineCodecs;

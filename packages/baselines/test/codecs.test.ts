@@ -13,7 +13,7 @@ import {
 } from '@ultrasketch/core';
 import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { describe, expect, it } from 'vitest';
-import { binaryCodec, floatCodec, registerAll, rtnCodec } from '../src/index.js';
+import { binaryCodec, floatCodec, registerAll, registerBaselineCodecs, rtnCodec } from '../src/index.js';
 
 const ctx = (name = 'test') => ({ name, seed: 0 });
 const SHAPES: Array<[number, number]> = [
@@ -50,9 +50,10 @@ describe('bit packing', () => {
 });
 
 describe('registry', () => {
-  it('registerAll is idempotent and codecs are found by id', () => {
-    registerAll();
-    registerAll();
+  it('registerBaselineCodecs is idempotent and codecs are found by id; registerAll is its deprecated alias', () => {
+    registerBaselineCodecs();
+    registerBaselineCodecs();
+    expect(registerAll).toBe(registerBaselineCodecs);
     expect(listCodecs()).toEqual(expect.arrayContaining(['binary', 'float', 'rtn']));
     expect(getCodec('rtn')).toBe(rtnCodec);
     expect(codeOf(() => getCodec('nope'))).toBe(ErrorCodes.UNKNOWN_CODEC);

@@ -61,7 +61,7 @@ export interface Codec<O = unknown, P extends CodecParams<O> = CodecParams<O>> {
 
 // ---------------------------------------------------------------------------------------------------------
 // Registry. It lives on globalThis under a Symbol.for key so that two copies of this package (a bundler
-// duplicating it) share one registry; registration is explicit (`registerCodec`, a package's `registerAll()`),
+// duplicating it) share one registry; registration is explicit (`registerCodec`, a package's `register…Codecs()`),
 // never an import side effect, and idempotent.
 
 const REGISTRY_KEY = Symbol.for('@ultrasketch/core/codec-registry/v1');
@@ -86,7 +86,7 @@ export function getCodec(id: string, version?: number, source?: string): AnyCode
     const known = [...registry().keys()].sort().join(', ') || 'none registered';
     throw new UltraSketchError(ErrorCodes.UNKNOWN_CODEC, `unknown codec "${id}" (known: ${known})`, {
       ...(source === undefined ? {} : { source }),
-      hint: 'upgrade UltraSketch, or call registerAll() of the package that provides the codec',
+      hint: 'upgrade UltraSketch, or call the registration function of the package that provides the codec (registerBaselineCodecs, registerSketchCodecs, registerLittleBitCodec)',
     });
   }
   if (version !== undefined && version !== codec.version) {

@@ -21,6 +21,12 @@ export type { LittleBitPath, LittleBitFactors, SvdSettings } from './dualSvid.js
 export { packSigns, unpackSigns, signAt, paddingIsZero } from './signs.js';
 
 /** Register this package's codec (littlebit). Explicit and idempotent. */
-export function registerAll(): void {
+export function registerLittleBitCodec(): void {
   registerCodec(littlebitCodec);
 }
+
+/**
+ * @deprecated Use `registerLittleBitCodec`: three packages exported this same name, which collides when a
+ * consumer imports them together. Kept as an alias so existing imports keep working.
+ */
+export const registerAll: () => void = registerLittleBitCodec;

@@ -23,6 +23,7 @@ import {
   paddingIsZero,
   rankForBpw,
   registerAll,
+  registerLittleBitCodec,
   signAt,
   unpackSigns,
 } from '../src/index.js';
@@ -324,9 +325,10 @@ describe('storage', () => {
     expect(codeOf(() => littlebitCodec.fromTensors(t, 13, 7, opts({ bpw: 0.01 }), 'x.usk'))).toBe(ErrorCodes.INFEASIBLE_BUDGET);
   });
 
-  it('registerAll is idempotent; the codec is found by id', () => {
-    registerAll();
-    registerAll();
+  it('registerLittleBitCodec is idempotent; the codec is found by id; registerAll is its deprecated alias', () => {
+    registerLittleBitCodec();
+    registerLittleBitCodec();
+    expect(registerAll).toBe(registerLittleBitCodec);
     expect(listCodecs()).toContain('littlebit');
     expect(getCodec('littlebit')).toBe(littlebitCodec);
   });

@@ -59,7 +59,13 @@ export { hashedNetsCodec, hashedNetsFamily, hashedNetsMinBpw, hashedNetsWidth } 
 export type { HashedNetsOptions, HashedNetsParams } from './hashednets.js';
 
 /** Register this package's codecs (sketch, hashednets). Explicit and idempotent. */
-export function registerAll(): void {
+export function registerSketchCodecs(): void {
   registerCodec(sketchCodec);
   registerCodec(hashedNetsCodec);
 }
+
+/**
+ * @deprecated Use `registerSketchCodecs`: three packages exported this same name, which collides when a
+ * consumer imports them together. Kept as an alias so existing imports keep working.
+ */
+export const registerAll: () => void = registerSketchCodecs;

@@ -6,6 +6,7 @@ import {
   hashedNetsCodec,
   hashedNetsFamily,
   registerAll,
+  registerSketchCodecs,
   sketchCodec,
   sketchGroups,
   sketchMinBpw,
@@ -31,9 +32,10 @@ const sameTensors = (a: Record<string, StoredTensor>, b: Record<string, StoredTe
 };
 
 describe('registry', () => {
-  it('registerAll is explicit and idempotent', () => {
-    registerAll();
-    registerAll();
+  it('registerSketchCodecs is explicit and idempotent; registerAll is its deprecated alias', () => {
+    registerSketchCodecs();
+    registerSketchCodecs();
+    expect(registerAll).toBe(registerSketchCodecs);
     expect(listCodecs()).toEqual(expect.arrayContaining(['sketch', 'hashednets']));
     expect(getCodec('sketch')).toBe(sketchCodec);
     expect(getCodec('hashednets')).toBe(hashedNetsCodec);

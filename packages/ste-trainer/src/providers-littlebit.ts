@@ -7,7 +7,7 @@ import {
   littlebitCodec,
   littlebitRank,
   pathDense,
-  registerAll as registerLittleBitCodec,
+  registerLittleBitCodec,
   toPath,
   unpackSigns,
 } from '@ultrasketch/littlebit';

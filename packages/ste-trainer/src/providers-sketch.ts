@@ -10,7 +10,7 @@ import {
   hashedNetsCodec,
   hashedNetsFamily,
   quantizeRow,
-  registerAll as registerSketchCodecs,
+  registerSketchCodecs,
   sketchCodec,
   sketchGroups,
 } from '@ultrasketch/sketch-core';
