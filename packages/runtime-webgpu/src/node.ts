@@ -28,10 +28,7 @@ export async function nodeGpu(options: NodeGpuOptions = {}): Promise<GPU> {
   try {
     mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU };
   } catch (cause) {
-    throw new WebGpuError('no-webgpu', "the 'webgpu' package (Dawn for Node) is not installed", {
-      hint: 'npm install webgpu',
-      cause,
-    });
+    throw webgpuImportError(cause);
   }
   const first = mod.create([]);
   keep.push(first);
@@ -44,4 +41,26 @@ export async function nodeGpu(options: NodeGpuOptions = {}): Promise<GPU> {
     return second;
   }
   return first; // GpuContext.create then fails with `no-adapter` and its hint
+}
+
+/**
+ * The typed error for a failed `import('webgpu')`. The package is an optional peer (132 MB of Dawn binaries
+ * that CPU-only users should not have to download), so "not installed" is the common case and its hint is the
+ * install command; any other failure (the package is there but its native binding does not load, e.g. no
+ * Vulkan loader) says so with the cause, since `npm install webgpu` would not fix it.
+ */
+export function webgpuImportError(cause: unknown): WebGpuError {
+  const code = (cause as { code?: unknown } | null)?.code;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const notFound = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /['"]webgpu['"]/.test(message);
+  if (notFound) {
+    return new WebGpuError('no-webgpu', "the 'webgpu' package (Dawn for Node, an optional peer dependency) is not installed", {
+      hint: 'npm install webgpu (needed only to run on WebGPU in Node, e.g. --runtime webgpu; the CPU runtime works without it)',
+      cause,
+    });
+  }
+  return new WebGpuError('no-webgpu', `the 'webgpu' package (Dawn for Node) is installed but failed to load: ${message}`, {
+    hint: 'Dawn needs a Vulkan loader on Linux (apt-get install libvulkan1); reinstall webgpu if its binary is missing for this platform',
+    cause,
+  });
 }
