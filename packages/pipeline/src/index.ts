@@ -14,17 +14,15 @@ export type { ModelFormat, ModelPathKind, ModelSource, SourceFile, OpenSourceOpt
 export { RandomAccessFile } from './randomAccess.js';
 export {
   parseJsonFile,
-  readJsonFile,
-  hfTokenizerFiles,
-  tokenizerFromPath,
-  llama2cTokenizerFile,
   llama2cTokenizerBytes,
   ggufTokenizer,
   bundleTokenizer,
   MAX_TOKENIZER_JSON_BYTES,
   MAX_CONFIG_JSON_BYTES,
 } from './tokenizers.js';
-export type { LoadedTokenizer, HfTokenizerFiles } from './tokenizers.js';
+export type { LoadedTokenizer } from './tokenizers.js';
+export { readJsonFile, hfTokenizerFiles, tokenizerFromPath, llama2cTokenizerFile } from './tokenizer-files.js';
+export type { HfTokenizerFiles } from './tokenizer-files.js';
 export { availableMemory, assertMemoryFor, withMargin, formatGiB, MEMORY_MARGIN_BYTES, MEMORY_MARGIN_FRACTION, AVAILABLE_MEMORY_VARIABLE } from './memory.js';
 export type { MemoryItem } from './memory.js';
 export { assertOutputNotInput, assertOutputDirectory, ensureOutputDirectory, describeFileKind } from './files.js';
@@ -72,15 +70,13 @@ export type {
   QualitySection,
 } from './compress.js';
 export {
-  loadBundle,
-  loadBundleFromBytes,
+  bundleFromBytes,
   bundleModelConfig,
   checkBundleTensors,
   checkConfigAgainstTensors,
   referenceSourceWarning,
-  inspectBundle,
   inspectLoadedBundle,
-  openModel,
+  openBundleBytes,
 } from './usk.js';
 export type {
   LoadBundleOptions,
@@ -88,9 +84,12 @@ export type {
   InspectRow,
   InspectTotals,
   BundleInspection,
-  OpenModelOptions,
   OpenedModel,
+  OpenedBundle,
+  OpenBytesOptions,
 } from './usk.js';
+export { loadBundle, loadBundleFromBytes, inspectBundle, openModel, openReference } from './usk-files.js';
+export type { OpenModelOptions } from './usk-files.js';
 export { registerAllCodecs } from './codecs.js';
 export {
   calibrate,
@@ -118,7 +117,7 @@ export {
   resolveCodecOptions,
   optionsFor,
 } from './codec-options.js';
-export { openReference, createSession, describeRuntime, sessionContextLength, DEFAULT_CONTEXT_CAP } from './sessions.js';
+export { createSession, describeRuntime, sessionContextLength, DEFAULT_CONTEXT_CAP } from './sessions.js';
 export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
 export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, finetuneFlags, shellJoin, jsonSafe, WindowCache } from './sweep.js';
 export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';

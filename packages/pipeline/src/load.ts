@@ -8,7 +8,8 @@ import { type ModelWeights, type TextTokenizer, loadModelWeights, modelFromLlama
 import { openRegularFile } from './files.js';
 import { assertMemoryFor } from './memory.js';
 import { type ModelFormat, type ModelSource, type SourceFile, detectModelPath, openModelSource } from './sources.js';
-import { type LoadedTokenizer, llama2cTokenizerFile, tokenizerFromPath } from './tokenizers.js';
+import type { LoadedTokenizer } from './tokenizers.js';
+import { llama2cTokenizerFile, tokenizerFromPath } from './tokenizer-files.js';
 
 /**
  * The largest file `readFileChecked` reads: Node's largest buffer (`buffer.constants.MAX_LENGTH`, 4 GiB in

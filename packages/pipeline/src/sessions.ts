@@ -1,32 +1,19 @@
 import type { Bundle } from '@ultrasketch/format';
 import type { ModelConfig, ModelWeights } from '@ultrasketch/model';
 import { type KernelChoice, NodeSession, sessionFromBundle } from '@ultrasketch/runtime-node';
-import { loadCheckpointWeights } from './load.js';
-import { detectModelPath } from './sources.js';
-import { type LoadBundleOptions, type OpenedModel, loadBundle } from './usk.js';
+import type { OpenedModel } from './usk.js';
 
 /**
  * Running what `openModel` opened: a float checkpoint through runtime-node's dense kernels (wasm or js), a
- * `.usk` bundle through its codecs' fused kernels (`sessionFromBundle`: weights stay compressed).
+ * `.usk` bundle through its codecs' fused kernels (`sessionFromBundle`: weights stay compressed). Nothing here
+ * touches Node (runtime-node's kernels are WebAssembly): the browser entry shares it; `openReference` (files)
+ * is in usk-files.ts.
  */
 
 /** A reference model for KL / top-1: a checkpoint (weights only; it scores the evaluated model's tokens) or a bundle. */
 export type ReferenceModel =
   | { kind: 'checkpoint'; config: ModelConfig; weights: ModelWeights; source: { path: string; format: string; fileBytes: number; sha256: string } }
   | { kind: 'bundle'; config: ModelConfig; bundle: Bundle; source: { path: string; format: 'usk'; fileBytes: number; sha256: string } };
-
-/**
- * Open a reference model by content: a `.usk` bundle, or a float model in any input format (llama2.c, HF
- * directory, safetensors with config.json, GGUF). No tokenizer is needed: it scores the evaluated model's tokens.
- */
-export function openReference(path: string, options: LoadBundleOptions = {}): ReferenceModel {
-  if (detectModelPath(path) === 'usk') {
-    const loaded = loadBundle(path, options);
-    return { kind: 'bundle', config: loaded.config, bundle: loaded.bundle, source: loaded.source };
-  }
-  const { weights, source } = loadCheckpointWeights(path);
-  return { kind: 'checkpoint', config: weights.config, weights, source };
-}
 
 export interface CreateSessionOptions {
   /** Dense kernels for a checkpoint ('auto' default). A bundle always runs its codecs' fused kernels. */

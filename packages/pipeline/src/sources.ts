@@ -19,7 +19,8 @@ import {
 import { type ModelConfig, type TensorSource, configFromDescription, ggufSource, safetensorsSource } from '@ultrasketch/model';
 import { describeFileKind } from './files.js';
 import { RandomAccessFile } from './randomAccess.js';
-import { type LoadedTokenizer, MAX_CONFIG_JSON_BYTES, ggufTokenizer, hfTokenizerFiles, readJsonFile, tokenizerFromPath } from './tokenizers.js';
+import { type LoadedTokenizer, MAX_CONFIG_JSON_BYTES, ggufTokenizer } from './tokenizers.js';
+import { hfTokenizerFiles, readJsonFile, tokenizerFromPath } from './tokenizer-files.js';
 
 /**
  * Models as people have them (docs/inputs.md): a Hugging Face directory (config.json, model.safetensors or

@@ -1,7 +1,6 @@
 import { registerAllCodecs } from './codecs.js';
-import { createHash } from 'node:crypto';
 import { ErrorCodes, UltraSketchError, describeValue } from '@ultrasketch/core';
-import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, readBundle, tokenizerTensorNames } from '@ultrasketch/format';
+import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, readBundle, sha256Hex, tokenizerTensorNames } from '@ultrasketch/format';
 import {
   type ModelConfig,
   type ModelWeights,
@@ -13,8 +12,7 @@ import {
   validateModelConfig,
 } from '@ultrasketch/model';
 import { type BundleAccounting, type BitsAndWeights, bundleAccounting, weightRole } from './accounting.js';
-import { type LoadedModel, loadModel, readFileChecked } from './load.js';
-import { detectModelPath } from './sources.js';
+import type { LoadedModel } from './load.js';
 import { type LoadedTokenizer, bundleTokenizer } from './tokenizers.js';
 
 export interface LoadBundleOptions {
@@ -42,13 +40,22 @@ export interface LoadedBundle {
   source: { path: string; format: 'usk'; fileBytes: number; sha256: string };
 }
 
-/** Read, validate and account a `.usk` bundle file. Every failure is a typed error naming the file. */
-export function loadBundle(path: string, options: LoadBundleOptions = {}): LoadedBundle {
-  return loadBundleFromBytes(readFileChecked(path, 'bundle'), path, options);
-}
+/**
+ * Bundles from bytes, with nothing of Node: this module is part of the browser entry (src/browser.ts). The
+ * file-based functions (loadBundle, inspectBundle, openModel of a path) are in usk-files.ts.
+ */
 
-/** `loadBundle` for bytes already in memory; `source` (a path) names them in errors. */
-export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: LoadBundleOptions = {}): LoadedBundle {
+/**
+ * Validate and account a bundle already in memory; `source` (a path or a name) names it in errors. `hashHex`
+ * computes the SHA-256 recorded in `source` (the Node entry passes node:crypto's, several times faster on a
+ * large bundle than the portable one used by default).
+ */
+export function bundleFromBytes(
+  bytes: Uint8Array,
+  source: string,
+  options: LoadBundleOptions = {},
+  hashHex: (bytes: Uint8Array) => string = sha256Hex,
+): LoadedBundle {
   registerAllCodecs();
   const bundle = readBundle(bytes, source, options.verifyChecksums === undefined ? {} : { verifyChecksums: options.verifyChecksums });
   const config = bundleModelConfig(bundle, source);
@@ -78,7 +85,7 @@ export function loadBundleFromBytes(bytes: Uint8Array, source: string, options: 
       path: source,
       format: 'usk',
       fileBytes: bytes.byteLength,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
+      sha256: hashHex(bytes),
     },
   };
 }
@@ -401,11 +408,7 @@ export interface BundleInspection {
   quality: Record<string, unknown> | null;
 }
 
-/** Everything `ultrasketch inspect` prints: a per-tensor table and the totals of methods.md §4. */
-export function inspectBundle(path: string, options: LoadBundleOptions = {}): BundleInspection {
-  return inspectLoadedBundle(loadBundle(path, options));
-}
-
+/** Everything `ultrasketch inspect` prints (a per-tensor table and the totals of methods.md §4), for a bundle read. */
 export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
   const { bundle, config, accounting } = loaded;
   const compressed = new Set(accounting.compressedLinears);
@@ -499,11 +502,6 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
 
 // ------------------------------------------------------------------------------------------------- open
 
-export interface OpenModelOptions extends LoadBundleOptions {
-  /** Tokenizer for a float model (its own when omitted: next to a llama2.c checkpoint, in an HF directory, in a GGUF); refused for a bundle. */
-  tokenizerPath?: string;
-}
-
 /** A model opened for running: a float model (dense weights, any input format) or a bundle (compressed parameters). */
 export type OpenedModel =
   | {
@@ -525,38 +523,55 @@ export type OpenedModel =
       source: LoadedBundle['source'];
     };
 
+/** The bundle form of `OpenedModel`, from a path or from bytes (a browser's file picker, a fetch). */
+export type OpenedBundle = Extract<OpenedModel, { kind: 'bundle' }>;
+
+export interface OpenBytesOptions extends LoadBundleOptions {
+  /** What names the bytes in errors and in `source.path` (a file name; default "<bytes>"). */
+  name?: string;
+}
+
 /**
- * Open a model for running, told apart by content (docs/inputs.md): a `.usk` bundle (a safetensors header whose
- * metadata says format "ultrasketch.usk"; it brings its own tokenizer), or a float model — a llama2.c
- * checkpoint, an HF directory, a `.safetensors` file with its config.json beside it, or a GGUF file.
+ * Open a `.usk` bundle from bytes for running: validated, its codecs registered, its embedded tokenizer built
+ * and its bit figures (`loaded.accounting`: bpwLinears, bitsPerParam) recomputed from the stored tensors. Bytes
+ * of anything else (a float checkpoint) are refused with a typed error: only bundles bring their own tokenizer
+ * and config, so only they can be opened without a file system.
  */
-export function openModel(path: string, options: OpenModelOptions = {}): OpenedModel {
-  if (detectModelPath(path) === 'usk') {
-    if (options.tokenizerPath !== undefined) {
-      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a bundle carries its own tokenizer; --tokenizer applies to float models only', {
-        source: '--tokenizer',
-        hint: `drop --tokenizer when running ${path}`,
-      });
-    }
-    const loaded = loadBundle(path, options);
-    return {
-      kind: 'bundle',
-      config: loaded.config,
-      tokenizer: loaded.tokenizer,
-      tokenizerInfo: loaded.tokenizerInfo,
-      bundle: loaded.bundle,
-      loaded,
-      source: loaded.source,
-    };
+export function openBundleBytes(
+  bytes: Uint8Array,
+  options: OpenBytesOptions = {},
+  hashHex: (bytes: Uint8Array) => string = sha256Hex,
+): OpenedBundle {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `openModel(bytes) needs a Uint8Array, got ${describeValue(bytes)}`, {
+      hint: 'pass new Uint8Array(await file.arrayBuffer()) (a browser File) or the result of fs.readFileSync',
+    });
   }
-  const model = loadModel(path, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath });
+  const source = options.name ?? '<bytes>';
+  if (!looksLikeBundle(bytes)) {
+    throw new UltraSketchError(ErrorCodes.BAD_MAGIC, 'these bytes are not a .usk bundle (they do not start with a safetensors header)', {
+      source,
+      hint: 'open a bundle made by `ultrasketch compress`; float checkpoints are opened by path with openModel(path) in Node',
+    });
+  }
+  const loaded = bundleFromBytes(bytes, source, options, hashHex);
   return {
-    kind: 'checkpoint',
-    config: model.weights.config,
-    tokenizer: model.tokenizer,
-    tokenizerInfo: model.tokenizerInfo,
-    weights: model.weights,
-    model,
-    source: model.source,
+    kind: 'bundle',
+    config: loaded.config,
+    tokenizer: loaded.tokenizer,
+    tokenizerInfo: loaded.tokenizerInfo,
+    bundle: loaded.bundle,
+    loaded,
+    source: loaded.source,
   };
+}
+
+/**
+ * Bytes that start like a safetensors file (a u64 header length that fits, then "{"), as sniff.ts tells them;
+ * a llama2.c checkpoint never does. Anything else that is not a bundle gets the bundle reader's own error.
+ */
+function looksLikeBundle(bytes: Uint8Array): boolean {
+  if (bytes.byteLength < 10) return false;
+  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  return n >= 2n && n <= BigInt(bytes.byteLength - 8) && bytes[8] === 0x7b;
 }
