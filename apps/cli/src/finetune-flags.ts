@@ -15,6 +15,8 @@ import {
   assertNotEvaluationText,
   readFileChecked,
 } from '@ultrasketch/pipeline';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { type CommandInput, type OptionSpec, UsageError } from './command.js';
 import { defaultDataFile } from './codec-flags.js';
 import { note } from './io.js';
@@ -34,13 +36,29 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'train-dense', kind: 'boolean', default: false, description: 'train the linears stored in float (kept dense, or left out by the codec) too; still stored in f16, so no bits change' },
     { name: 'smooth-k', kind: 'number', valueName: 'K', description: 'littlebit: SmoothSign sharpness k of the sign gradient k·(1 − tanh²(k·x))', defaultText: '100' },
     { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe)', defaultText: '1' },
+    {
+      name: 'teacher-samples',
+      kind: 'string',
+      valueName: 'DIR',
+      description:
+        "with --data teacher/both: samples of the float model are generated once into DIR and reused by every later run with the same model, seed and --seq ('off': sample inside every step instead, slower)",
+      defaultText: '$XDG_CACHE_HOME/ultrasketch/teacher-samples (~/.cache/...)',
+    },
+    { name: 'teacher-windows', kind: 'int', valueName: 'N', min: 1, description: 'at most N teacher windows are generated (a longer run reuses them)', defaultText: '4096' },
+    { name: 'teacher-holdout', kind: 'int', valueName: 'N', min: 0, description: 'the first N teacher windows are never trained on; the bundle records the KL to the float model on them', defaultText: '32' },
     { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
     { name: 'checkpoint-every', kind: 'int', valueName: 'N', min: 1, description: 'checkpoint every N steps', defaultText: '50' },
     { name: 'resume', kind: 'boolean', default: false, description: 'continue from the checkpoint in --checkpoint-dir' },
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+
+/** Where teacher samples are cached unless --teacher-samples says otherwise. */
+export function defaultTeacherSamplesDir(): string {
+  const base = process.env.XDG_CACHE_HOME && isAbsolute(process.env.XDG_CACHE_HOME) ? process.env.XDG_CACHE_HOME : join(homedir(), '.cache');
+  return join(base, 'ultrasketch', 'teacher-samples');
+}
 
 /** The detail shown next to a training progress bar (which shows steps, rate and ETA itself): loss, tokens/s. */
 export function trainingDetail(p: { loss: number; tokensPerSec: number }): string {
@@ -84,7 +102,23 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     calibText = new TextDecoder('utf-8').decode(bytes);
     calibSource = path;
   }
+  const teacherDir = typeof options['teacher-samples'] === 'string' ? (options['teacher-samples'] as string) : undefined;
+  if (data === 'calib' && (given.has('teacher-samples') || given.has('teacher-windows') || given.has('teacher-holdout'))) {
+    throw new UsageError('--teacher-samples, --teacher-windows and --teacher-holdout need --data teacher or both');
+  }
+  if (teacherDir === 'off' && (given.has('teacher-windows') || given.has('teacher-holdout'))) {
+    throw new UsageError('--teacher-windows and --teacher-holdout need cached teacher samples (not --teacher-samples off)');
+  }
+  const teacherSamples =
+    data === 'calib' || teacherDir === 'off'
+      ? undefined
+      : {
+          dir: teacherDir ?? defaultTeacherSamplesDir(),
+          ...(options['teacher-windows'] === undefined ? {} : { windows: options['teacher-windows'] as number }),
+          ...(options['teacher-holdout'] === undefined ? {} : { holdout: options['teacher-holdout'] as number }),
+        };
   const progress = new Progress({ label: 'finetune', total: steps, unit: 'steps', quiet, stream: io.stderr });
+  let samplesBar: Progress | undefined;
   let started = false;
   const ft: FinetuneOptions = {
     steps,
@@ -102,6 +136,18 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options['checkpoint-every'] === undefined ? {} : { checkpointEvery: options['checkpoint-every'] as number }),
     ...(options.resume === true ? { resume: true } : {}),
     ...(calibText === undefined ? {} : { calibText, calibSource: calibSource! }),
+    ...(teacherSamples ? { teacherSamples } : {}),
+    onTeacherSamples: (done: number, total: number) => {
+      if (!samplesBar) {
+        if (!started) {
+          started = true;
+          before?.();
+        }
+        samplesBar = new Progress({ label: 'teacher samples', total, unit: 'windows', quiet, stream: io.stderr });
+      }
+      samplesBar.update(done, `into ${teacherSamples?.dir}`);
+      if (done === total) samplesBar.finish();
+    },
     onProgress: (p: { step: number; loss: number; tokensPerSec: number; etaMs: number }) => {
       if (!started) {
         started = true;
@@ -110,6 +156,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
       progress.update(p.step, trainingDetail(p));
     },
   };
-  note(io, quiet, `finetune: ${steps} steps on ${data === 'teacher' ? 'samples of the float model' : calibSource}${data === 'both' ? ' and samples of the float model' : ''}`);
+  const samples = teacherSamples ? `samples of the float model (cached in ${teacherSamples.dir})` : 'samples of the float model';
+  note(io, quiet, `finetune: ${steps} steps on ${data === 'teacher' ? samples : calibSource}${data === 'both' ? ` and ${samples}` : ''}`);
   return { options: ft, progress };
 }

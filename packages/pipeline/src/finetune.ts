@@ -27,6 +27,7 @@ import {
 } from '@ultrasketch/ste-trainer';
 import { removeStaleTemporaries } from './stale.js';
 import { killMidWrite, killSelf, testKillPoint } from './test-kill.js';
+import { type TeacherCorpus, teacherCorpus } from './teacher-corpus.js';
 import { documentTokenStream } from './text.js';
 
 /** The checkpoint file finetuning writes in its checkpoint directory. */
@@ -94,6 +95,18 @@ export interface FinetuneOptions {
    * `compress --resume` asks for. Off for a sweep's points, whose later points have no checkpoint yet.
    */
   requireCheckpoint?: boolean;
+  /**
+   * With data 'teacher' or 'both': draw the teacher's windows from samples generated once and cached in
+   * `dir` (teacher-corpus.ts) instead of sampling inside every step. `windows` caps how many are generated
+   * (default: as many as the run draws, at most 4,096; more steps reuse them); the first `holdout` (default
+   * 32) are never trained on: the student is measured on them at the end (the training section's
+   * `holdout`), a figure for choosing recipes and checkpoints that is not the evaluation text.
+   */
+  teacherSamples?: { dir: string; windows?: number; holdout?: number };
+  /** Called while teacher windows are generated (done, total). */
+  onTeacherSamples?: (done: number, total: number) => void;
+  /** The name of the recipe these options came from (recipes.ts), recorded in the training section. */
+  recipeName?: string;
   /** Progress after every step (loss, tokens/s, ETA). */
   onProgress?: (p: TrainProgress) => void;
   /** Called after every step (tests use it to stop a run mid-way, like a kill). */
@@ -104,6 +117,8 @@ export interface FinetuneOptions {
 export interface TrainingSection {
   method: 'ste-trainer';
   recipe: {
+    /** The named recipe (compress --recipe), when one was used. */
+    name?: string;
     steps: number;
     lr: number;
     batch: number;
@@ -124,7 +139,14 @@ export interface TrainingSection {
     /** The matmul kernel: float32 sums in the WebAssembly SIMD gemm, or float64 in JS. */
     gemm: 'wasm-simd' | 'js';
     calibration: { textSource: string; textSha256: string; tokens: number } | null;
+    /** The cached teacher samples trained on (data teacher/both with teacherSamples); absent when sampled per step. */
+    teacherSamples?: { model: string; seed: number; temperature: number; window: number; windows: number; holdout: number; generator: string };
   };
+  /**
+   * The student against the float model on held-out teacher windows (never trained on; not the evaluation
+   * text): mean KL, CE and top-1 over their positions. Absent without teacherSamples.
+   */
+  holdout?: { windows: number; positions: number; kl: number; ce: number; top1: number };
   /** Provider kind per trained linear kind ('q' → 'ste', ...; 'littlebit|dense' where layers differ). */
   providers: Record<string, string>;
   trainedLinears: number;
@@ -225,6 +247,9 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   if (o.mode !== undefined && !FINETUNE_MODES.includes(o.mode)) bad('--train-mode', `${JSON.stringify(o.mode)} is not one of ${FINETUNE_MODES.join(', ')}`);
   if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
   if (o.resume && o.checkpointDir === undefined) bad('--resume', 'needs --checkpoint-dir');
+  if (o.teacherSamples !== undefined && (o.data ?? 'calib') === 'calib') bad('--teacher-samples', 'has no effect with --data calib', 'use --data teacher or both, or drop it');
+  if (o.teacherSamples?.holdout !== undefined && (!Number.isInteger(o.teacherSamples.holdout) || o.teacherSamples.holdout < 0)) bad('--teacher-holdout', `${o.teacherSamples.holdout} must be a non-negative integer`);
+  if (o.teacherSamples?.windows !== undefined && (!Number.isInteger(o.teacherSamples.windows) || o.teacherSamples.windows < 1)) bad('--teacher-windows', `${o.teacherSamples.windows} must be a positive integer`);
   // Accepted but without effect: refused, so the recipe never records a setting that did nothing.
   if (o.checkpointEvery !== undefined && o.checkpointDir === undefined) bad('--checkpoint-every', 'needs --checkpoint-dir (there is nowhere to write checkpoints)');
   if (codecId !== undefined && o.smoothK !== undefined) {
@@ -330,6 +355,20 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const trainNorms = o.trainNorms ?? false;
   const kind = finetuneProviderKind(input.codecId, o.mode ?? 'auto');
   const calibTokens = data === 'teacher' || o.calibText === undefined ? undefined : documentTokenStream(input.tokenizer, o.calibText, o.calibSource ?? '<calib>');
+  // Teacher windows generated once (or read from the cache) instead of sampled inside every step.
+  let corpus: TeacherCorpus | null = null;
+  const holdout = o.teacherSamples ? (o.teacherSamples.holdout ?? 32) : 0;
+  if (data !== 'calib' && o.teacherSamples) {
+    const perStep = data === 'teacher' ? batch : batch - Math.ceil(batch / 2);
+    const drawn = Math.min(perStep * o.steps, o.teacherSamples.windows ?? 4096);
+    corpus = teacherCorpus(input.teacher, {
+      dir: o.teacherSamples.dir,
+      windows: holdout + Math.max(1, drawn),
+      seqLen: seq,
+      seed: input.seed,
+      ...(o.onTeacherSamples ? { onProgress: o.onTeacherSamples } : {}),
+    });
+  }
 
   const providerKinds: Record<string, string> = {};
   const noteKind = (k: string, used: string) => {
@@ -374,6 +413,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     loss: LOSS_WEIGHTS[loss],
     trainNorms,
     seed: input.seed,
+    ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
     ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
@@ -425,9 +465,17 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     // From the trainer, not from onStep: a run resumed from its final checkpoint takes no step here, and the
     // checkpoint restored the last step's losses.
     const finalStep = trainer.lastStep;
+    let held: TrainingSection['holdout'];
+    if (corpus && holdout > 0) {
+      const w = seq + 1;
+      const windows = Array.from({ length: holdout }, (_, i) => corpus!.tokens.subarray(i * w, (i + 1) * w));
+      const e = trainer.evaluate(windows);
+      held = { windows: holdout, positions: e.positions, kl: e.kl, ce: e.ce, top1: e.top1 };
+    }
     const section: TrainingSection = {
       method: 'ste-trainer',
       recipe: {
+        ...(o.recipeName === undefined ? {} : { name: o.recipeName }),
         steps: o.steps,
         lr,
         batch,
@@ -452,7 +500,9 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
                 tokens: calibTokens.length,
               }
             : null,
+        ...(corpus ? { teacherSamples: { ...corpus.key, windows: corpus.windows, holdout } } : {}),
       },
+      ...(held ? { holdout: held } : {}),
       providers: providerKinds,
       trainedLinears: providers.size,
       cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000 },

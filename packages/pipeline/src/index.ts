@@ -126,3 +126,7 @@ export { removeStaleTemporaries, temporaryWriterPid, processAlive } from './stal
 export { testKillPoint, TEST_KILL_VARIABLE } from './test-kill.js';
 export type { TestKillPoint } from './test-kill.js';
 export type { FinetuneOptions, FinetuneInput, FinetuneResult, FinetuneLoss, FinetuneData, FinetuneMode, TrainingSection } from './finetune.js';
+export { RECIPES, RECIPE_NAMES, getRecipe, recipeSettings, describeRecipes } from './recipes.js';
+export type { Recipe, RecipeSettings } from './recipes.js';
+export { teacherCorpus, modelFingerprint } from './teacher-corpus.js';
+export type { TeacherCorpus, TeacherCorpusOptions } from './teacher-corpus.js';

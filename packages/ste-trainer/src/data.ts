@@ -118,3 +118,40 @@ export class TeacherSamples implements BatchSource {
     return logits.length - 1;
   }
 }
+
+/**
+ * Windows drawn from a fixed corpus of teacher samples (e.g. generated once and cached on disk by the
+ * pipeline): `windows` holds `count` windows of seqLen + 1 tokens back to back; windows [0, holdout) are
+ * never drawn (they are kept for choosing checkpoints); step s draws with replacement from the rest, seeded
+ * by (seed, s), so a resumed run sees the same batches.
+ */
+export class CorpusBatches implements BatchSource {
+  readonly count: number;
+  constructor(
+    readonly windows: Int32Array,
+    readonly seqLen: number,
+    readonly seed: number,
+    readonly holdout = 0,
+  ) {
+    const w = seqLen + 1;
+    if (windows.length % w !== 0) {
+      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `the teacher corpus has ${windows.length} tokens, not a whole number of ${w}-token windows`);
+    }
+    this.count = windows.length / w;
+    if (this.count - holdout < 1) {
+      throw new UltraSketchError(ErrorCodes.EMPTY_INPUT, `the teacher corpus has ${this.count} windows, none left to train on after ${holdout} held out`, {
+        hint: 'generate more teacher windows',
+      });
+    }
+  }
+
+  fill(step: number, out: Int32Array, first: number, count: number): void {
+    const w = this.seqLen + 1;
+    const rng = stepRng(this.seed, step, 2);
+    const span = this.count - this.holdout;
+    for (let b = first; b < first + count; b++) {
+      const i = this.holdout + rng.int(span);
+      out.set(this.windows.subarray(i * w, i * w + w), b * w);
+    }
+  }
+}

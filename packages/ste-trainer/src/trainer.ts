@@ -7,7 +7,7 @@ import {
   TensorNames,
   validateModelWeights,
 } from '@ultrasketch/model';
-import { type BatchSource, CalibrationBatches, TeacherSamples } from './data.js';
+import { type BatchSource, CalibrationBatches, CorpusBatches, TeacherSamples } from './data.js';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
 import { type LogitLossResult, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
@@ -58,6 +58,14 @@ export interface TrainerOptions {
   seed?: number;
   /** Teacher sampling temperature (default 1). */
   temperature?: number;
+  /**
+   * Teacher samples generated beforehand (windows of seqLen + 1 tokens back to back; see CorpusBatches): with
+   * data 'teacher' or 'both', training windows are drawn from these instead of sampled at every step (which
+   * costs a sequential forward per token). Windows [0, teacherHoldout) are never trained on.
+   */
+  teacherWindows?: Int32Array;
+  /** Leading teacherWindows kept out of training (default 0). */
+  teacherHoldout?: number;
   onProgress?: (p: TrainProgress) => void;
   /**
    * Data-parallel execution over threads (e.g. `workerThreads(2)` from "@ultrasketch/ste-trainer/node").
@@ -144,6 +152,7 @@ export class Trainer {
   }
   private readonly optim: AdamW;
   private readonly sources: { calib?: BatchSource; teacher?: BatchSource };
+  private readonly teacherData: string;
   private readonly windows: Int32Array; // [batch, seqLen + 1]
   private readonly inputs: Int32Array; // [batch · seqLen]
   private readonly targets: Int32Array;
@@ -283,8 +292,17 @@ export class Trainer {
       this.sources.calib = new CalibrationBatches(o.calibTokens, o.seqLen, this.seed);
     }
     if (this.data !== 'calib') {
-      this.sources.teacher = new TeacherSamples(o.teacher, o.seqLen, this.seed, { temperature: this.opts.temperature });
+      this.sources.teacher = o.teacherWindows
+        ? new CorpusBatches(o.teacherWindows, o.seqLen, this.seed, o.teacherHoldout ?? 0)
+        : new TeacherSamples(o.teacher, o.seqLen, this.seed, { temperature: this.opts.temperature });
     }
+    // A resume must draw from the same corpus: its size, hold-out and CRC are part of the recipe.
+    this.teacherData =
+      this.data === 'calib'
+        ? 'none'
+        : o.teacherWindows
+          ? `corpus ${o.teacherWindows.length}:${crc32(new Uint8Array(o.teacherWindows.buffer, o.teacherWindows.byteOffset, o.teacherWindows.byteLength))} holdout ${o.teacherHoldout ?? 0}`
+          : 'sampled';
     this.calibCrc = o.calibTokens ? `${o.calibTokens.length}:${crc32(new Uint8Array(o.calibTokens.buffer, o.calibTokens.byteOffset, o.calibTokens.byteLength))}` : 'none';
     this.inputs = new Int32Array(B0 * o.seqLen);
     this.targets = new Int32Array(B0 * o.seqLen);
@@ -698,6 +716,7 @@ export class Trainer {
       trainNorms: this.trainNorms,
       threads: this.shards.length,
       calib: this.calibCrc,
+      ...(this.teacherData === 'none' || this.teacherData === 'sampled' ? {} : { teacherData: this.teacherData }),
       model: this.config,
       providers: this.providers.map((p) => [p.name, p.codecId, p.trainable, p.constructor.name]),
       params: this.params.map((p) => [p.name, p.data.length]),

@@ -25,7 +25,10 @@ import {
   formatGiB,
   loadCheckpointForCompress,
   openModelSource,
+  RECIPE_NAMES,
+  describeRecipes,
   readFileChecked,
+  recipeSettings,
   resolveCodecOptions,
   shellJoin,
   withMargin,
@@ -68,7 +71,9 @@ export const compressCommand: Command = {
     'the first N windows of --eval-text, running the bundle with its fused kernels) and stores it in the ' +
     "bundle's quality section. With --json stdout gets exactly one JSON object: the report (output, fileBytes, " +
     'bitsPerParam, bpwLinears, bpwSelectedLinears, params, keptDense, codec, layers, accounting, provenance, ' +
-    'quality, seconds).',
+    'quality, seconds).\n\n' +
+    'Recipes (--recipe NAME; the name is stored in the bundle\'s training section, the command in its provenance):\n' +
+    describeRecipes(),
   positionals: [{ name: 'checkpoint', description: 'the float model to compress: a llama2.c checkpoint, an HF directory, a .safetensors file with config.json beside it, or a .gguf file' }],
   options: [
     { name: 'output', short: 'o', kind: 'path', valueName: 'OUT.usk', required: true, description: 'the bundle to write' },
@@ -83,6 +88,13 @@ export const compressCommand: Command = {
     ...codecFlagSpecs(),
     ...sharedCompressSpecs(),
     ...finetuneSpecs(),
+    {
+      name: 'recipe',
+      kind: 'string',
+      valueName: 'NAME',
+      choices: [...RECIPE_NAMES],
+      description: 'finetune with a named recipe: per-method codec options, learning rate, data and a token budget (explicit flags win; see below)',
+    },
     { name: 'eval-windows', kind: 'int', valueName: 'N', min: 0, default: 0, description: 'measure quality on the first N evaluation windows and store it in the bundle (0 = skip)' },
     { name: 'json', kind: 'boolean', default: false, description: 'print the report as one JSON object' },
   ],
@@ -92,6 +104,7 @@ export const compressCommand: Command = {
     'ultrasketch compress ../shared/models/stories260K/stories260K.bin --codec rtn --bits 8 -o stories260K-rtn8.usk',
     'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec sketch --bpw 0.75 --groups 8 --alloc saliency:0.5 -o s3m-sketch.usk --eval-windows 8',
     'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec littlebit --bpw 0.55 --small-matrix keep -o s3m-lb.usk --json',
+    'ultrasketch compress ../shared/models/stories3M/stories3M-q80.bin --codec littlebit --bpw 0.55 --recipe standard --threads 2 -o s3m-lb-standard.usk',
   ],
 
   async run(input, io) {
@@ -116,7 +129,14 @@ export const compressCommand: Command = {
         ? loadCheckpointForCompress(modelPath, tokenizerPath)
         : openModelSource(modelPath, tokenizerPath === undefined ? {} : { tokenizerPath });
     try {
-      await compressOpened(input, io, model, { codec, raw, resolved, evalWindows, evalPath });
+      if (typeof options.recipe === 'string') {
+        const config = 'weights' in model ? model.weights.config : model.config;
+        const r = withRecipe(input, codec, raw, options.recipe, config.seqLen);
+        note(io, quiet, `compress: recipe ${options.recipe} for ${codec}: ${r.summary}`);
+        await compressOpened(r.input, io, model, { codec, raw: r.raw, resolved: resolveCodecOptions(codec, r.raw), evalWindows, evalPath, recipe: options.recipe });
+      } else {
+        await compressOpened(input, io, model, { codec, raw, resolved, evalWindows, evalPath });
+      }
     } finally {
       if ('close' in model) model.close();
     }
@@ -127,7 +147,7 @@ async function compressOpened(
   input: CommandInput,
   io: CommandIO,
   model: LoadedModel | ModelSource,
-  a: { codec: string; raw: Record<string, unknown>; resolved: unknown; evalWindows: number; evalPath: string | undefined },
+  a: { codec: string; raw: Record<string, unknown>; resolved: unknown; evalWindows: number; evalPath: string | undefined; recipe?: string },
 ): Promise<void> {
   const { positionals, options } = input;
   const quiet = options.quiet === true;
@@ -178,7 +198,7 @@ async function compressOpened(
           : {}),
         onProgress: (p) => progress.update(p.index + 1, p.name),
         // --resume here means "continue that run": no checkpoint is an error, not a silent fresh start.
-        ...(ft ? { finetune: { ...ft.options, ...(ft.options.resume ? { requireCheckpoint: true } : {}) } } : {}),
+        ...(ft ? { finetune: { ...ft.options, ...(ft.options.resume ? { requireCheckpoint: true } : {}), ...(a.recipe ? { recipeName: a.recipe } : {}) } } : {}),
       }));
     } catch (err) {
       progress.clear();
@@ -393,4 +413,38 @@ export function maybeCalibrate(
     progress.clear();
     throw err;
   }
+}
+
+/**
+ * The command line with recipe `name`'s settings for `codec` filled in wherever the user gave nothing: codec
+ * options (raw keys), --small-matrix, and the finetuning flags (--finetune-steps from the recipe's token
+ * budget at the batch and sequence length in force). Explicit flags always win.
+ */
+function withRecipe(input: CommandInput, codec: string, raw: Record<string, unknown>, name: string, modelSeqLen: number): { input: CommandInput; raw: Record<string, unknown>; summary: string } {
+  const s = recipeSettings(name, codec, modelSeqLen);
+  const options = { ...input.options };
+  const given = new Set(input.given ?? []);
+  const fill = (flag: string, value: unknown) => {
+    if (given.has(flag)) return;
+    options[flag] = value as never;
+    given.add(flag);
+  };
+  const merged = { ...raw };
+  for (const [k, v] of Object.entries(s.codecOptions)) if (!(k in merged) && !(k === 'residual' && (given.has('residual') || given.has('no-residual')))) merged[k] = v;
+  if (s.smallMatrix) fill('small-matrix', s.smallMatrix);
+  fill('lr', s.lr);
+  fill('batch', s.batch);
+  fill('seq', s.seq);
+  fill('loss', s.loss);
+  fill('data', s.data);
+  const batch = options.batch as number;
+  const seq = options.seq as number;
+  fill('finetune-steps', Math.ceil(s.recipe.tokens / (batch * seq)));
+  const steps = options['finetune-steps'] as number;
+  const codecText = Object.entries(s.codecOptions)
+    .filter(([k]) => merged[k] === s.codecOptions[k])
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(', ');
+  const summary = `${steps} steps × ${batch} × ${seq} = ${(steps * batch * seq).toLocaleString('en-US')} training tokens, lr ${options.lr}, loss ${options.loss}, data ${options.data}${codecText ? `, ${codecText}` : ''}`;
+  return { input: { ...input, options, given }, raw: merged, summary };
 }

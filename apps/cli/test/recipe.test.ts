@@ -1,0 +1,70 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAVE_SHARED, MODELS, cli, ensureBuilt, parseOneObject } from './helpers.js';
+
+/** `compress --recipe NAME` and cached teacher samples, through the built command (stories260K, tiny budgets). */
+let tmp = '';
+beforeAll(() => {
+  ensureBuilt();
+  tmp = mkdtempSync(join(tmpdir(), 'ultrasketch-recipe-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const M = MODELS.stories260K;
+
+interface Report {
+  training: {
+    recipe: Record<string, unknown> & { teacherSamples?: { windows: number; holdout: number; model: string } };
+    holdout?: { windows: number; positions: number; kl: number; ce: number; top1: number };
+    cost: { steps: number; tokens: number };
+  };
+}
+
+describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
+  it('fills in the recipe where no flag was given, records its name, trains on cached teacher samples and measures the hold-out', () => {
+    const samples = join(tmp, 'samples');
+    const run = (out: string, extra: string[] = []) =>
+      cli(['compress', M, '--codec', 'binary', '--recipe', 'quick', '--finetune-steps', '2', '--seq', '16', '--teacher-samples', samples, '--teacher-holdout', '4', ...extra, '-o', join(tmp, out), '--json']);
+    const r = run('a.usk');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/recipe quick for binary: 2 steps × 4 × 16 = 128 training tokens, lr 0\.001, loss kd, data both/);
+    const a = parseOneObject(r.stdout) as Report;
+    // The recipe's batch, lr, loss and data; the explicit --finetune-steps and --seq win over its budget and length.
+    expect(a.training.recipe).toMatchObject({ name: 'quick', steps: 2, batch: 4, seq: 16, lr: 0.001, loss: 'kd', data: 'both' });
+    // 4 held out + 2 steps × 2 teacher windows of 17 tokens.
+    expect(a.training.recipe.teacherSamples).toMatchObject({ windows: 8, holdout: 4, window: 17, seed: 0 });
+    expect(a.training.holdout).toMatchObject({ windows: 4, positions: 64 });
+    for (const k of ['kl', 'ce', 'top1'] as const) expect(Number.isFinite(a.training.holdout![k])).toBe(true);
+    expect(readdirSync(samples).filter((f) => f.endsWith('.tok'))).toHaveLength(1);
+
+    // Same command again: the cached samples are reused (nothing generated), the training is identical.
+    const again = run('b.usk');
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/teacher samples: /);
+    const b = parseOneObject(again.stdout) as Report;
+    expect(b.training.holdout).toEqual(a.training.holdout);
+
+    // An explicit flag wins over the recipe.
+    const lr = run('c.usk', ['--lr', '0.0005']);
+    expect(lr.code, lr.stderr).toBe(0);
+    expect((parseOneObject(lr.stdout) as Report).training.recipe).toMatchObject({ name: 'quick', lr: 0.0005 });
+  });
+
+  it('the recipe budget sets the steps; a codec with nothing to train and an unknown recipe are refused', () => {
+    const float = cli(['compress', M, '--codec', 'float', '--recipe', 'quick', '-o', join(tmp, 'f.usk')]);
+    expect(float.code).toBe(1);
+    expect(float.stderr).toMatch(/recipe quick: codec float has nothing to finetune/);
+    const unknown = cli(['compress', M, '--codec', 'binary', '--recipe', 'forever', '-o', join(tmp, 'u.usk')]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/forever/);
+    expect(unknown.stderr).toMatch(/quick, standard, long/);
+  });
+
+  it('--teacher-samples needs teacher data', () => {
+    const r = cli(['compress', M, '--codec', 'binary', '--finetune-steps', '1', '--teacher-samples', join(tmp, 's'), '-o', join(tmp, 't.usk')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--teacher-samples.*need --data teacher or both/);
+  });
+});
