@@ -49,10 +49,17 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
     { name: 'checkpoint-every', kind: 'int', valueName: 'N', min: 1, description: 'checkpoint every N steps', defaultText: '50' },
     { name: 'resume', kind: 'boolean', default: false, description: 'continue from the checkpoint in --checkpoint-dir' },
+    {
+      name: 'stop-after-steps',
+      kind: 'int',
+      valueName: 'N',
+      min: 1,
+      description: 'train only to step N of the --finetune-steps schedule, save the checkpoint and write the bundle as it is then (a long run in segments: the next one runs with --resume)',
+    },
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {
@@ -135,6 +142,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options['checkpoint-dir'] === undefined ? {} : { checkpointDir: options['checkpoint-dir'] as string }),
     ...(options['checkpoint-every'] === undefined ? {} : { checkpointEvery: options['checkpoint-every'] as number }),
     ...(options.resume === true ? { resume: true } : {}),
+    ...(options['stop-after-steps'] === undefined ? {} : { stopAfterSteps: options['stop-after-steps'] as number }),
     ...(calibText === undefined ? {} : { calibText, calibSource: calibSource! }),
     ...(teacherSamples ? { teacherSamples } : {}),
     onTeacherSamples: (done: number, total: number) => {

@@ -1,8 +1,8 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HAVE_SHARED, MODELS, cli, ensureBuilt, parseOneObject } from './helpers.js';
+import { HAVE_SHARED, MODELS, cli, ensureBuilt, parseOneObject, parseSafetensorsSpec } from './helpers.js';
 
 /** `compress --recipe NAME` and cached teacher samples, through the built command (stories260K, tiny budgets). */
 let tmp = '';
@@ -66,5 +66,27 @@ describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
     const r = cli(['compress', M, '--codec', 'binary', '--finetune-steps', '1', '--teacher-samples', join(tmp, 's'), '-o', join(tmp, 't.usk')]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--teacher-samples.*need --data teacher or both/);
+  });
+
+  it('--stop-after-steps: a long run in segments, each a bundle; the last segment equals the run straight through', () => {
+    const ckpt = join(tmp, 'segments');
+    const base = ['compress', M, '--codec', 'binary', '--finetune-steps', '4', '--batch', '2', '--seq', '16', '--checkpoint-dir', ckpt];
+    const first = cli([...base, '--stop-after-steps', '2', '-o', join(tmp, 'seg2.usk'), '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect((parseOneObject(first.stdout) as Report).training.cost).toMatchObject({ steps: 2, tokens: 64 });
+    const second = cli([...base, '--resume', '--stop-after-steps', '4', '-o', join(tmp, 'seg4.usk'), '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect((parseOneObject(second.stdout) as Report).training.cost).toMatchObject({ steps: 4, tokens: 128 });
+    const straight = cli(['compress', M, '--codec', 'binary', '--finetune-steps', '4', '--batch', '2', '--seq', '16', '-o', join(tmp, 'straight.usk')]);
+    expect(straight.code, straight.stderr).toBe(0);
+    const data = (p: string) => {
+      const bytes = readFileSync(p);
+      return bytes.subarray(8 + parseSafetensorsSpec(bytes).headerBytes);
+    };
+    expect(data(join(tmp, 'seg4.usk')).equals(data(join(tmp, 'straight.usk')))).toBe(true);
+    expect(data(join(tmp, 'seg2.usk')).equals(data(join(tmp, 'straight.usk')))).toBe(false);
+    const bad = cli([...base, '--stop-after-steps', '5', '-o', join(tmp, 'seg5.usk')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--stop-after-steps: 5 must be an integer in 1\.\.4/);
   });
 });

@@ -91,6 +91,12 @@ export interface FinetuneOptions {
   /** Continue from the checkpoint in checkpointDir when there is one (default false: start over). */
   resume?: boolean;
   /**
+   * Train only up to this step of the `steps`-long schedule, then save the checkpoint and return what the
+   * model is at that step (a long run in segments: each segment a bundle, the next one resumes). Needs
+   * checkpointDir. Default: all steps.
+   */
+  stopAfterSteps?: number;
+  /**
    * With resume: no checkpoint is an error (E_FILE_NOT_FOUND naming it) instead of a fresh start — what
    * `compress --resume` asks for. Off for a sweep's points, whose later points have no checkpoint yet.
    */
@@ -247,6 +253,10 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   if (o.mode !== undefined && !FINETUNE_MODES.includes(o.mode)) bad('--train-mode', `${JSON.stringify(o.mode)} is not one of ${FINETUNE_MODES.join(', ')}`);
   if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
   if (o.resume && o.checkpointDir === undefined) bad('--resume', 'needs --checkpoint-dir');
+  if (o.stopAfterSteps !== undefined) {
+    if (!Number.isInteger(o.stopAfterSteps) || o.stopAfterSteps < 1 || o.stopAfterSteps > o.steps) bad('--stop-after-steps', `${o.stopAfterSteps} must be an integer in 1..${o.steps} (--finetune-steps)`);
+    if (o.checkpointDir === undefined) bad('--stop-after-steps', 'needs --checkpoint-dir (the next segment resumes from its checkpoint)');
+  }
   if (o.teacherSamples !== undefined && (o.data ?? 'calib') === 'calib') bad('--teacher-samples', 'has no effect with --data calib', 'use --data teacher or both, or drop it');
   if (o.teacherSamples?.holdout !== undefined && (!Number.isInteger(o.teacherSamples.holdout) || o.teacherSamples.holdout < 0)) bad('--teacher-holdout', `${o.teacherSamples.holdout} must be a non-negative integer`);
   if (o.teacherSamples?.windows !== undefined && (!Number.isInteger(o.teacherSamples.windows) || o.teacherSamples.windows < 1)) bad('--teacher-windows', `${o.teacherSamples.windows} must be a positive integer`);
@@ -438,6 +448,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         path,
         every: o.checkpointEvery ?? 50,
         resume: o.resume ?? false,
+        ...(o.stopAfterSteps === undefined ? {} : { untilStep: o.stopAfterSteps }),
         onStep,
         ...(kill?.at === 'checkpoint' ? { writeOptions: (step: number) => (step === kill.step ? killMidWrite(trainer.state().byteLength) : {}) } : {}),
       });

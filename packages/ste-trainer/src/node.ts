@@ -170,6 +170,11 @@ export interface RunWithCheckpointsOptions {
   onStep?: (r: StepResult) => void;
   /** Passed to every checkpoint write of the step it is for (the kill test dies mid-write with it). */
   writeOptions?: (step: number) => CheckpointWriteOptions;
+  /**
+   * Stop once this many steps of the schedule are done (saving the checkpoint), though the schedule runs to
+   * `trainer.steps`: a long run in segments, resumed by the next call. Default: the end.
+   */
+  untilStep?: number;
 }
 
 export interface RunWithCheckpointsResult {
@@ -193,13 +198,15 @@ export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpoints
     resumedFrom = trainer.completedSteps;
   }
   let stop = false;
+  let until = trainer.steps;
   const onSignal = () => {
     stop = true;
   };
   const signals: NodeJS.Signals[] = (o.handleSignals ?? true) ? ['SIGINT', 'SIGTERM'] : [];
   for (const s of signals) process.on(s, onSignal);
   try {
-    while (trainer.completedSteps < trainer.steps && !stop) {
+    until = Math.min(trainer.steps, o.untilStep ?? trainer.steps);
+    while (trainer.completedSteps < until && !stop) {
       const r = trainer.step();
       o.onStep?.(r);
       if (every > 0 && trainer.completedSteps % every === 0) saveCheckpoint(trainer, o.path, o.writeOptions?.(trainer.completedSteps));
@@ -209,7 +216,7 @@ export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpoints
   } finally {
     for (const s of signals) process.off(s, onSignal);
   }
-  return { step: trainer.completedSteps, interrupted: stop && trainer.completedSteps < trainer.steps, resumedFrom };
+  return { step: trainer.completedSteps, interrupted: stop && trainer.completedSteps < until, resumedFrom };
 }
 
 // ------------------------------------------------------------------------------------------ worker threads
