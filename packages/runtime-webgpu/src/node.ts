@@ -55,7 +55,7 @@ export function webgpuImportError(cause: unknown): WebGpuError {
   const notFound = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /['"]webgpu['"]/.test(message);
   if (notFound) {
     return new WebGpuError('no-webgpu', "the 'webgpu' package (Dawn for Node, an optional peer dependency) is not installed", {
-      hint: 'npm install webgpu (needed only to run on WebGPU in Node, e.g. --runtime webgpu; the CPU runtime works without it)',
+      hint: 'npm install webgpu — needed only to run on WebGPU in Node (--runtime webgpu); the CPU runtime works without it',
       cause,
     });
   }
