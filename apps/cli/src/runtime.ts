@@ -4,7 +4,7 @@
  * runtime-webgpu through Dawn (the `webgpu` package), falling back to SwiftShader when no GPU adapter is found.
  */
 import { type OpenedModel, type ReferenceModel, createSession, describeRuntime, sessionContextLength } from '@ultrasketch/pipeline';
-import type { KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
+import { type KernelChoice, type NodeSession, type SessionMemory, bundleWeightBytes, resolveThreads } from '@ultrasketch/runtime-node';
 import { WebGpuSession, describeAdapter } from '@ultrasketch/runtime-webgpu';
 // The Node entry (Dawn) is loaded only when --runtime webgpu is asked for: `node` runs never load the native
 // module, and the root vitest config (which aliases only the packages' main entries) can import the commands.
@@ -25,6 +25,26 @@ export const RUNTIME_OPTION: OptionSpec = {
     'where the model runs: node (CPU, runtime-node) or webgpu (runtime-webgpu through Dawn; SwiftShader when no GPU adapter is found). --kernels is ignored with webgpu',
 };
 
+/**
+ * `--threads N` for `generate`, `bench` and `eval` (runtime node): the rows of large products are split across
+ * N threads over shared wasm memory, bit-identical to one thread. Default: ULTRASKETCH_THREADS, else 1.
+ */
+export const THREADS_OPTION: OptionSpec = {
+  name: 'threads',
+  kind: 'int',
+  valueName: 'N',
+  min: 1,
+  max: 256,
+  defaultText: 'ULTRASKETCH_THREADS, else 1',
+  description:
+    'CPU threads for the products of --runtime node (rows split across worker threads; results identical to one thread; small products stay on one thread)',
+};
+
+/** The thread count of a command: --threads, else ULTRASKETCH_THREADS, else 1 (a bad environment value is a typed error). */
+export function threadsOption(value: unknown): number {
+  return resolveThreads(value === undefined ? undefined : (value as number));
+}
+
 export type RunSession = { runtime: 'node'; session: NodeSession } | { runtime: 'webgpu'; session: WebGpuSession };
 
 /** Open a session for `model` on the chosen runtime; with webgpu the GPU is found once and shared by the calls. */
@@ -37,6 +57,8 @@ export class SessionFactory {
     private readonly kernels: KernelChoice,
     private readonly io: CommandIO,
     private readonly quiet: boolean,
+    /** Threads of runtime-node sessions (THREADS_OPTION). */
+    readonly threads = 1,
   ) {}
 
   /** With webgpu, say that --kernels (when given) does not apply. */
@@ -53,7 +75,7 @@ export class SessionFactory {
    */
   async open(model: OpenedModel | ReferenceModel, contextLength?: number): Promise<RunSession> {
     const cap = sessionContextLength(model.config, contextLength);
-    if (this.runtime === 'node') return { runtime: 'node', session: createSession(model, { kernels: this.kernels, contextLength: cap }) };
+    if (this.runtime === 'node') return { runtime: 'node', session: createSession(model, { kernels: this.kernels, contextLength: cap, threads: this.threads }) };
     this.gpu ??= loadNodeGpu();
     const gpu = await this.gpu;
     const session =
@@ -79,4 +101,24 @@ export function describeRunSession(model: OpenedModel | ReferenceModel, s: RunSe
 export function kernelsLabel(model: OpenedModel, s: RunSession): string {
   if (model.kind === 'bundle') return 'fused';
   return s.runtime === 'node' ? s.session.kernels : 'webgpu';
+}
+
+/** What a session holds in memory, next to the model file's size (reports; null on webgpu). */
+export type MemoryReport = SessionMemory & {
+  /** The model file's size in bytes. */
+  fileBytes: number;
+  /** A bundle's stored weight tensors (codec parameters), in bytes; null for a float checkpoint. */
+  bundleTensorBytes: number | null;
+  /** Threads the session computes its products with. */
+  threads: number;
+};
+
+export function memoryReport(model: OpenedModel | ReferenceModel, s: RunSession): MemoryReport | null {
+  if (s.runtime !== 'node') return null;
+  return {
+    ...s.session.memory(),
+    fileBytes: model.source.fileBytes,
+    bundleTensorBytes: model.kind === 'bundle' ? bundleWeightBytes(model.bundle) : null,
+    threads: s.session.threads,
+  };
 }

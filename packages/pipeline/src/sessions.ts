@@ -24,6 +24,11 @@ export interface CreateSessionOptions {
    * 8.6 GB, so callers pass what they need (generate: the steps; eval: the window).
    */
   contextLength?: number;
+  /**
+   * Threads computing the products (runtime-node splits the rows of large products across worker threads;
+   * results are bit-identical to one thread). Default: ULTRASKETCH_THREADS, else 1.
+   */
+  threads?: number;
 }
 
 /**
@@ -40,8 +45,9 @@ export function sessionContextLength(config: ModelConfig, wanted?: number): numb
 /** A CPU session over an opened model or reference. */
 export function createSession(model: OpenedModel | ReferenceModel, options: CreateSessionOptions = {}): NodeSession {
   const contextLength = sessionContextLength(model.config, options.contextLength);
-  if (model.kind === 'bundle') return sessionFromBundle(model.bundle, { source: model.source.path, contextLength });
-  return NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto', contextLength });
+  const threads = options.threads === undefined ? {} : { threads: options.threads };
+  if (model.kind === 'bundle') return sessionFromBundle(model.bundle, { source: model.source.path, contextLength, ...threads });
+  return NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto', contextLength, ...threads });
 }
 
 /** What `createSession` runs for a model, in words (reports). */

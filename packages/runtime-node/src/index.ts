@@ -1,5 +1,5 @@
 export { NodeSession, WASM_FALLBACK_WARNING } from './session.js';
-export type { SessionOptions, SessionGenerateOptions, FromWeightsOptions, KernelChoice } from './session.js';
+export type { SessionOptions, SessionGenerateOptions, SessionMemory, FromWeightsOptions, KernelChoice } from './session.js';
 export { WasmArena, wasmSimdSupported, WASM_PAGE_BYTES } from './wasm/arena.js';
 export type { WasmArenaOptions } from './wasm/arena.js';
 export { WasmDenseLinear, wasmForwardParts } from './wasm/linear.js';
@@ -25,13 +25,16 @@ export {
   wasmHashednetsKernel,
   compressedArena,
   compressedWasmAvailable,
+  arenaModules,
   wasmLittlebitKernel,
   wasmBinaryKernel,
   wasmRtnKernel,
   wasmFloatKernel,
 } from './kernels/index.js';
-export type { KernelFactory, WasmKernelOptions, WasmLittleBitOptions, WasmFloatOptions } from './kernels/index.js';
-export { bundleForwardParts, bundleConfig, sessionFromBundle } from './kernels/bundleParts.js';
+export type { KernelBuildOptions, KernelFactory, WasmKernelOptions, WasmLittleBitOptions, WasmFloatOptions } from './kernels/index.js';
+export { bundleForwardParts, bundleConfig, bundleWeightBytes, sessionFromBundle } from './kernels/bundleParts.js';
+export { ThreadPool, DEFAULT_MIN_WORK_NS, WAIT_SLICE_MS, resolveThreads, splitRows } from './threads.js';
+export type { ThreadPoolOptions, RowBody, RowCall } from './threads.js';
 export { WasmTrainerGemm, createTrainerGemm } from './wasm/trainer-gemm.js';
 export type { WasmTrainerGemmOptions } from './wasm/trainer-gemm.js';
 export { WasmTrainerExp, createTrainerExp } from './wasm/trainer-exp.js';

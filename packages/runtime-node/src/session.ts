@@ -9,7 +9,9 @@ import {
   generateTokens,
 } from '@ultrasketch/model';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { wasmSimdSupported } from './wasm/arena.js';
+import { arenaModules } from './kernels/wasm-common.js';
+import { ThreadPool, resolveThreads } from './threads.js';
+import { type WasmArena, wasmSimdSupported } from './wasm/arena.js';
 import { type WasmPartsOptions, wasmForwardParts } from './wasm/linear.js';
 
 /**
@@ -26,6 +28,30 @@ export const WASM_FALLBACK_WARNING = 'ULTRASKETCH_WASM_SIMD_UNAVAILABLE';
 export interface SessionOptions {
   /** KV cache capacity in tokens; defaults to the model's seq_len. */
   contextLength?: number;
+  /**
+   * Threads computing the products (the calling thread included): rows of every large enough product are
+   * split across worker threads over shared wasm memory; results are bit-identical to one thread. Default:
+   * the environment's ULTRASKETCH_THREADS, else 1. Only wasm kernels use threads.
+   */
+  threads?: number;
+  /** Products estimated below this many ns run on one thread (default DEFAULT_MIN_WORK_NS, threads.ts). */
+  threadMinWorkNs?: number;
+}
+
+/** Bytes a session holds, by purpose (`NodeSession.memory()`). */
+export interface SessionMemory {
+  /** Weights as the kernels read them (wasm arenas, less their scratch) plus weight vectors/tables kept in JS. */
+  weightsBytes: number;
+  /** The part of weightsBytes in wasm memory. */
+  wasmWeightsBytes: number;
+  /** The part of weightsBytes in JS arrays (norm weights, biases, an untied float embedding table). */
+  jsWeightsBytes: number;
+  /** Keys and values of every layer for the cache's capacity. */
+  kvCacheBytes: number;
+  /** The wasm arenas' per-call scratch regions (inputs, outputs, tables), sized by the largest product so far. */
+  scratchBytes: number;
+  /** What the wasm memories have reserved in all (weights + scratch + growth headroom). */
+  wasmReservedBytes: number;
 }
 
 export interface FromWeightsOptions extends SessionOptions {
@@ -55,15 +81,64 @@ export class NodeSession {
   readonly config: ModelConfig;
   /** The kernels in use: 'wasm' or 'js' ('custom' when built from a caller's LlamaForward). */
   readonly kernels: 'wasm' | 'js' | 'custom';
+  /** Threads that compute the products (1: the calling thread only). */
+  readonly threads: number;
   private readonly fwd: LlamaForward;
   private readonly cache: KVCache;
+  private readonly arenas: WasmArena[];
+  private readonly jsWeightsBytes: number;
+  private readonly pool: ThreadPool | undefined;
   private disposed = false;
 
-  constructor(fwd: LlamaForward, options: SessionOptions & { kernels?: 'wasm' | 'js' | 'custom' } = {}) {
+  /**
+   * `arenas`: the wasm arenas holding the forward's weights (for the memory report, and, when they are shared
+   * memories, for worker threads); `jsWeightsBytes`: weight arrays the forward reads from JS.
+   */
+  constructor(
+    fwd: LlamaForward,
+    options: SessionOptions & { kernels?: 'wasm' | 'js' | 'custom'; arenas?: WasmArena[]; jsWeightsBytes?: number } = {},
+  ) {
     this.fwd = fwd;
     this.kernels = options.kernels ?? 'custom';
     this.config = fwd.config;
     this.cache = fwd.createCache(options.contextLength ?? fwd.config.seqLen);
+    this.arenas = options.arenas ?? [];
+    this.jsWeightsBytes = options.jsWeightsBytes ?? normBytes(fwd.config);
+    const threads = resolveThreads(options.threads);
+    const shared = this.arenas.length > 0 && this.arenas.every((a) => a.shared);
+    if (threads > 1 && shared) {
+      this.pool = new ThreadPool(
+        this.arenas.map((arena) => ({ arena, modules: arenaModules(arena) })),
+        { threads, ...(options.threadMinWorkNs === undefined ? {} : { minWorkNs: options.threadMinWorkNs }) },
+      );
+    }
+    this.threads = this.pool ? threads : 1;
+  }
+
+  /** Products split across threads and run on one thread so far (both 0 without a thread pool). */
+  get threadStats(): { split: number; single: number } {
+    return { split: this.pool?.splitCount ?? 0, single: this.pool?.singleCount ?? 0 };
+  }
+
+  /** Bytes held for weights, the KV cache and scratch (see SessionMemory). */
+  memory(): SessionMemory {
+    let wasmWeights = 0;
+    let scratch = 0;
+    let reserved = 0;
+    for (const a of this.arenas) {
+      wasmWeights += a.bytesUsed - a.scratchBytesUsed;
+      scratch += a.scratchBytesUsed;
+      reserved += a.bytesReserved;
+    }
+    const kv = this.cache.keys.reduce((n, k) => n + k.byteLength, 0) + this.cache.values.reduce((n, v) => n + v.byteLength, 0);
+    return {
+      weightsBytes: wasmWeights + this.jsWeightsBytes,
+      wasmWeightsBytes: wasmWeights,
+      jsWeightsBytes: this.jsWeightsBytes,
+      kvCacheBytes: kv,
+      scratchBytes: scratch,
+      wasmReservedBytes: reserved,
+    };
   }
 
   /**
@@ -88,9 +163,21 @@ export class NodeSession {
       });
       kernels = 'js';
     }
-    const fwd =
-      kernels === 'wasm' ? new LlamaForward(wasmForwardParts(weights, options.wasm)) : LlamaForward.fromWeights(weights);
-    return new NodeSession(fwd, { ...options, kernels });
+    if (kernels === 'js') {
+      // the caller's arrays, shared: all of them are the session's weights
+      let bytes = 0;
+      for (const t of weights.tensors.values()) bytes += t.data.byteLength;
+      return new NodeSession(LlamaForward.fromWeights(weights), { ...options, kernels, jsWeightsBytes: bytes });
+    }
+    // wasm: the linears live once, in the arena (a tied classifier is also the embedding table); a shared arena
+    // when threads will split the products
+    const threads = resolveThreads(options.threads);
+    const arenaOptions = { ...options.wasm?.arena, ...(threads > 1 ? { shared: true } : {}) };
+    const parts = wasmForwardParts(weights, { ...options.wasm, arena: arenaOptions });
+    const fwd = new LlamaForward(parts);
+    const c = weights.config;
+    const jsWeightsBytes = normBytes(c) + (c.tiedClassifier ? 0 : c.vocabSize * c.dim * 4);
+    return new NodeSession(fwd, { ...options, threads, kernels, arenas: parts.arenas, jsWeightsBytes });
   }
 
   /** Number of positions currently in the context. */
@@ -133,11 +220,18 @@ export class NodeSession {
     });
   }
 
+  /** Stop the worker threads (if any); the session cannot be used afterwards. */
   dispose(): void {
     this.disposed = true;
+    this.pool?.dispose();
   }
 
   private assertLive(): void {
     if (this.disposed) throw new Error('NodeSession: used after dispose()');
   }
+}
+
+/** Bytes of the norm weights the forward reads from JS (attention/FFN norms per layer, the final norm). */
+function normBytes(c: ModelConfig): number {
+  return (2 * c.nLayers + 1) * c.dim * 4;
 }

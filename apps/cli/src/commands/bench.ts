@@ -7,7 +7,7 @@ import type { AdapterSummary } from '@ultrasketch/runtime-webgpu';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { RUNTIME_OPTION, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
+import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, memoryReport, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
 import { kernelsNote, tokenizerOption } from './generate.js';
 
 /**
@@ -42,12 +42,15 @@ export const benchCommand: Command = {
     '(SwiftShader, lavapipe, WARP: adapter.info names it), the figures measure a CPU emulating a GPU: they are ' +
     'CORRECTNESS-GRADE numbers, not GPU speed, and the report says so (text and JSON "correctnessOnly": true).\n\n' +
     'With --json stdout gets exactly one JSON object: {"model", "baseline", "runtime", "kernels", "device" ' +
-    '(cpu, cores, node, load average, adapter), "correctnessOnly", "note", "settings", "results" {model, ' +
+    '(cpu, cores, node, load average, adapter), "correctnessOnly", "note", "settings" (threads included), "memory" {model, ' +
+    'baseline: bytes held for weights, KV cache and scratch, next to the file size and a bundle\'s tensor bytes; null ' +
+    'on webgpu}, "results" {model, ' +
     'baseline: {prefill, generate: {tokensPerSecond, samples}}}, "ratio" {prefill, generate}, "seconds"}. ' +
     'Progress goes to stderr.',
   positionals: [{ name: 'model', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8) or a .usk bundle' }],
   options: [
     RUNTIME_OPTION,
+    THREADS_OPTION,
     {
       name: 'baseline',
       kind: 'path',
@@ -108,8 +111,10 @@ export const benchCommand: Command = {
     checkSameConfig(config, baseline.model.config, baseline.model.source.path);
 
     // The model runs with --kernels; the baseline with the runtime's default dense kernels.
-    const factory = new SessionFactory(runtime, kernels, io, quiet);
-    const baseFactory = runtime === 'node' ? new SessionFactory(runtime, 'auto', io, true) : factory;
+    // Both run with the same --threads: the ratio compares models, not thread counts.
+    const threads = threadsOption(options.threads);
+    const factory = new SessionFactory(runtime, kernels, io, quiet, threads);
+    const baseFactory = runtime === 'node' ? new SessionFactory(runtime, 'auto', io, true, threads) : factory;
     if (runtime === 'webgpu') factory.kernelsIgnoredNote(given);
     note(io, quiet, `bench: ${model.source.path} against ${baseline.description}, ${runtime}; prefill ${prompt.length} tokens, generate ${tokens}; ${warmup} warm-up + ${runs} runs each`);
 
@@ -118,6 +123,7 @@ export const benchCommand: Command = {
     let base: RunSession | undefined;
     const total = (warmup + runs) * 4;
     const progress = new Progress({ label: 'bench', total, unit: 'runs', quiet, stream: io.stderr });
+    let memory: { model: MemoryReport | null; baseline: MemoryReport | null } = { model: null, baseline: null };
     const samples = { model: { prefill: [] as number[], generate: [] as number[] }, baseline: { prefill: [] as number[], generate: [] as number[] } };
     try {
       // The KV cache holds what a run uses (the longer of the prompt and --tokens), not a 128k-context model's whole seq_len.
@@ -140,6 +146,7 @@ export const benchCommand: Command = {
           }
         }
       }
+      memory = { model: memoryReport(model, opened), baseline: memoryReport(baseline.model, base) };
     } catch (err) {
       progress.clear();
       throw err;
@@ -192,7 +199,8 @@ export const benchCommand: Command = {
         device,
         correctnessOnly,
         note: noteText,
-        settings: { tokens, promptTokens: prompt.length, prompt: promptText, runs, warmup },
+        settings: { tokens, promptTokens: prompt.length, prompt: promptText, runs, warmup, threads },
+        memory,
         results,
         ratio,
         seconds,
@@ -205,6 +213,9 @@ export const benchCommand: Command = {
         ['device', adapter ? `webgpu adapter ${[adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' / ')}` : `${device.cpu} × ${device.cores}, load ${device.loadAverage.map((l) => l.toFixed(2)).join(' ')}`],
         [`prefill ${prompt.length} tok`, `${f(results.model.prefill.tokensPerSecond)} vs ${f(results.baseline.prefill.tokensPerSecond)}  ratio ${ratio.prefill.toFixed(3)}×`],
         [`generate ${tokens} tok`, `${f(results.model.generate.tokensPerSecond)} vs ${f(results.baseline.generate.tokensPerSecond)}  ratio ${ratio.generate.toFixed(3)}×`],
+        ...(memory.model
+          ? ([['memory', `model: weights ${fmtBytes(memory.model.weightsBytes)} (file ${fmtBytes(memory.model.fileBytes)}), KV cache ${fmtBytes(memory.model.kvCacheBytes)}, scratch ${fmtBytes(memory.model.scratchBytes)}; baseline weights ${fmtBytes(memory.baseline?.weightsBytes ?? 0)}`]] as Array<[string, string]>)
+          : []),
         ['runs', `median of ${runs} after ${warmup} warm-up, ${seconds.toFixed(1)} s in all; ratio = model ÷ baseline (> 1 is faster)`],
       ];
       if (noteText) rows.push(['NOTE', noteText]);
@@ -300,4 +311,8 @@ function describeModelShort(model: OpenedModel): string {
   if (model.kind === 'checkpoint') return `${model.source.format} checkpoint, ${fmtInt(model.source.fileBytes)} bytes`;
   const a = model.loaded.accounting;
   return `usk bundle: ${Object.keys(a.linearCodecs).join(', ')}, bpwLinears ${a.bpwLinears.toFixed(4)}`;
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }

@@ -15,7 +15,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { RUNTIME_OPTION, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
+import { RUNTIME_OPTION, THREADS_OPTION, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
 import { kernelsNote, tokenizerOption } from './generate.js';
 
 export const evalCommand: Command = {
@@ -64,6 +64,7 @@ export const evalCommand: Command = {
       description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
     },
     RUNTIME_OPTION,
+    THREADS_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },
   ],
   examples: [
@@ -82,7 +83,7 @@ export const evalCommand: Command = {
     }
     const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
     const runtime = options.runtime as RuntimeChoice;
-    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet);
+    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet, threadsOption(options.threads));
     if (runtime === 'node') kernelsNote(io, quiet, model, options.kernels);
     else factory.kernelsIgnoredNote(given);
     const refPath = options.reference as string | undefined;

@@ -4,7 +4,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command, CommandIO } from '../command.js';
 import { note, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { RUNTIME_OPTION, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
+import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, memoryReport, threadsOption, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -26,7 +26,9 @@ export const generateCommand: Command = {
     '"tokensPerSecond", "timeToFirstTokenSeconds", "steadyTokensPerSecond"}. tokensPerSecond is over the whole run; ' +
     'the first position pays one-time costs (first calls into the kernels, JIT warm-up), so it is also reported ' +
     'apart: timeToFirstTokenSeconds, and steadyTokensPerSecond = the positions after the first ÷ their time (null ' +
-    'with a single position).\n\n' +
+    'with a single position). "threads" is the thread count (--threads) and "memory" the bytes the session ' +
+    'holds: weightsBytes (wasmWeightsBytes + jsWeightsBytes), kvCacheBytes, scratchBytes, wasmReservedBytes, next ' +
+    'to fileBytes and, for a bundle, bundleTensorBytes (null with --runtime webgpu).\n\n' +
     'A .usk bundle runs with its codecs\' fused kernels (the weights stay compressed) and its embedded ' +
     'tokenizer (--tokenizer is refused with a bundle; --kernels applies to checkpoints).\n\n' +
     '--runtime webgpu runs the model on a GPU through WebGPU (Dawn, the `webgpu` package); the adapter is ' +
@@ -49,6 +51,7 @@ export const generateCommand: Command = {
       description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
     },
     RUNTIME_OPTION,
+    THREADS_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },
   ],
   examples: [
@@ -66,7 +69,7 @@ export const generateCommand: Command = {
     const model = openModel(positionals.checkpoint!, tokenizerOption(options.tokenizer));
     const { config } = model;
     const runtime = options.runtime as RuntimeChoice;
-    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet);
+    const factory = new SessionFactory(runtime, options.kernels as KernelChoice, io, quiet, threadsOption(options.threads));
     if (runtime === 'node') kernelsNote(io, quiet, model, options.kernels);
     else factory.kernelsIgnoredNote(given);
     const temperature = options.temperature as number;
@@ -96,6 +99,7 @@ export const generateCommand: Command = {
     const stop = new Set(model.tokenizerInfo.stopIds);
     let stoppedAt: number | null = null;
     let padding = 0;
+    let memory: MemoryReport | null = null;
     try {
       if (promptTokens.length === 0) {
         throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'there is nothing to start from: the tokenizer adds no BOS and the prompt is empty', {
@@ -130,6 +134,7 @@ export const generateCommand: Command = {
         }
       }
       endedAt = performance.now();
+      memory = memoryReport(model, opened);
     } catch (err) {
       progress.clear();
       throw err;
@@ -161,6 +166,8 @@ export const generateCommand: Command = {
         tokensPerSecond,
         timeToFirstTokenSeconds,
         steadyTokensPerSecond,
+        threads: factory.threads,
+        memory,
       });
     } else {
       io.stdout.write(`${tail}\n`);

@@ -15,8 +15,11 @@ import {
   validateModelConfig,
 } from '@ultrasketch/model';
 import { NodeSession, type SessionOptions } from '../session.js';
+import { resolveThreads } from '../threads.js';
+import { WasmArena } from '../wasm/arena.js';
+import { compressedWasmAvailable } from './wasm-common.js';
 import { registerAllKernels } from './index.js';
-import { getKernel } from './registry.js';
+import { type KernelBuildOptions, getKernel } from './registry.js';
 import { asEmbeddingTable } from './wasm-float.js';
 
 /** Embedding rows decoded one at a time from the codec's parameters (never the whole table). */
@@ -51,7 +54,7 @@ export function bundleConfig(bundle: Bundle, source = '<bundle>'): ModelConfig {
  * Build the forward pass of a bundle: one fused kernel per linear (by its codec), the embedding decoded per
  * token, the classifier through the embedding's kernel when tied. Shapes are checked against the config.
  */
-export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): ForwardParts {
+export function bundleForwardParts(bundle: Bundle, source = '<bundle>', options: KernelBuildOptions = {}): ForwardParts {
   registerAllKernels();
   const config = bundleConfig(bundle, source);
   const weight = (name: string, rows: number, cols: number) => {
@@ -75,7 +78,7 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
   };
   const kernel = (name: string, rows: number, cols: number) => {
     const w = weight(name, rows, cols);
-    return getKernel(w.entry.codec, source)(w.params);
+    return getKernel(w.entry.codec, source)(w.params, options);
   };
 
   const layers: LayerLinears[] = [];
@@ -89,7 +92,7 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
   }
   const emb = weight(TensorNames.embedding, config.vocabSize, config.dim);
   const classifier = config.tiedClassifier
-    ? getKernel(emb.entry.codec, source)(emb.params)
+    ? getKernel(emb.entry.codec, source)(emb.params, options)
     : kernel(TensorNames.classifier, config.vocabSize, config.dim);
   // A tied f16 table in wasm serves the token lookups too (converted in wasm, one copy for both uses).
   const embedding = (config.tiedClassifier ? asEmbeddingTable(classifier) : undefined) ?? new CodecEmbedding(emb.entry.codec, emb.params);
@@ -119,7 +122,30 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>'): Forward
   };
 }
 
-/** A CPU session running a bundle with its codecs' fused kernels. */
+/** Bytes of a bundle's stored weight tensors (codec parameters of the linears, embedding and classifier). */
+export function bundleWeightBytes(bundle: Bundle): number {
+  let total = 0;
+  for (const [name, t] of bundle.file.tensors) {
+    for (const w of bundle.weights.keys()) {
+      if (name.startsWith(w) && (name.length === w.length || name[w.length] === '.' || name[w.length] === ':' || name[w.length] === '/')) {
+        total += t.data.byteLength;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+/**
+ * A CPU session running a bundle with its codecs' fused kernels. The kernels keep their parameters in the
+ * session's own wasm arena (shared with its worker threads when `threads` > 1), so the session's memory
+ * report counts exactly its weights; the bundle object is not referenced by the session afterwards.
+ */
 export function sessionFromBundle(bundle: Bundle, options: SessionOptions & { source?: string } = {}): NodeSession {
-  return new NodeSession(new LlamaForward(bundleForwardParts(bundle, options.source)), options);
+  const threads = resolveThreads(options.threads);
+  const arena = compressedWasmAvailable()
+    ? new WasmArena({ shared: threads > 1, initialBytes: bundleWeightBytes(bundle) + (1 << 20) })
+    : undefined;
+  const parts = bundleForwardParts(bundle, options.source, arena ? { arena } : {});
+  return new NodeSession(new LlamaForward(parts), { ...options, threads, arenas: arena ? [arena] : [] });
 }

@@ -1,7 +1,7 @@
 import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { HashedNetsParams, SketchParams } from '@ultrasketch/sketch-core';
-import { type KernelFactory, registerKernel } from './registry.js';
+import { type KernelBuildOptions, type KernelFactory, registerKernel } from './registry.js';
 import { wasmBinaryKernel } from './wasm-binary.js';
 import { wasmFloatKernel } from './wasm-float.js';
 import { wasmLittlebitKernel } from './wasm-littlebit.js';
@@ -9,7 +9,7 @@ import { wasmRtnKernel } from './wasm-rtn.js';
 import { wasmHashednetsKernel, wasmSketchKernel } from './wasm-sketch.js';
 
 export { registerKernel, getKernel, listKernels } from './registry.js';
-export type { KernelFactory } from './registry.js';
+export type { KernelBuildOptions, KernelFactory } from './registry.js';
 export { floatKernel, f16ToF32Table } from './float.js';
 export { rtnKernel } from './rtn.js';
 export { binaryKernel } from './binary.js';
@@ -19,7 +19,7 @@ export { littlebitKernel } from './littlebit.js';
 export { RowDecodingLinear } from './rowKernel.js';
 export { wasmSketchKernel, wasmHashednetsKernel } from './wasm-sketch.js';
 export type { WasmKernelOptions } from './wasm-sketch.js';
-export { compressedArena, compressedWasmAvailable } from './wasm-common.js';
+export { arenaModules, compressedArena, compressedWasmAvailable } from './wasm-common.js';
 export { wasmLittlebitKernel } from './wasm-littlebit.js';
 export type { WasmLittleBitOptions } from './wasm-littlebit.js';
 export { wasmBinaryKernel } from './wasm-binary.js';
@@ -35,10 +35,10 @@ export type { WasmFloatOptions } from './wasm-float.js';
  * for formats they do not cover (3-bit rtn, int8/f32 sketch states, f32 hashednets states).
  */
 export function registerAllKernels(): void {
-  registerKernel('float', ((p: FloatParams) => wasmFloatKernel(p)) as unknown as KernelFactory);
-  registerKernel('rtn', ((p: RtnParams) => wasmRtnKernel(p)) as unknown as KernelFactory);
-  registerKernel('binary', ((p: BinaryParams) => wasmBinaryKernel(p)) as unknown as KernelFactory);
-  registerKernel('sketch', ((p: SketchParams) => wasmSketchKernel(p)) as unknown as KernelFactory);
-  registerKernel('hashednets', ((p: HashedNetsParams) => wasmHashednetsKernel(p)) as unknown as KernelFactory);
-  registerKernel('littlebit', ((p: LittleBitParams) => wasmLittlebitKernel(p)) as unknown as KernelFactory);
+  registerKernel('float', ((p: FloatParams, o?: KernelBuildOptions) => wasmFloatKernel(p, o ?? {})) as unknown as KernelFactory);
+  registerKernel('rtn', ((p: RtnParams, o?: KernelBuildOptions) => wasmRtnKernel(p, o ?? {})) as unknown as KernelFactory);
+  registerKernel('binary', ((p: BinaryParams, o?: KernelBuildOptions) => wasmBinaryKernel(p, o ?? {})) as unknown as KernelFactory);
+  registerKernel('sketch', ((p: SketchParams, o?: KernelBuildOptions) => wasmSketchKernel(p, o ?? {})) as unknown as KernelFactory);
+  registerKernel('hashednets', ((p: HashedNetsParams, o?: KernelBuildOptions) => wasmHashednetsKernel(p, o ?? {})) as unknown as KernelFactory);
+  registerKernel('littlebit', ((p: LittleBitParams, o?: KernelBuildOptions) => wasmLittlebitKernel(p, o ?? {})) as unknown as KernelFactory);
 }

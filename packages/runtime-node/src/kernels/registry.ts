@@ -1,5 +1,6 @@
 import { type CodecParams, ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
 
 /**
  * Kernel registry: one fused linear kernel per codec id. A kernel factory turns a codec's stored
@@ -7,7 +8,12 @@ import type { Linear } from '@ultrasketch/model';
  * row at a time) — never by expanding Ŵ to a dense matrix, so the memory held for weights tracks the bundle.
  * Like the codec registry it lives on globalThis and registration is explicit and idempotent.
  */
-export type KernelFactory = (params: CodecParams) => Linear;
+export type KernelFactory = (params: CodecParams, options?: KernelBuildOptions) => Linear;
+
+/** Where a kernel keeps its parameters: `arena` (e.g. a session's own, shared with its worker threads). */
+export interface KernelBuildOptions {
+  arena?: WasmArena;
+}
 
 const KEY = Symbol.for('@ultrasketch/runtime-node/kernel-registry/v1');
 

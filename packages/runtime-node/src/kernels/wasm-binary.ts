@@ -6,7 +6,7 @@ import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, storeBytes, withArena } from './wasm-common.js';
-import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, tableBits } from './wasm-littlebit.js';
+import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
 
 /**
  * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table
@@ -69,7 +69,7 @@ class WasmBinaryLinear implements Linear {
       f32.set(x.subarray(0, inF), x4);
       f32.fill(0, x4 + inF, x4 + pad);
       (B === 8 ? fn.build1_8! : fn.build1_4!)(xAt, this.onesAt, pad / B, tAt);
-      (B === 8 ? fn.dot1_8! : fn.dot1_4!)(this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0);
+      splitDot(this.arena, B === 8 ? fn.dot1_8! : fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 1, B);
       y.set(f32.subarray(y4, y4 + out));
       return;
     }
@@ -83,7 +83,7 @@ class WasmBinaryLinear implements Linear {
         for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
       }
       build(xAt, this.onesAt, pad / B, tAt);
-      dot(this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0);
+      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 4, B);
       for (let t = 0; t < T; t++) {
         const dst = (t0 + t) * out;
         for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;

@@ -75,18 +75,18 @@ export function compressedWasmAvailable(): boolean {
 }
 
 const modules = new Map<string, WasmModule>();
-const instances = new WeakMap<WasmArena, Map<string, WasmExports>>();
+const instances = new WeakMap<WasmArena, Map<string, { module: WasmModule; exports: WasmExports }>>();
 
 /**
  * The exports of kernel module `key` (built by `build` the first time the key is seen in this process),
  * instantiated over `arena`'s memory. `build` must return a module importing `env.memory` of the arena's
- * kind (private; the compressed arenas are never shared memories).
+ * kind (shared or private, as the arena is: a session with threads builds its kernels into a shared arena).
  */
 export function kernelExports(arena: WasmArena, key: string, build: (shared: boolean, maxPages: number) => ModuleBuilder): WasmExports {
   let perArena = instances.get(arena);
   if (!perArena) instances.set(arena, (perArena = new Map()));
   const hit = perArena.get(key);
-  if (hit) return hit;
+  if (hit) return hit.exports;
   const maxPages = arena.maximumBytes / 65536;
   const mkey = `${key}|${arena.shared ? `shared:${maxPages}` : `private:${maxPages}`}`;
   let m = modules.get(mkey);
@@ -96,8 +96,16 @@ export function kernelExports(arena: WasmArena, key: string, build: (shared: boo
     modules.set(mkey, m);
   }
   const exports = new wasm.Instance(m, { env: { memory: arena.memory } }).exports;
-  perArena.set(key, exports);
+  perArena.set(key, { module: m, exports });
   return exports;
+}
+
+/**
+ * Every kernel module instantiated over `arena` (the dense gemm module first) with its exports: what a worker
+ * thread instantiates over the same shared memory to run the same functions (threads.ts).
+ */
+export function arenaModules(arena: WasmArena): { module: WasmModule; exports: WasmExports }[] {
+  return [{ module: arena.module, exports: arena.instance.exports }, ...(instances.get(arena)?.values() ?? [])];
 }
 
 /** Memory import description matching an arena (for ModuleBuilder). */

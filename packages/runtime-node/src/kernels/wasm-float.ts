@@ -7,6 +7,10 @@ import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
+import { splitRows } from '../threads.js';
+
+/** Single-thread cost of the f16 kernel per multiply-add (a little slower than dense f32, docs/kernels.md). */
+const F16_NS_PER_MAC = 0.08;
 
 /**
  * The `float` codec in WebAssembly SIMD. f32 storage runs the dense f32x4 kernel (`WasmDenseLinear`) over one
@@ -247,18 +251,22 @@ class WasmF16Linear implements Linear, EmbeddingTable {
           f32.fill(0, x4 + t * pad + cols, x4 + (t + 1) * pad);
         }
       }
-      for (let t0 = 0; t0 < m; t0 += MAX_T) {
-        const T = Math.min(MAX_T, m - t0);
-        const xAt = at + t0 * pad * 4;
-        const yBlock = yAt + t0 * rows * 4;
-        // whole tiles of R rows, then the last rows % R one at a time
-        const R = rowsPerTile(T);
-        const tiled = rows - (rows % R);
-        if (tiled > 0) this.fn[`f16mv_t${T}_r${R}${this.suffix}`]!(this.weightAt, tiled / R, this.chunks, xAt, pad * 4, yBlock, rows * 4);
-        if (tiled < rows) {
-          this.fn[`f16mv_t${T}_r1${this.suffix}`]!(this.weightAt + tiled * this.chunks * 16, rows - tiled, this.chunks, xAt, pad * 4, yBlock + tiled * 4, rows * 4);
+      // Rows split across threads at multiples of 4 (every tile height divides 4): each row is computed by one
+      // thread with the same tile as with one thread.
+      splitRows(this.arena, rows, m * rows * cols * F16_NS_PER_MAC, 4, (call, r0, r1) => {
+        for (let t0 = 0; t0 < m; t0 += MAX_T) {
+          const T = Math.min(MAX_T, m - t0);
+          const xAt = at + t0 * pad * 4;
+          const yBlock = yAt + t0 * rows * 4;
+          // whole tiles of R rows, then the last rows % R one at a time
+          const R = rowsPerTile(T);
+          const tiled = r0 + (r1 - r0) - ((r1 - r0) % R);
+          if (tiled > r0) call(this.fn[`f16mv_t${T}_r${R}${this.suffix}`]!, this.weightAt + r0 * this.chunks * 16, (tiled - r0) / R, this.chunks, xAt, pad * 4, yBlock + r0 * 4, rows * 4);
+          if (tiled < r1) {
+            call(this.fn[`f16mv_t${T}_r1${this.suffix}`]!, this.weightAt + tiled * this.chunks * 16, r1 - tiled, this.chunks, xAt, pad * 4, yBlock + tiled * 4, rows * 4);
+          }
         }
-      }
+      });
       y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
     }
   }

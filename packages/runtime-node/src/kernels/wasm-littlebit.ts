@@ -7,6 +7,7 @@ import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
+import { splitRows } from '../threads.js';
 
 /**
  * The LittleBit kernel in WebAssembly (docs/kernels.md): y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), each ±1
@@ -287,6 +288,19 @@ export function emitLittleBitModule(): Uint8Array {
   return buildModule(false, 65536).emit();
 }
 
+/** Single-thread cost of one table lookup of a dot stage (ns, ~1 lookup per cycle, docs/kernels.md). */
+const NS_PER_LOOKUP = 0.5;
+
+/**
+ * dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads (rows are
+ * independent: row k reads bytes + k·nb, scale + 4k and writes out + k·entry, whatever the range).
+ */
+export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number, nb: number, T: number, scale: number, out: number, accumulate: number, lanes: 1 | 4, bits: 4 | 8): void {
+  const entry = lanes === 4 ? 16 : 4;
+  const work = rows * nb * (bits === 8 ? 1 : 2) * NS_PER_LOOKUP;
+  splitRows(arena, rows, work, 1, (call, r0, r1) => call(dot, bytes + r0 * nb, r1 - r0, nb, T, scale + 4 * r0, out + r0 * entry, accumulate));
+}
+
 /** The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4) instantiated over `arena`. */
 export function signTableFunctions(arena: WasmArena): Record<string, (...a: number[]) => void> {
   return kernelExports(arena, 'littlebit', buildModule) as Record<string, (...a: number[]) => void>;
@@ -397,12 +411,13 @@ class WasmLittleBitLinear implements Linear {
     const w4 = wAt / 4;
     const y4 = yAt / 4;
     const r = this.rank;
+    const arena = this.arena;
     const paths = () =>
       this.paths.forEach((path, i) => {
         buildV(xAt, path.g, padIn / vB, tAt);
-        dotV(path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
+        splitDot(arena, dotV, path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0, lanes, vB);
         buildU(wAt, this.ones, padR / uB, tAt);
-        dotU(path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
+        splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, lanes, uB);
       });
     if (lanes === 1) {
       f32.fill(0, w4 + r, w4 + padR);

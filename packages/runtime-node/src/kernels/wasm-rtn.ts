@@ -5,6 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -59,6 +60,9 @@ function emitHalfToFloat(): KFn {
   });
   return f;
 }
+
+/** Single-thread cost per multiply-add of the rtn kernels (~5 Gweights/s at 1B shapes, docs/kernels.md). */
+const RTN_NS_PER_MAC = 0.2;
 
 /** Accumulators per input vector for a block of T (independent add chains when T is small). */
 const accPer = (T: number) => (T === 1 ? 4 : T === 2 ? 2 : 1);
@@ -306,7 +310,11 @@ class WasmRtnLinear implements Linear {
         }
       }
       for (let t = T; t < 4; t++) for (let g = 0; g < gpr; g++) f32[xs4 + 4 * g + t] = 0;
-      kernel(T)(this.codesAt, rows, this.rowBytes, gpr, this.cFull, this.cLast, scAt, ofAt, xAt, xsAt, yAt, rows * 4);
+      // rows are independent (row r: codes + r·rowBytes, scales/offsets + 4·r·gpr, y + 4r): split across threads
+      const fnT = kernel(T);
+      splitRows(this.arena, rows, T * rows * cols * RTN_NS_PER_MAC, 1, (call, r0, r1) =>
+        call(fnT, this.codesAt + r0 * this.rowBytes, r1 - r0, this.rowBytes, gpr, this.cFull, this.cLast, scAt + 4 * r0 * gpr, ofAt + 4 * r0 * gpr, xAt, xsAt, yAt + 4 * r0, rows * 4),
+      );
       y.set(f32.subarray(y4, y4 + T * rows), t0 * rows);
     }
   }

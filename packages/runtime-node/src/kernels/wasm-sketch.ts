@@ -12,6 +12,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
+import { splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
 import { sketchKernel } from './sketch.js';
 
@@ -136,16 +137,16 @@ const tilingKey = (t: SketchTiling) => Array.from({ length: MAX_T }, (_, i) => `
  */
 
 /**
- * rowrun_tT(keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB): for every row r, the runs (r, s) of the
- * D sketch rows read keys + k·kStrideB + 4·offs[(k·rows + r)·segs + s] for len = min(L, C − s·L) columns;
- * x is the group's first piece. Rows in blocks of R (every row has the same run boundaries), then singly.
+ * rowrun_tT(keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB, tableRows): for every row r < rows, the
+ * runs (r, s) of the D sketch rows read keys + k·kStrideB + 4·offs[(k·tableRows + r)·segs + s] for
+ * len = min(L, C − s·L) columns; x is the group's first piece (offs and y may point at a range's first row). Rows in blocks of R (every row has the same run boundaries), then singly.
  */
 function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
   const U = tiling.unroll(T);
   const RB = tiling.rows(T);
   if (![1, 2, 4, 8].includes(RB) || ![1, 2, 4, 8].includes(U)) throw new RangeError(`sketch tiling: rows ${RB}, unroll ${U}`);
-  const f = new KFn(Array(10).fill('i32'));
-  const [keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const f = new KFn(Array(11).fill('i32'));
+  const [keys, kStrideB, offs, rows, C, L, segs, x, y, yStrideB, tableRows] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
   const r = f.local('i32');
   const s = f.local('i32');
   const j = f.local('i32');
@@ -170,7 +171,9 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
   const xv = f.local('v128');
   const mask = f.local('v128');
 
-  f.get(rows).get(segs).i32Mul().i32Const(2).i32Shl().set(kOffB);
+  // sketch row k's offsets follow k·tableRows·segs entries on (tableRows: all the matrix's rows, so a call can
+  // cover any range of rows: offs and y then point at the range's first row)
+  f.get(tableRows).get(segs).i32Mul().i32Const(2).i32Shl().set(kOffB);
   f.get(segs).i32Const(2).i32Shl().set(rowOffB);
   for (let k = 0; k < D; k++) f.get(keys).get(kStrideB).i32Const(k).i32Mul().i32Add().set(keysK[k]!);
   f.get(offs).set(offRow);
@@ -266,12 +269,13 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
 }
 
 /**
- * mixed_tT(keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB): weight (r, c) reads, in sketch row k,
- * keys + k·kStrideB + 4·reduce(fmix32(rowKey[k·rows + r] ^ c·C2), width) — MixedHashFamily.rowIndices.
+ * mixed_tT(keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB, tableRows): weight (r, c) reads, in sketch
+ * row k, keys + k·kStrideB + 4·reduce(fmix32(rowKey[k·tableRows + r] ^ c·C2), width) —
+ * MixedHashFamily.rowIndices; `rows` rows from rowKeys / y on (a range of the tableRows rows).
  */
 function emitMixed(D: number, T: number): KFn {
-  const f = new KFn(Array(9).fill('i32'));
-  const [keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const f = new KFn(Array(10).fill('i32'));
+  const [keys, kStrideB, rowKeys, rows, C, width, x, y, yStrideB, tableRows] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const r = f.local('i32');
   const j = f.local('i32');
   const rkP = f.local('i32');
@@ -293,7 +297,7 @@ function emitMixed(D: number, T: number): KFn {
   const xv = f.local('v128');
   const mask = f.local('v128');
 
-  f.get(rows).i32Const(2).i32Shl().set(kRkB);
+  f.get(tableRows).i32Const(2).i32Shl().set(kRkB); // row keys are [d, tableRows]; rows may be a sub-range
   f.get(width).i32x4Splat().set(widthV);
   for (let k = 0; k < D; k++) f.get(keys).get(kStrideB).i32Const(k).i32Mul().i32Add().i32x4Splat().set(baseV[k]!);
   f.get(rowKeys).set(rkP);
@@ -418,6 +422,11 @@ class WasmSketchLinear implements Linear {
   private readonly keysTotal: number;
   private readonly expand: Fn;
   private readonly views: HeapViews;
+  /**
+   * Estimated single-thread ns per weight and input vector (docs/kernels.md, Gweights/s at 1B shapes): rowrun
+   * ~0.1 per sketch row, the hashed gathers of mixed/hashednets ~1.3 per sketch row.
+   */
+  private readonly nsPerWeight: number;
 
   constructor(
     readonly arena: WasmArena,
@@ -464,6 +473,7 @@ class WasmSketchLinear implements Linear {
       this.plans.push(plan);
       keysOff += plan.d * plan.kStride;
     }
+    this.nsPerWeight = this.plans.reduce((m, g) => Math.max(m, g.d * (g.kind === 'mixed' ? 1.3 : 0.1)), 0);
     this.src = Int32Array.from(src);
     this.identity = src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
     this.keysTotal = keysOff;
@@ -518,18 +528,22 @@ class WasmSketchLinear implements Linear {
       }
     }
     f32.fill(0, yAt / 4, yAt / 4 + n * rows);
-    for (let t0 = 0; t0 < n; t0 += MAX_T) {
-      const T = Math.min(MAX_T, n - t0);
-      const xa = xAt + t0 * P * 4;
-      this.writeInputs(x, t0, T, f32, xa / 4);
-      const ya = yAt + t0 * rows * 4;
-      for (const g of this.plans) {
-        const k0 = keysAt + 4 * g.keysOff;
-        const xg = xa + 4 * T * g.xOff;
-        if (g.kind === 'mixed') g.fns[`mixed_t${T}`]!(k0, 4 * g.kStride, g.tableAt, rows, g.C, g.width, xg, ya, rows * 4);
-        else g.fns[`rowrun_t${T}`]!(k0, 4 * g.kStride, g.tableAt, rows, g.C, g.L, g.segs, xg, ya, rows * 4);
+    for (let t0 = 0; t0 < n; t0 += MAX_T) this.writeInputs(x, t0, Math.min(MAX_T, n - t0), f32, (xAt + t0 * P * 4) / 4);
+    // Rows split across threads at multiples of 8 (every row-block height divides 8): each row is computed
+    // by one thread with the same block and the same group order as with one thread.
+    splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => {
+      for (let t0 = 0; t0 < n; t0 += MAX_T) {
+        const T = Math.min(MAX_T, n - t0);
+        const xa = xAt + t0 * P * 4;
+        const ya = yAt + (t0 * rows + r0) * 4;
+        for (const g of this.plans) {
+          const k0 = keysAt + 4 * g.keysOff;
+          const xg = xa + 4 * T * g.xOff;
+          if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
+          else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
+        }
       }
-    }
+    });
     y.set(f32.subarray(yAt / 4, yAt / 4 + n * rows));
   }
 }

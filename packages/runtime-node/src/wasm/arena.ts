@@ -13,6 +13,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm, wasmApi } from './engine.js';
 import { DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, emitGemmModule } from './gemm.js';
+import type { ThreadPool } from '../threads.js';
 
 export const WASM_PAGE_BYTES = 65536;
 /** wasm32 addresses: at most 65536 pages = 4 GiB per memory. */
@@ -69,6 +70,11 @@ export class WasmArena {
   f32: Float32Array;
   /** Incremented when `f32` or the scratch region changes. */
   epoch = 0;
+  /**
+   * The worker threads that split this arena's products by rows (set by a ThreadPool over a shared arena,
+   * cleared when it stops); undefined: every product runs on the calling thread.
+   */
+  threads: ThreadPool | undefined;
   /** First free byte. Address 0..15 is left unused so that 0 is never a valid allocation. */
   private top = ALIGN;
   private scratchAt = 0;
@@ -93,6 +99,11 @@ export class WasmArena {
   /** Bytes allocated so far (weights and scratch). */
   get bytesUsed(): number {
     return this.top;
+  }
+
+  /** Bytes of the current scratch region (the rest of `bytesUsed` is what the arena's users stored: weights). */
+  get scratchBytesUsed(): number {
+    return this.scratchBytes;
   }
 
   /** Current size of the memory in bytes. */

@@ -186,6 +186,14 @@ export class GemmKernels {
       this.main[t] = exports[tileName(r, t, u)] as TileKernel;
       this.single[t] = exports[tileName(1, t, u)] as TileKernel;
     });
+    let a = 1;
+    for (const { r } of plan.tiles) {
+      let g = a;
+      let b = r;
+      while (b) [g, b] = [b, g % b];
+      a = (a / g) * r;
+    }
+    this.rowAlign = a;
   }
 
   /**
@@ -193,6 +201,27 @@ export class GemmKernels {
    * floats). Blocks of maxT input rows first, then one smaller block for the n % maxT leftover rows.
    */
   gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
+    this.gemmCalls(callDirect, w, x, y, n, cols, ldy, rowBegin, rowEnd);
+  }
+
+  /**
+   * Rows are split across threads at multiples of this (the lcm of the plan's row tiles), so each thread's
+   * range is tiled exactly as the same rows are with one thread (bit-identical sums).
+   */
+  readonly rowAlign: number;
+
+  /** `gemm` with every tile call issued through `call` (run here, or recorded for a worker thread). */
+  gemmCalls(
+    call: (fn: TileKernel, ...args: number[]) => void,
+    w: number,
+    x: number,
+    y: number,
+    n: number,
+    cols: number,
+    ldy: number,
+    rowBegin: number,
+    rowEnd: number,
+  ): void {
     const maxT = this.maxT;
     for (let t0 = 0; t0 < n; t0 += maxT) {
       const T = n - t0 < maxT ? n - t0 : maxT;
@@ -200,8 +229,12 @@ export class GemmKernels {
       const mainEnd = rowBegin + (((rowEnd - rowBegin) / R) | 0) * R;
       const xt = x + t0 * cols * 4;
       const yt = y + t0 * ldy * 4;
-      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy);
-      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy);
+      if (mainEnd > rowBegin) call(this.main[T]!, w, xt, yt, rowBegin, mainEnd, cols, ldy);
+      if (rowEnd > mainEnd) call(this.single[T]!, w, xt, yt, mainEnd, rowEnd, cols, ldy);
     }
   }
 }
+
+const callDirect = (fn: TileKernel, ...args: number[]): void => {
+  (fn as (...a: number[]) => void)(...args);
+};

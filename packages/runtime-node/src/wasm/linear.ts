@@ -4,10 +4,14 @@
  * reference forward pass (`LlamaForward`) runs unchanged on the fast kernels.
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
+import { type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
+import { splitRows } from '../threads.js';
 import { WasmArena, type WasmArenaOptions } from './arena.js';
 
-export class WasmDenseLinear implements Linear {
+/** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
+export const DENSE_NS_PER_MAC = 0.07;
+
+export class WasmDenseLinear implements Linear, EmbeddingTable {
   /** Address of W [out, in] in the arena. */
   readonly weightAt: number;
   // Cached views so that apply() allocates nothing in steady state (same n, same caller arrays).
@@ -36,6 +40,18 @@ export class WasmDenseLinear implements Linear {
       );
     }
     this.weightAt = arena.storeF32(weight);
+  }
+
+  /**
+   * Row `token` of W into out[offset ..] (a tied classifier is also the embedding table: one copy of the
+   * matrix, in the arena).
+   */
+  lookup(token: number, out: Float32Array, offset: number): void {
+    if (!Number.isInteger(token) || token < 0 || token >= this.outFeatures) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${this.outFeatures - 1}`);
+    }
+    const at = this.weightAt / 4 + token * this.inFeatures;
+    out.set(this.arena.f32.subarray(at, at + this.inFeatures), offset);
   }
 
   /** Y[t, :] = W · X[t, :] for t < n; X is [n, in], Y is [n, out] (both may be longer than needed). */
@@ -75,7 +91,9 @@ export class WasmDenseLinear implements Linear {
       }
       this.heapX.set(this.srcXView);
     }
-    arena.kernels.gemm(this.weightAt, xAt, yAt, n, inF, outF, 0, outF);
+    const k = arena.kernels;
+    const w = this.weightAt;
+    splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
     y.set(this.heapY);
   }
 
@@ -107,7 +125,7 @@ export interface WasmPartsOptions {
 /**
  * Like `denseForwardParts` (model package), but every linear — the classifier included, tied or not — is a
  * `WasmDenseLinear`. Weights are copied into wasm memory once; norms and the embedding table stay in JS
- * (the forward reads them directly). A tied classifier is a second copy of the embedding, inside the arena.
+ * (the forward reads them directly). A tied classifier's copy in the arena is also the embedding table.
  */
 export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOptions = {}): WasmForwardParts {
   // denseForwardParts validates the weights; sizing the arena first only reads their lengths.
@@ -129,5 +147,9 @@ export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOption
     if (!arena.fits(data.byteLength + 16 + headroom) && arena.bytesUsed > 16) arena = newArena();
     return new WasmDenseLinear(arena, data, out, inF);
   };
-  return { ...denseForwardParts(weights, linear), arenas };
+  const parts = denseForwardParts(weights, linear);
+  // Tied: the classifier's copy in the arena serves the token lookups too, so the session references no JS copy
+  // of the matrix (weights held once).
+  if (c.tiedClassifier && parts.classifier instanceof WasmDenseLinear) parts.embedding = parts.classifier;
+  return { ...parts, arenas };
 }

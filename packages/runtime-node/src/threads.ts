@@ -1,0 +1,368 @@
+/**
+ * Inference on several cores: the output rows of one product are split across worker threads that run THE
+ * SAME wasm kernels over THE SAME shared `WebAssembly.Memory` (weights, inputs and outputs are never copied).
+ *
+ * How a product is split. A kernel describes its row-parallel part as a *body* `(call, r0, r1)` that issues
+ * the wasm calls computing output rows [r0, r1) — `call(fn, ...args)` with the kernel's own exported
+ * functions. On the main thread `call` runs the function; for a worker it is *recorded* (function id and
+ * arguments, into a SharedArrayBuffer) and the worker replays it on its own instance of the same module. The
+ * main thread does the last part itself, then waits for the workers. Row boundaries are multiples of the
+ * kernel's row tile (`align`), so every row is computed by exactly one thread with exactly the calls — the same
+ * tile, the same summation order — it gets with one thread: results are bit-identical for any thread count.
+ *
+ * When not to split. Handing a part to a worker costs a few microseconds (a store the worker sees, its reply),
+ * and more when the worker has gone to sleep; a product must be worth it. Kernels pass an estimate of the
+ * product's single-thread time in ns (`work`), and products under `minWorkNs` (default DEFAULT_MIN_WORK_NS,
+ * measured with bench/thread-threshold.mjs) run on the calling thread alone.
+ *
+ * Waiting. A worker spins for `spinMs` after its last job (the next product of a forward pass follows within
+ * microseconds), then sleeps in Atomics.wait slices of at most 50 ms that re-read its job word, so a missed
+ * wake-up costs at most one slice and a stop request is seen. The main thread spins briefly for its workers,
+ * then waits in the same slices; a worker that finishes no call for `stallMs` is a stall — a typed error naming
+ * its counters, and the pool is stopped (the session then runs on one thread). Workers are unref'd: an
+ * undisposed session never keeps the process alive.
+ */
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { Worker } from 'node:worker_threads';
+import type { WasmArena } from './wasm/arena.js';
+import type { WasmModule } from './wasm/engine.js';
+
+/** Issue one wasm call: run it (main thread) or record it for a worker. */
+export type RowCall = (fn: (...args: number[]) => unknown, ...args: number[]) => void;
+/** The wasm calls that compute output rows [r0, r1) of one product. */
+export type RowBody = (call: RowCall, r0: number, r1: number) => void;
+
+/**
+ * Products estimated below this many ns of single-thread time run on one thread. Measured on the 2-vCPU
+ * development VM with bench/thread-threshold.mjs (docs/kernels.md "Threads").
+ */
+export const DEFAULT_MIN_WORK_NS = 40_000;
+/** Longest single Atomics.wait on either side (ms): every wait is a loop of these that re-reads its word. */
+export const WAIT_SLICE_MS = 50;
+
+// control words (Int32) of the pool, shared by all its workers
+const JOB = 0; // sequence number of the current job (main writes); −1 = stop
+const CLAIM = 1; // (job & SEQ_MASK) << CHUNK_BITS | next chunk to claim: claims are tagged with their job
+const DONE = 2; // chunks of the current job finished
+const STATUS = 3; // 0 ok, 1 a chunk threw (message in the error bytes)
+const PROGRESS = 4; // chunks finished by workers, ever (the stall detector reads it)
+const NCHUNKS = 5; // chunks in the current job
+const READY = 6; // workers that have instantiated their modules
+const CHUNK_AT = 16; // CHUNK_AT + c: first call of chunk c (and CHUNK_AT + nchunks: the end)
+const CTRL_WORDS = CHUNK_AT + 258;
+const CHUNK_BITS = 8;
+const MAX_CHUNKS = (1 << CHUNK_BITS) - 1;
+const SEQ_MASK = (1 << (31 - CHUNK_BITS)) - 1;
+/** Calls per job and f64 slots per call ([fn id, nargs, args…]). */
+const MAX_CALLS = 4096;
+const CALL_SLOTS = 16;
+const ERROR_BYTES = 1024;
+/** Target single-thread time of one chunk (ns): small enough to rebalance, large enough to amortize a claim. */
+const CHUNK_NS = 8_000;
+
+export interface ThreadPoolOptions {
+  /** Threads in all, the caller's included (≥ 2 to start workers). */
+  threads: number;
+  /** Products estimated below this many ns run on the calling thread alone (default DEFAULT_MIN_WORK_NS). */
+  minWorkNs?: number;
+  /** How long a worker spins for its next job before sleeping (ms, default 2). */
+  spinMs?: number;
+  /** A job whose chunks make no progress for this long is a stall: typed error (ms, default 30 000). */
+  stallMs?: number;
+}
+
+/*
+ * One job = a product cut into chunks of rows (tile-aligned), each chunk a recorded list of wasm calls. The
+ * caller and the workers CLAIM chunks one at a time (compare-and-swap on CLAIM, tagged with the job's number
+ * so a late worker can never take a chunk of another job) until none is left; the caller then waits for the
+ * chunks others are still running. Which thread runs a chunk varies; what a chunk computes does not. A worker
+ * that is descheduled (a loaded machine) simply claims fewer chunks: the caller does the rest itself.
+ */
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { ctrlBuf, argsBuf, errBuf, memories, modules, spinMs, sliceMs } = workerData;
+const ctrl = new Int32Array(ctrlBuf);
+const args = new Float64Array(argsBuf);
+const err = new Uint8Array(errBuf);
+const fns = [];
+for (const m of modules) {
+  const inst = new WebAssembly.Instance(m.module, { env: { memory: memories[m.arena] } });
+  for (const name of m.names) fns.push(inst.exports[name]);
+}
+Atomics.add(ctrl, ${READY}, 1);
+let seen = 0;
+const a = [];
+for (;;) {
+  let job = Atomics.load(ctrl, ${JOB});
+  if (job === seen) {
+    const spinUntil = performance.now() + spinMs;
+    while ((job = Atomics.load(ctrl, ${JOB})) === seen && performance.now() < spinUntil);
+    // asleep: short slices that re-read the word (a missed notify costs one slice, never a hang)
+    while ((job = Atomics.load(ctrl, ${JOB})) === seen) Atomics.wait(ctrl, ${JOB}, seen, sliceMs);
+  }
+  if (job < 0) break;
+  seen = job;
+  const tag = (job & ${SEQ_MASK}) << ${CHUNK_BITS};
+  for (;;) {
+    const w = Atomics.load(ctrl, ${CLAIM});
+    if ((w & ~${MAX_CHUNKS}) !== tag) break; // another job already
+    const c = w & ${MAX_CHUNKS};
+    if (c >= ctrl[${NCHUNKS}]) break;
+    if (Atomics.compareExchange(ctrl, ${CLAIM}, w, w + 1) !== w) continue;
+    try {
+      for (let k = ctrl[${CHUNK_AT} + c], end = ctrl[${CHUNK_AT} + c + 1]; k < end; k++) {
+        const o = k * ${CALL_SLOTS};
+        const n = args[o + 1];
+        a.length = n;
+        for (let i = 0; i < n; i++) a[i] = args[o + 2 + i];
+        fns[args[o]](...a);
+      }
+    } catch (e) {
+      const msg = new TextEncoder().encode(String((e && e.stack) || e)).subarray(0, ${ERROR_BYTES - 1});
+      err.fill(0); err.set(msg);
+      Atomics.store(ctrl, ${STATUS}, 1);
+    }
+    Atomics.add(ctrl, ${PROGRESS}, 1);
+    Atomics.add(ctrl, ${DONE}, 1);
+    Atomics.notify(ctrl, ${DONE});
+  }
+}
+`;
+
+/** Exported functions of the kernel modules instantiated over an arena (see wasm-common `kernelExports`). */
+export interface ArenaModules {
+  arena: WasmArena;
+  modules: { module: WasmModule; exports: Record<string, unknown> }[];
+}
+
+type AnyFn = (...args: number[]) => unknown;
+
+export class ThreadPool {
+  readonly threads: number;
+  readonly minWorkNs: number;
+  private readonly stallMs: number;
+  private readonly workers: Worker[] = [];
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_WORDS * 4));
+  private readonly args = new Float64Array(new SharedArrayBuffer(MAX_CALLS * CALL_SLOTS * 8));
+  private readonly err = new Uint8Array(new SharedArrayBuffer(ERROR_BYTES));
+  /** Function ids (the workers number the same exports the same way) and the caller's functions by id. */
+  private readonly ids = new Map<unknown, number>();
+  private readonly fns: AnyFn[] = [];
+  private seq = 0;
+  private stopped = false;
+  /** Products split across threads / run on one thread (for reports and tests). */
+  splitCount = 0;
+  singleCount = 0;
+  /** Chunks of split products run by the calling thread / by the workers. */
+  chunksHere = 0;
+  chunksTotal = 0;
+  private readonly arenas: WasmArena[];
+  private calls = 0;
+  private overflow = false;
+  private readonly argv: number[] = [];
+  private readonly direct: RowCall = (fn, ...args) => {
+    fn(...args);
+  };
+  private readonly record: RowCall = (fn, ...args) => {
+    const id = this.ids.get(fn);
+    if (id === undefined || this.calls >= MAX_CALLS || args.length > CALL_SLOTS - 2) {
+      this.overflow = true;
+      return;
+    }
+    const o = this.calls * CALL_SLOTS;
+    this.args[o] = id;
+    this.args[o + 1] = args.length;
+    for (let i = 0; i < args.length; i++) this.args[o + 2 + i] = args[i]!;
+    this.calls++;
+  };
+
+  constructor(sources: ArenaModules[], options: ThreadPoolOptions) {
+    const threads = options.threads;
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `threads must be an integer from 1 to 256, got ${String(threads)}`, {
+        hint: 'pass threads: 1 for one thread, or the number of cores to use',
+      });
+    }
+    this.threads = threads;
+    this.minWorkNs = options.minWorkNs ?? DEFAULT_MIN_WORK_NS;
+    this.stallMs = options.stallMs ?? 30_000;
+    this.arenas = sources.map((s) => s.arena);
+    if (threads < 2) return;
+    for (const s of sources) {
+      if (!s.arena.shared) {
+        throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'a thread pool needs arenas over a shared WebAssembly.Memory', {
+          hint: 'build the kernels into a WasmArena created with { shared: true }',
+        });
+      }
+    }
+    // Number every exported function; a worker instantiates the same modules and numbers them the same way.
+    const memories = sources.map((s) => s.arena.memory);
+    const modules: { arena: number; module: WasmModule; names: string[] }[] = [];
+    sources.forEach((s, a) => {
+      for (const m of s.modules) {
+        const names = Object.keys(m.exports).filter((k) => typeof m.exports[k] === 'function');
+        for (const name of names) {
+          this.ids.set(m.exports[name], this.fns.length);
+          this.fns.push(m.exports[name] as AnyFn);
+        }
+        modules.push({ arena: a, module: m.module, names });
+      }
+    });
+    const { ctrl, args, err } = this;
+    for (let w = 0; w < threads - 1; w++) {
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 2, sliceMs: WAIT_SLICE_MS },
+      });
+      worker.unref();
+      this.workers.push(worker);
+    }
+    for (const a of this.arenas) a.threads = this;
+  }
+
+  /** Whether products can be split (workers running). */
+  get active(): boolean {
+    return !this.stopped && this.workers.length > 0;
+  }
+
+  /**
+   * Compute rows [0, rows) of a product: `body` over disjoint chunks of rows whose boundaries are multiples of
+   * `align`, claimed by this thread and the workers, when the estimated single-thread time `workNs` is at least
+   * `minWorkNs`; else body(0, rows) here.
+   */
+  rows(rows: number, workNs: number, align: number, body: RowBody): void {
+    const groups = Math.floor(rows / align);
+    const chunks = Math.min(groups, MAX_CHUNKS, 4 * this.threads, Math.max(this.threads, Math.round(workNs / CHUNK_NS)));
+    if (this.stopped || this.workers.length === 0 || chunks < 2 || workNs < this.minWorkNs) {
+      this.singleCount++;
+      body(this.direct, 0, rows);
+      return;
+    }
+    const ctrl = this.ctrl;
+    const edge = (i: number) => (i === chunks ? rows : Math.round((groups * i) / chunks) * align);
+    // record every chunk; if one cannot be recorded (an unknown function, too many calls) the product runs here
+    this.calls = 0;
+    this.overflow = false;
+    for (let c = 0; c < chunks; c++) {
+      ctrl[CHUNK_AT + c] = this.calls;
+      body(this.record, edge(c), edge(c + 1));
+      if (this.overflow) {
+        this.singleCount++;
+        body(this.direct, 0, rows);
+        return;
+      }
+    }
+    ctrl[CHUNK_AT + chunks] = this.calls;
+    const seq = (this.seq = (this.seq + 1) & SEQ_MASK || 1);
+    const tag = seq << CHUNK_BITS;
+    ctrl[NCHUNKS] = chunks;
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, CLAIM, tag);
+    Atomics.store(ctrl, JOB, seq);
+    Atomics.notify(ctrl, JOB);
+    this.splitCount++;
+    this.chunksTotal += chunks;
+    // claim chunks like a worker
+    for (;;) {
+      const w = Atomics.load(ctrl, CLAIM);
+      const c = w & MAX_CHUNKS;
+      if (c >= chunks) break;
+      if (Atomics.compareExchange(ctrl, CLAIM, w, w + 1) !== w) continue;
+      this.replay(ctrl[CHUNK_AT + c]!, ctrl[CHUNK_AT + c + 1]!);
+      this.chunksHere++;
+      Atomics.add(ctrl, DONE, 1);
+    }
+    this.await(chunks);
+  }
+
+  /** Run recorded calls [from, to) here. */
+  private replay(from: number, to: number): void {
+    const a = this.argv;
+    const args = this.args;
+    for (let k = from; k < to; k++) {
+      const o = k * CALL_SLOTS;
+      const n = args[o + 1]!;
+      a.length = n;
+      for (let i = 0; i < n; i++) a[i] = args[o + 2 + i]!;
+      this.fns[args[o]!]!(...a);
+    }
+  }
+
+  /** Wait until all `chunks` chunks are done: spin briefly, then sleep in slices; a stall is a typed error. */
+  private await(chunks: number): void {
+    const ctrl = this.ctrl;
+    if (Atomics.load(ctrl, DONE) < chunks) {
+      let spins = 0;
+      while (Atomics.load(ctrl, DONE) < chunks && ++spins < 20_000);
+      let progress = Atomics.load(ctrl, PROGRESS);
+      let since = performance.now();
+      let done: number;
+      while ((done = Atomics.load(ctrl, DONE)) < chunks) {
+        Atomics.wait(ctrl, DONE, done, WAIT_SLICE_MS);
+        const now = performance.now();
+        const seen = Atomics.load(ctrl, PROGRESS);
+        if (seen !== progress) {
+          progress = seen;
+          since = now;
+        } else if (Atomics.load(ctrl, DONE) < chunks && now - since > this.stallMs) {
+          const state = `job ${Atomics.load(ctrl, JOB)}, chunks done ${Atomics.load(ctrl, DONE)} of ${chunks}, workers ready ${Atomics.load(ctrl, READY)} of ${this.workers.length}, chunks finished by workers ${seen}`;
+          this.dispose();
+          throw new UltraSketchError(
+            ErrorCodes.SYSTEM,
+            `an inference worker finished no chunk for ${this.stallMs} ms (pool counters: ${state})`,
+            { hint: 'a worker may have crashed or the machine is overloaded: run with threads: 1 (--threads 1, ULTRASKETCH_THREADS=1)' },
+          );
+        }
+      }
+    }
+    if (Atomics.load(ctrl, STATUS) !== 0) {
+      const end = this.err.indexOf(0);
+      const msg = new TextDecoder().decode(this.err.slice(0, end < 0 ? this.err.length : end));
+      this.dispose();
+      throw new UltraSketchError(ErrorCodes.SYSTEM, `an inference worker failed: ${msg}`, {
+        hint: 'run with one thread (--threads 1, ULTRASKETCH_THREADS=1) and report this message',
+      });
+    }
+  }
+
+  /** Stop the workers (idempotent); later products run on the calling thread. */
+  dispose(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const a of this.arenas) if (a.threads === this) a.threads = undefined;
+    Atomics.store(this.ctrl, JOB, -1);
+    Atomics.notify(this.ctrl, JOB);
+    for (const w of this.workers) void w.terminate();
+  }
+}
+
+/**
+ * Run `body` over rows [0, rows) of a product on `arena`'s thread pool when it has one (see ThreadPool.rows),
+ * else here.
+ */
+export function splitRows(arena: WasmArena, rows: number, workNs: number, align: number, body: RowBody): void {
+  const pool = arena.threads;
+  if (pool) pool.rows(rows, workNs, align, body);
+  else body(directCall, 0, rows);
+}
+
+const directCall: RowCall = (fn, ...args) => {
+  fn(...args);
+};
+
+/**
+ * The thread count asked for: `threads` when given, else the environment's ULTRASKETCH_THREADS, else 1. A bad
+ * value is a typed error naming where it came from.
+ */
+export function resolveThreads(threads: number | undefined, env: Record<string, string | undefined> = process.env): number {
+  const fromEnv = threads === undefined && env.ULTRASKETCH_THREADS !== undefined && env.ULTRASKETCH_THREADS !== '';
+  const v = threads ?? (fromEnv ? Number(env.ULTRASKETCH_THREADS) : 1);
+  if (!Number.isInteger(v) || v < 1 || v > 256) {
+    throw new UltraSketchError(
+      ErrorCodes.BAD_ARGUMENT,
+      `threads must be an integer from 1 to 256, got ${fromEnv ? JSON.stringify(env.ULTRASKETCH_THREADS) : String(v)}`,
+      { ...(fromEnv ? { source: 'ULTRASKETCH_THREADS' } : {}), hint: 'use 1 for one thread, or the number of cores to use (e.g. 2)' },
+    );
+  }
+  return v;
+}
