@@ -112,8 +112,8 @@ export function parseLayers(spec: string | readonly string[]): LinearKind[] {
 }
 
 /** How the embedding (and an untied classifier) is stored. */
-export type EmbeddingStorage = 'f16' | 'f32' | 'rtn4' | 'rtn8';
-export const EMBEDDING_STORAGES: readonly EmbeddingStorage[] = ['f16', 'f32', 'rtn4', 'rtn8'];
+export type EmbeddingStorage = 'f16' | 'f32' | 'rtn2' | 'rtn3' | 'rtn4' | 'rtn8';
+export const EMBEDDING_STORAGES: readonly EmbeddingStorage[] = ['f16', 'f32', 'rtn2', 'rtn3', 'rtn4', 'rtn8'];
 
 /** Group size of rtn-quantized embeddings: groups of 64 consecutive values along each embedding row. */
 export const EMBEDDING_RTN_GROUP_SIZE = 64;
@@ -124,6 +124,11 @@ export function embeddingCodec(storage: EmbeddingStorage, flag = '--embeddings')
     case 'f16':
     case 'f32':
       return { id: 'float', options: { dtype: storage } };
+    // 2 and 3 bits: for whole-file budgets near 1 bit per parameter, where the embedding dominates the file.
+    case 'rtn2':
+      return { id: 'rtn', options: { bits: 2, groupSize: EMBEDDING_RTN_GROUP_SIZE } };
+    case 'rtn3':
+      return { id: 'rtn', options: { bits: 3, groupSize: EMBEDDING_RTN_GROUP_SIZE } };
     case 'rtn4':
       return { id: 'rtn', options: { bits: 4, groupSize: EMBEDDING_RTN_GROUP_SIZE } };
     case 'rtn8':

@@ -327,7 +327,7 @@ describe.runIf(HAVE_SHARED)('compress() options', () => {
     };
     await expectCode(compress({ model, codec: 'nope' }), ErrorCodes.UNKNOWN_CODEC);
     await expectCode(compress({ model, codec: 'rtn', codecOptions: { bits: 5 } }), ErrorCodes.BAD_ARGUMENT);
-    await expectCode(compress({ model, codec: 'rtn', embeddings: 'rtn3' as never }), ErrorCodes.BAD_ARGUMENT);
+    await expectCode(compress({ model, codec: 'rtn', embeddings: 'rtn5' as never }), ErrorCodes.BAD_ARGUMENT);
     await expectCode(compress({ model, codec: 'rtn', seed: -1 }), ErrorCodes.BAD_ARGUMENT);
     await expectCode(compress({ model, codec: 'rtn', layers: [] }), ErrorCodes.BAD_ARGUMENT);
     const dir = mkdtempSync(join(tmpdir(), 'usk-bad-'));
@@ -442,6 +442,15 @@ describe('compress() on a tiny model with an untied classifier (synthetic, no ..
     // Default classifier storage follows the embedding's.
     const same = await compress({ model, codec: 'binary', embeddings: 'rtn4' });
     expect(loadBundleFromBytes(same.bytes, 'tiny.usk').bundle.weights.get(TensorNames.classifier)!.entry.options).toEqual({ bits: 4, groupSize: 64 });
+    // 2-bit embeddings (whole-file budgets near 1 bit per parameter): 2 bits and an f16 scale and offset per
+    // group of 64, counted in the embedding group.
+    const two = await compress({ model, codec: 'binary', embeddings: 'rtn2' });
+    const twoLoaded = loadBundleFromBytes(two.bytes, 'tiny.usk');
+    expect(twoLoaded.bundle.weights.get(TensorNames.embedding)!.entry).toMatchObject({ codec: 'rtn', options: { bits: 2, groupSize: 64 } });
+    const emb = twoLoaded.accounting.groups.embedding!;
+    const group = Math.min(64, twoLoaded.config.dim); // a row narrower than 64 is one group
+    expect(emb.bits).toBe(2 * emb.weights + (emb.weights / group) * 32);
+    expect(sessionFromBundle(twoLoaded.bundle).forward([1, 3, 4], { logits: 'all' }).every(Number.isFinite)).toBe(true);
     const logits = sessionFromBundle(loaded.bundle).forward([1, 3, 4], { logits: 'all' });
     expect(logits.length).toBe(30);
     expect(logits.every(Number.isFinite)).toBe(true);

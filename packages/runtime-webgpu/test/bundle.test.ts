@@ -21,7 +21,7 @@ type Case = {
   model: 'stories260K' | 'stories3M';
   codec: string;
   codecOptions?: Record<string, unknown>;
-  embeddings?: 'f16' | 'f32' | 'rtn4' | 'rtn8';
+  embeddings?: 'f16' | 'f32' | 'rtn2' | 'rtn3' | 'rtn4' | 'rtn8';
   /** The hardware-GPU kernel shape (8 threads per row, workgroup reductions, resident sketch states) instead of the adapter's default. */
   kernelShape?: 'parallel';
 };
@@ -30,6 +30,7 @@ const CASES: Case[] = [
   { label: 'rtn 4-bit g64, rtn8 embedding', model: 'stories260K', codec: 'rtn', codecOptions: { bits: 4, groupSize: 64 }, embeddings: 'rtn8' },
   { label: 'rtn 3-bit g32', model: 'stories260K', codec: 'rtn', codecOptions: { bits: 3, groupSize: 32 } },
   { label: 'binary, rtn4 embedding', model: 'stories260K', codec: 'binary', embeddings: 'rtn4' },
+  { label: 'binary, rtn2 embedding', model: 'stories260K', codec: 'binary', embeddings: 'rtn2' },
   { label: 'sketch 0.8 bpw (f16, rowrun)', model: 'stories260K', codec: 'sketch', codecOptions: { bpw: 0.8 } },
   { label: 'sketch 1 bpw (int8, mixed, 4 groups)', model: 'stories260K', codec: 'sketch', codecOptions: { bpw: 1, state: 'int8', hash: 'mixed', groups: 4 } },
   { label: 'hashednets 1 bpw', model: 'stories260K', codec: 'hashednets', codecOptions: { bpw: 1 } },
