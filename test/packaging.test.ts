@@ -143,6 +143,9 @@ compress({ model: 'stories260K/stories260K.bin', codec: 'rtn', codecOptions: { b
     const help = run('npx', ['--no-install', 'ultrasketch', '--help'], scratch);
     expect(help.status, show(help)).toBe(0);
     expect(help.stdout).toMatch(/Usage: ultrasketch <command>/);
+    const byName = run('npx', ['--no-install', '@ultrasketch/cli', '--version'], scratch); // the package name, as the docs say
+    expect(byName.status, show(byName)).toBe(0);
+    expect(byName.stdout.trim()).toBe((JSON.parse(readFileSync(join(ROOT, 'apps/cli/package.json'), 'utf8')) as { version: string }).version);
     const gpu = run('npx', ['--no-install', 'ultrasketch', 'generate', 'stories260K/stories260K.bin', '--runtime', 'webgpu', '--steps', '4'], scratch);
     expect(gpu.status, show(gpu)).not.toBe(0);
     expect(gpu.stderr).toMatch(/E_UNSUPPORTED/);
