@@ -54,7 +54,7 @@ for (const n of [1, 8]) {
       for (let i = 0; i < reps; i++) lin.apply(x, y, n);
       return ((performance.now() - t) * 1000) / reps; // µs per call
     };
-    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: THREADS, minWorkNs: 0 });
+    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: THREADS, minWorkNs: 0, adaptive: false });
     const single = [];
     const split = [];
     const round = (record) => {

@@ -111,6 +111,9 @@ export type MemoryReport = SessionMemory & {
   bundleTensorBytes: number | null;
   /** Threads the session computes its products with. */
   threads: number;
+  /** Products the session split across threads / ran on one thread (the adaptive policy's choices). */
+  productsSplit: number;
+  productsSingle: number;
 };
 
 export function memoryReport(model: OpenedModel | ReferenceModel, s: RunSession): MemoryReport | null {
@@ -120,5 +123,7 @@ export function memoryReport(model: OpenedModel | ReferenceModel, s: RunSession)
     fileBytes: model.source.fileBytes,
     bundleTensorBytes: model.kind === 'bundle' ? bundleWeightBytes(model.bundle) : null,
     threads: s.session.threads,
+    productsSplit: s.session.threadStats.split,
+    productsSingle: s.session.threadStats.single,
   };
 }

@@ -10,7 +10,7 @@ import { requireShared } from '../../../test/require-shared.js';
 
 /**
  * runtime-node's worker threads on real stories3M bundles: a product's rows are split across threads (forced
- * here with threadMinWorkNs: 0, so every product is split), and the logits must be BIT-identical to one
+ * here with threadMinWorkNs: 0 and threadAdaptive: false, so every product is split), and the logits must be BIT-identical to one
  * thread — each row is computed by exactly one thread with the same kernel calls. And the memory report: the
  * weights a session holds are the bundle's stored tensors (within 10%), not a decoded copy.
  */
@@ -59,7 +59,7 @@ describe.runIf(HAVE_SHARED)('threads: bit-identical logits on stories3M bundles'
     const ref = run(one);
     expect(one.threads).toBe(1);
     for (const threads of [2, 3]) {
-      const many = sessionFromBundle(bundle, { threads, threadMinWorkNs: 0 });
+      const many = sessionFromBundle(bundle, { threads, threadMinWorkNs: 0, threadAdaptive: false });
       try {
         expect(many.threads).toBe(threads);
         const got = run(many);
@@ -93,11 +93,26 @@ describe.runIf(HAVE_SHARED)('threads: the float checkpoint', () => {
 
   it('2 threads give the logits of 1 thread, bit for bit (dense f32 kernels)', () => {
     const one = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 1 });
-    const two = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 2, threadMinWorkNs: 0 });
+    const two = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 2, threadMinWorkNs: 0, threadAdaptive: false });
     try {
       const a = run(one);
       const b = run(two);
       expect(two.threadStats.split).toBeGreaterThan(0);
+      expect(Buffer.from(bits(a).buffer).equals(Buffer.from(bits(b).buffer))).toBe(true);
+    } finally {
+      two.dispose();
+    }
+  });
+
+  it('the adaptive policy (the default) mixes split and single-thread calls of a product, same bits', () => {
+    const one = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 1 });
+    const two = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 2, threadMinWorkNs: 0 });
+    try {
+      const a = run(one);
+      const b = run(two);
+      // the first calls of every product shape alternate between the two ways (then the faster is kept)
+      expect(two.threadStats.split).toBeGreaterThan(0);
+      expect(two.threadStats.single).toBeGreaterThan(0);
       expect(Buffer.from(bits(a).buffer).equals(Buffer.from(bits(b).buffer))).toBe(true);
     } finally {
       two.dispose();

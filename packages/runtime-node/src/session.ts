@@ -36,6 +36,11 @@ export interface SessionOptions {
   threads?: number;
   /** Products estimated below this many ns run on one thread (default DEFAULT_MIN_WORK_NS, threads.ts). */
   threadMinWorkNs?: number;
+  /**
+   * true (default): per product shape the pool times one thread against the split and keeps the faster
+   * (ThreadPool.rows); false: split every product above threadMinWorkNs (tests, measurements).
+   */
+  threadAdaptive?: boolean;
 }
 
 /** Bytes a session holds, by purpose (`NodeSession.memory()`). */
@@ -109,7 +114,11 @@ export class NodeSession {
     if (threads > 1 && shared) {
       this.pool = new ThreadPool(
         this.arenas.map((arena) => ({ arena, modules: arenaModules(arena) })),
-        { threads, ...(options.threadMinWorkNs === undefined ? {} : { minWorkNs: options.threadMinWorkNs }) },
+        {
+          threads,
+          ...(options.threadMinWorkNs === undefined ? {} : { minWorkNs: options.threadMinWorkNs }),
+          ...(options.threadAdaptive === undefined ? {} : { adaptive: options.threadAdaptive }),
+        },
       );
     }
     this.threads = this.pool ? threads : 1;

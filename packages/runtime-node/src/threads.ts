@@ -65,11 +65,27 @@ export interface ThreadPoolOptions {
   threads: number;
   /** Products estimated below this many ns run on the calling thread alone (default DEFAULT_MIN_WORK_NS). */
   minWorkNs?: number;
-  /** How long a worker spins for its next job before sleeping (ms, default 2). */
+  /** How long a worker spins for its next job before sleeping (ms, default 0.3: the products of one forward pass follow each other within tens of µs, and a spinning worker takes a core from whatever else runs). */
   spinMs?: number;
   /** A job whose chunks make no progress for this long is a stall: typed error (ms, default 30 000). */
   stallMs?: number;
+  /**
+   * true (default): per product shape, time both ways and keep the faster (see `rows`); false: split every
+   * product of at least minWorkNs (tests, threshold measurements).
+   */
+  adaptive?: boolean;
 }
+
+/** Per product shape: smoothed ms per call on one thread and split, and calls so far. */
+interface ShapeStats {
+  single: number;
+  split: number;
+  calls: number;
+}
+/** Calls of a shape before the policy trusts its timings; then one call in RECHECK tries the other way. */
+const EXPLORE_CALLS = 6;
+const RECHECK = 32;
+const EWMA = 0.25;
 
 /*
  * One job = a product cut into chunks of rows (tile-aligned), each chunk a recorded list of wasm calls. The
@@ -157,6 +173,8 @@ export class ThreadPool {
   chunksHere = 0;
   chunksTotal = 0;
   private readonly arenas: WasmArena[];
+  private readonly adaptive: boolean;
+  private readonly shapes = new Map<number, ShapeStats>();
   private calls = 0;
   private overflow = false;
   private readonly argv: number[] = [];
@@ -186,6 +204,7 @@ export class ThreadPool {
     this.threads = threads;
     this.minWorkNs = options.minWorkNs ?? DEFAULT_MIN_WORK_NS;
     this.stallMs = options.stallMs ?? 30_000;
+    this.adaptive = options.adaptive ?? true;
     this.arenas = sources.map((s) => s.arena);
     if (threads < 2) return;
     for (const s of sources) {
@@ -212,7 +231,7 @@ export class ThreadPool {
     for (let w = 0; w < threads - 1; w++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 2, sliceMs: WAIT_SLICE_MS },
+        workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 0.3, sliceMs: WAIT_SLICE_MS },
       });
       worker.unref();
       this.workers.push(worker);
@@ -227,8 +246,12 @@ export class ThreadPool {
 
   /**
    * Compute rows [0, rows) of a product: `body` over disjoint chunks of rows whose boundaries are multiples of
-   * `align`, claimed by this thread and the workers, when the estimated single-thread time `workNs` is at least
-   * `minWorkNs`; else body(0, rows) here.
+   * `align`, claimed by this thread and the workers — or body(0, rows) here. Products estimated under
+   * `minWorkNs` always run here. Above it, with `adaptive` (the default), the pool TIMES both ways per product
+   * shape (rows and estimated work, i.e. the same linear at the same batch size): the first calls alternate, then
+   * the faster way is used, and one call in RECHECK tries the other again — so a second core that other jobs
+   * keep busy (a loaded machine) stops being used, and comes back into use when it frees up. Both ways compute
+   * every row with the same calls: the choice never changes a result.
    */
   rows(rows: number, workNs: number, align: number, body: RowBody): void {
     const groups = Math.floor(rows / align);
@@ -238,6 +261,33 @@ export class ThreadPool {
       body(this.direct, 0, rows);
       return;
     }
+    if (!this.adaptive) {
+      this.split(rows, chunks, align, body);
+      return;
+    }
+    // the same linear at the same batch size gives the same (rows, work): one key per product shape
+    const key = rows * 4096 + Math.round(Math.log2(workNs) * 64);
+    let st = this.shapes.get(key);
+    if (!st) {
+      if (this.shapes.size > 4096) this.shapes.clear();
+      this.shapes.set(key, (st = { single: Number.NaN, split: Number.NaN, calls: 0 }));
+    }
+    const k = st.calls++;
+    const faster = st.split < st.single;
+    const useSplit = k < EXPLORE_CALLS ? k % 2 === 1 : k % RECHECK === 0 ? !faster : faster;
+    const t = performance.now();
+    if (useSplit) this.split(rows, chunks, align, body);
+    else {
+      this.singleCount++;
+      body(this.direct, 0, rows);
+    }
+    const dt = performance.now() - t;
+    if (useSplit) st.split = Number.isNaN(st.split) ? dt : st.split + EWMA * (dt - st.split);
+    else st.single = Number.isNaN(st.single) ? dt : st.single + EWMA * (dt - st.single);
+  }
+
+  private split(rows: number, chunks: number, align: number, body: RowBody): void {
+    const groups = Math.floor(rows / align);
     const ctrl = this.ctrl;
     const edge = (i: number) => (i === chunks ? rows : Math.round((groups * i) / chunks) * align);
     // record every chunk; if one cannot be recorded (an unknown function, too many calls) the product runs here

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+/**
+ * One thread against N threads, same model, same process, alternating (runtime-node's ThreadPool with its
+ * default adaptive policy). A benchmark, not a test: run it after `pnpm build`.
+ *
+ *   node bench/threads-speed.mjs [--threads 2] [--rounds 7] [--tokens 128] [--window 512] [--json] MODEL...
+ *
+ * MODEL: a llama2.c checkpoint or a .usk bundle (default: ../shared stories3M-q80.bin). For each model two
+ * sessions (threads 1 and --threads) run, round-robin with the order swapped every round: generate (greedy
+ * from BOS, --tokens positions, one forward call each; steady-state tokens/s after the first position) and
+ * prefill (a --window-token window of eval text in one call, logits of every position, as `eval` runs).
+ * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the products each session split or
+ * kept on one thread, and the load average.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ROOT, dist, fail, median, requireBuilt } from './lib.mjs';
+
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    threads: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '7' },
+    tokens: { type: 'string', default: '128' },
+    window: { type: 'string', default: '512' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const THREADS = Number(opts.threads);
+const ROUNDS = Number(opts.rounds);
+const TOKENS = Number(opts.tokens);
+const WINDOW = Number(opts.window);
+requireBuilt(['pipeline', 'runtime-node']);
+const { openModel, createSession } = await import(dist('pipeline'));
+
+const models = positionals.length > 0 ? positionals : [join(ROOT, '..', 'shared', 'models', 'stories3M', 'stories3M-q80.bin')];
+const evalText = readFileSync(join(ROOT, '..', 'shared', 'data', 'tinystories', 'eval.txt'), 'utf8');
+
+function generate(session, bos) {
+  session.reset();
+  let token = bos;
+  let t0 = 0;
+  for (let pos = 0; pos < TOKENS; pos++) {
+    const logits = session.forward([token]);
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+    if (!Number.isFinite(logits[best])) fail(`non-finite logit at position ${pos}`);
+    if (pos === 0) t0 = performance.now();
+    token = best;
+  }
+  return (TOKENS - 1) / ((performance.now() - t0) / 1000);
+}
+
+function prefill(session, window) {
+  session.reset();
+  const t = performance.now();
+  session.forward(window, { logits: 'all' });
+  return window.length / ((performance.now() - t) / 1000);
+}
+
+const report = { threads: THREADS, rounds: ROUNDS, tokens: TOKENS, window: WINDOW, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg(), models: [] };
+for (const path of models) {
+  const model = openModel(path);
+  const window = model.tokenizer.encode(evalText.slice(0, 20_000), { bos: true, eos: false }).slice(0, WINDOW);
+  if (window.length < WINDOW) fail(`the eval text gave only ${window.length} tokens`);
+  const context = Math.max(TOKENS, WINDOW);
+  const one = createSession(model, { contextLength: context, threads: 1 });
+  const many = createSession(model, { contextLength: context, threads: THREADS });
+  const bos = model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : window[0];
+  const s = { one: { generate: [], prefill: [] }, many: { generate: [], prefill: [] } };
+  for (let r = -1; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? [['one', one], ['many', many]] : [['many', many], ['one', one]];
+    for (const [key, session] of order) {
+      const g = generate(session, bos);
+      const p = prefill(session, window);
+      if (r >= 0) {
+        s[key].generate.push(g);
+        s[key].prefill.push(p);
+      }
+    }
+  }
+  const row = {
+    model: path,
+    oneThread: { generate: median(s.one.generate), prefill: median(s.one.prefill) },
+    nThreads: { generate: median(s.many.generate), prefill: median(s.many.prefill) },
+    ratio: {
+      generate: median(s.many.generate.map((v, i) => v / s.one.generate[i])),
+      prefill: median(s.many.prefill.map((v, i) => v / s.one.prefill[i])),
+    },
+    products: many.threadStats,
+    samples: s,
+  };
+  many.dispose();
+  one.dispose();
+  report.models.push(row);
+  if (!opts.json) {
+    console.log(
+      `${path}: generate ${row.oneThread.generate.toFixed(0)} → ${row.nThreads.generate.toFixed(0)} tok/s (×${row.ratio.generate.toFixed(3)}), ` +
+        `prefill ${WINDOW} ${row.oneThread.prefill.toFixed(0)} → ${row.nThreads.prefill.toFixed(0)} tok/s (×${row.ratio.prefill.toFixed(3)}); ` +
+        `products split ${row.products.split}, on one thread ${row.products.single}`,
+    );
+  }
+}
+report.loadAfter = os.loadavg();
+if (opts.json) console.log(JSON.stringify(report, null, 2));
+else console.log(`${THREADS} threads vs 1, medians of ${ROUNDS} rounds; load average before ${report.loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadAfter.map((l) => l.toFixed(2)).join(' ')} (${report.cpus} CPUs)`);
