@@ -89,4 +89,19 @@ describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--stop-after-steps: 5 must be an integer in 1\.\.4/);
   });
+
+  it('--plan sensitivity: the same total bits spread by measured sensitivity, each linear with its own rate; a streamed model is refused', () => {
+    const uniform = cli(['compress', M, '--codec', 'hashednets', '--bpw', '1', '-o', join(tmp, 'uniform.usk'), '--json']);
+    expect(uniform.code, uniform.stderr).toBe(0);
+    const mixed = cli(['compress', M, '--codec', 'hashednets', '--bpw', '1', '--plan', 'sensitivity', '-o', join(tmp, 'mixed.usk'), '--json']);
+    expect(mixed.code, mixed.stderr).toBe(0);
+    expect(mixed.stderr).toMatch(/plan: sensitivity, [\d,]+ of [\d,]+ bits \(the uniform plan's\); rates /);
+    const u = parseOneObject(uniform.stdout) as { bpwLinears: number };
+    const m = parseOneObject(mixed.stdout) as { bpwLinears: number; layers: Array<{ options: { bpw: number } }> };
+    expect(m.bpwLinears).toBeLessThanOrEqual(u.bpwLinears);
+    const hf = join(M, '..', 'hf');
+    const streamed = cli(['compress', hf, '--codec', 'hashednets', '--bpw', '1', '--plan', 'sensitivity', '-o', join(tmp, 'hf.usk')]);
+    expect(streamed.code).not.toBe(0);
+    expect(streamed.stderr).toMatch(/--plan sensitivity .* needs the model in memory/);
+  });
 });

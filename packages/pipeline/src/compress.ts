@@ -254,6 +254,11 @@ export interface CompressOptions {
   codec: string;
   /** Raw codec options (CLI flags or JSON), resolved with the codec's `resolveOptions`. */
   codecOptions?: Record<string, unknown>;
+  /**
+   * A mixed bit plan: the `bpw` option of each named compressed linear (e.g. sensitivityPlan().bpw); the others
+   * take codecOptions.bpw. Each bundle entry records its own options, so the bundle says what each matrix got.
+   */
+  bpwPlan?: Readonly<Record<string, number>>;
   /** Linear kinds to compress (array or 'q,k,v' list); default per codec (`defaultLayers`). */
   layers?: readonly string[] | string;
   /** Embedding storage; default 'f16'. */
@@ -491,7 +496,9 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     else if (name === TensorNames.classifier) plan.push({ name, ...withCodec(cls!), compressed: false });
     else {
       const kind = parseLinearName(name)!.kind;
-      plan.push(layers.includes(kind) ? { name, codec, options: codecOptions, compressed: true } : { name, ...withCodec(keepFloat), compressed: false });
+      const planned = options.bpwPlan?.[name];
+      const own = planned === undefined ? codecOptions : codec.resolveOptions({ ...(options.codecOptions ?? {}), bpw: planned });
+      plan.push(layers.includes(kind) ? { name, codec, options: own, compressed: true } : { name, ...withCodec(keepFloat), compressed: false });
     }
   }
 
@@ -507,7 +514,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
   plan.forEach((p, index) => {
     if (!p.compressed) return;
     const [rows, cols] = shapes.get(p.name)! as [number, number];
-    const f = matrixFeasibility(codec.id, codecOptions, rows, cols);
+    const f = matrixFeasibility(codec.id, p.options as typeof codecOptions, rows, cols);
     if (f && !f.feasible) infeasible.push({ index, rows, cols, minBpw: f.minBpw });
   });
   if (infeasible.length > 0) {
@@ -641,7 +648,12 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
   let training: TrainingSection | null = null;
   let trainedNorms: Map<string, Float32Array> | null = null;
   if (options.finetune && compressedNames.length > 0) {
-    const linears = new Map(compressedNames.map((name) => [name, { seed: weightSeed(seed, name) }]));
+    const linears = new Map(
+      compressedNames.map((name) => {
+        const planned = options.bpwPlan?.[name];
+        return [name, { seed: weightSeed(seed, name), ...(planned === undefined ? {} : { codecOptions: { ...(options.codecOptions ?? {}), bpw: planned } }) }];
+      }),
+    );
     const teacher = denseModel();
     const ft = await finetune({
       teacher: teacher.weights,

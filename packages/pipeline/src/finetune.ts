@@ -289,8 +289,8 @@ export interface FinetuneInput {
   codecId: string;
   /** Raw codec options (as given to compress). */
   codecOptions: Record<string, unknown>;
-  /** The compressed linears to train, each with the seed its bundle entry records. */
-  linears: ReadonlyMap<string, { seed: number }>;
+  /** The compressed linears to train, each with the seed its bundle entry records (and its own raw codec options under a mixed bit plan). */
+  linears: ReadonlyMap<string, { seed: number; codecOptions?: Record<string, unknown> }>;
   saliency?: ReadonlyMap<string, Float64Array>;
   seed: number;
   options: FinetuneOptions;
@@ -402,10 +402,11 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       return { kind: 'dense', options: { trainable: true, dtype: 'f16' } };
     }
     noteKind(k, kind);
+    const codecOptions = entry.codecOptions ?? input.codecOptions;
     const options: Record<string, unknown> =
       kind === 'ste'
-        ? { codec: input.codecId, codecOptions: input.codecOptions }
-        : { codecOptions: input.codecOptions, ...(o.smoothK !== undefined && kind === 'littlebit' ? { smoothK: o.smoothK } : {}) };
+        ? { codec: input.codecId, codecOptions }
+        : { codecOptions, ...(o.smoothK !== undefined && kind === 'littlebit' ? { smoothK: o.smoothK } : {}) };
     const sal = input.saliency?.get(name);
     // The bundle entry records weightSeed(seed, name): the provider encodes with exactly that seed.
     return (ctx) => getProviderFactory(kind)({ ...ctx, seed: entry.seed, ...(sal ? { saliency: sal } : {}) }, options);

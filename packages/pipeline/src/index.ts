@@ -130,3 +130,5 @@ export { RECIPES, RECIPE_NAMES, getRecipe, recipeSettings, describeRecipes } fro
 export type { Recipe, RecipeSettings } from './recipes.js';
 export { teacherCorpus, modelFingerprint } from './teacher-corpus.js';
 export type { TeacherCorpus, TeacherCorpusOptions } from './teacher-corpus.js';
+export { sensitivityPlan } from './plan.js';
+export type { SensitivityPlan, SensitivityPlanInput, PlannedLinear } from './plan.js';

@@ -26,13 +26,17 @@ import {
   loadCheckpointForCompress,
   openModelSource,
   RECIPE_NAMES,
+  defaultLayers,
   describeRecipes,
+  parseLayers,
+  sensitivityPlan,
   readFileChecked,
   recipeSettings,
   resolveCodecOptions,
   shellJoin,
   withMargin,
 } from '@ultrasketch/pipeline';
+import { TensorNames } from '@ultrasketch/model';
 import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
 import { codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { fmtBytes, fmtInt, note, table, warn, writeJson } from '../io.js';
@@ -88,6 +92,15 @@ export const compressCommand: Command = {
     ...codecFlagSpecs(),
     ...sharedCompressSpecs(),
     ...finetuneSpecs(),
+    {
+      name: 'plan',
+      kind: 'string',
+      valueName: 'P',
+      choices: ['uniform', 'sensitivity'],
+      default: 'uniform',
+      description:
+        'uniform = every compressed linear at --bpw; sensitivity = the same total bits spent by measured sensitivity: each linear encoded at 0.5–2× the target, its activation-weighted error on --calib measured, rates bought greedily by error saved per bit (codecs with --bpw)',
+    },
     {
       name: 'recipe',
       kind: 'string',
@@ -162,6 +175,29 @@ async function compressOpened(
       warnIfCalibrationText(io, evalFile!.path);
       note(io, quiet, `compress: quality will be measured on the first ${evalWindows} window(s) of ${evalFile!.path}`);
     }
+    let bpwPlan: Record<string, number> | undefined;
+    if (options.plan === 'sensitivity') {
+      if (!('weights' in model)) {
+        throw new UsageError('--plan sensitivity encodes every linear at several rates and needs the model in memory: use a llama2.c checkpoint, or --plan uniform for streamed HF/GGUF models', 'compress');
+      }
+      const stats = calibration && 'stats' in calibration ? calibration : (maybeCalibrate(input, io, model, codec, resolved, evalFile, true) as Calibration);
+      const kinds = options.layers === undefined ? defaultLayers(codec) : parseLayers(options.layers as string);
+      const names: string[] = [];
+      for (let l = 0; l < model.weights.config.nLayers; l++) for (const k of kinds) names.push(TensorNames.linear(l, k));
+      const planProgress = new Progress({ label: 'plan', total: names.length, unit: 'linears', quiet, stream: io.stderr });
+      const p = sensitivityPlan({ weights: model.weights, codecId: codec, codecOptions: raw, names, saliency: stats.stats.meanSquare, seed: options.seed as number, onProgress: (d) => planProgress.update(d) });
+      planProgress.finish();
+      bpwPlan = p.bpw;
+      const counts = new Map<number, number>();
+      for (const l of p.linears) counts.set(l.bpw, (counts.get(l.bpw) ?? 0) + 1);
+      note(
+        io,
+        quiet,
+        `plan: sensitivity, ${fmtInt(p.plannedBits)} of ${fmtInt(p.budgetBits)} bits (the uniform plan's); rates ${[...counts].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b} × ${n}`).join(', ')}; ` +
+          `activation-weighted error ${p.totalError.toExponential(3)} vs uniform ${p.uniformError.toExponential(3)}` +
+          (p.excluded.length > 0 ? `; ${p.excluded.length} linear(s) the target cannot reach left to --small-matrix` : ''),
+      );
+    }
     const c = 'weights' in model ? model.weights.config : model.config;
     const weightCount = 7 * c.nLayers + (c.tiedClassifier ? 1 : 2);
     const progress = new Progress({ label: 'compress', total: weightCount, unit: 'weights', quiet, stream: io.stderr });
@@ -178,6 +214,7 @@ async function compressOpened(
         model,
         codec,
         codecOptions: raw,
+        ...(bpwPlan ? { bpwPlan } : {}),
         ...(options.layers === undefined ? {} : { layers: options.layers as string }),
         embeddings: options.embeddings as EmbeddingStorage,
         seed: options.seed as number,
