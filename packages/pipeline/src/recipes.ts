@@ -75,7 +75,7 @@ export function getRecipe(name: string): Recipe {
   if (!r) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `there is no recipe ${JSON.stringify(name)}`, {
       source: '--recipe',
-      hint: `use one of ${RECIPE_NAMES.join(', ')} (docs/ste-trainer.md, "Recipes")`,
+      hint: `use one of ${RECIPE_NAMES.join(', ')} (docs/cli.md, "Recipes")`,
     });
   }
   return r;
