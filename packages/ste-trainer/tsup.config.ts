@@ -1,9 +1,9 @@
 import { defineConfig } from 'tsup';
 
-// Two entries: the platform-neutral trainer (".") and the Node-only helpers ("./node": atomic checkpoint
-// files). Only src/node.ts may import node:* modules.
+// Entries: the platform-neutral trainer ("."), the Node-only helpers ("./node": atomic checkpoint
+// files) and the WebGPU training ops ("./webgpu", browser-safe; dist/webgpu/index.*). Only src/node.ts may import node:* modules.
 export default defineConfig({
-  entry: ['src/index.ts', 'src/node.ts', 'src/worker.ts'],
+  entry: ['src/index.ts', 'src/node.ts', 'src/worker.ts', 'src/webgpu/index.ts'],
   format: ['esm', 'cjs'],
   dts: true,
   clean: true,
