@@ -38,6 +38,9 @@ describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
     expect(a.training.holdout).toMatchObject({ windows: 4, positions: 64 });
     for (const k of ['kl', 'ce', 'top1'] as const) expect(Number.isFinite(a.training.holdout![k])).toBe(true);
     expect(readdirSync(samples).filter((f) => f.endsWith('.tok'))).toHaveLength(1);
+    const shown = cli(['inspect', join(tmp, 'a.usk')]);
+    expect(shown.stdout).toMatch(/training +2 steps × 4 × 16 = 128 tokens; recipe quick, loss kd, data both, lr 0\.001/);
+    expect(shown.stdout).toMatch(/held out +KL .* on 4 teacher window\(s\) never trained on/);
 
     // Same command again: the cached samples are reused (nothing generated), the training is identical.
     const again = run('b.usk');

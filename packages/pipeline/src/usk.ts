@@ -35,6 +35,8 @@ export interface LoadedBundle {
   /** The bundle's `provenance` / `quality` sections, as stored (null when absent). */
   provenance: Record<string, unknown> | null;
   quality: Record<string, unknown> | null;
+  /** The `training` section (recipe, cost, final and held-out losses) of a finetuned bundle, else null. */
+  training: Record<string, unknown> | null;
   /** What the checksums covered on this read (a version-1 bundle has no metadata checksum). */
   integrity: BundleIntegrity;
   source: { path: string; format: 'usk'; fileBytes: number; sha256: string };
@@ -80,6 +82,7 @@ export function bundleFromBytes(
     accounting,
     provenance,
     quality: section('quality'),
+    training: section('training'),
     integrity: bundle.integrity,
     source: {
       path: source,
@@ -406,6 +409,7 @@ export interface BundleInspection {
   totals: InspectTotals;
   provenance: Record<string, unknown> | null;
   quality: Record<string, unknown> | null;
+  training: Record<string, unknown> | null;
 }
 
 /** Everything `ultrasketch inspect` prints (a per-tensor table and the totals of methods.md §4), for a bundle read. */
@@ -497,6 +501,7 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
     },
     provenance: loaded.provenance,
     quality: loaded.quality,
+    training: loaded.training,
   };
 }
 

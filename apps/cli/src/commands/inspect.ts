@@ -359,6 +359,19 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
       `perplexity ${q.perplexity.toFixed(4)} (float ${q.reference?.perplexity.toFixed(4)}), KL ${q.kl?.toExponential(3)}, top-1 ${(100 * (q.top1 ?? 0)).toFixed(2)} % on ${q.windows} window(s) of ${q.textSource}`,
     ]);
   }
+  const tr = ins.training as {
+    recipe?: { name?: string; steps?: number; batch?: number; seq?: number; lr?: number; loss?: string; data?: string };
+    cost?: { steps?: number; tokens?: number };
+    holdout?: { windows: number; kl: number; top1: number };
+  } | null;
+  if (tr?.recipe && tr.cost) {
+    const r = tr.recipe;
+    rows.push([
+      'training',
+      `${tr.cost.steps}${(tr.cost.steps ?? 0) < (r.steps ?? 0) ? ` of ${r.steps}` : ''} steps × ${r.batch} × ${r.seq} = ${fmtInt(tr.cost.tokens ?? 0)} tokens; ${r.name ? `recipe ${r.name}, ` : ''}loss ${r.loss}, data ${r.data}, lr ${r.lr}`,
+    ]);
+    if (tr.holdout) rows.push(['held out', `KL ${tr.holdout.kl.toExponential(3)}, top-1 ${(100 * tr.holdout.top1).toFixed(2)} % on ${tr.holdout.windows} teacher window(s) never trained on`]);
+  }
   const groupRows = Object.entries(t.groups)
     .filter(([, g]) => g !== null)
     .map(([name, g]) => [name, fmtInt(g!.weights), fmtInt(g!.bits), g!.weights > 0 ? (g!.bits / g!.weights).toFixed(4) : '—']);
