@@ -49,6 +49,22 @@ export interface ForwardParts {
   /** Per layer, Qwen3's q and k per-head RMSNorm weights [headDim] (config.qkNorm). */
   qNorm?: Float32Array[];
   kNorm?: Float32Array[];
+  /**
+   * A faster attention (e.g. WebAssembly SIMD) over caches it allocated; absent: the reference JS loops. It
+   * must compute what `LlamaForward`'s attention computes (causal, grouped KV heads, scale 1/√headDim).
+   */
+  attention?: AttentionKernel;
+}
+
+/**
+ * Attention over the KV cache, pluggable: `allocate` gives the arrays of a KV cache (so a runtime can place them
+ * in memory its kernel reads without copies); `attend` runs causal attention for positions start..start+n−1 of
+ * one layer — q [n, qDim] (after RoPE), keys/values [capacity, kvDim] of that layer (positions ≤ start+n−1
+ * written), out [n, qDim] — exactly as the reference loops do, up to float32 summation order.
+ */
+export interface AttentionKernel {
+  allocate(length: number): Float32Array;
+  attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void;
 }
 
 /**
@@ -96,14 +112,19 @@ export class KVCache {
   readonly values: Float32Array[];
   /** Number of positions written so far. */
   length = 0;
+  /** The attention kernel whose memory holds the arrays (undefined: plain JS arrays). */
+  readonly kernel: AttentionKernel | undefined;
 
   constructor(
     readonly config: ModelConfig,
     readonly capacity: number,
+    kernel?: AttentionKernel,
   ) {
     const size = capacity * kvDim(config);
-    this.keys = Array.from({ length: config.nLayers }, () => new Float32Array(size));
-    this.values = Array.from({ length: config.nLayers }, () => new Float32Array(size));
+    const alloc = kernel ? (n: number) => kernel.allocate(n) : (n: number) => new Float32Array(n);
+    this.keys = Array.from({ length: config.nLayers }, () => alloc(size));
+    this.values = Array.from({ length: config.nLayers }, () => alloc(size));
+    this.kernel = kernel;
   }
 
   /** Forget all positions (the memory is reused). */
@@ -223,7 +244,7 @@ export class LlamaForward {
         `KV cache capacity ${capacity} must be in 1..${this.config.seqLen} (the model's seq_len)`,
       );
     }
-    return new KVCache(this.config, capacity);
+    return new KVCache(this.config, capacity, this.parts.attention);
   }
 
   /**
@@ -284,7 +305,10 @@ export class LlamaForward {
       }
       cache.keys[l]!.set(k.subarray(0, n * kv), start * kv);
       cache.values[l]!.set(v.subarray(0, n * kv), start * kv);
-      this.attention(l, cache, q, att, start, n);
+      // the parts' kernel when this cache lives in its memory; the reference loops otherwise
+      if (cache.kernel !== undefined && cache.kernel === this.parts.attention) {
+        cache.kernel.attend(cache.keys[l]!, cache.values[l]!, q, att, start, n);
+      } else this.attention(l, cache, q, att, start, n);
       this.linear(l, 'o', lin.o, att, proj, n, hooks);
       if (bias?.o) addBiasRows(proj, bias.o, n);
       for (let i = 0; i < n * dim; i++) x[i] = x[i]! + proj[i]!;

@@ -12,6 +12,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { arenaModules } from './kernels/wasm-common.js';
 import { ThreadPool, resolveThreads } from './threads.js';
 import { type WasmArena, wasmSimdSupported } from './wasm/arena.js';
+import { WasmAttention } from './wasm/attention.js';
 import { type WasmPartsOptions, wasmForwardParts } from './wasm/linear.js';
 
 /**
@@ -138,6 +139,12 @@ export class NodeSession {
       wasmWeights += a.bytesUsed - a.scratchBytesUsed;
       scratch += a.scratchBytesUsed;
       reserved += a.bytesReserved;
+    }
+    // the attention kernel's scratch (q, out, scores) and memory; its KV cache is counted below
+    const att = this.fwd.parts.attention;
+    if (att instanceof WasmAttention) {
+      scratch += att.scratchSize;
+      reserved += att.reservedBytes;
     }
     const kv = this.cache.keys.reduce((n, k) => n + k.byteLength, 0) + this.cache.values.reduce((n, v) => n + v.byteLength, 0);
     return {

@@ -17,6 +17,7 @@ import {
 import { NodeSession, type SessionOptions } from '../session.js';
 import { resolveThreads } from '../threads.js';
 import { WasmArena } from '../wasm/arena.js';
+import { WasmAttention } from '../wasm/attention.js';
 import { compressedWasmAvailable } from './wasm-common.js';
 import { registerAllKernels } from './index.js';
 import { type KernelBuildOptions, getKernel } from './registry.js';
@@ -141,11 +142,13 @@ export function bundleWeightBytes(bundle: Bundle): number {
  * session's own wasm arena (shared with its worker threads when `threads` > 1), so the session's memory
  * report counts exactly its weights; the bundle object is not referenced by the session afterwards.
  */
-export function sessionFromBundle(bundle: Bundle, options: SessionOptions & { source?: string } = {}): NodeSession {
+export function sessionFromBundle(bundle: Bundle, options: SessionOptions & { source?: string; attention?: boolean } = {}): NodeSession {
   const threads = resolveThreads(options.threads);
   const arena = compressedWasmAvailable()
     ? new WasmArena({ shared: threads > 1, initialBytes: bundleWeightBytes(bundle) + (1 << 20) })
     : undefined;
   const parts = bundleForwardParts(bundle, options.source, arena ? { arena } : {});
+  // attention over a KV cache in wasm memory (SIMD), when wasm is there and the head width allows
+  if (arena && options.attention !== false && WasmAttention.supports(parts.config)) parts.attention = new WasmAttention(parts.config);
   return new NodeSession(new LlamaForward(parts), { ...options, threads, arenas: arena ? [arena] : [] });
 }

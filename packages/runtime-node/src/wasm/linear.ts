@@ -7,6 +7,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
 import { splitRows } from '../threads.js';
 import { WasmArena, type WasmArenaOptions } from './arena.js';
+import { WasmAttention } from './attention.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
 export const DENSE_NS_PER_MAC = 0.07;
@@ -120,6 +121,8 @@ export interface WasmForwardParts extends ForwardParts {
 export interface WasmPartsOptions {
   /** Options for each arena created (shared memory, tiling, a maximum size). */
   arena?: WasmArenaOptions;
+  /** false: keep the reference JS attention (default: WebAssembly SIMD attention when headDim % 4 == 0). */
+  attention?: boolean;
 }
 
 /**
@@ -151,5 +154,7 @@ export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOption
   // Tied: the classifier's copy in the arena serves the token lookups too, so the session references no JS copy
   // of the matrix (weights held once).
   if (c.tiedClassifier && parts.classifier instanceof WasmDenseLinear) parts.embedding = parts.classifier;
+  // attention over a KV cache in wasm memory (SIMD), when the head width allows
+  if (options.attention !== false && WasmAttention.supports(c)) parts.attention = new WasmAttention(c);
   return { ...parts, arenas };
 }

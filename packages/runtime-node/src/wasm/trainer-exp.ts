@@ -22,7 +22,7 @@ import { FunctionBuilder, ModuleBuilder } from './emitter.js';
 import { type WasmInstance, type WasmMemory, requireWasm, wasmApi } from './engine.js';
 
 /** SIMD sub-opcodes used here that the shared emitter does not name (BinarySIMD.md, spec 2.0). */
-const SIMD_OPS = {
+export const SIMD_OPS = {
   f32x4_nearest: 0x6a,
   i32x4_shl: 0xab,
   i32x4_add: 0xae,
@@ -34,7 +34,7 @@ const SIMD_OPS = {
 } as const;
 
 /** The emitter's builder plus the few SIMD instructions the exponential needs (written as raw bytes). */
-class ExpBuilder extends FunctionBuilder {
+export class ExpBuilder extends FunctionBuilder {
   f32Sub(): this {
     this.code.push(0x93);
     return this;
@@ -69,7 +69,7 @@ const HI = 88.0;
  * Push exp(v) (4 lanes) for the v128 local `v` (clobbered), using locals k and p: clamp, Cody–Waite
  * reduction, degree-7 Horner, times 2^k built from its float bits.
  */
-function expV(f: ExpBuilder, v: number, k: number, p: number): void {
+export function expV(f: ExpBuilder, v: number, k: number, p: number): void {
   const splat = (value: number) => f.f32Const(value).f32x4Splat();
   f.get(v);
   splat(LO).simdOp(SIMD_OPS.f32x4_max);

@@ -1,0 +1,236 @@
+/**
+ * Attention over the KV cache in WebAssembly SIMD (the model's `AttentionKernel`): the KV cache of a session
+ * lives in this kernel's own wasm memory (`allocate` hands out views of it), so `attend` reads keys and values
+ * where the forward wrote them — no copies; only q goes in and the heads' outputs come out (O(n · qDim)).
+ *
+ * Per new position t (pos = start + t) and head h, over the positions p ≤ pos of h's KV head:
+ *   scores[p] = (q_h · k_p) · scale           f32x4 products, summed (l0 + l1) + (l2 + l3)
+ *   e_p = exp(scores[p] − max_p scores)        the trainer's SIMD exponential (trainer-exp.ts, a few ulps)
+ *   out_h = (Σ_p e_p v_p) / Σ_p e_p            4 output values at a time, positions in the inner loop
+ * — what `LlamaForward`'s reference loops compute, in float32 (they sum in float64): logits move by ~1e-6,
+ * far inside the 1e-4 of the golden tests. Needs headDim % 4 == 0 (every Llama shape); otherwise the session
+ * keeps the reference loops.
+ *
+ * The memory is SHARED (a SharedArrayBuffer): growing it for a second cache or a larger scratch does not
+ * detach the views already handed out (a private memory's growth would).
+ */
+import type { AttentionKernel, ModelConfig } from '@ultrasketch/model';
+import { headDim, kvDim } from '@ultrasketch/model';
+import { ModuleBuilder } from './emitter.js';
+import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
+import { ExpBuilder, SIMD_OPS, expV } from './trainer-exp.js';
+import { WASM32_MAX_PAGES, WASM_PAGE_BYTES } from './arena.js';
+
+/** while (v <u limit) { body; v += step } as a guarded do-while. */
+function loopLt(f: ExpBuilder, v: number, limit: number, step: number, body: () => void): void {
+  f.block().get(v).get(limit).i32GeU().brIf(0);
+  f.loop();
+  body();
+  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+  f.end().end();
+}
+
+function hsum(f: ExpBuilder, a: number): void {
+  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
+/**
+ * attend(q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale): byte addresses; q and out
+ * [n, nHeads · hs]; keys/values rows of kvRowB bytes; scores: scratch of ≥ (start + n) floats; hsB = 4·hs.
+ */
+function emitAttend(): ExpBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const t = f.local('i32');
+  const h = f.local('i32');
+  const kc = f.local('i32');
+  const kvo = f.local('i32');
+  const qp = f.local('i32');
+  const op = f.local('i32');
+  const kp = f.local('i32');
+  const sp = f.local('i32');
+  const sEnd = f.local('i32');
+  const sFull = f.local('i32');
+  const i = f.local('i32');
+  const mx = f.local('f32');
+  const sum = f.local('f32');
+  const s = f.local('f32');
+  const acc = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const vmx = f.local('v128');
+  const vsum = f.local('v128');
+  const inv = f.local('v128');
+
+  f.get(q).set(qp);
+  f.get(out).set(op);
+  f.i32Const(0).set(t);
+  loopLt(f, t, n, 1, () => {
+    // scores of positions 0..pos: [scores, sEnd); sFull: its whole 16-byte chunks
+    f.get(scores).get(start).get(t).i32Add().i32Const(1).i32Add().i32Const(2).i32Shl().i32Add().set(sEnd);
+    f.get(scores).get(sEnd).get(scores).i32Sub().i32Const(~15).i32And().i32Add().set(sFull);
+    f.i32Const(0).set(kvo);
+    f.i32Const(0).set(kc);
+    f.i32Const(0).set(h);
+    loopLt(f, h, nHeads, 1, () => {
+      // scores and their max
+      f.f32Const(-Infinity).set(mx);
+      f.get(keys).get(kvo).i32Add().set(kp);
+      f.get(scores).set(sp);
+      loopLt(f, sp, sEnd, 4, () => {
+        f.v128Zero().set(acc);
+        f.i32Const(0).set(i);
+        loopLt(f, i, hsB, 16, () => {
+          f.get(acc).get(qp).get(i).i32Add().v128Load().get(kp).get(i).i32Add().v128Load().f32x4Mul().f32x4Add().set(acc);
+        });
+        hsum(f, acc);
+        f.get(scale).f32Mul().set(s);
+        f.get(sp).get(s).f32Store();
+        f.get(mx).get(s).f32Max().set(mx);
+        f.get(kp).get(kvRowB).i32Add().set(kp);
+      });
+      // e_p = exp(s_p − max), summed: whole chunks, then the last positions one by one
+      f.get(mx).f32x4Splat().set(vmx);
+      f.v128Zero().set(vsum);
+      f.f32Const(0).set(sum);
+      f.get(scores).set(sp);
+      loopLt(f, sp, sFull, 16, () => {
+        f.get(sp).v128Load().get(vmx).simdOp(SIMD_OPS.f32x4_sub).set(v);
+        expV(f, v, k, p);
+        f.set(v);
+        f.get(sp).get(v).v128Store();
+        f.get(vsum).get(v).f32x4Add().set(vsum);
+      });
+      loopLt(f, sp, sEnd, 4, () => {
+        f.get(sp).f32Load().f32x4Splat().get(vmx).simdOp(SIMD_OPS.f32x4_sub).set(v);
+        expV(f, v, k, p);
+        f.f32x4ExtractLane(0).set(s);
+        f.get(sp).get(s).f32Store();
+        f.get(sum).get(s).f32Add().set(sum);
+      });
+      f.f32Const(1);
+      hsum(f, vsum);
+      f.get(sum).f32Add().f32Div().f32x4Splat().set(inv);
+      // out: 4 values at a time, the positions in the inner loop (one store per 4 outputs)
+      f.i32Const(0).set(i);
+      loopLt(f, i, hsB, 16, () => {
+        f.v128Zero().set(acc);
+        f.get(values).get(kvo).i32Add().get(i).i32Add().set(kp);
+        f.get(scores).set(sp);
+        loopLt(f, sp, sEnd, 4, () => {
+          f.get(acc).get(sp).f32Load().f32x4Splat().get(kp).v128Load().f32x4Mul().f32x4Add().set(acc);
+          f.get(kp).get(kvRowB).i32Add().set(kp);
+        });
+        f.get(op).get(i).i32Add().get(acc).get(inv).f32x4Mul().v128Store();
+      });
+      f.get(qp).get(hsB).i32Add().set(qp);
+      f.get(op).get(hsB).i32Add().set(op);
+      // the next head's KV head: every kvMul query heads share one
+      f.get(kc).i32Const(1).i32Add().set(kc);
+      f.block().get(kc).get(kvMul).i32LtU().brIf(0);
+      f.i32Const(0).set(kc);
+      f.get(kvo).get(hsB).i32Add().set(kvo);
+      f.end();
+    });
+  });
+  return f;
+}
+
+let compiled: WasmModule | undefined;
+function attentionModule(): WasmModule {
+  if (!compiled) {
+    const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
+    m.addFunction('attend', emitAttend());
+    compiled = new (requireWasm().Module)(m.emit());
+  }
+  return compiled;
+}
+
+/** The module's bytes (for the tests' WebAssembly.validate). */
+export function emitAttentionModule(): Uint8Array {
+  const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
+  m.addFunction('attend', emitAttend());
+  return m.emit();
+}
+
+export class WasmAttention implements AttentionKernel {
+  private readonly memory: WasmMemory;
+  private readonly instance: WasmInstance;
+  private readonly attendFn: (...a: number[]) => void;
+  private top = 16;
+  private scratchAt = 0;
+  private scratchBytes = 0;
+  private heap: Float32Array;
+  private readonly hs: number;
+  private readonly qd: number;
+  private readonly kvRowB: number;
+  private readonly kvMul: number;
+  private readonly scale: number;
+  /** Bytes handed out for KV caches. */
+  cacheBytes = 0;
+
+  constructor(readonly config: ModelConfig) {
+    this.hs = headDim(config);
+    this.qd = config.nHeads * this.hs;
+    this.kvRowB = kvDim(config) * 4;
+    this.kvMul = config.nHeads / config.nKvHeads;
+    this.scale = Math.fround(1 / Math.sqrt(this.hs));
+    const wasm = requireWasm();
+    this.memory = new wasm.Memory({ initial: 1, maximum: WASM32_MAX_PAGES, shared: true });
+    this.instance = new wasm.Instance(attentionModule(), { env: { memory: this.memory } });
+    this.attendFn = this.instance.exports.attend as (...a: number[]) => void;
+    this.heap = new Float32Array(this.memory.buffer);
+  }
+
+  /** Whether this kernel can serve a config (head width a multiple of 4). */
+  static supports(config: ModelConfig): boolean {
+    return headDim(config) % 4 === 0 && config.nHeads % config.nKvHeads === 0;
+  }
+
+  private reserve(bytes: number): number {
+    const at = Math.ceil(this.top / 16) * 16;
+    const end = at + bytes;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      this.memory.grow(Math.max(Math.ceil((end - have) / WASM_PAGE_BYTES), Math.ceil(have / WASM_PAGE_BYTES / 4)));
+      this.heap = new Float32Array(this.memory.buffer);
+    }
+    this.top = end;
+    return at;
+  }
+
+  allocate(length: number): Float32Array {
+    const at = this.reserve(length * 4);
+    this.cacheBytes += length * 4;
+    return new Float32Array(this.memory.buffer, at, length);
+  }
+
+  attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void {
+    const qBytes = n * this.qd * 4;
+    const need = 2 * qBytes + (start + n + 4) * 4;
+    if (need > this.scratchBytes) {
+      this.scratchBytes = Math.max(need, Math.ceil(this.scratchBytes * 1.5));
+      this.scratchAt = this.reserve(this.scratchBytes);
+    }
+    const qAt = this.scratchAt;
+    const outAt = qAt + qBytes;
+    const scoresAt = outAt + qBytes;
+    const heap = this.heap;
+    heap.set(q.subarray(0, n * this.qd), qAt / 4);
+    this.attendFn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, this.config.nHeads, this.kvMul, this.hs * 4, this.kvRowB, this.scale);
+    out.set(heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
+  }
+
+  /** Bytes of the kernel's wasm memory (KV caches, scratch, headroom). */
+  get reservedBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Bytes of the kernel's scratch (q, out, scores). */
+  get scratchSize(): number {
+    return this.scratchBytes;
+  }
+}
