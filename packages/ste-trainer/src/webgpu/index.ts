@@ -1,5 +1,31 @@
 /**
  * `@ultrasketch/ste-trainer/webgpu`: the trainer's ops as WGSL programs (issue 15). Browser-safe: imports only
  * workspace packages (runtime-webgpu's device and program machinery) and relative files, never node:*.
+ * Pass a runtime-webgpu `GpuContext` (navigator.gpu in a browser, `nodeGpu()` from
+ * `@ultrasketch/runtime-webgpu/node` in Node) to `GpuTrainContext.create`.
  */
-export {};
+export { GpuTrainContext } from './context.js';
+export type { GpuTensor } from './context.js';
+export {
+  addInto,
+  attentionBackward,
+  attentionForward,
+  distillLosses,
+  f32Bits,
+  gatherRows,
+  matmul,
+  matmulStrided,
+  mseLoss,
+  partialCount,
+  rmsNormBackward,
+  rmsNormForward,
+  rope,
+  sumSquares,
+  swigluBackward,
+  swigluForward,
+  uploadRopeTables,
+} from './ops.js';
+export type { GpuDistillOptions, GpuMseOptions, GpuRopeTables, MatmulOperand, PendingLoss, StridedMatmul } from './ops.js';
+export { GpuAdamW } from './optim.js';
+export type { GpuParam } from './optim.js';
+export { ALL_PROGRAMS, PROGRAMS } from './programs.js';

@@ -1,0 +1,623 @@
+import type { BindingKind, GpuProgram } from '@ultrasketch/runtime-webgpu';
+
+/**
+ * The training programs (runtime-webgpu's `GpuProgram`s: WGSL text, binding kinds, cache key). Shapes, strides
+ * and scalars are uniforms (binding 0, a struct of 32-bit words; f32 scalars travel as their bit patterns), so
+ * this fixed set is compiled once per device and serves every layer and model. All arithmetic is f32; every
+ * reduction (RMSNorm, soft-max rows, losses) is a 64-thread workgroup tree (the CPU trainer sums in float64 —
+ * the tests state the resulting tolerances).
+ */
+
+const prog = (name: string, bindings: BindingKind[], wgsl: string): GpuProgram => ({
+  name,
+  cacheKey: `ste-train/${name}/v1`,
+  bindings,
+  wgsl,
+});
+
+/** Workgroup size of the row-reduction and element-wise programs. */
+export const ROW_WG = 64;
+
+/** A 64-lane workgroup sum and max (every invocation of the workgroup must call them: they have barriers). */
+const REDUCE = /* wgsl */ `
+var<workgroup> red: array<f32, 64>;
+fn wsum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wmax(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wmin(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = min(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+
+// ---------------------------------------------------------------------------------------------- matmul
+
+/** Output block edge and k-tile of the tiled matmul (a 16×16 workgroup, 4×4 outputs per invocation). */
+export const MM_TILE = 64;
+export const MM_KTILE = 16;
+/** Words of the matmul uniform. */
+export const MM_WORDS = 32;
+
+/**
+ * C[i, j] (+)= Σ_p op(A)[i, p] · op(B)[p, j] for a batch of z problems, every operand addressed by strides:
+ *   op(A)[i, p] = A[a.off + zo(A) + i·a.row + p·a.col],  op(B)[p, j] = B[b.off + zo(B) + p·b.row + j·b.col],
+ *   C[i, j] = C[c.off + zo(C) + i·c.row + j·c.col],  zo(X) = (z / zInner)·X.outer + ((z % zInner) / X.group)·X.inner.
+ * So transposes are stride swaps (no transposed copies, no variants), and attention's per-(sequence, head)
+ * products with grouped KV heads are one batched dispatch (K's `group` = heads per KV head). 64×64 output
+ * blocks; A and B go through workgroup-memory tiles of 64×16 — each tile element is loaded once per workgroup
+ * and read 64 times from workgroup memory. Loads are laid out so consecutive invocations read consecutive
+ * addresses whichever operand stride is 1. Out-of-range elements load as 0 (any m, n, k).
+ */
+const MATMUL = prog(
+  'matmul',
+  ['uniform', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct Operand { off: u32, row: u32, col: u32, outer: u32, inner: u32, group: u32, p0: u32, p1: u32 };
+struct MM { m: u32, n: u32, k: u32, flags: u32, zInner: u32, q0: u32, q1: u32, q2: u32, a: Operand, b: Operand, c: Operand };
+@group(0) @binding(0) var<uniform> U: MM;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+var<workgroup> As: array<f32, 1024>; // [16 k][64 i]
+var<workgroup> Bs: array<f32, 1024>; // [16 k][64 j]
+
+fn zoff(o: Operand, z: u32) -> u32 {
+  return o.off + (z / U.zInner) * o.outer + ((z % U.zInner) / o.group) * o.inner;
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let tx = lid3.x;
+  let ty = lid3.y;
+  let lid = ty * 16u + tx;
+  let i0 = wid.y * 64u;
+  let j0 = wid.x * 64u;
+  let z = wid.z;
+  let aBase = zoff(U.a, z);
+  let bBase = zoff(U.b, z);
+  let cBase = zoff(U.c, z);
+  // which index runs fastest across invocations while loading: the one whose stride is 1 (coalesced reads)
+  let aKFast = U.a.col == 1u;
+  let bKFast = U.b.row == 1u;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var k0 = 0u; k0 < U.k; k0 = k0 + 16u) {
+    for (var q = 0u; q < 4u; q = q + 1u) {
+      let e = lid + q * 256u;
+      // A tile: 64 rows (i) × 16 k; e → (ii, kk)
+      let ai = select(e % 64u, e / 16u, aKFast);
+      let ak = select(e / 64u, e % 16u, aKFast);
+      let gi = i0 + ai;
+      let gk = k0 + ak;
+      var av = 0.0;
+      if (gi < U.m && gk < U.k) { av = A[aBase + gi * U.a.row + gk * U.a.col]; }
+      As[ak * 64u + ai] = av;
+      // B tile: 16 k × 64 columns (j)
+      let bj = select(e % 64u, e / 16u, bKFast);
+      let bk = select(e / 64u, e % 16u, bKFast);
+      let gj = j0 + bj;
+      let gk2 = k0 + bk;
+      var bv = 0.0;
+      if (gj < U.n && gk2 < U.k) { bv = B[bBase + gk2 * U.b.row + gj * U.b.col]; }
+      Bs[bk * 64u + bj] = bv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk = kk + 1u) {
+      let o = kk * 64u;
+      let bv = vec4<f32>(Bs[o + tx], Bs[o + tx + 16u], Bs[o + tx + 32u], Bs[o + tx + 48u]);
+      acc0 = acc0 + As[o + ty] * bv;
+      acc1 = acc1 + As[o + ty + 16u] * bv;
+      acc2 = acc2 + As[o + ty + 32u] * bv;
+      acc3 = acc3 + As[o + ty + 48u] * bv;
+    }
+    workgroupBarrier();
+  }
+  let accumulate = (U.flags & 1u) != 0u;
+  ${[0, 1, 2, 3]
+    .map((r) =>
+      [0, 1, 2, 3]
+        .map(
+          (c) => `store(cBase, i0 + ty + ${16 * r}u, j0 + tx + ${16 * c}u, acc${r}.${'xyzw'[c]}, accumulate);`,
+        )
+        .join('\n  '),
+    )
+    .join('\n  ')}
+}
+
+fn store(cBase: u32, i: u32, j: u32, v: f32, accumulate: bool) {
+  if (i < U.m && j < U.n) {
+    let at = cBase + i * U.c.row + j * U.c.col;
+    if (accumulate) { C[at] = C[at] + v; } else { C[at] = v; }
+  }
+}`,
+);
+
+// --------------------------------------------------------------------------------------------- RMSNorm
+
+/** y = w ⊙ x · r, r = 1/√(mean(x²) + eps), r saved; one workgroup per row. */
+const RMSNORM_FWD = prog(
+  'rmsnorm_fwd',
+  ['uniform', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, dim: u32, gridX: u32, eps: f32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> r: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * U.gridX + wid.x;
+  if (row >= U.n) { return; }
+  let o = row * U.dim;
+  var ss = 0.0;
+  for (var i = lid; i < U.dim; i = i + 64u) { ss = ss + x[o + i] * x[o + i]; }
+  let inv = 1.0 / sqrt(wsum(ss, lid) / f32(U.dim) + U.eps);
+  if (lid == 0u) { r[row] = inv; }
+  for (var i = lid; i < U.dim; i = i + 64u) { y[o + i] = w[i] * (inv * x[o + i]); }
+}`,
+);
+
+/** dx (+)= r·(w ⊙ dy) − x·r³/dim·Σ dy⊙w⊙x, one workgroup per row. */
+const RMSNORM_BWD_X = prog(
+  'rmsnorm_bwd_x',
+  ['uniform', 'read', 'read', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, dim: u32, gridX: u32, flags: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> r: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * U.gridX + wid.x;
+  if (row >= U.n) { return; }
+  let o = row * U.dim;
+  let inv = r[row];
+  var dot = 0.0;
+  for (var i = lid; i < U.dim; i = i + 64u) { dot = dot + dy[o + i] * w[i] * x[o + i]; }
+  let c = inv * inv * inv * wsum(dot, lid) / f32(U.dim);
+  let accumulate = (U.flags & 1u) != 0u;
+  for (var i = lid; i < U.dim; i = i + 64u) {
+    let g = inv * w[i] * dy[o + i] - c * x[o + i];
+    if (accumulate) { dx[o + i] = dx[o + i] + g; } else { dx[o + i] = g; }
+  }
+}`,
+);
+
+/** dw[i] += Σ_t dy[t, i]·x[t, i]·r[t]: one workgroup per column (a deterministic tree over the rows). */
+const RMSNORM_BWD_W = prog(
+  'rmsnorm_bwd_w',
+  ['uniform', 'read', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, dim: u32, gridX: u32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> r: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let col = wid.y * U.gridX + wid.x;
+  if (col >= U.dim) { return; }
+  var s = 0.0;
+  for (var t = lid; t < U.n; t = t + 64u) { s = s + dy[t * U.dim + col] * x[t * U.dim + col] * r[t]; }
+  let total = wsum(s, lid);
+  if (lid == 0u) { dw[col] = dw[col] + total; }
+}`,
+);
+
+// ------------------------------------------------------------------------------------------------ RoPE
+
+/**
+ * Rotate every head of every row in place (row t at position t mod seqLen); `sign` −1 rotates by −θ (the
+ * backward: a rotation's transpose). pairs: (2i, 2i+1) (llama2.c); halves: (i, i + hs/2). One invocation per pair.
+ */
+const ROPE = prog(
+  'rope',
+  ['uniform', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, width: u32, seqLen: u32, headSize: u32, pairs: u32, gridX: u32, sign: f32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> cosT: array<f32>;
+@group(0) @binding(2) var<storage, read> sinT: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
+  let halfW = U.width / 2u;
+  if (idx >= U.n * halfW) { return; }
+  let half = U.headSize / 2u;
+  let t = idx / halfW;
+  let rem = idx % halfW;
+  let h = (rem / half) * U.headSize;
+  let i = rem % half;
+  let base = t * U.width + h;
+  let a = select(base + i, base + 2u * i, U.pairs != 0u);
+  let b = select(a + half, a + 1u, U.pairs != 0u);
+  let tab = (t % U.seqLen) * half + i;
+  let fc = cosT[tab];
+  let fs = U.sign * sinT[tab];
+  let v0 = v[a];
+  let v1 = v[b];
+  v[a] = v0 * fc - v1 * fs;
+  v[b] = v0 * fs + v1 * fc;
+}`,
+);
+
+// ---------------------------------------------------------------------------------------------- SwiGLU
+
+/** h = silu(g) ⊙ u with σ(g) saved (as the CPU op writes it: d = 1 + e^−g, σ = 1/d, h = g/d · u). */
+const SWIGLU_FWD = prog(
+  'swiglu_fwd',
+  ['uniform', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read_write> h: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sig: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.count) { return; }
+  let x = g[i];
+  let d = 1.0 + exp(-x);
+  sig[i] = 1.0 / d;
+  h[i] = (x / d) * u[i];
+}`,
+);
+
+/** dg = dh ⊙ u ⊙ σ(1 + g(1 − σ)), du = dh ⊙ g ⊙ σ (overwrites dg, du). */
+const SWIGLU_BWD = prog(
+  'swiglu_bwd',
+  ['uniform', 'read', 'read', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> dh: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> u: array<f32>;
+@group(0) @binding(4) var<storage, read> sig: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dg: array<f32>;
+@group(0) @binding(6) var<storage, read_write> du: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.count) { return; }
+  let x = g[i];
+  let s = sig[i];
+  let d = dh[i];
+  dg[i] = d * u[i] * s * (1.0 + x * (1.0 - s));
+  du[i] = d * x * s;
+}`,
+);
+
+/** y[i] += x[i] (residual adds; y may not alias x). */
+const ADD = prog(
+  'add',
+  ['uniform', 'read', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.count) { return; }
+  y[i] = x[i] + y[i];
+}`,
+);
+
+/** x[t] = E[token t] (the embedding lookup; tokens as u32). */
+const GATHER = prog(
+  'gather',
+  ['uniform', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, dim: u32, gridX: u32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> tokens: array<u32>;
+@group(0) @binding(2) var<storage, read> E: array<f32>;
+@group(0) @binding(3) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.n * U.dim) { return; }
+  let t = i / U.dim;
+  x[i] = E[tokens[t] * U.dim + i % U.dim];
+}`,
+);
+
+// ------------------------------------------------------------------------------------------- attention
+
+/**
+ * In place over [rows, L] score blocks (row r at position t = r mod L): s ← softmax(scale · s[0..t]), 0 after
+ * (the causal mask). One workgroup per row; max-subtracted.
+ */
+const SOFTMAX_CAUSAL = prog(
+  'softmax_causal',
+  ['uniform', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read_write> s: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * U.gridX + wid.x;
+  if (row >= U.rows) { return; }
+  let t = row % U.L;
+  let o = row * U.L;
+  var mx = -3.0e38;
+  for (var p = lid; p <= t; p = p + 64u) { mx = max(mx, s[o + p] * U.scale); }
+  let m = wmax(mx, lid);
+  var sum = 0.0;
+  for (var p = lid; p <= t; p = p + 64u) {
+    let e = exp(s[o + p] * U.scale - m);
+    s[o + p] = e;
+    sum = sum + e;
+  }
+  let inv = 1.0 / wsum(sum, lid);
+  for (var p = lid; p < U.L; p = p + 64u) {
+    if (p <= t) { s[o + p] = s[o + p] * inv; } else { s[o + p] = 0.0; }
+  }
+}`,
+);
+
+/** In place: d ← scale · P ⊙ (d − Σ_j P_j d_j) over the causal part, 0 after. */
+const SOFTMAX_BWD = prog(
+  'softmax_bwd',
+  ['uniform', 'read', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> pr: array<f32>;
+@group(0) @binding(2) var<storage, read_write> d: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * U.gridX + wid.x;
+  if (row >= U.rows) { return; }
+  let t = row % U.L;
+  let o = row * U.L;
+  var c = 0.0;
+  for (var p = lid; p <= t; p = p + 64u) { c = c + pr[o + p] * d[o + p]; }
+  let corr = wsum(c, lid);
+  for (var p = lid; p < U.L; p = p + 64u) {
+    if (p <= t) { d[o + p] = pr[o + p] * (d[o + p] - corr) * U.scale; } else { d[o + p] = 0.0; }
+  }
+}`,
+);
+
+// ---------------------------------------------------------------------------------------------- losses
+
+/** Floats of per-row statistics the distillation loss writes: KL, CE, top-1 agreement, Σz, Σx. */
+export const DISTILL_STATS = 5;
+
+/**
+ * The KD loss on one row of raw logits (student z, teacher x; distillLosses in ops.ts, same formulas):
+ *   KL = Σ e_t(x − z)/Σ e_t − lse_t + lse_s,  CE = lse_s − z_y,  top-1: first arg-max of each equal,
+ *   dz = (a + c)·p_s − a·p_t − c·[j = y]   (a = wKl/denom, c = wCe/denom).
+ * Σz and Σx are written so the caller can check finiteness (WGSL has no isnan). flags bit 0: a teacher is
+ * bound (else KL and top-1 are not computed); bit 1: write dz. One workgroup per row.
+ */
+const DISTILL = prog(
+  'distill',
+  ['uniform', 'read', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, V: u32, gridX: u32, flags: u32, a: f32, c: f32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> targets: array<u32>;
+@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * U.gridX + wid.x;
+  if (row >= U.n) { return; }
+  let o = row * U.V;
+  let teacher = (U.flags & 1u) != 0u;
+  var mz = -3.0e38;
+  var cz = 0.0;
+  for (var j = lid; j < U.V; j = j + 64u) { mz = max(mz, z[o + j]); cz = cz + z[o + j]; }
+  let maxS = wmax(mz, lid);
+  let checkS = wsum(cz, lid);
+  var es = 0.0;
+  for (var j = lid; j < U.V; j = j + 64u) { es = es + exp(z[o + j] - maxS); }
+  let sumS = wsum(es, lid);
+  let lse = maxS + log(sumS);
+  let y = targets[row];
+  var maxT = 0.0;
+  var sumT = 1.0;
+  var kl = 0.0;
+  var agree = 0.0;
+  var checkT = 0.0;
+  if (teacher) {
+    var mx = -3.0e38;
+    var cx = 0.0;
+    for (var j = lid; j < U.V; j = j + 64u) { mx = max(mx, x[o + j]); cx = cx + x[o + j]; }
+    maxT = wmax(mx, lid);
+    checkT = wsum(cx, lid);
+    var et = 0.0;
+    var cross = 0.0;
+    // first arg-max of each (the CPU's strict '>' keeps the first)
+    var argS = 3.0e38;
+    var argT = 3.0e38;
+    for (var j = lid; j < U.V; j = j + 64u) {
+      let e = exp(x[o + j] - maxT);
+      et = et + e;
+      cross = cross + e * (x[o + j] - z[o + j]);
+      if (z[o + j] == maxS) { argS = min(argS, f32(j)); }
+      if (x[o + j] == maxT) { argT = min(argT, f32(j)); }
+    }
+    sumT = wsum(et, lid);
+    let crossAll = wsum(cross, lid);
+    kl = crossAll / sumT - (maxT + log(sumT)) + lse;
+    agree = select(0.0, 1.0, wmin(argS, lid) == wmin(argT, lid));
+  }
+  if (lid == 0u) {
+    let so = row * ${DISTILL_STATS}u;
+    stats[so] = kl;
+    stats[so + 1u] = lse - z[o + y];
+    stats[so + 2u] = agree;
+    stats[so + 3u] = checkS;
+    stats[so + 4u] = checkT;
+  }
+  if ((U.flags & 2u) != 0u) {
+    let invS = 1.0 / sumS;
+    let invT = 1.0 / sumT;
+    for (var j = lid; j < U.V; j = j + 64u) {
+      var d = (U.a + U.c) * exp(z[o + j] - maxS) * invS;
+      if (teacher) { d = d - U.a * exp(x[o + j] - maxT) * invT; }
+      if (j == y) { d = d - U.c; }
+      dz[o + j] = d;
+    }
+  }
+}`,
+);
+
+/** Elements per invocation of the partial-sum programs (a workgroup covers 64 · this many). */
+export const PARTIAL_SPAN = 16;
+
+/**
+ * Hidden-state MSE: partial[p.off + wg] = Σ (x − target)² over the workgroup's 1024 elements, and (flags bit 0)
+ * dx += g·(x − target), g = 2·weight/denom.
+ */
+const MSE = prog(
+  'mse',
+  ['uniform', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, flags: u32, off: u32, g: f32, p0: u32, p1: u32, p2: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let wg = wid.y * U.gridX + wid.x;
+  let base = wg * ${64 * PARTIAL_SPAN}u;
+  var s = 0.0;
+  for (var q = 0u; q < ${PARTIAL_SPAN}u; q = q + 1u) {
+    let i = base + q * 64u + lid;
+    if (i < U.count) {
+      let d = x[i] - tgt[i];
+      s = s + d * d;
+      if ((U.flags & 1u) != 0u) { dx[i] = dx[i] + U.g * d; }
+    }
+  }
+  let total = wsum(s, lid);
+  if (lid == 0u) { partial[U.off + wg] = total; }
+}`,
+);
+
+/** partial[off + wg] = Σ g² over the workgroup's elements (the global gradient norm, summed on the CPU). */
+const SUMSQ = prog(
+  'sumsq',
+  ['uniform', 'read', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, off: u32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let wg = wid.y * U.gridX + wid.x;
+  let base = wg * ${64 * PARTIAL_SPAN}u;
+  var s = 0.0;
+  for (var q = 0u; q < ${PARTIAL_SPAN}u; q = q + 1u) {
+    let i = base + q * 64u + lid;
+    if (i < U.count) { s = s + g[i] * g[i]; }
+  }
+  let total = wsum(s, lid);
+  if (lid == 0u) { partial[U.off + wg] = total; }
+}`,
+);
+
+// ----------------------------------------------------------------------------------------------- AdamW
+
+/**
+ * AdamW in PyTorch's order (optim.ts): p ← p·decay; m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
+ * p ← p − lr·(m/bc1)/(√(v/bc2) + eps), g = grad·gradScale; the gradient is zeroed.
+ */
+const ADAMW = prog(
+  'adamw',
+  ['uniform', 'rw', 'rw', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read_write> p: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.count) { return; }
+  let g = grad[i] * U.gradScale;
+  let mi = U.beta1 * m[i] + (1.0 - U.beta1) * g;
+  let vi = U.beta2 * v[i] + (1.0 - U.beta2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = p[i] * U.decay - (U.lr * (mi / U.bc1)) / (sqrt(vi / U.bc2) + U.eps);
+  grad[i] = 0.0;
+}`,
+);
+
+export const PROGRAMS = {
+  matmul: MATMUL,
+  rmsnormFwd: RMSNORM_FWD,
+  rmsnormBwdX: RMSNORM_BWD_X,
+  rmsnormBwdW: RMSNORM_BWD_W,
+  rope: ROPE,
+  swigluFwd: SWIGLU_FWD,
+  swigluBwd: SWIGLU_BWD,
+  add: ADD,
+  gather: GATHER,
+  softmaxCausal: SOFTMAX_CAUSAL,
+  softmaxBwd: SOFTMAX_BWD,
+  distill: DISTILL,
+  mse: MSE,
+  sumsq: SUMSQ,
+  adamw: ADAMW,
+} as const;
+
+export const ALL_PROGRAMS: readonly GpuProgram[] = Object.values(PROGRAMS);

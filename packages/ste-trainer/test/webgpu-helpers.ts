@@ -1,0 +1,54 @@
+import { existsSync } from 'node:fs';
+import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
+import { nodeGpu } from '@ultrasketch/runtime-webgpu/node';
+import { GpuTrainContext } from '../src/webgpu/index.js';
+
+/**
+ * The WebGPU training tests' device: Dawn (the `webgpu` package, through runtime-webgpu's ./node entry) on
+ * SwiftShader when there is no GPU. These suites FAIL — never skip — when no adapter is found (as
+ * runtime-webgpu's do), and log the adapter they ran on.
+ */
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+
+let shared: Promise<GpuTrainContext> | null = null;
+export function trainContext(): Promise<GpuTrainContext> {
+  shared ??= (async () => {
+    const gpu = await GpuContext.create(await nodeGpu()).catch((err: Error) => {
+      throw new Error(
+        `no WebGPU adapter: ${err.message}. The WebGPU trainer suite needs one: apt-get install -y chromium libvulkan1 (SwiftShader) and run with VK_ICD_FILENAMES=${SWIFTSHADER_ICD}`,
+      );
+    });
+    console.log(`[webgpu] adapter: ${describeAdapter(gpu.adapter)}`);
+    return GpuTrainContext.create(gpu);
+  })();
+  return shared;
+}
+
+/** Deterministic uniform(−s, s) values (a small LCG: tests must not depend on Math.random). */
+export function randArray(len: number, seed: number, s = 1): Float32Array {
+  let x = seed >>> 0 || 1;
+  const out = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = ((x / 4294967296) * 2 - 1) * s;
+  }
+  return out;
+}
+
+/** max |a − b| / max(max |b|, floor): the error relative to the reference's scale. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30): number {
+  let d = 0;
+  let m = floor;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return d / m;
+}
+
+export function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
