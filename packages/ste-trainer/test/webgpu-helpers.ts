@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
 import { nodeGpu } from '@ultrasketch/runtime-webgpu/node';
-import { GpuTrainContext } from '../src/webgpu/index.js';
+import { type GpuTensor, GpuTrainContext } from '../src/webgpu/index.js';
 
 /**
  * The WebGPU training tests' device: Dawn (the `webgpu` package, through runtime-webgpu's ./node entry) on
@@ -51,4 +51,23 @@ export function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
+}
+
+/**
+ * Central differences with one Richardson step, (4·D(h/2) − D(h))/3: the h² truncation term cancels, so h can
+ * stay large enough (1e-2) for f32 rounding of L not to dominate. `loss(e)` evaluates L at x + e·d.
+ */
+export async function fd(loss: (step: number) => Promise<number>, h: number): Promise<number> {
+  const d = async (e: number) => ((await loss(e)) - (await loss(-e))) / (2 * e);
+  return (4 * (await d(h / 2)) - (await d(h))) / 3;
+}
+
+export function plus(x: Float32Array, d: Float32Array, s: number): Float32Array {
+  return x.map((v, i) => v + s * d[i]!);
+}
+
+export async function readAll(ctx: GpuTrainContext, ...ts: GpuTensor[]): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (const t of ts) out.push(await ctx.read(t));
+  return out;
 }
