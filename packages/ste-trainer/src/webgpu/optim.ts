@@ -65,7 +65,7 @@ export class GpuAdamW {
       const count = p.data.length;
       const decay = p.decay !== false && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
       const { grid, gridX } = this.ctx.grid1d(count, ROW_WG);
-      const words = Uint32Array.of(count, gridX, 0, 0, ...[lr, gradScale, beta1, beta2, eps, decay, bc1, bc2].map(f32Bits));
+      const words = Uint32Array.of(count, gridX, 0, 0, ...[lr, gradScale, beta1, beta2, eps, decay, bc1, bc2, 1 - beta1, 1 - beta2].map(f32Bits), 0, 0);
       this.ctx.dispatch(PROGRAMS.adamw, words, [p.data, p.grad, m, v], grid);
     });
   }

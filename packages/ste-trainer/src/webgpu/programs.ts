@@ -576,13 +576,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /**
  * AdamW in PyTorch's order (optim.ts): p ← p·decay; m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
- * p ← p − lr·(m/bc1)/(√(v/bc2) + eps), g = grad·gradScale; the gradient is zeroed.
+ * p ← p − lr·(m/bc1)/(√(v/bc2) + eps), g = grad·gradScale; the gradient is zeroed. 1 − β1 and 1 − β2 come
+ * computed in float64 (omb1, omb2): 1 − f32(0.999) is 1.3e-5 off 0.001, which the moments would inherit.
  */
 const ADAMW = prog(
   'adamw',
   ['uniform', 'rw', 'rw', 'rw', 'rw'],
   /* wgsl */ `
-struct P { count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32 };
+struct P { count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32, omb1: f32, omb2: f32, p2: u32, p3: u32 };
 @group(0) @binding(0) var<uniform> U: P;
 @group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
@@ -593,8 +594,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
   if (i >= U.count) { return; }
   let g = grad[i] * U.gradScale;
-  let mi = U.beta1 * m[i] + (1.0 - U.beta1) * g;
-  let vi = U.beta2 * v[i] + (1.0 - U.beta2) * g * g;
+  let mi = U.beta1 * m[i] + U.omb1 * g;
+  let vi = U.beta2 * v[i] + U.omb2 * g * g;
   m[i] = mi;
   v[i] = vi;
   p[i] = p[i] * U.decay - (U.lr * (mi / U.bc1)) / (sqrt(vi / U.bc2) + U.eps);
