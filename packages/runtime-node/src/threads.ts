@@ -15,8 +15,8 @@
  * product's single-thread time in ns (`work`), and products under `minWorkNs` (default DEFAULT_MIN_WORK_NS,
  * measured with bench/thread-threshold.mjs) run on the calling thread alone.
  *
- * Waiting. A worker spins for `spinMs` after its last job (the next product of a forward pass follows within
- * microseconds), then sleeps in Atomics.wait slices of at most 50 ms that re-read its job word, so a missed
+ * Waiting. A worker spins for `spinMs` after its last job (default 0: on a shared machine a spinning worker
+ * steals the core the caller needs), then sleeps in Atomics.wait slices of at most 50 ms that re-read its job word, so a missed
  * wake-up costs at most one slice and a stop request is seen. The main thread spins briefly for its workers,
  * then waits in the same slices; a worker that finishes no call for `stallMs` is a stall — a typed error naming
  * its counters, and the pool is stopped (the session then runs on one thread). Workers are unref'd: an
@@ -65,7 +65,12 @@ export interface ThreadPoolOptions {
   threads: number;
   /** Products estimated below this many ns run on the calling thread alone (default DEFAULT_MIN_WORK_NS). */
   minWorkNs?: number;
-  /** How long a worker spins for its next job before sleeping (ms, default 0.3: the products of one forward pass follow each other within tens of µs, and a spinning worker takes a core from whatever else runs). */
+  /**
+   * How long a worker spins for its next job before sleeping (ms). Default 0: a spinning worker takes a core
+   * from whatever else runs — on the loaded 2-vCPU development VM a 0.3 ms spin made hashednets generation 25%
+   * slower with 2 threads than with 1, no spin made it equal (bench/threads-speed.mjs) — and the adaptive policy
+   * already counts the wake-up in a split's time. A dedicated machine may prefer ~0.3.
+   */
   spinMs?: number;
   /** A job whose chunks make no progress for this long is a stall: typed error (ms, default 30 000). */
   stallMs?: number;
@@ -231,7 +236,7 @@ export class ThreadPool {
     for (let w = 0; w < threads - 1; w++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 0.3, sliceMs: WAIT_SLICE_MS },
+        workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 0, sliceMs: WAIT_SLICE_MS },
       });
       worker.unref();
       this.workers.push(worker);
