@@ -26,6 +26,8 @@ export {
   uploadRopeTables,
 } from './ops.js';
 export type { GpuDistillOptions, GpuMseOptions, GpuRopeTables, MatmulOperand, PendingLoss, StridedMatmul } from './ops.js';
+export { GpuDenseProvider, GpuLlamaGraph, graphParameters, uploadDenseWeights } from './graph.js';
+export type { GpuGraphOptions, GpuGraphWeights, GpuNormWeight, GpuWeightProvider } from './graph.js';
 export { GpuAdamW } from './optim.js';
 export type { GpuParam } from './optim.js';
 export { ALL_PROGRAMS, PROGRAMS } from './programs.js';
