@@ -10,6 +10,7 @@ export default defineConfig({
     alias: {
       // subpath entries first (an alias also matches its key followed by '/...')
       '@ultrasketch/ste-trainer/node': fileURLToPath(new URL('./packages/ste-trainer/src/node.ts', import.meta.url)),
+      '@ultrasketch/ste-trainer/webgpu': fileURLToPath(new URL('./packages/ste-trainer/src/webgpu/index.ts', import.meta.url)),
       '@ultrasketch/pipeline/browser': fileURLToPath(new URL('./packages/pipeline/src/browser.ts', import.meta.url)),
       '@ultrasketch/runtime-webgpu/node': fileURLToPath(new URL('./packages/runtime-webgpu/src/node.ts', import.meta.url)),
       '@ultrasketch/core': pkg('packages/core'),
