@@ -1,0 +1,181 @@
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { LINEAR_KINDS, type ModelWeights, TensorNames } from '@ultrasketch/model';
+import type { ScheduleOptions } from '../optim.js';
+import type { LossWeights, StepResult } from '../trainer.js';
+import type { GpuTensor, GpuTrainContext } from './context.js';
+import { GpuLlamaGraph, type GpuGraphWeights, graphParameters, uploadDenseWeights } from './graph.js';
+import { distillLosses, mseLoss, partialCount } from './ops.js';
+import { GpuAdamW } from './optim.js';
+
+/**
+ * A dense KD training step on WebGPU with the CPU Trainer's semantics (trainer.ts `stepOnce`): student and
+ * teacher forward on the same batch, loss = kl·KL + mse·Σ hidden MSE + ce·CE (defaults 1, 10, 0), the same
+ * denominators (KL/CE over the batch's rows, MSE over its elements), the hidden-MSE gradient added at each
+ * layer's output during backward, E_NOT_FINITE before the optimizer on a non-finite loss or gradient norm,
+ * clipping, the warm-up + cosine schedule, AdamW. Every linear is a trainable dense `GpuDenseProvider`
+ * (norms too with `trainNorms`) — the foundation the codec providers will plug into. What comes back per
+ * step: the per-row loss figures, the MSE partial sums and the gradient norm's partial sums (three small
+ * reads). The data is the caller's: `step(windows)` takes [batch, seqLen + 1] token windows (e.g. filled by
+ * the CPU trainer's `CalibrationBatches`, so both devices see the same batches).
+ */
+export interface GpuKdTrainerOptions {
+  teacher: ModelWeights;
+  /** The student's starting weights (default: the teacher's). */
+  student?: ModelWeights;
+  batch: number;
+  seqLen: number;
+  steps: number;
+  lr?: number;
+  warmup?: number;
+  minLrRatio?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  clipNorm?: number;
+  loss?: Partial<LossWeights>;
+  trainNorms?: boolean;
+}
+
+export class GpuKdTrainer {
+  readonly batch: number;
+  readonly seqLen: number;
+  readonly steps: number;
+  readonly loss: LossWeights;
+  readonly schedule: ScheduleOptions;
+  readonly clipNorm: number;
+  stepCount = 0;
+  private readonly studentW: GpuGraphWeights;
+  private readonly student: GpuLlamaGraph;
+  private readonly teacher: GpuLlamaGraph | null;
+  private readonly optim: GpuAdamW;
+  private readonly targets: GpuTensor;
+  private readonly dLogits: GpuTensor;
+  private readonly msePartial: GpuTensor;
+  private readonly perLayer: number;
+
+  private constructor(
+    readonly ctx: GpuTrainContext,
+    private readonly o: GpuKdTrainerOptions,
+  ) {
+    const c = o.teacher.config;
+    this.batch = o.batch;
+    this.seqLen = o.seqLen;
+    this.steps = o.steps;
+    this.loss = { kl: o.loss?.kl ?? 1, mse: o.loss?.mse ?? 10, ce: o.loss?.ce ?? 0 };
+    for (const [k, v] of Object.entries(this.loss)) {
+      if (!(v >= 0) || !Number.isFinite(v)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `loss weight ${k} = ${v} must be ≥ 0`);
+    }
+    if (this.loss.kl + this.loss.mse + this.loss.ce === 0) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'every loss weight is 0: nothing to train');
+    if (!Number.isInteger(o.steps) || o.steps < 1) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `steps ${o.steps} must be a positive integer`);
+    const warmup = o.warmup ?? 0.02;
+    this.schedule = { lr: o.lr ?? 5e-4, steps: o.steps, warmupSteps: Math.round(warmup * o.steps), minLrRatio: o.minLrRatio ?? 0 };
+    this.clipNorm = o.clipNorm ?? 1;
+    const trainNorms = o.trainNorms ?? false;
+    this.studentW = uploadDenseWeights(ctx, o.student ?? o.teacher, { trainable: true, trainNorms, label: 'student' });
+    this.student = new GpuLlamaGraph(ctx, this.studentW, { batch: o.batch, seqLen: o.seqLen });
+    const needTeacher = this.loss.kl > 0 || this.loss.mse > 0;
+    this.teacher = needTeacher
+      ? new GpuLlamaGraph(ctx, uploadDenseWeights(ctx, o.teacher, { trainable: false, trainNorms: false, label: 'teacher' }), {
+          batch: o.batch,
+          seqLen: o.seqLen,
+          training: false,
+        })
+      : null;
+    this.optim = new GpuAdamW(ctx, graphParameters(this.studentW), {
+      beta1: o.beta1 ?? 0.9,
+      beta2: o.beta2 ?? 0.999,
+      eps: o.eps ?? 1e-8,
+      weightDecay: o.weightDecay ?? 0,
+    });
+    const n = o.batch * o.seqLen;
+    this.targets = ctx.tensor(n, 'targets');
+    this.dLogits = ctx.tensor(n * c.vocabSize, 'dLogits');
+    this.perLayer = partialCount(n * c.dim);
+    this.msePartial = ctx.tensor(Math.max(1, this.perLayer * c.nLayers), 'mse.partial');
+  }
+
+  static async create(ctx: GpuTrainContext, o: GpuKdTrainerOptions): Promise<GpuKdTrainer> {
+    const t = await ctx.gpu.guard('uploading the training model', () => new GpuKdTrainer(ctx, o));
+    await ctx.flush();
+    return t;
+  }
+
+  /** One step on `windows` ([batch, seqLen + 1] tokens: inputs 0..L−1, targets 1..L of each). */
+  async step(windows: Int32Array): Promise<StepResult> {
+    if (this.stepCount >= this.steps) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `all ${this.steps} steps are done`);
+    const t0 = Date.now();
+    const { batch: B, seqLen: L, ctx } = this;
+    const c = this.o.teacher.config;
+    if (windows.length !== B * (L + 1)) throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `step: ${windows.length} tokens, expected ${B} windows of ${L + 1}`);
+    const n = B * L;
+    const inputs = new Int32Array(n);
+    const targets = new Uint32Array(n);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < L; t++) {
+        inputs[b * L + t] = windows[b * (L + 1) + t]!;
+        const y = windows[b * (L + 1) + t + 1]!;
+        if (!(y >= 0 && y < c.vocabSize)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${y} is outside 0..${c.vocabSize - 1}`);
+        targets[b * L + t] = y;
+      }
+    }
+    ctx.write(this.targets, targets);
+    this.student.forward(inputs);
+    const tg = this.teacher;
+    tg?.forward(inputs);
+    const losses = distillLosses(ctx, this.student.logits, tg ? tg.logits : null, this.targets, n, c.vocabSize, tg ? this.loss.kl : 0, this.loss.ce, this.dLogits, n);
+    const denom = n * c.dim;
+    this.student.backward(
+      this.dLogits,
+      tg
+        ? (l, dX) => {
+            mseLoss(ctx, this.student.hidden(l), tg.hidden(l), n * c.dim, this.loss.mse, this.loss.mse > 0 ? dX : null, denom, {
+              partial: this.msePartial,
+              offset: l * this.perLayer,
+            });
+          }
+        : undefined,
+    );
+    const ll = await losses.read();
+    let mse = NaN;
+    if (tg) {
+      const parts = await ctx.read(this.msePartial, 0, this.perLayer * c.nLayers);
+      let s = 0;
+      for (let i = 0; i < parts.length; i++) s += parts[i]!;
+      mse = s / denom; // Σ over layers of each layer's mean
+    }
+    if (!ll.teacherFinite || !ll.studentFinite) {
+      throw new UltraSketchError(ErrorCodes.NOT_FINITE, `a ${ll.teacherFinite ? 'student' : 'teacher'} logit is not finite at step ${this.stepCount + 1} (WebGPU)`, {
+        hint: 'the model overflows in the forward pass (check the float model with `ultrasketch eval`), or the training diverged: lower the learning rate',
+      });
+    }
+    const loss = (this.loss.kl > 0 ? this.loss.kl * ll.kl : 0) + (this.loss.mse > 0 ? this.loss.mse * mse : 0) + (this.loss.ce > 0 ? this.loss.ce * ll.ce : 0);
+    const measured = tg ? [loss, ll.kl, ll.ce, mse] : [loss, ll.ce];
+    if (!measured.every(Number.isFinite)) {
+      throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the training loss is ${loss} at step ${this.stepCount + 1} (WebGPU); nothing of this step was applied`, {
+        hint: 'lower the learning rate',
+      });
+    }
+    const { gradNorm, lr } = await this.optim.clipAndStep(this.stepCount, this.schedule, this.clipNorm);
+    await ctx.flush();
+    this.stepCount++;
+    return { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms: Date.now() - t0, lr, gradNorm };
+  }
+
+  /** The student's weights read back (every linear; the norms when trained; the rest the teacher's). */
+  async studentWeights(): Promise<ModelWeights> {
+    const c = this.o.teacher.config;
+    const tensors = new Map(this.o.teacher.tensors);
+    for (let l = 0; l < c.nLayers; l++) {
+      for (const kind of LINEAR_KINDS) {
+        const p = this.studentW.layers[l]![kind];
+        tensors.set(TensorNames.linear(l, kind), { shape: [p.rows, p.cols], data: await this.ctx.read(p.weight()) });
+      }
+    }
+    if (this.o.trainNorms) {
+      const w = this.studentW;
+      for (const nw of [...w.attnNorm, ...w.ffnNorm, w.finalNorm]) tensors.set(nw.name, { shape: [c.dim], data: await this.ctx.read(nw.data) });
+    }
+    return { config: c, tensors };
+  }
+}

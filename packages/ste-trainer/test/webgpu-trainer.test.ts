@@ -1,0 +1,67 @@
+import { LINEAR_KINDS, TensorNames } from '@ultrasketch/model';
+import { loadModel } from '@ultrasketch/pipeline';
+import { describe, expect, it } from 'vitest';
+import { CalibrationBatches, Trainer, makeProviders } from '../src/index.js';
+import { GpuKdTrainer } from '../src/webgpu/index.js';
+import { trainContext } from './webgpu-helpers.js';
+
+/**
+ * Three dense KD steps of stories260K on WebGPU against the CPU `Trainer` with dense providers, the same
+ * seed and calibration stream (so the same batches), loss 1·KL + 10·ΣMSE + 0.3·CE (CE makes step 1's
+ * gradient non-zero: the student starts as the teacher), norms trained, clipping and the schedule on.
+ */
+const MODEL = '/work/shared/models/stories260K/stories260K.bin';
+
+describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
+  it('3 steps, batch 2 × 16: every step loss/KL/CE/MSE/grad norm/lr, and the trained weights', async () => {
+    const ctx = await trainContext();
+    const { weights: teacher } = loadModel(MODEL);
+    const V = teacher.config.vocabSize;
+    const calib = Int32Array.from({ length: 600 }, (_, i) => (i % 97 === 0 ? 1 : ((i * 131 + (i >> 2)) % (V - 2)) + 2));
+    const common = { batch: 2, seqLen: 16, steps: 3, lr: 1e-3, warmup: 0.34, loss: { kl: 1, mse: 10, ce: 0.3 }, trainNorms: true };
+    const seed = 5;
+    const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: makeProviders(teacher, () => ({ kind: 'dense' })) });
+    const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher });
+    const batches = new CalibrationBatches(calib, common.seqLen, seed);
+    const windows = new Int32Array(common.batch * (common.seqLen + 1));
+    for (let s = 0; s < common.steps; s++) {
+      const want = cpu.step();
+      batches.fill(s, windows, 0, common.batch);
+      const got = await gpu.step(windows);
+      const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
+      console.log(
+        `[webgpu] trainer step ${s + 1}: loss ${got.loss} vs ${want.loss} (${rel(got.loss, want.loss).toExponential(2)}), KL ${got.kl} vs ${want.kl}, MSE ${got.mse} vs ${want.mse}, grad norm ${rel(got.gradNorm, want.gradNorm).toExponential(2)}`,
+      );
+      expect(got.step).toBe(want.step);
+      expect(got.lr).toBe(want.lr);
+      expect(rel(got.loss, want.loss)).toBeLessThan(1e-5);
+      expect(rel(got.ce, want.ce)).toBeLessThan(1e-5);
+      expect(rel(got.gradNorm, want.gradNorm)).toBeLessThan(1e-4);
+      if (s > 0) {
+        // step 1: student = teacher, so KL and MSE are rounding noise on both devices
+        expect(rel(got.kl, want.kl)).toBeLessThan(1e-3);
+        expect(rel(got.mse, want.mse)).toBeLessThan(1e-3);
+      }
+    }
+    // Trained weights: three Adam steps move each entry by ≤ 3·lr; compare in units of lr.
+    const gw = await gpu.studentWeights();
+    const cw = cpu.studentWeights();
+    let worst = 0;
+    let off = 0;
+    let total = 0;
+    const names = [TensorNames.finalNorm, ...Array.from({ length: teacher.config.nLayers }, (_, l) => [TensorNames.attnNorm(l), TensorNames.ffnNorm(l), ...LINEAR_KINDS.map((k) => TensorNames.linear(l, k))]).flat()];
+    for (const name of names) {
+      const a = gw.tensors.get(name)!.data;
+      const b = cw.tensors.get(name)!.data;
+      for (let i = 0; i < b.length; i++) {
+        const d = Math.abs(a[i]! - b[i]!) / common.lr;
+        worst = Math.max(worst, d);
+        if (d > 1e-2) off++;
+        total++;
+      }
+    }
+    console.log(`[webgpu] trainer after 3 steps: ${off} of ${total} weights differ by > 0.01·lr (worst ${worst.toExponential(2)}·lr)`);
+    expect(worst).toBeLessThan(1);
+    expect(off / total).toBeLessThan(1e-3);
+  });
+});
