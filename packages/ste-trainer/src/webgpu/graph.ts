@@ -188,6 +188,8 @@ export class GpuLlamaGraph {
   private readonly tables: GpuRopeTables;
   private readonly d: Record<'dX' | 'dA' | 'dq' | 'dk' | 'dv' | 'dO' | 'dH' | 'dG' | 'dU' | 'gradW', GpuTensor>;
   private nRows = 0;
+  /** Ŵ of every linear as the last forward asked for it (once per step: a codec provider builds it on the GPU). */
+  private readonly wCur: Array<Record<LinearKind, GpuTensor>>;
 
   constructor(
     readonly ctx: GpuTrainContext,
@@ -238,6 +240,7 @@ export class GpuLlamaGraph {
     this.logits = T(n * c.vocabSize, 'logits');
     this.tokens = T(n, 'tokens');
     this.tables = uploadRopeTables(ctx, seqLen, headDim(c), c.ropeTheta);
+    this.wCur = Array.from({ length: c.nLayers }, () => ({}) as Record<LinearKind, GpuTensor>);
     const t = this.training ? 1 : 0;
     let maxW = 0;
     for (const kind of LINEAR_KINDS) {
@@ -295,22 +298,23 @@ export class GpuLlamaGraph {
     gatherRows(ctx, this.tokens, w.embedding, this.acts[0]!.x, n, dim);
     for (let l = 0; l < c.nLayers; l++) {
       const s = this.acts[l]!;
-      const p = w.layers[l]!;
+      const W = this.wCur[l]!;
+      for (const kind of LINEAR_KINDS) W[kind] = w.layers[l]![kind].weight(); // once per step, kept for backward
       const next = this.hidden(l);
       rmsNormForward(ctx, s.x, w.attnNorm[l]!.data, s.a, s.r1, n, dim, c.normEps);
-      matmul(ctx, s.a, p.q.weight(), s.q, n, dim, dim, false, true);
-      matmul(ctx, s.a, p.k.weight(), s.k, n, kv, dim, false, true);
-      matmul(ctx, s.a, p.v.weight(), s.v, n, kv, dim, false, true);
+      matmul(ctx, s.a, W.q, s.q, n, dim, dim, false, true);
+      matmul(ctx, s.a, W.k, s.k, n, kv, dim, false, true);
+      matmul(ctx, s.a, W.v, s.v, n, kv, dim, false, true);
       rope(ctx, s.q, this.tables, n, dim, L, hs, pairs, false);
       rope(ctx, s.k, this.tables, n, kv, L, hs, pairs, false);
       attentionForward(ctx, s.q, s.k, s.v, s.probs, s.o, shape);
-      matmul(ctx, s.o, p.o.weight(), s.m, n, dim, dim, false, true);
+      matmul(ctx, s.o, W.o, s.m, n, dim, dim, false, true);
       addInto(ctx, s.x, s.m, n * dim); // M = X + O Ŵoᵀ
       rmsNormForward(ctx, s.m, w.ffnNorm[l]!.data, s.f, s.r2, n, dim, c.normEps);
-      matmul(ctx, s.f, p.gate.weight(), s.g, n, hid, dim, false, true);
-      matmul(ctx, s.f, p.up.weight(), s.u, n, hid, dim, false, true);
+      matmul(ctx, s.f, W.gate, s.g, n, hid, dim, false, true);
+      matmul(ctx, s.f, W.up, s.u, n, hid, dim, false, true);
       swigluForward(ctx, s.g, s.u, s.h, s.sig, n * hid);
-      matmul(ctx, s.h, p.down.weight(), next, n, dim, hid, false, true);
+      matmul(ctx, s.h, W.down, next, n, dim, hid, false, true);
       addInto(ctx, s.m, next, n * dim); // X' = M + H Ŵdᵀ
     }
     rmsNormForward(ctx, this.xLast, w.finalNorm.data, this.xf, this.rf, n, dim, c.normEps);
@@ -341,31 +345,32 @@ export class GpuLlamaGraph {
     rmsNormBackward(ctx, dA, this.xLast, w.finalNorm.data, this.rf, dX, w.finalNorm.grad, n, dim);
     for (let l = c.nLayers - 1; l >= 0; l--) {
       const s = this.acts[l]!;
-      const p = w.layers[l]!;
+      const prov = w.layers[l]!;
+      const W = this.wCur[l]!;
       onLayerOutputGrad?.(l, dX);
       // FFN: X_{l+1} = M + H Ŵdᵀ
-      matmul(ctx, dX, p.down.weight(), dH, n, hid, dim, false, false);
-      this.linearGrad(p.down, dX, s.h, n);
+      matmul(ctx, dX, W.down, dH, n, hid, dim, false, false);
+      this.linearGrad(prov.down, dX, s.h, n);
       swigluBackward(ctx, dH, s.g, s.u, s.sig, dG, dU, n * hid);
-      matmul(ctx, dG, p.gate.weight(), dA, n, dim, hid, false, false);
-      matmul(ctx, dU, p.up.weight(), dA, n, dim, hid, false, false, true);
-      this.linearGrad(p.gate, dG, s.f, n);
-      this.linearGrad(p.up, dU, s.f, n);
+      matmul(ctx, dG, W.gate, dA, n, dim, hid, false, false);
+      matmul(ctx, dU, W.up, dA, n, dim, hid, false, false, true);
+      this.linearGrad(prov.gate, dG, s.f, n);
+      this.linearGrad(prov.up, dU, s.f, n);
       rmsNormBackward(ctx, dA, s.m, w.ffnNorm[l]!.data, s.r2, dX, w.ffnNorm[l]!.grad, n, dim); // dX = ∂L/∂M
       // attention: M = X_l + O Ŵoᵀ
-      matmul(ctx, dX, p.o.weight(), dO, n, dim, dim, false, false);
-      this.linearGrad(p.o, dX, s.o, n);
+      matmul(ctx, dX, W.o, dO, n, dim, dim, false, false);
+      this.linearGrad(prov.o, dX, s.o, n);
       attentionBackward(ctx, dO, s.q, s.k, s.v, s.probs, dq, dk, dv, shape);
       rope(ctx, dq, this.tables, n, dim, L, hs, pairs, true);
       rope(ctx, dk, this.tables, n, kv, L, hs, pairs, true);
-      this.linearGrad(p.q, dq, s.a, n);
-      this.linearGrad(p.k, dk, s.a, n);
-      this.linearGrad(p.v, dv, s.a, n);
+      this.linearGrad(prov.q, dq, s.a, n);
+      this.linearGrad(prov.k, dk, s.a, n);
+      this.linearGrad(prov.v, dv, s.a, n);
       // below layer 0 the gradient reaches only the frozen embedding: skipped unless the norm trains
       if (l > 0 || w.attnNorm[0]!.grad) {
-        matmul(ctx, dq, p.q.weight(), dA, n, dim, dim, false, false);
-        matmul(ctx, dk, p.k.weight(), dA, n, dim, kv, false, false, true);
-        matmul(ctx, dv, p.v.weight(), dA, n, dim, kv, false, false, true);
+        matmul(ctx, dq, W.q, dA, n, dim, dim, false, false);
+        matmul(ctx, dk, W.k, dA, n, dim, kv, false, false, true);
+        matmul(ctx, dv, W.v, dA, n, dim, kv, false, false, true);
         rmsNormBackward(ctx, dA, s.x, w.attnNorm[l]!.data, s.r1, dX, w.attnNorm[l]!.grad, n, dim); // ∂L/∂X_l
       }
     }

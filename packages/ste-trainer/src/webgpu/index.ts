@@ -29,6 +29,7 @@ export type { GpuDistillOptions, GpuMseOptions, GpuRopeTables, MatmulOperand, Pe
 export { GpuDenseProvider, GpuLlamaGraph, graphParameters, uploadDenseWeights } from './graph.js';
 export type { GpuGraphOptions, GpuGraphWeights, GpuNormWeight, GpuWeightProvider } from './graph.js';
 export { GpuAdamW } from './optim.js';
+export { GpuLittleBitProvider } from './providers-littlebit.js';
 export { GpuKdTrainer } from './trainer.js';
 export type { GpuKdTrainerOptions } from './trainer.js';
 export type { GpuParam } from './optim.js';

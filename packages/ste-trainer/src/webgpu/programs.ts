@@ -603,6 +603,102 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`,
 );
 
+
+// ------------------------------------------------------------------------------------ LittleBit provider
+
+/**
+ * out[i, k] = sign(x[i, k]) · (rs[i] if flags bit 0) · (cs[k] if flags bit 1), sign(0) = +1 (the codec's
+ * packing): LittleBit's A = sign(U) diag(ℓ), diag(h) A and B = diag(g) sign(V).
+ */
+const SIGN_SCALE = prog(
+  'sign_scale',
+  ['uniform', 'read', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, cols: u32, flags: u32, gridX: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> rs: array<f32>;
+@group(0) @binding(3) var<storage, read> cs: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (idx >= U.rows * U.cols) { return; }
+  var v = select(1.0, -1.0, x[idx] < 0.0);
+  if ((U.flags & 2u) != 0u) { v = v * cs[idx % U.cols]; }
+  if ((U.flags & 1u) != 0u) { v = v * rs[idx / U.cols]; }
+  out[idx] = v;
+}`,
+);
+
+/**
+ * LittleBit backward, per row i of a latent X [rows, r] with M = ∂L/∂(its product side) [rows, r]:
+ *   dRow[i] += Σ_k sign(X_ik)·M_ik·(cs_k if flags bit 0)        (dh with cs = ℓ; dg without)
+ *   dX[i, k] += M_ik·rowMul_i·(cs_k if bit 0)·K(1 − tanh²(K X_ik))  (SmoothSign′: dU with h, ℓ; dV with g)
+ * One workgroup per row.
+ */
+const LB_ROWS = prog(
+  'littlebit_rows',
+  ['uniform', 'read', 'read', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, r: u32, flags: u32, gridX: u32, K: f32, p0: u32, p1: u32, p2: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> M: array<f32>;
+@group(0) @binding(3) var<storage, read> rowMul: array<f32>;
+@group(0) @binding(4) var<storage, read> cs: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dX: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dRow: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = wid.y * U.gridX + wid.x;
+  if (i >= U.rows) { return; }
+  let useCs = (U.flags & 1u) != 0u;
+  let rm = rowMul[i];
+  var s = 0.0;
+  for (var k = lid; k < U.r; k = k + 64u) {
+    let at = i * U.r + k;
+    let x = X[at];
+    var m = M[at];
+    if (useCs) { m = m * cs[k]; }
+    s = s + select(m, -m, x < 0.0);
+    // tanh saturates: clamp the argument (WGSL's tanh of a large f32 may be NaN on some implementations)
+    let t = tanh(clamp(U.K * x, -20.0, 20.0));
+    dX[at] = dX[at] + m * rm * U.K * (1.0 - t * t);
+  }
+  let total = wsum(s, lid);
+  if (lid == 0u) { dRow[i] = dRow[i] + total; }
+}`,
+);
+
+/** dCol[k] += Σ_i sign(X_ik)·rowMul_i·M_ik (LittleBit's dℓ = Σ_i sign(U_ik) h_i (G B)_ik); one workgroup per column. */
+const LB_COLS = prog(
+  'littlebit_cols',
+  ['uniform', 'read', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, r: u32, gridX: u32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> M: array<f32>;
+@group(0) @binding(3) var<storage, read> rowMul: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dCol: array<f32>;
+${REDUCE}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let k = wid.y * U.gridX + wid.x;
+  if (k >= U.r) { return; }
+  var s = 0.0;
+  for (var i = lid; i < U.rows; i = i + 64u) {
+    let at = i * U.r + k;
+    let v = rowMul[i] * M[at];
+    s = s + select(v, -v, X[at] < 0.0);
+  }
+  let total = wsum(s, lid);
+  if (lid == 0u) { dCol[k] = dCol[k] + total; }
+}`,
+);
+
 export const PROGRAMS = {
   matmul: MATMUL,
   rmsnormFwd: RMSNORM_FWD,
@@ -619,6 +715,9 @@ export const PROGRAMS = {
   mse: MSE,
   sumsq: SUMSQ,
   adamw: ADAMW,
+  signScale: SIGN_SCALE,
+  littlebitRows: LB_ROWS,
+  littlebitCols: LB_COLS,
 } as const;
 
 export const ALL_PROGRAMS: readonly GpuProgram[] = Object.values(PROGRAMS);
