@@ -138,6 +138,29 @@ compress({ model: 'stories260K/stories260K.bin', codec: 'rtn', codecOptions: { b
     expect(out.next).toHaveLength(8);
   });
 
+  it('CommonJS: ste-trainer/node finds its worker beside the CJS build (workerThreads trains a step)', () => {
+    // The CJS build shims import.meta.url to locate worker.js; a wrong path would only show when a worker starts.
+    writeFileSync(
+      join(scratch, 'workers.cjs'),
+      `const { registerBaselineCodecs } = require('@ultrasketch/baselines');
+const { loadModel } = require('@ultrasketch/pipeline');
+const { Trainer, makeProviders } = require('@ultrasketch/ste-trainer');
+const { workerThreads } = require('@ultrasketch/ste-trainer/node');
+registerBaselineCodecs();
+const { weights, tokenizer } = loadModel('stories260K/stories260K.bin');
+const calibTokens = Int32Array.from(tokenizer.encode('Once upon a time there was a little girl. She liked to play outside. '.repeat(4), { bos: true, eos: false }));
+const providers = makeProviders(weights, () => ({ kind: 'ste', options: { codec: 'binary' } }));
+const trainer = new Trainer({ teacher: weights, providers, calibTokens, batch: 2, seqLen: 16, steps: 1, lr: 1e-3, parallel: workerThreads(2) });
+console.log(JSON.stringify({ loss: trainer.step().loss }));
+trainer.dispose();
+`,
+    );
+    // A worker that cannot start shows as a hang (the trainer waits for it), hence the short limit.
+    const r = run(process.execPath, ['workers.cjs'], scratch, 60_000);
+    expect(r.status, show(r)).toBe(0);
+    expect(Number.isFinite((JSON.parse(r.stdout) as { loss: number }).loss)).toBe(true);
+  });
+
   it('npx ultrasketch --help; --runtime webgpu without the optional webgpu peer names the install command', () => {
     expect(existsSync(join(scratch, 'node_modules/webgpu'))).toBe(false); // an optional peer is not installed
     const help = run('npx', ['--no-install', 'ultrasketch', '--help'], scratch);
