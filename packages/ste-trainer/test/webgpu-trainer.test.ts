@@ -1,7 +1,7 @@
 import { LINEAR_KINDS, TensorNames } from '@ultrasketch/model';
 import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
-import { CalibrationBatches, Trainer, makeProviders } from '../src/index.js';
+import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { GpuKdTrainer } from '../src/webgpu/index.js';
 import { trainContext } from './webgpu-helpers.js';
 
@@ -21,7 +21,7 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     const common = { batch: 2, seqLen: 16, steps: 3, lr: 1e-3, warmup: 0.34, loss: { kl: 1, mse: 10, ce: 0.3 }, trainNorms: true };
     const seed = 5;
     const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: makeProviders(teacher, () => ({ kind: 'dense' })) });
-    const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher });
+    const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher, providers: makeProviders(teacher, () => ({ kind: 'dense' })) });
     const batches = new CalibrationBatches(calib, common.seqLen, seed);
     const windows = new Int32Array(common.batch * (common.seqLen + 1));
     for (let s = 0; s < common.steps; s++) {
@@ -63,5 +63,59 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     console.log(`[webgpu] trainer after 3 steps: ${off} of ${total} weights differ by > 0.01·lr (worst ${worst.toExponential(2)}·lr)`);
     expect(worst).toBeLessThan(1);
     expect(off / total).toBeLessThan(1e-3);
+  });
+
+  it('LittleBit (rank 4, two paths) on every linear: 3 steps = the CPU Trainer, and the packed bundle parameters', async () => {
+    registerLittleBitProviders();
+    const ctx = await trainContext();
+    const { weights: teacher } = loadModel(MODEL);
+    const V = teacher.config.vocabSize;
+    const calib = Int32Array.from({ length: 600 }, (_, i) => (i % 89 === 0 ? 1 : ((i * 157 + (i >> 3)) % (V - 2)) + 2));
+    const common = { batch: 2, seqLen: 16, steps: 3, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0 }, trainNorms: true };
+    const seed = 9;
+    // the same factory and seed twice: identical Dual-SVID initialisations, one for each device
+    const providers = () => makeProviders(teacher, () => ({ kind: 'littlebit', options: { rank: 4, residual: true } }), { seed });
+    const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: providers() });
+    const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher, providers: providers() });
+    const batches = new CalibrationBatches(calib, common.seqLen, seed);
+    const windows = new Int32Array(common.batch * (common.seqLen + 1));
+    for (let s = 0; s < common.steps; s++) {
+      const want = cpu.step();
+      batches.fill(s, windows, 0, common.batch);
+      const got = await gpu.step(windows);
+      const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+      console.log(`[webgpu] littlebit trainer step ${s + 1}: loss ${got.loss} vs ${want.loss} (${rel(got.loss, want.loss).toExponential(2)}), grad norm ${rel(got.gradNorm, want.gradNorm).toExponential(2)}`);
+      expect(rel(got.loss, want.loss)).toBeLessThan(1e-4);
+      expect(rel(got.kl, want.kl)).toBeLessThan(1e-4);
+      expect(rel(got.mse, want.mse)).toBeLessThan(1e-4);
+      expect(rel(got.gradNorm, want.gradNorm)).toBeLessThan(1e-3);
+    }
+    // the bundle: packed sign bits equal except where a latent sits within rounding of 0; f16 scales within an ulp or two
+    const gp = await gpu.codecParams();
+    const cp = cpu.codecParams();
+    let bits = 0;
+    let differ = 0;
+    for (const [name, want] of cp) {
+      const got = gp.get(name)!;
+      expect(got.codecId).toBe('littlebit');
+      const a = got.params as { paths: Array<{ uSigns: Uint32Array; vSigns: Uint32Array }> };
+      const b = want.params as typeof a;
+      a.paths.forEach((path, i) => {
+        for (const key of ['uSigns', 'vSigns'] as const) {
+          const x = path[key];
+          const y = b.paths[i]![key];
+          for (let j = 0; j < y.length; j++) {
+            let d = x[j]! ^ y[j]!;
+            while (d) {
+              differ += d & 1;
+              d >>>= 1;
+            }
+            bits += 8 * y.BYTES_PER_ELEMENT;
+          }
+        }
+      });
+    }
+    console.log(`[webgpu] littlebit trainer after 3 steps: ${differ} of ${bits} packed sign bits differ from the CPU run`);
+    expect(differ / bits).toBeLessThan(1e-3);
   });
 });

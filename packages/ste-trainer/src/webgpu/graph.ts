@@ -105,7 +105,17 @@ export interface GpuGraphWeights {
  * Upload a model as graph weights: every linear a `GpuDenseProvider` (trainable or frozen), norms trainable when
  * `trainNorms`. The teacher is `{trainable: false, trainNorms: false}`; tensors of a frozen upload may be shared.
  */
-export function uploadDenseWeights(ctx: GpuTrainContext, m: ModelWeights, o: { trainable: boolean; trainNorms: boolean; label?: string }): GpuGraphWeights {
+export function uploadDenseWeights(
+  ctx: GpuTrainContext,
+  m: ModelWeights,
+  o: {
+    trainable: boolean;
+    trainNorms: boolean;
+    label?: string;
+    /** A provider for a linear (by canonical name) instead of the dense one; undefined keeps the dense one. */
+    provider?: (name: string, rows: number, cols: number, weight: Float32Array) => GpuWeightProvider | undefined;
+  },
+): GpuGraphWeights {
   const c = m.config;
   validateModelConfig(c);
   const tag = o.label ? `${o.label}.` : '';
@@ -132,7 +142,7 @@ export function uploadDenseWeights(ctx: GpuTrainContext, m: ModelWeights, o: { t
       for (const kind of LINEAR_KINDS) {
         const [rows, cols] = linearShape(c, kind);
         const name = TensorNames.linear(l, kind);
-        lp[kind] = new GpuDenseProvider(ctx, `${tag}${name}`, rows, cols, get(name), o.trainable);
+        lp[kind] = o.provider?.(name, rows, cols, get(name)) ?? new GpuDenseProvider(ctx, `${tag}${name}`, rows, cols, get(name), o.trainable);
       }
       return lp;
     }),

@@ -1,19 +1,26 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type ModelWeights, TensorNames } from '@ultrasketch/model';
+import type { CodecParams } from '@ultrasketch/core';
 import type { ScheduleOptions } from '../optim.js';
+import { DenseProvider, type WeightProvider } from '../providers.js';
+import { LittleBitProvider } from '../providers-littlebit.js';
 import type { LossWeights, StepResult } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
-import { GpuLlamaGraph, type GpuGraphWeights, graphParameters, uploadDenseWeights } from './graph.js';
+import { GpuDenseProvider, GpuLlamaGraph, type GpuGraphWeights, type GpuWeightProvider, graphParameters, uploadDenseWeights } from './graph.js';
 import { distillLosses, mseLoss, partialCount } from './ops.js';
 import { GpuAdamW } from './optim.js';
+import { GpuLittleBitProvider } from './providers-littlebit.js';
 
 /**
  * A dense KD training step on WebGPU with the CPU Trainer's semantics (trainer.ts `stepOnce`): student and
  * teacher forward on the same batch, loss = kl·KL + mse·Σ hidden MSE + ce·CE (defaults 1, 10, 0), the same
  * denominators (KL/CE over the batch's rows, MSE over its elements), the hidden-MSE gradient added at each
  * layer's output during backward, E_NOT_FINITE before the optimizer on a non-finite loss or gradient norm,
- * clipping, the warm-up + cosine schedule, AdamW. Every linear is a trainable dense `GpuDenseProvider`
- * (norms too with `trainNorms`) — the foundation the codec providers will plug into. What comes back per
+ * clipping, the warm-up + cosine schedule, AdamW. Linears come from the CPU trainer's providers (`providers`,
+ * as `makeProviders` builds them; any linear without one stays frozen at the teacher's weight, as on the CPU):
+ * a trainable `DenseProvider` becomes a `GpuDenseProvider`, a `LittleBitProvider` a `GpuLittleBitProvider`
+ * (from the same initialisation); other kinds are refused (not on WebGPU yet). Norms train with
+ * `trainNorms`. What comes back per
  * step: the per-row loss figures, the MSE partial sums and the gradient norm's partial sums (three small
  * reads). The data is the caller's: `step(windows)` takes [batch, seqLen + 1] token windows (e.g. filled by
  * the CPU trainer's `CalibrationBatches`, so both devices see the same batches).
@@ -35,6 +42,20 @@ export interface GpuKdTrainerOptions {
   clipNorm?: number;
   loss?: Partial<LossWeights>;
   trainNorms?: boolean;
+  /** The CPU trainer's providers by linear name (makeProviders); a linear without one is frozen. */
+  providers?: Map<string, WeightProvider> | Iterable<WeightProvider>;
+}
+
+/** The GPU provider for a CPU one (same initialisation), or a typed refusal for kinds not on WebGPU yet. */
+export function gpuProviderFor(ctx: GpuTrainContext, p: WeightProvider): GpuWeightProvider {
+  if (p instanceof LittleBitProvider) return new GpuLittleBitProvider(ctx, p);
+  if (p instanceof DenseProvider) {
+    const param = p.parameters()[0];
+    return new GpuDenseProvider(ctx, p.name, p.rows, p.cols, p.weight(), p.trainable, param?.decay !== false);
+  }
+  throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${p.constructor.name} provider of ${p.name} (codec ${p.codecId}) has no WebGPU version yet`, {
+    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense and littlebit providers so far (issue 15)',
+  });
 }
 
 export class GpuKdTrainer {
@@ -53,6 +74,8 @@ export class GpuKdTrainer {
   private readonly dLogits: GpuTensor;
   private readonly msePartial: GpuTensor;
   private readonly perLayer: number;
+  /** (CPU provider, its GPU counterpart) of every linear that has a provider. */
+  private readonly pairs: Array<[WeightProvider, GpuWeightProvider]> = [];
 
   private constructor(
     readonly ctx: GpuTrainContext,
@@ -72,7 +95,23 @@ export class GpuKdTrainer {
     this.schedule = { lr: o.lr ?? 5e-4, steps: o.steps, warmupSteps: Math.round(warmup * o.steps), minLrRatio: o.minLrRatio ?? 0 };
     this.clipNorm = o.clipNorm ?? 1;
     const trainNorms = o.trainNorms ?? false;
-    this.studentW = uploadDenseWeights(ctx, o.student ?? o.teacher, { trainable: true, trainNorms, label: 'student' });
+    const byName = new Map<string, WeightProvider>();
+    for (const p of o.providers instanceof Map ? o.providers.values() : (o.providers ?? [])) {
+      if (byName.has(p.name)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `two providers for ${p.name}`);
+      byName.set(p.name, p);
+    }
+    this.studentW = uploadDenseWeights(ctx, o.student ?? o.teacher, {
+      trainable: false,
+      trainNorms,
+      label: 'student',
+      provider: (name) => {
+        const cpu = byName.get(name);
+        if (!cpu) return undefined;
+        const gpu = gpuProviderFor(ctx, cpu);
+        this.pairs.push([cpu, gpu]);
+        return gpu;
+      },
+    });
     this.student = new GpuLlamaGraph(ctx, this.studentW, { batch: o.batch, seqLen: o.seqLen });
     const needTeacher = this.loss.kl > 0 || this.loss.mse > 0;
     this.teacher = needTeacher
@@ -162,7 +201,22 @@ export class GpuKdTrainer {
     return { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms: Date.now() - t0, lr, gradNorm };
   }
 
-  /** The student's weights read back (every linear; the norms when trained; the rest the teacher's). */
+  /**
+   * What the bundle stores for every provider's linear: the GPU parameters are read back into the CPU
+   * provider, which packs them (so the bundle is byte-for-byte what the CPU trainer would write from them).
+   */
+  async codecParams(): Promise<Map<string, { codecId: string; params: CodecParams }>> {
+    const out = new Map<string, { codecId: string; params: CodecParams }>();
+    for (const [cpu, gpu] of this.pairs) {
+      const cp = cpu.parameters();
+      const gp = gpu.parameters();
+      for (let i = 0; i < gp.length; i++) cp[i]!.data.set(await this.ctx.read(gp[i]!.data));
+      out.set(cpu.name, { codecId: cpu.codecId, params: cpu.toCodecParams() });
+    }
+    return out;
+  }
+
+  /** The student's weights read back (every linear's Ŵ; the norms when trained; the rest the teacher's). */
   async studentWeights(): Promise<ModelWeights> {
     const c = this.o.teacher.config;
     const tensors = new Map(this.o.teacher.tensors);
