@@ -51,6 +51,7 @@ beforeAll(() => {
   writeFileSync(join(scratch, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module', dependencies }, null, 2));
   const r = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], scratch, 300_000);
   if (r.status !== 0) throw new Error(`npm install of the tarballs failed: ${show(r)}`);
+  if (HAVE_SHARED) symlinkSync(MODEL_DIR, join(scratch, 'stories260K'), 'dir'); // the examples' model
 }, 360_000);
 
 afterAll(() => {
@@ -87,10 +88,6 @@ describe('tarballs', () => {
 });
 
 describe.runIf(HAVE_SHARED)('installed from the tarballs', () => {
-  beforeAll(() => {
-    if (!existsSync(join(scratch, 'stories260K'))) symlinkSync(MODEL_DIR, join(scratch, 'stories260K'), 'dir');
-  });
-
   it('Node (ESM): compress stories260K with sketch, open the bundle, generate', () => {
     writeFileSync(
       join(scratch, 'esm.mjs'),
@@ -288,6 +285,50 @@ document.getElementById('f')!.addEventListener('change', async (ev) => {
     const code = js.map((f) => readFileSync(join(assets, f), 'utf8')).join('\n');
     expect(/__vite-browser-external/.test(code), 'a Node built-in was stubbed out in the page').toBe(false);
     expect(/ultrasketch\.usk/.test(code), 'the bundle reader is not in the page').toBe(true);
+  }, 240_000);
+});
+
+describe.runIf(HAVE_SHARED)('the browser entry as Vite bundles it, run', () => {
+  it('a Vite library build of a page module opens a bundle from bytes and generates the Node entry\'s tokens', () => {
+    // Without a browser here, the module Vite builds for the page (browser resolution, everything inlined) is
+    // run in Node on a real bundle: the same greedy tokens and bit figure as the Node entry.
+    const lib = join(scratch, 'pagelib');
+    mkdirSync(lib, { recursive: true });
+    writeFileSync(
+      join(lib, 'run.ts'),
+      `import { createSession, openModel } from '@ultrasketch/pipeline/browser';
+export async function run(bytes: Uint8Array): Promise<{ bpwLinears: number; next: number[] }> {
+  const model = openModel(bytes, { name: 'page.usk' });
+  const session = createSession(model, { contextLength: 24 });
+  const next: number[] = [];
+  for await (const s of session.generate(model.tokenizer.encode('Once upon a time', { bos: true, eos: false }), { steps: 24, temperature: 0, stopToken: -1 })) next.push(s.next);
+  return { bpwLinears: model.loaded.accounting.bpwLinears, next };
+}
+`,
+    );
+    writeFileSync(join(lib, 'vite.config.mjs'), "export default { build: { lib: { entry: 'run.ts', formats: ['es'], fileName: 'run' }, outDir: 'dist' } };\n");
+    const build = run(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], lib, 180_000);
+    expect(build.status, show(build)).toBe(0);
+    expect(readFileSync(join(lib, 'dist/run.js'), 'utf8')).not.toMatch(/from\s*["'](node:)?(fs|path|crypto|worker_threads)["']/);
+    writeFileSync(
+      join(scratch, 'pagelib.mjs'),
+      `import { compress, createSession, openModel } from '@ultrasketch/pipeline';
+import { run } from './pagelib/dist/run.js';
+const { bytes } = await compress({ model: 'stories260K/stories260K.bin', codec: 'rtn', codecOptions: { bits: 4 } });
+const page = await run(bytes);
+const model = openModel(bytes);
+const session = createSession(model, { contextLength: 24 });
+const next = [];
+for await (const s of session.generate(model.tokenizer.encode('Once upon a time', { bos: true, eos: false }), { steps: 24, temperature: 0, stopToken: -1 })) next.push(s.next);
+console.log(JSON.stringify({ page, node: { bpwLinears: model.loaded.accounting.bpwLinears, next } }));
+`,
+    );
+    const r = run(process.execPath, ['pagelib.mjs'], scratch);
+    expect(r.status, show(r)).toBe(0);
+    const out = JSON.parse(r.stdout) as { page: { bpwLinears: number; next: number[] }; node: { bpwLinears: number; next: number[] } };
+    expect(out.page.next).toHaveLength(24);
+    expect(new Set(out.page.next).size).toBeGreaterThan(3);
+    expect(out.page).toEqual(out.node);
   }, 240_000);
 });
 
