@@ -123,6 +123,8 @@ export class NodeSession {
       );
     }
     this.threads = this.pool ? threads : 1;
+    // a session dropped without dispose() still stops its workers once it is garbage-collected
+    if (this.pool) poolFinalizer?.register(this, this.pool, this);
   }
 
   /** Products split across threads and run on one thread so far (both 0 without a thread pool). */
@@ -239,13 +241,19 @@ export class NodeSession {
   /** Stop the worker threads (if any); the session cannot be used afterwards. */
   dispose(): void {
     this.disposed = true;
-    this.pool?.dispose();
+    if (this.pool) {
+      poolFinalizer?.unregister(this);
+      this.pool.dispose();
+    }
   }
 
   private assertLive(): void {
     if (this.disposed) throw new Error('NodeSession: used after dispose()');
   }
 }
+
+const poolFinalizer =
+  typeof FinalizationRegistry === 'function' ? new FinalizationRegistry<ThreadPool>((pool) => pool.dispose()) : undefined;
 
 /** Bytes of the norm weights the forward reads from JS (attention/FFN norms per layer, the final norm). */
 function normBytes(c: ModelConfig): number {

@@ -317,17 +317,28 @@ export class ThreadPool {
     Atomics.notify(ctrl, JOB);
     this.splitCount++;
     this.chunksTotal += chunks;
-    // claim chunks like a worker
+    // claim chunks like a worker; if one of ours throws, the rest are claimed without running them, and the
+    // workers' chunks are waited for before the error is rethrown (the next job must not overlap this one)
+    let failure: unknown;
+    let failed = false;
     for (;;) {
       const w = Atomics.load(ctrl, CLAIM);
       const c = w & MAX_CHUNKS;
       if (c >= chunks) break;
       if (Atomics.compareExchange(ctrl, CLAIM, w, w + 1) !== w) continue;
-      this.replay(ctrl[CHUNK_AT + c]!, ctrl[CHUNK_AT + c + 1]!);
-      this.chunksHere++;
+      if (!failed) {
+        try {
+          this.replay(ctrl[CHUNK_AT + c]!, ctrl[CHUNK_AT + c + 1]!);
+          this.chunksHere++;
+        } catch (err) {
+          failed = true;
+          failure = err;
+        }
+      }
       Atomics.add(ctrl, DONE, 1);
     }
     this.await(chunks);
+    if (failed) throw failure;
   }
 
   /** Run recorded calls [from, to) here. */
