@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { type Server, createServer } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ModelWeights } from '@ultrasketch/model';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
+import { GpuKdTrainer } from '../src/webgpu/index.js';
+import { randomModel, tinyConfig } from './helpers.js';
+import { trainContext } from './webgpu-helpers.js';
+
+/**
+ * The WebGPU trainer in a real page (issue 15's third check, on a tiny model): headless Chromium (Debian's, its
+ * SwiftShader WebGPU) loads the BUILT `@ultrasketch/ste-trainer/webgpu` and `@ultrasketch/ste-trainer` (dist/,
+ * workspace dependencies through an import map, no bundler, no CDN) from a server on 127.0.0.1 and runs 3
+ * LittleBit KD steps of a random 2-layer model on navigator.gpu; the losses must match the same run in Node
+ * (Dawn) and the CPU Trainer. Fails (does not skip) without Chromium or its adapter, like runtime-webgpu's
+ * browser test (whose server and launch flags this copies).
+ */
+const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const PACKAGES = ['ste-trainer', 'runtime-webgpu', 'core', 'format', 'model', 'baselines', 'littlebit', 'sketch-core'];
+
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** Build ste-trainer when its dist/webgpu is missing or older than its sources (dependencies must be built). */
+function ensureBuilt(): void {
+  for (const p of PACKAGES.slice(1)) {
+    if (!existsSync(join(ROOT, 'packages', p, 'dist/index.js'))) throw new Error(`packages/${p}/dist is missing: run pnpm build first`);
+  }
+  const out = join(ROOT, 'packages/ste-trainer/dist/webgpu/index.js');
+  if (existsSync(out) && newest(join(ROOT, 'packages/ste-trainer/src')) <= statSync(out).mtimeMs) return;
+  try {
+    execFileSync('pnpm', ['--filter', '@ultrasketch/ste-trainer', 'run', 'build'], { cwd: ROOT, stdio: 'pipe', encoding: 'utf8' });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`building @ultrasketch/ste-trainer failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
+  }
+}
+
+const PAGE = /* html */ `<!doctype html>
+<html><head><meta charset="utf-8">
+<script type="importmap">${JSON.stringify({
+  imports: {
+    ...Object.fromEntries(PACKAGES.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
+    '@ultrasketch/ste-trainer/webgpu': '/packages/ste-trainer/dist/webgpu/index.js',
+    '@huggingface/tokenizers': '/packages/model/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs',
+  },
+})}</script>
+</head><body>
+<script type="module">
+  import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
+  import { makeProviders, registerLittleBitProviders } from '@ultrasketch/ste-trainer';
+  import { GpuKdTrainer, GpuTrainContext } from '@ultrasketch/ste-trainer/webgpu';
+  window.train = async (model, windows, options) => {
+    registerLittleBitProviders();
+    const teacher = { config: model.config, tensors: new Map(model.tensors.map(([name, shape, data]) => [name, { shape, data: Float32Array.from(data) }])) };
+    const gpu = await GpuContext.create(navigator.gpu);
+    const ctx = await GpuTrainContext.create(gpu);
+    const providers = makeProviders(teacher, () => ({ kind: 'littlebit', options: options.littlebit }), { seed: options.seed });
+    const trainer = await GpuKdTrainer.create(ctx, { ...options.trainer, teacher, providers });
+    const losses = [];
+    for (const w of windows) losses.push((await trainer.step(Int32Array.from(w))).loss);
+    ctx.dispose();
+    const adapter = describeAdapter(gpu.adapter);
+    gpu.destroy();
+    return { losses, adapter };
+  };
+  window.ready = true;
+</script></body></html>`;
+
+const TYPES: Record<string, string> = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json', '.html': 'text/html' };
+
+let server: Server;
+let base: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium, as scripts/test.sh does) or set CHROMIUM_PATH`);
+  }
+  ensureBuilt();
+  server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
+      return;
+    }
+    const file = normalize(join(ROOT, decodeURIComponent(url.pathname)));
+    const allowed =
+      PACKAGES.some((p) => file.startsWith(join(ROOT, 'packages', p, 'dist') + sep)) ||
+      file.startsWith(join(ROOT, 'packages/model/node_modules/@huggingface/tokenizers/dist') + sep);
+    if (!allowed || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((done) => (server ? server.close(done) : done(undefined)));
+});
+
+describe('the WebGPU trainer in headless Chromium', () => {
+  it('3 LittleBit KD steps of a tiny model: the page’s losses = Node (Dawn) = the CPU Trainer', async () => {
+    registerLittleBitProviders();
+    const teacher: ModelWeights = randomModel(tinyConfig({ dim: 16, hiddenDim: 24, nHeads: 4, nKvHeads: 2, vocabSize: 37, seqLen: 16 }), 3);
+    const V = teacher.config.vocabSize;
+    const calib = Int32Array.from({ length: 300 }, (_, i) => (i * 7 + (i >> 2)) % V);
+    const seed = 4;
+    const trainer = { batch: 2, seqLen: 8, steps: 3, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0.3 }, trainNorms: true };
+    const littlebit = { rank: 2, residual: true };
+    const batches = new CalibrationBatches(calib, trainer.seqLen, seed);
+    const windows = Array.from({ length: trainer.steps }, (_, s) => {
+      const w = new Int32Array(trainer.batch * (trainer.seqLen + 1));
+      batches.fill(s, w, 0, trainer.batch);
+      return w;
+    });
+    const providers = () => makeProviders(teacher, () => ({ kind: 'littlebit', options: littlebit }), { seed });
+
+    const cpu = new Trainer({ ...trainer, teacher, calibTokens: calib, seed, providers: providers() });
+    const cpuLosses = windows.map(() => cpu.step().loss);
+    const node = await GpuKdTrainer.create(await trainContext(), { ...trainer, teacher, providers: providers() });
+    const nodeLosses: number[] = [];
+    for (const w of windows) nodeLosses.push((await node.step(w)).loss);
+
+    const page = await browser.newPage();
+    const logs: string[] = [];
+    page.on('console', (m) => logs.push(m.text()));
+    page.on('pageerror', (e) => logs.push(String(e)));
+    await page.goto(base);
+    await page.waitForFunction('window.ready === true', undefined, { timeout: 60_000 }).catch(() => {
+      throw new Error(`the page did not load the trainer: ${logs.join(' | ')}`);
+    });
+    const model = { config: teacher.config, tensors: [...teacher.tensors].map(([name, t]) => [name, t.shape, Array.from(t.data)]) };
+    const result = (await page
+      .evaluate(
+        ([m, ws, o]) => (window as unknown as { train(a: unknown, b: number[][], c: unknown): Promise<unknown> }).train(m, ws, o),
+        [model, windows.map((w) => Array.from(w)), { trainer, littlebit, seed }] as const,
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message} | page: ${logs.join(' | ')}`);
+      })) as { losses: number[]; adapter: string };
+    console.log(`[browser] ${await browser.version()}: ${result.adapter}`);
+    console.log(`[browser] losses: page ${result.losses.join(', ')}; node ${nodeLosses.join(', ')}; cpu ${cpuLosses.join(', ')}`);
+    expect(result.losses.length).toBe(trainer.steps);
+    for (let s = 0; s < trainer.steps; s++) {
+      expect(Math.abs(result.losses[s]! - nodeLosses[s]!) / nodeLosses[s]!).toBeLessThan(1e-5);
+      expect(Math.abs(nodeLosses[s]! - cpuLosses[s]!) / cpuLosses[s]!).toBeLessThan(1e-4);
+    }
+    await page.close();
+  }, 180_000);
+});
