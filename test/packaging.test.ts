@@ -291,7 +291,8 @@ document.getElementById('f')!.addEventListener('change', async (ev) => {
 describe.runIf(HAVE_SHARED)('the browser entry as Vite bundles it, run', () => {
   it('a Vite library build of a page module opens a bundle from bytes and generates the Node entry\'s tokens', () => {
     // Without a browser here, the module Vite builds for the page (browser resolution, everything inlined) is
-    // run in Node on a real bundle: the same greedy tokens and bit figure as the Node entry.
+    // run in Node, with Node's process object hidden, on a real bundle: the same greedy tokens and bit figure as
+    // the Node entry.
     const lib = join(scratch, 'pagelib');
     mkdirSync(lib, { recursive: true });
     writeFileSync(
@@ -313,9 +314,18 @@ export async function run(bytes: Uint8Array): Promise<{ bpwLinears: number; next
     writeFileSync(
       join(scratch, 'pagelib.mjs'),
       `import { compress, createSession, openModel } from '@ultrasketch/pipeline';
-import { run } from './pagelib/dist/run.js';
 const { bytes } = await compress({ model: 'stories260K/stories260K.bin', codec: 'rtn', codecOptions: { bits: 4 } });
-const page = await run(bytes);
+// A page has no \`process\`: Node's is hidden while the page module loads and runs (an unguarded
+// process.env in the page's code then throws here as it would in a browser).
+const nodeProcess = globalThis.process;
+globalThis.process = undefined;
+let page;
+try {
+  const { run } = await import('./pagelib/dist/run.js');
+  page = await run(bytes);
+} finally {
+  globalThis.process = nodeProcess;
+}
 const model = openModel(bytes);
 const session = createSession(model, { contextLength: 24 });
 const next = [];

@@ -16,7 +16,7 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
 const FORBIDDEN: Array<[RegExp, string]> = [
   [/\bfrom\s*['"]node:/, 'imports a node:* module'],
-  [/\bimport\s*\(\s*['"]node:/, 'dynamically imports a node:* module'],
+  [/(?<!typeof\s*)\bimport\s*\(\s*['"]node:/, 'dynamically imports a node:* module'],
   [/\bfrom\s*['"](fs|path|crypto|os|url|worker_threads|child_process)['"]/, 'imports a Node built-in'],
   [/\brequire\s*\(/, 'uses CommonJS require'],
   [/(?<![\w.])process\s*\./, 'uses the Node global `process`'],
@@ -26,38 +26,74 @@ const FORBIDDEN: Array<[RegExp, string]> = [
 const stripComments = (src: string) =>
   src.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' ')).replace(/\/\/.*$/gm, '');
 
-/** Source files reached from `entry` through run-time imports (`import type` and `export type` are erased). */
-function runtimeGraph(entry: string): Map<string, string> {
+const PACKAGES = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The source entry of a workspace package specifier ('@ultrasketch/model' → packages/model/src/index.ts). */
+function workspaceEntry(spec: string): string | null {
+  const m = /^@ultrasketch\/([^/]+)(?:\/(.+))?$/.exec(spec);
+  return m ? join(PACKAGES, m[1]!, 'src', `${m[2] ?? 'index'}.ts`) : null;
+}
+
+/**
+ * Source files reached from `entry` through run-time imports (`import type` and `export type` are erased):
+ * relative ones, and with `crossPackages` the other @ultrasketch packages' sources too.
+ */
+function runtimeGraph(entry: string, crossPackages = false): Map<string, string> {
   const seen = new Map<string, string>();
   const visit = (file: string) => {
     if (seen.has(file)) return;
     const code = stripComments(readFileSync(file, 'utf8'));
     seen.set(file, code);
-    const re = /^\s*(import|export)\s+(type\s+)?[^;]*?from\s*['"](\.[^'"]+)['"]/gm;
+    const re = /^\s*(import|export)\s+(type\s+)?[^;]*?from\s*['"]([^'"]+)['"]/gm;
     for (const m of code.matchAll(re)) {
       if (m[2]) continue;
-      visit(resolve(dirname(file), m[3]!.replace(/\.js$/, '.ts')));
+      const spec = m[3]!;
+      if (spec.startsWith('.')) visit(resolve(dirname(file), spec.replace(/\.js$/, '.ts')));
+      else if (crossPackages) {
+        const target = workspaceEntry(spec);
+        if (target) visit(target);
+      }
     }
   };
   visit(entry);
   return seen;
 }
 
+/**
+ * Lines of `graph` that touch Node; a line that tests `typeof process` first is a guarded use, and type-only
+ * imports (`import type`, `typeof import(...)`) are erased from the JavaScript. Template literals
+ * are blanked first: a worker's source held in a string (runtime-node's threads) is not code of the page.
+ */
+function nodeUses(graph: Map<string, string>, root: string): string[] {
+  const problems: string[] = [];
+  for (const [file, source] of graph) {
+    const code = source.replace(/`(?:\\[\s\S]|[^`\\])*`/g, (m) => m.replace(/[^\n]/g, ' '));
+    code.split('\n').forEach((line, i) => {
+      if (/typeof process\b/.test(line) || /^\s*(import|export)\s+type\b/.test(line)) return; // guarded; erased
+      for (const [re, what] of FORBIDDEN) if (re.test(line)) problems.push(`${file.slice(root.length)}:${i + 1}: ${what}`);
+    });
+  }
+  return problems;
+}
+
 describe('pipeline browser entry purity', () => {
   it('no file reached from src/browser.ts touches Node', () => {
     const graph = runtimeGraph(join(SRC, 'browser.ts'));
-    const problems: string[] = [];
-    for (const [file, code] of graph) {
-      code.split('\n').forEach((line, i) => {
-        for (const [re, what] of FORBIDDEN) if (re.test(line)) problems.push(`${file.slice(SRC.length)}:${i + 1}: ${what}`);
-      });
-    }
-    expect(problems).toEqual([]);
+    expect(nodeUses(graph, SRC)).toEqual([]);
     // The walk really follows imports: the bundle reader and the session code are reached, the file readers not.
     const names = [...graph.keys()].map((f) => f.slice(SRC.length));
     expect(names).toEqual(expect.arrayContaining(['browser.ts', 'usk.ts', 'sessions.ts', 'tokenizers.ts', 'accounting.ts']));
     expect(names).not.toContain('load.ts');
     expect(names).not.toContain('usk-files.ts');
+  });
+
+  it('nor does any source it reaches in the other @ultrasketch packages (runtime-node, model, format, the codecs)', () => {
+    // A page runs these too: a static node:* import breaks the bundler, an unguarded `process.env` throws in the
+    // page (test/packaging.test.ts builds and runs the page module without `process`).
+    const graph = runtimeGraph(join(SRC, 'browser.ts'), true);
+    const reached = new Set([...graph.keys()].map((f) => f.slice(PACKAGES.length).split('/')[0]));
+    expect([...reached]).toEqual(expect.arrayContaining(['pipeline', 'runtime-node', 'model', 'format', 'core', 'baselines', 'sketch-core', 'littlebit']));
+    expect(nodeUses(graph, PACKAGES)).toEqual([]);
   });
 
   it('the walk would catch a Node import (the check is not vacuous)', () => {
