@@ -65,6 +65,11 @@ export interface ForwardParts {
 export interface AttentionKernel {
   allocate(length: number): Float32Array;
   attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void;
+  /**
+   * Optional: gate[i] = silu(gate[i]) · up[i] for i < count (SwiGLU, silu(g) = g / (1 + e^−g)), in place —
+   * the same values as the reference loop up to float32 rounding of the exponential.
+   */
+  swiglu?(gate: Float32Array, up: Float32Array, count: number): void;
 }
 
 /**
@@ -316,10 +321,14 @@ export class LlamaForward {
       rmsNormRows(xb, x, this.parts.ffnNorm[l]!, n, dim, c.normEps);
       this.linear(l, 'gate', lin.gate, xb, h1, n, hooks);
       this.linear(l, 'up', lin.up, xb, h3, n, hooks);
-      for (let i = 0; i < n * hidden; i++) {
-        const g = h1[i]!;
-        // SwiGLU: silu(gate) * up, silu(g) = g * sigmoid(g)
-        h1[i] = (g / (1 + Math.exp(-g))) * h3[i]!;
+      const fast = this.parts.attention;
+      if (fast?.swiglu) fast.swiglu(h1, h3, n * hidden);
+      else {
+        for (let i = 0; i < n * hidden; i++) {
+          const g = h1[i]!;
+          // SwiGLU: silu(gate) * up, silu(g) = g * sigmoid(g)
+          h1[i] = (g / (1 + Math.exp(-g))) * h3[i]!;
+        }
       }
       this.linear(l, 'down', lin.down, h1, proj, n, hooks);
       for (let i = 0; i < n * dim; i++) x[i] = x[i]! + proj[i]!;

@@ -6,8 +6,8 @@ import { NodeSession, wasmForwardParts } from '../src/index.js';
 import { WasmAttention, emitAttentionModule } from '../src/wasm/attention.js';
 
 /**
- * The WebAssembly SIMD attention (wasm/attention.ts) against the reference JS loops of LlamaForward: the same
- * model with and without the kernel, real stories3M weights (grouped KV heads: 6 query heads on 2 KV heads),
+ * The WebAssembly SIMD attention and SwiGLU (wasm/attention.ts) against the reference JS loops of LlamaForward:
+ * the same model with and without the kernel, real stories3M weights (grouped KV heads: 6 query heads on 2 KV heads),
  * a long prefill and decoding; and the kernel alone at awkward sizes (one position, 3 positions, kvMul 1 and
  * 4, headDim 4 and 12).
  */
@@ -91,6 +91,20 @@ describe('WasmAttention', () => {
           for (let p = 0; p <= start + t; p++) o += e[p]! * values[p * kvd + kvo + i]!;
           expect(out[t * dim + h * hs + i]).toBeCloseTo(o / sum, 5);
         }
+      }
+    }
+  });
+
+  it('swiglu: silu(g)·u as the reference loop (any count, large |g|, ±0)', () => {
+    const kernel = new WasmAttention({ dim: 8, nHeads: 2, nKvHeads: 2 } as ModelConfig);
+    for (const count of [1, 3, 4, 7, 513]) {
+      const g = Float32Array.from({ length: count }, (_, i) => (i === 0 ? -0 : i === 1 ? -120 : i === 2 ? 95 : Math.sin(i * 1.7) * 12));
+      const u = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.3) * 3);
+      const want = Array.from(g, (x, i) => (x / (1 + Math.exp(-x))) * u[i]!);
+      kernel.swiglu(g, u, count);
+      for (let i = 0; i < count; i++) {
+        expect(Number.isFinite(g[i]!)).toBe(true);
+        expect(Math.abs(g[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want[i]!)));
       }
     }
   });

@@ -12,7 +12,12 @@
  * keeps the reference loops.
  *
  * The memory is SHARED (a SharedArrayBuffer): growing it for a second cache or a larger scratch does not
- * detach the views already handed out (a private memory's growth would).
+ * detach the views already handed out (a private memory's growth would). Its allocator never frees: a forward
+ * pass reuses one cache (`reset()`); each `createCache` adds its size until the kernel is dropped with its parts
+ * (every session builds its own).
+ *
+ * The same module also has SwiGLU (silu(gate) · up, 4 at a time with the same exponential): the model's
+ * `swiglu` hook, so the FFN's 'hidden' exponentials per position do not go through Math.exp.
  */
 import type { AttentionKernel, ModelConfig } from '@ultrasketch/model';
 import { headDim, kvDim } from '@ultrasketch/model';
@@ -139,11 +144,41 @@ function emitAttend(): ExpBuilder {
   return f;
 }
 
+/**
+ * swiglu(g, u, count): g[i] = g[i] / (1 + exp(−g[i])) · u[i], 4 at a time (count rounded up to 4: the caller
+ * pads). exp through expV (its clamp keeps e^−g finite: g < −88 gives ≈ −g·1e-38, i.e. 0 in float32 terms).
+ */
+function emitSwiglu(): ExpBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32']);
+  const [g, u, count] = [0, 1, 2];
+  const i = f.local('i32');
+  const end = f.local('i32');
+  const x = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  f.get(count).i32Const(2).i32Shl().set(end);
+  f.i32Const(0).set(i);
+  loopLt(f, i, end, 16, () => {
+    f.get(g).get(i).i32Add().v128Load().set(x);
+    f.v128Zero().get(x).simdOp(SIMD_OPS.f32x4_sub).set(v); // −g
+    expV(f, v, k, p);
+    f.f32Const(1).f32x4Splat().f32x4Add().set(v); // 1 + e^−g
+    f.get(g).get(i).i32Add();
+    f.get(x).get(v).simdOp(F32X4_DIV);
+    f.get(u).get(i).i32Add().v128Load().f32x4Mul();
+    f.v128Store();
+  });
+  return f;
+}
+const F32X4_DIV = 0xe7;
+
 let compiled: WasmModule | undefined;
 function attentionModule(): WasmModule {
   if (!compiled) {
     const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
     m.addFunction('attend', emitAttend());
+    m.addFunction('swiglu', emitSwiglu());
     compiled = new (requireWasm().Module)(m.emit());
   }
   return compiled;
@@ -153,6 +188,7 @@ function attentionModule(): WasmModule {
 export function emitAttentionModule(): Uint8Array {
   const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
   m.addFunction('attend', emitAttend());
+  m.addFunction('swiglu', emitSwiglu());
   return m.emit();
 }
 
@@ -160,6 +196,9 @@ export class WasmAttention implements AttentionKernel {
   private readonly memory: WasmMemory;
   private readonly instance: WasmInstance;
   private readonly attendFn: (...a: number[]) => void;
+  private readonly swigluFn: (...a: number[]) => void;
+  private swAt = 0;
+  private swBytes = 0;
   private top = 16;
   private scratchAt = 0;
   private scratchBytes = 0;
@@ -182,6 +221,7 @@ export class WasmAttention implements AttentionKernel {
     this.memory = new wasm.Memory({ initial: 1, maximum: WASM32_MAX_PAGES, shared: true });
     this.instance = new wasm.Instance(attentionModule(), { env: { memory: this.memory } });
     this.attendFn = this.instance.exports.attend as (...a: number[]) => void;
+    this.swigluFn = this.instance.exports.swiglu as (...a: number[]) => void;
     this.heap = new Float32Array(this.memory.buffer);
   }
 
@@ -224,6 +264,21 @@ export class WasmAttention implements AttentionKernel {
     out.set(heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
   }
 
+  swiglu(gate: Float32Array, up: Float32Array, count: number): void {
+    const padded = Math.ceil(count / 4) * 4;
+    if (2 * padded * 4 > this.swBytes) {
+      this.swBytes = 2 * padded * 4;
+      this.swAt = this.reserve(this.swBytes);
+    }
+    const gAt = this.swAt;
+    const uAt = gAt + padded * 4;
+    const heap = this.heap;
+    heap.set(gate.subarray(0, count), gAt / 4);
+    heap.set(up.subarray(0, count), uAt / 4);
+    this.swigluFn(gAt, uAt, count);
+    gate.set(heap.subarray(gAt / 4, gAt / 4 + count));
+  }
+
   /** Bytes of the kernel's wasm memory (KV caches, scratch, headroom). */
   get reservedBytes(): number {
     return this.memory.buffer.byteLength;
@@ -231,6 +286,6 @@ export class WasmAttention implements AttentionKernel {
 
   /** Bytes of the kernel's scratch (q, out, scores). */
   get scratchSize(): number {
-    return this.scratchBytes;
+    return this.scratchBytes + this.swBytes;
   }
 }
