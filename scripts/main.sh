@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The main job, from a fresh machine: install everything, build, generate from and evaluate the float model,
-# then compress it into a .usk bundle and evaluate the bundle against the float model on the same windows.
+# The main job, from a fresh machine: install everything, build; then, first, the product's embedded sub-1-bit
+# default (models/stories3M-littlebit-0.55.usk) next to the float model it was made from: both bit figures,
+# the same prompt through both, and the perplexity of both on the same evaluation windows. Then the float model
+# itself (generate, eval against llama2.c's figure), and a compression of it with a sub-1-bit codec (a short
+# finetune included) evaluated against the float model.
 #
 #   bash scripts/main.sh                         # ../shared/models/stories3M, first 16 evaluation windows
 #   bash scripts/main.sh --windows all           # every window of the evaluation text
@@ -20,17 +23,22 @@ STEPS=256
 PROMPT="Once upon a time"
 SEED=42
 INSTALL=1
-COMPRESS="--codec rtn --bits 4"
+# Sub-1-bit by default: LittleBit at 0.55 bits per weight with the quick recipe's settings and a short finetune
+# (60 steps; the committed default bundle had 200, docs/results.md §11), so the whole job stays near 3 minutes.
+COMPRESS="--codec littlebit --bpw 0.55 --recipe quick --finetune-steps 60 --threads 2"
+DEFAULT_BUNDLE=models/stories3M-littlebit-0.55.usk
 OUT=out
 
 usage() {
   cat <<USAGE
 Usage: bash scripts/main.sh [options]
 
-Installs pnpm (if missing) and the dependencies, builds every package, then runs the main job:
-generate text from the model and evaluate its perplexity on the evaluation text; then compress it into a
-.usk bundle, inspect the bundle, generate from it, and evaluate it against the float model (perplexity,
-KL, top-1 on the same windows).
+Installs pnpm (if missing) and the dependencies, builds every package, then runs the main job. First the
+embedded default ($DEFAULT_BUNDLE: stories3M below one bit per weight, made by the project's own
+compress command, recorded in the bundle): its bit figures, text from it and from the float model on the same
+prompt, and both perplexities on the same evaluation windows. Then the float model (generate, eval), and a
+compression of it into a .usk bundle (default: sub-1-bit LittleBit with a short finetune), inspected, run,
+and evaluated against the float model (perplexity, KL, top-1 on the same windows).
 
 Options:
   --model PATH       llama2.c checkpoint, or a directory holding one (default: $DEFAULT_MODEL)
@@ -41,7 +49,7 @@ Options:
   --prompt TEXT      prompt for generation (default: "$PROMPT")
   --seed S           sampling seed (default: $SEED)
   --compress ARGS    compress options, one quoted string (default: "$COMPRESS"), e.g.
-                     --compress "--codec littlebit --bpw 0.55 --small-matrix keep"; "none" skips compression
+                     --compress "--codec rtn --bits 4"; "none" skips compression
   --out DIR          where the bundle is written (default: $OUT)
   --no-install       skip pnpm install and the build (they are quick when nothing changed)
   -h, --help         show this help
@@ -100,6 +108,20 @@ ultrasketch() {
   printf '\033[0m\n' >&2
   node apps/cli/dist/cli.js "$@"
 }
+
+# The embedded sub-1-bit default first (only with its own float model, stories3M).
+if [ "$CHECKPOINT" = "$DEFAULT_MODEL/stories3M-q80.bin" ] && [ -f "$DEFAULT_BUNDLE" ]; then
+  printf '\033[1m== The embedded default: %s ==\033[0m\n' "$DEFAULT_BUNDLE"
+  ultrasketch inspect "$DEFAULT_BUNDLE" | sed -n '1,13p'
+  echo
+  echo "-- the same prompt, greedy, through the sub-1-bit bundle and through the float model:"
+  ultrasketch generate "$DEFAULT_BUNDLE" --prompt "$PROMPT" --steps 96 --temperature 0
+  ultrasketch generate "$CHECKPOINT" --prompt "$PROMPT" --steps 96 --temperature 0
+  echo
+  ultrasketch eval "$DEFAULT_BUNDLE" --text "$TEXT" --windows "$WINDOWS" --reference "$CHECKPOINT"
+  echo
+  printf '\033[1m== The float model ==\033[0m\n'
+fi
 
 ultrasketch inspect "$CHECKPOINT"
 echo

@@ -13,6 +13,7 @@
  */
 import { ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
 import type { ModelWeights } from '@ultrasketch/model';
+import { NodeSession } from '@ultrasketch/runtime-node';
 import { registerAllCodecs } from './codecs.js';
 import { weightSeed } from './compress.js';
 
@@ -25,6 +26,14 @@ export interface SensitivityPlanInput {
   names: readonly string[];
   /** Per linear E[a_j²] over its input channels (calibrate()); Frobenius error without it. */
   saliency?: ReadonlyMap<string, Float64Array>;
+  /**
+   * How a linear's error at a rate is measured: 'activation' = Σ (W − Ŵ)²·E[a²] (its own output error, cheap);
+   * 'kl' = the float model's KL to the same model with only this linear compressed at this rate, on
+   * `klWindows` (the error as the whole network propagates it — what training will have to undo).
+   */
+  objective?: 'activation' | 'kl';
+  /** Calibration token windows (each starting with BOS) for the 'kl' objective. */
+  klWindows?: readonly Int32Array[];
   /** Candidate rates (default: the target × 0.5, 0.75, 1, 1.5, 2). */
   candidates?: readonly number[];
   /** The run seed (each matrix is encoded with weightSeed(seed, name), as compress does). */
@@ -52,6 +61,7 @@ export interface SensitivityPlan {
   linears: PlannedLinear[];
   /** Linears the target rate cannot reach (left to compress()'s --small-matrix policy, as in the uniform plan). */
   excluded: string[];
+  objective: 'activation' | 'kl';
 }
 
 /** Plan per-linear rates for `codecId` within the bits of the uniform plan at codecOptions.bpw. */
@@ -72,6 +82,8 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
     error: number;
   }
   const table: Array<{ name: string; options: Option[]; uniform: Option | null }> = [];
+  const objective = input.objective ?? 'activation';
+  const kl = objective === 'kl' ? klMeter(input.weights, input.klWindows ?? []) : null;
   let done = 0;
   for (const name of input.names) {
     const t = input.weights.tensors.get(name);
@@ -91,10 +103,13 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
       }
       const w = codec.decode(params);
       let e = 0;
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          const d = t.data[r * cols + c]! - w[r * cols + c]!;
-          e += d * d * (sal ? sal[c]! : 1);
+      if (kl) e = kl(name, w);
+      else {
+        for (let r = 0; r < rows; r++) {
+          for (let c = 0; c < cols; c++) {
+            const d = t.data[r * cols + c]! - w[r * cols + c]!;
+            e += d * d * (sal ? sal[c]! : 1);
+          }
         }
       }
       options.push({ bpw, bits: codec.bits(params).total, error: e });
@@ -145,6 +160,7 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
   });
   return {
     bpw: Object.fromEntries(linears.map((l) => [l.name, l.bpw])),
+    objective,
     excluded,
     budgetBits,
     plannedBits: bits,
@@ -152,5 +168,50 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
     uniformError: table.reduce((a, x) => a + x.uniform!.error, 0),
     candidates,
     linears,
+  };
+}
+
+/**
+ * KL(float ‖ float with one linear replaced) in nats per position over `windows`, through runtime-node's
+ * kernels (one session per replacement; the float model's log-probabilities computed once).
+ */
+function klMeter(weights: ModelWeights, windows: readonly Int32Array[]): (name: string, replacement: Float32Array) => number {
+  if (windows.length === 0) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, "the 'kl' plan objective needs calibration windows", { source: '--plan' });
+  const V = weights.config.vocabSize;
+  const logProbs = (w: ModelWeights): Float32Array[] => {
+    const session = NodeSession.fromWeights(w, { contextLength: Math.max(...windows.map((x) => x.length)), threads: 1 });
+    try {
+      return windows.map((win) => {
+        session.reset();
+        const logits = session.forward(win, { logits: 'all' }).slice();
+        for (let p = 0; p < win.length; p++) {
+          let max = -Infinity;
+          for (let v = 0; v < V; v++) max = Math.max(max, logits[p * V + v]!);
+          let sum = 0;
+          for (let v = 0; v < V; v++) sum += Math.exp(logits[p * V + v]! - max);
+          const lse = max + Math.log(sum);
+          for (let v = 0; v < V; v++) logits[p * V + v] = logits[p * V + v]! - lse;
+        }
+        return logits;
+      });
+    } finally {
+      session.dispose();
+    }
+  };
+  const ref = logProbs(weights);
+  const positions = windows.reduce((a, w) => a + w.length, 0);
+  return (name, replacement) => {
+    const t = weights.tensors.get(name)!;
+    const tensors = new Map(weights.tensors);
+    tensors.set(name, { ...t, data: replacement });
+    const got = logProbs({ ...weights, tensors });
+    let kl = 0;
+    ref.forEach((lp, i) => {
+      const lq = got[i]!;
+      for (let j = 0; j < lp.length; j++) kl += Math.exp(lp[j]!) * (lp[j]! - lq[j]!);
+    });
+    const value = kl / positions;
+    if (!Number.isFinite(value)) throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the KL with ${name} compressed is ${value}`, { hint: 'check the float model with `ultrasketch eval`' });
+    return value;
   };
 }

@@ -41,6 +41,25 @@ describe.runIf(HAVE)('sensitivity plan (stories260K, hashednets)', () => {
     expect(readBundle(mixed.bytes).weights.size).toBe(readBundle(uniform.bytes).weights.size);
   });
 
+  it("the 'kl' objective measures each linear's damage through the whole network: positive, larger at lower rates", () => {
+    // One window of tokens of stories260K's vocabulary (512), starting with BOS.
+    const windows = [Int32Array.from([1, 403, 261, 407, 285, 330, 266, 397, 300, 287, 368, 273, 314, 260, 289, 458])];
+    const two = names.slice(0, 2);
+    const plan = sensitivityPlan({ weights: model.weights, codecId: 'hashednets', codecOptions: { bpw: 1 }, names: two, seed: 0, objective: 'kl', klWindows: windows });
+    expect(plan.objective).toBe('kl');
+    expect(plan.plannedBits).toBeLessThanOrEqual(plan.budgetBits);
+    for (const l of plan.linears) {
+      expect(l.error).toBeGreaterThan(0);
+      expect(Number.isFinite(l.error)).toBe(true);
+    }
+    // More bits, less damage, for the same linears (LittleBit, whose error falls steeply with rank; HashedNets
+    // at these sizes barely improves before training, so its KL ordering is noise).
+    const mlp = [TensorNames.linear(0, 'gate'), TensorNames.linear(0, 'down')];
+    const at = (bpw: number) =>
+      sensitivityPlan({ weights: model.weights, codecId: 'littlebit', codecOptions: { bpw }, names: mlp, seed: 0, objective: 'kl', klWindows: windows, candidates: [bpw] }).totalError;
+    expect(at(4)).toBeLessThan(at(1));
+  });
+
   it('needs a bpw target', () => {
     expect(() => sensitivityPlan({ weights: model.weights, codecId: 'binary', codecOptions: {}, names, seed: 0 })).toThrow(
       expect.objectContaining({ code: ErrorCodes.BAD_ARGUMENT, message: expect.stringMatching(/needs a --bpw target/) }),

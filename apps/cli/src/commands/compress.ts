@@ -28,6 +28,7 @@ import {
   RECIPE_NAMES,
   defaultLayers,
   describeRecipes,
+  documentTokenStream,
   parseLayers,
   sensitivityPlan,
   readFileChecked,
@@ -96,10 +97,10 @@ export const compressCommand: Command = {
       name: 'plan',
       kind: 'string',
       valueName: 'P',
-      choices: ['uniform', 'sensitivity'],
+      choices: ['uniform', 'sensitivity', 'kl'],
       default: 'uniform',
       description:
-        'uniform = every compressed linear at --bpw; sensitivity = the same total bits spent by measured sensitivity: each linear encoded at 0.5–2× the target, its activation-weighted error on --calib measured, rates bought greedily by error saved per bit (codecs with --bpw)',
+        'uniform = every compressed linear at --bpw; sensitivity / kl = the same total bits spent by measured sensitivity: each linear encoded at 0.5–2× the target, its error measured — sensitivity: Σ (W − Ŵ)²·E[a²] on --calib; kl: the float model\'s KL to itself with only that linear compressed, on 8 windows of 128 tokens of --calib — and rates bought greedily by error saved per bit (codecs with --bpw)',
     },
     {
       name: 'recipe',
@@ -176,16 +177,34 @@ async function compressOpened(
       note(io, quiet, `compress: quality will be measured on the first ${evalWindows} window(s) of ${evalFile!.path}`);
     }
     let bpwPlan: Record<string, number> | undefined;
-    if (options.plan === 'sensitivity') {
+    if (options.plan === 'sensitivity' || options.plan === 'kl') {
       if (!('weights' in model)) {
-        throw new UsageError('--plan sensitivity encodes every linear at several rates and needs the model in memory: use a llama2.c checkpoint, or --plan uniform for streamed HF/GGUF models', 'compress');
+        throw new UsageError(`--plan ${options.plan} encodes every linear at several rates and needs the model in memory: use a llama2.c checkpoint, or --plan uniform for streamed HF/GGUF models`, 'compress');
       }
       const stats = calibration && 'stats' in calibration ? calibration : (maybeCalibrate(input, io, model, codec, resolved, evalFile, true) as Calibration);
       const kinds = options.layers === undefined ? defaultLayers(codec) : parseLayers(options.layers as string);
       const names: string[] = [];
       for (let l = 0; l < model.weights.config.nLayers; l++) for (const k of kinds) names.push(TensorNames.linear(l, k));
       const planProgress = new Progress({ label: 'plan', total: names.length, unit: 'linears', quiet, stream: io.stderr });
-      const p = sensitivityPlan({ weights: model.weights, codecId: codec, codecOptions: raw, names, saliency: stats.stats.meanSquare, seed: options.seed as number, onProgress: (d) => planProgress.update(d) });
+      let klWindows: Int32Array[] | undefined;
+      if (options.plan === 'kl') {
+        // 8 windows of 128 tokens from the calibration text (never the evaluation text: maybeCalibrate checked it).
+        const calibPath = textPath(options.calib, 'calib.txt', '--calib', true)!;
+        const stream = documentTokenStream(model.tokenizer, new TextDecoder('utf-8').decode(readText(calibPath, 'calibration text', '--calib').bytes), calibPath);
+        const L = Math.min(128, model.weights.config.seqLen);
+        klWindows = [];
+        for (let w = 0; w < 8 && (w + 1) * L <= stream.length; w++) klWindows.push(stream.slice(w * L, (w + 1) * L));
+      }
+      const p = sensitivityPlan({
+        weights: model.weights,
+        codecId: codec,
+        codecOptions: raw,
+        names,
+        saliency: stats.stats.meanSquare,
+        seed: options.seed as number,
+        ...(klWindows ? { objective: 'kl' as const, klWindows } : {}),
+        onProgress: (d) => planProgress.update(d),
+      });
       planProgress.finish();
       bpwPlan = p.bpw;
       const counts = new Map<number, number>();
@@ -193,8 +212,8 @@ async function compressOpened(
       note(
         io,
         quiet,
-        `plan: sensitivity, ${fmtInt(p.plannedBits)} of ${fmtInt(p.budgetBits)} bits (the uniform plan's); rates ${[...counts].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b} × ${n}`).join(', ')}; ` +
-          `activation-weighted error ${p.totalError.toExponential(3)} vs uniform ${p.uniformError.toExponential(3)}` +
+        `plan: ${options.plan}, ${fmtInt(p.plannedBits)} of ${fmtInt(p.budgetBits)} bits (the uniform plan's); rates ${[...counts].sort((x, y) => x[0] - y[0]).map(([b, n]) => `${b} × ${n}`).join(', ')}; ` +
+          `${p.objective === 'kl' ? 'summed single-linear KL' : 'activation-weighted error'} ${p.totalError.toExponential(3)} vs uniform ${p.uniformError.toExponential(3)}` +
           (p.excluded.length > 0 ? `; ${p.excluded.length} linear(s) the target cannot reach left to --small-matrix` : ''),
       );
     }

@@ -212,6 +212,7 @@ export const evalCommand: Command = {
     if (result.reference && reference) {
       rows.push(
         ['reference', `${reference.source.path}: mean NLL ${result.reference.meanNll.toFixed(6)}, perplexity ${result.reference.perplexity.toFixed(4)}`],
+        ['ratio', `perplexity ${(result.perplexity / result.reference.perplexity).toFixed(2)}× the reference's, on the same windows`],
         ['KL(ref||model)', `${result.kl!.toExponential(4)} nats per position`],
         ['top-1 agree', `${(100 * result.top1!).toFixed(2)} %`],
       );
