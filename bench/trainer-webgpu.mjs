@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+/**
+ * The STE trainer on WebGPU (issue 15): which adapter Dawn finds, training throughput of `GpuKdTrainer` and,
+ * with --compare-cpu, the CPU `Trainer` on the same windows (per-step loss difference and the tokens/s ratio).
+ * The script issue 15 asks to run once on a lent GPU (one NVIDIA H200, 15 minutes of device time for the whole
+ * issue): `--probe` first (seconds), then a throughput run, then the long LittleBit run.
+ *
+ *   node bench/trainer-webgpu.mjs [options]          (run `pnpm build` first: it imports the built packages)
+ *
+ *   --probe             print the adapter Dawn finds (vendor, architecture, device, description, software or not,
+ *                       limits) and what is missing when there is none, then exit
+ *   --model PATH        llama2.c checkpoint (default ../shared/models/stories3M/stories3M-q80.bin)
+ *   --calib PATH        calibration text (default ../shared/data/tinystories/calib.txt)
+ *   --provider NAME     dense (every linear) or littlebit (0.55 bpw, residual, every linear but K/V, as
+ *                       bench/trainer-throughput.mjs) (default littlebit)
+ *   --bpw X             LittleBit bits per weight (default 0.55)
+ *   --batch N           sequences per step (default 4)
+ *   --seq N             tokens per sequence (default 128)
+ *   --steps N           steps (the schedule's length; default 10)
+ *   --lr X              peak learning rate (default 1e-3)
+ *   --seed N            data seed (default 1)
+ *   --compare-cpu       also train on the CPU (1 thread, the same windows and providers' initialisation) and
+ *                       print each step's relative loss difference and the GPU / CPU tokens-per-second ratio
+ *   --json PATH         write the results (adapter, per-step losses, tokens/s) as JSON
+ *   --help              this text
+ *
+ * Tokens/s counts every step after the first (the first compiles nothing — GpuTrainContext.create does — but
+ * allocates uniforms and bind groups). On a software adapter (SwiftShader) the figures are correctness runs, not
+ * GPU speed: the output says so.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ROOT, dist, fail, printHelp, requireBuilt } from './lib.mjs';
+
+const { values: a } = parseArgs({
+  options: {
+    probe: { type: 'boolean', default: false },
+    model: { type: 'string', default: resolve(ROOT, '../shared/models/stories3M/stories3M-q80.bin') },
+    tokenizer: { type: 'string' },
+    calib: { type: 'string', default: resolve(ROOT, '../shared/data/tinystories/calib.txt') },
+    provider: { type: 'string', default: 'littlebit' },
+    bpw: { type: 'string', default: '0.55' },
+    batch: { type: 'string', default: '4' },
+    seq: { type: 'string', default: '128' },
+    steps: { type: 'string', default: '10' },
+    lr: { type: 'string', default: '1e-3' },
+    seed: { type: 'string', default: '1' },
+    'compare-cpu': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (a.help) {
+  printHelp(import.meta.url);
+  process.exit(0);
+}
+
+requireBuilt(['core', 'format', 'model', 'baselines', 'littlebit', 'runtime-webgpu', 'ste-trainer']);
+const { GpuContext, describeAdapter } = await import(dist('runtime-webgpu'));
+const { nodeGpu } = await import(join(ROOT, 'packages/runtime-webgpu/dist/node.js'));
+
+// ------------------------------------------------------------------------------------------------- probe
+let gpu;
+try {
+  gpu = await GpuContext.create(await nodeGpu());
+} catch (err) {
+  console.log(`no WebGPU adapter: ${err.message}`);
+  console.log(`VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? '(unset)'}`);
+  console.log('Dawn needs the Vulkan loader (libvulkan.so.1: apt-get install libvulkan1, or carry it and set LD_LIBRARY_PATH)');
+  console.log('and a Vulkan driver: on an NVIDIA machine the driver ships nvidia_icd.json (/usr/share/vulkan/icd.d or /etc/vulkan/icd.d)');
+  process.exit(a.probe ? 0 : 1);
+}
+const adapter = gpu.adapter;
+console.log(`adapter: ${describeAdapter(adapter)}`);
+console.log(`limits: binding ${gpu.limits.bindingBytes} bytes, workgroup memory ${gpu.limits.workgroupBytes} bytes, ${gpu.limits.workgroupsPerDimension} workgroups per dimension`);
+if (a.probe) process.exit(0);
+if (adapter.software) console.log('NOTE: a software adapter — these are correctness figures, not GPU speed');
+
+// ------------------------------------------------------------------------------------------------- setup
+const int = (name, min = 1) => {
+  const v = Number(a[name]);
+  if (!Number.isInteger(v) || v < min) fail(`--${name} ${a[name]}: expected an integer ≥ ${min}`, 2);
+  return v;
+};
+const B = int('batch');
+const L = int('seq');
+const steps = int('steps');
+const seed = int('seed', 0);
+const lr = Number(a.lr);
+const bpw = Number(a.bpw);
+if (!['dense', 'littlebit'].includes(a.provider)) fail(`--provider ${a.provider}: dense or littlebit`, 2);
+
+const { registerAll } = await import(dist('baselines'));
+const { readLlama2cCheckpoint, readLlama2cTokenizer } = await import(dist('format'));
+const { Tokenizer, modelFromLlama2c } = await import(dist('model'));
+const { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } = await import(dist('ste-trainer'));
+const { GpuKdTrainer, GpuTrainContext } = await import(join(ROOT, 'packages/ste-trainer/dist/webgpu/index.js'));
+registerAll();
+registerLittleBitProviders();
+
+const weights = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(a.model), a.model), a.model);
+const c = weights.config;
+const tokPath = a.tokenizer ?? join(dirname(a.model), c.vocabSize === 512 ? 'tok512.bin' : 'tok4096.bin');
+const tokenizer = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(tokPath), c.vocabSize, tokPath));
+const docs = readFileSync(a.calib, 'utf8').split('\n\n').map((d) => d.trim()).filter((d) => d.length > 0);
+const calib = Int32Array.from(docs.flatMap((d) => Array.from(tokenizer.encode(d, { bos: true, eos: false }))));
+const plan = a.provider === 'dense' ? () => ({ kind: 'dense' }) : (_l, kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw, residual: true } } });
+const providers = () => makeProviders(weights, plan, { seed });
+const recipe = { batch: B, seqLen: L, steps, lr, trainNorms: true };
+console.log(`model ${a.model}: dim ${c.dim}, layers ${c.nLayers}, vocab ${c.vocabSize}; ${a.provider}${a.provider === 'littlebit' ? ` ${bpw} bpw` : ''}; batch ${B} × ${L}, ${steps} steps, lr ${lr}`);
+
+const batches = new CalibrationBatches(calib, L, seed);
+const windows = (s) => {
+  const w = new Int32Array(B * (L + 1));
+  batches.fill(s, w, 0, B);
+  return w;
+};
+
+// ---------------------------------------------------------------------------------------------------- runs
+const ctx = await GpuTrainContext.create(gpu);
+const g = await GpuKdTrainer.create(ctx, { ...recipe, teacher: weights, providers: providers() });
+const gpuSteps = [];
+let t0 = 0;
+for (let s = 0; s < steps; s++) {
+  if (s === 1) t0 = performance.now();
+  const r = await g.step(windows(s));
+  gpuSteps.push(r);
+  console.log(`webgpu step ${r.step}: loss ${r.loss.toFixed(6)} (KL ${r.kl.toFixed(5)}, MSE ${r.mse.toFixed(5)}), grad norm ${r.gradNorm.toFixed(4)}, ${r.ms.toFixed(0)} ms`);
+}
+const timed = (steps - 1) * B * L;
+const gpuTps = steps > 1 ? (timed * 1000) / (performance.now() - t0) : NaN;
+console.log(`webgpu: ${gpuTps.toFixed(1)} tokens/s (steps 2..${steps})`);
+
+let cpuTps = NaN;
+const cpuSteps = [];
+if (a['compare-cpu']) {
+  const t = new Trainer({ ...recipe, teacher: weights, calibTokens: calib, seed, providers: providers() });
+  let c0 = 0;
+  for (let s = 0; s < steps; s++) {
+    if (s === 1) c0 = performance.now();
+    const r = t.step();
+    cpuSteps.push(r);
+    const d = Math.abs(gpuSteps[s].loss - r.loss) / Math.abs(r.loss);
+    console.log(`cpu    step ${r.step}: loss ${r.loss.toFixed(6)}; webgpu − cpu: ${d.toExponential(2)} relative`);
+  }
+  cpuTps = steps > 1 ? (timed * 1000) / (performance.now() - c0) : NaN;
+  console.log(`cpu (1 thread): ${cpuTps.toFixed(1)} tokens/s; webgpu / cpu = ${(gpuTps / cpuTps).toFixed(2)}${adapter.software ? ' (software adapter: not GPU speed)' : ''}`);
+}
+if (a.json) {
+  const out = {
+    adapter,
+    model: a.model,
+    provider: a.provider,
+    bpw: a.provider === 'littlebit' ? bpw : null,
+    recipe,
+    seed,
+    webgpu: { tokensPerSec: gpuTps, steps: gpuSteps },
+    cpu: a['compare-cpu'] ? { tokensPerSec: cpuTps, steps: cpuSteps } : null,
+  };
+  writeFileSync(a.json, `${JSON.stringify(out, null, 1)}\n`);
+  console.log(`wrote ${a.json}`);
+}
+ctx.dispose();
+gpu.destroy();
