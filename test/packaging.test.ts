@@ -117,7 +117,7 @@ console.log(JSON.stringify({ bpwLinears: report.bpwLinears, fileBytes: bytes.byt
       `const { compress, openModel, createSession } = require('@ultrasketch/pipeline');
 const entries = ['@ultrasketch/core', '@ultrasketch/format', '@ultrasketch/model', '@ultrasketch/baselines', '@ultrasketch/littlebit',
   '@ultrasketch/sketch-core', '@ultrasketch/saliency', '@ultrasketch/runtime-node', '@ultrasketch/runtime-webgpu', '@ultrasketch/runtime-webgpu/node',
-  '@ultrasketch/pipeline/browser', '@ultrasketch/ste-trainer', '@ultrasketch/ste-trainer/node'];
+  '@ultrasketch/pipeline/browser', '@ultrasketch/ste-trainer', '@ultrasketch/ste-trainer/node', '@ultrasketch/ste-trainer/webgpu'];
 const sizes = entries.map((e) => Object.keys(require(e)).length);
 compress({ model: 'stories260K/stories260K.bin', codec: 'rtn', codecOptions: { bits: 4 } }).then(async ({ bytes }) => {
   const model = openModel(bytes);
@@ -211,6 +211,8 @@ export const all = [core.ErrorCodes, pipeline.compress, browser.openModel, train
       join(scratch, 'gpu.mts'),
       `import { WebGpuSession } from '@ultrasketch/runtime-webgpu';
 import { nodeGpu } from '@ultrasketch/runtime-webgpu/node';
+import * as trainerGpu from '@ultrasketch/ste-trainer/webgpu';
+export const trainer = trainerGpu;
 export async function open(bundle: Parameters<typeof WebGpuSession.fromBundle>[0]): Promise<WebGpuSession> {
   const gpu: GPU = await nodeGpu();
   const adapter: GPUAdapter | null = await gpu.requestAdapter();
