@@ -113,8 +113,10 @@ export class NodeSession {
     const threads = resolveThreads(options.threads);
     const shared = this.arenas.length > 0 && this.arenas.every((a) => a.shared);
     if (threads > 1 && shared) {
+      // the attention kernel's memory too: its heads are split like a product's rows
+      const att = fwd.parts.attention instanceof WasmAttention ? fwd.parts.attention : undefined;
       this.pool = new ThreadPool(
-        this.arenas.map((arena) => ({ arena, modules: arenaModules(arena) })),
+        [...this.arenas.map((arena) => ({ arena, modules: arenaModules(arena) })), ...(att ? [{ arena: att, modules: att.modules }] : [])],
         {
           threads,
           ...(options.threadMinWorkNs === undefined ? {} : { minWorkNs: options.threadMinWorkNs }),

@@ -25,7 +25,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { Worker } from 'node:worker_threads';
 import type { WasmArena } from './wasm/arena.js';
-import type { WasmModule } from './wasm/engine.js';
+import type { WasmMemory, WasmModule } from './wasm/engine.js';
 
 /** Issue one wasm call: run it (main thread) or record it for a worker. */
 export type RowCall = (fn: (...args: number[]) => unknown, ...args: number[]) => void;
@@ -150,9 +150,19 @@ for (;;) {
 }
 `;
 
-/** Exported functions of the kernel modules instantiated over an arena (see wasm-common `kernelExports`). */
+/**
+ * A memory whose products a pool may split: a `WasmArena`, or another kernel's memory (the attention kernel's).
+ * The pool sets `threads` to itself while it runs and clears it on dispose.
+ */
+export interface PoolMemory {
+  readonly memory: WasmMemory;
+  readonly shared: boolean;
+  threads: ThreadPool | undefined;
+}
+
+/** Exported functions of the kernel modules instantiated over a memory (see wasm-common `kernelExports`). */
 export interface ArenaModules {
-  arena: WasmArena;
+  arena: PoolMemory;
   modules: { module: WasmModule; exports: Record<string, unknown> }[];
 }
 
@@ -177,7 +187,7 @@ export class ThreadPool {
   /** Chunks of split products run by the calling thread / by the workers. */
   chunksHere = 0;
   chunksTotal = 0;
-  private readonly arenas: WasmArena[];
+  private readonly arenas: PoolMemory[];
   private readonly adaptive: boolean;
   private readonly shapes = new Map<number, ShapeStats>();
   private calls = 0;

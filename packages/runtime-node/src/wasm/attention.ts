@@ -25,6 +25,7 @@ import { ModuleBuilder } from './emitter.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
 import { ExpBuilder, SIMD_OPS, expV } from './trainer-exp.js';
 import { WASM32_MAX_PAGES, WASM_PAGE_BYTES } from './arena.js';
+import type { RowBody, ThreadPool } from '../threads.js';
 
 /** while (v <u limit) { body; v += step } as a guarded do-while. */
 function loopLt(f: ExpBuilder, v: number, limit: number, step: number, body: () => void): void {
@@ -42,15 +43,16 @@ function hsum(f: ExpBuilder, a: number): void {
 }
 
 /**
- * attend(q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale): byte addresses; q and out
- * [n, nHeads · hs]; keys/values rows of kvRowB bytes; scores: scratch of ≥ (start + n) floats; hsB = 4·hs.
+ * attend(q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale, h0, h1): heads h0..h1−1 of the
+ * n new positions; byte addresses; q and out [n, nHeads · hs]; keys/values rows of kvRowB bytes; scores: scratch
+ * of ≥ (start + n) floats; hsB = 4·hs. A head's result does not depend on the range it is computed in (threads
+ * take ranges of heads, each with its own scores scratch).
  */
 function emitAttend(): ExpBuilder {
-  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
-  const [q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32']);
+  const [q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale, h0, h1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
   const t = f.local('i32');
   const h = f.local('i32');
-  const kc = f.local('i32');
   const kvo = f.local('i32');
   const qp = f.local('i32');
   const op = f.local('i32');
@@ -70,17 +72,20 @@ function emitAttend(): ExpBuilder {
   const vsum = f.local('v128');
   const inv = f.local('v128');
 
-  f.get(q).set(qp);
-  f.get(out).set(op);
   f.i32Const(0).set(t);
   loopLt(f, t, n, 1, () => {
     // scores of positions 0..pos: [scores, sEnd); sFull: its whole 16-byte chunks
     f.get(scores).get(start).get(t).i32Add().i32Const(1).i32Add().i32Const(2).i32Shl().i32Add().set(sEnd);
     f.get(scores).get(sEnd).get(scores).i32Sub().i32Const(~15).i32And().i32Add().set(sFull);
-    f.i32Const(0).set(kvo);
-    f.i32Const(0).set(kc);
-    f.i32Const(0).set(h);
-    loopLt(f, h, nHeads, 1, () => {
+    f.get(h0).set(h);
+    loopLt(f, h, h1, 1, () => {
+      // q and out of (t, h); the KV head h / kvMul
+      f.get(t).get(nHeads).i32Mul().get(h).i32Add().get(hsB).i32Mul().set(qp);
+      f.get(out).get(qp).i32Add().set(op);
+      f.get(q).get(qp).i32Add().set(qp);
+      f.get(h).get(kvMul);
+      f.code.push(0x6e); // i32.div_u
+      f.get(hsB).i32Mul().set(kvo);
       // scores and their max
       f.f32Const(-Infinity).set(mx);
       f.get(keys).get(kvo).i32Add().set(kp);
@@ -131,14 +136,6 @@ function emitAttend(): ExpBuilder {
         });
         f.get(op).get(i).i32Add().get(acc).get(inv).f32x4Mul().v128Store();
       });
-      f.get(qp).get(hsB).i32Add().set(qp);
-      f.get(op).get(hsB).i32Add().set(op);
-      // the next head's KV head: every kvMul query heads share one
-      f.get(kc).i32Const(1).i32Add().set(kc);
-      f.block().get(kc).get(kvMul).i32LtU().brIf(0);
-      f.i32Const(0).set(kc);
-      f.get(kvo).get(hsB).i32Add().set(kvo);
-      f.end();
     });
   });
   return f;
@@ -192,8 +189,15 @@ export function emitAttentionModule(): Uint8Array {
   return m.emit();
 }
 
+/** Single-thread cost of attention per multiply-add of q·k and of the weighted sum (ns, rough). */
+const ATTENTION_NS_PER_MAC = 0.15;
+
 export class WasmAttention implements AttentionKernel {
-  private readonly memory: WasmMemory;
+  readonly memory: WasmMemory;
+  /** The memory is shared (thread pools may split the heads of `attend`; see threads.ts). */
+  readonly shared = true;
+  /** The pool splitting this kernel's heads across threads (set by the pool); undefined: one thread. */
+  threads: ThreadPool | undefined;
   private readonly instance: WasmInstance;
   private readonly attendFn: (...a: number[]) => void;
   private readonly swigluFn: (...a: number[]) => void;
@@ -250,7 +254,10 @@ export class WasmAttention implements AttentionKernel {
 
   attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void {
     const qBytes = n * this.qd * 4;
-    const need = 2 * qBytes + (start + n + 4) * 4;
+    const nHeads = this.config.nHeads;
+    // one scores region per head: threads that take ranges of heads each use their first head's region
+    const scoreBytes = Math.ceil((start + n + 4) / 4) * 16;
+    const need = 2 * qBytes + nHeads * scoreBytes;
     if (need > this.scratchBytes) {
       this.scratchBytes = Math.max(need, Math.ceil(this.scratchBytes * 1.5));
       this.scratchAt = this.reserve(this.scratchBytes);
@@ -258,10 +265,20 @@ export class WasmAttention implements AttentionKernel {
     const qAt = this.scratchAt;
     const outAt = qAt + qBytes;
     const scoresAt = outAt + qBytes;
-    const heap = this.heap;
-    heap.set(q.subarray(0, n * this.qd), qAt / 4);
-    this.attendFn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, this.config.nHeads, this.kvMul, this.hs * 4, this.kvRowB, this.scale);
-    out.set(heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
+    this.heap.set(q.subarray(0, n * this.qd), qAt / 4);
+    const fn = this.attendFn;
+    const hsB = this.hs * 4;
+    const body: RowBody = (call, h0, h1) =>
+      call(fn, qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt + h0 * scoreBytes, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, h0, h1);
+    const pool = this.threads;
+    if (pool) pool.rows(nHeads, n * nHeads * (start + (n + 1) / 2) * this.hs * 2 * ATTENTION_NS_PER_MAC, 1, body);
+    else fn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, 0, nHeads);
+    out.set(this.heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
+  }
+
+  /** The module and its exports (a thread pool instantiates the same over this memory). */
+  get modules(): { module: WasmModule; exports: Record<string, unknown> }[] {
+    return [{ module: attentionModule(), exports: this.instance.exports }];
   }
 
   swiglu(gate: Float32Array, up: Float32Array, count: number): void {
