@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type AttentionShape, attentionBackward as cpuBwd, attentionForward as cpuFwd } from '../src/ops.js';
 import { attentionBackward, attentionForward } from '../src/webgpu/index.js';
-import { dot64, fd, plus, randArray, readAll, relErr, trainContext } from './webgpu-helpers.js';
+import { dot64, fd, LANES, plus, randArray, readAll, relErr, trainContext } from './webgpu-helpers.js';
 
 /**
  * Causal softmax attention with grouped KV heads on WebGPU (QKᵀ and PV as batched strided matmuls, the causal
@@ -16,7 +16,7 @@ const shapes: AttentionShape[] = [
   { batch: 1, seqLen: 70, nHeads: 2, nKvHeads: 1, headSize: 8 },
 ];
 
-describe('WebGPU causal GQA attention (forward + backward)', () => {
+describe.each(LANES)('WebGPU causal GQA attention (forward + backward) — reductions in %i lane(s)', (lanes) => {
   for (const s of shapes) {
     const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
     const n = batch * L;
@@ -24,7 +24,7 @@ describe('WebGPU causal GQA attention (forward + backward)', () => {
     const kv = nKvHeads * hs;
     const tag = `B ${batch} L ${L} heads ${nHeads}/${nKvHeads} hs ${hs}`;
     it(`${tag}: = the CPU attention forward/backward, and backward = finite differences`, async () => {
-      const ctx = await trainContext();
+      const ctx = await trainContext(lanes);
       const q = randArray(n * dim, 51 + L, 1.5);
       const k = randArray(n * kv, 52 + L, 1.5);
       const v = randArray(n * kv, 53 + L);
@@ -49,7 +49,7 @@ describe('WebGPU causal GQA attention (forward + backward)', () => {
       const wdv = new Float32Array(n * kv);
       cpuBwd(c, q, k, v, wp, wdq, wdk, wdv, s);
       const errs = { o: relErr(o!, wo), probs: relErr(p!, wp), dq: relErr(dq!, wdq), dk: relErr(dk!, wdk), dv: relErr(dv!, wdv) };
-      console.log(`[webgpu] attention ${tag} vs CPU: ${JSON.stringify(errs)}`);
+      console.log(`[webgpu, ${lanes} lane(s)] attention ${tag} vs CPU: ${JSON.stringify(errs)}`);
       for (const e of Object.values(errs)) expect(e).toBeLessThan(5e-6);
       // the causal mask: no probability above the diagonal
       let above = 0;
@@ -71,7 +71,7 @@ describe('WebGPU causal GQA attention (forward + backward)', () => {
       const eq = await fdErr(await fd((e) => lossAt(plus(q, dirQ, e), k, v), h), dot64(dq!, dirQ));
       const ek = await fdErr(await fd((e) => lossAt(q, plus(k, dirK, e), v), h), dot64(dk!, dirK));
       const ev = await fdErr(await fd((e) => lossAt(q, k, plus(v, dirV, e)), h), dot64(dv!, dirV));
-      console.log(`[webgpu] attention ${tag} backward vs finite differences: q ${eq.toExponential(2)}, k ${ek.toExponential(2)}, v ${ev.toExponential(2)}`);
+      console.log(`[webgpu, ${lanes} lane(s)] attention ${tag} backward vs finite differences: q ${eq.toExponential(2)}, k ${ek.toExponential(2)}, v ${ev.toExponential(2)}`);
       expect(eq).toBeLessThan(2e-3);
       expect(ek).toBeLessThan(2e-3);
       expect(ev).toBeLessThan(2e-3);

@@ -39,11 +39,17 @@ function ensureBuilt(): void {
   }
   const out = join(ROOT, 'packages/ste-trainer/dist/webgpu/index.js');
   if (existsSync(out) && newest(join(ROOT, 'packages/ste-trainer/src')) <= statSync(out).mtimeMs) return;
-  try {
-    execFileSync('pnpm', ['--filter', '@ultrasketch/ste-trainer', 'run', 'build'], { cwd: ROOT, stdio: 'pipe', encoding: 'utf8' });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`building @ultrasketch/ste-trainer failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
+  // One retry: a build started at the same moment by someone else (turbo, another test) can make tsup's
+  // clean-then-write fail once.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync('pnpm', ['--filter', '@ultrasketch/ste-trainer', 'run', 'build'], { cwd: ROOT, stdio: 'pipe', encoding: 'utf8' });
+      return;
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      if (attempt >= 2) throw new Error(`building @ultrasketch/ste-trainer failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
+      execFileSync('sleep', ['15']);
+    }
   }
 }
 

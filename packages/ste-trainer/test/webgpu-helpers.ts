@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
 import { nodeGpu } from '@ultrasketch/runtime-webgpu/node';
-import { type GpuTensor, GpuTrainContext } from '../src/webgpu/index.js';
+import { type GpuTensor, GpuTrainContext, type ReductionLanes } from '../src/webgpu/index.js';
 
 /**
  * The WebGPU training tests' device: Dawn (the `webgpu` package, through runtime-webgpu's ./node entry) on
@@ -11,19 +11,33 @@ import { type GpuTensor, GpuTrainContext } from '../src/webgpu/index.js';
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
 
-let shared: Promise<GpuTrainContext> | null = null;
-export function trainContext(): Promise<GpuTrainContext> {
-  shared ??= (async () => {
+let device: Promise<GpuContext> | null = null;
+const contexts = new Map<string, Promise<GpuTrainContext>>();
+/**
+ * A training context on the test adapter (one device shared by every context of the file). `lanes`: the
+ * reduction programs' shape (1 or 64); default the context's own choice for the adapter (1 on SwiftShader).
+ */
+export function trainContext(lanes?: ReductionLanes): Promise<GpuTrainContext> {
+  device ??= (async () => {
     const gpu = await GpuContext.create(await nodeGpu()).catch((err: Error) => {
       throw new Error(
         `no WebGPU adapter: ${err.message}. The WebGPU trainer suite needs one: apt-get install -y chromium libvulkan1 (SwiftShader) and run with VK_ICD_FILENAMES=${SWIFTSHADER_ICD}`,
       );
     });
     console.log(`[webgpu] adapter: ${describeAdapter(gpu.adapter)}`);
-    return GpuTrainContext.create(gpu);
+    return gpu;
   })();
-  return shared;
+  const key = String(lanes ?? 'default');
+  let ctx = contexts.get(key);
+  if (!ctx) {
+    ctx = device.then((gpu) => GpuTrainContext.create(gpu, lanes === undefined ? {} : { lanes }));
+    contexts.set(key, ctx);
+  }
+  return ctx;
 }
+
+/** Both reduction shapes, for the ops whose programs have them. */
+export const LANES: ReductionLanes[] = [1, 64];
 
 /** Deterministic uniform(−s, s) values (a small LCG: tests must not depend on Math.random). */
 export function randArray(len: number, seed: number, s = 1): Float32Array {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LittleBitProvider } from '../src/index.js';
 import { GpuLittleBitProvider } from '../src/webgpu/index.js';
-import { dot64, fd, plus, randArray, relErr, trainContext } from './webgpu-helpers.js';
+import { dot64, fd, LANES, plus, randArray, relErr, trainContext } from './webgpu-helpers.js';
 
 /**
  * The LittleBit provider on WebGPU (SmoothSign latents U, V and scales h, g, ℓ; one and two paths) against the
@@ -10,10 +10,10 @@ import { dot64, fd, plus, randArray, relErr, trainContext } from './webgpu-helpe
  * gradients (Ŵ is linear in each of h, g, ℓ), so they are also checked against finite differences of the GPU Ŵ;
  * U's and V's are the SmoothSign surrogate, checked against the CPU provider only. 37 × 53, rank 5.
  */
-describe('WebGPU LittleBit provider', () => {
+describe.each(LANES)('WebGPU LittleBit provider — reductions in %i lane(s)', (lanes) => {
   for (const residual of [false, true]) {
     it(`${residual ? 'two paths' : 'one path'}: Ŵ, gradients and packed parameters = the CPU provider; scale gradients = finite differences`, async () => {
-      const ctx = await trainContext();
+      const ctx = await trainContext(lanes);
       const rows = 37;
       const cols = 53;
       const weight = randArray(rows * cols, 200, 0.1);
@@ -33,7 +33,7 @@ describe('WebGPU LittleBit provider', () => {
       const gps = gpu.parameters();
       expect(gps.map((p) => p.name)).toEqual(cps.map((p) => p.name));
       for (let i = 0; i < cps.length; i++) errs[cps[i]!.name] = relErr(await ctx.read(gps[i]!.grad), cps[i]!.grad);
-      console.log(`[webgpu] littlebit ${residual ? '2 paths' : '1 path'}: Ŵ ${errW.toExponential(2)}; gradients ${JSON.stringify(Object.fromEntries(Object.entries(errs).map(([k, v]) => [k, Number(v.toExponential(2))])))}`);
+      console.log(`[webgpu, ${lanes} lane(s)] littlebit ${residual ? '2 paths' : '1 path'}: Ŵ ${errW.toExponential(2)}; gradients ${JSON.stringify(Object.fromEntries(Object.entries(errs).map(([k, v]) => [k, Number(v.toExponential(2))])))}`);
       expect(errW).toBeLessThan(1e-6);
       for (const [name, e] of Object.entries(errs)) expect(e, name).toBeLessThan(1e-5);
       // U's gradient is not all zero (the test would pass vacuously otherwise)
@@ -52,7 +52,7 @@ describe('WebGPU LittleBit provider', () => {
         ctx.write(p.data, x0);
         const an = dot64(await ctx.read(p.grad), dir);
         const err = Math.abs(num - an) / Math.abs(an);
-        console.log(`[webgpu] littlebit ${p.name} gradient vs finite differences: ${err.toExponential(2)}`);
+        console.log(`[webgpu, ${lanes} lane(s)] littlebit ${p.name} gradient vs finite differences: ${err.toExponential(2)}`);
         expect(err).toBeLessThan(1e-3);
       }
 

@@ -3,7 +3,7 @@ import { distillLosses as cpuDistill, mseLoss as cpuMse } from '../src/ops.js';
 import { AdamW, globalGradNorm, learningRate } from '../src/optim.js';
 import type { Param } from '../src/providers.js';
 import { GpuAdamW, distillLosses, mseLoss } from '../src/webgpu/index.js';
-import { fd, plus, randArray, relErr, trainContext } from './webgpu-helpers.js';
+import { fd, LANES, plus, randArray, relErr, trainContext } from './webgpu-helpers.js';
 
 /**
  * The KD losses (logit KL vs teacher logits, CE, hidden-state MSE) and AdamW on WebGPU against the CPU
@@ -14,7 +14,7 @@ import { fd, plus, randArray, relErr, trainContext } from './webgpu-helpers.js';
 const n = 5;
 const V = 131;
 
-describe('WebGPU KD losses', () => {
+describe.each(LANES)('WebGPU KD losses — reductions in %i lane(s)', (lanes) => {
   const z = randArray(n * V, 71, 3);
   const x = randArray(n * V, 72, 3);
   // row 0: the teacher's and the student's arg-max agree (top-1 counts it); elsewhere they are random
@@ -27,7 +27,7 @@ describe('WebGPU KD losses', () => {
 
   for (const teacher of [true, false]) {
     it(`${teacher ? 'KL + CE' : 'CE only (no teacher)'}: figures and ∂/∂z = the CPU distillLosses; ∂/∂z = finite differences`, async () => {
-      const ctx = await trainContext();
+      const ctx = await trainContext(lanes);
       const Z = ctx.upload(z, 'z');
       const X = ctx.upload(x, 'x');
       const T = ctx.upload(targets, 'targets');
@@ -37,7 +37,7 @@ describe('WebGPU KD losses', () => {
       const dz = await ctx.read(DZ);
       const wdz = new Float32Array(n * V);
       const want = cpuDistill(z, teacher ? x : null, targets, n, V, a, wCe, wdz, denom);
-      console.log(`[webgpu] distill (teacher ${teacher}): kl ${got.kl} vs ${want.kl}, ce ${got.ce} vs ${want.ce}, dz ${relErr(dz, wdz).toExponential(2)}`);
+      console.log(`[webgpu, ${lanes} lane(s)] distill (teacher ${teacher}): kl ${got.kl} vs ${want.kl}, ce ${got.ce} vs ${want.ce}, dz ${relErr(dz, wdz).toExponential(2)}`);
       expect(got.ce).toBeCloseTo(want.ce, 5);
       if (teacher) {
         expect(Math.abs(got.kl - want.kl) / want.kl).toBeLessThan(1e-5);
@@ -59,14 +59,14 @@ describe('WebGPU KD losses', () => {
       for (let i = 0; i < dir.length; i++) an += dz[i]! * dir[i]!;
       const num = await fd((e) => lossAt(plus(z, dir, e)), 1e-2);
       const err = Math.abs(num - an) / Math.abs(an);
-      console.log(`[webgpu] distill (teacher ${teacher}) ∂/∂z vs finite differences: ${err.toExponential(2)}`);
+      console.log(`[webgpu, ${lanes} lane(s)] distill (teacher ${teacher}) ∂/∂z vs finite differences: ${err.toExponential(2)}`);
       expect(err).toBeLessThan(2e-3);
       for (const t of [Z, X, T, DZ]) ctx.free(t);
     });
   }
 
   it('reports a non-finite logit (as the CPU check does) instead of a number', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const bad = z.slice();
     bad[V + 3] = Number.NaN;
     const Z = ctx.upload(bad, 'z');
@@ -79,7 +79,7 @@ describe('WebGPU KD losses', () => {
   });
 
   it('hidden MSE and its gradient (accumulated into dx) = the CPU mseLoss; gradient = finite differences', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const count = 3001;
     const xs = randArray(count, 81);
     const ts = randArray(count, 82);
@@ -93,7 +93,7 @@ describe('WebGPU KD losses', () => {
     const dx = await ctx.read(DX);
     const wdx = dx0.slice();
     const want = cpuMse(xs, ts, count, weight, wdx, big);
-    console.log(`[webgpu] mse ${got} vs ${want}, dx ${relErr(dx, wdx).toExponential(2)}`);
+    console.log(`[webgpu, ${lanes} lane(s)] mse ${got} vs ${want}, dx ${relErr(dx, wdx).toExponential(2)}`);
     expect(Math.abs(got - want) / want).toBeLessThan(1e-5);
     expect(relErr(dx, wdx)).toBeLessThan(1e-6);
     const lossAt = async (xv: Float32Array) => {
@@ -104,15 +104,15 @@ describe('WebGPU KD losses', () => {
     let an = 0;
     for (let i = 0; i < count; i++) an += (dx[i]! - dx0[i]!) * dir[i]!;
     const err = Math.abs((await fd((e) => lossAt(plus(xs, dir, e)), 1e-2)) - an) / Math.abs(an);
-    console.log(`[webgpu] mse gradient vs finite differences: ${err.toExponential(2)}`);
+    console.log(`[webgpu, ${lanes} lane(s)] mse gradient vs finite differences: ${err.toExponential(2)}`);
     expect(err).toBeLessThan(2e-3);
     for (const t of [Xs, Ts, DX]) ctx.free(t);
   });
 });
 
-describe('WebGPU AdamW', () => {
+describe.each(LANES)('WebGPU AdamW — reductions in %i lane(s)', (lanes) => {
   it('three clipped steps with the warm-up + cosine schedule = the CPU AdamW (parameters, moments, grad norm)', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const sizes = [1500, 67];
     const options = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
     const cpuParams: Param[] = sizes.map((len, i) => ({ name: `p${i}`, data: randArray(len, 90 + i), grad: new Float32Array(len), decay: i === 0 }));
@@ -144,11 +144,11 @@ describe('WebGPU AdamW', () => {
       expect(relErr(states[i]!.v, cpu.states[i]!.v)).toBeLessThan(1e-5);
       expect(Math.max(...grad.map(Math.abs))).toBe(0); // zeroed after the update
     }
-    console.log(`[webgpu] AdamW after 3 steps: parameters within ${worst.toExponential(2)} (relative) of the CPU optimizer`);
+    console.log(`[webgpu, ${lanes} lane(s)] AdamW after 3 steps: parameters within ${worst.toExponential(2)} (relative) of the CPU optimizer`);
   });
 
   it('a non-finite gradient norm stops the step with E_NOT_FINITE before any parameter changes', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const p0 = randArray(10, 7);
     const data = ctx.upload(p0, 'p');
     const grad = ctx.upload(Float32Array.from({ length: 10 }, (_, i) => (i === 3 ? Number.POSITIVE_INFINITY : 0.1)), 'g');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rmsNormBackward as cpuRmsBwd, rmsNormForward as cpuRmsFwd, rope as cpuRope, ropeTables, swigluBackward as cpuSwiBwd, swigluForward as cpuSwiFwd } from '../src/ops.js';
 import { rmsNormBackward, rmsNormForward, rope, swigluBackward, swigluForward, uploadRopeTables } from '../src/webgpu/index.js';
-import { dot64, fd, plus, randArray, readAll, relErr, trainContext } from './webgpu-helpers.js';
+import { dot64, fd, LANES, plus, randArray, readAll, relErr, trainContext } from './webgpu-helpers.js';
 
 /**
  * Element-wise and row ops on WebGPU against the CPU trainer's (ops.ts) — forward values, backward values —
@@ -13,7 +13,7 @@ import { dot64, fd, plus, randArray, readAll, relErr, trainContext } from './web
  */
 
 
-describe('WebGPU RMSNorm (forward + fused backward)', () => {
+describe.each(LANES)('WebGPU RMSNorm (forward + fused backward) — reductions in %i lane(s)', (lanes) => {
   const n = 7;
   const dim = 67;
   const eps = 1e-5;
@@ -24,7 +24,7 @@ describe('WebGPU RMSNorm (forward + fused backward)', () => {
   const dw0 = randArray(dim, 15, 0.1);
 
   it('forward and backward = the CPU rmsNormForward/rmsNormBackward (dx and dw accumulate)', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const X = ctx.upload(x, 'x');
     const W = ctx.upload(w, 'w');
     const Y = ctx.tensor(n * dim, 'y');
@@ -42,7 +42,7 @@ describe('WebGPU RMSNorm (forward + fused backward)', () => {
     const wdw = dw0.slice();
     cpuRmsBwd(dy, x, w, wr, wdx, wdw, n, dim);
     const errs = { y: relErr(y!, wy), r: relErr(r!, wr), dx: relErr(dx!, wdx), dw: relErr(dw!, wdw) };
-    console.log(`[webgpu] rmsnorm vs CPU: ${JSON.stringify(errs)}`);
+    console.log(`[webgpu, ${lanes} lane(s)] rmsnorm vs CPU: ${JSON.stringify(errs)}`);
     expect(errs.y).toBeLessThan(2e-6);
     expect(errs.r).toBeLessThan(2e-6);
     expect(errs.dx).toBeLessThan(5e-6);
@@ -51,7 +51,7 @@ describe('WebGPU RMSNorm (forward + fused backward)', () => {
   });
 
   it('backward = finite differences of the GPU forward (directional, x and w)', async () => {
-    const ctx = await trainContext();
+    const ctx = await trainContext(lanes);
     const c = dy; // objective weights
     const Y = ctx.tensor(n * dim, 'y');
     const R = ctx.tensor(n, 'r');
@@ -78,7 +78,7 @@ describe('WebGPU RMSNorm (forward + fused backward)', () => {
     const anW = dot64(gw!, dwDir);
     const ex = Math.abs(numX - anX) / Math.abs(anX);
     const ew = Math.abs(numW - anW) / Math.abs(anW);
-    console.log(`[webgpu] rmsnorm backward vs finite differences: x ${ex.toExponential(2)}, w ${ew.toExponential(2)}`);
+    console.log(`[webgpu, ${lanes} lane(s)] rmsnorm backward vs finite differences: x ${ex.toExponential(2)}, w ${ew.toExponential(2)}`);
     expect(ex).toBeLessThan(2e-3);
     expect(ew).toBeLessThan(2e-3);
     for (const t of [X, W, Y, R, C, DX, DW]) ctx.free(t);

@@ -8,7 +8,7 @@ import {
   encodeDispatches,
   grid2d,
 } from '@ultrasketch/runtime-webgpu';
-import { ALL_PROGRAMS } from './programs.js';
+import { type ReductionLanes, type TrainingPrograms, trainingPrograms } from './programs.js';
 
 /**
  * The training side of a WebGPU device: tensors (float32 storage buffers that stay on the GPU), and an
@@ -49,14 +49,27 @@ export class GpuTrainContext {
   /** Dispatches encoded since the context was made (for tests and profiles). */
   dispatchCount = 0;
 
-  private constructor(readonly gpu: GpuContext) {
+  /** The programs this context dispatches (the reduction programs in its `lanes` shape). */
+  readonly programs: TrainingPrograms;
+
+  private constructor(
+    readonly gpu: GpuContext,
+    /** Invocations per row of the reduction programs (see programs.ts `ReductionLanes`). */
+    readonly lanes: ReductionLanes,
+  ) {
     this.cache = PipelineCache.for(gpu.device);
+    this.programs = trainingPrograms(lanes);
   }
 
-  /** Wrap a device context and compile every training program once (they are a fixed set; shapes are uniforms). */
-  static async create(gpu: GpuContext): Promise<GpuTrainContext> {
-    const ctx = new GpuTrainContext(gpu);
-    await gpu.guard('compiling the training programs', () => Promise.all(ALL_PROGRAMS.map((p) => ctx.cache.pipeline(p))));
+  /**
+   * Wrap a device context and compile every training program once (a fixed set; shapes are uniforms).
+   * `lanes`: 64 (workgroup-tree reductions) on hardware adapters, 1 (no barriers) on software ones by default.
+   */
+  static async create(gpu: GpuContext, options: { lanes?: ReductionLanes } = {}): Promise<GpuTrainContext> {
+    const lanes = options.lanes ?? (gpu.adapter.software ? 1 : 64);
+    if (lanes !== 1 && lanes !== 64) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `lanes ${String(lanes)}: 1 or 64`);
+    const ctx = new GpuTrainContext(gpu, lanes);
+    await gpu.guard('compiling the training programs', () => Promise.all(Object.values(ctx.programs).map((p) => ctx.cache.pipeline(p))));
     return ctx;
   }
 

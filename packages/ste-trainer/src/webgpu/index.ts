@@ -33,4 +33,5 @@ export { GpuLittleBitProvider } from './providers-littlebit.js';
 export { GpuKdTrainer, gpuProviderFor } from './trainer.js';
 export type { GpuKdTrainerOptions } from './trainer.js';
 export type { GpuParam } from './optim.js';
-export { ALL_PROGRAMS, PROGRAMS } from './programs.js';
+export { PARTIAL_BLOCK, trainingPrograms } from './programs.js';
+export type { ReductionLanes, TrainingPrograms } from './programs.js';

@@ -1,7 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type AttentionShape, type DistillLossResult, ropeTables } from '../ops.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
-import { DISTILL_STATS, MM_TILE, MM_WORDS, PARTIAL_SPAN, PROGRAMS, ROW_WG } from './programs.js';
+import { DISTILL_STATS, MM_TILE, MM_WORDS, PARTIAL_BLOCK, ROW_WG } from './programs.js';
 
 /**
  * The CPU trainer's ops (ops.ts, matmul.ts) on WebGPU, with the same signatures in GPU tensors: each call
@@ -97,7 +97,7 @@ export function matmulStrided(ctx: GpuTrainContext, A: GpuTensor, B: GpuTensor, 
   put(8, s.a);
   put(16, s.b);
   put(24, s.c);
-  ctx.dispatch(PROGRAMS.matmul, w, [A, B, C], [Math.ceil(n / MM_TILE), Math.ceil(m / MM_TILE), batch]);
+  ctx.dispatch(ctx.programs.matmul, w, [A, B, C], [Math.ceil(n / MM_TILE), Math.ceil(m / MM_TILE), batch]);
 }
 
 /**
@@ -138,7 +138,7 @@ export function rmsNormForward(ctx: GpuTrainContext, x: GpuTensor, w: GpuTensor,
   distinct('rmsNormForward', y, x, w);
   distinct('rmsNormForward', r, x, w, y);
   const { grid, gridX } = rowGrid(ctx, n);
-  ctx.dispatch(PROGRAMS.rmsnormFwd, Uint32Array.of(n, dim, gridX, f32Bits(eps)), [x, w, y, r], grid);
+  ctx.dispatch(ctx.programs.rmsnormFwd, Uint32Array.of(n, dim, gridX, f32Bits(eps)), [x, w, y, r], grid);
 }
 
 /**
@@ -160,12 +160,12 @@ export function rmsNormBackward(
   for (const [t, len, role] of [[dy, n * dim, 'dy'], [x, n * dim, 'x'], [w, dim, 'w'], [r, n, 'r'], [dx, n * dim, 'dx']] as const) need(t, len, 'rmsNormBackward', role);
   distinct('rmsNormBackward', dx, dy, x, w, r);
   const { grid, gridX } = rowGrid(ctx, n);
-  ctx.dispatch(PROGRAMS.rmsnormBwdX, Uint32Array.of(n, dim, gridX, accumulate ? 1 : 0), [dy, x, w, r, dx], grid);
+  ctx.dispatch(ctx.programs.rmsnormBwdX, Uint32Array.of(n, dim, gridX, accumulate ? 1 : 0), [dy, x, w, r, dx], grid);
   if (dw) {
     need(dw, dim, 'rmsNormBackward', 'dw');
     distinct('rmsNormBackward', dw, dy, x, r, dx);
     const c = rowGrid(ctx, dim);
-    ctx.dispatch(PROGRAMS.rmsnormBwdW, Uint32Array.of(n, dim, c.gridX, 0), [dy, x, r, dw], c.grid);
+    ctx.dispatch(ctx.programs.rmsnormBwdW, Uint32Array.of(n, dim, c.gridX, 0), [dy, x, r, dw], c.grid);
   }
 }
 
@@ -205,7 +205,7 @@ export function rope(
   need(vec, n * width, 'rope', 'vec');
   const { grid, gridX } = ctx.grid1d((n * width) / 2, ROW_WG);
   ctx.dispatch(
-    PROGRAMS.rope,
+    ctx.programs.rope,
     Uint32Array.of(n, width, seqLen, headSize, pairs ? 1 : 0, gridX, f32Bits(inverse ? -1 : 1), 0),
     [tables.cos, tables.sin, vec],
     grid,
@@ -220,7 +220,7 @@ export function swigluForward(ctx: GpuTrainContext, g: GpuTensor, u: GpuTensor, 
   distinct('swigluForward', h, g, u);
   distinct('swigluForward', sig, g, u, h);
   const { grid, gridX } = ctx.grid1d(count, ROW_WG);
-  ctx.dispatch(PROGRAMS.swigluFwd, Uint32Array.of(count, gridX, 0, 0), [g, u, h, sig], grid);
+  ctx.dispatch(ctx.programs.swigluFwd, Uint32Array.of(count, gridX, 0, 0), [g, u, h, sig], grid);
 }
 
 /** dg = dh ⊙ u ⊙ σ(1 + g(1 − σ)); du = dh ⊙ silu(g) (overwrites; the CPU swigluBackward). */
@@ -238,7 +238,7 @@ export function swigluBackward(
   distinct('swigluBackward', dg, dh, g, u, sig);
   distinct('swigluBackward', du, dh, g, u, sig, dg);
   const { grid, gridX } = ctx.grid1d(count, ROW_WG);
-  ctx.dispatch(PROGRAMS.swigluBwd, Uint32Array.of(count, gridX, 0, 0), [dh, g, u, sig, dg, du], grid);
+  ctx.dispatch(ctx.programs.swigluBwd, Uint32Array.of(count, gridX, 0, 0), [dh, g, u, sig, dg, du], grid);
 }
 
 /** y += x over `count` elements (residual adds). */
@@ -247,7 +247,7 @@ export function addInto(ctx: GpuTrainContext, x: GpuTensor, y: GpuTensor, count:
   need(y, count, 'addInto', 'y');
   distinct('addInto', y, x);
   const { grid, gridX } = ctx.grid1d(count, ROW_WG);
-  ctx.dispatch(PROGRAMS.add, Uint32Array.of(count, gridX, 0, 0), [x, y], grid);
+  ctx.dispatch(ctx.programs.add, Uint32Array.of(count, gridX, 0, 0), [x, y], grid);
 }
 
 /** x[t] = embedding[tokens[t]] for n tokens (u32 ids). */
@@ -256,7 +256,7 @@ export function gatherRows(ctx: GpuTrainContext, tokens: GpuTensor, embedding: G
   need(x, n * dim, 'gatherRows', 'x');
   distinct('gatherRows', x, tokens, embedding);
   const { grid, gridX } = ctx.grid1d(n * dim, ROW_WG);
-  ctx.dispatch(PROGRAMS.gather, Uint32Array.of(n, dim, gridX, 0), [tokens, embedding, x], grid);
+  ctx.dispatch(ctx.programs.gather, Uint32Array.of(n, dim, gridX, 0), [tokens, embedding, x], grid);
 }
 
 // ------------------------------------------------------------------------------------------- attention
@@ -297,7 +297,7 @@ export function attentionForward(ctx: GpuTrainContext, q: GpuTensor, k: GpuTenso
   need(probs, z * L * L, 'attentionForward', 'probs');
   matmulStrided(ctx, q, k, probs, { m: L, n: L, k: hs, batch: z, zInner: nH, a: lay.q, b: lay.kvT, c: lay.p });
   const { grid, gridX } = rowGrid(ctx, z * L);
-  ctx.dispatch(PROGRAMS.softmaxCausal, Uint32Array.of(z * L, L, gridX, f32Bits(scale)), [probs], grid);
+  ctx.dispatch(ctx.programs.softmaxCausal, Uint32Array.of(z * L, L, gridX, f32Bits(scale)), [probs], grid);
   matmulStrided(ctx, probs, v, out, { m: L, n: hs, k: L, batch: z, zInner: nH, a: lay.p, b: lay.kv, c: lay.q });
 }
 
@@ -329,7 +329,7 @@ export function attentionBackward(
   const dP = ctx.scratchTensor('attention.dP', z * L * L);
   matmulStrided(ctx, dout, v, dP, { m: L, n: L, k: hs, batch: z, zInner: nH, a: lay.q, b: lay.kvT, c: lay.p });
   const { grid, gridX } = rowGrid(ctx, z * L);
-  ctx.dispatch(PROGRAMS.softmaxBwd, Uint32Array.of(z * L, L, gridX, f32Bits(scale)), [probs, dP], grid);
+  ctx.dispatch(ctx.programs.softmaxBwd, Uint32Array.of(z * L, L, gridX, f32Bits(scale)), [probs, dP], grid);
   matmulStrided(ctx, dP, k, dq, { m: L, n: hs, k: L, batch: z, zInner: nH, a: lay.p, b: lay.kv, c: lay.q });
   // dK, dV per (sequence, KV head): z = b·nKv + g; head j of the group is query head g·G + j.
   const zk = batch * nKv;
@@ -387,7 +387,7 @@ export function distillLosses(
   const flags = (teacherLogits ? 1 : 0) | (dLogits ? 2 : 0);
   const { grid, gridX } = rowGrid(ctx, n);
   ctx.dispatch(
-    PROGRAMS.distill,
+    ctx.programs.distill,
     Uint32Array.of(n, vocab, gridX, flags, f32Bits(wKl / denom), f32Bits(wCe / denom), 0, 0),
     [logits, teacherLogits ?? logits, targets, dz, stats],
     grid,
@@ -422,7 +422,7 @@ export interface GpuMseOptions {
 
 /** Partial sums a reduction over `count` elements writes. */
 export function partialCount(count: number): number {
-  return Math.ceil(count / (ROW_WG * PARTIAL_SPAN));
+  return Math.ceil(count / PARTIAL_BLOCK);
 }
 
 /**
@@ -449,9 +449,9 @@ export function mseLoss(
   const off = options.offset ?? 0;
   const partial = options.partial ?? ctx.scratchTensor('mse.partial', parts);
   need(partial, off + parts, 'mseLoss', 'partial');
-  const { grid, gridX } = ctx.grid1d(count, ROW_WG * PARTIAL_SPAN);
+  const { grid, gridX } = ctx.grid1d(count, PARTIAL_BLOCK);
   ctx.dispatch(
-    PROGRAMS.mse,
+    ctx.programs.mse,
     Uint32Array.of(count, gridX, dx ? 1 : 0, off, f32Bits((2 * weight) / denom), 0, 0, 0),
     [x, target, dx ?? ctx.scratchTensor('mse.nodx', 1), partial],
     grid,
@@ -471,6 +471,6 @@ export function sumSquares(ctx: GpuTrainContext, g: GpuTensor, count: number, pa
   need(g, count, 'sumSquares', 'g');
   need(partial, offset + partialCount(count), 'sumSquares', 'partial');
   distinct('sumSquares', partial, g);
-  const { grid, gridX } = ctx.grid1d(count, ROW_WG * PARTIAL_SPAN);
-  ctx.dispatch(PROGRAMS.sumsq, Uint32Array.of(count, gridX, offset, 0), [g, partial], grid);
+  const { grid, gridX } = ctx.grid1d(count, PARTIAL_BLOCK);
+  ctx.dispatch(ctx.programs.sumsq, Uint32Array.of(count, gridX, offset, 0), [g, partial], grid);
 }

@@ -2,7 +2,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type AdamState, type AdamWOptions, type ScheduleOptions, learningRate } from '../optim.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import { f32Bits, partialCount, sumSquares } from './ops.js';
-import { PROGRAMS, ROW_WG } from './programs.js';
+import { ROW_WG } from './programs.js';
 
 /** A trainable parameter on the GPU (the CPU `Param` with GPU tensors). */
 export interface GpuParam {
@@ -66,7 +66,7 @@ export class GpuAdamW {
       const decay = p.decay !== false && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
       const { grid, gridX } = this.ctx.grid1d(count, ROW_WG);
       const words = Uint32Array.of(count, gridX, 0, 0, ...[lr, gradScale, beta1, beta2, eps, decay, bc1, bc2, 1 - beta1, 1 - beta2].map(f32Bits), 0, 0);
-      this.ctx.dispatch(PROGRAMS.adamw, words, [p.data, p.grad, m, v], grid);
+      this.ctx.dispatch(this.ctx.programs.adamw, words, [p.data, p.grad, m, v], grid);
     });
   }
 

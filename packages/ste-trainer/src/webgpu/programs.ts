@@ -8,52 +8,64 @@ import type { BindingKind, GpuProgram } from '@ultrasketch/runtime-webgpu';
  * the tests state the resulting tolerances).
  */
 
-const prog = (name: string, bindings: BindingKind[], wgsl: string): GpuProgram => ({
-  name,
-  cacheKey: `ste-train/${name}/v1`,
+const prog = (name: string, bindings: BindingKind[], wgsl: string, lanes?: number): GpuProgram => ({
+  name: lanes === undefined ? name : `${name}/${lanes}`,
+  cacheKey: `ste-train/${name}/v1${lanes === undefined ? '' : `/lanes${lanes}`}`,
   bindings,
   wgsl,
 });
 
-/** Workgroup size of the row-reduction and element-wise programs. */
+/** Workgroup size of the element-wise programs (one invocation per element). */
 export const ROW_WG = 64;
 
-/** A 64-lane workgroup sum and max (every invocation of the workgroup must call them: they have barriers). */
-const REDUCE = /* wgsl */ `
-var<workgroup> red: array<f32, 64>;
-fn wsum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+/**
+ * Invocations per row of the reduction programs: 64 (a workgroup tree; hardware GPUs) or 1 (one invocation per
+ * row, no barrier; software adapters, where a workgroup barrier costs a coroutine switch per workgroup — the
+ * observation runtime-webgpu's `serial` kernel shape is built on: measured here, a 64 × 64 RMSNorm took 4.5 ms
+ * with the tree on SwiftShader).
+ */
+export type ReductionLanes = 1 | 64;
+
+/** Workgroup sum, max and min over `lanes` invocations (every invocation must call them: they have barriers). */
+function reduce(lanes: number): string {
+  return `${KAHAN}${lanesReduce(lanes)}`;
 }
-fn wmax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
+
+/**
+ * Compensated (Kahan) accumulation for the long per-invocation sums of the reduction programs: with one lane
+ * per row a row of 1024 (or a vocabulary) is one sequential f32 sum, whose rounding showed in the
+ * finite-difference checks (3.7e-3 for RMSNorm's x); compensated, it is as accurate as the 64-lane tree.
+ */
+const KAHAN = /* wgsl */ `
+fn kadd(s: ptr<function, f32>, c: ptr<function, f32>, v: f32) {
+  let y = v - *c;
+  let t = *s + y;
+  *c = (t - *s) - y;
+  *s = t;
+}`;
+
+function lanesReduce(lanes: number): string {
+  if (lanes === 1) {
+    return /* wgsl */ `
+fn wsum(v: f32, lid: u32) -> f32 { return v; }
+fn wmax(v: f32, lid: u32) -> f32 { return v; }
+fn wmin(v: f32, lid: u32) -> f32 { return v; }`;
   }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wmin(v: f32, lid: u32) -> f32 {
+  const tree = (name: string, op: (a: string, b: string) => string) => /* wgsl */ `
+fn ${name}(v: f32, lid: u32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = min(red[lid], red[lid + s]); }
+  for (var s = ${lanes / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = ${op('red[lid]', 'red[lid + s]')}; }
     workgroupBarrier();
   }
   let r = red[0];
   workgroupBarrier();
   return r;
 }`;
+  return `
+var<workgroup> red: array<f32, ${lanes}>;${tree('wsum', (a, b) => `${a} + ${b}`)}${tree('wmax', (a, b) => `max(${a}, ${b})`)}${tree('wmin', (a, b) => `min(${a}, ${b})`)}`;
+}
 
 // ---------------------------------------------------------------------------------------------- matmul
 
@@ -162,7 +174,8 @@ fn store(cBase: u32, i: u32, j: u32, v: f32, accumulate: bool) {
 // --------------------------------------------------------------------------------------------- RMSNorm
 
 /** y = w ⊙ x · r, r = 1/√(mean(x²) + eps), r saved; one workgroup per row. */
-const RMSNORM_FWD = prog(
+const RMSNORM_FWD = (lanes: number): GpuProgram =>
+  prog(
   'rmsnorm_fwd',
   ['uniform', 'read', 'read', 'rw', 'rw'],
   /* wgsl */ `
@@ -172,22 +185,25 @@ struct P { n: u32, dim: u32, gridX: u32, eps: f32 };
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> r: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * U.gridX + wid.x;
   if (row >= U.n) { return; }
   let o = row * U.dim;
   var ss = 0.0;
-  for (var i = lid; i < U.dim; i = i + 64u) { ss = ss + x[o + i] * x[o + i]; }
+  var ssC = 0.0;
+  for (var i = lid; i < U.dim; i = i + ${lanes}u) { kadd(&ss, &ssC, x[o + i] * x[o + i]); }
   let inv = 1.0 / sqrt(wsum(ss, lid) / f32(U.dim) + U.eps);
   if (lid == 0u) { r[row] = inv; }
-  for (var i = lid; i < U.dim; i = i + 64u) { y[o + i] = w[i] * (inv * x[o + i]); }
+  for (var i = lid; i < U.dim; i = i + ${lanes}u) { y[o + i] = w[i] * (inv * x[o + i]); }
 }`,
-);
+    lanes,
+  );
 
 /** dx (+)= r·(w ⊙ dy) − x·r³/dim·Σ dy⊙w⊙x, one workgroup per row. */
-const RMSNORM_BWD_X = prog(
+const RMSNORM_BWD_X = (lanes: number): GpuProgram =>
+  prog(
   'rmsnorm_bwd_x',
   ['uniform', 'read', 'read', 'read', 'read', 'rw'],
   /* wgsl */ `
@@ -198,26 +214,29 @@ struct P { n: u32, dim: u32, gridX: u32, flags: u32 };
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> r: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * U.gridX + wid.x;
   if (row >= U.n) { return; }
   let o = row * U.dim;
   let inv = r[row];
   var dot = 0.0;
-  for (var i = lid; i < U.dim; i = i + 64u) { dot = dot + dy[o + i] * w[i] * x[o + i]; }
+  var dotC = 0.0;
+  for (var i = lid; i < U.dim; i = i + ${lanes}u) { kadd(&dot, &dotC, dy[o + i] * w[i] * x[o + i]); }
   let c = inv * inv * inv * wsum(dot, lid) / f32(U.dim);
   let accumulate = (U.flags & 1u) != 0u;
-  for (var i = lid; i < U.dim; i = i + 64u) {
+  for (var i = lid; i < U.dim; i = i + ${lanes}u) {
     let g = inv * w[i] * dy[o + i] - c * x[o + i];
     if (accumulate) { dx[o + i] = dx[o + i] + g; } else { dx[o + i] = g; }
   }
 }`,
-);
+    lanes,
+  );
 
 /** dw[i] += Σ_t dy[t, i]·x[t, i]·r[t]: one workgroup per column (a deterministic tree over the rows). */
-const RMSNORM_BWD_W = prog(
+const RMSNORM_BWD_W = (lanes: number): GpuProgram =>
+  prog(
   'rmsnorm_bwd_w',
   ['uniform', 'read', 'read', 'read', 'rw'],
   /* wgsl */ `
@@ -227,17 +246,19 @@ struct P { n: u32, dim: u32, gridX: u32, p0: u32 };
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> r: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dw: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let col = wid.y * U.gridX + wid.x;
   if (col >= U.dim) { return; }
   var s = 0.0;
-  for (var t = lid; t < U.n; t = t + 64u) { s = s + dy[t * U.dim + col] * x[t * U.dim + col] * r[t]; }
+  var sC = 0.0;
+  for (var t = lid; t < U.n; t = t + ${lanes}u) { kadd(&s, &sC, dy[t * U.dim + col] * x[t * U.dim + col] * r[t]); }
   let total = wsum(s, lid);
   if (lid == 0u) { dw[col] = dw[col] + total; }
 }`,
-);
+    lanes,
+  );
 
 // ------------------------------------------------------------------------------------------------ RoPE
 
@@ -368,38 +389,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * In place over [rows, L] score blocks (row r at position t = r mod L): s ← softmax(scale · s[0..t]), 0 after
  * (the causal mask). One workgroup per row; max-subtracted.
  */
-const SOFTMAX_CAUSAL = prog(
+const SOFTMAX_CAUSAL = (lanes: number): GpuProgram =>
+  prog(
   'softmax_causal',
   ['uniform', 'rw'],
   /* wgsl */ `
 struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
 @group(0) @binding(0) var<uniform> U: P;
 @group(0) @binding(1) var<storage, read_write> s: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * U.gridX + wid.x;
   if (row >= U.rows) { return; }
   let t = row % U.L;
   let o = row * U.L;
   var mx = -3.0e38;
-  for (var p = lid; p <= t; p = p + 64u) { mx = max(mx, s[o + p] * U.scale); }
+  for (var p = lid; p <= t; p = p + ${lanes}u) { mx = max(mx, s[o + p] * U.scale); }
   let m = wmax(mx, lid);
   var sum = 0.0;
-  for (var p = lid; p <= t; p = p + 64u) {
+  var sumC = 0.0;
+  for (var p = lid; p <= t; p = p + ${lanes}u) {
     let e = exp(s[o + p] * U.scale - m);
     s[o + p] = e;
-    sum = sum + e;
+    kadd(&sum, &sumC, e);
   }
   let inv = 1.0 / wsum(sum, lid);
-  for (var p = lid; p < U.L; p = p + 64u) {
+  for (var p = lid; p < U.L; p = p + ${lanes}u) {
     if (p <= t) { s[o + p] = s[o + p] * inv; } else { s[o + p] = 0.0; }
   }
 }`,
-);
+    lanes,
+  );
 
 /** In place: d ← scale · P ⊙ (d − Σ_j P_j d_j) over the causal part, 0 after. */
-const SOFTMAX_BWD = prog(
+const SOFTMAX_BWD = (lanes: number): GpuProgram =>
+  prog(
   'softmax_bwd',
   ['uniform', 'read', 'rw'],
   /* wgsl */ `
@@ -407,21 +432,23 @@ struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
 @group(0) @binding(0) var<uniform> U: P;
 @group(0) @binding(1) var<storage, read> pr: array<f32>;
 @group(0) @binding(2) var<storage, read_write> d: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * U.gridX + wid.x;
   if (row >= U.rows) { return; }
   let t = row % U.L;
   let o = row * U.L;
   var c = 0.0;
-  for (var p = lid; p <= t; p = p + 64u) { c = c + pr[o + p] * d[o + p]; }
+  var cC = 0.0;
+  for (var p = lid; p <= t; p = p + ${lanes}u) { kadd(&c, &cC, pr[o + p] * d[o + p]); }
   let corr = wsum(c, lid);
-  for (var p = lid; p < U.L; p = p + 64u) {
+  for (var p = lid; p < U.L; p = p + ${lanes}u) {
     if (p <= t) { d[o + p] = pr[o + p] * (d[o + p] - corr) * U.scale; } else { d[o + p] = 0.0; }
   }
 }`,
-);
+    lanes,
+  );
 
 // ---------------------------------------------------------------------------------------------- losses
 
@@ -435,7 +462,8 @@ export const DISTILL_STATS = 5;
  * Σz and Σx are written so the caller can check finiteness (WGSL has no isnan). flags bit 0: a teacher is
  * bound (else KL and top-1 are not computed); bit 1: write dz. One workgroup per row.
  */
-const DISTILL = prog(
+const DISTILL = (lanes: number): GpuProgram =>
+  prog(
   'distill',
   ['uniform', 'read', 'read', 'read', 'rw', 'rw'],
   /* wgsl */ `
@@ -446,8 +474,8 @@ struct P { n: u32, V: u32, gridX: u32, flags: u32, a: f32, c: f32, p0: u32, p1: 
 @group(0) @binding(3) var<storage, read> targets: array<u32>;
 @group(0) @binding(4) var<storage, read_write> dz: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * U.gridX + wid.x;
   if (row >= U.n) { return; }
@@ -455,11 +483,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let teacher = (U.flags & 1u) != 0u;
   var mz = -3.0e38;
   var cz = 0.0;
-  for (var j = lid; j < U.V; j = j + 64u) { mz = max(mz, z[o + j]); cz = cz + z[o + j]; }
+  for (var j = lid; j < U.V; j = j + ${lanes}u) { mz = max(mz, z[o + j]); cz = cz + z[o + j]; }
   let maxS = wmax(mz, lid);
   let checkS = wsum(cz, lid);
   var es = 0.0;
-  for (var j = lid; j < U.V; j = j + 64u) { es = es + exp(z[o + j] - maxS); }
+  var esC = 0.0;
+  for (var j = lid; j < U.V; j = j + ${lanes}u) { kadd(&es, &esC, exp(z[o + j] - maxS)); }
   let sumS = wsum(es, lid);
   let lse = maxS + log(sumS);
   let y = targets[row];
@@ -471,18 +500,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (teacher) {
     var mx = -3.0e38;
     var cx = 0.0;
-    for (var j = lid; j < U.V; j = j + 64u) { mx = max(mx, x[o + j]); cx = cx + x[o + j]; }
+    for (var j = lid; j < U.V; j = j + ${lanes}u) { mx = max(mx, x[o + j]); cx = cx + x[o + j]; }
     maxT = wmax(mx, lid);
     checkT = wsum(cx, lid);
     var et = 0.0;
+    var etC = 0.0;
     var cross = 0.0;
+    var crossC = 0.0;
     // first arg-max of each (the CPU's strict '>' keeps the first)
     var argS = 3.0e38;
     var argT = 3.0e38;
-    for (var j = lid; j < U.V; j = j + 64u) {
+    for (var j = lid; j < U.V; j = j + ${lanes}u) {
       let e = exp(x[o + j] - maxT);
-      et = et + e;
-      cross = cross + e * (x[o + j] - z[o + j]);
+      kadd(&et, &etC, e);
+      kadd(&cross, &crossC, e * (x[o + j] - z[o + j]));
       if (z[o + j] == maxS) { argS = min(argS, f32(j)); }
       if (x[o + j] == maxT) { argT = min(argT, f32(j)); }
     }
@@ -502,7 +533,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if ((U.flags & 2u) != 0u) {
     let invS = 1.0 / sumS;
     let invT = 1.0 / sumT;
-    for (var j = lid; j < U.V; j = j + 64u) {
+    for (var j = lid; j < U.V; j = j + ${lanes}u) {
       var d = (U.a + U.c) * exp(z[o + j] - maxS) * invS;
       if (teacher) { d = d - U.a * exp(x[o + j] - maxT) * invT; }
       if (j == y) { d = d - U.c; }
@@ -510,16 +541,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 }`,
-);
+    lanes,
+  );
 
-/** Elements per invocation of the partial-sum programs (a workgroup covers 64 · this many). */
-export const PARTIAL_SPAN = 16;
+/** Elements per workgroup of the partial-sum programs (one partial sum each), whatever the lanes. */
+export const PARTIAL_BLOCK = 1024;
 
 /**
- * Hidden-state MSE: partial[p.off + wg] = Σ (x − target)² over the workgroup's 1024 elements, and (flags bit 0)
+ * Hidden-state MSE: partial[p.off + wg] = Σ (x − target)² over the workgroup's PARTIAL_BLOCK elements, and (flags bit 0)
  * dx += g·(x − target), g = 2·weight/denom.
  */
-const MSE = prog(
+const MSE = (lanes: number): GpuProgram =>
+  prog(
   'mse',
   ['uniform', 'read', 'read', 'rw', 'rw'],
   /* wgsl */ `
@@ -529,27 +562,30 @@ struct P { count: u32, gridX: u32, flags: u32, off: u32, g: f32, p0: u32, p1: u3
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let wg = wid.y * U.gridX + wid.x;
-  let base = wg * ${64 * PARTIAL_SPAN}u;
+  let base = wg * ${PARTIAL_BLOCK}u;
   var s = 0.0;
-  for (var q = 0u; q < ${PARTIAL_SPAN}u; q = q + 1u) {
-    let i = base + q * 64u + lid;
+  var sC = 0.0;
+  for (var q = 0u; q < ${PARTIAL_BLOCK / lanes}u; q = q + 1u) {
+    let i = base + q * ${lanes}u + lid;
     if (i < U.count) {
       let d = x[i] - tgt[i];
-      s = s + d * d;
+      kadd(&s, &sC, d * d);
       if ((U.flags & 1u) != 0u) { dx[i] = dx[i] + U.g * d; }
     }
   }
   let total = wsum(s, lid);
   if (lid == 0u) { partial[U.off + wg] = total; }
 }`,
-);
+    lanes,
+  );
 
 /** partial[off + wg] = Σ g² over the workgroup's elements (the global gradient norm, summed on the CPU). */
-const SUMSQ = prog(
+const SUMSQ = (lanes: number): GpuProgram =>
+  prog(
   'sumsq',
   ['uniform', 'read', 'rw'],
   /* wgsl */ `
@@ -557,20 +593,22 @@ struct P { count: u32, gridX: u32, off: u32, p0: u32 };
 @group(0) @binding(0) var<uniform> U: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let wg = wid.y * U.gridX + wid.x;
-  let base = wg * ${64 * PARTIAL_SPAN}u;
+  let base = wg * ${PARTIAL_BLOCK}u;
   var s = 0.0;
-  for (var q = 0u; q < ${PARTIAL_SPAN}u; q = q + 1u) {
-    let i = base + q * 64u + lid;
-    if (i < U.count) { s = s + g[i] * g[i]; }
+  var sC = 0.0;
+  for (var q = 0u; q < ${PARTIAL_BLOCK / lanes}u; q = q + 1u) {
+    let i = base + q * ${lanes}u + lid;
+    if (i < U.count) { kadd(&s, &sC, g[i] * g[i]); }
   }
   let total = wsum(s, lid);
   if (lid == 0u) { partial[U.off + wg] = total; }
 }`,
-);
+    lanes,
+  );
 
 // ----------------------------------------------------------------------------------------------- AdamW
 
@@ -637,7 +675,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  *   dX[i, k] += M_ik·rowMul_i·(cs_k if bit 0)·K(1 − tanh²(K X_ik))  (SmoothSign′: dU with h, ℓ; dV with g)
  * One workgroup per row.
  */
-const LB_ROWS = prog(
+const LB_ROWS = (lanes: number): GpuProgram =>
+  prog(
   'littlebit_rows',
   ['uniform', 'read', 'read', 'read', 'read', 'rw', 'rw'],
   /* wgsl */ `
@@ -649,20 +688,21 @@ struct P { rows: u32, r: u32, flags: u32, gridX: u32, K: f32, p0: u32, p1: u32, 
 @group(0) @binding(4) var<storage, read> cs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dX: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dRow: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = wid.y * U.gridX + wid.x;
   if (i >= U.rows) { return; }
   let useCs = (U.flags & 1u) != 0u;
   let rm = rowMul[i];
   var s = 0.0;
-  for (var k = lid; k < U.r; k = k + 64u) {
+  var sC = 0.0;
+  for (var k = lid; k < U.r; k = k + ${lanes}u) {
     let at = i * U.r + k;
     let x = X[at];
     var m = M[at];
     if (useCs) { m = m * cs[k]; }
-    s = s + select(m, -m, x < 0.0);
+    kadd(&s, &sC, select(m, -m, x < 0.0));
     // tanh saturates: clamp the argument (WGSL's tanh of a large f32 may be NaN on some implementations)
     let t = tanh(clamp(U.K * x, -20.0, 20.0));
     dX[at] = dX[at] + m * rm * U.K * (1.0 - t * t);
@@ -670,10 +710,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let total = wsum(s, lid);
   if (lid == 0u) { dRow[i] = dRow[i] + total; }
 }`,
-);
+    lanes,
+  );
 
 /** dCol[k] += Σ_i sign(X_ik)·rowMul_i·M_ik (LittleBit's dℓ = Σ_i sign(U_ik) h_i (G B)_ik); one workgroup per column. */
-const LB_COLS = prog(
+const LB_COLS = (lanes: number): GpuProgram =>
+  prog(
   'littlebit_cols',
   ['uniform', 'read', 'read', 'read', 'rw'],
   /* wgsl */ `
@@ -683,41 +725,47 @@ struct P { rows: u32, r: u32, gridX: u32, p0: u32 };
 @group(0) @binding(2) var<storage, read> M: array<f32>;
 @group(0) @binding(3) var<storage, read> rowMul: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dCol: array<f32>;
-${REDUCE}
-@compute @workgroup_size(64)
+${reduce(lanes)}
+@compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let k = wid.y * U.gridX + wid.x;
   if (k >= U.r) { return; }
   var s = 0.0;
-  for (var i = lid; i < U.rows; i = i + 64u) {
+  var sC = 0.0;
+  for (var i = lid; i < U.rows; i = i + ${lanes}u) {
     let at = i * U.r + k;
     let v = rowMul[i] * M[at];
-    s = s + select(v, -v, X[at] < 0.0);
+    kadd(&s, &sC, select(v, -v, X[at] < 0.0));
   }
   let total = wsum(s, lid);
   if (lid == 0u) { dCol[k] = dCol[k] + total; }
 }`,
-);
+    lanes,
+  );
 
-export const PROGRAMS = {
-  matmul: MATMUL,
-  rmsnormFwd: RMSNORM_FWD,
-  rmsnormBwdX: RMSNORM_BWD_X,
-  rmsnormBwdW: RMSNORM_BWD_W,
-  rope: ROPE,
-  swigluFwd: SWIGLU_FWD,
-  swigluBwd: SWIGLU_BWD,
-  add: ADD,
-  gather: GATHER,
-  softmaxCausal: SOFTMAX_CAUSAL,
-  softmaxBwd: SOFTMAX_BWD,
-  distill: DISTILL,
-  mse: MSE,
-  sumsq: SUMSQ,
-  adamw: ADAMW,
-  signScale: SIGN_SCALE,
-  littlebitRows: LB_ROWS,
-  littlebitCols: LB_COLS,
-} as const;
+/** The program set of a context: element-wise programs, and the reduction programs for its lanes. */
+export function trainingPrograms(lanes: ReductionLanes) {
+  return {
+    // (a barrier-free one-output-per-invocation product was tried for software adapters: no faster on SwiftShader)
+    matmul: MATMUL,
+    rmsnormFwd: RMSNORM_FWD(lanes),
+    rmsnormBwdX: RMSNORM_BWD_X(lanes),
+    rmsnormBwdW: RMSNORM_BWD_W(lanes),
+    rope: ROPE,
+    swigluFwd: SWIGLU_FWD,
+    swigluBwd: SWIGLU_BWD,
+    add: ADD,
+    gather: GATHER,
+    softmaxCausal: SOFTMAX_CAUSAL(lanes),
+    softmaxBwd: SOFTMAX_BWD(lanes),
+    distill: DISTILL(lanes),
+    mse: MSE(lanes),
+    sumsq: SUMSQ(lanes),
+    adamw: ADAMW,
+    signScale: SIGN_SCALE,
+    littlebitRows: LB_ROWS(lanes),
+    littlebitCols: LB_COLS(lanes),
+  } as const;
+}
 
-export const ALL_PROGRAMS: readonly GpuProgram[] = Object.values(PROGRAMS);
+export type TrainingPrograms = ReturnType<typeof trainingPrograms>;

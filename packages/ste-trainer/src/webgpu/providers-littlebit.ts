@@ -4,7 +4,7 @@ import type { GpuTensor, GpuTrainContext } from './context.js';
 import type { GpuWeightProvider } from './graph.js';
 import { f32Bits, matmul } from './ops.js';
 import type { GpuParam } from './optim.js';
-import { PROGRAMS, ROW_WG } from './programs.js';
+import { ROW_WG } from './programs.js';
 
 /**
  * The LittleBit provider (SmoothSign latent factors, providers-littlebit.ts) with its parameters on the GPU.
@@ -79,7 +79,7 @@ export class GpuLittleBitProvider implements GpuWeightProvider {
   private signScale(x: GpuTensor, rs: GpuTensor | null, cs: GpuTensor | null, out: GpuTensor, rows: number, cols: number): void {
     const { grid, gridX } = this.ctx.grid1d(rows * cols, ROW_WG);
     const flags = (rs ? 1 : 0) | (cs ? 2 : 0);
-    this.ctx.dispatch(PROGRAMS.signScale, Uint32Array.of(rows, cols, flags, gridX), [x, rs ?? this.one, cs ?? this.one, out], grid);
+    this.ctx.dispatch(this.ctx.programs.signScale, Uint32Array.of(rows, cols, flags, gridX), [x, rs ?? this.one, cs ?? this.one, out], grid);
   }
 
   weight(): GpuTensor {
@@ -101,11 +101,11 @@ export class GpuLittleBitProvider implements GpuWeightProvider {
       matmul(ctx, G, p.B, p.GB, rows, r, cols, false, false);
       matmul(ctx, G, p.hA, p.dB, cols, r, rows, true, false);
       const ru = ctx.grid1d(rows, 1);
-      ctx.dispatch(PROGRAMS.littlebitRows, Uint32Array.of(rows, r, 1, ru.gridX, K, 0, 0, 0), [p.U.data, p.GB, p.h.data, p.l.data, p.U.grad, p.h.grad], ru.grid);
+      ctx.dispatch(ctx.programs.littlebitRows, Uint32Array.of(rows, r, 1, ru.gridX, K, 0, 0, 0), [p.U.data, p.GB, p.h.data, p.l.data, p.U.grad, p.h.grad], ru.grid);
       const rc = ctx.grid1d(r, 1);
-      ctx.dispatch(PROGRAMS.littlebitCols, Uint32Array.of(rows, r, rc.gridX, 0), [p.U.data, p.GB, p.h.data, p.l.grad], rc.grid);
+      ctx.dispatch(ctx.programs.littlebitCols, Uint32Array.of(rows, r, rc.gridX, 0), [p.U.data, p.GB, p.h.data, p.l.grad], rc.grid);
       const rv = ctx.grid1d(cols, 1);
-      ctx.dispatch(PROGRAMS.littlebitRows, Uint32Array.of(cols, r, 0, rv.gridX, K, 0, 0, 0), [p.V.data, p.dB, p.g.data, this.one, p.V.grad, p.g.grad], rv.grid);
+      ctx.dispatch(ctx.programs.littlebitRows, Uint32Array.of(cols, r, 0, rv.gridX, K, 0, 0, 0), [p.V.data, p.dB, p.g.data, this.one, p.V.grad, p.g.grad], rv.grid);
     }
   }
 
