@@ -1,3 +1,4 @@
+import { readSafetensors, writeSafetensors } from '@ultrasketch/format';
 import { LINEAR_KINDS, TensorNames } from '@ultrasketch/model';
 import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
@@ -117,5 +118,53 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     }
     console.log(`[webgpu] littlebit trainer after 3 steps: ${differ} of ${bits} packed sign bits differ from the CPU run`);
     expect(differ / bits).toBeLessThan(1e-3);
+  });
+
+  it('checkpoints across devices: CPU steps 1–2 → WebGPU step 3 → CPU step 4, each = the CPU-only run', async () => {
+    registerLittleBitProviders();
+    const ctx = await trainContext();
+    const { weights: teacher } = loadModel(MODEL);
+    const V = teacher.config.vocabSize;
+    const calib = Int32Array.from({ length: 500 }, (_, i) => (i % 83 === 0 ? 1 : ((i * 149 + (i >> 1)) % (V - 2)) + 2));
+    const common = { batch: 2, seqLen: 8, steps: 4, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0.3 }, trainNorms: true };
+    const seed = 11;
+    const providers = () => makeProviders(teacher, (_l, kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'littlebit', options: { rank: 4, residual: true } }), { seed });
+    const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: providers() });
+    cpu.step();
+    cpu.step();
+    const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher, providers: providers() });
+    gpu.loadState(cpu.state(), 'cpu step 2');
+    expect(gpu.stepCount).toBe(2);
+    const windows = new Int32Array(common.batch * (common.seqLen + 1));
+    new CalibrationBatches(calib, common.seqLen, seed).fill(2, windows, 0, common.batch);
+    const g3 = await gpu.step(windows);
+    const c3 = cpu.step();
+    const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+    expect(g3.step).toBe(3);
+    expect(g3.lr).toBe(c3.lr);
+    expect(rel(g3.loss, c3.loss)).toBeLessThan(1e-5);
+    // back to the CPU: the GPU's parameters and moments in a file the CPU Trainer loads
+    const meta = readSafetensors(cpu.state(), 'cpu step 3').metadata;
+    const back = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: providers() });
+    back.loadState(await gpu.state(meta), 'webgpu step 3');
+    expect(back.completedSteps).toBe(3);
+    const c4 = cpu.step();
+    const b4 = back.step();
+    console.log(`[webgpu] checkpoint round trip: step 3 on WebGPU ${rel(g3.loss, c3.loss).toExponential(2)}, step 4 on the CPU from the WebGPU file ${rel(b4.loss, c4.loss).toExponential(2)} (relative to the CPU-only run)`);
+    expect(rel(b4.loss, c4.loss)).toBeLessThan(1e-5);
+    // a file without one of the tensors is refused before anything changes
+    const file = readSafetensors(cpu.state(), 'cpu');
+    const partial = writeSafetensors([...file.tensors].filter(([name]) => !name.startsWith('adam.v/')).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: t.data })), file.metadata);
+    expect(() => gpu.loadState(partial, 'partial')).toThrowError(expect.objectContaining({ code: 'E_MISSING_TENSOR' }));
+    expect(gpu.stepCount).toBe(3);
+  });
+
+  it('refuses a provider kind that has no WebGPU version yet (typed, naming the CPU device)', async () => {
+    const ctx = await trainContext();
+    const { weights: teacher } = loadModel(MODEL);
+    const { registerAll } = await import('@ultrasketch/baselines');
+    registerAll();
+    const providers = makeProviders(teacher, (l, kind) => (l === 0 && kind === 'q' ? { kind: 'ste', options: { codec: 'binary' } } : undefined));
+    await expect(GpuKdTrainer.create(ctx, { teacher, providers, batch: 1, seqLen: 4, steps: 1 })).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/--device cpu/) });
   });
 });

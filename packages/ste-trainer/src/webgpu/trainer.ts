@@ -1,6 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type ModelWeights, TensorNames } from '@ultrasketch/model';
 import type { CodecParams } from '@ultrasketch/core';
+import { readSafetensors, writeSafetensors } from '@ultrasketch/format';
 import type { ScheduleOptions } from '../optim.js';
 import { DenseProvider, type WeightProvider } from '../providers.js';
 import { LittleBitProvider } from '../providers-littlebit.js';
@@ -214,6 +215,69 @@ export class GpuKdTrainer {
       out.set(cpu.name, { codecId: cpu.codecId, params: cpu.toCodecParams() });
     }
     return out;
+  }
+
+  /**
+   * The checkpoint tensors, named as the CPU Trainer's `state()` names them (`param/<name>`, `adam.m/<name>`,
+   * `adam.v/<name>`; the dense and LittleBit providers have no buffers), read back from the GPU.
+   */
+  async checkpointTensors(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    const states = this.optim.states;
+    for (let i = 0; i < this.optim.params.length; i++) {
+      const p = this.optim.params[i]!;
+      out.set(`param/${p.name}`, await this.ctx.read(p.data));
+      out.set(`adam.m/${p.name}`, await this.ctx.read(states[i]!.m));
+      out.set(`adam.v/${p.name}`, await this.ctx.read(states[i]!.v));
+    }
+    return out;
+  }
+
+  /**
+   * A checkpoint file in the CPU Trainer's format: these tensors, `step` = the steps done here, and the rest of
+   * the metadata from `metadata` (the CPU trainer's — format, version, recipe, … — so its `loadState` accepts
+   * the file and continues on the CPU; recording the recipe itself is the device-neutral trainer's job, to do).
+   */
+  async state(metadata: Record<string, string>): Promise<Uint8Array> {
+    const tensors = [...(await this.checkpointTensors())].map(([name, data]) => ({ name, dtype: 'F32' as const, shape: [data.length], data }));
+    return writeSafetensors(tensors, { ...metadata, step: String(this.stepCount) });
+  }
+
+  /**
+   * Continue from a CPU Trainer checkpoint (`state()` bytes): every parameter and both moments go to the GPU,
+   * gradients are zeroed, the step count is the file's. Missing or mis-sized tensors are E_MISSING_TENSOR; the
+   * recipe is not compared here (the caller's trainer must match it, as on the CPU).
+   */
+  loadState(bytes: Uint8Array, source = '<checkpoint>'): void {
+    const file = readSafetensors(bytes, source);
+    const step = Number(file.metadata.step);
+    if (!Number.isInteger(step) || step < 0 || step > this.steps) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `invalid step ${String(file.metadata.step)} in the checkpoint`, { source, hint: 'pass a file written by the trainer' });
+    }
+    const take = (name: string, len: number): Float32Array => {
+      const t = file.tensors.get(name);
+      if (!t || t.dtype !== 'F32' || t.data.byteLength !== len * 4) {
+        throw new UltraSketchError(ErrorCodes.MISSING_TENSOR, `checkpoint tensor ${name} is missing or has the wrong size`, {
+          source,
+          hint: 'resume with the providers and options the checkpoint was written with',
+        });
+      }
+      return new Float32Array(t.data.slice().buffer);
+    };
+    const states = this.optim.states;
+    // read (and check) everything before writing anything: a bad file leaves the trainer as it was
+    const loaded = this.optim.params.map((p) => ({
+      p: take(`param/${p.name}`, p.data.length),
+      m: take(`adam.m/${p.name}`, p.data.length),
+      v: take(`adam.v/${p.name}`, p.data.length),
+    }));
+    this.optim.params.forEach((p, i) => {
+      this.ctx.write(p.data, loaded[i]!.p);
+      this.ctx.write(states[i]!.m, loaded[i]!.m);
+      this.ctx.write(states[i]!.v, loaded[i]!.v);
+      this.ctx.zero(p.grad);
+    });
+    this.stepCount = step;
   }
 
   /** The student's weights read back (every linear's Ŵ; the norms when trained; the rest the teacher's). */
