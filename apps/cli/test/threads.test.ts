@@ -44,10 +44,10 @@ describe.runIf(HAVE_SHARED)('--threads', () => {
     expect(a.memory.weightsBytes).toBeGreaterThan(0);
     expect(a.memory.kvCacheBytes).toBeGreaterThan(0);
     if (a.memory.bundleTensorBytes !== null) {
-      // stories260K's 64-wide matrices make the kernels' fixed per-linear extras (f32 row scales, a vector of
-      // ones, 16-byte alignment) ~20% of its 100 KB; on stories3M it is within 10% (pipeline threads.test.ts)
+      // stories260K's 64-wide matrices make the kernels' fixed per-linear extras (f32 row scales, 16-byte
+      // alignment) ~11% of its 100 KB; on stories3M it is within 10% (pipeline threads.test.ts)
       expect(a.memory.weightsBytes / a.memory.bundleTensorBytes).toBeGreaterThan(0.9);
-      expect(a.memory.weightsBytes / a.memory.bundleTensorBytes).toBeLessThan(1.3);
+      expect(a.memory.weightsBytes / a.memory.bundleTensorBytes).toBeLessThan(1.15);
     }
   });
 

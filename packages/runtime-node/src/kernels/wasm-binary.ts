@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { HeapViews, compressedWasmAvailable, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
 
 /**
@@ -39,7 +39,7 @@ class WasmBinaryLinear implements Linear {
     this.bytesAt = storeBytes(arena, byteAlignedRowsOfBytes(p.signs, p.rows, p.cols));
     const t = f16ToF32Table();
     this.scalesAt = storeBytes(arena, Float32Array.from(p.scales, (h) => t[h]!));
-    this.onesAt = storeBytes(arena, new Float32Array(this.padIn).fill(1));
+    this.onesAt = onesVector(arena, this.padIn);
     this.fn = signTableFunctions(arena);
     this.bits1 = tableBits(tiling, p.rows, p.cols, 1);
     this.bits4 = tableBits(tiling, p.rows, p.cols, 4);

@@ -125,6 +125,21 @@ export function storeBytes(arena: WasmArena, data: ArrayBufferView, pad = 16): n
   return at;
 }
 
+const onesOf = new WeakMap<WasmArena, { at: number; count: number }>();
+/**
+ * Address of at least `count` float32 ones in `arena`, shared by every kernel of the arena (the sign-table
+ * kernels multiply by it where a stage has no diagonal scaling): one vector per arena, not one per linear — on a
+ * model of 64-wide matrices a vector per linear was ~10% of the weights held.
+ */
+export function onesVector(arena: WasmArena, count: number): number {
+  const have = onesOf.get(arena);
+  if (have && have.count >= count) return have.at;
+  const n = Math.max(count, have ? 2 * have.count : 256);
+  const at = storeBytes(arena, new Float32Array(n).fill(1));
+  onesOf.set(arena, { at, count: n });
+  return at;
+}
+
 /** Views over an arena's heap, re-created when the arena's epoch changes (memory growth, new scratch). */
 export class HeapViews {
   private epoch = -1;

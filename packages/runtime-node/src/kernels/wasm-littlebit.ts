@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 
@@ -365,7 +365,7 @@ class WasmLittleBitLinear implements Linear {
       l: storeBytes(arena, f32Of(path.l, p.rank)),
       h: storeBytes(arena, f32Of(path.h, p.rows)),
     }));
-    this.ones = storeBytes(arena, new Float32Array(this.padR).fill(1));
+    this.ones = onesVector(arena, this.padR);
     this.fn = signTableFunctions(arena);
     this.stages1 = this.stages(tiling, 1);
     this.stages4 = this.stages(tiling, 4);
