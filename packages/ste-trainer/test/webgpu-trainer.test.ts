@@ -120,7 +120,7 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     expect(differ / bits).toBeLessThan(1e-3);
   });
 
-  it('checkpoints across devices: CPU steps 1–2 → WebGPU step 3 → CPU step 4, each = the CPU-only run', async () => {
+  it('checkpoints across devices: CPU steps 1–2 → WebGPU step 3 → CPU step 4, each = the CPU-only run; evaluate() = the CPU one', async () => {
     registerLittleBitProviders();
     const ctx = await trainContext();
     const { weights: teacher } = loadModel(MODEL);
@@ -152,6 +152,18 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     const b4 = back.step();
     console.log(`[webgpu] checkpoint round trip: step 3 on WebGPU ${rel(g3.loss, c3.loss).toExponential(2)}, step 4 on the CPU from the WebGPU file ${rel(b4.loss, c4.loss).toExponential(2)} (relative to the CPU-only run)`);
     expect(rel(b4.loss, c4.loss)).toBeLessThan(1e-5);
+    // evaluation on fixed windows (3: a full batch and a partial one) = the CPU Trainer's, same parameters (step 3)
+    const evalWindows = [0, 1, 2].map((i) => calib.subarray(100 + 40 * i, 100 + 40 * i + common.seqLen + 1));
+    const ge = await gpu.evaluate(evalWindows);
+    const be = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: providers() });
+    be.loadState(await gpu.state(meta), 'webgpu step 3');
+    const ce = be.evaluate(evalWindows);
+    console.log(`[webgpu] evaluate: KL ${ge.kl} vs ${ce.kl}, CE ${ge.ce} vs ${ce.ce}, top-1 ${ge.top1} vs ${ce.top1}, MSE ${ge.mse} vs ${ce.mse}`);
+    expect(ge.positions).toBe(ce.positions);
+    expect(rel(ge.kl, ce.kl)).toBeLessThan(1e-5);
+    expect(rel(ge.ce, ce.ce)).toBeLessThan(1e-5);
+    expect(rel(ge.mse, ce.mse)).toBeLessThan(1e-5);
+    expect(ge.top1).toBe(ce.top1);
     // a file without one of the tensors is refused before anything changes
     const file = readSafetensors(cpu.state(), 'cpu');
     const partial = writeSafetensors([...file.tensors].filter(([name]) => !name.startsWith('adam.v/')).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: t.data })), file.metadata);

@@ -5,7 +5,7 @@ import { readSafetensors, writeSafetensors } from '@ultrasketch/format';
 import type { ScheduleOptions } from '../optim.js';
 import { DenseProvider, type WeightProvider } from '../providers.js';
 import { LittleBitProvider } from '../providers-littlebit.js';
-import type { LossWeights, StepResult } from '../trainer.js';
+import type { EvalResult, LossWeights, StepResult } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import { GpuDenseProvider, GpuLlamaGraph, type GpuGraphWeights, type GpuWeightProvider, graphParameters, uploadDenseWeights } from './graph.js';
 import { distillLosses, mseLoss, partialCount } from './ops.js';
@@ -69,7 +69,7 @@ export class GpuKdTrainer {
   stepCount = 0;
   private readonly studentW: GpuGraphWeights;
   private readonly student: GpuLlamaGraph;
-  private readonly teacher: GpuLlamaGraph | null;
+  private teacher: GpuLlamaGraph | null;
   private readonly optim: GpuAdamW;
   private readonly targets: GpuTensor;
   private readonly dLogits: GpuTensor;
@@ -215,6 +215,53 @@ export class GpuKdTrainer {
       out.set(cpu.name, { codecId: cpu.codecId, params: cpu.toCodecParams() });
     }
     return out;
+  }
+
+  /**
+   * Student vs teacher on fixed windows (each ≥ seqLen + 1 tokens; the first seqLen + 1 are used), as the CPU
+   * Trainer's `evaluate`: mean KL(teacher ‖ student), CE, top-1 agreement, Σ hidden MSE. No training.
+   */
+  async evaluate(windows: ArrayLike<number>[]): Promise<EvalResult> {
+    const { batch: B, seqLen: L, ctx } = this;
+    const c = this.o.teacher.config;
+    this.teacher ??= new GpuLlamaGraph(ctx, uploadDenseWeights(ctx, this.o.teacher, { trainable: false, trainNorms: false, label: 'teacher' }), {
+      batch: B,
+      seqLen: L,
+      training: false,
+    });
+    const tg = this.teacher;
+    let kl = 0;
+    let ce = 0;
+    let top1 = 0;
+    let mse = 0;
+    let positions = 0;
+    for (let s = 0; s < windows.length; s += B) {
+      const count = Math.min(B, windows.length - s);
+      const n = count * L;
+      const inputs = new Int32Array(n);
+      const targets = new Uint32Array(n);
+      for (let b = 0; b < count; b++) {
+        const w = windows[s + b]!;
+        if (w.length < L + 1) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `evaluation window ${s + b} has ${w.length} tokens, needs ${L + 1}`);
+        for (let t = 0; t < L; t++) {
+          inputs[b * L + t] = w[t]!;
+          targets[b * L + t] = w[t + 1]!;
+        }
+      }
+      ctx.write(this.targets, targets);
+      this.student.forward(inputs, count);
+      tg.forward(inputs, count);
+      const r = await distillLosses(ctx, this.student.logits, tg.logits, this.targets, n, c.vocabSize, 0, 0, null).read();
+      if (!r.teacherFinite || !r.studentFinite) {
+        throw new UltraSketchError(ErrorCodes.NOT_FINITE, `a ${r.teacherFinite ? 'student' : 'teacher'} logit is not finite in evaluation window ${s}..${s + count - 1} (WebGPU)`);
+      }
+      kl += r.kl * n;
+      ce += r.ce * n;
+      top1 += r.top1 * n;
+      for (let l = 0; l < c.nLayers; l++) mse += (await mseLoss(ctx, this.student.hidden(l), tg.hidden(l), n * c.dim, 0, null).read()) * n;
+      positions += n;
+    }
+    return { kl: kl / positions, ce: ce / positions, top1: top1 / positions, mse: mse / positions, positions };
   }
 
   /**
