@@ -177,10 +177,9 @@ export class NodeSession {
           hint: "use kernels: 'js' (or 'auto' to fall back automatically)",
         });
       }
-      process.emitWarning('WebAssembly SIMD is unavailable; using the slower JS kernels', {
-        type: 'UltraSketchWarning',
-        code: WASM_FALLBACK_WARNING,
-      });
+      // (A browser page has no process: the fallback is then silent, and `kernels` says which ran.)
+      const warning = { type: 'UltraSketchWarning', code: WASM_FALLBACK_WARNING };
+      if (typeof process !== 'undefined') process.emitWarning('WebAssembly SIMD is unavailable; using the slower JS kernels', warning);
       kernels = 'js';
     }
     if (kernels === 'js') {

@@ -23,7 +23,9 @@
  * undisposed session never keeps the process alive.
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { Worker } from 'node:worker_threads';
+// A type-only import: the class is loaded when a pool starts (nodeWorker() below), so this module — part of
+// runtime-node's main entry — can be bundled for a browser page, where no pool is ever started.
+import type { Worker } from 'node:worker_threads';
 import type { WasmArena } from './wasm/arena.js';
 import type { WasmMemory, WasmModule } from './wasm/engine.js';
 
@@ -244,7 +246,7 @@ export class ThreadPool {
     });
     const { ctrl, args, err } = this;
     for (let w = 0; w < threads - 1; w++) {
-      const worker = new Worker(WORKER_SOURCE, {
+      const worker = new (nodeWorker())(WORKER_SOURCE, {
         eval: true,
         workerData: { ctrlBuf: ctrl.buffer, argsBuf: args.buffer, errBuf: err.buffer, memories, modules, spinMs: options.spinMs ?? 0, sliceMs: WAIT_SLICE_MS },
       });
@@ -430,7 +432,7 @@ const directCall: RowCall = (fn, ...args) => {
  * The thread count asked for: `threads` when given, else the environment's ULTRASKETCH_THREADS, else 1. A bad
  * value is a typed error naming where it came from.
  */
-export function resolveThreads(threads: number | undefined, env: Record<string, string | undefined> = process.env): number {
+export function resolveThreads(threads: number | undefined, env: Record<string, string | undefined> = typeof process === 'undefined' ? {} : process.env): number {
   const fromEnv = threads === undefined && env.ULTRASKETCH_THREADS !== undefined && env.ULTRASKETCH_THREADS !== '';
   const v = threads ?? (fromEnv ? Number(env.ULTRASKETCH_THREADS) : 1);
   if (!Number.isInteger(v) || v < 1 || v > 256) {
@@ -441,4 +443,16 @@ export function resolveThreads(threads: number | undefined, env: Record<string, 
     );
   }
   return v;
+}
+
+/** Node's Worker class, loaded on first use (process.getBuiltinModule: Node ≥ 20.16), or UNSUPPORTED off Node. */
+function nodeWorker(): typeof Worker {
+  const get = typeof process === 'undefined' ? undefined : (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  const mod = get?.('node:worker_threads') as { Worker: typeof Worker } | undefined;
+  if (!mod) {
+    throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'worker threads need Node.js ≥ 20.16 (node:worker_threads)', {
+      hint: 'run with threads: 1 here',
+    });
+  }
+  return mod.Worker;
 }
