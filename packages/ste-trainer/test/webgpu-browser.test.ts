@@ -8,6 +8,7 @@ import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { GpuKdTrainer } from '../src/webgpu/index.js';
+import { loadModel } from '@ultrasketch/pipeline';
 import { randomModel, tinyConfig } from './helpers.js';
 import { trainContext } from './webgpu-helpers.js';
 
@@ -21,6 +22,7 @@ import { trainContext } from './webgpu-helpers.js';
  */
 const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const STORIES = '/work/shared/models/stories260K/stories260K.bin';
 const PACKAGES = ['ste-trainer', 'runtime-webgpu', 'core', 'format', 'model', 'baselines', 'littlebit', 'sketch-core'];
 
 function newest(dir: string): number {
@@ -69,10 +71,10 @@ const PAGE = /* html */ `<!doctype html>
   import { GpuKdTrainer, GpuTrainContext } from '@ultrasketch/ste-trainer/webgpu';
   window.train = async (model, windows, options) => {
     registerLittleBitProviders();
-    const teacher = { config: model.config, tensors: new Map(model.tensors.map(([name, shape, data]) => [name, { shape, data: Float32Array.from(data) }])) };
+    const teacher = { config: model.config, tensors: new Map(model.tensors.map(([name, shape, data]) => [name, { shape, data: data instanceof Float32Array ? data : Float32Array.from(data) }])) };
     const gpu = await GpuContext.create(navigator.gpu);
     const ctx = await GpuTrainContext.create(gpu);
-    const providers = makeProviders(teacher, () => ({ kind: 'littlebit', options: options.littlebit }), { seed: options.seed });
+    const providers = makeProviders(teacher, (_l, kind) => (options.skipKV && (kind === 'k' || kind === 'v') ? undefined : { kind: 'littlebit', options: options.littlebit }), { seed: options.seed });
     const trainer = await GpuKdTrainer.create(ctx, { ...options.trainer, teacher, providers });
     const losses = [];
     for (const w of windows) losses.push((await trainer.step(Int32Array.from(w))).loss);
@@ -80,6 +82,13 @@ const PAGE = /* html */ `<!doctype html>
     const adapter = describeAdapter(gpu.adapter);
     gpu.destroy();
     return { losses, adapter };
+  };
+  window.trainStories = async (url, windows, options) => {
+    const { readLlama2cCheckpoint } = await import('@ultrasketch/format');
+    const { modelFromLlama2c } = await import('@ultrasketch/model');
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const teacher = modelFromLlama2c(readLlama2cCheckpoint(bytes, url), url);
+    return window.train({ config: teacher.config, tensors: [...teacher.tensors].map(([n, t]) => [n, t.shape, t.data]) }, windows, options);
   };
   window.ready = true;
 </script></body></html>`;
@@ -99,6 +108,10 @@ beforeAll(async () => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (url.pathname === '/') {
       res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
+      return;
+    }
+    if (url.pathname === '/model/stories260K.bin') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(readFileSync(STORIES));
       return;
     }
     const file = normalize(join(ROOT, decodeURIComponent(url.pathname)));
@@ -175,4 +188,43 @@ describe('the WebGPU trainer in headless Chromium', () => {
     }
     await page.close();
   }, 180_000);
+
+  it('stories260K, LittleBit 2 bpw on every linear but K/V, 3 KD steps: the page (model fetched from the server) = Node', async () => {
+    registerLittleBitProviders();
+    const { weights: teacher } = loadModel(STORIES);
+    const V = teacher.config.vocabSize;
+    const calib = Int32Array.from({ length: 400 }, (_, i) => (i % 61 === 0 ? 1 : ((i * 211 + (i >> 2)) % (V - 2)) + 2));
+    const seed = 6;
+    const trainer = { batch: 2, seqLen: 16, steps: 3, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0 }, trainNorms: true };
+    const littlebit = { bpw: 2, residual: true };
+    const batches = new CalibrationBatches(calib, trainer.seqLen, seed);
+    const windows = Array.from({ length: trainer.steps }, (_, s) => {
+      const w = new Int32Array(trainer.batch * (trainer.seqLen + 1));
+      batches.fill(s, w, 0, trainer.batch);
+      return w;
+    });
+    const plan = (_l: number, kind: string) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: littlebit });
+    const node = await GpuKdTrainer.create(await trainContext(), { ...trainer, teacher, providers: makeProviders(teacher, plan, { seed }) });
+    const nodeLosses: number[] = [];
+    for (const w of windows) nodeLosses.push((await node.step(w)).loss);
+    const page = await browser.newPage();
+    const logs: string[] = [];
+    page.on('console', (m) => logs.push(m.text()));
+    page.on('pageerror', (e) => logs.push(String(e)));
+    await page.goto(base);
+    await page.waitForFunction('window.ready === true', undefined, { timeout: 60_000 }).catch(() => {
+      throw new Error(`the page did not load the trainer: ${logs.join(' | ')}`);
+    });
+    const result = (await page
+      .evaluate(
+        ([ws, o]) => (window as unknown as { trainStories(u: string, b: number[][], c: unknown): Promise<unknown> }).trainStories('/model/stories260K.bin', ws, o),
+        [windows.map((w) => Array.from(w)), { trainer, littlebit, seed, skipKV: true }] as const,
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message} | page: ${logs.join(' | ')}`);
+      })) as { losses: number[] };
+    console.log(`[browser] stories260K losses: page ${result.losses.join(', ')}; node ${nodeLosses.join(', ')}`);
+    for (let s = 0; s < trainer.steps; s++) expect(Math.abs(result.losses[s]! - nodeLosses[s]!) / nodeLosses[s]!).toBeLessThan(1e-5);
+    await page.close();
+  }, 240_000);
 });
