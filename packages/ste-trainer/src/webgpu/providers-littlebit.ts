@@ -11,9 +11,10 @@ import { ROW_WG } from './programs.js';
  * The CPU provider does what happens once — the Dual-SVID initialisation (or the codec's refined encode) and
  * the final packing (`toCodecParams`, after the trained parameters are read back into it) — so both devices
  * start from, and store, exactly the same thing. Per step, on the GPU, per path:
- *   forward:  A = sign(U) diag(ℓ), hA = diag(h) A, B = diag(g) sign(V) (sign_scale), Ŵ (+)= hA Bᵀ (matmul);
+ *   forward:  hA = diag(h) sign(U) diag(ℓ), B = diag(g) sign(V) (sign_scale), Ŵ (+)= hA Bᵀ (matmul);
  *   backward: GB = G B, dB = Gᵀ hA (matmul); dh, dU (littlebit_rows on U, GB, h, ℓ); dℓ (littlebit_cols);
- *             dg, dV (littlebit_rows on V, dB, g).
+ *             dg, dV (littlebit_rows on V, dB, g). A = sign(U) diag(ℓ) itself is never stored: dh's
+ *             Σ_k A_ik (G B)_ik is computed from sign(U) and ℓ in littlebit_rows.
  * The formulas and their order are the CPU provider's (its doc comment derives them).
  */
 interface GpuPath {
@@ -22,7 +23,6 @@ interface GpuPath {
   h: GpuParam;
   g: GpuParam;
   l: GpuParam;
-  A: GpuTensor;
   hA: GpuTensor;
   B: GpuTensor;
   GB: GpuTensor;
@@ -65,7 +65,6 @@ export class GpuLittleBitProvider implements GpuWeightProvider {
         h: up(at + 2),
         g: up(at + 3),
         l: up(at + 4),
-        A: ctx.tensor(this.rows * r, `${this.name}.A`),
         hA: ctx.tensor(this.rows * r, `${this.name}.hA`),
         B: ctx.tensor(this.cols * r, `${this.name}.B`),
         GB: ctx.tensor(this.rows * r, `${this.name}.GB`),
@@ -85,7 +84,6 @@ export class GpuLittleBitProvider implements GpuWeightProvider {
   weight(): GpuTensor {
     const { rows, cols, rank: r, ctx } = this;
     this.paths.forEach((p, index) => {
-      this.signScale(p.U.data, null, p.l.data, p.A, rows, r);
       this.signScale(p.U.data, p.h.data, p.l.data, p.hA, rows, r);
       this.signScale(p.V.data, p.g.data, null, p.B, cols, r);
       matmul(ctx, p.hA, p.B, this.out, rows, cols, r, false, true, index > 0);
@@ -93,7 +91,7 @@ export class GpuLittleBitProvider implements GpuWeightProvider {
     return this.out;
   }
 
-  /** ∂L/∂Ŵ → every path's parameter gradients (A, hA, B are the last forward's: parameters have not changed). */
+  /** ∂L/∂Ŵ → every path's parameter gradients (hA, B are the last forward's: parameters have not changed). */
   backward(G: GpuTensor): void {
     const { rows, cols, rank: r, ctx } = this;
     const K = f32Bits(this.cpu.smoothK);
