@@ -25,7 +25,7 @@ export {
   swigluForward,
   uploadRopeTables,
 } from './ops.js';
-export type { GpuDistillOptions, GpuMseOptions, GpuRopeTables, MatmulOperand, PendingLoss, StridedMatmul } from './ops.js';
+export type { GpuDistillOptions, GpuMseOptions, GpuRopeTables, MatmulOperand, PendingDistill, PendingLoss, StridedMatmul } from './ops.js';
 export { GpuDenseProvider, GpuLlamaGraph, graphParameters, uploadDenseWeights } from './graph.js';
 export type { GpuGraphOptions, GpuGraphWeights, GpuNormWeight, GpuWeightProvider } from './graph.js';
 export { GpuAdamW } from './optim.js';

@@ -350,6 +350,14 @@ export interface PendingLoss<T> {
   read(): Promise<T>;
 }
 
+/** The distillation loss in flight: its per-row figures' tensor, and how to turn them into the result. */
+export interface PendingDistill extends PendingLoss<DistillLossResult> {
+  /** n · DISTILL_STATS floats: per row KL, CE, top-1 agreement, Σz, Σx. */
+  readonly stats: GpuTensor;
+  /** The result from the stats' values (read by the caller, e.g. together with other figures). */
+  summarize(values: ArrayLike<number>): DistillLossResult;
+}
+
 export interface GpuDistillOptions {
   /** Where the per-row statistics go (n · 5 floats); default a context scratch (read it before the next call). */
   stats?: GpuTensor;
@@ -372,7 +380,7 @@ export function distillLosses(
   dLogits: GpuTensor | null,
   denom = n,
   options: GpuDistillOptions = {},
-): PendingLoss<DistillLossResult> {
+): PendingDistill {
   need(logits, n * vocab, 'distillLosses', 'logits');
   need(targets, n, 'distillLosses', 'targets');
   if (teacherLogits) need(teacherLogits, n * vocab, 'distillLosses', 'teacher logits');
@@ -392,26 +400,24 @@ export function distillLosses(
     [logits, teacherLogits ?? logits, targets, dz, stats],
     grid,
   );
-  return {
-    read: async () => {
-      const st = await ctx.read(stats, 0, n * DISTILL_STATS);
-      let kl = 0;
-      let ce = 0;
-      let agree = 0;
-      let studentFinite = true;
-      let teacherFinite = true;
-      for (let t = 0; t < n; t++) {
-        const o = t * DISTILL_STATS;
-        kl += st[o]!;
-        ce += st[o + 1]!;
-        agree += st[o + 2]!;
-        if (!Number.isFinite(st[o + 3]!)) studentFinite = false;
-        if (!Number.isFinite(st[o + 4]!)) teacherFinite = false;
-      }
-      const t = teacherLogits !== null;
-      return { kl: t ? kl / n : NaN, ce: ce / n, top1: t ? agree / n : NaN, studentFinite, teacherFinite };
-    },
+  const summarize = (st: ArrayLike<number>): DistillLossResult => {
+    let kl = 0;
+    let ce = 0;
+    let agree = 0;
+    let studentFinite = true;
+    let teacherFinite = true;
+    for (let t = 0; t < n; t++) {
+      const o = t * DISTILL_STATS;
+      kl += st[o]!;
+      ce += st[o + 1]!;
+      agree += st[o + 2]!;
+      if (!Number.isFinite(st[o + 3]!)) studentFinite = false;
+      if (!Number.isFinite(st[o + 4]!)) teacherFinite = false;
+    }
+    const t = teacherLogits !== null;
+    return { kl: t ? kl / n : NaN, ce: ce / n, top1: t ? agree / n : NaN, studentFinite, teacherFinite };
   };
+  return { stats, summarize, read: async () => summarize(await ctx.read(stats, 0, n * DISTILL_STATS)) };
 }
 
 export interface GpuMseOptions {

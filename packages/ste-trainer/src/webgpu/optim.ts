@@ -48,8 +48,20 @@ export class GpuAdamW {
 
   /** √(Σ g²) over every parameter's gradient: partial sums on the GPU, summed here in float64. */
   async gradNorm(): Promise<number> {
+    return GpuAdamW.normOf(await this.ctx.read(this.encodeGradNorm()));
+  }
+
+  /**
+   * Encode the gradient norm's partial sums and return the tensor they land in (every element is used), for a
+   * caller that reads them together with other figures in one read; `normOf(values)` finishes the norm.
+   */
+  encodeGradNorm(): GpuTensor {
     this.params.forEach((p, i) => sumSquares(this.ctx, p.grad, p.data.length, this.partial, this.offsets[i]!));
-    const parts = await this.ctx.read(this.partial);
+    return this.partial;
+  }
+
+  /** √ of the float64 sum of partial sums of squares. */
+  static normOf(parts: ArrayLike<number>): number {
     let ss = 0;
     for (let i = 0; i < parts.length; i++) ss += parts[i]!;
     return Math.sqrt(ss);
@@ -76,7 +88,11 @@ export class GpuAdamW {
    * step `step` (0-based) from the warm-up + cosine schedule, then update number step + 1.
    */
   async clipAndStep(step: number, schedule: ScheduleOptions, clipNorm: number): Promise<{ gradNorm: number; lr: number }> {
-    const gradNorm = await this.gradNorm();
+    return this.applyClipped(await this.gradNorm(), step, schedule, clipNorm);
+  }
+
+  /** The rest of `clipAndStep` for a gradient norm the caller already has (read with other figures). */
+  applyClipped(gradNorm: number, step: number, schedule: ScheduleOptions, clipNorm: number): { gradNorm: number; lr: number } {
     if (!Number.isFinite(gradNorm)) {
       throw new UltraSketchError(ErrorCodes.NOT_FINITE, `the gradient norm is ${gradNorm} at step ${step}`, {
         source: 'webgpu trainer',

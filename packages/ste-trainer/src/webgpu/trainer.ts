@@ -9,6 +9,7 @@ import type { EvalResult, LossWeights, StepResult } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import { GpuDenseProvider, GpuLlamaGraph, type GpuGraphWeights, type GpuWeightProvider, graphParameters, uploadDenseWeights } from './graph.js';
 import { distillLosses, mseLoss, partialCount } from './ops.js';
+import { DISTILL_STATS } from './programs.js';
 import { GpuAdamW } from './optim.js';
 import { GpuLittleBitProvider } from './providers-littlebit.js';
 
@@ -176,14 +177,24 @@ export class GpuKdTrainer {
           }
         : undefined,
     );
-    const ll = await losses.read();
+    // One read per step: the per-row loss figures, the MSE partial sums and the gradient norm's partial sums
+    // are copied side by side and come back together (each read drains the GPU's queue).
+    const gradParts = this.optim.encodeGradNorm();
+    const nStats = n * DISTILL_STATS;
+    const nMse = tg ? this.perLayer * c.nLayers : 0;
+    const back = ctx.scratchTensor('step.readback', nStats + nMse + gradParts.length);
+    ctx.copy(losses.stats, back, nStats, 0, 0);
+    if (nMse > 0) ctx.copy(this.msePartial, back, nMse, 0, nStats);
+    ctx.copy(gradParts, back, gradParts.length, 0, nStats + nMse);
+    const figures = await ctx.read(back, 0, nStats + nMse + gradParts.length);
+    const ll = losses.summarize(figures.subarray(0, nStats));
     let mse = NaN;
     if (tg) {
-      const parts = await ctx.read(this.msePartial, 0, this.perLayer * c.nLayers);
       let s = 0;
-      for (let i = 0; i < parts.length; i++) s += parts[i]!;
+      for (let i = nStats; i < nStats + nMse; i++) s += figures[i]!;
       mse = s / denom; // Σ over layers of each layer's mean
     }
+    const gradNormValue = GpuAdamW.normOf(figures.subarray(nStats + nMse));
     if (!ll.teacherFinite || !ll.studentFinite) {
       throw new UltraSketchError(ErrorCodes.NOT_FINITE, `a ${ll.teacherFinite ? 'student' : 'teacher'} logit is not finite at step ${this.stepCount + 1} (WebGPU)`, {
         hint: 'the model overflows in the forward pass (check the float model with `ultrasketch eval`), or the training diverged: lower the learning rate',
@@ -196,7 +207,7 @@ export class GpuKdTrainer {
         hint: 'lower the learning rate',
       });
     }
-    const { gradNorm, lr } = await this.optim.clipAndStep(this.stepCount, this.schedule, this.clipNorm);
+    const { gradNorm, lr } = this.optim.applyClipped(gradNormValue, this.stepCount, this.schedule, this.clipNorm);
     await ctx.flush();
     this.stepCount++;
     return { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms: Date.now() - t0, lr, gradNorm };
