@@ -41,6 +41,10 @@ export interface GpuWeightProvider {
   /** When present, the graph adds ∂L/∂Ŵ straight into this tensor and does not call backward(). */
   gradAccumulator?(): GpuTensor;
   parameters(): GpuParam[];
+  /** Non-parameter state a checkpoint must keep (named as the CPU provider's `buffers()`). */
+  buffers?(): Record<string, GpuTensor>;
+  /** After the optimizer step `step` (1-based count of completed steps), e.g. an STE rebuild. */
+  afterStep?(step: number): void;
 }
 
 /** A dense linear on the GPU: frozen, or trainable with its gradient accumulated in place. */

@@ -743,6 +743,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     lanes,
   );
 
+// ------------------------------------------------------------------------------------------ binary STE
+
+/**
+ * f32 → the nearest f16 (round to nearest even, subnormals, ±Inf on overflow) as the f32 it decodes to: the
+ * same bit algorithm as @ultrasketch/core's f32ToF16Bits (WGSL leaves pack2x16float's rounding to the
+ * implementation), decoded by unpack2x16float (exact for every f16).
+ */
+const F16_ROUND = /* wgsl */ `
+fn f32ToF16Bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let e32 = (b >> 23u) & 0xffu;
+  var mant = b & 0x7fffffu;
+  if (e32 == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u, mant != 0u); }
+  let e = i32(e32) - 112;
+  if (e >= 31) { return sign | 0x7c00u; }
+  if (e <= 0) {
+    if (e < -10) { return sign; }
+    mant = mant | 0x800000u;
+    let shift = u32(14 - e);
+    let half = 1u << (shift - 1u);
+    var m = mant >> shift;
+    let rest = mant & ((1u << shift) - 1u);
+    if (rest > half || (rest == half && (m & 1u) == 1u)) { m = m + 1u; }
+    return sign | m;
+  }
+  var h = sign | (u32(e) << 10u) | (mant >> 13u);
+  let rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u) == 1u)) { h = h + 1u; }
+  return h;
+}
+fn f16round(x: f32) -> f32 { return unpack2x16float(f32ToF16Bits(x)).x; }`;
+
+/**
+ * The binary codec's decode(encode(W)) (baselines/binary.ts) per row: Ŵ[r, j] = ±α_r, α_r = f16(mean |W[r, :]|),
+ * sign(0) = +1 — the STE provider's rebuild. One workgroup per row.
+ */
+const BINARY_BUILD = (lanes: number): GpuProgram =>
+  prog(
+    'binary_build',
+    ['uniform', 'read', 'rw'],
+    /* wgsl */ `
+struct P { rows: u32, cols: u32, gridX: u32, p0: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${reduce(lanes)}
+${F16_ROUND}
+@compute @workgroup_size(${lanes})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.y * U.gridX + wid.x;
+  if (r >= U.rows) { return; }
+  let o = r * U.cols;
+  var s = 0.0;
+  var sC = 0.0;
+  for (var j = lid; j < U.cols; j = j + ${lanes}u) { kadd(&s, &sC, abs(W[o + j])); }
+  let a = f16round(wsum(s, lid) / f32(U.cols));
+  for (var j = lid; j < U.cols; j = j + ${lanes}u) { out[o + j] = select(a, -a, W[o + j] < 0.0); }
+}`,
+    lanes,
+  );
+
 /** The program set of a context: element-wise programs, and the reduction programs for its lanes. */
 export function trainingPrograms(lanes: ReductionLanes) {
   return {
@@ -765,6 +827,7 @@ export function trainingPrograms(lanes: ReductionLanes) {
     signScale: SIGN_SCALE,
     littlebitRows: LB_ROWS(lanes),
     littlebitCols: LB_COLS(lanes),
+    binaryBuild: BINARY_BUILD(lanes),
   } as const;
 }
 

@@ -3,7 +3,7 @@ import { LINEAR_KINDS, type ModelWeights, TensorNames } from '@ultrasketch/model
 import type { CodecParams } from '@ultrasketch/core';
 import { readSafetensors, writeSafetensors } from '@ultrasketch/format';
 import type { ScheduleOptions } from '../optim.js';
-import { DenseProvider, type WeightProvider } from '../providers.js';
+import { CodecSteProvider, DenseProvider, type WeightProvider } from '../providers.js';
 import { LittleBitProvider } from '../providers-littlebit.js';
 import type { EvalResult, LossWeights, StepResult } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
@@ -12,6 +12,7 @@ import { distillLosses, mseLoss, partialCount } from './ops.js';
 import { DISTILL_STATS } from './programs.js';
 import { GpuAdamW } from './optim.js';
 import { GpuLittleBitProvider } from './providers-littlebit.js';
+import { GpuBinarySteProvider } from './providers-ste.js';
 
 /**
  * A dense KD training step on WebGPU with the CPU Trainer's semantics (trainer.ts `stepOnce`): student and
@@ -51,12 +52,13 @@ export interface GpuKdTrainerOptions {
 /** The GPU provider for a CPU one (same initialisation), or a typed refusal for kinds not on WebGPU yet. */
 export function gpuProviderFor(ctx: GpuTrainContext, p: WeightProvider): GpuWeightProvider {
   if (p instanceof LittleBitProvider) return new GpuLittleBitProvider(ctx, p);
+  if (p instanceof CodecSteProvider && p.codecId === 'binary') return new GpuBinarySteProvider(ctx, p);
   if (p instanceof DenseProvider) {
     const param = p.parameters()[0];
     return new GpuDenseProvider(ctx, p.name, p.rows, p.cols, p.weight(), p.trainable, param?.decay !== false);
   }
   throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${p.constructor.name} provider of ${p.name} (codec ${p.codecId}) has no WebGPU version yet`, {
-    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense and littlebit providers so far (issue 15)',
+    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense, littlebit and binary STE providers so far (issue 15)',
   });
 }
 
@@ -208,8 +210,9 @@ export class GpuKdTrainer {
       });
     }
     const { gradNorm, lr } = this.optim.applyClipped(gradNormValue, this.stepCount, this.schedule, this.clipNorm);
-    await ctx.flush();
     this.stepCount++;
+    for (const [, gpu] of this.pairs) gpu.afterStep?.(this.stepCount);
+    await ctx.flush();
     return { step: this.stepCount, loss, kl: ll.kl, ce: ll.ce, mse, tokens: n, ms: Date.now() - t0, lr, gradNorm };
   }
 
@@ -277,7 +280,7 @@ export class GpuKdTrainer {
 
   /**
    * The checkpoint tensors, named as the CPU Trainer's `state()` names them (`param/<name>`, `adam.m/<name>`,
-   * `adam.v/<name>`; the dense and LittleBit providers have no buffers), read back from the GPU.
+   * `adam.v/<name>`, and providers' buffers `buffer/<provider>/<key>`), read back from the GPU.
    */
   async checkpointTensors(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
@@ -287,6 +290,9 @@ export class GpuKdTrainer {
       out.set(`param/${p.name}`, await this.ctx.read(p.data));
       out.set(`adam.m/${p.name}`, await this.ctx.read(states[i]!.m));
       out.set(`adam.v/${p.name}`, await this.ctx.read(states[i]!.v));
+    }
+    for (const [cpu, gpu] of this.pairs) {
+      for (const [key, t] of Object.entries(gpu.buffers?.() ?? {})) out.set(`buffer/${cpu.name}/${key}`, await this.ctx.read(t));
     }
     return out;
   }
@@ -329,6 +335,8 @@ export class GpuKdTrainer {
       m: take(`adam.m/${p.name}`, p.data.length),
       v: take(`adam.v/${p.name}`, p.data.length),
     }));
+    const buffers = this.pairs.flatMap(([cpu, gpu]) => Object.entries(gpu.buffers?.() ?? {}).map(([key, t]) => ({ t, data: take(`buffer/${cpu.name}/${key}`, t.length) })));
+    for (const b of buffers) this.ctx.write(b.t, b.data);
     this.optim.params.forEach((p, i) => {
       this.ctx.write(p.data, loaded[i]!.p);
       this.ctx.write(states[i]!.m, loaded[i]!.m);
