@@ -1,6 +1,8 @@
-import { CodecSteProvider } from '../providers.js';
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import type { CodecSteProvider } from '../providers.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import type { GpuWeightProvider } from './graph.js';
+import { addInto } from './ops.js';
 import type { GpuParam } from './optim.js';
 
 /**
@@ -23,7 +25,11 @@ export class GpuBinarySteProvider implements GpuWeightProvider {
     readonly ctx: GpuTrainContext,
     readonly cpu: CodecSteProvider,
   ) {
-    if (cpu.codecId !== 'binary') throw new Error(`GpuBinarySteProvider: codec ${cpu.codecId}, expected binary`);
+    if (cpu.codecId !== 'binary') {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${cpu.codecId} STE provider of ${cpu.name} has no WebGPU version yet (only binary)`, {
+        hint: 'train this codec on the CPU (--device cpu)',
+      });
+    }
     this.name = cpu.name;
     this.rows = cpu.rows;
     this.cols = cpu.cols;
@@ -43,9 +49,9 @@ export class GpuBinarySteProvider implements GpuWeightProvider {
     return this.decoded;
   }
 
-  /** The identity backward: ∂L/∂W += ∂L/∂Ŵ (only reached when the graph does not use gradAccumulator). */
-  backward(): void {
-    throw new Error('GpuBinarySteProvider takes its gradient through gradAccumulator()');
+  /** The identity backward, ∂L/∂W += ∂L/∂Ŵ (the graph adds it through gradAccumulator; this is for other callers). */
+  backward(gradW: GpuTensor): void {
+    addInto(this.ctx, gradW, this.param.grad, this.rows * this.cols);
   }
 
   gradAccumulator(): GpuTensor {
