@@ -18,7 +18,7 @@ import {
   layerTensors,
   linearShape,
 } from '@ultrasketch/model';
-import { WasmArena, WasmDenseLinear, wasmForwardParts, wasmSimdSupported } from '@ultrasketch/runtime-node';
+import { WasmArena, WasmAttention, WasmDenseLinear, wasmForwardParts, wasmSimdSupported } from '@ultrasketch/runtime-node';
 import { type SaliencyProgress, type SaliencyStats, collectSaliency } from '@ultrasketch/saliency';
 import type { LoadedModel } from './load.js';
 import { comparableDocuments, splitDocuments } from './text.js';
@@ -356,6 +356,8 @@ export class LayerwiseCalibrator {
       classifier: { inFeatures: dim, outFeatures: this.tokens, apply: () => { throw new Error('calibration computes no logits'); } },
       ...(kinds.length > 0 ? { attnBias: [Object.fromEntries(kinds.map((k) => [k, get(TensorNames.bias(layer, k))]))] } : {}),
       ...(c.qkNorm ? { qNorm: [get(TensorNames.qNorm(layer))], kNorm: [get(TensorNames.kNorm(layer))] } : {}),
+      // The same attention as the whole-model wasm forward (wasmForwardParts), so both give the same statistics.
+      ...(this.forward === 'wasm-f32-layerwise' && WasmAttention.supports(one) ? { attention: new WasmAttention(one) } : {}),
     };
     const fwd = new LlamaForward(parts);
     const sums = new Map<string, Float64Array>();

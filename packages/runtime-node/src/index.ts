@@ -3,6 +3,7 @@ export type { SessionOptions, SessionGenerateOptions, SessionMemory, FromWeights
 export { WasmArena, wasmSimdSupported, WASM_PAGE_BYTES } from './wasm/arena.js';
 export type { WasmArenaOptions } from './wasm/arena.js';
 export { WasmDenseLinear, wasmForwardParts } from './wasm/linear.js';
+export { WasmAttention } from './wasm/attention.js';
 export type { WasmForwardParts, WasmPartsOptions } from './wasm/linear.js';
 export { DEFAULT_TILE_PLAN, GemmKernels, emitGemmModule, emitTile } from './wasm/gemm.js';
 export type { TilePlan, TileKernel } from './wasm/gemm.js';
