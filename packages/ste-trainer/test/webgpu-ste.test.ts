@@ -2,14 +2,15 @@ import { registerAll } from '@ultrasketch/baselines';
 import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
 import { CalibrationBatches, CodecSteProvider, Trainer, makeProviders } from '../src/index.js';
-import { GpuBinarySteProvider, GpuKdTrainer } from '../src/webgpu/index.js';
+import { GpuCodecSteProvider, GpuKdTrainer } from '../src/webgpu/index.js';
 import { LANES, randArray, trainContext } from './webgpu-helpers.js';
 
 /**
- * Binary STE on WebGPU (the CPU CodecSteProvider with the `binary` codec): the GPU rebuild Ŵ = ±f16(mean |W_row|)
+ * STE on WebGPU (binary and rtn). Binary (the CPU CodecSteProvider with the `binary` codec): the GPU rebuild Ŵ = ±f16(mean |W_row|)
  * against the CPU codec's decode(encode(W)) — including rows whose scale rounds in f16's subnormal range and a
  * zero row (sign(0) = +1, scale 0) — and training: 3 stories260K steps with rebuildEvery 2 (so Ŵ is a checkpoint
- * buffer that is not a function of W) against the CPU Trainer, and a CPU checkpoint resumed on WebGPU.
+ * buffer that is not a function of W) against the CPU Trainer, and a CPU checkpoint resumed on WebGPU. rtn: the GPU
+ * rebuild against the codec for 2, 3, 4 and 8 bits, group lengths 16 (a partial last group) and 0 (per row).
  */
 const MODEL = '/work/shared/models/stories260K/stories260K.bin';
 
@@ -26,7 +27,7 @@ describe.each(LANES)('WebGPU binary STE provider — reductions in %i lane(s)', 
       w0[6 * cols + j] *= 1e5; // scale ≈ 1250: a large normal
     }
     const cpu = new CodecSteProvider({ name: 'w', rows, cols, weight: w0, codec: 'binary' });
-    const gpu = new GpuBinarySteProvider(ctx, new CodecSteProvider({ name: 'w', rows, cols, weight: w0, codec: 'binary' }));
+    const gpu = new GpuCodecSteProvider(ctx, new CodecSteProvider({ name: 'w', rows, cols, weight: w0, codec: 'binary' }));
     const first = await ctx.read(gpu.weight());
     expect(first).toEqual(cpu.weight()); // the initial build is the CPU's
     expect(Math.abs(first[5 * cols]!)).toBeGreaterThan(0);
@@ -53,6 +54,40 @@ describe.each(LANES)('WebGPU binary STE provider — reductions in %i lane(s)', 
     expect(Math.abs(got[5 * cols]!)).toBeGreaterThan(0);
     expect(Math.abs(got[5 * cols]!)).toBeLessThan(6.1e-5); // rebuilt on the GPU: an f16 subnormal scale
     expect(Math.abs(got[6 * cols]!)).toBeGreaterThan(100);
+  });
+});
+
+describe.each(LANES)('WebGPU rtn STE rebuild — reductions in %i lane(s)', (lanes) => {
+  it('= the CPU codec for 2/3/4/8 bits, groups of 16 and per row (ties on a rounding boundary counted)', async () => {
+    registerAll();
+    const ctx = await trainContext(lanes);
+    const rows = 23;
+    const cols = 53;
+    const w0 = randArray(rows * cols, 500, 0.05);
+    for (let j = 0; j < cols; j++) w0[2 * cols + j] = 0.01; // a constant row: scale 0, every code 0
+    let differ = 0;
+    let total = 0;
+    for (const bits of [2, 3, 4, 8]) {
+      for (const groupSize of [16, 0]) {
+        const opts = { name: 'w', rows, cols, weight: w0, codec: 'rtn', options: { bits, groupSize } };
+        const cpu = new CodecSteProvider(opts);
+        const gpu = new GpuCodecSteProvider(ctx, new CodecSteProvider(opts));
+        const w1 = w0.map((v, i) => v * (1 + 0.05 * Math.cos(i)));
+        cpu.parameters()[0]!.data.set(w1);
+        ctx.write(gpu.parameters()[0]!.data, w1);
+        cpu.afterStep(1);
+        gpu.afterStep(1);
+        const got = await ctx.read(gpu.weight());
+        const want = cpu.weight();
+        let d = 0;
+        for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) d++;
+        differ += d;
+        total += want.length;
+        expect(d, `bits ${bits} groupSize ${groupSize}`).toBeLessThanOrEqual(2);
+        expect(got[2 * cols]).toBe(want[2 * cols]);
+      }
+    }
+    console.log(`[webgpu, ${lanes} lane(s)] rtn rebuild: ${differ} of ${total} weights differ from the CPU codec (a quotient on a rounding tie)`);
   });
 });
 

@@ -176,7 +176,7 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     const { weights: teacher } = loadModel(MODEL);
     const { registerAll } = await import('@ultrasketch/baselines');
     registerAll();
-    const providers = makeProviders(teacher, (l, kind) => (l === 0 && kind === 'q' ? { kind: 'ste', options: { codec: 'rtn', codecOptions: { bits: 2 } } } : undefined));
+    const providers = makeProviders(teacher, (l, kind) => (l === 0 && kind === 'q' ? { kind: 'ste', options: { codec: 'float' } } : undefined));
     await expect(GpuKdTrainer.create(ctx, { teacher, providers, batch: 1, seqLen: 4, steps: 1 })).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/--device cpu/) });
   });
 });

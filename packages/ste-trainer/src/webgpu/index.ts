@@ -30,7 +30,7 @@ export { GpuDenseProvider, GpuLlamaGraph, graphParameters, uploadDenseWeights } 
 export type { GpuGraphOptions, GpuGraphWeights, GpuNormWeight, GpuWeightProvider } from './graph.js';
 export { GpuAdamW } from './optim.js';
 export { GpuLittleBitProvider } from './providers-littlebit.js';
-export { GpuBinarySteProvider } from './providers-ste.js';
+export { GPU_STE_CODECS, GpuCodecSteProvider } from './providers-ste.js';
 export { GpuKdTrainer, gpuProviderFor } from './trainer.js';
 export type { GpuKdTrainerOptions } from './trainer.js';
 export type { GpuParam } from './optim.js';

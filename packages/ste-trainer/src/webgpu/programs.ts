@@ -805,6 +805,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     lanes,
   );
 
+/**
+ * The rtn codec's decode(encode(W)) (baselines/rtn.ts) per group of G weights of a row: offset = f16(min),
+ * scale = f16((max − min)/levels), code = clamp(round((w − offset)/scale), 0, levels) with round half up (as
+ * Math.round; WGSL's round() is half-to-even), Ŵ = offset + code·scale (code 0 when the scale is 0). One
+ * workgroup per (row, group). f32 arithmetic where the codec's is float64: a quotient on a rounding tie may
+ * land on the other code (the test counts them).
+ */
+const RTN_BUILD = (lanes: number): GpuProgram =>
+  prog(
+    'rtn_build',
+    ['uniform', 'read', 'rw'],
+    /* wgsl */ `
+struct P { rows: u32, cols: u32, G: u32, gpr: u32, levels: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${reduce(lanes)}
+${F16_ROUND}
+@compute @workgroup_size(${lanes})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let idx = wid.y * U.gridX + wid.x;
+  if (idx >= U.rows * U.gpr) { return; }
+  let r = idx / U.gpr;
+  let g = idx % U.gpr;
+  let begin = r * U.cols + g * U.G;
+  let end = r * U.cols + min((g + 1u) * U.G, U.cols);
+  var mn = 3.0e38;
+  var mx = -3.0e38;
+  for (var i = begin + lid; i < end; i = i + ${lanes}u) { mn = min(mn, W[i]); mx = max(mx, W[i]); }
+  let lo = wmin(mn, lid);
+  let hi = wmax(mx, lid);
+  let levels = f32(U.levels);
+  let scale = f16round((hi - lo) / levels);
+  let offset = f16round(lo);
+  for (var i = begin + lid; i < end; i = i + ${lanes}u) {
+    var q = 0.0;
+    if (scale != 0.0) { q = clamp(floor((W[i] - offset) / scale + 0.5), 0.0, levels); }
+    out[i] = offset + q * scale;
+  }
+}`,
+    lanes,
+  );
+
 /** The program set of a context: element-wise programs, and the reduction programs for its lanes. */
 export function trainingPrograms(lanes: ReductionLanes) {
   return {
@@ -828,6 +871,7 @@ export function trainingPrograms(lanes: ReductionLanes) {
     littlebitRows: LB_ROWS(lanes),
     littlebitCols: LB_COLS(lanes),
     binaryBuild: BINARY_BUILD(lanes),
+    rtnBuild: RTN_BUILD(lanes),
   } as const;
 }
 

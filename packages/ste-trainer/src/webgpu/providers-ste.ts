@@ -5,14 +5,18 @@ import type { GpuWeightProvider } from './graph.js';
 import { addInto } from './ops.js';
 import type { GpuParam } from './optim.js';
 
+/** Codecs whose STE rebuild runs on the GPU. */
+export const GPU_STE_CODECS = ['binary', 'rtn'] as const;
+
 /**
  * The CPU CodecSteProvider (providers.ts: full-precision W trained through Ŵ = decode(encode(W)), rebuilt every
- * `rebuildEvery` steps, identity backward) for the `binary` codec, with W, its gradient and Ŵ on the GPU: the
- * rebuild is one `binary_build` dispatch (Ŵ = ±f16(mean |W_row|)), the backward adds ∂L/∂Ŵ straight into W's
- * gradient (`gradAccumulator`). Ŵ is a checkpoint buffer (`decoded`, as on the CPU: between rebuilds it is not
- * a function of W). The CPU provider keeps the one-off parts: the initial W and Ŵ, and the final encode.
+ * `rebuildEvery` steps, identity backward) for the `binary` and `rtn` codecs, with W, its gradient and Ŵ on the
+ * GPU: the rebuild is one dispatch (`binary_build`: Ŵ = ±f16(mean |W_row|); `rtn_build`: the min–max grid per
+ * group), the backward adds ∂L/∂Ŵ straight into W's gradient (`gradAccumulator`). Ŵ is a checkpoint buffer
+ * (`decoded`, as on the CPU: between rebuilds it is not a function of W). The CPU provider keeps the one-off
+ * parts: the initial W and Ŵ, and the final encode (the bundle's parameters).
  */
-export class GpuBinarySteProvider implements GpuWeightProvider {
+export class GpuCodecSteProvider implements GpuWeightProvider {
   readonly name: string;
   readonly rows: number;
   readonly cols: number;
@@ -25,8 +29,8 @@ export class GpuBinarySteProvider implements GpuWeightProvider {
     readonly ctx: GpuTrainContext,
     readonly cpu: CodecSteProvider,
   ) {
-    if (cpu.codecId !== 'binary') {
-      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${cpu.codecId} STE provider of ${cpu.name} has no WebGPU version yet (only binary)`, {
+    if (!(GPU_STE_CODECS as readonly string[]).includes(cpu.codecId)) {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${cpu.codecId} STE provider of ${cpu.name} has no WebGPU version yet (${GPU_STE_CODECS.join(', ')} have)`, {
         hint: 'train this codec on the CPU (--device cpu)',
       });
     }
@@ -41,8 +45,17 @@ export class GpuBinarySteProvider implements GpuWeightProvider {
 
   /** Ŵ = decode(encode(W)) of the current W into the cached Ŵ. */
   rebuild(): void {
-    const { grid, gridX } = this.ctx.grid1d(this.rows, 1);
-    this.ctx.dispatch(this.ctx.programs.binaryBuild, Uint32Array.of(this.rows, this.cols, gridX, 0), [this.param.data, this.decoded], grid);
+    const { rows, cols, ctx } = this;
+    if (this.cpu.codecId === 'binary') {
+      const { grid, gridX } = ctx.grid1d(rows, 1);
+      ctx.dispatch(ctx.programs.binaryBuild, Uint32Array.of(rows, cols, gridX, 0), [this.param.data, this.decoded], grid);
+      return;
+    }
+    const o = this.cpu.options as { bits: number; groupSize: number };
+    const G = o.groupSize === 0 ? cols : Math.min(o.groupSize, cols);
+    const gpr = Math.ceil(cols / G);
+    const { grid, gridX } = ctx.grid1d(rows * gpr, 1);
+    ctx.dispatch(ctx.programs.rtnBuild, Uint32Array.of(rows, cols, G, gpr, (1 << o.bits) - 1, gridX, 0, 0), [this.param.data, this.decoded], grid);
   }
 
   weight(): GpuTensor {

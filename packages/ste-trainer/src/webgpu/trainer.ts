@@ -12,7 +12,7 @@ import { distillLosses, mseLoss, partialCount } from './ops.js';
 import { DISTILL_STATS } from './programs.js';
 import { GpuAdamW } from './optim.js';
 import { GpuLittleBitProvider } from './providers-littlebit.js';
-import { GpuBinarySteProvider } from './providers-ste.js';
+import { GPU_STE_CODECS, GpuCodecSteProvider } from './providers-ste.js';
 
 /**
  * A dense KD training step on WebGPU with the CPU Trainer's semantics (trainer.ts `stepOnce`): student and
@@ -52,13 +52,13 @@ export interface GpuKdTrainerOptions {
 /** The GPU provider for a CPU one (same initialisation), or a typed refusal for kinds not on WebGPU yet. */
 export function gpuProviderFor(ctx: GpuTrainContext, p: WeightProvider): GpuWeightProvider {
   if (p instanceof LittleBitProvider) return new GpuLittleBitProvider(ctx, p);
-  if (p instanceof CodecSteProvider && p.codecId === 'binary') return new GpuBinarySteProvider(ctx, p);
+  if (p instanceof CodecSteProvider && (GPU_STE_CODECS as readonly string[]).includes(p.codecId)) return new GpuCodecSteProvider(ctx, p);
   if (p instanceof DenseProvider) {
     const param = p.parameters()[0];
     return new GpuDenseProvider(ctx, p.name, p.rows, p.cols, p.weight(), p.trainable, param?.decay !== false);
   }
   throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${p.constructor.name} provider of ${p.name} (codec ${p.codecId}) has no WebGPU version yet`, {
-    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense, littlebit and binary STE providers so far (issue 15)',
+    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense, littlebit and ste (binary, rtn) providers so far (issue 15)',
   });
 }
 
