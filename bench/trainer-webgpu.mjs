@@ -11,8 +11,8 @@
  *                       limits) and what is missing when there is none, then exit
  *   --model PATH        llama2.c checkpoint (default ../shared/models/stories3M/stories3M-q80.bin)
  *   --calib PATH        calibration text (default ../shared/data/tinystories/calib.txt)
- *   --provider NAME     dense (every linear) or littlebit (0.55 bpw, residual, every linear but K/V, as
- *                       bench/trainer-throughput.mjs) (default littlebit)
+ *   --provider NAME     dense (every linear), littlebit (--bpw, residual, every linear but K/V), binary or
+ *                       rtn2 (STE, O dense) — the plans of bench/trainer-throughput.mjs (default littlebit)
  *   --bpw X             LittleBit bits per weight (default 0.55)
  *   --batch N           sequences per step (default 4)
  *   --seq N             tokens per sequence (default 128)
@@ -89,7 +89,13 @@ const steps = int('steps');
 const seed = int('seed', 0);
 const lr = Number(a.lr);
 const bpw = Number(a.bpw);
-if (!['dense', 'littlebit'].includes(a.provider)) fail(`--provider ${a.provider}: dense or littlebit`, 2);
+const PLANS = {
+  dense: () => ({ kind: 'dense' }),
+  littlebit: (_l, kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw, residual: true } } }),
+  binary: (_l, kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'binary' } }),
+  rtn2: (_l, kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'rtn', codecOptions: { bits: 2 } } }),
+};
+if (!PLANS[a.provider]) fail(`--provider ${a.provider}: one of ${Object.keys(PLANS).join(', ')}`, 2);
 
 const { registerAll } = await import(dist('baselines'));
 const { readLlama2cCheckpoint, readLlama2cTokenizer } = await import(dist('format'));
@@ -105,7 +111,7 @@ const tokPath = a.tokenizer ?? join(dirname(a.model), c.vocabSize === 512 ? 'tok
 const tokenizer = Tokenizer.fromLlama2c(readLlama2cTokenizer(readFileSync(tokPath), c.vocabSize, tokPath));
 const docs = readFileSync(a.calib, 'utf8').split('\n\n').map((d) => d.trim()).filter((d) => d.length > 0);
 const calib = Int32Array.from(docs.flatMap((d) => Array.from(tokenizer.encode(d, { bos: true, eos: false }))));
-const plan = a.provider === 'dense' ? () => ({ kind: 'dense' }) : (_l, kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw, residual: true } } });
+const plan = PLANS[a.provider];
 const providers = () => makeProviders(weights, plan, { seed });
 const recipe = { batch: B, seqLen: L, steps, lr, trainNorms: true };
 console.log(`model ${a.model}: dim ${c.dim}, layers ${c.nLayers}, vocab ${c.vocabSize}; ${a.provider}${a.provider === 'littlebit' ? ` ${bpw} bpw` : ''}; batch ${B} × ${L}, ${steps} steps, lr ${lr}`);
