@@ -590,6 +590,10 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
   const weights = new Map<string, BundleWeightInput>();
   const perWeight: Record<string, WeightAccounting> = {};
   const compressedNames: string[] = [];
+  // An rtn-stored embedding/classifier, decoded: finetuning trains the student with what the bundle will hold.
+  // (f16/f32 storage differs from the float model by at most f16 rounding and is not passed.)
+  const storedDecoded = new Map<string, Float32Array>();
+  const decodedFor = (name: string) => options.finetune !== undefined && (name === TensorNames.embedding || name === TensorNames.classifier);
   for (let i = 0; i < plan.length; i++) {
     const { name, codec: c, options: o, compressed } = plan[i]!;
     const t = tensorOf(name);
@@ -606,6 +610,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     let params;
     try {
       params = c.encode(t.data, rows, cols, o, { name, seed: wSeed, ...(sal ? { saliency: sal } : {}) });
+      if (decodedFor(name) && c.id !== 'float') storedDecoded.set(name, c.decode(params));
     } catch (err) {
       // A refusal the preflight could not foresee (e.g. a `mass` split's group sizes): same policy.
       if (!(compressed && smallMatrix === 'keep' && isUltraSketchError(err, ErrorCodes.INFEASIBLE_BUDGET))) throw err;
@@ -664,6 +669,15 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
       ...(saliencyUsed ? { saliency: saliency! } : {}),
       seed,
       options: options.finetune,
+      ...(storedDecoded.has(TensorNames.embedding)
+        ? {
+            storedEmbedding: {
+              embedding: storedDecoded.get(TensorNames.embedding)!,
+              ...(storedDecoded.has(TensorNames.classifier) ? { classifier: storedDecoded.get(TensorNames.classifier)! } : {}),
+              storage: options.embeddings ?? 'f16',
+            },
+          }
+        : {}),
     });
     for (const [name, { codecId, params }] of ft.params) {
       const c = getCodec(codecId);

@@ -145,6 +145,8 @@ export interface TrainingSection {
     /** The matmul kernel: float32 sums in the WebAssembly SIMD gemm, or float64 in JS. */
     gemm: 'wasm-simd' | 'js';
     calibration: { textSource: string; textSha256: string; tokens: number } | null;
+    /** Present when the student trained with its embedding/classifier as stored (decoded from this storage), not the float ones. */
+    studentEmbedding?: string;
     /** The cached teacher samples trained on (data teacher/both with teacherSamples); absent when sampled per step. */
     teacherSamples?: { model: string; seed: number; temperature: number; window: number; windows: number; holdout: number; generator: string };
   };
@@ -294,6 +296,11 @@ export interface FinetuneInput {
   saliency?: ReadonlyMap<string, Float64Array>;
   seed: number;
   options: FinetuneOptions;
+  /**
+   * The embedding (and untied classifier) decoded from the storage the bundle will have (e.g. rtn2): the student
+   * trains with them, so the trained linears fit the embedding the bundle really has. Absent: the float ones.
+   */
+  storedEmbedding?: { embedding: Float32Array; classifier?: Float32Array; storage: string };
 }
 
 /**
@@ -425,6 +432,8 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     trainNorms,
     seed: input.seed,
     ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
+    ...(input.storedEmbedding ? { studentEmbedding: input.storedEmbedding.embedding } : {}),
+    ...(input.storedEmbedding?.classifier ? { studentClassifier: input.storedEmbedding.classifier } : {}),
     ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
@@ -513,6 +522,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
               }
             : null,
         ...(corpus ? { teacherSamples: { ...corpus.key, windows: corpus.windows, holdout } } : {}),
+        ...(input.storedEmbedding ? { studentEmbedding: input.storedEmbedding.storage } : {}),
       },
       ...(held ? { holdout: held } : {}),
       providers: providerKinds,

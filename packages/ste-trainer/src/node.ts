@@ -292,6 +292,14 @@ class WorkerExecutor implements ShardExecutor {
     const normBufs = s.norms.map(() => sab(s.config.dim * 4));
     this.norms = normBufs.map((b) => new Float32Array(b));
     const tokenBuf = sab(s.batch * (s.seqLen + 1) * 4);
+    const shared = (a: Float32Array | undefined) => {
+      if (!a) return undefined;
+      const b = sab(a.byteLength);
+      new Float32Array(b).set(a);
+      return b;
+    };
+    const studentEmbedding = shared(s.studentEmbedding);
+    const studentClassifier = s.config.tiedClassifier ? undefined : shared(s.studentClassifier);
     this.tokens = new Int32Array(tokenBuf);
     const maxSeqs = Math.max(...s.shardSizes.slice(1));
     let first = s.shardSizes[0]!;
@@ -315,6 +323,8 @@ class WorkerExecutor implements ShardExecutor {
         results: sab(5 * 8),
         error: sab(ERROR_BYTES),
         ...(s.teacherCache !== undefined && s.teacherCacheKey ? { teacherCache: s.teacherCache, teacherCacheKey: s.teacherCacheKey } : {}),
+        ...(studentEmbedding ? { studentEmbedding } : {}),
+        ...(studentClassifier ? { studentClassifier } : {}),
       };
       this.per.push({
         ctrl: new Int32Array(init.control),

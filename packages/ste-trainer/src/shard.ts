@@ -39,6 +39,9 @@ export interface ShardSetup {
   teacherCache?: unknown;
   /** The cache's key for this teacher and seqLen (computed once, by the trainer). */
   teacherCacheKey?: string;
+  /** The student's embedding and classifier when they differ from the teacher's (TrainerOptions.studentEmbedding). */
+  studentEmbedding?: Float32Array;
+  studentClassifier?: Float32Array;
 }
 
 /** Results of one worker shard for one step. */
@@ -126,6 +129,9 @@ export interface ShardWorkerInit {
   /** The trainer's TeacherCache.workerSpec and key (the worker entry opens the cache from the spec). */
   teacherCache?: unknown;
   teacherCacheKey?: string;
+  /** The student's own embedding / classifier (absent: the teacher's). */
+  studentEmbedding?: SharedArrayBuffer;
+  studentClassifier?: SharedArrayBuffer;
 }
 
 /** A linear on a worker: Ŵ from shared memory, ∂L/∂Ŵ written to shared memory. */
@@ -232,10 +238,11 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
     layers.push(lp);
   }
   const nL = c.nLayers;
+  const studentEmbedding = init.studentEmbedding ? f32(init.studentEmbedding) : embedding;
   const sw: GraphWeights = {
     config: c,
-    embedding,
-    classifier,
+    embedding: studentEmbedding,
+    classifier: c.tiedClassifier ? studentEmbedding : init.studentClassifier ? f32(init.studentClassifier) : classifier,
     attnNorm: norms.slice(0, nL),
     ffnNorm: norms.slice(nL, 2 * nL),
     finalNorm: norms[2 * nL]!,

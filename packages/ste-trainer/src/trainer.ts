@@ -66,6 +66,12 @@ export interface TrainerOptions {
   teacherWindows?: Int32Array;
   /** Leading teacherWindows kept out of training (default 0). */
   teacherHoldout?: number;
+  /**
+   * The embedding (and an untied classifier) as the bundle will store them — e.g. decoded from a 2-bit rtn
+   * storage — for the student; the teacher keeps the float ones. Without it the student uses the float ones.
+   */
+  studentEmbedding?: Float32Array;
+  studentClassifier?: Float32Array;
   onProgress?: (p: TrainProgress) => void;
   /**
    * Data-parallel execution over threads (e.g. `workerThreads(2)` from "@ultrasketch/ste-trainer/node").
@@ -152,6 +158,8 @@ export class Trainer {
   }
   private readonly optim: AdamW;
   private readonly sources: { calib?: BatchSource; teacher?: BatchSource };
+  /** The caller's stored-form embedding / classifier of the student (null: the float ones). */
+  private readonly storedEmbedding: { embedding: Float32Array | null; classifier: Float32Array | null };
   private readonly teacherData: string;
   private readonly windows: Int32Array; // [batch, seqLen + 1]
   private readonly inputs: Int32Array; // [batch · seqLen]
@@ -241,7 +249,15 @@ export class Trainer {
     const finalNorm = norm(TensorNames.finalNorm);
     const embedding = get(TensorNames.embedding);
     const classifier = c.tiedClassifier ? embedding : get(TensorNames.classifier);
-    this.studentWeightsG = { config: c, embedding, classifier, attnNorm, ffnNorm, finalNorm, layers };
+    // The student's embedding/classifier: as stored in the bundle when the caller gives them.
+    const sized = (a: Float32Array | undefined, like: Float32Array, what: string) => {
+      if (a !== undefined && a.length !== like.length) throw badArg(`${what} has ${a.length} values, the model's has ${like.length}`);
+      return a ?? like;
+    };
+    const studentEmbedding = sized(o.studentEmbedding, embedding, 'studentEmbedding');
+    const studentClassifier = c.tiedClassifier ? studentEmbedding : sized(o.studentClassifier, classifier, 'studentClassifier');
+    this.storedEmbedding = { embedding: o.studentEmbedding ?? null, classifier: c.tiedClassifier ? null : (o.studentClassifier ?? null) };
+    this.studentWeightsG = { config: c, embedding: studentEmbedding, classifier: studentClassifier, attnNorm, ffnNorm, finalNorm, layers };
     if (!Number.isInteger(o.batch) || o.batch < 1) throw badArg(`batch ${o.batch} must be a positive integer`);
     this.shards = shardSizes(o.batch, o.parallel?.threads ?? 1);
     const B0 = this.shards[0]!;
@@ -329,6 +345,9 @@ export class Trainer {
             batch: o.batch,
             teacherCache: o.teacherCache?.workerSpec,
             teacherCacheKey: cacheKey,
+            ...(this.storedEmbedding.embedding || this.storedEmbedding.classifier
+              ? { studentEmbedding: studentEmbedding, studentClassifier: studentClassifier }
+              : {}),
           })
         : null;
     this.windows = this.executor ? this.executor.tokenBuffer() : new Int32Array(o.batch * (o.seqLen + 1));
@@ -658,8 +677,8 @@ export class Trainer {
       this.evalTeacher = new LlamaGraph(
         {
           config: c,
-          embedding: w.embedding,
-          classifier: w.classifier,
+          embedding: this.teacherTensor(TensorNames.embedding).data,
+          classifier: this.teacherTensor(c.tiedClassifier ? TensorNames.embedding : TensorNames.classifier).data,
           attnNorm: Array.from({ length: c.nLayers }, (_, l) => ({ data: this.teacherTensor(TensorNames.attnNorm(l)).data, grad: null })),
           ffnNorm: Array.from({ length: c.nLayers }, (_, l) => ({ data: this.teacherTensor(TensorNames.ffnNorm(l)).data, grad: null })),
           finalNorm: { data: this.teacherTensor(TensorNames.finalNorm).data, grad: null },
@@ -683,6 +702,9 @@ export class Trainer {
    * reference forward or any runtime. Frozen tensors are shared with the teacher, not copied. */
   studentWeights(): ModelWeights {
     const tensors = new Map(this.teacher.tensors);
+    const stored = this.storedEmbedding;
+    if (stored.embedding) tensors.set(TensorNames.embedding, { ...this.teacherTensor(TensorNames.embedding), data: stored.embedding });
+    if (stored.classifier) tensors.set(TensorNames.classifier, { ...this.teacherTensor(TensorNames.classifier), data: stored.classifier });
     for (const p of this.providers) tensors.set(p.name, { shape: [p.rows, p.cols], data: p.weight().slice() });
     if (this.trainNorms) {
       const w = this.studentWeightsG;
@@ -717,6 +739,8 @@ export class Trainer {
       threads: this.shards.length,
       calib: this.calibCrc,
       ...(this.teacherData === 'none' || this.teacherData === 'sampled' ? {} : { teacherData: this.teacherData }),
+      ...(this.storedEmbedding.embedding ? { studentEmbedding: crcOf(this.storedEmbedding.embedding) } : {}),
+      ...(this.storedEmbedding.classifier ? { studentClassifier: crcOf(this.storedEmbedding.classifier) } : {}),
       model: this.config,
       providers: this.providers.map((p) => [p.name, p.codecId, p.trainable, p.constructor.name]),
       params: this.params.map((p) => [p.name, p.data.length]),
@@ -847,4 +871,9 @@ function addInto(dst: Float32Array, src: Float32Array): void {
 
 function badArg(problem: string): UltraSketchError {
   return new UltraSketchError(ErrorCodes.BAD_ARGUMENT, problem);
+}
+
+/** `length:CRC-32` of a float array's bytes (recorded in the recipe, so a resume uses the same arrays). */
+function crcOf(a: Float32Array): string {
+  return `${a.length}:${crc32(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))}`;
 }
