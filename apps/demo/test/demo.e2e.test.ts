@@ -1,0 +1,198 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type Server, createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createSession, openModel } from '@ultrasketch/pipeline/browser';
+import { type Browser, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The built demo in a real browser: `vite build` into a temp dir, served by a tiny node:http server on 127.0.0.1,
+ * driven by Debian's headless Chromium (playwright-core). The page opens the embedded default bundle by itself,
+ * generates greedily, and its token ids must equal runtime-node's greedy ids computed here on the same file —
+ * on WebGPU (SwiftShader), and on the CPU WebAssembly fallback with WebGPU switched off. Fails (does not skip)
+ * when Chromium or its WebGPU adapter is missing; CI installs chromium and libvulkan1 (scripts/test.sh).
+ */
+const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const DEMO = join(ROOT, 'apps/demo');
+const BUNDLE = join(ROOT, 'models/stories3M-littlebit-0.55.usk');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const PROMPT = 'Once upon a time';
+const NEW_TOKENS = 24;
+// The flags runtime-webgpu's in-page test launches with (packages/runtime-webgpu/test/browser.test.ts):
+// --enable-unsafe-webgpu gives headless Chromium without a GPU a SwiftShader adapter.
+const COMMON_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const WEBGPU_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', ...COMMON_FLAGS.slice(1)];
+const NO_WEBGPU_FLAGS = [...COMMON_FLAGS, '--disable-webgpu'];
+
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.usk': 'application/octet-stream' };
+
+let out: string;
+let server: Server;
+let base: string;
+let expected: number[];
+let accounting: { bpwLinears: number; bitsPerParam: number };
+const browsers: Browser[] = [];
+
+/** runtime-node's greedy ids for the prompt, with the page's rules (stop ids end the text; steps count the prompt). */
+async function referenceTokens(): Promise<number[]> {
+  const model = openModel(new Uint8Array(readFileSync(BUNDLE)), { name: 'default.usk' });
+  accounting = model.loaded.accounting;
+  const prompt = model.tokenizer.encode(PROMPT, { bos: true, eos: false });
+  const session = createSession(model, { contextLength: prompt.length + NEW_TOKENS, threads: 1 });
+  const stop = new Set(model.tokenizerInfo.stopIds);
+  const ids: number[] = [];
+  for await (const step of session.generate(prompt, { steps: prompt.length - 1 + NEW_TOKENS, temperature: 0, stopToken: -1 })) {
+    if (step.pos + 1 < prompt.length) continue;
+    if (stop.has(step.next)) break;
+    ids.push(step.next);
+  }
+  session.dispose();
+  return ids;
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium libvulkan1, as scripts/test.sh does) or set CHROMIUM_PATH`);
+  }
+  out = mkdtempSync(join(tmpdir(), 'ultrasketch-demo-'));
+  try {
+    execFileSync(process.execPath, [join(DEMO, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', out, '--emptyOutDir', '--logLevel', 'warn'], {
+      cwd: DEMO,
+      stdio: 'pipe',
+      encoding: 'utf8',
+    });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`vite build of apps/demo failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
+  }
+  expected = await referenceTokens();
+  server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const file = normalize(join(out, url.pathname === '/' ? 'index.html' : decodeURIComponent(url.pathname)));
+    if (!file.startsWith(out + sep) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/`;
+}, 120_000);
+
+afterAll(async () => {
+  for (const b of browsers) await b.close();
+  await new Promise((done) => (server ? server.close(done) : done(undefined)));
+  if (out) rmSync(out, { recursive: true, force: true });
+});
+
+async function launch(args: string[]): Promise<Browser> {
+  // playwright gives the browser a fresh temporary profile (--user-data-dir) of its own.
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  browsers.push(browser);
+  return browser;
+}
+
+interface PageRun {
+  page: Page;
+  state: string;
+  status: string;
+  error: string;
+  tokens: number[];
+  text: string;
+  backend: string | null;
+  fallback: string | null;
+  figures: Record<string, number>;
+  /** Every URL the page asked for that is not on the demo's own server (must stay empty: offline). */
+  foreign: string[];
+  logs: string[];
+}
+
+/** Open the demo, wait for the default bundle, generate NEW_TOKENS greedily, and read what the page shows. */
+async function runDemo(browser: Browser, query = ''): Promise<PageRun> {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
+  const logs: string[] = [];
+  const foreign: string[] = [];
+  page.on('console', (m) => logs.push(m.text()));
+  page.on('pageerror', (e) => logs.push(String(e)));
+  page.on('request', (r) => {
+    if (!r.url().startsWith(base)) foreign.push(r.url());
+  });
+  await page.goto(base + query);
+  await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 30_000 }).catch(() => {
+    throw new Error(`the demo did not open its default bundle: ${logs.join(' | ')}`);
+  });
+  await page.fill('#tokens', String(NEW_TOKENS));
+  await page.fill('#temperature', '0');
+  if (!(await page.isDisabled('#generate'))) await page.click('#generate');
+  await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 }).catch(() => {
+    throw new Error(`generation did not finish: ${logs.join(' | ')}`);
+  });
+  const read = await page.evaluate(() => {
+    const q = (s: string) => document.querySelector<HTMLElement>(s);
+    const figures: Record<string, number> = {};
+    for (const el of document.querySelectorAll<HTMLElement>('[data-figure]')) figures[el.dataset.figure!] = Number(el.dataset.value);
+    return {
+      state: q('#status')!.dataset.state!,
+      status: q('#status')!.textContent ?? '',
+      error: q('#error')!.hidden ? '' : (q('#error')!.textContent ?? ''),
+      tokens: JSON.parse(q('#output')!.dataset.tokens ?? '[]') as number[],
+      text: q('#output')!.textContent ?? '',
+      backend: q('[data-backend]')?.dataset.backend ?? null,
+      fallback: q('[data-fallback]')?.textContent ?? null,
+      figures,
+    };
+  });
+  return { page, ...read, foreign, logs };
+}
+
+function expectBitFigures(run: PageRun): void {
+  // Both figures of the bundle's accounting, as the page shows them (and the linears really below one bit).
+  expect(run.figures.bpwLinears).toBeCloseTo(accounting.bpwLinears, 10);
+  expect(run.figures.bitsPerParam).toBeCloseTo(accounting.bitsPerParam, 10);
+  expect(run.figures.bpwLinears).toBeLessThan(1);
+  expect(run.figures.tokensPerSecond).toBeGreaterThan(0);
+  expect(run.figures.memory).toBeGreaterThan(0);
+}
+
+describe('the built demo in headless Chromium', () => {
+  it('opens the default bundle, generates runtime-node\'s greedy tokens on WebGPU, shows both bit figures', async () => {
+    expect(expected.length).toBe(NEW_TOKENS);
+    const run = await runDemo(await launch(WEBGPU_FLAGS));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await run.page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
+    expect(run.error, `the page failed: ${run.logs.join(' | ')}`).toBe('');
+    expect(run.state).toBe('done');
+    // No adapter means the page fell back to the CPU: that is a failure here, not a skip.
+    expect(run.backend, `the page did not run on WebGPU (${run.fallback ?? 'no reason shown'})`).toBe('webgpu');
+    expect(run.fallback).toBeNull();
+    expect(run.tokens).toEqual(expected);
+    expect(run.text.startsWith(PROMPT)).toBe(true);
+    expect(run.text.length).toBeGreaterThan(PROMPT.length + NEW_TOKENS);
+    expectBitFigures(run);
+    expect(await run.page.locator('#plot svg rect').count()).toBeGreaterThan(0);
+    expect(run.foreign).toEqual([]);
+  }, 90_000);
+
+  it('with WebGPU switched off, the CPU WebAssembly fallback runs and produces the same tokens', async () => {
+    const browser = await launch(NO_WEBGPU_FLAGS);
+    const run = await runDemo(browser);
+    expect(run.error, `the page failed: ${run.logs.join(' | ')}`).toBe('');
+    expect(run.backend).toBe('cpu');
+    expect(run.fallback, 'the page says why it did not use WebGPU').toMatch(/navigator\.gpu|adapter/);
+    expect(run.tokens).toEqual(expected);
+    expectBitFigures(run);
+    expect(run.foreign).toEqual([]);
+
+    // Asking for WebGPU where there is none: a typed error with its hint on the page, not a silent fallback.
+    const forced = await runDemo(browser, '?backend=webgpu');
+    expect(forced.state).toBe('error');
+    expect(forced.error).toMatch(/\[E_UNSUPPORTED\] WebGPU is not available/);
+    expect(forced.error).toMatch(/What to do: choose the CPU backend/);
+    expect(forced.tokens).toEqual([]);
+  }, 90_000);
+});
