@@ -1,18 +1,18 @@
 /**
- * The demo page: open a `.usk` bundle (the embedded default, a picked file or a dropped one), run it on WebGPU or
- * the CPU fallback, stream the text, and show what it costs (bits, memory, speed). Plain DOM, no framework: the
- * page is one form and three read-outs.
+ * The demo page: open a `.usk` bundle (the embedded default, a picked file or a dropped one), optionally a second
+ * one to compare (the float model as a bundle), run them on WebGPU or the CPU fallback, stream the text, and show
+ * what each costs (bits, memory, speed). Plain DOM, no framework: the page is one form and a few read-outs.
  *
  * For the end-to-end test (test/demo.e2e.test.ts) the page states what it did in attributes, not only in words:
- * `#status[data-state]` (loading | ready | running | done | error), `#output[data-tokens]` (the generated ids),
- * `[data-backend]` and the bit figures' `data-value`s.
+ * `#status[data-state]` (loading | ready | running | done | error), `#output[data-tokens]` and
+ * `#compare-output[data-tokens]` (the generated ids), `[data-backend]`, and the figures' `data-value`s.
  */
 import { type OpenedBundle, openModel } from '@ultrasketch/pipeline/browser';
 // The embedded default: Vite copies the file into dist/assets at build time and gives its same-origin URL (never
 // a CDN, never inlined), so the built page works offline.
 import defaultBundleUrl from '../../../models/stories3M-littlebit-0.55.usk?url';
 import { type BackendChoice, DemoError, type RunningSession, startSession } from './backend.js';
-import { layerBits, renderLayerPlot } from './plot.js';
+import { type PlotSeries, layerBits, renderLayerPlot } from './plot.js';
 
 const DEFAULT_NAME = 'stories3M-littlebit-0.55.usk';
 /** KV cache positions a session reserves (at most the model's seq_len). */
@@ -24,6 +24,9 @@ const ui = {
   file: $<HTMLInputElement>('file'),
   openDefault: $<HTMLButtonElement>('default'),
   modelInfo: $('model-info'),
+  compareFile: $<HTMLInputElement>('compare-file'),
+  compareClear: $<HTMLButtonElement>('compare-clear'),
+  compareInfo: $('compare-info'),
   prompt: $<HTMLTextAreaElement>('prompt'),
   tokens: $<HTMLInputElement>('tokens'),
   temperature: $<HTMLInputElement>('temperature'),
@@ -32,13 +35,25 @@ const ui = {
   stop: $<HTMLButtonElement>('stop'),
   status: $('status'),
   error: $('error'),
+  outputs: $('outputs'),
   output: $('output'),
+  outputTitle: $('output-title'),
+  compareColumn: $('compare-column'),
+  compareTitle: $('compare-title'),
+  compareOutput: $('compare-output'),
+  agreement: $('agreement'),
   runInfo: $('run-info'),
   plot: $('plot'),
 };
 
-let model: OpenedBundle | undefined;
-let session: { key: string; running: RunningSession } | undefined;
+/** An open bundle and the session last built for it (kept while the backend choice stays the same). */
+interface Slot {
+  model: OpenedBundle | undefined;
+  session: { choice: BackendChoice; running: RunningSession } | undefined;
+}
+const main: Slot = { model: undefined, session: undefined };
+const compare: Slot = { model: undefined, session: undefined };
+let busy = false;
 let stopRequested = false;
 
 type State = 'loading' | 'ready' | 'running' | 'done' | 'error';
@@ -49,8 +64,8 @@ function setStatus(state: State, text: string): void {
 
 /** Show a failure: the typed errors of the workspace (UltraSketchError, WebGpuError, DemoError) carry a hint. */
 function showError(err: unknown): void {
-  const e = err as { message?: string; code?: string; hint?: string; problem?: string };
-  const message = e.problem ?? e.message ?? String(err);
+  const e = err as { message?: string; code?: string; hint?: string; problem?: string; source?: string };
+  const message = e.problem !== undefined ? `${e.source ? `${e.source}: ` : ''}${e.problem}` : (e.message ?? String(err));
   ui.error.replaceChildren();
   const head = document.createElement('div');
   head.textContent = `${e.code ? `[${e.code}] ` : ''}${message}`;
@@ -78,33 +93,53 @@ function figure(list: HTMLElement, label: string, value: string, attrs: Record<s
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
 
-function showModel(m: OpenedBundle): void {
+/** The bundle's figures; `prefix` names the second bundle's data attributes (compareBpwLinears, …). */
+function showModel(list: HTMLElement, m: OpenedBundle, prefix = ''): void {
   const a = m.loaded.accounting;
   const c = m.config;
-  ui.modelInfo.replaceChildren();
-  figure(ui.modelInfo, 'Bundle', `${m.source.path} (${mb(a.fileBytes)})`);
-  figure(ui.modelInfo, 'Model', `${c.nLayers} layers, dim ${c.dim}, vocabulary ${c.vocabSize}, ${(a.params / 1e6).toFixed(2)} M parameters`);
-  figure(ui.modelInfo, 'Codecs', Object.entries(a.linearCodecs).map(([k, n]) => `${k} × ${n}`).join(', ') || 'none (float)');
-  figure(ui.modelInfo, 'bpwLinears', `${a.bpwLinears.toFixed(4)} bits per linear weight`, { figure: 'bpwLinears', value: String(a.bpwLinears) }, true);
-  figure(ui.modelInfo, 'bitsPerParam', `${a.bitsPerParam.toFixed(3)} bits per parameter (whole file: embedding, tokenizer, header included)`, { figure: 'bitsPerParam', value: String(a.bitsPerParam) }, true);
-  renderLayerPlot(ui.plot, layerBits(a));
+  const key = (name: string) => (prefix ? prefix + name[0]!.toUpperCase() + name.slice(1) : name);
+  list.replaceChildren();
+  figure(list, 'Bundle', `${m.source.path} (${mb(a.fileBytes)})`);
+  figure(list, 'Model', `${c.nLayers} layers, dim ${c.dim}, vocabulary ${c.vocabSize}, ${(a.params / 1e6).toFixed(2)} M parameters`);
+  figure(list, 'Codecs', Object.entries(a.linearCodecs).map(([k, n]) => `${k} × ${n}`).join(', ') || 'none (float)');
+  figure(list, 'bpwLinears', `${a.bpwLinears.toFixed(4)} bits per linear weight`, { figure: key('bpwLinears'), value: String(a.bpwLinears) }, true);
+  figure(list, 'bitsPerParam', `${a.bitsPerParam.toFixed(3)} bits per parameter (whole file: embedding, tokenizer, header included)`, { figure: key('bitsPerParam'), value: String(a.bitsPerParam) }, true);
 }
 
-async function openBytes(bytes: Uint8Array, name: string): Promise<void> {
+function showPlot(): void {
+  const series: PlotSeries[] = [];
+  for (const slot of [main, compare]) if (slot.model) series.push({ name: slot.model.source.path, rows: layerBits(slot.model.loaded.accounting) });
+  renderLayerPlot(ui.plot, series);
+}
+
+function closeSlot(slot: Slot): void {
+  slot.session?.running.dispose();
+  slot.session = undefined;
+  slot.model = undefined;
+}
+
+function refreshButtons(): void {
+  ui.generate.disabled = busy || main.model === undefined;
+  ui.stop.disabled = !busy;
+  ui.compareClear.disabled = busy || compare.model === undefined;
+}
+
+async function openInto(slot: Slot, bytes: Uint8Array, name: string): Promise<void> {
   setStatus('loading', `Opening ${name}…`);
   ui.error.hidden = true;
-  ui.generate.disabled = true;
-  session?.running.dispose();
-  session = undefined;
-  model = undefined;
+  closeSlot(slot);
+  const list = slot === main ? ui.modelInfo : ui.compareInfo;
+  list.replaceChildren();
   try {
-    model = openModel(bytes, { name });
-    showModel(model);
-    ui.generate.disabled = false;
+    slot.model = openModel(bytes, { name });
+    showModel(list, slot.model, slot === main ? '' : 'compare');
+    if (slot === compare) ($('compare-panel') as HTMLDetailsElement).open = true;
     setStatus('ready', `Opened ${name}. Press Generate.`);
   } catch (err) {
-    ui.modelInfo.replaceChildren();
     showError(err);
+  } finally {
+    showPlot();
+    refreshButtons();
   }
 }
 
@@ -113,100 +148,158 @@ async function openDefault(): Promise<void> {
   try {
     const response = await fetch(defaultBundleUrl);
     if (!response.ok) throw new DemoError('E_FILE_NOT_FOUND', `the default bundle could not be read (HTTP ${response.status})`, 'serve the whole dist/ folder, assets/ included');
-    await openBytes(new Uint8Array(await response.arrayBuffer()), DEFAULT_NAME);
+    await openInto(main, new Uint8Array(await response.arrayBuffer()), DEFAULT_NAME);
   } catch (err) {
     showError(err);
   }
 }
 
-async function openFile(file: File): Promise<void> {
-  await openBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+async function openFile(slot: Slot, file: File): Promise<void> {
+  if (busy) return;
+  await openInto(slot, new Uint8Array(await file.arrayBuffer()), file.name);
 }
 
-async function sessionFor(m: OpenedBundle, choice: BackendChoice): Promise<RunningSession> {
-  const key = `${m.source.path}|${choice}`;
-  if (session?.key === key) return session.running;
-  session?.running.dispose();
-  session = undefined;
-  setStatus('running', choice === 'cpu' ? 'Preparing the CPU session…' : 'Preparing the session (WebGPU: compiling the kernels)…');
+async function sessionFor(slot: Slot, choice: BackendChoice): Promise<RunningSession> {
+  const m = slot.model!;
+  if (slot.session?.choice === choice) return slot.session.running;
+  slot.session?.running.dispose();
+  slot.session = undefined;
+  setStatus('running', `Preparing ${m.source.path} (${choice === 'cpu' ? 'CPU' : 'WebGPU: compiling the kernels'})…`);
   const running = await startSession(m, choice, Math.min(m.config.seqLen, CONTEXT_CAP));
-  session = { key, running };
+  slot.session = { choice, running };
   return running;
 }
 
+interface StreamResult {
+  ids: number[];
+  promptTokens: number;
+  start: number;
+  firstAt: number;
+  end: number;
+}
+
+/** Generate into `out`, showing the text as it comes and the ids in `data-tokens`. */
+async function stream(m: OpenedBundle, running: RunningSession, out: HTMLElement, text: string, wanted: number, temperature: number): Promise<StreamResult> {
+  const prompt = m.tokenizer.encode(text, { bos: true, eos: false });
+  if (prompt.length >= running.contextLength) {
+    throw new DemoError('E_BAD_ARGUMENT', `the prompt has ${prompt.length} tokens; the context holds ${running.contextLength}`, 'shorten the prompt');
+  }
+  // llama2.c's steps count every position, prompt included: the last prompt position yields the first new token.
+  const steps = Math.min(running.contextLength, prompt.length - 1 + wanted);
+  const stopIds = new Set(m.tokenizerInfo.stopIds);
+  const decoder = m.tokenizer.createStreamDecoder();
+  const ids: number[] = [];
+  let shown = text;
+  out.textContent = shown;
+  const start = performance.now();
+  let firstAt = start;
+  for await (const step of running.generate(prompt, { steps, temperature, seed: 42 })) {
+    if (step.pos + 1 < prompt.length) continue; // still reading the prompt
+    if (stopIds.has(step.next) || stopRequested) break;
+    if (ids.length === 0) firstAt = performance.now();
+    ids.push(step.next);
+    shown += decoder.push(step.next);
+    out.textContent = shown;
+    out.dataset.tokens = JSON.stringify(ids);
+  }
+  out.textContent = shown + decoder.flush();
+  return { ids, promptTokens: prompt.length, start, firstAt, end: performance.now() };
+}
+
 async function generate(): Promise<void> {
-  if (!model) return;
-  const m = model;
-  ui.error.hidden = true;
-  ui.generate.disabled = true;
-  ui.stop.disabled = false;
+  if (!main.model || busy) return;
+  busy = true;
   stopRequested = false;
-  ui.output.textContent = '';
-  ui.output.dataset.tokens = '[]';
+  refreshButtons();
+  ui.error.hidden = true;
+  for (const out of [ui.output, ui.compareOutput]) {
+    out.textContent = '';
+    out.dataset.tokens = '[]';
+  }
   ui.runInfo.replaceChildren();
+  ui.agreement.hidden = true;
+  const two = compare.model !== undefined;
+  ui.outputs.classList.toggle('two', two);
+  ui.compareColumn.hidden = !two;
+  ui.outputTitle.hidden = !two;
   try {
-    const running = await sessionFor(m, ui.backend.value as BackendChoice);
+    const choice = ui.backend.value as BackendChoice;
     const text = ui.prompt.value;
-    const prompt = m.tokenizer.encode(text, { bos: true, eos: false });
     const wanted = Math.max(1, Math.floor(Number(ui.tokens.value) || 1));
-    if (prompt.length >= running.contextLength) {
-      throw new DemoError('E_BAD_ARGUMENT', `the prompt has ${prompt.length} tokens; the context holds ${running.contextLength}`, 'shorten the prompt');
-    }
-    // llama2.c's steps count every position, prompt included: the last prompt position yields the first new token.
-    const steps = Math.min(running.contextLength, prompt.length - 1 + wanted);
     const temperature = Math.max(0, Number(ui.temperature.value) || 0);
-    const stopIds = new Set(m.tokenizerInfo.stopIds);
-    const decoder = m.tokenizer.createStreamDecoder();
-    const ids: number[] = [];
-    let shown = text;
-    ui.output.textContent = shown;
-    setStatus('running', 'Generating…');
-    const start = performance.now();
-    let firstAt = 0;
-    for await (const step of running.generate(prompt, { steps, temperature, seed: 42 })) {
-      if (step.pos + 1 < prompt.length) continue; // still reading the prompt
-      if (stopIds.has(step.next) || stopRequested) break;
-      if (ids.length === 0) firstAt = performance.now();
-      ids.push(step.next);
-      shown += decoder.push(step.next);
-      ui.output.textContent = shown;
-      ui.output.dataset.tokens = JSON.stringify(ids);
+    const runs: { slot: Slot; out: HTMLElement; title: HTMLElement; prefix: string }[] = [{ slot: main, out: ui.output, title: ui.outputTitle, prefix: '' }];
+    if (two) runs.push({ slot: compare, out: ui.compareOutput, title: ui.compareTitle, prefix: 'compare' });
+    const results: number[][] = [];
+    for (const run of runs) {
+      const m = run.slot.model!;
+      run.title.textContent = `${m.source.path}: ${m.loaded.accounting.bpwLinears.toFixed(3)} bpwLinears`;
+      const running = await sessionFor(run.slot, choice);
+      setStatus('running', `Generating with ${m.source.path}…`);
+      const r = await stream(m, running, run.out, text, wanted, temperature);
+      showRun(running, r, run.prefix, two ? m.source.path : '');
+      results.push(r.ids);
     }
-    ui.output.textContent = shown + decoder.flush();
-    const end = performance.now();
-    showRun(running, ids.length, prompt.length, start, firstAt, end);
-    setStatus('done', `Generated ${ids.length} tokens${stopRequested ? ' (stopped)' : ''}.`);
+    if (two) showAgreement(results[0]!, results[1]!);
+    setStatus('done', `Generated ${results.map((ids) => ids.length).join(' and ')} tokens${stopRequested ? ' (stopped)' : ''}.`);
   } catch (err) {
     showError(err);
   } finally {
-    ui.generate.disabled = model === undefined;
-    ui.stop.disabled = true;
+    busy = false;
+    refreshButtons();
   }
 }
 
-function showRun(running: RunningSession, generated: number, promptTokens: number, start: number, firstAt: number, end: number): void {
+function showAgreement(a: number[], b: number[]): void {
+  const n = Math.min(a.length, b.length);
+  let first = 0;
+  while (first < n && a[first] === b[first]) first++;
+  ui.agreement.dataset.sameTokens = String(first);
+  ui.agreement.textContent =
+    first === n && a.length === b.length
+      ? `The two bundles generated the same ${n} tokens.`
+      : `The two bundles generated the same first ${first} tokens, then parted (token ${first + 1}).`;
+  ui.agreement.hidden = false;
+}
+
+function showRun(running: RunningSession, r: StreamResult, prefix: string, label: string): void {
   const list = ui.runInfo;
-  list.replaceChildren();
+  const key = (name: string) => (prefix ? prefix + name[0]!.toUpperCase() + name.slice(1) : name);
+  const of = label ? ` (${label})` : '';
   const name = running.backend === 'webgpu' ? 'WebGPU' : 'CPU (WebAssembly)';
-  figure(list, 'Backend', `${name}: ${running.detail}`, { backend: running.backend }, true);
-  if (running.fallbackReason) figure(list, 'Why not WebGPU', running.fallbackReason, { fallback: 'true' });
+  figure(list, `Backend${of}`, `${name}: ${running.detail}`, prefix ? {} : { backend: running.backend }, true);
+  if (running.fallbackReason) figure(list, 'Why not WebGPU', running.fallbackReason, prefix ? {} : { fallback: 'true' });
   // Decode speed excludes reading the prompt (its positions run one by one too, but are not output).
-  const decodeSeconds = (end - firstAt) / 1000;
+  const generated = r.ids.length;
+  const decodeSeconds = (r.end - r.firstAt) / 1000;
   const rate = generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : Number.NaN;
-  figure(list, 'Speed', `${Number.isFinite(rate) ? rate.toFixed(1) : '–'} tokens/s generating (${generated} tokens after a ${promptTokens}-token prompt, ${((end - start) / 1000).toFixed(2)} s in all)`, { figure: 'tokensPerSecond', value: String(rate) }, true);
+  figure(list, `Speed${of}`, `${Number.isFinite(rate) ? rate.toFixed(1) : '–'} tokens/s generating (${generated} tokens after a ${r.promptTokens}-token prompt, ${((r.end - r.start) / 1000).toFixed(2)} s in all)`, { figure: key('tokensPerSecond'), value: String(rate) }, true);
   const mem = running.memory();
   const parts = Object.entries(mem.parts).map(([k, v]) => `${k} ${mb(v)}`).join(', ');
-  figure(list, 'Memory held', `${mb(mem.total)} (${parts}; ${running.backend === 'webgpu' ? 'GPU buffers' : 'WebAssembly and JS arrays'}, context of ${running.contextLength} positions)`, { figure: 'memory', value: String(mem.total) }, true);
+  figure(list, `Memory held${of}`, `${mb(mem.total)} (${parts}; ${running.backend === 'webgpu' ? 'GPU buffers' : 'WebAssembly and JS arrays'}, context of ${running.contextLength} positions)`, { figure: key('memory'), value: String(mem.total) }, true);
 }
 
 ui.generate.addEventListener('click', () => void generate());
 ui.stop.addEventListener('click', () => {
   stopRequested = true;
 });
-ui.openDefault.addEventListener('click', () => void openDefault());
+ui.openDefault.addEventListener('click', () => {
+  if (!busy) void openDefault();
+});
 ui.file.addEventListener('change', () => {
   const file = ui.file.files?.[0];
-  if (file) void openFile(file);
+  if (file) void openFile(main, file);
+  ui.file.value = '';
+});
+ui.compareFile.addEventListener('change', () => {
+  const file = ui.compareFile.files?.[0];
+  if (file) void openFile(compare, file);
+  ui.compareFile.value = '';
+});
+ui.compareClear.addEventListener('click', () => {
+  closeSlot(compare);
+  ui.compareInfo.replaceChildren();
+  showPlot();
+  refreshButtons();
 });
 ui.drop.addEventListener('dragover', (ev) => {
   ev.preventDefault();
@@ -217,7 +310,7 @@ ui.drop.addEventListener('drop', (ev) => {
   ev.preventDefault();
   ui.drop.classList.remove('over');
   const file = ev.dataTransfer?.files[0];
-  if (file) void openFile(file);
+  if (file) void openFile(main, file);
 });
 
 // ?backend=cpu|webgpu|auto preselects the backend (links, tests); the default bundle opens at once.

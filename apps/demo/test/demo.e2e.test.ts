@@ -4,9 +4,11 @@ import { type Server, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compress } from '@ultrasketch/pipeline';
 import { createSession, openModel } from '@ultrasketch/pipeline/browser';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireShared } from '../../../test/require-shared.js';
 
 /**
  * The built demo in a real browser: `vite build` into a temp dir, served by a tiny node:http server on 127.0.0.1,
@@ -22,6 +24,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const PROMPT = 'Once upon a time';
 const NEW_TOKENS = 24;
+// The float model for the side-by-side test (made into a float .usk bundle here: a page opens bundles only).
+const FLOAT_MODEL = join(ROOT, '../shared/models/stories3M/stories3M-q80.bin');
+const HAVE_SHARED = requireShared('demo side by side', [FLOAT_MODEL]);
 // The flags runtime-webgpu's in-page test launches with (packages/runtime-webgpu/test/browser.test.ts):
 // --enable-unsafe-webgpu gives headless Chromium without a GPU a SwiftShader adapter.
 const COMMON_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -38,9 +43,8 @@ let accounting: { bpwLinears: number; bitsPerParam: number };
 const browsers: Browser[] = [];
 
 /** runtime-node's greedy ids for the prompt, with the page's rules (stop ids end the text; steps count the prompt). */
-async function referenceTokens(): Promise<number[]> {
-  const model = openModel(new Uint8Array(readFileSync(BUNDLE)), { name: 'default.usk' });
-  accounting = model.loaded.accounting;
+async function referenceTokens(bytes: Uint8Array): Promise<number[]> {
+  const model = openModel(bytes, { name: 'reference.usk' });
   const prompt = model.tokenizer.encode(PROMPT, { bos: true, eos: false });
   const session = createSession(model, { contextLength: prompt.length + NEW_TOKENS, threads: 1 });
   const stop = new Set(model.tokenizerInfo.stopIds);
@@ -69,7 +73,9 @@ beforeAll(async () => {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`vite build of apps/demo failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
   }
-  expected = await referenceTokens();
+  const bytes = new Uint8Array(readFileSync(BUNDLE));
+  accounting = openModel(bytes).loaded.accounting;
+  expected = await referenceTokens(bytes);
   server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const file = normalize(join(out, url.pathname === '/' ? 'index.html' : decodeURIComponent(url.pathname)));
@@ -103,6 +109,8 @@ interface PageRun {
   status: string;
   error: string;
   tokens: number[];
+  compareTokens: number[];
+  sameTokens: number | null;
   text: string;
   backend: string | null;
   fallback: string | null;
@@ -113,7 +121,7 @@ interface PageRun {
 }
 
 /** Open the demo, wait for the default bundle, generate NEW_TOKENS greedily, and read what the page shows. */
-async function runDemo(browser: Browser, query = ''): Promise<PageRun> {
+async function runDemo(browser: Browser, query = '', beforeGenerate?: (page: Page) => Promise<void>): Promise<PageRun> {
   const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
   const logs: string[] = [];
   const foreign: string[] = [];
@@ -126,6 +134,7 @@ async function runDemo(browser: Browser, query = ''): Promise<PageRun> {
   await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 30_000 }).catch(() => {
     throw new Error(`the demo did not open its default bundle: ${logs.join(' | ')}`);
   });
+  if (beforeGenerate) await beforeGenerate(page);
   await page.fill('#tokens', String(NEW_TOKENS));
   await page.fill('#temperature', '0');
   if (!(await page.isDisabled('#generate'))) await page.click('#generate');
@@ -141,6 +150,8 @@ async function runDemo(browser: Browser, query = ''): Promise<PageRun> {
       status: q('#status')!.textContent ?? '',
       error: q('#error')!.hidden ? '' : (q('#error')!.textContent ?? ''),
       tokens: JSON.parse(q('#output')!.dataset.tokens ?? '[]') as number[],
+      compareTokens: JSON.parse(q('#compare-output')!.dataset.tokens ?? '[]') as number[],
+      sameTokens: q('#agreement')!.hidden ? null : Number(q('#agreement')!.dataset.sameTokens),
       text: q('#output')!.textContent ?? '',
       backend: q('[data-backend]')?.dataset.backend ?? null,
       fallback: q('[data-fallback]')?.textContent ?? null,
@@ -194,5 +205,34 @@ describe('the built demo in headless Chromium', () => {
     expect(forced.error).toMatch(/\[E_UNSUPPORTED\] WebGPU is not available/);
     expect(forced.error).toMatch(/What to do: choose the CPU backend/);
     expect(forced.tokens).toEqual([]);
+  }, 90_000);
+
+  it.runIf(HAVE_SHARED)('side by side with the float model (a float bundle): each column generates runtime-node\'s greedy tokens for its bundle', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ultrasketch-demo-float-'));
+    try {
+      const floatPath = join(dir, 'stories3M-float.usk');
+      const { bytes } = await compress({ model: FLOAT_MODEL, codec: 'float', output: floatPath });
+      const floatExpected = await referenceTokens(bytes);
+      const floatBits = openModel(bytes).loaded.accounting;
+      const run = await runDemo(browsers[0] ?? (await launch(WEBGPU_FLAGS)), '', async (page) => {
+        await page.setInputFiles('#compare-file', floatPath);
+        await page.waitForSelector('[data-figure="compareBpwLinears"]', { state: 'attached', timeout: 30_000 });
+      });
+      expect(run.error, `the page failed: ${run.logs.join(' | ')}`).toBe('');
+      expect(run.backend).toBe('webgpu');
+      expect(run.tokens).toEqual(expected);
+      expect(run.compareTokens).toEqual(floatExpected);
+      let same = 0;
+      while (same < expected.length && expected[same] === floatExpected[same]) same++;
+      expect(run.sameTokens).toBe(same);
+      expect(run.figures.compareBpwLinears).toBeCloseTo(floatBits.bpwLinears, 10);
+      expect(run.figures.compareBitsPerParam).toBeCloseTo(floatBits.bitsPerParam, 10);
+      expect(run.figures.compareBpwLinears).toBeGreaterThan(run.figures.bpwLinears!);
+      expect(run.figures.compareMemory).toBeGreaterThan(0);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await run.page.screenshot({ path: join(ARTIFACTS, 'demo-side-by-side.png'), fullPage: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 90_000);
 });
