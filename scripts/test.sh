@@ -47,3 +47,5 @@ say "pnpm install --frozen-lockfile"
 pnpm install --frozen-lockfile
 say "pnpm test (build every package, then vitest)"
 pnpm test
+# The browser demo's end-to-end test leaves its screenshots here for CI to keep (docs/demo.md).
+say "screenshots: $(ls test-artifacts/*.png 2>/dev/null | tr '\n' ' ' || true)"
