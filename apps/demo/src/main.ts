@@ -12,6 +12,7 @@ import { type OpenedBundle, openModel } from '@ultrasketch/pipeline/browser';
 // a CDN, never inlined), so the built page works offline.
 import defaultBundleUrl from '../../../models/stories3M-littlebit-0.55.usk?url';
 import { type BackendChoice, DemoError, type RunningSession, startSession } from './backend.js';
+import { renderOccupancy, sketchWeights, stateOccupancy } from './occupancy.js';
 import { type PlotSeries, layerBits, renderLayerPlot } from './plot.js';
 
 const DEFAULT_NAME = 'stories3M-littlebit-0.55.usk';
@@ -44,6 +45,10 @@ const ui = {
   agreement: $('agreement'),
   runInfo: $('run-info'),
   plot: $('plot'),
+  occupancyNone: $('occupancy-none'),
+  occupancyPick: $('occupancy-pick'),
+  occupancyWeight: $<HTMLSelectElement>('occupancy-weight'),
+  occupancy: $('occupancy'),
 };
 
 /** An open bundle and the session last built for it (kept while the backend choice stays the same). */
@@ -110,6 +115,37 @@ function showPlot(): void {
   const series: PlotSeries[] = [];
   for (const slot of [main, compare]) if (slot.model) series.push({ name: slot.model.source.path, rows: layerBits(slot.model.loaded.accounting) });
   renderLayerPlot(ui.plot, series);
+  showOccupancyChoices();
+}
+
+/** The sketch matrices of the open bundles, in a select; the first one's histogram at once. */
+function showOccupancyChoices(): void {
+  ui.occupancyWeight.replaceChildren();
+  [main, compare].forEach((slot, i) => {
+    if (!slot.model) return;
+    for (const name of sketchWeights(slot.model)) {
+      const option = document.createElement('option');
+      option.value = `${i}|${name}`;
+      option.textContent = `${slot.model.source.path}: ${name}`;
+      ui.occupancyWeight.append(option);
+    }
+  });
+  const any = ui.occupancyWeight.options.length > 0;
+  ui.occupancyNone.hidden = any;
+  ui.occupancyPick.hidden = !any;
+  ui.occupancy.replaceChildren();
+  if (any) showOccupancy();
+}
+
+function showOccupancy(): void {
+  const [slotIndex, name] = ui.occupancyWeight.value.split(/\|(.*)/s) as [string, string];
+  const model = (slotIndex === '0' ? main : compare).model;
+  if (!model) return;
+  try {
+    renderOccupancy(ui.occupancy, stateOccupancy(model, name));
+  } catch (err) {
+    showError(err);
+  }
 }
 
 function closeSlot(slot: Slot): void {
@@ -279,6 +315,7 @@ function showRun(running: RunningSession, r: StreamResult, prefix: string, label
 }
 
 ui.generate.addEventListener('click', () => void generate());
+ui.occupancyWeight.addEventListener('change', showOccupancy);
 ui.stop.addEventListener('click', () => {
   stopRequested = true;
 });

@@ -6,6 +6,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compress } from '@ultrasketch/pipeline';
 import { createSession, openModel } from '@ultrasketch/pipeline/browser';
+import { type SketchParams, occupancy, sketchGroups } from '@ultrasketch/sketch-core';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireShared } from '../../../test/require-shared.js';
@@ -27,6 +28,9 @@ const NEW_TOKENS = 24;
 // The float model for the side-by-side test (made into a float .usk bundle here: a page opens bundles only).
 const FLOAT_MODEL = join(ROOT, '../shared/models/stories3M/stories3M-q80.bin');
 const HAVE_SHARED = requireShared('demo side by side', [FLOAT_MODEL]);
+// A small model for the sketch bundle of the occupancy test (compressed here in well under a second).
+const SKETCH_MODEL = join(ROOT, '../shared/models/stories260K/stories260K.bin');
+const HAVE_SKETCH_MODEL = requireShared('demo state occupancy', [SKETCH_MODEL]);
 // The flags runtime-webgpu's in-page test launches with (packages/runtime-webgpu/test/browser.test.ts):
 // --enable-unsafe-webgpu gives headless Chromium without a GPU a SwiftShader adapter.
 const COMMON_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -235,4 +239,39 @@ describe('the built demo in headless Chromium', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  it.runIf(HAVE_SKETCH_MODEL)('a sketch bundle opened from the file picker: the state-occupancy histogram equals sketch-core\'s occupancy() of its first matrix', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ultrasketch-demo-sketch-'));
+    try {
+      const path = join(dir, 'stories260K-sketch.usk');
+      const { bytes } = await compress({ model: SKETCH_MODEL, codec: 'sketch', codecOptions: { bpw: 1, hash: 'mixed' }, output: path });
+      const model = openModel(bytes);
+      const [name, weight] = [...model.bundle.weights].find(([, w]) => w.entry.codec === 'sketch')!;
+      const groups = sketchGroups(weight.params as SketchParams);
+      expect(groups.length).toBe(1);
+      const family = groups[0]!.family!;
+      const stats = occupancy(family);
+      const page = await (browsers[0] ?? (await launch(WEBGPU_FLAGS))).newPage({ viewport: { width: 1100, height: 1000 } });
+      const logs: string[] = [];
+      page.on('pageerror', (e) => logs.push(String(e)));
+      await page.goto(base);
+      await page.waitForSelector('#status[data-state="ready"]', { timeout: 30_000 });
+      await page.setInputFiles('#file', path);
+      await page.waitForSelector('#occupancy[data-weight] svg', { state: 'attached', timeout: 30_000 }).catch(() => {
+        throw new Error(`no occupancy histogram: ${logs.join(' | ')}`);
+      });
+      const shown = await page.evaluate(() => ({ ...document.getElementById('occupancy')!.dataset, bars: document.querySelectorAll('#occupancy svg rect').length }));
+      expect(shown.weight).toBe(name);
+      expect(Number(shown.states)).toBe(family.width * family.depth);
+      expect(Number(shown.items)).toBe(stats.items * family.depth);
+      expect(Number(shown.empty)).toBeCloseTo(stats.emptyFraction, 12);
+      expect(Number(shown.maxLoad)).toBe(stats.maxLoad);
+      expect(shown.bars).toBeGreaterThan(1);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.locator('#occupancy-panel').screenshot({ path: join(ARTIFACTS, 'demo-occupancy.png') });
+      await page.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
