@@ -12,6 +12,7 @@ import { type OpenedBundle, openModel } from '@ultrasketch/pipeline/browser';
 // a CDN, never inlined), so the built page works offline.
 import defaultBundleUrl from '../../../models/stories3M-littlebit-0.55.usk?url';
 import { type BackendChoice, DemoError, type RunningSession, startSession } from './backend.js';
+import { parseSweepReport, renderPareto } from './pareto.js';
 import { renderOccupancy, sketchWeights, stateOccupancy } from './occupancy.js';
 import { type PlotSeries, layerBits, renderLayerPlot } from './plot.js';
 
@@ -49,6 +50,8 @@ const ui = {
   occupancyPick: $('occupancy-pick'),
   occupancyWeight: $<HTMLSelectElement>('occupancy-weight'),
   occupancy: $('occupancy'),
+  sweepFile: $<HTMLInputElement>('sweep-file'),
+  pareto: $('pareto'),
 };
 
 /** An open bundle and the session last built for it (kept while the backend choice stays the same). */
@@ -338,6 +341,20 @@ ui.compareClear.addEventListener('click', () => {
   showPlot();
   refreshButtons();
 });
+async function openSweep(file: File): Promise<void> {
+  ui.error.hidden = true;
+  try {
+    renderPareto(ui.pareto, parseSweepReport(await file.text(), file.name), file.name);
+  } catch (err) {
+    ui.pareto.replaceChildren();
+    showError(err);
+  }
+}
+ui.sweepFile.addEventListener('change', () => {
+  const file = ui.sweepFile.files?.[0];
+  if (file) void openSweep(file);
+  ui.sweepFile.value = '';
+});
 ui.drop.addEventListener('dragover', (ev) => {
   ev.preventDefault();
   ui.drop.classList.add('over');
@@ -347,7 +364,8 @@ ui.drop.addEventListener('drop', (ev) => {
   ev.preventDefault();
   ui.drop.classList.remove('over');
   const file = ev.dataTransfer?.files[0];
-  if (file) void openFile(main, file);
+  if (file?.name.endsWith('.json')) void openSweep(file);
+  else if (file) void openFile(main, file);
 });
 
 // ?backend=cpu|webgpu|auto preselects the backend (links, tests); the default bundle opens at once.

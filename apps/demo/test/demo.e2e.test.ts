@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compress } from '@ultrasketch/pipeline';
+import { compress, loadModel, sweep } from '@ultrasketch/pipeline';
 import { createSession, openModel } from '@ultrasketch/pipeline/browser';
 import { type SketchParams, occupancy, sketchGroups } from '@ultrasketch/sketch-core';
 import { type Browser, type Page, chromium } from 'playwright-core';
@@ -17,6 +17,8 @@ import { requireShared } from '../../../test/require-shared.js';
  * generates greedily, and its token ids must equal runtime-node's greedy ids computed here on the same file —
  * on WebGPU (SwiftShader), and on the CPU WebAssembly fallback with WebGPU switched off. Fails (does not skip)
  * when Chromium or its WebGPU adapter is missing; CI installs chromium and libvulkan1 (scripts/test.sh).
+ * With ../shared: the float model side by side, the sketch state-occupancy histogram and the Pareto plot of a
+ * sweep report, each against the library's own figures. Screenshots go to test-artifacts/ (CI artifacts).
  */
 const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const DEMO = join(ROOT, 'apps/demo');
@@ -31,6 +33,8 @@ const HAVE_SHARED = requireShared('demo side by side', [FLOAT_MODEL]);
 // A small model for the sketch bundle of the occupancy test (compressed here in well under a second).
 const SKETCH_MODEL = join(ROOT, '../shared/models/stories260K/stories260K.bin');
 const HAVE_SKETCH_MODEL = requireShared('demo state occupancy', [SKETCH_MODEL]);
+const EVAL_TEXT = join(ROOT, '../shared/data/tinystories/eval.txt');
+const HAVE_SWEEP_INPUTS = requireShared('demo Pareto plot', [SKETCH_MODEL, EVAL_TEXT]);
 // The flags runtime-webgpu's in-page test launches with (packages/runtime-webgpu/test/browser.test.ts):
 // --enable-unsafe-webgpu gives headless Chromium without a GPU a SwiftShader adapter.
 const COMMON_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -269,6 +273,59 @@ describe('the built demo in headless Chromium', () => {
       expect(shown.bars).toBeGreaterThan(1);
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.locator('#occupancy-panel').screenshot({ path: join(ARTIFACTS, 'demo-occupancy.png') });
+      await page.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it.runIf(HAVE_SWEEP_INPUTS)('a sweep report: the Pareto plot shows its measured points and frontier; a file that is not one, a typed error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ultrasketch-demo-sweep-'));
+    try {
+      // A real sweep.json (stories260K, one evaluation window: about 2 s)
+      const result = await sweep({
+        model: loadModel(SKETCH_MODEL),
+        codecs: ['rtn:4', 'rtn:2', 'binary', 'sketch'],
+        bpw: [0.5, 1.0],
+        evalText: readFileSync(EVAL_TEXT, 'utf8'),
+        evalWindows: 1,
+        window: 128,
+        outDir: dir,
+        command: 'demo e2e sweep',
+      });
+      // One more point, dominated on purpose (more bits than rtn:4 and a worse perplexity): never on the frontier.
+      const rtn4 = result.rows.find((r) => r.label === 'rtn:4')!;
+      const dominated = { ...rtn4, label: 'dominated', bpwLinears: rtn4.bpwLinears! * 1.5, perplexity: rtn4.perplexity! * 10 };
+      const rows = [...result.rows, dominated];
+      writeFileSync(join(dir, 'sweep.json'), JSON.stringify({ ...result, rows }));
+      const points = rows.filter((r) => r.codec !== 'float32' && r.status === 'ok' && Number.isFinite(r.perplexity ?? Number.NaN));
+      // the frontier, independently: a point is on it when every point with fewer or equal bits has a higher perplexity
+      const frontier = points
+        .filter((p) => points.every((q) => q === p || q.bpwLinears! > p.bpwLinears! || q.perplexity! > p.perplexity!))
+        .sort((a, b) => a.bpwLinears! - b.bpwLinears!)
+        .map((p) => (p.bpwTarget === null ? p.label : `${p.label}@${p.bpwTarget}`));
+      expect(frontier.length).toBeGreaterThan(1);
+      expect(frontier).not.toContain('dominated');
+      const page = await (browsers[0] ?? (await launch(WEBGPU_FLAGS))).newPage({ viewport: { width: 1100, height: 1000 } });
+      await page.goto(base);
+      await page.waitForSelector('#status[data-state="ready"]', { timeout: 30_000 });
+      await page.setInputFiles('#sweep-file', join(dir, 'sweep.json'));
+      await page.waitForSelector('#pareto[data-frontier] svg', { state: 'attached', timeout: 30_000 });
+      const shown = await page.evaluate(() => ({ ...document.getElementById('pareto')!.dataset, dots: document.querySelectorAll('#pareto svg > circle').length }));
+      expect(Number(shown.points)).toBe(points.length);
+      expect(JSON.parse(shown.frontier!)).toEqual(frontier);
+      expect(shown.dots).toBeGreaterThanOrEqual(points.length);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.locator('#pareto-panel').screenshot({ path: join(ARTIFACTS, 'demo-pareto.png') });
+
+      // A bundle's provenance JSON is JSON but not a sweep report: the page says so, with the hint.
+      const notSweep = join(dir, 'not-a-sweep.json');
+      writeFileSync(notSweep, JSON.stringify({ tool: 'ultrasketch', rows: 'none' }));
+      await page.setInputFiles('#sweep-file', notSweep);
+      await page.waitForSelector('#status[data-state="error"]', { timeout: 10_000 });
+      const error = await page.textContent('#error');
+      expect(error).toMatch(/\[E_BAD_ARGUMENT\] not-a-sweep\.json is not a sweep report/);
+      expect(error).toMatch(/What to do: open the sweep\.json that `ultrasketch sweep` writes/);
       await page.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
