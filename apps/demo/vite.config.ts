@@ -31,5 +31,7 @@ export default defineConfig({
       },
     },
   },
+  // The CPU fallback's Web Worker (src/cpu-worker.ts) is an ES module worker, bundled with the same aliases.
+  worker: { format: 'es' },
   server: { fs: { allow: [fileURLToPath(new URL('../..', import.meta.url))] } },
 });

@@ -57,10 +57,12 @@ const ui = {
 /** An open bundle and the session last built for it (kept while the backend choice stays the same). */
 interface Slot {
   model: OpenedBundle | undefined;
+  /** The file's bytes (a CPU worker opens its own copy of the bundle from them). */
+  bytes: Uint8Array | undefined;
   session: { choice: BackendChoice; running: RunningSession } | undefined;
 }
-const main: Slot = { model: undefined, session: undefined };
-const compare: Slot = { model: undefined, session: undefined };
+const main: Slot = { model: undefined, bytes: undefined, session: undefined };
+const compare: Slot = { model: undefined, bytes: undefined, session: undefined };
 let busy = false;
 let stopRequested = false;
 
@@ -155,6 +157,7 @@ function closeSlot(slot: Slot): void {
   slot.session?.running.dispose();
   slot.session = undefined;
   slot.model = undefined;
+  slot.bytes = undefined;
 }
 
 function refreshButtons(): void {
@@ -171,6 +174,7 @@ async function openInto(slot: Slot, bytes: Uint8Array, name: string): Promise<vo
   list.replaceChildren();
   try {
     slot.model = openModel(bytes, { name });
+    slot.bytes = bytes;
     showModel(list, slot.model, slot === main ? '' : 'compare');
     if (slot === compare) ($('compare-panel') as HTMLDetailsElement).open = true;
     setStatus('ready', `Opened ${name}. Press Generate.`);
@@ -204,7 +208,7 @@ async function sessionFor(slot: Slot, choice: BackendChoice): Promise<RunningSes
   slot.session?.running.dispose();
   slot.session = undefined;
   setStatus('running', `Preparing ${m.source.path} (${choice === 'cpu' ? 'CPU' : 'WebGPU: compiling the kernels'})…`);
-  const running = await startSession(m, choice, Math.min(m.config.seqLen, CONTEXT_CAP));
+  const running = await startSession(m, slot.bytes!, choice, Math.min(m.config.seqLen, CONTEXT_CAP));
   slot.session = { choice, running };
   return running;
 }

@@ -121,6 +121,7 @@ interface PageRun {
   sameTokens: number | null;
   text: string;
   backend: string | null;
+  backendDetail: string;
   fallback: string | null;
   figures: Record<string, number>;
   /** Every URL the page asked for that is not on the demo's own server (must stay empty: offline). */
@@ -162,6 +163,7 @@ async function runDemo(browser: Browser, query = '', beforeGenerate?: (page: Pag
       sameTokens: q('#agreement')!.hidden ? null : Number(q('#agreement')!.dataset.sameTokens),
       text: q('#output')!.textContent ?? '',
       backend: q('[data-backend]')?.dataset.backend ?? null,
+      backendDetail: q('[data-backend]')?.textContent ?? '',
       fallback: q('[data-fallback]')?.textContent ?? null,
       figures,
     };
@@ -202,10 +204,29 @@ describe('the built demo in headless Chromium', () => {
     const run = await runDemo(browser);
     expect(run.error, `the page failed: ${run.logs.join(' | ')}`).toBe('');
     expect(run.backend).toBe('cpu');
+    // computed off the page's thread (the worker's bundle is part of the build)
+    expect(run.backendDetail).toMatch(/in a Web Worker/);
     expect(run.fallback, 'the page says why it did not use WebGPU').toMatch(/navigator\.gpu|adapter/);
     expect(run.tokens).toEqual(expected);
     expectBitFigures(run);
     expect(run.foreign).toEqual([]);
+
+    // Stop in the middle of a long generation, then generate again: the worker must have stopped (one KV cache),
+    // so the second run gives the same greedy tokens again.
+    const page = run.page;
+    await page.fill('#tokens', '400');
+    await page.click('#generate');
+    await page.waitForFunction(() => JSON.parse(document.getElementById('output')!.dataset.tokens ?? '[]').length >= 3, undefined, { timeout: 30_000 });
+    await page.click('#stop');
+    await page.waitForSelector('#status[data-state="done"]', { timeout: 30_000 });
+    expect(await page.textContent('#status')).toMatch(/\(stopped\)/);
+    const stopped = JSON.parse((await page.getAttribute('#output', 'data-tokens')) ?? '[]') as number[];
+    expect(stopped.length).toBeLessThan(400);
+    expect(stopped.slice(0, NEW_TOKENS)).toEqual(expected.slice(0, Math.min(stopped.length, NEW_TOKENS)));
+    await page.fill('#tokens', String(NEW_TOKENS));
+    await page.click('#generate');
+    await page.waitForSelector('#status[data-state="done"]', { timeout: 30_000 });
+    expect(JSON.parse((await page.getAttribute('#output', 'data-tokens')) ?? '[]')).toEqual(expected);
 
     // Asking for WebGPU where there is none: a typed error with its hint on the page, not a silent fallback.
     const forced = await runDemo(browser, '?backend=webgpu');
