@@ -3,7 +3,7 @@
  * on the CPU (runtime-node's WebAssembly kernels, reached through the pipeline's browser entry). Both sessions
  * generate the same `GenerateStep` stream, so the page does not care which one it got.
  */
-import { type OpenedBundle, createSession } from '@ultrasketch/pipeline/browser';
+import { type OpenedBundle, createSession, describeRuntime } from '@ultrasketch/pipeline/browser';
 import { WebGpuSession, describeAdapter } from '@ultrasketch/runtime-webgpu';
 import type { CpuMemory, WorkerError, WorkerIn, WorkerOut } from './cpu-worker.js';
 
@@ -92,7 +92,7 @@ async function workerCpuSession(bytes: Uint8Array, name: string, contextLength: 
   let nextId = 0;
   return {
     backend: 'cpu',
-    detail: `WebAssembly SIMD kernels (runtime-node, ${kernels}), one thread, in a Web Worker`,
+    detail: `${kernels}, WebAssembly, one thread, in a Web Worker`,
     fallbackReason,
     contextLength,
     memory: () => cpuMemory(memory),
@@ -146,7 +146,7 @@ function cpuSession(model: OpenedBundle, contextLength: number, fallbackReason: 
   const session = createSession(model, { contextLength, threads: 1 });
   return {
     backend: 'cpu',
-    detail: `WebAssembly SIMD kernels (runtime-node, ${session.kernels}), one thread, on the page's thread`,
+    detail: `${describeRuntime(model, session)}, WebAssembly, one thread, on the page's thread`,
     fallbackReason,
     contextLength,
     memory: () => cpuMemory(session.memory()),

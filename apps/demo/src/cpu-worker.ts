@@ -5,9 +5,9 @@
  * figures and plots) and streams each generation step back.
  *
  * Messages in: open {bytes, name, contextLength} | generate {id, prompt, steps, temperature, seed} | stop.
- * Messages out: ready {kernels, memory} | step {id, pos, next} | end {id, memory} | error {id?, error}.
+ * Messages out: ready {kernels (in words), memory} | step {id, pos, next} | end {id, memory} | error {id?, error}.
  */
-import { createSession, openModel } from '@ultrasketch/pipeline/browser';
+import { createSession, describeRuntime, openModel } from '@ultrasketch/pipeline/browser';
 
 type Session = ReturnType<typeof createSession>;
 
@@ -77,7 +77,7 @@ self.addEventListener('message', (ev: MessageEvent<WorkerIn>) => {
       const model = openModel(new Uint8Array(msg.bytes), { name: msg.name });
       // One kernel thread: runtime-node's worker threads are its Node-only path.
       session = createSession(model, { contextLength: msg.contextLength, threads: 1 });
-      post({ type: 'ready', kernels: session.kernels, memory: memory(session) });
+      post({ type: 'ready', kernels: describeRuntime(model, session), memory: memory(session) });
     } catch (err) {
       post({ type: 'error', error: plain(err) });
     }

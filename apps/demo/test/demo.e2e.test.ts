@@ -126,6 +126,8 @@ interface PageRun {
   figures: Record<string, number>;
   /** Every URL the page asked for that is not on the demo's own server (must stay empty: offline). */
   foreign: string[];
+  /** Requests that failed or got an HTTP error (must stay empty: the build holds everything the page needs). */
+  failed: string[];
   logs: string[];
 }
 
@@ -136,8 +138,13 @@ async function runDemo(browser: Browser, query = '', beforeGenerate?: (page: Pag
   const foreign: string[] = [];
   page.on('console', (m) => logs.push(m.text()));
   page.on('pageerror', (e) => logs.push(String(e)));
+  const failed: string[] = [];
   page.on('request', (r) => {
     if (!r.url().startsWith(base)) foreign.push(r.url());
+  });
+  page.on('requestfailed', (r) => failed.push(r.url()));
+  page.on('response', (r) => {
+    if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`);
   });
   await page.goto(base + query);
   await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 30_000 }).catch(() => {
@@ -168,7 +175,7 @@ async function runDemo(browser: Browser, query = '', beforeGenerate?: (page: Pag
       figures,
     };
   });
-  return { page, ...read, foreign, logs };
+  return { page, ...read, foreign, failed, logs };
 }
 
 function expectBitFigures(run: PageRun): void {
@@ -197,6 +204,7 @@ describe('the built demo in headless Chromium', () => {
     expectBitFigures(run);
     expect(await run.page.locator('#plot svg rect').count()).toBeGreaterThan(0);
     expect(run.foreign).toEqual([]);
+    expect(run.failed).toEqual([]);
   }, 90_000);
 
   it('with WebGPU switched off, the CPU WebAssembly fallback runs and produces the same tokens', async () => {
