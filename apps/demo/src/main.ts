@@ -73,7 +73,7 @@ function setStatus(state: State, text: string): void {
 }
 
 /** Show a failure: the typed errors of the workspace (UltraSketchError, WebGpuError, DemoError) carry a hint. */
-function showError(err: unknown): void {
+function showError(err: unknown, pageHint?: string): void {
   const e = err as { message?: string; code?: string; hint?: string; problem?: string; source?: string };
   const message = e.problem !== undefined ? `${e.source ? `${e.source}: ` : ''}${e.problem}` : (e.message ?? String(err));
   ui.error.replaceChildren();
@@ -84,6 +84,12 @@ function showError(err: unknown): void {
     const hint = document.createElement('div');
     hint.className = 'hint';
     hint.textContent = `What to do: ${e.hint}`;
+    ui.error.append(hint);
+  }
+  if (pageHint) {
+    const hint = document.createElement('div');
+    hint.className = 'hint';
+    hint.textContent = `In this page: ${pageHint}`;
     ui.error.append(hint);
   }
   ui.error.hidden = false;
@@ -179,7 +185,9 @@ async function openInto(slot: Slot, bytes: Uint8Array, name: string): Promise<vo
     if (slot === compare) ($('compare-panel') as HTMLDetailsElement).open = true;
     setStatus('ready', `Opened ${name}. Press Generate.`);
   } catch (err) {
-    showError(err);
+    // A float checkpoint (or any other file) is not a bundle: say how to make one for the page.
+    const notBundle = (err as { code?: string }).code === 'E_BAD_MAGIC';
+    showError(err, notBundle ? 'a float model opens here as a float bundle: ultrasketch compress <model> --codec float -o model-float.usk' : undefined);
   } finally {
     showPlot();
     refreshButtons();

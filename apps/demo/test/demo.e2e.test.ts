@@ -273,7 +273,7 @@ describe('the built demo in headless Chromium', () => {
     }
   }, 90_000);
 
-  it.runIf(HAVE_SKETCH_MODEL)('a sketch bundle opened from the file picker: the state-occupancy histogram equals sketch-core\'s occupancy() of its first matrix', async () => {
+  it.runIf(HAVE_SKETCH_MODEL)('a float checkpoint from the file picker: a typed error with its hints; then a sketch bundle: the state-occupancy histogram equals sketch-core\'s occupancy() of its first matrix', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ultrasketch-demo-sketch-'));
     try {
       const path = join(dir, 'stories260K-sketch.usk');
@@ -289,6 +289,14 @@ describe('the built demo in headless Chromium', () => {
       page.on('pageerror', (e) => logs.push(String(e)));
       await page.goto(base);
       await page.waitForSelector('#status[data-state="ready"]', { timeout: 30_000 });
+      // First a float checkpoint, which is not a bundle: the typed error, its hint and the page's own, no model.
+      await page.setInputFiles('#file', SKETCH_MODEL);
+      await page.waitForSelector('#status[data-state="error"]', { timeout: 30_000 });
+      const error = await page.textContent('#error');
+      expect(error).toMatch(/\[E_BAD_MAGIC\] stories260K\.bin: these bytes are not a \.usk bundle/);
+      expect(error).toMatch(/What to do: open a bundle made by `ultrasketch compress`/);
+      expect(error).toMatch(/In this page: a float model opens here as a float bundle/);
+      expect(await page.isDisabled('#generate')).toBe(true);
       await page.setInputFiles('#file', path);
       await page.waitForSelector('#occupancy[data-weight] svg', { state: 'attached', timeout: 30_000 }).catch(() => {
         throw new Error(`no occupancy histogram: ${logs.join(' | ')}`);
