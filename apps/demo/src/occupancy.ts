@@ -73,7 +73,9 @@ export function stateOccupancy(model: OpenedBundle, weight: string): Occupancy {
     }
   }
   const histogram = Array.from({ length: counts.length }, (_, l) => counts[l] ?? 0);
-  const poisson = new Array<number>(histogram.length).fill(0);
+  // random hashing's range reaches past the measured one (rowrun's loads are nearly constant): cover both
+  const lambdaMax = Math.max(0, ...fams.map((f) => (f.rows * f.cols) / f.width));
+  const poisson = new Array<number>(Math.max(histogram.length, Math.ceil(lambdaMax + 6 * Math.sqrt(lambdaMax) + 2))).fill(0);
   for (const f of fams) for (let k = 0; k < f.depth; k++) poissonInto(poisson, (f.rows * f.cols) / f.width, f.width);
   const options = (w.params as { options?: { hash?: string } }).options;
   return {
@@ -124,10 +126,12 @@ export function renderOccupancy(target: HTMLElement, o: Occupancy): void {
   const left = 50;
   const bottom = 24;
   const top = 8;
-  const n = Math.max(o.histogram.length, 1);
-  // loads with (nearly) no states at either end of the Poisson range are trimmed from the view
+  const count = (l: number) => o.histogram[l] ?? 0;
+  // loads with (nearly) no states, measured or expected, are trimmed from both ends of the view
+  let n = Math.max(o.histogram.length, o.poisson.length, 1);
+  while (n > 1 && count(n - 1) === 0 && (o.poisson[n - 1] ?? 0) < 0.5) n--;
   let lo = 0;
-  while (lo < n - 1 && o.histogram[lo] === 0 && o.poisson[lo]! < 0.5) lo++;
+  while (lo < n - 1 && count(lo) === 0 && (o.poisson[lo] ?? 0) < 0.5) lo++;
   const span = n - lo;
   const barW = (width - left - 10) / span;
   const max = Math.max(1, ...o.histogram, ...o.poisson);
@@ -137,9 +141,10 @@ export function renderOccupancy(target: HTMLElement, o: Occupancy): void {
   svg.append(el('text', { x: 0, y: height - bottom }, '0'));
   for (let l = lo; l < n; l++) {
     const x = left + (l - lo) * barW;
-    const v = o.histogram[l]!;
+    const v = count(l);
+    const expected = o.poisson[l] ?? 0;
     if (v > 0) svg.append(el('rect', { x, y: y(v), width: Math.max(1, barW - 1), height: y(0) - y(v), fill: '#2f6fde' }));
-    if (o.poisson[l]! >= 0.5) svg.append(el('circle', { cx: x + barW / 2, cy: y(o.poisson[l]!), r: 2.5, fill: '#e07b22' }));
+    if (expected >= 0.5) svg.append(el('circle', { cx: x + barW / 2, cy: y(expected), r: 2.5, fill: '#e07b22' }));
   }
   const ticks = Math.min(span, 10);
   for (let t = 0; t <= ticks; t++) {
