@@ -37,9 +37,8 @@ const EVAL_TEXT = join(ROOT, '../shared/data/tinystories/eval.txt');
 const HAVE_SWEEP_INPUTS = requireShared('demo Pareto plot', [SKETCH_MODEL, EVAL_TEXT]);
 // The flags runtime-webgpu's in-page test launches with (packages/runtime-webgpu/test/browser.test.ts):
 // --enable-unsafe-webgpu gives headless Chromium without a GPU a SwiftShader adapter.
-const COMMON_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const WEBGPU_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', ...COMMON_FLAGS.slice(1)];
-const NO_WEBGPU_FLAGS = [...COMMON_FLAGS, '--disable-webgpu'];
+const WEBGPU_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const NO_WEBGPU_FLAGS = [...WEBGPU_FLAGS.filter((f) => f !== '--enable-unsafe-webgpu'), '--disable-webgpu'];
 
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.usk': 'application/octet-stream' };
 
@@ -109,6 +108,13 @@ async function launch(args: string[]): Promise<Browser> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
   browsers.push(browser);
   return browser;
+}
+
+let gpuBrowser: Promise<Browser> | undefined;
+/** One browser with WebGPU for every test that wants it (whichever of them runs first launches it). */
+function webgpuBrowser(): Promise<Browser> {
+  gpuBrowser ??= launch(WEBGPU_FLAGS);
+  return gpuBrowser;
 }
 
 interface PageRun {
@@ -190,7 +196,7 @@ function expectBitFigures(run: PageRun): void {
 describe('the built demo in headless Chromium', () => {
   it('opens the default bundle, generates runtime-node\'s greedy tokens on WebGPU, shows both bit figures', async () => {
     expect(expected.length).toBe(NEW_TOKENS);
-    const run = await runDemo(await launch(WEBGPU_FLAGS));
+    const run = await runDemo(await webgpuBrowser());
     mkdirSync(ARTIFACTS, { recursive: true });
     await run.page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
     expect(run.error, `the page failed: ${run.logs.join(' | ')}`).toBe('');
@@ -251,7 +257,7 @@ describe('the built demo in headless Chromium', () => {
       const { bytes } = await compress({ model: FLOAT_MODEL, codec: 'float', output: floatPath });
       const floatExpected = await referenceTokens(bytes);
       const floatBits = openModel(bytes).loaded.accounting;
-      const run = await runDemo(browsers[0] ?? (await launch(WEBGPU_FLAGS)), '', async (page) => {
+      const run = await runDemo(await webgpuBrowser(), '', async (page) => {
         await page.setInputFiles('#compare-file', floatPath);
         await page.waitForSelector('[data-figure="compareBpwLinears"]', { state: 'attached', timeout: 30_000 });
       });
@@ -284,7 +290,7 @@ describe('the built demo in headless Chromium', () => {
       expect(groups.length).toBe(1);
       const family = groups[0]!.family!;
       const stats = occupancy(family);
-      const page = await (browsers[0] ?? (await launch(WEBGPU_FLAGS))).newPage({ viewport: { width: 1100, height: 1000 } });
+      const page = await (await webgpuBrowser()).newPage({ viewport: { width: 1100, height: 1000 } });
       const logs: string[] = [];
       page.on('pageerror', (e) => logs.push(String(e)));
       await page.goto(base);
@@ -343,7 +349,7 @@ describe('the built demo in headless Chromium', () => {
         .map((p) => (p.bpwTarget === null ? p.label : `${p.label}@${p.bpwTarget}`));
       expect(frontier.length).toBeGreaterThan(1);
       expect(frontier).not.toContain('dominated');
-      const page = await (browsers[0] ?? (await launch(WEBGPU_FLAGS))).newPage({ viewport: { width: 1100, height: 1000 } });
+      const page = await (await webgpuBrowser()).newPage({ viewport: { width: 1100, height: 1000 } });
       await page.goto(base);
       await page.waitForSelector('#status[data-state="ready"]', { timeout: 30_000 });
       await page.setInputFiles('#sweep-file', join(dir, 'sweep.json'));
