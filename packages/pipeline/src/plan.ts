@@ -14,6 +14,7 @@
 import { ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
 import type { ModelWeights } from '@ultrasketch/model';
 import { NodeSession } from '@ultrasketch/runtime-node';
+import { logSoftmaxRows } from '@ultrasketch/ste-trainer';
 import { registerAllCodecs } from './codecs.js';
 import { weightSeed } from './compress.js';
 
@@ -81,7 +82,7 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
     bits: number;
     error: number;
   }
-  const table: Array<{ name: string; options: Option[]; uniform: Option | null }> = [];
+  const measured: Array<{ name: string; options: Option[]; uniform: Option | null }> = [];
   const objective = input.objective ?? 'activation';
   const kl = objective === 'kl' ? klMeter(input.weights, input.klWindows ?? []) : null;
   let done = 0;
@@ -114,15 +115,13 @@ export function sensitivityPlan(input: SensitivityPlanInput): SensitivityPlan {
       }
       options.push({ bpw, bits: codec.bits(params).total, error: e });
     }
-    table.push({ name, options, uniform: options.find((o) => o.bpw === target) ?? null });
+    measured.push({ name, options, uniform: options.find((o) => o.bpw === target) ?? null });
     input.onProgress?.(++done, input.names.length);
   }
   // A matrix the target itself cannot reach is left out of the plan: compress() keeps it dense (or refuses)
   // exactly as under the uniform plan, so both plans compress the same matrices.
-  const excluded = table.filter((x) => x.uniform === null).map((x) => x.name);
-  const kept = table.filter((x) => x.uniform !== null);
-  table.length = 0;
-  table.push(...kept);
+  const excluded = measured.filter((x) => x.uniform === null).map((x) => x.name);
+  const table = measured.filter((x) => x.uniform !== null);
   if (table.length === 0) {
     throw new UltraSketchError(ErrorCodes.INFEASIBLE_BUDGET, `no linear can be compressed at ${target} bpw by codec ${codec.id}`, { source: '--plan', hint: 'raise --bpw' });
   }
@@ -184,14 +183,7 @@ function klMeter(weights: ModelWeights, windows: readonly Int32Array[]): (name: 
       return windows.map((win) => {
         session.reset();
         const logits = session.forward(win, { logits: 'all' }).slice();
-        for (let p = 0; p < win.length; p++) {
-          let max = -Infinity;
-          for (let v = 0; v < V; v++) max = Math.max(max, logits[p * V + v]!);
-          let sum = 0;
-          for (let v = 0; v < V; v++) sum += Math.exp(logits[p * V + v]! - max);
-          const lse = max + Math.log(sum);
-          for (let v = 0; v < V; v++) logits[p * V + v] = logits[p * V + v]! - lse;
-        }
+        logSoftmaxRows(logits, win.length, V);
         return logits;
       });
     } finally {

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { ErrorCodes, Rng, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import type { ModelWeights } from '@ultrasketch/model';
 import { NodeSession } from '@ultrasketch/runtime-node';
+import { sampleLogits } from '@ultrasketch/ste-trainer';
 import { writeFileAtomic } from './atomic.js';
 
 const MAGIC = 'USKTCORP';
@@ -109,6 +110,7 @@ export function teacherCorpus(weights: ModelWeights, o: TeacherCorpusOptions): T
   return { tokens, windows: count, path, reused, generated: count - reused, key: { model, seed: o.seed >>> 0, temperature, window: w, generator } };
 }
 
+/** sampleLogits, refusing a float model whose logits overflow (a NaN/Inf corpus would train nothing). */
 function sample(logits: Float32Array, p: Float64Array, temperature: number, rng: Rng): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
@@ -117,19 +119,7 @@ function sample(logits: Float32Array, p: Float64Array, temperature: number, rng:
       hint: 'the float model overflows in its forward pass: `ultrasketch eval` on it names the layer',
     });
   }
-  const invT = 1 / temperature;
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) {
-    p[i] = Math.exp((logits[i]! - max) * invT);
-    sum += p[i]!;
-  }
-  const r = rng.next() * sum;
-  let acc = 0;
-  for (let i = 0; i < logits.length; i++) {
-    acc += p[i]!;
-    if (r < acc) return i;
-  }
-  return logits.length - 1;
+  return sampleLogits(logits, p, temperature, rng);
 }
 
 function encode(tokens: Int32Array, w: number, count: number, vocab: number, bos: number): Uint8Array {

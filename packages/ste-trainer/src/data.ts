@@ -93,30 +93,35 @@ export class TeacherSamples implements BatchSource {
       for (let t = 1; t < w; t++) {
         tok[0] = token;
         const logits = this.fwd.forward(tok, this.cache, { logits: 'last' });
-        token = this.sample(logits, rng);
+        token = sampleLogits(logits, this.probs, this.temperature, rng);
         out[b * w + t] = token;
       }
     }
   }
 
-  private sample(logits: Float32Array, rng: Rng): number {
-    const p = this.probs;
-    const invT = 1 / this.temperature;
-    let max = -Infinity;
-    for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
-    let sum = 0;
-    for (let i = 0; i < logits.length; i++) {
-      p[i] = Math.exp((logits[i]! - max) * invT);
-      sum += p[i]!;
-    }
-    const r = rng.next() * sum;
-    let acc = 0;
-    for (let i = 0; i < logits.length; i++) {
-      acc += p[i]!;
-      if (r < acc) return i;
-    }
-    return logits.length - 1;
+}
+
+/**
+ * One token drawn from softmax(logits / temperature) with `rng` (one uniform draw against the running sum);
+ * `probs` is scratch of the vocabulary's length. Shared by TeacherSamples and the pipeline's cached corpus, so
+ * both sample the same way.
+ */
+export function sampleLogits(logits: Float32Array, probs: Float64Array, temperature: number, rng: Rng): number {
+  const invT = 1 / temperature;
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    probs[i] = Math.exp((logits[i]! - max) * invT);
+    sum += probs[i]!;
   }
+  const r = rng.next() * sum;
+  let acc = 0;
+  for (let i = 0; i < logits.length; i++) {
+    acc += probs[i]!;
+    if (r < acc) return i;
+  }
+  return logits.length - 1;
 }
 
 /**

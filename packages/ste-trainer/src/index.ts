@@ -24,7 +24,7 @@ export { LlamaGraph } from './graph.js';
 export type { GraphWeights, GraphOptions, LayerProviders, NormWeight } from './graph.js';
 export { AdamW, learningRate, globalGradNorm } from './optim.js';
 export type { AdamWOptions, AdamState, ScheduleOptions } from './optim.js';
-export { CalibrationBatches, CorpusBatches, TeacherSamples, stepRng } from './data.js';
+export { CalibrationBatches, CorpusBatches, TeacherSamples, sampleLogits, stepRng } from './data.js';
 export type { BatchSource, TeacherSamplesOptions } from './data.js';
 export { makeProviders, registerProviderFactory, getProviderFactory } from './plan.js';
 export type { ProviderContext, ProviderFactory, ProviderChoice, MakeProvidersOptions } from './plan.js';

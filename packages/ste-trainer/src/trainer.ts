@@ -317,9 +317,9 @@ export class Trainer {
       this.data === 'calib'
         ? 'none'
         : o.teacherWindows
-          ? `corpus ${o.teacherWindows.length}:${crc32(new Uint8Array(o.teacherWindows.buffer, o.teacherWindows.byteOffset, o.teacherWindows.byteLength))} holdout ${o.teacherHoldout ?? 0}`
+          ? `corpus ${crcOf(o.teacherWindows)} holdout ${o.teacherHoldout ?? 0}`
           : 'sampled';
-    this.calibCrc = o.calibTokens ? `${o.calibTokens.length}:${crc32(new Uint8Array(o.calibTokens.buffer, o.calibTokens.byteOffset, o.calibTokens.byteLength))}` : 'none';
+    this.calibCrc = o.calibTokens ? crcOf(o.calibTokens) : 'none';
     this.inputs = new Int32Array(B0 * o.seqLen);
     this.targets = new Int32Array(B0 * o.seqLen);
     this.dLogits = new Float32Array(B0 * o.seqLen * c.vocabSize);
@@ -873,7 +873,7 @@ function badArg(problem: string): UltraSketchError {
   return new UltraSketchError(ErrorCodes.BAD_ARGUMENT, problem);
 }
 
-/** `length:CRC-32` of a float array's bytes (recorded in the recipe, so a resume uses the same arrays). */
-function crcOf(a: Float32Array): string {
+/** `length:CRC-32` of an array's bytes (recorded in the recipe, so a resume uses the same data). */
+function crcOf(a: Float32Array | Int32Array): string {
   return `${a.length}:${crc32(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))}`;
 }
