@@ -22,9 +22,11 @@ import {
   type StepResult,
   type TrainProgress,
   Trainer,
+  type TrainerOptions,
   getProviderFactory,
   makeProviders,
 } from '@ultrasketch/ste-trainer';
+import type { GpuTrainer } from '@ultrasketch/ste-trainer/webgpu';
 import { removeStaleTemporaries } from './stale.js';
 import { killMidWrite, killSelf, testKillPoint } from './test-kill.js';
 import { type TeacherCorpus, teacherCorpus } from './teacher-corpus.js';
@@ -45,6 +47,13 @@ export const FINETUNE_DATA: readonly FinetuneData[] = ['calib', 'teacher', 'both
  */
 export type FinetuneMode = 'auto' | 'states' | 'ste';
 export const FINETUNE_MODES: readonly FinetuneMode[] = ['auto', 'states', 'ste'];
+/**
+ * Where the training steps run: `cpu` (the Trainer: JS / WebAssembly SIMD, worker threads) or `webgpu` (issue 15:
+ * the same recipe with every step on the GPU through Dawn — the `webgpu` package — in Node). Data, recipe,
+ * checkpoints and the bundle writer are the same for both; a checkpoint of one device resumes on the other.
+ */
+export type FinetuneDevice = 'cpu' | 'webgpu';
+export const FINETUNE_DEVICES: readonly FinetuneDevice[] = ['cpu', 'webgpu'];
 
 /** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
 export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {
@@ -78,8 +87,10 @@ export interface FinetuneOptions {
   trainDense?: boolean;
   /** LittleBit provider: the SmoothSign sharpness k in k·(1 − tanh²(k·x)) (default 100, methods.md §2). */
   smoothK?: number;
-  /** Threads (1 = this thread only; default 1). Part of the recipe. */
+  /** Threads (1 = this thread only; default 1). Part of the recipe. CPU only. */
   threads?: number;
+  /** Where the steps run (default 'cpu'). Recorded in the training section, not in checkpoints. */
+  device?: FinetuneDevice;
   /** Calibration text (documents separated by blank lines): required unless data is 'teacher'. Never eval text. */
   calibText?: string;
   /** Its name for the training section. */
@@ -138,12 +149,14 @@ export interface TrainingSection {
     /** Present only when not the default 100. */
     smoothK?: number;
     threads: number;
+    /** Where the steps ran (absent in bundles written before issue 15: those trained on the CPU). */
+    device: FinetuneDevice;
     seed: number;
     schedule: string;
     optimizer: string;
     clipNorm: number;
-    /** The matmul kernel: float32 sums in the WebAssembly SIMD gemm, or float64 in JS. */
-    gemm: 'wasm-simd' | 'js';
+    /** The matmul kernel: float32 sums in the WebAssembly SIMD gemm, float64 in JS, or the WGSL tiled matmul (device webgpu). */
+    gemm: 'wasm-simd' | 'js' | 'wgsl';
     calibration: { textSource: string; textSha256: string; tokens: number } | null;
     /** Present when the student trained with its embedding/classifier as stored (decoded from this storage), not the float ones. */
     studentEmbedding?: string;
@@ -163,6 +176,8 @@ export interface TrainingSection {
     tokens: number;
     /** Wall seconds spent in training steps, summed over resumed segments (not byte-reproducible). */
     wallSeconds: number;
+    /** Device webgpu: the adapter the steps of this call ran on (not byte-reproducible). */
+    adapter?: string;
   };
   /**
    * The losses of the last step (restored from the checkpoint when a resumed run had no steps left). `kl` and
@@ -245,6 +260,10 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   posInt(o.batch, '--batch');
   posInt(o.seq, '--seq');
   posInt(o.threads, '--threads');
+  if (o.device !== undefined && !FINETUNE_DEVICES.includes(o.device)) bad('--device', `${JSON.stringify(o.device)} is not one of ${FINETUNE_DEVICES.join(', ')}`);
+  if (o.device === 'webgpu' && o.threads !== undefined && o.threads > 1) {
+    bad('--threads', `${o.threads} threads: worker threads are a CPU trainer feature`, 'drop --threads with --device webgpu (the GPU runs the whole batch), or use --device cpu');
+  }
   if (o.checkpointEvery !== undefined && (!Number.isInteger(o.checkpointEvery) || o.checkpointEvery < 0)) {
     bad('--checkpoint-every', `${o.checkpointEvery} must be a non-negative integer (0: only at the end)`);
   }
@@ -419,7 +438,8 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     return (ctx) => getProviderFactory(kind)({ ...ctx, seed: entry.seed, ...(sal ? { saliency: sal } : {}) }, options);
   });
 
-  const trainer = new Trainer({
+  const device = o.device ?? 'cpu';
+  const trainerOptions: TrainerOptions = {
     teacher: input.teacher,
     providers,
     ...(calibTokens ? { calibTokens } : {}),
@@ -434,9 +454,21 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
     ...(input.storedEmbedding ? { studentEmbedding: input.storedEmbedding.embedding } : {}),
     ...(input.storedEmbedding?.classifier ? { studentClassifier: input.storedEmbedding.classifier } : {}),
-    ...(threads > 1 ? { parallel: workerThreads(threads) } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-  });
+  };
+  // WebGPU: the same options, data and checkpoints, every step on the GPU (GpuTrainer keeps a CPU Trainer as its
+  // host for the data, the recipe and the bundle's packing).
+  let adapter: string | undefined;
+  let trainer: Trainer | GpuTrainer;
+  if (device === 'webgpu') {
+    const gpu = await webgpuTrainContext();
+    adapter = gpu.adapter;
+    const { GpuTrainer } = await import('@ultrasketch/ste-trainer/webgpu');
+    trainer = await GpuTrainer.create(gpu.ctx, trainerOptions);
+  } else {
+    trainer = new Trainer({ ...trainerOptions, ...(threads > 1 ? { parallel: workerThreads(threads) } : {}) });
+  }
+  const cpuTrainer = trainer instanceof Trainer ? trainer : null;
   let interrupted = false;
   let resumedFrom: number | null = null;
   const kill = testKillPoint();
@@ -460,13 +492,13 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         resume: o.resume ?? false,
         ...(o.stopAfterSteps === undefined ? {} : { untilStep: o.stopAfterSteps }),
         onStep,
-        ...(kill?.at === 'checkpoint' ? { writeOptions: (step: number) => (step === kill.step ? killMidWrite(trainer.state().byteLength) : {}) } : {}),
+        ...(kill?.at === 'checkpoint' && cpuTrainer ? { writeOptions: (step: number) => (step === kill.step ? killMidWrite(cpuTrainer.state().byteLength) : {}) } : {}),
       });
       interrupted = r.interrupted;
       resumedFrom = r.resumedFrom;
     } else {
       while (trainer.completedSteps < trainer.steps) {
-        onStep(trainer.step());
+        onStep(await trainer.step());
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
@@ -477,10 +509,10 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       });
     }
     const params = new Map<string, { codecId: string; params: unknown }>();
-    for (const [name, p] of trainer.codecParams()) params.set(name, p);
+    for (const [name, p] of await trainer.codecParams()) params.set(name, p);
     const norms = new Map<string, Float32Array>();
     if (trainNorms) {
-      const student = trainer.studentWeights();
+      const student = await trainer.studentWeights();
       for (const [name, t] of student.tensors) if (t.shape.length === 1) norms.set(name, t.data);
     }
     // From the trainer, not from onStep: a run resumed from its final checkpoint takes no step here, and the
@@ -490,7 +522,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     if (corpus && holdout > 0) {
       const w = seq + 1;
       const windows = Array.from({ length: holdout }, (_, i) => corpus!.tokens.subarray(i * w, (i + 1) * w));
-      const e = trainer.evaluate(windows);
+      const e = await trainer.evaluate(windows);
       held = { windows: holdout, positions: e.positions, kl: e.kl, ce: e.ce, top1: e.top1 };
     }
     const section: TrainingSection = {
@@ -508,11 +540,12 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         ...(trainDense ? { trainDense: true as const } : {}),
         ...(o.smoothK !== undefined && o.smoothK !== 100 ? { smoothK: o.smoothK } : {}),
         threads,
+        device,
         seed: input.seed,
         schedule: 'linear warm-up over 2% of the steps, cosine to 0',
         optimizer: 'AdamW β (0.9, 0.999), eps 1e-8, weight decay 0',
         clipNorm: 1,
-        gemm: wasmGemmActive() ? 'wasm-simd' : 'js',
+        gemm: device === 'webgpu' ? 'wgsl' : wasmGemmActive() ? 'wasm-simd' : 'js',
         calibration:
           calibTokens && o.calibText !== undefined
             ? {
@@ -527,13 +560,40 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       ...(held ? { holdout: held } : {}),
       providers: providerKinds,
       trainedLinears: providers.size,
-      cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000 },
+      cost: { steps: trainer.completedSteps, tokens: trainer.totalTokens, wallSeconds: trainer.trainingMs / 1000, ...(adapter === undefined ? {} : { adapter }) },
       final: finalStep ? { loss: finalStep.loss, kl: measured(finalStep.kl), ce: finalStep.ce, mse: measured(finalStep.mse) } : null,
     };
     gemmUsed = wasmGemmActive() ? 'wasm-simd' : 'js';
     return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
   } finally {
     trainer.dispose();
+  }
+}
+
+type NodeTrainContext = Awaited<ReturnType<typeof import('@ultrasketch/ste-trainer/node').nodeTrainContext>>;
+let webgpuContext: Promise<NodeTrainContext> | null = null;
+
+/**
+ * The process's WebGPU training context (Dawn through runtime-webgpu's nodeGpu(); the programs compile once per
+ * process, so a sweep's points share it). No `webgpu` package, no loadable Dawn or no adapter: E_UNSUPPORTED
+ * naming --device, what is missing and both fixes (install what is missing, or train with --device cpu).
+ */
+async function webgpuTrainContext(): Promise<NodeTrainContext> {
+  const { nodeTrainContext } = await import('@ultrasketch/ste-trainer/node');
+  webgpuContext ??= nodeTrainContext();
+  try {
+    return await webgpuContext;
+  } catch (err) {
+    webgpuContext = null;
+    const failure = (err as { failure?: unknown } | null)?.failure;
+    if (err instanceof UltraSketchError && (failure === 'no-webgpu' || failure === 'no-adapter')) {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `--device webgpu: ${err.problem}`, {
+        source: '--device',
+        hint: `${err.hint ?? 'install a WebGPU driver'}; or train on the CPU with --device cpu`,
+        cause: err,
+      });
+    }
+    throw err;
   }
 }
 

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { crc32 } from '@ultrasketch/format';
 import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
-import { setMatmulKernel } from './matmul.js';
+import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
 import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import {
   CTRL,
@@ -47,12 +47,14 @@ export function useWasmGemm(on = true): boolean {
   // Fused multiply-adds (relaxed SIMD; Node 20 needs a V8 flag, set here) unless ULTRASKETCH_TRAINER_FMA=0:
   // ~25% faster products, rounded once per multiply-add on hardware with FMA.
   if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm({ fma: process.env.ULTRASKETCH_TRAINER_FMA !== '0', setFlags: setFlagsFromString });
-  if (on && wasmExp === undefined) wasmExp = createTrainerExp();
+  // The exponentials share the gemm's memory, where the graphs' float32 buffers then live (used in place).
+  if (on && wasmExp === undefined) wasmExp = createTrainerExp(wasmGemm ? wasmGemm.mem : undefined);
   wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
   setExpKernel(on && wasmExp ? wasmExp.expRows : null);
   setSoftmaxKernel(on && wasmExp ? { causal: wasmExp.softmaxCausal, backward: wasmExp.softmaxBackward } : null);
   setKdKernel(on && wasmExp ? wasmExp.kdRows : null);
+  setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }
 
@@ -145,16 +147,30 @@ export function saveCheckpoint(trainer: Trainer, path: string, options: Checkpoi
 
 /** Restore a trainer from a checkpoint file written by saveCheckpoint. */
 export function loadCheckpoint(trainer: Trainer, path: string): void {
+  trainer.loadState(readCheckpointFile(path), path);
+}
+
+function readCheckpointFile(path: string): Uint8Array {
   if (!existsSync(path)) {
     throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, 'checkpoint not found', { source: path, hint: 'check the --checkpoint-dir' });
   }
-  let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch (err) {
     throw fromSystemError(err, path, 'read');
   }
-  trainer.loadState(bytes, path);
+}
+
+/**
+ * What `runWithCheckpoints` drives: the CPU `Trainer`, or the WebGPU one (`GpuTrainer` of
+ * "@ultrasketch/ste-trainer/webgpu"), whose steps and checkpoint reads are asynchronous.
+ */
+export interface CheckpointedTrainer {
+  readonly steps: number;
+  readonly completedSteps: number;
+  step(): StepResult | Promise<StepResult>;
+  state(): Uint8Array | Promise<Uint8Array>;
+  loadState(bytes: Uint8Array, source?: string): void;
 }
 
 export interface RunWithCheckpointsOptions {
@@ -190,11 +206,11 @@ export interface RunWithCheckpointsResult {
  * Ctrl-C is noticed after the step in flight: the state is saved and the loop returns (interrupted: true);
  * run it again to continue exactly where it stopped.
  */
-export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpointsOptions): Promise<RunWithCheckpointsResult> {
+export async function runWithCheckpoints(trainer: CheckpointedTrainer, o: RunWithCheckpointsOptions): Promise<RunWithCheckpointsResult> {
   const every = o.every ?? 50;
   let resumedFrom: number | null = null;
   if ((o.resume ?? true) && existsSync(o.path)) {
-    loadCheckpoint(trainer, o.path);
+    trainer.loadState(readCheckpointFile(o.path), o.path);
     resumedFrom = trainer.completedSteps;
   }
   let stop = false;
@@ -207,12 +223,12 @@ export async function runWithCheckpoints(trainer: Trainer, o: RunWithCheckpoints
   try {
     until = Math.min(trainer.steps, o.untilStep ?? trainer.steps);
     while (trainer.completedSteps < until && !stop) {
-      const r = trainer.step();
+      const r = await trainer.step();
       o.onStep?.(r);
-      if (every > 0 && trainer.completedSteps % every === 0) saveCheckpoint(trainer, o.path, o.writeOptions?.(trainer.completedSteps));
+      if (every > 0 && trainer.completedSteps % every === 0) writeFileAtomic(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    saveCheckpoint(trainer, o.path, o.writeOptions?.(trainer.completedSteps));
+    writeFileAtomic(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
   } finally {
     for (const s of signals) process.off(s, onSignal);
   }
@@ -551,4 +567,21 @@ export function teacherCacheDir(dir: string, options: TeacherCacheOptions = {}):
 
 function crc32Hex(bytes: Uint8Array): string {
   return crc32(bytes).toString(16).padStart(8, '0');
+}
+
+// ------------------------------------------------------------------------------------------ WebGPU (Dawn)
+
+/**
+ * A WebGPU training context in Node (issue 15): Dawn from the optional `webgpu` package through runtime-webgpu's
+ * `nodeGpu()` (which falls back to SwiftShader, a CPU Vulkan, when no GPU driver answers), then every training
+ * program compiled once. Loaded on first use, so CPU-only users never load Dawn. Failures are runtime-webgpu's
+ * typed `WebGpuError`s (`failure` 'no-webgpu': the package is missing or cannot load; 'no-adapter': no driver).
+ */
+export async function nodeTrainContext(): Promise<{ ctx: import('./webgpu/context.js').GpuTrainContext; adapter: string; software: boolean }> {
+  const { GpuContext, describeAdapter } = await import('@ultrasketch/runtime-webgpu');
+  const { nodeGpu } = await import('@ultrasketch/runtime-webgpu/node');
+  const { GpuTrainContext } = await import('./webgpu/context.js');
+  const gpu = await GpuContext.create(await nodeGpu());
+  const ctx = await GpuTrainContext.create(gpu);
+  return { ctx, adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software };
 }

@@ -36,3 +36,4 @@ export type { GpuKdTrainerOptions } from './trainer.js';
 export type { GpuParam } from './optim.js';
 export { PARTIAL_BLOCK, trainingPrograms } from './programs.js';
 export type { ReductionLanes, TrainingPrograms } from './programs.js';
+export { GpuTrainer } from './device-trainer.js';

@@ -326,7 +326,10 @@ export class GpuKdTrainer {
           hint: 'resume with the providers and options the checkpoint was written with',
         });
       }
-      return new Float32Array(t.data.slice().buffer);
+      // a copy (not `t.data.slice()`: for a Node Buffer — a file read with readFileSync — slice is a view)
+      const out = new Float32Array(len);
+      new Uint8Array(out.buffer).set(t.data);
+      return out;
     };
     const states = this.optim.states;
     // read (and check) everything before writing anything: a bad file leaves the trainer as it was
