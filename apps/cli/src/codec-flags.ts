@@ -55,6 +55,17 @@ const CODEC_FLAGS: CodecFlag[] = [
     },
   },
   { key: 'split', spec: { name: 'split', kind: 'string', valueName: 'S', choices: ['count', 'mass'], description: 'sketch: cut channel groups by channel count or by score mass', defaultText: 'count' } },
+  {
+    key: 'query',
+    spec: {
+      name: 'query',
+      kind: 'string',
+      valueName: 'Q',
+      choices: ['absmaxmin', 'signmean'],
+      description: "sketch: build and query: absmaxmin (the paper's min-|w| build, max-|·| query) or signmean (signed bucket means, ŵ = mean over rows of ξ·state; same bits)",
+      defaultText: 'absmaxmin',
+    },
+  },
   { key: 'rank', spec: { name: 'rank', kind: 'int', valueName: 'R', min: 1, description: 'littlebit: rank per path instead of a --bpw target', defaultText: 'from --bpw' } },
   { key: 'residual', value: () => true, spec: { name: 'residual', kind: 'boolean', description: 'littlebit: add the residual path (the default)' } },
   { key: 'residual', value: () => false, spec: { name: 'no-residual', kind: 'boolean', description: 'littlebit: one path only' } },

@@ -24,6 +24,11 @@ const CASES: SketchCase[] = [
   sketch({ bpw: 6, hash: 'rowrun', groups: 4, alloc: 'saliency:3' }), // some groups exact
   sketch({ bpw: 10, hash: 'mixed', groups: 2, alloc: 'saliency:3' }), // group 0 exact
   sketch({ bpw: 20, hash: 'rowrun' }), // the whole matrix exact
+  // query signmean (issue 16): raw float32 runs, any state format
+  sketch({ bpw: 0.5, rows: 1, query: 'signmean' }),
+  sketch({ bpw: 1, rows: 3, state: 'int8', query: 'signmean' }),
+  sketch({ bpw: 1.5, rows: 2, state: 'f32', groups: 3, alloc: 'saliency', query: 'signmean' }),
+  sketch({ bpw: 6, rows: 1, groups: 4, alloc: 'saliency:3', query: 'signmean' }), // some groups exact
   ['hashednets f16', hashedNetsCodec, { bpw: 1 }, (p: HashedNetsParams) => wasmHashednetsKernel(p)],
   ['hashednets f16 0.3', hashedNetsCodec, { bpw: 0.3 }, (p: HashedNetsParams) => wasmHashednetsKernel(p)],
 ];

@@ -21,6 +21,11 @@ const CASES: SketchCase[] = [
   sketch({ bpw: 6, hash: 'rowrun', state: 'f16', groups: 4, alloc: 'saliency:3' }), // some groups exact
   sketch({ bpw: 6, hash: 'mixed', state: 'int8', groups: 2, alloc: 'saliency:3' }),
   sketch({ bpw: 40, hash: 'rowrun', state: 'f32' }), // the whole matrix exact
+  // query signmean (issue 16)
+  sketch({ bpw: 0.5, rows: 1, query: 'signmean' }),
+  sketch({ bpw: 1, rows: 3, state: 'int8', query: 'signmean' }),
+  sketch({ bpw: 6, rows: 2, state: 'f16', groups: 4, alloc: 'saliency:3', query: 'signmean' }), // some groups exact
+  sketch({ bpw: 1, rows: 2, hash: 'mixed', query: 'signmean' }),
   ['hashednets f16', hashedNetsCodec, { bpw: 1 }, (p: HashedNetsParams) => hashednetsKernel(p)],
   ['hashednets f32', hashedNetsCodec, { bpw: 1, state: 'f32' }, (p: HashedNetsParams) => hashednetsKernel(p)],
 ];

@@ -16,6 +16,8 @@ export {
 } from './hash.js';
 export type { HashFamily, HashFamilyConfig, HashFamilyName, OccupancyStats } from './hash.js';
 export { buildAbsMaxMin, queryAbsMaxMinRow } from './absmaxmin.js';
+export { SKETCH_QUERIES, buildSignMean, columnSigns, groupColumnSigns, querySignMeanRow } from './signmean.js';
+export type { SketchQuery } from './signmean.js';
 export {
   STATE_BITS,
   STATE_FORMATS,

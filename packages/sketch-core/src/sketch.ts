@@ -28,6 +28,7 @@ import {
   partitionChannels,
 } from './alloc.js';
 import { HASH_FAMILIES, type HashFamily, type HashFamilyName, createHashFamily } from './hash.js';
+import { SKETCH_QUERIES, type SketchQuery, buildSignMean, groupColumnSigns, querySignMeanRow } from './signmean.js';
 import { STATE_BITS, STATE_FORMATS, type StateArray, type StateFormat, allocStates, quantizeRow } from './states.js';
 import {
   assertFiniteMatrix,
@@ -77,6 +78,13 @@ export interface SketchOptions {
   alpha: number;
   /** How channels are cut into groups (default count). */
   split: SplitKind;
+  /**
+   * Build and query (default absmaxmin, the paper's): `signmean` stores signed bucket means under seed-derived
+   * column signs and decodes ŵ = (1/d) Σ_k ξ_k(c) S_k[h_k] (signmean.ts; same stored tensors and bits).
+   * Absent means absmaxmin: resolveOptions leaves the key out for the default so that a default bundle's
+   * stored options (and so its bytes) are exactly those written before the option existed.
+   */
+  query?: SketchQuery;
 }
 
 export interface SketchParams extends CodecParams<SketchOptions> {
@@ -92,7 +100,7 @@ export interface SketchParams extends CodecParams<SketchOptions> {
   groupStates: Uint32Array;
 }
 
-export const SKETCH_OPTION_KEYS = ['bpw', 'rows', 'state', 'hash', 'groups', 'alloc', 'alpha', 'split'] as const;
+export const SKETCH_OPTION_KEYS = ['bpw', 'rows', 'state', 'hash', 'groups', 'alloc', 'alpha', 'split', 'query'] as const;
 export const SKETCH_MAX_ROWS = 16;
 export const SKETCH_MAX_GROUPS = 256;
 /** Default hash family: rowrun measured no worse than mixed in error (docs/sketch.md) and decodes from runs. */
@@ -181,13 +189,15 @@ export interface SketchGroup {
   scaleOffset: number;
   /** The hash family (null for an exact group). */
   family: HashFamily | null;
+  /** query signmean: the column signs ξ_k of the group's channels (index k; null for absmaxmin or an exact group). */
+  signs: Float32Array[] | null;
 }
 
 const layoutCache = new WeakMap<SketchParams, { key: unknown[]; groups: SketchGroup[] }>();
 
 /** The stored layout of a sketch: groups, their channels, allocations, offsets and hash families (cached). */
 export function sketchGroups(p: SketchParams): SketchGroup[] {
-  const key = [p.seed, p.groupOf, p.groupStates, p.rows, p.cols, p.options.hash, p.options.rows];
+  const key = [p.seed, p.groupOf, p.groupStates, p.rows, p.cols, p.options.hash, p.options.rows, p.options.query];
   const hit = layoutCache.get(p);
   if (hit && hit.key.every((v, i) => v === key[i])) return hit.groups;
   const G = p.groupStates.length;
@@ -202,7 +212,8 @@ export function sketchGroups(p: SketchParams): SketchGroup[] {
     const family = alloc.exact
       ? null
       : createHashFamily(p.options.hash, { seed: p.seed, stream: g, rows: p.rows, cols: ch.length, width: alloc.width, depth: d });
-    const group: SketchGroup = { index: g, channels: ch, weights, alloc, stateOffset, scaleOffset, family };
+    const signs = family && p.options.query === 'signmean' ? groupColumnSigns(p.seed, g, d, ch.length) : null;
+    const group: SketchGroup = { index: g, channels: ch, weights, alloc, stateOffset, scaleOffset, family, signs };
     stateOffset += alloc.states;
     scaleOffset += alloc.depth;
     return group;
@@ -267,7 +278,8 @@ function resolveSketchOptions(raw: Record<string, unknown>): SketchOptions {
   const alloc = enumOption({ alloc: allocRaw }, 'alloc', 'uniform', ALLOC_KINDS, id);
   const alpha = numberOption({ alpha: alphaRaw }, 'alpha', 1, (v) => v >= 0 && v <= 16, 'a saliency exponent in [0, 16]', id);
   const split = enumOption(raw, 'split', 'count', SPLIT_KINDS, id);
-  return { bpw, rows, state, hash, groups, alloc, alpha, split };
+  const query = enumOption(raw, 'query', 'absmaxmin', SKETCH_QUERIES, id);
+  return { bpw, rows, state, hash, groups, alloc, alpha, split, ...(query === 'absmaxmin' ? {} : { query }) };
 }
 
 function checkSaliency(s: Float64Array | undefined, cols: number, name: string): Float64Array | null {
@@ -298,7 +310,8 @@ export function infeasibleSketchBudget(rows: number, cols: number, o: SketchOpti
 export const sketchCodec: Codec<SketchOptions, SketchParams> = {
   id: 'sketch',
   version: 1,
-  description: 'UltraSketchLLM AbsMaxMin sketch: d hashed rows of shared states (min-|w| build, max-|·| query), channel groups with saliency allocation',
+  description:
+    'UltraSketchLLM sketch: d hashed rows of shared states (AbsMaxMin min-|w| build and max-|·| query, or query=signmean: signed bucket means, linear decode), channel groups with saliency allocation',
 
   resolveOptions: resolveSketchOptions,
 
@@ -337,7 +350,10 @@ export const sketchCodec: Codec<SketchOptions, SketchParams> = {
         for (let r = 0; r < rows; r++) for (let c = 0; c < ch.length; c++) raw[r * ch.length + c] = w[r * cols + ch[c]!]!;
       } else {
         const family = createHashFamily(o.hash, { seed, stream: g, rows, cols: ch.length, width: a.width, depth: o.rows });
-        raw = buildAbsMaxMin(w, cols, G > 1 ? ch : null, family);
+        raw =
+          o.query === 'signmean'
+            ? buildSignMean(w, cols, G > 1 ? ch : null, family, groupColumnSigns(seed, g, o.rows, ch.length))
+            : buildAbsMaxMin(w, cols, G > 1 ? ch : null, family);
       }
       const perRow = a.states / a.depth;
       for (let k = 0; k < a.depth; k++) {
@@ -379,7 +395,8 @@ export const sketchCodec: Codec<SketchOptions, SketchParams> = {
         const so = g.stateOffset;
         if (g.family) {
           const width = g.alloc.width;
-          queryAbsMaxMinRow(g.family, r, (k, i) => value(so + k * width + i), tmp, idx);
+          if (g.signs) querySignMeanRow(g.family, r, (k, i) => value(so + k * width + i), g.signs, tmp, idx);
+          else queryAbsMaxMinRow(g.family, r, (k, i) => value(so + k * width + i), tmp, idx);
         } else {
           for (let c = 0; c < C; c++) tmp[c] = value(so + r * C + c);
         }

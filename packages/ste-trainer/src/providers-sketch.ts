@@ -99,6 +99,48 @@ class StatePicks {
   }
 }
 
+/**
+ * The `signmean` query's table (sketch-core signmean.ts): ŵ_i = Σ_k coef[k·n + i] · S[cand[k·n + i]] with
+ * coef = ξ_k(c)/d (1 for an exact group) — linear in the states, so backward scatter-adds coef · ∂L/∂ŵ_i into
+ * every candidate. The sum runs in k order in float64 and divides once, as the codec's query does, so the
+ * quantized forward equals the bundle's decode exactly.
+ */
+class SignMeanPicks extends StatePicks {
+  /** ξ_k(c) per candidate (±1; 1 for exact groups). */
+  readonly sign: Float32Array;
+
+  constructor(n: number, depth: number) {
+    super(n, depth);
+    this.sign = new Float32Array(depth * n).fill(1);
+  }
+
+  override forward(S: FloatArray, out: FloatArray): void {
+    const { n, cand, depthOf, sign } = this;
+    for (let i = 0; i < n; i++) {
+      const dd = depthOf[i]!;
+      if (dd === 1) {
+        out[i] = sign[i]! * S[cand[i]!]!;
+        continue;
+      }
+      let acc = 0;
+      for (let k = 0; k < dd; k++) acc += sign[k * n + i]! * S[cand[k * n + i]!]!;
+      out[i] = acc / dd;
+    }
+  }
+
+  override scatter(grad: FloatArray, gradW: FloatArray): void {
+    const { n, cand, depthOf, sign } = this;
+    for (let i = 0; i < n; i++) {
+      const dd = depthOf[i]!;
+      const g = gradW[i]! / dd;
+      for (let k = 0; k < dd; k++) {
+        const s = cand[k * n + i]!;
+        grad[s] = grad[s]! + sign[k * n + i]! * g;
+      }
+    }
+  }
+}
+
 /** A float array of the master precision. */
 function floats<T extends FloatArray>(dtype: 'f32' | 'f64' | undefined, n: number): T {
   return (dtype === 'f64' ? new Float64Array(n) : new Float32Array(n)) as T;
@@ -200,7 +242,8 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
     const T = this.initial.states.length;
     const n = o.rows * o.cols;
     const d = this.options.rows;
-    const table = new StatePicks(n, d);
+    const signMean = this.options.query === 'signmean';
+    const table = signMean ? new SignMeanPicks(n, d) : new StatePicks(n, d);
     const { cand, depthOf } = table;
     const groups = sketchGroups(this.initial);
     for (const g of groups) {
@@ -222,13 +265,18 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
         for (let k = 0; k < d; k++) {
           g.family.rowIndices(r, k, idx);
           for (let c = 0; c < C; c++) cand[k * n + r * o.cols + ch[c]!] = g.stateOffset + k * width + idx[c]!;
+          if (g.signs && table instanceof SignMeanPicks) {
+            const xi = g.signs[k]!;
+            for (let c = 0; c < C; c++) table.sign[k * n + r * o.cols + ch[c]!] = xi[c]!;
+          }
         }
         for (let c = 0; c < C; c++) depthOf[r * o.cols + ch[c]!] = d;
       }
     }
     const states = floats<T>(o.dtype, T);
-    // absmaxmin: the codec's build, dequantized; mean: bucket means per sketch row, exact groups their weights
-    if (this.init === 'absmaxmin') states.set(dequantizeStates(this.initial));
+    // absmaxmin: the codec's build, dequantized (for query signmean that build IS the signed bucket means);
+    // mean: bucket means per sketch row, exact groups their weights
+    if (this.init === 'absmaxmin' || signMean) states.set(dequantizeStates(this.initial));
     else table.bucketMeans(o.weight, states);
     this.table = table;
     this.param = { name: o.name, data: states, grad: floats<T>(o.dtype, T), decay: o.decay ?? false };

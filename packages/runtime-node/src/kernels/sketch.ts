@@ -7,6 +7,7 @@ import {
   sketchGroups,
 } from '@ultrasketch/sketch-core';
 import { f16ToF32Table } from './float.js';
+import { signMeanSketchKernel } from './sketch-signmean.js';
 
 /**
  * `sketch` kernel (AbsMaxMin, docs/sketch.md): y = Ŵ x computed from the stored states and the seed-derived
@@ -409,5 +410,6 @@ class SketchLinear implements Linear {
 }
 
 export function sketchKernel(p: SketchParams): Linear {
+  if (p.options.query === 'signmean') return signMeanSketchKernel(p);
   return new SketchLinear(p);
 }

@@ -15,6 +15,7 @@ import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
 import { sketchKernel } from './sketch.js';
+import { wasmSignMeanSketchKernel } from './sketch-signmean.js';
 
 /**
  * WebAssembly SIMD kernels of the `sketch` (AbsMaxMin) and `hashednets` codecs, f16 states
@@ -141,7 +142,8 @@ const tilingKey = (t: SketchTiling) => Array.from({ length: MAX_T }, (_, i) => `
  * runs (r, s) of the D sketch rows read keys + k·kStrideB + 4·offs[(k·tableRows + r)·segs + s] for
  * len = min(L, C − s·L) columns; x is the group's first piece (offs and y may point at a range's first row). Rows in blocks of R (every row has the same run boundaries), then singly.
  */
-function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
+function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false): KFn {
+  if (raw && D !== 1) throw new RangeError('sketch raw rowrun: one sketch row per call');
   const U = tiling.unroll(T);
   const RB = tiling.rows(T);
   if (![1, 2, 4, 8].includes(RB) || ![1, 2, 4, 8].includes(U)) throw new RangeError(`sketch tiling: rows ${RB}, unroll ${U}`);
@@ -187,9 +189,13 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling): KFn {
     /** One step of 4 columns: keys at ap + kOff, x of token t at px + xOff + 16·t. */
     const body = (masked: boolean, kOff: number, xOff: number) => {
       for (let rr = 0; rr < R; rr++) {
-        f.get(ap[rr * D]!).v128LoadA(kOff).set(v);
-        for (let k = 1; k < D; k++) f.get(v).get(ap[rr * D + k]!).v128LoadA(kOff).i32x4MaxS().set(v);
-        emitKeyToWeight(f, v);
+        f.get(ap[rr * D]!).v128LoadA(kOff);
+        if (!raw) {
+          // keys: abs-max over the D candidates, then the winner's float
+          f.set(v);
+          for (let k = 1; k < D; k++) f.get(v).get(ap[rr * D + k]!).v128LoadA(kOff).i32x4MaxS().set(v);
+          emitKeyToWeight(f, v);
+        }
         if (masked) f.get(mask).v128And();
         f.set(wSlot[rr]!);
       }
@@ -359,6 +365,23 @@ function emitMixed(D: number, T: number): KFn {
   return f;
 }
 
+/**
+ * The raw module (query signmean, sketch-signmean.ts): rowrun_tT over float32 states as stored in the arena
+ * (no keys, no abs-max) — a run of a row is a plain contiguous dot product with the (sign-scaled) inputs.
+ */
+function buildRawModule(tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
+  return (shared: boolean, maxPages: number) => {
+    const m = new ModuleBuilder(memoryImport(shared, maxPages));
+    for (let T = 1; T <= MAX_T; T++) m.addFunction(`rowrun_t${T}`, emitRowRun(1, T, tiling, true));
+    return m;
+  };
+}
+
+/** The raw module's functions, for the tests' WebAssembly.validate. */
+export function emitRawSketchModule(tiling: SketchTiling = DEFAULT_SKETCH_TILING): Uint8Array {
+  return buildRawModule(tiling)(false, 65536).emit();
+}
+
 function buildModule(D: number, tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
   return (shared: boolean, maxPages: number) => {
     const m = new ModuleBuilder(memoryImport(shared, maxPages));
@@ -380,7 +403,8 @@ type Fn = (...a: number[]) => void;
 
 /** One group's decode plan. */
 interface GroupPlan {
-  kind: 'rowrun' | 'mixed' | 'exact';
+  /** raw: float32 states read as they are (query signmean; statesAt is their address, no keys). */
+  kind: 'rowrun' | 'mixed' | 'exact' | 'raw';
   d: number;
   /** First column of the group's pieces in the padded input layout (a multiple of 4). */
   xOff: number;
@@ -411,12 +435,28 @@ interface GroupSpec {
   stateOffset: number;
 }
 
-class WasmSketchLinear implements Linear {
+/**
+ * A run-structured group of float32 states read as they are (the signmean kernel's parts): `runs` rows ×
+ * `segs` runs of ≤ L columns; run (r, s) reads ring[offsets[r · segs + s] + j]; `ring` already holds the
+ * wrap-around copy (ring.length ≥ max offset + L). `scale[c]` multiplies input channel channels[c].
+ */
+export interface RawRunGroup {
+  channels: Int32Array;
+  ring: Float32Array;
+  offsets: Int32Array;
+  L: number;
+  segs: number;
+  scale: Float32Array;
+}
+
+export class WasmSketchLinear implements Linear {
   readonly outFeatures: number;
   readonly inFeatures: number;
   private readonly plans: GroupPlan[] = [];
   /** Padded input layout: source channel of every column, −1 for padding. */
   private readonly src: Int32Array;
+  /** Per padded column, the factor its input is multiplied by (raw groups' column signs), or null: all 1. */
+  private readonly scl: Float32Array | null;
   /** The layout is the identity followed by padding (one group, one piece). */
   private readonly identity: boolean;
   private readonly keysTotal: number;
@@ -435,14 +475,42 @@ class WasmSketchLinear implements Linear {
     groups: GroupSpec[],
     states: Uint16Array,
     tiling: SketchTiling = DEFAULT_SKETCH_TILING,
+    rawGroups: RawRunGroup[] = [],
   ) {
     this.outFeatures = rows;
     this.inFeatures = cols;
     this.views = new HeapViews(arena);
-    const statesAt = storeBytes(arena, states, 32);
+    const statesAt = groups.length > 0 ? storeBytes(arena, states, 32) : 0;
     const tk = tilingKey(tiling);
     const src: number[] = [];
+    const scl: number[] = [];
     let keysOff = 0;
+    for (const g of rawGroups) {
+      const C = g.channels.length;
+      const xOff = src.length;
+      for (let c0 = 0; c0 < C; c0 += g.L) {
+        const len = Math.min(g.L, C - c0);
+        for (let i = 0; i < up4(len); i++) {
+          src.push(i < len ? g.channels[c0 + i]! : -1);
+          scl.push(i < len ? g.scale[c0 + i]! : 0);
+        }
+      }
+      const fns = fnsOf(kernelExports(arena, `sketch-raw|${tk}`, buildRawModule(tiling)));
+      this.plans.push({
+        kind: 'raw',
+        d: 1,
+        xOff,
+        C,
+        width: g.ring.length,
+        L: g.L,
+        segs: g.segs,
+        statesAt: storeBytes(arena, g.ring, 32),
+        kStride: 0,
+        keysOff: 0,
+        tableAt: storeBytes(arena, g.offsets),
+        fns,
+      });
+    }
     for (const g of groups) {
       const C = g.channels.length;
       const xOff = src.length;
@@ -450,7 +518,10 @@ class WasmSketchLinear implements Linear {
       const L = g.family instanceof RowRunHashFamily ? g.family.runLength : C;
       for (let c0 = 0; c0 < C; c0 += L) {
         const len = Math.min(L, C - c0);
-        for (let i = 0; i < up4(len); i++) src.push(i < len ? g.channels[c0 + i]! : -1);
+        for (let i = 0; i < up4(len); i++) {
+          src.push(i < len ? g.channels[c0 + i]! : -1);
+          scl.push(1);
+        }
       }
       const base = { xOff, C, statesAt: statesAt + 2 * g.stateOffset, keysOff };
       let plan: GroupPlan;
@@ -475,15 +546,22 @@ class WasmSketchLinear implements Linear {
     }
     this.nsPerWeight = this.plans.reduce((m, g) => Math.max(m, g.d * (g.kind === 'mixed' ? 1.3 : 0.1)), 0);
     this.src = Int32Array.from(src);
-    this.identity = src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
+    this.scl = scl.every((v) => v === 1) ? null : Float32Array.from(scl);
+    this.identity = this.scl === null && src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
     this.keysTotal = keysOff;
     this.expand = fnsOf(kernelExports(arena, `sketch-d1|${tk}`, buildModule(1, tiling))).expand!;
+  }
+
+  /** A kernel of raw run groups only (the signmean kernel, sketch-signmean.ts). */
+  static raw(arena: WasmArena, rows: number, cols: number, rawGroups: RawRunGroup[], tiling?: SketchTiling): Linear {
+    return new WasmSketchLinear(arena, rows, cols, [], new Uint16Array(0), tiling, rawGroups);
   }
 
   /** Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun). */
   private writeInputs(x: Float32Array, t0: number, T: number, f32: Float32Array, o: number): void {
     const cols = this.inFeatures;
     const src = this.src;
+    const scl = this.scl;
     if (T === 1 && this.identity) {
       f32.set(x.subarray(t0 * cols, t0 * cols + cols), o);
       f32.fill(0, o + cols, o + src.length);
@@ -495,7 +573,7 @@ class WasmSketchLinear implements Linear {
         const d = o + q * T + 4 * t;
         for (let l = 0; l < 4; l++) {
           const c = src[q + l]!;
-          f32[d + l] = c >= 0 ? x[xo + c]! : 0;
+          f32[d + l] = c < 0 ? 0 : scl ? scl[q + l]! * x[xo + c]! : x[xo + c]!;
         }
       }
     }
@@ -518,6 +596,7 @@ class WasmSketchLinear implements Linear {
     // keys
     const expand = this.expand;
     for (const g of this.plans) {
+      if (g.kind === 'raw') continue; // float32 states, read as stored
       const k0 = keysAt + 4 * g.keysOff;
       for (let k = 0; k < g.d; k++) {
         const src = g.statesAt + 2 * k * g.width;
@@ -537,7 +616,7 @@ class WasmSketchLinear implements Linear {
         const xa = xAt + t0 * P * 4;
         const ya = yAt + (t0 * rows + r0) * 4;
         for (const g of this.plans) {
-          const k0 = keysAt + 4 * g.keysOff;
+          const k0 = g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
           const xg = xa + 4 * T * g.xOff;
           if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
           else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
@@ -560,6 +639,7 @@ export interface WasmKernelOptions {
  * int8/f32 states, or an engine without wasm SIMD, get the JS `sketchKernel`.
  */
 export function wasmSketchKernel(p: SketchParams, options: WasmKernelOptions = {}): Linear {
+  if (p.options.query === 'signmean') return wasmSignMeanSketchKernel(p, options);
   if (p.options.state !== 'f16' || !compressedWasmAvailable()) return sketchKernel(p);
   const groups: GroupSpec[] = sketchGroups(p).map((g) => ({
     channels: g.channels,

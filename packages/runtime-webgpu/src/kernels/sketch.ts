@@ -36,6 +36,9 @@ import { f16Reader } from '../wgsl.js';
  */
 
 const GROUP_WORDS = 8;
+/** signKeys holds SKETCH_MAX_ROWS keys per group: key of (group g, sketch row k) at g · 16 + k. */
+const SIGN_KEY_STRIDE = 16;
+const SIGN_SALT = 0x7369676e; // sketch-core signmean.ts
 
 type StateFormat = 'f16' | 'int8' | 'f32';
 
@@ -59,6 +62,11 @@ export interface SketchVariant {
   general: boolean;
   /** Resident state words (0: states read from the storage buffer). */
   capacity: number;
+  /**
+   * Query `signmean` (sketch-core signmean.ts): ŵ = (1/d) Σ_k ξ_k(c) · S_k[h_k] instead of the abs-max, the
+   * column signs ξ evaluated per weight from the per-(group, sketch row) keys in the `signKeys` buffer.
+   */
+  signmean?: boolean;
 }
 
 function stateValue(format: StateFormat): string {
@@ -122,7 +130,35 @@ fn cand4(gb: u32, k: u32, r: u32, c: vec4<u32>, width: u32) -> vec4<u32> {
   let rk = fmix4(vec4<u32>(fam[groupInfo[gb + 7u] + k] ^ (r * 0xcc9e2d51u))).x;
   return mulhi4(fmix4(vec4<u32>(rk) ^ (c * 0x1b873593u)), width);
 }`;
-  const query = /* wgsl */ `
+  const query = v.signmean
+    ? /* wgsl */ `
+fn sfmix4(h0: vec4<u32>) -> vec4<u32> {
+  var h = h0;
+  h = h ^ (h >> vec4<u32>(16u));
+  h = h * 0x85ebca6bu;
+  h = h ^ (h >> vec4<u32>(13u));
+  h = h * 0xc2b2ae35u;
+  return h ^ (h >> vec4<u32>(16u));
+}
+// The signmean query of channels c (vec4) of group gb in row r: (1/d) Σ_k ξ_k(c) S_k[h_k], with
+// ξ_k(c) = −1 where the top bit of fmix32(key_gk ^ c · 0x1b873593) is set (columnSigns in sketch-core).
+fn query4(gb: u32, r: u32, c: vec4<u32>) -> vec4<f32> {
+  let so = groupInfo[gb];
+  let width = groupInfo[gb + 1u];
+  let depth = groupInfo[gb + 2u];
+  let sc = groupInfo[gb + 3u];
+  let g = gb / ${GROUP_WORDS}u;
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < depth; k++) {
+    let i = vec4<u32>(so + k * width) + cand4(gb, k, r, c, width);
+    let si = sc + k;
+    let v = vec4<f32>(stv(i.x, si), stv(i.y, si), stv(i.z, si), stv(i.w, si));
+    let neg = (sfmix4(vec4<u32>(signKeys[g * ${SIGN_KEY_STRIDE}u + k]) ^ (c * 0x1b873593u)) >> vec4<u32>(31u)) == vec4<u32>(1u);
+    acc = acc + select(v, -v, neg);
+  }
+  return acc / f32(depth);
+}`
+    : /* wgsl */ `
 // The AbsMaxMin query of channels c (vec4) of group gb in row r: per sketch row the candidates, strict max of |·|.
 fn query4(gb: u32, r: u32, c: vec4<u32>) -> vec4<f32> {
   let so = groupInfo[gb];
@@ -165,8 +201,15 @@ fn decode4(row: u32, j0: u32) -> vec4<f32> {
   return query4(0u, row, min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(lin.cols - 1u)));
 }`;
   return {
-    key: `sketch-${v.format}-${v.family}${v.general ? '-general' : ''}${resident ? `-res${v.capacity}` : ''}`,
-    buffers: [{ name: 'states' }, { name: 'scales' }, { name: 'colInfo' }, { name: 'groupInfo' }, { name: 'fam' }],
+    key: `sketch-${v.format}-${v.family}${v.general ? '-general' : ''}${resident ? `-res${v.capacity}` : ''}${v.signmean ? '-signmean' : ''}`,
+    buffers: [
+      { name: 'states' },
+      { name: 'scales' },
+      { name: 'colInfo' },
+      { name: 'groupInfo' },
+      { name: 'fam' },
+      ...(v.signmean ? [{ name: 'signKeys' }] : []),
+    ],
     ...(resident ? { prologue: true } : {}),
     wgsl: /* wgsl */ `
 ${resident ? `var<workgroup> sh: array<u32, ${v.capacity}>;` : ''}
@@ -208,6 +251,8 @@ interface SketchLayout {
   fam: Uint32Array;
   /** Several groups, or an exact group. */
   general: boolean;
+  /** Query signmean: the column-sign keys [G · 16] (null for absmaxmin). */
+  signKeys?: Uint32Array | null;
 }
 
 function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): GpuLinear {
@@ -225,7 +270,12 @@ function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): Gpu
     }
   }
   const capacity = residentCapacity(words, b.residentBytes);
-  const variant: Omit<SketchVariant, 'capacity'> = { format: L.format, family: L.family, general: L.general };
+  const variant: Omit<SketchVariant, 'capacity'> = {
+    format: L.format,
+    family: L.family,
+    general: L.general,
+    ...(L.signKeys ? { signmean: true } : {}),
+  };
   const code = sketchCode({ ...variant, capacity });
   // Resident: 64 rows per workgroup share one load of the states.
   const withIterations: WeightCode = capacity > 0 ? { ...code, iterations: b.lanes } : code;
@@ -235,6 +285,7 @@ function buildLinear(codec: string, L: SketchLayout, b: KernelBuildContext): Gpu
     b.gpu.upload(L.colInfo, `${b.name}.colInfo`),
     b.gpu.upload(L.groupInfo, `${b.name}.groupInfo`),
     b.gpu.upload(L.fam.length > 0 ? L.fam : new Uint32Array(1), `${b.name}.fam`),
+    ...(L.signKeys ? [b.gpu.upload(L.signKeys, `${b.name}.signKeys`)] : []),
   ];
   return new BlockedLinear(
     codec,
@@ -297,6 +348,12 @@ export function sketchLayout(p: SketchParams): SketchLayout {
     groupInfo,
     fam,
     general: groups.length > 1 || groups.some((g) => g.family === null),
+    signKeys:
+      p.options.query === 'signmean'
+        ? Uint32Array.from({ length: groups.length * SIGN_KEY_STRIDE }, (_, i) =>
+            familyKey(p.seed, Math.floor(i / SIGN_KEY_STRIDE), i % SIGN_KEY_STRIDE, SIGN_SALT),
+          )
+        : null,
   };
 }
 
