@@ -36,10 +36,35 @@ function loopLt(f: ExpBuilder, v: number, limit: number, step: number, body: () 
   f.end().end();
 }
 
+/**
+ * (l0 + l2) + (l1 + l3): the order the 4-position blocks of the scores loop reduce in (see `reduce4`), so a
+ * position's score is the same bits whether it falls in a block or in the tail.
+ */
 function hsum(f: ExpBuilder, a: number): void {
-  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(2).f32Add();
+  f.get(a).f32x4ExtractLane(1).get(a).f32x4ExtractLane(3).f32Add();
   f.f32Add();
+}
+
+/** ExpBuilder plus i8x16.shuffle (lanes given as f32 lanes 0–7: 0–3 the first operand, 4–7 the second). */
+class AttendBuilder extends ExpBuilder {
+  shuffleF32(lanes: readonly [number, number, number, number]): this {
+    this.code.push(0xfd, 0x0d);
+    for (const l of lanes) this.code.push(4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3);
+    return this;
+  }
+}
+
+/**
+ * Pushes [Σ a, Σ b, Σ c, Σ d] (each (l0 + l2) + (l1 + l3), as `hsum`) of four accumulators: two rounds of
+ * shuffles and adds instead of four extract-and-add chains.
+ */
+function reduce4(f: AttendBuilder, a: number, b: number, c: number, d: number, tmp: number): void {
+  // (a0+a2, b0+b2, a1+a3, b1+b3)
+  f.get(a).get(b).shuffleF32([0, 4, 1, 5]).get(a).get(b).shuffleF32([2, 6, 3, 7]).f32x4Add().set(tmp);
+  // (c0+c2, d0+d2, c1+c3, d1+d3), then lanes (0 + 2, 1 + 3) of both
+  f.get(c).get(d).shuffleF32([0, 4, 1, 5]).get(c).get(d).shuffleF32([2, 6, 3, 7]).f32x4Add().set(a);
+  f.get(tmp).get(a).shuffleF32([0, 1, 4, 5]).get(tmp).get(a).shuffleF32([2, 3, 6, 7]).f32x4Add();
 }
 
 /**
@@ -49,7 +74,7 @@ function hsum(f: ExpBuilder, a: number): void {
  * take ranges of heads, each with its own scores scratch).
  */
 function emitAttend(): ExpBuilder {
-  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32']);
+  const f = new AttendBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32']);
   const [q, out, keys, values, scores, start, n, nHeads, kvMul, hsB, kvRowB, scale, h0, h1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
   const t = f.local('i32');
   const h = f.local('i32');
@@ -71,7 +96,13 @@ function emitAttend(): ExpBuilder {
   const vmx = f.local('v128');
   const vsum = f.local('v128');
   const inv = f.local('v128');
+  const acc4 = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const kp1 = f.local('i32');
+  const kp2 = f.local('i32');
+  const kp3 = f.local('i32');
+  const hsB64 = f.local('i32');
 
+  f.get(hsB).i32Const(~63).i32And().set(hsB64);
   f.i32Const(0).set(t);
   loopLt(f, t, n, 1, () => {
     // scores of positions 0..pos: [scores, sEnd); sFull: its whole 16-byte chunks
@@ -90,6 +121,32 @@ function emitAttend(): ExpBuilder {
       f.f32Const(-Infinity).set(mx);
       f.get(keys).get(kvo).i32Add().set(kp);
       f.get(scores).set(sp);
+      // blocks of 4 positions: q's chunk loaded once for 4 keys, 4 independent add chains (one position alone
+      // was bound by the latency of its adds), the 4 sums reduced together and stored as one vector
+      f.f32Const(-Infinity).f32x4Splat().set(vmx);
+      loopLt(f, sp, sFull, 16, () => {
+        for (const a of acc4) f.v128Zero().set(a);
+        f.get(kp).get(kvRowB).i32Add().set(kp1);
+        f.get(kp1).get(kvRowB).i32Add().set(kp2);
+        f.get(kp2).get(kvRowB).i32Add().set(kp3);
+        f.i32Const(0).set(i);
+        loopLt(f, i, hsB, 16, () => {
+          f.get(qp).get(i).i32Add().v128Load().set(v);
+          [kp, kp1, kp2, kp3].forEach((ptr, r) => {
+            const a = acc4[r]!;
+            f.get(a).get(v).get(ptr).get(i).i32Add().v128Load().f32x4Mul().f32x4Add().set(a);
+          });
+        });
+        reduce4(f, acc4[0]!, acc4[1]!, acc4[2]!, acc4[3]!, k);
+        f.get(scale).f32x4Splat().f32x4Mul().set(v);
+        f.get(sp).get(v).v128Store();
+        f.get(vmx).get(v).simdOp(SIMD_OPS.f32x4_max).set(vmx);
+        f.get(kp3).get(kvRowB).i32Add().set(kp);
+      });
+      f.get(vmx).f32x4ExtractLane(0).get(vmx).f32x4ExtractLane(1).f32Max();
+      f.get(vmx).f32x4ExtractLane(2).get(vmx).f32x4ExtractLane(3).f32Max();
+      f.f32Max().set(mx);
+      // the last positions (fewer than 4) one at a time
       loopLt(f, sp, sEnd, 4, () => {
         f.v128Zero().set(acc);
         f.i32Const(0).set(i);
@@ -124,8 +181,24 @@ function emitAttend(): ExpBuilder {
       f.f32Const(1);
       hsum(f, vsum);
       f.get(sum).f32Add().f32Div().f32x4Splat().set(inv);
-      // out: 4 values at a time, the positions in the inner loop (one store per 4 outputs)
+      // out: 16 values at a time (4 independent chains sharing each weight's splat), positions in the inner loop;
+      // every output is the same sum, in the same order, as in the 4-at-a-time loop after it
       f.i32Const(0).set(i);
+      loopLt(f, i, hsB64, 64, () => {
+        for (const a of acc4) f.v128Zero().set(a);
+        f.get(values).get(kvo).i32Add().get(i).i32Add().set(kp);
+        f.get(scores).set(sp);
+        loopLt(f, sp, sEnd, 4, () => {
+          f.get(sp).f32Load().f32x4Splat().set(p);
+          acc4.forEach((a, c) => {
+            f.get(a).get(p).get(kp).v128Load(16 * c).f32x4Mul().f32x4Add().set(a);
+          });
+          f.get(kp).get(kvRowB).i32Add().set(kp);
+        });
+        acc4.forEach((a, c) => {
+          f.get(op).get(i).i32Add().get(a).get(inv).f32x4Mul().v128Store(16 * c);
+        });
+      });
       loopLt(f, i, hsB, 16, () => {
         f.v128Zero().set(acc);
         f.get(values).get(kvo).i32Add().get(i).i32Add().set(kp);

@@ -40,12 +40,17 @@ export interface TilePlan {
 
 /**
  * Chosen by measurement on the shapes of stories3M (bench/wasm-gemm-tiles.mjs in this package):
- * one token: 4 weight rows, unrolled twice; prefill: blocks of 4 tokens × 2 weight rows, not unrolled.
+ * one token: 2 weight rows, unrolled 4 times; prefill: blocks of 4 tokens × 2 weight rows, not unrolled.
  * Keeps R·T accumulators + R weights + 1 input ≤ 16 live v128 values (V8 uses 16 xmm registers on x64).
+ * One token (issue 12): a whole stories3M token's products (12.6 MB of f32, larger than L2) stream from L3 and
+ * are bound by its bandwidth; 2 rows per tile (two read streams) measured 428–434 µs per token's products
+ * against 470 µs for 4 rows × 2 (the minimum over 150 alternating rounds, loaded VM), and the same 16 GMAC/s
+ * when the weights sit in L2. R and U do not change any row's sum (each row's lanes accumulate its columns in
+ * order), so the logits are the same bits.
  */
 export const DEFAULT_TILE_PLAN: TilePlan = {
   tiles: [
-    { r: 4, u: 2 },
+    { r: 2, u: 4 },
     { r: 4, u: 1 },
     { r: 3, u: 1 },
     { r: 2, u: 1 },
@@ -201,7 +206,17 @@ export class GemmKernels {
    * floats). Blocks of maxT input rows first, then one smaller block for the n % maxT leftover rows.
    */
   gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
-    this.gemmCalls(callDirect, w, x, y, n, cols, ldy, rowBegin, rowEnd);
+    // the same calls as gemmCalls, issued directly (no recorder, no argument arrays: the per-token path)
+    const maxT = this.maxT;
+    for (let t0 = 0; t0 < n; t0 += maxT) {
+      const T = n - t0 < maxT ? n - t0 : maxT;
+      const R = this.rowsPerTile[T]!;
+      const mainEnd = rowBegin + (((rowEnd - rowBegin) / R) | 0) * R;
+      const xt = x + t0 * cols * 4;
+      const yt = y + t0 * ldy * 4;
+      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy);
+      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy);
+    }
   }
 
   /**
@@ -234,7 +249,3 @@ export class GemmKernels {
     }
   }
 }
-
-const callDirect = (fn: TileKernel, ...args: number[]): void => {
-  (fn as (...a: number[]) => void)(...args);
-};

@@ -94,7 +94,8 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     }
     const k = arena.kernels;
     const w = this.weightAt;
-    splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
+    if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF); // one thread: no closure per call
+    else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
     y.set(this.heapY);
   }
 
