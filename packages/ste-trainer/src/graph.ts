@@ -1,6 +1,6 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type LinearKind, type ModelConfig, headDim, kvDim, linearShape, validateModelConfig } from '@ultrasketch/model';
-import { type FloatArray, matmul, transpose } from './matmul.js';
+import { type FloatArray, allocFloat32, matmul, transpose } from './matmul.js';
 import {
   type AttentionShape,
   addRows,
@@ -112,6 +112,8 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private readonly dU: T;
   private readonly gradW: Record<LinearKind, T>;
   private readonly classifierT: T; // Eᵀ [dim, vocab], transposed once (frozen)
+  /** The classifier E [vocab, dim] (frozen): a copy made once in float32 graphs, so it lives beside the activations. */
+  private readonly classifier: T;
   private nRows = 0;
   /**
    * Profiling hook: when set, called after each op of forward()/backward() with the op's label (the
@@ -138,7 +140,8 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     this.seqLen = seqLen;
     this.training = options.training ?? true;
     const f64 = (options.dtype ?? 'f32') === 'f64';
-    this.alloc = (len: number) => (f64 ? new Float64Array(len) : new Float32Array(len)) as T;
+    // float32 buffers come from the installed allocator (Node: the wasm kernels' memory, used in place)
+    this.alloc = (len: number) => (f64 ? new Float64Array(len) : allocFloat32(len)) as T;
     checkWeights(weights, f64);
     const n = batch * seqLen;
     const dim = c.dim;
@@ -189,6 +192,11 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     for (const kind of LINEAR_KINDS) {
       const [r, cc] = linearShape(c, kind);
       this.gradW[kind] = A(t ? r * cc : 0);
+    }
+    if (f64) this.classifier = weights.classifier;
+    else {
+      this.classifier = A(c.vocabSize * dim);
+      this.classifier.set(weights.classifier);
     }
     this.classifierT = A(t ? c.vocabSize * dim : 0);
     if (t) transpose(weights.classifier, this.classifierT, c.vocabSize, dim);
@@ -293,7 +301,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     }
     rmsNormForward(this.xLast, this.weights.finalNorm.data, this.xf, this.rf, n, dim, c.normEps);
     mark?.('fwd.rmsnorm');
-    matmul(this.xf, this.weights.classifier, this.logits, n, c.vocabSize, dim, false, true);
+    matmul(this.xf, this.classifier, this.logits, n, c.vocabSize, dim, false, true);
     mark?.('fwd.classifier');
   }
 

@@ -69,6 +69,25 @@ export function setMatmulKernel(k: MatmulKernel | null): MatmulKernel | null {
   return prev;
 }
 
+let allocator: ((length: number) => Float32Array) | null = null;
+
+/**
+ * Install (or remove, with null) where the trainer's float32 buffers (graph activations, optimizer moments,
+ * attention scratch) are allocated: the Node entry puts them in the WebAssembly gemm's memory, whose kernels
+ * then read and write them in place instead of copying them in and out around every call. Returns the
+ * previous one. Buffers already allocated stay where they are (every kernel also accepts other arrays).
+ */
+export function setFloat32Allocator(a: ((length: number) => Float32Array) | null): ((length: number) => Float32Array) | null {
+  const prev = allocator;
+  allocator = a;
+  return prev;
+}
+
+/** A zero-filled Float32Array of `length`, from the installed allocator (else an ordinary one). */
+export function allocFloat32(length: number): Float32Array {
+  return allocator !== null ? allocator(length) : new Float32Array(length);
+}
+
 const scratch32: [Float32Array, Float32Array] = [new Float32Array(0), new Float32Array(0)];
 const scratch64: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
 

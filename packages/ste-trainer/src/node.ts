@@ -11,9 +11,10 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { crc32 } from '@ultrasketch/format';
-import { type WasmTrainerExp, type WasmTrainerGemm, createTrainerExp, createTrainerGemm } from '@ultrasketch/runtime-node';
+import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
-import { setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { setAdamWKernel } from './optim.js';
 import {
   CTRL,
   CTRL_WORDS,
@@ -34,6 +35,7 @@ import type { StepResult, Trainer } from './trainer.js';
 
 let wasmGemm: WasmTrainerGemm | null | undefined;
 let wasmExp: WasmTrainerExp | null | undefined;
+let wasmOps: WasmTrainerOps | null | undefined;
 let wasmActive = false;
 
 /**
@@ -54,6 +56,9 @@ export function useWasmGemm(on = true): boolean {
   setExpKernel(on && wasmExp ? wasmExp.expRows : null);
   setSoftmaxKernel(on && wasmExp ? { causal: wasmExp.softmaxCausal, backward: wasmExp.softmaxBackward } : null);
   setKdKernel(on && wasmExp ? wasmExp.kdRows : null);
+  if (on && wasmOps === undefined) wasmOps = wasmGemm ? createTrainerOps(wasmGemm.mem) : null;
+  setElementwiseKernels(wasmActive && wasmOps ? wasmOps : null);
+  setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
   setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }

@@ -1,4 +1,4 @@
-import { type FloatArray, matmul } from './matmul.js';
+import { type FloatArray, allocFloat32, matmul } from './matmul.js';
 
 /**
  * The element-wise and attention operations of the Llama block, each as a forward and a hand-derived
@@ -78,6 +78,32 @@ export function setSoftmaxKernel(k: SoftmaxKernel | null): SoftmaxKernel | null 
   return prev;
 }
 
+/**
+ * The element-wise ops in a faster kernel (the Node entry installs runtime-node's WebAssembly SIMD ones, which
+ * work in place on arrays in their memory — where the graph's float32 buffers live). Each returns false when
+ * it does not take the call (a shape it does not handle), and the JS loop below runs instead. Float32 only.
+ */
+export interface ElementwiseKernels {
+  swigluForward(g: Float32Array, u: Float32Array, h: Float32Array, sig: Float32Array | null, count: number): boolean;
+  swigluBackward(dh: Float32Array, g: Float32Array, u: Float32Array, sig: Float32Array, dg: Float32Array, du: Float32Array, count: number): boolean;
+  rmsNormForward(x: Float32Array, w: Float32Array, y: Float32Array, r: Float32Array, n: number, dim: number, eps: number): boolean;
+  rmsNormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, r: Float32Array, dx: Float32Array, dw: Float32Array | null, n: number, dim: number): boolean;
+  add(a: Float32Array, b: Float32Array, out: Float32Array, count: number): boolean;
+  /** out[2r] = max, out[2r + 1] = min of row r (NaN when the row has one). */
+  rowMaxMin(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean;
+}
+
+let ew: ElementwiseKernels | null = null;
+
+/** Install (or remove, with null) the element-wise kernels; returns the previous ones. */
+export function setElementwiseKernels(k: ElementwiseKernels | null): ElementwiseKernels | null {
+  const prev = ew;
+  ew = k;
+  return prev;
+}
+
+const f32 = (a: FloatArray | null): a is Float32Array => a instanceof Float32Array;
+
 // ------------------------------------------------------------------------------------------------ RMSNorm
 
 /**
@@ -93,6 +119,7 @@ export function rmsNormForward(
   dim: number,
   eps: number,
 ): void {
+  if (ew !== null && f32(x) && f32(w) && f32(y) && f32(r) && ew.rmsNormForward(x, w, y, r, n, dim, eps)) return;
   for (let t = 0; t < n; t++) {
     const o = t * dim;
     let ss = 0;
@@ -119,6 +146,7 @@ export function rmsNormBackward(
   n: number,
   dim: number,
 ): void {
+  if (ew !== null && f32(dy) && f32(x) && f32(w) && f32(r) && f32(dx) && (dw === null || f32(dw)) && ew.rmsNormBackward(dy, x, w, r, dx, dw, n, dim)) return;
   for (let t = 0; t < n; t++) {
     const o = t * dim;
     const inv = r[t]!;
@@ -245,18 +273,19 @@ export function attentionForward(
       gatherHeads(q, Qs, row0, L, dim, g * G * hs, G, hs);
       gatherHeads(k, Ks, row0, L, kv, g * hs, 1, hs);
       gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
-      matmul(Qs, Ks, S, GL, L, hs, false, true);
       const pBase = (b * nHeads + g * G) * L * L;
       const pBlock = GL * L;
       const sk = softmaxKernel;
-      if (sk !== null && S instanceof Float32Array) {
-        sk.causal(S, GL, L, scale);
-        if (probs instanceof Float32Array) probs.set(S.length === pBlock ? S : S.subarray(0, pBlock), pBase);
-        else for (let i = 0; i < pBlock; i++) probs[pBase + i] = S[i]!;
-        matmul(S, Vs, Os, GL, hs, L, false, false);
+      if (sk !== null && probs instanceof Float32Array) {
+        // Scores straight into this block of probs, the soft-max in place there, O = P V from there.
+        const P = probs.subarray(pBase, pBase + pBlock);
+        matmul(Qs, Ks, P, GL, L, hs, false, true);
+        sk.causal(P, GL, L, scale);
+        matmul(P, Vs, Os, GL, hs, L, false, false);
         scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
         continue;
       }
+      matmul(Qs, Ks, S, GL, L, hs, false, true);
       for (let r = 0; r < GL; r++) {
         const t = r % L;
         const o = r * L;
@@ -317,7 +346,10 @@ export function attentionBackward(
   const Vs = attnScratch(q, 2, L * hs);
   const dP = attnScratch(q, 3, GL * L);
   const dOs = attnScratch(q, 4, GL * hs);
-  const Ps = attnScratch(q, 5, GL * L);
+  const sk = softmaxKernel;
+  // With the soft-max kernel (float32), P is read where the forward left it; else copied into scratch.
+  const inPlace = sk !== null && probs instanceof Float32Array && dP instanceof Float32Array;
+  let Ps = inPlace ? probs : attnScratch(q, 5, GL * L);
   const dQs = attnScratch(q, 6, GL * hs);
   const dKs = attnScratch(q, 7, L * hs);
   const dVs = attnScratch(q, 8, L * hs);
@@ -329,10 +361,10 @@ export function attentionBackward(
       gatherHeads(k, Ks, row0, L, kv, g * hs, 1, hs);
       gatherHeads(v, Vs, row0, L, kv, g * hs, 1, hs);
       const pBase = (b * nHeads + g * G) * L * L;
-      for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
+      if (inPlace) Ps = (probs as Float32Array).subarray(pBase, pBase + GL * L);
+      else for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
       matmul(dOs, Vs, dP, GL, L, hs, false, true);
-      const sk = softmaxKernel;
-      if (sk !== null && dP instanceof Float32Array && Ps instanceof Float32Array) sk.backward(Ps, dP, GL, L, scale);
+      if (inPlace) sk!.backward(Ps as Float32Array, dP as Float32Array, GL, L, scale);
       else for (let r = 0; r < GL; r++) {
         const t = r % L;
         const o = r * L;
@@ -386,7 +418,7 @@ function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
     if (!(attn64[slot]!?.length >= size)) attn64[slot] = new Float64Array(size);
     return attn64[slot]!;
   }
-  if (!(attn32[slot]!?.length >= size)) attn32[slot] = new Float32Array(size);
+  if (!(attn32[slot]!?.length >= size)) attn32[slot] = allocFloat32(size);
   return attn32[slot]!;
 }
 
@@ -398,6 +430,7 @@ function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
  * otherwise compute it again).
  */
 export function swigluForward(g: FloatArray, u: FloatArray, h: FloatArray, count: number, sig: FloatArray | null = null): void {
+  if (ew !== null && f32(g) && f32(u) && f32(h) && (sig === null || f32(sig)) && ew.swigluForward(g, u, h, sig, count)) return;
   const ek = expKernel;
   if (ek !== null && g instanceof Float32Array) {
     // e = exp(−g) in one kernel call (into σ's buffer, or a scratch), then σ = 1/(1 + e), h = g·σ·u.
@@ -440,6 +473,7 @@ export function swigluBackward(
   count: number,
   sig: FloatArray | null = null,
 ): void {
+  if (ew !== null && sig !== null && f32(dh) && f32(g) && f32(u) && f32(sig) && f32(dg) && f32(du) && ew.swigluBackward(dh, g, u, sig, dg, du, count)) return;
   // Two loops rather than a per-element test of `sig` (measured: the branch in the loop cost ~2× here).
   if (sig) {
     for (let i = 0; i < count; i++) {
@@ -462,6 +496,7 @@ export function swigluBackward(
 
 /** out[i] = a[i] + b[i] for i < count (the residual adds; out may be a or b). */
 export function addRows(a: FloatArray, b: FloatArray, out: FloatArray, count: number): void {
+  if (ew !== null && f32(a) && f32(b) && f32(out) && ew.add(a, b, out, count)) return;
   for (let i = 0; i < count; i++) out[i] = a[i]! + b[i]!;
 }
 
@@ -602,7 +637,22 @@ export function distillLosses(
   }
   // Pass 1: maxima, arg-maxima (top-1), finiteness (Σ_j x_j is finite exactly when every float32 x_j is).
   let agree = 0;
-  for (let t = 0; t < n; t++) {
+  if (ew !== null && f32(logits) && (tl === null || f32(tl)) && passOneKernel(ew, logits, tl, n, vocab)) {
+    // The kernel's row maxima and minima: a row is finite when both are; the arg-max is the first index of the
+    // maximum (what the loop below finds).
+    for (let t = 0; t < n; t++) {
+      const o = t * vocab;
+      const max = mmS[2 * t]!;
+      if (!Number.isFinite(max) || !Number.isFinite(mmS[2 * t + 1]!)) studentFinite = false;
+      maxS[t] = max;
+      if (tl) {
+        const tMax = mmT[2 * t]!;
+        if (!Number.isFinite(tMax) || !Number.isFinite(mmT[2 * t + 1]!)) teacherFinite = false;
+        maxT[t] = tMax;
+        if (studentFinite && teacherFinite && logits.indexOf(max, o) === tl.indexOf(tMax, o)) agree++;
+      }
+    }
+  } else for (let t = 0; t < n; t++) {
     const o = t * vocab;
     let max = -Infinity;
     let arg = 0;
@@ -727,6 +777,19 @@ export function distillLosses(
     teacherFinite,
     studentFinite,
   };
+}
+
+let mmS = new Float64Array(0);
+let mmT = new Float64Array(0);
+
+/** Row maxima and minima of the student's (and teacher's) logits into mmS (mmT) through the kernel. */
+function passOneKernel(k: ElementwiseKernels, z: Float32Array, x: Float32Array | null, n: number, vocab: number): boolean {
+  if (mmS.length < 2 * n) {
+    mmS = new Float64Array(2 * n);
+    mmT = new Float64Array(2 * n);
+  }
+  if (!k.rowMaxMin(z, n, vocab, mmS)) return false;
+  return x === null || k.rowMaxMin(x, n, vocab, mmT);
 }
 
 let maxS = new Float64Array(0);

@@ -1,5 +1,36 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { allocFloat32 } from './matmul.js';
 import type { Param } from './providers.js';
+
+/** AdamW's per-step constants for one update (see AdamW.step). */
+export interface AdamWScalars {
+  gradScale: number;
+  beta1: number;
+  beta2: number;
+  /** 1 − lr · weightDecay (1 for a parameter without decay) */
+  decay: number;
+  /** lr / (1 − β1^t) */
+  lrOverBc1: number;
+  /** 1 / (1 − β2^t) */
+  invBc2: number;
+  eps: number;
+}
+
+/**
+ * An AdamW update of one float32 parameter in a faster kernel (the Node entry installs runtime-node's
+ * WebAssembly SIMD one: float32 arithmetic, where the loop below computes in float64 and rounds once). It
+ * zeroes the gradient; false means it did not take the call and the loop runs.
+ */
+export type AdamWKernel = (p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, s: AdamWScalars) => boolean;
+
+let adamKernel: AdamWKernel | null = null;
+
+/** Install (or remove, with null) the AdamW kernel; returns the previous one. */
+export function setAdamWKernel(k: AdamWKernel | null): AdamWKernel | null {
+  const prev = adamKernel;
+  adamKernel = k;
+  return prev;
+}
 
 /** Learning rate at step s: linear warm-up to `lr`, then a cosine decay to lr · minLrRatio at the end. */
 export interface ScheduleOptions {
@@ -50,7 +81,8 @@ export class AdamW {
       if (names.has(p.name)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `two trainable parameters are named ${p.name}`);
       names.add(p.name);
     }
-    this.states = params.map((p) => ({ m: new Float32Array(p.data.length), v: new Float32Array(p.data.length) }));
+    // moments from the float32 allocator: the Node entry keeps them in its kernels' memory (no copies)
+    this.states = params.map((p) => ({ m: allocFloat32(p.data.length), v: allocFloat32(p.data.length) }));
   }
 
   /** Apply update number `t` (1-based, for bias correction). */
@@ -64,6 +96,10 @@ export class AdamW {
       const data = p.data;
       const grad = p.grad;
       const decay = p.decay !== false && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
+      const ak = adamKernel;
+      if (ak !== null && data instanceof Float32Array && grad instanceof Float32Array) {
+        if (ak(data, grad, m, v, { gradScale, beta1, beta2, decay, lrOverBc1: lr / bc1, invBc2: 1 / bc2, eps })) continue;
+      }
       for (let i = 0; i < data.length; i++) {
         const g = grad[i]! * gradScale;
         const mi = beta1 * m[i]! + (1 - beta1) * g;

@@ -1,6 +1,21 @@
-import { createTrainerExp } from '@ultrasketch/runtime-node';
+import { createTrainerExp, createTrainerOps } from '@ultrasketch/runtime-node';
+import { allocFloat32, setFloat32Allocator } from '../src/matmul.js';
+import { AdamW, setAdamWKernel } from '../src/optim.js';
 import { describe, expect, it } from 'vitest';
-import { attentionBackward, attentionForward, distillLosses, setExpKernel, setKdKernel, setSoftmaxKernel, swigluForward } from '../src/ops.js';
+import {
+  addRows,
+  attentionBackward,
+  attentionForward,
+  distillLosses,
+  rmsNormBackward,
+  rmsNormForward,
+  setElementwiseKernels,
+  setExpKernel,
+  setKdKernel,
+  setSoftmaxKernel,
+  swigluBackward,
+  swigluForward,
+} from '../src/ops.js';
 
 /** The WebAssembly SIMD exponential against Math.exp, alone and inside the ops that use it. */
 function rand(n: number, seed: number, scale = 1): Float32Array {
@@ -107,5 +122,114 @@ describe('wasm trainer exponential', () => {
     expect(Math.abs(a.r.kl - b.r.kl)).toBeLessThan(1e-6 * Math.max(1, a.r.kl));
     expect(Math.abs(a.r.ce - b.r.ce)).toBeLessThan(1e-6 * Math.max(1, a.r.ce));
     expect(b.r.top1).toBe(a.r.top1);
+  });
+});
+
+/** The WebAssembly SIMD element-wise kernels (runtime-node trainer-ops.ts) against the JS ops they replace. */
+describe('wasm trainer element-wise kernels', () => {
+  const ops = createTrainerOps();
+  if (ops === null) {
+    const message = 'wasm trainer element-wise kernels: this engine could not validate the module';
+    if (process.env.CI) throw new Error(`${message}; CI runs Node ≥ 20, which must have it`);
+    console.warn(`\n*** SKIPPING ${message} ***\n`);
+  }
+  /** max |a − b| / max |b| */
+  const relErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let e = 0;
+    let m = 0;
+    for (let i = 0; i < b.length; i++) {
+      e = Math.max(e, Math.abs(a[i]! - b[i]!));
+      m = Math.max(m, Math.abs(b[i]!));
+    }
+    return e / m;
+  };
+  /** Run fn once with the JS loops and once with the kernels, on resident (in wasm memory) or ordinary arrays. */
+  const both = (resident: boolean, fn: () => Float32Array[]) => {
+    setElementwiseKernels(null);
+    const want = fn();
+    setElementwiseKernels(ops);
+    setFloat32Allocator(resident ? (n) => ops!.mem.allocF32(n) : null);
+    try {
+      return { want, got: fn() };
+    } finally {
+      setElementwiseKernels(null);
+      setFloat32Allocator(null);
+    }
+  };
+  for (const resident of [false, true]) {
+    it.skipIf(ops === null)(`SwiGLU, RMSNorm and the residual add within 2e-6 of the JS ops (${resident ? 'in wasm memory' : 'copied'})`, () => {
+      const [n, dim, hid] = [6, 16, 24];
+      const { want, got } = both(resident, () => {
+        const A = (len: number, seed: number, s = 1) => {
+          const a = allocFloat32(len);
+          a.set(rand(len, seed, s));
+          return a;
+        };
+        const g = A(n * hid, 1, 8);
+        const u = A(n * hid, 2, 2);
+        const h = allocFloat32(n * hid);
+        const sig = allocFloat32(n * hid);
+        swigluForward(g, u, h, n * hid, sig);
+        const dh = A(n * hid, 3);
+        const dg = allocFloat32(n * hid);
+        const du = allocFloat32(n * hid);
+        swigluBackward(dh, g, u, dg, du, n * hid, sig);
+        const x = A(n * dim, 4, 3);
+        const w = A(dim, 5);
+        const y = allocFloat32(n * dim);
+        const r = allocFloat32(n);
+        rmsNormForward(x, w, y, r, n, dim, 1e-5);
+        const dy = A(n * dim, 6);
+        const dx = A(n * dim, 7);
+        const dw = A(dim, 8);
+        rmsNormBackward(dy, x, w, r, dx, dw, n, dim);
+        const sum = allocFloat32(n * dim);
+        addRows(x, dy, sum, n * dim);
+        return [h, sig, dg, du, y, r, dx, dw, sum];
+      });
+      want.forEach((w, i) => expect(relErr(got[i]!, w), `output ${i}`).toBeLessThan(2e-6));
+    });
+  }
+
+  it.skipIf(ops === null)('the loss pass finds the same maxima, top-1 and non-finite rows through row_maxmin', () => {
+    const [n, V] = [5, 64];
+    const z = rand(n * V, 11, 10);
+    const x = rand(n * V, 12, 10);
+    x[2 * V + 7] = 50; // a clear teacher arg-max
+    z[2 * V + 7] = 40;
+    const run = (k: boolean) => {
+      setElementwiseKernels(k ? ops : null);
+      try {
+        return distillLosses(z, x, [1, 2, 3, 4, 5], n, V, 1, 0.5, new Float32Array(n * V));
+      } finally {
+        setElementwiseKernels(null);
+      }
+    };
+    expect(run(true)).toEqual(run(false));
+    z[3 * V + 9] = NaN;
+    expect(run(true).studentFinite).toBe(false);
+    z[3 * V + 9] = 0;
+    x[4 * V] = -Infinity;
+    expect(run(true).teacherFinite).toBe(false);
+  });
+
+  it.skipIf(ops === null)('AdamW: the kernel equals the float64 loop within float32 rounding and zeroes the gradient', () => {
+    const len = 4 * 37;
+    const results = [false, true].map((k) => {
+      setAdamWKernel(k ? (p, g, m, v, s) => ops!.adamw(p, g, m, v, s) : null);
+      try {
+        const p = { name: 'w', data: rand(len, 21), grad: rand(len, 22) };
+        const opt = new AdamW([p], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+        for (let t = 1; t <= 3; t++) {
+          opt.step(t, 1e-2, 0.7);
+          expect(Array.from(p.grad).every((g) => g === 0)).toBe(true);
+          p.grad.set(rand(len, 30 + t));
+        }
+        return [p.data, opt.states[0]!.m, opt.states[0]!.v];
+      } finally {
+        setAdamWKernel(null);
+      }
+    });
+    results[0]!.forEach((w, i) => expect(relErr(results[1]![i]!, w), `tensor ${i}`).toBeLessThan(1e-5));
   });
 });

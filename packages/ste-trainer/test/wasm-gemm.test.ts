@@ -1,5 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
-import { createTrainerGemm } from '@ultrasketch/runtime-node';
+import { TrainerMemory, createTrainerGemm } from '@ultrasketch/runtime-node';
 import { describe, expect, it } from 'vitest';
 import { matmul, setMatmulKernel } from '../src/matmul.js';
 
@@ -63,6 +63,60 @@ describe('wasm trainer gemm', () => {
         }
       }
     }
+  });
+
+  for (const [label, g] of [['plain SIMD', gemm], ['fused multiply-add', fma]] as const)
+  it.skipIf(g === null)(`${label}: operands in its memory are used in place, with the same bits as copies`, () => {
+    const gemm = g!;
+    const [m, n, k] = [37, 29, 130];
+    let seed = 100;
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        for (const accumulate of [false, true]) {
+          const a = rand(m * k, seed++);
+          const b = rand(k * n, seed++);
+          const c0 = rand(m * n, seed++);
+          const want = c0.slice();
+          expect(gemm.matmul(a, b, want, m, n, k, transA, transB, accumulate)).toBe(true);
+          const ra = gemm.allocF32(m * k);
+          const rb = gemm.allocF32(k * n);
+          const rc = gemm.allocF32(m * n);
+          expect(gemm.mem.isResident(ra) && gemm.mem.isResident(rc)).toBe(true);
+          ra.set(a);
+          rb.set(b);
+          rc.set(c0);
+          const copied = gemm.copiedFloats;
+          expect(gemm.matmul(ra, rb, rc, m, n, k, transA, transB, accumulate)).toBe(true);
+          expect(Array.from(rc), `tA=${transA} tB=${transB} acc=${accumulate}`).toEqual(Array.from(want));
+          // nothing copied unless accumulating (the sum is added from scratch)
+          expect(gemm.copiedFloats - copied).toBe(accumulate ? m * n : 0);
+        }
+      }
+    }
+  });
+
+  it.skipIf(gemm === null)('its memory hands out zeroed, aligned, disjoint blocks and ordinary arrays when full', () => {
+    const mem = new TrainerMemory({ maximumBytes: 1 << 20 });
+    const x = mem.allocF32(1000);
+    const y = mem.allocF32(3);
+    expect(mem.isResident(x) && mem.isResident(y)).toBe(true);
+    expect(x.byteOffset % 16).toBe(0);
+    expect(y.byteOffset % 16).toBe(0);
+    expect(y.byteOffset >= x.byteOffset + 4000 || y.byteOffset + 12 <= x.byteOffset).toBe(true);
+    x.fill(7);
+    expect(Array.from(y)).toEqual([0, 0, 0]);
+    // over the maximum: still a working array, just not resident
+    const big = mem.allocF32(1 << 20);
+    expect(big.length).toBe(1 << 20);
+    expect(mem.isResident(big)).toBe(false);
+    // growing keeps earlier views valid (a shared memory grows in place)
+    const grown = new TrainerMemory({ initialBytes: 65536, maximumBytes: 8 << 20 });
+    const first = grown.allocF32(100);
+    first.fill(3);
+    const second = grown.allocF32(1 << 20);
+    expect(grown.isResident(second) && grown.isResident(first)).toBe(true);
+    expect(first[99]).toBe(3);
+    expect(grown.memory.buffer.byteLength).toBeGreaterThanOrEqual(4 << 20);
   });
 
   it.skipIf(gemm === null)('leaves Float64Array and tiny products to the JS path', () => {

@@ -16,10 +16,12 @@
  * 2^−126 ≈ 1.2e-38 instead of 0 or a subnormal (a soft-max sums them as 0 within float32 precision).
  * The last cols % 4 columns of each row are computed by the caller with Math.exp (see `expRows` below).
  *
- * Each thread makes its own instance (own memory); inputs are copied in and results out, like the gemm's.
+ * Each thread makes its own instance over its TrainerMemory (shared with the trainer gemm): arrays in that
+ * memory are used in place, others are copied in and results out, like the gemm's.
  */
 import { FunctionBuilder, ModuleBuilder } from './emitter.js';
-import { type WasmInstance, type WasmMemory, requireWasm, wasmApi } from './engine.js';
+import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
+import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
 
 /** SIMD sub-opcodes used here that the shared emitter does not name (BinarySIMD.md, spec 2.0). */
 export const SIMD_OPS = {
@@ -416,7 +418,7 @@ function emitExpRows(): FunctionBuilder {
 
 let moduleBytes: Uint8Array | undefined;
 function expModuleBytes(): Uint8Array {
-  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 })
+  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
     .addFunction('exp_rows', emitExpRows())
     .addFunction('softmax_causal', emitSoftmaxCausal())
     .addFunction('softmax_backward', emitSoftmaxBackward())
@@ -430,27 +432,47 @@ type SoftmaxCausalFn = (s: number, rows: number, L: number, scale: number) => vo
 type SoftmaxBackwardFn = (p: number, d: number, rows: number, L: number, scale: number) => void;
 type KdRowsFn = (z: number, x: number, mx: number, d: number, et: number, stats: number, rows: number, V: number, a: number, c: number) => void;
 
-/** One thread's instance: its own memory (grown on demand) and the kernel. */
+// Scratch slots of the TrainerMemory (slot 0 is the gemm's).
+const SLOT_A = 1;
+const SLOT_B = 2;
+const SLOT_SMALL = 3;
+
+const up4 = (v: number) => (v + 3) & ~3;
+
+/** One thread's instance over a TrainerMemory (its own when none is given) and the kernels. */
 export class WasmTrainerExp {
-  private readonly memory: WasmMemory;
+  readonly mem: TrainerMemory;
   private readonly fn: ExpRowsFn;
-  private f32: Float32Array;
+  private readonly kdFn: KdRowsFn;
+  private readonly softmaxFn: SoftmaxCausalFn;
+  private readonly softmaxBackFn: SoftmaxBackwardFn;
   /** Calls and elements computed here (diagnostics). */
   calls = 0;
   elements = 0;
 
-  constructor() {
+  constructor(mem: TrainerMemory = new TrainerMemory()) {
     const wasm = requireWasm();
-    this.memory = new wasm.Memory({ initial: 16 });
-    const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: this.memory } });
+    this.mem = mem;
+    const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: mem.memory } });
     this.fn = instance.exports.exp_rows as ExpRowsFn;
     this.softmaxFn = instance.exports.softmax_causal as SoftmaxCausalFn;
     this.softmaxBackFn = instance.exports.softmax_backward as SoftmaxBackwardFn;
     this.kdFn = instance.exports.kd_rows as KdRowsFn;
-    this.f32 = new Float32Array(this.memory.buffer);
   }
 
-  private readonly kdFn: KdRowsFn;
+  /** Float index of `count` floats of `a` in wasm memory: where it is, or a copy in scratch `slot`. */
+  private input(a: Float32Array, count: number, slot: number): number {
+    if (this.mem.isResident(a)) return a.byteOffset / 4;
+    const at = this.mem.scratch(slot, 4 * up4(count)) / 4;
+    this.mem.f32.set(a.length === count ? a : a.subarray(0, count), at);
+    return at;
+  }
+
+  /** Copy `count` floats at float index `at` back into `a` unless `a` is that memory. */
+  private output(a: Float32Array, at: number, count: number): void {
+    if (this.mem.isResident(a) && a.byteOffset / 4 === at) return;
+    a.set(this.mem.f32.subarray(at, at + count));
+  }
 
   /**
    * The KD loss's exponentials and gradient over [rows, V] student logits z and teacher logits x (see
@@ -470,34 +492,36 @@ export class WasmTrainerExp {
     c: number,
   ): void => {
     const count = rows * V;
-    const up4 = (v: number) => (v + 3) & ~3;
-    const zAt = 16;
-    const xAt = zAt + up4(count);
-    const eAt = xAt + up4(count);
-    const mAt = eAt + up4(count);
+    const mem = this.mem;
+    // small: [maxima | stats]; big scratch for whatever is not resident: z, x, e_t, d
+    const mAt = mem.scratch(SLOT_SMALL, 4 * (up4(2 * rows) + up4(3 * rows))) / 4;
     const sAt = mAt + up4(2 * rows);
-    const f = this.room(sAt - 16 + up4(3 * rows));
-    f.set(z.length === count ? z : z.subarray(0, count), zAt);
-    f.set(x.length === count ? x : x.subarray(0, count), xAt);
+    const zIn = mem.isResident(z);
+    const xIn = mem.isResident(x);
+    const dIn = mem.isResident(d);
+    const big = (zIn ? 0 : up4(count)) + (xIn ? 0 : up4(count)) + up4(count) + (dIn ? 0 : up4(count));
+    let at = mem.scratch(SLOT_A, 4 * big) / 4;
+    const f = mem.f32;
+    let zAt = z.byteOffset / 4;
+    if (!zIn) {
+      zAt = at;
+      f.set(z.length === count ? z : z.subarray(0, count), zAt);
+      at += up4(count);
+    }
+    let xAt = x.byteOffset / 4;
+    if (!xIn) {
+      xAt = at;
+      f.set(x.length === count ? x : x.subarray(0, count), xAt);
+      at += up4(count);
+    }
+    const eAt = at;
+    at += up4(count);
+    const dAt = dIn ? d.byteOffset / 4 : at;
     for (let i = 0; i < 2 * rows; i++) f[mAt + i] = maxima[i]!;
-    // d is written over z's copy (e_s first, then the gradient)
-    this.kdFn(4 * zAt, 4 * xAt, 4 * mAt, 4 * zAt, 4 * eAt, 4 * sAt, rows, V, a, c);
-    d.set(f.subarray(zAt, zAt + count));
+    this.kdFn(4 * zAt, 4 * xAt, 4 * mAt, 4 * dAt, 4 * eAt, 4 * sAt, rows, V, a, c);
+    if (!dIn) d.set(f.subarray(dAt, dAt + count));
     for (let i = 0; i < 3 * rows; i++) stats[i] = f[sAt + i]!;
   };
-
-  private readonly softmaxFn: SoftmaxCausalFn;
-  private readonly softmaxBackFn: SoftmaxBackwardFn;
-
-  /** Floats of wasm memory from float 16 on, grown when needed; returns the view. */
-  private room(floats: number): Float32Array {
-    const need = 4 * (16 + floats);
-    if (need > this.memory.buffer.byteLength) {
-      this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
-      this.f32 = new Float32Array(this.memory.buffer);
-    }
-    return this.f32;
-  }
 
   /**
    * In place over s [rows, L]: row r is position t = r mod L of its sequence; s[r, p] ← the soft-max of
@@ -505,21 +529,18 @@ export class WasmTrainerExp {
    */
   readonly softmaxCausal = (s: Float32Array, rows: number, L: number, scale: number): void => {
     const count = rows * L;
-    const f = this.room(count);
-    f.set(s.length === count ? s : s.subarray(0, count), 16);
-    this.softmaxFn(64, rows, L, scale);
-    s.set(f.subarray(16, 16 + count));
+    const at = this.input(s, count, SLOT_A);
+    this.softmaxFn(4 * at, rows, L, scale);
+    this.output(s, at, count);
   };
 
   /** In place over d [rows, L]: d ← scale · p ⊙ (d − rowsum(p ⊙ d)) — the soft-max's backward. */
   readonly softmaxBackward = (p: Float32Array, d: Float32Array, rows: number, L: number, scale: number): void => {
     const count = rows * L;
-    const dAt = 16 + ((count + 3) & ~3);
-    const f = this.room(dAt - 16 + count);
-    f.set(p.length === count ? p : p.subarray(0, count), 16);
-    f.set(d.length === count ? d : d.subarray(0, count), dAt);
-    this.softmaxBackFn(64, 4 * dAt, rows, L, scale);
-    d.set(f.subarray(dAt, dAt + count));
+    const pAt = this.input(p, count, SLOT_A);
+    const dAt = this.input(d, count, SLOT_B);
+    this.softmaxBackFn(4 * pAt, 4 * dAt, rows, L, scale);
+    this.output(d, dAt, count);
   };
 
   /**
@@ -529,20 +550,16 @@ export class WasmTrainerExp {
   readonly expRows = (x: Float32Array, y: Float32Array, rows: number, cols: number, scale: number, shift: ArrayLike<number>): void => {
     const count = rows * cols;
     if (count === 0) return;
-    const up4 = (v: number) => (v + 3) & ~3;
-    const xAt = 16; // floats; 0..15 unused
-    const sAt = xAt + up4(count);
-    const need = 4 * (sAt + up4(rows));
-    if (need > this.memory.buffer.byteLength) {
-      this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
-      this.f32 = new Float32Array(this.memory.buffer);
-    }
-    const f = this.f32;
-    f.set(x.length === count ? x : x.subarray(0, count), xAt);
+    const mem = this.mem;
+    const sAt = mem.scratch(SLOT_SMALL, 4 * up4(rows)) / 4;
+    const xAt = this.input(x, count, SLOT_A);
+    // y in place when resident; else the kernel writes over x's copy (or a copy when x is resident)
+    const yAt = mem.isResident(y) ? y.byteOffset / 4 : mem.isResident(x) ? mem.scratch(SLOT_B, 4 * up4(count)) / 4 : xAt;
+    const f = mem.f32;
     for (let r = 0; r < rows; r++) f[sAt + r] = shift[r]!;
     const cols4 = cols & ~3;
-    this.fn(4 * xAt, 4 * xAt, 4 * sAt, rows, cols, cols4, scale);
-    y.set(f.subarray(xAt, xAt + count));
+    this.fn(4 * xAt, 4 * yAt, 4 * sAt, rows, cols, cols4, scale);
+    this.output(y, yAt, count);
     if (cols4 < cols) {
       for (let r = 0; r < rows; r++) {
         const s = shift[r]!;
@@ -554,11 +571,14 @@ export class WasmTrainerExp {
   };
 }
 
-/** A WasmTrainerExp when this engine validates the module, else null (the trainer keeps Math.exp). */
-export function createTrainerExp(): WasmTrainerExp | null {
+/**
+ * A WasmTrainerExp (over `mem`, or a memory of its own) when this engine validates the module, else null
+ * (the trainer keeps Math.exp).
+ */
+export function createTrainerExp(mem?: TrainerMemory): WasmTrainerExp | null {
   try {
     if (!wasmApi || !wasmApi.validate(expModuleBytes())) return null;
-    return new WasmTrainerExp();
+    return new WasmTrainerExp(mem);
   } catch {
     return null;
   }

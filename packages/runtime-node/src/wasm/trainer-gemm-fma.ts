@@ -20,6 +20,7 @@
 import { FunctionBuilder, ModuleBuilder } from './emitter.js';
 import type { WasmExports, WasmMemory } from './engine.js';
 import { requireWasm, wasmApi } from './engine.js';
+import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
 
 const RELAXED_MADD = 0x105; // f32x4.relaxed_madd (relaxed SIMD proposal, Overview.md's binary table)
 
@@ -125,8 +126,13 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
 
 const tileName = (r: number, t: number) => `fma_r${r}_t${t}`;
 
-function emitFmaModule(plan: FmaTilePlan): Uint8Array {
-  const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 });
+/** `shared`: the module imports a shared memory (trainer-memory.ts) instead of a private one. */
+function emitFmaModule(plan: FmaTilePlan, shared = false): Uint8Array {
+  const m = new ModuleBuilder(
+    shared
+      ? { module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true }
+      : { module: 'env', name: 'memory', minPages: 1 },
+  );
   plan.rows.forEach((r, index) => {
     const t = index + 1;
     m.addFunction(tileName(r, t), emitFmaTile(r, t));
@@ -165,9 +171,10 @@ export class FmaGemmKernels {
   private readonly rowsPerTile: number[] = [];
   readonly maxT: number;
 
-  constructor(memory: WasmMemory, plan: FmaTilePlan = DEFAULT_FMA_PLAN) {
+  /** `shared`: `memory` is a shared one (a TrainerMemory's). */
+  constructor(memory: WasmMemory, plan: FmaTilePlan = DEFAULT_FMA_PLAN, shared = false) {
     const wasm = requireWasm();
-    const exports: WasmExports = new wasm.Instance(new wasm.Module(emitFmaModule(plan)), { env: { memory } }).exports;
+    const exports: WasmExports = new wasm.Instance(new wasm.Module(emitFmaModule(plan, shared)), { env: { memory } }).exports;
     this.maxT = plan.rows.length;
     plan.rows.forEach((r, index) => {
       const t = index + 1;

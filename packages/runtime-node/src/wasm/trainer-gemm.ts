@@ -18,8 +18,11 @@
  *
  * Not thread-safe across threads by design: each thread (the trainer's and every worker) makes its own.
  */
-import { WasmArena, wasmSimdSupported } from './arena.js';
+import { gemmModule, wasmSimdSupported } from './arena.js';
+import { requireWasm } from './engine.js';
+import { DEFAULT_TILE_PLAN, GemmKernels } from './gemm.js';
 import { FmaGemmKernels, enableRelaxedSimd } from './trainer-gemm-fma.js';
+import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
 import { WasmTranspose } from './trainer-transpose.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -35,33 +38,52 @@ export interface WasmTrainerGemmOptions {
    */
   fma?: boolean;
   setFlags?: (flags: string) => void;
+  /** The memory to work in (default: a new TrainerMemory); the trainer's other kernels share it. */
+  memory?: TrainerMemory;
 }
 
+// Scratch slots of the TrainerMemory used here.
+const SLOT_GEMM = 0;
+
 export class WasmTrainerGemm {
-  readonly arena: WasmArena;
+  /** The memory the kernels run in; arrays from `mem.allocF32` are used in place (no copies). */
+  readonly mem: TrainerMemory;
   private readonly minWork: number;
   private readonly chunkBytes: number;
   /** Products computed here and multiply-adds done (for diagnostics). */
   calls = 0;
   macs = 0;
+  /** Floats copied into and out of the wasm memory (diagnostics: what resident operands save). */
+  copiedFloats = 0;
 
-  /** The tile kernels in use: the arena's plain SIMD ones or the FMA ones. */
+  /** The tile kernels in use: the plain SIMD ones or the FMA ones. */
   private readonly kernels: { gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void };
   /** Whether the fused multiply-add kernels are in use. */
   readonly fma: boolean;
 
   constructor(options: WasmTrainerGemmOptions = {}) {
-    this.arena = new WasmArena({ initialBytes: 4 << 20 });
+    this.mem = options.memory ?? new TrainerMemory();
     this.minWork = options.minWork ?? 8192;
     this.chunkBytes = options.chunkBytes ?? 128 * 1024;
     this.fma = options.fma === true && enableRelaxedSimd(options.setFlags);
-    this.kernels = this.fma ? new FmaGemmKernels(this.arena.memory) : this.arena.kernels;
-    this.transposer = new WasmTranspose(this.arena.memory);
+    const memory = this.mem.memory;
+    this.kernels = this.fma
+      ? new FmaGemmKernels(memory, undefined, true)
+      : new GemmKernels(new (requireWasm().Instance)(gemmModule(DEFAULT_TILE_PLAN, true, TRAINER_MODULE_MAX_PAGES), { env: { memory } }).exports, DEFAULT_TILE_PLAN);
+    this.transposer = new WasmTranspose(memory, true);
   }
 
   private readonly transposer: WasmTranspose;
 
-  /** The trainer's MatmulKernel: true when computed here, false to leave the product to the caller. */
+  /** A zero-filled float32 array in this gemm's memory: products read and write it in place. */
+  readonly allocF32 = (length: number): Float32Array => this.mem.allocF32(length);
+
+  /**
+   * The trainer's MatmulKernel: true when computed here, false to leave the product to the caller.
+   * Operands in this memory (allocF32) are read where they are, a result in it is written where it is;
+   * others are copied in (and out). An operand whose reduction dimension is not contiguous is transposed
+   * in wasm memory (from where it is, or from a copy).
+   */
   readonly matmul = (
     a: FloatArray,
     b: FloatArray,
@@ -75,27 +97,57 @@ export class WasmTrainerGemm {
   ): boolean => {
     if (!(a instanceof Float32Array) || !(b instanceof Float32Array) || !(c instanceof Float32Array)) return false;
     if (m * n * k < this.minWork || m === 0 || n === 0 || k === 0) return false;
+    const mem = this.mem;
+    const aIn = mem.isResident(a);
+    const bIn = mem.isResident(b);
+    const cIn = !accumulate && mem.isResident(c);
     const up4 = (v: number) => (v + 3) & ~3; // keep every region 16-byte aligned
-    const xF = up4(m * k);
-    const wF = up4(n * k);
-    const mn4 = up4(m * n);
-    // [x | w | y | staging]: an operand to transpose is copied to staging (one memcpy), then transposed in wasm.
-    const stage = transA || !transB ? Math.max(transA ? xF : 0, transB ? 0 : wF) : 0;
-    const base = this.arena.scratch(4 * (xF + wF + mn4 + stage));
-    const f = this.arena.f32; // read after scratch(): it may have grown the memory
-    const x = base / 4;
-    const w = x + xF;
-    const y = w + wF;
-    const t = y + mn4;
-    if (transA) {
-      f.set(a.length === m * k ? a : a.subarray(0, m * k), t);
-      this.transposer.transpose(4 * t, 4 * x, k, m);
-    } else f.set(a.length === m * k ? a : a.subarray(0, m * k), x);
-    if (transB) f.set(b.length === n * k ? b : b.subarray(0, n * k), w);
-    else {
-      f.set(b.length === n * k ? b : b.subarray(0, n * k), t);
-      this.transposer.transpose(4 * t, 4 * w, k, n);
+    // Scratch (floats): [x | w | y | staging], each part only when needed.
+    const xF = transA || !aIn ? up4(m * k) : 0;
+    const wF = !transB || !bIn ? up4(n * k) : 0;
+    const yF = cIn ? 0 : up4(m * n);
+    const stage = Math.max(transA && !aIn ? up4(m * k) : 0, !transB && !bIn ? up4(n * k) : 0);
+    const total = xF + wF + yF + stage;
+    const base = total > 0 ? mem.scratch(SLOT_GEMM, 4 * total) / 4 : 0;
+    const f = mem.f32; // read after scratch(): it may have grown the memory
+    const t = base + xF + wF + yF;
+    let x: number; // float index of X = op(A) [m, k]
+    if (!transA) {
+      if (aIn) x = a.byteOffset / 4;
+      else {
+        x = base;
+        f.set(a.length === m * k ? a : a.subarray(0, m * k), x);
+        this.copiedFloats += m * k;
+      }
+    } else {
+      x = base;
+      let src = a.byteOffset / 4;
+      if (!aIn) {
+        src = t;
+        f.set(a.length === m * k ? a : a.subarray(0, m * k), t);
+        this.copiedFloats += m * k;
+      }
+      this.transposer.transpose(4 * src, 4 * x, k, m);
     }
+    let w: number; // float index of W = op(B)ᵀ [n, k]
+    if (transB) {
+      if (bIn) w = b.byteOffset / 4;
+      else {
+        w = base + xF;
+        f.set(b.length === n * k ? b : b.subarray(0, n * k), w);
+        this.copiedFloats += n * k;
+      }
+    } else {
+      w = base + xF;
+      let src = b.byteOffset / 4;
+      if (!bIn) {
+        src = t;
+        f.set(b.length === n * k ? b : b.subarray(0, n * k), t);
+        this.copiedFloats += n * k;
+      }
+      this.transposer.transpose(4 * src, 4 * w, k, n);
+    }
+    const y = cIn ? c.byteOffset / 4 : base + xF + wF;
     const chunk = Math.max(12, Math.floor(this.chunkBytes / (4 * k) / 12) * 12);
     const kernels = this.kernels;
     for (let r0 = 0; r0 < n; r0 += chunk) {
@@ -103,14 +155,21 @@ export class WasmTrainerGemm {
     }
     const mn = m * n;
     if (accumulate) {
-      for (let i = 0; i < mn; i++) c[i] = c[i]! + f[y + i]!;
-    } else {
+      addInto(c, f, y, mn);
+      this.copiedFloats += mn;
+    } else if (!cIn) {
       c.set(f.subarray(y, y + mn));
+      this.copiedFloats += mn;
     }
     this.calls++;
     this.macs += m * n * k;
     return true;
   };
+}
+
+/** c[i] += f[y + i] for i < count (a function of its own: V8 optimises the small loop better). */
+function addInto(c: Float32Array, f: Float32Array, y: number, count: number): void {
+  for (let i = 0; i < count; i++) c[i] = c[i]! + f[y + i]!;
 }
 
 /** A WasmTrainerGemm when this engine validates the SIMD kernels, else null (use the JS kernel). */

@@ -12,6 +12,7 @@
 import { FunctionBuilder, ModuleBuilder } from './emitter.js';
 import type { WasmMemory } from './engine.js';
 import { requireWasm } from './engine.js';
+import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
 
 const TILE = 16;
 
@@ -64,16 +65,24 @@ function emitTranspose(): FunctionBuilder {
   return f;
 }
 
-let bytes: Uint8Array | undefined;
+const bytes: (Uint8Array | undefined)[] = [];
 
 /** The transpose instantiated over one memory (the trainer gemm's arena). */
 export class WasmTranspose {
   readonly transpose: (src: number, dst: number, rows: number, cols: number) => void;
 
-  constructor(memory: WasmMemory) {
-    bytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 }).addFunction('transpose', emitTranspose()).emit();
+  /** `shared`: `memory` is a shared one (a TrainerMemory's). */
+  constructor(memory: WasmMemory, shared = false) {
+    const k = shared ? 1 : 0;
+    bytes[k] ??= new ModuleBuilder(
+      shared
+        ? { module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true }
+        : { module: 'env', name: 'memory', minPages: 1 },
+    )
+      .addFunction('transpose', emitTranspose())
+      .emit();
     const wasm = requireWasm();
-    const exports = new wasm.Instance(new wasm.Module(bytes), { env: { memory } }).exports;
+    const exports = new wasm.Instance(new wasm.Module(bytes[k]!), { env: { memory } }).exports;
     this.transpose = exports.transpose as WasmTranspose['transpose'];
   }
 }

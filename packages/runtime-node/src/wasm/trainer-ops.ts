@@ -1,0 +1,433 @@
+/**
+ * The STE trainer's element-wise kernels in WebAssembly SIMD (f32x4), over the same TrainerMemory as its
+ * gemm and exponentials (trainer-memory.ts): arrays living there are read and written in place, others are
+ * copied in and out. Issue 13's profile had these ops in float64 JS at ~20% of a training step:
+ *
+ *   swiglu_fwd   σ = 1/(1 + exp(−g)) (saved for the backward), h = g·σ·u
+ *   swiglu_bwd   dg = dh·u·σ·(1 + g(1 − σ)), du = dh·g·σ
+ *   rmsnorm_fwd  r = 1/√(Σx²/dim + eps) per row (saved), y = w ⊙ (r·x)
+ *   rmsnorm_bwd  dx += r·(w ⊙ dy) − x·r³/dim·Σ dy⊙w⊙x; dw += Σ_rows dy ⊙ x · r (when dw ≠ 0)
+ *   add          out = a + b (the residual adds)
+ *   adamw        AdamW over one parameter (decoupled decay, bias-corrected moments), gradient zeroed
+ *   row_maxmin   per row: max and min (the losses' row maxima and finiteness: a NaN or ±Inf shows in them)
+ *
+ * Arithmetic is float32 (sums in 4 lanes, then pairwise), where the JS versions round float64 results once:
+ * results differ from them within float32 rounding (tested against them), deterministically. Every kernel
+ * needs its element count (or row length) to be a multiple of 4; the class says false otherwise and the caller
+ * keeps its JS loop.
+ */
+import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
+import { ExpBuilder, expV } from './trainer-exp.js';
+import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
+
+// SIMD and scalar opcodes the emitter does not name (BinarySIMD.md; the core spec's numeric opcodes).
+const F32X4_NEG = 0xe1;
+const F32X4_SQRT = 0xe3;
+const F32X4_SUB = 0xe5;
+const F32X4_DIV = 0xe7;
+const F32X4_MIN = 0xe8;
+const F32X4_MAX = 0xe9;
+const F32_SQRT = 0x91;
+const F32_MIN = 0x96;
+
+class OpsBuilder extends ExpBuilder {
+  f32Sqrt(): this {
+    this.code.push(F32_SQRT);
+    return this;
+  }
+  f32Min(): this {
+    this.code.push(F32_MIN);
+    return this;
+  }
+  /** f32x4 splat of a constant. */
+  splat(v: number): this {
+    return this.f32Const(v).f32x4Splat();
+  }
+  /** v128.load at (local a + local i). */
+  loadAt(a: number, i: number): this {
+    return this.get(a).get(i).i32Add().v128Load();
+  }
+  /** Push the address (local a + local i) for a following v128.store. */
+  addr(a: number, i: number): this {
+    return this.get(a).get(i).i32Add();
+  }
+}
+
+/** while (v <u limit) { body; v += step } as a guarded do-while. */
+function loopLt(f: FunctionBuilder, v: number, limit: number, step: number, body: () => void): void {
+  f.block().get(v).get(limit).i32GeU().brIf(0);
+  f.loop();
+  body();
+  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+  f.end().end();
+}
+
+/** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
+function lanesSum(f: FunctionBuilder, a: number): void {
+  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
+/** swiglu_fwd(g, u, h, s, bytes) */
+function emitSwigluFwd(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32']);
+  const [gp, up, hp, sp, bytes] = [0, 1, 2, 3, 4];
+  const i = f.local('i32');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const sv = f.local('v128');
+  loopLt(f, i, bytes, 16, () => {
+    f.loadAt(gp, i).simdOp(F32X4_NEG).set(v);
+    f.splat(1);
+    expV(f, v, k, p);
+    f.splat(1).f32x4Add().simdOp(F32X4_DIV).set(sv);
+    f.addr(sp, i).get(sv).v128Store();
+    f.addr(hp, i).loadAt(gp, i).get(sv).f32x4Mul().loadAt(up, i).f32x4Mul().v128Store();
+  });
+  return f;
+}
+
+/** swiglu_bwd(dh, g, u, s, dg, du, bytes) */
+function emitSwigluBwd(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [dhp, gp, up, sp, dgp, dup, bytes] = [0, 1, 2, 3, 4, 5, 6];
+  const i = f.local('i32');
+  const dv = f.local('v128');
+  const gv = f.local('v128');
+  const sv = f.local('v128');
+  loopLt(f, i, bytes, 16, () => {
+    f.loadAt(dhp, i).set(dv);
+    f.loadAt(gp, i).set(gv);
+    f.loadAt(sp, i).set(sv);
+    // dg = dh·u·σ·(1 + g(1 − σ))
+    f.addr(dgp, i).get(dv).loadAt(up, i).f32x4Mul().get(sv).f32x4Mul();
+    f.splat(1).get(gv).splat(1).get(sv).simdOp(F32X4_SUB).f32x4Mul().f32x4Add().f32x4Mul().v128Store();
+    // du = dh·g·σ
+    f.addr(dup, i).get(dv).get(gv).f32x4Mul().get(sv).f32x4Mul().v128Store();
+  });
+  return f;
+}
+
+/** rmsnorm_fwd(x, w, y, r, rows, dimBytes, dim (f32), eps (f32)) */
+function emitRmsNormFwd(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32']);
+  const [xp, wp, yp, rp, rows, dimBytes, dim, eps] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const t = f.local('i32');
+  const j = f.local('i32');
+  const acc = f.local('v128');
+  const xv = f.local('v128');
+  const iv = f.local('v128');
+  const inv = f.local('f32');
+  loopLt(f, t, rows, 1, () => {
+    f.v128Zero().set(acc);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimBytes, 16, () => {
+      f.loadAt(xp, j).tee(xv).get(xv).f32x4Mul().get(acc).f32x4Add().set(acc);
+    });
+    // inv = 1 / sqrt(ss / dim + eps)
+    f.f32Const(1);
+    lanesSum(f, acc);
+    f.get(dim).f32Div().get(eps).f32Add().f32Sqrt().f32Div().set(inv);
+    f.get(rp).get(inv).f32Store();
+    f.get(inv).f32x4Splat().set(iv);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimBytes, 16, () => {
+      f.addr(yp, j).loadAt(wp, j).get(iv).loadAt(xp, j).f32x4Mul().f32x4Mul().v128Store();
+    });
+    f.get(xp).get(dimBytes).i32Add().set(xp);
+    f.get(yp).get(dimBytes).i32Add().set(yp);
+    f.get(rp).i32Const(4).i32Add().set(rp);
+  });
+  return f;
+}
+
+/** rmsnorm_bwd(dy, x, w, r, dx, dw (0: none), rows, dimBytes, dim (f32)) */
+function emitRmsNormBwd(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [dyp, xp, wp, rp, dxp, dwp, rows, dimBytes, dim] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const t = f.local('i32');
+  const j = f.local('i32');
+  const acc = f.local('v128');
+  const iv = f.local('v128');
+  const cv = f.local('v128');
+  const inv = f.local('f32');
+  loopLt(f, t, rows, 1, () => {
+    f.get(rp).f32Load().set(inv);
+    f.v128Zero().set(acc);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimBytes, 16, () => {
+      f.loadAt(dyp, j).loadAt(wp, j).f32x4Mul().loadAt(xp, j).f32x4Mul().get(acc).f32x4Add().set(acc);
+    });
+    // c = inv³ · dot / dim
+    f.get(inv).get(inv).f32Mul().get(inv).f32Mul();
+    lanesSum(f, acc);
+    f.f32Mul().get(dim).f32Div().f32x4Splat().set(cv);
+    f.get(inv).f32x4Splat().set(iv);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimBytes, 16, () => {
+      // dx += inv·w·dy − c·x
+      f.addr(dxp, j).loadAt(dxp, j);
+      f.get(iv).loadAt(wp, j).f32x4Mul().loadAt(dyp, j).f32x4Mul().f32x4Add();
+      f.get(cv).loadAt(xp, j).f32x4Mul().simdOp(F32X4_SUB).v128Store();
+    });
+    f.block().get(dwp).i32Eqz().brIf(0);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimBytes, 16, () => {
+      // dw += dy·x·inv
+      f.addr(dwp, j).loadAt(dwp, j).loadAt(dyp, j).loadAt(xp, j).f32x4Mul().get(iv).f32x4Mul().f32x4Add().v128Store();
+    });
+    f.end();
+    f.get(dyp).get(dimBytes).i32Add().set(dyp);
+    f.get(xp).get(dimBytes).i32Add().set(xp);
+    f.get(dxp).get(dimBytes).i32Add().set(dxp);
+    f.get(rp).i32Const(4).i32Add().set(rp);
+  });
+  return f;
+}
+
+/** add(a, b, out, bytes) */
+function emitAdd(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32']);
+  const [ap, bp, op, bytes] = [0, 1, 2, 3];
+  const i = f.local('i32');
+  loopLt(f, i, bytes, 16, () => {
+    f.addr(op, i).loadAt(ap, i).loadAt(bp, i).f32x4Add().v128Store();
+  });
+  return f;
+}
+
+/**
+ * adamw(p, g, m, v, bytes, gradScale, b1, 1 − b1, b2, 1 − b2, decay, lr/bc1, 1/bc2, eps):
+ *   g' = g·gradScale; m = b1·m + (1 − b1)·g'; v = b2·v + (1 − b2)·g'²;
+ *   p = p·decay − (lr/bc1)·m / (√(v/bc2) + eps); g = 0
+ */
+function emitAdamW(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32']);
+  const [pp, gp, mp, vp, bytes] = [0, 1, 2, 3, 4];
+  const scalars = [5, 6, 7, 8, 9, 10, 11, 12, 13];
+  const i = f.local('i32');
+  const [gs, b1, c1, b2, c2, decay, lrc, ibc2, eps] = scalars.map(() => f.local('v128'));
+  scalars.forEach((s, n) => f.get(s).f32x4Splat().set([gs, b1, c1, b2, c2, decay, lrc, ibc2, eps][n]!));
+  const gv = f.local('v128');
+  const mv = f.local('v128');
+  const vv = f.local('v128');
+  loopLt(f, i, bytes, 16, () => {
+    f.loadAt(gp, i).get(gs!).f32x4Mul().set(gv);
+    f.get(b1!).loadAt(mp, i).f32x4Mul().get(c1!).get(gv).f32x4Mul().f32x4Add().set(mv);
+    f.get(b2!).loadAt(vp, i).f32x4Mul().get(c2!).get(gv).f32x4Mul().get(gv).f32x4Mul().f32x4Add().set(vv);
+    f.addr(mp, i).get(mv).v128Store();
+    f.addr(vp, i).get(vv).v128Store();
+    f.addr(pp, i).loadAt(pp, i).get(decay!).f32x4Mul();
+    f.get(lrc!).get(mv).f32x4Mul();
+    f.get(vv).get(ibc2!).f32x4Mul().simdOp(F32X4_SQRT).get(eps!).f32x4Add();
+    f.simdOp(F32X4_DIV).simdOp(F32X4_SUB).v128Store();
+    f.addr(gp, i).v128Zero().v128Store();
+  });
+  return f;
+}
+
+/** row_maxmin(x, rows, colsBytes, out): out[2r] = max, out[2r + 1] = min of row r (NaN if any is NaN). */
+function emitRowMaxMin(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32']);
+  const [xp, rows, colsBytes, op] = [0, 1, 2, 3];
+  const t = f.local('i32');
+  const j = f.local('i32');
+  const mx = f.local('v128');
+  const mn = f.local('v128');
+  const xv = f.local('v128');
+  loopLt(f, t, rows, 1, () => {
+    f.get(xp).v128Load().tee(mx).set(mn);
+    f.i32Const(16).set(j);
+    loopLt(f, j, colsBytes, 16, () => {
+      f.loadAt(xp, j).set(xv);
+      f.get(mx).get(xv).simdOp(F32X4_MAX).set(mx);
+      f.get(mn).get(xv).simdOp(F32X4_MIN).set(mn);
+    });
+    f.get(op);
+    f.get(mx).f32x4ExtractLane(0).get(mx).f32x4ExtractLane(1).f32Max();
+    f.get(mx).f32x4ExtractLane(2).get(mx).f32x4ExtractLane(3).f32Max().f32Max();
+    f.f32Store();
+    f.get(op);
+    f.get(mn).f32x4ExtractLane(0).get(mn).f32x4ExtractLane(1).f32Min();
+    f.get(mn).f32x4ExtractLane(2).get(mn).f32x4ExtractLane(3).f32Min().f32Min();
+    f.f32Store(4);
+    f.get(xp).get(colsBytes).i32Add().set(xp);
+    f.get(op).i32Const(8).i32Add().set(op);
+  });
+  return f;
+}
+
+let moduleBytes: Uint8Array | undefined;
+function opsModuleBytes(): Uint8Array {
+  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
+    .addFunction('swiglu_fwd', emitSwigluFwd())
+    .addFunction('swiglu_bwd', emitSwigluBwd())
+    .addFunction('rmsnorm_fwd', emitRmsNormFwd())
+    .addFunction('rmsnorm_bwd', emitRmsNormBwd())
+    .addFunction('add', emitAdd())
+    .addFunction('adamw', emitAdamW())
+    .addFunction('row_maxmin', emitRowMaxMin())
+    .emit();
+  return moduleBytes;
+}
+
+type Fn = (...args: number[]) => void;
+
+// Scratch slots of the TrainerMemory (0: gemm, 1–3: exponentials).
+const SLOT0 = 4;
+
+const up4 = (v: number) => (v + 3) & ~3;
+
+/** AdamW's per-step constants (see adamw above). */
+export interface AdamWScalars {
+  gradScale: number;
+  beta1: number;
+  beta2: number;
+  decay: number;
+  /** lr / (1 − β1^t) */
+  lrOverBc1: number;
+  /** 1 / (1 − β2^t) */
+  invBc2: number;
+  eps: number;
+}
+
+/** One thread's instance over a TrainerMemory (its own when none is given). */
+export class WasmTrainerOps {
+  readonly mem: TrainerMemory;
+  private readonly fn: Record<string, Fn>;
+  /** Floats copied into and out of the wasm memory (diagnostics). */
+  copiedFloats = 0;
+
+  constructor(mem: TrainerMemory = new TrainerMemory()) {
+    this.mem = mem;
+    const wasm = requireWasm();
+    const instance: WasmInstance = new wasm.Instance(new wasm.Module(opsModuleBytes()), { env: { memory: mem.memory } });
+    this.fn = instance.exports as Record<string, Fn>;
+  }
+
+  /** Byte address of `count` floats of `a`: where it is, or a copy (copyIn) / room (not) in scratch `slot`. */
+  private at(a: Float32Array, count: number, slot: number, copyIn = true): number {
+    if (this.mem.isResident(a)) return a.byteOffset;
+    const at = this.mem.scratch(SLOT0 + slot, 4 * up4(Math.max(count, 4)));
+    if (copyIn) {
+      this.mem.f32.set(a.length === count ? a : a.subarray(0, count), at / 4);
+      this.copiedFloats += count;
+    }
+    return at;
+  }
+
+  /** Copy a result back from scratch unless `a` is resident. */
+  private back(a: Float32Array, at: number, count: number): void {
+    if (this.mem.isResident(a)) return;
+    a.set(this.mem.f32.subarray(at / 4, at / 4 + count));
+    this.copiedFloats += count;
+  }
+
+  /** h = silu(g) ⊙ u, σ(g) into sig (or scratch). False (nothing done) when count % 4 ≠ 0. */
+  swigluForward(g: Float32Array, u: Float32Array, h: Float32Array, sig: Float32Array | null, count: number): boolean {
+    if (count % 4 !== 0) return false;
+    // scratch for inputs must not be reused for outputs before the call: one slot per operand
+    const gA = this.at(g, count, 0);
+    const uA = this.at(u, count, 1);
+    const hA = this.at(h, count, 2, false);
+    const sA = sig ? this.at(sig, count, 3, false) : this.mem.scratch(SLOT0 + 3, 4 * count);
+    this.fn.swiglu_fwd!(gA, uA, hA, sA, 4 * count);
+    this.back(h, hA, count);
+    if (sig) this.back(sig, sA, count);
+    return true;
+  }
+
+  /** dg, du of h = silu(g) ⊙ u from dh and the saved σ. False when count % 4 ≠ 0. */
+  swigluBackward(dh: Float32Array, g: Float32Array, u: Float32Array, sig: Float32Array, dg: Float32Array, du: Float32Array, count: number): boolean {
+    if (count % 4 !== 0) return false;
+    const a0 = this.at(dh, count, 0);
+    const a1 = this.at(g, count, 1);
+    const a2 = this.at(u, count, 2);
+    const a3 = this.at(sig, count, 3);
+    const a4 = this.at(dg, count, 4, false);
+    const a5 = this.at(du, count, 5, false);
+    this.fn.swiglu_bwd!(a0, a1, a2, a3, a4, a5, 4 * count);
+    this.back(dg, a4, count);
+    this.back(du, a5, count);
+    return true;
+  }
+
+  /** y = w ⊙ x·r, r = 1/√(mean x² + eps) per row (saved). False when dim % 4 ≠ 0. */
+  rmsNormForward(x: Float32Array, w: Float32Array, y: Float32Array, r: Float32Array, n: number, dim: number, eps: number): boolean {
+    if (dim % 4 !== 0) return false;
+    const xA = this.at(x, n * dim, 0);
+    const wA = this.at(w, dim, 1);
+    const yA = this.at(y, n * dim, 2, false);
+    const rA = this.at(r, n, 3, false);
+    this.fn.rmsnorm_fwd!(xA, wA, yA, rA, n, 4 * dim, dim, eps);
+    this.back(y, yA, n * dim);
+    this.back(r, rA, n);
+    return true;
+  }
+
+  /** dx += ∂/∂x, dw (when given) += ∂/∂w of rmsNormForward. False when dim % 4 ≠ 0. */
+  rmsNormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, r: Float32Array, dx: Float32Array, dw: Float32Array | null, n: number, dim: number): boolean {
+    if (dim % 4 !== 0) return false;
+    const a0 = this.at(dy, n * dim, 0);
+    const a1 = this.at(x, n * dim, 1);
+    const a2 = this.at(w, dim, 2);
+    const a3 = this.at(r, n, 3);
+    const a4 = this.at(dx, n * dim, 4);
+    const a5 = dw ? this.at(dw, dim, 5) : 0;
+    this.fn.rmsnorm_bwd!(a0, a1, a2, a3, a4, a5, n, 4 * dim, dim);
+    this.back(dx, a4, n * dim);
+    if (dw) this.back(dw, a5, dim);
+    return true;
+  }
+
+  /** out = a + b (out may be a or b). False when count % 4 ≠ 0. */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, count: number): boolean {
+    if (count % 4 !== 0) return false;
+    const aA = this.at(a, count, 0);
+    const bA = this.at(b, count, 1);
+    const oA = out === a ? aA : out === b ? bA : this.at(out, count, 2, false);
+    this.fn.add!(aA, bA, oA, 4 * count);
+    this.back(out, oA, count);
+    return true;
+  }
+
+  /** One AdamW update of a parameter (moments m, v), its gradient zeroed. False when the length % 4 ≠ 0. */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, s: AdamWScalars): boolean {
+    const count = p.length;
+    if (count % 4 !== 0 || g.length !== count || m.length !== count || v.length !== count) return false;
+    const pA = this.at(p, count, 0);
+    const gA = this.at(g, count, 1);
+    const mA = this.at(m, count, 2);
+    const vA = this.at(v, count, 3);
+    this.fn.adamw!(pA, gA, mA, vA, 4 * count, s.gradScale, s.beta1, 1 - s.beta1, s.beta2, 1 - s.beta2, s.decay, s.lrOverBc1, s.invBc2, s.eps);
+    this.back(p, pA, count);
+    if (!this.mem.isResident(g)) g.fill(0);
+    this.back(m, mA, count);
+    this.back(v, vA, count);
+    return true;
+  }
+
+  /** out[2r] = max, out[2r + 1] = min of row r of x [rows, cols]. False when cols % 4 ≠ 0. */
+  rowMaxMin(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean {
+    if (cols % 4 !== 0 || cols === 0) return false;
+    const xA = this.at(x, rows * cols, 0);
+    const oA = this.mem.scratch(SLOT0 + 6, 8 * rows);
+    this.fn.row_maxmin!(xA, rows, 4 * cols, oA);
+    const f = this.mem.f32;
+    for (let i = 0; i < 2 * rows; i++) out[i] = f[oA / 4 + i]!;
+    return true;
+  }
+}
+
+/** A WasmTrainerOps (over `mem`, or a memory of its own) when this engine validates the module, else null. */
+export function createTrainerOps(mem?: TrainerMemory): WasmTrainerOps | null {
+  try {
+    if (!wasmApi || !wasmApi.validate(opsModuleBytes())) return null;
+    return new WasmTrainerOps(mem);
+  } catch {
+    return null;
+  }
+}
