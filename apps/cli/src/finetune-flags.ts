@@ -1,13 +1,15 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
  * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
- * [--checkpoint-dir D] [--checkpoint-every N] [--resume], training on --calib (never the evaluation text).
+ * [--checkpoint-dir D] [--checkpoint-every N] [--resume] [--device cpu|webgpu], training on --calib (never the evaluation text).
  */
 import {
   FINETUNE_DATA,
+  FINETUNE_DEVICES,
   FINETUNE_LOSSES,
   FINETUNE_MODES,
   type FinetuneData,
+  type FinetuneDevice,
   type FinetuneMode,
   type FinetuneLoss,
   type FinetuneOptions,
@@ -35,7 +37,16 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
     { name: 'train-dense', kind: 'boolean', default: false, description: 'train the linears stored in float (kept dense, or left out by the codec) too; still stored in f16, so no bits change' },
     { name: 'smooth-k', kind: 'number', valueName: 'K', description: 'littlebit: SmoothSign sharpness k of the sign gradient k·(1 − tanh²(k·x))', defaultText: '100' },
-    { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe)', defaultText: '1' },
+    { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe; --device cpu)', defaultText: '1' },
+    {
+      name: 'device',
+      kind: 'string',
+      valueName: 'DEV',
+      choices: [...FINETUNE_DEVICES],
+      description:
+        "where the training steps run: cpu, or webgpu (Dawn: the optional 'webgpu' package and a Vulkan/Metal/D3D12 driver; SwiftShader when there is no GPU). Same recipe, checkpoints (they resume on either device) and bundle",
+      defaultText: 'cpu',
+    },
     {
       name: 'teacher-samples',
       kind: 'string',
@@ -59,7 +70,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {
@@ -139,6 +150,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options['train-dense'] === true ? { trainDense: true } : {}),
     ...(options['smooth-k'] === undefined ? {} : { smoothK: options['smooth-k'] as number }),
     ...(options.threads === undefined ? {} : { threads: options.threads as number }),
+    ...(options.device === undefined ? {} : { device: options.device as FinetuneDevice }),
     ...(options['checkpoint-dir'] === undefined ? {} : { checkpointDir: options['checkpoint-dir'] as string }),
     ...(options['checkpoint-every'] === undefined ? {} : { checkpointEvery: options['checkpoint-every'] as number }),
     ...(options.resume === true ? { resume: true } : {}),
@@ -165,6 +177,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     },
   };
   const samples = teacherSamples ? `samples of the float model (cached in ${teacherSamples.dir})` : 'samples of the float model';
-  note(io, quiet, `finetune: ${steps} steps on ${data === 'teacher' ? samples : calibSource}${data === 'both' ? ` and ${samples}` : ''}`);
+  const where = options.device === 'webgpu' ? ' (WebGPU)' : '';
+  note(io, quiet, `finetune: ${steps} steps${where} on ${data === 'teacher' ? samples : calibSource}${data === 'both' ? ` and ${samples}` : ''}`);
   return { options: ft, progress };
 }

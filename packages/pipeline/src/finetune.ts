@@ -587,7 +587,7 @@ async function webgpuTrainContext(): Promise<NodeTrainContext> {
     webgpuContext = null;
     const failure = (err as { failure?: unknown } | null)?.failure;
     if (err instanceof UltraSketchError && (failure === 'no-webgpu' || failure === 'no-adapter')) {
-      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `--device webgpu: ${err.problem}`, {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `cannot train on WebGPU: ${err.problem}`, {
         source: '--device',
         hint: `${err.hint ?? 'install a WebGPU driver'}; or train on the CPU with --device cpu`,
         cause: err,

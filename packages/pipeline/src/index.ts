@@ -121,11 +121,11 @@ export { createSession, describeRuntime, sessionContextLength, DEFAULT_CONTEXT_C
 export type { ReferenceModel, CreateSessionOptions } from './sessions.js';
 export { sweep, parseCodecSpec, sweepSvg, sweepMarkdown, codecFlags, finetuneFlags, shellJoin, jsonSafe, WindowCache } from './sweep.js';
 export type { SweepOptions, SweepResult, SweepRow, SweepCodecSpec, SweepProgressEvent } from './sweep.js';
-export { finetune, assertTrainableConfig, finetuneMemory, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, FINETUNE_MODES, LOSS_WEIGHTS, CHECKPOINT_FILE } from './finetune.js';
+export { finetune, assertTrainableConfig, finetuneMemory, finetuneProviderKind, finetuneGemm, validateFinetune, FINETUNE_LOSSES, FINETUNE_DATA, FINETUNE_MODES, FINETUNE_DEVICES, LOSS_WEIGHTS, CHECKPOINT_FILE } from './finetune.js';
 export { removeStaleTemporaries, temporaryWriterPid, processAlive } from './stale.js';
 export { testKillPoint, TEST_KILL_VARIABLE } from './test-kill.js';
 export type { TestKillPoint } from './test-kill.js';
-export type { FinetuneOptions, FinetuneInput, FinetuneResult, FinetuneLoss, FinetuneData, FinetuneMode, TrainingSection } from './finetune.js';
+export type { FinetuneOptions, FinetuneInput, FinetuneResult, FinetuneLoss, FinetuneData, FinetuneMode, FinetuneDevice, TrainingSection } from './finetune.js';
 export { RECIPES, RECIPE_NAMES, getRecipe, recipeSettings, describeRecipes } from './recipes.js';
 export type { Recipe, RecipeSettings } from './recipes.js';
 export { teacherCorpus, modelFingerprint } from './teacher-corpus.js';

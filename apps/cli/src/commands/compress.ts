@@ -314,7 +314,7 @@ function summaryRows(r: CompressReport, source: string): Array<[string, string]>
     const t = r.training;
     rows.push([
       'finetuned',
-      `${t.cost.steps}${t.cost.steps < t.recipe.steps ? ` of ${t.recipe.steps}` : ''} steps × ${t.recipe.batch} × ${t.recipe.seq} = ${fmtInt(t.cost.tokens)} tokens, ${t.cost.wallSeconds.toFixed(1)} s; ${t.recipe.name ? `recipe ${t.recipe.name}, ` : ''}loss ${t.recipe.loss}, data ${t.recipe.data}, lr ${t.recipe.lr}, providers ${[...new Set(Object.values(t.providers))].join(',')}`,
+      `${t.cost.steps}${t.cost.steps < t.recipe.steps ? ` of ${t.recipe.steps}` : ''} steps × ${t.recipe.batch} × ${t.recipe.seq} = ${fmtInt(t.cost.tokens)} tokens, ${t.cost.wallSeconds.toFixed(1)} s; ${t.recipe.name ? `recipe ${t.recipe.name}, ` : ''}loss ${t.recipe.loss}, data ${t.recipe.data}, lr ${t.recipe.lr}, providers ${[...new Set(Object.values(t.providers))].join(',')}${t.recipe.device === 'webgpu' ? `, on WebGPU (${t.cost.adapter ?? 'unknown adapter'})` : ''}`,
     ]);
     if (t.holdout) {
       rows.push(['held out', `KL ${t.holdout.kl.toExponential(3)}, CE ${t.holdout.ce.toFixed(4)}, top-1 ${(100 * t.holdout.top1).toFixed(2)} % on ${t.holdout.windows} teacher window(s) never trained on`]);
