@@ -15,6 +15,8 @@
  *   rtn2, rtn4                    round-to-nearest 2 / 4 bits, groups of 64 (f16 scale + offset per group)
  *   sketch-rowrun-0.5|0.75|1.0    AbsMaxMin sketch, d = 3, f16 states, rowrun (structured) hash family
  *   sketch-mixed-0.5|0.75|1.0     the same with the well-mixed (random) hash family
+ *   sketch-signmean-d1-int8-0.3|0.5|0.75|1.0, sketch-signmean-d1-f16-0.5
+ *                                 the sketch with query signmean, one sketch row (issue 16; only when named)
  *   hashednets-0.5                HashedNets baseline, f16 states
  *   littlebit-0.1|0.3|0.55        LittleBit with the residual path (two paths), ranks from the bpw formula
  *
@@ -140,6 +142,22 @@ const CODECS = [
     })),
   ),
   { key: 'hashednets-0.5', codec: sketchCore.hashedNetsCodec, raw: { bpw: 0.5, state: 'f16' }, js: 'hashednetsKernel', wasm: 'wasmHashednetsKernel', target: 0.5 },
+  // issue 16: the sketch's signmean query (rowrun, one sketch row); only when --codecs names them (not in `all`)
+  ...[
+    ['int8', 0.3],
+    ['int8', 0.5],
+    ['int8', 0.75],
+    ['int8', 1.0],
+    ['f16', 0.5],
+  ].map(([state, bpw]) => ({
+    key: `sketch-signmean-d1-${state}-${bpw === 1 ? '1.0' : bpw}`,
+    codec: sketchCore.sketchCodec,
+    raw: { bpw, state, rows: 1, query: 'signmean' },
+    js: 'sketchKernel',
+    wasm: 'wasmSketchKernel',
+    target: bpw,
+    extra: true,
+  })),
   ...[0.1, 0.3, 0.55].map((bpw) => ({
     key: `littlebit-${bpw}`,
     codec: littlebit.littlebitCodec,
@@ -149,7 +167,7 @@ const CODECS = [
     target: bpw,
   })),
 ];
-const selected = args.codecs === 'all' ? CODECS : args.codecs.split(',').map((k) => CODECS.find((c) => c.key === k.trim()) ?? fail(`--codecs: unknown '${k}' (known: ${CODECS.map((c) => c.key).join(', ')})`, 2));
+const selected = args.codecs === 'all' ? CODECS.filter((c) => !c.extra) : args.codecs.split(',').map((k) => CODECS.find((c) => c.key === k.trim()) ?? fail(`--codecs: unknown '${k}' (known: ${CODECS.map((c) => c.key).join(', ')})`, 2));
 
 // ------------------------------------------------------------------------------------------------ weights
 

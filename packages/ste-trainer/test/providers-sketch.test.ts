@@ -250,3 +250,50 @@ describe('end to end: stories260K, 20 KD steps on calib, sketch-states (both ini
 function getFamilies(p: SketchStateProvider<Float64Array>) {
   return sketchGroups(p.initial).map((g) => g.family!);
 }
+
+// ------------------------------------------------------------------------------ query signmean (issue 16)
+
+describe('sketch-states provider, query signmean', () => {
+  const SM: { label: string; rows: number; cols: number; codecOptions: Record<string, unknown> }[] = [
+    { label: 'rowrun f16 d1', rows: 12, cols: 20, codecOptions: { bpw: 1, rows: 1, state: 'f16', query: 'signmean' } },
+    { label: 'rowrun int8 d3', rows: 9, cols: 14, codecOptions: { bpw: 2, rows: 3, state: 'int8', query: 'signmean' } },
+    { label: 'mixed f32 d2, 3 groups with an exact one', rows: 8, cols: 12, codecOptions: { bpw: 12, rows: 2, state: 'f32', hash: 'mixed', groups: 3, alloc: 'saliency:2', query: 'signmean' } },
+  ];
+  for (const c of SM) {
+    it(`${c.label}: init forward = codec decode; gradient = finite differences (f64); the bundle decodes to the forward`, () => {
+      const rng = new Rng(11);
+      const w = laplace(rng, c.rows * c.cols);
+      const saliency = Float64Array.from({ length: c.cols }, (_, j) => (j < 2 ? 100 : 1 + rng.next()));
+      const ctx = { seed: 77, saliency };
+      const params = sketchCodec.encode(w, c.rows, c.cols, sketchCodec.resolveOptions(c.codecOptions), { name: 't', ...ctx });
+      const p32 = new SketchStateProvider({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, quantizedForward: false });
+      expect(Array.from(p32.weight())).toEqual(Array.from(sketchCodec.decode(params)));
+
+      const p = new SketchStateProvider<Float64Array>({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, dtype: 'f64', quantizedForward: false });
+      const S = p.states();
+      for (let i = 0; i < S.length; i++) S[i] = S[i]! + 0.02 * rng.normal();
+      const G = Float64Array.from({ length: c.rows * c.cols }, () => rng.normal());
+      const loss = () => {
+        const W = p.weight();
+        let s = 0;
+        for (let i = 0; i < W.length; i++) s += G[i]! * W[i]!;
+        return s;
+      };
+      loss();
+      const grad = p.parameters()[0]!.grad;
+      grad.fill(0);
+      p.backward(G);
+      expect(worstGradError(loss, S, Float64Array.from(grad), range(S.length), 1e-7, 1e-9).worst).toBeLessThan(1e-6);
+
+      // quantized forward (the default): after perturbing the masters the stored params decode to it exactly
+      const q = new SketchStateProvider({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx });
+      const Q = q.states();
+      for (let i = 0; i < Q.length; i++) Q[i] = Q[i]! * (1 + 0.5 * rng.normal()) + 0.01 * rng.normal();
+      const fwd = q.weight().slice();
+      const stored = q.toCodecParams();
+      expect(stored.options.query).toBe('signmean');
+      const back = sketchCodec.fromTensors(sketchCodec.toTensors(stored), c.rows, c.cols, stored.options, 't');
+      expect(Array.from(sketchCodec.decode(back))).toEqual(Array.from(fwd));
+    });
+  }
+});
