@@ -17,7 +17,9 @@ import {
 } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { scanJson } from './strictJson.js';
-import { encodeUtf8 } from './utf8.js';
+import { decodeUtf8Strict, encodeUtf8 } from './utf8.js';
+import { inflateRaw } from './inflate.js';
+import { llama2cColumns, llama2cFromColumns } from './pack.js';
 
 /**
  * The `.usk` bundle: one self-describing file holding a compressed model. It IS a safetensors file, so any
@@ -52,8 +54,21 @@ import { encodeUtf8 } from './utf8.js';
 export const USK_FORMAT = 'ultrasketch.usk';
 /** The version this build writes. */
 export const USK_FORMAT_VERSION = 2;
-/** Versions this build reads: 1 (before the metadata checksum, which it lacks) and 2. */
-export const USK_READABLE_VERSIONS: readonly number[] = [1, 2];
+/**
+ * The version written when the caller asks for a packed header (`writeBundle(input, { pack })`): the metadata
+ * and the tokenizer deflated into tensors, for whole-file budgets near one bit per parameter (docs/bundle.md,
+ * "Format 3").
+ */
+export const USK_PACKED_FORMAT_VERSION = 3;
+/** Versions this build reads: 1 (before the metadata checksum, which it lacks), 2, and 3 (packed). */
+export const USK_READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+/** Format 3: the tensor holding the deflated metadata, and the outer metadata key describing it. */
+export const USK_PACKED_METADATA_TENSOR = 'usk.metadata';
+export const USK_PACKED_METADATA_KEY = 'packed_metadata';
+/** Format 3: the inner metadata key saying how the tokenizer tensors are packed. */
+export const USK_TOKENIZER_PACKING_KEY = 'tokenizer_packing';
+/** Largest inflated metadata or tokenizer a format-3 reader accepts (the safetensors header limit). */
+const MAX_PACKED_BYTES = LIMITS.maxSafetensorsHeaderBytes;
 export const USK_TOKENIZER_TENSOR = 'tokenizer.llama2c';
 /** The tensors of an `hf-json` tokenizer: the tokenizer.json and tokenizer_config.json files' bytes. */
 export const USK_HF_TOKENIZER_TENSOR = 'tokenizer.json';
@@ -156,6 +171,8 @@ const RESERVED_KEYS = [
   'vectors',
   'checksums',
   USK_METADATA_CHECKSUM_KEY,
+  USK_PACKED_METADATA_KEY,
+  USK_TOKENIZER_PACKING_KEY,
 ];
 
 /** One tensor-table row as the metadata checksum sees it: the header's four facts about the tensor. */
@@ -232,7 +249,19 @@ export function metadataChecksum(metadata: Record<string, string>, tensors: Iter
 /** A string with an unpaired UTF-16 surrogate (no UTF-8 encoding exists for it). */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
+/** How `writeBundle` writes. */
+export interface WriteBundleOptions {
+  /**
+   * Write format 3: the metadata (every entry of format 2 but the format marker, version and checksum) as
+   * deflated JSON in the tensor `usk.metadata`, and the tokenizer deflated (a llama2.c file in columns first,
+   * pack.ts). `deflateRaw` is any conforming raw-DEFLATE encoder (the pipeline passes node:zlib's); the format
+   * package carries only the decoder, so it stays free of Node. Without it, format 2 exactly as before.
+   */
+  pack?: { deflateRaw(bytes: Uint8Array): Uint8Array };
+}
+
+export function writeBundle(input: BundleInput, options: WriteBundleOptions = {}): Uint8Array<ArrayBuffer> {
+  const pack = options.pack;
   const tensors: SafetensorsTensorInput[] = [];
   const entries: Record<string, BundleWeightEntry> = {};
   // Metadata lists weights and vectors in the caller's order (model order from compress()): the same
@@ -257,13 +286,25 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
   }
   const tok = input.tokenizer;
   const tokEntry = tokenizerEntry(tok);
-  if (tok.kind === 'hf-json') {
-    const config = tok.configBytes ?? encodeUtf8('{}');
-    tensors.push({ name: USK_HF_TOKENIZER_TENSOR, dtype: 'U8', shape: [tok.bytes.length], data: tok.bytes });
-    tensors.push({ name: USK_HF_TOKENIZER_CONFIG_TENSOR, dtype: 'U8', shape: [config.length], data: config });
-  } else {
-    tensors.push({ name: USK_TOKENIZER_TENSOR, dtype: 'U8', shape: [tok.bytes.length], data: tok.bytes });
+  const tokFiles: [string, Uint8Array][] =
+    tok.kind === 'hf-json'
+      ? [
+          [USK_HF_TOKENIZER_TENSOR, tok.bytes],
+          [USK_HF_TOKENIZER_CONFIG_TENSOR, tok.configBytes ?? encodeUtf8('{}')],
+        ]
+      : [[USK_TOKENIZER_TENSOR, tok.bytes]];
+  // Format 3: each tokenizer tensor deflated; a llama2.c file turned into columns first when it parses as one.
+  let tokPacking: { encoding: string; lengths: number[] } | null = null;
+  if (pack) {
+    const columns = tok.kind === 'hf-json' ? null : llama2cColumns(tok.bytes);
+    tokPacking = { encoding: columns ? 'llama2c-columns+deflate-raw' : 'deflate-raw', lengths: [] };
+    for (const entry of tokFiles) {
+      const plain = entry[0] === USK_TOKENIZER_TENSOR && columns ? columns : entry[1];
+      tokPacking.lengths.push(plain.length);
+      entry[1] = pack.deflateRaw(plain);
+    }
   }
+  for (const [name, data] of tokFiles) tensors.push({ name, dtype: 'U8', shape: [data.length], data });
 
   const checksums: Record<string, string> = {};
   for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
@@ -271,12 +312,13 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
   }
   const metadata: Record<string, string> = {
     format: USK_FORMAT,
-    format_version: String(USK_FORMAT_VERSION),
+    format_version: String(pack ? USK_PACKED_FORMAT_VERSION : USK_FORMAT_VERSION),
     model_config: JSON.stringify(input.config),
     tokenizer: JSON.stringify(tokEntry),
     weights: JSON.stringify(entries),
     vectors: JSON.stringify(vectorNames),
     checksums: JSON.stringify(checksums),
+    ...(tokPacking ? { [USK_TOKENIZER_PACKING_KEY]: JSON.stringify(tokPacking) } : {}),
   };
   for (const [key, value] of Object.entries(input.sections ?? {})) {
     if (RESERVED_KEYS.includes(key)) {
@@ -288,6 +330,27 @@ export function writeBundle(input: BundleInput): Uint8Array<ArrayBuffer> {
     if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) {
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `metadata "${key}" holds an unpaired UTF-16 surrogate, which has no UTF-8 form`);
     }
+  }
+  if (pack) {
+    // Format 3: all of that goes, as JSON, deflated, into one tensor; the safetensors metadata keeps the marker,
+    // the version, where the packed metadata is (with the SHA-256 of its stored bytes) and the checksum over
+    // those and the tensor table, so every byte of the header and of the packed metadata stays covered.
+    const { format: _f, format_version: version, ...inner } = metadata;
+    const plain = encodeUtf8(JSON.stringify(inner));
+    const packed = pack.deflateRaw(plain);
+    tensors.push({ name: USK_PACKED_METADATA_TENSOR, dtype: 'U8', shape: [packed.length], data: packed });
+    const outer: Record<string, string> = {
+      format: USK_FORMAT,
+      format_version: version!,
+      [USK_PACKED_METADATA_KEY]: JSON.stringify({
+        tensor: USK_PACKED_METADATA_TENSOR,
+        encoding: 'deflate-raw',
+        length: plain.length,
+        sha256: `sha256:${sha256Hex(packed)}`,
+      }),
+    };
+    outer[USK_METADATA_CHECKSUM_KEY] = metadataChecksum(outer, safetensorsLayout(tensors));
+    return writeSafetensors(tensors, outer);
   }
   // The checksum needs the tensor table before the file exists: the layout is exactly the writer's.
   metadata[USK_METADATA_CHECKSUM_KEY] = metadataChecksum(metadata, safetensorsLayout(tensors));
@@ -311,7 +374,7 @@ export interface ReadBundleOptions {
  */
 export function readBundle(bytes: Uint8Array, source = '<bundle>', options: ReadBundleOptions = {}): Bundle {
   const file = readSafetensors(bytes, source);
-  const meta = file.metadata;
+  let meta = file.metadata;
   const bad = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], problem: string, hint = 'the bundle is corrupt or not an UltraSketch bundle'): never => {
     throw new UltraSketchError(code, problem, { source, hint });
   };
@@ -359,6 +422,7 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
       );
     }
   }
+  if (formatVersion === USK_PACKED_FORMAT_VERSION) meta = unpackMetadata(file, meta, source, bad);
   const json = (key: string): unknown => {
     const text = meta[key];
     if (text === undefined) bad(ErrorCodes.BAD_HEADER, `metadata "${key}" is missing`);
@@ -392,17 +456,21 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
     bad(ErrorCodes.BAD_HEADER, 'metadata "vectors" is not a list of names');
   }
 
-  // Every tensor must carry a checksum, and every checksum must name a tensor.
+  // Every tensor must carry a checksum, and every checksum must name a tensor (format 3's packed metadata is
+  // covered by the SHA-256 in the outer metadata instead: it cannot hold its own checksum).
+  const packedTensor = formatVersion === USK_PACKED_FORMAT_VERSION ? USK_PACKED_METADATA_TENSOR : null;
   const claimed = new Set(Object.keys(checksums as object));
   for (const name of file.tensors.keys()) {
-    if (!claimed.has(name)) bad(ErrorCodes.BAD_HEADER, `tensor "${name}" has no checksum in the metadata`);
+    if (!claimed.has(name) && name !== packedTensor) bad(ErrorCodes.BAD_HEADER, `tensor "${name}" has no checksum in the metadata`);
   }
+  if (packedTensor !== null && claimed.has(packedTensor)) bad(ErrorCodes.BAD_HEADER, `tensor "${packedTensor}" must not be listed in the checksums`);
   for (const name of claimed) {
     if (!file.tensors.has(name)) bad(ErrorCodes.MISSING_TENSOR, `tensor "${name}" is listed in the checksums but missing`);
   }
   const verifyTensors = options.verifyChecksums ?? true;
   if (verifyTensors) {
     for (const [name, t] of file.tensors) {
+      if (name === packedTensor) continue;
       if (crc32Tag(t.data) !== (checksums as Record<string, unknown>)[name]) {
         bad(ErrorCodes.CHECKSUM, `checksum mismatch in tensor "${name}": its bytes changed after the bundle was written`, 'the file is corrupt; re-create or re-copy it');
       }
@@ -411,11 +479,16 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
 
   const tokenizerTensors = tokenizerTensorNames(tokenizer.kind);
   const used = new Set<string>(tokenizerTensors);
-  const tokBytes = tokenizerTensors.map((name) => {
+  if (packedTensor !== null) used.add(packedTensor);
+  let tokBytes = tokenizerTensors.map((name) => {
     const t = file.tensors.get(name);
     if (!t || t.dtype !== 'U8' || t.shape.length !== 1) bad(ErrorCodes.MISSING_TENSOR, `tensor "${name}" (U8) is missing`);
     return t!.data;
   });
+  if (meta[USK_TOKENIZER_PACKING_KEY] !== undefined) {
+    if (formatVersion !== USK_PACKED_FORMAT_VERSION) bad(ErrorCodes.BAD_HEADER, `metadata "${USK_TOKENIZER_PACKING_KEY}" exists only in format version 3`);
+    tokBytes = unpackTokenizer(json(USK_TOKENIZER_PACKING_KEY), tokenizer.kind, tokBytes, source, bad);
+  }
 
   const vectors = new Map<string, Float32Array>();
   for (const name of vectorNames as string[]) {
@@ -565,4 +638,88 @@ function readTokenizerEntry(
     out.origin = entry.origin as string;
   }
   return out;
+}
+
+// ------------------------------------------------------------------------------------------- format 3
+
+type Bad = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], problem: string, hint?: string) => never;
+
+/**
+ * Format 3: the metadata a format-2 header holds, read back from its deflated tensor. The outer metadata has
+ * exactly format, format_version, packed_metadata and metadata_checksum (already verified, and covering
+ * packed_metadata's SHA-256 of the stored bytes, checked here before inflating). The inner JSON follows the
+ * header's rules (no duplicate keys, bounded depth) and may not repeat the outer keys.
+ */
+function unpackMetadata(file: SafetensorsFile, outer: Record<string, string>, source: string, bad: Bad): Record<string, string> {
+  const want = ['format', 'format_version', USK_METADATA_CHECKSUM_KEY, USK_PACKED_METADATA_KEY];
+  const text = outer[USK_PACKED_METADATA_KEY];
+  if (text === undefined) {
+    bad(ErrorCodes.BAD_VERSION, `format version 3 stores its metadata packed, but "${USK_PACKED_METADATA_KEY}" is missing`, 'the file is corrupt or its format_version was changed');
+  }
+  const extra = Object.keys(outer).filter((k) => !want.includes(k));
+  if (extra.length > 0) bad(ErrorCodes.BAD_HEADER, `format version 3 keeps its metadata packed; the header also has ${extra.map((k) => JSON.stringify(k)).join(', ')}`);
+  let desc: unknown;
+  try {
+    desc = JSON.parse(text!);
+  } catch {
+    bad(ErrorCodes.BAD_HEADER, `metadata "${USK_PACKED_METADATA_KEY}" is not valid JSON`);
+  }
+  const d = desc as Record<string, unknown>;
+  if (
+    typeof d !== 'object' || d === null || Array.isArray(d) ||
+    Object.keys(d).sort().join(',') !== 'encoding,length,sha256,tensor' ||
+    d.tensor !== USK_PACKED_METADATA_TENSOR || d.encoding !== 'deflate-raw' ||
+    typeof d.length !== 'number' || !Number.isInteger(d.length) || d.length < 2 || d.length > MAX_PACKED_BYTES ||
+    typeof d.sha256 !== 'string'
+  ) {
+    bad(ErrorCodes.BAD_HEADER, `metadata "${USK_PACKED_METADATA_KEY}" must be {tensor: "${USK_PACKED_METADATA_TENSOR}", encoding: "deflate-raw", length, sha256}, got ${text!.slice(0, 200)}`);
+  }
+  const t = file.tensors.get(USK_PACKED_METADATA_TENSOR);
+  if (!t || t.dtype !== 'U8' || t.shape.length !== 1) bad(ErrorCodes.MISSING_TENSOR, `tensor "${USK_PACKED_METADATA_TENSOR}" (U8) is missing`);
+  if (`sha256:${sha256Hex(t!.data)}` !== d.sha256) {
+    bad(ErrorCodes.CHECKSUM, `checksum mismatch in tensor "${USK_PACKED_METADATA_TENSOR}" (the packed metadata): its bytes changed after the bundle was written`, 'the file is corrupt; re-create or re-copy it');
+  }
+  const plain = inflateRaw(t!.data, d.length as number, `${source} (${USK_PACKED_METADATA_TENSOR})`);
+  const innerText = decodeUtf8Strict(plain) ?? bad(ErrorCodes.BAD_HEADER, 'the packed metadata is not UTF-8');
+  let inner: unknown;
+  try {
+    inner = JSON.parse(innerText);
+  } catch {
+    bad(ErrorCodes.BAD_HEADER, 'the packed metadata is not valid JSON');
+  }
+  const problem = scanJson(innerText, LIMITS.maxJsonDepth);
+  if (problem) {
+    if (problem.kind === 'duplicate') bad(ErrorCodes.BAD_HEADER, `the packed metadata has the key ${JSON.stringify(problem.key)} twice`);
+    bad(ErrorCodes.LIMIT_EXCEEDED, `the packed metadata nests deeper than the limit of ${LIMITS.maxJsonDepth} levels`);
+  }
+  if (typeof inner !== 'object' || inner === null || Array.isArray(inner)) bad(ErrorCodes.BAD_HEADER, 'the packed metadata is not an object');
+  const out: Record<string, string> = { format: outer.format!, format_version: outer.format_version! };
+  for (const [k, v] of Object.entries(inner as Record<string, unknown>)) {
+    if (want.includes(k)) bad(ErrorCodes.BAD_HEADER, `the packed metadata repeats the outer key ${JSON.stringify(k)}`);
+    if (typeof v !== 'string') bad(ErrorCodes.BAD_HEADER, `the packed metadata entry ${JSON.stringify(k)} is not a string`);
+    if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v as string)) bad(ErrorCodes.BAD_HEADER, `the packed metadata entry ${JSON.stringify(k)} holds an unpaired UTF-16 surrogate escape`);
+    out[k] = v as string;
+  }
+  return out;
+}
+
+/** Format 3: the tokenizer files back from their deflated tensors (`tokenizer_packing`: encoding and lengths). */
+function unpackTokenizer(raw: unknown, kind: BundleTokenizerKind, stored: Uint8Array[], source: string, bad: Bad): Uint8Array[] {
+  const r = raw as Record<string, unknown>;
+  const encodings = kind === 'hf-json' ? ['deflate-raw'] : ['deflate-raw', 'llama2c-columns+deflate-raw'];
+  if (
+    typeof r !== 'object' || r === null || Array.isArray(r) ||
+    Object.keys(r).sort().join(',') !== 'encoding,lengths' ||
+    !encodings.includes(r.encoding as string) ||
+    !Array.isArray(r.lengths) || r.lengths.length !== stored.length ||
+    !r.lengths.every((n) => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_PACKED_BYTES)
+  ) {
+    bad(ErrorCodes.BAD_HEADER, `metadata "${USK_TOKENIZER_PACKING_KEY}" must be {encoding: ${encodings.map((e) => JSON.stringify(e)).join(' | ')}, lengths: [${stored.length} byte counts]}, got ${JSON.stringify(raw).slice(0, 200)}`);
+  }
+  const names = tokenizerTensorNames(kind);
+  return stored.map((bytes, i) => {
+    const where = `${source} (${names[i]})`;
+    const plain = inflateRaw(bytes, (r.lengths as number[])[i]!, where);
+    return r.encoding === 'llama2c-columns+deflate-raw' && names[i] === USK_TOKENIZER_TENSOR ? llama2cFromColumns(plain, where) : plain;
+  });
 }

@@ -49,6 +49,10 @@ export {
   USK_TOKENIZER_KINDS,
   tokenizerTensorNames,
   USK_METADATA_CHECKSUM_KEY,
+  USK_PACKED_FORMAT_VERSION,
+  USK_PACKED_METADATA_TENSOR,
+  USK_PACKED_METADATA_KEY,
+  USK_TOKENIZER_PACKING_KEY,
   writeBundle,
   readBundle,
   metadataChecksum,
@@ -65,7 +69,10 @@ export type {
   BundleWeightInput,
   ChecksummedTensor,
   ReadBundleOptions,
+  WriteBundleOptions,
 } from './bundle.js';
+export { inflateRaw } from './inflate.js';
+export { llama2cColumns, llama2cFromColumns } from './pack.js';
 export { GGUF_LIMITS, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_VALUE_TYPES, parseGgufHeader, readGguf, getGgufTensorInfo, getGgufTensorBytes, getGgufFloat32, decodeGgufTensor, decodeGgufRows, getGgufMetadata, getGgufNumber, getGgufString, getGgufArray } from './gguf.js';
 export type { GgufLimits, GgufValueType, GgufArrayValues, GgufArray, GgufValue, GgufMetadataEntry, GgufTensorInfo, GgufHeader, GgufHeaderParse, GgufFile } from './gguf.js';
 export { ggmlType, ggmlTypeById, ggmlByteLength, dequantizeGgml, DECODABLE_GGML_TYPES } from './ggufQuants.js';
