@@ -14,7 +14,7 @@ import { crc32 } from '@ultrasketch/format';
 import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
 import { setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
-import { setAdamWKernel } from './optim.js';
+import { setAdamWKernel, setSumSquaresKernel } from './optim.js';
 import {
   CTRL,
   CTRL_WORDS,
@@ -59,6 +59,7 @@ export function useWasmGemm(on = true): boolean {
   if (on && wasmOps === undefined) wasmOps = wasmGemm ? createTrainerOps(wasmGemm.mem) : null;
   setElementwiseKernels(wasmActive && wasmOps ? wasmOps : null);
   setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
+  setSumSquaresKernel(wasmActive && wasmOps ? (x) => wasmOps!.sumSquares(x, x.length) : null);
   setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }

@@ -89,8 +89,10 @@ export interface ElementwiseKernels {
   rmsNormForward(x: Float32Array, w: Float32Array, y: Float32Array, r: Float32Array, n: number, dim: number, eps: number): boolean;
   rmsNormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, r: Float32Array, dx: Float32Array, dw: Float32Array | null, n: number, dim: number): boolean;
   add(a: Float32Array, b: Float32Array, out: Float32Array, count: number): boolean;
-  /** out[2r] = max, out[2r + 1] = min of row r (NaN when the row has one). */
-  rowMaxMin(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean;
+  /** out[2r] = max of row r, out[2r + 1] = 0 when every value of the row is finite (else NaN). */
+  rowMaxCheck(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean;
+  /** dst[dstAt + r·dstStride + i] = src[srcAt + r·srcStride + i], r < rows, i < len (attention's head gathers). */
+  copyRows(src: Float32Array, srcAt: number, srcStride: number, dst: Float32Array, dstAt: number, dstStride: number, rows: number, len: number): boolean;
 }
 
 let ew: ElementwiseKernels | null = null;
@@ -388,6 +390,10 @@ export function attentionBackward(
  * heads of L rows, stacked head after head into a contiguous [count·L, hs] matrix.
  */
 function gatherHeads(src: FloatArray, dst: FloatArray, row0: number, L: number, width: number, col0: number, count: number, hs: number): void {
+  if (ew !== null && f32(src) && f32(dst) && ew.copyRows(src, row0 * width + col0, width, dst, 0, hs, L, hs)) {
+    for (let j = 1; j < count; j++) ew.copyRows(src, row0 * width + col0 + j * hs, width, dst, j * L * hs, hs, L, hs);
+    return;
+  }
   for (let j = 0; j < count; j++) {
     for (let t = 0; t < L; t++) {
       const si = (row0 + t) * width + col0 + j * hs;
@@ -399,6 +405,10 @@ function gatherHeads(src: FloatArray, dst: FloatArray, row0: number, L: number, 
 
 /** The inverse of gatherHeads: write a stacked [count·L, hs] matrix back into its rows and columns. */
 function scatterHeads(src: FloatArray, dst: FloatArray, row0: number, L: number, width: number, col0: number, count: number, hs: number): void {
+  if (ew !== null && f32(src) && f32(dst) && ew.copyRows(src, 0, hs, dst, row0 * width + col0, width, L, hs)) {
+    for (let j = 1; j < count; j++) ew.copyRows(src, j * L * hs, hs, dst, row0 * width + col0 + j * hs, width, L, hs);
+    return;
+  }
   for (let j = 0; j < count; j++) {
     for (let t = 0; t < L; t++) {
       const di = (row0 + t) * width + col0 + j * hs;
@@ -638,16 +648,16 @@ export function distillLosses(
   // Pass 1: maxima, arg-maxima (top-1), finiteness (Σ_j x_j is finite exactly when every float32 x_j is).
   let agree = 0;
   if (ew !== null && f32(logits) && (tl === null || f32(tl)) && passOneKernel(ew, logits, tl, n, vocab)) {
-    // The kernel's row maxima and minima: a row is finite when both are; the arg-max is the first index of the
-    // maximum (what the loop below finds).
+    // The kernel's row maxima and finiteness checks; the arg-max is the first index of the maximum (what the
+    // loop below finds; TypedArray indexOf is native).
     for (let t = 0; t < n; t++) {
       const o = t * vocab;
       const max = mmS[2 * t]!;
-      if (!Number.isFinite(max) || !Number.isFinite(mmS[2 * t + 1]!)) studentFinite = false;
+      if (mmS[2 * t + 1] !== 0) studentFinite = false;
       maxS[t] = max;
       if (tl) {
         const tMax = mmT[2 * t]!;
-        if (!Number.isFinite(tMax) || !Number.isFinite(mmT[2 * t + 1]!)) teacherFinite = false;
+        if (mmT[2 * t + 1] !== 0) teacherFinite = false;
         maxT[t] = tMax;
         if (studentFinite && teacherFinite && logits.indexOf(max, o) === tl.indexOf(tMax, o)) agree++;
       }
@@ -782,14 +792,14 @@ export function distillLosses(
 let mmS = new Float64Array(0);
 let mmT = new Float64Array(0);
 
-/** Row maxima and minima of the student's (and teacher's) logits into mmS (mmT) through the kernel. */
+/** Row maxima and finiteness checks of the student's (and teacher's) logits into mmS (mmT) through the kernel. */
 function passOneKernel(k: ElementwiseKernels, z: Float32Array, x: Float32Array | null, n: number, vocab: number): boolean {
   if (mmS.length < 2 * n) {
     mmS = new Float64Array(2 * n);
     mmT = new Float64Array(2 * n);
   }
-  if (!k.rowMaxMin(z, n, vocab, mmS)) return false;
-  return x === null || k.rowMaxMin(x, n, vocab, mmT);
+  if (!k.rowMaxCheck(z, n, vocab, mmS)) return false;
+  return x === null || k.rowMaxCheck(x, n, vocab, mmT);
 }
 
 let maxS = new Float64Array(0);

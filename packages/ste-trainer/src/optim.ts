@@ -113,11 +113,34 @@ export class AdamW {
   }
 }
 
+/**
+ * Σ x² of a float32 array in a faster kernel, accumulated in float64 (the Node entry installs runtime-node's
+ * WebAssembly SIMD one: two float64 lanes, so the order of the additions differs from the loop's); NaN means
+ * it did not take the call.
+ */
+export type SumSquaresKernel = (x: Float32Array) => number;
+
+let sumSquaresKernel: SumSquaresKernel | null = null;
+
+/** Install (or remove, with null) the sum-of-squares kernel; returns the previous one. */
+export function setSumSquaresKernel(k: SumSquaresKernel | null): SumSquaresKernel | null {
+  const prev = sumSquaresKernel;
+  sumSquaresKernel = k;
+  return prev;
+}
+
 /** √(Σ g²) over every parameter's gradient, accumulated in float64. */
 export function globalGradNorm(params: Param[]): number {
   let ss = 0;
   for (const p of params) {
     const g = p.grad;
+    if (sumSquaresKernel !== null && g instanceof Float32Array) {
+      const s = sumSquaresKernel(g);
+      if (!Number.isNaN(s)) {
+        ss += s;
+        continue;
+      }
+    }
     for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!;
   }
   return Math.sqrt(ss);

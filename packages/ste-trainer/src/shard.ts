@@ -1,6 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type ModelConfig, TensorNames } from '@ultrasketch/model';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
+import { allocFloat32 } from './matmul.js';
 import { distillLosses, mseLoss } from './ops.js';
 import type { CodecParams } from '@ultrasketch/core';
 import type { Param, WeightProvider } from './providers.js';
@@ -283,7 +284,7 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
   const res = new Float64Array(init.results);
   const inputs = new Int32Array(init.maxSeqs * L);
   const targets = new Int32Array(init.maxSeqs * L);
-  const dLogits = new Float32Array(init.maxSeqs * L * c.vocabSize);
+  const dLogits = allocFloat32(init.maxSeqs * L * c.vocabSize); // beside the logits, in the kernels' memory
   const normGrads = norms.map((n) => n.grad).filter((g): g is Float32Array => g !== null);
   let mseSum = 0;
   let denomRows = 0;

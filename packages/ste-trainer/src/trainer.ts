@@ -9,6 +9,7 @@ import {
 } from '@ultrasketch/model';
 import { type BatchSource, CalibrationBatches, CorpusBatches, TeacherSamples } from './data.js';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
+import { allocFloat32 } from './matmul.js';
 import { type LogitLossResult, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
 import { DenseProvider, type Param, type WeightProvider } from './providers.js';
@@ -322,7 +323,7 @@ export class Trainer {
     this.calibCrc = o.calibTokens ? crcOf(o.calibTokens) : 'none';
     this.inputs = new Int32Array(B0 * o.seqLen);
     this.targets = new Int32Array(B0 * o.seqLen);
-    this.dLogits = new Float32Array(B0 * o.seqLen * c.vocabSize);
+    this.dLogits = allocFloat32(B0 * o.seqLen * c.vocabSize); // in the wasm kernels' memory (Node): no copies
     const denom = o.batch * o.seqLen * c.dim;
     this.mseGrad = (layer, dX) => {
       const tg = this.teacherGraph!;

@@ -191,7 +191,7 @@ describe('wasm trainer element-wise kernels', () => {
     });
   }
 
-  it.skipIf(ops === null)('the loss pass finds the same maxima, top-1 and non-finite rows through row_maxmin', () => {
+  it.skipIf(ops === null)('the loss pass finds the same maxima, top-1 and non-finite rows through row_maxcheck', () => {
     const [n, V] = [5, 64];
     const z = rand(n * V, 11, 10);
     const x = rand(n * V, 12, 10);

@@ -31,6 +31,10 @@ export const SIMD_OPS = {
   f32x4_sub: 0xe5,
   f32x4_min: 0xe8,
   f32x4_max: 0xe9,
+  // pseudo-min/max (b < a ? b : a, a < b ? b : a): one minps/maxps on x64, where f32x4.min/max need ~6
+  // instructions for their NaN and ±0 rules; with the value as the first operand a NaN still comes through
+  f32x4_pmin: 0xea,
+  f32x4_pmax: 0xeb,
   i32x4_trunc_sat_f32x4_s: 0xf8,
   i32x4_splat: 0x11,
 } as const;
@@ -74,8 +78,8 @@ const HI = 88.0;
 export function expV(f: ExpBuilder, v: number, k: number, p: number): void {
   const splat = (value: number) => f.f32Const(value).f32x4Splat();
   f.get(v);
-  splat(LO).simdOp(SIMD_OPS.f32x4_max);
-  splat(HI).simdOp(SIMD_OPS.f32x4_min);
+  splat(LO).simdOp(SIMD_OPS.f32x4_pmax); // pmax(v, LO): v unless v < LO (NaN stays NaN)
+  splat(HI).simdOp(SIMD_OPS.f32x4_pmin); // pmin(v, HI): v unless HI < v
   f.set(v);
   // k = nearest(v·log2 e); r = v − k·ln2 in two parts (Cody–Waite: k·LN2_HI is exact in float32, so r
   // keeps full precision even where v·log2 e itself would have lost low bits)

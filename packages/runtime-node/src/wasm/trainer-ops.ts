@@ -9,7 +9,7 @@
  *   rmsnorm_bwd  dx += r·(w ⊙ dy) − x·r³/dim·Σ dy⊙w⊙x; dw += Σ_rows dy ⊙ x · r (when dw ≠ 0)
  *   add          out = a + b (the residual adds)
  *   adamw        AdamW over one parameter (decoupled decay, bias-corrected moments), gradient zeroed
- *   row_maxmin   per row: max and min (the losses' row maxima and finiteness: a NaN or ±Inf shows in them)
+ *   row_maxcheck per row: the maximum, and Σ x·0 (0 exactly when the row is finite) for the losses
  *
  * Arithmetic is float32 (sums in 4 lanes, then pairwise), where the JS versions round float64 results once:
  * results differ from them within float32 rounding (tested against them), deterministically. Every kernel
@@ -26,19 +26,27 @@ const F32X4_NEG = 0xe1;
 const F32X4_SQRT = 0xe3;
 const F32X4_SUB = 0xe5;
 const F32X4_DIV = 0xe7;
-const F32X4_MIN = 0xe8;
-const F32X4_MAX = 0xe9;
+const F32X4_PMAX = 0xeb;
 const F32_SQRT = 0x91;
-const F32_MIN = 0x96;
+const F64_ADD = 0xa0;
+const F64X2_PROMOTE_LOW = 0x5f;
+const F64X2_EXTRACT_LANE = 0x21;
+const F64X2_ADD = 0xf0;
+const F64X2_MUL = 0xf2;
 
 class OpsBuilder extends ExpBuilder {
   f32Sqrt(): this {
     this.code.push(F32_SQRT);
     return this;
   }
-  f32Min(): this {
-    this.code.push(F32_MIN);
+  /** Raw bytes (an opcode or immediate the emitter does not name). */
+  raw(...bytes: number[]): this {
+    for (const b of bytes) this.code.push(b);
     return this;
+  }
+  /** x → x·0 (0 for a finite x, NaN for NaN or ±Inf) */
+  zeroTimes(): this {
+    return this.v128Zero().f32x4Mul();
   }
   /** f32x4 splat of a constant. */
   splat(v: number): this {
@@ -229,34 +237,89 @@ function emitAdamW(): FunctionBuilder {
   return f;
 }
 
-/** row_maxmin(x, rows, colsBytes, out): out[2r] = max, out[2r + 1] = min of row r (NaN if any is NaN). */
-function emitRowMaxMin(): FunctionBuilder {
+/**
+ * row_maxcheck(x, rows, colsBytes, out): out[2r] = max of row r, out[2r + 1] = Σ x·0 over the row — 0 when
+ * every value is finite, NaN when one is NaN or ±Inf (the max uses pmax, one instruction, which may skip a
+ * NaN: the check catches it). Two accumulators of each, to overlap their latencies.
+ */
+function emitRowMaxCheck(): FunctionBuilder {
   const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32']);
   const [xp, rows, colsBytes, op] = [0, 1, 2, 3];
   const t = f.local('i32');
   const j = f.local('i32');
-  const mx = f.local('v128');
-  const mn = f.local('v128');
+  const m0 = f.local('v128');
+  const m1 = f.local('v128');
+  const c0 = f.local('v128');
+  const c1 = f.local('v128');
   const xv = f.local('v128');
+  const even = f.local('i32');
+  const zero = () => f.v128Zero();
   loopLt(f, t, rows, 1, () => {
-    f.get(xp).v128Load().tee(mx).set(mn);
-    f.i32Const(16).set(j);
-    loopLt(f, j, colsBytes, 16, () => {
+    f.get(xp).v128Load().tee(m0).set(m1);
+    zero().set(c0);
+    zero().set(c1);
+    // pairs of vectors from 0 up to the even part, then the last vector if the count is odd
+    f.get(colsBytes).i32Const(~31).i32And().set(even);
+    f.i32Const(0).set(j);
+    loopLt(f, j, even, 32, () => {
       f.loadAt(xp, j).set(xv);
-      f.get(mx).get(xv).simdOp(F32X4_MAX).set(mx);
-      f.get(mn).get(xv).simdOp(F32X4_MIN).set(mn);
+      f.get(m0).get(xv).simdOp(F32X4_PMAX).set(m0);
+      f.get(xv).zeroTimes().get(c0).f32x4Add().set(c0);
+      f.get(xp).get(j).i32Add().v128Load(16).set(xv);
+      f.get(m1).get(xv).simdOp(F32X4_PMAX).set(m1);
+      f.get(xv).zeroTimes().get(c1).f32x4Add().set(c1);
     });
+    f.block().get(even).get(colsBytes).i32GeU().brIf(0);
+    f.loadAt(xp, even).set(xv);
+    f.get(m0).get(xv).simdOp(F32X4_PMAX).set(m0);
+    f.get(xv).zeroTimes().get(c0).f32x4Add().set(c0);
+    f.end();
+    f.get(m0).get(m1).simdOp(F32X4_PMAX).set(m0);
+    f.get(c0).get(c1).f32x4Add().set(c0);
     f.get(op);
-    f.get(mx).f32x4ExtractLane(0).get(mx).f32x4ExtractLane(1).f32Max();
-    f.get(mx).f32x4ExtractLane(2).get(mx).f32x4ExtractLane(3).f32Max().f32Max();
+    f.get(m0).f32x4ExtractLane(0).get(m0).f32x4ExtractLane(1).f32Max();
+    f.get(m0).f32x4ExtractLane(2).get(m0).f32x4ExtractLane(3).f32Max().f32Max();
     f.f32Store();
     f.get(op);
-    f.get(mn).f32x4ExtractLane(0).get(mn).f32x4ExtractLane(1).f32Min();
-    f.get(mn).f32x4ExtractLane(2).get(mn).f32x4ExtractLane(3).f32Min().f32Min();
+    lanesSum(f, c0);
     f.f32Store(4);
     f.get(xp).get(colsBytes).i32Add().set(xp);
     f.get(op).i32Const(8).i32Add().set(op);
   });
+  return f;
+}
+
+/** copy_rows(src, srcStrideBytes, dst, dstStrideBytes, rows, lenBytes): row-strided copy (attention's head gathers). */
+function emitCopyRows(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [sp, sStride, dp, dStride, rows, lenBytes] = [0, 1, 2, 3, 4, 5];
+  const t = f.local('i32');
+  const j = f.local('i32');
+  loopLt(f, t, rows, 1, () => {
+    f.i32Const(0).set(j);
+    loopLt(f, j, lenBytes, 16, () => {
+      f.addr(dp, j).loadAt(sp, j).v128Store();
+    });
+    f.get(sp).get(sStride).i32Add().set(sp);
+    f.get(dp).get(dStride).i32Add().set(dp);
+  });
+  return f;
+}
+
+/** sumsq(x, bytes): Σ x² in float64 (each float promoted; two f64 lanes, summed at the end). */
+function emitSumSq(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32'], ['f64']);
+  const [xp, bytes] = [0, 1];
+  const i = f.local('i32');
+  const acc = f.local('v128');
+  const v = f.local('v128');
+  f.v128Zero().set(acc);
+  loopLt(f, i, bytes, 16, () => {
+    // lanes 0, 1 (load at i) and 2, 3 (load at i + 8), each promoted to float64
+    f.loadAt(xp, i).simdOp(F64X2_PROMOTE_LOW).tee(v).get(v).simdOp(F64X2_MUL).get(acc).simdOp(F64X2_ADD).set(acc);
+    f.get(xp).get(i).i32Add().v128Load(8).simdOp(F64X2_PROMOTE_LOW).tee(v).get(v).simdOp(F64X2_MUL).get(acc).simdOp(F64X2_ADD).set(acc);
+  });
+  f.get(acc).simdOp(F64X2_EXTRACT_LANE).raw(0).get(acc).simdOp(F64X2_EXTRACT_LANE).raw(1).raw(F64_ADD);
   return f;
 }
 
@@ -269,7 +332,9 @@ function opsModuleBytes(): Uint8Array {
     .addFunction('rmsnorm_bwd', emitRmsNormBwd())
     .addFunction('add', emitAdd())
     .addFunction('adamw', emitAdamW())
-    .addFunction('row_maxmin', emitRowMaxMin())
+    .addFunction('row_maxcheck', emitRowMaxCheck())
+    .addFunction('copy_rows', emitCopyRows())
+    .addFunction('sumsq', emitSumSq())
     .emit();
   return moduleBytes;
 }
@@ -410,12 +475,33 @@ export class WasmTrainerOps {
     return true;
   }
 
-  /** out[2r] = max, out[2r + 1] = min of row r of x [rows, cols]. False when cols % 4 ≠ 0. */
-  rowMaxMin(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean {
+  /**
+   * dst[dstAt + r·dstStride + i] = src[srcAt + r·srcStride + i] for r < rows, i < len (float offsets). Only
+   * between arrays in this memory (else false: a copy into scratch and back would cost more than the JS loop),
+   * and len % 4 = 0.
+   */
+  copyRows(src: Float32Array, srcAt: number, srcStride: number, dst: Float32Array, dstAt: number, dstStride: number, rows: number, len: number): boolean {
+    if (len % 4 !== 0 || !this.mem.isResident(src) || !this.mem.isResident(dst)) return false;
+    this.fn.copy_rows!(src.byteOffset + 4 * srcAt, 4 * srcStride, dst.byteOffset + 4 * dstAt, 4 * dstStride, rows, 4 * len);
+    return true;
+  }
+
+  /** Σ x² over `count` floats, accumulated in float64 (NaN when the length % 4 ≠ 0: the caller's loop runs). */
+  sumSquares(x: Float32Array, count: number): number {
+    if (count % 4 !== 0) return NaN;
+    if (count === 0) return 0;
+    return (this.fn.sumsq as unknown as (x: number, bytes: number) => number)(this.at(x, count, 0), 4 * count);
+  }
+
+  /**
+   * out[2r] = max of row r of x [rows, cols], out[2r + 1] = 0 when every value of the row is finite, else NaN.
+   * False when cols % 4 ≠ 0.
+   */
+  rowMaxCheck(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean {
     if (cols % 4 !== 0 || cols === 0) return false;
     const xA = this.at(x, rows * cols, 0);
     const oA = this.mem.scratch(SLOT0 + 6, 8 * rows);
-    this.fn.row_maxmin!(xA, rows, 4 * cols, oA);
+    this.fn.row_maxcheck!(xA, rows, 4 * cols, oA);
     const f = this.mem.f32;
     for (let i = 0; i < 2 * rows; i++) out[i] = f[oA / 4 + i]!;
     return true;
