@@ -151,6 +151,13 @@ export function rawCodecOptions(input: CommandInput, codecs: string[], command: 
   return raw;
 }
 
+/** compress --pack: format 3 (docs/bundle.md), the metadata and the tokenizer deflated. */
+export const PACK_SPEC: OptionSpec = {
+  name: 'pack',
+  kind: 'boolean',
+  description: 'write format 3: metadata and tokenizer deflated, for whole-file bits (builds before format 3 cannot read it)',
+};
+
 /** Options shared by compress and sweep (model storage, calibration, evaluation). */
 export function sharedCompressSpecs(): OptionSpec[] {
   return [
@@ -162,7 +169,14 @@ export function sharedCompressSpecs(): OptionSpec[] {
       description: 'linear kinds to compress: a comma-separated subset of q,k,v,o,gate,up,down, or all (the others are stored in float f16)',
       defaultText: "the codec's: all seven; sketch and hashednets all but o",
     },
-    { name: 'embeddings', kind: 'string', valueName: 'S', choices: [...EMBEDDING_STORAGES], default: 'f16', description: 'storage of the embedding (and an untied classifier)' },
+    {
+      name: 'embeddings',
+      kind: 'string',
+      valueName: 'S',
+      choices: [...EMBEDDING_STORAGES],
+      default: 'f16',
+      description: 'storage of the embedding (and an untied classifier): f16, f32; rtnK (K bits, groups of 64); vqK (4-value sub-vectors, a 2^K-entry codebook fitted to the calibration text\'s token counts: K/4 bits a value); binary (1 bit)',
+    },
     { name: 'seed', kind: 'int', valueName: 'S', min: 0, max: 0xffffffff, default: 0, description: "run seed; each weight's codec seed is derived from it and the weight's name" },
     {
       name: 'small-matrix',

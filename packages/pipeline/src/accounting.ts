@@ -1,5 +1,5 @@
 import { type BitCount, ErrorCodes, UltraSketchError, getCodec } from '@ultrasketch/core';
-import { type Bundle, tokenizerTensorNames } from '@ultrasketch/format';
+import { type Bundle, USK_PACKED_METADATA_TENSOR, tokenizerTensorNames } from '@ultrasketch/format';
 import { type LinearKind, type ModelConfig, TensorNames, parameterCount, parseLinearName } from '@ultrasketch/model';
 
 /**
@@ -64,6 +64,11 @@ export interface AccountingGroups {
   norms: BitsAndWeights;
   /** The embedded tokenizer file (no parameters). */
   tokenizer: BitsAndWeights;
+  /**
+   * Format 3 only: the deflated metadata tensor (`usk.metadata`; no parameters). Absent in format 1 and 2, whose
+   * metadata is all in the JSON header (`headerBytes`), and in the stored section (a file cannot hold its size).
+   */
+  metadata?: BitsAndWeights;
 }
 
 export const ACCOUNTING_DEFINITION =
@@ -215,6 +220,8 @@ export function bundleAccounting(bundle: Bundle, config: ModelConfig, fileBytes:
   // Every tensor the tokenizer is stored in (hf-json has two: tokenizer.json and tokenizer_config.json).
   const tokenizerBytes = tokenizerTensorNames(bundle.tokenizer.kind).reduce((n, name) => n + (bundle.file.tensors.get(name)?.data.byteLength ?? 0), 0);
   const groups = accountingGroups(weights, compressedSet, normWeights, tokenizerBytes);
+  const packedMetadata = bundle.formatVersion === 3 ? bundle.file.tensors.get(USK_PACKED_METADATA_TENSOR) : undefined;
+  if (packedMetadata) groups.metadata = { bits: 8 * packedMetadata.data.byteLength, weights: 0 };
   const params = parameterCount(config);
   const linearBits = groups.compressedLinears.bits;
   const linearWeights = groups.compressedLinears.weights;

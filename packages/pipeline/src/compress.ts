@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import { registerAllCodecs } from './codecs.js';
+import { type VqOptions, vqEncode } from '@ultrasketch/baselines';
 import { type Codec, ErrorCodes, UltraSketchError, getCodec, isUltraSketchError } from '@ultrasketch/core';
 import {
   type Bundle,
@@ -112,8 +114,11 @@ export function parseLayers(spec: string | readonly string[]): LinearKind[] {
 }
 
 /** How the embedding (and an untied classifier) is stored. */
-export type EmbeddingStorage = 'f16' | 'f32' | 'rtn2' | 'rtn3' | 'rtn4' | 'rtn8';
-export const EMBEDDING_STORAGES: readonly EmbeddingStorage[] = ['f16', 'f32', 'rtn2', 'rtn3', 'rtn4', 'rtn8'];
+export type EmbeddingStorage = 'f16' | 'f32' | 'rtn2' | 'rtn3' | 'rtn4' | 'rtn8' | 'vq6' | 'vq7' | 'vq8' | 'binary';
+export const EMBEDDING_STORAGES: readonly EmbeddingStorage[] = ['f16', 'f32', 'rtn2', 'rtn3', 'rtn4', 'rtn8', 'vq6', 'vq7', 'vq8', 'binary'];
+
+/** Sub-vector length of vq-stored embeddings: 4 values per codebook index (`vqK`: 2^K entries, K/4 bits a value). */
+export const EMBEDDING_VQ_DIM = 4;
 
 /** Group size of rtn-quantized embeddings: groups of 64 consecutive values along each embedding row. */
 export const EMBEDDING_RTN_GROUP_SIZE = 64;
@@ -133,6 +138,15 @@ export function embeddingCodec(storage: EmbeddingStorage, flag = '--embeddings')
       return { id: 'rtn', options: { bits: 4, groupSize: EMBEDDING_RTN_GROUP_SIZE } };
     case 'rtn8':
       return { id: 'rtn', options: { bits: 8, groupSize: EMBEDDING_RTN_GROUP_SIZE } };
+    // Below 2 bits a value (whole files at ~1 bit per parameter): a shared codebook of 4-value sub-vectors
+    // (vq6/vq7/vq8: 1.5/1.75/2 bits a value), fitted to the rows weighted by how often the calibration text
+    // uses each token when compress() has one; or 1 bit a value (sign and a scale per row).
+    case 'vq6':
+    case 'vq7':
+    case 'vq8':
+      return { id: 'vq', options: { dim: EMBEDDING_VQ_DIM, bits: Number(storage.slice(2)), iterations: 12 } };
+    case 'binary':
+      return { id: 'binary', options: {} };
     default:
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `unknown storage ${JSON.stringify(storage)}`, {
         source: flag,
@@ -263,6 +277,12 @@ export interface CompressOptions {
   layers?: readonly string[] | string;
   /** Embedding storage; default 'f16'. */
   embeddings?: EmbeddingStorage;
+  /**
+   * Write format 3 (docs/bundle.md): the metadata and the tokenizer deflated, for whole-file budgets near one
+   * bit per parameter (on stories3M 66 KB of header and 54 KB of tokenizer become ~29 KB and ~14 KB). Default
+   * false: format 2, which builds before this one also read.
+   */
+  pack?: boolean;
   /** Storage of an untied classifier; default the same as `embeddings`. Ignored when tied. */
   classifier?: EmbeddingStorage;
   /** Run seed (uint32, default 0); each weight's codec seed is derived from it and the weight's name. */
@@ -587,6 +607,13 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     return layerCache.tensors.get(name)!;
   };
 
+  // A vq-stored embedding/classifier fits its codebook to the rows weighted by 1 + how often the calibration
+  // text uses each token (docs/results.md §11.1b: at 1.5 bits a value this is the difference between 42 and 25
+  // perplexity of the float model on calibration windows). Without calibration text every row weighs the same.
+  const embeddingRowWeights =
+    options.calibrate !== undefined && (emb.id === 'vq' || cls?.id === 'vq')
+      ? tokenRowWeights(calibrationTokens(model.tokenizer.tokenizer, options.calibrate.text, Number.MAX_SAFE_INTEGER, options.calibrate.textSource), config.vocabSize)
+      : undefined;
   const weights = new Map<string, BundleWeightInput>();
   const perWeight: Record<string, WeightAccounting> = {};
   const compressedNames: string[] = [];
@@ -609,7 +636,10 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     }
     let params;
     try {
-      params = c.encode(t.data, rows, cols, o, { name, seed: wSeed, ...(sal ? { saliency: sal } : {}) });
+      params =
+        c.id === 'vq' && embeddingRowWeights !== undefined && (name === TensorNames.embedding || name === TensorNames.classifier)
+          ? vqEncode(t.data, rows, cols, o as VqOptions, name, embeddingRowWeights)
+          : c.encode(t.data, rows, cols, o, { name, seed: wSeed, ...(sal ? { saliency: sal } : {}) });
       if (decodedFor(name) && c.id !== 'float') storedDecoded.set(name, c.decode(params));
     } catch (err) {
       // A refusal the preflight could not foresee (e.g. a `mass` split's group sizes): same policy.
@@ -744,6 +774,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     sections: { provenance, accounting, ...(training ? { training } : {}) },
   };
 
+  const packOptions = options.pack ? { pack: { deflateRaw: (b: Uint8Array) => deflateRawSync(b, { level: 9 }) } } : {};
   let quality: Record<string, unknown> | null = options.quality ?? null;
   const tQuality0 = performance.now();
   if (options.measureQuality) {
@@ -751,7 +782,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'pass either a quality section or measureQuality, not both');
     }
     // Measure the bundle exactly as it will be read: write it, read it back, run it with the fused kernels.
-    const draft = writeBundle(input);
+    const draft = writeBundle(input, packOptions);
     const bundle = readBundle(draft, options.output ?? '<compressed bundle>');
     if (!model.weights && !options.measureQuality.reference) {
       assertMemoryFor(
@@ -765,7 +796,7 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
   }
   const tQuality = performance.now();
   if (quality !== null) input.sections = { ...input.sections, quality };
-  const bytes = writeBundle(input);
+  const bytes = writeBundle(input, packOptions);
   if (options.output !== undefined) {
     const kill = testKillPoint();
     writeFileAtomic(options.output, bytes, options.writeOptions ?? (kill?.at === 'bundle' ? killMidWrite(bytes.byteLength) : {}));
@@ -927,4 +958,11 @@ function inputFiles(model: CompressInput): Array<{ path: string; what: string }>
   const tokPath = model.info().tokenizerPath;
   if (!model.stream && tokPath && !out.some((f) => f.path === tokPath)) out.push({ path: tokPath, what: 'tokenizer' });
   return out;
+}
+
+/** 1 + the number of times each token id occurs: the row weights of a vq-stored embedding. */
+export function tokenRowWeights(tokens: readonly number[], vocabSize: number): Float64Array {
+  const w = new Float64Array(vocabSize).fill(1);
+  for (const t of tokens) if (t >= 0 && t < vocabSize) w[t]! += 1;
+  return w;
 }

@@ -1,6 +1,6 @@
 import { registerAllCodecs } from './codecs.js';
 import { ErrorCodes, UltraSketchError, describeValue } from '@ultrasketch/core';
-import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, readBundle, sha256Hex, tokenizerTensorNames } from '@ultrasketch/format';
+import { type Bundle, type BundleIntegrity, LIMITS, LLAMA_FAMILY_ARCHITECTURES, USK_PACKED_METADATA_TENSOR, readBundle, sha256Hex, tokenizerTensorNames } from '@ultrasketch/format';
 import {
   type ModelConfig,
   type ModelWeights,
@@ -358,7 +358,7 @@ export function checkBundleTensors(bundle: Bundle, config: ModelConfig, source: 
 /** One row of `inspect`'s table. */
 export interface InspectRow {
   name: string;
-  role: 'linear' | 'embedding' | 'classifier' | 'norm' | 'tokenizer';
+  role: 'linear' | 'embedding' | 'classifier' | 'norm' | 'tokenizer' | 'metadata';
   /** True for the compressed linears (the ones bpwLinears counts). */
   compressed: boolean;
   /** True for a linear of the selected kinds kept in float because the codec could not meet the target. */
@@ -470,6 +470,24 @@ export function inspectLoadedBundle(loaded: LoadedBundle): BundleInspection {
       bits: 8 * n,
       bpw: null,
       components: { [name]: 8 * n },
+    });
+  }
+  // Format 3: the deflated metadata is a tensor too, so the rows and the header add up to the file.
+  const packed = accounting.groups.metadata;
+  if (packed) {
+    rows.push({
+      name: USK_PACKED_METADATA_TENSOR,
+      role: 'metadata',
+      compressed: false,
+      keptDense: false,
+      codec: 'U8',
+      codecVersion: null,
+      options: null,
+      shape: [packed.bits / 8],
+      weights: 0,
+      bits: packed.bits,
+      bpw: null,
+      components: { [USK_PACKED_METADATA_TENSOR]: packed.bits },
     });
   }
   return {

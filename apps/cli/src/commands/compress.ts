@@ -39,7 +39,7 @@ import {
 } from '@ultrasketch/pipeline';
 import { TensorNames } from '@ultrasketch/model';
 import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
-import { codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
+import { PACK_SPEC, codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
 import { fmtBytes, fmtInt, note, table, warn, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
@@ -92,6 +92,7 @@ export const compressCommand: Command = {
     },
     ...codecFlagSpecs(),
     ...sharedCompressSpecs(),
+    PACK_SPEC,
     ...finetuneSpecs(),
     {
       name: 'plan',
@@ -236,6 +237,7 @@ async function compressOpened(
         ...(bpwPlan ? { bpwPlan } : {}),
         ...(options.layers === undefined ? {} : { layers: options.layers as string }),
         embeddings: options.embeddings as EmbeddingStorage,
+        ...(options.pack === true ? { pack: true } : {}),
         seed: options.seed as number,
         smallMatrix: options['small-matrix'] as SmallMatrixPolicy,
         output: options.output as string,

@@ -1,4 +1,4 @@
-import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
+import type { BinaryParams, FloatParams, RtnParams, VqParams } from '@ultrasketch/baselines';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { HashedNetsParams, SketchParams } from '@ultrasketch/sketch-core';
 import { type KernelBuildOptions, type KernelFactory, registerKernel } from './registry.js';
@@ -6,6 +6,7 @@ import { wasmBinaryKernel } from './wasm-binary.js';
 import { wasmFloatKernel } from './wasm-float.js';
 import { wasmLittlebitKernel } from './wasm-littlebit.js';
 import { wasmRtnKernel } from './wasm-rtn.js';
+import { vqKernel } from './vq.js';
 import { wasmHashednetsKernel, wasmSketchKernel } from './wasm-sketch.js';
 
 export { registerKernel, getKernel, listKernels } from './registry.js';
@@ -17,6 +18,7 @@ export { sketchKernel } from './sketch.js';
 export { hashednetsKernel } from './hashednets.js';
 export { littlebitKernel } from './littlebit.js';
 export { RowDecodingLinear } from './rowKernel.js';
+export { vqKernel } from './vq.js';
 export { wasmSketchKernel, wasmHashednetsKernel } from './wasm-sketch.js';
 export type { WasmKernelOptions } from './wasm-sketch.js';
 export { arenaModules, compressedArena, compressedWasmAvailable } from './wasm-common.js';
@@ -41,4 +43,6 @@ export function registerAllKernels(): void {
   registerKernel('sketch', ((p: SketchParams, o?: KernelBuildOptions) => wasmSketchKernel(p, o ?? {})) as unknown as KernelFactory);
   registerKernel('hashednets', ((p: HashedNetsParams, o?: KernelBuildOptions) => wasmHashednetsKernel(p, o ?? {})) as unknown as KernelFactory);
   registerKernel('littlebit', ((p: LittleBitParams, o?: KernelBuildOptions) => wasmLittlebitKernel(p, o ?? {})) as unknown as KernelFactory);
+  // vq (an embedding/classifier form, §11.1b of docs/results.md): a JS kernel of codebook-dot lookups, one thread.
+  registerKernel('vq', ((p: VqParams) => vqKernel(p)) as unknown as KernelFactory);
 }
