@@ -37,3 +37,4 @@ export type { GpuParam } from './optim.js';
 export { PARTIAL_BLOCK, trainingPrograms } from './programs.js';
 export type { ReductionLanes, TrainingPrograms } from './programs.js';
 export { GpuTrainer } from './device-trainer.js';
+export { GpuStatePickProvider } from './providers-sketch.js';

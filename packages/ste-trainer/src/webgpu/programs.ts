@@ -848,6 +848,90 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     lanes,
   );
 
+// ------------------------------------------------------------------------------- sketch / hashednets states
+
+/**
+ * The state providers' forward (providers-sketch.ts): per weight i, the candidate of largest |·| among its
+ * depth[i] hashed states cand[k·n + i] (strict: ties keep the lowest k, as the sketch codec's query), each state
+ * read as its format stores it — mode 0 the f32 value, 1 f16 rounded toward zero and clamped to ±65504 (sketch
+ * states: sketch-core's f16BitsTowardZero), 2 f16 rounded to nearest (hashednets states) — and the pick recorded.
+ */
+const STATE_PICK = prog(
+  'state_pick',
+  ['uniform', 'read', 'read', 'read', 'rw', 'rw'],
+  /* wgsl */ `
+struct P { n: u32, d: u32, mode: u32, gridX: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+@group(0) @binding(2) var<storage, read> cand: array<i32>;
+@group(0) @binding(3) var<storage, read> depth: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pick: array<u32>;
+${F16_ROUND}
+fn f16TowardZero(v: f32) -> f32 {
+  var h = f32ToF16Bits(v);
+  if ((h & 0x7fffu) > 0x7bffu) { h = (h & 0x8000u) | 0x7bffu; }
+  if (abs(unpack2x16float(h).x) > abs(v)) { h = h - 1u; }
+  return unpack2x16float(h).x;
+}
+fn stateAt(s: u32) -> f32 {
+  let v = S[s];
+  if (U.mode == 1u) { return f16TowardZero(v); }
+  if (U.mode == 2u) { return f16round(v); }
+  return v;
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (i >= U.n) { return; }
+  var best = u32(cand[i]);
+  var v = stateAt(best);
+  var a = abs(v);
+  let dd = depth[i];
+  for (var k = 1u; k < dd; k = k + 1u) {
+    let s = u32(cand[k * U.n + i]);
+    let x = stateAt(s);
+    if (abs(x) > a) {
+      a = abs(x);
+      v = x;
+      best = s;
+    }
+  }
+  out[i] = v;
+  pick[i] = best;
+}`,
+);
+
+/**
+ * The state providers' backward, one invocation per state s: grad[s] += Σ gradW[i] over the weights i listed
+ * for s (members[offsets[s] .. offsets[s + 1]), ascending) that picked s in the forward. A segmented sum in a
+ * fixed order instead of float atomics: deterministic, and the CPU scatter's order (weights ascending).
+ */
+const STATE_SCATTER = prog(
+  'state_scatter',
+  ['uniform', 'read', 'read', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { T: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> gradW: array<f32>;
+@group(0) @binding(2) var<storage, read> pick: array<u32>;
+@group(0) @binding(3) var<storage, read> offsets: array<u32>;
+@group(0) @binding(4) var<storage, read> members: array<u32>;
+@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let s = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (s >= U.T) { return; }
+  var g = grad[s];
+  let end = offsets[s + 1u];
+  for (var j = offsets[s]; j < end; j = j + 1u) {
+    let i = members[j];
+    if (pick[i] == s) { g = g + gradW[i]; }
+  }
+  grad[s] = g;
+}`,
+);
+
 /** The program set of a context: element-wise programs, and the reduction programs for its lanes. */
 export function trainingPrograms(lanes: ReductionLanes) {
   return {
@@ -872,6 +956,8 @@ export function trainingPrograms(lanes: ReductionLanes) {
     littlebitCols: LB_COLS(lanes),
     binaryBuild: BINARY_BUILD(lanes),
     rtnBuild: RTN_BUILD(lanes),
+    statePick: STATE_PICK,
+    stateScatter: STATE_SCATTER,
   } as const;
 }
 

@@ -5,6 +5,7 @@ import { readSafetensors, writeSafetensors } from '@ultrasketch/format';
 import type { ScheduleOptions } from '../optim.js';
 import { CodecSteProvider, DenseProvider, type WeightProvider } from '../providers.js';
 import { LittleBitProvider } from '../providers-littlebit.js';
+import { HashedNetsStateProvider, SketchStateProvider } from '../providers-sketch.js';
 import type { EvalResult, LossWeights, StepResult } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import { GpuDenseProvider, GpuLlamaGraph, type GpuGraphWeights, type GpuWeightProvider, graphParameters, uploadDenseWeights } from './graph.js';
@@ -12,6 +13,7 @@ import { distillLosses, mseLoss, partialCount } from './ops.js';
 import { DISTILL_STATS } from './programs.js';
 import { GpuAdamW } from './optim.js';
 import { GpuLittleBitProvider } from './providers-littlebit.js';
+import { GpuStatePickProvider } from './providers-sketch.js';
 import { GPU_STE_CODECS, GpuCodecSteProvider } from './providers-ste.js';
 
 /**
@@ -52,13 +54,14 @@ export interface GpuKdTrainerOptions {
 /** The GPU provider for a CPU one (same initialisation), or a typed refusal for kinds not on WebGPU yet. */
 export function gpuProviderFor(ctx: GpuTrainContext, p: WeightProvider): GpuWeightProvider {
   if (p instanceof LittleBitProvider) return new GpuLittleBitProvider(ctx, p);
+  if (p instanceof SketchStateProvider || p instanceof HashedNetsStateProvider) return new GpuStatePickProvider(ctx, p);
   if (p instanceof CodecSteProvider && (GPU_STE_CODECS as readonly string[]).includes(p.codecId)) return new GpuCodecSteProvider(ctx, p);
   if (p instanceof DenseProvider) {
     const param = p.parameters()[0];
     return new GpuDenseProvider(ctx, p.name, p.rows, p.cols, p.weight(), p.trainable, param?.decay !== false);
   }
   throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${p.constructor.name} provider of ${p.name} (codec ${p.codecId}) has no WebGPU version yet`, {
-    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense, littlebit and ste (binary, rtn) providers so far (issue 15)',
+    hint: 'train this method on the CPU (--device cpu); WebGPU training has the dense, littlebit, sketch-states, hashednets-states and ste (binary, rtn) providers so far (issue 15)',
   });
 }
 
