@@ -17,6 +17,12 @@
  * tok/s", whose timer starts after the first iteration). One round = one run of each program (run.c as a child
  * process; ours in this process, warm after the first round), the order swapped every round; the ratio of each
  * round is ours ÷ run.c, reported as the median and the range. The machine's load average is printed.
+ *
+ * On a loaded machine the wall-clock figures carry the other jobs' time slices; each round therefore also
+ * measures CPU time per token (a second run of each program): ours with process.cpuUsage over the positions
+ * after the first; run.c as its process's user + system time (bash's `times`) for --steps positions minus that
+ * of a 2-position run (loading the checkpoint and tokenizer), over the same number of positions as ours (both
+ * decode greedily from BOS, so they produce the same tokens). Reported as "CPU tokens/s" and their ratio.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -81,24 +87,49 @@ try {
     if (!m) fail(`run.c printed no "achieved tok/s": ${r.stderr.slice(0, 300)}`);
     return Number(m[1]);
   };
+  /** CPU seconds (user + system) of one run of a run.c binary for `n` positions, from bash's `times`. */
+  const peerCpu = (bin, n) => {
+    const r = spawnSync('bash', ['-c', '"$0" "$@" >/dev/null 2>&1; times', bin, f32Path, '-z', TOKENIZER, '-t', '0', '-n', String(n)], { encoding: 'utf8' });
+    const m = /^(\d+)m([0-9.]+)s (\d+)m([0-9.]+)s$/m.exec(r.stdout.trim().split('\n')[1] ?? '');
+    if (r.status !== 0 || !m) fail(`could not time run.c (${bin}) with bash's times: ${r.stdout} ${r.stderr}`);
+    return Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+  };
+  let oursPositions = steps;
+  let oursCpuTps = 0;
   const ours = () => {
     session.reset();
     let token = 1;
     let t0 = 0;
+    let c0 = process.cpuUsage();
     let pos = 0;
     for (; pos < steps; pos++) {
       const logits = session.forward([token]);
+      // argmax as run.c's sample_argmax does it (the best value kept in a local)
       let best = 0;
-      for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+      let bestValue = logits[0];
+      for (let i = 1; i < logits.length; i++) {
+        const v = logits[i];
+        if (v > bestValue) {
+          bestValue = v;
+          best = i;
+        }
+      }
       if (!Number.isFinite(logits[best])) fail(`our forward produced a non-finite logit at position ${pos}`);
-      if (pos === 0) t0 = performance.now();
+      if (pos === 0) {
+        t0 = performance.now();
+        c0 = process.cpuUsage();
+      }
       token = best;
       if (token === 1) {
         pos++;
         break;
       }
     }
-    return (pos - 1) / ((performance.now() - t0) / 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(c0);
+    oursPositions = pos;
+    oursCpuTps = (pos - 1) / ((cpu.user + cpu.system) / 1e6);
+    return (pos - 1) / wall;
   };
 
   const loadBefore = os.loadavg();
@@ -107,16 +138,29 @@ try {
   for (let r = 0; r < rounds; r++) {
     const row = {};
     const order = r % 2 === 0 ? ['ours', ...Object.keys(binaries)] : [...Object.keys(binaries), 'ours'];
-    for (const who of order) row[who] = who === 'ours' ? ours() : peerTps(binaries[who]);
+    for (const who of order) {
+      if (who === 'ours') {
+        row.ours = ours();
+        row.oursCpu = oursCpuTps;
+      } else {
+        row[who] = peerTps(binaries[who]);
+        // CPU time of oursPositions positions, less a 2-position run's (load time and 2 positions)
+        row[`${who}Cpu`] = (oursPositions - 2) / (peerCpu(binaries[who], steps) - peerCpu(binaries[who], 2));
+      }
+    }
     rows.push(row);
   }
   const names = Object.keys(binaries);
-  const summary = { ours: median(rows.map((r) => r.ours)) };
+  const summary = { ours: median(rows.map((r) => r.ours)), oursCpu: median(rows.map((r) => r.oursCpu)) };
   const ratios = {};
+  const cpuRatios = {};
   for (const n of names) {
     summary[n] = median(rows.map((r) => r[n]));
+    summary[`${n}Cpu`] = median(rows.map((r) => r[`${n}Cpu`]));
     const rs = rows.map((r) => r.ours / r[n]);
     ratios[n] = { median: median(rs), min: Math.min(...rs), max: Math.max(...rs) };
+    const cs = rows.map((r) => r.oursCpu / r[`${n}Cpu`]);
+    cpuRatios[n] = { median: median(cs), min: Math.min(...cs), max: Math.max(...cs) };
   }
   const report = {
     benchmark: 'llama2c-peer',
@@ -131,6 +175,8 @@ try {
     loadAfter: os.loadavg(),
     tokensPerSecond: summary,
     ratioOursOverPeer: ratios,
+    positions: oursPositions,
+    ratioOursOverPeerCpuTime: cpuRatios,
     samples: rows,
   };
   if (opts.json) console.log(JSON.stringify(report, null, 2));
@@ -138,6 +184,10 @@ try {
     console.log(`stories3M greedy ${steps} positions, tokens/s (median of ${rounds} rounds): ours (${threads} thread${threads > 1 ? 's' : ''}) ${summary.ours.toFixed(0)}`);
     for (const n of names) {
       console.log(`  run.c ${n}: ${summary[n].toFixed(0)} tok/s; ours ÷ run.c ${ratios[n].median.toFixed(3)}× (range ${ratios[n].min.toFixed(3)}–${ratios[n].max.toFixed(3)})`);
+    }
+    console.log(`CPU time (${oursPositions} positions): ours ${summary.oursCpu.toFixed(0)} tokens per CPU-second`);
+    for (const n of names) {
+      console.log(`  run.c ${n}: ${summary[`${n}Cpu`].toFixed(0)}; ours ÷ run.c ${cpuRatios[n].median.toFixed(3)}× (range ${cpuRatios[n].min.toFixed(3)}–${cpuRatios[n].max.toFixed(3)})`);
     }
     console.log(`load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadAfter.map((l) => l.toFixed(2)).join(' ')} (${report.cpus} CPUs)`);
   }

@@ -24,6 +24,8 @@ const CODECS = [
   { name: 'sketch 0.5', codec: 'sketch', codecOptions: { bpw: 0.5 } },
   { name: 'hashednets 0.5', codec: 'hashednets', codecOptions: { bpw: 0.5 } },
   { name: 'rtn 4', codec: 'rtn', codecOptions: { bits: 4 } },
+  // the float codec (f16 linears, read as stored by wasmFloatKernel): with it every registered codec is covered
+  { name: 'float f16', codec: 'float', codecOptions: { dtype: 'f16' } },
 ];
 
 // token ids of a fixed pseudo-text (every id < 4096)
