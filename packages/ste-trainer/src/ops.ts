@@ -31,6 +31,17 @@ export function setExpKernel(k: ExpRowsKernel | null): ExpRowsKernel | null {
 const ZERO_SHIFT = [0];
 
 /**
+ * out[i] = exp(scale · |x[i]|) for i < count, through the installed exponential kernel (else Math.exp) —
+ * LittleBit's SmoothSign derivative, k(1 − tanh²(ku)) = 4k·e/(1 + e)² with e = exp(−2k|u|), over every latent
+ * (Math.tanh per latent was most of that provider's backward).
+ */
+export function expOfAbs(x: Float32Array, out: Float32Array, count: number, scale: number): void {
+  for (let i = 0; i < count; i++) out[i] = Math.abs(x[i]!);
+  if (expKernel !== null) expKernel(out, out, 1, count, scale, ZERO_SHIFT);
+  else for (let i = 0; i < count; i++) out[i] = Math.exp(scale * out[i]!);
+}
+
+/**
  * The KD loss's exponential and gradient passes over float32 [rows, V] logits (see runtime-node's
  * trainer-exp.ts kd_rows): d ← (a + c)·p_s − a·p_t and, per row, stats[3r..3r+2] = Σ exp(z − max_z),
  * Σ exp(x − max_x), Σ exp(x − max_x)(x − z); `maxima` = the student's and teacher's maximum of each row.

@@ -11,7 +11,8 @@ import {
   toPath,
   unpackSigns,
 } from '@ultrasketch/littlebit';
-import { type FloatArray, matmul } from './matmul.js';
+import { type FloatArray, allocFloat32, matmul } from './matmul.js';
+import { expOfAbs } from './ops.js';
 import { registerProviderFactory } from './plan.js';
 import type { Param, WeightProvider } from './providers.js';
 
@@ -131,7 +132,9 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
         })
       : undefined;
     const f64 = o.dtype === 'f64';
-    const mk = (n: number) => (f64 ? new Float64Array(n) : new Float32Array(n)) as T;
+    // float32 arrays from the trainer's allocator (Node: the wasm kernels' memory, so Ŵ, the factors and the
+    // parameters are used in place by the gemm and AdamW)
+    const mk = (n: number) => (f64 ? new Float64Array(n) : allocFloat32(n)) as T;
     const from = (a: ArrayLike<number>) => {
       const t = mk(a.length);
       for (let i = 0; i < a.length; i++) t[i] = a[i]!;
@@ -196,6 +199,10 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
     return out;
   }
 
+  /** exp(−2K|U|), exp(−2K|V|) of the current path (float32 backward scratch, grow-only). */
+  private eU = new Float32Array(0);
+  private eV = new Float32Array(0);
+
   backward(G: T): void {
     const { rows, cols, rank: r } = this;
     const K = this.smoothK;
@@ -214,6 +221,17 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
       const dl = p.l.grad;
       const dg = p.g.grad;
       const dlAcc = new Float64Array(r);
+      // float32: SmoothSign′ = 4K·e/(1 + e)², e = exp(−2K|u|), all exponentials in one kernel call (what
+      // Math.tanh per latent cost: most of this backward); float64 (gradient checks): Math.tanh
+      const fast = U instanceof Float32Array && V instanceof Float32Array;
+      if (fast) {
+        if (this.eU.length < rows * r) this.eU = new Float32Array(rows * r);
+        if (this.eV.length < cols * r) this.eV = new Float32Array(cols * r);
+        expOfAbs(U, this.eU, rows * r, -2 * K);
+        expOfAbs(V, this.eV, cols * r, -2 * K);
+      }
+      const eU = this.eU;
+      const eV = this.eV;
       for (let i = 0; i < rows; i++) {
         let sh = 0;
         const hi = h[i]!;
@@ -224,8 +242,15 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
           const dA = hi * gb;
           const u = U[at]!;
           dlAcc[k] = dlAcc[k]! + (u < 0 ? -dA : dA);
-          const t = Math.tanh(K * u);
-          dU[at] = dU[at]! + dA * l[k]! * K * (1 - t * t);
+          let ds: number;
+          if (fast) {
+            const e = eU[at]!;
+            ds = (4 * K * e) / ((1 + e) * (1 + e));
+          } else {
+            const t = Math.tanh(K * u);
+            ds = K * (1 - t * t);
+          }
+          dU[at] = dU[at]! + dA * l[k]! * ds;
         }
         dh[i] = dh[i]! + sh;
       }
@@ -238,8 +263,15 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
           const db = p.dB[at]!;
           const v = V[at]!;
           sg += v < 0 ? -db : db;
-          const t = Math.tanh(K * v);
-          dV[at] = dV[at]! + db * gj * K * (1 - t * t);
+          let ds: number;
+          if (fast) {
+            const e = eV[at]!;
+            ds = (4 * K * e) / ((1 + e) * (1 + e));
+          } else {
+            const t = Math.tanh(K * v);
+            ds = K * (1 - t * t);
+          }
+          dV[at] = dV[at]! + db * gj * ds;
         }
         dg[j] = dg[j]! + sg;
       }
