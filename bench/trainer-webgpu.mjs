@@ -3,7 +3,7 @@
  * The STE trainer on WebGPU (issue 15): which adapter Dawn finds, training throughput of `GpuKdTrainer` and,
  * with --compare-cpu, the CPU `Trainer` on the same windows (per-step loss difference and the tokens/s ratio).
  * The script issue 15 asks to run once on a lent GPU (one NVIDIA H200, 15 minutes of device time for the whole
- * issue): `--probe` first (seconds), then a throughput run, then the long LittleBit run.
+ * issue): `--probe` first (seconds), then a throughput run, then the long LittleBit run with `--out`.
  *
  *   node bench/trainer-webgpu.mjs [options]          (run `pnpm build` first: it imports the built packages)
  *
@@ -22,13 +22,23 @@
  *   --compare-cpu       also train on the CPU (1 thread, the same windows and providers' initialisation) and
  *                       print each step's relative loss difference and the GPU / CPU tokens-per-second ratio
  *   --json PATH         write the results (adapter, per-step losses, tokens/s) as JSON
+ *   --out DIR           instead of the above: the LONG RUN, through the pipeline exactly as
+ *                       `ultrasketch compress MODEL --codec littlebit --bpw X --residual --finetune-steps N
+ *                       --device webgpu --train-norms` runs it (compress's layers, KD on --calib, its bundle
+ *                       writer), in segments of --segment steps: after each, a bundle
+ *                       DIR/littlebit-<bpw>-step<N>.usk (never overwritten: a finished segment is skipped) and
+ *                       DIR/run.json (adapter, per-step losses, tokens/s); checkpoints in DIR/ck. A run stopped
+ *                       by a time limit (SIGTERM/SIGINT: the checkpoint is saved) keeps its finished segments'
+ *                       bundles; the same command continues it. Evaluate a bundle (here, on the CPU) with
+ *                       node apps/cli/dist/cli.js eval DIR/<bundle> --text ../shared/data/tinystories/eval.txt
+ *   --segment N         steps per segment with --out (default: --steps, one segment)
  *   --help              this text
  *
  * Tokens/s counts every step after the first (the first compiles nothing — GpuTrainContext.create does — but
  * allocates uniforms and bind groups). On a software adapter (SwiftShader) the figures are correctness runs, not
  * GPU speed: the output says so.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, dist, fail, printHelp, requireBuilt } from './lib.mjs';
@@ -48,6 +58,8 @@ const { values: a } = parseArgs({
     seed: { type: 'string', default: '1' },
     'compare-cpu': { type: 'boolean', default: false },
     json: { type: 'string' },
+    out: { type: 'string' },
+    segment: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -56,7 +68,7 @@ if (a.help) {
   process.exit(0);
 }
 
-requireBuilt(['core', 'format', 'model', 'baselines', 'littlebit', 'runtime-webgpu', 'ste-trainer']);
+requireBuilt(['core', 'format', 'model', 'baselines', 'littlebit', 'runtime-webgpu', 'ste-trainer', 'pipeline']);
 const { GpuContext, describeAdapter } = await import(dist('runtime-webgpu'));
 const { nodeGpu } = await import(join(ROOT, 'packages/runtime-webgpu/dist/node.js'));
 
@@ -122,6 +134,75 @@ const windows = (s) => {
   batches.fill(s, w, 0, B);
   return w;
 };
+
+// ------------------------------------------------------------------------------------- the long run (--out)
+if (a.out !== undefined) {
+  const segment = a.segment === undefined ? steps : int('segment');
+  const { compress, loadModel } = await import(dist('pipeline'));
+  mkdirSync(join(a.out, 'ck'), { recursive: true });
+  const runFile = join(a.out, 'run.json');
+  const run = existsSync(runFile)
+    ? JSON.parse(readFileSync(runFile, 'utf8'))
+    : { adapter, model: a.model, codec: 'littlebit', bpw, residual: true, recipe: { steps, batch: B, seq: L, lr, trainNorms: true, seed }, segments: [], steps: [] };
+  const model = loadModel(a.model, a.tokenizer === undefined ? {} : { tokenizerPath: a.tokenizer });
+  const calibText = readFileSync(a.calib, 'utf8');
+  const ckpt = join(a.out, 'ck', 'finetune.ckpt');
+  for (let until = Math.min(segment, steps); ; until = Math.min(until + segment, steps)) {
+    const bundle = join(a.out, `littlebit-${bpw}-step${until}.usk`);
+    if (existsSync(bundle)) {
+      console.log(`${bundle}: already written (segment done)`);
+    } else {
+      const t = performance.now();
+      let stoppedBySignal = false;
+      let r;
+      try {
+        r = await compress({
+          model,
+          codec: 'littlebit',
+          codecOptions: { bpw, residual: true },
+          seed,
+          output: bundle,
+          finetune: {
+            steps,
+            batch: B,
+            seq: L,
+            lr,
+            trainNorms: true,
+            calibText,
+            calibSource: a.calib,
+            device: 'webgpu',
+            checkpointDir: join(a.out, 'ck'),
+            checkpointEvery: segment,
+            resume: existsSync(ckpt),
+            stopAfterSteps: until,
+            onStep: (s) => {
+              run.steps[s.step - 1] = { step: s.step, loss: s.loss, kl: s.kl, mse: s.mse, gradNorm: s.gradNorm, ms: s.ms };
+              if (s.step % 10 === 0 || s.step === until) console.log(`step ${s.step}/${steps}: loss ${s.loss.toFixed(5)} (KL ${s.kl.toFixed(5)}), ${s.ms.toFixed(0)} ms`);
+            },
+          },
+        });
+      } catch (err) {
+        // SIGTERM/SIGINT mid-segment: the trainer saved its checkpoint and the pipeline reports the interruption
+        if (/interrupted/.test(String(err?.message))) stoppedBySignal = true;
+        else throw err;
+      }
+      writeFileSync(runFile, `${JSON.stringify(run, null, 1)}\n`);
+      if (stoppedBySignal) {
+        console.log(`stopped by a signal during the segment to step ${until}; the checkpoint is saved — run the same command to continue`);
+        process.exit(1);
+      }
+      const tr = r.report.training;
+      const segSteps = tr.cost.steps - (run.segments.at(-1)?.steps ?? 0);
+      run.segments.push({ steps: tr.cost.steps, bundle, bytes: r.bytes.length, bpwLinears: r.report.bpwLinears, final: tr.final, trainingSeconds: tr.cost.wallSeconds, wallSeconds: (performance.now() - t) / 1000, adapter: tr.cost.adapter });
+      writeFileSync(runFile, `${JSON.stringify(run, null, 1)}\n`);
+      console.log(`wrote ${bundle} (${r.bytes.length} bytes, ${r.report.bpwLinears.toFixed(4)} bpw linears): ${segSteps} steps, training ${tr.cost.wallSeconds.toFixed(1)} s in all, ${((tr.cost.tokens) / tr.cost.wallSeconds).toFixed(1)} tokens/s over the run`);
+    }
+    if (until >= steps) break;
+  }
+  console.log(`evaluate here: node apps/cli/dist/cli.js eval ${join(a.out, `littlebit-${bpw}-step${steps}.usk`)} --text ../shared/data/tinystories/eval.txt`);
+  gpu.destroy();
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------------------------------------------- runs
 const ctx = await GpuTrainContext.create(gpu);
