@@ -1,10 +1,11 @@
 import { type CodecParams, ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { BinaryParams, FloatParams, RtnParams } from '@ultrasketch/baselines';
+import type { BinaryParams, FloatParams, RtnParams, VqParams } from '@ultrasketch/baselines';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { HashedNetsParams, SketchParams } from '@ultrasketch/sketch-core';
 import { binaryKernel, floatKernel, rtnKernel } from './kernels/baselines.js';
 import { littlebitKernel } from './kernels/littlebit.js';
 import { hashednetsKernel, sketchKernel } from './kernels/sketch.js';
+import { vqKernel } from './kernels/vq.js';
 import type { GpuLinear, KernelBuildContext } from './linear.js';
 
 /**
@@ -48,4 +49,6 @@ export function registerAllGpuKernels(): void {
   registerGpuKernel('sketch', (p, b) => sketchKernel(p as SketchParams, b));
   registerGpuKernel('hashednets', (p, b) => hashednetsKernel(p as HashedNetsParams, b));
   registerGpuKernel('littlebit', (p, b) => littlebitKernel(p as LittleBitParams, b));
+  // vq: the embedding/classifier form of compress --embeddings vqK (4-value sub-vectors).
+  registerGpuKernel('vq', (p, b) => vqKernel(p as VqParams, b));
 }
