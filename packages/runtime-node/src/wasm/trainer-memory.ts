@@ -71,10 +71,11 @@ export class TrainerMemory {
   allocF32(length: number): Float32Array {
     const bytes = Math.max(ALIGN, (4 * length + ALIGN - 1) & ~(ALIGN - 1));
     if (this.registry === null || length === 0) return new Float32Array(length);
+    const fresh = this.top; // memory from here up has never been handed out: still zero, as grown
     const at = this.take(bytes);
     if (at < 0) return new Float32Array(length);
     const view = new Float32Array(this.memory.buffer, at, length);
-    view.fill(0);
+    if (at < fresh) view.fill(0); // a reused block (touching fresh pages twice would double their cost)
     this.sizes.set(at, bytes);
     this.liveBytes += bytes;
     this.registry.register(view, at);
