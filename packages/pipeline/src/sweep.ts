@@ -600,6 +600,7 @@ export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   if (f.trainDense) out.push('--train-dense');
   if (f.smoothK !== undefined) out.push('--smooth-k', String(f.smoothK));
   if (f.threads !== undefined) out.push('--threads', String(f.threads));
+  if (f.device !== undefined && f.device !== 'cpu') out.push('--device', f.device);
   const source = f.calibSource ?? calib;
   if ((f.data ?? 'calib') !== 'teacher' && source !== undefined) out.push('--calib', source);
   return out;
