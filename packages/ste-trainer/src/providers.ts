@@ -7,7 +7,8 @@ import {
   getCodec,
 } from '@ultrasketch/core';
 import { floatCodec } from '@ultrasketch/baselines';
-import type { FloatArray } from './matmul.js';
+import { type FloatArray, allocFloat32 } from './matmul.js';
+import { addRows } from './ops.js';
 
 /**
  * A trainable tensor as the optimizer sees it: values, their gradient (same length), and whether AdamW's
@@ -91,8 +92,13 @@ export class DenseProvider<T extends FloatArray = Float32Array> implements Weigh
     this.trainable = o.trainable ?? false;
     this.dtype = o.dtype ?? 'f16';
     if (this.trainable) {
-      this.data = o.weight.slice() as T;
-      this.param = { name: o.name, data: this.data, grad: zerosLike(this.data), decay: o.decay ?? true };
+      // float32 copies from the trainer's allocator (Node: the wasm kernels' memory, used in place by the
+      // gemm and AdamW instead of copied in and out every step)
+      const w = o.weight;
+      this.data = (w instanceof Float32Array ? allocFloat32(w.length) : w.slice()) as T;
+      if (w instanceof Float32Array) this.data.set(w);
+      const grad = (w instanceof Float32Array ? allocFloat32(w.length) : zerosLike(w)) as T;
+      this.param = { name: o.name, data: this.data, grad, decay: o.decay ?? true };
     } else {
       this.data = o.weight;
     }
@@ -105,7 +111,7 @@ export class DenseProvider<T extends FloatArray = Float32Array> implements Weigh
   backward(gradW: T): void {
     if (!this.param) return;
     const g = this.param.grad;
-    for (let i = 0; i < g.length; i++) g[i] = g[i]! + gradW[i]!;
+    addRows(g, gradW, g, g.length); // the wasm add when installed (the same float32 sums)
   }
 
   parameters(): Param<T>[] {
@@ -195,7 +201,7 @@ export class CodecSteProvider implements WeightProvider<Float32Array> {
 
   backward(gradW: Float32Array): void {
     const g = this.param.grad;
-    for (let i = 0; i < g.length; i++) g[i] = g[i]! + gradW[i]!;
+    addRows(g, gradW, g, g.length); // the wasm add when installed (the same float32 sums)
   }
 
   parameters(): Param<Float32Array>[] {
