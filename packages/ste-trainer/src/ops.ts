@@ -104,6 +104,10 @@ export interface ElementwiseKernels {
   rowMaxCheck(x: Float32Array, rows: number, cols: number, out: Float64Array): boolean;
   /** dst[dstAt + r·dstStride + i] = src[srcAt + r·srcStride + i], r < rows, i < len (attention's head gathers). */
   copyRows(src: Float32Array, srcAt: number, srcStride: number, dst: Float32Array, dstAt: number, dstStride: number, rows: number, len: number): boolean;
+  /** RoPE on (2i, 2i+1) pairs in place (see rope); false when it does not take the call. */
+  ropePairs(vec: Float32Array, n: number, width: number, seqLen: number, headSize: number, cos: Float32Array, sin: Float32Array, inverse: boolean): boolean;
+  /** Σ (x − target)² in float64, and dx += g·(x − target) when dx is given; −1 when it does not take the call. */
+  mse(x: Float32Array, target: Float32Array, dx: Float32Array | null, count: number, g: number): number;
 }
 
 let ew: ElementwiseKernels | null = null;
@@ -210,6 +214,7 @@ export function rope(
   pairs: boolean,
   inverse: boolean,
 ): void {
+  if (pairs && ew !== null && f32(vec) && ew.ropePairs(vec, n, width, seqLen, headSize, cos, sin, inverse)) return;
   const half = headSize / 2;
   const sgn = inverse ? -1 : 1;
   for (let t = 0; t < n; t++) {
@@ -850,6 +855,10 @@ export function mseLoss(
 ): number {
   let sum = 0;
   const g = (2 * weight) / denom;
+  if (ew !== null && f32(x) && f32(target) && (dx === null || f32(dx))) {
+    const s = ew.mse(x, target, dx, count, g);
+    if (s !== -1) return s / count; // NaN when an element is: the caller's finiteness checks report it
+  }
   for (let i = 0; i < count; i++) {
     const d = x[i]! - target[i]!;
     sum += d * d;

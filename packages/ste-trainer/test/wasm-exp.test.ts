@@ -7,8 +7,11 @@ import {
   attentionBackward,
   attentionForward,
   distillLosses,
+  mseLoss,
   rmsNormBackward,
   rmsNormForward,
+  rope,
+  ropeTables,
   setElementwiseKernels,
   setExpKernel,
   setKdKernel,
@@ -157,7 +160,7 @@ describe('wasm trainer element-wise kernels', () => {
     }
   };
   for (const resident of [false, true]) {
-    it.skipIf(ops === null)(`SwiGLU, RMSNorm and the residual add within 2e-6 of the JS ops (${resident ? 'in wasm memory' : 'copied'})`, () => {
+    it.skipIf(ops === null)(`SwiGLU, RMSNorm, the residual add, RoPE and the hidden MSE within 2e-6 of the JS ops (${resident ? 'in wasm memory' : 'copied'})`, () => {
       const [n, dim, hid] = [6, 16, 24];
       const { want, got } = both(resident, () => {
         const A = (len: number, seed: number, s = 1) => {
@@ -185,7 +188,16 @@ describe('wasm trainer element-wise kernels', () => {
         rmsNormBackward(dy, x, w, r, dx, dw, n, dim);
         const sum = allocFloat32(n * dim);
         addRows(x, dy, sum, n * dim);
-        return [h, sig, dg, du, y, r, dx, dw, sum];
+        // RoPE (pairs; in wasm only for arrays in its memory) forward then inverse, on 4 heads of 4
+        const [cos, sin] = ropeTables(3, 4, 10000);
+        const rq = A(n * dim, 9);
+        rope(rq, n, dim, 3, 4, cos, sin, true, false);
+        const rq0 = Float32Array.from(rq);
+        rope(rq, n, dim, 3, 4, cos, sin, true, true);
+        // hidden-state MSE with its gradient
+        const mdx = A(n * dim, 10);
+        const mse = new Float32Array([mseLoss(x, dy, n * dim, 0.7, mdx, 99)]);
+        return [h, sig, dg, du, y, r, dx, dw, sum, rq0, rq, mdx, mse];
       });
       want.forEach((w, i) => expect(relErr(got[i]!, w), `output ${i}`).toBeLessThan(2e-6));
     });

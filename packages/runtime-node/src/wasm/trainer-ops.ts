@@ -10,6 +10,7 @@
  *   add          out = a + b (the residual adds)
  *   adamw        AdamW over one parameter (decoupled decay, bias-corrected moments), gradient zeroed
  *   row_maxcheck per row: the maximum, and Σ x·0 (0 exactly when the row is finite) for the losses
+ *   rope_pairs   RoPE on (2i, 2i+1) pairs, in place;  mse  Σ (x − t)² (float64) and dx += g·(x − t)
  *
  * Arithmetic is float32 (sums in 4 lanes, then pairwise), where the JS versions round float64 results once:
  * results differ from them within float32 rounding (tested against them), deterministically. Every kernel
@@ -32,6 +33,8 @@ const F64_ADD = 0xa0;
 const F64X2_PROMOTE_LOW = 0x5f;
 const F64X2_EXTRACT_LANE = 0x21;
 const F64X2_ADD = 0xf0;
+const F64X2_SUB = 0xf1;
+const I8X16_SHUFFLE = 0x0d;
 const F64X2_MUL = 0xf2;
 
 class OpsBuilder extends ExpBuilder {
@@ -323,6 +326,76 @@ function emitSumSq(): FunctionBuilder {
   return f;
 }
 
+/**
+ * rope_pairs(vec, rows, widthBytes, cx, sx, seqLen, hsBytes): RoPE on (2i, 2i+1) pairs (llama2.c), in place:
+ * v' = v ⊙ C + swap(v) ⊙ S, swap exchanging the two lanes of each pair, with the expanded tables
+ * C[pos, 2i] = C[pos, 2i+1] = cos θ_i and S[pos, 2i] = −sin θ_i, S[pos, 2i+1] = sin θ_i (negated for the
+ * inverse rotation), pos = row mod seqLen.
+ */
+function emitRopePairs(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [vp, rows, widthBytes, cxp, sxp, seqLen, hsBytes] = [0, 1, 2, 3, 4, 5, 6];
+  const t = f.local('i32');
+  const pos = f.local('i32');
+  const h = f.local('i32');
+  const i = f.local('i32');
+  const row = f.local('i32'); // vec + h
+  const tab = f.local('i32'); // pos · hsBytes
+  const v = f.local('v128');
+  loopLt(f, t, rows, 1, () => {
+    f.get(pos).get(hsBytes).i32Mul().set(tab);
+    f.i32Const(0).set(h);
+    loopLt(f, h, widthBytes, 0, () => {
+      f.get(vp).get(h).i32Add().set(row);
+      f.i32Const(0).set(i);
+      loopLt(f, i, hsBytes, 16, () => {
+        f.loadAt(row, i).set(v);
+        f.addr(row, i);
+        f.get(v).get(cxp).get(tab).i32Add().get(i).i32Add().v128Load().f32x4Mul();
+        f.get(v).get(v).simdOp(I8X16_SHUFFLE).raw(4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+        f.get(sxp).get(tab).i32Add().get(i).i32Add().v128Load().f32x4Mul();
+        f.f32x4Add().v128Store();
+      });
+      f.get(h).get(hsBytes).i32Add().set(h);
+    });
+    f.get(vp).get(widthBytes).i32Add().set(vp);
+    // pos = (pos + 1) mod seqLen
+    f.get(pos).i32Const(1).i32Add().set(pos);
+    f.block().get(pos).get(seqLen).i32LtU().brIf(0).i32Const(0).set(pos).end();
+  });
+  return f;
+}
+
+/**
+ * mse(x, target, dx (0: none), bytes, g): Σ (x − target)² in float64 (promoted, exact differences, two lanes
+ * summed at the end) and, when dx ≠ 0, dx += g·(x − target) in float32.
+ */
+function emitMse(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'f32'], ['f64']);
+  const [xp, tp, dxp, bytes, g] = [0, 1, 2, 3, 4];
+  const i = f.local('i32');
+  const acc = f.local('v128');
+  const d = f.local('v128');
+  const gv = f.local('v128');
+  f.get(g).f32x4Splat().set(gv);
+  f.v128Zero().set(acc);
+  loopLt(f, i, bytes, 16, () => {
+    for (const off of [0, 8]) {
+      f.get(xp).get(i).i32Add().v128Load(off).simdOp(F64X2_PROMOTE_LOW);
+      f.get(tp).get(i).i32Add().v128Load(off).simdOp(F64X2_PROMOTE_LOW);
+      f.simdOp(F64X2_SUB).tee(d).get(d).simdOp(F64X2_MUL).get(acc).simdOp(F64X2_ADD).set(acc);
+    }
+  });
+  f.block().get(dxp).i32Eqz().brIf(0);
+  f.i32Const(0).set(i);
+  loopLt(f, i, bytes, 16, () => {
+    f.addr(dxp, i).loadAt(dxp, i).get(gv).loadAt(xp, i).loadAt(tp, i).simdOp(F32X4_SUB).f32x4Mul().f32x4Add().v128Store();
+  });
+  f.end();
+  f.get(acc).simdOp(F64X2_EXTRACT_LANE).raw(0).get(acc).simdOp(F64X2_EXTRACT_LANE).raw(1).raw(F64_ADD);
+  return f;
+}
+
 let moduleBytes: Uint8Array | undefined;
 function opsModuleBytes(): Uint8Array {
   moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
@@ -335,6 +408,8 @@ function opsModuleBytes(): Uint8Array {
     .addFunction('row_maxcheck', emitRowMaxCheck())
     .addFunction('copy_rows', emitCopyRows())
     .addFunction('sumsq', emitSumSq())
+    .addFunction('rope_pairs', emitRopePairs())
+    .addFunction('mse', emitMse())
     .emit();
   return moduleBytes;
 }
@@ -484,6 +559,58 @@ export class WasmTrainerOps {
     if (len % 4 !== 0 || !this.mem.isResident(src) || !this.mem.isResident(dst)) return false;
     this.fn.copy_rows!(src.byteOffset + 4 * srcAt, 4 * srcStride, dst.byteOffset + 4 * dstAt, 4 * dstStride, rows, 4 * len);
     return true;
+  }
+
+  /** Expanded RoPE tables per (cos table, direction): built once per graph's tables, kept in this memory. */
+  private readonly ropeTables = new WeakMap<Float32Array, [Float32Array, Float32Array, Float32Array]>();
+
+  /**
+   * RoPE in place on the (2i, 2i+1) pairs of every head of `vec` [n, width] (row t at position t mod seqLen),
+   * by −θ when `inverse`; cos/sin [seqLen, headSize/2] as ops.ts's ropeTables. False unless vec is in this
+   * memory and headSize % 4 = 0 (the JS loop runs).
+   */
+  ropePairs(vec: Float32Array, n: number, width: number, seqLen: number, headSize: number, cos: Float32Array, sin: Float32Array, inverse: boolean): boolean {
+    if (headSize % 4 !== 0 || width % headSize !== 0 || !this.mem.isResident(vec)) return false;
+    let t = this.ropeTables.get(cos);
+    if (t === undefined || t[0].length !== seqLen * headSize) {
+      const half = headSize / 2;
+      const C = this.mem.allocF32(seqLen * headSize);
+      const S = this.mem.allocF32(seqLen * headSize);
+      const Sinv = this.mem.allocF32(seqLen * headSize);
+      for (let p = 0; p < seqLen; p++) {
+        for (let i = 0; i < half; i++) {
+          const c = cos[p * half + i]!;
+          const s = sin[p * half + i]!;
+          const o = p * headSize + 2 * i;
+          C[o] = c;
+          C[o + 1] = c;
+          S[o] = -s;
+          S[o + 1] = s;
+          Sinv[o] = s;
+          Sinv[o + 1] = -s;
+        }
+      }
+      t = [C, S, Sinv];
+      this.ropeTables.set(cos, t);
+    }
+    if (!this.mem.isResident(t[0])) return false; // the memory was full
+    this.fn.rope_pairs!(vec.byteOffset, n, 4 * width, t[0].byteOffset, (inverse ? t[2] : t[1]).byteOffset, seqLen, 4 * headSize);
+    return true;
+  }
+
+  /**
+   * Σ (x − target)² over `count` floats in float64, and dx += g·(x − target) when dx is given. −1 (nothing
+   * done) when count % 4 ≠ 0: the caller's loop runs.
+   */
+  mse(x: Float32Array, target: Float32Array, dx: Float32Array | null, count: number, g: number): number {
+    if (count % 4 !== 0) return -1;
+    if (count === 0) return 0;
+    const xA = this.at(x, count, 0);
+    const tA = this.at(target, count, 1);
+    const dA = dx ? this.at(dx, count, 2) : 0;
+    const sum = (this.fn.mse as unknown as (x: number, t: number, d: number, b: number, g: number) => number)(xA, tA, dA, 4 * count, g);
+    if (dx) this.back(dx, dA, count);
+    return sum;
   }
 
   /** Σ x² over `count` floats, accumulated in float64 (NaN when the length % 4 ≠ 0: the caller's loop runs). */
