@@ -13,7 +13,7 @@ import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '
 import { crc32 } from '@ultrasketch/format';
 import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
-import { setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { setCausalScoresKernel, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import { setAdamWKernel, setSumSquaresKernel } from './optim.js';
 import {
   CTRL,
@@ -60,6 +60,7 @@ export function useWasmGemm(on = true): boolean {
   setElementwiseKernels(wasmActive && wasmOps ? wasmOps : null);
   setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
   setSumSquaresKernel(wasmActive && wasmOps ? (x) => wasmOps!.sumSquares(x, x.length) : null);
+  setCausalScoresKernel(wasmActive ? wasmGemm!.causalScores : null);
   setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }

@@ -82,6 +82,23 @@ export interface SoftmaxKernel {
 
 let softmaxKernel: SoftmaxKernel | null = null;
 
+/**
+ * Attention's causal scores for G stacked heads (Node: the wasm gemm's `causalScores`): S[j·L + t, p] =
+ * q[j·L + t] · k[p] written at least for p ≤ t — key blocks wholly after t are skipped (~37% of the work at
+ * L = 128), their entries left as they were (the causal soft-max never reads them; its backward multiplies
+ * them by P = 0, so they must only be finite: they hold earlier finite scores or zeros). False: not taken.
+ */
+export type CausalScoresKernel = (q: Float32Array, k: Float32Array, s: Float32Array, G: number, L: number, hs: number) => boolean;
+
+let causalScores: CausalScoresKernel | null = null;
+
+/** Install (or remove, with null) the causal scores kernel; returns the previous one. */
+export function setCausalScoresKernel(k: CausalScoresKernel | null): CausalScoresKernel | null {
+  const prev = causalScores;
+  causalScores = k;
+  return prev;
+}
+
 /** Install (or remove, with null) the attention soft-max kernel; returns the previous one. */
 export function setSoftmaxKernel(k: SoftmaxKernel | null): SoftmaxKernel | null {
   const prev = softmaxKernel;
@@ -297,7 +314,8 @@ export function attentionForward(
       if (sk !== null && probs instanceof Float32Array) {
         // Scores straight into this block of probs, the soft-max in place there, O = P V from there.
         const P = probs.subarray(pBase, pBase + pBlock);
-        matmul(Qs, Ks, P, GL, L, hs, false, true);
+        const cs = causalScores;
+        if (!(cs !== null && f32(Qs) && f32(Ks) && cs(Qs, Ks, P, G, L, hs))) matmul(Qs, Ks, P, GL, L, hs, false, true);
         sk.causal(P, GL, L, scale);
         matmul(P, Vs, Os, GL, hs, L, false, false);
         scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
@@ -381,7 +399,9 @@ export function attentionBackward(
       const pBase = (b * nHeads + g * G) * L * L;
       if (inPlace) Ps = (probs as Float32Array).subarray(pBase, pBase + GL * L);
       else for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
-      matmul(dOs, Vs, dP, GL, L, hs, false, true);
+      const cs = causalScores;
+      // dP only where P ≠ 0 (p ≤ t) matters: the causal kernel when installed (dP's scratch holds finite values)
+      if (!(inPlace && cs !== null && f32(dOs) && f32(Vs) && cs(dOs, Vs, dP as Float32Array, G, L, hs))) matmul(dOs, Vs, dP, GL, L, hs, false, true);
       if (inPlace) sk!.backward(Ps as Float32Array, dP as Float32Array, GL, L, scale);
       else for (let r = 0; r < GL; r++) {
         const t = r % L;

@@ -95,6 +95,29 @@ describe('wasm trainer gemm', () => {
     }
   });
 
+  it.skipIf(fma === null)('causal scores: the full product\'s bits wherever p ≤ t, later key blocks untouched', () => {
+    const g = fma!;
+    const [G, L, hs] = [3, 72, 16]; // L not a multiple of the 32-key block
+    const q = g.allocF32(G * L * hs);
+    const k = g.allocF32(L * hs);
+    q.set(rand(G * L * hs, 7));
+    k.set(rand(L * hs, 8));
+    const full = new Float32Array(G * L * L);
+    expect(g.matmul(q, k, full, G * L, L, hs, false, true, false)).toBe(true);
+    const s = g.allocF32(G * L * L).fill(12345);
+    expect(g.causalScores(q, k, s, G, L, hs)).toBe(true);
+    const B = g.causalBlock;
+    for (let r = 0; r < G * L; r++) {
+      const t = r % L;
+      for (let p = 0; p < L; p++) {
+        if (p <= t) expect(s[r * L + p], `row ${r} key ${p}`).toBe(full[r * L + p]);
+        else if (Math.floor(p / B) > Math.floor(t / B)) expect(s[r * L + p]).toBe(12345);
+      }
+    }
+    // arrays outside its memory: not taken
+    expect(g.causalScores(new Float32Array(G * L * hs), k, s, G, L, hs)).toBe(false);
+  });
+
   it.skipIf(gemm === null)('its memory hands out zeroed, aligned, disjoint blocks and ordinary arrays when full', () => {
     const mem = new TrainerMemory({ maximumBytes: 1 << 20 });
     const x = mem.allocF32(1000);

@@ -165,6 +165,33 @@ export class WasmTrainerGemm {
     this.macs += m * n * k;
     return true;
   };
+
+  /** Key block of causalScores (a multiple of the tiles' 4 rows; 32 of L = 128 skips 37.5% of the work). */
+  causalBlock = 32;
+
+  /**
+   * Attention's causal scores for G stacked heads: S[j·L + t, p] = Σ_i Q[j·L + t, i] · K[p, i] (t, p < L),
+   * computed only for the key blocks [p0, p0 + B) with p0 ≤ t: entries after t inside such a block are
+   * computed too, those of later blocks are not written (the causal soft-max reads only p ≤ t and writes 0
+   * after; its backward multiplies them by P = 0). Same sums, bit for bit, as the full product where written.
+   * Only for q, k, s in this memory (else false: the caller runs the full product).
+   */
+  readonly causalScores = (q: Float32Array, k: Float32Array, s: Float32Array, G: number, L: number, hs: number): boolean => {
+    const mem = this.mem;
+    if (!mem.isResident(q) || !mem.isResident(k) || !mem.isResident(s) || L * L * hs * G < this.minWork) return false;
+    const B = this.causalBlock;
+    const kernels = this.kernels;
+    for (let j = 0; j < G; j++) {
+      for (let p0 = 0; p0 < L; p0 += B) {
+        const p1 = p0 + B < L ? p0 + B : L;
+        const row = j * L + p0; // first query row that sees this block
+        kernels.gemm(k.byteOffset, q.byteOffset + 4 * row * hs, s.byteOffset + 4 * row * L, L - p0, hs, L, p0, p1);
+        this.macs += (L - p0) * (p1 - p0) * hs;
+      }
+    }
+    this.calls++;
+    return true;
+  };
 }
 
 /** c[i] += f[y + i] for i < count (a function of its own: V8 optimises the small loop better). */
