@@ -14,7 +14,8 @@
  * - the best-scaled error √(1 − cos²) (what any rescaling of Ŵ could reach);
  * - sign agreement where both are non-zero; mean |ŵ| / mean |w|; the fraction decoded exactly (ŵ = w);
  * - for AbsMaxMin only: which weights WIN the states — the mean magnitude percentile (within the matrix) of the
- *   weight stored in a state (0 = the smallest weight of the matrix), and the fraction of states left empty;
+ *   weight stored in a state (0 = the smallest weight of the matrix) — and which states the query then uses:
+ *   the fraction of states that are some weight's pick (the others receive no gradient in state training);
  * - for every hashed variant: the occupancy of its states (mean load, load variance, empty fraction).
  * Quality on eval.txt is not involved: this looks at weights only.
  */
@@ -94,6 +95,33 @@ function winners(w, p) {
   return { winnerPercentile: n ? sum / n : NaN, emptyStates: n ? empty / n : NaN };
 }
 
+/** AbsMaxMin: fraction of the states that are the query's pick for at least one weight (the rest get no gradient). */
+function wonStates(p) {
+  const vals = sketchCore.dequantizeStates(p);
+  let won = 0, n = 0;
+  for (const g of sketchCore.sketchGroups(p)) {
+    if (!g.family) continue;
+    const { depth, width } = g.family;
+    const C = g.channels.length;
+    const used = new Uint8Array(depth * width);
+    const idx = Array.from({ length: depth }, () => new Int32Array(C));
+    for (let r = 0; r < p.rows; r++) {
+      for (let k = 0; k < depth; k++) g.family.rowIndices(r, k, idx[k]);
+      for (let c = 0; c < C; c++) {
+        let best = 0, a = Math.abs(vals[g.stateOffset + idx[0][c]]);
+        for (let k = 1; k < depth; k++) {
+          const v = Math.abs(vals[g.stateOffset + k * width + idx[k][c]]);
+          if (v > a) { a = v; best = k; }
+        }
+        used[best * width + idx[best][c]] = 1;
+      }
+    }
+    for (const u of used) won += u;
+    n += used.length;
+  }
+  return n ? won / n : NaN;
+}
+
 function occupancyOf(codec, p) {
   if (codec.id === 'hashednets') return sketchCore.occupancy(sketchCore.hashedNetsFamily(p));
   const g = sketchCore.sketchGroups(p).find((x) => x.family);
@@ -119,7 +147,7 @@ for (let layer = 0; layer < cfg.nLayers; layer++) {
       const s = { ...stats(W, codec.decode(p)) };
       const occ = occupancyOf(codec, p);
       if (occ) Object.assign(s, { meanLoad: occ.meanLoad, loadVar: occ.loadVariance, emptyFrac: occ.emptyFraction });
-      if (codec.id === 'sketch' && !o.query) Object.assign(s, winners(W, p));
+      if (codec.id === 'sketch' && !o.query) Object.assign(s, winners(W, p), { wonStates: wonStates(p) });
       rows.push({ layer, kind, label, stage: 'after compression', ...s });
       add(`${label} | after compression`, s);
     }
@@ -128,6 +156,7 @@ for (let layer = 0; layer < cfg.nLayers; layer++) {
       if (!bw) continue;
       const codec = (await import(dist('core'))).getCodec(bw.entry.codec);
       const s = stats(W, codec.decode(bw.params));
+      if (bw.entry.codec === 'sketch' && !bw.params.options.query) s.wonStates = wonStates(bw.params);
       rows.push({ layer, kind, label, stage: 'after training', ...s });
       add(`${label} | after training`, s);
     }
@@ -135,7 +164,7 @@ for (let layer = 0; layer < cfg.nLayers; layer++) {
   log(`layer ${layer} done`);
 }
 
-const keys = ['cos', 'relErr', 'scaledErr', 'signAgree', 'magRatio', 'exact', 'zero', 'winnerPercentile', 'emptyFrac', 'loadVar'];
+const keys = ['cos', 'relErr', 'scaledErr', 'signAgree', 'magRatio', 'exact', 'zero', 'winnerPercentile', 'wonStates', 'emptyFrac', 'loadVar'];
 const fmt = (v) => (v === undefined ? '—' : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(1) : v.toFixed(4));
 const lines = [
   `stories3M linears (${rows.length ? new Set(rows.map((r) => `${r.layer}.${r.kind}`)).size : 0} matrices), target ${bpw} bpw, pooled means:`,
@@ -158,10 +187,10 @@ if (args.svg) {
   const all = rows.map((r) => r.cos);
   const lo = Math.min(0, ...all), hi = Math.max(0.5, ...all);
   const X = (v) => x0 + ((v - lo) / (hi - lo)) * (x1 - x0);
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W0}" height="${H}" font-family="sans-serif" font-size="11">`;
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W0}" height="${H + 14}" font-family="sans-serif" font-size="11">`;
   svg += `<text x="${x0}" y="14">cos(Ŵ, W) per matrix (stories3M, ${bpw} bpw; ${lo.toFixed(2)} … ${hi.toFixed(2)})</text>`;
   for (let t = Math.ceil(lo * 10) / 10; t <= hi + 1e-9; t += 0.1) {
-    svg += `<line x1="${X(t)}" y1="22" x2="${X(t)}" y2="${H - 10}" stroke="#ddd"/><text x="${X(t) - 8}" y="${H}" fill="#666">${t.toFixed(1)}</text>`;
+    svg += `<line x1="${X(t)}" y1="22" x2="${X(t)}" y2="${H - 10}" stroke="#ddd"/><text x="${X(t) - 8}" y="${H + 10}" fill="#666">${t.toFixed(1)}</text>`;
   }
   labels.forEach((label, i) => {
     const y = 36 + 26 * i;

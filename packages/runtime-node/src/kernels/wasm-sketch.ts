@@ -128,6 +128,15 @@ export const DEFAULT_SKETCH_TILING: SketchTiling = {
   rows: (T) => (T === 2 || T === 3 ? 2 : 1),
   unroll: (T) => (T === 1 ? 2 : 1),
 };
+/**
+ * Tiling of the raw (signmean) rowrun kernel: with no abs-max per weight a step is 1 state load and T input
+ * loads per R·T multiply-adds, so decoding 2–4 rows together and unrolling 2 column steps pays off at every
+ * T (measured on the 1B shapes, n = 1, 2, 4, 8, against the default tiling: n = 1 1.6× faster; docs/sketch.md §10).
+ */
+export const RAW_SKETCH_TILING: SketchTiling = {
+  rows: (T) => (T <= 4 ? 2 : 4),
+  unroll: () => 2,
+};
 const tilingKey = (t: SketchTiling) => Array.from({ length: MAX_T }, (_, i) => `${t.rows(i + 1)}.${t.unroll(i + 1)}`).join(',');
 
 /**
@@ -554,7 +563,7 @@ export class WasmSketchLinear implements Linear {
 
   /** A kernel of raw run groups only (the signmean kernel, sketch-signmean.ts). */
   static raw(arena: WasmArena, rows: number, cols: number, rawGroups: RawRunGroup[], tiling?: SketchTiling): Linear {
-    return new WasmSketchLinear(arena, rows, cols, [], new Uint16Array(0), tiling, rawGroups);
+    return new WasmSketchLinear(arena, rows, cols, [], new Uint16Array(0), tiling ?? RAW_SKETCH_TILING, rawGroups);
   }
 
   /** Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun). */
