@@ -9,6 +9,9 @@
  * those provider kinds are registered (the trainer package's providers-sketch / providers-littlebit); the
  * generic `ste` provider (straight-through through the codec's own encode/decode) otherwise, and for rtn and
  * binary. Linears the codec does not compress (and kept-dense ones) stay frozen at the float weights.
+ *
+ * `device: 'webgpu'` (issue 15) runs every step on the GPU (ste-trainer's GpuTrainer through Dawn in Node) with
+ * the same options, data, checkpoints and bundle writer; the recipe records the device.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';

@@ -161,9 +161,9 @@ export class GpuTrainer {
 
   /** Copy the GPU's parameters into the host's (the CPU providers and norm vectors). */
   private async syncHost(): Promise<void> {
-    const tensors = await this.gpu.checkpointTensors();
+    const values = await this.gpu.parameterValues();
     for (const p of this.host.params) {
-      const t = tensors.get(`param/${p.name}`);
+      const t = values.get(p.name);
       if (t) p.data.set(t);
     }
   }

@@ -281,6 +281,13 @@ export class GpuKdTrainer {
     return { kl: kl / positions, ce: ce / positions, top1: top1 / positions, mse: mse / positions, positions };
   }
 
+  /** Every trainable parameter read back, by name (as the CPU Trainer's `params`). */
+  async parameterValues(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    for (const p of this.optim.params) out.set(p.name, await this.ctx.read(p.data));
+    return out;
+  }
+
   /**
    * The checkpoint tensors, named as the CPU Trainer's `state()` names them (`param/<name>`, `adam.m/<name>`,
    * `adam.v/<name>`, and providers' buffers `buffer/<provider>/<key>`), read back from the GPU.
