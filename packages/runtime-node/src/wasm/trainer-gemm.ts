@@ -23,6 +23,7 @@ import { requireWasm } from './engine.js';
 import { DEFAULT_TILE_PLAN, GemmKernels } from './gemm.js';
 import { FmaGemmKernels, enableRelaxedSimd } from './trainer-gemm-fma.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
+import { type WasmTrainerOps, createTrainerOps } from './trainer-ops.js';
 import { WasmTranspose } from './trainer-transpose.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -74,6 +75,8 @@ export class WasmTrainerGemm {
   }
 
   private readonly transposer: WasmTranspose;
+  /** The element-wise kernels on the same memory (for accumulating products), made on first use. */
+  private ops: WasmTrainerOps | false | undefined;
 
   /** A zero-filled float32 array in this gemm's memory: products read and write it in place. */
   readonly allocF32 = (length: number): Float32Array => this.mem.allocF32(length);
@@ -155,8 +158,12 @@ export class WasmTrainerGemm {
     }
     const mn = m * n;
     if (accumulate) {
-      addInto(c, f, y, mn);
-      this.copiedFloats += mn;
+      // c += y: in wasm when c is in this memory (a LittleBit Ŵ summed over paths, dA over products), else JS
+      this.ops ??= createTrainerOps(mem) ?? false;
+      if (!(this.ops !== false && mem.isResident(c) && this.ops.add(c, f.subarray(y, y + mn), c, mn))) {
+        addInto(c, f, y, mn);
+        this.copiedFloats += mn;
+      }
     } else if (!cIn) {
       c.set(f.subarray(y, y + mn));
       this.copiedFloats += mn;
