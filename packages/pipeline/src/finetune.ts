@@ -463,11 +463,18 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   // host for the data, the recipe and the bundle's packing).
   let adapter: string | undefined;
   let trainer: Trainer | GpuTrainer;
+  let gpuContext: NodeTrainContext['ctx'] | null = null;
   if (device === 'webgpu') {
     const gpu = await webgpuTrainContext();
     adapter = gpu.adapter;
+    gpuContext = gpu.ctx;
     const { GpuTrainer } = await import('@ultrasketch/ste-trainer/webgpu');
-    trainer = await GpuTrainer.create(gpu.ctx, trainerOptions);
+    try {
+      trainer = await GpuTrainer.create(gpu.ctx, trainerOptions);
+    } catch (err) {
+      gpu.ctx.dispose();
+      throw err;
+    }
   } else {
     trainer = new Trainer({ ...trainerOptions, ...(threads > 1 ? { parallel: workerThreads(threads) } : {}) });
   }
@@ -570,24 +577,29 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
   } finally {
     trainer.dispose();
+    gpuContext?.dispose(); // this run's GPU tensors; the device and its compiled programs stay for the next run
   }
 }
 
 type NodeTrainContext = Awaited<ReturnType<typeof import('@ultrasketch/ste-trainer/node').nodeTrainContext>>;
-let webgpuContext: Promise<NodeTrainContext> | null = null;
+let webgpuDevice: Promise<NodeTrainContext['device']> | null = null;
 
 /**
- * The process's WebGPU training context (Dawn through runtime-webgpu's nodeGpu(); the programs compile once per
- * process, so a sweep's points share it). No `webgpu` package, no loadable Dawn or no adapter: E_UNSUPPORTED
- * naming --device, what is missing and both fixes (install what is missing, or train with --device cpu).
+ * A WebGPU training context on the process's device (Dawn through runtime-webgpu's nodeGpu(), opened once: a
+ * sweep's points share it and its compiled programs; each call's context is disposed by the caller, freeing its
+ * tensors). No `webgpu` package, no loadable Dawn or no adapter: E_UNSUPPORTED naming --device, what is missing
+ * and both fixes (install what is missing, or train with --device cpu).
  */
 async function webgpuTrainContext(): Promise<NodeTrainContext> {
   const { nodeTrainContext } = await import('@ultrasketch/ste-trainer/node');
-  webgpuContext ??= nodeTrainContext();
   try {
-    return await webgpuContext;
+    webgpuDevice ??= nodeTrainContext().then((c) => {
+      c.ctx.dispose();
+      return c.device;
+    });
+    return await nodeTrainContext(await webgpuDevice);
   } catch (err) {
-    webgpuContext = null;
+    webgpuDevice = null;
     const failure = (err as { failure?: unknown } | null)?.failure;
     if (err instanceof UltraSketchError && (failure === 'no-webgpu' || failure === 'no-adapter')) {
       throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `cannot train on WebGPU: ${err.problem}`, {

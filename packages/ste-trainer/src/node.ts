@@ -583,12 +583,22 @@ function crc32Hex(bytes: Uint8Array): string {
  * `nodeGpu()` (which falls back to SwiftShader, a CPU Vulkan, when no GPU driver answers), then every training
  * program compiled once. Loaded on first use, so CPU-only users never load Dawn. Failures are runtime-webgpu's
  * typed `WebGpuError`s (`failure` 'no-webgpu': the package is missing or cannot load; 'no-adapter': no driver).
+ * Pass the `device` of an earlier call to reuse it: its compiled programs are cached per device, and the new
+ * context's `dispose()` frees only that context's tensors.
  */
-export async function nodeTrainContext(): Promise<{ ctx: import('./webgpu/context.js').GpuTrainContext; adapter: string; software: boolean }> {
+export async function nodeTrainContext(device?: import('@ultrasketch/runtime-webgpu').GpuContext): Promise<{
+  ctx: import('./webgpu/context.js').GpuTrainContext;
+  device: import('@ultrasketch/runtime-webgpu').GpuContext;
+  adapter: string;
+  software: boolean;
+}> {
   const { GpuContext, describeAdapter } = await import('@ultrasketch/runtime-webgpu');
-  const { nodeGpu } = await import('@ultrasketch/runtime-webgpu/node');
   const { GpuTrainContext } = await import('./webgpu/context.js');
-  const gpu = await GpuContext.create(await nodeGpu());
+  let gpu = device;
+  if (!gpu) {
+    const { nodeGpu } = await import('@ultrasketch/runtime-webgpu/node');
+    gpu = await GpuContext.create(await nodeGpu());
+  }
   const ctx = await GpuTrainContext.create(gpu);
-  return { ctx, adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software };
+  return { ctx, device: gpu, adapter: describeAdapter(gpu.adapter), software: gpu.adapter.software };
 }
