@@ -152,8 +152,8 @@ export interface TrainingSection {
     /** Present only when not the default 100. */
     smoothK?: number;
     threads: number;
-    /** Where the steps ran (absent in bundles written before issue 15: those trained on the CPU). */
-    device: FinetuneDevice;
+    /** Where the steps ran (always written now; absent in bundles written before issue 15, which trained on the CPU). */
+    device?: FinetuneDevice;
     seed: number;
     schedule: string;
     optimizer: string;
@@ -593,11 +593,21 @@ let webgpuDevice: Promise<NodeTrainContext['device']> | null = null;
 async function webgpuTrainContext(): Promise<NodeTrainContext> {
   const { nodeTrainContext } = await import('@ultrasketch/ste-trainer/node');
   try {
-    webgpuDevice ??= nodeTrainContext().then((c) => {
-      c.ctx.dispose();
-      return c.device;
-    });
-    return await nodeTrainContext(await webgpuDevice);
+    const open = () =>
+      nodeTrainContext().then((c) => {
+        c.ctx.dispose();
+        return c.device;
+      });
+    webgpuDevice ??= open();
+    let device = await webgpuDevice;
+    try {
+      device.checkLive();
+    } catch {
+      // lost (a driver reset) or destroyed since the last run: open a new one
+      webgpuDevice = open();
+      device = await webgpuDevice;
+    }
+    return await nodeTrainContext(device);
   } catch (err) {
     webgpuDevice = null;
     const failure = (err as { failure?: unknown } | null)?.failure;
