@@ -70,6 +70,36 @@ export interface AttentionKernel {
    * the same values as the reference loop up to float32 rounding of the exponential.
    */
   swiglu?(gate: Float32Array, up: Float32Array, count: number): void;
+  /**
+   * Optional: the per-layer work between the products in the kernel's own memory. When present, the forward
+   * keeps its activations (and the RoPE tables and norm weights) in arrays from `glue.scratch`, so a layer's
+   * norms, RoPE, residual adds and KV-cache writes are a few calls with no JS loop and no allocation.
+   */
+  glue?: ForwardGlue;
+}
+
+/**
+ * Per-layer glue over arrays that all live in the kernel's memory (from `scratch` or `allocate`): the same values
+ * as the reference loops up to float32 rounding (they compute in float64 and round on store).
+ */
+export interface ForwardGlue {
+  /** A zeroed array in the kernel's memory (activations, tables, norm weights; not counted as KV cache). */
+  scratch(length: number): Float32Array;
+  /**
+   * If `add` is given, x += add first (n rows of dim; stored); then out[t] = weight ⊙ x[xRow + t] / √(mean(x²) + eps)
+   * for t < n.
+   */
+  rmsNorm(out: Float32Array, x: Float32Array, xRow: number, add: Float32Array | undefined, weight: Float32Array, n: number, dim: number, eps: number): void;
+  /**
+   * RoPE: n rows of rowLen values of src (heads of headDim), row t rotated for position start + t, written to
+   * dst rows dstRow + t (dst may be src). cos/sin: [positions, headDim/2] tables; pairs: llama2.c's adjacent
+   * pairs, else halves.
+   */
+  rope(src: Float32Array, dst: Float32Array, dstRow: number, cos: Float32Array, sin: Float32Array, n: number, rowLen: number, headDim: number, start: number, pairs: boolean): void;
+  /** x += y for count values (count a multiple of 4). */
+  add(x: Float32Array, y: Float32Array, count: number): void;
+  /** dst rows dstRow.. = the first n rows of src (rowLen values each). */
+  copyRows(src: Float32Array, dst: Float32Array, dstRow: number, n: number, rowLen: number): void;
 }
 
 /**
@@ -191,42 +221,51 @@ export function denseForwardParts(
 /** Scratch buffers sized for a batch of up to `rows` positions; grown on demand, never per token. */
 class Scratch {
   rows = 0;
-  x = new Float32Array(0); // residual stream [n, dim]
-  xb = new Float32Array(0); // normed input [n, dim]
-  q = new Float32Array(0); // [n, qDim]
-  k = new Float32Array(0); // [n, kvDim]
-  v = new Float32Array(0); // [n, kvDim]
-  att = new Float32Array(0); // attention output [n, qDim]
-  proj = new Float32Array(0); // output of o_proj / down_proj [n, dim]
-  h1 = new Float32Array(0); // [n, hidden]
-  h3 = new Float32Array(0); // [n, hidden]
+  x: Float32Array = new Float32Array(0); // residual stream [n, dim]
+  xb: Float32Array = new Float32Array(0); // normed input [n, dim]
+  q: Float32Array = new Float32Array(0); // [n, qDim]
+  k: Float32Array = new Float32Array(0); // [n, kvDim]
+  v: Float32Array = new Float32Array(0); // [n, kvDim]
+  att: Float32Array = new Float32Array(0); // attention output [n, qDim]
+  proj: Float32Array = new Float32Array(0); // output of o_proj / down_proj [n, dim]
+  h1: Float32Array = new Float32Array(0); // [n, hidden]
+  h3: Float32Array = new Float32Array(0); // [n, hidden]
   scores = new Float64Array(0); // [seqLen] attention scores of one head
   headAcc = new Float64Array(0); // [headDim] weighted sum of values of one head
+
+  /** Where the activations live: the glue's memory when there is one (never freed: grown rarely, reused). */
+  constructor(private readonly glue?: ForwardGlue) {}
 
   ensure(c: ModelConfig, n: number, capacity: number): void {
     if (this.scores.length < capacity) this.scores = new Float64Array(capacity);
     if (this.headAcc.length !== headDim(c)) this.headAcc = new Float64Array(headDim(c));
     if (n <= this.rows) return;
     const kv = kvDim(c);
-    this.rows = n;
-    this.x = new Float32Array(n * c.dim);
-    this.xb = new Float32Array(n * c.dim);
-    this.q = new Float32Array(n * qDim(c));
-    this.k = new Float32Array(n * kv);
-    this.v = new Float32Array(n * kv);
-    this.att = new Float32Array(n * qDim(c));
-    this.proj = new Float32Array(n * c.dim);
-    this.h1 = new Float32Array(n * c.hiddenDim);
-    this.h3 = new Float32Array(n * c.hiddenDim);
+    // grow geometrically in the glue's never-freeing memory, so prefills of growing lengths do not pile up copies
+    const rows = this.glue ? Math.max(n, Math.min(2 * this.rows, c.seqLen)) : n;
+    const alloc = this.glue ? (len: number) => this.glue!.scratch(len) : (len: number) => new Float32Array(len);
+    this.rows = rows;
+    this.x = alloc(rows * c.dim);
+    this.xb = alloc(rows * c.dim);
+    this.q = alloc(rows * qDim(c));
+    this.k = alloc(rows * kv);
+    this.v = alloc(rows * kv);
+    this.att = alloc(rows * qDim(c));
+    this.proj = alloc(rows * c.dim);
+    this.h1 = alloc(rows * c.hiddenDim);
+    this.h3 = alloc(rows * c.hiddenDim);
   }
 }
 
 export class LlamaForward {
   readonly config: ModelConfig;
-  private readonly scratch = new Scratch();
+  private readonly scratch: Scratch;
+  /** The attention kernel's glue, and the norm weights copied into its memory (attn, ffn per layer; final). */
+  private readonly glue: ForwardGlue | undefined;
+  private readonly glueNorms: { attn: Float32Array[]; ffn: Float32Array[]; final: Float32Array } | undefined;
   /** cos/sin [positions, headDim/2], grown to the largest cache used (a 128k-context model needs few of them). */
-  private ropeCos = new Float32Array(0);
-  private ropeSin = new Float32Array(0);
+  private ropeCos: Float32Array = new Float32Array(0);
+  private ropeSin: Float32Array = new Float32Array(0);
   private ropePositions = 0;
   private readonly invFreq: Float32Array;
   private logitsBuf = new Float32Array(0);
@@ -236,6 +275,17 @@ export class LlamaForward {
     validateModelConfig(this.config);
     checkVariantParts(parts);
     this.invFreq = ropeInverseFrequencies(this.config);
+    this.glue = parts.attention?.glue;
+    this.scratch = new Scratch(this.glue);
+    const glue = this.glue;
+    if (glue) {
+      const copy = (w: Float32Array) => {
+        const g = glue.scratch(w.length);
+        g.set(w);
+        return g;
+      };
+      this.glueNorms = { attn: parts.attnNorm.map(copy), ffn: parts.ffnNorm.map(copy), final: copy(parts.finalNorm) };
+    }
   }
 
   static fromWeights(weights: ModelWeights): LlamaForward {
@@ -288,7 +338,10 @@ export class LlamaForward {
       this.parts.embedding.lookup(token, x, t * dim);
     }
 
-    for (let l = 0; l < c.nLayers; l++) {
+    // the kernel's glue when this cache lives in its memory: a layer is a few wasm calls between the products
+    const glue = cache.kernel !== undefined && cache.kernel === this.parts.attention ? this.glue : undefined;
+    if (glue) this.forwardLayersGlue(glue, cache, start, n, hooks);
+    else for (let l = 0; l < c.nLayers; l++) {
       const lin = this.parts.layers[l]!;
       rmsNormRows(xb, x, this.parts.attnNorm[l]!, n, dim, c.normEps);
       this.linear(l, 'q', lin.q, xb, q, n, hooks);
@@ -340,12 +393,59 @@ export class LlamaForward {
     if (mode === 'none') return new Float32Array(0);
     const rows = mode === 'all' ? n : 1;
     const firstRow = n - rows;
-    rmsNormRows(xb, x.subarray(firstRow * dim), this.parts.finalNorm, rows, dim, c.normEps);
+    if (glue) glue.rmsNorm(xb, x, firstRow, undefined, this.glueNorms!.final, rows, dim, c.normEps);
+    else rmsNormRows(xb, x.subarray(firstRow * dim), this.parts.finalNorm, rows, dim, c.normEps);
     if (this.logitsBuf.length < rows * c.vocabSize) this.logitsBuf = new Float32Array(rows * c.vocabSize);
     const logits = this.logitsBuf.subarray(0, rows * c.vocabSize);
     hooks?.onLinearInput?.(TensorNames.classifier, xb, rows, dim);
     this.parts.classifier.apply(xb, logits, rows);
     return logits;
+  }
+
+  /**
+   * The decoder layers with the kernel's glue: the same steps as the loop in `forward`, the norms, RoPE, residual
+   * adds and cache writes in the kernel's memory (k is rotated straight into the cache; the norm before the FFN
+   * is fused with the residual add before it).
+   */
+  private forwardLayersGlue(glue: ForwardGlue, cache: KVCache, start: number, n: number, hooks: ForwardHooks | undefined): void {
+    const c = this.config;
+    const s = this.scratch;
+    const norms = this.glueNorms!;
+    const { x, xb, q, k, v, att, proj, h1, h3 } = s;
+    const dim = c.dim;
+    const hs = headDim(c);
+    const kv = kvDim(c);
+    const eps = c.normEps;
+    const pairs = c.ropeLayout === 'pairs';
+    const fast = this.parts.attention!;
+    for (let l = 0; l < c.nLayers; l++) {
+      const lin = this.parts.layers[l]!;
+      glue.rmsNorm(xb, x, 0, undefined, norms.attn[l]!, n, dim, eps);
+      this.linear(l, 'q', lin.q, xb, q, n, hooks);
+      this.linear(l, 'k', lin.k, xb, k, n, hooks);
+      this.linear(l, 'v', lin.v, xb, v, n, hooks);
+      const bias = this.parts.attnBias?.[l];
+      if (bias?.q) addBiasRows(q, bias.q, n);
+      if (bias?.k) addBiasRows(k, bias.k, n);
+      if (bias?.v) addBiasRows(v, bias.v, n);
+      if (c.qkNorm) {
+        rmsNormRows(q, q, this.parts.qNorm![l]!, n * c.nHeads, hs, eps);
+        rmsNormRows(k, k, this.parts.kNorm![l]!, n * c.nKvHeads, hs, eps);
+      }
+      glue.rope(q, q, 0, this.ropeCos, this.ropeSin, n, qDim(c), hs, start, pairs);
+      glue.rope(k, cache.keys[l]!, start, this.ropeCos, this.ropeSin, n, kv, hs, start, pairs);
+      glue.copyRows(v, cache.values[l]!, start, n, kv);
+      fast.attend(cache.keys[l]!, cache.values[l]!, q, att, start, n);
+      this.linear(l, 'o', lin.o, att, proj, n, hooks);
+      if (bias?.o) addBiasRows(proj, bias.o, n);
+      glue.rmsNorm(xb, x, 0, proj, norms.ffn[l]!, n, dim, eps); // x += proj, then the norm
+      this.linear(l, 'gate', lin.gate, xb, h1, n, hooks);
+      this.linear(l, 'up', lin.up, xb, h3, n, hooks);
+      fast.swiglu!(h1, h3, n * c.hiddenDim);
+      this.linear(l, 'down', lin.down, h1, proj, n, hooks);
+      glue.add(x, proj, n * dim);
+      hooks?.onLayerOutput?.(l, x, n);
+    }
   }
 
   private linear(
@@ -370,8 +470,10 @@ export class LlamaForward {
   private ensureRope(positions: number): void {
     if (positions <= this.ropePositions) return;
     const half = this.invFreq.length;
-    const cos = new Float32Array(positions * half);
-    const sin = new Float32Array(positions * half);
+    // in the glue's memory when there is one (its rope reads them there)
+    const alloc = this.glue ? (len: number) => this.glue!.scratch(len) : (len: number) => new Float32Array(len);
+    const cos = alloc(positions * half);
+    const sin = alloc(positions * half);
     const f = Math.fround;
     for (let i = 0; i < half; i++) {
       const freq = this.invFreq[i]!;

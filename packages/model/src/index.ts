@@ -29,7 +29,7 @@ export type { Tensor, ModelWeights } from './weights.js';
 export { DenseLinear, denseMatVec, denseMatMul } from './linear.js';
 export type { Linear } from './linear.js';
 export { KVCache, LlamaForward, DenseEmbedding, denseForwardParts, checkVariantParts, rmsNormRows } from './forward.js';
-export type { AttentionKernel, DenseLinearFactory, EmbeddingTable, ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';
+export type { AttentionKernel, DenseLinearFactory, ForwardGlue, EmbeddingTable, ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';
 export { generateTokens } from './generate.js';
 export type { TokenPicker, GenerateOptions, GenerateStep } from './generate.js';
 export { Tokenizer, StreamDecoder } from './tokenizer.js';

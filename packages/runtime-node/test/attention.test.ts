@@ -114,4 +114,87 @@ describe('WasmAttention', () => {
     const parts = denseForwardParts(modelFromLlama2c(readLlama2cCheckpoint(readFileSync(shared('models/stories260K/stories260K.bin')), 'x')));
     expect(parts.attention).toBeUndefined();
   });
+
+  describe('the forward glue (norms, RoPE, residual adds, cache writes in the kernel memory)', () => {
+    const config = { dim: 24, hiddenDim: 16, nHeads: 2, nKvHeads: 1, headDim: 12 } as ModelConfig;
+    let seed = 11;
+    const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 6;
+    const fill = (a: Float32Array) => {
+      for (let i = 0; i < a.length; i++) a[i] = rnd();
+      return a;
+    };
+    const close = (got: ArrayLike<number>, want: ArrayLike<number>) => {
+      expect(got.length).toBe(want.length);
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(2e-6 * Math.max(1, Math.abs(want[i]!)));
+    };
+
+    it('is offered only when dim, kvDim and hiddenDim are multiples of 4', () => {
+      expect(new WasmAttention(config).glue).toBeDefined();
+      expect(new WasmAttention({ ...config, hiddenDim: 18 }).glue).toBeUndefined();
+    });
+
+    it('rmsNorm (with and without the residual add, from a later row) as the reference in float64', () => {
+      const k = new WasmAttention(config);
+      const g = k.glue!;
+      const dim = 24;
+      const eps = 1e-5;
+      for (const [n, xRow, withAdd] of [[1, 0, false], [3, 0, true], [2, 1, false]] as const) {
+        const x = fill(g.scratch((n + xRow) * dim));
+        const y = fill(g.scratch(n * dim));
+        const w = fill(g.scratch(dim));
+        const out = g.scratch(n * dim);
+        const x0 = Float64Array.from(x);
+        if (withAdd) for (let i = 0; i < n * dim; i++) x0[i] = Math.fround(x0[i]! + y[i]!);
+        g.rmsNorm(out, x, xRow, withAdd ? y : undefined, w, n, dim, eps);
+        const want: number[] = [];
+        for (let t = 0; t < n; t++) {
+          const row = Array.from(x0.subarray((xRow + t) * dim, (xRow + t + 1) * dim));
+          const inv = 1 / Math.sqrt(row.reduce((a, b) => a + b * b, 0) / dim + eps);
+          for (let i = 0; i < dim; i++) want.push(w[i]! * inv * row[i]!);
+        }
+        close(out, want);
+        if (withAdd) close(x.subarray(0, n * dim), Array.from(x0.subarray(0, n * dim))); // the add is exact in float32
+      }
+    });
+
+    it.each([true, false])('rope (pairs %s) into another array at a later row, add, copyRows', (pairs) => {
+      const k = new WasmAttention(config);
+      const g = k.glue!;
+      const hs = 12;
+      const half = 6;
+      const rowLen = 24;
+      const n = 3;
+      const start = 5;
+      const cos = fill(g.scratch(16 * half));
+      const sin = fill(g.scratch(16 * half));
+      const src = fill(g.scratch(n * rowLen));
+      const dst = g.scratch(10 * rowLen);
+      g.rope(src, dst, 2, cos, sin, n, rowLen, hs, start, pairs);
+      const want = new Float64Array(n * rowLen);
+      for (let t = 0; t < n; t++) {
+        for (let h = 0; h < rowLen; h += hs) {
+          for (let i = 0; i < half; i++) {
+            const a = t * rowLen + h + (pairs ? 2 * i : i);
+            const b = pairs ? a + 1 : a + half;
+            const c = cos[(start + t) * half + i]!;
+            const s = sin[(start + t) * half + i]!;
+            want[a] = src[a]! * c - src[b]! * s;
+            want[b] = src[a]! * s + src[b]! * c;
+          }
+        }
+      }
+      close(dst.subarray(2 * rowLen, (2 + n) * rowLen), Array.from(want));
+      expect(Array.from(dst.subarray(0, 2 * rowLen)).every((v) => v === 0)).toBe(true); // rows before untouched
+      g.rope(src, src, 0, cos, sin, n, rowLen, hs, start, pairs); // in place
+      close(src, Array.from(want));
+      const x = fill(g.scratch(8));
+      const y = fill(g.scratch(8));
+      const sum = Array.from(x, (v, i) => Math.fround(v + y[i]!));
+      g.add(x, y, 8);
+      expect(Array.from(x)).toEqual(sum);
+      g.copyRows(x, dst, 7, 1, 8);
+      expect(Array.from(dst.subarray(56, 64))).toEqual(sum);
+    });
+  });
 });
+

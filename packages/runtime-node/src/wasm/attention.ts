@@ -19,7 +19,7 @@
  * The same module also has SwiGLU (silu(gate) · up, 4 at a time with the same exponential): the model's
  * `swiglu` hook, so the FFN's 'hidden' exponentials per position do not go through Math.exp.
  */
-import type { AttentionKernel, ModelConfig } from '@ultrasketch/model';
+import type { AttentionKernel, ForwardGlue, ModelConfig } from '@ultrasketch/model';
 import { headDim, kvDim } from '@ultrasketch/model';
 import { ModuleBuilder } from './emitter.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
@@ -242,13 +242,130 @@ function emitSwiglu(): ExpBuilder {
   return f;
 }
 const F32X4_DIV = 0xe7;
+const F32_SQRT = 0x91;
+
+/**
+ * The forward's per-layer glue (issue 12, fourth slice), so a layer's work between its products is a few wasm
+ * calls over arrays in this memory instead of JS loops. All in float32 (the JS loops round float64 results to
+ * float32 on store): llama2.c computes the same way.
+ *
+ * rmsnorm(out, x, y, w, rows, dimB, dim, eps): if y ≠ 0, x += y first (the residual add, stored); then
+ * out = w ⊙ x · 1/√(mean(x²) + eps) row by row. The sum of squares in f32x4 lanes reduced (l0 + l2) + (l1 + l3).
+ */
+function emitRmsNorm(): ExpBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32']);
+  const [out, x, y, w, rows, dimB, dim, eps] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const t = f.local('i32');
+  const j = f.local('i32');
+  const acc = f.local('v128');
+  const xv = f.local('v128');
+  const iv = f.local('v128');
+  loopLt(f, t, rows, 1, () => {
+    f.v128Zero().set(acc);
+    f.i32Const(0).set(j);
+    f.block().get(y).i32Eqz().brIf(0);
+    // x += y, stored; the sum of squares of the new x
+    loopLt(f, j, dimB, 16, () => {
+      f.get(x).get(j).i32Add();
+      f.get(x).get(j).i32Add().v128Load().get(y).get(j).i32Add().v128Load().f32x4Add().tee(xv);
+      f.v128Store();
+      f.get(acc).get(xv).get(xv).f32x4Mul().f32x4Add().set(acc);
+    });
+    f.get(y).get(dimB).i32Add().set(y);
+    f.end();
+    loopLt(f, j, dimB, 16, () => {
+      f.get(x).get(j).i32Add().v128Load().tee(xv).get(xv).f32x4Mul().get(acc).f32x4Add().set(acc);
+    });
+    // inv = 1 / √(ss / dim + eps)
+    f.f32Const(1);
+    hsum(f, acc);
+    f.get(dim).f32Div().get(eps).f32Add();
+    f.code.push(F32_SQRT);
+    f.f32Div().f32x4Splat().set(iv);
+    f.i32Const(0).set(j);
+    loopLt(f, j, dimB, 16, () => {
+      f.get(out).get(j).i32Add();
+      f.get(w).get(j).i32Add().v128Load().get(iv).get(x).get(j).i32Add().v128Load().f32x4Mul().f32x4Mul();
+      f.v128Store();
+    });
+    f.get(x).get(dimB).i32Add().set(x);
+    f.get(out).get(dimB).i32Add().set(out);
+  });
+  return f;
+}
+
+/**
+ * rope(src, dst, cos, sin, rows, rowB, hsB, halfB, aShift, bOffB, start): each head (hsB bytes) of each row
+ * (rowB bytes) of src, rotated for position start + row, into dst (may be src). Pair i of a head is (a, b) with
+ * a = i << aShift (bytes; 1: llama2.c's adjacent pairs, 0: halves) and b = a + bOffB; cos/sin tables [position,
+ * halfB bytes]. a' = a·c − b·s, b' = a·s + b·c, as `LlamaForward.rope`.
+ */
+function emitRope(): ExpBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [src, dst, cos, sin, rows, rowB, hsB, halfB, aShift, bOffB, start] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const t = f.local('i32');
+  const h = f.local('i32');
+  const i = f.local('i32');
+  const cp = f.local('i32');
+  const sp = f.local('i32');
+  const pa = f.local('i32');
+  const qa = f.local('i32');
+  const c = f.local('f32');
+  const s = f.local('f32');
+  const v0 = f.local('f32');
+  const v1 = f.local('f32');
+  loopLt(f, t, rows, 1, () => {
+    f.get(start).get(t).i32Add().get(halfB).i32Mul().set(cp);
+    f.get(sin).get(cp).i32Add().set(sp);
+    f.get(cos).get(cp).i32Add().set(cp);
+    f.i32Const(0).set(h);
+    loopLt(f, h, rowB, 0, () => {
+      f.i32Const(0).set(i);
+      loopLt(f, i, halfB, 4, () => {
+        f.get(cp).get(i).i32Add().f32Load().set(c);
+        f.get(sp).get(i).i32Add().f32Load().set(s);
+        f.get(i).get(aShift).i32Shl().get(h).i32Add().set(pa);
+        f.get(src).get(pa).i32Add().tee(qa).f32Load().set(v0);
+        f.get(qa).get(bOffB).i32Add().f32Load().set(v1);
+        f.get(dst).get(pa).i32Add().tee(qa);
+        f.get(v0).get(c).f32Mul().get(v1).get(s).f32Mul().f32Sub().f32Store();
+        f.get(qa).get(bOffB).i32Add();
+        f.get(v0).get(s).f32Mul().get(v1).get(c).f32Mul().f32Add().f32Store();
+      });
+      f.get(h).get(hsB).i32Add().set(h);
+    });
+    f.get(src).get(rowB).i32Add().set(src);
+    f.get(dst).get(rowB).i32Add().set(dst);
+  });
+  return f;
+}
+
+/** add(x, y, bytes): x += y, 4 at a time (bytes a multiple of 16). */
+function emitAdd(): ExpBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32']);
+  const [x, y, bytes] = [0, 1, 2];
+  const j = f.local('i32');
+  loopLt(f, j, bytes, 16, () => {
+    f.get(x).get(j).i32Add();
+    f.get(x).get(j).i32Add().v128Load().get(y).get(j).i32Add().v128Load().f32x4Add();
+    f.v128Store();
+  });
+  return f;
+}
+
+function addFunctions(m: ModuleBuilder): void {
+  m.addFunction('attend', emitAttend());
+  m.addFunction('swiglu', emitSwiglu());
+  m.addFunction('rmsnorm', emitRmsNorm());
+  m.addFunction('rope', emitRope());
+  m.addFunction('add', emitAdd());
+}
 
 let compiled: WasmModule | undefined;
 function attentionModule(): WasmModule {
   if (!compiled) {
     const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
-    m.addFunction('attend', emitAttend());
-    m.addFunction('swiglu', emitSwiglu());
+    addFunctions(m);
     compiled = new (requireWasm().Module)(m.emit());
   }
   return compiled;
@@ -257,15 +374,14 @@ function attentionModule(): WasmModule {
 /** The module's bytes (for the tests' WebAssembly.validate). */
 export function emitAttentionModule(): Uint8Array {
   const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
-  m.addFunction('attend', emitAttend());
-  m.addFunction('swiglu', emitSwiglu());
+  addFunctions(m);
   return m.emit();
 }
 
 /** Single-thread cost of attention per multiply-add of q·k and of the weighted sum (ns, rough). */
 const ATTENTION_NS_PER_MAC = 0.15;
 
-export class WasmAttention implements AttentionKernel {
+export class WasmAttention implements AttentionKernel, ForwardGlue {
   readonly memory: WasmMemory;
   /** The memory is shared (thread pools may split the heads of `attend`; see threads.ts). */
   readonly shared = true;
@@ -274,6 +390,15 @@ export class WasmAttention implements AttentionKernel {
   private readonly instance: WasmInstance;
   private readonly attendFn: (...a: number[]) => void;
   private readonly swigluFn: (...a: number[]) => void;
+  private readonly rmsNormFn: (...a: number[]) => void;
+  private readonly ropeFn: (...a: number[]) => void;
+  private readonly addFn: (...a: number[]) => void;
+  /** Arrays handed out by `allocate`/`scratch` (views of this memory): attend and swiglu read them in place. */
+  private readonly owned = new WeakSet<Float32Array>();
+  /** The forward's glue (this kernel) when the model's widths allow it (dim, kvDim, hiddenDim multiples of 4). */
+  readonly glue: ForwardGlue | undefined;
+  /** Bytes handed out by `scratch` (the forward's activations, RoPE tables, norm weights). */
+  glueBytes = 0;
   private swAt = 0;
   private swBytes = 0;
   private top = 16;
@@ -299,6 +424,11 @@ export class WasmAttention implements AttentionKernel {
     this.instance = new wasm.Instance(attentionModule(), { env: { memory: this.memory } });
     this.attendFn = this.instance.exports.attend as (...a: number[]) => void;
     this.swigluFn = this.instance.exports.swiglu as (...a: number[]) => void;
+    this.rmsNormFn = this.instance.exports.rmsnorm as (...a: number[]) => void;
+    this.ropeFn = this.instance.exports.rope as (...a: number[]) => void;
+    this.addFn = this.instance.exports.add as (...a: number[]) => void;
+    const c = config;
+    this.glue = c.dim % 4 === 0 && kvDim(c) % 4 === 0 && c.hiddenDim % 4 === 0 ? this : undefined;
     this.heap = new Float32Array(this.memory.buffer);
   }
 
@@ -320,33 +450,71 @@ export class WasmAttention implements AttentionKernel {
   }
 
   allocate(length: number): Float32Array {
-    const at = this.reserve(length * 4);
+    const a = this.view(length);
     this.cacheBytes += length * 4;
-    return new Float32Array(this.memory.buffer, at, length);
+    return a;
+  }
+
+  private view(length: number): Float32Array {
+    const at = this.reserve(length * 4); // may grow the memory: read its buffer after
+    const a = new Float32Array(this.memory.buffer, at, length);
+    this.owned.add(a);
+    return a;
+  }
+
+  // --- ForwardGlue (arrays from allocate/scratch; addresses are their byte offsets in this memory)
+
+  scratch(length: number): Float32Array {
+    // rounded up to whole 16-byte chunks (the SIMD loops run over whole chunks)
+    const a = this.view(Math.ceil(length / 4) * 4).subarray(0, length);
+    this.owned.add(a);
+    this.glueBytes += Math.ceil(length / 4) * 16;
+    return a;
+  }
+
+  rmsNorm(out: Float32Array, x: Float32Array, xRow: number, add: Float32Array | undefined, weight: Float32Array, n: number, dim: number, eps: number): void {
+    this.rmsNormFn(out.byteOffset, x.byteOffset + xRow * dim * 4, add ? add.byteOffset : 0, weight.byteOffset, n, dim * 4, dim, eps);
+  }
+
+  rope(src: Float32Array, dst: Float32Array, dstRow: number, cos: Float32Array, sin: Float32Array, n: number, rowLen: number, headDim: number, start: number, pairs: boolean): void {
+    const halfB = headDim * 2;
+    this.ropeFn(src.byteOffset, dst.byteOffset + dstRow * rowLen * 4, cos.byteOffset, sin.byteOffset, n, rowLen * 4, headDim * 4, halfB, pairs ? 1 : 0, pairs ? 4 : halfB, start);
+  }
+
+  add(x: Float32Array, y: Float32Array, count: number): void {
+    this.addFn(x.byteOffset, y.byteOffset, count * 4);
+  }
+
+  copyRows(src: Float32Array, dst: Float32Array, dstRow: number, n: number, rowLen: number): void {
+    const from = src.byteOffset / 4;
+    this.heap.copyWithin(dst.byteOffset / 4 + dstRow * rowLen, from, from + n * rowLen);
   }
 
   attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void {
     const qBytes = n * this.qd * 4;
     const nHeads = this.config.nHeads;
+    // q and out in this memory (the forward's glue scratch) are read and written in place; others are copied
+    const inPlace = this.owned.has(q) && this.owned.has(out);
     // one scores region per head: threads that take ranges of heads each use their first head's region
     const scoreBytes = Math.ceil((start + n + 4) / 4) * 16;
-    const need = 2 * qBytes + nHeads * scoreBytes;
+    const need = (inPlace ? 0 : 2 * qBytes) + nHeads * scoreBytes;
     if (need > this.scratchBytes) {
       this.scratchBytes = Math.max(need, Math.ceil(this.scratchBytes * 1.5));
       this.scratchAt = this.reserve(this.scratchBytes);
     }
-    const qAt = this.scratchAt;
-    const outAt = qAt + qBytes;
-    const scoresAt = outAt + qBytes;
-    this.heap.set(q.subarray(0, n * this.qd), qAt / 4);
+    const qAt = inPlace ? q.byteOffset : this.scratchAt;
+    const outAt = inPlace ? out.byteOffset : qAt + qBytes;
+    const scoresAt = inPlace ? this.scratchAt : outAt + qBytes;
+    if (!inPlace) this.heap.set(q.subarray(0, n * this.qd), qAt / 4);
     const fn = this.attendFn;
     const hsB = this.hs * 4;
-    const body: RowBody = (call, h0, h1) =>
-      call(fn, qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt + h0 * scoreBytes, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, h0, h1);
     const pool = this.threads;
-    if (pool) pool.rows(nHeads, n * nHeads * (start + (n + 1) / 2) * this.hs * 2 * ATTENTION_NS_PER_MAC, 1, body);
-    else fn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, 0, nHeads);
-    out.set(this.heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
+    if (pool) {
+      const body: RowBody = (call, h0, h1) =>
+        call(fn, qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt + h0 * scoreBytes, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, h0, h1);
+      pool.rows(nHeads, n * nHeads * (start + (n + 1) / 2) * this.hs * 2 * ATTENTION_NS_PER_MAC, 1, body);
+    } else fn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, 0, nHeads);
+    if (!inPlace) out.set(this.heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
   }
 
   /** The module and its exports (a thread pool instantiates the same over this memory). */
@@ -355,6 +523,10 @@ export class WasmAttention implements AttentionKernel {
   }
 
   swiglu(gate: Float32Array, up: Float32Array, count: number): void {
+    if (count % 4 === 0 && this.owned.has(gate) && this.owned.has(up)) {
+      this.swigluFn(gate.byteOffset, up.byteOffset, count); // in place, in this memory
+      return;
+    }
     const padded = Math.ceil(count / 4) * 4;
     if (2 * padded * 4 > this.swBytes) {
       this.swBytes = 2 * padded * 4;
@@ -376,6 +548,6 @@ export class WasmAttention implements AttentionKernel {
 
   /** Bytes of the kernel's scratch (q, out, scores). */
   get scratchSize(): number {
-    return this.scratchBytes + this.swBytes;
+    return this.scratchBytes + this.swBytes + this.glueBytes;
   }
 }
