@@ -28,6 +28,8 @@ describe('WebGPU sketch / hashednets state providers', () => {
     ['sketch 2 bpw (3 rows, f16 states)', () => new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 2 }, context: { seed: 5 } })],
     ['sketch 1 bpw, 2 channel groups', () => new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 1, groups: 2 }, context: { seed: 6 } })],
     ['sketch 2 bpw, f32 states (no rounding)', () => new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 2, state: 'f32' }, context: { seed: 7 } })],
+    ['sketch 2 bpw, int8 states (a scale per sketch row)', () => new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 2, state: 'int8' }, context: { seed: 10 } })],
+    ['sketch 1 bpw, int8 states, 2 channel groups', () => new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 1, state: 'int8', groups: 2 }, context: { seed: 11 } })],
     ['hashednets 1 bpw (f16 states)', () => new HashedNetsStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 1 }, context: { seed: 8 } })],
   ];
 
@@ -58,10 +60,10 @@ describe('WebGPU sketch / hashednets state providers', () => {
     expect(gradWant.some((v) => v !== 0)).toBe(true);
   });
 
-  it('what has no WebGPU version is refused, naming --device cpu: int8 states, the signmean query', async () => {
+  it('what has no WebGPU version is refused, naming --device cpu: the signmean query', async () => {
     registerSketchProviders();
     const ctx = await trainContext();
-    for (const codecOptions of [{ bpw: 2, state: 'int8' }, { bpw: 2, query: 'signmean' }]) {
+    for (const codecOptions of [{ bpw: 2, query: 'signmean' }]) {
       const cpu = new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions });
       expect(() => new GpuStatePickProvider(ctx, cpu), JSON.stringify(codecOptions)).toThrow(expect.objectContaining({ code: ErrorCodes.UNSUPPORTED, hint: expect.stringContaining('--device cpu') }));
     }

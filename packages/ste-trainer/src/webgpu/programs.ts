@@ -854,11 +854,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * The state providers' forward (providers-sketch.ts): per weight i, the candidate of largest |·| among its
  * depth[i] hashed states cand[k·n + i] (strict: ties keep the lowest k, as the sketch codec's query), each state
  * read as its format stores it — mode 0 the f32 value, 1 f16 rounded toward zero and clamped to ±65504 (sketch
- * states: sketch-core's f16BitsTowardZero), 2 f16 rounded to nearest (hashednets states) — and the pick recorded.
+ * states: sketch-core's f16BitsTowardZero), 2 f16 rounded to nearest (hashednets states), 3 int8 toward zero under
+ * its sketch row's scale (scales[rowOf[s]], from `state_row_scale`; sketch-core's int8TowardZero) — and the pick
+ * recorded.
  */
 const STATE_PICK = prog(
   'state_pick',
-  ['uniform', 'read', 'read', 'read', 'rw', 'rw'],
+  ['uniform', 'read', 'read', 'read', 'rw', 'rw', 'read', 'read'],
   /* wgsl */ `
 struct P { n: u32, d: u32, mode: u32, gridX: u32 };
 @group(0) @binding(0) var<uniform> U: P;
@@ -867,7 +869,20 @@ struct P { n: u32, d: u32, mode: u32, gridX: u32 };
 @group(0) @binding(3) var<storage, read> depth: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pick: array<u32>;
+@group(0) @binding(6) var<storage, read> rowOf: array<u32>;
+@group(0) @binding(7) var<storage, read> scales: array<f32>;
 ${F16_ROUND}
+fn int8TowardZero(v: f32, scale: f32) -> f32 {
+  if (scale == 0.0 || v == 0.0) { return 0.0; }
+  // trunc of the f32 quotient is never below the exact quotient's; the loop steps an overshoot back, as the
+  // codec's does, so q is the codec's: the largest |q| ≤ 127 with |q · scale| ≤ |v| (q · scale is exact in f32)
+  var q = clamp(trunc(v / scale), -127.0, 127.0);
+  loop {
+    if (q == 0.0 || abs(q * scale) <= abs(v)) { break; }
+    q = q - sign(q);
+  }
+  return q * scale;
+}
 fn f16TowardZero(v: f32) -> f32 {
   var h = f32ToF16Bits(v);
   if ((h & 0x7fffu) > 0x7bffu) { h = (h & 0x8000u) | 0x7bffu; }
@@ -878,6 +893,7 @@ fn stateAt(s: u32) -> f32 {
   let v = S[s];
   if (U.mode == 1u) { return f16TowardZero(v); }
   if (U.mode == 2u) { return f16round(v); }
+  if (U.mode == 3u) { return int8TowardZero(v, scales[rowOf[s]]); }
   return v;
 }
 @compute @workgroup_size(64)
@@ -899,6 +915,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   out[i] = v;
   pick[i] = best;
+}`,
+);
+
+/**
+ * int8 states: the scale of each stored sketch row (states [begin[r], begin[r + 1])), one invocation per row:
+ * f16(max |S| / 127) rounded to nearest and clamped to the largest finite f16 (sketch-core's int8ScaleBits), as
+ * the f32 it decodes to.
+ */
+const STATE_ROW_SCALE = prog(
+  'state_row_scale',
+  ['uniform', 'read', 'read', 'rw'],
+  /* wgsl */ `
+struct P { rows: u32, gridX: u32, p0: u32, p1: u32 };
+@group(0) @binding(0) var<uniform> U: P;
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+@group(0) @binding(2) var<storage, read> begin: array<u32>;
+@group(0) @binding(3) var<storage, read_write> scales: array<f32>;
+${F16_ROUND}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let r = (wid.y * U.gridX + wid.x) * 64u + lid;
+  if (r >= U.rows) { return; }
+  var m = 0.0;
+  for (var i = begin[r]; i < begin[r + 1u]; i = i + 1u) { m = max(m, abs(S[i])); }
+  var h = f32ToF16Bits(m / 127.0);
+  if ((h & 0x7fffu) > 0x7bffu) { h = 0x7bffu; }
+  scales[r] = unpack2x16float(h).x;
 }`,
 );
 
@@ -957,6 +1000,7 @@ export function trainingPrograms(lanes: ReductionLanes) {
     binaryBuild: BINARY_BUILD(lanes),
     rtnBuild: RTN_BUILD(lanes),
     statePick: STATE_PICK,
+    stateRowScale: STATE_ROW_SCALE,
     stateScatter: STATE_SCATTER,
   } as const;
 }

@@ -7,15 +7,16 @@ import type { GpuParam } from './optim.js';
 import { ROW_WG } from './programs.js';
 
 /** How the forward reads a state (the uniform `mode` of `state_pick`). */
-const STATE_READ = { f32: 0, f16TowardZero: 1, f16Nearest: 2 } as const;
+const STATE_READ = { f32: 0, f16TowardZero: 1, f16Nearest: 2, int8: 3 } as const;
 
 /**
  * Sketch and HashedNets STATE training on the GPU (the CPU providers of providers-sketch.ts, their default
  * behaviour: the AbsMax query, f16 or f32 states). The parameter is the states; per step:
  *   forward  (`state_pick`, one invocation per weight): ŵ_i = the candidate of largest |·| among the weight's
  *            hashed states cand[k·n + i] (k < depth_i; strict, so ties keep the lowest k, as the codec's query),
- *            each read as the state format stores it (quantizedForward: sketch f16 toward zero, hashednets f16
- *            to nearest — the CPU providers' rounding, in core's bit algorithm), and the pick recorded;
+ *            each read as the state format stores it (quantizedForward: sketch f16 or int8 toward zero — int8
+ *            under each sketch row's scale f16(max |S_row| / 127), `state_row_scale` first — hashednets f16 to
+ *            nearest: the CPU providers' rounding, in core's bit algorithm), and the pick recorded;
  *   backward (`state_scatter`, one invocation per STATE): grad[s] += Σ ∂L/∂ŵ_i over the weights i that have s
  *            as a candidate AND picked it, summed in ascending i — a segmented sum over a fixed list of each
  *            state's candidate weights (built once on the CPU), not float atomics: deterministic, and in the CPU
@@ -25,8 +26,7 @@ const STATE_READ = { f32: 0, f16TowardZero: 1, f16Nearest: 2 } as const;
  * trained states are read back into it). The candidate table is rebuilt here from the initial encode's public
  * layout (sketchGroups / hashedNetsFamily), as the CPU provider builds its own.
  *
- * Refused (E_UNSUPPORTED naming --device cpu): the `signmean` query, `int8` states (a per-row scale), float64
- * masters.
+ * Refused (E_UNSUPPORTED naming --device cpu): the `signmean` query, float64 masters.
  */
 export class GpuStatePickProvider implements GpuWeightProvider {
   readonly name: string;
@@ -43,6 +43,10 @@ export class GpuStatePickProvider implements GpuWeightProvider {
   private readonly members: GpuTensor;
   private readonly out: GpuTensor;
   private readonly mode: number;
+  private readonly rowCount: number;
+  private readonly rowBegin: GpuTensor;
+  private readonly rowOf: GpuTensor;
+  private readonly scales: GpuTensor;
 
   constructor(
     readonly ctx: GpuTrainContext,
@@ -62,12 +66,12 @@ export class GpuStatePickProvider implements GpuWeightProvider {
     const n = cpu.rows * cpu.cols;
     const T = p.data.length;
     let d: number;
+    let rowRanges: { begin: Uint32Array; rowOf: Uint32Array } | null = null;
     let cand: Int32Array;
     let depth: Uint32Array;
     if (cpu instanceof SketchStateProvider) {
       const o = cpu.options as { query?: string; state: string; rows: number };
       if ((o.query ?? 'absmaxmin') !== 'absmaxmin') refuse(`the ${o.query} query`);
-      if (o.state === 'int8') refuse('int8 states');
       d = o.rows;
       cand = new Int32Array(d * n).fill(-1);
       depth = new Uint32Array(n);
@@ -95,7 +99,21 @@ export class GpuStatePickProvider implements GpuWeightProvider {
           for (let c = 0; c < C; c++) depth[r * cpu.cols + ch[c]!] = d;
         }
       }
-      this.mode = cpu.quantizedForward ? STATE_READ.f16TowardZero : STATE_READ.f32;
+      this.mode = !cpu.quantizedForward ? STATE_READ.f32 : o.state === 'int8' ? STATE_READ.int8 : STATE_READ.f16TowardZero;
+      if (this.mode === STATE_READ.int8) {
+        // the stored sketch rows (each group's alloc.depth rows of states / depth states), as toCodecParams cuts them
+        const begins: number[] = [];
+        for (const g of sketchGroups(cpu.initial)) {
+          const perRow = g.alloc.states / g.alloc.depth;
+          for (let k = 0; k < g.alloc.depth; k++) begins.push(g.stateOffset + k * perRow);
+        }
+        const rowOf = new Uint32Array(p.data.length);
+        begins.forEach((b, r) => {
+          const end = r + 1 < begins.length ? begins[r + 1]! : p.data.length;
+          rowOf.fill(r, b, end);
+        });
+        rowRanges = { begin: Uint32Array.from([...begins, p.data.length]), rowOf };
+      }
     } else {
       d = 1;
       cand = new Int32Array(n);
@@ -122,13 +140,27 @@ export class GpuStatePickProvider implements GpuWeightProvider {
     this.offsets = ctx.upload(offsets, `${p.name}.offsets`);
     this.members = ctx.upload(members, `${p.name}.members`);
     this.pickT = ctx.tensor(n, `${p.name}.pick`);
+    // int8: each state's row and the rows' scales (recomputed every forward); other formats bind 1-element stand-ins
+    this.rowCount = rowRanges ? rowRanges.begin.length - 1 : 0;
+    this.rowBegin = ctx.upload(rowRanges ? rowRanges.begin : new Uint32Array(1), `${p.name}.rowBegin`);
+    this.rowOf = ctx.upload(rowRanges ? rowRanges.rowOf : new Uint32Array(1), `${p.name}.rowOf`);
+    this.scales = ctx.tensor(Math.max(1, this.rowCount), `${p.name}.scales`);
     this.out = ctx.tensor(n, `${p.name}.w`);
   }
 
   weight(): GpuTensor {
     const n = this.rows * this.cols;
+    if (this.mode === STATE_READ.int8) {
+      const r = this.ctx.grid1d(this.rowCount, ROW_WG);
+      this.ctx.dispatch(this.ctx.programs.stateRowScale, Uint32Array.of(this.rowCount, r.gridX, 0, 0), [this.param.data, this.rowBegin, this.scales], r.grid);
+    }
     const { grid, gridX } = this.ctx.grid1d(n, ROW_WG);
-    this.ctx.dispatch(this.ctx.programs.statePick, Uint32Array.of(n, this.maxDepth, this.mode, gridX), [this.param.data, this.cand, this.depth, this.out, this.pickT], grid);
+    this.ctx.dispatch(
+      this.ctx.programs.statePick,
+      Uint32Array.of(n, this.maxDepth, this.mode, gridX),
+      [this.param.data, this.cand, this.depth, this.out, this.pickT, this.rowOf, this.scales],
+      grid,
+    );
     return this.out;
   }
 
