@@ -10,7 +10,7 @@ import {
 import { type BatchSource, CalibrationBatches, CorpusBatches, TeacherSamples } from './data.js';
 import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } from './graph.js';
 import { allocFloat32 } from './matmul.js';
-import { type LogitLossResult, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
+import { type LogitLossResult, addRows, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
 import { DenseProvider, type Param, type WeightProvider } from './providers.js';
 import { type ShardExecutor, type ShardExecutorFactory, type ShardResult, shardSizes } from './shard.js';
@@ -867,7 +867,7 @@ function splitWindows(win: Int32Array, inputs: Int32Array, targets: Int32Array, 
 }
 
 function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] = dst[i]! + src[i]!;
+  addRows(dst, src, dst, dst.length); // the wasm add when installed (same float32 sums): on the serial path
 }
 
 function badArg(problem: string): UltraSketchError {
