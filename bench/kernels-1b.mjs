@@ -15,7 +15,8 @@
  *   rtn2, rtn4                    round-to-nearest 2 / 4 bits, groups of 64 (f16 scale + offset per group)
  *   sketch-rowrun-0.5|0.75|1.0    AbsMaxMin sketch, d = 3, f16 states, rowrun (structured) hash family
  *   sketch-mixed-0.5|0.75|1.0     the same with the well-mixed (random) hash family
- *   sketch-signmean-d1-int8-0.3|0.5|0.75|1.0, sketch-signmean-d1-f16-0.5
+ *   sketch-signmean-d1-int8-0.3|0.5|0.75|1.0, sketch-signmean-d1-f16-0.5, sketch-signmean-d3-int8-0.5,
+ *   sketch-signmean-d1-int8-g8-0.5 (8 channel groups)
  *                                 the sketch with query signmean, one sketch row (issue 16; only when named)
  *   hashednets-0.5                HashedNets baseline, f16 states
  *   littlebit-0.1|0.3|0.55        LittleBit with the residual path (two paths), ranks from the bpw formula
@@ -158,6 +159,10 @@ const CODECS = [
     target: bpw,
     extra: true,
   })),
+  ...[
+    ['sketch-signmean-d3-int8-0.5', { bpw: 0.5, state: 'int8', rows: 3, query: 'signmean' }],
+    ['sketch-signmean-d1-int8-g8-0.5', { bpw: 0.5, state: 'int8', rows: 1, groups: 8, query: 'signmean' }],
+  ].map(([key, raw]) => ({ key, codec: sketchCore.sketchCodec, raw, js: 'sketchKernel', wasm: 'wasmSketchKernel', target: 0.5, extra: true })),
   ...[0.1, 0.3, 0.55].map((bpw) => ({
     key: `littlebit-${bpw}`,
     codec: littlebit.littlebitCodec,
