@@ -36,6 +36,7 @@ const ZERO_SHIFT = [0];
  * (Math.tanh per latent was most of that provider's backward).
  */
 export function expOfAbs(x: Float32Array, out: Float32Array, count: number, scale: number): void {
+  if (ew !== null && ew.expAbs(x, out, count, scale)) return;
   for (let i = 0; i < count; i++) out[i] = Math.abs(x[i]!);
   if (expKernel !== null) expKernel(out, out, 1, count, scale, ZERO_SHIFT);
   else for (let i = 0; i < count; i++) out[i] = Math.exp(scale * out[i]!);
@@ -123,6 +124,8 @@ export interface ElementwiseKernels {
   copyRows(src: Float32Array, srcAt: number, srcStride: number, dst: Float32Array, dstAt: number, dstStride: number, rows: number, len: number): boolean;
   /** RoPE on (2i, 2i+1) pairs in place (see rope); false when it does not take the call. */
   ropePairs(vec: Float32Array, n: number, width: number, seqLen: number, headSize: number, cos: Float32Array, sin: Float32Array, inverse: boolean): boolean;
+  /** y = exp(scale · |x|); false when it does not take the call. */
+  expAbs(x: Float32Array, y: Float32Array, count: number, scale: number): boolean;
   /** Σ (x − target)² in float64, and dx += g·(x − target) when dx is given; −1 when it does not take the call. */
   mse(x: Float32Array, target: Float32Array, dx: Float32Array | null, count: number, g: number): number;
 }

@@ -200,8 +200,8 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   }
 
   /** exp(−2K|U|), exp(−2K|V|) of the current path (float32 backward scratch, grow-only). */
-  private eU = new Float32Array(0);
-  private eV = new Float32Array(0);
+  private eU: Float32Array = new Float32Array(0);
+  private eV: Float32Array = new Float32Array(0);
 
   backward(G: T): void {
     const { rows, cols, rank: r } = this;
@@ -225,8 +225,8 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
       // Math.tanh per latent cost: most of this backward); float64 (gradient checks): Math.tanh
       const fast = U instanceof Float32Array && V instanceof Float32Array;
       if (fast) {
-        if (this.eU.length < rows * r) this.eU = new Float32Array(rows * r);
-        if (this.eV.length < cols * r) this.eV = new Float32Array(cols * r);
+        if (this.eU.length < rows * r) this.eU = allocFloat32(rows * r);
+        if (this.eV.length < cols * r) this.eV = allocFloat32(cols * r);
         expOfAbs(U, this.eU, rows * r, -2 * K);
         expOfAbs(V, this.eV, cols * r, -2 * K);
       }

@@ -7,6 +7,7 @@ import {
   attentionBackward,
   attentionForward,
   distillLosses,
+  expOfAbs,
   mseLoss,
   rmsNormBackward,
   rmsNormForward,
@@ -160,7 +161,7 @@ describe('wasm trainer element-wise kernels', () => {
     }
   };
   for (const resident of [false, true]) {
-    it.skipIf(ops === null)(`SwiGLU, RMSNorm, the residual add, RoPE and the hidden MSE within 2e-6 of the JS ops (${resident ? 'in wasm memory' : 'copied'})`, () => {
+    it.skipIf(ops === null)(`SwiGLU, RMSNorm, the residual add, RoPE, the hidden MSE and exp(s·|x|) within 2e-6 of the JS ops (${resident ? 'in wasm memory' : 'copied'})`, () => {
       const [n, dim, hid] = [6, 16, 24];
       const { want, got } = both(resident, () => {
         const A = (len: number, seed: number, s = 1) => {
@@ -197,7 +198,10 @@ describe('wasm trainer element-wise kernels', () => {
         // hidden-state MSE with its gradient
         const mdx = A(n * dim, 10);
         const mse = new Float32Array([mseLoss(x, dy, n * dim, 0.7, mdx, 99)]);
-        return [h, sig, dg, du, y, r, dx, dw, sum, rq0, rq, mdx, mse];
+        // exp(scale·|x|) (LittleBit's SmoothSign derivative)
+        const ea = allocFloat32(n * dim);
+        expOfAbs(x, ea, n * dim, -0.7);
+        return [h, sig, dg, du, y, r, dx, dw, sum, rq0, rq, mdx, mse, ea];
       });
       want.forEach((w, i) => expect(relErr(got[i]!, w), `output ${i}`).toBeLessThan(2e-6));
     });

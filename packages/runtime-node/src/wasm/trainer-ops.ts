@@ -23,6 +23,7 @@ import { ExpBuilder, expV } from './trainer-exp.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
 
 // SIMD and scalar opcodes the emitter does not name (BinarySIMD.md; the core spec's numeric opcodes).
+const F32X4_ABS = 0xe0;
 const F32X4_NEG = 0xe1;
 const F32X4_SQRT = 0xe3;
 const F32X4_SUB = 0xe5;
@@ -396,6 +397,25 @@ function emitMse(): FunctionBuilder {
   return f;
 }
 
+/** exp_abs(x, y, bytes, scale): y = exp(scale · |x|) (LittleBit's SmoothSign derivative, e = exp(−2k|u|)). */
+function emitExpAbs(): FunctionBuilder {
+  const f = new OpsBuilder(['i32', 'i32', 'i32', 'f32']);
+  const [xp, yp, bytes, scale] = [0, 1, 2, 3];
+  const i = f.local('i32');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const sc = f.local('v128');
+  f.get(scale).f32x4Splat().set(sc);
+  loopLt(f, i, bytes, 16, () => {
+    f.loadAt(xp, i).simdOp(F32X4_ABS).get(sc).f32x4Mul().set(v);
+    f.addr(yp, i);
+    expV(f, v, k, p);
+    f.v128Store();
+  });
+  return f;
+}
+
 let moduleBytes: Uint8Array | undefined;
 function opsModuleBytes(): Uint8Array {
   moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
@@ -410,6 +430,7 @@ function opsModuleBytes(): Uint8Array {
     .addFunction('sumsq', emitSumSq())
     .addFunction('rope_pairs', emitRopePairs())
     .addFunction('mse', emitMse())
+    .addFunction('exp_abs', emitExpAbs())
     .emit();
   return moduleBytes;
 }
@@ -611,6 +632,17 @@ export class WasmTrainerOps {
     const sum = (this.fn.mse as unknown as (x: number, t: number, d: number, b: number, g: number) => number)(xA, tA, dA, 4 * count, g);
     if (dx) this.back(dx, dA, count);
     return sum;
+  }
+
+  /** y = exp(scale · |x|) over `count` floats. False when count % 4 ≠ 0 (the caller's loop runs). */
+  expAbs(x: Float32Array, y: Float32Array, count: number, scale: number): boolean {
+    if (count % 4 !== 0) return false;
+    if (count === 0) return true;
+    const xA = this.at(x, count, 0);
+    const yA = this.at(y, count, 1, false);
+    this.fn.exp_abs!(xA, yA, 4 * count, scale);
+    this.back(y, yA, count);
+    return true;
   }
 
   /** Σ x² over `count` floats, accumulated in float64 (NaN when the length % 4 ≠ 0: the caller's loop runs). */
