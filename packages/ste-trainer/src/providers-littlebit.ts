@@ -171,30 +171,35 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
     this.out = mk(rows * cols);
   }
 
-  /** A = sign(U) diag(ℓ), B = diag(g) sign(V) of path p (into its scratch). */
+  /** A = sign(U) diag(ℓ), B = diag(g) sign(V) and hA = diag(h) A of path p (into its scratch). */
   private factors(p: PathState<T>): void {
     const r = this.rank;
     const U = p.U.data;
     const V = p.V.data;
     const l = p.l.data;
     const g = p.g.data;
+    const h = p.h.data;
+    const { A, B, hA } = p; // locals: the loops below run rows·r and cols·r times per step
+    // A = sign(U) diag(ℓ) and hA = diag(h) A in one pass
     for (let i = 0; i < this.rows; i++) {
-      for (let k = 0; k < r; k++) p.A[i * r + k] = U[i * r + k]! < 0 ? -l[k]! : l[k]!;
+      const hi = h[i]!;
+      for (let k = 0; k < r; k++) {
+        const a = U[i * r + k]! < 0 ? -l[k]! : l[k]!;
+        A[i * r + k] = a;
+        hA[i * r + k] = hi * a;
+      }
     }
     for (let j = 0; j < this.cols; j++) {
       const gj = g[j]!;
-      for (let k = 0; k < r; k++) p.B[j * r + k] = V[j * r + k]! < 0 ? -gj : gj;
+      for (let k = 0; k < r; k++) B[j * r + k] = V[j * r + k]! < 0 ? -gj : gj;
     }
   }
 
   weight(): T {
     const { rows, cols, rank: r, out } = this;
     this.paths.forEach((p, index) => {
-      this.factors(p);
-      // hA = diag(h) A, then out (+)= hA Bᵀ
-      const h = p.h.data;
-      for (let i = 0; i < rows; i++) for (let k = 0; k < r; k++) p.hA[i * r + k] = h[i]! * p.A[i * r + k]!;
-      matmul(p.hA, p.B, out, rows, cols, r, false, true, index > 0);
+      this.factors(p); // A, B and hA = diag(h) A
+      matmul(p.hA, p.B, out, rows, cols, r, false, true, index > 0); // out (+)= hA Bᵀ
     });
     return out;
   }
