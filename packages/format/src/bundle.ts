@@ -286,24 +286,7 @@ export function writeBundle(input: BundleInput, options: WriteBundleOptions = {}
   }
   const tok = input.tokenizer;
   const tokEntry = tokenizerEntry(tok);
-  const tokFiles: [string, Uint8Array][] =
-    tok.kind === 'hf-json'
-      ? [
-          [USK_HF_TOKENIZER_TENSOR, tok.bytes],
-          [USK_HF_TOKENIZER_CONFIG_TENSOR, tok.configBytes ?? encodeUtf8('{}')],
-        ]
-      : [[USK_TOKENIZER_TENSOR, tok.bytes]];
-  // Format 3: each tokenizer tensor deflated; a llama2.c file turned into columns first when it parses as one.
-  let tokPacking: { encoding: string; lengths: number[] } | null = null;
-  if (pack) {
-    const columns = tok.kind === 'hf-json' ? null : llama2cColumns(tok.bytes);
-    tokPacking = { encoding: columns ? 'llama2c-columns+deflate-raw' : 'deflate-raw', lengths: [] };
-    for (const entry of tokFiles) {
-      const plain = entry[0] === USK_TOKENIZER_TENSOR && columns ? columns : entry[1];
-      tokPacking.lengths.push(plain.length);
-      entry[1] = pack.deflateRaw(plain);
-    }
-  }
+  const { files: tokFiles, packing: tokPacking } = tokenizerTensors(tok, pack);
   for (const [name, data] of tokFiles) tensors.push({ name, dtype: 'U8', shape: [data.length], data });
 
   const checksums: Record<string, string> = {};
@@ -641,6 +624,37 @@ function readTokenizerEntry(
 }
 
 // ------------------------------------------------------------------------------------------- format 3
+
+/**
+ * The tokenizer's tensors as written: the files as they are, or (format 3) each deflated, a llama2.c file turned
+ * into columns first when it parses as one, with the packing entry that says how.
+ */
+function tokenizerTensors(
+  tok: BundleTokenizer,
+  pack: WriteBundleOptions['pack'],
+): { files: [string, Uint8Array][]; packing: { encoding: string; lengths: number[] } | null } {
+  const files: [string, Uint8Array][] =
+    tok.kind === 'hf-json'
+      ? [
+          [USK_HF_TOKENIZER_TENSOR, tok.bytes],
+          [USK_HF_TOKENIZER_CONFIG_TENSOR, tok.configBytes ?? encodeUtf8('{}')],
+        ]
+      : [[USK_TOKENIZER_TENSOR, tok.bytes]];
+  if (!pack) return { files, packing: null };
+  const columns = tok.kind === 'hf-json' ? null : llama2cColumns(tok.bytes);
+  const packing = { encoding: columns ? 'llama2c-columns+deflate-raw' : 'deflate-raw', lengths: [] as number[] };
+  for (const entry of files) {
+    const plain = entry[0] === USK_TOKENIZER_TENSOR && columns ? columns : entry[1];
+    packing.lengths.push(plain.length);
+    entry[1] = pack.deflateRaw(plain);
+  }
+  return { files, packing };
+}
+
+/** Bytes the tokenizer's tensors take in a bundle written with these options (for the stored accounting). */
+export function storedTokenizerBytes(tok: BundleTokenizer, options: WriteBundleOptions = {}): number {
+  return tokenizerTensors(tok, options.pack).files.reduce((n, [, data]) => n + data.byteLength, 0);
+}
 
 type Bad = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], problem: string, hint?: string) => never;
 

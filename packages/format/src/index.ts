@@ -54,6 +54,7 @@ export {
   USK_PACKED_METADATA_KEY,
   USK_TOKENIZER_PACKING_KEY,
   writeBundle,
+  storedTokenizerBytes,
   readBundle,
   metadataChecksum,
   metadataChecksumBytes,

@@ -8,6 +8,7 @@ import {
   type BundleInput,
   type BundleWeightInput,
   readBundle,
+  storedTokenizerBytes,
   writeBundle,
 } from '@ultrasketch/format';
 import {
@@ -741,7 +742,9 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
   }
   keptDense.sort((a, b) => plan.findIndex((p) => p.name === a.name) - plan.findIndex((p) => p.name === b.name));
   const tok = model.tokenizer.embed;
-  const tokenizerBytes = tok.bytes.byteLength + (tok.kind === 'hf-json' ? (tok.configBytes?.byteLength ?? 2) : 0);
+  const packOptions = options.pack ? { pack: { deflateRaw: (b: Uint8Array) => deflateRawSync(b, { level: 9 }) } } : {};
+  // As stored: format 3 (--pack) deflates the tokenizer, and the section must say what the file holds.
+  const tokenizerBytes = storedTokenizerBytes(tok, packOptions);
   const groups = accountingGroups(perWeight, new Set(compressedNames), normWeights, tokenizerBytes);
   const accounting: StoredAccounting = {
     definition: ACCOUNTING_DEFINITION,
@@ -774,7 +777,6 @@ async function compressModel(options: CompressOptions, model: CompressInput): Pr
     sections: { provenance, accounting, ...(training ? { training } : {}) },
   };
 
-  const packOptions = options.pack ? { pack: { deflateRaw: (b: Uint8Array) => deflateRawSync(b, { level: 9 }) } } : {};
   let quality: Record<string, unknown> | null = options.quality ?? null;
   const tQuality0 = performance.now();
   if (options.measureQuality) {

@@ -103,6 +103,9 @@ describe.runIf(HAVE)('a stories260K bundle with a vq embedding, packed (format 3
     let bits = 0;
     for (const g of Object.values(acc.groups)) if (g) bits += g.bits;
     expect(bits / 8 + 8 + acc.headerBytes).toBe(packed.bytes.byteLength);
+    // The stored section (a report) says what the file holds: the tokenizer as packed.
+    const stored = a.bundle.sections.accounting as { groups: { tokenizer: { bits: number } } };
+    expect(stored.groups.tokenizer.bits).toBe(acc.groups.tokenizer.bits);
     expect(acc.groups.metadata!.bits).toBe(8 * a.bundle.file.tensors.get(USK_PACKED_METADATA_TENSOR)!.data.byteLength);
     expect(acc.bitsPerParam).toBeCloseTo((8 * packed.bytes.byteLength) / acc.params, 12);
     expect(packed.bytes.byteLength).toBeLessThan(plain.bytes.byteLength - 20_000);
