@@ -32,7 +32,7 @@ const CASES: Case[] = [
   ['sketch f32 mixed d3 2 groups', 'sketch', { bpw: 4, rows: 3, state: 'f32', hash: 'mixed', groups: 2 }],
   ['sketch f16 mixed d4', 'sketch', { bpw: 2, rows: 4, hash: 'mixed' }],
   ['sketch f16 rowrun d1 signmean', 'sketch', { bpw: 2, rows: 1, query: 'signmean' }],
-  ['sketch int8 mixed d3 signmean 2 groups', 'sketch', { bpw: 3, rows: 3, state: 'int8', hash: 'mixed', groups: 2, query: 'signmean' }],
+  ['sketch int8 rowrun d2 signmean 3 groups', 'sketch', { bpw: 3, rows: 2, state: 'int8', groups: 3, query: 'signmean' }],
   ['hashednets f16', 'hashednets', { bpw: 3 }],
   ['hashednets f32', 'hashednets', { bpw: 6, state: 'f32' }],
   ['littlebit 1 path', 'littlebit', { rank: 3, residual: false }],
