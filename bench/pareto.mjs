@@ -118,17 +118,17 @@ function svg(pts, front) {
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
   const color = (mth) => colors[methods.indexOf(mth) % colors.length];
   const embeddings = [...new Set(pts.map((p) => p.embedding))].sort();
-  // One shape per embedding storage (circle, square, triangle, diamond), as a path so every marker closes alike.
+  // One shape per embedding storage, as a path so every marker closes alike.
   const marker = (e, x, y, c, extra = '', title = '') => {
-    const k = embeddings.indexOf(e) % 4;
-    const d =
-      k === 0
-        ? `M${x - 4.5},${y} a4.5,4.5 0 1,0 9,0 a4.5,4.5 0 1,0 -9,0`
-        : k === 1
-          ? `M${x - 4},${y - 4} h8 v8 h-8 Z`
-          : k === 2
-            ? `M${x},${y - 5.5} L${x + 5},${y + 4} L${x - 5},${y + 4} Z`
-            : `M${x},${y - 5.5} L${x + 5},${y} L${x},${y + 5.5} L${x - 5},${y} Z`;
+    const shapes = [
+      `M${x - 4.5},${y} a4.5,4.5 0 1,0 9,0 a4.5,4.5 0 1,0 -9,0`, // circle
+      `M${x - 4},${y - 4} h8 v8 h-8 Z`, // square
+      `M${x},${y - 5.5} L${x + 5},${y + 4} L${x - 5},${y + 4} Z`, // triangle
+      `M${x},${y - 5.5} L${x + 5},${y} L${x},${y + 5.5} L${x - 5},${y} Z`, // diamond
+      `M${x},${y + 5.5} L${x + 5},${y - 4} L${x - 5},${y - 4} Z`, // triangle down
+      `M${x - 5},${y - 1.5} h10 v3 h-10 Z M${x - 1.5},${y - 5} h3 v10 h-3 Z`, // cross
+    ];
+    const d = shapes[embeddings.indexOf(e) % shapes.length];
     return `<path d="${d}" fill="${c}" ${extra}>${title ? `<title>${title}</title>` : ''}</path>`;
   };
   const f = (v, d = 1) => v.toFixed(d);
