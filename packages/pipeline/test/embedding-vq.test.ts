@@ -139,6 +139,6 @@ describe.runIf(HAVE)('a stories260K bundle with a vq embedding, packed (format 3
     const l = loadBundleFromBytes(bytes, OLD_BUNDLE);
     expect(l.bundle.formatVersion).toBe(2);
     expect(l.accounting.groups.metadata).toBeUndefined();
-    expect(l.accounting.bitsPerParam).toBeCloseTo((8 * 733_740) / 3_148_224, 10);
+    expect(l.accounting.bitsPerParam).toBeCloseTo((8 * 1_864_204) / 3_148_224, 10);
   });
 });
