@@ -16,6 +16,8 @@
  *   --model PATH        float model (default ../shared/models/stories3M/stories3M-q80.bin)
  *   --configs LIST      codec:bpw items (binary has no rate), default
  *                       littlebit:0.55,littlebit:1.0,hashednets:0.5,hashednets:1.0,sketch:0.5,sketch:1.0,binary
+                      (sketch = the paper's AbsMaxMin, --query absmaxmin; signmean = the CLI's default
+                      sketch, signmean d 1 int8 with 8 saliency groups)
  *   --recipe NAME       quick | standard | long (default long): the per-method settings (lr, data, init)
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
@@ -73,11 +75,14 @@ const SEQ = 128;
 const perStep = BATCH * SEQ;
 const totalSteps = Math.ceil(tokens / perStep);
 const milestones = [...new Set(a.milestones.split(',').map((s) => Math.min(totalSteps, Math.max(1, Math.round(posInt(s.trim(), '--milestones') / perStep)))))].sort((x, y) => x - y);
+// `sketch` is the paper's AbsMaxMin sketch (explicit --query absmaxmin: the campaign's sketch curves began with it,
+// before the CLI's bare --codec sketch became the signmean variant); `signmean` is that CLI default (docs/results.md §12).
+const CODEC_ARGS = { sketch: ['--codec', 'sketch', '--query', 'absmaxmin'], signmean: ['--codec', 'sketch'] };
 const configs = a.configs.split(',').map((item) => {
   const [codec, bpw] = item.trim().split(':');
-  if (!['littlebit', 'sketch', 'hashednets', 'binary', 'rtn'].includes(codec)) fail(`--configs: unknown codec ${codec}`, 2);
+  if (!['littlebit', 'sketch', 'signmean', 'hashednets', 'binary', 'rtn'].includes(codec)) fail(`--configs: unknown codec ${codec}`, 2);
   if (codec !== 'binary' && codec !== 'rtn' && (bpw === undefined || !(Number(bpw) > 0))) fail(`--configs: ${item} needs a rate (codec:bpw)`, 2);
-  return { id: bpw === undefined ? codec : `${codec}-${bpw}`, codec, bpw };
+  return { id: bpw === undefined ? codec : `${codec}-${bpw}`, codec, bpw, codecArgs: CODEC_ARGS[codec] ?? ['--codec', codec] };
 });
 const out = resolve(a.out);
 mkdirSync(out, { recursive: true });
@@ -101,7 +106,7 @@ function commandFor(cfg, step) {
   const dir = join(out, cfg.id);
   const ckpt = join(dir, 'checkpoint');
   const args = [
-    'compress', rel(a.model), '--codec', cfg.codec, ...(cfg.bpw ? ['--bpw', cfg.bpw] : []),
+    'compress', rel(a.model), ...cfg.codecArgs, ...(cfg.bpw ? ['--bpw', cfg.bpw] : []),
     '--recipe', a.recipe, '--finetune-steps', String(totalSteps), '--batch', String(BATCH), '--seq', String(SEQ),
     '--threads', String(threads), '--checkpoint-dir', rel(ckpt), '--checkpoint-every', '200',
     '--teacher-samples', rel(samples), '--stop-after-steps', String(step),

@@ -34,15 +34,15 @@ const CODEC_FLAGS: CodecFlag[] = [
       defaultText: 'none, sketch and hashednets need it; littlebit 0.55',
     },
   },
-  { key: 'rows', spec: { name: 'rows', kind: 'int', valueName: 'D', min: 1, description: 'sketch: sketch rows d (hashes per weight)', defaultText: '3' } },
+  { key: 'rows', spec: { name: 'rows', kind: 'int', valueName: 'D', min: 1, description: 'sketch: sketch rows d (hashes per weight)', defaultText: "1 (signmean default), 3 with --query absmaxmin" } },
   {
     key: 'state',
-    spec: { name: 'state', kind: 'string', valueName: 'F', choices: ['f16', 'int8', 'f32'], description: 'sketch (f16|int8|f32), hashednets (f16|f32): state format', defaultText: 'f16' },
+    spec: { name: 'state', kind: 'string', valueName: 'F', choices: ['f16', 'int8', 'f32'], description: 'sketch (f16|int8|f32), hashednets (f16|f32): state format', defaultText: 'sketch int8 (f16 with --query absmaxmin); hashednets f16' },
   },
   { key: 'hash', spec: { name: 'hash', kind: 'string', valueName: 'H', choices: ['rowrun', 'mixed'], description: 'sketch: hash family', defaultText: 'rowrun' } },
   {
     key: 'groups',
-    spec: { name: 'groups', kind: 'int', valueName: 'G', min: 1, description: 'sketch: channel groups (G > 1 splits input channels by calibration saliency)', defaultText: '1' },
+    spec: { name: 'groups', kind: 'int', valueName: 'G', min: 1, description: 'sketch: channel groups (G > 1 splits input channels by calibration saliency)', defaultText: '8 (1 with --query absmaxmin)' },
   },
   {
     key: 'alloc',
@@ -51,7 +51,7 @@ const CODEC_FLAGS: CodecFlag[] = [
       kind: 'string',
       valueName: 'A',
       description: 'sketch: how states are split among channel groups: uniform, saliency, or saliency:ALPHA (exponent α, default 1)',
-      defaultText: 'uniform',
+      defaultText: 'saliency (uniform with --query absmaxmin)',
     },
   },
   { key: 'split', spec: { name: 'split', kind: 'string', valueName: 'S', choices: ['count', 'mass'], description: 'sketch: cut channel groups by channel count or by score mass', defaultText: 'count' } },
@@ -62,8 +62,9 @@ const CODEC_FLAGS: CodecFlag[] = [
       kind: 'string',
       valueName: 'Q',
       choices: ['absmaxmin', 'signmean'],
-      description: "sketch: build and query: absmaxmin (the paper's min-|w| build, max-|·| query) or signmean (signed bucket means, ŵ = mean over rows of ξ·state; same bits)",
-      defaultText: 'absmaxmin',
+      description:
+        "sketch: build and query: signmean (signed bucket means, ŵ = mean over rows of ξ·state; the measured best, docs/results.md §12) or absmaxmin (the paper's min-|w| build and max-|·| query, for reproduction: then --rows, --state, --groups and --alloc default to the paper's 3, f16, 1, uniform)",
+      defaultText: 'signmean, with --rows 1 --state int8 --groups 8 --alloc saliency',
     },
   },
   { key: 'rank', spec: { name: 'rank', kind: 'int', valueName: 'R', min: 1, description: 'littlebit: rank per path instead of a --bpw target', defaultText: 'from --bpw' } },
@@ -117,6 +118,30 @@ const CODEC_FLAGS: CodecFlag[] = [
     },
   },
 ];
+
+/**
+ * What `--codec sketch` means for a new bundle when `--query` is not given: the variant measured best
+ * (docs/results.md §12: signed bucket means, one sketch row, int8 states, 8 channel groups with saliency
+ * allocation — it beats HashedNets at 0.3–1.0 bpw where the paper's AbsMaxMin trails it). Flags given win key
+ * by key. `--query absmaxmin` leaves every other key to the codec's own defaults: the paper's sketch (d = 3,
+ * f16 states, one group). Only the CLI applies this: the codec's own defaults stay the paper's, because a bundle
+ * stores its options and a file without a `query` key must keep decoding as AbsMaxMin.
+ */
+export const SKETCH_DEFAULT_VARIANT: Readonly<Record<string, unknown>> = Object.freeze({
+  query: 'signmean',
+  rows: 1,
+  state: 'int8',
+  groups: 8,
+  alloc: 'saliency',
+});
+
+/** The sketch defaults a codec's raw options still lack (`given`: every option already chosen for it). */
+export function sketchDefaultsFor(codec: string, given: Record<string, unknown>): Record<string, unknown> {
+  if (codec !== 'sketch' || given.query !== undefined) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(SKETCH_DEFAULT_VARIANT)) if (given[k] === undefined) out[k] = v;
+  return out;
+}
 
 /** Which codecs take a flag (from the pipeline's table of codec option keys). */
 function codecsTaking(key: string): string[] {

@@ -79,6 +79,7 @@ const CASES: Array<[string, string[]]> = [
   ['binary', ['--codec', 'binary', '--embeddings', 'rtn4']],
   ['float', ['--codec', 'float']],
   ['sketch', ['--codec', 'sketch', '--bpw', '0.5']],
+  ['sketch-paper', ['--codec', 'sketch', '--query', 'absmaxmin', '--bpw', '0.5']],
   ['sketch-saliency', ['--codec', 'sketch', '--bpw', '1.0', '--groups', '4', '--alloc', 'saliency:0.5', '--hash', 'mixed', '--state', 'int8', '--calib-tokens', '256']],
   ['hashednets', ['--codec', 'hashednets', '--bpw', '0.5']],
   ['littlebit', ['--codec', 'littlebit', '--bpw', '0.9', '--no-residual']],
@@ -167,13 +168,39 @@ describe.skipIf(!HAVE_SHARED)('compress → inspect → eval → generate, every
     expect(out.tokens).toEqual(readLines(REFERENCE('stories260K', 'greedy_tokens.txt')).slice(0, 64).map(Number));
   });
 
-  it('the sketch with channel groups calibrated on calib.txt (recorded in provenance); others did not', () => {
+  it('the sketch with channel groups calibrated on calib.txt (recorded in provenance); the paper\'s did not', () => {
     const s = reports.get('sketch-saliency')!;
     expect(s.saliencyUsed).toBe(true);
     expect(s.provenance.calibration).toMatchObject({ tokens: 256, textSource: CALIB_TEXT });
-    expect(reports.get('sketch')!.saliencyUsed).toBe(false);
-    expect(reports.get('sketch')!.provenance.calibration).toBeUndefined();
+    expect(reports.get('sketch-paper')!.saliencyUsed).toBe(false);
+    expect(reports.get('sketch-paper')!.provenance.calibration).toBeUndefined();
     expect(s.provenance.command).toContain('--groups 4');
+  });
+
+  it('a bare --codec sketch is the measured best variant (signmean, d 1, int8, 8 saliency groups); --query absmaxmin is the paper\'s', () => {
+    const best = reports.get('sketch')!;
+    expect(best.codec.options).toMatchObject({ query: 'signmean', rows: 1, state: 'int8', groups: 8 });
+    expect(JSON.stringify(best.codec.options.alloc)).toContain('saliency');
+    expect(best.saliencyUsed).toBe(true);
+    expect(best.provenance.calibration).toMatchObject({ textSource: CALIB_TEXT });
+    const paper = reports.get('sketch-paper')!;
+    expect(paper.codec.options).toMatchObject({ rows: 3, state: 'f16', groups: 1 });
+    expect(paper.codec.options.query ?? 'absmaxmin').toBe('absmaxmin');
+    // the same stored bits on the linears, different weights
+    expect(best.bpwLinears).toBeLessThanOrEqual(0.5);
+    expect(paper.bpwLinears).toBeLessThanOrEqual(0.5);
+  });
+
+  it('a given sketch flag wins over the default variant; sweep applies the same defaults', () => {
+    const r = compress(['--codec', 'sketch', '--bpw', '0.5', '--groups', '1', '--eval-windows', '0', '-o', join(tmp, 'sketch-g1.usk')]).report;
+    expect(r.codec.options).toMatchObject({ query: 'signmean', rows: 1, state: 'int8', groups: 1 });
+    expect(r.saliencyUsed).toBe(false);
+    const out = join(tmp, 'sweep-sketch');
+    const sw = cli(['sweep', M, '--codecs', 'sketch,sketch:query=absmaxmin', '--bpw', '0.5', '--eval-windows', '1', '--eval-window', '64', '--out-dir', out, '--json']);
+    expect(sw.code, sw.stderr).toBe(0);
+    const rows = (parseOneObject(sw.stdout) as { rows: Array<{ label: string; options: Record<string, unknown> }> }).rows;
+    expect(rows.find((x) => x.label === 'sketch')!.options).toMatchObject({ query: 'signmean', rows: 1, state: 'int8', groups: 8 });
+    expect(rows.find((x) => x.label === 'sketch:query=absmaxmin')!.options).toMatchObject({ rows: 3, state: 'f16', groups: 1 });
   });
 
   it('a bundle as --reference, and the human inspect table', () => {
@@ -230,7 +257,7 @@ describe.skipIf(!HAVE_SHARED)('compress: refusals and policies', () => {
   });
 
   it.each([
-    [['--codec', 'sketch', '--bpw', '0.001'], 'the smallest feasible target is'],
+    [['--codec', 'sketch', '--query', 'absmaxmin', '--bpw', '0.001'], 'the smallest feasible target is'],
     [['--codec', 'hashednets', '--bpw', '0.00001'], 'the smallest feasible target is'],
     [['--codec', 'littlebit', '--bpw', '1.2'], 'the smallest target every compressed linear meets is 1.6094 bpw'],
   ])('an infeasible budget %j: E_INFEASIBLE_BUDGET with the smallest feasible bpw, nothing written', (args, message) => {

@@ -39,7 +39,7 @@ import {
 } from '@ultrasketch/pipeline';
 import { TensorNames } from '@ultrasketch/model';
 import { type Command, type CommandIO, type CommandInput, UsageError } from '../command.js';
-import { PACK_SPEC, codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
+import { PACK_SPEC, codecFlagSpecs, defaultDataFile, rawCodecOptions, sharedCompressSpecs, sketchDefaultsFor } from '../codec-flags.js';
 import { fmtBytes, fmtInt, note, table, warn, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
@@ -126,7 +126,8 @@ export const compressCommand: Command = {
     const { positionals, options } = input;
     const quiet = options.quiet === true;
     const codec = options.codec as string;
-    const raw = rawCodecOptions(input, [codec], 'compress');
+    const given = rawCodecOptions(input, [codec], 'compress');
+    const raw = { ...sketchDefaultsFor(codec, given), ...given };
     const resolved = resolveCodecOptions(codec, raw);
     const evalWindows = options['eval-windows'] as number;
     const evalPath = textPath(options['eval-text'], 'eval.txt', '--eval-text', evalWindows > 0);

@@ -18,7 +18,7 @@ import {
 } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
 import { type Command, UsageError } from '../command.js';
-import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs } from '../codec-flags.js';
+import { codecFlagSpecs, rawCodecOptions, sharedCompressSpecs, sketchDefaultsFor } from '../codec-flags.js';
 import { note, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs, trainingDetail } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
@@ -92,6 +92,9 @@ export const sweepCommand: Command = {
         return v;
       });
     const common = rawCodecOptions(input, [...new Set(specs.map((s) => s.codec))], 'sweep', ['bpw']);
+    // A sketch point without a --query of its own gets the CLI's sketch defaults (as compress does), for the keys
+    // neither the common flags nor the point itself set.
+    for (const s of specs) s.options = { ...sketchDefaultsFor(s.codec, { ...optionsFor(s.codec, common), ...s.options }), ...s.options };
     // Resolve every point's options now (bad options fail before any work) and see whether any uses saliency.
     let usesSaliency = false;
     for (const s of specs) {

@@ -58,7 +58,7 @@ export class GpuStatePickProvider implements GpuWeightProvider {
     this.cols = cpu.cols;
     const refuse = (what: string): never => {
       throw new UltraSketchError(ErrorCodes.UNSUPPORTED, `the ${cpu.codecId} state provider of ${cpu.name}: ${what} has no WebGPU version yet`, {
-        hint: 'train it on the CPU (--device cpu); WebGPU state training has the AbsMax query with f16 or f32 states',
+        hint: 'train it on the CPU (--device cpu), or on WebGPU with the paper\'s sketch (--query absmaxmin: the AbsMax query with f16 or f32 states)',
       });
     };
     const p = cpu.parameters()[0]!;
