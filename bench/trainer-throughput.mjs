@@ -33,10 +33,14 @@ const HELP = `Training throughput of the STE trainer (tokens/s), optionally agai
   --steps N           timed steps per round (default 3)
   --warmup N          untimed steps before the first round (default 1)
   --rounds N          rounds; every configuration runs once per round, in turn (default 3)
-  --providers LIST    comma list of: dense, littlebit, sketch, hashednets, binary, rtn2, sketch-ste, frozen
-                      (default dense,littlebit,sketch). dense trains every linear; littlebit = 0.55 bpw on
-                      every linear but K/V (frozen); sketch/hashednets = 0.5 bpw state training on every
-                      linear but O (frozen); binary/rtn2 = STE with O dense — as compress --finetune-steps
+  --providers LIST    comma list of: dense, littlebit, sketch, sketch-absmax, hashednets, binary, rtn2,
+                      sketch-ste, frozen (default dense,littlebit,sketch). dense trains every linear;
+                      littlebit = 0.55 bpw on every linear but K/V (frozen); sketch/sketch-absmax/hashednets
+                      = 0.5 bpw state training on every linear but O (frozen), where sketch is the product's
+                      default --codec sketch (signmean query, 1 row, int8 states, 8 saliency groups; here the
+                      groups come from the weights, no calibration saliency) and sketch-absmax the paper's
+                      AbsMax query (the codec's own defaults); binary/rtn2 = STE with O dense — as compress
+                      --finetune-steps
   --loss kd|ce        kd: KL + 10·Σ hidden MSE against the float teacher (default); ce: next-token CE only
   --threads LIST      comma list of thread counts (default 1,2)
   --profile           also print where one thread's step time goes, per op (CPU ms/step and share)
@@ -120,7 +124,14 @@ const PLANS = {
   dense: () => ({ kind: 'dense' }),
   binary: (kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'binary' } }),
   rtn2: (kind) => (kind === 'o' ? { kind: 'dense' } : { kind: 'ste', options: { codec: 'rtn', codecOptions: { bits: 2 } } }),
-  sketch: (kind) => (kind === 'o' ? undefined : { kind: 'sketch-states', options: { codecOptions: { bpw: 0.5 } } }),
+  // sketch = the product's default `--codec sketch` (apps/cli codec-flags.ts SKETCH_DEFAULT_VARIANT: signmean
+  // query, 1 row, int8 states, 8 channel groups, saliency allocation; the bench has no calibration saliency,
+  // so the groups come from the weights alone); sketch-absmax = the paper's AbsMax query (the codec's defaults)
+  sketch: (kind) =>
+    kind === 'o'
+      ? undefined
+      : { kind: 'sketch-states', options: { codecOptions: { bpw: 0.5, query: 'signmean', rows: 1, state: 'int8', groups: 8, alloc: 'saliency' } } },
+  'sketch-absmax': (kind) => (kind === 'o' ? undefined : { kind: 'sketch-states', options: { codecOptions: { bpw: 0.5 } } }),
   'sketch-ste': (kind) => (kind === 'o' ? undefined : { kind: 'ste', options: { codec: 'sketch', codecOptions: { bpw: 0.5 } } }),
   hashednets: (kind) => (kind === 'o' ? undefined : { kind: 'hashednets-states', options: { codecOptions: { bpw: 0.5 } } }),
   littlebit: (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 } } }),

@@ -82,12 +82,24 @@ interface PathState<T extends FloatArray> {
   h: Param<T>;
   g: Param<T>;
   l: Param<T>;
-  /** Scratch: A, B, and their ∂ (rank-sized) and GB. */
+}
+
+/**
+ * Scratch of all paths side by side: path p's rank-r block is columns p·r … p·r + r − 1 of each [·, P·r]
+ * matrix. Ŵ = Σ_p diag(h_p) A_p B_pᵀ is then ONE product [hA_1 … hA_P] [B_1 … B_P]ᵀ with reduction P·r, and
+ * the backward's G B and Gᵀ hA one product each (G transposed once, not once per path): fewer, longer
+ * products run closer to the gemm's peak than P short ones plus an accumulate (docs/ste-trainer.md §8 "Third
+ * pass"). With one path it is exactly the per-path layout.
+ */
+interface Scratch<T extends FloatArray> {
+  /** A = [sign(U_p) diag(ℓ_p)] [out, P·r]; hA = diag(h_p) A per block. */
   A: T;
+  hA: T;
+  /** B = [diag(g_p) sign(V_p)] [in, P·r]. */
   B: T;
+  /** G B [out, P·r] and Gᵀ hA [in, P·r]. */
   GB: T;
   dB: T;
-  hA: T;
 }
 
 export class LittleBitProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
@@ -100,6 +112,7 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   readonly options: LittleBitOptions;
   readonly smoothK: number;
   private readonly paths: PathState<T>[];
+  private readonly scratch: Scratch<T>;
   private readonly out: T;
 
   constructor(o: LittleBitProviderOptions) {
@@ -161,46 +174,43 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
         h: param(`${pre}h`, init.h, false),
         g: param(`${pre}g`, init.g, false),
         l: param(`${pre}l`, init.l, false),
-        A: mk(rows * r),
-        B: mk(cols * r),
-        GB: mk(rows * r),
-        dB: mk(cols * r),
-        hA: mk(rows * r),
       };
     });
+    const R = this.paths.length * r;
+    this.scratch = { A: mk(rows * R), hA: mk(rows * R), B: mk(cols * R), GB: mk(rows * R), dB: mk(cols * R) };
     this.out = mk(rows * cols);
   }
 
-  /** A = sign(U) diag(ℓ), B = diag(g) sign(V) and hA = diag(h) A of path p (into its scratch). */
-  private factors(p: PathState<T>): void {
+  /** A = sign(U) diag(ℓ), B = diag(g) sign(V) and hA = diag(h) A of path `index` (into its block of the scratch). */
+  private factors(p: PathState<T>, index: number): void {
     const r = this.rank;
+    const R = this.paths.length * r;
+    const off = index * r;
     const U = p.U.data;
     const V = p.V.data;
     const l = p.l.data;
     const g = p.g.data;
     const h = p.h.data;
-    const { A, B, hA } = p; // locals: the loops below run rows·r and cols·r times per step
+    const { A, B, hA } = this.scratch; // locals: the loops below run rows·r and cols·r times per step
     // A = sign(U) diag(ℓ) and hA = diag(h) A in one pass
     for (let i = 0; i < this.rows; i++) {
       const hi = h[i]!;
       for (let k = 0; k < r; k++) {
         const a = U[i * r + k]! < 0 ? -l[k]! : l[k]!;
-        A[i * r + k] = a;
-        hA[i * r + k] = hi * a;
+        A[i * R + off + k] = a;
+        hA[i * R + off + k] = hi * a;
       }
     }
     for (let j = 0; j < this.cols; j++) {
       const gj = g[j]!;
-      for (let k = 0; k < r; k++) B[j * r + k] = V[j * r + k]! < 0 ? -gj : gj;
+      for (let k = 0; k < r; k++) B[j * R + off + k] = V[j * r + k]! < 0 ? -gj : gj;
     }
   }
 
   weight(): T {
     const { rows, cols, rank: r, out } = this;
-    this.paths.forEach((p, index) => {
-      this.factors(p); // A, B and hA = diag(h) A
-      matmul(p.hA, p.B, out, rows, cols, r, false, true, index > 0); // out (+)= hA Bᵀ
-    });
+    this.paths.forEach((p, index) => this.factors(p, index)); // A, B and hA = diag(h) A, every path
+    matmul(this.scratch.hA, this.scratch.B, out, rows, cols, this.paths.length * r, false, true, false); // out = Σ_p hA_p B_pᵀ
     return out;
   }
 
@@ -211,10 +221,14 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   backward(G: T): void {
     const { rows, cols, rank: r } = this;
     const K = this.smoothK;
-    for (const p of this.paths) {
-      // A, B, hA are those of the last forward (parameters have not changed since).
-      matmul(G, p.B, p.GB, rows, r, cols, false, false, false); // GB = G B
-      matmul(G, p.hA, p.dB, cols, r, rows, true, false, false); // dB = Gᵀ (diag(h) A)
+    const R = this.paths.length * r;
+    const { A, GB, dB } = this.scratch;
+    // A, B, hA are those of the last forward (parameters have not changed since); every path in one product
+    matmul(G, this.scratch.B, GB, rows, R, cols, false, false, false); // GB = G B
+    matmul(G, this.scratch.hA, dB, cols, R, rows, true, false, false); // dB = Gᵀ (diag(h) A)
+    for (let index = 0; index < this.paths.length; index++) {
+      const p = this.paths[index]!;
+      const off = index * r;
       const U = p.U.data;
       const V = p.V.data;
       const h = p.h.data;
@@ -242,8 +256,8 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
         const hi = h[i]!;
         for (let k = 0; k < r; k++) {
           const at = i * r + k;
-          const gb = p.GB[at]!;
-          sh += p.A[at]! * gb;
+          const gb = GB[i * R + off + k]!;
+          sh += A[i * R + off + k]! * gb;
           const dA = hi * gb;
           const u = U[at]!;
           dlAcc[k] = dlAcc[k]! + (u < 0 ? -dA : dA);
@@ -265,7 +279,7 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
         const gj = g[j]!;
         for (let k = 0; k < r; k++) {
           const at = j * r + k;
-          const db = p.dB[at]!;
+          const db = dB[j * R + off + k]!;
           const v = V[at]!;
           sg += v < 0 ? -db : db;
           let ds: number;
