@@ -74,20 +74,18 @@ class StatePicks {
     const { n, cand, depthOf, pick } = this;
     for (let i = 0; i < n; i++) {
       let best = cand[i]!;
-      let v = S[best]!;
-      let a = Math.abs(v);
+      let a = Math.abs(S[best]!);
       const dd = depthOf[i]!;
       for (let k = 1; k < dd; k++) {
         const s = cand[k * n + i]!;
-        const x = S[s]!;
-        if (Math.abs(x) > a) {
-          // strict: ties keep the lowest k, as the codec's query
-          a = Math.abs(x);
-          v = x;
-          best = s;
-        }
+        // strict: ties keep the lowest k, as the codec's query. Branch-free (an all-ones mask when s wins, and
+        // a re-read of |S[best]|): which candidate wins is data-random, and the mispredicted branch of an `if`
+        // here was most of the pick's time (docs/ste-trainer.md §8 "Third pass"). A NaN never wins, as before.
+        const m = -((Math.abs(S[s]!) > a) as unknown as number);
+        best ^= (best ^ s) & m;
+        a = Math.abs(S[best]!);
       }
-      out[i] = v;
+      out[i] = S[best]!;
       pick[i] = best;
     }
   }
@@ -139,6 +137,16 @@ class SignMeanPicks extends StatePicks {
       }
     }
   }
+}
+
+/** f16BitsToF32 of every 16-bit code (built once, on first use). */
+let f16Table: Float32Array | null = null;
+function f16Values(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let b = 0; b < 65536; b++) f16Table[b] = f16BitsToF32(b);
+  }
+  return f16Table;
 }
 
 /** A float array of the master precision. */
@@ -289,7 +297,16 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
   }
 
   protected forwardStates(): FloatArray {
-    return this.quantizedForward ? dequantizeStates(this.toCodecParams()) : this.param.data;
+    if (!this.quantizedForward) return this.param.data;
+    const q = this.toCodecParams();
+    if (this.options.state !== 'f16') return dequantizeStates(q);
+    // f16 states: the same values as dequantizeStates, read from a table of every f16 code's value (the
+    // per-element conversion was ~0.1 ms per linear per step)
+    const table = f16Values();
+    const codes = q.states as Uint16Array;
+    const out = new Float32Array(codes.length);
+    for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]!]!;
+    return out;
   }
 
   /**
@@ -301,7 +318,7 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
     const p = this.initial;
     const states = allocStates(this.options.state, p.states.length);
     const scales = this.options.state === 'int8' ? new Uint16Array(p.scales!.length) : null;
-    const S = Float32Array.from(this.param.data);
+    const S = new Float32Array(this.param.data); // (the typed-array constructor, not `from`'s iterator: same values)
     for (const g of sketchGroups(p)) {
       const perRow = g.alloc.states / g.alloc.depth;
       for (let k = 0; k < g.alloc.depth; k++) {
