@@ -299,13 +299,28 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
   protected forwardStates(): FloatArray {
     if (!this.quantizedForward) return this.param.data;
     const q = this.toCodecParams();
-    if (this.options.state !== 'f16') return dequantizeStates(q);
-    // f16 states: the same values as dequantizeStates, read from a table of every f16 code's value (the
-    // per-element conversion was ~0.1 ms per linear per step)
-    const table = f16Values();
-    const codes = q.states as Uint16Array;
-    const out = new Float32Array(codes.length);
-    for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]!]!;
+    const state = this.options.state;
+    if (state === 'f32') return dequantizeStates(q);
+    // The same values as dequantizeStates(q), without its per-call layout: sketch-core caches a layout (hash
+    // families included) per params OBJECT, and toCodecParams returns a new one every step, so that call
+    // rebuilt every group's hash family every step; q's layout is the initial encode's, cached.
+    const out = new Float32Array(q.states.length);
+    if (state === 'f16') {
+      // a table of every f16 code's value (the per-element conversion was ~0.1 ms per linear per step)
+      const table = f16Values();
+      const codes = q.states as Uint16Array;
+      for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]!]!;
+      return out;
+    }
+    const codes = q.states as Int8Array;
+    for (const g of sketchGroups(this.initial)) {
+      const perRow = g.alloc.states / g.alloc.depth;
+      for (let k = 0; k < g.alloc.depth; k++) {
+        const scale = f16BitsToF32(q.scales![g.scaleOffset + k]!);
+        const begin = g.stateOffset + k * perRow;
+        for (let i = begin; i < begin + perRow; i++) out[i] = Math.fround(codes[i]! * scale);
+      }
+    }
     return out;
   }
 

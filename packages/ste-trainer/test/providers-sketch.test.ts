@@ -258,6 +258,8 @@ describe('sketch-states provider, query signmean', () => {
     { label: 'rowrun f16 d1', rows: 12, cols: 20, codecOptions: { bpw: 1, rows: 1, state: 'f16', query: 'signmean' } },
     { label: 'rowrun int8 d3', rows: 9, cols: 14, codecOptions: { bpw: 2, rows: 3, state: 'int8', query: 'signmean' } },
     { label: 'mixed f32 d2, 3 groups with an exact one', rows: 8, cols: 12, codecOptions: { bpw: 12, rows: 2, state: 'f32', hash: 'mixed', groups: 3, alloc: 'saliency:2', query: 'signmean' } },
+    // the product's default variant (int8 d1, saliency groups): the quantized forward dequantizes per group row
+    { label: 'rowrun int8 d1, 4 saliency groups', rows: 16, cols: 32, codecOptions: { bpw: 2, rows: 1, state: 'int8', groups: 4, alloc: 'saliency', query: 'signmean' } },
   ];
   for (const c of SM) {
     it(`${c.label}: init forward = codec decode; gradient = finite differences (f64); the bundle decodes to the forward`, () => {
