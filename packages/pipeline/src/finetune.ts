@@ -470,7 +470,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     gpuContext = gpu.ctx;
     const { GpuTrainer } = await import('@ultrasketch/ste-trainer/webgpu');
     try {
-      trainer = await GpuTrainer.create(gpu.ctx, trainerOptions);
+      trainer = await GpuTrainer.create(gpu.ctx as Parameters<typeof GpuTrainer.create>[0], trainerOptions);
     } catch (err) {
       gpu.ctx.dispose();
       throw err;
@@ -581,7 +581,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   }
 }
 
-type NodeTrainContext = Awaited<ReturnType<typeof import('@ultrasketch/ste-trainer/node').nodeTrainContext>>;
+type NodeTrainContext = import('@ultrasketch/ste-trainer/node').NodeTrainContext;
 let webgpuDevice: Promise<NodeTrainContext['device']> | null = null;
 
 /**

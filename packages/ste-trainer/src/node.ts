@@ -579,6 +579,19 @@ function crc32Hex(bytes: Uint8Array): string {
 // ------------------------------------------------------------------------------------------ WebGPU (Dawn)
 
 /**
+ * What `nodeTrainContext` returns. The handles are typed structurally on purpose: this entry's declarations must
+ * compile for Node consumers without DOM/WebGPU types (test/packaging.test.ts, node16 without DOM). `ctx` is a
+ * `GpuTrainContext` of '@ultrasketch/ste-trainer/webgpu' and `device` a `GpuContext` of '@ultrasketch/runtime-webgpu':
+ * cast them where those types are in scope.
+ */
+export interface NodeTrainContext {
+  ctx: { dispose(): void };
+  device: { checkLive(): void };
+  adapter: string;
+  software: boolean;
+}
+
+/**
  * A WebGPU training context in Node (issue 15): Dawn from the optional `webgpu` package through runtime-webgpu's
  * `nodeGpu()` (which falls back to SwiftShader, a CPU Vulkan, when no GPU driver answers), then every training
  * program compiled once. Loaded on first use, so CPU-only users never load Dawn. Failures are runtime-webgpu's
@@ -586,15 +599,10 @@ function crc32Hex(bytes: Uint8Array): string {
  * Pass the `device` of an earlier call to reuse it: its compiled programs are cached per device, and the new
  * context's `dispose()` frees only that context's tensors.
  */
-export async function nodeTrainContext(device?: import('@ultrasketch/runtime-webgpu').GpuContext): Promise<{
-  ctx: import('./webgpu/context.js').GpuTrainContext;
-  device: import('@ultrasketch/runtime-webgpu').GpuContext;
-  adapter: string;
-  software: boolean;
-}> {
+export async function nodeTrainContext(device?: NodeTrainContext['device']): Promise<NodeTrainContext> {
   const { GpuContext, describeAdapter } = await import('@ultrasketch/runtime-webgpu');
   const { GpuTrainContext } = await import('./webgpu/context.js');
-  let gpu = device;
+  let gpu = device as import('@ultrasketch/runtime-webgpu').GpuContext | undefined;
   if (!gpu) {
     const { nodeGpu } = await import('@ultrasketch/runtime-webgpu/node');
     gpu = await GpuContext.create(await nodeGpu());
