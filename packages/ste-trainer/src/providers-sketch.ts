@@ -112,8 +112,20 @@ class SignMeanPicks extends StatePicks {
     this.sign = new Float32Array(depth * n).fill(1);
   }
 
+  /** Whether every weight has one candidate (one sketch row, the default variant): the loops below need no depth. */
+  private depthOne(): boolean {
+    if (this.allOne === undefined) this.allOne = this.depthOf.every((d) => d === 1);
+    return this.allOne;
+  }
+  private allOne: boolean | undefined;
+
   override forward(S: FloatArray, out: FloatArray): void {
     const { n, cand, depthOf, sign } = this;
+    if (this.depthOne()) {
+      // the same values as the general loop's depth-1 case, without its per-weight depth test
+      for (let i = 0; i < n; i++) out[i] = sign[i]! * S[cand[i]!]!;
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const dd = depthOf[i]!;
       if (dd === 1) {
@@ -128,6 +140,14 @@ class SignMeanPicks extends StatePicks {
 
   override scatter(grad: FloatArray, gradW: FloatArray): void {
     const { n, cand, depthOf, sign } = this;
+    if (this.depthOne()) {
+      // depth 1: gradW[i] / 1 is gradW[i] exactly, so the same sums as the general loop, in the same order
+      for (let i = 0; i < n; i++) {
+        const s = cand[i]!;
+        grad[s] = grad[s]! + sign[i]! * gradW[i]!;
+      }
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const dd = depthOf[i]!;
       const g = gradW[i]! / dd;
