@@ -207,6 +207,29 @@ describe('wasm trainer element-wise kernels', () => {
     });
   }
 
+  it.skipIf(ops === null)('RoPE: the wasm kernel (an array in its memory) and the JS loop (any other array) give the same bits', () => {
+    // Which path a call takes depends on where its array lives, i.e. on the memory's history: a resumed run
+    // must still equal an uninterrupted one (packages/pipeline/test/finetune.test.ts), so the paths must agree.
+    const [n, dim, seqLen, hs] = [7, 32, 5, 8];
+    const [cos, sin] = ropeTables(seqLen, hs, 10000);
+    const src = rand(n * dim, 21, 3);
+    setElementwiseKernels(ops);
+    try {
+      for (const inverse of [false, true]) {
+        const inMemory = ops!.mem.allocF32(n * dim);
+        inMemory.set(src);
+        const plain = Float32Array.from(src);
+        rope(inMemory, n, dim, seqLen, hs, cos, sin, true, inverse);
+        rope(plain, n, dim, seqLen, hs, cos, sin, true, inverse);
+        expect(ops!.mem.isResident(inMemory)).toBe(true);
+        expect(Array.from(inMemory).some((v, i) => v !== src[i])).toBe(true);
+        expect(Buffer.from(inMemory.buffer, inMemory.byteOffset, inMemory.byteLength).equals(Buffer.from(plain.buffer))).toBe(true);
+      }
+    } finally {
+      setElementwiseKernels(null);
+    }
+  });
+
   it.skipIf(ops === null)('the loss pass finds the same maxima, top-1 and non-finite rows through row_maxcheck', () => {
     const [n, V] = [5, 64];
     const z = rand(n * V, 11, 10);
