@@ -25,7 +25,7 @@ SEED=42
 INSTALL=1
 # Sub-1-bit by default: LittleBit at 0.55 bits per weight with the quick recipe's settings, a 4-bit embedding
 # (1.86 bits per parameter for the whole file) and a short finetune
-# (60 steps; the committed default bundle had 2,000 of the long recipe, docs/results.md §11.2), so the whole job
+# (60 steps; the committed default bundle had 6,000 of the long recipe, docs/results.md §11.2), so the whole job
 # stays near 3 minutes.
 COMPRESS="--codec littlebit --bpw 0.55 --recipe quick --finetune-steps 60 --embeddings rtn4 --threads 2"
 DEFAULT_BUNDLE=models/stories3M-littlebit-0.55.usk
