@@ -237,29 +237,10 @@ export function rope(
   if (pairs && ew !== null && f32(vec) && ew.ropePairs(vec, n, width, seqLen, headSize, cos, sin, inverse)) return;
   const half = headSize / 2;
   const sgn = inverse ? -1 : 1;
-  if (f32(vec)) {
-    // float32 rounding of each product, as the wasm kernel does (it declines calls whose vector is not in its
-    // memory, and which calls those are depends on the memory's history): either path gives the same bits, so a
-    // resumed run equals an uninterrupted one.
-    const fr = Math.fround;
-    for (let t = 0; t < n; t++) {
-      const row = (t % seqLen) * half;
-      const base = t * width;
-      for (let h = base; h < base + width; h += headSize) {
-        for (let i = 0; i < half; i++) {
-          const a = pairs ? h + 2 * i : h + i;
-          const b = pairs ? a + 1 : a + half;
-          const fc = cos[row + i]!;
-          const fs = sgn * sin[row + i]!;
-          const v0 = vec[a]!;
-          const v1 = vec[b]!;
-          vec[a] = fr(v0 * fc) - fr(v1 * fs);
-          vec[b] = fr(v0 * fs) + fr(v1 * fc);
-        }
-      }
-    }
-    return;
-  }
+  // A float32 vector rounds each product to float32, as the wasm kernel does (it declines calls whose vector is not
+  // in its memory, and which calls those are depends on the memory's history): either path gives the same bits,
+  // so a resumed run equals an uninterrupted one. float64 vectors (gradient checks) keep full precision.
+  const round = f32(vec) ? Math.fround : (x: number) => x;
   for (let t = 0; t < n; t++) {
     const row = (t % seqLen) * half;
     const base = t * width;
@@ -271,8 +252,8 @@ export function rope(
         const fs = sgn * sin[row + i]!;
         const v0 = vec[a]!;
         const v1 = vec[b]!;
-        vec[a] = v0 * fc - v1 * fs;
-        vec[b] = v0 * fs + v1 * fc;
+        vec[a] = round(v0 * fc) - round(v1 * fs);
+        vec[b] = round(v0 * fs) + round(v1 * fc);
       }
     }
   }
