@@ -380,6 +380,11 @@ export function emitAttentionModule(): Uint8Array {
 
 /** Single-thread cost of attention per multiply-add of q·k and of the weighted sum (ns, rough). */
 const ATTENTION_NS_PER_MAC = 0.15;
+/**
+ * Single-thread cost of the glue per value (ns, rough; CPU time of a stories3M 512-token prefill's calls on the
+ * development VM, /tmp-script measurement in results §2.1 fifth slice): the pool's threshold and chunking use it.
+ */
+const GLUE_NS = { rmsNorm: 0.5, rope: 1, add: 0.4, swiglu: 2 } as const;
 
 export class WasmAttention implements AttentionKernel, ForwardGlue {
   readonly memory: WasmMemory;
@@ -472,17 +477,54 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
     return a;
   }
 
+  // With a thread pool, a prefill's glue is split like a product (issue 12, fifth slice): the norm and RoPE by
+  // rows (each row is independent), the add and SwiGLU by element ranges; every row/element is computed by the
+  // same function on the same inputs whichever thread runs it (bit-identical), and a one-token call (a few µs)
+  // stays under the pool's threshold, so generation never pays a hand-off for it.
+
   rmsNorm(out: Float32Array, x: Float32Array, xRow: number, add: Float32Array | undefined, weight: Float32Array, n: number, dim: number, eps: number): void {
-    this.rmsNormFn(out.byteOffset, x.byteOffset + xRow * dim * 4, add ? add.byteOffset : 0, weight.byteOffset, n, dim * 4, dim, eps);
+    const fn = this.rmsNormFn;
+    const dimB = dim * 4;
+    const outAt = out.byteOffset;
+    const xAt = x.byteOffset + xRow * dimB;
+    const addAt = add ? add.byteOffset : 0;
+    const pool = this.threads;
+    if (!pool) {
+      fn(outAt, xAt, addAt, weight.byteOffset, n, dimB, dim, eps);
+      return;
+    }
+    pool.rows(n, n * dim * GLUE_NS.rmsNorm, 1, (call, r0, r1) =>
+      call(fn, outAt + r0 * dimB, xAt + r0 * dimB, addAt && addAt + r0 * dimB, weight.byteOffset, r1 - r0, dimB, dim, eps),
+    );
   }
 
   rope(src: Float32Array, dst: Float32Array, dstRow: number, cos: Float32Array, sin: Float32Array, n: number, rowLen: number, headDim: number, start: number, pairs: boolean): void {
+    const fn = this.ropeFn;
     const halfB = headDim * 2;
-    this.ropeFn(src.byteOffset, dst.byteOffset + dstRow * rowLen * 4, cos.byteOffset, sin.byteOffset, n, rowLen * 4, headDim * 4, halfB, pairs ? 1 : 0, pairs ? 4 : halfB, start);
+    const rowB = rowLen * 4;
+    const srcAt = src.byteOffset;
+    const dstAt = dst.byteOffset + dstRow * rowB;
+    const pool = this.threads;
+    if (!pool) {
+      fn(srcAt, dstAt, cos.byteOffset, sin.byteOffset, n, rowB, headDim * 4, halfB, pairs ? 1 : 0, pairs ? 4 : halfB, start);
+      return;
+    }
+    pool.rows(n, n * rowLen * GLUE_NS.rope, 1, (call, r0, r1) =>
+      call(fn, srcAt + r0 * rowB, dstAt + r0 * rowB, cos.byteOffset, sin.byteOffset, r1 - r0, rowB, headDim * 4, halfB, pairs ? 1 : 0, pairs ? 4 : halfB, start + r0),
+    );
   }
 
   add(x: Float32Array, y: Float32Array, count: number): void {
-    this.addFn(x.byteOffset, y.byteOffset, count * 4);
+    const fn = this.addFn;
+    const pool = this.threads;
+    if (!pool) {
+      fn(x.byteOffset, y.byteOffset, count * 4);
+      return;
+    }
+    const xAt = x.byteOffset;
+    const yAt = y.byteOffset;
+    // count is a multiple of 4: ranges of whole 16-byte chunks
+    pool.rows(count, count * GLUE_NS.add, 4, (call, i0, i1) => call(fn, xAt + i0 * 4, yAt + i0 * 4, (i1 - i0) * 4));
   }
 
   copyRows(src: Float32Array, dst: Float32Array, dstRow: number, n: number, rowLen: number): void {
@@ -524,7 +566,13 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
 
   swiglu(gate: Float32Array, up: Float32Array, count: number): void {
     if (count % 4 === 0 && this.owned.has(gate) && this.owned.has(up)) {
-      this.swigluFn(gate.byteOffset, up.byteOffset, count); // in place, in this memory
+      // in place, in this memory
+      const fn = this.swigluFn;
+      const pool = this.threads;
+      const gAt = gate.byteOffset;
+      const uAt = up.byteOffset;
+      if (!pool) fn(gAt, uAt, count);
+      else pool.rows(count, count * GLUE_NS.swiglu, 4, (call, i0, i1) => call(fn, gAt + i0 * 4, uAt + i0 * 4, i1 - i0));
       return;
     }
     const padded = Math.ceil(count / 4) * 4;
