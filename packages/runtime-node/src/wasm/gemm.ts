@@ -167,12 +167,87 @@ export function emitGemmModule(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { sha
     ...(memory.maxPages === undefined ? {} : { maxPages: memory.maxPages }),
     ...(memory.shared ? { shared: true } : {}),
   });
-  plan.tiles.forEach(({ r, u }, index) => {
-    const t = index + 1;
+  // function indices (no imported functions: 0-based in the order added) of each T's R×T and 1×T tiles
+  const main: number[] = [];
+  const single: number[] = [];
+  let index = 0;
+  plan.tiles.forEach(({ r, u }, i) => {
+    const t = i + 1;
     m.addFunction(tileName(r, t, u), emitTile(r, t, u));
-    if (r !== 1) m.addFunction(tileName(1, t, u), emitTile(1, t, u));
+    main[t] = single[t] = index++;
+    if (r !== 1) {
+      m.addFunction(tileName(1, t, u), emitTile(1, t, u));
+      single[t] = index++;
+    }
   });
+  m.addFunction(GEMM_ROWS, emitGemmRows(plan, main, single));
   return m.emit();
+}
+
+/** The driver's export name. */
+export const GEMM_ROWS = 'gemm_rows';
+
+/**
+ * gemm_rows(w, x, y, n, cols, ldy, rowBegin, rowEnd): `GemmKernels.gemm` as one wasm function — blocks of maxT
+ * input rows, then one block of the n % maxT left, each block the R×T tile over whole tiles of rows and the 1×T
+ * tile for the rest — calling the same tiles with the same arguments in the same order (same bits). Why: a
+ * thread pool records one call per chunk instead of one per block of 4 tokens (a 512-token prefill's product
+ * was 1,024 recorded calls, ~20–40 µs of serial recording before the workers could start, and as many JS→wasm
+ * calls to replay), and a one-thread prefill makes one call per product.
+ */
+function emitGemmRows(plan: TilePlan, main: number[], single: number[]): FunctionBuilder {
+  const f = new FunctionBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [w, x, y, n, cols, ldy, rowBegin, rowEnd] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const t0 = f.local('i32');
+  const xt = f.local('i32');
+  const yt = f.local('i32');
+  const rem = f.local('i32');
+  const mainEnd = f.local('i32');
+  const maxT = plan.tiles.length;
+  const call = (fn: number) => {
+    f.code.push(0x10); // call
+    f.code.push(fn); // < 128 functions: a one-byte LEB128
+  };
+  // the calls of one block of T input rows at (xt, yt)
+  const block = (T: number) => {
+    const R = plan.tiles[T - 1]!.r;
+    // mainEnd = rowBegin + ⌊(rowEnd − rowBegin) / R⌋ · R
+    f.get(rowEnd).get(rowBegin).i32Sub().i32Const(R);
+    f.code.push(0x6e); // i32.div_u
+    f.i32Const(R).i32Mul().get(rowBegin).i32Add().set(mainEnd);
+    f.block().get(mainEnd).get(rowBegin).i32LeU().brIf(0);
+    f.get(w).get(xt).get(yt).get(rowBegin).get(mainEnd).get(cols).get(ldy);
+    call(main[T]!);
+    f.end();
+    f.block().get(rowEnd).get(mainEnd).i32LeU().brIf(0);
+    f.get(w).get(xt).get(yt).get(mainEnd).get(rowEnd).get(cols).get(ldy);
+    call(single[T]!);
+    f.end();
+  };
+  f.block(); // depth from inside the loop: 1
+  f.loop(); // 0
+  f.get(n).get(t0).i32Sub().tee(rem).i32Eqz().brIf(1);
+  f.get(t0).get(cols).i32Mul().i32Const(2).i32Shl().get(x).i32Add().set(xt);
+  f.get(t0).get(ldy).i32Mul().i32Const(2).i32Shl().get(y).i32Add().set(yt);
+  // a whole block of maxT rows, then around again
+  f.block();
+  f.get(rem).i32Const(maxT).i32LtU().brIf(0);
+  block(maxT);
+  f.get(t0).i32Const(maxT).i32Add().set(t0);
+  f.br(1);
+  f.end();
+  // the last rem (1 .. maxT − 1) input rows; the loop then ends
+  for (let T = 1; T < maxT; T++) {
+    f.block();
+    f.get(rem).i32Const(T);
+    f.code.push(0x47); // i32.ne
+    f.brIf(0);
+    block(T);
+    f.end();
+  }
+  f.end();
+  f.end();
+  return f;
 }
 
 /** Tile kernels of one instance, indexed for the driver. */
@@ -199,15 +274,24 @@ export class GemmKernels {
       a = (a / g) * r;
     }
     this.rowAlign = a;
+    this.rows = exports[GEMM_ROWS] as GemmRows;
   }
+
+  /** The wasm driver (`gemm_rows`): the whole of `gemm` in one call. */
+  readonly rows: GemmRows;
 
   /**
    * Y[t, i] = W[i, :] · X[t, :] for t < n and rowBegin ≤ i < rowEnd (byte addresses; Y row stride ldy
    * floats). Blocks of maxT input rows first, then one smaller block for the n % maxT leftover rows.
    */
   gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
-    // the same calls as gemmCalls, issued directly (no recorder, no argument arrays: the per-token path)
+    // the same calls as gemmCalls, issued directly (no recorder, no argument arrays: the per-token path); a
+    // batch of several blocks goes through the wasm driver (the same tile calls, one JS→wasm call)
     const maxT = this.maxT;
+    if (n > maxT) {
+      this.rows(w, x, y, n, cols, ldy, rowBegin, rowEnd);
+      return;
+    }
     for (let t0 = 0; t0 < n; t0 += maxT) {
       const T = n - t0 < maxT ? n - t0 : maxT;
       const R = this.rowsPerTile[T]!;
@@ -238,6 +322,11 @@ export class GemmKernels {
     rowEnd: number,
   ): void {
     const maxT = this.maxT;
+    if (n > maxT) {
+      // one recorded call per chunk (see emitGemmRows)
+      call(this.rows as unknown as TileKernel, w, x, y, n, cols, ldy, rowBegin, rowEnd);
+      return;
+    }
     for (let t0 = 0; t0 < n; t0 += maxT) {
       const T = n - t0 < maxT ? n - t0 : maxT;
       const R = this.rowsPerTile[T]!;
@@ -249,3 +338,6 @@ export class GemmKernels {
     }
   }
 }
+
+/** gemm_rows(w, x, y, n, cols, ldy, rowBegin, rowEnd) (emitGemmRows). */
+export type GemmRows = (w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number) => void;
