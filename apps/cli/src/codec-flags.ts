@@ -67,6 +67,18 @@ const CODEC_FLAGS: CodecFlag[] = [
       defaultText: 'signmean, with --rows 1 --state int8 --groups 8 --alloc saliency',
     },
   },
+  {
+    key: 'softQuery',
+    spec: {
+      name: 'soft-query',
+      kind: 'number',
+      valueName: 'TAU0',
+      min: 0,
+      description:
+        "sketch, training only (needs --finetune-steps, --query absmaxmin, --rows ≥ 2): train through a soft AbsMax pick, ŵ = Σ softmax(|c|/τ)·c over the d candidates, τ annealed from TAU0 × the RMS of the matrix's weights to the hard pick over the first 80% of the steps; the bundle stores the hard sketch (docs/results.md §12.3b)",
+      defaultText: 'off (the hard pick)',
+    },
+  },
   { key: 'rank', spec: { name: 'rank', kind: 'int', valueName: 'R', min: 1, description: 'littlebit: rank per path instead of a --bpw target', defaultText: 'from --bpw' } },
   { key: 'residual', value: () => true, spec: { name: 'residual', kind: 'boolean', description: 'littlebit: add the residual path (the default)' } },
   { key: 'residual', value: () => false, spec: { name: 'no-residual', kind: 'boolean', description: 'littlebit: one path only' } },

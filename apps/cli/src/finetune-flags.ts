@@ -70,7 +70,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {

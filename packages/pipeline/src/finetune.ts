@@ -151,6 +151,8 @@ export interface TrainingSection {
     trainDense?: true;
     /** Present only when not the default 100. */
     smoothK?: number;
+    /** sketch: the soft query's initial temperature τ0 (codec option softQuery, training only), when used. */
+    softQuery?: number;
     threads: number;
     /** Where the steps ran (always written now; absent in bundles written before issue 15, which trained on the CPU). */
     device?: FinetuneDevice;
@@ -393,6 +395,12 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const threads = o.threads ?? 1;
   const trainNorms = o.trainNorms ?? false;
   const kind = finetuneProviderKind(input.codecId, o.mode ?? 'auto');
+  if (input.codecOptions.softQuery !== undefined && kind !== 'sketch-states') {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `the soft query trains sketch states; codec ${input.codecId} trains through the '${kind}' provider`, {
+      source: '--soft-query',
+      hint: 'use it with --codec sketch --query absmaxmin and --train-mode auto or states, or drop it',
+    });
+  }
   const calibTokens = data === 'teacher' || o.calibText === undefined ? undefined : documentTokenStream(input.tokenizer, o.calibText, o.calibSource ?? '<calib>');
   // Teacher windows generated once (or read from the cache) instead of sampled inside every step.
   let corpus: TeacherCorpus | null = null;
@@ -435,7 +443,12 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     const options: Record<string, unknown> =
       kind === 'ste'
         ? { codec: input.codecId, codecOptions }
-        : { codecOptions, ...(o.smoothK !== undefined && kind === 'littlebit' ? { smoothK: o.smoothK } : {}) };
+        : {
+            codecOptions,
+            ...(o.smoothK !== undefined && kind === 'littlebit' ? { smoothK: o.smoothK } : {}),
+            // the sketch's soft query (codec option softQuery) anneals over the run: its provider needs the length
+            ...(kind === 'sketch-states' ? { steps: o.steps } : {}),
+          };
     const sal = input.saliency?.get(name);
     // The bundle entry records weightSeed(seed, name): the provider encodes with exactly that seed.
     return (ctx) => getProviderFactory(kind)({ ...ctx, seed: entry.seed, ...(sal ? { saliency: sal } : {}) }, options);
@@ -549,6 +562,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         trainNorms,
         ...(trainDense ? { trainDense: true as const } : {}),
         ...(o.smoothK !== undefined && o.smoothK !== 100 ? { smoothK: o.smoothK } : {}),
+        ...(input.codecId === 'sketch' && input.codecOptions.softQuery !== undefined ? { softQuery: Number(input.codecOptions.softQuery) } : {}),
         threads,
         device,
         seed: input.seed,

@@ -53,6 +53,7 @@ export {
   sketchCodec,
   sketchGroups,
   sketchMinBpw,
+  sketchSoftQuery,
   smallestTarget,
   targetBits,
 } from './sketch.js';

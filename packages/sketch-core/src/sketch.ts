@@ -100,7 +100,34 @@ export interface SketchParams extends CodecParams<SketchOptions> {
   groupStates: Uint32Array;
 }
 
-export const SKETCH_OPTION_KEYS = ['bpw', 'rows', 'state', 'hash', 'groups', 'alloc', 'alpha', 'split', 'query'] as const;
+/**
+ * The option keys `resolveOptions` accepts. `softQuery` is a TRAINING option (the state-training provider's
+ * annealed soft AbsMax pick, ste-trainer providers-sketch.ts): resolveOptions validates it
+ * (`sketchSoftQuery`) but never returns it, so a bundle's stored options — the hard sketch the runtimes
+ * decode — are the same with or without it.
+ */
+export const SKETCH_OPTION_KEYS = ['bpw', 'rows', 'state', 'hash', 'groups', 'alloc', 'alpha', 'split', 'query', 'softQuery'] as const;
+
+/**
+ * The soft query's initial temperature τ0 from raw options (undefined when not given), validated: a positive
+ * number ≤ 100 (relative to the RMS of the matrix's weights), and only for the AbsMaxMin query with
+ * d ≥ 2 sketch rows — signmean has no pick to soften and one sketch row has nothing to choose.
+ */
+export function sketchSoftQuery(raw: Record<string, unknown>): number | undefined {
+  const v = raw.softQuery;
+  if (v === undefined) return undefined;
+  const bad = (why: string, hint: string): never => {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `codec sketch: softQuery = ${JSON.stringify(v)}: ${why}`, { source: '--soft-query', hint });
+  };
+  const tau = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof tau !== 'number' || !Number.isFinite(tau) || !(tau > 0) || tau > 100) {
+    bad('the initial temperature must be a number in (0, 100]', 'e.g. --soft-query 1 (τ0 = 1 × the RMS of the matrix\'s weights)');
+  }
+  if ((raw.query ?? 'absmaxmin') !== 'absmaxmin') bad(`the ${String(raw.query)} query has no pick to soften`, 'use it with --query absmaxmin');
+  const rows = raw.rows === undefined ? 3 : Number(raw.rows);
+  if (rows < 2) bad(`${rows} sketch row has nothing to choose between`, 'use --rows 2 or more (the paper\'s sketch has 3)');
+  return tau as number;
+}
 export const SKETCH_MAX_ROWS = 16;
 export const SKETCH_MAX_GROUPS = 256;
 /** Default hash family: rowrun measured no worse than mixed in error (docs/sketch.md) and decodes from runs. */
@@ -279,6 +306,7 @@ function resolveSketchOptions(raw: Record<string, unknown>): SketchOptions {
   const alpha = numberOption({ alpha: alphaRaw }, 'alpha', 1, (v) => v >= 0 && v <= 16, 'a saliency exponent in [0, 16]', id);
   const split = enumOption(raw, 'split', 'count', SPLIT_KINDS, id);
   const query = enumOption(raw, 'query', 'absmaxmin', SKETCH_QUERIES, id);
+  sketchSoftQuery(raw); // training only: validated, not part of the options (see SKETCH_OPTION_KEYS)
   return { bpw, rows, state, hash, groups, alloc, alpha, split, ...(query === 'absmaxmin' ? {} : { query }) };
 }
 

@@ -13,6 +13,7 @@ import {
   registerSketchCodecs,
   sketchCodec,
   sketchGroups,
+  sketchSoftQuery,
 } from '@ultrasketch/sketch-core';
 import type { FloatArray } from './matmul.js';
 import { type ProviderContext, registerProviderFactory } from './plan.js';
@@ -159,6 +160,103 @@ class SignMeanPicks extends StatePicks {
   }
 }
 
+/**
+ * The annealed soft AbsMax pick (option `softQuery`, docs/sketch.md §10 "Soft query"): with temperature τ > 0 the
+ * forward is ŵ_i = Σ_k p_k · c_k over the weight's d candidates c_k = S[cand[k·n + i]], with
+ * p = softmax(|c_k| / τ) — the sign-aware relaxation of the AbsMax pick (the candidate of largest |·|, its
+ * sign kept), which it becomes as τ → 0. Its gradient reaches every candidate, not only the winner:
+ *     ∂ŵ/∂c_j = p_j · (1 + sign(c_j) · (c_j − ŵ) / τ)
+ * (the p_j term moves the value, the second term moves the weights of the softmax). With τ = 0 it is exactly
+ * the hard pick of StatePicks (same winner, ties and NaN). The factors are kept from the forward for backward.
+ */
+class SoftPicks extends StatePicks {
+  /** Absolute temperature of the next forward; 0: the hard pick. */
+  tau = 0;
+  /** ∂ŵ_i/∂S[cand[k·n + i]] of the last soft forward (float64). */
+  private readonly factor: Float64Array;
+  private lastSoft = false;
+
+  constructor(n: number, depth: number) {
+    super(n, depth);
+    this.factor = new Float64Array(depth * n);
+  }
+
+  override forward(S: FloatArray, out: FloatArray): void {
+    this.lastSoft = this.tau > 0;
+    if (!this.lastSoft) {
+      super.forward(S, out);
+      return;
+    }
+    const { n, cand, depthOf, pick, factor } = this;
+    const invTau = 1 / this.tau;
+    for (let i = 0; i < n; i++) {
+      const dd = depthOf[i]!;
+      if (dd === 1) {
+        // an exact group's weight (or one candidate): ŵ = S[cand], ∂ŵ/∂S = 1
+        const s = cand[i]!;
+        out[i] = S[s]!;
+        pick[i] = s;
+        factor[i] = 1;
+        continue;
+      }
+      // softmax over |c_k| / τ, shifted by the largest |c| (exp ≤ 1, no overflow); float64 throughout
+      let m = -Infinity;
+      for (let k = 0; k < dd; k++) m = Math.max(m, Math.abs(S[cand[k * n + i]!]!));
+      let z = 0;
+      let w = 0;
+      for (let k = 0; k < dd; k++) {
+        const c = S[cand[k * n + i]!]!;
+        const e = Math.exp((Math.abs(c) - m) * invTau);
+        factor[k * n + i] = e;
+        z += e;
+        w += e * c;
+      }
+      w /= z;
+      if (!Number.isFinite(w)) {
+        throw new UltraSketchError(ErrorCodes.NOT_FINITE, `sketch soft query: weight ${i} decodes to ${w} (a state is not finite)`);
+      }
+      for (let k = 0; k < dd; k++) {
+        const c = S[cand[k * n + i]!]!;
+        const pk = factor[k * n + i]! / z;
+        factor[k * n + i] = pk * (1 + Math.sign(c) * (c - w) * invTau);
+      }
+      out[i] = w;
+      pick[i] = -1; // no single state: the picks are the hard query's only
+    }
+  }
+
+  override scatter(grad: FloatArray, gradW: FloatArray): void {
+    if (!this.lastSoft) {
+      super.scatter(grad, gradW);
+      return;
+    }
+    const { n, cand, depthOf, factor } = this;
+    for (let i = 0; i < n; i++) {
+      const g = gradW[i]!;
+      for (let k = 0; k < depthOf[i]!; k++) {
+        const s = cand[k * n + i]!;
+        grad[s] = grad[s]! + factor[k * n + i]! * g;
+      }
+    }
+  }
+}
+
+/**
+ * Options of the soft query: the initial temperature τ0 relative to the RMS of the matrix's weights, and
+ * the steps over which it anneals geometrically to τ0/100; from then on (and for the stored bundle) the pick is
+ * the hard one.
+ */
+export interface SketchSoftQueryOptions {
+  tau0: number;
+  annealSteps: number;
+}
+
+/** The soft query's temperature after `step` steps: τ0 · 100^(−step / annealSteps), 0 (hard) from annealSteps on. */
+export function softQueryTemperature(o: SketchSoftQueryOptions, step: number): number {
+  if (step >= o.annealSteps) return 0;
+  return o.tau0 * Math.pow(0.01, step / o.annealSteps);
+}
+
 /** f16BitsToF32 of every 16-bit code (built once, on first use). */
 let f16Table: Float32Array | null = null;
 function f16Values(): Float32Array {
@@ -236,6 +334,12 @@ export interface SketchStateProviderOptions<T extends FloatArray = Float32Array>
    * magnitude (state training drives candidates toward such ties; measured on stories260K). No effect for f32.
    */
   quantizedForward?: boolean;
+  /**
+   * Annealed soft AbsMax pick while training (query absmaxmin, d ≥ 2; SoftPicks): τ0 relative to the RMS of the
+   * matrix's weights, annealed to the hard pick over `annealSteps` steps. The stored bundle is always the hard
+   * sketch (toCodecParams is unchanged), which the forward equals once the annealing is over.
+   */
+  softQuery?: SketchSoftQueryOptions;
 }
 
 /** Sketch state training: parameter = the states, forward = AbsMax pick recomputed every step. */
@@ -264,6 +368,14 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `sketch-states: init "${String(this.init)}" (allowed: absmaxmin, mean)`, { source: o.name });
     }
     this.options = sketchCodec.resolveOptions(o.codecOptions);
+    const soft = o.softQuery;
+    if (soft) {
+      // the codec's own check (absmaxmin, d ≥ 2, τ0 range), then the schedule's
+      sketchSoftQuery({ ...o.codecOptions, softQuery: soft.tau0 });
+      if (!Number.isInteger(soft.annealSteps) || soft.annealSteps < 1) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `sketch-states: softQuery.annealSteps ${soft.annealSteps} must be a positive integer`, { source: o.name });
+      }
+    }
     this.quantizedForward = (o.quantizedForward ?? true) && this.options.state !== 'f32';
     const ctx: CodecContext = { name: o.name, seed: 0, ...o.context };
     this.initial = sketchCodec.encode(o.weight, o.rows, o.cols, this.options, ctx);
@@ -271,7 +383,7 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
     const n = o.rows * o.cols;
     const d = this.options.rows;
     const signMean = this.options.query === 'signmean';
-    const table = signMean ? new SignMeanPicks(n, d) : new StatePicks(n, d);
+    const table = signMean ? new SignMeanPicks(n, d) : soft ? new SoftPicks(n, d) : new StatePicks(n, d);
     const { cand, depthOf } = table;
     const groups = sketchGroups(this.initial);
     for (const g of groups) {
@@ -309,9 +421,44 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
     this.table = table;
     this.param = { name: o.name, data: states, grad: floats<T>(o.dtype, T), decay: o.decay ?? false };
     this.out = floats<T>(o.dtype, n);
+    if (soft) {
+      // τ's scale: the RMS of the matrix's weights (what trained states approach; the AbsMaxMin build's own
+      // states are the buckets' smallest weights, ~1/30 of it, and grow during training)
+      let sq = 0;
+      for (let i = 0; i < n; i++) sq += o.weight[i]! * o.weight[i]!;
+      this.softQuery = { ...soft, rms: Math.sqrt(sq / Math.max(1, n)), step: floats<T>(o.dtype, 1) };
+      this.updateTemperature();
+    }
   }
 
-  /** The state index each weight decoded from in the last forward. */
+  /** The soft query's schedule, its scale (RMS of the weights), and the steps done (a buffer: it survives a checkpoint). */
+  readonly softQuery: (SketchSoftQueryOptions & { rms: number; step: T }) | null = null;
+
+  /** The absolute temperature of the next forward (0: the hard pick; always 0 without softQuery). */
+  temperature(): number {
+    return this.table instanceof SoftPicks ? this.table.tau : 0;
+  }
+
+  private updateTemperature(): void {
+    const sq = this.softQuery;
+    if (sq && this.table instanceof SoftPicks) this.table.tau = softQueryTemperature(sq, sq.step[0]!) * sq.rms;
+  }
+
+  afterStep(step: number): void {
+    if (!this.softQuery) return;
+    this.softQuery.step[0] = step;
+    this.updateTemperature();
+  }
+
+  buffers(): Record<string, T> {
+    return this.softQuery ? { softQueryStep: this.softQuery.step } : {};
+  }
+
+  afterLoad(): void {
+    this.updateTemperature();
+  }
+
+  /** The state index each weight decoded from in the last forward (−1 where a soft forward mixed several). */
   picks(): Int32Array {
     return this.table.pick;
   }
@@ -458,7 +605,8 @@ function contextOf(ctx: ProviderContext): Partial<CodecContext> {
 /**
  * Register the sketch codecs and the provider kinds
  *   'sketch-states'     — SketchStateProvider (options: codecOptions {bpw, rows, state, hash, groups, …} or the
- *                         same keys at top level; init 'absmaxmin' | 'mean'; decay);
+ *                         same keys at top level; init 'absmaxmin' | 'mean'; decay; steps, the run's step
+ *                         count, needed by codec option softQuery);
  *   'hashednets-states' — HashedNetsStateProvider (options: codecOptions {bpw, state} or top level; decay).
  * The literal sketch STE needs no provider of its own: `{kind: 'ste', options: {codec: 'sketch', codecOptions}}`.
  * Explicit and idempotent.
@@ -467,15 +615,32 @@ export function registerSketchProviders(): void {
   registerSketchCodecs();
   registerProviderFactory('sketch-states', (ctx, o) => {
     const init = o.init as SketchStateInit | undefined;
+    const codecOptions = codecOptionsOf(o, SKETCH_OPTION_KEYS);
+    // codec option softQuery = τ0 (training only): annealed over the first 80% of the run's steps (option
+    // `steps`, the schedule's length), so the last 20% train the states under the hard pick the bundle stores
+    const tau0 = sketchSoftQuery(codecOptions);
+    const { softQuery: _training, ...stored } = codecOptions;
+    let softQuery: SketchSoftQueryOptions | undefined;
+    if (tau0 !== undefined) {
+      const steps = o.steps;
+      if (typeof steps !== 'number' || !Number.isInteger(steps) || steps < 1) {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `sketch-states ${ctx.name}: softQuery needs the run's step count (provider option steps, got ${String(steps)})`, {
+          source: '--soft-query',
+          hint: 'the soft query anneals over the training run: give it with --finetune-steps',
+        });
+      }
+      softQuery = { tau0, annealSteps: Math.max(1, Math.round(0.8 * steps)) };
+    }
     return new SketchStateProvider({
       name: ctx.name,
       rows: ctx.rows,
       cols: ctx.cols,
       weight: ctx.weight,
-      codecOptions: codecOptionsOf(o, SKETCH_OPTION_KEYS),
+      codecOptions: stored,
       context: contextOf(ctx),
       ...(init !== undefined ? { init } : {}),
       ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
+      ...(softQuery ? { softQuery } : {}),
     });
   });
   registerProviderFactory(

@@ -72,6 +72,7 @@ export class GpuStatePickProvider implements GpuWeightProvider {
     if (cpu instanceof SketchStateProvider) {
       const o = cpu.options as { query?: string; state: string; rows: number };
       if ((o.query ?? 'absmaxmin') !== 'absmaxmin') refuse(`the ${o.query} query`);
+      if (cpu.softQuery) refuse('the soft query (--soft-query)');
       d = o.rows;
       cand = new Int32Array(d * n).fill(-1);
       depth = new Uint32Array(n);
