@@ -318,8 +318,8 @@ for (const cfg of configs) {
   );
   out.push({ name: cfg.name, threads: cfg.threads, tokensPerSec: tps, median: median(tps), vsTorch1: vsTorch, vsOwn1: vsOne, idleProjectionVsOwn1: projected, rounds: cfg.rounds });
 }
-// Multiply-adds per step of each product op (all linears trainable, as in `dense`; other plans skip ∂L/∂Ŵ of
-// frozen linears, so their 'linear dW' rate is not comparable). Attention: the stacked-head products over the
+// Multiply-adds per step of each product op (all linears trainable and dense, as in `dense`; other plans skip
+// ∂L/∂Ŵ of frozen linears and LittleBit's linears are low-rank products, so their student linear rates are not shown). Attention: the stacked-head products over the
 // full L × L square (what the gemm computes, upper triangle included).
 const n = B * L;
 const hs = c.dim / c.nHeads;
@@ -369,7 +369,9 @@ if (profiles.size > 0) {
     console.log('| --- | --- | --- | --- |');
     for (const [k, v] of [...prof].sort((x, y) => y[1] - x[1])) {
       const op = k.replace(/^(student|teacher) /, '');
-      const macs = MACS[op] && !(name !== 'dense' && op === 'bwd.linear dW') ? MACS[op] : 0;
+      // The dense shapes hold for every linear only in `dense` (elsewhere frozen linears skip ∂L/∂Ŵ and
+      // LittleBit's linears run in their low-rank form): other plans get the rate of the teacher and classifier only.
+      const macs = MACS[op] && (name === 'dense' || k.startsWith('teacher ') || op.includes('classifier')) ? MACS[op] : 0;
       const rate = macs ? (macs * per) / v / 1e6 : 0;
       console.log(`| ${k} | ${(v / per).toFixed(1)} | ${((100 * v) / total).toFixed(1)}% | ${macs ? `${rate.toFixed(1)} (${(rate / peak).toFixed(2)})` : ''} |`);
     }

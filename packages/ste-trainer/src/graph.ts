@@ -13,7 +13,7 @@ import {
   swigluBackward,
   swigluForward,
 } from './ops.js';
-import type { WeightProvider } from './providers.js';
+import { type WeightProvider, factorRankOf } from './providers.js';
 
 /**
  * The Llama decoder as a training graph over a batch of `batch` sequences of `seqLen` tokens (n = batch ·
@@ -37,6 +37,14 @@ import type { WeightProvider } from './providers.js';
 export interface NormWeight<T extends FloatArray = Float32Array> {
   data: T;
   grad: T | null;
+}
+
+/** Views of a packed low-rank [Left | Right] array: `head` is its first r·(rows + cols) values. */
+interface Split<T> {
+  packed: T;
+  head: T;
+  left: T;
+  right: T;
 }
 
 /** Linears per layer: linear index = layer · KINDS + index in LINEAR_KINDS. */
@@ -98,8 +106,17 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
   private readonly alloc: (n: number) => T;
-  /** Ŵ of every linear in the current forward (held for backward). */
+  /** Ŵ of every linear in the current forward (held for backward); [Left | Right] for low-rank ones. */
   private readonly wCur: T[][];
+  /** Low-rank r per [layer][kind index] (0: the provider's Ŵ is used; WeightProvider.factorRank). */
+  private readonly rank: number[][];
+  /** Low-rank linears: T = X · Right [n, r] of the forward, kept for the backward (else empty). */
+  private readonly tAct: T[][];
+  /** Low-rank views of wCur (Left, Right) and of gradW ([∂L/∂Left | ∂L/∂Right]); rebuilt when wCur changes. */
+  private readonly views: Array<Array<Split<T> | null>>;
+  private readonly gradViews: Array<Array<Split<T> | null>>;
+  /** dT = dY · Left [n, r] (backward scratch, the largest r). */
+  private readonly dT: T;
   // backward scratch
   private readonly dX: T;
   private readonly dA: T; // [n, dim]
@@ -179,6 +196,17 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     [this.cos, this.sin] = ropeTables(seqLen, headDim(c), c.ropeTheta);
     this.wCur = Array.from({ length: c.nLayers }, () => new Array<T>(LINEAR_KINDS.length));
     const t = this.training;
+    this.rank = weights.layers.map((lp) => LINEAR_KINDS.map((kind) => factorRankOf(lp[kind])));
+    let maxRank = 0;
+    this.tAct = this.rank.map((rs) =>
+      rs.map((r) => {
+        maxRank = Math.max(maxRank, r);
+        return A(n * r);
+      }),
+    );
+    this.views = this.rank.map((rs) => rs.map(() => null));
+    this.gradViews = this.rank.map((rs) => rs.map(() => null));
+    this.dT = A(t ? n * maxRank : 0);
     this.dX = A(t ? n * dim : 0);
     this.dA = A(t ? n * dim : 0);
     this.dq = A(t ? n * dim : 0);
@@ -222,14 +250,83 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
    * once per step instead of twice.
    */
   loadWeights(): void {
-    for (let l = 0; l < this.config.nLayers; l++) {
-      const prov = this.weights.layers[l]!;
-      const W = this.wCur[l]!;
-      for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
+    for (let l = 0; l < this.config.nLayers; l++) this.loadLayer(l);
+  }
+
+  /** This step's Ŵ (or packed low-rank factors) of every linear of layer l. */
+  private loadLayer(l: number): void {
+    const prov = this.weights.layers[l]!;
+    const W = this.wCur[l]!;
+    const rank = this.rank[l]!;
+    for (let i = 0; i < KINDS; i++) {
+      const p = prov[LINEAR_KINDS[i]!];
+      W[i] = rank[i]! > 0 ? p.factors!() : p.weight();
     }
   }
 
-  /** Ŵ of linear `kind` of `layer` as loaded by the last forward() or loadWeights(). */
+  /** Left [rows, r] and Right [cols, r] views of a packed [Left | Right] array (cached per array). */
+  private split(cache: Array<Split<T> | null>, i: number, packed: T, rows: number, cols: number, r: number): Split<T> {
+    let v = cache[i];
+    if (!v || v.packed !== packed) {
+      const len = (rows + cols) * r;
+      v = {
+        packed,
+        head: packed.length === len ? packed : (packed.subarray(0, len) as T),
+        left: packed.subarray(0, rows * r) as T,
+        right: packed.subarray(rows * r, len) as T,
+      };
+      cache[i] = v;
+    }
+    return v;
+  }
+
+  /** Y [n, rows] = X Ŵᵀ for linear i of layer l (X [n, cols]); low-rank: (X · Right) · Leftᵀ. */
+  private linearForward(l: number, i: number, x: T, y: T, n: number, rows: number, cols: number): void {
+    const W = this.wCur[l]![i]!;
+    const r = this.rank[l]![i]!;
+    if (r === 0) {
+      matmul(x, W, y, n, rows, cols, false, true);
+      return;
+    }
+    const { left, right } = this.split(this.views[l]!, i, W, rows, cols, r);
+    const t = this.tAct[l]![i]!;
+    matmul(x, right, t, n, r, cols, false, false); // T = X · Right [n, r]
+    matmul(t, left, y, n, rows, r, false, true); // Y = T · Leftᵀ
+  }
+
+  /**
+   * The backward of linear i of layer l (dY [n, rows], its input X [n, cols]): dX (+)= dY Ŵ when dX is given
+   * (accumulate: add), and the provider's gradient (∂L/∂Ŵ = dYᵀ X; low-rank: ∂L/∂Left = dYᵀ T, ∂L/∂Right =
+   * Xᵀ (dY · Left)). For a Ŵ linear the same products, in the same order, as before the low-rank form.
+   */
+  private linearBackward(l: number, i: number, dY: T, x: T, dX: T | null, accumulate: boolean, n: number): void {
+    const p = this.weights.layers[l]![LINEAR_KINDS[i]!];
+    const { rows, cols } = p;
+    const W = this.wCur[l]![i]!;
+    const r = this.rank[l]![i]!;
+    const buf = this.gradW[LINEAR_KINDS[i]!];
+    if (r === 0) {
+      if (dX) {
+        matmul(dY, W, dX, n, cols, rows, false, false, accumulate);
+        this.mark?.('bwd.linear dX');
+      }
+      this.linearGrad(l * KINDS + i, p, dY, x, n, buf);
+      return;
+    }
+    const { left, right } = this.split(this.views[l]!, i, W, rows, cols, r);
+    const dT = this.dT;
+    matmul(dY, left, dT, n, r, rows, false, false); // dT = dY · Left [n, r]
+    if (dX) matmul(dT, right, dX, n, cols, r, false, true, accumulate); // dX (+)= dT · Rightᵀ
+    this.mark?.('bwd.linear dX');
+    if (!p.trainable) return;
+    const g = this.split(this.gradViews[l]!, i, buf, rows, cols, r);
+    matmul(dY, this.tAct[l]![i]!, g.left, rows, r, n, true, false); // ∂L/∂Left = dYᵀ T
+    matmul(x, dT, g.right, cols, r, n, true, false); // ∂L/∂Right = Xᵀ dT
+    this.mark?.('bwd.linear dW');
+    this.providerGrad(l * KINDS + i, p, g.head, true);
+  }
+
+  /** Ŵ of linear `kind` of `layer` as loaded by the last forward() or loadWeights() ([Left | Right] when low-rank). */
   currentWeight(layer: number, kindIndex: number): T {
     return this.wCur[layer]![kindIndex]!;
   }
@@ -264,37 +361,34 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     mark?.('fwd.embed');
     for (let l = 0; l < c.nLayers; l++) {
       const s = this.acts[l]!;
-      const prov = this.weights.layers[l]!;
-      const W = this.wCur[l]!;
-      if (!preloaded) for (let i = 0; i < LINEAR_KINDS.length; i++) W[i] = prov[LINEAR_KINDS[i]!].weight();
-      const [wq, wk, wv, wo, wg, wu, wd] = W as [T, T, T, T, T, T, T];
+      if (!preloaded) this.loadLayer(l);
       const next = l + 1 < c.nLayers ? this.acts[l + 1]!.x : this.xLast;
       mark?.('fwd.provider weight()');
 
       rmsNormForward(s.x, this.weights.attnNorm[l]!.data, s.a, s.r1, n, dim, c.normEps);
       mark?.('fwd.rmsnorm');
-      matmul(s.a, wq, s.q, n, dim, dim, false, true);
-      matmul(s.a, wk, s.k, n, kv, dim, false, true);
-      matmul(s.a, wv, s.v, n, kv, dim, false, true);
+      this.linearForward(l, 0, s.a, s.q, n, dim, dim);
+      this.linearForward(l, 1, s.a, s.k, n, kv, dim);
+      this.linearForward(l, 2, s.a, s.v, n, kv, dim);
       mark?.('fwd.linear qkv');
       rope(s.q, n, dim, L, hs, this.cos, this.sin, pairs, false);
       rope(s.k, n, kv, L, hs, this.cos, this.sin, pairs, false);
       mark?.('fwd.rope');
       attentionForward(s.q, s.k, s.v, s.probs, s.o, shape);
       mark?.('fwd.attention');
-      matmul(s.o, wo, s.m, n, dim, dim, false, true);
+      this.linearForward(l, 3, s.o, s.m, n, dim, dim);
       mark?.('fwd.linear o');
       addRows(s.x, s.m, s.m, n * dim); // a small function of its own: V8 optimises it better than this loop inline
       mark?.('fwd.residual');
 
       rmsNormForward(s.m, this.weights.ffnNorm[l]!.data, s.f, s.r2, n, dim, c.normEps);
       mark?.('fwd.rmsnorm');
-      matmul(s.f, wg, s.g, n, hid, dim, false, true);
-      matmul(s.f, wu, s.u, n, hid, dim, false, true);
+      this.linearForward(l, 4, s.f, s.g, n, hid, dim);
+      this.linearForward(l, 5, s.f, s.u, n, hid, dim);
       mark?.('fwd.linear gate/up');
       swigluForward(s.g, s.u, s.h, n * hid, this.training ? s.sig : null);
       mark?.('fwd.swiglu');
-      matmul(s.h, wd, next, n, dim, hid, false, true);
+      this.linearForward(l, 6, s.h, next, n, dim, hid);
       mark?.('fwd.linear down');
       addRows(s.m, next, next, n * dim);
       mark?.('fwd.residual');
@@ -322,7 +416,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const hs = headDim(c);
     const pairs = c.ropeLayout === 'pairs';
     const shape: AttentionShape = { batch: n / L, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
-    const { dX, dA, dq, dk, dv, dO, dH, dG, dU, gradW } = this;
+    const { dX, dA, dq, dk, dv, dO, dH, dG, dU } = this;
     const w = this.weights;
     const mark = this.mark;
     // classifier (frozen): dXf = dLogits · E
@@ -334,43 +428,31 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
 
     for (let l = c.nLayers - 1; l >= 0; l--) {
       const s = this.acts[l]!;
-      const prov = w.layers[l]!;
-      const [wq, wk, wv, wo, wg, wu, wd] = this.wCur[l]! as [T, T, T, T, T, T, T];
       onLayerOutputGrad?.(l, dX);
       mark?.('bwd.hidden MSE');
 
       // --- FFN: X_{l+1} = M + H Ŵdᵀ
-      matmul(dX, wd, dH, n, hid, dim, false, false);
-      mark?.('bwd.linear dX');
-      this.linearGrad(l * KINDS + 6, prov.down, dX, s.h, n, gradW.down);
+      this.linearBackward(l, 6, dX, s.h, dH, false, n);
       swigluBackward(dH, s.g, s.u, dG, dU, n * hid, s.sig);
       mark?.('bwd.swiglu');
-      matmul(dG, wg, dA, n, dim, hid, false, false);
-      matmul(dU, wu, dA, n, dim, hid, false, false, true);
-      mark?.('bwd.linear dX');
-      this.linearGrad(l * KINDS + 4, prov.gate, dG, s.f, n, gradW.gate);
-      this.linearGrad(l * KINDS + 5, prov.up, dU, s.f, n, gradW.up);
+      this.linearBackward(l, 4, dG, s.f, dA, false, n);
+      this.linearBackward(l, 5, dU, s.f, dA, true, n);
       rmsNormBackward(dA, s.m, w.ffnNorm[l]!.data, s.r2, dX, w.ffnNorm[l]!.grad, n, dim); // dX is now ∂L/∂M
       mark?.('bwd.rmsnorm');
 
       // --- attention: M = X_l + O Ŵoᵀ
-      matmul(dX, wo, dO, n, dim, dim, false, false);
-      mark?.('bwd.linear dX');
-      this.linearGrad(l * KINDS + 3, prov.o, dX, s.o, n, gradW.o);
+      this.linearBackward(l, 3, dX, s.o, dO, false, n);
       attentionBackward(dO, s.q, s.k, s.v, s.probs, dq, dk, dv, shape);
       mark?.('bwd.attention');
       rope(dq, n, dim, L, hs, this.cos, this.sin, pairs, true);
       rope(dk, n, kv, L, hs, this.cos, this.sin, pairs, true);
       mark?.('bwd.rope');
-      this.linearGrad(l * KINDS + 0, prov.q, dq, s.a, n, gradW.q);
-      this.linearGrad(l * KINDS + 1, prov.k, dk, s.a, n, gradW.k);
-      this.linearGrad(l * KINDS + 2, prov.v, dv, s.a, n, gradW.v);
       // The gradient below layer 0 reaches only the frozen embedding: skip it unless the norm trains.
-      if (l > 0 || w.attnNorm[0]!.grad) {
-        matmul(dq, wq, dA, n, dim, dim, false, false);
-        matmul(dk, wk, dA, n, dim, kv, false, false, true);
-        matmul(dv, wv, dA, n, dim, kv, false, false, true);
-        mark?.('bwd.linear dX');
+      const below = l > 0 || w.attnNorm[0]!.grad !== null;
+      this.linearBackward(l, 0, dq, s.a, below ? dA : null, false, n);
+      this.linearBackward(l, 1, dk, s.a, below ? dA : null, true, n);
+      this.linearBackward(l, 2, dv, s.a, below ? dA : null, true, n);
+      if (below) {
         rmsNormBackward(dA, s.x, w.attnNorm[l]!.data, s.r1, dX, w.attnNorm[l]!.grad, n, dim); // ∂L/∂X_l
         mark?.('bwd.rmsnorm');
       }
@@ -389,11 +471,20 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     if (!p.trainable) return;
     matmul(dY, x, buf, p.rows, p.cols, n, true, false);
     this.mark?.('bwd.linear dW');
+    this.providerGrad(linear, p, buf, false);
+  }
+
+  /**
+   * The workers' part of a linear's gradient (beforeProviderBackward: ∂L/∂Ŵ, or packed [∂L/∂Left | ∂L/∂Right]
+   * for a low-rank linear), then the provider's backward.
+   */
+  private providerGrad(linear: number, p: WeightProvider<T>, buf: T, lowRank: boolean): void {
     if (this.beforeProviderBackward) {
       this.beforeProviderBackward(linear, buf);
       this.mark?.('bwd.add worker ∂L/∂Ŵ');
     }
-    p.backward(buf);
+    if (lowRank) p.backwardFactors!(buf);
+    else p.backward(buf);
     this.mark?.('bwd.provider backward()');
   }
 }

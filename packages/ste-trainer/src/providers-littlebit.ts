@@ -67,6 +67,11 @@ export interface LittleBitProviderOptions {
   smoothK?: number;
   /** Weight decay on the latent factors U, V (default false; scales never decay). */
   decay?: boolean;
+  /**
+   * Offer the low-rank form (WeightProvider.factorRank: Ŵ = [hA_1 … hA_P] [B_1 … B_P]ᵀ, never built by the
+   * CPU graph) where it has fewer multiply-adds than Ŵ (default true; false: the graph uses weight()/backward()).
+   */
+  lowRank?: boolean;
   dtype?: 'f32' | 'f64';
 }
 
@@ -92,14 +97,16 @@ interface PathState<T extends FloatArray> {
  * pass"). With one path it is exactly the per-path layout.
  */
 interface Scratch<T extends FloatArray> {
-  /** A = [sign(U_p) diag(ℓ_p)] [out, P·r]; hA = diag(h_p) A per block. */
+  /** A = [sign(U_p) diag(ℓ_p)] [out, P·r]. */
   A: T;
+  /** [hA | B] packed (the low-rank form's factors()): hA = diag(h_p) A per block, then B. */
+  hAB: T;
+  /** hA = diag(h_p) A [out, P·r] (a view of hAB). */
   hA: T;
-  /** B = [diag(g_p) sign(V_p)] [in, P·r]. */
+  /** B = [diag(g_p) sign(V_p)] [in, P·r] (a view of hAB). */
   B: T;
-  /** G B [out, P·r] and Gᵀ hA [in, P·r]. */
-  GB: T;
-  dB: T;
+  /** [G B | Gᵀ hA] packed: backward()'s products ([out, P·r] then [in, P·r]). */
+  grad: T;
 }
 
 export class LittleBitProvider<T extends FloatArray = Float32Array> implements WeightProvider<T> {
@@ -111,6 +118,8 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   readonly rank: number;
   readonly options: LittleBitOptions;
   readonly smoothK: number;
+  /** P·r when the low-rank form is offered (see WeightProvider.factorRank), else 0. */
+  readonly factorRank: number;
   private readonly paths: PathState<T>[];
   private readonly scratch: Scratch<T>;
   private readonly out: T;
@@ -177,12 +186,22 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
       };
     });
     const R = this.paths.length * r;
-    this.scratch = { A: mk(rows * R), hA: mk(rows * R), B: mk(cols * R), GB: mk(rows * R), dB: mk(cols * R) };
+    // hAB and grad are single blocks with views into them (a view keeps its block's buffer, but the
+    // allocator frees a block when the array it returned is collected: the scratch keeps those arrays)
+    const hAB = mk((rows + cols) * R);
+    this.scratch = {
+      A: mk(rows * R),
+      hAB,
+      hA: hAB.subarray(0, rows * R) as T,
+      B: hAB.subarray(rows * R) as T,
+      grad: mk((rows + cols) * R),
+    };
+    this.factorRank = (o.lowRank ?? true) && R * (rows + cols) < rows * cols ? R : 0;
     this.out = mk(rows * cols);
   }
 
   /** A = sign(U) diag(ℓ), B = diag(g) sign(V) and hA = diag(h) A of path `index` (into its block of the scratch). */
-  private factors(p: PathState<T>, index: number): void {
+  private pathFactors(p: PathState<T>, index: number): void {
     const r = this.rank;
     const R = this.paths.length * r;
     const off = index * r;
@@ -209,9 +228,21 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
 
   weight(): T {
     const { rows, cols, rank: r, out } = this;
-    this.paths.forEach((p, index) => this.factors(p, index)); // A, B and hA = diag(h) A, every path
+    this.paths.forEach((p, index) => this.pathFactors(p, index)); // A, B and hA = diag(h) A, every path
     matmul(this.scratch.hA, this.scratch.B, out, rows, cols, this.paths.length * r, false, true, false); // out = Σ_p hA_p B_pᵀ
     return out;
+  }
+
+  /** The low-rank form: [hA | B] with Ŵ = hA Bᵀ (every path side by side; WeightProvider.factors). */
+  factors(): T {
+    this.paths.forEach((p, index) => this.pathFactors(p, index));
+    return this.scratch.hAB;
+  }
+
+  /** From packed [∂L/∂hA | ∂L/∂B] = [G B | Gᵀ hA] (WeightProvider.backwardFactors); A is the last factors()'. */
+  backwardFactors(grad: T): void {
+    const R = this.paths.length * this.rank;
+    this.chainRule(grad.subarray(0, this.rows * R) as T, grad.subarray(this.rows * R, (this.rows + this.cols) * R) as T);
   }
 
   /** exp(−2K|U|), exp(−2K|V|) of the current path (float32 backward scratch, grow-only). */
@@ -219,13 +250,22 @@ export class LittleBitProvider<T extends FloatArray = Float32Array> implements W
   private eV: Float32Array = new Float32Array(0);
 
   backward(G: T): void {
-    const { rows, cols, rank: r } = this;
-    const K = this.smoothK;
-    const R = this.paths.length * r;
-    const { A, GB, dB } = this.scratch;
+    const { rows, cols } = this;
+    const R = this.paths.length * this.rank;
+    const GB = this.scratch.grad.subarray(0, rows * R) as T;
+    const dB = this.scratch.grad.subarray(rows * R, (rows + cols) * R) as T;
     // A, B, hA are those of the last forward (parameters have not changed since); every path in one product
     matmul(G, this.scratch.B, GB, rows, R, cols, false, false, false); // GB = G B
     matmul(G, this.scratch.hA, dB, cols, R, rows, true, false, false); // dB = Gᵀ (diag(h) A)
+    this.chainRule(GB, dB);
+  }
+
+  /** Every parameter's gradient from GB = ∂L/∂hA [out, P·r] and dB = ∂L/∂B [in, P·r] (added). */
+  private chainRule(GB: T, dB: T): void {
+    const { rows, cols, rank: r } = this;
+    const K = this.smoothK;
+    const R = this.paths.length * r;
+    const A = this.scratch.A;
     for (let index = 0; index < this.paths.length; index++) {
       const p = this.paths[index]!;
       const off = index * r;
@@ -360,6 +400,7 @@ export function registerLittleBitProviders(): void {
       context: { seed: ctx.seed, ...(ctx.saliency ? { saliency: ctx.saliency } : {}) },
       ...(typeof o.smoothK === 'number' ? { smoothK: o.smoothK } : {}),
       ...(typeof o.decay === 'boolean' ? { decay: o.decay } : {}),
+      ...(typeof o.lowRank === 'boolean' ? { lowRank: o.lowRank } : {}),
     });
   });
 }

@@ -57,6 +57,26 @@ export interface WeightProvider<T extends FloatArray = Float32Array> {
   /** Called after buffers/parameters were restored from a checkpoint. */
   afterLoad?(): void;
   toCodecParams(): CodecParams;
+  /**
+   * Optional low-rank form, for providers whose Ŵ is a product Ŵ = Left · Rightᵀ (Left [rows, r], Right
+   * [cols, r]; LittleBit). When `factorRank` r > 0 and both methods exist, the CPU graph never builds Ŵ: it
+   * computes Y = (X · Right) · Leftᵀ, dX = (dY · Left) · Rightᵀ and hands back ∂L/∂Left = dYᵀ (X · Right),
+   * ∂L/∂Right = Xᵀ (dY · Left) — r·(rows + cols) multiply-adds per row instead of rows·cols, and no
+   * rows × cols × r products for Ŵ and its chain rule (docs/ste-trainer.md §8 "Fourth pass"). A provider
+   * offers it only where r·(rows + cols) < rows·cols. `weight()`/`backward()` stay valid (other graphs,
+   * evaluation, tests).
+   */
+  readonly factorRank?: number;
+  /** [Left | Right] packed, length r·(rows + cols) (Left row-major first); unchanged until backwardFactors. */
+  factors?(): T;
+  /** ADD the gradients for packed [∂L/∂Left | ∂L/∂Right] (same layout as factors(); linear in it). */
+  backwardFactors?(grad: T): void;
+}
+
+/** The low-rank r a graph may use for this provider (0: use Ŵ). */
+export function factorRankOf<T extends FloatArray>(p: WeightProvider<T>): number {
+  const r = p.factorRank ?? 0;
+  return r > 0 && typeof p.factors === 'function' && typeof p.backwardFactors === 'function' && r * (p.rows + p.cols) <= p.rows * p.cols ? r : 0;
 }
 
 // --------------------------------------------------------------------------------------------------- dense

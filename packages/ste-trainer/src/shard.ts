@@ -26,7 +26,11 @@ export interface ShardSetup {
   config: ModelConfig;
   /** Every teacher tensor by canonical name (the student's frozen embedding and classifier come from it). */
   teacher: Map<string, Float32Array>;
-  linears: Array<{ name: string; rows: number; cols: number; trainable: boolean }>;
+  /**
+   * rank > 0: a low-rank linear (WeightProvider.factorRank): the shared buffers then carry packed [Left | Right]
+   * and [∂L/∂Left | ∂L/∂Right] (r·(rows + cols) ≤ rows·cols values at their start) instead of Ŵ and ∂L/∂Ŵ.
+   */
+  linears: Array<{ name: string; rows: number; cols: number; trainable: boolean; rank?: number }>;
   /** Norm names in order: attn[0..L−1], ffn[0..L−1], final. */
   norms: string[];
   trainNorms: boolean;
@@ -119,7 +123,7 @@ export interface ShardWorkerInit {
   loss: { kl: number; mse: number; ce: number };
   needTeacher: boolean;
   teacher: Record<string, SharedArrayBuffer>;
-  linears: Array<{ name: string; rows: number; cols: number; trainable: boolean; weight: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
+  linears: Array<{ name: string; rows: number; cols: number; trainable: boolean; rank?: number; weight: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
   norms: Array<{ name: string; data: SharedArrayBuffer; grad: SharedArrayBuffer | null }>;
   tokens: SharedArrayBuffer;
   control: SharedArrayBuffer; // Int32 [CTRL_WORDS]
@@ -135,9 +139,13 @@ export interface ShardWorkerInit {
   studentClassifier?: SharedArrayBuffer;
 }
 
-/** A linear on a worker: Ŵ from shared memory, ∂L/∂Ŵ written to shared memory. */
+/**
+ * A linear on a worker: Ŵ from shared memory, ∂L/∂Ŵ written to shared memory — or, for a low-rank linear
+ * (factorRank r > 0), packed [Left | Right] and [∂L/∂Left | ∂L/∂Right] at the start of the same buffers.
+ */
 class ProxyProvider implements WeightProvider {
   readonly codecId = 'proxy';
+  private readonly packed: Float32Array;
   constructor(
     readonly name: string,
     readonly rows: number,
@@ -146,13 +154,25 @@ class ProxyProvider implements WeightProvider {
     private readonly w: Float32Array,
     private readonly g: Float32Array | null,
     private readonly post: (() => void) | null = null,
-  ) {}
+    readonly factorRank = 0,
+  ) {
+    const len = factorRank * (rows + cols);
+    if (len > w.length || (g !== null && len > g.length)) throw new Error(`worker: low-rank ${name} (rank ${factorRank}) does not fit its ${rows}×${cols} buffers`);
+    this.packed = w.subarray(0, len);
+  }
   weight(): Float32Array {
     return this.w;
+  }
+  factors(): Float32Array {
+    return this.packed;
   }
   backward(gradW: Float32Array): void {
     this.g!.set(gradW.subarray(0, this.g!.length));
     this.post?.(); // the trainer's thread may be waiting for it (ShardExecutor.gradientOf)
+  }
+  backwardFactors(grad: Float32Array): void {
+    this.g!.set(grad);
+    this.post?.();
   }
   parameters(): Param[] {
     return [];
@@ -234,7 +254,7 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
         Atomics.store(ready, index, Atomics.load(ctrl, CTRL.JOB));
         Atomics.notify(ready, index);
       };
-      lp[kind] = new ProxyProvider(s.name, s.rows, s.cols, s.trainable, f32(s.weight), g, post);
+      lp[kind] = new ProxyProvider(s.name, s.rows, s.cols, s.trainable, f32(s.weight), g, post, s.rank ?? 0);
     }
     layers.push(lp);
   }

@@ -12,7 +12,7 @@ import { type GraphWeights, type LayerProviders, LlamaGraph, type NormWeight } f
 import { allocFloat32 } from './matmul.js';
 import { type LogitLossResult, addRows, distillLosses, logSoftmaxRows, logitLosses, mseLoss } from './ops.js';
 import { AdamW, globalGradNorm, learningRate } from './optim.js';
-import { DenseProvider, type Param, type WeightProvider } from './providers.js';
+import { DenseProvider, type Param, type WeightProvider, factorRankOf } from './providers.js';
 import { type ShardExecutor, type ShardExecutorFactory, type ShardResult, shardSizes } from './shard.js';
 import { type TeacherCache, TeacherCacheViews, teacherCacheKey } from './teacher-cache.js';
 
@@ -336,7 +336,7 @@ export class Trainer {
         ? o.parallel!.create({
             config: c,
             teacher: new Map([...o.teacher.tensors].map(([k, t]) => [k, t.data])),
-            linears: this.providers.map((p) => ({ name: p.name, rows: p.rows, cols: p.cols, trainable: p.trainable })),
+            linears: this.providers.map((p) => ({ name: p.name, rows: p.rows, cols: p.cols, trainable: p.trainable, rank: factorRankOf(p) })),
             norms: [...attnNorm, ...ffnNorm, finalNorm].map((nw) => nw.name),
             trainNorms: this.trainNorms,
             needTeacher,
