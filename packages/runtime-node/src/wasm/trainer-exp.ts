@@ -37,6 +37,8 @@ export const SIMD_OPS = {
   f32x4_pmax: 0xeb,
   i32x4_trunc_sat_f32x4_s: 0xf8,
   i32x4_splat: 0x11,
+  i32x4_lt_s: 0x39,
+  v128_and: 0x4e,
 } as const;
 
 /** The emitter's builder plus the few SIMD instructions the exponential needs (written as raw bytes). */
@@ -51,6 +53,16 @@ export class ExpBuilder extends FunctionBuilder {
   }
   f32Max(): this {
     this.code.push(0x97);
+    return this;
+  }
+  i32ShrU(): this {
+    this.code.push(0x76);
+    return this;
+  }
+  /** v128.const of four i32 lanes. */
+  i32x4Const(lanes: readonly [number, number, number, number]): this {
+    this.code.push(0xfd, 0x0c);
+    for (const v of lanes) this.code.push(v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff);
     return this;
   }
   simdOp(sub: number): this {
@@ -95,6 +107,7 @@ export function expV(f: ExpBuilder, v: number, k: number, p: number): void {
   f.i32Const(23).simdOp(SIMD_OPS.i32x4_shl);
   f.f32x4Mul();
 }
+
 
 /** while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration). */
 function loopLt(f: FunctionBuilder, v: number, limit: number, step: number, body: () => void): void {
@@ -192,6 +205,95 @@ function emitSoftmaxCausal(): FunctionBuilder {
     // zeros after t
     loopLt(f, c, rowBytes, 4, () => {
       f.get(rp).get(c).i32Add().f32Const(0).f32Store();
+    });
+    f.get(rp).get(rowBytes).i32Add().set(rp);
+    // t = (t + 1) mod L
+    f.get(t).i32Const(1).i32Add().set(t);
+    f.block().get(t).get(L).i32LtU().brIf(0).i32Const(0).set(t).end();
+  });
+  return f;
+}
+
+/**
+ * softmax_causal4(s, rows, L, scale): softmax_causal for L a multiple of 4 (attention's usual case), with
+ * fewer instructions per row: the last, partial vector of p ≤ t goes through the vector exponential once,
+ * its lanes after t zeroed by a mask (instead of one exponential per remaining value through the vector
+ * code), and the zeros after t are written 4 at a time. Same values up to float32 summation order: the
+ * partial vector's lanes are summed with the others (lanes, then pairwise) instead of after them.
+ */
+function emitSoftmaxCausal4(): FunctionBuilder {
+  const f = new ExpBuilder(['i32', 'i32', 'i32', 'f32']);
+  const [sp, rows, L, scale] = [0, 1, 2, 3];
+  const r = f.local('i32');
+  const t = f.local('i32');
+  const c = f.local('i32');
+  const rp = f.local('i32');
+  const rowBytes = f.local('i32');
+  const valid = f.local('i32');
+  const full = f.local('i32');
+  const up = f.local('i32');
+  const mx = f.local('f32');
+  const vmax = f.local('v128');
+  const vsum = f.local('v128');
+  const sh = f.local('v128');
+  const sc = f.local('v128');
+  const v = f.local('v128');
+  const k = f.local('v128');
+  const p = f.local('v128');
+  const mask = f.local('v128');
+  f.get(L).i32Const(2).i32Shl().set(rowBytes);
+  f.get(scale).f32x4Splat().set(sc);
+  f.get(sp).set(rp);
+  f.i32Const(0).set(t);
+  f.i32Const(0).set(r);
+  loopLt(f, r, rows, 1, () => {
+    f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
+    f.get(valid).i32Const(~15).i32And().set(full);
+    f.get(valid).i32Const(15).i32Add().i32Const(~15).i32And().set(up); // ≤ rowBytes: L is a multiple of 4
+    // mx = max over p ≤ t
+    f.f32Const(-Infinity).f32x4Splat().set(vmax);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(vmax).get(rp).get(c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(vmax);
+    });
+    f.get(vmax).f32x4ExtractLane(0).get(vmax).f32x4ExtractLane(1).f32Max();
+    f.get(vmax).f32x4ExtractLane(2).get(vmax).f32x4ExtractLane(3).f32Max().f32Max().set(mx);
+    loopLt(f, c, valid, 4, () => {
+      f.get(mx).get(rp).get(c).i32Add().f32Load().f32Max().set(mx);
+    });
+    f.get(mx).get(scale).f32Mul().f32x4Splat().set(sh);
+    // exponentials of the whole vectors, summed
+    f.v128Zero().set(vsum);
+    f.i32Const(0).set(c);
+    loopLt(f, c, full, 16, () => {
+      f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
+      expV(f, v, k, p);
+      f.set(v);
+      f.get(rp).get(c).i32Add().get(v).v128Store();
+      f.get(vsum).get(v).f32x4Add().set(vsum);
+    });
+    // the partial vector: lanes < (valid − full)/4 kept (bitwise: an overflow or NaN after t becomes +0)
+    f.block().get(full).get(valid).i32GeU().brIf(0);
+    f.i32x4Const([0, 1, 2, 3]).get(valid).get(full).i32Sub().i32Const(2).i32ShrU().simdOp(SIMD_OPS.i32x4_splat);
+    f.simdOp(SIMD_OPS.i32x4_lt_s).set(mask);
+    f.get(rp).get(full).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
+    expV(f, v, k, p);
+    f.get(mask).simdOp(SIMD_OPS.v128_and).set(v);
+    f.get(rp).get(full).i32Add().get(v).v128Store();
+    f.get(vsum).get(v).f32x4Add().set(vsum);
+    f.end();
+    // normalise p ≤ t (and the partial vector's zeros) by 1 / Σ
+    f.f32Const(1);
+    lanesSum(f, vsum);
+    f.f32Div().f32x4Splat().set(v);
+    f.i32Const(0).set(c);
+    loopLt(f, c, up, 16, () => {
+      f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
+    });
+    // zeros after the partial vector, 4 at a time
+    f.get(up).set(c);
+    loopLt(f, c, rowBytes, 16, () => {
+      f.get(rp).get(c).i32Add().v128Zero().v128Store();
     });
     f.get(rp).get(rowBytes).i32Add().set(rp);
     // t = (t + 1) mod L
@@ -425,6 +527,7 @@ function expModuleBytes(): Uint8Array {
   moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
     .addFunction('exp_rows', emitExpRows())
     .addFunction('softmax_causal', emitSoftmaxCausal())
+    .addFunction('softmax_causal4', emitSoftmaxCausal4())
     .addFunction('softmax_backward', emitSoftmaxBackward())
     .addFunction('kd_rows', emitKdRows())
     .emit();
@@ -449,6 +552,7 @@ export class WasmTrainerExp {
   private readonly fn: ExpRowsFn;
   private readonly kdFn: KdRowsFn;
   private readonly softmaxFn: SoftmaxCausalFn;
+  private readonly softmax4Fn: SoftmaxCausalFn;
   private readonly softmaxBackFn: SoftmaxBackwardFn;
   /** Calls and elements computed here (diagnostics). */
   calls = 0;
@@ -460,6 +564,7 @@ export class WasmTrainerExp {
     const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: mem.memory } });
     this.fn = instance.exports.exp_rows as ExpRowsFn;
     this.softmaxFn = instance.exports.softmax_causal as SoftmaxCausalFn;
+    this.softmax4Fn = instance.exports.softmax_causal4 as SoftmaxCausalFn;
     this.softmaxBackFn = instance.exports.softmax_backward as SoftmaxBackwardFn;
     this.kdFn = instance.exports.kd_rows as KdRowsFn;
   }
@@ -534,7 +639,7 @@ export class WasmTrainerExp {
   readonly softmaxCausal = (s: Float32Array, rows: number, L: number, scale: number): void => {
     const count = rows * L;
     const at = this.input(s, count, SLOT_A);
-    this.softmaxFn(4 * at, rows, L, scale);
+    (L % 4 === 0 ? this.softmax4Fn : this.softmaxFn)(4 * at, rows, L, scale);
     this.output(s, at, count);
   };
 
