@@ -123,21 +123,36 @@ function emitTailMask(f: KFn, lenB: number, mask: number): void {
 export interface SketchTiling {
   rows: (T: number) => number;
   unroll: (T: number) => number;
+  /**
+   * Input vectors per block, at most 8 (default 8): n tokens run as ⌈n / tokens⌉ blocks, each reading the
+   * states once for all its vectors. Every (row, token) sum runs in the same order whatever the block, so
+   * the result does not depend on it.
+   */
+  tokens?: number;
 }
 export const DEFAULT_SKETCH_TILING: SketchTiling = {
   rows: (T) => (T === 2 || T === 3 ? 2 : 1),
   unroll: (T) => (T === 1 ? 2 : 1),
 };
 /**
- * Tiling of the raw (signmean) rowrun kernel: with no abs-max per weight a step is 1 state load and T input
- * loads per R·T multiply-adds, so decoding 2–4 rows together and unrolling 2 column steps pays off at every
- * T (measured on the 1B shapes, n = 1, 2, 4, 8, against the default tiling: n = 1 1.6× faster; docs/sketch.md §10).
+ * Tiling of the raw (signmean) rowrun kernel: with no abs-max per weight a step is 1 state load per row and T
+ * input loads per R·T multiply-adds. Blocks of at most 4 tokens × 2 rows (8 accumulators, 2 weights and the
+ * input: 11 of the 16 vector registers) — the dense kernel's own largest tile; 8 tokens run as two blocks
+ * over the same (cached) states. Column steps unrolled twice for T ≤ 2 only. Measured at 1B shapes with the
+ * dense f32 kernel in the same process (docs/sketch.md §10): at 512×2048, n = 8, the earlier 8-token × 4-row
+ * blocks (32 accumulators: spilled) ran 0.97× dense, this 1.12×; n = 4 0.90× → 1.11×; n = 1 unchanged.
  */
 export const RAW_SKETCH_TILING: SketchTiling = {
-  rows: (T) => (T <= 4 ? 2 : 4),
-  unroll: () => 2,
+  rows: () => 2,
+  unroll: (T) => (T <= 2 ? 2 : 1),
+  tokens: 4,
 };
-const tilingKey = (t: SketchTiling) => Array.from({ length: MAX_T }, (_, i) => `${t.rows(i + 1)}.${t.unroll(i + 1)}`).join(',');
+const tilingKey = (t: SketchTiling) => Array.from({ length: tokensOf(t) }, (_, i) => `${t.rows(i + 1)}.${t.unroll(i + 1)}`).join(',');
+function tokensOf(t: SketchTiling): number {
+  const T = t.tokens ?? MAX_T;
+  if (!Number.isInteger(T) || T < 1 || T > MAX_T) throw new RangeError(`sketch tiling: tokens ${T} (1..${MAX_T})`);
+  return T;
+}
 
 /**
  * The input block of T vectors is stored chunk-major: for every 4 consecutive columns ("chunk") the T
@@ -375,13 +390,51 @@ function emitMixed(D: number, T: number): KFn {
 }
 
 /**
+ * gather(x, idx, factor, P, cols, T, out): the input block of emitRowRun from T token rows at x (cols floats
+ * each): out[(q & ~3)·T + 4t + (q & 3)] = factor[q] · x[t·cols + idx[q]] for q < P (P a multiple of 4) —
+ * 4 lane loads, one multiply and one aligned store per chunk. The float32 product is the same rounding as
+ * JS's double product stored to a Float32Array (a product of two float32 is exact in double). Padding
+ * columns have idx 0 and factor 0 (the caller zeroes them after, keeping a non-finite x[0] out).
+ */
+function emitGather(): KFn {
+  const f = new KFn(Array(7).fill('i32'));
+  const [x, idx, factor, P, cols, T, out] = [0, 1, 2, 3, 4, 5, 6];
+  const t = f.local('i32');
+  const qb = f.local('i32');
+  const pb = f.local('i32');
+  const o = f.local('i32');
+  const stepB = f.local('i32');
+  const xt = f.local('v128');
+  const a = f.local('v128');
+  const g = f.local('v128');
+  f.get(P).i32Const(2).i32Shl().set(pb);
+  f.get(T).i32Const(4).i32Shl().set(stepB);
+  forRange(f, t, T, () => {
+    f.get(x).get(t).get(cols).i32Mul().i32Const(2).i32Shl().i32Add().i32x4Splat().set(xt);
+    f.get(out).get(t).i32Const(4).i32Shl().i32Add().set(o);
+    f.i32Const(0).set(qb);
+    whileLtU(f, qb, pb, 16, () => {
+      f.get(idx).get(qb).i32Add().v128LoadA(0).i32Const(2).i32x4Shl().get(xt).i32x4Add().set(a);
+      f.get(a).i32x4ExtractLane(0).v128Load32Zero().set(g);
+      for (let lane = 1; lane < 4; lane++) f.get(a).i32x4ExtractLane(lane).get(g).v128Load32Lane(lane).set(g);
+      f.get(o);
+      f.get(g).get(factor).get(qb).i32Add().v128LoadA(0).f32x4Mul();
+      f.v128StoreA(0);
+      f.get(o).get(stepB).i32Add().set(o);
+    });
+  });
+  return f;
+}
+
+/**
  * The raw module (query signmean, sketch-signmean.ts): rowrun_tT over float32 states as stored in the arena
  * (no keys, no abs-max) — a run of a row is a plain contiguous dot product with the (sign-scaled) inputs.
  */
 function buildRawModule(tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
   return (shared: boolean, maxPages: number) => {
     const m = new ModuleBuilder(memoryImport(shared, maxPages));
-    for (let T = 1; T <= MAX_T; T++) m.addFunction(`rowrun_t${T}`, emitRowRun(1, T, tiling, true));
+    for (let T = 1; T <= tokensOf(tiling); T++) m.addFunction(`rowrun_t${T}`, emitRowRun(1, T, tiling, true));
+    m.addFunction('gather', emitGather());
     return m;
   };
 }
@@ -395,7 +448,8 @@ function buildModule(D: number, tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
   return (shared: boolean, maxPages: number) => {
     const m = new ModuleBuilder(memoryImport(shared, maxPages));
     m.addFunction('expand', emitExpand());
-    for (let T = 1; T <= MAX_T; T++) {
+    m.addFunction('gather', emitGather());
+    for (let T = 1; T <= tokensOf(tiling); T++) {
       m.addFunction(`rowrun_t${T}`, emitRowRun(D, T, tiling));
       m.addFunction(`mixed_t${T}`, emitMixed(D, T));
     }
@@ -466,9 +520,16 @@ export class WasmSketchLinear implements Linear {
   private readonly src: Int32Array;
   /** Per padded column, the factor its input is multiplied by (raw groups' column signs), or null: all 1. */
   private readonly scl: Float32Array | null;
+  /** writeInputs' gather (wasm) and its tables' addresses; the padding columns (zeroed after the gather). */
+  private readonly gather: Fn;
+  private readonly gatherAt: number;
+  private readonly factorAt: number;
+  private readonly pads: Int32Array;
   /** The layout is the identity followed by padding (one group, one piece). */
   private readonly identity: boolean;
   private readonly keysTotal: number;
+  /** Input vectors per block (the tiling's `tokens`). */
+  private readonly maxT: number;
   private readonly expand: Fn;
   private readonly views: HeapViews;
   /**
@@ -556,9 +617,16 @@ export class WasmSketchLinear implements Linear {
     this.nsPerWeight = this.plans.reduce((m, g) => Math.max(m, g.d * (g.kind === 'mixed' ? 1.3 : 0.1)), 0);
     this.src = Int32Array.from(src);
     this.scl = scl.every((v) => v === 1) ? null : Float32Array.from(scl);
+    // the gather's tables: source channel (padding: 0) and factor (scl; padding: 0), and the padding columns
+    this.gatherAt = storeBytes(arena, Int32Array.from(src, (c) => Math.max(c, 0)));
+    this.factorAt = storeBytes(arena, Float32Array.from(src, (c, i) => (c < 0 ? 0 : scl[i]!)));
+    this.pads = Int32Array.from(src.flatMap((c, i) => (c < 0 ? [i] : [])));
     this.identity = this.scl === null && src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
     this.keysTotal = keysOff;
-    this.expand = fnsOf(kernelExports(arena, `sketch-d1|${tk}`, buildModule(1, tiling))).expand!;
+    this.maxT = tokensOf(tiling);
+    const d1 = fnsOf(kernelExports(arena, `sketch-d1|${tk}`, buildModule(1, tiling)));
+    this.expand = d1.expand!;
+    this.gather = d1.gather!;
   }
 
   /** A kernel of raw run groups only (the signmean kernel, sketch-signmean.ts). */
@@ -566,25 +634,25 @@ export class WasmSketchLinear implements Linear {
     return new WasmSketchLinear(arena, rows, cols, [], new Uint16Array(0), tiling ?? RAW_SKETCH_TILING, rawGroups);
   }
 
-  /** Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun). */
-  private writeInputs(x: Float32Array, t0: number, T: number, f32: Float32Array, o: number): void {
+  /**
+   * Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun); x's n
+   * tokens are already at byte address xRawAt. The wasm `gather` permutes and scales (the JS loop it replaces,
+   * with a test per column, was ~13% of a signmean call at 512×2048, n = 8: docs/sketch.md §10).
+   */
+  private writeInputs(x: Float32Array, t0: number, T: number, f32: Float32Array, o: number, xRawAt: number): void {
     const cols = this.inFeatures;
-    const src = this.src;
-    const scl = this.scl;
+    const P = this.src.length;
     if (T === 1 && this.identity) {
       f32.set(x.subarray(t0 * cols, t0 * cols + cols), o);
-      f32.fill(0, o + cols, o + src.length);
+      f32.fill(0, o + cols, o + P);
       return;
     }
-    for (let q = 0; q < src.length; q += 4) {
-      for (let t = 0; t < T; t++) {
-        const xo = (t0 + t) * cols;
-        const d = o + q * T + 4 * t;
-        for (let l = 0; l < 4; l++) {
-          const c = src[q + l]!;
-          f32[d + l] = c < 0 ? 0 : scl ? scl[q + l]! * x[xo + c]! : x[xo + c]!;
-        }
-      }
+    this.gather(xRawAt + 4 * t0 * cols, this.gatherAt, this.factorAt, P, cols, T, 4 * o);
+    const pads = this.pads;
+    for (let i = 0; i < pads.length; i++) {
+      const q = pads[i]!;
+      const d = o + (q & ~3) * T + (q & 3);
+      for (let t = 0; t < T; t++) f32[d + 4 * t] = 0;
     }
   }
 
@@ -597,11 +665,13 @@ export class WasmSketchLinear implements Linear {
     const P = this.src.length;
     const xBytes = n * P * 4;
     const yBytes = Math.ceil((n * rows) / 4) * 16;
-    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4);
+    const rawBytes = up4(n * cols) * 4;
+    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes);
     const f32 = this.views.refresh().f32;
     const xAt = at;
     const yAt = at + xBytes;
     const keysAt = yAt + yBytes;
+    const xRawAt = keysAt + this.keysTotal * 4; // x as given, for the gather
     // keys
     const expand = this.expand;
     for (const g of this.plans) {
@@ -616,12 +686,14 @@ export class WasmSketchLinear implements Linear {
       }
     }
     f32.fill(0, yAt / 4, yAt / 4 + n * rows);
-    for (let t0 = 0; t0 < n; t0 += MAX_T) this.writeInputs(x, t0, Math.min(MAX_T, n - t0), f32, (xAt + t0 * P * 4) / 4);
+    const maxT = this.maxT;
+    if (!(n === 1 && this.identity)) f32.set(x.subarray(0, n * cols), xRawAt / 4);
+    for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(x, t0, Math.min(maxT, n - t0), f32, (xAt + t0 * P * 4) / 4, xRawAt);
     // Rows split across threads at multiples of 8 (every row-block height divides 8): each row is computed
     // by one thread with the same block and the same group order as with one thread.
     splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => {
-      for (let t0 = 0; t0 < n; t0 += MAX_T) {
-        const T = Math.min(MAX_T, n - t0);
+      for (let t0 = 0; t0 < n; t0 += maxT) {
+        const T = Math.min(maxT, n - t0);
         const xa = xAt + t0 * P * 4;
         const ya = yAt + (t0 * rows + r0) * 4;
         for (const g of this.plans) {
