@@ -44,7 +44,7 @@ export const WAIT_SLICE_MS = 50;
 
 // control words (Int32) of the pool, shared by all its workers
 const JOB = 0; // sequence number of the current job (main writes); −1 = stop
-const CLAIM = 1; // (job & SEQ_MASK) << CHUNK_BITS | next chunk to claim: claims are tagged with their job
+const CLAIM = 1; // job << 16 | chunks << 8 | next chunk to claim: claims are tagged with their job AND its chunk count
 const DONE = 2; // chunks of the current job finished
 const STATUS = 3; // 0 ok, 1 a chunk threw (message in the error bytes)
 const PROGRESS = 4; // chunks finished by workers, ever (the stall detector reads it)
@@ -54,7 +54,18 @@ const CHUNK_AT = 16; // CHUNK_AT + c: first call of chunk c (and CHUNK_AT + nchu
 const CTRL_WORDS = CHUNK_AT + 258;
 const CHUNK_BITS = 8;
 const MAX_CHUNKS = (1 << CHUNK_BITS) - 1;
-const SEQ_MASK = (1 << (31 - CHUNK_BITS)) - 1;
+/**
+ * The job number's bits in CLAIM (above the chunk count and the next chunk). The count is in the same word as
+ * the tag because a worker still in the previous job's claim loop must compare the next chunk with ITS job's
+ * count: with the count in a separate word (as before the fifth slice of issue 12), a worker could read the old
+ * job's claim word and the new job's larger count, claim a chunk index the old job did not have, and replay the
+ * new job's recorded chunk before it was published — twice in all, which corrupts the accumulating kernels
+ * (sketch/hashednets, LittleBit's second stage) and miscounts DONE. Seen once as a bit mismatch of hashednets
+ * in pipeline/test/threads.test.ts under heavy load, after the glue's small jobs made back-to-back jobs common.
+ */
+const COUNT_SHIFT = CHUNK_BITS;
+const SEQ_SHIFT = 2 * CHUNK_BITS;
+const SEQ_MASK = (1 << (31 - SEQ_SHIFT)) - 1;
 /** Calls per job and f64 slots per call ([fn id, nargs, args…]). */
 const MAX_CALLS = 4096;
 const CALL_SLOTS = 16;
@@ -125,12 +136,12 @@ for (;;) {
   }
   if (job < 0) break;
   seen = job;
-  const tag = (job & ${SEQ_MASK}) << ${CHUNK_BITS};
+  const seq = job & ${SEQ_MASK};
   for (;;) {
     const w = Atomics.load(ctrl, ${CLAIM});
-    if ((w & ~${MAX_CHUNKS}) !== tag) break; // another job already
+    if (w >>> ${SEQ_SHIFT} !== seq) break; // another job already
     const c = w & ${MAX_CHUNKS};
-    if (c >= ctrl[${NCHUNKS}]) break;
+    if (c >= ((w >>> ${COUNT_SHIFT}) & ${MAX_CHUNKS})) break; // this job's count, from the same word
     if (Atomics.compareExchange(ctrl, ${CLAIM}, w, w + 1) !== w) continue;
     try {
       for (let k = ctrl[${CHUNK_AT} + c], end = ctrl[${CHUNK_AT} + c + 1]; k < end; k++) {
@@ -321,7 +332,7 @@ export class ThreadPool {
     }
     ctrl[CHUNK_AT + chunks] = this.calls;
     const seq = (this.seq = (this.seq + 1) & SEQ_MASK || 1);
-    const tag = seq << CHUNK_BITS;
+    const tag = (seq << SEQ_SHIFT) | (chunks << COUNT_SHIFT);
     ctrl[NCHUNKS] = chunks;
     Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, CLAIM, tag);
