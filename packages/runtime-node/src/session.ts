@@ -140,15 +140,17 @@ export class NodeSession {
     let scratch = 0;
     let reserved = 0;
     for (const a of this.arenas) {
-      wasmWeights += a.bytesUsed - a.scratchBytesUsed;
-      scratch += a.scratchBytesUsed;
+      // what the arena lent the attention kernel (KV cache, activations) is not weights: counted below
+      wasmWeights += a.weightBytes;
+      scratch += a.scratchBytesUsed + a.retiredScratchBytes;
       reserved += a.bytesReserved;
     }
-    // the attention kernel's scratch (q, out, scores) and memory; its KV cache is counted below
+    // the attention kernel's scratch (q, out, scores, the forward's activations) and memory (unless it is an
+    // arena's, counted above); its KV cache is counted below
     const att = this.fwd.parts.attention;
     if (att instanceof WasmAttention) {
       scratch += att.scratchSize;
-      reserved += att.reservedBytes;
+      if (!att.arena) reserved += att.reservedBytes;
     }
     const kv = this.cache.keys.reduce((n, k) => n + k.byteLength, 0) + this.cache.values.reduce((n, v) => n + v.byteLength, 0);
     return {
@@ -189,9 +191,10 @@ export class NodeSession {
       return new NodeSession(LlamaForward.fromWeights(weights), { ...options, kernels, jsWeightsBytes: bytes });
     }
     // wasm: the linears live once, in the arena (a tied classifier is also the embedding table); a shared arena
-    // when threads will split the products
+    // (always, unless the caller asks otherwise with one thread): threads split its products, and the attention
+    // kernel keeps the forward's activations in it, so the products read and write them in place
     const threads = resolveThreads(options.threads);
-    const arenaOptions = { ...options.wasm?.arena, ...(threads > 1 ? { shared: true } : {}) };
+    const arenaOptions = { shared: true, ...options.wasm?.arena, ...(threads > 1 ? { shared: true } : {}) };
     const parts = wasmForwardParts(weights, { ...options.wasm, arena: arenaOptions });
     const fwd = new LlamaForward(parts);
     const c = weights.config;

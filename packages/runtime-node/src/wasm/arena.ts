@@ -125,6 +125,29 @@ export class WasmArena {
     return at;
   }
 
+  /**
+   * Views of this memory that other kernels handed out for activations (`WasmAttention` built over this arena:
+   * the forward's activations and KV cache). A product whose input/output is one of them reads/writes it in
+   * place instead of copying it through the scratch region.
+   */
+  readonly views = new WeakSet<Float32Array>();
+  /** Bytes `lend` gave out (activations and KV caches, not weights). */
+  lentBytes = 0;
+  /** Bytes of scratch regions left behind when a later allocation sat above them (not weights). */
+  retiredScratchBytes = 0;
+
+  /** `alloc` for another kernel's activations or caches (counted apart from the weights; zeroed: never used). */
+  lend(bytes: number): number {
+    const at = this.alloc(bytes);
+    this.lentBytes += bytes;
+    return at;
+  }
+
+  /** Bytes held for what the arena's users stored (weights, with alignment): all but scratch and lent bytes. */
+  get weightBytes(): number {
+    return this.top - this.scratchBytes - this.lentBytes - this.retiredScratchBytes;
+  }
+
   /** Copy `data` into the arena once; returns its address. */
   storeF32(data: Float32Array): number {
     const at = this.alloc(data.byteLength);
@@ -156,6 +179,7 @@ export class WasmArena {
       this.ensure(start + Math.max(bytes, minBytes)); // throws LIMIT_EXCEEDED
     }
     this.ensure(start + want);
+    if (!atTop) this.retiredScratchBytes += this.scratchBytes;
     this.scratchAt = start;
     this.scratchBytes = want;
     this.top = start + want;

@@ -24,7 +24,7 @@ import { headDim, kvDim } from '@ultrasketch/model';
 import { ModuleBuilder } from './emitter.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
 import { ExpBuilder, SIMD_OPS, expV } from './trainer-exp.js';
-import { WASM32_MAX_PAGES, WASM_PAGE_BYTES } from './arena.js';
+import { WASM32_MAX_PAGES, WASM_PAGE_BYTES, type WasmArena } from './arena.js';
 import type { RowBody, ThreadPool } from '../threads.js';
 
 /** while (v <u limit) { body; v += step } as a guarded do-while. */
@@ -390,6 +390,8 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
   readonly memory: WasmMemory;
   /** The memory is shared (thread pools may split the heads of `attend`; see threads.ts). */
   readonly shared = true;
+  /** The arena this kernel allocates from (its memory is the arena's), or undefined: a memory of its own. */
+  readonly arena: WasmArena | undefined;
   /** The pool splitting this kernel's heads across threads (set by the pool); undefined: one thread. */
   threads: ThreadPool | undefined;
   private readonly instance: WasmInstance;
@@ -398,8 +400,11 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
   private readonly rmsNormFn: (...a: number[]) => void;
   private readonly ropeFn: (...a: number[]) => void;
   private readonly addFn: (...a: number[]) => void;
-  /** Arrays handed out by `allocate`/`scratch` (views of this memory): attend and swiglu read them in place. */
-  private readonly owned = new WeakSet<Float32Array>();
+  /**
+   * Arrays handed out by `allocate`/`scratch` (views of this memory): attend and swiglu read them in place. Over
+   * an arena it is the arena's set, so its products read and write the forward's activations in place too.
+   */
+  private readonly owned: WeakSet<Float32Array>;
   /** The forward's glue (this kernel) when the model's widths allow it (dim, kvDim, hiddenDim multiples of 4). */
   readonly glue: ForwardGlue | undefined;
   /** Bytes handed out by `scratch` (the forward's activations, RoPE tables, norm weights). */
@@ -417,15 +422,32 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
   private readonly scale: number;
   /** Bytes handed out for KV caches. */
   cacheBytes = 0;
+  /** Bytes this kernel took from its arena (0 with a memory of its own). */
+  private lent = 0;
 
-  constructor(readonly config: ModelConfig) {
+  /** A float32 view of the whole memory, current (the arena's other users may have grown it). */
+  private get heapNow(): Float32Array {
+    if (this.heap.length * 4 !== this.memory.buffer.byteLength) this.heap = new Float32Array(this.memory.buffer);
+    return this.heap;
+  }
+
+  /**
+   * `arena`: a SHARED arena to allocate the KV cache and the forward's activations from (the kernel then runs
+   * over the arena's memory, and the arena's dense products read their inputs and write their outputs in place:
+   * no copy into and out of its scratch per product — wasmForwardParts does this); otherwise the kernel has a
+   * shared memory of its own.
+   */
+  constructor(readonly config: ModelConfig, arena?: WasmArena) {
     this.hs = headDim(config);
     this.qd = config.nHeads * this.hs;
     this.kvRowB = kvDim(config) * 4;
     this.kvMul = config.nHeads / config.nKvHeads;
     this.scale = Math.fround(1 / Math.sqrt(this.hs));
     const wasm = requireWasm();
-    this.memory = new wasm.Memory({ initial: 1, maximum: WASM32_MAX_PAGES, shared: true });
+    if (arena && !arena.shared) throw new RangeError('WasmAttention: the arena must be shared (its views must survive growth)');
+    this.arena = arena;
+    this.owned = arena ? arena.views : new WeakSet<Float32Array>();
+    this.memory = arena ? arena.memory : new wasm.Memory({ initial: 1, maximum: WASM32_MAX_PAGES, shared: true });
     this.instance = new wasm.Instance(attentionModule(), { env: { memory: this.memory } });
     this.attendFn = this.instance.exports.attend as (...a: number[]) => void;
     this.swigluFn = this.instance.exports.swiglu as (...a: number[]) => void;
@@ -443,6 +465,11 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
   }
 
   private reserve(bytes: number): number {
+    if (this.arena) {
+      const at = this.arena.lend(bytes);
+      this.lent += bytes;
+      return at;
+    }
     const at = Math.ceil(this.top / 16) * 16;
     const end = at + bytes;
     const have = this.memory.buffer.byteLength;
@@ -462,7 +489,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
 
   private view(length: number): Float32Array {
     const at = this.reserve(length * 4); // may grow the memory: read its buffer after
-    const a = new Float32Array(this.memory.buffer, at, length);
+    const a = new Float32Array(this.heapNow.buffer, at, length);
     this.owned.add(a);
     return a;
   }
@@ -529,7 +556,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
 
   copyRows(src: Float32Array, dst: Float32Array, dstRow: number, n: number, rowLen: number): void {
     const from = src.byteOffset / 4;
-    this.heap.copyWithin(dst.byteOffset / 4 + dstRow * rowLen, from, from + n * rowLen);
+    this.heapNow.copyWithin(dst.byteOffset / 4 + dstRow * rowLen, from, from + n * rowLen);
   }
 
   attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array, start: number, n: number): void {
@@ -547,7 +574,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
     const qAt = inPlace ? q.byteOffset : this.scratchAt;
     const outAt = inPlace ? out.byteOffset : qAt + qBytes;
     const scoresAt = inPlace ? this.scratchAt : outAt + qBytes;
-    if (!inPlace) this.heap.set(q.subarray(0, n * this.qd), qAt / 4);
+    if (!inPlace) this.heapNow.set(q.subarray(0, n * this.qd), qAt / 4);
     const fn = this.attendFn;
     const hsB = this.hs * 4;
     const pool = this.threads;
@@ -556,7 +583,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
         call(fn, qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt + h0 * scoreBytes, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, h0, h1);
       pool.rows(nHeads, n * nHeads * (start + (n + 1) / 2) * this.hs * 2 * ATTENTION_NS_PER_MAC, 1, body);
     } else fn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, 0, nHeads);
-    if (!inPlace) out.set(this.heap.subarray(outAt / 4, outAt / 4 + n * this.qd));
+    if (!inPlace) out.set(this.heapNow.subarray(outAt / 4, outAt / 4 + n * this.qd));
   }
 
   /** The module and its exports (a thread pool instantiates the same over this memory). */
@@ -582,16 +609,16 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
     }
     const gAt = this.swAt;
     const uAt = gAt + padded * 4;
-    const heap = this.heap;
+    const heap = this.heapNow;
     heap.set(gate.subarray(0, count), gAt / 4);
     heap.set(up.subarray(0, count), uAt / 4);
     this.swigluFn(gAt, uAt, count);
     gate.set(heap.subarray(gAt / 4, gAt / 4 + count));
   }
 
-  /** Bytes of the kernel's wasm memory (KV caches, scratch, headroom). */
+  /** Bytes of the kernel's wasm memory (KV caches, scratch, headroom); over an arena, the bytes it lent. */
   get reservedBytes(): number {
-    return this.memory.buffer.byteLength;
+    return this.arena ? this.lent : this.memory.buffer.byteLength;
   }
 
   /** Bytes of the kernel's scratch (q, out, scores). */

@@ -68,6 +68,11 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
       );
     }
     const arena = this.arena;
+    // activations that live in this arena's memory (the attention kernel's, see WasmAttention's arena) are read
+    // and written in place: no copy through the scratch region (a serial cost a thread pool cannot split)
+    const xIn = arena.views.has(x);
+    const yIn = arena.views.has(y);
+    if ((xIn || yIn) && this.applyInPlace(x, y, n, xIn, yIn)) return;
     const xBytes = Math.ceil(xLen / 4) * 16; // X rounded up to 16 bytes
     const rowBytes = (inF + outF) * 4;
     const xAt = arena.scratch(xBytes + yLen * 4, rowBytes + 16); // may grow the memory: read arena.f32 after
@@ -97,6 +102,26 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF); // one thread: no closure per call
     else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
     y.set(this.heapY);
+  }
+
+  /** apply() with X and/or Y in this arena's memory: those are used where they are, the other goes through scratch. */
+  private applyInPlace(x: Float32Array, y: Float32Array, n: number, xIn: boolean, yIn: boolean): boolean {
+    const arena = this.arena;
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    const xBytes = xIn ? 0 : Math.ceil((n * inF) / 4) * 16;
+    const need = xBytes + (yIn ? 0 : n * outF * 4);
+    const at = need === 0 ? 0 : arena.scratch(need, Math.min(need, 16)); // may grow the memory: read arena.f32 after
+    if (arena.scratchSize < need) return false; // a nearly full arena: the chunked path
+    const xAt = xIn ? x.byteOffset : at;
+    const yAt = yIn ? y.byteOffset : at + xBytes;
+    if (!xIn) arena.f32.set(x.subarray(0, n * inF), xAt / 4);
+    const k = arena.kernels;
+    const w = this.weightAt;
+    if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF);
+    else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
+    if (!yIn) y.set(arena.f32.subarray(yAt / 4, yAt / 4 + n * outF));
+    return true;
   }
 
   /** When the arena cannot hold the whole batch (a nearly full 4 GiB memory): `rows` rows at a time. */
@@ -156,6 +181,10 @@ export function wasmForwardParts(weights: ModelWeights, options: WasmPartsOption
   // of the matrix (weights held once).
   if (c.tiedClassifier && parts.classifier instanceof WasmDenseLinear) parts.embedding = parts.classifier;
   // attention over a KV cache in wasm memory (SIMD), when the head width allows
-  if (options.attention !== false && WasmAttention.supports(c)) parts.attention = new WasmAttention(c);
+  // (over the arena when it is the only one and shared: the forward's activations then live in the memory the
+  // products read, so no product copies its input or output)
+  if (options.attention !== false && WasmAttention.supports(c)) {
+    parts.attention = new WasmAttention(c, arenas.length === 1 && arena.shared ? arena : undefined);
+  }
   return { ...parts, arenas };
 }
