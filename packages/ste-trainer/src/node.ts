@@ -13,7 +13,7 @@ import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '
 import { crc32 } from '@ultrasketch/format';
 import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
-import { setCausalScoresKernel, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { setCausalColsKernel, setCausalRowsKernel, setCausalScoresKernel, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import { setAdamWKernel, setSumSquaresKernel } from './optim.js';
 import {
   CTRL,
@@ -61,6 +61,8 @@ export function useWasmGemm(on = true): boolean {
   setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
   setSumSquaresKernel(wasmActive && wasmOps ? (x) => wasmOps!.sumSquares(x, x.length) : null);
   setCausalScoresKernel(wasmActive ? wasmGemm!.causalScores : null);
+  setCausalRowsKernel(wasmActive ? wasmGemm!.causalRows : null);
+  setCausalColsKernel(wasmActive ? wasmGemm!.causalCols : null);
   setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }

@@ -100,6 +100,38 @@ export function setCausalScoresKernel(k: CausalScoresKernel | null): CausalScore
   return prev;
 }
 
+/**
+ * Attention's products that reduce over keys, for G stacked heads (Node: the wasm gemm's `causalRows`): C [G·L,
+ * hs] = A [G·L, L] · B [L, hs] where A is 0 after each row's position t (P, dS): the kernel may stop each row's
+ * reduction after the key block that holds t (same values). False: not taken (the caller runs the full product).
+ */
+export type CausalRowsKernel = (a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number) => boolean;
+
+let causalRows: CausalRowsKernel | null = null;
+
+/** Install (or remove, with null) the causal rows kernel; returns the previous one. */
+export function setCausalRowsKernel(k: CausalRowsKernel | null): CausalRowsKernel | null {
+  const prev = causalRows;
+  causalRows = k;
+  return prev;
+}
+
+/**
+ * Attention's products that reduce over queries (Node: the wasm gemm's `causalCols`): C [L, hs] = Aᵀ B summed
+ * over G stacked heads, A [G·L, L] being 0 where the query t < key p (P, dS): the kernel may skip those terms
+ * (the same value up to float32 summation order). False: not taken.
+ */
+export type CausalColsKernel = (a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number) => boolean;
+
+let causalCols: CausalColsKernel | null = null;
+
+/** Install (or remove, with null) the causal columns kernel; returns the previous one. */
+export function setCausalColsKernel(k: CausalColsKernel | null): CausalColsKernel | null {
+  const prev = causalCols;
+  causalCols = k;
+  return prev;
+}
+
 /** Install (or remove, with null) the attention soft-max kernel; returns the previous one. */
 export function setSoftmaxKernel(k: SoftmaxKernel | null): SoftmaxKernel | null {
   const prev = softmaxKernel;
@@ -324,7 +356,8 @@ export function attentionForward(
         const cs = causalScores;
         if (!(cs !== null && f32(Qs) && f32(Ks) && cs(Qs, Ks, P, G, L, hs))) matmul(Qs, Ks, P, GL, L, hs, false, true);
         sk.causal(P, GL, L, scale);
-        matmul(P, Vs, Os, GL, hs, L, false, false);
+        const cr = causalRows;
+        if (!(cr !== null && f32(Vs) && f32(Os) && cr(P, Vs, Os, G, L, hs))) matmul(P, Vs, Os, GL, hs, L, false, false);
         scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
         continue;
       }
@@ -418,9 +451,13 @@ export function attentionBackward(
         for (let p = 0; p <= t; p++) dP[o + p] = Ps[o + p]! * (dP[o + p]! - corr) * scale;
         for (let p = t + 1; p < L; p++) dP[o + p] = 0;
       }
-      matmul(dP, Ks, dQs, GL, hs, L, false, false);
-      matmul(dP, Qs, dKs, L, hs, GL, true, false);
-      matmul(Ps, dOs, dVs, L, hs, GL, true, false);
+      // dS is 0 after t (P is): the causal rows kernel when installed
+      const cr = causalRows;
+      if (!(inPlace && cr !== null && f32(Ks) && f32(dQs) && cr(dP as Float32Array, Ks, dQs, G, L, hs))) matmul(dP, Ks, dQs, GL, hs, L, false, false);
+      const cc = causalCols;
+      const useCols = inPlace && cc !== null && f32(Qs) && f32(dKs) && f32(dOs) && f32(dVs);
+      if (!(useCols && cc(dP as Float32Array, Qs, dKs, G, L, hs))) matmul(dP, Qs, dKs, L, hs, GL, true, false);
+      if (!(useCols && cc(Ps as Float32Array, dOs, dVs, G, L, hs))) matmul(Ps, dOs, dVs, L, hs, GL, true, false);
       scatterHeads(dQs, dq, row0, L, dim, g * G * hs, G, hs);
       scatterHeads(dKs, dk, row0, L, kv, g * hs, 1, hs);
       scatterHeads(dVs, dv, row0, L, kv, g * hs, 1, hs);

@@ -45,10 +45,17 @@ export interface FmaTilePlan {
  */
 export const DEFAULT_FMA_PLAN: FmaTilePlan = { rows: [4, 4, 3, 2] };
 
-/** The R × T tile: (w, x, y, rowBegin, rowEnd, cols, ldy), byte addresses, (rowEnd − rowBegin) a multiple of R. */
+/**
+ * The R × T tile: (w, x, y, rowBegin, rowEnd, cols, ldy, ldx, ldw, accumulate), byte addresses, (rowEnd −
+ * rowBegin) a multiple of R; X rows ldx floats apart and W rows ldw apart (cols each, the product's
+ * reduction: attention's causal products use parts of longer rows); accumulate ≠ 0: Y = Y + the sums.
+ */
 function emitFmaTile(R: number, T: number): FunctionBuilder {
-  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [w, x, y, rowBegin, rowEnd, cols, ldy] = [0, 1, 2, 3, 4, 5, 6];
+  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [w, x, y, rowBegin, rowEnd, cols, ldy, ldx, ldw, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const sum = f.local('f32');
+  const ldxBytes = f.local('i32');
+  const ldwBytes = f.local('i32');
   const i = f.local('i32');
   const j = f.local('i32');
   const colsBytes = f.local('i32');
@@ -74,16 +81,18 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
 
   f.get(cols).i32Const(2).i32Shl().set(colsBytes);
   f.get(colsBytes).i32Const(~15).i32And().set(vecBytes);
+  f.get(ldx).i32Const(2).i32Shl().set(ldxBytes);
+  f.get(ldw).i32Const(2).i32Shl().set(ldwBytes);
   for (let t = 0; t < T; t++) {
-    f.get(x).get(colsBytes).i32Const(t).i32Mul().i32Add().set(xp[t]!);
+    f.get(x).get(ldxBytes).i32Const(t).i32Mul().i32Add().set(xp[t]!);
     f.get(y).get(ldy).i32Const(t).i32Mul().get(rowBegin).i32Add().i32Const(2).i32Shl().i32Add().set(yp[t]!);
   }
-  f.get(w).get(rowBegin).get(colsBytes).i32Mul().i32Add().set(w0);
+  f.get(w).get(rowBegin).get(ldwBytes).i32Mul().i32Add().set(w0);
   f.get(rowBegin).set(i);
   loop(i, rowEnd, R, () => {
     for (let r = 0; r < R; r++) {
       if (r === 0) f.get(w0).set(wp[0]!);
-      else f.get(wp[r - 1]!).get(colsBytes).i32Add().set(wp[r]!);
+      else f.get(wp[r - 1]!).get(ldwBytes).i32Add().set(wp[r]!);
     }
     for (const a of acc) f.v128Zero().set(a);
     for (const s of tail) f.f32Const(0).set(s);
@@ -111,15 +120,17 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
     for (let t = 0; t < T; t++) {
       for (let r = 0; r < R; r++) {
         const a = acc[r * T + t]!;
-        f.get(yp[t]!);
         f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
         f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-        f.f32Add().get(tail[r * T + t]!).f32Add();
-        f.f32Store(4 * r);
+        f.f32Add().get(tail[r * T + t]!).f32Add().set(sum);
+        f.block().get(accumulate).i32Eqz().brIf(0);
+        f.get(yp[t]!).f32Load(4 * r).get(sum).f32Add().set(sum);
+        f.end();
+        f.get(yp[t]!).get(sum).f32Store(4 * r);
       }
       f.get(yp[t]!).i32Const(4 * R).i32Add().set(yp[t]!);
     }
-    f.get(w0).get(colsBytes).i32Const(R).i32Mul().i32Add().set(w0);
+    f.get(w0).get(ldwBytes).i32Const(R).i32Mul().i32Add().set(w0);
   });
   return f;
 }
@@ -162,7 +173,7 @@ export function enableRelaxedSimd(setFlags?: (flags: string) => void): boolean {
   return relaxedState;
 }
 
-type TileFn = (w: number, x: number, y: number, rowBegin: number, rowEnd: number, cols: number, ldy: number) => void;
+type TileFn = (w: number, x: number, y: number, rowBegin: number, rowEnd: number, cols: number, ldy: number, ldx: number, ldw: number, accumulate: number) => void;
 
 /** The FMA tiles instantiated over one memory, with the same driver contract as gemm.ts's GemmKernels.gemm. */
 export class FmaGemmKernels {
@@ -184,17 +195,21 @@ export class FmaGemmKernels {
     });
   }
 
-  /** Y[t, i] = W[i, :] · X[t, :] for t < n, rowBegin ≤ i < rowEnd (byte addresses; Y row stride ldy floats). */
-  gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number): void {
+  /**
+   * Y[t, i] = W[i, :cols] · X[t, :cols] for t < n, rowBegin ≤ i < rowEnd (byte addresses; row strides in
+   * floats: Y ldy, X ldx, W ldw — X and W default to contiguous rows of cols); accumulate: Y = Y + the sums.
+   */
+  gemm(w: number, x: number, y: number, n: number, cols: number, ldy: number, rowBegin: number, rowEnd: number, ldx = cols, ldw = cols, accumulate = false): void {
+    const acc = accumulate ? 1 : 0;
     const maxT = this.maxT;
     for (let t0 = 0; t0 < n; t0 += maxT) {
       const T = n - t0 < maxT ? n - t0 : maxT;
       const R = this.rowsPerTile[T]!;
       const mainEnd = rowBegin + (((rowEnd - rowBegin) / R) | 0) * R;
-      const xt = x + t0 * cols * 4;
+      const xt = x + t0 * ldx * 4;
       const yt = y + t0 * ldy * 4;
-      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy);
-      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy);
+      if (mainEnd > rowBegin) this.main[T]!(w, xt, yt, rowBegin, mainEnd, cols, ldy, ldx, ldw, acc);
+      if (rowEnd > mainEnd) this.single[T]!(w, xt, yt, mainEnd, rowEnd, cols, ldy, ldx, ldw, acc);
     }
   }
 }
