@@ -268,7 +268,7 @@ export class LlamaForward {
   private ropeSin: Float32Array = new Float32Array(0);
   private ropePositions = 0;
   private readonly invFreq: Float32Array;
-  private logitsBuf = new Float32Array(0);
+  private logitsBuf: Float32Array = new Float32Array(0);
 
   constructor(readonly parts: ForwardParts) {
     this.config = parts.config;
@@ -395,7 +395,9 @@ export class LlamaForward {
     const firstRow = n - rows;
     if (glue) glue.rmsNorm(xb, x, firstRow, undefined, this.glueNorms!.final, rows, dim, c.normEps);
     else rmsNormRows(xb, x.subarray(firstRow * dim), this.parts.finalNorm, rows, dim, c.normEps);
-    if (this.logitsBuf.length < rows * c.vocabSize) this.logitsBuf = new Float32Array(rows * c.vocabSize);
+    // in the glue's memory when there is one: a classifier over that memory writes the logits in place (a
+    // 512-token window's logits are 8 MB at a 4096 vocabulary, copied on the calling thread otherwise)
+    if (this.logitsBuf.length < rows * c.vocabSize) this.logitsBuf = glue ? glue.scratch(rows * c.vocabSize) : new Float32Array(rows * c.vocabSize);
     const logits = this.logitsBuf.subarray(0, rows * c.vocabSize);
     hooks?.onLinearInput?.(TensorNames.classifier, xb, rows, dim);
     this.parts.classifier.apply(xb, logits, rows);
