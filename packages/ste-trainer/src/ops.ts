@@ -739,7 +739,12 @@ export function distillLosses(
         const tMax = mmT[2 * t]!;
         if (mmT[2 * t + 1] !== 0) teacherFinite = false;
         maxT[t] = tMax;
-        if (studentFinite && teacherFinite && logits.indexOf(max, o) === tl.indexOf(tMax, o)) agree++;
+        if (studentFinite && teacherFinite) {
+          // the first index of each row's maximum, the same test as comparing both indexOf scans: the teacher's
+          // scan is needed only when its row holds its maximum at the student's arg-max (else they differ)
+          const arg = logits.indexOf(max, o);
+          if (tl[arg] === tMax && tl.indexOf(tMax, o) === arg) agree++;
+        }
       }
     }
   } else for (let t = 0; t < n; t++) {
