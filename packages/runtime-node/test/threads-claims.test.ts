@@ -53,6 +53,14 @@ describe('ThreadPool claims', () => {
     expect(arena.views.has(a)).toBe(true);
     expect(arena.weightBytes).toBe(before);
     expect(arena.lentBytes).toBeGreaterThanOrEqual(4000);
-    expect(() => new WasmAttention(config, new WasmArena())).toThrow(/shared/);
+    // products read/write in place any view of the memory outside the scratch region, subarrays included
+    expect(arena.holds(a)).toBe(true);
+    expect(arena.holds(a.subarray(10, 20))).toBe(true);
+    const at = arena.scratch(256);
+    expect(arena.holds(new Float32Array(arena.memory.buffer, at, 8))).toBe(false);
+    expect(arena.holds(new Float32Array(1000))).toBe(false);
+    const plain = new WasmArena();
+    expect(plain.holds(new Float32Array(plain.memory.buffer, 64, 4))).toBe(false); // not shared: views may detach
+    expect(() => new WasmAttention(config, plain)).toThrow(/shared/);
   });
 });

@@ -94,6 +94,7 @@ export class WasmArena {
     this.instance = new wasm.Instance(this.module, { env: { memory: this.memory } });
     this.kernels = new GemmKernels(this.instance.exports, plan);
     this.f32 = new Float32Array(this.memory.buffer);
+    this.buffers.add(this.memory.buffer);
   }
 
   /** Bytes allocated so far (weights and scratch). */
@@ -135,6 +136,20 @@ export class WasmArena {
   lentBytes = 0;
   /** Bytes of scratch regions left behind when a later allocation sat above them (not weights). */
   retiredScratchBytes = 0;
+
+  /** Every buffer object this memory has had (a grow gives a new one; views made before keep theirs). */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+
+  /**
+   * Whether `v` views this arena's memory outside the scratch region (e.g. the forward's activations or logits,
+   * or a subarray of them): a product may then read or write it in place. Only a shared memory's views survive
+   * growth, so only a shared arena says yes.
+   */
+  holds(v: Float32Array): boolean {
+    if (!this.shared || !this.buffers.has(v.buffer)) return false;
+    const a = v.byteOffset;
+    return a + v.byteLength <= this.scratchAt || a >= this.scratchAt + this.scratchBytes;
+  }
 
   /** `alloc` for another kernel's activations or caches (counted apart from the weights; zeroed: never used). */
   lend(bytes: number): number {
@@ -212,6 +227,7 @@ export class WasmArena {
       });
     }
     this.f32 = new Float32Array(this.memory.buffer);
+    this.buffers.add(this.memory.buffer);
     this.epoch++;
   }
 }

@@ -70,8 +70,8 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     const arena = this.arena;
     // activations that live in this arena's memory (the attention kernel's, see WasmAttention's arena) are read
     // and written in place: no copy through the scratch region (a serial cost a thread pool cannot split)
-    const xIn = arena.views.has(x);
-    const yIn = arena.views.has(y);
+    const xIn = arena.holds(x);
+    const yIn = arena.holds(y);
     if ((xIn || yIn) && this.applyInPlace(x, y, n, xIn, yIn)) return;
     const xBytes = Math.ceil(xLen / 4) * 16; // X rounded up to 16 bytes
     const rowBytes = (inF + outF) * 4;
