@@ -138,12 +138,16 @@ export const DEFAULT_SKETCH_TILING: SketchTiling = {
  * Tiling of the raw (signmean) rowrun kernel: with no abs-max per weight a step is 1 state load per row and T
  * input loads per R·T multiply-adds. Blocks of at most 4 tokens × 2 rows (8 accumulators, 2 weights and the
  * input: 11 of the 16 vector registers) — the dense kernel's own largest tile; 8 tokens run as two blocks
- * over the same (cached) states. Column steps unrolled twice for T ≤ 2 only. Measured at 1B shapes with the
- * dense f32 kernel in the same process (docs/sketch.md §10): at 512×2048, n = 8, the earlier 8-token × 4-row
- * blocks (32 accumulators: spilled) ran 0.97× dense, this 1.12×; n = 4 0.90× → 1.11×; n = 1 unchanged.
+ * over the same states, which stay in L1 (apply runs each group's blocks back to back). One token: 4 rows,
+ * 2 column steps unrolled; 2 tokens: 2 rows, 2 steps. Measured at 1B shapes against the dense f32 kernel in
+ * the same process (docs/sketch.md §10): at 512×2048, n = 8, the earlier 8-token × 4-row blocks (32
+ * accumulators: spilled) ran 0.97× dense, this ~1.1×; n = 4 0.90× → 1.1×; n = 1 1.9× → 2.2×. Tried and
+ * slower at n = 8: 8 tokens × 1–2 rows, 5–6 tokens × 2 rows, 4 tokens × 4 rows, and one fused call over all
+ * groups' runs per row (one reduction per row instead of one per group, but the groups' states then
+ * compete for L1: 1.03× vs 1.08× in the same run).
  */
 export const RAW_SKETCH_TILING: SketchTiling = {
-  rows: () => 2,
+  rows: (T) => (T === 1 ? 4 : 2),
   unroll: (T) => (T <= 2 ? 2 : 1),
   tokens: 4,
 };
@@ -691,13 +695,15 @@ export class WasmSketchLinear implements Linear {
     for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(x, t0, Math.min(maxT, n - t0), f32, (xAt + t0 * P * 4) / 4, xRawAt);
     // Rows split across threads at multiples of 8 (every row-block height divides 8): each row is computed
     // by one thread with the same block and the same group order as with one thread.
+    // Groups outer, token blocks inner: a group's states (a few tens of KiB) stay in L1 for all its blocks.
+    // Each (row, token) still sums the groups in plan order, so the order of the loops changes no bit.
     splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => {
-      for (let t0 = 0; t0 < n; t0 += maxT) {
-        const T = Math.min(maxT, n - t0);
-        const xa = xAt + t0 * P * 4;
-        const ya = yAt + (t0 * rows + r0) * 4;
-        for (const g of this.plans) {
-          const k0 = g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
+      for (const g of this.plans) {
+        const k0 = g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
+        for (let t0 = 0; t0 < n; t0 += maxT) {
+          const T = Math.min(maxT, n - t0);
+          const xa = xAt + t0 * P * 4;
+          const ya = yAt + (t0 * rows + r0) * 4;
           const xg = xa + 4 * T * g.xOff;
           if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
           else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
