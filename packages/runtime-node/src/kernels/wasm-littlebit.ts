@@ -266,8 +266,57 @@ function emitBuild4(bits: 4 | 8): KFn {
   return f;
 }
 
+/**
+ * interleave4(src, dst, T, inF, padIn): dst[4j + t] = src[t·inF + j] for t < T, j < inF, every other entry of
+ * dst's padIn × 4 floats 0 — the 4-token block layout of the tables, as the JS loop of `apply` writes it (bits
+ * copied with i32 loads/stores). deinterleave4(src, dst, T, out): dst[t·out + i] = src[4i + t]. Used by the
+ * token-block split of a prefill (issue 12, fifth slice), where a worker thread fills its own block buffers.
+ */
+function emitInterleave4(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32', 'i32']);
+  const [src, dst, T, inF, padIn] = [0, 1, 2, 3, 4];
+  const j = f.local('i32');
+  const t = f.local('i32');
+  const sp = f.local('i32');
+  const end = f.local('i32');
+  f.get(padIn).i32Const(4).i32Shl().set(end);
+  whileLtU(f, j, end, 16, () => {
+    f.get(dst).get(j).i32Add().v128ConstI32(0).v128StoreA(0, 4);
+  });
+  forRange(f, t, T, () => {
+    f.get(src).get(t).get(inF).i32Mul().i32Const(2).i32Shl().i32Add().set(sp);
+    f.i32Const(0).set(j);
+    whileLtU(f, j, inF, 1, () => {
+      f.get(dst).get(j).i32Const(4).i32Shl().i32Add().get(t).i32Const(2).i32Shl().i32Add();
+      f.get(sp).get(j).i32Const(2).i32Shl().i32Add().i32Load();
+      f.i32Store();
+    });
+  });
+  return f;
+}
+
+function emitDeinterleave4(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32']);
+  const [src, dst, T, out] = [0, 1, 2, 3];
+  const i = f.local('i32');
+  const t = f.local('i32');
+  const dp = f.local('i32');
+  forRange(f, t, T, () => {
+    f.get(dst).get(t).get(out).i32Mul().i32Const(2).i32Shl().i32Add().set(dp);
+    f.i32Const(0).set(i);
+    whileLtU(f, i, out, 1, () => {
+      f.get(dp).get(i).i32Const(2).i32Shl().i32Add();
+      f.get(src).get(i).i32Const(4).i32Shl().i32Add().get(t).i32Const(2).i32Shl().i32Add().i32Load();
+      f.i32Store();
+    });
+  });
+  return f;
+}
+
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
+  m.addFunction('interleave4', emitInterleave4());
+  m.addFunction('deinterleave4', emitDeinterleave4());
   m.addFunction('build1_8', emitBuild1(8));
   m.addFunction('build1_4', emitBuild1(4));
   m.addFunction('dot1_8', emitDot(1, 8));
@@ -387,6 +436,11 @@ class WasmLittleBitLinear implements Linear {
     };
   }
 
+  private applyBlocks(x: Float32Array, y: Float32Array, n: number, st: Stages, tableBytes: number): void {
+    const { arena, views, fn, paths, ones, rank, padIn, padR } = this;
+    applyBlocksImpl({ arena, views, fn, paths, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
+  }
+
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const out = this.outFeatures;
     const inF = this.inFeatures;
@@ -427,6 +481,10 @@ class WasmLittleBitLinear implements Linear {
       y.set(f32.subarray(y4, y4 + out));
       return;
     }
+    if (arena.threads) {
+      this.applyBlocks(x, y, n, this.stages4, tableBytes);
+      return;
+    }
     f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
     for (let t0 = 0; t0 < n; t0 += 4) {
       const T = Math.min(4, n - t0);
@@ -443,6 +501,83 @@ class WasmLittleBitLinear implements Linear {
       }
     }
   }
+}
+
+/**
+ * A prefill with a thread pool (issue 12, fifth slice). Split by rows, one 4-token block's dot stage is a few µs —
+ * under the pool's threshold, so a prefill ran on one thread, block after block, table builds and the JS
+ * (de)interleaving included. Here the pool splits the TOKEN BLOCKS instead: each chunk runs, for its blocks, the
+ * same calls as `apply`'s loop (interleave, per path: build V tables, V stage, build U tables, U stage; then
+ * deinterleave), over buffers of its own. Every block is computed by the same functions on the same inputs as
+ * with one thread (bit-identical; packages/pipeline/test/threads.test.ts).
+ */
+function applyBlocksImpl(
+  this: void,
+  k: {
+    arena: WasmArena;
+    views: HeapViews;
+    fn: Record<string, Fn>;
+    paths: PathPlan[];
+    ones: number;
+    rank: number;
+    padIn: number;
+    padR: number;
+    inF: number;
+    out: number;
+  },
+  x: Float32Array,
+  y: Float32Array,
+  n: number,
+  st: Stages,
+  tableBytes: number,
+): void {
+  const { arena, paths, ones, rank: r, padIn, padR, inF, out } = k;
+  const blocks = Math.ceil(n / 4);
+  const xsBytes = Math.ceil((n * inF) / 4) * 16;
+  const ysBytes = Math.ceil((n * out) / 4) * 16;
+  const x4Bytes = padIn * 16;
+  const w4Bytes = padR * 16;
+  const y4Bytes = Math.ceil(out / 4) * 64;
+  const slotBytes = x4Bytes + w4Bytes + y4Bytes + Math.ceil(tableBytes / 16) * 16;
+  // one buffer set per chunk the pool may record (≤ 4 per thread), plus one for a run on this thread
+  const slots = 4 * (arena.threads?.threads ?? 1) + 2;
+  const at = arena.scratch(xsBytes + ysBytes + slots * slotBytes);
+  const f32 = k.views.refresh().f32;
+  const xs = at;
+  const ys = xs + xsBytes;
+  const slot0 = ys + ysBytes;
+  f32.set(x.subarray(0, n * inF), xs / 4);
+  // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
+  for (let s = 0; s < slots; s++) {
+    const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
+    f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
+  }
+  const interleave = k.fn.interleave4!;
+  const deinterleave = k.fn.deinterleave4!;
+  const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
+  const lookups = (r * (padIn / 8) * (vB === 8 ? 1 : 2) + out * (padR / 8) * (uB === 8 ? 1 : 2)) * paths.length;
+  const work = blocks * lookups * NS_PER_LOOKUP;
+  let slot = 0;
+  splitRows(arena, blocks, work, 1, (call, b0, b1) => {
+    const base = slot0 + Math.min(slot++, slots - 1) * slotBytes;
+    const xAt = base;
+    const wAt = xAt + x4Bytes;
+    const yAt = wAt + w4Bytes;
+    const tAt = yAt + y4Bytes;
+    for (let b = b0; b < b1; b++) {
+      const t0 = 4 * b;
+      const T = Math.min(4, n - t0);
+      call(interleave, xs + t0 * inF * 4, xAt, T, inF, padIn);
+      paths.forEach((path, i) => {
+        call(buildV, xAt, path.g, padIn / vB, tAt);
+        call(dotV, path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
+        call(buildU, wAt, ones, padR / uB, tAt);
+        call(dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
+      });
+      call(deinterleave, yAt, ys + t0 * out * 4, T, out);
+    }
+  });
+  y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
 }
 
 export interface WasmLittleBitOptions {
