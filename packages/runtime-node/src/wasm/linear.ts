@@ -23,6 +23,12 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
   private srcX: Float32Array | undefined;
   private srcXView: Float32Array = new Float32Array(0);
   private srcXN = -1;
+  // whether the last x / y were views of the arena's memory (arena.holds), for that arena epoch
+  private heldX: Float32Array | undefined;
+  private heldY: Float32Array | undefined;
+  private heldEpoch = -1;
+  private xIn = false;
+  private yIn = false;
 
   /** Copies `weight` ([out, in] row-major) into `arena`. */
   constructor(
@@ -70,8 +76,16 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     const arena = this.arena;
     // activations that live in this arena's memory (the attention kernel's, see WasmAttention's arena) are read
     // and written in place: no copy through the scratch region (a serial cost a thread pool cannot split)
-    const xIn = arena.holds(x);
-    const yIn = arena.holds(y);
+    // (cached per caller array: the forward passes the same arrays every token; the scratch moving changes the answer)
+    if (x !== this.heldX || y !== this.heldY || arena.epoch !== this.heldEpoch) {
+      this.heldX = x;
+      this.heldY = y;
+      this.heldEpoch = arena.epoch;
+      this.xIn = arena.holds(x);
+      this.yIn = arena.holds(y);
+    }
+    const xIn = this.xIn;
+    const yIn = this.yIn;
     if ((xIn || yIn) && this.applyInPlace(x, y, n, xIn, yIn)) return;
     const xBytes = Math.ceil(xLen / 4) * 16; // X rounded up to 16 bytes
     const rowBytes = (inF + outF) * 4;
