@@ -60,12 +60,15 @@ describe('WebGPU sketch / hashednets state providers', () => {
     expect(gradWant.some((v) => v !== 0)).toBe(true);
   });
 
-  it('what has no WebGPU version is refused, naming --device cpu: the signmean query', async () => {
+  it('what has no WebGPU version is refused, naming --device cpu: the signmean query, the soft query', async () => {
     registerSketchProviders();
     const ctx = await trainContext();
-    for (const codecOptions of [{ bpw: 2, query: 'signmean' }]) {
-      const cpu = new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions });
-      expect(() => new GpuStatePickProvider(ctx, cpu), JSON.stringify(codecOptions)).toThrow(expect.objectContaining({ code: ErrorCodes.UNSUPPORTED, hint: expect.stringContaining('--device cpu') }));
+    const cpus = [
+      new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 2, query: 'signmean' } }),
+      new SketchStateProvider({ name: 'w', rows, cols, weight: w, codecOptions: { bpw: 2 }, softQuery: { tau0: 1, annealSteps: 8 } }),
+    ];
+    for (const cpu of cpus) {
+      expect(() => new GpuStatePickProvider(ctx, cpu), cpu.options.query ?? 'soft').toThrow(expect.objectContaining({ code: ErrorCodes.UNSUPPORTED, hint: expect.stringContaining('--device cpu') }));
     }
   });
 
