@@ -33,9 +33,10 @@ const HELP = `Training throughput of the STE trainer (tokens/s), optionally agai
   --steps N           timed steps per round (default 3)
   --warmup N          untimed steps before the first round (default 1)
   --rounds N          rounds; every configuration runs once per round, in turn (default 3)
-  --providers LIST    comma list of: dense, littlebit, sketch, sketch-absmax, hashednets, binary, rtn2,
-                      sketch-ste, frozen (default dense,littlebit,sketch). dense trains every linear;
-                      littlebit = 0.55 bpw on every linear but K/V (frozen); sketch/sketch-absmax/hashednets
+  --providers LIST    comma list of: dense, littlebit, littlebit-w, sketch, sketch-absmax, hashednets, binary,
+                      rtn2, sketch-ste, frozen (default dense,littlebit,sketch). dense trains every linear;
+                      littlebit = 0.55 bpw on every linear but K/V (frozen), in its low-rank form (littlebit-w:
+                      the same through its dense Ŵ, the path before); sketch/sketch-absmax/hashednets
                       = 0.5 bpw state training on every linear but O (frozen), where sketch is the product's
                       default --codec sketch (signmean query, 1 row, int8 states, 8 saliency groups; here the
                       groups come from the weights, no calibration saliency) and sketch-absmax the paper's
@@ -135,6 +136,9 @@ const PLANS = {
   'sketch-ste': (kind) => (kind === 'o' ? undefined : { kind: 'ste', options: { codec: 'sketch', codecOptions: { bpw: 0.5 } } }),
   hashednets: (kind) => (kind === 'o' ? undefined : { kind: 'hashednets-states', options: { codecOptions: { bpw: 0.5 } } }),
   littlebit: (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 } } }),
+  // the same LittleBit through its dense Ŵ (build Ŵ = hA·Bᵀ, products with Ŵ, chain rule from ∂L/∂Ŵ): the path
+  // before the low-rank form (docs/ste-trainer.md §8 "Fourth pass"), for a before/after in one run
+  'littlebit-w': (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 }, lowRank: false } }),
 };
 const providerNames = a.providers.split(',');
 for (const p of providerNames) if (!PLANS[p]) throw new Error(`unknown provider plan ${p} (one of ${Object.keys(PLANS).join(', ')})`);

@@ -103,7 +103,10 @@ export class WasmTrainerGemm {
     const mem = this.mem;
     const aIn = mem.isResident(a);
     const bIn = mem.isResident(b);
-    const cIn = !accumulate && mem.isResident(c);
+    // an accumulating product into a resident C adds in the FMA tiles themselves (C + the sums: the same
+    // float32 add as the separate pass, so the same bits) instead of a scratch result and an add pass
+    const accIn = accumulate && this.kernels instanceof FmaGemmKernels && mem.isResident(c);
+    const cIn = (!accumulate || accIn) && mem.isResident(c);
     const up4 = (v: number) => (v + 3) & ~3; // keep every region 16-byte aligned
     // Scratch (floats): [x | w | y | staging], each part only when needed.
     const xF = transA || !aIn ? up4(m * k) : 0;
@@ -154,10 +157,13 @@ export class WasmTrainerGemm {
     const chunk = Math.max(12, Math.floor(this.chunkBytes / (4 * k) / 12) * 12);
     const kernels = this.kernels;
     for (let r0 = 0; r0 < n; r0 += chunk) {
-      kernels.gemm(4 * w, 4 * x, 4 * y, m, k, n, r0, r0 + chunk < n ? r0 + chunk : n);
+      if (accIn) (kernels as FmaGemmKernels).gemm(4 * w, 4 * x, 4 * y, m, k, n, r0, r0 + chunk < n ? r0 + chunk : n, k, k, true);
+      else kernels.gemm(4 * w, 4 * x, 4 * y, m, k, n, r0, r0 + chunk < n ? r0 + chunk : n);
     }
     const mn = m * n;
-    if (accumulate) {
+    if (accIn) {
+      // added in the tiles
+    } else if (accumulate) {
       // c += y: in wasm when c is in this memory (a LittleBit Ŵ summed over paths, dA over products), else JS
       this.ops ??= createTrainerOps(mem) ?? false;
       if (!(this.ops !== false && mem.isResident(c) && this.ops.add(c, f.subarray(y, y + mn), c, mn))) {
