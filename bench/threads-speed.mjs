@@ -9,8 +9,9 @@
  * sessions (threads 1 and --threads) run, round-robin with the order swapped every round: generate (greedy
  * from BOS, --tokens positions, one forward call each; steady-state tokens/s after the first position) and
  * prefill (a --window-token window of eval text in one call, logits of every position, as `eval` runs).
- * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the products each session split or
- * kept on one thread, and the load average.
+ * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the process CPU time of one prefill with
+ * 1 and N threads (all threads; equal: the split adds no work, so on an idle machine the wall ratio is set by
+ * the serial part), the products each session split or kept on one thread, and the load average.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -53,11 +54,17 @@ function generate(session, bos) {
   return (TOKENS - 1) / ((performance.now() - t0) / 1000);
 }
 
+// the process's CPU time of the last prefill (ms; all threads): with N threads ≈ 1 thread's, the split adds no work
+let lastPrefillCpuMs = 0;
 function prefill(session, window) {
   session.reset();
+  const c = process.cpuUsage();
   const t = performance.now();
   session.forward(window, { logits: 'all' });
-  return window.length / ((performance.now() - t) / 1000);
+  const dt = performance.now() - t;
+  const u = process.cpuUsage(c);
+  lastPrefillCpuMs = (u.user + u.system) / 1000;
+  return window.length / (dt / 1000);
 }
 
 const report = { threads: THREADS, rounds: ROUNDS, tokens: TOKENS, window: WINDOW, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg(), models: [] };
@@ -69,7 +76,7 @@ for (const path of models) {
   const one = createSession(model, { contextLength: context, threads: 1 });
   const many = createSession(model, { contextLength: context, threads: THREADS });
   const bos = model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : window[0];
-  const s = { one: { generate: [], prefill: [] }, many: { generate: [], prefill: [] } };
+  const s = { one: { generate: [], prefill: [], prefillCpuMs: [] }, many: { generate: [], prefill: [], prefillCpuMs: [] } };
   for (let r = -1; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? [['one', one], ['many', many]] : [['many', many], ['one', one]];
     for (const [key, session] of order) {
@@ -78,13 +85,14 @@ for (const path of models) {
       if (r >= 0) {
         s[key].generate.push(g);
         s[key].prefill.push(p);
+        s[key].prefillCpuMs.push(lastPrefillCpuMs);
       }
     }
   }
   const row = {
     model: path,
-    oneThread: { generate: median(s.one.generate), prefill: median(s.one.prefill) },
-    nThreads: { generate: median(s.many.generate), prefill: median(s.many.prefill) },
+    oneThread: { generate: median(s.one.generate), prefill: median(s.one.prefill), prefillCpuMs: median(s.one.prefillCpuMs) },
+    nThreads: { generate: median(s.many.generate), prefill: median(s.many.prefill), prefillCpuMs: median(s.many.prefillCpuMs) },
     ratio: {
       generate: median(s.many.generate.map((v, i) => v / s.one.generate[i])),
       prefill: median(s.many.prefill.map((v, i) => v / s.one.prefill[i])),
@@ -99,7 +107,7 @@ for (const path of models) {
     console.log(
       `${path}: generate ${row.oneThread.generate.toFixed(0)} → ${row.nThreads.generate.toFixed(0)} tok/s (×${row.ratio.generate.toFixed(3)}), ` +
         `prefill ${WINDOW} ${row.oneThread.prefill.toFixed(0)} → ${row.nThreads.prefill.toFixed(0)} tok/s (×${row.ratio.prefill.toFixed(3)}); ` +
-        `products split ${row.products.split}, on one thread ${row.products.single}`,
+        `prefill CPU ${row.oneThread.prefillCpuMs.toFixed(1)} → ${row.nThreads.prefillCpuMs.toFixed(1)} ms; products split ${row.products.split}, on one thread ${row.products.single}`,
     );
   }
 }
