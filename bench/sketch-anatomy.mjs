@@ -34,7 +34,10 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (args.help) printHelp(import.meta.url);
+if (args.help) {
+  printHelp(import.meta.url);
+  process.exit(0);
+}
 requireBuilt(['core', 'model', 'sketch-core', 'pipeline']);
 const sketchCore = await import(dist('sketch-core'));
 const model = await import(dist('model'));
