@@ -217,7 +217,15 @@ export class NodeSession {
    */
   forward(tokens: ArrayLike<number>, options: { logits?: 'all' | 'last' | 'none'; hooks?: ForwardHooks } = {}): Float32Array {
     this.assertLive();
-    return this.fwd.forward(tokens, this.cache, options);
+    const pool = this.pool;
+    if (!pool || tokens.length < 2) return this.fwd.forward(tokens, this.cache, options);
+    // a prefill: its split products come back to back, so the workers spin between them instead of sleeping
+    pool.batch(true);
+    try {
+      return this.fwd.forward(tokens, this.cache, options);
+    } finally {
+      pool.batch(false);
+    }
   }
 
   /** Forget the context. */

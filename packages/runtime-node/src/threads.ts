@@ -50,6 +50,7 @@ const STATUS = 3; // 0 ok, 1 a chunk threw (message in the error bytes)
 const PROGRESS = 4; // chunks finished by workers, ever (the stall detector reads it)
 const NCHUNKS = 5; // chunks in the current job
 const READY = 6; // workers that have instantiated their modules
+const SPIN = 7; // while > 0 (µs): a batch (prefill) is running — after a job, workers spin this long for the next
 const CHUNK_AT = 16; // CHUNK_AT + c: first call of chunk c (and CHUNK_AT + nchunks: the end)
 const CTRL_WORDS = CHUNK_AT + 258;
 const CHUNK_BITS = 8;
@@ -70,6 +71,12 @@ const SEQ_MASK = (1 << (31 - SEQ_SHIFT)) - 1;
 const MAX_CALLS = 4096;
 const CALL_SLOTS = 16;
 const ERROR_BYTES = 1024;
+/**
+ * How long (µs) a worker spins after a job during a batch (ThreadPool.batch). A prefill's products and glue follow
+ * each other within microseconds, so the spin ends at the next job; it only costs a core for this long after
+ * the batch's last job — and the caller clears it when the batch ends.
+ */
+export const BATCH_SPIN_US = 200;
 /** Target single-thread time of one chunk (ns): small enough to rebalance, large enough to amortize a claim. */
 const CHUNK_NS = 8_000;
 
@@ -85,6 +92,11 @@ export interface ThreadPoolOptions {
    * already counts the wake-up in a split's time. A dedicated machine may prefer ~0.3.
    */
   spinMs?: number;
+  /**
+   * µs a worker spins after a job while the caller runs a batch (`batch(true)`: a prefill). Default: the
+   * environment's ULTRASKETCH_BATCH_SPIN_US, else BATCH_SPIN_US; 0 = sleep at once (the behaviour before it).
+   */
+  batchSpinUs?: number;
   /** A job whose chunks make no progress for this long is a stall: typed error (ms, default 30 000). */
   stallMs?: number;
   /**
@@ -129,8 +141,14 @@ const a = [];
 for (;;) {
   let job = Atomics.load(ctrl, ${JOB});
   if (job === seen) {
-    const spinUntil = performance.now() + spinMs;
-    while ((job = Atomics.load(ctrl, ${JOB})) === seen && performance.now() < spinUntil);
+    // spin spinMs, or — while the caller runs a batch (SPIN > 0) — that many µs: a prefill's jobs come back to
+    // back, and a sleeping worker's wake-up is a fixed cost per split product
+    const t0 = performance.now();
+    for (;;) {
+      if ((job = Atomics.load(ctrl, ${JOB})) !== seen) break;
+      const now = performance.now();
+      if (now >= t0 + spinMs && now >= t0 + Atomics.load(ctrl, ${SPIN}) / 1000) break;
+    }
     // asleep: short slices that re-read the word (a missed notify costs one slice, never a hang)
     while ((job = Atomics.load(ctrl, ${JOB})) === seen) Atomics.wait(ctrl, ${JOB}, seen, sliceMs);
   }
@@ -202,6 +220,7 @@ export class ThreadPool {
   chunksTotal = 0;
   private readonly arenas: PoolMemory[];
   private readonly adaptive: boolean;
+  private readonly batchSpinUs: number;
   private readonly shapes = new Map<number, ShapeStats>();
   private calls = 0;
   private overflow = false;
@@ -233,6 +252,15 @@ export class ThreadPool {
     this.minWorkNs = options.minWorkNs ?? DEFAULT_MIN_WORK_NS;
     this.stallMs = options.stallMs ?? 30_000;
     this.adaptive = options.adaptive ?? true;
+    const env = typeof process === 'undefined' ? undefined : process.env.ULTRASKETCH_BATCH_SPIN_US;
+    const spin = options.batchSpinUs ?? (env !== undefined && env !== '' ? Number(env) : BATCH_SPIN_US);
+    if (!Number.isInteger(spin) || spin < 0 || spin > 1_000_000) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `batch spin must be an integer number of µs from 0 to 1000000, got ${options.batchSpinUs ?? JSON.stringify(env)}`, {
+        ...(options.batchSpinUs === undefined ? { source: 'ULTRASKETCH_BATCH_SPIN_US' } : {}),
+        hint: 'use 0 to let workers sleep after every job, or e.g. 200',
+      });
+    }
+    this.batchSpinUs = spin;
     this.arenas = sources.map((s) => s.arena);
     if (threads < 2) return;
     for (const s of sources) {
@@ -412,6 +440,15 @@ export class ThreadPool {
         hint: 'run with one thread (--threads 1, ULTRASKETCH_THREADS=1) and report this message',
       });
     }
+  }
+
+  /**
+   * Say that a batch (a prefill: many products back to back) starts (true) or ended (false). During a batch a
+   * worker spins up to BATCH_SPIN_US after each job instead of going to sleep, so the next product does not
+   * pay a wake-up; between batches (generation, one token per call) workers sleep at once, as before.
+   */
+  batch(on: boolean): void {
+    if (this.workers.length > 0) Atomics.store(this.ctrl, SPIN, on ? this.batchSpinUs : 0);
   }
 
   /** Stop the workers (idempotent); later products run on the calling thread. */

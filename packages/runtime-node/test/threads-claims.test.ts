@@ -41,6 +41,30 @@ describe('ThreadPool claims', () => {
     }
   });
 
+  it('during a batch (workers spin between jobs) every chunk still runs once; a bad batch spin is a typed error', () => {
+    const config = { dim: 8, hiddenDim: 8, nHeads: 2, nKvHeads: 2, headDim: 4 } as ModelConfig;
+    const att = new WasmAttention(config);
+    const x = att.scratch(8 * 20_000);
+    const y = att.scratch(8 * 20_000).fill(1);
+    const pool = new ThreadPool([{ arena: att, modules: att.modules }], { threads: 2, minWorkNs: 0, adaptive: false, batchSpinUs: 500 });
+    try {
+      pool.batch(true);
+      for (let i = 0; i < 500; i++) att.add(x, y, 20_000 * (2 + (i % 7)));
+      pool.batch(false);
+      for (let i = 0; i < 100; i++) att.add(x, y, 8 * 20_000);
+      expect(x[0]).toBe(600);
+      // the last element: in every job of 8 chunks' length (i % 7 === 6) and in the 100 after the batch
+      let full = 0;
+      for (let i = 0; i < 500; i++) if (i % 7 === 6) full++;
+      expect(x[8 * 20_000 - 1]).toBe(100 + full);
+    } finally {
+      pool.dispose();
+    }
+    expect(() => new ThreadPool([{ arena: att, modules: att.modules }], { threads: 2, batchSpinUs: -1 })).toThrow(
+      expect.objectContaining({ code: 'E_BAD_ARGUMENT', hint: expect.stringContaining('use 0') }),
+    );
+  });
+
   it('an arena-backed attention kernel lends its memory from the arena (not counted as weights)', () => {
     const arena = new WasmArena({ shared: true });
     const w = arena.storeF32(new Float32Array(64).fill(1));
