@@ -42,8 +42,12 @@ export interface FmaTilePlan {
  * G multiply-adds per CPU-second, 2 rounds): plain SIMD 17–21, this plan (blocks of 4 input rows × 2 weight
  * rows) 23–26 — about 2 FMAs per cycle, the port limit of 128-bit FMA here; T = 5 (R 2) or R = 3 at T = 4
  * measured 17–20 (more accumulators than the 15 xmm registers V8 allocates on x64 spill).
+ * Since issue 13's fourth pass the main block is 3 input rows × 3 weight rows (9 accumulators, 6 loads per
+ * 9 fused multiply-adds instead of 6 per 8): 4–8% more multiply-adds per CPU-second on the shapes above and
+ * the attention and low-rank shapes (384×128×32, 384×32×128, 512×192×18, 512×512×42), with the same bits
+ * (each output's lanes sum the same terms in the same order whatever the tile).
  */
-export const DEFAULT_FMA_PLAN: FmaTilePlan = { rows: [4, 4, 3, 2] };
+export const DEFAULT_FMA_PLAN: FmaTilePlan = { rows: [4, 4, 3] };
 
 /**
  * The R × T tile: (w, x, y, rowBegin, rowEnd, cols, ldy, ldx, ldw, accumulate), byte addresses, (rowEnd −
