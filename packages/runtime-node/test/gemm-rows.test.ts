@@ -59,6 +59,23 @@ describe('gemm_rows: one wasm call per row range, the same bits as the per-block
     expect(checked).toBe(50);
   });
 
+  it('a batch walks L2-sized blocks of rows (blockRows): the same bits as one pass over all rows', () => {
+    const rng = new Rng(5);
+    const arena = new WasmArena();
+    const rows = 120;
+    const cols = 1100; // 4,400 bytes per row: blocks of 48 rows, so three blocks
+    const n = 9;
+    expect(arena.kernels.blockRows(cols)).toBe(48);
+    const w = arena.storeF32(Float32Array.from({ length: rows * cols }, () => rng.normal()));
+    const x = arena.storeF32(Float32Array.from({ length: n * cols }, () => rng.normal()));
+    const yA = arena.storeF32(new Float32Array(n * rows));
+    const yB = arena.storeF32(new Float32Array(n * rows));
+    jsLoop(arena, DEFAULT_TILE_PLAN, w, x, yA, n, cols, rows, 0, rows);
+    arena.kernels.gemm(w, x, yB, n, cols, rows, 0, rows);
+    const h = new Uint32Array(arena.memory.buffer);
+    expect(Buffer.from(h.slice(yB / 4, yB / 4 + n * rows).buffer).equals(Buffer.from(h.slice(yA / 4, yA / 4 + n * rows).buffer))).toBe(true);
+  });
+
   it('gemm() and gemmCalls() go through the driver for batches, and agree with it', () => {
     const rng = new Rng(3);
     const arena = new WasmArena();
