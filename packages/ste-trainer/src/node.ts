@@ -50,13 +50,14 @@ export function useWasmGemm(on = true): boolean {
   // ~25% faster products, rounded once per multiply-add on hardware with FMA.
   if (on && wasmGemm === undefined) wasmGemm = createTrainerGemm({ fma: process.env.ULTRASKETCH_TRAINER_FMA !== '0', setFlags: setFlagsFromString });
   // The exponentials share the gemm's memory, where the graphs' float32 buffers then live (used in place).
-  if (on && wasmExp === undefined) wasmExp = createTrainerExp(wasmGemm ? wasmGemm.mem : undefined);
+  // Their exponentials use fused multiply-adds when the gemm does (relaxed SIMD compiles, ULTRASKETCH_TRAINER_FMA ≠ 0).
+  if (on && wasmExp === undefined) wasmExp = createTrainerExp(wasmGemm ? wasmGemm.mem : undefined, { fma: wasmGemm?.fma === true });
   wasmActive = on && wasmGemm !== null && wasmGemm !== undefined;
   setMatmulKernel(wasmActive ? wasmGemm!.matmul : null);
   setExpKernel(on && wasmExp ? wasmExp.expRows : null);
   setSoftmaxKernel(on && wasmExp ? { causal: wasmExp.softmaxCausal, backward: wasmExp.softmaxBackward } : null);
   setKdKernel(on && wasmExp ? wasmExp.kdRows : null);
-  if (on && wasmOps === undefined) wasmOps = wasmGemm ? createTrainerOps(wasmGemm.mem) : null;
+  if (on && wasmOps === undefined) wasmOps = wasmGemm ? createTrainerOps(wasmGemm.mem, { fma: wasmGemm.fma }) : null;
   setElementwiseKernels(wasmActive && wasmOps ? wasmOps : null);
   setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
   setSumSquaresKernel(wasmActive && wasmOps ? (x) => wasmOps!.sumSquares(x, x.length) : null);

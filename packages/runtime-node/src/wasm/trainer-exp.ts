@@ -59,6 +59,11 @@ export class ExpBuilder extends FunctionBuilder {
     this.code.push(0x76);
     return this;
   }
+  /** f32x4.relaxed_madd (relaxed SIMD): pops a, b, c and pushes a·b + c (one fused instruction on x64 with FMA). */
+  relaxedMadd(): this {
+    this.code.push(0xfd, 0x85, 0x02);
+    return this;
+  }
   /** v128.const of four i32 lanes. */
   i32x4Const(lanes: readonly [number, number, number, number]): this {
     this.code.push(0xfd, 0x0c);
@@ -87,7 +92,7 @@ const HI = 88.0;
  * Push exp(v) (4 lanes) for the v128 local `v` (clobbered), using locals k and p: clamp, Cody–Waite
  * reduction, degree-7 Horner, times 2^k built from its float bits.
  */
-export function expV(f: ExpBuilder, v: number, k: number, p: number): void {
+export function expV(f: ExpBuilder, v: number, k: number, p: number, fma = false): void {
   const splat = (value: number) => f.f32Const(value).f32x4Splat();
   f.get(v);
   splat(LO).simdOp(SIMD_OPS.f32x4_pmax); // pmax(v, LO): v unless v < LO (NaN stays NaN)
@@ -100,7 +105,10 @@ export function expV(f: ExpBuilder, v: number, k: number, p: number): void {
   f.get(k).f32Const(LN2_LO).f32x4Splat().f32x4Mul().simdOp(SIMD_OPS.f32x4_sub).set(v);
   // p = Σ POLY[i] r^i (Horner)
   splat(POLY[7]!).set(p);
-  for (let i = 6; i >= 0; i--) f.get(p).get(v).f32x4Mul().f32Const(POLY[i]!).f32x4Splat().f32x4Add().set(p);
+  // fma (the trainer's kernels where relaxed SIMD compiles): each Horner step one fused multiply-add, rounded
+  // once instead of twice — as accurate or more, and fixed for a machine like the gemm's
+  if (fma) for (let i = 6; i >= 0; i--) f.get(p).get(v).f32Const(POLY[i]!).f32x4Splat().relaxedMadd().set(p);
+  else for (let i = 6; i >= 0; i--) f.get(p).get(v).f32x4Mul().f32Const(POLY[i]!).f32x4Splat().f32x4Add().set(p);
   // p · bits((int(k) + 127) << 23)
   f.get(p);
   f.get(k).simdOp(SIMD_OPS.i32x4_trunc_sat_f32x4_s).i32Const(127).simdOp(SIMD_OPS.i32x4_splat).simdOp(SIMD_OPS.i32x4_add);
@@ -130,7 +138,7 @@ function lanesSum(f: FunctionBuilder, a: number): void {
  * its sequence: s[r, p] = exp(scale·s[r, p] − m) / Σ_{p' ≤ t} exp(…) for p ≤ t (m = scale · max_{p ≤ t} s[r, p])
  * and 0 for p > t. Attention's causal soft-max over stacked heads; sums in float32 (4 lanes, then pairwise).
  */
-function emitSoftmaxCausal(): FunctionBuilder {
+function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'f32']);
   const [sp, rows, L, scale] = [0, 1, 2, 3];
   const r = f.local('i32');
@@ -176,7 +184,7 @@ function emitSoftmaxCausal(): FunctionBuilder {
     f.i32Const(0).set(c);
     loopLt(f, c, full, 16, () => {
       f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.set(v);
       f.get(rp).get(c).i32Add().get(v).v128Store();
       f.get(vsum).get(v).f32x4Add().set(vsum);
@@ -185,7 +193,7 @@ function emitSoftmaxCausal(): FunctionBuilder {
     loopLt(f, c, valid, 4, () => {
       // one value through the vector code (splat, exp, lane 0)
       f.get(rp).get(c).i32Add().f32Load().f32x4Splat().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.f32x4ExtractLane(0).set(e);
       f.get(rp).get(c).i32Add().get(e).f32Store();
       f.get(sumS).get(e).f32Add().set(sumS);
@@ -221,7 +229,7 @@ function emitSoftmaxCausal(): FunctionBuilder {
  * code), and the zeros after t are written 4 at a time. Same values up to float32 summation order: the
  * partial vector's lanes are summed with the others (lanes, then pairwise) instead of after them.
  */
-function emitSoftmaxCausal4(): FunctionBuilder {
+function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'f32']);
   const [sp, rows, L, scale] = [0, 1, 2, 3];
   const r = f.local('i32');
@@ -267,7 +275,7 @@ function emitSoftmaxCausal4(): FunctionBuilder {
     f.i32Const(0).set(c);
     loopLt(f, c, full, 16, () => {
       f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.set(v);
       f.get(rp).get(c).i32Add().get(v).v128Store();
       f.get(vsum).get(v).f32x4Add().set(vsum);
@@ -277,7 +285,7 @@ function emitSoftmaxCausal4(): FunctionBuilder {
     f.i32x4Const([0, 1, 2, 3]).get(valid).get(full).i32Sub().i32Const(2).i32ShrU().simdOp(SIMD_OPS.i32x4_splat);
     f.simdOp(SIMD_OPS.i32x4_lt_s).set(mask);
     f.get(rp).get(full).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-    expV(f, v, k, p);
+    expV(f, v, k, p, fma);
     f.get(mask).simdOp(SIMD_OPS.v128_and).set(v);
     f.get(rp).get(full).i32Add().get(v).v128Store();
     f.get(vsum).get(v).f32x4Add().set(vsum);
@@ -366,7 +374,7 @@ function emitSoftmaxBackward(): FunctionBuilder {
  *   d = (a + c) · e_s / Σ e_s − a · e_t / Σ e_t         (the caller subtracts c at the target)
  * so the caller's JS does only the row maxima (and top-1) before and the logarithms after.
  */
-function emitKdRows(): FunctionBuilder {
+function emitKdRows(fma: boolean): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32']);
   const [zp0, xp0, mxp, dp0, ep0, stp, rows, V, a, c] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const r = f.local('i32');
@@ -414,10 +422,10 @@ function emitKdRows(): FunctionBuilder {
       f.get(zp).get(j).i32Add().v128Load().set(zv);
       f.get(xp).get(j).i32Add().v128Load().set(xv);
       f.get(zv).get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.set(e1);
       f.get(xv).get(shT).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.set(e2);
       f.get(dp).get(j).i32Add().get(e1).v128Store();
       f.get(ep).get(j).i32Add().get(e2).v128Store();
@@ -434,10 +442,10 @@ function emitKdRows(): FunctionBuilder {
     loopLt(f, j, rowBytes, 4, () => {
       // one logit of each model through the vector code (splat, exp, lane 0)
       f.get(zp).get(j).i32Add().f32Load().f32x4Splat().get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.f32x4ExtractLane(0).set(es);
       f.get(xp).get(j).i32Add().f32Load().f32x4Splat().get(shT).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.f32x4ExtractLane(0).set(et);
       // the cross term reads z before e_s is stored over it (d may alias z)
       f.get(cr).get(et).get(xp).get(j).i32Add().f32Load().get(zp).get(j).i32Add().f32Load().f32Sub().f32Mul().f32Add().set(cr);
@@ -476,7 +484,7 @@ function emitKdRows(): FunctionBuilder {
 }
 
 /** exp_rows(x, y, shifts, rows, cols, cols4, scale): addresses in bytes; only the first cols4 (a multiple of 4) columns. */
-function emitExpRows(): FunctionBuilder {
+function emitExpRows(fma: boolean): FunctionBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
   const [x, y, shifts, rows, cols, cols4, scale] = [0, 1, 2, 3, 4, 5, 6];
   const r = f.local('i32');
@@ -509,7 +517,7 @@ function emitExpRows(): FunctionBuilder {
       // v = clamp(scale·x − shift) · log2(e)
       f.get(yp).get(c).i32Add();
       f.get(xp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p);
+      expV(f, v, k, p, fma);
       f.v128Store();
       f.get(c).i32Const(16).i32Add().tee(c).get(vecBytes).i32LtU().brIf(0);
     }
@@ -522,16 +530,21 @@ function emitExpRows(): FunctionBuilder {
   return f;
 }
 
-let moduleBytes: Uint8Array | undefined;
-function expModuleBytes(): Uint8Array {
-  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
-    .addFunction('exp_rows', emitExpRows())
-    .addFunction('softmax_causal', emitSoftmaxCausal())
-    .addFunction('softmax_causal4', emitSoftmaxCausal4())
-    .addFunction('softmax_backward', emitSoftmaxBackward())
-    .addFunction('kd_rows', emitKdRows())
-    .emit();
-  return moduleBytes;
+const moduleBytes = new Map<boolean, Uint8Array>();
+/** The module, with fused multiply-add Horner steps (relaxed SIMD) or without. */
+function expModuleBytes(fma = false): Uint8Array {
+  let bytes = moduleBytes.get(fma);
+  if (!bytes) {
+    bytes = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
+      .addFunction('exp_rows', emitExpRows(fma))
+      .addFunction('softmax_causal', emitSoftmaxCausal(fma))
+      .addFunction('softmax_causal4', emitSoftmaxCausal4(fma))
+      .addFunction('softmax_backward', emitSoftmaxBackward())
+      .addFunction('kd_rows', emitKdRows(fma))
+      .emit();
+    moduleBytes.set(fma, bytes);
+  }
+  return bytes;
 }
 
 type ExpRowsFn = (x: number, y: number, shifts: number, rows: number, cols: number, cols4: number, scale: number) => void;
@@ -558,10 +571,15 @@ export class WasmTrainerExp {
   calls = 0;
   elements = 0;
 
-  constructor(mem: TrainerMemory = new TrainerMemory()) {
+  /** Whether the exponentials' Horner steps are fused multiply-adds (relaxed SIMD). */
+  readonly fma: boolean;
+
+  /** `fma`: fused Horner steps (the caller has checked that relaxed SIMD compiles: enableRelaxedSimd). */
+  constructor(mem: TrainerMemory = new TrainerMemory(), fma = false) {
     const wasm = requireWasm();
     this.mem = mem;
-    const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes()), { env: { memory: mem.memory } });
+    this.fma = fma;
+    const instance: WasmInstance = new wasm.Instance(new wasm.Module(expModuleBytes(fma)), { env: { memory: mem.memory } });
     this.fn = instance.exports.exp_rows as ExpRowsFn;
     this.softmaxFn = instance.exports.softmax_causal as SoftmaxCausalFn;
     this.softmax4Fn = instance.exports.softmax_causal4 as SoftmaxCausalFn;
@@ -684,9 +702,13 @@ export class WasmTrainerExp {
  * A WasmTrainerExp (over `mem`, or a memory of its own) when this engine validates the module, else null
  * (the trainer keeps Math.exp).
  */
-export function createTrainerExp(mem?: TrainerMemory): WasmTrainerExp | null {
+export function createTrainerExp(mem?: TrainerMemory, options: { fma?: boolean } = {}): WasmTrainerExp | null {
   try {
-    if (!wasmApi || !wasmApi.validate(expModuleBytes())) return null;
+    if (!wasmApi) return null;
+    // fused Horner steps when asked for and this engine compiles relaxed SIMD (the gemm's enableRelaxedSimd
+    // decides that once per process), else the plain module
+    if (options.fma === true && wasmApi.validate(expModuleBytes(true))) return new WasmTrainerExp(mem, true);
+    if (!wasmApi.validate(expModuleBytes())) return null;
     return new WasmTrainerExp(mem);
   } catch {
     return null;

@@ -83,7 +83,7 @@ function lanesSum(f: FunctionBuilder, a: number): void {
 }
 
 /** swiglu_fwd(g, u, h, s, bytes) */
-function emitSwigluFwd(): FunctionBuilder {
+function emitSwigluFwd(fma: boolean): FunctionBuilder {
   const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32', 'i32']);
   const [gp, up, hp, sp, bytes] = [0, 1, 2, 3, 4];
   const i = f.local('i32');
@@ -94,7 +94,7 @@ function emitSwigluFwd(): FunctionBuilder {
   loopLt(f, i, bytes, 16, () => {
     f.loadAt(gp, i).simdOp(F32X4_NEG).set(v);
     f.splat(1);
-    expV(f, v, k, p);
+    expV(f, v, k, p, fma);
     f.splat(1).f32x4Add().simdOp(F32X4_DIV).set(sv);
     f.addr(sp, i).get(sv).v128Store();
     f.addr(hp, i).loadAt(gp, i).get(sv).f32x4Mul().loadAt(up, i).f32x4Mul().v128Store();
@@ -398,7 +398,7 @@ function emitMse(): FunctionBuilder {
 }
 
 /** exp_abs(x, y, bytes, scale): y = exp(scale · |x|) (LittleBit's SmoothSign derivative, e = exp(−2k|u|)). */
-function emitExpAbs(): FunctionBuilder {
+function emitExpAbs(fma: boolean): FunctionBuilder {
   const f = new OpsBuilder(['i32', 'i32', 'i32', 'f32']);
   const [xp, yp, bytes, scale] = [0, 1, 2, 3];
   const i = f.local('i32');
@@ -410,16 +410,19 @@ function emitExpAbs(): FunctionBuilder {
   loopLt(f, i, bytes, 16, () => {
     f.loadAt(xp, i).simdOp(F32X4_ABS).get(sc).f32x4Mul().set(v);
     f.addr(yp, i);
-    expV(f, v, k, p);
+    expV(f, v, k, p, fma);
     f.v128Store();
   });
   return f;
 }
 
-let moduleBytes: Uint8Array | undefined;
-function opsModuleBytes(): Uint8Array {
-  moduleBytes ??= new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
-    .addFunction('swiglu_fwd', emitSwigluFwd())
+const moduleBytes = new Map<boolean, Uint8Array>();
+/** The module, with fused multiply-add Horner steps in its exponentials (relaxed SIMD) or without. */
+function opsModuleBytes(fma = false): Uint8Array {
+  const cached = moduleBytes.get(fma);
+  if (cached) return cached;
+  const bytes = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
+    .addFunction('swiglu_fwd', emitSwigluFwd(fma))
     .addFunction('swiglu_bwd', emitSwigluBwd())
     .addFunction('rmsnorm_fwd', emitRmsNormFwd())
     .addFunction('rmsnorm_bwd', emitRmsNormBwd())
@@ -430,9 +433,10 @@ function opsModuleBytes(): Uint8Array {
     .addFunction('sumsq', emitSumSq())
     .addFunction('rope_pairs', emitRopePairs())
     .addFunction('mse', emitMse())
-    .addFunction('exp_abs', emitExpAbs())
+    .addFunction('exp_abs', emitExpAbs(fma))
     .emit();
-  return moduleBytes;
+  moduleBytes.set(fma, bytes);
+  return bytes;
 }
 
 type Fn = (...args: number[]) => void;
@@ -462,10 +466,15 @@ export class WasmTrainerOps {
   /** Floats copied into and out of the wasm memory (diagnostics). */
   copiedFloats = 0;
 
-  constructor(mem: TrainerMemory = new TrainerMemory()) {
+  /** Whether the exponentials' Horner steps are fused multiply-adds (relaxed SIMD). */
+  readonly fma: boolean;
+
+  /** `fma`: fused Horner steps in SwiGLU's σ and exp_abs (the caller has checked relaxed SIMD compiles). */
+  constructor(mem: TrainerMemory = new TrainerMemory(), fma = false) {
     this.mem = mem;
+    this.fma = fma;
     const wasm = requireWasm();
-    const instance: WasmInstance = new wasm.Instance(new wasm.Module(opsModuleBytes()), { env: { memory: mem.memory } });
+    const instance: WasmInstance = new wasm.Instance(new wasm.Module(opsModuleBytes(fma)), { env: { memory: mem.memory } });
     this.fn = instance.exports as Record<string, Fn>;
   }
 
@@ -668,9 +677,11 @@ export class WasmTrainerOps {
 }
 
 /** A WasmTrainerOps (over `mem`, or a memory of its own) when this engine validates the module, else null. */
-export function createTrainerOps(mem?: TrainerMemory): WasmTrainerOps | null {
+export function createTrainerOps(mem?: TrainerMemory, options: { fma?: boolean } = {}): WasmTrainerOps | null {
   try {
-    if (!wasmApi || !wasmApi.validate(opsModuleBytes())) return null;
+    if (!wasmApi) return null;
+    if (options.fma === true && wasmApi.validate(opsModuleBytes(true))) return new WasmTrainerOps(mem, true);
+    if (!wasmApi.validate(opsModuleBytes())) return null;
     return new WasmTrainerOps(mem);
   } catch {
     return null;
