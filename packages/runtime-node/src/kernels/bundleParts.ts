@@ -139,16 +139,18 @@ export function bundleWeightBytes(bundle: Bundle): number {
 
 /**
  * A CPU session running a bundle with its codecs' fused kernels. The kernels keep their parameters in the
- * session's own wasm arena (shared with its worker threads when `threads` > 1), so the session's memory
+ * session's own (shared) wasm arena, with its worker threads when `threads` > 1, so the session's memory
  * report counts exactly its weights; the bundle object is not referenced by the session afterwards.
  */
 export function sessionFromBundle(bundle: Bundle, options: SessionOptions & { source?: string; attention?: boolean } = {}): NodeSession {
   const threads = resolveThreads(options.threads);
   const arena = compressedWasmAvailable()
-    ? new WasmArena({ shared: threads > 1, initialBytes: bundleWeightBytes(bundle) + (1 << 20) })
+    ? new WasmArena({ shared: true, initialBytes: bundleWeightBytes(bundle) + (1 << 20) })
     : undefined;
   const parts = bundleForwardParts(bundle, options.source, arena ? { arena } : {});
   // attention over a KV cache in wasm memory (SIMD), when wasm is there and the head width allows
-  if (arena && options.attention !== false && WasmAttention.supports(parts.config)) parts.attention = new WasmAttention(parts.config);
+  // (over the session's arena: the forward's activations and logits then live in the memory the kernels read,
+  // and kernels that check `arena.holds` read/write them in place — issue 12, fifth slice)
+  if (arena && options.attention !== false && WasmAttention.supports(parts.config)) parts.attention = new WasmAttention(parts.config, arena);
   return new NodeSession(new LlamaForward(parts), { ...options, threads, arenas: arena ? [arena] : [] });
 }

@@ -240,11 +240,18 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     const at = this.arena.scratch(xBytes + yBytes);
     const f32 = this.views.refresh().f32;
     const x4 = at / 4;
-    const yAt = at + xBytes;
-    const y4 = yAt / 4;
+    const y4 = (at + xBytes) / 4;
+    // inputs/outputs that are views of the arena (the forward's activations and logits when the attention kernel
+    // lives in it) are read/written where they are: no copy (rows whole 16-byte groups, inputs unpadded)
+    const xIn = pad === cols && this.arena.holds(x);
+    const yIn = rows % 4 === 0 && this.arena.holds(y);
     for (let g0 = 0; g0 < n; g0 += G) {
       const m = Math.min(G, n - g0);
-      if (pad === cols) f32.set(x.subarray(g0 * cols, (g0 + m) * cols), x4);
+      const xRound = xIn ? x.byteOffset + g0 * cols * 4 : x4 * 4;
+      const yRound = yIn ? y.byteOffset + g0 * rows * 4 : y4 * 4;
+      if (xIn) {
+        // in place
+      } else if (pad === cols) f32.set(x.subarray(g0 * cols, (g0 + m) * cols), x4);
       else {
         for (let t = 0; t < m; t++) {
           f32.set(x.subarray((g0 + t) * cols, (g0 + t + 1) * cols), x4 + t * pad);
@@ -256,8 +263,8 @@ class WasmF16Linear implements Linear, EmbeddingTable {
       splitRows(this.arena, rows, m * rows * cols * F16_NS_PER_MAC, 4, (call, r0, r1) => {
         for (let t0 = 0; t0 < m; t0 += MAX_T) {
           const T = Math.min(MAX_T, m - t0);
-          const xAt = at + t0 * pad * 4;
-          const yBlock = yAt + t0 * rows * 4;
+          const xAt = xRound + t0 * pad * 4;
+          const yBlock = yRound + t0 * rows * 4;
           // whole tiles of R rows, then the last rows % R one at a time
           const R = rowsPerTile(T);
           const tiled = r0 + (r1 - r0) - ((r1 - r0) % R);
@@ -267,7 +274,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
           }
         }
       });
-      y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
+      if (!yIn) y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
     }
   }
 }

@@ -543,10 +543,13 @@ function applyBlocksImpl(
   const slots = 4 * (arena.threads?.threads ?? 1) + 2;
   const at = arena.scratch(xsBytes + ysBytes + slots * slotBytes);
   const f32 = k.views.refresh().f32;
-  const xs = at;
-  const ys = xs + xsBytes;
-  const slot0 = ys + ysBytes;
-  f32.set(x.subarray(0, n * inF), xs / 4);
+  // x and y that are views of the arena (the forward's activations) are read/written in place
+  const xIn = arena.holds(x);
+  const yIn = arena.holds(y);
+  const xs = xIn ? x.byteOffset : at;
+  const ys = yIn ? y.byteOffset : at + xsBytes;
+  const slot0 = at + xsBytes + ysBytes;
+  if (!xIn) f32.set(x.subarray(0, n * inF), xs / 4);
   // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
   for (let s = 0; s < slots; s++) {
     const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
@@ -577,7 +580,7 @@ function applyBlocksImpl(
       call(deinterleave, yAt, ys + t0 * out * 4, T, out);
     }
   });
-  y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
+  if (!yIn) y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
 }
 
 export interface WasmLittleBitOptions {
