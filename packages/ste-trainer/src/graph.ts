@@ -469,6 +469,18 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   /** ∂L/∂Ŵ = dYᵀ X, handed to the provider (skipped for frozen providers). */
   private linearGrad(linear: number, p: WeightProvider<T>, dY: T, x: T, n: number, buf: T): void {
     if (!p.trainable) return;
+    const target = p.gradTarget?.() ?? null;
+    if (target !== null) {
+      // added straight into the provider's gradient, then the workers' parts: onto the zeroed gradient the
+      // same values as gradW = own + workers' followed by grad += gradW (0 + x = x), without that scratch and pass
+      matmul(dY, x, target, p.rows, p.cols, n, true, false, true);
+      this.mark?.('bwd.linear dW');
+      if (this.beforeProviderBackward) {
+        this.beforeProviderBackward(linear, target);
+        this.mark?.('bwd.add worker ∂L/∂Ŵ');
+      }
+      return;
+    }
     matmul(dY, x, buf, p.rows, p.cols, n, true, false);
     this.mark?.('bwd.linear dW');
     this.providerGrad(linear, p, buf, false);

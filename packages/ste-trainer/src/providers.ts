@@ -67,6 +67,12 @@ export interface WeightProvider<T extends FloatArray = Float32Array> {
    * evaluation, tests).
    */
   readonly factorRank?: number;
+  /**
+   * Optional: where the graph may ADD ∂L/∂Ŵ itself (the array backward() would add gradW into; a dense
+   * trainable weight's gradient). The graph then accumulates its product there (the workers' parts after it)
+   * and does not call backward(): no ∂L/∂Ŵ scratch and no add pass. Null: use backward().
+   */
+  gradTarget?(): T | null;
   /** [Left | Right] packed, length r·(rows + cols) (Left row-major first); unchanged until backwardFactors. */
   factors?(): T;
   /** ADD the gradients for packed [∂L/∂Left | ∂L/∂Right] (same layout as factors(); linear in it). */
@@ -132,6 +138,11 @@ export class DenseProvider<T extends FloatArray = Float32Array> implements Weigh
     if (!this.param) return;
     const g = this.param.grad;
     addRows(g, gradW, g, g.length); // the wasm add when installed (the same float32 sums)
+  }
+
+  /** The gradient itself: the graph adds ∂L/∂Ŵ into it (WeightProvider.gradTarget). */
+  gradTarget(): T | null {
+    return this.param ? this.param.grad : null;
   }
 
   parameters(): Param<T>[] {
