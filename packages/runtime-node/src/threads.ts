@@ -111,10 +111,20 @@ interface ShapeStats {
   single: number;
   split: number;
   calls: number;
+  /** Calls between rechecks of the slower way, and the call index of the next one. */
+  interval: number;
+  next: number;
 }
-/** Calls of a shape before the policy trusts its timings; then one call in RECHECK tries the other way. */
+/** Calls of a shape before the policy trusts its timings; then one call in RECHECK (up to MAX_RECHECK) tries the other way. */
 const EXPLORE_CALLS = 6;
 const RECHECK = 32;
+/**
+ * A recheck that confirms the faster way doubles the interval to the next one, up to this (a change resets it
+ * to RECHECK): on a machine whose second core other jobs hold, a split product can wait a whole time slice for
+ * a descheduled worker, and one such recheck in 32 tokens made 2-thread LittleBit generation 3–6% slower than 1
+ * thread (bench/threads-speed.mjs, load ~4.7, issue 12 fifth slice).
+ */
+const MAX_RECHECK = 1024;
 const EWMA = 0.25;
 
 /*
@@ -305,7 +315,7 @@ export class ThreadPool {
    * `align`, claimed by this thread and the workers — or body(0, rows) here. Products estimated under
    * `minWorkNs` always run here. Above it, with `adaptive` (the default), the pool TIMES both ways per product
    * shape (rows and estimated work, i.e. the same linear at the same batch size): the first calls alternate, then
-   * the faster way is used, and one call in RECHECK tries the other again — so a second core that other jobs
+   * the faster way is used, and one call in RECHECK (backing off to MAX_RECHECK while the answer stays the same) tries the other again — so a second core that other jobs
    * keep busy (a loaded machine) stops being used, and comes back into use when it frees up. Both ways compute
    * every row with the same calls: the choice never changes a result.
    */
@@ -326,11 +336,12 @@ export class ThreadPool {
     let st = this.shapes.get(key);
     if (!st) {
       if (this.shapes.size > 4096) this.shapes.clear();
-      this.shapes.set(key, (st = { single: Number.NaN, split: Number.NaN, calls: 0 }));
+      this.shapes.set(key, (st = { single: Number.NaN, split: Number.NaN, calls: 0, interval: RECHECK, next: RECHECK }));
     }
     const k = st.calls++;
     const faster = st.split < st.single;
-    const useSplit = k < EXPLORE_CALLS ? k % 2 === 1 : k % RECHECK === 0 ? !faster : faster;
+    const recheck = k >= EXPLORE_CALLS && k >= st.next;
+    const useSplit = k < EXPLORE_CALLS ? k % 2 === 1 : recheck ? !faster : faster;
     const t = performance.now();
     if (useSplit) this.split(rows, chunks, align, body);
     else {
@@ -340,6 +351,10 @@ export class ThreadPool {
     const dt = performance.now() - t;
     if (useSplit) st.split = Number.isNaN(st.split) ? dt : st.split + EWMA * (dt - st.split);
     else st.single = Number.isNaN(st.single) ? dt : st.single + EWMA * (dt - st.single);
+    if (recheck) {
+      st.interval = st.split < st.single === faster ? Math.min(MAX_RECHECK, 2 * st.interval) : RECHECK;
+      st.next = k + st.interval;
+    }
   }
 
   private split(rows: number, chunks: number, align: number, body: RowBody): void {

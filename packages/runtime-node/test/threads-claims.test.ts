@@ -65,6 +65,33 @@ describe('ThreadPool claims', () => {
     );
   });
 
+  it('the adaptive policy backs off its rechecks while the split stays slower', () => {
+    const config = { dim: 8, hiddenDim: 8, nHeads: 2, nKvHeads: 2, headDim: 4 } as ModelConfig;
+    const att = new WasmAttention(config);
+    const x = att.scratch(64);
+    const y = att.scratch(64).fill(1);
+    const add = (att.modules[0]!.exports as Record<string, (...a: number[]) => void>).add!;
+    const pool = new ThreadPool([{ arena: att, modules: att.modules }], { threads: 2 });
+    try {
+      let direct: unknown;
+      pool.rows(4, 0, 1, (call) => (direct = call)); // under the threshold: run here, with the direct caller
+      for (let i = 0; i < 2000; i++) {
+        pool.rows(64, 1e6, 4, (call, r0, r1) => {
+          // a split (recording the calls) is made 0.3 ms slower, so one thread always wins
+          if (call !== direct) for (const end = performance.now() + 0.3; performance.now() < end; );
+          call(add, x.byteOffset + 4 * r0, y.byteOffset + 4 * r0, 4 * (r1 - r0));
+        });
+      }
+      // 3 exploring splits, then rechecks at 32, 96, 224, 480, 992, 2016 calls (a fixed 1 in 32: ~65)
+      expect(pool.splitCount).toBeGreaterThanOrEqual(4);
+      expect(pool.splitCount).toBeLessThanOrEqual(12);
+      expect(x[0]).toBe(2000);
+      expect(x[63]).toBe(2000);
+    } finally {
+      pool.dispose();
+    }
+  });
+
   it('an arena-backed attention kernel lends its memory from the arena (not counted as weights)', () => {
     const arena = new WasmArena({ shared: true });
     const w = arena.storeF32(new Float32Array(64).fill(1));
