@@ -184,3 +184,25 @@ describe('end to end: stories260K, 12 KD steps with the soft query', () => {
     }
   });
 });
+
+describe('through the pipeline (what `compress --soft-query` runs)', () => {
+  it('the run steps reach the provider, the recipe records softQuery, the bundle options do not; other providers refuse it', async () => {
+    const { compress } = await import('../../pipeline/src/compress.js');
+    const calibText = readFileSync('/work/shared/data/tinystories/calib.txt', 'utf8');
+    const base = { model: '/work/shared/models/stories260K/stories260K.bin', codec: 'sketch', embeddings: 'f16' as const, seed: 0, smallMatrix: 'keep' as const };
+    const finetune = { steps: 3, batch: 1, seq: 16, loss: 'kd' as const, data: 'calib' as const, calibText };
+    const r = await compress({ ...base, codecOptions: { bpw: 4, query: 'absmaxmin', softQuery: 1 }, finetune });
+    expect(r.report.training?.recipe.softQuery).toBe(1);
+    expect(Object.keys(r.report.codec.options as object)).not.toContain('softQuery');
+    const plain = await compress({ ...base, codecOptions: { bpw: 4, query: 'absmaxmin' }, finetune });
+    expect(Object.keys(plain.report.training!.recipe)).not.toContain('softQuery');
+    // the soft run trained differently (its last step's loss is not the hard run's), at the same stored bits
+    expect(r.report.bpwLinears).toBe(plain.report.bpwLinears);
+    expect(r.report.training!.final!.loss).not.toBe(plain.report.training!.final!.loss);
+    // the generic straight-through provider would ignore it: refused, naming the flag
+    await expect(compress({ ...base, codecOptions: { bpw: 4, query: 'absmaxmin', softQuery: 1 }, finetune: { ...finetune, mode: 'ste' as const } })).rejects.toMatchObject({
+      code: 'E_BAD_ARGUMENT',
+      source: '--soft-query',
+    });
+  }, 120_000);
+});
