@@ -7,7 +7,7 @@ import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { splitRows } from '../threads.js';
+import { type RowCall, splitRows } from '../threads.js';
 
 /**
  * The LittleBit kernel in WebAssembly (docs/kernels.md): y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), each ±1
@@ -559,10 +559,18 @@ function applyBlocksImpl(
   const deinterleave = k.fn.deinterleave4!;
   const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
   const lookups = (r * (padIn / 8) * (vB === 8 ? 1 : 2) + out * (padR / 8) * (uB === 8 ? 1 : 2)) * paths.length;
-  const work = blocks * lookups * NS_PER_LOOKUP;
-  let slot = 0;
-  splitRows(arena, blocks, work, 1, (call, b0, b1) => {
-    const base = slot0 + Math.min(slot++, slots - 1) * slotBytes;
+  // jobs of at most BLOCKS_PER_JOB blocks: (2 + 4·paths) recorded calls per block must fit the pool's calls per job
+  for (let g0 = 0; g0 < blocks; g0 += BLOCKS_PER_JOB) {
+    const g1 = Math.min(blocks, g0 + BLOCKS_PER_JOB);
+    let slot = 0;
+    splitRows(arena, g1 - g0, (g1 - g0) * lookups * NS_PER_LOOKUP, 1, (call, c0, c1) => {
+      const base = slot0 + Math.min(slot++, slots - 1) * slotBytes;
+      blockCalls(call, base, g0 + c0, g0 + c1);
+    });
+  }
+  if (!yIn) y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
+
+  function blockCalls(call: RowCall, base: number, b0: number, b1: number): void {
     const xAt = base;
     const wAt = xAt + x4Bytes;
     const yAt = wAt + w4Bytes;
@@ -579,9 +587,11 @@ function applyBlocksImpl(
       });
       call(deinterleave, yAt, ys + t0 * out * 4, T, out);
     }
-  });
-  if (!yIn) y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
+  }
 }
+
+/** Blocks of 4 tokens per pool job in a LittleBit batch (applyBlocksImpl). */
+const BLOCKS_PER_JOB = 128;
 
 export interface WasmLittleBitOptions {
   /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */

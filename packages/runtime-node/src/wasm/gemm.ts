@@ -337,8 +337,11 @@ export class GemmKernels {
   ): void {
     const maxT = this.maxT;
     if (n > maxT) {
-      // one recorded call per block of rows of the chunk (see emitGemmRows, blockRows)
-      for (let r0 = rowBegin, step = this.blockRows(cols); r0 < rowEnd; r0 += step) {
+      // one recorded call per block of rows of the chunk (see emitGemmRows, blockRows) — at most ~16 per chunk, so a
+      // large product (a 128k-row classifier) stays within the pool's recorded calls per job
+      const a = this.rowAlign;
+      const step = Math.max(this.blockRows(cols), Math.ceil((rowEnd - rowBegin) / 16 / a) * a);
+      for (let r0 = rowBegin; r0 < rowEnd; r0 += step) {
         call(this.rows as unknown as TileKernel, w, x, y, n, cols, ldy, r0, Math.min(rowEnd, r0 + step));
       }
       return;
