@@ -78,4 +78,50 @@ describe('causal rows products', () => {
       expect(untouched.every((v) => v === 5)).toBe(true);
     }
   });
+
+  it.skipIf(fma === null || !fma.fma)('TN tiles (Aᵀ B in place, no transposes: ∂L/∂Ŵ): the float64 product to float32 rounding, accumulate adds; every edge tile', () => {
+    const g = fma!;
+    // m 3k + 1 (a 1-row edge), n 12k + 8 (4-column edges), k over two 128-row blocks with a remainder
+    for (const [m, n, k] of [
+      [37, 44, 300],
+      [192, 192, 128],
+      [3, 4, 1],
+    ] as const) {
+      const a = g.allocF32(k * m);
+      const b = g.allocF32(k * n);
+      a.set(rand(k * m, 21 + m));
+      b.set(rand(k * n, 23 + n));
+      const c0 = rand(m * n, 25);
+      for (const accumulate of [false, true]) {
+        const c = g.allocF32(m * n);
+        c.set(c0);
+        const copies = g.copiedFloats;
+        expect(g.matmul(a, b, c, m, n, k, true, false, accumulate)).toBe(true);
+        expect(g.copiedFloats).toBe(copies); // read and written in place
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let ref = accumulate ? c0[i * n + j]! : 0;
+            let mag = Math.abs(ref);
+            for (let t = 0; t < k; t++) {
+              ref += a[t * m + i]! * b[t * n + j]!;
+              mag += Math.abs(a[t * m + i]! * b[t * n + j]!);
+            }
+            expect(Math.abs(c[i * n + j]! - ref), `${m}x${n}x${k} acc ${accumulate} (${i}, ${j})`).toBeLessThanOrEqual(1e-6 * mag + 1e-30);
+          }
+        }
+        if (k >= 128) {
+          // the TN path was the one taken: the transpose + NT path sums in another order (other bits somewhere)
+          const viaNt = g.allocF32(m * n);
+          viaNt.set(c0);
+          g.tn = false;
+          try {
+            expect(g.matmul(a, b, viaNt, m, n, k, true, false, accumulate)).toBe(true);
+          } finally {
+            g.tn = true;
+          }
+          expect(Array.from(viaNt)).not.toEqual(Array.from(c));
+        }
+      }
+    }
+  });
 });

@@ -30,7 +30,95 @@ class FmaBuilder extends FunctionBuilder {
     this.code.push(0xfd, (RELAXED_MADD & 0x7f) | 0x80, RELAXED_MADD >> 7);
     return this;
   }
+  /** v128.load32_splat (one float to all 4 lanes) with a constant byte offset below 128. */
+  load32Splat(offset: number): this {
+    this.code.push(0xfd, 0x09, 2, offset);
+    return this;
+  }
 }
+
+/**
+ * The "TN" tile for products whose reduction runs down the rows of both operands (∂L/∂Ŵ = dYᵀ X): C[i, j] (+)=
+ * Σ_t A[t, i] · B[t, j] with A [k, ·] and B [k, ·] row-major — no transposes. Outer products: per t, R floats
+ * of A's row t (splat) times V vectors of B's row t into R × V vector accumulators, stored as vectors (no
+ * horizontal sums). (a, b, c, rows, cols, k, lda, ldb, ldc, accumulate): byte addresses of the block's
+ * origin, rows a multiple of R, cols of 4V, strides in floats. Each C element sums t in order in one lane.
+ */
+function emitTnTile(R: number, V: number): FunctionBuilder {
+  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [a, b, c, rows, cols, k, lda, ldb, ldc, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const i = f.local('i32');
+  const j = f.local('i32');
+  const t = f.local('i32');
+  const ap = f.local('i32');
+  const bp = f.local('i32');
+  const cp = f.local('i32');
+  const ldaB = f.local('i32');
+  const ldbB = f.local('i32');
+  const ldcB = f.local('i32');
+  const colsB = f.local('i32');
+  const acc = Array.from({ length: R * V }, () => f.local('v128'));
+  const bv = Array.from({ length: V }, () => f.local('v128'));
+  const av = f.local('v128');
+  const loop = (v: number, limit: number, step: number, body: () => void) => {
+    f.block().get(v).get(limit).i32GeU().brIf(0);
+    f.loop();
+    body();
+    f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+    f.end().end();
+  };
+  f.get(lda).i32Const(2).i32Shl().set(ldaB);
+  f.get(ldb).i32Const(2).i32Shl().set(ldbB);
+  f.get(ldc).i32Const(2).i32Shl().set(ldcB);
+  f.get(cols).i32Const(2).i32Shl().set(colsB);
+  // columns outer: one column strip of B (k rows × 4V floats) serves every row block (the caller keeps k
+  // small enough for it and A's strip to stay in L1)
+  f.i32Const(0).set(j);
+  loop(j, colsB, 16 * V, () => {
+    f.i32Const(0).set(i);
+    loop(i, rows, R, () => {
+      for (const x of acc) f.v128Zero().set(x);
+      f.get(a).get(i).i32Const(2).i32Shl().i32Add().set(ap); // A[0, i]
+      f.get(b).get(j).i32Add().set(bp); // B[0, j]
+      f.i32Const(0).set(t);
+      loop(t, k, 1, () => {
+        for (let v = 0; v < V; v++) f.get(bp).v128Load(16 * v).set(bv[v]!);
+        for (let r = 0; r < R; r++) {
+          f.get(ap).load32Splat(4 * r).set(av);
+          for (let v = 0; v < V; v++) {
+            const x = acc[r * V + v]!;
+            f.get(av).get(bv[v]!).get(x).relaxedMadd().set(x);
+          }
+        }
+        f.get(ap).get(ldaB).i32Add().set(ap);
+        f.get(bp).get(ldbB).i32Add().set(bp);
+      });
+      // C rows i..i + R − 1 at columns j..: + C when accumulating, then stored
+      for (let r = 0; r < R; r++) {
+        f.get(c).get(i).i32Const(r).i32Add().get(ldcB).i32Mul().i32Add().get(j).i32Add().set(cp);
+        f.block().get(accumulate).i32Eqz().brIf(0);
+        for (let v = 0; v < V; v++) {
+          const x = acc[r * V + v]!;
+          f.get(cp).v128Load(16 * v).get(x).f32x4Add().set(x);
+        }
+        f.end();
+        for (let v = 0; v < V; v++) f.get(cp).get(acc[r * V + v]!).v128Store(16 * v);
+      }
+    });
+  });
+  return f;
+}
+
+/** The TN tiles a module carries: R × V = 3 × 3 for the body, 3 × 1, 1 × 3 and 1 × 1 for the edges. */
+const TN_TILES: ReadonlyArray<readonly [number, number]> = [
+  [3, 3],
+  [3, 1],
+  [1, 3],
+  [1, 1],
+];
+const tnName = (r: number, v: number) => `tn_r${r}_v${v}`;
+/** Reduction rows per TN block (see FmaGemmKernels.gemmTN). */
+const TN_KB = 128;
 
 /** R weight rows × T input rows per tile; tiles[T − 1] gives R for blocks of T input rows. */
 export interface FmaTilePlan {
@@ -153,6 +241,7 @@ function emitFmaModule(plan: FmaTilePlan, shared = false): Uint8Array {
     m.addFunction(tileName(r, t), emitFmaTile(r, t));
     if (r !== 1) m.addFunction(tileName(1, t), emitFmaTile(1, t));
   });
+  for (const [r, v] of TN_TILES) m.addFunction(tnName(r, v), emitTnTile(r, v));
   return m.emit();
 }
 
@@ -178,12 +267,14 @@ export function enableRelaxedSimd(setFlags?: (flags: string) => void): boolean {
 }
 
 type TileFn = (w: number, x: number, y: number, rowBegin: number, rowEnd: number, cols: number, ldy: number, ldx: number, ldw: number, accumulate: number) => void;
+type TnFn = (a: number, b: number, c: number, rows: number, cols: number, k: number, lda: number, ldb: number, ldc: number, accumulate: number) => void;
 
 /** The FMA tiles instantiated over one memory, with the same driver contract as gemm.ts's GemmKernels.gemm. */
 export class FmaGemmKernels {
   private readonly main: TileFn[] = [];
   private readonly single: TileFn[] = [];
   private readonly rowsPerTile: number[] = [];
+  private readonly tn = new Map<string, TnFn>();
   readonly maxT: number;
 
   /** `shared`: `memory` is a shared one (a TrainerMemory's). */
@@ -197,6 +288,40 @@ export class FmaGemmKernels {
       this.main[t] = exports[tileName(r, t)] as TileFn;
       this.single[t] = exports[tileName(1, t)] as TileFn;
     });
+    for (const [r, v] of TN_TILES) this.tn.set(tnName(r, v), exports[tnName(r, v)] as TnFn);
+  }
+
+  /**
+   * C [m, n] (+)= Aᵀ B for A [k, m] and B [k, n] row-major (byte addresses; row strides lda, ldb, ldc floats;
+   * n a multiple of 4): the TN tiles, no transposes. False when n is not a multiple of 4 (not taken).
+   */
+  gemmTN(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, accumulate: boolean): boolean {
+    if (n % 4 !== 0) return false;
+    // the reduction in blocks of TN_KB rows (a column strip of B and a row strip of A stay in L1), each block
+    // after the first adding onto C
+    for (let t0 = 0; t0 < k; t0 += TN_KB) {
+      const kb = t0 + TN_KB < k ? TN_KB : k - t0;
+      this.tnBlock(a + 4 * t0 * lda, b + 4 * t0 * ldb, c, m, n, kb, lda, ldb, ldc, accumulate || t0 > 0);
+    }
+    return true;
+  }
+
+  private tnBlock(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, accumulate: boolean): void {
+    const acc = accumulate ? 1 : 0;
+    const m3 = m - (m % 3);
+    const n12 = n - (n % 12);
+    const t33 = this.tn.get(tnName(3, 3))!;
+    const t31 = this.tn.get(tnName(3, 1))!;
+    const t13 = this.tn.get(tnName(1, 3))!;
+    const t11 = this.tn.get(tnName(1, 1))!;
+    if (m3 > 0 && n12 > 0) t33(a, b, c, m3, n12, k, lda, ldb, ldc, acc);
+    if (m3 > 0 && n > n12) t31(a, b + 4 * n12, c + 4 * n12, m3, n - n12, k, lda, ldb, ldc, acc);
+    if (m > m3) {
+      const ar = a + 4 * m3;
+      const cr = c + 4 * m3 * ldc;
+      if (n12 > 0) t13(ar, b, cr, m - m3, n12, k, lda, ldb, ldc, acc);
+      if (n > n12) t11(ar, b + 4 * n12, cr + 4 * n12, m - m3, n - n12, k, lda, ldb, ldc, acc);
+    }
   }
 
   /**

@@ -103,6 +103,15 @@ export class WasmTrainerGemm {
     const mem = this.mem;
     const aIn = mem.isResident(a);
     const bIn = mem.isResident(b);
+    // Aᵀ B with both operands reduced down their rows (∂L/∂Ŵ = dYᵀ X): the FMA kernels' TN tiles read them in
+    // place — no transposes of either — when everything is in this memory and n is a multiple of 4
+    if (transA && !transB && this.tn && aIn && bIn && mem.isResident(c) && this.kernels instanceof FmaGemmKernels) {
+      if (this.kernels.gemmTN(a.byteOffset, b.byteOffset, c.byteOffset, m, n, k, m, n, n, accumulate)) {
+        this.calls++;
+        this.macs += m * n * k;
+        return true;
+      }
+    }
     // an accumulating product into a resident C adds in the FMA tiles themselves (C + the sums: the same
     // float32 add as the separate pass, so the same bits) instead of a scratch result and an add pass
     const accIn = accumulate && this.kernels instanceof FmaGemmKernels && mem.isResident(c);
@@ -178,6 +187,9 @@ export class WasmTrainerGemm {
     this.macs += m * n * k;
     return true;
   };
+
+  /** Use the TN tiles for Aᵀ B (FMA kernels only; see matmul). */
+  tn = true;
 
   /** Key block of causalScores (a multiple of the tiles' 4 rows; 32 of L = 128 skips 37.5% of the work). */
   causalBlock = 32;
