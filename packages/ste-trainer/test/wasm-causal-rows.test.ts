@@ -124,4 +124,47 @@ describe('causal rows products', () => {
       }
     }
   });
+
+  it.skipIf(fma === null || !fma.fma)('NN tiles (A B in place, B not transposed: ∂L/∂X): the float64 product to float32 rounding, accumulate adds; every edge tile', () => {
+    const g = fma!;
+    for (const [m, n, k] of [
+      [37, 44, 300],
+      [512, 192, 64],
+      [4, 4, 3],
+    ] as const) {
+      const a = g.allocF32(m * k);
+      const b = g.allocF32(k * n);
+      a.set(rand(m * k, 31 + m));
+      b.set(rand(k * n, 33 + n));
+      const c0 = rand(m * n, 35);
+      for (const accumulate of [false, true]) {
+        const c = g.allocF32(m * n);
+        c.set(c0);
+        expect(g.matmul(a, b, c, m, n, k, false, false, accumulate)).toBe(true);
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let ref = accumulate ? c0[i * n + j]! : 0;
+            let mag = Math.abs(ref);
+            for (let t = 0; t < k; t++) {
+              ref += a[i * k + t]! * b[t * n + j]!;
+              mag += Math.abs(a[i * k + t]! * b[t * n + j]!);
+            }
+            expect(Math.abs(c[i * n + j]! - ref), `${m}x${n}x${k} acc ${accumulate} (${i}, ${j})`).toBeLessThanOrEqual(1e-6 * mag + 1e-30);
+          }
+        }
+        if (k >= 64) {
+          // the NN path was the one taken: transpose + NT sums in another order
+          const viaNt = g.allocF32(m * n);
+          viaNt.set(c0);
+          g.nn = false;
+          try {
+            expect(g.matmul(a, b, viaNt, m, n, k, false, false, accumulate)).toBe(true);
+          } finally {
+            g.nn = true;
+          }
+          expect(Array.from(viaNt)).not.toEqual(Array.from(c));
+        }
+      }
+    }
+  });
 });

@@ -44,7 +44,7 @@ class FmaBuilder extends FunctionBuilder {
  * horizontal sums). (a, b, c, rows, cols, k, lda, ldb, ldc, accumulate): byte addresses of the block's
  * origin, rows a multiple of R, cols of 4V, strides in floats. Each C element sums t in order in one lane.
  */
-function emitTnTile(R: number, V: number): FunctionBuilder {
+function emitTnTile(R: number, V: number, nn = false): FunctionBuilder {
   const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [a, b, c, rows, cols, k, lda, ldb, ldc, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const i = f.local('i32');
@@ -60,6 +60,8 @@ function emitTnTile(R: number, V: number): FunctionBuilder {
   const acc = Array.from({ length: R * V }, () => f.local('v128'));
   const bv = Array.from({ length: V }, () => f.local('v128'));
   const av = f.local('v128');
+  // nn: A [m, k] row-major (C = A B): output row r's scalars walk A's row r, one pointer per row
+  const apr = Array.from({ length: nn ? R : 0 }, () => f.local('i32'));
   const loop = (v: number, limit: number, step: number, body: () => void) => {
     f.block().get(v).get(limit).i32GeU().brIf(0);
     f.loop();
@@ -78,19 +80,22 @@ function emitTnTile(R: number, V: number): FunctionBuilder {
     f.i32Const(0).set(i);
     loop(i, rows, R, () => {
       for (const x of acc) f.v128Zero().set(x);
-      f.get(a).get(i).i32Const(2).i32Shl().i32Add().set(ap); // A[0, i]
+      if (nn) for (let r = 0; r < R; r++) f.get(a).get(i).i32Const(r).i32Add().get(ldaB).i32Mul().i32Add().set(apr[r]!); // A[i + r, 0]
+      else f.get(a).get(i).i32Const(2).i32Shl().i32Add().set(ap); // A[0, i]
       f.get(b).get(j).i32Add().set(bp); // B[0, j]
       f.i32Const(0).set(t);
       loop(t, k, 1, () => {
         for (let v = 0; v < V; v++) f.get(bp).v128Load(16 * v).set(bv[v]!);
         for (let r = 0; r < R; r++) {
-          f.get(ap).load32Splat(4 * r).set(av);
+          if (nn) f.get(apr[r]!).load32Splat(0).set(av);
+          else f.get(ap).load32Splat(4 * r).set(av);
           for (let v = 0; v < V; v++) {
             const x = acc[r * V + v]!;
             f.get(av).get(bv[v]!).get(x).relaxedMadd().set(x);
           }
         }
-        f.get(ap).get(ldaB).i32Add().set(ap);
+        if (nn) for (let r = 0; r < R; r++) f.get(apr[r]!).i32Const(4).i32Add().set(apr[r]!);
+        else f.get(ap).get(ldaB).i32Add().set(ap);
         f.get(bp).get(ldbB).i32Add().set(bp);
       });
       // C rows i..i + R − 1 at columns j..: + C when accumulating, then stored
@@ -241,7 +246,10 @@ function emitFmaModule(plan: FmaTilePlan, shared = false): Uint8Array {
     m.addFunction(tileName(r, t), emitFmaTile(r, t));
     if (r !== 1) m.addFunction(tileName(1, t), emitFmaTile(1, t));
   });
-  for (const [r, v] of TN_TILES) m.addFunction(tnName(r, v), emitTnTile(r, v));
+  for (const [r, v] of TN_TILES) {
+    m.addFunction(tnName(r, v), emitTnTile(r, v));
+    m.addFunction(`n${tnName(r, v)}`, emitTnTile(r, v, true));
+  }
   return m.emit();
 }
 
@@ -275,6 +283,7 @@ export class FmaGemmKernels {
   private readonly single: TileFn[] = [];
   private readonly rowsPerTile: number[] = [];
   private readonly tn = new Map<string, TnFn>();
+  private readonly nnTiles = new Map<string, TnFn>();
   readonly maxT: number;
 
   /** `shared`: `memory` is a shared one (a TrainerMemory's). */
@@ -288,7 +297,10 @@ export class FmaGemmKernels {
       this.main[t] = exports[tileName(r, t)] as TileFn;
       this.single[t] = exports[tileName(1, t)] as TileFn;
     });
-    for (const [r, v] of TN_TILES) this.tn.set(tnName(r, v), exports[tnName(r, v)] as TnFn);
+    for (const [r, v] of TN_TILES) {
+      this.tn.set(tnName(r, v), exports[tnName(r, v)] as TnFn);
+      this.nnTiles.set(tnName(r, v), exports[`n${tnName(r, v)}`] as TnFn);
+    }
   }
 
   /**
@@ -306,18 +318,32 @@ export class FmaGemmKernels {
     return true;
   }
 
-  private tnBlock(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, accumulate: boolean): void {
+  /**
+   * C [m, n] (+)= A B for A [m, k] and B [k, n] row-major (byte addresses; strides in floats; n a multiple of 4):
+   * the same outer-product tiles with A's rows walked along k. False when n is not a multiple of 4.
+   */
+  gemmNN(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, accumulate: boolean): boolean {
+    if (n % 4 !== 0) return false;
+    for (let t0 = 0; t0 < k; t0 += TN_KB) {
+      const kb = t0 + TN_KB < k ? TN_KB : k - t0;
+      this.tnBlock(a + 4 * t0, b + 4 * t0 * ldb, c, m, n, kb, lda, ldb, ldc, accumulate || t0 > 0, true);
+    }
+    return true;
+  }
+
+  private tnBlock(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, accumulate: boolean, nn = false): void {
     const acc = accumulate ? 1 : 0;
     const m3 = m - (m % 3);
     const n12 = n - (n % 12);
-    const t33 = this.tn.get(tnName(3, 3))!;
-    const t31 = this.tn.get(tnName(3, 1))!;
-    const t13 = this.tn.get(tnName(1, 3))!;
-    const t11 = this.tn.get(tnName(1, 1))!;
+    const tiles = nn ? this.nnTiles : this.tn;
+    const t33 = tiles.get(tnName(3, 3))!;
+    const t31 = tiles.get(tnName(3, 1))!;
+    const t13 = tiles.get(tnName(1, 3))!;
+    const t11 = tiles.get(tnName(1, 1))!;
     if (m3 > 0 && n12 > 0) t33(a, b, c, m3, n12, k, lda, ldb, ldc, acc);
     if (m3 > 0 && n > n12) t31(a, b + 4 * n12, c + 4 * n12, m3, n - n12, k, lda, ldb, ldc, acc);
     if (m > m3) {
-      const ar = a + 4 * m3;
+      const ar = a + 4 * (nn ? m3 * lda : m3);
       const cr = c + 4 * m3 * ldc;
       if (n12 > 0) t13(ar, b, cr, m - m3, n12, k, lda, ldb, ldc, acc);
       if (n > n12) t11(ar, b + 4 * n12, cr + 4 * n12, m - m3, n - n12, k, lda, ldb, ldc, acc);

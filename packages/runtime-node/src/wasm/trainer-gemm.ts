@@ -112,6 +112,15 @@ export class WasmTrainerGemm {
         return true;
       }
     }
+    // A B with B row-major along n (∂L/∂X = dY Ŵ): the same tiles walking A's rows, no transpose of B — on the
+    // shapes where they measured faster than transpose + NT (n ≤ 512, k ≤ 1024; the classifier's n = 4096 not)
+    if (!transA && !transB && this.nn && n <= 512 && k <= 1024 && aIn && bIn && mem.isResident(c) && this.kernels instanceof FmaGemmKernels) {
+      if (this.kernels.gemmNN(a.byteOffset, b.byteOffset, c.byteOffset, m, n, k, k, n, n, accumulate)) {
+        this.calls++;
+        this.macs += m * n * k;
+        return true;
+      }
+    }
     // an accumulating product into a resident C adds in the FMA tiles themselves (C + the sums: the same
     // float32 add as the separate pass, so the same bits) instead of a scratch result and an add pass
     const accIn = accumulate && this.kernels instanceof FmaGemmKernels && mem.isResident(c);
@@ -190,6 +199,8 @@ export class WasmTrainerGemm {
 
   /** Use the TN tiles for Aᵀ B (FMA kernels only; see matmul). */
   tn = true;
+  /** Use the NN tiles for A B on the shapes where they are faster (FMA kernels only; see matmul). */
+  nn = true;
 
   /** Key block of causalScores (a multiple of the tiles' 4 rows; 32 of L = 128 skips 37.5% of the work). */
   causalBlock = 32;
