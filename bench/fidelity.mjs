@@ -280,9 +280,13 @@ async function worker() {
     const entry = await p;
     running.delete(cfg.id);
     // A failed segment is not retried in this invocation (its error was printed); the next one tries again.
-    done.set(`${cfg.id}@${step}`, entry ?? { failed: true });
+    done.set(`${cfg.id}@${step}`, entry ?? (a['dry-run'] ? { dryRun: true } : { failed: true }));
   }
 }
 await Promise.all(Array.from({ length: jobs }, worker));
 writeReports();
-log(`fidelity: ${stopping ? 'stopped' : 'done'}; ${rel(join(out, 'table.md'))}, ${rel(join(out, 'curves.svg'))}`);
+// A segment that failed (its error printed above) makes the invocation fail too, so a script that queues
+// campaigns (`a && b`) stops instead of going on as if the point had been measured.
+const failed = [...done.entries()].filter(([, e]) => e.failed).map(([k]) => k);
+log(`fidelity: ${stopping ? 'stopped' : failed.length > 0 ? `finished with ${failed.length} failed segment(s): ${failed.join(', ')}` : 'done'}; ${rel(join(out, 'table.md'))}, ${rel(join(out, 'curves.svg'))}`);
+if (failed.length > 0 && !stopping) process.exitCode = 1;
