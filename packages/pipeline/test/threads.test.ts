@@ -22,6 +22,13 @@ const CODECS = [
   { name: 'littlebit 0.55', codec: 'littlebit', codecOptions: { bpw: 0.55 } },
   { name: 'binary', codec: 'binary', codecOptions: {} },
   { name: 'sketch 0.5', codec: 'sketch', codecOptions: { bpw: 0.5 } },
+  // the CLI's default sketch (`--codec sketch`): signmean, int8 states, 8 channel groups — issue 12: its int8
+  // states stay int8 in memory (widened per call into scratch), not a float32 copy (1.38× the bundle before)
+  {
+    name: 'sketch signmean int8 g8 0.5 (CLI default)',
+    codec: 'sketch',
+    codecOptions: { bpw: 0.5, query: 'signmean', rows: 1, state: 'int8', groups: 8, alloc: 'saliency' },
+  },
   { name: 'hashednets 0.5', codec: 'hashednets', codecOptions: { bpw: 0.5 } },
   { name: 'rtn 4', codec: 'rtn', codecOptions: { bits: 4 } },
   // the float codec (f16 linears, read as stored by wasmFloatKernel): with it every registered codec is covered

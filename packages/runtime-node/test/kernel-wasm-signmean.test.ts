@@ -1,7 +1,9 @@
 import { Rng } from '@ultrasketch/core';
 import { sketchCodec } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SKETCH_TILING, RAW_SKETCH_TILING, type SketchTiling, emitRawSketchModule, emitSketchModule, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
+import { DEFAULT_SKETCH_TILING, RAW_SKETCH_TILING, type SketchTiling, WasmSketchLinear, emitRawSketchModule, emitSketchModule, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
+import { signMeanRunGroups } from '../src/kernels/sketch-signmean.js';
+import { ThreadPool, WasmArena, arenaModules } from '../src/index.js';
 import { worstCodecError } from './kernel-cases.js';
 
 /**
@@ -78,5 +80,59 @@ describe('signmean wasm kernel: token blocks', () => {
     k.apply(x, y, 4);
     for (const t of [0, 1, 3]) expect([...y.subarray(t * rows, (t + 1) * rows)], `token ${t}`).toEqual([...clean.subarray(t * rows, (t + 1) * rows)]);
     for (let r = 0; r < rows; r++) expect(Number.isFinite(y[2 * rows + r]!)).toBe(false);
+  });
+});
+
+/**
+ * Issue 12 (weights held track the bundle): int8 states stay int8 in the arena and are widened per call into
+ * scratch (wasm `widen8`), the run offsets are Uint16 and the gather table 2 bytes a column. Every output bit
+ * must be that of the float32 rings held at load (the previous layout, still built by signMeanRunGroups(p)),
+ * with one thread and with the rows split across two worker threads.
+ */
+describe('signmean wasm kernel: int8 states kept as stored', () => {
+  const CASES: Record<string, unknown>[] = [
+    { bpw: 0.5, rows: 1, state: 'int8', groups: 8, alloc: 'saliency', query: 'signmean' }, // the CLI's default sketch
+    { bpw: 1, rows: 3, state: 'int8', query: 'signmean' }, // d = 3: factors ±1/3
+    { bpw: 6, rows: 1, state: 'int8', groups: 4, alloc: 'saliency:3', query: 'signmean' }, // some groups exact
+  ];
+
+  it.each(CASES)('%o: the bits of float32 rings, 1 and 2 threads; the arena holds ~ the stored bytes', (raw) => {
+    const rng = new Rng(8);
+    const [rows, cols] = [203, 1031]; // odd: row blocks and singles, run tails, padding
+    const w = laplace(rng, rows * cols);
+    const saliency = Float64Array.from({ length: cols }, (_, j) => (j % 5 === 0 ? 30 : 1 + rng.next()));
+    const p = sketchCodec.encode(w, rows, cols, sketchCodec.resolveOptions(raw), { name: 't', seed: 9, saliency });
+    const rings = signMeanRunGroups(p)!;
+    const kept = signMeanRunGroups(p, true)!;
+    expect(rings.every((g) => g.ring && !g.q8)).toBe(true);
+    expect(kept.every((g) => g.q8 && !g.ring)).toBe(true);
+    const ref = WasmSketchLinear.raw(new WasmArena(), rows, cols, rings);
+    const arena = new WasmArena({ shared: true });
+    const before = arena.weightBytes;
+    const k = WasmSketchLinear.raw(arena, rows, cols, kept);
+    const held = arena.weightBytes - before;
+    // the int8 states, Uint16 offsets (rows · segments per group), 2 bytes per gather column, and alignment
+    const stored = p.states.byteLength;
+    const offsets = kept.reduce((n, g) => n + 2 * g.offsets.length, 0);
+    const gather = kept.reduce((n, g) => n + 2 * (g.channels.length + 3 * g.segs), 0); // pieces padded to 4 columns
+    expect(held).toBeGreaterThanOrEqual(stored + offsets);
+    expect(held).toBeLessThan(stored + offsets + gather + 64 * (2 * kept.length + 1));
+    for (const n of [1, 4, 9]) {
+      const x = rng.normalArray(n * cols);
+      const a = new Float32Array(n * rows);
+      const b = new Float32Array(n * rows);
+      ref.apply(x, a, n);
+      k.apply(x, b, n);
+      expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer)), `n = ${n}`).toBe(true);
+      const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
+      try {
+        const c = new Float32Array(n * rows);
+        k.apply(x, c, n);
+        expect(pool.splitCount).toBe(1);
+        expect(Buffer.from(c.buffer).equals(Buffer.from(a.buffer)), `n = ${n}, 2 threads`).toBe(true);
+      } finally {
+        pool.dispose();
+      }
+    }
   });
 });

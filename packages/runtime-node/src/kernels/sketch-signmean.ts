@@ -1,5 +1,5 @@
 import type { Linear } from '@ultrasketch/model';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
 import { RowRunHashFamily, type SketchParams, dequantizeStates, sketchCodec, sketchGroups } from '@ultrasketch/sketch-core';
 import { RowDecodingLinear } from './rowKernel.js';
 import { compressedWasmAvailable, withArena } from './wasm-common.js';
@@ -15,20 +15,32 @@ import { type RawRunGroup, type WasmKernelOptions, WasmSketchLinear } from './wa
  * matrix's bytes) stay in cache. Every (group, sketch row) pair becomes one "raw run group" (states of that
  * sketch row as float32 with a wrap-around copy of its first run, the run offsets of that sketch row, the
  * scaled signs of its channels); an exact group is a raw run group of one run per row. The WebAssembly SIMD
- * kernel (wasm-sketch.ts, `raw` rowrun) and the JS kernel below both run over these.
+ * kernel (wasm-sketch.ts, `raw` rowrun) and the JS kernel below both run over these. For the wasm kernel,
+ * int8 states stay int8 (`keepInt8`): it widens each ring per call into scratch (issue 12: the weights held
+ * must track the bundle's bytes; a float32 ring is 4× the stored states).
  * `mixed`-hash signmean sketches decode row by row through the codec (correct, not fast).
  */
 
-/** The raw run groups of a signmean sketch with rowrun (or exact) groups; null if a group hashes with `mixed`. */
-export function signMeanRunGroups(p: SketchParams): RawRunGroup[] | null {
-  const values = dequantizeStates(p);
+/**
+ * The raw run groups of a signmean sketch with rowrun (or exact) groups; null if a group hashes with `mixed`.
+ * keepInt8: int8 states are given as `q8` (the stored bytes and their sketch row's scale) instead of a ring.
+ */
+export function signMeanRunGroups(p: SketchParams, keepInt8 = false): RawRunGroup[] | null {
+  const int8 = keepInt8 && p.options.state === 'int8' ? (p.states as Int8Array) : null;
+  const values = int8 ? null : dequantizeStates(p);
+  // int8: the states [begin, begin + count) of the sketch row whose scale is scales[scaleAt], then `wrap` again
+  const q8 = (begin: number, count: number, scaleAt: number, wrap: number) => ({
+    states: int8!.subarray(begin, begin + count),
+    scale: f16BitsToF32(p.scales![scaleAt]!),
+    wrap,
+  });
   const out: RawRunGroup[] = [];
   for (const g of sketchGroups(p)) {
     const C = g.channels.length;
     if (!g.family) {
       out.push({
         channels: g.channels,
-        ring: values.slice(g.stateOffset, g.stateOffset + p.rows * C),
+        ...(int8 ? { q8: q8(g.stateOffset, p.rows * C, g.scaleOffset, 0) } : { ring: values!.slice(g.stateOffset, g.stateOffset + p.rows * C) }),
         offsets: Int32Array.from({ length: p.rows }, (_, r) => r * C),
         L: C,
         segs: 1,
@@ -43,14 +55,17 @@ export function signMeanRunGroups(p: SketchParams): RawRunGroup[] | null {
     const V = p.rows * fam.segments;
     for (let k = 0; k < d; k++) {
       const begin = g.stateOffset + k * width;
-      const ring = new Float32Array(width + fam.runLength);
-      ring.set(values.subarray(begin, begin + width));
-      // the ring's start again, so a run that wraps is one contiguous slice
-      for (let i = 0; i < fam.runLength; i++) ring[width + i] = ring[i % width]!;
       const xi = g.signs![k]!;
+      let ring: Float32Array | undefined;
+      if (!int8) {
+        ring = new Float32Array(width + fam.runLength);
+        ring.set(values!.subarray(begin, begin + width));
+        // the ring's start again, so a run that wraps is one contiguous slice
+        for (let i = 0; i < fam.runLength; i++) ring[width + i] = ring[i % width]!;
+      }
       out.push({
         channels: g.channels,
-        ring,
+        ...(ring ? { ring } : { q8: q8(begin, width, g.scaleOffset + k, fam.runLength) }),
         offsets: fam.offsets.slice(k * V, (k + 1) * V),
         L: fam.runLength,
         segs: fam.segments,
@@ -88,7 +103,8 @@ class RunGroupsLinear implements Linear {
         const xs = this.xs[gi]!;
         const C = xs.length;
         for (let c = 0; c < C; c++) xs[c] = g.scale[c]! * x[xo + g.channels[c]!]!;
-        const { ring, offsets, L, segs } = g;
+        const { offsets, L, segs } = g;
+        const ring = g.ring!; // built by signMeanRunGroups(p) (float32 rings)
         for (let r = 0; r < rows; r++) {
           let acc = 0;
           for (let s = 0; s < segs; s++) {
@@ -121,9 +137,12 @@ export function signMeanSketchKernel(p: SketchParams): Linear {
   return groups ? new RunGroupsLinear(p.rows, p.cols, groups) : new DecodeRowsLinear(p);
 }
 
-/** The WebAssembly SIMD signmean kernel (any state format: states are held as float32); JS where unavailable. */
+/**
+ * The WebAssembly SIMD signmean kernel (any state format: f16/f32 states are held as float32 rings, int8 states
+ * as stored and widened per call); JS where unavailable.
+ */
 export function wasmSignMeanSketchKernel(p: SketchParams, options: WasmKernelOptions = {}): Linear {
-  const groups = compressedWasmAvailable() ? signMeanRunGroups(p) : null;
+  const groups = compressedWasmAvailable() ? signMeanRunGroups(p, true) : null;
   if (!groups) return signMeanSketchKernel(p);
   return withArena(options.arena, (arena) => WasmSketchLinear.raw(arena, p.rows, p.cols, groups, options.tiling));
 }

@@ -170,8 +170,11 @@ function tokensOf(t: SketchTiling): number {
  * runs (r, s) of the D sketch rows read keys + k·kStrideB + 4·offs[(k·tableRows + r)·segs + s] for
  * len = min(L, C − s·L) columns; x is the group's first piece (offs and y may point at a range's first row). Rows in blocks of R (every row has the same run boundaries), then singly.
  */
-function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false): KFn {
+function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false, offBytes: 2 | 4 = 4): KFn {
   if (raw && D !== 1) throw new RangeError('sketch raw rowrun: one sketch row per call');
+  // offsets are Int32, or (raw kernels over rings of < 65536 states) Uint16: half the table, which on small
+  // models is as large as the states themselves (docs/results.md §12.5)
+  const offShift = offBytes === 2 ? 1 : 2;
   const U = tiling.unroll(T);
   const RB = tiling.rows(T);
   if (![1, 2, 4, 8].includes(RB) || ![1, 2, 4, 8].includes(U)) throw new RangeError(`sketch tiling: rows ${RB}, unroll ${U}`);
@@ -203,8 +206,8 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false): KF
 
   // sketch row k's offsets follow k·tableRows·segs entries on (tableRows: all the matrix's rows, so a call can
   // cover any range of rows: offs and y then point at the range's first row)
-  f.get(tableRows).get(segs).i32Mul().i32Const(2).i32Shl().set(kOffB);
-  f.get(segs).i32Const(2).i32Shl().set(rowOffB);
+  f.get(tableRows).get(segs).i32Mul().i32Const(offShift).i32Shl().set(kOffB);
+  f.get(segs).i32Const(offShift).i32Shl().set(rowOffB);
   for (let k = 0; k < D; k++) f.get(keys).get(kStrideB).i32Const(k).i32Mul().i32Add().set(keysK[k]!);
   f.get(offs).set(offRow);
   f.get(y).set(yp);
@@ -250,7 +253,7 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false): KF
           f.get(offP);
           if (k > 0) f.get(kOffB).i32Const(k).i32Mul().i32Add();
           if (rr > 0) f.get(rowOffB).i32Const(rr).i32Mul().i32Add();
-          f.i32Load().i32Const(2).i32Shl().i32Add().set(p[rr * D + k]!);
+          (offBytes === 2 ? f.i32Load16U() : f.i32Load()).i32Const(2).i32Shl().i32Add().set(p[rr * D + k]!);
         }
       }
       f.get(xs).set(px);
@@ -277,7 +280,7 @@ function emitRowRun(D: number, T: number, tiling: SketchTiling, raw = false): KF
       f.end();
       // next piece: the padded length of this one, T vectors
       f.get(xs).get(lenB).i32Const(15).i32Add().i32Const(~15).i32And().i32Const(T).i32Mul().i32Add().set(xs);
-      f.get(offP).i32Const(4).i32Add().set(offP);
+      f.get(offP).i32Const(offBytes).i32Add().set(offP);
       f.get(remC).get(lenB).i32Const(2).i32ShrU().i32Sub().set(remC);
     });
     for (let rr = 0; rr < R; rr++) {
@@ -431,14 +434,91 @@ function emitGather(): KFn {
 }
 
 /**
- * The raw module (query signmean, sketch-signmean.ts): rowrun_tT over float32 states as stored in the arena
- * (no keys, no abs-max) — a run of a row is a plain contiguous dot product with the (sign-scaled) inputs.
+ * gather16(x, idx, P, cols, T, out, mag): `gather` with a 2-byte table entry per column instead of 8 — the
+ * source channel in bits 0–14, the factor's sign in bit 15, the factor's magnitude `mag` the same for every
+ * column (signmean: ±1/d; exact groups 1 = 1/d when d = 1). factor = mag with the sign bit set by XOR: the
+ * same float32 as the 8-byte table held, so the same products. Reads ≤ 6 bytes past the table (P is a
+ * multiple of 4: whole 8-byte loads).
+ */
+function emitGather16(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [x, idx, P, cols, T, out, mag] = [0, 1, 2, 3, 4, 5, 6];
+  const t = f.local('i32');
+  const q = f.local('i32');
+  const o = f.local('i32');
+  const stepB = f.local('i32');
+  const xt = f.local('v128');
+  const e = f.local('v128');
+  const a = f.local('v128');
+  const g = f.local('v128');
+  const magV = f.local('v128');
+  f.get(mag).f32x4Splat().set(magV);
+  f.get(T).i32Const(4).i32Shl().set(stepB);
+  forRange(f, t, T, () => {
+    f.get(x).get(t).get(cols).i32Mul().i32Const(2).i32Shl().i32Add().i32x4Splat().set(xt);
+    f.get(out).get(t).i32Const(4).i32Shl().i32Add().set(o);
+    f.i32Const(0).set(q);
+    whileLtU(f, q, P, 4, () => {
+      f.get(idx).get(q).i32Const(1).i32Shl().i32Add().v128Load16x4U().set(e);
+      f.get(e).v128ConstI32(0x7fff).v128And().i32Const(2).i32x4Shl().get(xt).i32x4Add().set(a);
+      f.get(a).i32x4ExtractLane(0).v128Load32Zero().set(g);
+      for (let lane = 1; lane < 4; lane++) f.get(a).i32x4ExtractLane(lane).get(g).v128Load32Lane(lane).set(g);
+      f.get(o);
+      f.get(g);
+      f.get(e).i32Const(16).i32x4Shl().v128ConstI32(0x80000000 | 0).v128And(); // bit 15 → the sign bit
+      f.get(magV).v128Xor();
+      f.f32x4Mul();
+      f.v128StoreA(0);
+      f.get(o).get(stepB).i32Add().set(o);
+    });
+  });
+  return f;
+}
+
+/**
+ * widen8(src, dst, count, scale): dst[i] = float32(int8 src[i]) · scale, i < count, 8 states per step (reads
+ * and writes ≤ 7 past count). float32(q) is exact and f32x4.mul rounds once, so each value has the bits of
+ * the codec's Math.fround(q · scale) (the exact product of an int8 and an f16 scale fits a double).
+ */
+function emitWiden8(): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'f32']);
+  const [src, dst, count, scale] = [0, 1, 2, 3];
+  const i = f.local('i32');
+  const q8 = f.local('v128');
+  const sv = f.local('v128');
+  f.get(scale).f32x4Splat().set(sv);
+  const half = (high: boolean, offset: number) => {
+    f.get(dst).get(i).i32Const(2).i32Shl().i32Add();
+    f.get(q8);
+    if (high) f.i32x4ExtendHighI16x8U();
+    else f.i32x4ExtendLowI16x8U();
+    f.i32Const(24).i32x4Shl().i32Const(24).i32x4ShrS(); // sign-extend the byte
+    f.f32x4ConvertI32x4S().get(sv).f32x4Mul();
+    f.v128StoreA(offset);
+  };
+  whileLtU(f, i, count, 8, () => {
+    f.get(src).get(i).i32Add().v128Load8x8U().set(q8);
+    half(false, 0);
+    half(true, 16);
+  });
+  return f;
+}
+
+/**
+ * The raw module (query signmean, sketch-signmean.ts): rowrun_tT over float32 states (no keys, no abs-max) —
+ * a run of a row is a plain contiguous dot product with the (sign-scaled) inputs; rowrun16_tT the same with
+ * Uint16 run offsets; widen8 makes the float32 ring of int8 states per call; gather / gather16 the inputs.
  */
 function buildRawModule(tiling: SketchTiling = DEFAULT_SKETCH_TILING) {
   return (shared: boolean, maxPages: number) => {
     const m = new ModuleBuilder(memoryImport(shared, maxPages));
-    for (let T = 1; T <= tokensOf(tiling); T++) m.addFunction(`rowrun_t${T}`, emitRowRun(1, T, tiling, true));
+    for (let T = 1; T <= tokensOf(tiling); T++) {
+      m.addFunction(`rowrun_t${T}`, emitRowRun(1, T, tiling, true));
+      m.addFunction(`rowrun16_t${T}`, emitRowRun(1, T, tiling, true, 2));
+    }
     m.addFunction('gather', emitGather());
+    m.addFunction('gather16', emitGather16());
+    m.addFunction('widen8', emitWiden8());
     return m;
   };
 }
@@ -486,8 +566,15 @@ interface GroupPlan {
   /** Keys per sketch row in scratch (entries), and this group's first key (entries from the keys base). */
   kStride: number;
   keysOff: number;
-  /** rowrun/exact: Int32 offsets; mixed: Uint32 row keys [d, rows]. */
+  /** rowrun/exact: Int32 offsets (raw: Uint16 when `off16`); mixed: Uint32 row keys [d, rows]. */
   tableAt: number;
+  off16?: boolean;
+  /**
+   * raw groups of int8 states: the states as stored (byte address `at`, `count` of them) and their scale;
+   * each call widens them (then the first `wrap` again) into the float32 ring at ringOff bytes from the
+   * call's rings in scratch — statesAt is unused then.
+   */
+  q8?: { at: number; count: number; wrap: number; scale: number; ringOff: number };
   fns: Record<string, Fn>;
 }
 
@@ -506,10 +593,14 @@ interface GroupSpec {
  * A run-structured group of float32 states read as they are (the signmean kernel's parts): `runs` rows ×
  * `segs` runs of ≤ L columns; run (r, s) reads ring[offsets[r · segs + s] + j]; `ring` already holds the
  * wrap-around copy (ring.length ≥ max offset + L). `scale[c]` multiplies input channel channels[c].
+ * Instead of `ring`, `q8` may give int8 states as stored and their scale: ring[i] = fround(q[i] · scale) for
+ * i < q.length, then ring[q.length + i] = ring[i] for i < wrap — the wasm kernel keeps the int8 bytes and
+ * widens them per call into scratch (a float32 ring held for the session was 4× the stored states).
  */
 export interface RawRunGroup {
   channels: Int32Array;
-  ring: Float32Array;
+  ring?: Float32Array;
+  q8?: { states: Int8Array; scale: number; wrap: number };
   offsets: Int32Array;
   L: number;
   segs: number;
@@ -532,6 +623,12 @@ export class WasmSketchLinear implements Linear {
   /** The layout is the identity followed by padding (one group, one piece). */
   private readonly identity: boolean;
   private readonly keysTotal: number;
+  /** Bytes of the per-call float32 rings of int8 raw groups (in scratch after the keys). */
+  private readonly ringsBytes: number;
+  /** The raw module's gather16/widen8 (raw kernels only), and gather16's magnitude (null: the 8-byte gather). */
+  private readonly gather16: Fn | undefined;
+  private readonly widen8: Fn | undefined;
+  private readonly gatherMag: number | null;
   /** Input vectors per block (the tiling's `tokens`). */
   private readonly maxT: number;
   private readonly expand: Fn;
@@ -559,6 +656,8 @@ export class WasmSketchLinear implements Linear {
     const src: number[] = [];
     const scl: number[] = [];
     let keysOff = 0;
+    let ringsBytes = 0;
+    const rawFns = rawGroups.length > 0 ? fnsOf(kernelExports(arena, `sketch-raw|${tk}`, buildRawModule(tiling))) : undefined;
     for (const g of rawGroups) {
       const C = g.channels.length;
       const xOff = src.length;
@@ -569,22 +668,33 @@ export class WasmSketchLinear implements Linear {
           scl.push(i < len ? g.scale[c0 + i]! : 0);
         }
       }
-      const fns = fnsOf(kernelExports(arena, `sketch-raw|${tk}`, buildRawModule(tiling)));
+      const ringLength = g.q8 ? g.q8.states.length + g.q8.wrap : g.ring!.length;
+      // every offset is < ringLength: Uint16 when the ring is shorter than 2^16
+      const off16 = ringLength <= 0x10000;
+      let q8: GroupPlan['q8'];
+      if (g.q8) {
+        // widen8 reads up to 7 bytes past the states and writes up to 7 floats past each of its two calls
+        q8 = { at: storeBytes(arena, g.q8.states, 16), count: g.q8.states.length, wrap: g.q8.wrap, scale: g.q8.scale, ringOff: ringsBytes };
+        ringsBytes += 4 * up4(ringLength + 8);
+      }
       this.plans.push({
         kind: 'raw',
         d: 1,
         xOff,
         C,
-        width: g.ring.length,
+        width: ringLength,
         L: g.L,
         segs: g.segs,
-        statesAt: storeBytes(arena, g.ring, 32),
+        statesAt: g.q8 ? 0 : storeBytes(arena, g.ring!, 32),
         kStride: 0,
         keysOff: 0,
-        tableAt: storeBytes(arena, g.offsets),
-        fns,
+        tableAt: storeBytes(arena, off16 ? Uint16Array.from(g.offsets) : g.offsets),
+        off16,
+        ...(q8 ? { q8 } : {}),
+        fns: rawFns!,
       });
     }
+    this.ringsBytes = ringsBytes;
     for (const g of groups) {
       const C = g.channels.length;
       const xOff = src.length;
@@ -621,9 +731,20 @@ export class WasmSketchLinear implements Linear {
     this.nsPerWeight = this.plans.reduce((m, g) => Math.max(m, g.d * (g.kind === 'mixed' ? 1.3 : 0.1)), 0);
     this.src = Int32Array.from(src);
     this.scl = scl.every((v) => v === 1) ? null : Float32Array.from(scl);
-    // the gather's tables: source channel (padding: 0) and factor (scl; padding: 0), and the padding columns
-    this.gatherAt = storeBytes(arena, Int32Array.from(src, (c) => Math.max(c, 0)));
-    this.factorAt = storeBytes(arena, Float32Array.from(src, (c, i) => (c < 0 ? 0 : scl[i]!)));
+    // the gather's tables: source channel (padding: 0) and factor (scl; padding: 0), and the padding columns.
+    // Raw kernels whose factors share one magnitude (signmean: ±1/d) and whose channels fit 15 bits store
+    // both in 2 bytes per column (gather16) instead of 8: at stories3M that was 3% of the weights held.
+    const mags = new Set(src.flatMap((c, i) => (c < 0 ? [] : [Math.abs(scl[i]!)])));
+    this.gatherMag = rawFns && groups.length === 0 && mags.size === 1 && cols <= 0x8000 ? [...mags][0]! : null;
+    if (this.gatherMag !== null) {
+      this.gatherAt = storeBytes(arena, Uint16Array.from(src, (c, i) => (c < 0 ? 0 : c | (scl[i]! < 0 || Object.is(scl[i], -0) ? 0x8000 : 0))));
+      this.factorAt = 0;
+    } else {
+      this.gatherAt = storeBytes(arena, Int32Array.from(src, (c) => Math.max(c, 0)));
+      this.factorAt = storeBytes(arena, Float32Array.from(src, (c, i) => (c < 0 ? 0 : scl[i]!)));
+    }
+    this.gather16 = rawFns?.gather16;
+    this.widen8 = rawFns?.widen8;
     this.pads = Int32Array.from(src.flatMap((c, i) => (c < 0 ? [i] : [])));
     this.identity = this.scl === null && src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
     this.keysTotal = keysOff;
@@ -651,7 +772,8 @@ export class WasmSketchLinear implements Linear {
       f32.fill(0, o + cols, o + P);
       return;
     }
-    this.gather(xRawAt + 4 * t0 * cols, this.gatherAt, this.factorAt, P, cols, T, 4 * o);
+    if (this.gatherMag !== null) this.gather16!(xRawAt + 4 * t0 * cols, this.gatherAt, P, cols, T, 4 * o, this.gatherMag);
+    else this.gather(xRawAt + 4 * t0 * cols, this.gatherAt, this.factorAt, P, cols, T, 4 * o);
     const pads = this.pads;
     for (let i = 0; i < pads.length; i++) {
       const q = pads[i]!;
@@ -670,16 +792,29 @@ export class WasmSketchLinear implements Linear {
     const xBytes = n * P * 4;
     const yBytes = Math.ceil((n * rows) / 4) * 16;
     const rawBytes = up4(n * cols) * 4;
-    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes);
+    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes + this.ringsBytes);
     const f32 = this.views.refresh().f32;
     const xAt = at;
     const yAt = at + xBytes;
     const keysAt = yAt + yBytes;
     const xRawAt = keysAt + this.keysTotal * 4; // x as given, for the gather
+    const ringsAt = xRawAt + rawBytes;
+    // The float32 rings of int8 raw groups. With worker threads: all of them here, on the calling thread, before
+    // the product may be split (the workers then read them like stored states). Without: each just before its
+    // group's rows below, so it is still in cache when read (8192×2048, n = 1, bench/kernels-1b.mjs: 1.60 ms
+    // CPU widening all first — 4 MiB of rings written, then read back — vs 1.37 ms; two runs at load 3.5–4).
+    const preWiden = this.arena.threads !== undefined;
+    const widen = (g: GroupPlan) => {
+      const q = g.q8!;
+      const dst = ringsAt + q.ringOff;
+      this.widen8!(q.at, dst, q.count, q.scale);
+      if (q.wrap > 0) this.widen8!(q.at, dst + 4 * q.count, q.wrap, q.scale); // the ring's start again
+    };
+    if (preWiden) for (const g of this.plans) if (g.q8) widen(g);
     // keys
     const expand = this.expand;
     for (const g of this.plans) {
-      if (g.kind === 'raw') continue; // float32 states, read as stored
+      if (g.kind === 'raw') continue; // float32 states, read as stored or widened above
       const k0 = keysAt + 4 * g.keysOff;
       for (let k = 0; k < g.d; k++) {
         const src = g.statesAt + 2 * k * g.width;
@@ -699,13 +834,15 @@ export class WasmSketchLinear implements Linear {
     // Each (row, token) still sums the groups in plan order, so the order of the loops changes no bit.
     splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => {
       for (const g of this.plans) {
-        const k0 = g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
+        if (g.q8 && !preWiden) widen(g); // one thread: this call is the whole product
+        const k0 = g.q8 ? ringsAt + g.q8.ringOff : g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
         for (let t0 = 0; t0 < n; t0 += maxT) {
           const T = Math.min(maxT, n - t0);
           const xa = xAt + t0 * P * 4;
           const ya = yAt + (t0 * rows + r0) * 4;
           const xg = xa + 4 * T * g.xOff;
           if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
+          else if (g.off16) call(g.fns[`rowrun16_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 2 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
           else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
         }
       }
