@@ -134,6 +134,44 @@ function lanesSum(f: FunctionBuilder, a: number): void {
 }
 
 /**
+ * A causal soft-max row's shift (both emitters): mx = the max of the row's first `valid` bytes (whole vectors up
+ * to `full`, then one value at a time), and sh = splat(mx · scale).
+ */
+function emitCausalRowMax(
+  f: ExpBuilder,
+  l: { rp: number; c: number; full: number; valid: number; vmax: number; mx: number; scale: number; sh: number },
+): void {
+  f.f32Const(-Infinity).f32x4Splat().set(l.vmax);
+  f.i32Const(0).set(l.c);
+  loopLt(f, l.c, l.full, 16, () => {
+    f.get(l.vmax).get(l.rp).get(l.c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(l.vmax);
+  });
+  f.get(l.vmax).f32x4ExtractLane(0).get(l.vmax).f32x4ExtractLane(1).f32Max();
+  f.get(l.vmax).f32x4ExtractLane(2).get(l.vmax).f32x4ExtractLane(3).f32Max().f32Max().set(l.mx);
+  loopLt(f, l.c, l.valid, 4, () => {
+    f.get(l.mx).get(l.rp).get(l.c).i32Add().f32Load().f32Max().set(l.mx);
+  });
+  f.get(l.mx).get(l.scale).f32Mul().f32x4Splat().set(l.sh);
+}
+
+/** exp(x · sc − sh) over a row's whole vectors (bytes [0, full)), stored in place and summed into vsum. */
+function emitExpFullVectors(
+  f: ExpBuilder,
+  l: { rp: number; c: number; full: number; sc: number; sh: number; v: number; k: number; p: number; vsum: number },
+  fma: boolean,
+): void {
+  f.v128Zero().set(l.vsum);
+  f.i32Const(0).set(l.c);
+  loopLt(f, l.c, l.full, 16, () => {
+    f.get(l.rp).get(l.c).i32Add().v128Load().get(l.sc).f32x4Mul().get(l.sh).simdOp(SIMD_OPS.f32x4_sub).set(l.v);
+    expV(f, l.v, l.k, l.p, fma);
+    f.set(l.v);
+    f.get(l.rp).get(l.c).i32Add().get(l.v).v128Store();
+    f.get(l.vsum).get(l.v).f32x4Add().set(l.vsum);
+  });
+}
+
+/**
  * softmax_causal(s, rows, L, scale): in place over [rows, L] (byte address s); row r is position t = r mod L of
  * its sequence: s[r, p] = exp(scale·s[r, p] − m) / Σ_{p' ≤ t} exp(…) for p ≤ t (m = scale · max_{p ≤ t} s[r, p])
  * and 0 for p > t. Attention's causal soft-max over stacked heads; sums in float32 (4 lanes, then pairwise).
@@ -167,28 +205,9 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
   loopLt(f, r, rows, 1, () => {
     f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
     f.get(valid).i32Const(~15).i32And().set(full);
-    // mx = max over p ≤ t
-    f.f32Const(-Infinity).f32x4Splat().set(vmax);
-    f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
-      f.get(vmax).get(rp).get(c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(vmax);
-    });
-    f.get(vmax).f32x4ExtractLane(0).get(vmax).f32x4ExtractLane(1).f32Max();
-    f.get(vmax).f32x4ExtractLane(2).get(vmax).f32x4ExtractLane(3).f32Max().f32Max().set(mx);
-    loopLt(f, c, valid, 4, () => {
-      f.get(mx).get(rp).get(c).i32Add().f32Load().f32Max().set(mx);
-    });
-    f.get(mx).get(scale).f32Mul().f32x4Splat().set(sh);
+    emitCausalRowMax(f, { rp, c, full, valid, vmax, mx, scale, sh });
     // exponentials, summed
-    f.v128Zero().set(vsum);
-    f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
-      f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p, fma);
-      f.set(v);
-      f.get(rp).get(c).i32Add().get(v).v128Store();
-      f.get(vsum).get(v).f32x4Add().set(vsum);
-    });
+    emitExpFullVectors(f, { rp, c, full, sc, sh, v, k, p, vsum }, fma);
     f.f32Const(0).set(sumS);
     loopLt(f, c, valid, 4, () => {
       // one value through the vector code (splat, exp, lane 0)
@@ -258,28 +277,9 @@ function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
     f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
     f.get(valid).i32Const(~15).i32And().set(full);
     f.get(valid).i32Const(15).i32Add().i32Const(~15).i32And().set(up); // ≤ rowBytes: L is a multiple of 4
-    // mx = max over p ≤ t
-    f.f32Const(-Infinity).f32x4Splat().set(vmax);
-    f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
-      f.get(vmax).get(rp).get(c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(vmax);
-    });
-    f.get(vmax).f32x4ExtractLane(0).get(vmax).f32x4ExtractLane(1).f32Max();
-    f.get(vmax).f32x4ExtractLane(2).get(vmax).f32x4ExtractLane(3).f32Max().f32Max().set(mx);
-    loopLt(f, c, valid, 4, () => {
-      f.get(mx).get(rp).get(c).i32Add().f32Load().f32Max().set(mx);
-    });
-    f.get(mx).get(scale).f32Mul().f32x4Splat().set(sh);
+    emitCausalRowMax(f, { rp, c, full, valid, vmax, mx, scale, sh });
     // exponentials of the whole vectors, summed
-    f.v128Zero().set(vsum);
-    f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
-      f.get(rp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
-      expV(f, v, k, p, fma);
-      f.set(v);
-      f.get(rp).get(c).i32Add().get(v).v128Store();
-      f.get(vsum).get(v).f32x4Add().set(vsum);
-    });
+    emitExpFullVectors(f, { rp, c, full, sc, sh, v, k, p, vsum }, fma);
     // the partial vector: lanes < (valid − full)/4 kept (bitwise: an overflow or NaN after t becomes +0)
     f.block().get(full).get(valid).i32GeU().brIf(0);
     f.i32x4Const([0, 1, 2, 3]).get(valid).get(full).i32Sub().i32Const(2).i32ShrU().simdOp(SIMD_OPS.i32x4_splat);
