@@ -79,9 +79,14 @@ try {
   const weights = modelFromLlama2c(ckpt);
   const session = NodeSession.fromWeights(weights, { kernels: 'wasm', threads });
 
-  /** One run of a run.c binary: its own "achieved tok/s" (printed on stderr). */
+  /**
+   * One run of a run.c binary: its own "achieved tok/s" (printed on stderr). Its stdout (one flushed write per
+   * token) goes to /dev/null, as in the CPU-time runs: piped to this process, each write woke our event loop on
+   * the other core and run.c's own figure fell from ~2,020 to ~1,880 tok/s (idle, 2026-12-05), which had made
+   * the wall ratio look 7% better for us than the CPU-time ratio.
+   */
   const peerTps = (bin) => {
-    const r = spawnSync(bin, [f32Path, '-z', TOKENIZER, '-t', '0', '-n', String(steps)], { encoding: 'utf8' });
+    const r = spawnSync(bin, [f32Path, '-z', TOKENIZER, '-t', '0', '-n', String(steps)], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
     if (r.status !== 0) fail(`run.c (${bin}) exited with ${r.status}: ${r.stderr.slice(0, 300)}`);
     const m = /achieved tok\/s: ([0-9.]+)/.exec(r.stderr);
     if (!m) fail(`run.c printed no "achieved tok/s": ${r.stderr.slice(0, 300)}`);
