@@ -14,6 +14,7 @@ export default defineConfig({
       '@ultrasketch/pipeline/browser': fileURLToPath(new URL('./packages/pipeline/src/browser.ts', import.meta.url)),
       '@ultrasketch/runtime-webgpu/node': fileURLToPath(new URL('./packages/runtime-webgpu/src/node.ts', import.meta.url)),
       '@ultrasketch/core': pkg('packages/core'),
+      '@ultrasketch/node-files': pkg('packages/node-files'),
       '@ultrasketch/format': pkg('packages/format'),
       '@ultrasketch/baselines': pkg('packages/baselines'),
       '@ultrasketch/littlebit': pkg('packages/littlebit'),

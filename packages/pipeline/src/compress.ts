@@ -33,7 +33,7 @@ import {
   accountingGroups,
   toWeightAccounting,
 } from './accounting.js';
-import { type WriteAtomicOptions, writeFileAtomic } from './atomic.js';
+import { type WriteAtomicOptions, writeFileAtomic } from '@ultrasketch/node-files';
 import { assertOutputNotInput } from './files.js';
 import { type EvaluateResult, type ScoringSession, defaultWindow, evaluate } from './evaluate.js';
 import { type LoadedModel, type ModelSourceInfo, denseBytes, loadFromSource, loadModel, sourceInfo } from './load.js';

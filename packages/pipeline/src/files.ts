@@ -5,9 +5,10 @@
  * - `assertOutputDirectory` refuses an output directory that exists as something else (a file);
  * - `describeFileKind` names what a non-regular path is (FIFO, device, ...), for messages.
  */
-import { type BigIntStats, type Stats, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { type Stats, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
+import { describeFileKind } from '@ultrasketch/node-files';
 
 /** A path the command reads, with what it is to the user ("checkpoint", "evaluation text (--eval-text)"). */
 export interface NamedPath {
@@ -15,17 +16,8 @@ export interface NamedPath {
   what: string;
 }
 
-/** What a path that is not a regular file is, in words (with an article: "a named pipe (FIFO)"). */
-export function describeFileKind(st: Stats | BigIntStats): string {
-  if (st.isFile()) return 'a regular file';
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a named pipe (FIFO)';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  return 'not a regular file';
-}
+// describeFileKind lives beside the atomic writer (which names what it refuses to replace); re-exported here.
+export { describeFileKind };
 
 /**
  * Open a user-named input for reading, regular files only: refused by its stat before it is opened, and again

@@ -1,11 +1,12 @@
 /**
- * Leftovers of killed runs. Every atomic write of the tool — a bundle (`writeFileAtomic` in atomic.ts, named by
- * `temporaryPathFor`) and a training checkpoint (the ste-trainer's `writeFileAtomic`, named by
- * `temporaryCheckpointPath`) — goes to `${path}.tmp-<pid>-<12 hex digits>` in the same directory first and is
- * renamed over `path` when complete. A process killed (kill -9, power loss) before the rename leaves that file
- * behind; nothing else ever removes it. `removeStaleTemporaries(path)` removes exactly those files for one
- * output name whose writer process is gone, so a run started (or resumed) with the same output cleans up after
- * the one that died, and never touches a concurrent run's file in progress or anything it did not write.
+ * Leftovers of killed runs. Every atomic write of the tool — a bundle, a sweep's files, a teacher corpus and a
+ * training checkpoint alike — is the one `writeFileAtomic` of @ultrasketch/node-files, which names its
+ * temporary file with `temporaryPathFor` (ste-trainer/node re-exports it as `temporaryCheckpointPath`): it goes
+ * to `${path}.tmp-<pid>-<12 hex digits>` in the same directory first and is renamed over `path` when complete.
+ * A process killed (kill -9, power loss) before the rename leaves that file behind; nothing else ever removes it.
+ * `removeStaleTemporaries(path)` removes exactly those files for one output name whose writer process is gone,
+ * so a run started (or resumed) with the same output cleans up after the one that died, and never touches a
+ * concurrent run's file in progress or anything it did not write.
  */
 import { type Dirent, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';

@@ -8,7 +8,7 @@ import { type KernelChoice, NodeSession } from '@ultrasketch/runtime-node';
 import { type Calibration, type CalibrationInfo, calibrate, codecUsesSaliency, evaluationOverlap, overlapError } from './calibrate.js';
 import { COMPRESS_CODECS, codecOptionKeys, isBpwTargeted, optionsFor, resolveCodecOptions } from './codec-options.js';
 import { type CompressProgress, type EmbeddingStorage, type SmallMatrixPolicy, compress } from './compress.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '@ultrasketch/node-files';
 import { type NamedPath, assertOutputDirectory, assertOutputNotInput, ensureOutputDirectory } from './files.js';
 import { type EvaluateResult, type ScoringSession, defaultWindow, evaluate } from './evaluate.js';
 import { type LoadedModel, loadModel } from './load.js';

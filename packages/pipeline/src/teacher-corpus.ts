@@ -19,7 +19,7 @@ import { ErrorCodes, Rng, UltraSketchError, fromSystemError } from '@ultrasketch
 import type { ModelWeights } from '@ultrasketch/model';
 import { NodeSession } from '@ultrasketch/runtime-node';
 import { sampleLogits } from '@ultrasketch/ste-trainer';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '@ultrasketch/node-files';
 
 const MAGIC = 'USKTCORP';
 const VERSION = 1;

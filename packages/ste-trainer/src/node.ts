@@ -3,14 +3,14 @@
  * atomically, a checkpointing run loop that stops cleanly on SIGINT/SIGTERM, and data-parallel worker
  * threads. Only this file and worker.ts import node:* modules.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
+import { ErrorCodes, UltraSketchError, fromSystemError } from '@ultrasketch/core';
 import { crc32 } from '@ultrasketch/format';
+import { type WriteAtomicOptions, temporaryPathFor, writeFileAtomic } from '@ultrasketch/node-files';
 import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
 import { setCausalColsKernel, setCausalRowsKernel, setCausalScoresKernel, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
@@ -79,80 +79,25 @@ export function wasmFmaActive(): boolean {
 }
 useWasmGemm(process.env.ULTRASKETCH_TRAINER_GEMM !== 'js');
 
-export interface CheckpointWriteOptions {
-  /** Bytes per write call (default 1 MiB). */
-  chunkBytes?: number;
-  /** Called after each chunk reaches the temporary file (the kill test uses it to die mid-write). */
-  onChunk?(written: number, total: number): void;
-}
+/** Options of a checkpoint write: those of the shared atomic writer (chunk size, the kill test's onChunk hook). */
+export type CheckpointWriteOptions = WriteAtomicOptions;
 
-/** The temporary file a checkpoint write goes to first: `${path}.tmp-<pid>-<12 hex digits>`, same directory. */
-export function temporaryCheckpointPath(path: string): string {
-  return join(dirname(path), `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-}
+// The atomic writer is @ultrasketch/node-files' (the one the pipeline writes bundles with), re-exported under the
+// names this entry has always had: temporary names `${path}.tmp-<pid>-<12 hex digits>`, which the pipeline removes
+// for dead processes when a run starts.
+export { writeFileAtomic, temporaryPathFor as temporaryCheckpointPath };
 
-/**
- * Write `bytes` to `path` so that `path` holds either its old content or all of the new bytes, never a
- * part: write a temporary file in the same directory, fsync it, rename it over `path`, fsync the directory
- * (best effort). A process killed mid-write leaves at most a `*.tmp-<pid>-*` file behind (the pipeline
- * removes such files of dead processes when a run starts). File-system failures are typed errors (a full
- * disk is NO_SPACE, a read-only directory PERMISSION_DENIED), with the temporary file removed.
- */
-export function writeFileAtomic(path: string, bytes: Uint8Array, options: CheckpointWriteOptions = {}): void {
-  const dir = dirname(path);
-  if (!existsSync(dir)) {
-    throw new UltraSketchError(ErrorCodes.FILE_NOT_FOUND, `directory ${dir} does not exist`, { source: path, hint: 'create it first' });
-  }
-  const chunk = options.chunkBytes ?? 1024 * 1024;
-  const tmp = temporaryCheckpointPath(path);
-  let fd: number | undefined;
-  // What was being done when an error came ("cannot create", "cannot write", "cannot rename").
-  let action: FileAction = 'create';
-  try {
-    fd = openSync(tmp, 'wx', 0o644);
-    action = 'write';
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const end = Math.min(bytes.byteLength, done + chunk);
-      while (done < end) done += writeSync(fd, bytes, done, end - done);
-      options.onChunk?.(done, bytes.byteLength);
-    }
-    // A full disk may only show at fsync or close (delayed allocation): both are inside this try.
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    action = 'rename';
-    renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== undefined) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already failing
-      }
-    }
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // cannot remove it (the directory became unwritable): the original error is the one to report
-    }
-    throw fromSystemError(err, path, action);
-  }
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    // some platforms cannot fsync a directory; the rename has happened
-  }
+/** Checkpoints are written 1 MiB per write call (the shared writer's default is 4 MiB), unless told otherwise. */
+const CHECKPOINT_CHUNK_BYTES = 1024 * 1024;
+
+/** Write one checkpoint file atomically (the shared writer with the checkpoint chunk size). */
+function writeCheckpointFile(path: string, bytes: Uint8Array, options: CheckpointWriteOptions = {}): void {
+  writeFileAtomic(path, bytes, { ...options, chunkBytes: options.chunkBytes ?? CHECKPOINT_CHUNK_BYTES });
 }
 
 /** Save the trainer's complete state to `path` atomically. */
 export function saveCheckpoint(trainer: Trainer, path: string, options: CheckpointWriteOptions = {}): void {
-  writeFileAtomic(path, trainer.state(), options);
+  writeCheckpointFile(path, trainer.state(), options);
 }
 
 /** Restore a trainer from a checkpoint file written by saveCheckpoint. */
@@ -235,10 +180,10 @@ export async function runWithCheckpoints(trainer: CheckpointedTrainer, o: RunWit
     while (trainer.completedSteps < until && !stop) {
       const r = await trainer.step();
       o.onStep?.(r);
-      if (every > 0 && trainer.completedSteps % every === 0) writeFileAtomic(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
+      if (every > 0 && trainer.completedSteps % every === 0) writeCheckpointFile(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    writeFileAtomic(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
+    writeCheckpointFile(o.path, await trainer.state(), o.writeOptions?.(trainer.completedSteps));
   } finally {
     for (const s of signals) process.off(s, onSignal);
   }
@@ -561,7 +506,7 @@ export function teacherCacheDir(dir: string, options: TeacherCacheOptions = {}):
         new Float32Array(out.buffer, at, h.length).set(h);
         at += 4 * h.length;
       }
-      const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+      const tmp = temporaryPathFor(path); // the one temporary naming of every write here
       const fd = openSync(tmp, 'w');
       try {
         let done = 0;

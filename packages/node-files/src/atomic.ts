@@ -1,20 +1,40 @@
+/**
+ * The one atomic file writer of UltraSketch: bundles, sweep results and teacher corpora (the pipeline) and
+ * training checkpoints (ste-trainer/node) all go through `writeFileAtomic`, so every leftover of a killed run
+ * has the one name pattern that the pipeline's stale.ts recognises and removes.
+ */
 import { randomBytes } from 'node:crypto';
-import { type Stats, closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { type BigIntStats, type Stats, closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCodes, type FileAction, UltraSketchError, fromSystemError } from '@ultrasketch/core';
-import { describeFileKind } from './files.js';
 
 export interface WriteAtomicOptions {
   /** Bytes per write call (default 4 MiB). */
   chunkBytes?: number;
   /**
    * Called after each chunk is written, with the bytes written so far. A throw aborts the write (the
-   * temporary file is removed). Tests use it to slow a write down and kill the process mid-way.
+   * temporary file is removed). Tests use it to slow a write down and kill the process mid-way (the crash
+   * tests' `killMidWrite`).
    */
   onChunk?(written: number, total: number): void;
 }
 
-/** The temporary name a write goes to first: `${path}.tmp-<pid>-<random>`, in the same directory. */
+/** What a path that is not a regular file is, in words (with an article: "a named pipe (FIFO)"). */
+export function describeFileKind(st: Stats | BigIntStats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a named pipe (FIFO)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return 'not a regular file';
+}
+
+/**
+ * The temporary name a write goes to first: `${path}.tmp-<pid>-<12 hex digits>`, in the same directory (the
+ * pattern `temporaryWriterPid` in the pipeline's stale.ts parses: change both together).
+ */
 export function temporaryPathFor(path: string): string {
   return join(dirname(path), `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
 }

@@ -92,7 +92,7 @@ describe('writeFileAtomic in a process killed mid-write', () => {
     const esbuild = requireFromTsup('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
     const bundle = join(dir, 'atomic.mjs');
     await esbuild.build({
-      entryPoints: [join(root, 'packages/pipeline/src/atomic.ts')],
+      entryPoints: [join(root, 'packages/node-files/src/atomic.ts')],
       bundle: true,
       platform: 'node',
       format: 'esm',
