@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
 
 /**
@@ -54,41 +54,51 @@ class WasmBinaryLinear implements Linear {
     const lanes = n === 1 ? 1 : 4;
     const pad = this.padIn;
     const B = lanes === 1 ? this.bits1 : this.bits4;
-    const xBytes = pad * 4 * lanes;
-    const yBytes = Math.ceil(out / 4) * 16 * lanes;
-    const tableBytes = (pad / B) * (1 << B) * 4 * lanes;
-    const at = this.arena.scratch(xBytes + yBytes + tableBytes);
-    const f32 = this.views.refresh().f32;
-    const xAt = at;
-    const yAt = xAt + xBytes;
-    const tAt = yAt + yBytes;
-    const x4 = xAt / 4;
-    const y4 = yAt / 4;
     const fn = this.fn;
+    const tableBytes = (pad / B) * (1 << B) * 4 * lanes;
     if (lanes === 1) {
-      f32.set(x.subarray(0, inF), x4);
-      f32.fill(0, x4 + inF, x4 + pad);
+      // x and y that are views of the arena (the forward's activations) are read/written where they are; x only
+      // when its row needs no padding (the tables read whole groups of 8 inputs), y always (one float per row)
+      const xv = new ArenaVector(this.arena, x, pad === inF);
+      const yv = ArenaVector.output(this.arena, y, x);
+      const xBytes = xv.stageBytes(pad);
+      const yBytes = yv.stageBytes(out);
+      const at = this.arena.scratch(xBytes + yBytes + tableBytes);
+      const f32 = this.views.refresh().f32;
+      const xAt = xv.read(f32, 0, inF, at, pad - inF);
+      const yAt = yv.target(0, at + xBytes);
+      const tAt = at + xBytes + yBytes;
       (B === 8 ? fn.build1_8! : fn.build1_4!)(xAt, this.onesAt, pad / B, tAt);
       splitDot(this.arena, B === 8 ? fn.dot1_8! : fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 1, B);
-      y.set(f32.subarray(y4, y4 + out));
+      yv.written(f32, 0, out, at + xBytes);
       return;
     }
+    // n > 1: blocks of 4 tokens, interleaved (x4[4j + t] = token t's x_j, lanes ≥ T and inputs ≥ inF zero) and
+    // de-interleaved by wasm (interleave4/deinterleave4, the same values the JS loops wrote) straight from x and
+    // into y when they are views of the arena; otherwise from/to copies of them in scratch
+    const xv = new ArenaVector(this.arena, x);
+    const yv = ArenaVector.output(this.arena, y, x);
+    const xsBytes = xv.stageBytes(n * inF);
+    const ysBytes = yv.stageBytes(n * out);
+    const x4Bytes = pad * 16;
+    const y4Bytes = Math.ceil(out / 4) * 64;
+    const at = this.arena.scratch(xsBytes + ysBytes + x4Bytes + y4Bytes + tableBytes);
+    const f32 = this.views.refresh().f32;
+    const xs = xv.read(f32, 0, n * inF, at);
+    const ys = yv.target(0, at + xsBytes);
+    const x4At = at + xsBytes + ysBytes;
+    const y4At = x4At + x4Bytes;
+    const tAt = y4At + y4Bytes;
     const build = B === 8 ? fn.build4_8! : fn.build4_4!;
     const dot = B === 8 ? fn.dot4_8! : fn.dot4_4!;
     for (let t0 = 0; t0 < n; t0 += 4) {
       const T = Math.min(4, n - t0);
-      f32.fill(0, x4, x4 + 4 * pad);
-      for (let t = 0; t < T; t++) {
-        const src = (t0 + t) * inF;
-        for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
-      }
-      build(xAt, this.onesAt, pad / B, tAt);
-      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 4, B);
-      for (let t = 0; t < T; t++) {
-        const dst = (t0 + t) * out;
-        for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;
-      }
+      fn.interleave4!(xs + t0 * inF * 4, x4At, T, inF, pad);
+      build(x4At, this.onesAt, pad / B, tAt);
+      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, this.scalesAt, y4At, 0, 4, B);
+      fn.deinterleave4!(y4At, ys + t0 * out * 4, T, out);
     }
+    yv.written(f32, 0, n * out, at + xsBytes);
   }
 }
 

@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 
@@ -235,29 +235,22 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     }
     const pad = this.chunks * 8;
     const G = Math.min(n, TOKENS_PER_ROUND);
-    const xBytes = G * pad * 4;
-    const yBytes = Math.ceil((G * rows) / 4) * 16;
+    // inputs/outputs that are views of the arena (the forward's activations and logits when the attention kernel
+    // lives in it) are read/written where they are: no copy (rows whole 16-byte groups, inputs unpadded)
+    const xv = new ArenaVector(this.arena, x, pad === cols);
+    const yv = ArenaVector.output(this.arena, y, x, rows % 4 === 0);
+    const xBytes = xv.stageBytes(G * pad);
+    const yBytes = yv.stageBytes(G * rows);
     const at = this.arena.scratch(xBytes + yBytes);
     const f32 = this.views.refresh().f32;
     const x4 = at / 4;
     const y4 = (at + xBytes) / 4;
-    // inputs/outputs that are views of the arena (the forward's activations and logits when the attention kernel
-    // lives in it) are read/written where they are: no copy (rows whole 16-byte groups, inputs unpadded)
-    const xIn = pad === cols && this.arena.holds(x);
-    const yIn = rows % 4 === 0 && this.arena.holds(y);
     for (let g0 = 0; g0 < n; g0 += G) {
       const m = Math.min(G, n - g0);
-      const xRound = xIn ? x.byteOffset + g0 * cols * 4 : x4 * 4;
-      const yRound = yIn ? y.byteOffset + g0 * rows * 4 : y4 * 4;
-      if (xIn) {
-        // in place
-      } else if (pad === cols) f32.set(x.subarray(g0 * cols, (g0 + m) * cols), x4);
-      else {
-        for (let t = 0; t < m; t++) {
-          f32.set(x.subarray((g0 + t) * cols, (g0 + t + 1) * cols), x4 + t * pad);
-          f32.fill(0, x4 + t * pad + cols, x4 + (t + 1) * pad);
-        }
-      }
+      let xRound = x4 * 4;
+      if (pad === cols) xRound = xv.read(f32, g0 * cols, m * cols, x4 * 4);
+      else for (let t = 0; t < m; t++) xv.read(f32, (g0 + t) * cols, cols, (x4 + t * pad) * 4, pad - cols);
+      const yRound = yv.target(g0 * rows, y4 * 4);
       // Rows split across threads at multiples of 4 (every tile height divides 4): each row is computed by one
       // thread with the same tile as with one thread.
       splitRows(this.arena, rows, m * rows * cols * F16_NS_PER_MAC, 4, (call, r0, r1) => {
@@ -274,7 +267,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
           }
         }
       });
-      if (!yIn) y.set(f32.subarray(y4, y4 + m * rows), g0 * rows);
+      yv.written(f32, g0 * rows, m * rows, y4 * 4);
     }
   }
 }

@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
-import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowCall, splitRows } from '../threads.js';
 
@@ -533,8 +533,11 @@ function applyBlocksImpl(
 ): void {
   const { arena, paths, ones, rank: r, padIn, padR, inF, out } = k;
   const blocks = Math.ceil(n / 4);
-  const xsBytes = Math.ceil((n * inF) / 4) * 16;
-  const ysBytes = Math.ceil((n * out) / 4) * 16;
+  // x and y that are views of the arena (the forward's activations) are read/written in place
+  const xv = new ArenaVector(arena, x);
+  const yv = ArenaVector.output(arena, y, x);
+  const xsBytes = xv.stageBytes(n * inF);
+  const ysBytes = yv.stageBytes(n * out);
   const x4Bytes = padIn * 16;
   const w4Bytes = padR * 16;
   const y4Bytes = Math.ceil(out / 4) * 64;
@@ -543,13 +546,9 @@ function applyBlocksImpl(
   const slots = 4 * (arena.threads?.threads ?? 1) + 2;
   const at = arena.scratch(xsBytes + ysBytes + slots * slotBytes);
   const f32 = k.views.refresh().f32;
-  // x and y that are views of the arena (the forward's activations) are read/written in place
-  const xIn = arena.holds(x);
-  const yIn = arena.holds(y);
-  const xs = xIn ? x.byteOffset : at;
-  const ys = yIn ? y.byteOffset : at + xsBytes;
+  const xs = xv.read(f32, 0, n * inF, at);
+  const ys = yv.target(0, at + xsBytes);
   const slot0 = at + xsBytes + ysBytes;
-  if (!xIn) f32.set(x.subarray(0, n * inF), xs / 4);
   // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
   for (let s = 0; s < slots; s++) {
     const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
@@ -568,7 +567,7 @@ function applyBlocksImpl(
       blockCalls(call, base, g0 + c0, g0 + c1);
     });
   }
-  if (!yIn) y.set(k.views.refresh().f32.subarray(ys / 4, ys / 4 + n * out));
+  yv.written(k.views.refresh().f32, 0, n * out, at + xsBytes);
 
   function blockCalls(call: RowCall, base: number, b0: number, b1: number): void {
     const xAt = base;

@@ -4,7 +4,7 @@ import type { Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
@@ -273,7 +273,10 @@ class WasmRtnLinear implements Linear {
     const xBytes = S * 4 * TT;
     const xsBytes = gpr * 16;
     const sBytes = Math.ceil((rows * gpr + 8) / 4) * 16;
-    const yBytes = Math.ceil((TT * rows) / 4) * 16;
+    // y, when it is a view of the arena (the forward's activations), is written where it is (one float per row and
+    // vector, rows apart). x is not: the kernel reads it permuted to the plane order below, which IS the copy.
+    const yv = ArenaVector.output(this.arena, y, x);
+    const yBytes = yv.stageBytes(TT * rows);
     const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes);
     const f32 = this.views.refresh().f32;
     const xAt = at;
@@ -289,7 +292,6 @@ class WasmRtnLinear implements Linear {
     const G = this.G;
     const x4 = xAt / 4;
     const xs4 = xsAt / 4;
-    const y4 = yAt / 4;
     for (let t0 = 0; t0 < n; t0 += MAX_T) {
       const T = Math.min(MAX_T, n - t0);
       // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector
@@ -312,10 +314,11 @@ class WasmRtnLinear implements Linear {
       for (let t = T; t < 4; t++) for (let g = 0; g < gpr; g++) f32[xs4 + 4 * g + t] = 0;
       // rows are independent (row r: codes + r·rowBytes, scales/offsets + 4·r·gpr, y + 4r): split across threads
       const fnT = kernel(T);
+      const yRound = yv.target(t0 * rows, yAt);
       splitRows(this.arena, rows, T * rows * cols * RTN_NS_PER_MAC, 1, (call, r0, r1) =>
-        call(fnT, this.codesAt + r0 * this.rowBytes, r1 - r0, this.rowBytes, gpr, this.cFull, this.cLast, scAt + 4 * r0 * gpr, ofAt + 4 * r0 * gpr, xAt, xsAt, yAt + 4 * r0, rows * 4),
+        call(fnT, this.codesAt + r0 * this.rowBytes, r1 - r0, this.rowBytes, gpr, this.cFull, this.cLast, scAt + 4 * r0 * gpr, ofAt + 4 * r0 * gpr, xAt, xsAt, yRound + 4 * r0, rows * 4),
       );
-      y.set(f32.subarray(y4, y4 + T * rows), t0 * rows);
+      yv.written(f32, t0 * rows, T * rows, yAt);
     }
   }
 }

@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/sketch-core';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
@@ -789,16 +789,24 @@ export class WasmSketchLinear implements Linear {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `sketch kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
     }
     const P = this.src.length;
-    const xBytes = n * P * 4;
-    const yBytes = Math.ceil((n * rows) / 4) * 16;
-    const rawBytes = up4(n * cols) * 4;
+    // x and y that are views of the arena (the forward's activations) are read/written where they are. The kernels
+    // read x in the padded, chunk-major layout of `src`, which the gather writes into scratch from x as given
+    // (in place, or a copy of it in scratch); only one vector in the identity layout with no padding (P = cols)
+    // is that layout already, and is read in place as is.
+    const xv = new ArenaVector(this.arena, x);
+    const direct = n === 1 && this.identity && P === cols && xv.inPlace;
+    const yv = ArenaVector.output(this.arena, y, x);
+    const xBytes = direct ? 0 : n * P * 4;
+    const yBytes = yv.stageBytes(n * rows);
+    const rawBytes = n === 1 && this.identity ? 0 : xv.stageBytes(n * cols); // the gather's source
     const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes + this.ringsBytes);
     const f32 = this.views.refresh().f32;
-    const xAt = at;
-    const yAt = at + xBytes;
-    const keysAt = yAt + yBytes;
-    const xRawAt = keysAt + this.keysTotal * 4; // x as given, for the gather
-    const ringsAt = xRawAt + rawBytes;
+    const xAt = direct ? x.byteOffset : at;
+    const yStage = at + xBytes;
+    const yAt = yv.target(0, yStage);
+    const keysAt = yStage + yBytes;
+    const xRawStage = keysAt + this.keysTotal * 4;
+    const ringsAt = xRawStage + rawBytes;
     // The float32 rings of int8 raw groups. With worker threads: all of them here, on the calling thread, before
     // the product may be split (the workers then read them like stored states). Without: each just before its
     // group's rows below, so it is still in cache when read (8192×2048, n = 1, bench/kernels-1b.mjs: 1.60 ms
@@ -826,8 +834,10 @@ export class WasmSketchLinear implements Linear {
     }
     f32.fill(0, yAt / 4, yAt / 4 + n * rows);
     const maxT = this.maxT;
-    if (!(n === 1 && this.identity)) f32.set(x.subarray(0, n * cols), xRawAt / 4);
-    for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(x, t0, Math.min(maxT, n - t0), f32, (xAt + t0 * P * 4) / 4, xRawAt);
+    if (!direct) {
+      const xRawAt = n === 1 && this.identity ? 0 : xv.read(f32, 0, n * cols, xRawStage); // x as given, for the gather
+      for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(x, t0, Math.min(maxT, n - t0), f32, (xAt + t0 * P * 4) / 4, xRawAt);
+    }
     // Rows split across threads at multiples of 8 (every row-block height divides 8): each row is computed
     // by one thread with the same block and the same group order as with one thread.
     // Groups outer, token blocks inner: a group's states (a few tens of KiB) stay in L1 for all its blocks.
@@ -847,7 +857,7 @@ export class WasmSketchLinear implements Linear {
         }
       }
     });
-    y.set(f32.subarray(yAt / 4, yAt / 4 + n * rows));
+    yv.written(f32, 0, n * rows, yStage);
   }
 }
 

@@ -1,0 +1,169 @@
+import { binaryCodec, floatCodec, rtnCodec } from '@ultrasketch/baselines';
+import { Rng } from '@ultrasketch/core';
+import type { Linear } from '@ultrasketch/model';
+import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
+import { describe, expect, it } from 'vitest';
+import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
+import { wasmFloatKernel } from '../src/kernels/wasm-float.js';
+import { wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
+import { wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
+import { ThreadPool, WasmArena, arenaModules } from '../src/index.js';
+
+/**
+ * Issue 12: a kernel whose x / y are views of its own (shared) arena — the forward's activations and logits in
+ * a session — reads x and writes y where they are, instead of copying them through scratch on the calling
+ * thread (kernels/wasm-common.ts, ArenaVector). Per codec, the same call is made with plain Float32Arrays and
+ * with views of the arena, and:
+ * - the outputs are the same bits (1 thread, and 2 worker threads splitting the rows);
+ * - the arena-view call asks scratch for fewer bytes (it stages nothing it reads or writes in place);
+ * - the views are never copied: their `subarray` (how a staged input is copied) and `set` (how a staged output
+ *   is copied back) are instrumented and must not be called for a vector the kernel should use in place.
+ * Expected copies are named per case: an input the kernel needs padded or permuted is staged by design.
+ */
+interface Case {
+  label: string;
+  rows: number;
+  cols: number;
+  build: (arena: WasmArena) => Linear;
+  /** Whether x is read in place for n tokens (y is always written in place). */
+  xInPlace: (n: number) => boolean;
+}
+
+const rng = new Rng(12);
+const laplace = (n: number) =>
+  Float32Array.from({ length: n }, () => {
+    const u = rng.next() - 0.5;
+    return -0.05 * Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
+  });
+
+function binaryCase(rows: number, cols: number): Case {
+  const p = binaryCodec.encode(rng.normalArray(rows * cols), rows, cols, {}, { name: 't', seed: 1 });
+  // n = 1: the tables read x in whole groups of 8 — a row of cols ≢ 0 mod 8 is padded in scratch
+  return { label: `binary ${rows}×${cols}`, rows, cols, build: (arena) => wasmBinaryKernel(p, { arena }), xInPlace: (n) => n > 1 || cols % 8 === 0 };
+}
+
+function sketchCase(label: string, rows: number, cols: number, raw: Record<string, unknown>, xInPlace: Case['xInPlace']): Case {
+  const saliency = Float64Array.from({ length: cols }, (_, j) => (j % 7 === 0 ? 40 : 1 + rng.next()));
+  const p = sketchCodec.encode(laplace(rows * cols), rows, cols, sketchCodec.resolveOptions(raw), { name: 't', seed: 3, saliency });
+  return { label, rows, cols, build: (arena) => wasmSketchKernel(p, { arena }), xInPlace };
+}
+
+function hashednetsCase(rows: number, cols: number): Case {
+  const p = hashedNetsCodec.encode(laplace(rows * cols), rows, cols, hashedNetsCodec.resolveOptions({ bpw: 1 }), { name: 't', seed: 3 });
+  // one group in column order: its own layout when cols ≡ 0 mod 4 (n = 1), else padded in scratch; tokens
+  // n > 1 are interleaved by the gather, which reads x where it is
+  return { label: `hashednets ${rows}×${cols}`, rows, cols, build: (arena) => wasmHashednetsKernel(p, { arena }), xInPlace: (n) => n > 1 || cols % 4 === 0 };
+}
+
+function rtnCase(rows: number, cols: number): Case {
+  const p = rtnCodec.encode(rng.normalArray(rows * cols), rows, cols, rtnCodec.resolveOptions({ bits: 4, groupSize: 64 }), { name: 't', seed: 1 });
+  // x is permuted into the plane order (a copy by design); y is written in place
+  return { label: `rtn4 ${rows}×${cols}`, rows, cols, build: (arena) => wasmRtnKernel(p, { arena }), xInPlace: () => false };
+}
+
+function f16Case(rows: number, cols: number): Case {
+  const p = floatCodec.encode(rng.normalArray(rows * cols), rows, cols, floatCodec.resolveOptions({ dtype: 'f16' }), { name: 't', seed: 1 });
+  return { label: `float f16 ${rows}×${cols}`, rows, cols, build: (arena) => wasmFloatKernel(p, { arena }), xInPlace: () => cols % 8 === 0 };
+}
+
+const CASES: Case[] = [
+  binaryCase(72, 96),
+  binaryCase(37, 61), // rows and cols not byte-aligned
+  sketchCase('sketch AbsMaxMin rowrun (identity layout)', 64, 96, { bpw: 1 }, () => true),
+  sketchCase('sketch AbsMaxMin rowrun, 4 saliency groups', 45, 130, { bpw: 1, groups: 4, alloc: 'saliency' }, () => true),
+  sketchCase('sketch mixed hash', 40, 72, { bpw: 2, hash: 'mixed' }, () => true),
+  sketchCase('sketch signmean int8, 3 groups (the CLI default)', 53, 120, { bpw: 0.5, rows: 1, state: 'int8', groups: 3, alloc: 'saliency', query: 'signmean' }, () => true),
+  sketchCase('sketch signmean d = 3', 30, 77, { bpw: 1, rows: 3, state: 'int8', query: 'signmean' }, () => true),
+  hashednetsCase(48, 64),
+  hashednetsCase(20, 30),
+  rtnCase(40, 128),
+  rtnCase(33, 100),
+  f16Case(24, 64),
+];
+
+/** Count calls of `v`'s copy methods (own properties shadowing the prototype's). */
+function instrument(v: Float32Array): { copies: number } {
+  const count = { copies: 0 };
+  for (const name of ['subarray', 'set'] as const) {
+    const own = Float32Array.prototype[name] as (...a: unknown[]) => unknown;
+    Object.defineProperty(v, name, {
+      value: (...a: unknown[]) => {
+        count.copies++;
+        return own.apply(v, a);
+      },
+    });
+  }
+  return count;
+}
+
+/** The scratch sizes `arena.scratch` is asked for during `run`. */
+function scratchAsked(arena: WasmArena, run: () => void): number {
+  const own = arena.scratch.bind(arena);
+  let most = 0;
+  arena.scratch = (bytes: number, minBytes?: number) => {
+    most = Math.max(most, bytes);
+    return own(bytes, minBytes);
+  };
+  try {
+    run();
+  } finally {
+    delete (arena as { scratch?: unknown }).scratch;
+  }
+  return most;
+}
+
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+describe('kernels read x and write y in place when they are views of the arena', () => {
+  it.each(CASES.map((c) => [c.label, c] as const))('%s: same bits, less scratch, no copy of the views', (_, c) => {
+    const arena = new WasmArena({ shared: true });
+    const k = c.build(arena);
+    expect(k.constructor.name).toMatch(/^Wasm/);
+    for (const n of [1, 5]) {
+      const x = rng.normalArray(n * c.cols);
+      const plain = new Float32Array(n * c.rows);
+      const askedPlain = scratchAsked(arena, () => k.apply(x, plain, n));
+      // x and y as the forward holds them: lent from the arena, outside scratch
+      const yAt = arena.lend(4 * n * c.rows + 16);
+      const xAt = arena.lend(4 * n * c.cols + 16);
+      const yv = new Float32Array(arena.memory.buffer, yAt, n * c.rows);
+      const xv = new Float32Array(arena.memory.buffer, xAt, n * c.cols);
+      xv.set(x);
+      expect(arena.holds(xv) && arena.holds(yv)).toBe(true);
+      const xCopies = instrument(xv);
+      const yCopies = instrument(yv);
+      const askedViews = scratchAsked(arena, () => k.apply(xv, yv, n));
+      expect(bits(yv).equals(bits(plain)), `n = ${n}: the same bits`).toBe(true);
+      expect(yCopies.copies, `n = ${n}: y copied back from scratch`).toBe(0);
+      if (c.xInPlace(n)) expect(xCopies.copies, `n = ${n}: x copied into scratch`).toBe(0);
+      expect(askedViews, `n = ${n}: scratch asked for`).toBeLessThan(askedPlain);
+      // two worker threads splitting the rows write the same y in the arena
+      const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
+      try {
+        yv.fill(Number.NaN);
+        k.apply(xv, yv, n);
+        expect(bits(yv).equals(bits(plain)), `n = ${n}, 2 threads: the same bits`).toBe(true);
+      } finally {
+        pool.dispose();
+      }
+      expect(yCopies.copies + (c.xInPlace(n) ? xCopies.copies : 0), `n = ${n}, 2 threads: views copied`).toBe(0);
+    }
+  });
+
+  it('an output overlapping the input is staged, not written in place', () => {
+    // the sketch kernel zeroes y before it reads x (identity layout: x read where it is)
+    const c = CASES.find((k) => k.label.includes('identity'))!;
+    const arena = new WasmArena({ shared: true });
+    const k = c.build(arena);
+    const x = rng.normalArray(c.cols);
+    const want = new Float32Array(c.rows);
+    k.apply(x, want, 1);
+    // one arena buffer: x at its start, y starting inside x
+    const at = arena.lend(4 * (c.cols + c.rows) + 16);
+    const buf = new Float32Array(arena.memory.buffer, at, c.cols + c.rows);
+    buf.set(x);
+    const y = buf.subarray(c.cols - 8, c.cols - 8 + c.rows);
+    k.apply(buf.subarray(0, c.cols), y, 1);
+    expect(bits(y).equals(bits(want))).toBe(true);
+  });
+});
