@@ -1,12 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '@ultrasketch/core';
 import { LINEAR_KINDS, TensorNames, linearShape } from '@ultrasketch/model';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { type GraphWeights, type LayerProviders, LittleBitProvider, LlamaGraph, Trainer, type TrainerOptions, makeProviders, registerLittleBitProviders } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { type GraphWeights, type LayerProviders, LittleBitProvider, LlamaGraph, type TrainerOptions, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { workerThreads } from '../src/node.js';
 import { graphWeights, randomModel, tinyConfig } from './helpers.js';
+import { expectRunsClose, runToEnd, syntheticCalib, useBuiltWorker } from './thread-fixtures.js';
 
 /**
  * LittleBit's low-rank form (WeightProvider.factorRank): the CPU graph computes Y = (X·B)·hAᵀ and the factors'
@@ -14,15 +12,7 @@ import { graphWeights, randomModel, tinyConfig } from './helpers.js';
  * same function and gradient; these tests hold it to the Ŵ path (lowRank: false) in float64, and check the
  * data-parallel trainer with it (workers get the packed factors instead of Ŵ).
  */
-const PKG = fileURLToPath(new URL('..', import.meta.url));
-
-beforeAll(() => {
-  const worker = `${PKG}dist/worker.js`;
-  const newest = Math.max(...readdirSync(`${PKG}src`).map((f) => statSync(`${PKG}src/${f}`).mtimeMs));
-  if (!existsSync(worker) || statSync(worker).mtimeMs < newest) {
-    execFileSync('npx', ['tsup'], { cwd: PKG, stdio: 'ignore' });
-  }
-}, 300_000);
+useBuiltWorker();
 
 registerLittleBitProviders();
 
@@ -117,7 +107,7 @@ describe('littlebit low-rank form', () => {
   });
 
   it('trainer: 2 threads deterministic (packed factors to the workers), equal to 1 thread and to the Ŵ path up to float rounding', () => {
-    const calib = Int32Array.from({ length: 600 }, (_, i) => (i % 41 === 0 ? 1 : (i * 7 + (i >> 3)) % 40));
+    const calib = syntheticCalib(600, 41, 40);
     const options = (lowRank: boolean, threads: number): TrainerOptions => ({
       teacher: model,
       providers: makeProviders(model, (_l, kind) =>
@@ -133,34 +123,13 @@ describe('littlebit low-rank form', () => {
       seed: 4,
       ...(threads > 1 ? { parallel: workerThreads(threads, { timeoutMs: 60_000 }) } : {}),
     });
-    const run = (lowRank: boolean, threads: number) => {
-      const t = new Trainer(options(lowRank, threads));
-      const losses: number[] = [];
-      try {
-        while (t.completedSteps < t.steps) losses.push(t.step().loss);
-        return { params: t.params.map((p) => p.data.slice()), losses };
-      } finally {
-        t.dispose();
-      }
-    };
+    const run = (lowRank: boolean, threads: number) => runToEnd(options(lowRank, threads));
     const a = run(true, 2);
     const b = run(true, 2);
     expect(a.params).toEqual(b.params);
     expect(a.losses).toEqual(b.losses);
-    const close = (x: { params: Float32Array[]; losses: number[] }, y: { params: Float32Array[]; losses: number[] }, tol: number) => {
-      for (let i = 0; i < x.losses.length; i++) expect(Math.abs(x.losses[i]! - y.losses[i]!)).toBeLessThan(tol * Math.abs(y.losses[i]!));
-      let num = 0;
-      let den = 0;
-      x.params.forEach((p, k) => {
-        for (let i = 0; i < p.length; i++) {
-          num += (p[i]! - y.params[k]![i]!) ** 2;
-          den += y.params[k]![i]! ** 2;
-        }
-      });
-      expect(Math.sqrt(num / den)).toBeLessThan(tol);
-    };
     const one = run(true, 1);
-    close(a, one, 1e-4);
-    close(one, run(false, 1), 1e-4);
+    expectRunsClose(a, one, 1e-4);
+    expectRunsClose(one, run(false, 1), 1e-4);
   });
 });

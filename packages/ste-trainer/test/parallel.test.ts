@@ -1,30 +1,20 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { registerAll } from '@ultrasketch/baselines';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Trainer, type TrainerOptions, makeProviders, shardSizes } from '../src/index.js';
 import { workerThreads } from '../src/node.js';
 import { randomModel, tinyConfig } from './helpers.js';
+import { expectRunsClose, runToEnd, snapshot, syntheticCalib, useBuiltWorker } from './thread-fixtures.js';
 
 /**
  * Data-parallel training over worker threads. The workers run the BUILT entry (dist/worker.js): it is
  * (re)built here when missing or older than a source file.
  */
-const PKG = fileURLToPath(new URL('..', import.meta.url));
-
-beforeAll(() => {
-  const worker = `${PKG}dist/worker.js`;
-  const newest = Math.max(...readdirSync(`${PKG}src`).map((f) => statSync(`${PKG}src/${f}`).mtimeMs));
-  if (!existsSync(worker) || statSync(worker).mtimeMs < newest) {
-    execFileSync('npx', ['tsup'], { cwd: PKG, stdio: 'ignore' });
-  }
-}, 300_000);
+useBuiltWorker();
 
 registerAll();
 
 const model = randomModel(tinyConfig({ dim: 16, nHeads: 4, nKvHeads: 2, hiddenDim: 24, vocabSize: 32, seqLen: 32 }), 5);
-const calib = Int32Array.from({ length: 500 }, (_, i) => (i % 37 === 0 ? 1 : (i * 7 + (i >> 3)) % 32));
+const calib = syntheticCalib(500, 37, 32);
 const options = (over: Partial<TrainerOptions> = {}): TrainerOptions => ({
   teacher: model,
   providers: makeProviders(model, (l, kind) =>
@@ -41,7 +31,6 @@ const options = (over: Partial<TrainerOptions> = {}): TrainerOptions => ({
   seed: 3,
   ...over,
 });
-const snapshot = (t: Trainer) => t.params.map((p) => p.data.slice());
 
 describe('data-parallel worker threads', () => {
   it('shards: contiguous, sizes differ by at most one, never empty', () => {
@@ -52,31 +41,13 @@ describe('data-parallel worker threads', () => {
   });
 
   it('3 threads: deterministic, equal to 1 thread up to float summation order, resumable exactly', () => {
-    const run = (threads: number) => {
-      const t = new Trainer(options(threads > 1 ? { parallel: workerThreads(threads, { timeoutMs: 60_000 }) } : {}));
-      const losses: number[] = [];
-      try {
-        while (t.completedSteps < t.steps) losses.push(t.step().loss);
-        return { params: snapshot(t), losses };
-      } finally {
-        t.dispose();
-      }
-    };
+    const run = (threads: number) => runToEnd(options(threads > 1 ? { parallel: workerThreads(threads, { timeoutMs: 60_000 }) } : {}));
     const one = run(1);
     const a = run(3);
     const b = run(3);
     expect(a.params).toEqual(b.params);
     expect(a.losses).toEqual(b.losses);
-    for (let i = 0; i < one.losses.length; i++) expect(Math.abs(a.losses[i]! - one.losses[i]!)).toBeLessThan(1e-4 * Math.abs(one.losses[i]!));
-    let num = 0;
-    let den = 0;
-    one.params.forEach((p, k) => {
-      for (let i = 0; i < p.length; i++) {
-        num += (p[i]! - a.params[k]![i]!) ** 2;
-        den += p[i]! ** 2;
-      }
-    });
-    expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
+    expectRunsClose(a, one, 1e-4);
 
     // resume with threads: 3 + 3 steps equals 6 straight
     const first = new Trainer(options({ parallel: workerThreads(3, { timeoutMs: 60_000 }) }));

@@ -1,37 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { Rng } from '@ultrasketch/core';
 import { sketchCodec } from '@ultrasketch/sketch-core';
-// from source: the pipeline index pulls in the trainer's node entry (not aliased in vitest)
-import { loadModel } from '../../pipeline/src/load.js';
-import { documentTokenStream } from '../../pipeline/src/text.js';
 import { describe, expect, it } from 'vitest';
 import { SketchStateProvider, Trainer, getProviderFactory, makeProviders, registerSketchProviders } from '../src/index.js';
 import { softQueryTemperature } from '../src/providers-sketch.js';
-import { range, worstGradError } from './helpers.js';
+import { SKETCH_CASES as CASES, laplace, sketchMatrix, stateGradCheck, stories260KWithCalib } from './sketch-fixtures.js';
 
 registerSketchProviders();
-
-function laplace(rng: Rng, n: number, scale = 0.1): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    const u = rng.next() - 0.5;
-    return -scale * Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
-  });
-}
-
-const CASES: { label: string; rows: number; cols: number; codecOptions: Record<string, unknown> }[] = [
-  { label: 'rowrun f16 d3', rows: 12, cols: 20, codecOptions: { bpw: 2, rows: 3, state: 'f16', hash: 'rowrun' } },
-  { label: 'mixed int8 d2', rows: 9, cols: 14, codecOptions: { bpw: 1.5, rows: 2, state: 'int8', hash: 'mixed' } },
-  // includes an exact group (one candidate per weight: the soft forward must leave it as it is)
-  { label: 'groups 3 saliency f32', rows: 8, cols: 12, codecOptions: { bpw: 12, rows: 3, state: 'f32', groups: 3, alloc: 'saliency:2' } },
-];
 
 describe('sketch-states provider, annealed soft AbsMax query (softQuery)', () => {
   for (const c of CASES) {
     it(`${c.label}: soft forward = Σ softmax(|c|/τ)·c; gradient = finite differences (f64) at τ0 and mid-anneal`, () => {
       const rng = new Rng(5);
-      const w = laplace(rng, c.rows * c.cols);
-      const saliency = Float64Array.from({ length: c.cols }, (_, j) => (j < 2 ? 100 : 1 + rng.next()));
-      const ctx = { seed: 99, saliency };
+      const { w, ctx } = sketchMatrix(c, rng, 99);
       const softQuery = { tau0: 1, annealSteps: 10 };
       const p = new SketchStateProvider<Float64Array>({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, dtype: 'f64', quantizedForward: false, softQuery });
       const hard = new SketchStateProvider<Float64Array>({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, dtype: 'f64', quantizedForward: false });
@@ -53,19 +34,8 @@ describe('sketch-states provider, annealed soft AbsMax query (softQuery)', () =>
         let differs = 0;
         for (let i = 0; i < W.length; i++) if (Math.abs(W[i]! - Wh[i]!) > 1e-12) differs++;
         expect(differs).toBeGreaterThan(0);
-        const G = Float64Array.from({ length: c.rows * c.cols }, () => rng.normal());
-        const loss = () => {
-          const Wn = p.weight();
-          let s = 0;
-          for (let i = 0; i < Wn.length; i++) s += G[i]! * Wn[i]!;
-          return s;
-        };
-        loss();
-        const grad = p.parameters()[0]!.grad;
-        grad.fill(0);
-        p.backward(G);
-        const r = worstGradError(loss, S, Float64Array.from(grad), range(S.length), 1e-7, 1e-9);
-        expect(r.worst).toBeLessThan(1e-6);
+        const { G, grad, worst } = stateGradCheck(p, rng);
+        expect(worst).toBeLessThan(1e-6);
         // every candidate of a sketch weight gets gradient, not only the winner: more states than the hard pick
         hard.weight();
         const gh = hard.parameters()[0]!.grad;
@@ -164,8 +134,7 @@ describe('sketch-states provider, annealed soft AbsMax query (softQuery)', () =>
 
 describe('end to end: stories260K, 12 KD steps with the soft query', () => {
   it('the KD loss drops, τ reaches the hard pick, and the trained forward equals the stored sketch', () => {
-    const { weights, tokenizer } = loadModel('/work/shared/models/stories260K/stories260K.bin');
-    const calib = documentTokenStream(tokenizer, readFileSync('/work/shared/data/tinystories/calib.txt', 'utf8'));
+    const { weights, calib } = stories260KWithCalib();
     const steps = 12;
     // the codec option softQuery and the run's step count through the factory (what the pipeline passes)
     const softProviders = makeProviders(weights, (_l, k) => (k === 'o' ? undefined : { kind: 'sketch-states', options: { codecOptions: { bpw: 4, rows: 3, softQuery: 1 }, steps } }), { seed: 1 });

@@ -1,9 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Rng, getCodec } from '@ultrasketch/core';
 import { dequantizeStates, hashedNetsCodec, sketchCodec, sketchGroups } from '@ultrasketch/sketch-core';
-// from source: the pipeline index pulls in the trainer's node entry (not aliased in vitest)
-import { loadModel } from '../../pipeline/src/load.js';
-import { documentTokenStream } from '../../pipeline/src/text.js';
 import { describe, expect, it } from 'vitest';
 import {
   CodecSteProvider,
@@ -14,30 +10,15 @@ import {
   registerSketchProviders,
 } from '../src/index.js';
 import { range, worstGradError } from './helpers.js';
+import { SKETCH_CASES as CASES, type SketchCase, laplace, sketchMatrix, stateGradCheck, stories260KWithCalib } from './sketch-fixtures.js';
 
 registerSketchProviders();
-
-function laplace(rng: Rng, n: number, scale = 0.1): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    const u = rng.next() - 0.5;
-    return -scale * Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
-  });
-}
-
-const CASES: { label: string; rows: number; cols: number; codecOptions: Record<string, unknown> }[] = [
-  { label: 'rowrun f16 d3', rows: 12, cols: 20, codecOptions: { bpw: 2, rows: 3, state: 'f16', hash: 'rowrun' } },
-  { label: 'mixed int8 d2', rows: 9, cols: 14, codecOptions: { bpw: 1.5, rows: 2, state: 'int8', hash: 'mixed' } },
-  // saliency allocation with 3 groups at a generous budget: includes an exact group
-  { label: 'groups 3 saliency f32', rows: 8, cols: 12, codecOptions: { bpw: 12, rows: 3, state: 'f32', groups: 3, alloc: 'saliency:2' } },
-];
 
 describe('sketch-states provider', () => {
   for (const c of CASES) {
     it(`${c.label}: absmaxmin init forward = codec decode; gradient = finite differences (f64)`, () => {
       const rng = new Rng(7);
-      const w = laplace(rng, c.rows * c.cols);
-      const saliency = Float64Array.from({ length: c.cols }, (_, j) => (j < 2 ? 100 : 1 + rng.next()));
-      const ctx = { seed: 1234, saliency };
+      const { w, ctx } = sketchMatrix(c, rng, 1234);
       const params = sketchCodec.encode(w, c.rows, c.cols, sketchCodec.resolveOptions(c.codecOptions), { name: 't', ...ctx });
       const p32 = new SketchStateProvider({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, quantizedForward: false });
       expect(Array.from(p32.weight())).toEqual(Array.from(sketchCodec.decode(params)));
@@ -52,19 +33,8 @@ describe('sketch-states provider', () => {
       const S = p.states();
       // "train" the states a bit so that picks are not just the build's
       for (let i = 0; i < S.length; i++) S[i] = S[i]! + 0.02 * rng.normal();
-      const G = Float64Array.from({ length: c.rows * c.cols }, () => rng.normal());
-      const loss = () => {
-        const W = p.weight();
-        let s = 0;
-        for (let i = 0; i < W.length; i++) s += G[i]! * W[i]!;
-        return s;
-      };
-      loss();
-      const grad = p.parameters()[0]!.grad;
-      grad.fill(0);
-      p.backward(G);
-      const r = worstGradError(loss, S, Float64Array.from(grad), range(S.length), 1e-7, 1e-9);
-      expect(r.worst).toBeLessThan(1e-6);
+      const { G, grad, worst } = stateGradCheck(p, rng);
+      expect(worst).toBeLessThan(1e-6);
       // every weight is exactly one of its candidates and the gradient of a state = Σ G over weights picking it
       const picks = p.picks();
       p.weight();
@@ -208,8 +178,7 @@ describe('hashednets-states provider', () => {
 
 describe('end to end: stories260K, 20 KD steps on calib, sketch-states (both inits) and hashednets-states', () => {
   it('the KD loss and the calib KL drop for each provider', () => {
-    const { weights, tokenizer } = loadModel('/work/shared/models/stories260K/stories260K.bin');
-    const calib = documentTokenStream(tokenizer, readFileSync('/work/shared/data/tinystories/calib.txt', 'utf8'));
+    const { weights, calib } = stories260KWithCalib();
     const wins = [0, 1].map((i) => calib.subarray(20000 + i * 65, 20000 + (i + 1) * 65));
     const run = (kind: string, options: Record<string, unknown>) => {
       const providers = makeProviders(weights, (_l, k) => (k === 'o' ? undefined : { kind, options }), { seed: 1 });
@@ -254,7 +223,7 @@ function getFamilies(p: SketchStateProvider<Float64Array>) {
 // ------------------------------------------------------------------------------ query signmean (issue 16)
 
 describe('sketch-states provider, query signmean', () => {
-  const SM: { label: string; rows: number; cols: number; codecOptions: Record<string, unknown> }[] = [
+  const SM: SketchCase[] = [
     { label: 'rowrun f16 d1', rows: 12, cols: 20, codecOptions: { bpw: 1, rows: 1, state: 'f16', query: 'signmean' } },
     { label: 'rowrun int8 d3', rows: 9, cols: 14, codecOptions: { bpw: 2, rows: 3, state: 'int8', query: 'signmean' } },
     { label: 'mixed f32 d2, 3 groups with an exact one', rows: 8, cols: 12, codecOptions: { bpw: 12, rows: 2, state: 'f32', hash: 'mixed', groups: 3, alloc: 'saliency:2', query: 'signmean' } },
@@ -264,9 +233,7 @@ describe('sketch-states provider, query signmean', () => {
   for (const c of SM) {
     it(`${c.label}: init forward = codec decode; gradient = finite differences (f64); the bundle decodes to the forward`, () => {
       const rng = new Rng(11);
-      const w = laplace(rng, c.rows * c.cols);
-      const saliency = Float64Array.from({ length: c.cols }, (_, j) => (j < 2 ? 100 : 1 + rng.next()));
-      const ctx = { seed: 77, saliency };
+      const { w, ctx } = sketchMatrix(c, rng, 77);
       const params = sketchCodec.encode(w, c.rows, c.cols, sketchCodec.resolveOptions(c.codecOptions), { name: 't', ...ctx });
       const p32 = new SketchStateProvider({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, quantizedForward: false });
       expect(Array.from(p32.weight())).toEqual(Array.from(sketchCodec.decode(params)));
@@ -274,18 +241,7 @@ describe('sketch-states provider, query signmean', () => {
       const p = new SketchStateProvider<Float64Array>({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx, dtype: 'f64', quantizedForward: false });
       const S = p.states();
       for (let i = 0; i < S.length; i++) S[i] = S[i]! + 0.02 * rng.normal();
-      const G = Float64Array.from({ length: c.rows * c.cols }, () => rng.normal());
-      const loss = () => {
-        const W = p.weight();
-        let s = 0;
-        for (let i = 0; i < W.length; i++) s += G[i]! * W[i]!;
-        return s;
-      };
-      loss();
-      const grad = p.parameters()[0]!.grad;
-      grad.fill(0);
-      p.backward(G);
-      expect(worstGradError(loss, S, Float64Array.from(grad), range(S.length), 1e-7, 1e-9).worst).toBeLessThan(1e-6);
+      expect(stateGradCheck(p, rng).worst).toBeLessThan(1e-6);
 
       // quantized forward (the default): after perturbing the masters the stored params decode to it exactly
       const q = new SketchStateProvider({ name: 't', rows: c.rows, cols: c.cols, weight: w, codecOptions: c.codecOptions, context: ctx });
