@@ -24,7 +24,29 @@ import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
 
 const RELAXED_MADD = 0x105; // f32x4.relaxed_madd (relaxed SIMD proposal, Overview.md's binary table)
 
+/**
+ * The builder of one tile function. Every tile (the NT tiles of emitFmaTile, the TN and NN outer-product tiles
+ * of emitTnTile) takes ten i32 parameters — byte addresses, sizes, strides in floats, the accumulate flag — and
+ * opens the same way: strides and sizes converted to bytes, then nested counted loops (`forRange`).
+ */
 class FmaBuilder extends FunctionBuilder {
+  constructor() {
+    super(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  }
+  /** For each [floats, bytes] pair of locals, in order: bytes = floats · 4 (a shift left by 2). */
+  floatsToBytes(...pairs: ReadonlyArray<readonly [number, number]>): this {
+    for (const [floats, bytes] of pairs) this.get(floats).i32Const(2).i32Shl().set(bytes);
+    return this;
+  }
+  /** while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration). */
+  forRange(v: number, limit: number, step: number, body: () => void): this {
+    this.block().get(v).get(limit).i32GeU().brIf(0);
+    this.loop();
+    body();
+    this.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
+    this.end().end();
+    return this;
+  }
   /** f32x4.relaxed_madd: pops a, b, c (c on top) and pushes a·b + c. */
   relaxedMadd(): this {
     this.code.push(0xfd, (RELAXED_MADD & 0x7f) | 0x80, RELAXED_MADD >> 7);
@@ -45,7 +67,7 @@ class FmaBuilder extends FunctionBuilder {
  * origin, rows a multiple of R, cols of 4V, strides in floats. Each C element sums t in order in one lane.
  */
 function emitTnTile(R: number, V: number, nn = false): FunctionBuilder {
-  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const f = new FmaBuilder();
   const [a, b, c, rows, cols, k, lda, ldb, ldc, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const i = f.local('i32');
   const j = f.local('i32');
@@ -62,29 +84,19 @@ function emitTnTile(R: number, V: number, nn = false): FunctionBuilder {
   const av = f.local('v128');
   // nn: A [m, k] row-major (C = A B): output row r's scalars walk A's row r, one pointer per row
   const apr = Array.from({ length: nn ? R : 0 }, () => f.local('i32'));
-  const loop = (v: number, limit: number, step: number, body: () => void) => {
-    f.block().get(v).get(limit).i32GeU().brIf(0);
-    f.loop();
-    body();
-    f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-    f.end().end();
-  };
-  f.get(lda).i32Const(2).i32Shl().set(ldaB);
-  f.get(ldb).i32Const(2).i32Shl().set(ldbB);
-  f.get(ldc).i32Const(2).i32Shl().set(ldcB);
-  f.get(cols).i32Const(2).i32Shl().set(colsB);
+  f.floatsToBytes([lda, ldaB], [ldb, ldbB], [ldc, ldcB], [cols, colsB]);
   // columns outer: one column strip of B (k rows × 4V floats) serves every row block (the caller keeps k
   // small enough for it and A's strip to stay in L1)
   f.i32Const(0).set(j);
-  loop(j, colsB, 16 * V, () => {
+  f.forRange(j, colsB, 16 * V, () => {
     f.i32Const(0).set(i);
-    loop(i, rows, R, () => {
+    f.forRange(i, rows, R, () => {
       for (const x of acc) f.v128Zero().set(x);
       if (nn) for (let r = 0; r < R; r++) f.get(a).get(i).i32Const(r).i32Add().get(ldaB).i32Mul().i32Add().set(apr[r]!); // A[i + r, 0]
       else f.get(a).get(i).i32Const(2).i32Shl().i32Add().set(ap); // A[0, i]
       f.get(b).get(j).i32Add().set(bp); // B[0, j]
       f.i32Const(0).set(t);
-      loop(t, k, 1, () => {
+      f.forRange(t, k, 1, () => {
         for (let v = 0; v < V; v++) f.get(bp).v128Load(16 * v).set(bv[v]!);
         for (let r = 0; r < R; r++) {
           if (nn) f.get(apr[r]!).load32Splat(0).set(av);
@@ -148,7 +160,7 @@ export const DEFAULT_FMA_PLAN: FmaTilePlan = { rows: [4, 4, 3] };
  * reduction: attention's causal products use parts of longer rows); accumulate ≠ 0: Y = Y + the sums.
  */
 function emitFmaTile(R: number, T: number): FunctionBuilder {
-  const f = new FmaBuilder(['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const f = new FmaBuilder();
   const [w, x, y, rowBegin, rowEnd, cols, ldy, ldx, ldw, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const sum = f.local('f32');
   const ldxBytes = f.local('i32');
@@ -167,26 +179,17 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
   const tail = Array.from({ length: R * T }, () => f.local('f32'));
   const ws = Array.from({ length: R }, () => f.local('f32'));
   const xs = f.local('f32');
-  // while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration)
-  const loop = (v: number, limit: number, step: number, body: () => void) => {
-    f.block().get(v).get(limit).i32GeU().brIf(0);
-    f.loop();
-    body();
-    f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-    f.end().end();
-  };
 
-  f.get(cols).i32Const(2).i32Shl().set(colsBytes);
+  f.floatsToBytes([cols, colsBytes]);
   f.get(colsBytes).i32Const(~15).i32And().set(vecBytes);
-  f.get(ldx).i32Const(2).i32Shl().set(ldxBytes);
-  f.get(ldw).i32Const(2).i32Shl().set(ldwBytes);
+  f.floatsToBytes([ldx, ldxBytes], [ldw, ldwBytes]);
   for (let t = 0; t < T; t++) {
     f.get(x).get(ldxBytes).i32Const(t).i32Mul().i32Add().set(xp[t]!);
     f.get(y).get(ldy).i32Const(t).i32Mul().get(rowBegin).i32Add().i32Const(2).i32Shl().i32Add().set(yp[t]!);
   }
   f.get(w).get(rowBegin).get(ldwBytes).i32Mul().i32Add().set(w0);
   f.get(rowBegin).set(i);
-  loop(i, rowEnd, R, () => {
+  f.forRange(i, rowEnd, R, () => {
     for (let r = 0; r < R; r++) {
       if (r === 0) f.get(w0).set(wp[0]!);
       else f.get(wp[r - 1]!).get(ldwBytes).i32Add().set(wp[r]!);
@@ -194,7 +197,7 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
     for (const a of acc) f.v128Zero().set(a);
     for (const s of tail) f.f32Const(0).set(s);
     f.i32Const(0).set(j);
-    loop(j, vecBytes, 16, () => {
+    f.forRange(j, vecBytes, 16, () => {
       for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().v128Load().set(wv[r]!);
       for (let t = 0; t < T; t++) {
         f.get(xp[t]!).get(j).i32Add().v128Load().set(xv);
@@ -204,7 +207,7 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
         }
       }
     });
-    loop(j, colsBytes, 4, () => {
+    f.forRange(j, colsBytes, 4, () => {
       for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
       for (let t = 0; t < T; t++) {
         f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);
