@@ -4,8 +4,9 @@
  *
  * - one process-wide `WasmArena` for compressed weights (created on first use), so that every compressed
  *   linear of a model shares one memory and, above all, ONE scratch region for its per-call working data
- *   (inputs, outputs, expanded sketch states, subset-sum tables): scratch is sized by the largest layer, not
- *   summed over layers. A caller may pass its own arena instead (e.g. the one of its dense layers);
+ *   (expanded sketch states, subset-sum tables, and inputs/outputs that are not views of the arena: ArenaVector
+ *   below): scratch is sized by the largest layer, not summed over layers. A caller may pass its own arena
+ *   instead (e.g. the session's, which also holds the forward's activations);
  * - kernel modules compiled once per process and instantiated once per arena;
  * - typed-array views over the arena's heap that are re-created only when the memory grows.
  *
