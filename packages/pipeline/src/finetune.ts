@@ -133,7 +133,10 @@ export interface FinetuneOptions {
   onStep?: (r: StepResult) => void;
 }
 
-/** The bundle's `training` section. Everything but `cost.wallSeconds` is a pure function of the inputs. */
+/**
+ * The `training` section of the compress report. The bundle stores it without `cost.wallSeconds` (the only field
+ * that is not a pure function of the inputs), so a finetuned bundle is byte-identical from run to run.
+ */
 export interface TrainingSection {
   method: 'ste-trainer';
   recipe: {
@@ -179,7 +182,7 @@ export interface TrainingSection {
   cost: {
     steps: number;
     tokens: number;
-    /** Wall seconds spent in training steps, summed over resumed segments (not byte-reproducible). */
+    /** Wall seconds spent in training steps, summed over resumed segments: in the report only, never stored. */
     wallSeconds: number;
     /** Device webgpu: the adapter the steps of this call ran on (not byte-reproducible). */
     adapter?: string;

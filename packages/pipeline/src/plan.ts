@@ -16,7 +16,7 @@ import type { ModelWeights } from '@ultrasketch/model';
 import { NodeSession } from '@ultrasketch/runtime-node';
 import { logSoftmaxRows } from '@ultrasketch/ste-trainer';
 import { registerAllCodecs } from './codecs.js';
-import { weightSeed } from './compress.js';
+import { weightSeed } from './compress/defaults.js';
 
 export interface SensitivityPlanInput {
   weights: ModelWeights;
