@@ -1,20 +1,23 @@
 import { binaryCodec, floatCodec, rtnCodec } from '@ultrasketch/baselines';
 import { Rng } from '@ultrasketch/core';
+import { littlebitCodec } from '@ultrasketch/littlebit';
 import type { Linear } from '@ultrasketch/model';
 import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
 import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
 import { wasmFloatKernel } from '../src/kernels/wasm-float.js';
+import { wasmLittlebitKernel } from '../src/kernels/wasm-littlebit.js';
 import { wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import { wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
-import { ThreadPool, WasmArena, arenaModules } from '../src/index.js';
+import { ThreadPool, WasmArena, WasmDenseLinear, arenaModules } from '../src/index.js';
 
 /**
  * Issue 12: a kernel whose x / y are views of its own (shared) arena — the forward's activations and logits in
  * a session — reads x and writes y where they are, instead of copying them through scratch on the calling
- * thread (kernels/wasm-common.ts, ArenaVector). Per codec, the same call is made with plain Float32Arrays and
- * with views of the arena, and:
- * - the outputs are the same bits (1 thread, and 2 worker threads splitting the rows);
+ * thread (ArenaVector, wasm/arena.ts). Per kernel (every compressed codec's, the f16 classifier's and the dense
+ * float32 one), the same call is made with plain Float32Arrays and with views of the arena, and:
+ * - the outputs are the same bits (1 thread, and 2 worker threads splitting the rows — LittleBit's batch: its
+ *   blocks of 4 tokens);
  * - the arena-view call asks scratch for fewer bytes (it stages nothing it reads or writes in place);
  * - the views are never copied: their `subarray` (how a staged input is copied) and `set` (how a staged output
  *   is copied back) are instrumented and must not be called for a vector the kernel should use in place.
@@ -66,6 +69,25 @@ function f16Case(rows: number, cols: number): Case {
   return { label: `float f16 ${rows}×${cols}`, rows, cols, build: (arena) => wasmFloatKernel(p, { arena }), xInPlace: () => cols % 8 === 0 };
 }
 
+function littlebitCase(rows: number, cols: number, rank: number): Case {
+  const p = littlebitCodec.encode(rng.normalArray(rows * cols), rows, cols, littlebitCodec.resolveOptions({ rank, residual: true }), { name: 't', seed: 1 });
+  // n = 1: the V tables read whole groups of 8 inputs (zeros past cols): x of cols ≢ 0 mod 8 is padded in scratch;
+  // n > 1 (blocks of 4 tokens, one thread or a pool): interleaved by a wasm call that reads x where it is.
+  // Two paths (residual): the second accumulates into the first's y, which is in place too
+  return {
+    label: `littlebit ${rows}×${cols} rank ${rank}, residual`,
+    rows,
+    cols,
+    build: (arena) => wasmLittlebitKernel(p, { arena }),
+    xInPlace: (n) => n > 1 || cols % 8 === 0,
+  };
+}
+
+function denseCase(rows: number, cols: number): Case {
+  const w = rng.normalArray(rows * cols);
+  return { label: `dense f32 ${rows}×${cols}`, rows, cols, build: (arena) => new WasmDenseLinear(arena, w, rows, cols), xInPlace: () => true };
+}
+
 const CASES: Case[] = [
   binaryCase(72, 96),
   binaryCase(37, 61), // rows and cols not byte-aligned
@@ -79,6 +101,10 @@ const CASES: Case[] = [
   rtnCase(40, 128),
   rtnCase(33, 100),
   f16Case(24, 64),
+  littlebitCase(72, 96, 16), // U stage on byte tables, V on nibble tables (rank < 64)
+  littlebitCase(80, 128, 64), // both stages on byte tables
+  littlebitCase(37, 61, 5), // rows, cols and rank not byte-aligned
+  denseCase(40, 72),
 ];
 
 /** Count calls of `v`'s copy methods (own properties shadowing the prototype's). */
@@ -150,9 +176,10 @@ describe('kernels read x and write y in place when they are views of the arena',
     }
   });
 
-  it('an output overlapping the input is staged, not written in place', () => {
-    // the sketch kernel zeroes y before it reads x (identity layout: x read where it is)
-    const c = CASES.find((k) => k.label.includes('identity'))!;
+  // the sketch kernel zeroes y before it reads x (identity layout: x read where it is); LittleBit's second path
+  // reads x again after the first wrote y; the dense gemm writes y's rows while it still reads x
+  it.each(['identity', 'littlebit 72×96', 'dense'])('an output overlapping the input is staged, not written in place (%s)', (label) => {
+    const c = CASES.find((k) => k.label.includes(label))!;
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
     const x = rng.normalArray(c.cols);

@@ -5,7 +5,7 @@
  * - one process-wide `WasmArena` for compressed weights (created on first use), so that every compressed
  *   linear of a model shares one memory and, above all, ONE scratch region for its per-call working data
  *   (expanded sketch states, subset-sum tables, and inputs/outputs that are not views of the arena: ArenaVector
- *   below): scratch is sized by the largest layer, not summed over layers. A caller may pass its own arena
+ *   in wasm/arena.ts): scratch is sized by the largest layer, not summed over layers. A caller may pass its own arena
  *   instead (e.g. the session's, which also holds the forward's activations);
  * - kernel modules compiled once per process and instantiated once per arena;
  * - typed-array views over the arena's heap that are re-created only when the memory grows.
@@ -165,57 +165,5 @@ export class HeapViews {
 
 export const align16 = (n: number): number => Math.ceil(n / 16) * 16;
 
-/**
- * One kernel call's input x or output y, read or written in place when it can be (issue 12). A view of the
- * kernel's own (shared) arena outside the scratch region — the forward's activations and logits, which a session
- * keeps in its arena (`WasmArena.holds`) — is passed to the wasm functions at its own address; any other array,
- * or one whose layout the kernel cannot use as it is (`usable` false: it needs padding), is staged through scratch.
- * The choice is made before the call asks for scratch, so it asks only for what it stages (`stageBytes`). Either
- * way the kernel reads and writes the same values in the same order: where they sit changes no bit.
- */
-export class ArenaVector {
-  readonly inPlace: boolean;
-
-  constructor(
-    arena: WasmArena,
-    readonly v: Float32Array,
-    usable = true,
-  ) {
-    this.inPlace = usable && arena.holds(v);
-  }
-
-  /**
-   * An output `y` of a call that reads `x`: in place only when y does not overlap x (kernels write y — some zero
-   * it first — before they have read all of x; a staged y keeps such a call correct).
-   */
-  static output(arena: WasmArena, y: Float32Array, x: Float32Array, usable = true): ArenaVector {
-    const apart = y.buffer !== x.buffer || y.byteOffset + y.byteLength <= x.byteOffset || x.byteOffset + x.byteLength <= y.byteOffset;
-    return new ArenaVector(arena, y, usable && apart);
-  }
-
-  /** Scratch bytes to stage `count` floats of it (whole 16-byte groups; 0 in place). */
-  stageBytes(count: number): number {
-    return this.inPlace ? 0 : Math.ceil(count / 4) * 16;
-  }
-
-  /**
-   * Input: the byte address of v[from, from + count) for the kernel — v's own in place; else `at`, after copying
-   * them there (into `heap`, the arena's current f32 view) followed by `pad` zeros.
-   */
-  read(heap: Float32Array, from: number, count: number, at: number, pad = 0): number {
-    if (this.inPlace) return this.v.byteOffset + 4 * from;
-    heap.set(this.v.subarray(from, from + count), at / 4);
-    if (pad > 0) heap.fill(0, at / 4 + count, at / 4 + count + pad);
-    return at;
-  }
-
-  /** Output: the byte address where the kernel writes v[from, …) — v's own in place, else `at` (then `written`). */
-  target(from: number, at: number): number {
-    return this.inPlace ? this.v.byteOffset + 4 * from : at;
-  }
-
-  /** Output, after the kernel wrote it at `target(from, at)`: copy v[from, from + count) back from `at` if staged. */
-  written(heap: Float32Array, from: number, count: number, at: number): void {
-    if (!this.inPlace) this.v.set(heap.subarray(at / 4, at / 4 + count), from);
-  }
-}
+/** ArenaVector (in place or staged x / y) lives with the arena: wasm/linear.ts's dense kernel uses it too. */
+export { ArenaVector } from '../wasm/arena.js';

@@ -447,69 +447,49 @@ class WasmLittleBitLinear implements Linear {
     if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `littlebit kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
     }
+    const { arena, padIn, padR } = this;
     const lanes = n === 1 ? 1 : 4;
-    const { padIn, padR } = this;
-    const xBytes = padIn * 4 * lanes;
-    const wBytes = padR * 4 * lanes;
-    const yBytes = Math.ceil(out / 4) * 16 * lanes;
-    const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = lanes === 1 ? this.stages1 : this.stages4;
+    const st = lanes === 1 ? this.stages1 : this.stages4;
     const entry = 4 * lanes;
-    const tableBytes = Math.max((padIn / vB) * (1 << vB) * entry, (padR / uB) * (1 << uB) * entry);
-    const at = this.arena.scratch(xBytes + wBytes + yBytes + tableBytes);
+    const tableBytes = Math.max((padIn / st.vBits) * (1 << st.vBits) * entry, (padR / st.uBits) * (1 << st.uBits) * entry);
+    if (lanes === 4) {
+      // blocks of 4 tokens, one thread or several (the same calls either way)
+      this.applyBlocks(x, y, n, st, tableBytes);
+      return;
+    }
+    // One vector. x and y that are views of the arena (the forward's activations) are read / written in place —
+    // x only when it needs no padding: the V tables read whole groups of 8 inputs, zeros past `in`.
+    const xv = new ArenaVector(arena, x, padIn === inF);
+    const yv = ArenaVector.output(arena, y, x);
+    const xBytes = xv.stageBytes(padIn);
+    const yBytes = yv.stageBytes(out);
+    const wBytes = padR * 4;
+    const at = arena.scratch(xBytes + yBytes + wBytes + tableBytes);
     const f32 = this.views.refresh().f32;
-    const xAt = at;
-    const wAt = xAt + xBytes;
-    const yAt = wAt + wBytes;
-    const tAt = yAt + yBytes;
-    const x4 = xAt / 4;
-    const w4 = wAt / 4;
-    const y4 = yAt / 4;
-    const r = this.rank;
-    const arena = this.arena;
-    const paths = () =>
-      this.paths.forEach((path, i) => {
-        buildV(xAt, path.g, padIn / vB, tAt);
-        splitDot(arena, dotV, path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0, lanes, vB);
-        buildU(wAt, this.ones, padR / uB, tAt);
-        splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, lanes, uB);
-      });
-    if (lanes === 1) {
-      f32.fill(0, w4 + r, w4 + padR);
-      f32.fill(0, x4 + inF, x4 + padIn);
-      f32.set(x.subarray(0, inF), x4);
-      paths();
-      y.set(f32.subarray(y4, y4 + out));
-      return;
-    }
-    if (arena.threads) {
-      this.applyBlocks(x, y, n, this.stages4, tableBytes);
-      return;
-    }
-    f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
-    for (let t0 = 0; t0 < n; t0 += 4) {
-      const T = Math.min(4, n - t0);
-      // x4[j] = the T vectors' x_j (lanes ≥ T and inputs ≥ in zero)
-      f32.fill(0, x4, x4 + 4 * padIn);
-      for (let t = 0; t < T; t++) {
-        const src = (t0 + t) * inF;
-        for (let j = 0; j < inF; j++) f32[x4 + 4 * j + t] = x[src + j]!;
-      }
-      paths();
-      for (let t = 0; t < T; t++) {
-        const dst = (t0 + t) * out;
-        for (let i = 0; i < out; i++) y[dst + i] = f32[y4 + 4 * i + t]!;
-      }
-    }
+    const xAt = xv.read(f32, 0, inF, at, padIn - inF);
+    const yAt = yv.target(0, at + xBytes);
+    const wAt = at + xBytes + yBytes;
+    const tAt = wAt + wBytes;
+    f32.fill(0, wAt / 4 + this.rank, wAt / 4 + padR);
+    const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
+    this.paths.forEach((path, i) => {
+      buildV(xAt, path.g, padIn / vB, tAt);
+      splitDot(arena, dotV, path.vBytes, this.rank, padIn / 8, tAt, path.l, wAt, 0, 1, vB);
+      buildU(wAt, this.ones, padR / uB, tAt);
+      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, 1, uB);
+    });
+    yv.written(this.views.refresh().f32, 0, out, at + xBytes);
   }
 }
 
 /**
- * A prefill with a thread pool (issue 12, fifth slice). Split by rows, one 4-token block's dot stage is a few µs —
- * under the pool's threshold, so a prefill ran on one thread, block after block, table builds and the JS
- * (de)interleaving included. Here the pool splits the TOKEN BLOCKS instead: each chunk runs, for its blocks, the
- * same calls as `apply`'s loop (interleave, per path: build V tables, V stage, build U tables, U stage; then
- * deinterleave), over buffers of its own. Every block is computed by the same functions on the same inputs as
- * with one thread (bit-identical; packages/pipeline/test/threads.test.ts).
+ * A batch (n > 1), in blocks of 4 tokens: per block, interleave the tokens' x into the 4-lane layout, per path
+ * build the V tables, V stage, build the U tables, U stage, then deinterleave y — all wasm calls. With a thread
+ * pool (issue 12, fifth slice) the pool splits the TOKEN BLOCKS (split by rows, one block's dot stage is a few µs,
+ * under the pool's threshold): each chunk runs its blocks over buffers of its own; without one, this thread runs
+ * every block in one buffer set. x and y that are views of the arena are read / written in place (ArenaVector),
+ * others are staged whole. Every block is computed by the same functions on the same inputs whatever the thread
+ * count (bit-identical; packages/pipeline/test/threads.test.ts).
  */
 function applyBlocksImpl(
   this: void,
@@ -542,8 +522,9 @@ function applyBlocksImpl(
   const w4Bytes = padR * 16;
   const y4Bytes = Math.ceil(out / 4) * 64;
   const slotBytes = x4Bytes + w4Bytes + y4Bytes + Math.ceil(tableBytes / 16) * 16;
-  // one buffer set per chunk the pool may record (≤ 4 per thread), plus one for a run on this thread
-  const slots = 4 * (arena.threads?.threads ?? 1) + 2;
+  // one buffer set per chunk the pool may record (≤ 4 per thread), plus one for a run on this thread; without a
+  // pool every block runs here, in one buffer set
+  const slots = arena.threads ? 4 * arena.threads.threads + 2 : 1;
   const at = arena.scratch(xsBytes + ysBytes + slots * slotBytes);
   const f32 = k.views.refresh().f32;
   const xs = xv.read(f32, 0, n * inF, at);

@@ -6,7 +6,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
 import { splitRows } from '../threads.js';
-import { WasmArena, type WasmArenaOptions } from './arena.js';
+import { ArenaVector, WasmArena, type WasmArenaOptions } from './arena.js';
 import { WasmAttention } from './attention.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
@@ -15,20 +15,6 @@ export const DENSE_NS_PER_MAC = 0.07;
 export class WasmDenseLinear implements Linear, EmbeddingTable {
   /** Address of W [out, in] in the arena. */
   readonly weightAt: number;
-  // Cached views so that apply() allocates nothing in steady state (same n, same caller arrays).
-  private epoch = -1;
-  private viewN = -1;
-  private heapX: Float32Array = new Float32Array(0);
-  private heapY: Float32Array = new Float32Array(0);
-  private srcX: Float32Array | undefined;
-  private srcXView: Float32Array = new Float32Array(0);
-  private srcXN = -1;
-  // whether the last x / y were views of the arena's memory (arena.holds), for that arena epoch
-  private heldX: Float32Array | undefined;
-  private heldY: Float32Array | undefined;
-  private heldEpoch = -1;
-  private xIn = false;
-  private yIn = false;
 
   /** Copies `weight` ([out, in] row-major) into `arena`. */
   constructor(
@@ -74,68 +60,29 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
       );
     }
     const arena = this.arena;
-    // activations that live in this arena's memory (the attention kernel's, see WasmAttention's arena) are read
-    // and written in place: no copy through the scratch region (a serial cost a thread pool cannot split)
-    // (cached per caller array: the forward passes the same arrays every token; the scratch moving changes the answer)
-    if (x !== this.heldX || y !== this.heldY || arena.epoch !== this.heldEpoch) {
-      this.heldX = x;
-      this.heldY = y;
-      this.heldEpoch = arena.epoch;
-      this.xIn = arena.holds(x);
-      this.yIn = arena.holds(y);
-    }
-    const xIn = this.xIn;
-    const yIn = this.yIn;
-    if ((xIn || yIn) && this.applyInPlace(x, y, n, xIn, yIn)) return;
-    const xBytes = Math.ceil(xLen / 4) * 16; // X rounded up to 16 bytes
-    const rowBytes = (inF + outF) * 4;
-    const xAt = arena.scratch(xBytes + yLen * 4, rowBytes + 16); // may grow the memory: read arena.f32 after
-    if (arena.scratchSize < xBytes + yLen * 4) {
-      this.applyInChunks(x, y, n, xAt, Math.floor((arena.scratchSize - 16) / rowBytes));
-      return;
-    }
-    const yAt = xAt + xBytes;
-    if (this.epoch !== arena.epoch || this.viewN !== n) {
-      this.heapX = arena.f32.subarray(xAt / 4, (xAt / 4) + xLen);
-      this.heapY = arena.f32.subarray(yAt / 4, (yAt / 4) + yLen);
-      this.epoch = arena.epoch;
-      this.viewN = n;
-    }
-    if (x.length === xLen) {
-      this.heapX.set(x);
-    } else {
-      if (this.srcX !== x || this.srcXN !== n) {
-        this.srcX = x;
-        this.srcXN = n;
-        this.srcXView = x.subarray(0, xLen);
+    // x and y that are views of this arena's memory (the forward's activations and logits, see WasmAttention's
+    // arena) are read and written in place (ArenaVector); only the others are copied through scratch — a serial
+    // cost a thread pool cannot split
+    const xv = new ArenaVector(arena, x);
+    const yv = ArenaVector.output(arena, y, x);
+    const xBytes = xv.stageBytes(xLen);
+    const need = xBytes + yv.stageBytes(yLen);
+    let at = 0;
+    if (need > 0) {
+      const rowBytes = (inF + outF) * 4;
+      at = arena.scratch(need, Math.min(need, rowBytes + 16)); // may grow the memory: read arena.f32 after
+      if (arena.scratchSize < need) {
+        this.applyInChunks(x, y, n, at, Math.floor((arena.scratchSize - 16) / rowBytes));
+        return;
       }
-      this.heapX.set(this.srcXView);
     }
+    const xAt = xv.read(arena.f32, 0, xLen, at);
+    const yAt = yv.target(0, at + xBytes);
     const k = arena.kernels;
     const w = this.weightAt;
     if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF); // one thread: no closure per call
     else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
-    y.set(this.heapY);
-  }
-
-  /** apply() with X and/or Y in this arena's memory: those are used where they are, the other goes through scratch. */
-  private applyInPlace(x: Float32Array, y: Float32Array, n: number, xIn: boolean, yIn: boolean): boolean {
-    const arena = this.arena;
-    const inF = this.inFeatures;
-    const outF = this.outFeatures;
-    const xBytes = xIn ? 0 : Math.ceil((n * inF) / 4) * 16;
-    const need = xBytes + (yIn ? 0 : n * outF * 4);
-    const at = need === 0 ? 0 : arena.scratch(need, Math.min(need, 16)); // may grow the memory: read arena.f32 after
-    if (arena.scratchSize < need) return false; // a nearly full arena: the chunked path
-    const xAt = xIn ? x.byteOffset : at;
-    const yAt = yIn ? y.byteOffset : at + xBytes;
-    if (!xIn) arena.f32.set(x.subarray(0, n * inF), xAt / 4);
-    const k = arena.kernels;
-    const w = this.weightAt;
-    if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF);
-    else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
-    if (!yIn) y.set(arena.f32.subarray(yAt / 4, yAt / 4 + n * outF));
-    return true;
+    yv.written(arena.f32, 0, yLen, at + xBytes);
   }
 
   /** When the arena cannot hold the whole batch (a nearly full 4 GiB memory): `rows` rows at a time. */
