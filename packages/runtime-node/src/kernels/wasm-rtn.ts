@@ -166,10 +166,83 @@ function emitRtn(k: 2 | 4 | 8, T: number): KFn {
   return f;
 }
 
+/**
+ * rtn_x{k}(x, cols, G, gpr, dst, strideB, xsum): one vector's inputs in the slot order `rtn_k{k}_t{T}` reads, and
+ * its group sums (issue 12: this was a JS loop per call). Per group g (columns g·G .. g·G + len) and chunk c of
+ * cc = 16·P columns, slot s = 4p + i (plane p, 4 codes i) gets in lane l the group's column c·cc + P·(4i + l) + p,
+ * 0 past len; consecutive slots are strideB bytes apart (16·T: a block's T vectors interleaved per slot). The
+ * values are copied as bits (i32 loads and stores). xsum + 16·g: the group's sum, accumulated in float64 in column
+ * order and rounded to float32 once — the same bits as the JS loop's.
+ */
+function emitPermute(k: 2 | 4 | 8): KFn {
+  const P = 8 / k;
+  const cc = 16 * P;
+  const f = new KFn(Array(7).fill('i32'));
+  const [x, cols, G, gpr, dst, strideB, xsum] = [0, 1, 2, 3, 4, 5, 6];
+  const g = f.local('i32');
+  const c = f.local('i32');
+  const nc = f.local('i32');
+  const gx = f.local('i32');
+  const xp = f.local('i32');
+  const len = f.local('i32');
+  const rem = f.local('i32');
+  const dp = f.local('i32');
+  const end = f.local('i32');
+  const sum = f.local('f64');
+  /** The chunk at xp into 4P slots from dp; `guarded`: only columns < rem are read, the others are 0. */
+  const chunk = (guarded: boolean) => {
+    for (let p = 0; p < P; p++) {
+      for (let i = 0; i < 4; i++) {
+        for (let l = 0; l < 4; l++) {
+          const col = P * (4 * i + l) + p;
+          if (guarded) {
+            f.get(dp).i32Const(0).i32Store(4 * l);
+            f.get(rem).i32Const(col).i32GtS().if_();
+          }
+          f.get(dp).get(xp).i32Load(4 * col).i32Store(4 * l);
+          if (guarded) f.end();
+        }
+        f.get(dp).get(strideB).i32Add().set(dp);
+      }
+    }
+  };
+  f.get(dst).set(dp);
+  forRange(f, g, gpr, () => {
+    // gx = x + 4·g·G; len = min(G, cols − g·G); nc = ⌈len / cc⌉
+    f.get(x).get(g).get(G).i32Mul().i32Const(2).i32Shl().i32Add().set(gx);
+    f.get(cols).get(g).get(G).i32Mul().i32Sub().set(len);
+    f.get(G).get(len).get(G).get(len).i32LtS().select().set(len);
+    f.get(len).i32Const(cc - 1).i32Add().i32Const(Math.log2(cc)).i32ShrU().set(nc);
+    f.get(gx).set(xp);
+    f.get(len).set(rem);
+    forRange(f, c, nc, () => {
+      f.get(rem).i32Const(cc).i32GeS().if_();
+      chunk(false);
+      f.else_();
+      chunk(true);
+      f.end();
+      f.get(xp).i32Const(4 * cc).i32Add().set(xp);
+      f.get(rem).i32Const(cc).i32Sub().set(rem);
+    });
+    // the group's sum
+    f.f64Const(0).set(sum);
+    f.get(gx).set(xp);
+    f.get(gx).get(len).i32Const(2).i32Shl().i32Add().set(end);
+    whileLtU(f, xp, end, 4, () => {
+      f.get(sum).get(xp).f32Load().f64PromoteF32().f64Add().set(sum);
+    });
+    f.get(xsum).get(g).i32Const(4).i32Shl().i32Add().get(sum).f32DemoteF64().f32Store();
+  });
+  return f;
+}
+
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
   m.addFunction('half2float', emitHalfToFloat());
-  for (const k of [2, 4, 8] as const) for (let T = 1; T <= MAX_T; T++) m.addFunction(`rtn_k${k}_t${T}`, emitRtn(k, T));
+  for (const k of [2, 4, 8] as const) {
+    for (let T = 1; T <= MAX_T; T++) m.addFunction(`rtn_k${k}_t${T}`, emitRtn(k, T));
+    m.addFunction(`rtn_x${k}`, emitPermute(k));
+  }
   return m;
 }
 
@@ -192,8 +265,8 @@ class WasmRtnLinear implements Linear {
   private readonly codesAt: number;
   private readonly scalesAt: number;
   private readonly offsetsAt: number;
-  /** Source column of every x slot entry (chunk-major, slot, 4 lanes), −1 for padding. */
-  private readonly src: Int32Array;
+  /** Slot entries of one vector (chunks × 16·P: the permuted x, padding included). */
+  private readonly slotEntries: number;
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
 
@@ -233,7 +306,7 @@ class WasmRtnLinear implements Linear {
         }
       }
     }
-    this.src = src;
+    this.slotEntries = src.length;
     const inPlace = cols % cc === 0 && G % cc === 0;
     let bytes: Uint8Array;
     if (inPlace) bytes = p.codes;
@@ -267,50 +340,36 @@ class WasmRtnLinear implements Linear {
     if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `rtn kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
     }
-    const S = this.src.length; // slot entries of one vector
+    const S = this.slotEntries;
     const gpr = this.gpr;
     const TT = Math.min(n, MAX_T);
     const xBytes = S * 4 * TT;
     const xsBytes = gpr * 16;
     const sBytes = Math.ceil((rows * gpr + 8) / 4) * 16;
-    // y, when it is a view of the arena (the forward's activations), is written where it is (one float per row and
-    // vector, rows apart). x is not: the kernel reads it permuted to the plane order below, which IS the copy.
+    // x and y that are views of the arena (the forward's activations) are read / written where they are: rtn_x
+    // permutes x from its own address; y is one float per row and vector, rows apart
+    const xv = new ArenaVector(this.arena, x);
     const yv = ArenaVector.output(this.arena, y, x);
     const yBytes = yv.stageBytes(TT * rows);
-    const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes);
+    const stageBytes = xv.stageBytes(n * cols);
+    const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes + stageBytes);
     const f32 = this.views.refresh().f32;
     const xAt = at;
     const xsAt = xAt + xBytes;
     const scAt = xsAt + xsBytes;
     const ofAt = scAt + sBytes;
     const yAt = ofAt + sBytes;
+    const xIn = xv.read(f32, 0, n * cols, yAt + yBytes);
     const fn = this.fn;
     fn.half2float!(this.scalesAt, scAt, rows * gpr);
     fn.half2float!(this.offsetsAt, ofAt, rows * gpr);
     const kernel = (T: number) => fn[`rtn_k${this.k}_t${T}`]!;
-    const src = this.src;
-    const G = this.G;
-    const x4 = xAt / 4;
+    const permute = fn[`rtn_x${this.k}`]!;
     const xs4 = xsAt / 4;
     for (let t0 = 0; t0 < n; t0 += MAX_T) {
       const T = Math.min(MAX_T, n - t0);
-      // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector
-      for (let t = 0; t < T; t++) {
-        const xo = (t0 + t) * cols;
-        for (let e = 0; e < S; e += 4) {
-          const d = x4 + e * T + 4 * t;
-          for (let l = 0; l < 4; l++) {
-            const j = src[e + l]!;
-            f32[d + l] = j >= 0 ? x[xo + j]! : 0;
-          }
-        }
-        for (let g = 0; g < gpr; g++) {
-          let s = 0;
-          const end = Math.min(cols, (g + 1) * G);
-          for (let j = g * G; j < end; j++) s += x[xo + j]!;
-          f32[xs4 + 4 * g + t] = s;
-        }
-      }
+      // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector (lanes ≥ T: 0)
+      for (let t = 0; t < T; t++) permute(xIn + 4 * (t0 + t) * cols, cols, this.G, gpr, xAt + 16 * t, 16 * T, xsAt + 4 * t);
       for (let t = T; t < 4; t++) for (let g = 0; g < gpr; g++) f32[xs4 + 4 * g + t] = 0;
       // rows are independent (row r: codes + r·rowBytes, scales/offsets + 4·r·gpr, y + 4r): split across threads
       const fnT = kernel(T);
