@@ -25,15 +25,15 @@ export interface LossWeights {
   ce: number;
 }
 
-export interface TrainerOptions {
+/**
+ * What a distillation run trains and how: the options the CPU trainer and the WebGPU trainer (`GpuKdTrainer`)
+ * share, with the same defaults, so one recipe drives either device.
+ */
+export interface KdRunOptions {
   /** The float model: the teacher, and the source of every weight the student does not train. */
   teacher: ModelWeights;
   /** Providers by canonical linear name (any other linear stays frozen at the teacher's weight). */
   providers?: Map<string, WeightProvider> | Iterable<WeightProvider>;
-  /** Calibration token stream (documents with BOS); required unless data is 'teacher'. NEVER eval text. */
-  calibTokens?: Int32Array;
-  /** 'calib' (default), 'teacher' (data-free: samples of the teacher), 'both' (half and half per batch). */
-  data?: DataSource;
   batch: number;
   seqLen: number;
   /** Total steps (the schedule's length). */
@@ -55,6 +55,49 @@ export interface TrainerOptions {
   loss?: Partial<LossWeights>;
   /** Train the RMSNorm weights too (default false). */
   trainNorms?: boolean;
+}
+
+/** A run's schedule, optimizer and loss settings with every default filled in and checked: what both devices run. */
+export interface ResolvedKdRun {
+  lr: number;
+  warmup: number;
+  minLrRatio: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clipNorm: number;
+  loss: LossWeights;
+  trainNorms: boolean;
+}
+
+/** The defaults of KdRunOptions, in one place (BAD_ARGUMENT on a negative loss weight, all zero, lr ≤ 0, warmup ∉ [0, 1)). */
+export function resolveKdRun(o: KdRunOptions): ResolvedKdRun {
+  const loss = { kl: o.loss?.kl ?? 1, mse: o.loss?.mse ?? 10, ce: o.loss?.ce ?? 0 };
+  for (const [k, v] of Object.entries(loss)) if (!(v >= 0) || !Number.isFinite(v)) throw badArg(`loss weight ${k} = ${v} must be ≥ 0`);
+  if (loss.kl + loss.mse + loss.ce === 0) throw badArg('every loss weight is 0: nothing to train');
+  const run: ResolvedKdRun = {
+    lr: o.lr ?? 5e-4,
+    warmup: o.warmup ?? 0.02,
+    minLrRatio: o.minLrRatio ?? 0,
+    weightDecay: o.weightDecay ?? 0,
+    beta1: o.beta1 ?? 0.9,
+    beta2: o.beta2 ?? 0.999,
+    eps: o.eps ?? 1e-8,
+    clipNorm: o.clipNorm ?? 1,
+    loss,
+    trainNorms: o.trainNorms ?? false,
+  };
+  if (!(run.lr > 0)) throw badArg(`lr ${run.lr} must be positive`);
+  if (!(run.warmup >= 0 && run.warmup < 1)) throw badArg(`warmup ${run.warmup} must be a fraction in [0, 1)`);
+  return run;
+}
+
+export interface TrainerOptions extends KdRunOptions {
+  /** Calibration token stream (documents with BOS); required unless data is 'teacher'. NEVER eval text. */
+  calibTokens?: Int32Array;
+  /** 'calib' (default), 'teacher' (data-free: samples of the teacher), 'both' (half and half per batch). */
+  data?: DataSource;
   /** Seed of the data order and teacher sampling (default 0). */
   seed?: number;
   /** Teacher sampling temperature (default 1). */
@@ -144,6 +187,8 @@ export class Trainer {
   readonly data: DataSource;
   readonly seed: number;
   readonly trainNorms: boolean;
+  /** The schedule, optimizer and loss settings, defaults filled in (the WebGPU trainer runs the same). */
+  readonly settings: ResolvedKdRun;
   /** Trainable parameters in a fixed order (providers layer by layer, then norms). */
   readonly params: Param[];
   readonly providers: WeightProvider[];
@@ -195,27 +240,16 @@ export class Trainer {
     if (o.seqLen + 1 > c.seqLen && (o.data ?? 'calib') !== 'calib') {
       throw badArg(`seqLen ${o.seqLen} + 1 exceeds the model's seq_len ${c.seqLen} (teacher samples)`);
     }
-    this.loss = { kl: o.loss?.kl ?? 1, mse: o.loss?.mse ?? 10, ce: o.loss?.ce ?? 0 };
-    for (const [k, v] of Object.entries(this.loss)) if (!(v >= 0) || !Number.isFinite(v)) throw badArg(`loss weight ${k} = ${v} must be ≥ 0`);
-    if (this.loss.kl + this.loss.mse + this.loss.ce === 0) throw badArg('every loss weight is 0: nothing to train');
+    this.settings = resolveKdRun(o);
+    this.loss = this.settings.loss;
     this.data = o.data ?? 'calib';
     if (!['calib', 'teacher', 'both'].includes(this.data)) throw badArg(`data ${String(this.data)} must be calib, teacher or both`);
     this.seed = o.seed ?? 0;
     if (!Number.isInteger(this.seed) || this.seed < 0 || this.seed > 0xffffffff) throw badArg(`seed ${this.seed} must be an integer in 0..2^32−1`);
-    this.trainNorms = o.trainNorms ?? false;
-    this.opts = {
-      lr: o.lr ?? 5e-4,
-      warmup: o.warmup ?? 0.02,
-      minLrRatio: o.minLrRatio ?? 0,
-      weightDecay: o.weightDecay ?? 0,
-      beta1: o.beta1 ?? 0.9,
-      beta2: o.beta2 ?? 0.999,
-      eps: o.eps ?? 1e-8,
-      clipNorm: o.clipNorm ?? 1,
-      temperature: o.temperature ?? 1,
-    };
-    if (!(this.opts.lr > 0)) throw badArg(`lr ${this.opts.lr} must be positive`);
-    if (!(this.opts.warmup >= 0 && this.opts.warmup < 1)) throw badArg(`warmup ${this.opts.warmup} must be a fraction in [0, 1)`);
+    this.trainNorms = this.settings.trainNorms;
+    // the recipe's keys in this order (checkpoints record it)
+    const { lr, warmup, minLrRatio, weightDecay, beta1, beta2, eps, clipNorm } = this.settings;
+    this.opts = { lr, warmup, minLrRatio, weightDecay, beta1, beta2, eps, clipNorm, temperature: o.temperature ?? 1 };
     this.onProgress = o.onProgress;
     this.now = o.now ?? (() => performance.now());
 

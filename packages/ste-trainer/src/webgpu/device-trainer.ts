@@ -70,17 +70,8 @@ export class GpuTrainer {
       batch: o.batch,
       seqLen: o.seqLen,
       steps: o.steps,
-      // the CPU Trainer's defaults, spelled out: both devices must run the same schedule
-      lr: o.lr ?? 5e-4,
-      warmup: o.warmup ?? 0.02,
-      minLrRatio: o.minLrRatio ?? 0,
-      weightDecay: o.weightDecay ?? 0,
-      beta1: o.beta1 ?? 0.9,
-      beta2: o.beta2 ?? 0.999,
-      eps: o.eps ?? 1e-8,
-      clipNorm: o.clipNorm ?? 1,
-      loss: host.loss,
-      trainNorms: host.trainNorms,
+      // the host's resolved schedule, optimizer and loss settings: both devices must run the same
+      ...host.settings,
       // the host's providers (the caller's and the frozen dense ones it made for the other linears): the same
       // objects, so reading the GPU parameters back into them gives the host the trained model
       providers: host.providers,

@@ -6,7 +6,7 @@ import type { ScheduleOptions } from '../optim.js';
 import { CodecSteProvider, DenseProvider, type WeightProvider } from '../providers.js';
 import { LittleBitProvider } from '../providers-littlebit.js';
 import { HashedNetsStateProvider, SketchStateProvider } from '../providers-sketch.js';
-import type { EvalResult, LossWeights, StepResult } from '../trainer.js';
+import { type EvalResult, type KdRunOptions, type LossWeights, type StepResult, resolveKdRun } from '../trainer.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import { GpuDenseProvider, GpuLlamaGraph, type GpuGraphWeights, type GpuWeightProvider, graphParameters, uploadDenseWeights } from './graph.js';
 import { distillLosses, mseLoss, partialCount } from './ops.js';
@@ -30,25 +30,9 @@ import { GPU_STE_CODECS, GpuCodecSteProvider } from './providers-ste.js';
  * reads). The data is the caller's: `step(windows)` takes [batch, seqLen + 1] token windows (e.g. filled by
  * the CPU trainer's `CalibrationBatches`, so both devices see the same batches).
  */
-export interface GpuKdTrainerOptions {
-  teacher: ModelWeights;
+export interface GpuKdTrainerOptions extends KdRunOptions {
   /** The student's starting weights (default: the teacher's). */
   student?: ModelWeights;
-  batch: number;
-  seqLen: number;
-  steps: number;
-  lr?: number;
-  warmup?: number;
-  minLrRatio?: number;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  clipNorm?: number;
-  loss?: Partial<LossWeights>;
-  trainNorms?: boolean;
-  /** The CPU trainer's providers by linear name (makeProviders); a linear without one is frozen. */
-  providers?: Map<string, WeightProvider> | Iterable<WeightProvider>;
 }
 
 /** The GPU provider for a CPU one (same initialisation), or a typed refusal for kinds not on WebGPU yet. */
@@ -92,16 +76,12 @@ export class GpuKdTrainer {
     this.batch = o.batch;
     this.seqLen = o.seqLen;
     this.steps = o.steps;
-    this.loss = { kl: o.loss?.kl ?? 1, mse: o.loss?.mse ?? 10, ce: o.loss?.ce ?? 0 };
-    for (const [k, v] of Object.entries(this.loss)) {
-      if (!(v >= 0) || !Number.isFinite(v)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `loss weight ${k} = ${v} must be ≥ 0`);
-    }
-    if (this.loss.kl + this.loss.mse + this.loss.ce === 0) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'every loss weight is 0: nothing to train');
+    const run = resolveKdRun(o); // the CPU trainer's defaults and checks: both devices run the same schedule
+    this.loss = run.loss;
     if (!Number.isInteger(o.steps) || o.steps < 1) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `steps ${o.steps} must be a positive integer`);
-    const warmup = o.warmup ?? 0.02;
-    this.schedule = { lr: o.lr ?? 5e-4, steps: o.steps, warmupSteps: Math.round(warmup * o.steps), minLrRatio: o.minLrRatio ?? 0 };
-    this.clipNorm = o.clipNorm ?? 1;
-    const trainNorms = o.trainNorms ?? false;
+    this.schedule = { lr: run.lr, steps: o.steps, warmupSteps: Math.round(run.warmup * o.steps), minLrRatio: run.minLrRatio };
+    this.clipNorm = run.clipNorm;
+    const trainNorms = run.trainNorms;
     const byName = new Map<string, WeightProvider>();
     for (const p of o.providers instanceof Map ? o.providers.values() : (o.providers ?? [])) {
       if (byName.has(p.name)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `two providers for ${p.name}`);
@@ -128,12 +108,7 @@ export class GpuKdTrainer {
           training: false,
         })
       : null;
-    this.optim = new GpuAdamW(ctx, graphParameters(this.studentW), {
-      beta1: o.beta1 ?? 0.9,
-      beta2: o.beta2 ?? 0.999,
-      eps: o.eps ?? 1e-8,
-      weightDecay: o.weightDecay ?? 0,
-    });
+    this.optim = new GpuAdamW(ctx, graphParameters(this.studentW), { beta1: run.beta1, beta2: run.beta2, eps: run.eps, weightDecay: run.weightDecay });
     const n = o.batch * o.seqLen;
     this.targets = ctx.tensor(n, 'targets');
     this.dLogits = ctx.tensor(n * c.vocabSize, 'dLogits');
