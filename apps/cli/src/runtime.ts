@@ -26,6 +26,18 @@ export const RUNTIME_OPTION: OptionSpec = {
 };
 
 /**
+ * `--kernels auto|wasm|js` for the commands that run a float checkpoint on the CPU (`generate`, `eval`, `bench`,
+ * `sweep`); each says in `description` what the choice applies to there.
+ */
+export function kernelsOption(description: string): OptionSpec {
+  return { name: 'kernels', kind: 'string', valueName: 'K', default: 'auto', choices: ['auto', 'wasm', 'js'], description };
+}
+
+/** The description of --kernels where it picks the linear layers' kernels of a checkpoint (generate, eval). */
+export const KERNELS_FOR_CHECKPOINT =
+  'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only';
+
+/**
  * `--threads N` for `generate`, `bench` and `eval` (runtime node): the rows of large products are split across
  * N threads over shared wasm memory, bit-identical to one thread. Default: ULTRASKETCH_THREADS, else 1.
  */

@@ -7,7 +7,7 @@ import type { AdapterSummary } from '@ultrasketch/runtime-webgpu';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, memoryReport, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
+import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, memoryReport, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
 import { kernelsNote, tokenizerOption } from './generate.js';
 
 /**
@@ -63,14 +63,7 @@ export const benchCommand: Command = {
     { name: 'runs', kind: 'int', valueName: 'N', default: 3, min: 1, description: 'measured runs of each (the median is reported)' },
     { name: 'warmup', kind: 'int', valueName: 'N', default: 1, min: 0, description: 'unrecorded runs of each before measuring' },
     { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: "the tok*.bin / tokenizer.bin next to the checkpoint; a bundle's own" },
-    {
-      name: 'kernels',
-      kind: 'string',
-      valueName: 'K',
-      default: 'auto',
-      choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the model when it is a checkpoint (the baseline keeps auto); --runtime node only',
-    },
+    kernelsOption('CPU kernels for the model when it is a checkpoint (the baseline keeps auto); --runtime node only'),
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the table' },
   ],
   examples: [

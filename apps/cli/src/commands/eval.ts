@@ -15,7 +15,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { RUNTIME_OPTION, THREADS_OPTION, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
+import { KERNELS_FOR_CHECKPOINT, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
 import { kernelsNote, tokenizerOption } from './generate.js';
 
 export const evalCommand: Command = {
@@ -55,14 +55,7 @@ export const evalCommand: Command = {
     { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the protocol's: llama2c-documents and wikitext 2048, llamacpp 512, each capped by seq_len", description: 'window length in tokens' },
     { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
     { name: 'reference', kind: 'path', valueName: 'MODEL', description: 'a reference model (checkpoint or bundle; normally the float model) to compare with on the same windows (KL, top-1)' },
-    {
-      name: 'kernels',
-      kind: 'string',
-      valueName: 'K',
-      default: 'auto',
-      choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
-    },
+    kernelsOption(KERNELS_FOR_CHECKPOINT),
     RUNTIME_OPTION,
     THREADS_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the summary' },

@@ -4,7 +4,7 @@ import type { KernelChoice } from '@ultrasketch/runtime-node';
 import type { Command, CommandIO } from '../command.js';
 import { note, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
-import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, memoryReport, threadsOption, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
+import { KERNELS_FOR_CHECKPOINT, type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, memoryReport, threadsOption, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -42,14 +42,7 @@ export const generateCommand: Command = {
     { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },
     { name: 'top-p', kind: 'number', valueName: 'P', default: 0.9, min: 0, max: 1, description: 'nucleus sampling threshold in (0, 1]; 1 samples from the whole distribution' },
     { name: 'seed', kind: 'int', valueName: 'S', min: 0, defaultText: 'time-based, printed on stderr', description: 'random seed for sampling' },
-    {
-      name: 'kernels',
-      kind: 'string',
-      valueName: 'K',
-      default: 'auto',
-      choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels for the linear layers of a checkpoint: wasm (WebAssembly SIMD), js (the reference JS loops), auto (wasm when available); --runtime node only',
-    },
+    kernelsOption(KERNELS_FOR_CHECKPOINT),
     RUNTIME_OPTION,
     THREADS_OPTION,
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object {"tokens", "text", ...} instead of streaming text' },

@@ -23,6 +23,7 @@ import { note, writeJson } from '../io.js';
 import { finetuneFromInput, finetuneSpecs, trainingDetail } from '../finetune-flags.js';
 import { Progress } from '../progress.js';
 import { assertCheckpointDirectory, commandInputs, maybeCalibrate, readText, textPath, warnIfCalibrationText } from './compress.js';
+import { kernelsOption } from '../runtime.js';
 
 const DEFAULT_CODECS = 'rtn:2,binary,sketch,hashednets,littlebit';
 const DEFAULT_BPW = '0.5,0.75,1.0';
@@ -56,14 +57,7 @@ export const sweepCommand: Command = {
     ...codecFlagSpecs(['bpw']),
     ...sharedCompressSpecs(),
     ...finetuneSpecs(),
-    {
-      name: 'kernels',
-      kind: 'string',
-      valueName: 'K',
-      default: 'auto',
-      choices: ['auto', 'wasm', 'js'],
-      description: 'CPU kernels of the float model (bundles run their fused codec kernels)',
-    },
+    kernelsOption('CPU kernels of the float model (bundles run their fused codec kernels)'),
     { name: 'markdown', kind: 'boolean', default: false, description: 'print the results as a Markdown table (with the commands)' },
     { name: 'json', kind: 'boolean', default: false, description: 'print the sweep.json object' },
   ],
