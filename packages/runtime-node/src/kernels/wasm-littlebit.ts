@@ -467,9 +467,9 @@ class WasmLittleBitLinear implements Linear {
     const at = arena.scratch(xBytes + yBytes + wBytes + tableBytes);
     const f32 = this.views.refresh().f32;
     const xAt = xv.read(f32, 0, inF, at, padIn - inF);
-    const yAt = yv.target(0, at + xBytes);
-    const wAt = at + xBytes + yBytes;
-    const tAt = wAt + wBytes;
+    const wAt = at + xBytes;
+    const yAt = yv.target(0, wAt + wBytes);
+    const tAt = wAt + wBytes + yBytes;
     f32.fill(0, wAt / 4 + this.rank, wAt / 4 + padR);
     const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
     this.paths.forEach((path, i) => {
@@ -478,7 +478,7 @@ class WasmLittleBitLinear implements Linear {
       buildU(wAt, this.ones, padR / uB, tAt);
       splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, 1, uB);
     });
-    yv.written(this.views.refresh().f32, 0, out, at + xBytes);
+    yv.written(f32, 0, out, wAt + wBytes); // (the calls above do not grow the memory: f32 is current)
   }
 }
 
