@@ -35,3 +35,5 @@ export type { LinearRunnerOptions } from './runner.js';
 export { residentCapacity, sketchCode, sketchLayout } from './kernels/sketch.js';
 export type { SketchVariant } from './kernels/sketch.js';
 export { defaultLanes, blockByteLimit } from './linear.js';
+export { bindingDecls, bindingKinds, readBinding, rwBinding, uniformBinding } from './wgsl.js';
+export type { WgslBinding } from './wgsl.js';

@@ -1,5 +1,24 @@
 import type { GpuProgram } from './program.js';
-import { STEP_STRUCT } from './wgsl.js';
+import { STEP_STRUCT, bindingDecls, bindingKinds, readBinding, rwBinding, uniformBinding } from './wgsl.js';
+import type { WgslBinding } from './wgsl.js';
+
+/**
+ * Every op binds the shared Step uniform (binding 0), then its own uniform (1), then its f32 buffers: listed once
+ * per program and used for both its declarations and its `bindings`.
+ */
+const opBindings = (uniform: WgslBinding, ...buffers: WgslBinding[]): WgslBinding[] => [
+  uniformBinding('step', 'Step'),
+  uniform,
+  ...buffers,
+];
+
+/** A forward op as a `GpuProgram`; its binding kinds come from its binding list. */
+const op = (name: string, cacheKey: string, bindings: readonly WgslBinding[], wgsl: string): GpuProgram => ({
+  name,
+  cacheKey,
+  bindings: bindingKinds(bindings),
+  wgsl,
+});
 
 /** The uniform of the three attention programs: (dim, kvDim, headDim, kvMul, capacity, nHeads, scale bits, 0). */
 const ATT_STRUCT = /* wgsl */ `struct Att {
@@ -13,6 +32,55 @@ const ATT_STRUCT = /* wgsl */ `struct Att {
   pad: u32,
 };`;
 
+/** The two RMSNorm programs' bindings; their uniform: (dim, mode, eps bits, 0). */
+const NORM_BINDINGS = opBindings(uniformBinding('nrm', 'Norm'), readBinding('x'), readBinding('weight'), rwBinding('out'));
+const NORM_HEADER = /* wgsl */ `${STEP_STRUCT}
+struct Norm {
+  dim: u32,
+  mode: u32,
+  eps: f32,
+  pad: u32,
+};
+${bindingDecls(NORM_BINDINGS)}`;
+
+/**
+ * The three attention programs' bindings: q, k cache and v cache (read), scores (scratch rows) and out; q, the
+ * caches and out are f32 or, in the vec4 variant, vec4<f32>.
+ */
+const attBindings = (vec: string): WgslBinding[] =>
+  opBindings(
+    uniformBinding('at', 'Att'),
+    readBinding('q', vec),
+    readBinding('kc', vec),
+    readBinding('vc', vec),
+    rwBinding('scores'),
+    rwBinding('out', vec),
+  );
+const attHeader = (vec: string): string => /* wgsl */ `${STEP_STRUCT}
+${ATT_STRUCT}
+${bindingDecls(attBindings(vec))}`;
+
+/** Entry of the two serial attention programs: one invocation per (head h, token t); tokens past n return. */
+const SERIAL_HEAD_TOKEN = /* wgsl */ `@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let h = gid.x % at.nHeads;
+  let t = gid.x / at.nHeads;
+  if (t >= step.n) {
+    return;
+  }`;
+
+/**
+ * The serial attention programs' softmax of their scratch row in place: scores[so + p] for p < len, whose
+ * maximum is m, become exp(score − m); inv = 1 / their sum (the values' weights are e · inv).
+ */
+const SERIAL_SOFTMAX = /* wgsl */ `  var sum = 0.0;
+  for (var p = 0u; p < len; p++) {
+    let e = exp(scores[so + p] - m);
+    scores[so + p] = e;
+    sum += e;
+  }
+  let inv = 1.0 / sum;`;
+
 /**
  * The kernels of the forward pass around the linears, each a program as data. Shapes come from uniforms;
  * per-call values (n, start position, logit rows) from the shared Step uniform. All accumulate in f32.
@@ -23,25 +91,14 @@ const ATT_STRUCT = /* wgsl */ `struct Att {
  * mode 0: rows t < n, src = t. mode 1 (final norm): rows t < logitRows, src = logitFirst + t.
  * Uniform: (dim, mode, eps bits, 0).
  */
-export const RMSNORM: GpuProgram = {
-  name: 'rmsnorm',
-  cacheKey: 'rmsnorm|v2',
-  bindings: ['uniform', 'uniform', 'read', 'read', 'rw'],
-  wgsl: /* wgsl */ `
+export const RMSNORM: GpuProgram = op(
+  'rmsnorm',
+  'rmsnorm|v2',
+  NORM_BINDINGS,
+  /* wgsl */ `
 // RMSNorm (llama2.c's rmsnorm): for each row, out = weight * (x / sqrt(mean(x^2) + eps)); one workgroup per row,
 // sum of squares over 64 threads.
-${STEP_STRUCT}
-struct Norm {
-  dim: u32,
-  mode: u32,
-  eps: f32,
-  pad: u32,
-};
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> nrm: Norm;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${NORM_HEADER}
 var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -71,7 +128,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 `,
-};
+);
+
+const ROPE_BINDINGS = opBindings(
+  uniformBinding('rp', 'Rope'),
+  rwBinding('q'),
+  readBinding('k'),
+  readBinding('v'),
+  rwBinding('kc'),
+  rwBinding('vc'),
+  readBinding('cs'),
+);
 
 /**
  * RoPE on q (in place) and k, and the KV-cache write: for token t at position start + t, rotate every pair of
@@ -79,11 +146,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * cos/sin table computed on the CPU exactly as the reference does; write the rotated k and the v of the token
  * into the layer's cache rows. Uniform: (dim, kvDim, headDim, pairs).
  */
-export const ROPE_KV: GpuProgram = {
-  name: 'rope_kv',
-  cacheKey: 'rope_kv|v1',
-  bindings: ['uniform', 'uniform', 'rw', 'read', 'read', 'rw', 'rw', 'read'],
-  wgsl: /* wgsl */ `
+export const ROPE_KV: GpuProgram = op(
+  'rope_kv',
+  'rope_kv|v1',
+  ROPE_BINDINGS,
+  /* wgsl */ `
 // RoPE + KV-cache store: q[t] rotated in place; k[t] rotated into kcache[start + t]; v[t] copied into
 // vcache[start + t]. One thread per rotated pair; cos/sin come from a table (cs[2 * (pos * half + i) + {0, 1}]).
 ${STEP_STRUCT}
@@ -93,14 +160,7 @@ struct Rope {
   headDim: u32,
   pairs: u32,
 };
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> rp: Rope;
-@group(0) @binding(2) var<storage, read_write> q: array<f32>;
-@group(0) @binding(3) var<storage, read> k: array<f32>;
-@group(0) @binding(4) var<storage, read> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(6) var<storage, read_write> vc: array<f32>;
-@group(0) @binding(7) var<storage, read> cs: array<f32>;
+${bindingDecls(ROPE_BINDINGS)}
 
 fn pairOf(i: u32) -> vec3<u32> {
   let half = rp.headDim / 2u;
@@ -149,29 +209,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 `,
-};
+);
 
 /**
  * Causal attention with grouped KV heads over the cache: one workgroup per (head, token). Scores of
  * positions 0..start+t go to a scratch row, softmax (max-subtracted), then the weighted sum of values.
  * Uniform: (dim, kvDim, headDim, kvMul, capacity, nHeads, scale bits, 0).
  */
-export const ATTENTION: GpuProgram = {
-  name: 'attention',
-  cacheKey: 'attention|v2',
-  bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'],
-  wgsl: /* wgsl */ `
+export const ATTENTION: GpuProgram = op(
+  'attention',
+  'attention|v2',
+  attBindings('f32'),
+  /* wgsl */ `
 // Multi-head attention with grouped KV heads (head h reads KV head h / kvMul) for token t at position
 // start + t: s_p = q·k_p / sqrt(headDim) for p <= pos, softmax, out = sum_p softmax_p v_p.
-${STEP_STRUCT}
-${ATT_STRUCT}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> at: Att;
-@group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<f32>;
-@group(0) @binding(4) var<storage, read> vc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+${attHeader('f32')}
 var<workgroup> redMax: array<f32, 64>;
 var<workgroup> redSum: array<f32, 64>;
 
@@ -227,14 +279,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 `,
-};
+);
+
+const SWIGLU_BINDINGS = opBindings(uniformBinding('gl', 'Glu'), rwBinding('h1'), readBinding('h3'));
 
 /** SwiGLU in place: h1 = silu(h1) ⊙ h3 over n · hidden values. Uniform: (hidden, gridX, 0, 0). */
-export const SWIGLU: GpuProgram = {
-  name: 'swiglu',
-  cacheKey: 'swiglu|v1',
-  bindings: ['uniform', 'uniform', 'rw', 'read'],
-  wgsl: /* wgsl */ `
+export const SWIGLU: GpuProgram = op(
+  'swiglu',
+  'swiglu|v1',
+  SWIGLU_BINDINGS,
+  /* wgsl */ `
 // SwiGLU: h1 = h1 * sigmoid(h1) * h3, element-wise over the batch.
 ${STEP_STRUCT}
 struct Glu {
@@ -243,10 +297,7 @@ struct Glu {
   pad0: u32,
   pad1: u32,
 };
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> gl: Glu;
-@group(0) @binding(2) var<storage, read_write> h1: array<f32>;
-@group(0) @binding(3) var<storage, read> h3: array<f32>;
+${bindingDecls(SWIGLU_BINDINGS)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -258,30 +309,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   h1[i] = (g / (1.0 + exp(-g))) * h3[i];
 }
 `,
-};
+);
 
 /**
  * RMSNorm for software adapters: one thread per row, no workgroup barrier (SwiftShader runs a workgroup that
  * has a barrier as coroutines, several times slower than plain loops). Same uniform and bindings as RMSNORM.
  */
-export const RMSNORM_SERIAL: GpuProgram = {
-  name: 'rmsnorm_serial',
-  cacheKey: 'rmsnorm_serial|v1',
-  bindings: ['uniform', 'uniform', 'read', 'read', 'rw'],
-  wgsl: /* wgsl */ `
+export const RMSNORM_SERIAL: GpuProgram = op(
+  'rmsnorm_serial',
+  'rmsnorm_serial|v1',
+  NORM_BINDINGS,
+  /* wgsl */ `
 // RMSNorm, one thread per row: out = weight * (x / sqrt(mean(x^2) + eps)).
-${STEP_STRUCT}
-struct Norm {
-  dim: u32,
-  mode: u32,
-  eps: f32,
-  pad: u32,
-};
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> nrm: Norm;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${NORM_HEADER}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -303,35 +343,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 `,
-};
+);
 
 /**
  * Attention for software adapters: one thread per (head, token), no barrier; scores in the same scratch
  * rows as ATTENTION. Same uniform and bindings as ATTENTION.
  */
-export const ATTENTION_SERIAL: GpuProgram = {
-  name: 'attention_serial',
-  cacheKey: 'attention_serial|v1',
-  bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'],
-  wgsl: /* wgsl */ `
+export const ATTENTION_SERIAL: GpuProgram = op(
+  'attention_serial',
+  'attention_serial|v1',
+  attBindings('f32'),
+  /* wgsl */ `
 // Multi-head attention with grouped KV heads, one thread per (head, token): scores, softmax, weighted values.
-${STEP_STRUCT}
-${ATT_STRUCT}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> at: Att;
-@group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<f32>;
-@group(0) @binding(4) var<storage, read> vc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+${attHeader('f32')}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let h = gid.x % at.nHeads;
-  let t = gid.x / at.nHeads;
-  if (t >= step.n) {
-    return;
-  }
+${SERIAL_HEAD_TOKEN}
   let hs = at.headDim;
   let len = step.start + t + 1u;
   let qo = t * at.dim + h * hs;
@@ -348,13 +374,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     scores[so + p] = sc;
     m = max(m, sc);
   }
-  var sum = 0.0;
-  for (var p = 0u; p < len; p++) {
-    let e = exp(scores[so + p] - m);
-    scores[so + p] = e;
-    sum += e;
-  }
-  let inv = 1.0 / sum;
+${SERIAL_SOFTMAX}
   for (var i = 0u; i < hs; i++) {
     var acc = 0.0;
     for (var p = 0u; p < len; p++) {
@@ -364,35 +384,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 `,
-};
+);
 
 /**
  * ATTENTION_SERIAL for head sizes that are a multiple of 4: q, k, v and the output read and written as vec4s
  * (a quarter of the loads), the weighted sum of values accumulated four dimensions at a time.
  */
-export const ATTENTION_SERIAL_VEC4: GpuProgram = {
-  name: 'attention_serial_vec4',
-  cacheKey: 'attention_serial_vec4|v1',
-  bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'],
-  wgsl: /* wgsl */ `
+export const ATTENTION_SERIAL_VEC4: GpuProgram = op(
+  'attention_serial_vec4',
+  'attention_serial_vec4|v1',
+  attBindings('vec4<f32>'),
+  /* wgsl */ `
 // Multi-head attention with grouped KV heads, one thread per (head, token), head size a multiple of 4.
-${STEP_STRUCT}
-${ATT_STRUCT}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> at: Att;
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> vc: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
+${attHeader('vec4<f32>')}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let h = gid.x % at.nHeads;
-  let t = gid.x / at.nHeads;
-  if (t >= step.n) {
-    return;
-  }
+${SERIAL_HEAD_TOKEN}
   let h4 = at.headDim / 4u;
   let kv4 = at.kvDim / 4u;
   let len = step.start + t + 1u;
@@ -410,13 +416,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     scores[so + p] = sc;
     m = max(m, sc);
   }
-  var sum = 0.0;
-  for (var p = 0u; p < len; p++) {
-    let e = exp(scores[so + p] - m);
-    scores[so + p] = e;
-    sum += e;
-  }
-  let inv = 1.0 / sum;
+${SERIAL_SOFTMAX}
   for (var i = 0u; i < h4; i++) {
     var acc = vec4<f32>(0.0);
     for (var p = 0u; p < len; p++) {
@@ -426,4 +426,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 `,
-};
+);

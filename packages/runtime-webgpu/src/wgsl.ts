@@ -5,6 +5,8 @@
  * buffer as a parameter without the unrestricted-pointer extension, which not every browser has.
  */
 
+import type { BindingKind } from './program.js';
+
 /** Written once per forward chunk: n tokens at positions start.., logits for logitRows rows from logitFirst. */
 export const STEP_STRUCT = /* wgsl */ `
 struct Step {
@@ -85,4 +87,34 @@ export function storageDecls(first: number, buffers: ReadonlyArray<{ name: strin
   return buffers
     .map((b, i) => `@group(0) @binding(${first + i}) var<storage, ${b.access ?? 'read'}> ${b.name}: array<${b.type ?? 'u32'}>;`)
     .join('\n');
+}
+
+/**
+ * One binding of a program, listed once: `bindingDecls` writes its declaration and `bindingKinds` the kind the
+ * pipeline layout needs, so a program's WGSL declarations and its `GpuProgram.bindings` cannot disagree.
+ */
+export interface WgslBinding {
+  readonly kind: BindingKind;
+  readonly name: string;
+  /** The WGSL type: a struct name for a uniform, `array<…>` for storage. */
+  readonly type: string;
+}
+
+/** A uniform binding `name` of the struct `struct`. */
+export const uniformBinding = (name: string, struct: string): WgslBinding => ({ kind: 'uniform', name, type: struct });
+/** A read-only storage array `name` of `element`s. */
+export const readBinding = (name: string, element = 'f32'): WgslBinding => ({ kind: 'read', name, type: `array<${element}>` });
+/** A read-write storage array `name` of `element`s. */
+export const rwBinding = (name: string, element = 'f32'): WgslBinding => ({ kind: 'rw', name, type: `array<${element}>` });
+
+const ADDRESS_SPACE: Record<BindingKind, string> = { uniform: 'uniform', read: 'storage, read', rw: 'storage, read_write' };
+
+/** The declarations of a program's bindings, one line each: the i-th entry is `@group(0) @binding(i)`. */
+export function bindingDecls(bindings: readonly WgslBinding[]): string {
+  return bindings.map((b, i) => `@group(0) @binding(${i}) var<${ADDRESS_SPACE[b.kind]}> ${b.name}: ${b.type};`).join('\n');
+}
+
+/** The binding kinds of a program (its `GpuProgram.bindings`), in binding order. */
+export function bindingKinds(bindings: readonly WgslBinding[]): BindingKind[] {
+  return bindings.map((b) => b.kind);
 }
