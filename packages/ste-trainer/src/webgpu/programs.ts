@@ -1,4 +1,5 @@
-import type { BindingKind, GpuProgram } from '@ultrasketch/runtime-webgpu';
+import { bindingDecls, bindingKinds, readBinding as read, rwBinding as rw, uniformBinding } from '@ultrasketch/runtime-webgpu';
+import type { GpuProgram, WgslBinding } from '@ultrasketch/runtime-webgpu';
 
 /**
  * The training programs (runtime-webgpu's `GpuProgram`s: WGSL text, binding kinds, cache key). Shapes, strides
@@ -8,12 +9,22 @@ import type { BindingKind, GpuProgram } from '@ultrasketch/runtime-webgpu';
  * the tests state the resulting tolerances).
  */
 
-const prog = (name: string, bindings: BindingKind[], wgsl: string, lanes?: number): GpuProgram => ({
+/** A program from its binding list (declared in its WGSL, and its binding kinds) and its WGSL text. */
+const program = (name: string, bindings: readonly WgslBinding[], wgsl: string, lanes?: number): GpuProgram => ({
   name: lanes === undefined ? name : `${name}/${lanes}`,
   cacheKey: `ste-train/${name}/v1${lanes === undefined ? '' : `/lanes${lanes}`}`,
-  bindings,
+  bindings: bindingKinds(bindings),
   wgsl,
 });
+
+/**
+ * Every program but the matmul: binding 0 is the uniform `U` of `struct P { <uniform> }`, the buffers follow
+ * from binding 1 in the order listed; `body` is the rest of the WGSL (from a line break on), the program's own.
+ */
+const prog = (name: string, uniform: string, buffers: WgslBinding[], body: string, lanes?: number): GpuProgram => {
+  const bindings = [uniformBinding('U', 'P'), ...buffers];
+  return program(name, bindings, `\nstruct P { ${uniform} };\n${bindingDecls(bindings)}${body}`, lanes);
+};
 
 /** Workgroup size of the element-wise programs (one invocation per element). */
 export const ROW_WG = 64;
@@ -85,16 +96,14 @@ export const MM_WORDS = 32;
  * and read 64 times from workgroup memory. Loads are laid out so consecutive invocations read consecutive
  * addresses whichever operand stride is 1. Out-of-range elements load as 0 (any m, n, k).
  */
-const MATMUL = prog(
+const MATMUL_BINDINGS = [uniformBinding('U', 'MM'), read('A'), read('B'), rw('C')];
+const MATMUL = program(
   'matmul',
-  ['uniform', 'read', 'read', 'rw'],
+  MATMUL_BINDINGS,
   /* wgsl */ `
 struct Operand { off: u32, row: u32, col: u32, outer: u32, inner: u32, group: u32, p0: u32, p1: u32 };
 struct MM { m: u32, n: u32, k: u32, flags: u32, zInner: u32, q0: u32, q1: u32, q2: u32, a: Operand, b: Operand, c: Operand };
-@group(0) @binding(0) var<uniform> U: MM;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${bindingDecls(MATMUL_BINDINGS)}
 var<workgroup> As: array<f32, 1024>; // [16 k][64 i]
 var<workgroup> Bs: array<f32, 1024>; // [16 k][64 j]
 
@@ -176,15 +185,10 @@ fn store(cBase: u32, i: u32, j: u32, v: f32, accumulate: bool) {
 /** y = w ⊙ x · r, r = 1/√(mean(x²) + eps), r saved; one workgroup per row. */
 const RMSNORM_FWD = (lanes: number): GpuProgram =>
   prog(
-  'rmsnorm_fwd',
-  ['uniform', 'read', 'read', 'rw', 'rw'],
-  /* wgsl */ `
-struct P { n: u32, dim: u32, gridX: u32, eps: f32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> r: array<f32>;
+    'rmsnorm_fwd',
+    'n: u32, dim: u32, gridX: u32, eps: f32',
+    [read('x'), read('w'), rw('y'), rw('r')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -204,16 +208,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** dx (+)= r·(w ⊙ dy) − x·r³/dim·Σ dy⊙w⊙x, one workgroup per row. */
 const RMSNORM_BWD_X = (lanes: number): GpuProgram =>
   prog(
-  'rmsnorm_bwd_x',
-  ['uniform', 'read', 'read', 'read', 'read', 'rw'],
-  /* wgsl */ `
-struct P { n: u32, dim: u32, gridX: u32, flags: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read> r: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+    'rmsnorm_bwd_x',
+    'n: u32, dim: u32, gridX: u32, flags: u32',
+    [read('dy'), read('x'), read('w'), read('r'), rw('dx')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -237,15 +235,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** dw[i] += Σ_t dy[t, i]·x[t, i]·r[t]: one workgroup per column (a deterministic tree over the rows). */
 const RMSNORM_BWD_W = (lanes: number): GpuProgram =>
   prog(
-  'rmsnorm_bwd_w',
-  ['uniform', 'read', 'read', 'read', 'rw'],
-  /* wgsl */ `
-struct P { n: u32, dim: u32, gridX: u32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> r: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
+    'rmsnorm_bwd_w',
+    'n: u32, dim: u32, gridX: u32, p0: u32',
+    [read('dy'), read('x'), read('r'), rw('dw')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -268,13 +261,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const ROPE = prog(
   'rope',
-  ['uniform', 'read', 'read', 'rw'],
+  'n: u32, width: u32, seqLen: u32, headSize: u32, pairs: u32, gridX: u32, sign: f32, p0: u32',
+  [read('cosT'), read('sinT'), rw('v')],
   /* wgsl */ `
-struct P { n: u32, width: u32, seqLen: u32, headSize: u32, pairs: u32, gridX: u32, sign: f32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> cosT: array<f32>;
-@group(0) @binding(2) var<storage, read> sinT: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -303,14 +292,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** h = silu(g) ⊙ u with σ(g) saved (as the CPU op writes it: d = 1 + e^−g, σ = 1/d, h = g/d · u). */
 const SWIGLU_FWD = prog(
   'swiglu_fwd',
-  ['uniform', 'read', 'read', 'rw', 'rw'],
+  'count: u32, gridX: u32, p0: u32, p1: u32',
+  [read('g'), read('u'), rw('h'), rw('sig')],
   /* wgsl */ `
-struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> u: array<f32>;
-@group(0) @binding(3) var<storage, read_write> h: array<f32>;
-@group(0) @binding(4) var<storage, read_write> sig: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -325,16 +309,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** dg = dh ⊙ u ⊙ σ(1 + g(1 − σ)), du = dh ⊙ g ⊙ σ (overwrites dg, du). */
 const SWIGLU_BWD = prog(
   'swiglu_bwd',
-  ['uniform', 'read', 'read', 'read', 'read', 'rw', 'rw'],
+  'count: u32, gridX: u32, p0: u32, p1: u32',
+  [read('dh'), read('g'), read('u'), read('sig'), rw('dg'), rw('du')],
   /* wgsl */ `
-struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> dh: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read> u: array<f32>;
-@group(0) @binding(4) var<storage, read> sig: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dg: array<f32>;
-@group(0) @binding(6) var<storage, read_write> du: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -350,12 +327,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** y[i] += x[i] (residual adds; y may not alias x). */
 const ADD = prog(
   'add',
-  ['uniform', 'read', 'rw'],
+  'count: u32, gridX: u32, p0: u32, p1: u32',
+  [read('x'), rw('y')],
   /* wgsl */ `
-struct P { count: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -367,13 +341,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** x[t] = E[token t] (the embedding lookup; tokens as u32). */
 const GATHER = prog(
   'gather',
-  ['uniform', 'read', 'read', 'rw'],
+  'n: u32, dim: u32, gridX: u32, p0: u32',
+  [read('tokens', 'u32'), read('E'), rw('x')],
   /* wgsl */ `
-struct P { n: u32, dim: u32, gridX: u32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> tokens: array<u32>;
-@group(0) @binding(2) var<storage, read> E: array<f32>;
-@group(0) @binding(3) var<storage, read_write> x: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -391,12 +361,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const SOFTMAX_CAUSAL = (lanes: number): GpuProgram =>
   prog(
-  'softmax_causal',
-  ['uniform', 'rw'],
-  /* wgsl */ `
-struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read_write> s: array<f32>;
+    'softmax_causal',
+    'rows: u32, L: u32, gridX: u32, scale: f32',
+    [rw('s')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -425,13 +393,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** In place: d ← scale · P ⊙ (d − Σ_j P_j d_j) over the causal part, 0 after. */
 const SOFTMAX_BWD = (lanes: number): GpuProgram =>
   prog(
-  'softmax_bwd',
-  ['uniform', 'read', 'rw'],
-  /* wgsl */ `
-struct P { rows: u32, L: u32, gridX: u32, scale: f32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> pr: array<f32>;
-@group(0) @binding(2) var<storage, read_write> d: array<f32>;
+    'softmax_bwd',
+    'rows: u32, L: u32, gridX: u32, scale: f32',
+    [read('pr'), rw('d')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -464,16 +429,10 @@ export const DISTILL_STATS = 5;
  */
 const DISTILL = (lanes: number): GpuProgram =>
   prog(
-  'distill',
-  ['uniform', 'read', 'read', 'read', 'rw', 'rw'],
-  /* wgsl */ `
-struct P { n: u32, V: u32, gridX: u32, flags: u32, a: f32, c: f32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> targets: array<u32>;
-@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+    'distill',
+    'n: u32, V: u32, gridX: u32, flags: u32, a: f32, c: f32, p0: u32, p1: u32',
+    [read('z'), read('x'), read('targets', 'u32'), rw('dz'), rw('stats')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -553,15 +512,10 @@ export const PARTIAL_BLOCK = 1024;
  */
 const MSE = (lanes: number): GpuProgram =>
   prog(
-  'mse',
-  ['uniform', 'read', 'read', 'rw', 'rw'],
-  /* wgsl */ `
-struct P { count: u32, gridX: u32, flags: u32, off: u32, g: f32, p0: u32, p1: u32, p2: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> tgt: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+    'mse',
+    'count: u32, gridX: u32, flags: u32, off: u32, g: f32, p0: u32, p1: u32, p2: u32',
+    [read('x'), read('tgt'), rw('dx'), rw('partial')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -586,13 +540,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** partial[off + wg] = Σ g² over the workgroup's elements (the global gradient norm, summed on the CPU). */
 const SUMSQ = (lanes: number): GpuProgram =>
   prog(
-  'sumsq',
-  ['uniform', 'read', 'rw'],
-  /* wgsl */ `
-struct P { count: u32, gridX: u32, off: u32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+    'sumsq',
+    'count: u32, gridX: u32, off: u32, p0: u32',
+    [read('g'), rw('partial')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -619,14 +570,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const ADAMW = prog(
   'adamw',
-  ['uniform', 'rw', 'rw', 'rw', 'rw'],
+  'count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32, omb1: f32, omb2: f32, p2: u32, p3: u32',
+  [rw('p'), rw('grad'), rw('m'), rw('v')],
   /* wgsl */ `
-struct P { count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32, omb1: f32, omb2: f32, p2: u32, p3: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read_write> p: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -650,14 +596,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const SIGN_SCALE = prog(
   'sign_scale',
-  ['uniform', 'read', 'read', 'read', 'rw'],
+  'rows: u32, cols: u32, flags: u32, gridX: u32',
+  [read('x'), read('rs'), read('cs'), rw('out')],
   /* wgsl */ `
-struct P { rows: u32, cols: u32, flags: u32, gridX: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> rs: array<f32>;
-@group(0) @binding(3) var<storage, read> cs: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
@@ -677,17 +618,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const LB_ROWS = (lanes: number): GpuProgram =>
   prog(
-  'littlebit_rows',
-  ['uniform', 'read', 'read', 'read', 'read', 'rw', 'rw'],
-  /* wgsl */ `
-struct P { rows: u32, r: u32, flags: u32, gridX: u32, K: f32, p0: u32, p1: u32, p2: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> M: array<f32>;
-@group(0) @binding(3) var<storage, read> rowMul: array<f32>;
-@group(0) @binding(4) var<storage, read> cs: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dX: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dRow: array<f32>;
+    'littlebit_rows',
+    'rows: u32, r: u32, flags: u32, gridX: u32, K: f32, p0: u32, p1: u32, p2: u32',
+    [read('X'), read('M'), read('rowMul'), read('cs'), rw('dX'), rw('dRow')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -716,15 +650,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** dCol[k] += Σ_i sign(X_ik)·rowMul_i·M_ik (LittleBit's dℓ = Σ_i sign(U_ik) h_i (G B)_ik); one workgroup per column. */
 const LB_COLS = (lanes: number): GpuProgram =>
   prog(
-  'littlebit_cols',
-  ['uniform', 'read', 'read', 'read', 'rw'],
-  /* wgsl */ `
-struct P { rows: u32, r: u32, gridX: u32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> M: array<f32>;
-@group(0) @binding(3) var<storage, read> rowMul: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dCol: array<f32>;
+    'littlebit_cols',
+    'rows: u32, r: u32, gridX: u32, p0: u32',
+    [read('X'), read('M'), read('rowMul'), rw('dCol')],
+    /* wgsl */ `
 ${reduce(lanes)}
 @compute @workgroup_size(${lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -783,12 +712,9 @@ fn f16round(x: f32) -> f32 { return unpack2x16float(f32ToF16Bits(x)).x; }`;
 const BINARY_BUILD = (lanes: number): GpuProgram =>
   prog(
     'binary_build',
-    ['uniform', 'read', 'rw'],
+    'rows: u32, cols: u32, gridX: u32, p0: u32',
+    [read('W'), rw('out')],
     /* wgsl */ `
-struct P { rows: u32, cols: u32, gridX: u32, p0: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 ${reduce(lanes)}
 ${F16_ROUND}
 @compute @workgroup_size(${lanes})
@@ -815,12 +741,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 const RTN_BUILD = (lanes: number): GpuProgram =>
   prog(
     'rtn_build',
-    ['uniform', 'read', 'rw'],
+    'rows: u32, cols: u32, G: u32, gpr: u32, levels: u32, gridX: u32, p0: u32, p1: u32',
+    [read('W'), rw('out')],
     /* wgsl */ `
-struct P { rows: u32, cols: u32, G: u32, gpr: u32, levels: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 ${reduce(lanes)}
 ${F16_ROUND}
 @compute @workgroup_size(${lanes})
@@ -860,17 +783,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const STATE_PICK = prog(
   'state_pick',
-  ['uniform', 'read', 'read', 'read', 'rw', 'rw', 'read', 'read'],
+  'n: u32, d: u32, mode: u32, gridX: u32',
+  [read('S'), read('cand', 'i32'), read('depth', 'u32'), rw('out'), rw('pick', 'u32'), read('rowOf', 'u32'), read('scales')],
   /* wgsl */ `
-struct P { n: u32, d: u32, mode: u32, gridX: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> S: array<f32>;
-@group(0) @binding(2) var<storage, read> cand: array<i32>;
-@group(0) @binding(3) var<storage, read> depth: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pick: array<u32>;
-@group(0) @binding(6) var<storage, read> rowOf: array<u32>;
-@group(0) @binding(7) var<storage, read> scales: array<f32>;
 ${F16_ROUND}
 fn int8TowardZero(v: f32, scale: f32) -> f32 {
   if (scale == 0.0 || v == 0.0) { return 0.0; }
@@ -925,13 +840,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const STATE_ROW_SCALE = prog(
   'state_row_scale',
-  ['uniform', 'read', 'read', 'rw'],
+  'rows: u32, gridX: u32, p0: u32, p1: u32',
+  [read('S'), read('begin', 'u32'), rw('scales')],
   /* wgsl */ `
-struct P { rows: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> S: array<f32>;
-@group(0) @binding(2) var<storage, read> begin: array<u32>;
-@group(0) @binding(3) var<storage, read_write> scales: array<f32>;
 ${F16_ROUND}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -952,15 +863,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const STATE_SCATTER = prog(
   'state_scatter',
-  ['uniform', 'read', 'read', 'read', 'read', 'rw'],
+  'T: u32, gridX: u32, p0: u32, p1: u32',
+  [read('gradW'), read('pick', 'u32'), read('offsets', 'u32'), read('members', 'u32'), rw('grad')],
   /* wgsl */ `
-struct P { T: u32, gridX: u32, p0: u32, p1: u32 };
-@group(0) @binding(0) var<uniform> U: P;
-@group(0) @binding(1) var<storage, read> gradW: array<f32>;
-@group(0) @binding(2) var<storage, read> pick: array<u32>;
-@group(0) @binding(3) var<storage, read> offsets: array<u32>;
-@group(0) @binding(4) var<storage, read> members: array<u32>;
-@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = (wid.y * U.gridX + wid.x) * 64u + lid;
