@@ -1,11 +1,11 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { Linear } from '@ultrasketch/model';
-import type { WasmArena } from '../wasm/arena.js';
+import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
-import { ArenaVector, HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowCall, splitRows } from '../threads.js';
 
@@ -389,6 +389,8 @@ class WasmLittleBitLinear implements Linear {
   /** The two stages' table kinds and functions, for one vector (n = 1) and for blocks of four. */
   private readonly stages1: Stages;
   private readonly stages4: Stages;
+  /** x and y of the one-vector path, in place or staged (x only when in % 8 == 0: no padding). */
+  private readonly vectors1: ArenaVectorPair;
 
   constructor(
     readonly arena: WasmArena,
@@ -418,6 +420,7 @@ class WasmLittleBitLinear implements Linear {
     this.fn = signTableFunctions(arena);
     this.stages1 = this.stages(tiling, 1);
     this.stages4 = this.stages(tiling, 4);
+    this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
   }
 
   /** Table kind per stage (8: byte, 4: nibble) and its functions; U's lookups straight-line for short rows. */
@@ -459,8 +462,7 @@ class WasmLittleBitLinear implements Linear {
     }
     // One vector. x and y that are views of the arena (the forward's activations) are read / written in place —
     // x only when it needs no padding: the V tables read whole groups of 8 inputs, zeros past `in`.
-    const xv = new ArenaVector(arena, x, padIn === inF);
-    const yv = ArenaVector.output(arena, y, x);
+    const { x: xv, y: yv } = this.vectors1.of(x, y);
     const xBytes = xv.stageBytes(padIn);
     const yBytes = yv.stageBytes(out);
     const wBytes = padR * 4;

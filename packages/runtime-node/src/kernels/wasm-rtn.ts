@@ -1,10 +1,10 @@
 import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
 import type { Linear } from '@ultrasketch/model';
-import type { WasmArena } from '../wasm/arena.js';
+import { ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
-import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
@@ -269,6 +269,8 @@ class WasmRtnLinear implements Linear {
   private readonly slotEntries: number;
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
+  /** x and y of the last call, in place or staged (decided once per pair of arrays). */
+  private readonly vectors: ArenaVectorPair;
 
   constructor(
     readonly arena: WasmArena,
@@ -291,6 +293,7 @@ class WasmRtnLinear implements Linear {
     const chunksPerRow = (gpr - 1) * this.cFull + this.cLast;
     this.rowBytes = 16 * chunksPerRow;
     this.views = new HeapViews(arena);
+    this.vectors = new ArenaVectorPair(arena);
     // slot layout of one row: chunk, plane p, 4 codes i → columns of byte b = 4i + q, plane p
     const src = new Int32Array(chunksPerRow * cc).fill(-1);
     let chunk = 0;
@@ -348,8 +351,7 @@ class WasmRtnLinear implements Linear {
     const sBytes = Math.ceil((rows * gpr + 8) / 4) * 16;
     // x and y that are views of the arena (the forward's activations) are read / written where they are: rtn_x
     // permutes x from its own address; y is one float per row and vector, rows apart
-    const xv = new ArenaVector(this.arena, x);
-    const yv = ArenaVector.output(this.arena, y, x);
+    const { x: xv, y: yv } = this.vectors.of(x, y);
     const yBytes = yv.stageBytes(TT * rows);
     const stageBytes = xv.stageBytes(n * cols);
     const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes + stageBytes);

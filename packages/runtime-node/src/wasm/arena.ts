@@ -286,3 +286,31 @@ export class ArenaVector {
     if (!this.inPlace) this.v.set(heap.subarray(at / 4, at / 4 + count), from);
   }
 }
+
+/**
+ * The ArenaVectors of a kernel's x and y, kept while it is called with the same two arrays and the arena's epoch
+ * (its buffers and scratch region) is unchanged: a forward passes each product the same arrays every token, and
+ * deciding anew (`holds` and the overlap test: a WeakSet lookup and a dozen typed-array getters, 50–100 ns) costs
+ * about what copying a small vector does — on stories3M's one-token products it cancelled the copies saved.
+ */
+export class ArenaVectorPair {
+  x: ArenaVector | undefined;
+  y: ArenaVector | undefined;
+  private epoch = -1;
+
+  /** `xUsable`: whether the kernel can read x as it is (see ArenaVector); fixed per pair. */
+  constructor(
+    private readonly arena: WasmArena,
+    private readonly xUsable = true,
+  ) {}
+
+  /** The vectors for a call on x → y (y via ArenaVector.output): the last call's when nothing changed. */
+  of(x: Float32Array, y: Float32Array): { x: ArenaVector; y: ArenaVector } {
+    if (this.x?.v !== x || this.y?.v !== y || this.arena.epoch !== this.epoch) {
+      this.x = new ArenaVector(this.arena, x, this.xUsable);
+      this.y = ArenaVector.output(this.arena, y, x);
+      this.epoch = this.arena.epoch;
+    }
+    return this as { x: ArenaVector; y: ArenaVector };
+  }
+}

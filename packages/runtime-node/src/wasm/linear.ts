@@ -6,7 +6,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
 import { splitRows } from '../threads.js';
-import { ArenaVector, WasmArena, type WasmArenaOptions } from './arena.js';
+import { ArenaVectorPair, WasmArena, type WasmArenaOptions } from './arena.js';
 import { WasmAttention } from './attention.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
@@ -15,6 +15,8 @@ export const DENSE_NS_PER_MAC = 0.07;
 export class WasmDenseLinear implements Linear, EmbeddingTable {
   /** Address of W [out, in] in the arena. */
   readonly weightAt: number;
+  /** x and y of the last call, in place or staged (ArenaVectorPair: decided once per pair of arrays). */
+  private readonly vectors: ArenaVectorPair;
 
   /** Copies `weight` ([out, in] row-major) into `arena`. */
   constructor(
@@ -33,6 +35,7 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
       );
     }
     this.weightAt = arena.storeF32(weight);
+    this.vectors = new ArenaVectorPair(arena);
   }
 
   /**
@@ -63,8 +66,7 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     // x and y that are views of this arena's memory (the forward's activations and logits, see WasmAttention's
     // arena) are read and written in place (ArenaVector); only the others are copied through scratch — a serial
     // cost a thread pool cannot split
-    const xv = new ArenaVector(arena, x);
-    const yv = ArenaVector.output(arena, y, x);
+    const { x: xv, y: yv } = this.vectors.of(x, y);
     const xBytes = xv.stageBytes(xLen);
     const need = xBytes + yv.stageBytes(yLen);
     let at = 0;
