@@ -37,6 +37,26 @@ export const ROW_WG = 64;
  */
 export type ReductionLanes = 1 | 64;
 
+/**
+ * Opens `fn main` of a program (its text closes it) with workgroups of `size` invocations; every program but
+ * the matmul lays its workgroups on a 2D grid U.gridX wide (a dispatch's x is limited to 65535 workgroups).
+ */
+const openMain = (size: number): string => /* wgsl */ `@compute @workgroup_size(${size})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {`;
+
+/** Opens `fn main` of an element-wise program: invocation `v` of the grid is element v; those at or past `bound` return. */
+const perElement = (v: string, bound: string): string => /* wgsl */ `${openMain(ROW_WG)}
+  let ${v} = (wid.y * U.gridX + wid.x) * ${ROW_WG}u + lid;
+  if (${v} >= ${bound}) { return; }`;
+
+/**
+ * Opens `fn main` of a reduction program: workgroup `v` of the grid (its `lanes` invocations) reduces row v (a
+ * row, column or group); workgroups at or past `bound` return whole, so the reductions' barriers stay uniform.
+ */
+const perRow = (lanes: number, v: string, bound: string): string => /* wgsl */ `${openMain(lanes)}
+  let ${v} = wid.y * U.gridX + wid.x;
+  if (${v} >= ${bound}) { return; }`;
+
 /** Workgroup sum, max and min over `lanes` invocations (every invocation must call them: they have barriers). */
 function reduce(lanes: number): string {
   return `${KAHAN}${lanesReduce(lanes)}`;
@@ -190,10 +210,7 @@ const RMSNORM_FWD = (lanes: number): GpuProgram =>
     [read('x'), read('w'), rw('y'), rw('r')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * U.gridX + wid.x;
-  if (row >= U.n) { return; }
+${perRow(lanes, 'row', 'U.n')}
   let o = row * U.dim;
   var ss = 0.0;
   var ssC = 0.0;
@@ -213,10 +230,7 @@ const RMSNORM_BWD_X = (lanes: number): GpuProgram =>
     [read('dy'), read('x'), read('w'), read('r'), rw('dx')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * U.gridX + wid.x;
-  if (row >= U.n) { return; }
+${perRow(lanes, 'row', 'U.n')}
   let o = row * U.dim;
   let inv = r[row];
   var dot = 0.0;
@@ -240,10 +254,7 @@ const RMSNORM_BWD_W = (lanes: number): GpuProgram =>
     [read('dy'), read('x'), read('r'), rw('dw')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let col = wid.y * U.gridX + wid.x;
-  if (col >= U.dim) { return; }
+${perRow(lanes, 'col', 'U.dim')}
   var s = 0.0;
   var sC = 0.0;
   for (var t = lid; t < U.n; t = t + ${lanes}u) { kadd(&s, &sC, dy[t * U.dim + col] * x[t * U.dim + col] * r[t]); }
@@ -264,8 +275,7 @@ const ROPE = prog(
   'n: u32, width: u32, seqLen: u32, headSize: u32, pairs: u32, gridX: u32, sign: f32, p0: u32',
   [read('cosT'), read('sinT'), rw('v')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${openMain(ROW_WG)}
   let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
   let halfW = U.width / 2u;
   if (idx >= U.n * halfW) { return; }
@@ -295,10 +305,7 @@ const SWIGLU_FWD = prog(
   'count: u32, gridX: u32, p0: u32, p1: u32',
   [read('g'), read('u'), rw('h'), rw('sig')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.count) { return; }
+${perElement('i', 'U.count')}
   let x = g[i];
   let d = 1.0 + exp(-x);
   sig[i] = 1.0 / d;
@@ -312,10 +319,7 @@ const SWIGLU_BWD = prog(
   'count: u32, gridX: u32, p0: u32, p1: u32',
   [read('dh'), read('g'), read('u'), read('sig'), rw('dg'), rw('du')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.count) { return; }
+${perElement('i', 'U.count')}
   let x = g[i];
   let s = sig[i];
   let d = dh[i];
@@ -330,10 +334,7 @@ const ADD = prog(
   'count: u32, gridX: u32, p0: u32, p1: u32',
   [read('x'), rw('y')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.count) { return; }
+${perElement('i', 'U.count')}
   y[i] = x[i] + y[i];
 }`,
 );
@@ -344,10 +345,7 @@ const GATHER = prog(
   'n: u32, dim: u32, gridX: u32, p0: u32',
   [read('tokens', 'u32'), read('E'), rw('x')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.n * U.dim) { return; }
+${perElement('i', 'U.n * U.dim')}
   let t = i / U.dim;
   x[i] = E[tokens[t] * U.dim + i % U.dim];
 }`,
@@ -366,10 +364,7 @@ const SOFTMAX_CAUSAL = (lanes: number): GpuProgram =>
     [rw('s')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * U.gridX + wid.x;
-  if (row >= U.rows) { return; }
+${perRow(lanes, 'row', 'U.rows')}
   let t = row % U.L;
   let o = row * U.L;
   var mx = -3.0e38;
@@ -398,10 +393,7 @@ const SOFTMAX_BWD = (lanes: number): GpuProgram =>
     [read('pr'), rw('d')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * U.gridX + wid.x;
-  if (row >= U.rows) { return; }
+${perRow(lanes, 'row', 'U.rows')}
   let t = row % U.L;
   let o = row * U.L;
   var c = 0.0;
@@ -434,10 +426,7 @@ const DISTILL = (lanes: number): GpuProgram =>
     [read('z'), read('x'), read('targets', 'u32'), rw('dz'), rw('stats')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * U.gridX + wid.x;
-  if (row >= U.n) { return; }
+${perRow(lanes, 'row', 'U.n')}
   let o = row * U.V;
   let teacher = (U.flags & 1u) != 0u;
   var mz = -3.0e38;
@@ -507,6 +496,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const PARTIAL_BLOCK = 1024;
 
 /**
+ * The body of a partial-sum program (MSE, SUMSQ; prog's `body`): workgroup wg visits its PARTIAL_BLOCK
+ * elements i (`lanes` apart, so consecutive invocations read consecutive addresses), `element` adding each one's
+ * term to the compensated sum (s, sC) — i may be past U.count, the statement checks — and partial[U.off + wg]
+ * gets the workgroup's total.
+ */
+const partialSum = (lanes: number, element: string): string => /* wgsl */ `
+${reduce(lanes)}
+${openMain(lanes)}
+  let wg = wid.y * U.gridX + wid.x;
+  let base = wg * ${PARTIAL_BLOCK}u;
+  var s = 0.0;
+  var sC = 0.0;
+  for (var q = 0u; q < ${PARTIAL_BLOCK / lanes}u; q = q + 1u) {
+    let i = base + q * ${lanes}u + lid;
+    ${element}
+  }
+  let total = wsum(s, lid);
+  if (lid == 0u) { partial[U.off + wg] = total; }
+}`;
+
+/**
  * Hidden-state MSE: partial[p.off + wg] = Σ (x − target)² over the workgroup's PARTIAL_BLOCK elements, and (flags bit 0)
  * dx += g·(x − target), g = 2·weight/denom.
  */
@@ -515,25 +525,14 @@ const MSE = (lanes: number): GpuProgram =>
     'mse',
     'count: u32, gridX: u32, flags: u32, off: u32, g: f32, p0: u32, p1: u32, p2: u32',
     [read('x'), read('tgt'), rw('dx'), rw('partial')],
-    /* wgsl */ `
-${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let wg = wid.y * U.gridX + wid.x;
-  let base = wg * ${PARTIAL_BLOCK}u;
-  var s = 0.0;
-  var sC = 0.0;
-  for (var q = 0u; q < ${PARTIAL_BLOCK / lanes}u; q = q + 1u) {
-    let i = base + q * ${lanes}u + lid;
-    if (i < U.count) {
+    partialSum(
+      lanes,
+      /* wgsl */ `if (i < U.count) {
       let d = x[i] - tgt[i];
       kadd(&s, &sC, d * d);
       if ((U.flags & 1u) != 0u) { dx[i] = dx[i] + U.g * d; }
-    }
-  }
-  let total = wsum(s, lid);
-  if (lid == 0u) { partial[U.off + wg] = total; }
-}`,
+    }`,
+    ),
     lanes,
   );
 
@@ -543,21 +542,7 @@ const SUMSQ = (lanes: number): GpuProgram =>
     'sumsq',
     'count: u32, gridX: u32, off: u32, p0: u32',
     [read('g'), rw('partial')],
-    /* wgsl */ `
-${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let wg = wid.y * U.gridX + wid.x;
-  let base = wg * ${PARTIAL_BLOCK}u;
-  var s = 0.0;
-  var sC = 0.0;
-  for (var q = 0u; q < ${PARTIAL_BLOCK / lanes}u; q = q + 1u) {
-    let i = base + q * ${lanes}u + lid;
-    if (i < U.count) { kadd(&s, &sC, g[i] * g[i]); }
-  }
-  let total = wsum(s, lid);
-  if (lid == 0u) { partial[U.off + wg] = total; }
-}`,
+    partialSum(lanes, /* wgsl */ `if (i < U.count) { kadd(&s, &sC, g[i] * g[i]); }`),
     lanes,
   );
 
@@ -573,10 +558,7 @@ const ADAMW = prog(
   'count: u32, gridX: u32, p0: u32, p1: u32, lr: f32, gradScale: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, bc1: f32, bc2: f32, omb1: f32, omb2: f32, p2: u32, p3: u32',
   [rw('p'), rw('grad'), rw('m'), rw('v')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.count) { return; }
+${perElement('i', 'U.count')}
   let g = grad[i] * U.gradScale;
   let mi = U.beta1 * m[i] + U.omb1 * g;
   let vi = U.beta2 * v[i] + U.omb2 * g * g;
@@ -599,10 +581,7 @@ const SIGN_SCALE = prog(
   'rows: u32, cols: u32, flags: u32, gridX: u32',
   [read('x'), read('rs'), read('cs'), rw('out')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (idx >= U.rows * U.cols) { return; }
+${perElement('idx', 'U.rows * U.cols')}
   var v = select(1.0, -1.0, x[idx] < 0.0);
   if ((U.flags & 2u) != 0u) { v = v * cs[idx % U.cols]; }
   if ((U.flags & 1u) != 0u) { v = v * rs[idx / U.cols]; }
@@ -623,10 +602,7 @@ const LB_ROWS = (lanes: number): GpuProgram =>
     [read('X'), read('M'), read('rowMul'), read('cs'), rw('dX'), rw('dRow')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = wid.y * U.gridX + wid.x;
-  if (i >= U.rows) { return; }
+${perRow(lanes, 'i', 'U.rows')}
   let useCs = (U.flags & 1u) != 0u;
   let rm = rowMul[i];
   var s = 0.0;
@@ -655,10 +631,7 @@ const LB_COLS = (lanes: number): GpuProgram =>
     [read('X'), read('M'), read('rowMul'), rw('dCol')],
     /* wgsl */ `
 ${reduce(lanes)}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let k = wid.y * U.gridX + wid.x;
-  if (k >= U.r) { return; }
+${perRow(lanes, 'k', 'U.r')}
   var s = 0.0;
   var sC = 0.0;
   for (var i = lid; i < U.rows; i = i + ${lanes}u) {
@@ -717,10 +690,7 @@ const BINARY_BUILD = (lanes: number): GpuProgram =>
     /* wgsl */ `
 ${reduce(lanes)}
 ${F16_ROUND}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.y * U.gridX + wid.x;
-  if (r >= U.rows) { return; }
+${perRow(lanes, 'r', 'U.rows')}
   let o = r * U.cols;
   var s = 0.0;
   var sC = 0.0;
@@ -746,10 +716,7 @@ const RTN_BUILD = (lanes: number): GpuProgram =>
     /* wgsl */ `
 ${reduce(lanes)}
 ${F16_ROUND}
-@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let idx = wid.y * U.gridX + wid.x;
-  if (idx >= U.rows * U.gpr) { return; }
+${perRow(lanes, 'idx', 'U.rows * U.gpr')}
   let r = idx / U.gpr;
   let g = idx % U.gpr;
   let begin = r * U.cols + g * U.G;
@@ -811,10 +778,7 @@ fn stateAt(s: u32) -> f32 {
   if (U.mode == 3u) { return int8TowardZero(v, scales[rowOf[s]]); }
   return v;
 }
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (i >= U.n) { return; }
+${perElement('i', 'U.n')}
   var best = u32(cand[i]);
   var v = stateAt(best);
   var a = abs(v);
@@ -844,10 +808,7 @@ const STATE_ROW_SCALE = prog(
   [read('S'), read('begin', 'u32'), rw('scales')],
   /* wgsl */ `
 ${F16_ROUND}
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (r >= U.rows) { return; }
+${perElement('r', 'U.rows')}
   var m = 0.0;
   for (var i = begin[r]; i < begin[r + 1u]; i = i + 1u) { m = max(m, abs(S[i])); }
   var h = f32ToF16Bits(m / 127.0);
@@ -866,10 +827,7 @@ const STATE_SCATTER = prog(
   'T: u32, gridX: u32, p0: u32, p1: u32',
   [read('gradW'), read('pick', 'u32'), read('offsets', 'u32'), read('members', 'u32'), rw('grad')],
   /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let s = (wid.y * U.gridX + wid.x) * 64u + lid;
-  if (s >= U.T) { return; }
+${perElement('s', 'U.T')}
   var g = grad[s];
   let end = offsets[s + 1u];
   for (var j = offsets[s]; j < end; j = j + 1u) {
