@@ -290,8 +290,9 @@ export class ArenaVector {
 /**
  * The ArenaVectors of a kernel's x and y, kept while it is called with the same two arrays and the arena's epoch
  * (its buffers and scratch region) is unchanged: a forward passes each product the same arrays every token, and
- * deciding anew (`holds` and the overlap test: a WeakSet lookup and a dozen typed-array getters, 50–100 ns) costs
- * about what copying a small vector does — on stories3M's one-token products it cancelled the copies saved.
+ * deciding anew (two `holds` checks, the overlap test's typed-array getters on shared-memory views, two objects:
+ * ~0.2 µs a call on a loaded 2-core VM) costs about what copying a small vector does — on stories3M's one-token
+ * LittleBit products it cancelled the copies saved (results §2.1). It holds the last two arrays until the next call.
  */
 export class ArenaVectorPair {
   x: ArenaVector | undefined;
