@@ -178,6 +178,35 @@ describe('kernels read x and write y in place when they are views of the arena',
     }
   });
 
+  // ArenaVectorPair keeps a kernel's decision while its x and y arrays and the arena's epoch stay the same
+  it.each(['littlebit 72×96', 'rtn4 40×128', 'dense'])('%s: a call with other arrays, or after the scratch moved, decides anew', (label) => {
+    const c = CASES.find((k) => k.label.includes(label))!;
+    const arena = new WasmArena({ shared: true });
+    const k = c.build(arena);
+    const x = rng.normalArray(c.cols);
+    const want = new Float32Array(c.rows);
+    k.apply(x, want, 1);
+    const xv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.cols + 16), c.cols);
+    const yv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.rows + 16), c.rows);
+    xv.set(x);
+    const plainY = new Float32Array(c.rows);
+    const calls: Array<[Float32Array, Float32Array]> = [
+      [xv, yv],
+      [x, yv], // y still a view, x now a plain array: staged
+      [xv, plainY], // y plain: staged, and copied out
+      [xv, yv],
+    ];
+    for (const [i, [cx, cy]] of calls.entries()) {
+      if (i === 3) arena.scratch(arena.scratchSize + (1 << 20)); // a new scratch region: the epoch changes
+      cy.fill(Number.NaN);
+      k.apply(cx, cy, 1);
+      expect(bits(cy).equals(bits(want)), `call ${i}`).toBe(true);
+    }
+    const copies = instrument(yv);
+    k.apply(xv, yv, 1);
+    expect(copies.copies).toBe(0);
+  });
+
   // the sketch kernel zeroes y before it reads x (identity layout: x read where it is); LittleBit's second path
   // reads x again after the first wrote y; the dense gemm writes y's rows while it still reads x
   it.each(['identity', 'littlebit 72×96', 'dense'])('an output overlapping the input is staged, not written in place (%s)', (label) => {
