@@ -26,7 +26,7 @@ export {
   modelFromLlama2c,
 } from './weights.js';
 export type { Tensor, ModelWeights } from './weights.js';
-export { DenseLinear, denseMatVec, denseMatMul } from './linear.js';
+export { DenseLinear, denseMatVec, denseMatMul, dotRow } from './linear.js';
 export type { Linear } from './linear.js';
 export { KVCache, LlamaForward, DenseEmbedding, denseForwardParts, checkVariantParts, rmsNormRows } from './forward.js';
 export type { AttentionKernel, DenseLinearFactory, ForwardGlue, EmbeddingTable, ForwardParts, ForwardHooks, ForwardOptions, LayerLinears } from './forward.js';

@@ -29,27 +29,33 @@ export class DenseLinear implements Linear {
 }
 
 /**
- * y = W x. Four independent float64 accumulators let the CPU overlap the multiply-adds; the result is
- * then rounded to float32 once. (llama2.c sums sequentially in float32; the difference is ~1e-6 relative.)
+ * w[wo .. wo+cols) · x[xo .. xo+cols): four independent float64 accumulators (columns j ≡ 0, 1, 2, 3 mod 4, the
+ * cols % 4 tail added to the first) let the CPU overlap the multiply-adds; summed (a0 + a1 + a2 + a3). The JS
+ * reference products and the per-row JS kernels of runtime-node all sum this way, so they agree to the bit.
+ */
+export function dotRow(w: ArrayLike<number>, wo: number, x: ArrayLike<number>, xo: number, cols: number): number {
+  const cols4 = cols - (cols % 4);
+  let a0 = 0;
+  let a1 = 0;
+  let a2 = 0;
+  let a3 = 0;
+  let j = 0;
+  for (; j < cols4; j += 4) {
+    a0 += w[wo + j]! * x[xo + j]!;
+    a1 += w[wo + j + 1]! * x[xo + j + 1]!;
+    a2 += w[wo + j + 2]! * x[xo + j + 2]!;
+    a3 += w[wo + j + 3]! * x[xo + j + 3]!;
+  }
+  for (; j < cols; j++) a0 += w[wo + j]! * x[xo + j]!;
+  return a0 + a1 + a2 + a3;
+}
+
+/**
+ * y = W x (`dotRow` per row), each result rounded to float32 once. (llama2.c sums sequentially in float32; the
+ * difference is ~1e-6 relative.)
  */
 export function denseMatVec(w: Float32Array, x: Float32Array, y: Float32Array, rows: number, cols: number): void {
-  const cols4 = cols - (cols % 4);
-  for (let i = 0; i < rows; i++) {
-    const base = i * cols;
-    let a0 = 0;
-    let a1 = 0;
-    let a2 = 0;
-    let a3 = 0;
-    let j = 0;
-    for (; j < cols4; j += 4) {
-      a0 += w[base + j]! * x[j]!;
-      a1 += w[base + j + 1]! * x[j + 1]!;
-      a2 += w[base + j + 2]! * x[j + 2]!;
-      a3 += w[base + j + 3]! * x[j + 3]!;
-    }
-    for (; j < cols; j++) a0 += w[base + j]! * x[j]!;
-    y[i] = a0 + a1 + a2 + a3;
-  }
+  for (let i = 0; i < rows; i++) y[i] = dotRow(w, i * cols, x, 0, cols);
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Linear } from '@ultrasketch/model';
+import { type Linear, dotRow } from '@ultrasketch/model';
 
 /**
  * The shared shape of our CPU kernels for codecs whose rows decode cheaply: for each output row, decode
@@ -23,25 +23,9 @@ export abstract class RowDecodingLinear implements Linear {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
     const w = this.row;
-    const cols4 = cols - (cols % 4);
     for (let r = 0; r < rows; r++) {
       this.decodeRow(r, w);
-      for (let t = 0; t < n; t++) {
-        const xo = t * cols;
-        let a0 = 0;
-        let a1 = 0;
-        let a2 = 0;
-        let a3 = 0;
-        let j = 0;
-        for (; j < cols4; j += 4) {
-          a0 += w[j]! * x[xo + j]!;
-          a1 += w[j + 1]! * x[xo + j + 1]!;
-          a2 += w[j + 2]! * x[xo + j + 2]!;
-          a3 += w[j + 3]! * x[xo + j + 3]!;
-        }
-        for (; j < cols; j++) a0 += w[j]! * x[xo + j]!;
-        y[t * rows + r] = a0 + a1 + a2 + a3;
-      }
+      for (let t = 0; t < n; t++) y[t * rows + r] = dotRow(w, 0, x, t * cols, cols);
     }
   }
 }

@@ -1,4 +1,4 @@
-import type { Linear } from '@ultrasketch/model';
+import { type Linear, dotRow } from '@ultrasketch/model';
 import {
   MixedHashFamily,
   RowRunHashFamily,
@@ -130,25 +130,9 @@ class SketchLinear implements Linear {
     }
     if (this.keys) this.expandKeys();
     const w = this.row;
-    const cols4 = cols - (cols % 4);
     for (let r = 0; r < rows; r++) {
       this.decodeRow(r);
-      for (let t = 0; t < n; t++) {
-        const xo = t * cols;
-        let a0 = 0;
-        let a1 = 0;
-        let a2 = 0;
-        let a3 = 0;
-        let j = 0;
-        for (; j < cols4; j += 4) {
-          a0 += w[j]! * xs[xo + j]!;
-          a1 += w[j + 1]! * xs[xo + j + 1]!;
-          a2 += w[j + 2]! * xs[xo + j + 2]!;
-          a3 += w[j + 3]! * xs[xo + j + 3]!;
-        }
-        for (; j < cols; j++) a0 += w[j]! * xs[xo + j]!;
-        y[t * rows + r] = a0 + a1 + a2 + a3;
-      }
+      for (let t = 0; t < n; t++) y[t * rows + r] = dotRow(w, 0, xs, t * cols, cols);
     }
   }
 
