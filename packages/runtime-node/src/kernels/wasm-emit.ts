@@ -95,9 +95,6 @@ export class KFn extends FunctionBuilder {
   i32ShrS(): this {
     return this.raw(0x75);
   }
-  i32ShrU(): this {
-    return this.raw(0x76);
-  }
 
   // ---- f32 / f64 scalar
   f32Sub(): this {

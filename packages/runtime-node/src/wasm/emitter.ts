@@ -78,6 +78,7 @@ const OP = {
   i32_mul: 0x6c,
   i32_and: 0x71,
   i32_shl: 0x74,
+  i32_shr_u: 0x76,
   f32_add: 0x92,
   f32_mul: 0x94,
 } as const;
@@ -206,6 +207,9 @@ export class FunctionBuilder {
   }
   i32Shl(): this {
     return this.op(OP.i32_shl);
+  }
+  i32ShrU(): this {
+    return this.op(OP.i32_shr_u);
   }
   i32Eqz(): this {
     return this.op(OP.i32_eqz);

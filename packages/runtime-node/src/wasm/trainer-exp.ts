@@ -55,10 +55,6 @@ export class ExpBuilder extends FunctionBuilder {
     this.code.push(0x97);
     return this;
   }
-  i32ShrU(): this {
-    this.code.push(0x76);
-    return this;
-  }
   /** f32x4.relaxed_madd (relaxed SIMD): pops a, b, c and pushes a·b + c (one fused instruction on x64 with FMA). */
   relaxedMadd(): this {
     this.code.push(0xfd, 0x85, 0x02);
