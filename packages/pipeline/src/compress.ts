@@ -12,20 +12,20 @@
  *   6. measure      optional: quality of the bundle as read back                        (compress/quality.ts)
  *   7. write        atomically, then the report
  */
-import { readBundle, writeBundle } from '@ultrasketch/format';
-import type { LinearKind } from '@ultrasketch/model';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { StoredAccounting } from './accounting.js';
+import { type Bundle, readBundle, writeBundle } from '@ultrasketch/format';
+import type { LinearKind } from '@ultrasketch/model';
 import { type WriteAtomicOptions, writeFileAtomic } from '@ultrasketch/node-files';
-import type { EvaluateResult, ScoringSession } from './evaluate.js';
-import type { Bundle } from '@ultrasketch/format';
-import { type LoadedModel, denseBytes, loadFromSource, loadModel } from './load.js';
+import type { StoredAccounting } from './accounting.js';
 import type { CalibrationInfo } from './calibrate.js';
+import type { EvaluateResult, ScoringSession } from './evaluate.js';
+import type { FinetuneOptions, TrainingSection } from './finetune.js';
+import { type LoadedModel, denseBytes, loadFromSource, loadModel } from './load.js';
 import { assertMemoryFor } from './memory.js';
 import { type ModelSource, detectModelPath } from './sources.js';
-import type { FinetuneOptions, TrainingSection } from './finetune.js';
 import { killMidWrite, testKillPoint } from './test-kill.js';
-import { type EmbeddingStorage, type SmallMatrixPolicy } from './compress/defaults.js';
+// the stages, in the order compressModel runs them
+import type { EmbeddingStorage, SmallMatrixPolicy } from './compress/defaults.js';
 import { type CompressInput, bundleAsInput, compressInput } from './compress/input.js';
 import { refuseBeforeWork, resolveSettings } from './compress/settings.js';
 import { planWeights } from './compress/weight-plan.js';
