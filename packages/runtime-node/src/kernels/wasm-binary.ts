@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { ArenaVector, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
 
 /**
@@ -24,6 +24,9 @@ class WasmBinaryLinear implements Linear {
   private readonly onesAt: number;
   private readonly fn: Record<string, (...a: number[]) => void>;
   private readonly views: HeapViews;
+  /** x and y of the last one-token call (x read in place only when its row needs no padding) and of batches. */
+  private readonly vectors1: ArenaVectorPair;
+  private readonly vectorsN: ArenaVectorPair;
   private readonly bits1: 4 | 8;
   private readonly bits4: 4 | 8;
 
@@ -36,6 +39,8 @@ class WasmBinaryLinear implements Linear {
     this.inFeatures = p.cols;
     this.padIn = Math.ceil(p.cols / 8) * 8;
     this.views = new HeapViews(arena);
+    this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
+    this.vectorsN = new ArenaVectorPair(arena);
     this.bytesAt = storeBytes(arena, byteAlignedRowsOfBytes(p.signs, p.rows, p.cols));
     const t = f16ToF32Table();
     this.scalesAt = storeBytes(arena, Float32Array.from(p.scales, (h) => t[h]!));
@@ -59,8 +64,7 @@ class WasmBinaryLinear implements Linear {
     if (lanes === 1) {
       // x and y that are views of the arena (the forward's activations) are read/written where they are; x only
       // when its row needs no padding (the tables read whole groups of 8 inputs), y always (one float per row)
-      const xv = new ArenaVector(this.arena, x, pad === inF);
-      const yv = ArenaVector.output(this.arena, y, x);
+      const { x: xv, y: yv } = this.vectors1.of(x, y);
       const xBytes = xv.stageBytes(pad);
       const yBytes = yv.stageBytes(out);
       const at = this.arena.scratch(xBytes + yBytes + tableBytes);
@@ -76,8 +80,7 @@ class WasmBinaryLinear implements Linear {
     // n > 1: blocks of 4 tokens, interleaved (x4[4j + t] = token t's x_j, lanes ≥ T and inputs ≥ inF zero) and
     // de-interleaved by wasm (interleave4/deinterleave4, the same values the JS loops wrote) straight from x and
     // into y when they are views of the arena; otherwise from/to copies of them in scratch
-    const xv = new ArenaVector(this.arena, x);
-    const yv = ArenaVector.output(this.arena, y, x);
+    const { x: xv, y: yv } = this.vectorsN.of(x, y);
     const xsBytes = xv.stageBytes(n * inF);
     const ysBytes = yv.stageBytes(n * out);
     const x4Bytes = pad * 16;

@@ -166,4 +166,4 @@ export class HeapViews {
 export const align16 = (n: number): number => Math.ceil(n / 16) * 16;
 
 /** ArenaVector (in place or staged x / y) lives with the arena: wasm/linear.ts's dense kernel uses it too. */
-export { ArenaVector } from '../wasm/arena.js';
+export { ArenaVector, ArenaVectorPair } from '../wasm/arena.js';

@@ -5,7 +5,7 @@ import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
-import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 
@@ -191,6 +191,8 @@ class WasmF16Linear implements Linear, EmbeddingTable {
   private readonly suffix: '' | '_fix';
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
+  /** x and y of the last call (x in place when rows need no padding, y when whole 16-byte groups). */
+  private readonly vectors: ArenaVectorPair;
 
   constructor(
     readonly arena: WasmArena,
@@ -204,6 +206,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     this.inFeatures = cols;
     this.chunks = Math.ceil(cols / 8);
     this.views = new HeapViews(arena);
+    this.vectors = new ArenaVectorPair(arena, this.chunks * 8 === cols, rows % 4 === 0);
     const pad = this.chunks * 8;
     let bytes: Uint16Array = data;
     if (pad !== cols) {
@@ -237,8 +240,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     const G = Math.min(n, TOKENS_PER_ROUND);
     // inputs/outputs that are views of the arena (the forward's activations and logits when the attention kernel
     // lives in it) are read/written where they are: no copy (rows whole 16-byte groups, inputs unpadded)
-    const xv = new ArenaVector(this.arena, x, pad === cols);
-    const yv = ArenaVector.output(this.arena, y, x, rows % 4 === 0);
+    const { x: xv, y: yv } = this.vectors.of(x, y);
     const xBytes = xv.stageBytes(G * pad);
     const yBytes = yv.stageBytes(G * rows);
     const at = this.arena.scratch(xBytes + yBytes);

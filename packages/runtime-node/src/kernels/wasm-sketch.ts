@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/sketch-core';
 import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { ArenaVector, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
@@ -633,6 +633,8 @@ export class WasmSketchLinear implements Linear {
   private readonly maxT: number;
   private readonly expand: Fn;
   private readonly views: HeapViews;
+  /** x and y of the last call, in place or staged (decided once per pair of arrays). */
+  private readonly vectors: ArenaVectorPair;
   /**
    * Estimated single-thread ns per weight and input vector (docs/kernels.md, Gweights/s at 1B shapes): rowrun
    * ~0.1 per sketch row, the hashed gathers of mixed/hashednets ~1.3 per sketch row.
@@ -651,6 +653,7 @@ export class WasmSketchLinear implements Linear {
     this.outFeatures = rows;
     this.inFeatures = cols;
     this.views = new HeapViews(arena);
+    this.vectors = new ArenaVectorPair(arena);
     const statesAt = groups.length > 0 ? storeBytes(arena, states, 32) : 0;
     const tk = tilingKey(tiling);
     const src: number[] = [];
@@ -793,9 +796,8 @@ export class WasmSketchLinear implements Linear {
     // read x in the padded, chunk-major layout of `src`, which the gather writes into scratch from x as given
     // (in place, or a copy of it in scratch); only one vector in the identity layout with no padding (P = cols)
     // is that layout already, and is read in place as is.
-    const xv = new ArenaVector(this.arena, x);
+    const { x: xv, y: yv } = this.vectors.of(x, y);
     const direct = n === 1 && this.identity && P === cols && xv.inPlace;
-    const yv = ArenaVector.output(this.arena, y, x);
     const xBytes = direct ? 0 : n * P * 4;
     const yBytes = yv.stageBytes(n * rows);
     const rawBytes = n === 1 && this.identity ? 0 : xv.stageBytes(n * cols); // the gather's source

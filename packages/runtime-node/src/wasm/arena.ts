@@ -299,17 +299,18 @@ export class ArenaVectorPair {
   y: ArenaVector | undefined;
   private epoch = -1;
 
-  /** `xUsable`: whether the kernel can read x as it is (see ArenaVector); fixed per pair. */
+  /** `xUsable`, `yUsable`: whether the kernel can read x / write y as they are (see ArenaVector); fixed per pair. */
   constructor(
     private readonly arena: WasmArena,
     private readonly xUsable = true,
+    private readonly yUsable = true,
   ) {}
 
   /** The vectors for a call on x → y (y via ArenaVector.output): the last call's when nothing changed. */
   of(x: Float32Array, y: Float32Array): { x: ArenaVector; y: ArenaVector } {
     if (this.x?.v !== x || this.y?.v !== y || this.arena.epoch !== this.epoch) {
       this.x = new ArenaVector(this.arena, x, this.xUsable);
-      this.y = ArenaVector.output(this.arena, y, x);
+      this.y = ArenaVector.output(this.arena, y, x, this.yUsable);
       this.epoch = this.arena.epoch;
     }
     return this as { x: ArenaVector; y: ArenaVector };
