@@ -70,6 +70,9 @@ describe('recipes', () => {
     expect(lb).toMatchObject({ lr: 3e-3, batch: 4, seq: 128, loss: 'kd', data: 'both', smallMatrix: 'keep', steps: 200 });
     expect(lb.codecOptions).toEqual({ residual: false, lsRounds: 8, refineSigns: true, refineObjective: 'activation' });
     expect(recipeSettings('long', 'sketch', 512)).toMatchObject({ lr: 1e-3, steps: 20_000, codecOptions: {} });
+    // a recipe's own per-method change (results §11.3): binary STE trains at 1e-4 on the long schedule only
+    expect(recipeSettings('long', 'binary', 512)).toMatchObject({ lr: 1e-4, smallMatrix: 'keep', steps: 20_000 });
+    expect(recipeSettings('quick', 'binary', 512)).toMatchObject({ lr: 1e-3, smallMatrix: 'keep' });
     expect(recipeSettings('standard', 'hashednets', 64)).toMatchObject({ seq: 64, steps: 4000 });
   });
 
