@@ -1,6 +1,6 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type ModelConfig, headDim, kvDim, qDim, ropeInverseFrequencies, validateModelConfig } from './config.js';
-import { DenseLinear, type Linear } from './linear.js';
+import { DenseLinear, type Linear, dotRow } from './linear.js';
 import { type BiasKind, LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
 import { type ModelWeights, biasKinds, validateModelWeights } from './weights.js';
 
@@ -536,20 +536,7 @@ export class LlamaForward {
         const kvo = Math.floor(h / kvMul) * hs;
         let max = -Infinity;
         for (let p = 0; p <= pos; p++) {
-          const ko = p * kv + kvo;
-          let d0 = 0;
-          let d1 = 0;
-          let d2 = 0;
-          let d3 = 0;
-          let i = 0;
-          for (; i < hs4; i += 4) {
-            d0 += q[qo + i]! * keys[ko + i]!;
-            d1 += q[qo + i + 1]! * keys[ko + i + 1]!;
-            d2 += q[qo + i + 2]! * keys[ko + i + 2]!;
-            d3 += q[qo + i + 3]! * keys[ko + i + 3]!;
-          }
-          for (; i < hs; i++) d0 += q[qo + i]! * keys[ko + i]!;
-          const sc = (d0 + d1 + d2 + d3) * scale;
+          const sc = dotRow(q, qo, keys, p * kv + kvo, hs) * scale;
           scores[p] = sc;
           if (sc > max) max = sc;
         }
