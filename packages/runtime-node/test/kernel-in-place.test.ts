@@ -178,14 +178,20 @@ describe('kernels read x and write y in place when they are views of the arena',
     }
   });
 
-  // ArenaVectorPair keeps a kernel's decision while its x and y arrays and the arena's epoch stay the same
-  it.each(['littlebit 72×96', 'rtn4 40×128', 'dense'])('%s: a call with other arrays, or after the scratch moved, decides anew', (label) => {
+  /** The case whose label contains `label`, its kernel in a fresh shared arena, one input and its output from plain arrays. */
+  const oneTokenCase = (label: string) => {
     const c = CASES.find((k) => k.label.includes(label))!;
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
     const x = rng.normalArray(c.cols);
     const want = new Float32Array(c.rows);
     k.apply(x, want, 1);
+    return { c, arena, k, x, want };
+  };
+
+  // ArenaVectorPair keeps a kernel's decision while its x and y arrays and the arena's epoch stay the same
+  it.each(['littlebit 72×96', 'rtn4 40×128', 'dense'])('%s: a call with other arrays, or after the scratch moved, decides anew', (label) => {
+    const { c, arena, k, x, want } = oneTokenCase(label);
     const xv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.cols + 16), c.cols);
     const yv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.rows + 16), c.rows);
     xv.set(x);
@@ -210,12 +216,7 @@ describe('kernels read x and write y in place when they are views of the arena',
   // the sketch kernel zeroes y before it reads x (identity layout: x read where it is); LittleBit's second path
   // reads x again after the first wrote y; the dense gemm writes y's rows while it still reads x
   it.each(['identity', 'littlebit 72×96', 'dense'])('an output overlapping the input is staged, not written in place (%s)', (label) => {
-    const c = CASES.find((k) => k.label.includes(label))!;
-    const arena = new WasmArena({ shared: true });
-    const k = c.build(arena);
-    const x = rng.normalArray(c.cols);
-    const want = new Float32Array(c.rows);
-    k.apply(x, want, 1);
+    const { c, arena, k, x, want } = oneTokenCase(label);
     // one arena buffer: x at its start, y starting inside x
     const at = arena.lend(4 * (c.cols + c.rows) + 16);
     const buf = new Float32Array(arena.memory.buffer, at, c.cols + c.rows);
