@@ -1,6 +1,7 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type ModelConfig, headDim, kvDim, qDim, ropeInverseFrequencies, validateModelConfig } from './config.js';
 import { DenseLinear, type Linear, dotRow } from './linear.js';
+import { type DecodeCall, type DecodeGlue } from './decode-plan.js';
 import { type BiasKind, LINEAR_KINDS, type LinearKind, TensorNames } from './names.js';
 import { type ModelWeights, biasKinds, validateModelWeights } from './weights.js';
 
@@ -21,6 +22,11 @@ export type LayerLinears = Record<LinearKind, Linear>;
 export interface EmbeddingTable {
   /** Write the embedding row of `token` (dim values) into out[offset ..]. */
   lookup(token: number, out: Float32Array, offset: number): void;
+  /**
+   * Optional: the kernel call that writes row `token` into out[0 .. dim) (the token a perToken argument), for a
+   * decode plan (decode-plan.ts); undefined when `out` is not where the kernel can write it directly.
+   */
+  lookupCall?(out: Float32Array): DecodeCall | undefined;
 }
 
 /** A dense float32 embedding matrix [vocab, dim]. */
@@ -100,6 +106,11 @@ export interface ForwardGlue {
   add(x: Float32Array, y: Float32Array, count: number): void;
   /** dst rows dstRow.. = the first n rows of src (rowLen values each). */
   copyRows(src: Float32Array, dst: Float32Array, dstRow: number, n: number, rowLen: number): void;
+  /**
+   * Optional: the same methods' calls for one token on one thread, for a decode plan (`LlamaForward.decodePlan`);
+   * undefined while they cannot be described that way (a thread pool splits them).
+   */
+  readonly decode?: DecodeGlue | undefined;
 }
 
 /**
@@ -448,6 +459,65 @@ export class LlamaForward {
       glue.add(x, proj, n * dim);
       hooks?.onLayerOutput?.(l, x, n);
     }
+  }
+
+  /**
+   * One generated token's forward as a decode plan (decode-plan.ts): the calls `forward([token], cache)` makes
+   * through the glue path (`forwardLayersGlue`, then the final norm and the classifier), in the same order with
+   * the same arguments, the position and token left symbolic. `logits` is where the classifier writes. undefined
+   * when some part cannot be described as kernel calls (no glue, a cache outside the kernel's memory, biases or
+   * q/k norms, a linear or embedding without decode calls). Keep it in step with `forwardLayersGlue`: the tests
+   * compare the two paths' logits bit for bit.
+   */
+  decodePlan(cache: KVCache): { calls: DecodeCall[]; logits: Float32Array } | undefined {
+    const c = this.config;
+    const glue = this.glue;
+    const ops = glue?.decode;
+    const parts = this.parts;
+    if (!glue || !ops || cache.kernel === undefined || cache.kernel !== parts.attention) return undefined;
+    if (c.qkNorm || parts.attnBias?.some((b) => b && Object.keys(b).length > 0)) return undefined;
+    const s = this.scratch;
+    s.ensure(c, 1, cache.capacity);
+    this.ensureRope(cache.capacity);
+    if (this.logitsBuf.length < c.vocabSize) this.logitsBuf = glue.scratch(c.vocabSize);
+    const logits = this.logitsBuf.subarray(0, c.vocabSize);
+    const { x, xb, q, k, v, att, proj, h1, h3 } = s;
+    const norms = this.glueNorms!;
+    const dim = c.dim;
+    const hs = headDim(c);
+    const kv = kvDim(c);
+    const eps = c.normEps;
+    const pairs = c.ropeLayout === 'pairs';
+    const calls: DecodeCall[] = [];
+    let complete = true; // false once a part has no decode calls: then there is no plan
+    const push = (more: DecodeCall | DecodeCall[] | undefined): void => {
+      if (!more) complete = false;
+      else if (Array.isArray(more)) calls.push(...more);
+      else calls.push(more);
+    };
+    push(parts.embedding.lookupCall?.(x.subarray(0, dim)));
+    for (let l = 0; l < c.nLayers && complete; l++) {
+      const lin = parts.layers[l]!;
+      push(ops.rmsNorm(xb, x, undefined, norms.attn[l]!, dim, eps));
+      push(lin.q.decodeCalls?.(xb, q));
+      push(lin.k.decodeCalls?.(xb, k));
+      push(lin.v.decodeCalls?.(xb, v));
+      push(ops.rope(q, q, false, this.ropeCos, this.ropeSin, qDim(c), hs, pairs));
+      push(ops.rope(k, cache.keys[l]!, true, this.ropeCos, this.ropeSin, kv, hs, pairs));
+      push(ops.copyRowToPos(v, cache.values[l]!, kv));
+      push(ops.attend(cache.keys[l]!, cache.values[l]!, q, att, cache.capacity));
+      push(lin.o.decodeCalls?.(att, proj));
+      push(ops.rmsNorm(xb, x, proj, norms.ffn[l]!, dim, eps)); // x += proj, then the norm
+      push(lin.gate.decodeCalls?.(xb, h1));
+      push(lin.up.decodeCalls?.(xb, h3));
+      push(ops.swiglu(h1, h3, c.hiddenDim));
+      push(lin.down.decodeCalls?.(h1, proj));
+      push(ops.add(x, proj, dim));
+    }
+    push(ops.rmsNorm(xb, x, undefined, norms.final, dim, eps));
+    push(parts.classifier.decodeCalls?.(xb, logits));
+    if (!complete) return undefined;
+    return { calls, logits };
   }
 
   private linear(

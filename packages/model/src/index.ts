@@ -39,3 +39,5 @@ export type { HfTokenizerOptions } from './hfTokenizer.js';
 export { tokenizerFromGguf, ggufGpt2TokenizerJson } from './ggufTokenizer.js';
 export { Sampler, argmax } from './sampling.js';
 export type { SamplerOptions } from './sampling.js';
+export { atPos, decodeArgValue, runDecodePlan } from './decode-plan.js';
+export type { DecodeArg, DecodeCall, DecodeGlue } from './decode-plan.js';

@@ -1,3 +1,5 @@
+import type { DecodeCall } from './decode-plan.js';
+
 /**
  * A linear layer as the forward pass sees it: y = W x for a batch of n row vectors.
  * The reference forward uses `DenseLinear`; compressed runtimes supply their own implementations
@@ -8,6 +10,12 @@ export interface Linear {
   readonly inFeatures: number;
   /** Y[t, :] = W · X[t, :] for t in 0..n-1. X is [n, in] row-major, Y is [n, out]; they must not alias. */
   apply(x: Float32Array, y: Float32Array, n: number): void;
+  /**
+   * Optional: the kernel calls `apply(x, y, 1)` makes, when they are nothing but calls on fixed addresses (x and y
+   * read and written in place, one thread) — a decode plan's part for this linear (decode-plan.ts). undefined: not
+   * expressible (a staged copy, a thread pool, a JS kernel); the forward then keeps calling `apply`.
+   */
+  decodeCalls?(x: Float32Array, y: Float32Array): DecodeCall[] | undefined;
 }
 
 /** A dense float32 weight matrix W [out, in], row-major. */

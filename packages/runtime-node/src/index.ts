@@ -45,3 +45,5 @@ export type { AdamWScalars } from './wasm/trainer-ops.js';
 export type { TrainerMemoryOptions } from './wasm/trainer-memory.js';
 export { FmaGemmKernels, enableRelaxedSimd, DEFAULT_FMA_PLAN } from './wasm/trainer-gemm-fma.js';
 export type { FmaTilePlan } from './wasm/trainer-gemm-fma.js';
+export { compileDecodeProgram } from './wasm/decode-program.js';
+export type { DecodeProgram } from './wasm/decode-program.js';

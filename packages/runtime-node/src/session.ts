@@ -14,6 +14,7 @@ import { ThreadPool, resolveThreads } from './threads.js';
 import { type WasmArena, wasmSimdSupported } from './wasm/arena.js';
 import { WasmAttention } from './wasm/attention.js';
 import { type WasmPartsOptions, wasmForwardParts } from './wasm/linear.js';
+import { type DecodeProgram, compileDecodeProgram } from './wasm/decode-program.js';
 
 /**
  * Which kernels compute the linear layers:
@@ -42,6 +43,12 @@ export interface SessionOptions {
    * (ThreadPool.rows); false: split every product above threadMinWorkNs (tests, measurements).
    */
   threadAdaptive?: boolean;
+  /**
+   * true (default): a one-token step on one thread runs as a compiled decode program — the whole forward in one
+   * wasm call (wasm/decode-program.ts) — when every part of the model can be described that way; same logits.
+   * false: always the forward's own calls (tests compare the two).
+   */
+  decodeProgram?: boolean;
 }
 
 /** Bytes a session holds, by purpose (`NodeSession.memory()`). */
@@ -95,6 +102,11 @@ export class NodeSession {
   private readonly jsWeightsBytes: number;
   private readonly pool: ThreadPool | undefined;
   private disposed = false;
+  /**
+   * The compiled decode plan and the logits it writes: undefined until the first one-token step asks for it; null
+   * when the forward has no plan (a part without decode calls, a thread pool) or the option turned it off.
+   */
+  private program: { run: DecodeProgram; logits: Float32Array } | null | undefined;
 
   /**
    * `arenas`: the wasm arenas holding the forward's weights (for the memory report, and, when they are shared
@@ -125,6 +137,7 @@ export class NodeSession {
       );
     }
     this.threads = this.pool ? threads : 1;
+    if (options.decodeProgram === false || this.pool) this.program = null;
     // a session dropped without dispose() still stops its workers once it is garbage-collected
     if (this.pool) poolFinalizer?.register(this, this.pool, this);
   }
@@ -217,6 +230,18 @@ export class NodeSession {
    */
   forward(tokens: ArrayLike<number>, options: { logits?: 'all' | 'last' | 'none'; hooks?: ForwardHooks } = {}): Float32Array {
     this.assertLive();
+    if (tokens.length === 1 && this.program !== null && !options.hooks && options.logits !== 'none') {
+      // one token: the compiled decode program when there is one (an invalid token or a full context goes
+      // through the forward below, which names the problem)
+      const program = this.program ?? (this.program = this.compileProgram());
+      const token = tokens[0]!;
+      const pos = this.cache.length;
+      if (program && Number.isInteger(token) && token >= 0 && token < this.config.vocabSize && pos < this.cache.capacity) {
+        program.run(pos, token);
+        this.cache.length = pos + 1;
+        return program.logits;
+      }
+    }
     const pool = this.pool;
     if (!pool || tokens.length < 2) return this.fwd.forward(tokens, this.cache, options);
     // a prefill: its split products come back to back, so the workers spin between them instead of sleeping
@@ -226,6 +251,16 @@ export class NodeSession {
     } finally {
       pool.batch(false);
     }
+  }
+
+  /** Whether one-token steps run as a compiled decode program (false until the first step has tried to build it). */
+  get usesDecodeProgram(): boolean {
+    return !!this.program;
+  }
+
+  private compileProgram(): { run: DecodeProgram; logits: Float32Array } | null {
+    const plan = this.fwd.decodePlan(this.cache);
+    return plan ? { run: compileDecodeProgram(plan.calls), logits: plan.logits } : null;
   }
 
   /** Forget the context. */

@@ -12,7 +12,7 @@
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm, wasmApi } from './engine.js';
-import { DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, emitGemmModule } from './gemm.js';
+import { COPY_BYTES, DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, emitGemmModule } from './gemm.js';
 import type { ThreadPool } from '../threads.js';
 
 export const WASM_PAGE_BYTES = 65536;
@@ -68,6 +68,8 @@ export class WasmArena {
   readonly maximumBytes: number;
   /** Float32 view of the whole heap; re-created after every grow (read it after allocating). */
   f32: Float32Array;
+  /** copy_bytes(dst, src, bytes) over this memory (a wasm export: a decode program calls it directly). */
+  readonly copyBytes: (dst: number, src: number, bytes: number) => void;
   /** Incremented when `f32` or the scratch region changes. */
   epoch = 0;
   /**
@@ -93,6 +95,7 @@ export class WasmArena {
     this.module = gemmModule(plan, this.shared, maxPages);
     this.instance = new wasm.Instance(this.module, { env: { memory: this.memory } });
     this.kernels = new GemmKernels(this.instance.exports, plan);
+    this.copyBytes = this.instance.exports[COPY_BYTES] as (dst: number, src: number, bytes: number) => void;
     this.f32 = new Float32Array(this.memory.buffer);
     this.buffers.add(this.memory.buffer);
   }

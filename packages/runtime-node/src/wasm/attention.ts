@@ -19,7 +19,8 @@
  * The same module also has SwiGLU (silu(gate) · up, 4 at a time with the same exponential): the model's
  * `swiglu` hook, so the FFN's 'hidden' exponentials per position do not go through Math.exp.
  */
-import type { AttentionKernel, ForwardGlue, ModelConfig } from '@ultrasketch/model';
+import type { AttentionKernel, DecodeCall, DecodeGlue, ForwardGlue, ModelConfig } from '@ultrasketch/model';
+import { emitCopyBytes } from './gemm.js';
 import { headDim, kvDim } from '@ultrasketch/model';
 import { ModuleBuilder } from './emitter.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
@@ -242,6 +243,7 @@ function emitSwiglu(): ExpBuilder {
   return f;
 }
 const F32X4_DIV = 0xe7;
+const I32 = (n: number): 'i32'[] => Array<'i32'>(n).fill('i32');
 const F32_SQRT = 0x91;
 
 /**
@@ -359,6 +361,7 @@ function addFunctions(m: ModuleBuilder): void {
   m.addFunction('rmsnorm', emitRmsNorm());
   m.addFunction('rope', emitRope());
   m.addFunction('add', emitAdd());
+  m.addFunction('copy', emitCopyBytes());
 }
 
 let compiled: WasmModule | undefined;
@@ -400,6 +403,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
   private readonly rmsNormFn: (...a: number[]) => void;
   private readonly ropeFn: (...a: number[]) => void;
   private readonly addFn: (...a: number[]) => void;
+  private readonly copyFn: (...a: number[]) => void;
   /**
    * Arrays handed out by `allocate`/`scratch` (views of this memory): attend and swiglu read them in place. Over
    * an arena it is the arena's set, so its products read and write the forward's activations in place too.
@@ -454,6 +458,7 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
     this.rmsNormFn = this.instance.exports.rmsnorm as (...a: number[]) => void;
     this.ropeFn = this.instance.exports.rope as (...a: number[]) => void;
     this.addFn = this.instance.exports.add as (...a: number[]) => void;
+    this.copyFn = this.instance.exports.copy as (...a: number[]) => void;
     const c = config;
     this.glue = c.dim % 4 === 0 && kvDim(c) % 4 === 0 && c.hiddenDim % 4 === 0 ? this : undefined;
     this.heap = new Float32Array(this.memory.buffer);
@@ -584,6 +589,47 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
       pool.rows(nHeads, n * nHeads * (start + (n + 1) / 2) * this.hs * 2 * ATTENTION_NS_PER_MAC, 1, body);
     } else fn(qAt, outAt, keys.byteOffset, values.byteOffset, scoresAt, start, n, nHeads, this.kvMul, hsB, this.kvRowB, this.scale, 0, nHeads);
     if (!inPlace) out.set(this.heapNow.subarray(outAt / 4, outAt / 4 + n * this.qd));
+  }
+
+  /**
+   * The glue's one-token calls for a decode plan (model's DecodeGlue): each the call its method above makes for
+   * n = 1 with no thread pool (the same function, the same arguments), the position symbolic. undefined while a
+   * pool splits the glue, or for arrays outside this memory (the plan then falls back to the forward's calls).
+   */
+  get decode(): DecodeGlue | undefined {
+    return this.threads ? undefined : this.decodeGlue;
+  }
+
+  private readonly decodeGlue: DecodeGlue = {
+    rmsNorm: (out, x, add, weight, dim, eps) =>
+      this.call(this.rmsNormFn, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32'], [out.byteOffset, x.byteOffset, add ? add.byteOffset : 0, weight.byteOffset, 1, dim * 4, dim, eps], [out, x, weight, ...(add ? [add] : [])]),
+    rope: (src, dst, toRowPos, cos, sin, rowLen, headDim, pairs) =>
+      this.call(
+        this.ropeFn,
+        I32(11),
+        [src.byteOffset, toRowPos ? { base: dst.byteOffset, perPos: rowLen * 4 } : dst.byteOffset, cos.byteOffset, sin.byteOffset, 1, rowLen * 4, headDim * 4, headDim * 2, pairs ? 1 : 0, pairs ? 4 : headDim * 2, { base: 0, perPos: 1 }],
+        [src, dst, cos, sin],
+      ),
+    copyRowToPos: (src, dst, rowLen) => this.call(this.copyFn, I32(3), [{ base: dst.byteOffset, perPos: rowLen * 4 }, src.byteOffset, rowLen * 4], [src, dst]),
+    attend: (keys, values, q, out, capacity) => {
+      if (!this.owned.has(q) || !this.owned.has(out)) return undefined;
+      // the scores region attend uses at its largest position (it only grows: the address stays ours)
+      const scoreBytes = Math.ceil((capacity + 4) / 4) * 16;
+      const need = this.config.nHeads * scoreBytes;
+      if (need > this.scratchBytes) {
+        this.scratchBytes = need;
+        this.scratchAt = this.reserve(need);
+      }
+      const args = [q.byteOffset, out.byteOffset, keys.byteOffset, values.byteOffset, this.scratchAt, { base: 0, perPos: 1 }, 1, this.config.nHeads, this.kvMul, this.hs * 4, this.kvRowB, this.scale, 0, this.config.nHeads];
+      return this.call(this.attendFn, [...I32(11), 'f32', 'i32', 'i32'], args, [keys, values]);
+    },
+    swiglu: (gate, up, count) => (count % 4 === 0 ? this.call(this.swigluFn, I32(3), [gate.byteOffset, up.byteOffset, count], [gate, up]) : undefined),
+    add: (x, y, count) => this.call(this.addFn, I32(3), [x.byteOffset, y.byteOffset, count * 4], [x, y]),
+  };
+
+  /** A decode call of one of this module's functions, when every array it touches lives in this memory. */
+  private call(fn: (...a: number[]) => void, params: DecodeCall['params'], args: DecodeCall['args'], arrays: Float32Array[]): DecodeCall | undefined {
+    return arrays.every((a) => this.owned.has(a)) ? { fn, params, args } : undefined;
   }
 
   /** The module and its exports (a thread pool instantiates the same over this memory). */

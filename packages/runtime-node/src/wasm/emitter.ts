@@ -3,13 +3,15 @@
  *
  * What it covers (WebAssembly core spec 2.0 §5 "Binary format", plus the fixed-width SIMD proposal that is
  * part of 2.0):
- * - a module with a type section, ONE imported memory (`env.memory`, optionally shared), a function
- *   section, an export section (functions only) and a code section;
+ * - a module with a type section, imported functions (a decode program calls other modules' kernels) and at most
+ *   ONE imported memory (`env.memory`, optionally shared), a function section, an export section (functions
+ *   only) and a code section;
  * - LEB128 integers (unsigned for indices/sizes/opcodes, signed for `i32.const`);
  * - the instructions the kernels use: locals, block/loop/br/br_if, i32 arithmetic and comparisons,
- *   f32 load/store/add/mul, and the SIMD subset v128.load/store/const, f32x4.splat/add/mul/extract_lane.
+ *   f32 load/store/add/mul, call, memory.copy, and the SIMD subset v128.load/store/const,
+ *   f32x4.splat/add/mul/extract_lane.
  *
- * Everything else (globals, tables, data segments, calls, i64/f64, ...) is deliberately absent; add it when a
+ * Everything else (globals, tables, data segments, i64/f64, ...) is deliberately absent; add it when a
  * kernel needs it. The output is checked by `WebAssembly.validate` in the tests and at start-up.
  */
 
@@ -188,6 +190,19 @@ export class FunctionBuilder {
     writeUleb(this.code, depth);
     return this;
   }
+  /** call of function `index` (imported functions first, then the module's own, in the order added). */
+  call(index: number): this {
+    this.code.push(0x10);
+    writeUleb(this.code, index);
+    return this;
+  }
+  /** memory.copy (bulk memory): pops dst, src, n (bytes) and copies, overlapping ranges as memmove does. */
+  memoryCopy(): this {
+    this.code.push(0xfc);
+    writeUleb(this.code, 10);
+    this.code.push(0x00, 0x00);
+    return this;
+  }
   return(): this {
     return this.op(OP.return);
   }
@@ -311,21 +326,36 @@ export interface MemoryImport {
  */
 export class ModuleBuilder {
   private readonly functions: Array<{ name: string; fn: FunctionBuilder; typeIndex: number }> = [];
+  private readonly imported: Array<{ module: string; name: string; typeIndex: number }> = [];
   private readonly types: string[] = [];
 
-  constructor(private readonly memory: MemoryImport) {
-    if (memory.shared && memory.maxPages === undefined) throw new RangeError('a shared memory needs maxPages');
+  /** `memory`: the imported memory; null: a module without memory (it only calls imported functions). */
+  constructor(private readonly memory: MemoryImport | null) {
+    if (memory?.shared && memory.maxPages === undefined) throw new RangeError('a shared memory needs maxPages');
   }
 
-  /** Add `fn` and export it under `name`. */
-  addFunction(name: string, fn: FunctionBuilder): this {
-    const sig = `${fn.params.join(',')}->${fn.results.join(',')}`;
+  private typeOf(params: readonly ValTypeName[], results: readonly ValTypeName[]): number {
+    const sig = `${params.join(',')}->${results.join(',')}`;
     let typeIndex = this.types.indexOf(sig);
     if (typeIndex < 0) {
       typeIndex = this.types.length;
       this.types.push(sig);
     }
-    this.functions.push({ name, fn, typeIndex });
+    return typeIndex;
+  }
+
+  /**
+   * Import a function; returns its index for `call`. Imports come before the module's own functions in the
+   * index space, so import every function before a body calls one of the module's own by index.
+   */
+  importFunction(module: string, name: string, params: readonly ValTypeName[], results: readonly ValTypeName[] = []): number {
+    this.imported.push({ module, name, typeIndex: this.typeOf(params, results) });
+    return this.imported.length - 1;
+  }
+
+  /** Add `fn` and export it under `name`. */
+  addFunction(name: string, fn: FunctionBuilder): this {
+    this.functions.push({ name, fn, typeIndex: this.typeOf(fn.params, fn.results) });
     return this;
   }
 
@@ -352,17 +382,26 @@ export class ModuleBuilder {
     }
     section(1, types);
 
-    // 2: import section — one memory. limits: 0x00 min | 0x01 min max | 0x03 min max (shared)
+    // 2: import section — the functions (importdesc 0x00 typeidx), then the memory if any. limits: 0x00 min |
+    // 0x01 min max | 0x03 min max (shared)
     const imports: number[] = [];
-    writeUleb(imports, 1);
-    writeName(imports, this.memory.module);
-    writeName(imports, this.memory.name);
-    imports.push(0x02); // importdesc: memory
-    const { minPages, maxPages, shared } = this.memory;
-    if (shared) imports.push(0x03);
-    else imports.push(maxPages === undefined ? 0x00 : 0x01);
-    writeUleb(imports, minPages);
-    if (maxPages !== undefined) writeUleb(imports, maxPages);
+    writeUleb(imports, this.imported.length + (this.memory ? 1 : 0));
+    for (const f of this.imported) {
+      writeName(imports, f.module);
+      writeName(imports, f.name);
+      imports.push(0x00);
+      writeUleb(imports, f.typeIndex);
+    }
+    if (this.memory) {
+      writeName(imports, this.memory.module);
+      writeName(imports, this.memory.name);
+      imports.push(0x02); // importdesc: memory
+      const { minPages, maxPages, shared } = this.memory;
+      if (shared) imports.push(0x03);
+      else imports.push(maxPages === undefined ? 0x00 : 0x01);
+      writeUleb(imports, minPages);
+      if (maxPages !== undefined) writeUleb(imports, maxPages);
+    }
     section(2, imports);
 
     // 3: function section — the type index of each defined function
@@ -371,13 +410,13 @@ export class ModuleBuilder {
     for (const f of this.functions) writeUleb(funcs, f.typeIndex);
     section(3, funcs);
 
-    // 7: export section — name, kind 0x00 (func), function index (imports define no functions, so 0-based)
+    // 7: export section — name, kind 0x00 (func), function index (after the imported functions)
     const exports: number[] = [];
     writeUleb(exports, this.functions.length);
     this.functions.forEach((f, i) => {
       writeName(exports, f.name);
       exports.push(0x00);
-      writeUleb(exports, i);
+      writeUleb(exports, this.imported.length + i);
     });
     section(7, exports);
 

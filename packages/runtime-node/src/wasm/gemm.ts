@@ -181,7 +181,18 @@ export function emitGemmModule(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { sha
     }
   });
   m.addFunction(GEMM_ROWS, emitGemmRows(plan, main, single));
+  m.addFunction(COPY_BYTES, emitCopyBytes());
   return m.emit();
+}
+
+/** The byte copy's export name. */
+export const COPY_BYTES = 'copy_bytes';
+
+/** copy_bytes(dst, src, bytes): memory.copy — a token's embedding row out of a tied classifier (a decode plan's lookup). */
+export function emitCopyBytes(): FunctionBuilder {
+  const f = new FunctionBuilder(['i32', 'i32', 'i32']);
+  f.get(0).get(1).get(2).memoryCopy();
+  return f;
 }
 
 /** The driver's export name. */

@@ -4,9 +4,9 @@
  * reference forward pass (`LlamaForward`) runs unchanged on the fast kernels.
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import { type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
+import { type DecodeCall, type EmbeddingTable, type ForwardParts, type Linear, type ModelWeights, denseForwardParts } from '@ultrasketch/model';
 import { splitRows } from '../threads.js';
-import { ArenaVectorPair, WasmArena, type WasmArenaOptions } from './arena.js';
+import { ArenaVector, ArenaVectorPair, WasmArena, type WasmArenaOptions } from './arena.js';
 import { WasmAttention } from './attention.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
@@ -85,6 +85,38 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     if (arena.threads === undefined) k.gemm(w, xAt, yAt, n, inF, outF, 0, outF); // one thread: no closure per call
     else splitRows(arena, outF, n * inF * outF * DENSE_NS_PER_MAC, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, xAt, yAt, n, inF, outF, r0, r1));
     yv.written(arena.f32, 0, yLen, at + xBytes);
+  }
+
+  /**
+   * The calls of `apply(x, y, 1)` for a decode plan: the same tile calls `gemm` makes for one token, when x and y
+   * are read and written in place and no thread pool splits the rows; undefined otherwise.
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    const arena = this.arena;
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    if (arena.threads !== undefined || x.length < inF || y.length < outF) return undefined;
+    if (!new ArenaVector(arena, x).inPlace || !ArenaVector.output(arena, y, x).inPlace) return undefined;
+    const calls: DecodeCall[] = [];
+    arena.kernels.gemmCalls(
+      (fn, ...args) => calls.push({ fn, params: args.map(() => 'i32' as const), args }),
+      this.weightAt,
+      x.byteOffset,
+      y.byteOffset,
+      1,
+      inF,
+      outF,
+      0,
+      outF,
+    );
+    return calls;
+  }
+
+  /** `lookup(token, out, 0)` as one call (copy_bytes of row `token`), for a decode plan; out must be in this arena. */
+  lookupCall(out: Float32Array): DecodeCall | undefined {
+    if (out.length < this.inFeatures || !this.arena.holds(out)) return undefined;
+    const rowBytes = this.inFeatures * 4;
+    return { fn: this.arena.copyBytes, params: ['i32', 'i32', 'i32'], args: [out.byteOffset, { base: this.weightAt, perToken: rowBytes }, rowBytes] };
   }
 
   /** When the arena cannot hold the whole batch (a nearly full 4 GiB memory): `rows` rows at a time. */

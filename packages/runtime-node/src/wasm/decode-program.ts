@@ -1,0 +1,58 @@
+/**
+ * A decode plan (model's decode-plan.ts) compiled into one WebAssembly function, `run(pos, token)`, that makes
+ * every call of the plan itself: the kernels' functions are imported (wasm functions of other instances, so each
+ * call is a direct wasm-to-wasm call), and each argument is pushed as a constant or computed from pos and token.
+ * A generated token then costs ONE call from JS instead of the ~100 the forward makes for stories3M (each with
+ * its checks, address arithmetic and argument conversion: ~5% of a float token and ~10% of a LittleBit one,
+ * measured with --cpu-prof, results §2.1).
+ *
+ * The program is straight-line code (no loops: a plan is a few hundred calls), built per session when it first
+ * generates, and compiled in about a millisecond. It calls the same functions with the same arguments, in the
+ * same order, as the forward's own path: the logits are the same bits.
+ */
+import type { DecodeArg, DecodeCall } from '@ultrasketch/model';
+import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { requireWasm } from './engine.js';
+
+/** A compiled plan: run one token at position pos. */
+export type DecodeProgram = (pos: number, token: number) => void;
+
+/** Compile `calls` (see the file comment). Throws if an f32 parameter is given a symbolic argument. */
+export function compileDecodeProgram(calls: readonly DecodeCall[]): DecodeProgram {
+  const m = new ModuleBuilder(null);
+  // one import per distinct function (a layer's products share their tile functions)
+  const index = new Map<DecodeCall['fn'], number>();
+  const imports: Record<string, DecodeCall['fn']> = {};
+  for (const c of calls) {
+    if (index.has(c.fn)) continue;
+    const name = `f${index.size}`;
+    index.set(c.fn, m.importFunction('k', name, c.params));
+    imports[name] = c.fn;
+  }
+  const f = new FunctionBuilder(['i32', 'i32']);
+  const [pos, token] = [0, 1];
+  for (const c of calls) {
+    if (c.args.length !== c.params.length) throw new RangeError(`decode program: a call has ${c.args.length} arguments for ${c.params.length} parameters`);
+    c.args.forEach((a, i) => pushArg(f, a, c.params[i]!, pos, token));
+    f.call(index.get(c.fn)!);
+  }
+  m.addFunction('run', f);
+  const wasm = requireWasm();
+  const instance = new wasm.Instance(new wasm.Module(m.emit()), { k: imports });
+  return instance.exports.run as DecodeProgram;
+}
+
+function pushArg(f: FunctionBuilder, a: DecodeArg, type: 'i32' | 'f32', pos: number, token: number): void {
+  if (type === 'f32') {
+    if (typeof a !== 'number') throw new RangeError('decode program: an f32 argument must be a constant');
+    f.f32Const(a);
+    return;
+  }
+  if (typeof a === 'number') {
+    f.i32Const(a);
+    return;
+  }
+  f.i32Const(a.base);
+  if (a.perPos) f.get(pos).i32Const(a.perPos).i32Mul().i32Add();
+  if (a.perToken) f.get(token).i32Const(a.perToken).i32Mul().i32Add();
+}
