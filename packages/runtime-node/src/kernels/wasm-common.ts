@@ -18,7 +18,8 @@ import { WasmArena } from '../wasm/arena.js';
 import type { WasmExports, WasmModule } from '../wasm/engine.js';
 import { requireWasm } from '../wasm/engine.js';
 import { wasmSimdSupported } from '../wasm/arena.js';
-import type { ModuleBuilder } from '../wasm/emitter.js';
+import type { ModuleBuilder, ValTypeName } from '../wasm/emitter.js';
+import { registerSignatures } from '../wasm/decode-program.js';
 
 /**
  * The pool of arenas of the compressed kernels. Kernels built without an explicit arena copy their parameters
@@ -75,7 +76,7 @@ export function compressedWasmAvailable(): boolean {
   return wasmSimdSupported();
 }
 
-const modules = new Map<string, WasmModule>();
+const modules = new Map<string, { module: WasmModule; sigs: ReadonlyMap<string, readonly ValTypeName[]> }>();
 const instances = new WeakMap<WasmArena, Map<string, { module: WasmModule; exports: WasmExports }>>();
 
 /**
@@ -93,11 +94,13 @@ export function kernelExports(arena: WasmArena, key: string, build: (shared: boo
   let m = modules.get(mkey);
   const wasm = requireWasm();
   if (!m) {
-    m = new wasm.Module(build(arena.shared, maxPages).emit());
+    const builder = build(arena.shared, maxPages);
+    m = { module: new wasm.Module(builder.emit()), sigs: builder.signatures() };
     modules.set(mkey, m);
   }
-  const exports = new wasm.Instance(m, { env: { memory: arena.memory } }).exports;
-  perArena.set(key, { module: m, exports });
+  const exports = new wasm.Instance(m.module, { env: { memory: arena.memory } }).exports;
+  registerSignatures(exports, m.sigs); // a decode plan describes calls of these functions (wasm/decode-program.ts)
+  perArena.set(key, { module: m.module, exports });
   return exports;
 }
 

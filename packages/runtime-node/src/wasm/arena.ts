@@ -12,7 +12,9 @@
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm, wasmApi } from './engine.js';
-import { COPY_BYTES, DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, emitGemmModule } from './gemm.js';
+import { COPY_BYTES, DEFAULT_TILE_PLAN, GemmKernels, type TilePlan, ZERO_BYTES, emitGemmModule, gemmModuleBuilder } from './gemm.js';
+import type { ValTypeName } from './emitter.js';
+import { registerSignatures } from './decode-program.js';
 import type { ThreadPool } from '../threads.js';
 
 export const WASM_PAGE_BYTES = 65536;
@@ -33,16 +35,21 @@ export interface WasmArenaOptions {
 const ALIGN = 16;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
-const moduleCache = new Map<string, WasmModule>();
-/** The compiled kernel module for a plan and memory kind (compiled once per process). */
-export function gemmModule(plan: TilePlan, shared: boolean, maxPages: number): WasmModule {
+const moduleCache = new Map<string, { module: WasmModule; sigs: ReadonlyMap<string, readonly ValTypeName[]> }>();
+/** The compiled kernel module for a plan and memory kind (compiled once per process), with its exports' parameters. */
+function gemmModuleAndSignatures(plan: TilePlan, shared: boolean, maxPages: number): { module: WasmModule; sigs: ReadonlyMap<string, readonly ValTypeName[]> } {
   const key = `${JSON.stringify(plan)}|${shared ? `shared:${maxPages}` : 'private'}`;
   let m = moduleCache.get(key);
   if (!m) {
-    m = new (requireWasm().Module)(emitGemmModule(plan, shared ? { shared: true, maxPages } : {}));
+    const builder = gemmModuleBuilder(plan, shared ? { shared: true, maxPages } : {});
+    m = { module: new (requireWasm().Module)(builder.emit()), sigs: builder.signatures() };
     moduleCache.set(key, m);
   }
   return m;
+}
+/** The compiled kernel module for a plan and memory kind (compiled once per process). */
+export function gemmModule(plan: TilePlan, shared: boolean, maxPages: number): WasmModule {
+  return gemmModuleAndSignatures(plan, shared, maxPages).module;
 }
 
 let simdSupport: boolean | undefined;
@@ -70,6 +77,8 @@ export class WasmArena {
   f32: Float32Array;
   /** copy_bytes(dst, src, bytes) over this memory (a wasm export: a decode program calls it directly). */
   readonly copyBytes: (dst: number, src: number, bytes: number) => void;
+  /** zero_bytes(dst, bytes) over this memory (a kernel's padding in scratch, as a call a decode plan can make). */
+  readonly zeroBytes: (dst: number, bytes: number) => void;
   /** Incremented when `f32` or the scratch region changes. */
   epoch = 0;
   /**
@@ -92,10 +101,13 @@ export class WasmArena {
     this.memory = new wasm.Memory(
       this.shared ? { initial, maximum: maxPages, shared: true } : { initial, maximum: maxPages },
     );
-    this.module = gemmModule(plan, this.shared, maxPages);
+    const { module, sigs } = gemmModuleAndSignatures(plan, this.shared, maxPages);
+    this.module = module;
     this.instance = new wasm.Instance(this.module, { env: { memory: this.memory } });
+    registerSignatures(this.instance.exports, sigs); // a decode plan describes calls of these (wasm/decode-program.ts)
     this.kernels = new GemmKernels(this.instance.exports, plan);
     this.copyBytes = this.instance.exports[COPY_BYTES] as (dst: number, src: number, bytes: number) => void;
+    this.zeroBytes = this.instance.exports[ZERO_BYTES] as (dst: number, bytes: number) => void;
     this.f32 = new Float32Array(this.memory.buffer);
     this.buffers.add(this.memory.buffer);
   }

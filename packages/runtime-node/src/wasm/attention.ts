@@ -19,10 +19,11 @@
  * The same module also has SwiGLU (silu(gate) · up, 4 at a time with the same exponential): the model's
  * `swiglu` hook, so the FFN's 'hidden' exponentials per position do not go through Math.exp.
  */
-import type { AttentionKernel, DecodeCall, DecodeGlue, ForwardGlue, ModelConfig } from '@ultrasketch/model';
+import { type AttentionKernel, type DecodeCall, type DecodeGlue, type ForwardGlue, type ModelConfig, atPos } from '@ultrasketch/model';
 import { emitCopyBytes } from './gemm.js';
 import { headDim, kvDim } from '@ultrasketch/model';
-import { ModuleBuilder } from './emitter.js';
+import { ModuleBuilder, type ValTypeName } from './emitter.js';
+import { paramsOf, registerSignatures } from './decode-program.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
 import { ExpBuilder, SIMD_OPS, expV } from './trainer-exp.js';
 import { WASM32_MAX_PAGES, WASM_PAGE_BYTES, type WasmArena } from './arena.js';
@@ -243,7 +244,6 @@ function emitSwiglu(): ExpBuilder {
   return f;
 }
 const F32X4_DIV = 0xe7;
-const I32 = (n: number): 'i32'[] => Array<'i32'>(n).fill('i32');
 const F32_SQRT = 0x91;
 
 /**
@@ -364,12 +364,12 @@ function addFunctions(m: ModuleBuilder): void {
   m.addFunction('copy', emitCopyBytes());
 }
 
-let compiled: WasmModule | undefined;
-function attentionModule(): WasmModule {
+let compiled: { module: WasmModule; sigs: ReadonlyMap<string, readonly ValTypeName[]> } | undefined;
+function attentionModule(): { module: WasmModule; sigs: ReadonlyMap<string, readonly ValTypeName[]> } {
   if (!compiled) {
     const m = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: WASM32_MAX_PAGES, shared: true });
     addFunctions(m);
-    compiled = new (requireWasm().Module)(m.emit());
+    compiled = { module: new (requireWasm().Module)(m.emit()), sigs: m.signatures() };
   }
   return compiled;
 }
@@ -452,7 +452,8 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
     this.arena = arena;
     this.owned = arena ? arena.views : new WeakSet<Float32Array>();
     this.memory = arena ? arena.memory : new wasm.Memory({ initial: 1, maximum: WASM32_MAX_PAGES, shared: true });
-    this.instance = new wasm.Instance(attentionModule(), { env: { memory: this.memory } });
+    this.instance = new wasm.Instance(attentionModule().module, { env: { memory: this.memory } });
+    registerSignatures(this.instance.exports, attentionModule().sigs); // for decode plans (see `decode`)
     this.attendFn = this.instance.exports.attend as (...a: number[]) => void;
     this.swigluFn = this.instance.exports.swiglu as (...a: number[]) => void;
     this.rmsNormFn = this.instance.exports.rmsnorm as (...a: number[]) => void;
@@ -602,39 +603,37 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
 
   private readonly decodeGlue: DecodeGlue = {
     rmsNorm: (out, x, add, weight, dim, eps) =>
-      this.call(this.rmsNormFn, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32'], [out.byteOffset, x.byteOffset, add ? add.byteOffset : 0, weight.byteOffset, 1, dim * 4, dim, eps], [out, x, weight, ...(add ? [add] : [])]),
+      this.call(this.rmsNormFn, [out.byteOffset, x.byteOffset, add ? add.byteOffset : 0, weight.byteOffset, 1, dim * 4, dim, eps], [out, x, weight, ...(add ? [add] : [])]),
     rope: (src, dst, toRowPos, cos, sin, rowLen, headDim, pairs) =>
       this.call(
         this.ropeFn,
-        I32(11),
-        [src.byteOffset, toRowPos ? { base: dst.byteOffset, perPos: rowLen * 4 } : dst.byteOffset, cos.byteOffset, sin.byteOffset, 1, rowLen * 4, headDim * 4, headDim * 2, pairs ? 1 : 0, pairs ? 4 : headDim * 2, { base: 0, perPos: 1 }],
+        [src.byteOffset, toRowPos ? atPos(dst.byteOffset, rowLen * 4) : dst.byteOffset, cos.byteOffset, sin.byteOffset, 1, rowLen * 4, headDim * 4, headDim * 2, pairs ? 1 : 0, pairs ? 4 : headDim * 2, atPos(0, 1)],
         [src, dst, cos, sin],
       ),
-    copyRowToPos: (src, dst, rowLen) => this.call(this.copyFn, I32(3), [{ base: dst.byteOffset, perPos: rowLen * 4 }, src.byteOffset, rowLen * 4], [src, dst]),
+    copyRowToPos: (src, dst, rowLen) => this.call(this.copyFn, [atPos(dst.byteOffset, rowLen * 4), src.byteOffset, rowLen * 4], [src, dst]),
     attend: (keys, values, q, out, capacity) => {
-      if (!this.owned.has(q) || !this.owned.has(out)) return undefined;
-      // the scores region attend uses at its largest position (it only grows: the address stays ours)
-      const scoreBytes = Math.ceil((capacity + 4) / 4) * 16;
-      const need = this.config.nHeads * scoreBytes;
+      // the scores region of attend at its largest position (the region only grows; this address stays ours)
+      const need = this.config.nHeads * Math.ceil((capacity + 4) / 4) * 16;
       if (need > this.scratchBytes) {
         this.scratchBytes = need;
         this.scratchAt = this.reserve(need);
       }
-      const args = [q.byteOffset, out.byteOffset, keys.byteOffset, values.byteOffset, this.scratchAt, { base: 0, perPos: 1 }, 1, this.config.nHeads, this.kvMul, this.hs * 4, this.kvRowB, this.scale, 0, this.config.nHeads];
-      return this.call(this.attendFn, [...I32(11), 'f32', 'i32', 'i32'], args, [keys, values]);
+      const nHeads = this.config.nHeads;
+      const args = [q.byteOffset, out.byteOffset, keys.byteOffset, values.byteOffset, this.scratchAt, atPos(0, 1), 1, nHeads, this.kvMul, this.hs * 4, this.kvRowB, this.scale, 0, nHeads];
+      return this.call(this.attendFn, args, [keys, values, q, out]);
     },
-    swiglu: (gate, up, count) => (count % 4 === 0 ? this.call(this.swigluFn, I32(3), [gate.byteOffset, up.byteOffset, count], [gate, up]) : undefined),
-    add: (x, y, count) => this.call(this.addFn, I32(3), [x.byteOffset, y.byteOffset, count * 4], [x, y]),
+    swiglu: (gate, up, count) => (count % 4 === 0 ? this.call(this.swigluFn, [gate.byteOffset, up.byteOffset, count], [gate, up]) : undefined),
+    add: (x, y, count) => this.call(this.addFn, [x.byteOffset, y.byteOffset, count * 4], [x, y]),
   };
 
   /** A decode call of one of this module's functions, when every array it touches lives in this memory. */
-  private call(fn: (...a: number[]) => void, params: DecodeCall['params'], args: DecodeCall['args'], arrays: Float32Array[]): DecodeCall | undefined {
-    return arrays.every((a) => this.owned.has(a)) ? { fn, params, args } : undefined;
+  private call(fn: (...a: number[]) => void, args: DecodeCall['args'], arrays: Float32Array[]): DecodeCall | undefined {
+    return arrays.every((a) => this.owned.has(a)) ? { fn, params: paramsOf(fn), args } : undefined;
   }
 
   /** The module and its exports (a thread pool instantiates the same over this memory). */
   get modules(): { module: WasmModule; exports: Record<string, unknown> }[] {
-    return [{ module: attentionModule(), exports: this.instance.exports }];
+    return [{ module: attentionModule().module, exports: this.instance.exports }];
   }
 
   swiglu(gate: Float32Array, up: Float32Array, count: number): void {

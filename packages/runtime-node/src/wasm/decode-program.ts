@@ -11,8 +11,42 @@
  * same order, as the forward's own path: the logits are the same bits.
  */
 import type { DecodeArg, DecodeCall } from '@ultrasketch/model';
-import { FunctionBuilder, ModuleBuilder } from './emitter.js';
-import { requireWasm } from './engine.js';
+import { FunctionBuilder, ModuleBuilder, type ValTypeName } from './emitter.js';
+import { type WasmExports, requireWasm } from './engine.js';
+import type { RowCall } from '../threads.js';
+
+type Fn = DecodeCall['fn'];
+/** Parameter types of the kernel functions instantiated so far (registerSignatures), by function. */
+const signatures = new WeakMap<Fn, DecodeCall['params']>();
+
+/**
+ * Remember the parameter types of an instance's exported functions (from the ModuleBuilder that emitted its
+ * module), so a kernel can describe its calls with nothing but the functions and arguments (`recordingCall`).
+ * Functions with parameters other than i32/f32 are skipped: a decode program cannot call them.
+ */
+export function registerSignatures(exports: WasmExports, sigs: ReadonlyMap<string, readonly ValTypeName[]>): void {
+  for (const [name, params] of sigs) {
+    const fn = exports[name];
+    if (typeof fn === 'function' && params.every((t) => t === 'i32' || t === 'f32')) signatures.set(fn as Fn, params as DecodeCall['params']);
+  }
+}
+
+/** The parameter types of a registered kernel function; a typed RangeError for any other function. */
+export function paramsOf(fn: Fn): DecodeCall['params'] {
+  const params = signatures.get(fn);
+  if (!params) throw new RangeError(`decode plan: ${fn.name || 'a function'} is not a registered kernel function (registerSignatures)`);
+  return params;
+}
+
+/**
+ * A RowCall that records each call into `calls` instead of running it: a kernel's one-token body, given this
+ * instead of a direct call, describes itself for a decode plan with the same code that runs it.
+ */
+export function recordingCall(calls: DecodeCall[]): RowCall {
+  return (fn, ...args) => {
+    calls.push({ fn, params: paramsOf(fn), args });
+  };
+}
 
 /** A compiled plan: run one token at position pos. */
 export type DecodeProgram = (pos: number, token: number) => void;

@@ -203,6 +203,13 @@ export class FunctionBuilder {
     this.code.push(0x00, 0x00);
     return this;
   }
+  /** memory.fill (bulk memory): pops dst, value (a byte, in an i32), n (bytes) and fills. */
+  memoryFill(): this {
+    this.code.push(0xfc);
+    writeUleb(this.code, 11);
+    this.code.push(0x00);
+    return this;
+  }
   return(): this {
     return this.op(OP.return);
   }
@@ -351,6 +358,11 @@ export class ModuleBuilder {
   importFunction(module: string, name: string, params: readonly ValTypeName[], results: readonly ValTypeName[] = []): number {
     this.imported.push({ module, name, typeIndex: this.typeOf(params, results) });
     return this.imported.length - 1;
+  }
+
+  /** The parameter types of every exported function, by export name (a decode program's imports need them). */
+  signatures(): Map<string, readonly ValTypeName[]> {
+    return new Map(this.functions.map((f) => [f.name, f.fn.params]));
   }
 
   /** Add `fn` and export it under `name`. */

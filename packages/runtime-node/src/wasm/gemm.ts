@@ -160,6 +160,11 @@ export function emitTile(R: number, T: number, U: number): FunctionBuilder {
 
 /** The kernel module: for every T, the tile of the plan and the 1×T tile for leftover weight rows. */
 export function emitGemmModule(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { shared?: boolean; maxPages?: number } = {}): Uint8Array {
+  return gemmModuleBuilder(plan, memory).emit();
+}
+
+/** The kernel module's builder (emitGemmModule; its `signatures()` name every export's parameters). */
+export function gemmModuleBuilder(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { shared?: boolean; maxPages?: number } = {}): ModuleBuilder {
   const m = new ModuleBuilder({
     module: 'env',
     name: 'memory',
@@ -182,7 +187,18 @@ export function emitGemmModule(plan: TilePlan = DEFAULT_TILE_PLAN, memory: { sha
   });
   m.addFunction(GEMM_ROWS, emitGemmRows(plan, main, single));
   m.addFunction(COPY_BYTES, emitCopyBytes());
-  return m.emit();
+  m.addFunction(ZERO_BYTES, emitZeroBytes());
+  return m;
+}
+
+/** The zero fill's export name. */
+export const ZERO_BYTES = 'zero_bytes';
+
+/** zero_bytes(dst, bytes): memory.fill with 0 — a kernel's padding in scratch, as a call a decode plan can make. */
+export function emitZeroBytes(): FunctionBuilder {
+  const f = new FunctionBuilder(['i32', 'i32']);
+  f.get(0).i32Const(0).get(1).memoryFill();
+  return f;
 }
 
 /** The byte copy's export name. */

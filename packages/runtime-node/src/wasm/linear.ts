@@ -8,6 +8,7 @@ import { type DecodeCall, type EmbeddingTable, type ForwardParts, type Linear, t
 import { splitRows } from '../threads.js';
 import { ArenaVector, ArenaVectorPair, WasmArena, type WasmArenaOptions } from './arena.js';
 import { WasmAttention } from './attention.js';
+import { paramsOf, recordingCall } from './decode-program.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
 export const DENSE_NS_PER_MAC = 0.07;
@@ -99,7 +100,7 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     if (!new ArenaVector(arena, x).inPlace || !ArenaVector.output(arena, y, x).inPlace) return undefined;
     const calls: DecodeCall[] = [];
     arena.kernels.gemmCalls(
-      (fn, ...args) => calls.push({ fn, params: args.map(() => 'i32' as const), args }),
+      recordingCall(calls),
       this.weightAt,
       x.byteOffset,
       y.byteOffset,
@@ -116,7 +117,8 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
   lookupCall(out: Float32Array): DecodeCall | undefined {
     if (out.length < this.inFeatures || !this.arena.holds(out)) return undefined;
     const rowBytes = this.inFeatures * 4;
-    return { fn: this.arena.copyBytes, params: ['i32', 'i32', 'i32'], args: [out.byteOffset, { base: this.weightAt, perToken: rowBytes }, rowBytes] };
+    const copy = this.arena.copyBytes;
+    return { fn: copy, params: paramsOf(copy), args: [out.byteOffset, { base: this.weightAt, perToken: rowBytes }, rowBytes] };
   }
 
   /** When the arena cannot hold the whole batch (a nearly full 4 GiB memory): `rows` rows at a time. */
