@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/model';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { arenaModules } from './kernels/wasm-common.js';
-import { ThreadPool, resolveThreads } from './threads.js';
+import { FasterOf, ThreadPool, resolveThreads } from './threads.js';
 import { type WasmArena, wasmSimdSupported } from './wasm/arena.js';
 import { WasmAttention } from './wasm/attention.js';
 import { type WasmPartsOptions, wasmForwardParts } from './wasm/linear.js';
@@ -44,9 +44,10 @@ export interface SessionOptions {
    */
   threadAdaptive?: boolean;
   /**
-   * true (default): a one-token step on one thread runs as a compiled decode program — the whole forward in one
-   * wasm call (wasm/decode-program.ts) — when every part of the model can be described that way; same logits.
-   * false: always the forward's own calls (tests compare the two).
+   * true (default): a one-token step runs as a compiled decode program — the whole forward in one wasm call on
+   * this thread (wasm/decode-program.ts) — when every part of the model can be described that way; same logits.
+   * With threads > 1, tokens are timed through the program and through the forward with split products, and the
+   * faster way kept. false: always the forward's own calls (tests compare the two).
    */
   decodeProgram?: boolean;
 }
@@ -107,6 +108,10 @@ export class NodeSession {
    * when the forward has no plan (a part without decode calls, a thread pool) or the option turned it off.
    */
   private program: { run: DecodeProgram; logits: Float32Array } | null | undefined;
+  /** With a thread pool: a generated token through the program (first) or the pooled forward (second). */
+  private readonly stepChoice = new FasterOf();
+  private programSteps = 0;
+  private pooledSteps = 0;
 
   /**
    * `arenas`: the wasm arenas holding the forward's weights (for the memory report, and, when they are shared
@@ -137,7 +142,7 @@ export class NodeSession {
       );
     }
     this.threads = this.pool ? threads : 1;
-    if (options.decodeProgram === false || this.pool) this.program = null;
+    if (options.decodeProgram === false) this.program = null;
     // a session dropped without dispose() still stops its workers once it is garbage-collected
     if (this.pool) poolFinalizer?.register(this, this.pool, this);
   }
@@ -237,9 +242,20 @@ export class NodeSession {
       const token = tokens[0]!;
       const pos = this.cache.length;
       if (program && Number.isInteger(token) && token >= 0 && token < this.config.vocabSize && pos < this.cache.capacity) {
-        program.run(pos, token);
-        this.cache.length = pos + 1;
-        return program.logits;
+        const viaProgram = () => {
+          this.programSteps++;
+          program.run(pos, token);
+          this.cache.length = pos + 1;
+          return program.logits;
+        };
+        // with a thread pool, a token is timed both ways — the program on this thread, the forward with its
+        // products split — and the faster kept (same logits either way): a small model's token is faster as one
+        // call, a large model's products gain from the second core
+        const viaPool = () => {
+          this.pooledSteps++;
+          return this.fwd.forward(tokens, this.cache, options);
+        };
+        return this.pool ? this.stepChoice.run(viaProgram, viaPool) : viaProgram();
       }
     }
     const pool = this.pool;
@@ -253,7 +269,12 @@ export class NodeSession {
     }
   }
 
-  /** Whether one-token steps run as a compiled decode program (false until the first step has tried to build it). */
+  /** Generated tokens (one-token steps) run through the decode program and through the pooled forward, so far. */
+  get stepStats(): { program: number; pooled: number } {
+    return { program: this.programSteps, pooled: this.pooledSteps };
+  }
+
+  /** Whether one-token steps can run as a compiled decode program (false until the first step has tried to build it). */
   get usesDecodeProgram(): boolean {
     return !!this.program;
   }

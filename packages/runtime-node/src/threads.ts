@@ -106,16 +106,7 @@ export interface ThreadPoolOptions {
   adaptive?: boolean;
 }
 
-/** Per product shape: smoothed ms per call on one thread and split, and calls so far. */
-interface ShapeStats {
-  single: number;
-  split: number;
-  calls: number;
-  /** Calls between rechecks of the slower way, and the call index of the next one. */
-  interval: number;
-  next: number;
-}
-/** Calls of a shape before the policy trusts its timings; then one call in RECHECK (up to MAX_RECHECK) tries the other way. */
+/** Calls before the policy trusts its timings; then one call in RECHECK (up to MAX_RECHECK) tries the other way. */
 const EXPLORE_CALLS = 6;
 const RECHECK = 32;
 /**
@@ -126,6 +117,40 @@ const RECHECK = 32;
  */
 const MAX_RECHECK = 1024;
 const EWMA = 0.25;
+
+/**
+ * Two ways of doing the same work (same results), timed, the faster kept: the first EXPLORE_CALLS calls
+ * alternate (one, other, one, …), then the faster by smoothed time (EWMA) is used and one call in `interval`
+ * tries the other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product
+ * shape (one thread or split); a session one for its generated tokens (decode program on one thread, or the
+ * forward with the pool).
+ */
+export class FasterOf {
+  /** Smoothed ms per call of each way (NaN until tried). */
+  first = Number.NaN;
+  second = Number.NaN;
+  private calls = 0;
+  private interval = RECHECK;
+  private next = RECHECK;
+
+  /** Run `first` or `second` (see the class comment) and return its result. */
+  run<T>(first: () => T, second: () => T): T {
+    const k = this.calls++;
+    const secondFaster = this.second < this.first;
+    const recheck = k >= EXPLORE_CALLS && k >= this.next;
+    const useSecond = k < EXPLORE_CALLS ? k % 2 === 1 : recheck ? !secondFaster : secondFaster;
+    const t = performance.now();
+    const result = useSecond ? second() : first();
+    const dt = performance.now() - t;
+    if (useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
+    else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
+    if (recheck) {
+      this.interval = this.second < this.first === secondFaster ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
+      this.next = k + this.interval;
+    }
+    return result;
+  }
+}
 
 /*
  * One job = a product cut into chunks of rows (tile-aligned), each chunk a recorded list of wasm calls. The
@@ -231,7 +256,8 @@ export class ThreadPool {
   private readonly arenas: PoolMemory[];
   private readonly adaptive: boolean;
   private readonly batchSpinUs: number;
-  private readonly shapes = new Map<number, ShapeStats>();
+  /** Per product shape: one thread (first) against split (second). */
+  private readonly shapes = new Map<number, FasterOf>();
   private calls = 0;
   private overflow = false;
   private readonly argv: number[] = [];
@@ -336,25 +362,15 @@ export class ThreadPool {
     let st = this.shapes.get(key);
     if (!st) {
       if (this.shapes.size > 4096) this.shapes.clear();
-      this.shapes.set(key, (st = { single: Number.NaN, split: Number.NaN, calls: 0, interval: RECHECK, next: RECHECK }));
+      this.shapes.set(key, (st = new FasterOf()));
     }
-    const k = st.calls++;
-    const faster = st.split < st.single;
-    const recheck = k >= EXPLORE_CALLS && k >= st.next;
-    const useSplit = k < EXPLORE_CALLS ? k % 2 === 1 : recheck ? !faster : faster;
-    const t = performance.now();
-    if (useSplit) this.split(rows, chunks, align, body);
-    else {
-      this.singleCount++;
-      body(this.direct, 0, rows);
-    }
-    const dt = performance.now() - t;
-    if (useSplit) st.split = Number.isNaN(st.split) ? dt : st.split + EWMA * (dt - st.split);
-    else st.single = Number.isNaN(st.single) ? dt : st.single + EWMA * (dt - st.single);
-    if (recheck) {
-      st.interval = st.split < st.single === faster ? Math.min(MAX_RECHECK, 2 * st.interval) : RECHECK;
-      st.next = k + st.interval;
-    }
+    st.run(
+      () => {
+        this.singleCount++;
+        body(this.direct, 0, rows);
+      },
+      () => this.split(rows, chunks, align, body),
+    );
   }
 
   private split(rows: number, chunks: number, align: number, body: RowBody): void {

@@ -51,7 +51,7 @@ describe.each(MODELS)('decode program on $name', ({ file }) => {
     expect(bits(program.forward([1]))).toEqual(bits(plain.forward([1])));
   });
 
-  it('is not used with hooks, with a thread pool, or for logits: none', () => {
+  it('is not used with hooks or for logits: none; with a thread pool, tokens are timed both ways (same logits)', () => {
     const session = NodeSession.fromWeights(model, { kernels: 'wasm' });
     const layers: number[] = [];
     session.forward([1], { hooks: { onLayerOutput: (l) => layers.push(l) } });
@@ -59,10 +59,20 @@ describe.each(MODELS)('decode program on $name', ({ file }) => {
     expect(session.usesDecodeProgram).toBe(false);
     expect(session.forward([403], { logits: 'none' }).length).toBe(0);
     expect(session.usesDecodeProgram).toBe(false);
-    const pooled = NodeSession.fromWeights(model, { kernels: 'wasm', threads: 2 });
+    const pooled = NodeSession.fromWeights(model, { kernels: 'wasm', threads: 2, threadAdaptive: false, threadMinWorkNs: 0 });
+    const plain = NodeSession.fromWeights(model, { kernels: 'wasm', decodeProgram: false });
     try {
-      pooled.forward([1]);
-      expect(pooled.usesDecodeProgram).toBe(false);
+      let token = 1;
+      for (let step = 0; step < 12; step++) {
+        const a = pooled.forward([token]);
+        expect(bits(a)).toEqual(bits(plain.forward([token])));
+        token = argmax(a);
+      }
+      expect(pooled.usesDecodeProgram).toBe(true);
+      // the first calls alternate: both ways ran, the pooled one with its products split
+      expect(pooled.stepStats.program).toBeGreaterThanOrEqual(3);
+      expect(pooled.stepStats.pooled).toBeGreaterThanOrEqual(3);
+      expect(pooled.threadStats.split).toBeGreaterThan(0);
     } finally {
       pooled.dispose();
     }

@@ -594,14 +594,10 @@ export class WasmAttention implements AttentionKernel, ForwardGlue {
 
   /**
    * The glue's one-token calls for a decode plan (model's DecodeGlue): each the call its method above makes for
-   * n = 1 with no thread pool (the same function, the same arguments), the position symbolic. undefined while a
-   * pool splits the glue, or for arrays outside this memory (the plan then falls back to the forward's calls).
+   * n = 1 on one thread (the same function, the same arguments), the position symbolic; undefined for arrays
+   * outside this memory (the plan then falls back to the forward's calls).
    */
-  get decode(): DecodeGlue | undefined {
-    return this.threads ? undefined : this.decodeGlue;
-  }
-
-  private readonly decodeGlue: DecodeGlue = {
+  readonly decode: DecodeGlue = {
     rmsNorm: (out, x, add, weight, dim, eps) =>
       this.call(this.rmsNormFn, [out.byteOffset, x.byteOffset, add ? add.byteOffset : 0, weight.byteOffset, 1, dim * 4, dim, eps], [out, x, weight, ...(add ? [add] : [])]),
     rope: (src, dst, toRowPos, cos, sin, rowLen, headDim, pairs) =>

@@ -89,14 +89,14 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
   }
 
   /**
-   * The calls of `apply(x, y, 1)` for a decode plan: the same tile calls `gemm` makes for one token, when x and y
-   * are read and written in place and no thread pool splits the rows; undefined otherwise.
+   * The calls of `apply(x, y, 1)` on one thread, for a decode plan: the same tile calls `gemm` makes for one
+   * token, when x and y are read and written in place; undefined otherwise.
    */
   decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
     const arena = this.arena;
     const inF = this.inFeatures;
     const outF = this.outFeatures;
-    if (arena.threads !== undefined || x.length < inF || y.length < outF) return undefined;
+    if (x.length < inF || y.length < outF) return undefined;
     if (!new ArenaVector(arena, x).inPlace || !ArenaVector.output(arena, y, x).inPlace) return undefined;
     const calls: DecodeCall[] = [];
     arena.kernels.gemmCalls(
