@@ -80,6 +80,17 @@ describe.runIf(HAVE_SHARED)('threads: bit-identical logits on stories3M bundles'
     }
   });
 
+  it.each(CODECS)('$name: one-token steps run as a decode program (one wasm call), bit for bit the forward’s own calls', ({ name }) => {
+    const bundle = loadBundleFromBytes(bundles.get(name)!, name).bundle;
+    const program = sessionFromBundle(bundle, { threads: 1 });
+    const plain = sessionFromBundle(bundle, { threads: 1, decodeProgram: false });
+    const a = run(program);
+    expect(program.usesDecodeProgram).toBe(true);
+    expect(program.stepStats.program).toBe(12);
+    expect(plain.usesDecodeProgram).toBe(false);
+    expect(Buffer.from(bits(a).buffer).equals(Buffer.from(bits(run(plain)).buffer))).toBe(true);
+  });
+
   it.each(CODECS)('$name: the weights held are the bundle tensor bytes (±10%)', ({ name }) => {
     const bundle = loadBundleFromBytes(bundles.get(name)!, name).bundle;
     const tensorBytes = bundleWeightBytes(bundle);
@@ -99,6 +110,14 @@ describe.runIf(HAVE_SHARED)('threads: bit-identical logits on stories3M bundles'
 
 describe.runIf(HAVE_SHARED)('threads: the float checkpoint', () => {
   const weights = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(MODEL), MODEL));
+
+  it('one-token steps run as a decode program, bit for bit the forward’s own calls (dense f32 kernels)', () => {
+    const program = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 1 });
+    const plain = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 1, decodeProgram: false });
+    const a = run(program);
+    expect(program.stepStats.program).toBe(12);
+    expect(Buffer.from(bits(a).buffer).equals(Buffer.from(bits(run(plain)).buffer))).toBe(true);
+  });
 
   it('2 threads give the logits of 1 thread, bit for bit (dense f32 kernels)', () => {
     const one = NodeSession.fromWeights(weights, { kernels: 'wasm', threads: 1 });
