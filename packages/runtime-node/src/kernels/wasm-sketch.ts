@@ -1,4 +1,4 @@
-import type { Linear } from '@ultrasketch/model';
+import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import {
   type HashedNetsParams,
@@ -8,11 +8,12 @@ import {
   hashedNetsFamily,
   sketchGroups,
 } from '@ultrasketch/sketch-core';
-import type { WasmArena } from '../wasm/arena.js';
+import type { ArenaVector, WasmArena } from '../wasm/arena.js';
+import { recordingCall } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { splitRows } from '../threads.js';
+import { type RowCall, splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
 import { sketchKernel } from './sketch.js';
 import { wasmSignMeanSketchKernel } from './sketch-signmean.js';
@@ -620,6 +621,8 @@ export class WasmSketchLinear implements Linear {
   private readonly gatherAt: number;
   private readonly factorAt: number;
   private readonly pads: Int32Array;
+  /** The padding columns as runs of consecutive ones, [first, count] pairs: one vector's zero_bytes calls. */
+  private readonly padRuns: Int32Array;
   /** The layout is the identity followed by padding (one group, one piece). */
   private readonly identity: boolean;
   private readonly keysTotal: number;
@@ -749,6 +752,13 @@ export class WasmSketchLinear implements Linear {
     this.gather16 = rawFns?.gather16;
     this.widen8 = rawFns?.widen8;
     this.pads = Int32Array.from(src.flatMap((c, i) => (c < 0 ? [i] : [])));
+    const runs: number[] = [];
+    for (const q of this.pads) {
+      const last = runs.length - 1;
+      if (last > 0 && runs[last - 1]! + runs[last]! === q) runs[last] = runs[last]! + 1;
+      else runs.push(q, 1);
+    }
+    this.padRuns = Int32Array.from(runs);
     this.identity = this.scl === null && src.length === up4(cols) && src.every((c, i) => (i < cols ? c === i : c === -1));
     this.keysTotal = keysOff;
     this.maxT = tokensOf(tiling);
@@ -763,24 +773,93 @@ export class WasmSketchLinear implements Linear {
   }
 
   /**
-   * Write tokens [t0, t0 + T) of x into the heap at float index `o`, chunk-major (see emitRowRun); x's n
-   * tokens are already at byte address xRawAt. The wasm `gather` permutes and scales (the JS loop it replaces,
-   * with a test per column, was ~13% of a signmean call at 512×2048, n = 8: docs/sketch.md §10).
+   * Where one call's data sit: scratch as apply(x, y, n) asks for it (decodeCalls asks for the same bytes, so a
+   * decode plan records the addresses the call itself uses), x's kernel layout, y's target, the keys, the staged
+   * copy of x the gather reads, and the float32 rings of int8 raw groups.
    */
-  private writeInputs(x: Float32Array, t0: number, T: number, f32: Float32Array, o: number, xRawAt: number): void {
+  private layout(n: number, x: Float32Array, xv: ArenaVector, yv: ArenaVector): CallLayout {
+    const rows = this.outFeatures;
+    const cols = this.inFeatures;
+    const P = this.src.length;
+    // The kernels read x in the padded, chunk-major layout of `src`, which the gather writes into scratch from x
+    // as given (in place, or a copy of it in scratch); only one vector in the identity layout with no padding
+    // (P = cols) is that layout already, and is read in place as is.
+    const direct = n === 1 && this.identity && P === cols && xv.inPlace;
+    const xBytes = direct ? 0 : n * P * 4;
+    const yBytes = yv.stageBytes(n * rows);
+    const rawBytes = n === 1 && this.identity ? 0 : xv.stageBytes(n * cols); // the gather's source
+    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes + this.ringsBytes);
+    const yStage = at + xBytes;
+    const keysAt = yStage + yBytes;
+    const xRawStage = keysAt + this.keysTotal * 4;
+    return { direct, xAt: direct ? x.byteOffset : at, yStage, yAt: yv.target(0, yStage), keysAt, xRawStage, ringsAt: xRawStage + rawBytes };
+  }
+
+  /** widen8 of int8 raw group g into its float32 ring in scratch (then the ring's start again). */
+  private widen(call: RowCall, g: GroupPlan, ringsAt: number): void {
+    const q = g.q8!;
+    const dst = ringsAt + q.ringOff;
+    call(this.widen8!, q.at, dst, q.count, q.scale);
+    if (q.wrap > 0) call(this.widen8!, q.at, dst + 4 * q.count, q.wrap, q.scale);
+  }
+
+  /**
+   * Everything a call does before the row-parallel product, on the calling thread: the rings of int8 raw groups
+   * when a pool splits the rows (`preWiden`), the keys of f16 groups, y zeroed, and x in the kernels' layout.
+   * Every wasm call goes through `call` (a direct call in apply; recordingCall in decodeCalls). The only JS-side
+   * work left is for x outside the arena (its values copied in) and the padding of token blocks (n > 1): a call
+   * that needs it has no decode plan.
+   */
+  private prologue(call: RowCall, n: number, at: CallLayout, x: Float32Array, xv: ArenaVector, preWiden: boolean): void {
+    if (preWiden) for (const g of this.plans) if (g.q8) this.widen(call, g, at.ringsAt);
+    const expand = this.expand;
+    for (const g of this.plans) {
+      if (g.kind === 'raw') continue; // float32 states, read as stored or widened
+      const k0 = at.keysAt + 4 * g.keysOff;
+      for (let k = 0; k < g.d; k++) {
+        const src = g.statesAt + 2 * k * g.width;
+        const dst = k0 + 4 * k * g.kStride;
+        const prio = (15 - k) << 1;
+        call(expand, src, dst, g.width, prio);
+        if (g.kind === 'rowrun') call(expand, src, dst + 4 * g.width, g.L, prio); // the ring's start again
+      }
+    }
+    call(this.arena.zeroBytes, at.yAt, 4 * n * this.outFeatures);
+    if (at.direct) return;
+    const cols = this.inFeatures;
+    const P = this.src.length;
+    // x as given, for the gather: where it is, or a copy in scratch; 0 for one vector outside the arena in the
+    // identity layout (copied from x itself, below)
+    const xRawAt = n === 1 && this.identity && !xv.inPlace ? 0 : xv.read(this.views.refresh().f32, 0, n * cols, at.xRawStage);
+    const maxT = this.maxT;
+    for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(call, x, t0, Math.min(maxT, n - t0), at.xAt + t0 * P * 4, xRawAt);
+  }
+
+  /**
+   * Write tokens [t0, t0 + T) of x at byte address `o`, chunk-major (see emitRowRun); x's n tokens are at byte
+   * address xRawAt (0: one vector not in the arena, read from x). The wasm `gather` permutes and scales (the JS
+   * loop it replaces, with a test per column, was ~13% of a signmean call at 512×2048, n = 8: docs/sketch.md §10).
+   * One vector's padding is zeroed by zero_bytes calls (a few runs of 1-3 floats); a block's (T > 1: every
+   * padding column once per token, 16 bytes apart) by JS, where a call per 1-3 floats would cost more.
+   */
+  private writeInputs(call: RowCall, x: Float32Array, t0: number, T: number, o: number, xRawAt: number): void {
     const cols = this.inFeatures;
     const P = this.src.length;
     if (T === 1 && this.identity) {
-      f32.set(x.subarray(t0 * cols, t0 * cols + cols), o);
-      f32.fill(0, o + cols, o + P);
+      if (xRawAt !== 0) call(this.arena.copyBytes, o, xRawAt + 4 * t0 * cols, 4 * cols);
+      else this.views.refresh().f32.set(x.subarray(t0 * cols, t0 * cols + cols), o / 4);
+    } else if (this.gatherMag !== null) call(this.gather16!, xRawAt + 4 * t0 * cols, this.gatherAt, P, cols, T, o, this.gatherMag);
+    else call(this.gather, xRawAt + 4 * t0 * cols, this.gatherAt, this.factorAt, P, cols, T, o);
+    if (T === 1) {
+      const runs = this.padRuns;
+      for (let i = 0; i < runs.length; i += 2) call(this.arena.zeroBytes, o + 4 * runs[i]!, 4 * runs[i + 1]!);
       return;
     }
-    if (this.gatherMag !== null) this.gather16!(xRawAt + 4 * t0 * cols, this.gatherAt, P, cols, T, 4 * o, this.gatherMag);
-    else this.gather(xRawAt + 4 * t0 * cols, this.gatherAt, this.factorAt, P, cols, T, 4 * o);
+    const f32 = this.views.refresh().f32;
     const pads = this.pads;
     for (let i = 0; i < pads.length; i++) {
       const q = pads[i]!;
-      const d = o + (q & ~3) * T + (q & 3);
+      const d = o / 4 + (q & ~3) * T + (q & 3);
       for (let t = 0; t < T; t++) f32[d + 4 * t] = 0;
     }
   }
@@ -791,77 +870,83 @@ export class WasmSketchLinear implements Linear {
     if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `sketch kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
     }
-    const P = this.src.length;
-    // x and y that are views of the arena (the forward's activations) are read/written where they are. The kernels
-    // read x in the padded, chunk-major layout of `src`, which the gather writes into scratch from x as given
-    // (in place, or a copy of it in scratch); only one vector in the identity layout with no padding (P = cols)
-    // is that layout already, and is read in place as is.
+    // x and y that are views of the arena (the forward's activations) are read/written where they are
     const { x: xv, y: yv } = this.vectors.of(x, y);
-    const direct = n === 1 && this.identity && P === cols && xv.inPlace;
-    const xBytes = direct ? 0 : n * P * 4;
-    const yBytes = yv.stageBytes(n * rows);
-    const rawBytes = n === 1 && this.identity ? 0 : xv.stageBytes(n * cols); // the gather's source
-    const at = this.arena.scratch(xBytes + yBytes + this.keysTotal * 4 + rawBytes + this.ringsBytes);
-    const f32 = this.views.refresh().f32;
-    const xAt = direct ? x.byteOffset : at;
-    const yStage = at + xBytes;
-    const yAt = yv.target(0, yStage);
-    const keysAt = yStage + yBytes;
-    const xRawStage = keysAt + this.keysTotal * 4;
-    const ringsAt = xRawStage + rawBytes;
-    // The float32 rings of int8 raw groups. With worker threads: all of them here, on the calling thread, before
-    // the product may be split (the workers then read them like stored states). Without: each just before its
-    // group's rows below, so it is still in cache when read (8192×2048, n = 1, bench/kernels-1b.mjs: 1.60 ms
-    // CPU widening all first — 4 MiB of rings written, then read back — vs 1.37 ms; two runs at load 3.5–4).
+    const at = this.layout(n, x, xv, yv);
+    // The float32 rings of int8 raw groups. With worker threads: all of them in the prologue, on the calling
+    // thread, before the product may be split (the workers then read them like stored states). Without: each
+    // just before its group's rows (product), so it is still in cache when read (8192×2048, n = 1,
+    // bench/kernels-1b.mjs: 1.60 ms CPU widening all first — 4 MiB of rings written, then read back — vs
+    // 1.37 ms; two runs at load 3.5–4).
     const preWiden = this.arena.threads !== undefined;
-    const widen = (g: GroupPlan) => {
-      const q = g.q8!;
-      const dst = ringsAt + q.ringOff;
-      this.widen8!(q.at, dst, q.count, q.scale);
-      if (q.wrap > 0) this.widen8!(q.at, dst + 4 * q.count, q.wrap, q.scale); // the ring's start again
-    };
-    if (preWiden) for (const g of this.plans) if (g.q8) widen(g);
-    // keys
-    const expand = this.expand;
-    for (const g of this.plans) {
-      if (g.kind === 'raw') continue; // float32 states, read as stored or widened above
-      const k0 = keysAt + 4 * g.keysOff;
-      for (let k = 0; k < g.d; k++) {
-        const src = g.statesAt + 2 * k * g.width;
-        const dst = k0 + 4 * k * g.kStride;
-        const prio = (15 - k) << 1;
-        expand(src, dst, g.width, prio);
-        if (g.kind === 'rowrun') expand(src, dst + 4 * g.width, g.L, prio); // the ring's start again
-      }
-    }
-    f32.fill(0, yAt / 4, yAt / 4 + n * rows);
-    const maxT = this.maxT;
-    if (!direct) {
-      const xRawAt = n === 1 && this.identity ? 0 : xv.read(f32, 0, n * cols, xRawStage); // x as given, for the gather
-      for (let t0 = 0; t0 < n; t0 += maxT) this.writeInputs(x, t0, Math.min(maxT, n - t0), f32, (xAt + t0 * P * 4) / 4, xRawAt);
-    }
+    this.prologue(directCall, n, at, x, xv, preWiden);
     // Rows split across threads at multiples of 8 (every row-block height divides 8): each row is computed
     // by one thread with the same block and the same group order as with one thread.
-    // Groups outer, token blocks inner: a group's states (a few tens of KiB) stay in L1 for all its blocks.
-    // Each (row, token) still sums the groups in plan order, so the order of the loops changes no bit.
-    splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => {
-      for (const g of this.plans) {
-        if (g.q8 && !preWiden) widen(g); // one thread: this call is the whole product
-        const k0 = g.q8 ? ringsAt + g.q8.ringOff : g.kind === 'raw' ? g.statesAt : keysAt + 4 * g.keysOff;
-        for (let t0 = 0; t0 < n; t0 += maxT) {
-          const T = Math.min(maxT, n - t0);
-          const xa = xAt + t0 * P * 4;
-          const ya = yAt + (t0 * rows + r0) * 4;
-          const xg = xa + 4 * T * g.xOff;
-          if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
-          else if (g.off16) call(g.fns[`rowrun16_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 2 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
-          else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
-        }
+    splitRows(this.arena, rows, n * rows * cols * this.nsPerWeight, 8, (call, r0, r1) => this.product(call, r0, r1, n, at, preWiden));
+    yv.written(this.views.refresh().f32, 0, n * rows, at.yStage);
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order: prologue and product),
+   * for a decode plan; undefined where that call would do more than its wasm calls: a thread pool on the arena
+   * (it splits the rows), or x / y not views of the arena (staged through scratch by JS copies), or y
+   * overlapping x.
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    if (this.arena.threads !== undefined || x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    const { x: xv, y: yv } = this.vectors.of(x, y);
+    if (!xv.inPlace || !yv.inPlace) return undefined;
+    const calls: DecodeCall[] = [];
+    const call = recordingCall(calls);
+    const at = this.layout(1, x, xv, yv);
+    this.prologue(call, 1, at, x, xv, false);
+    this.product(call, 0, this.outFeatures, 1, at, false);
+    return calls;
+  }
+
+  /**
+   * The product's calls for output rows [r0, r1) (apply's row-parallel body). Groups outer, token blocks inner: a
+   * group's states (a few tens of KiB) stay in L1 for all its blocks. Each (row, token) still sums the groups in
+   * plan order, so the order of the loops changes no bit.
+   */
+  private product(call: RowCall, r0: number, r1: number, n: number, at: CallLayout, preWiden: boolean): void {
+    const rows = this.outFeatures;
+    const P = this.src.length;
+    const maxT = this.maxT;
+    for (const g of this.plans) {
+      if (g.q8 && !preWiden) this.widen(call, g, at.ringsAt); // one thread: this call is the whole product
+      const k0 = g.q8 ? at.ringsAt + g.q8.ringOff : g.kind === 'raw' ? g.statesAt : at.keysAt + 4 * g.keysOff;
+      for (let t0 = 0; t0 < n; t0 += maxT) {
+        const T = Math.min(maxT, n - t0);
+        const xa = at.xAt + t0 * P * 4;
+        const ya = at.yAt + (t0 * rows + r0) * 4;
+        const xg = xa + 4 * T * g.xOff;
+        if (g.kind === 'mixed') call(g.fns[`mixed_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0, r1 - r0, g.C, g.width, xg, ya, rows * 4, rows);
+        else if (g.off16) call(g.fns[`rowrun16_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 2 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
+        else call(g.fns[`rowrun_t${T}`]!, k0, 4 * g.kStride, g.tableAt + 4 * r0 * g.segs, r1 - r0, g.C, g.L, g.segs, xg, ya, rows * 4, rows);
       }
-    });
-    yv.written(f32, 0, n * rows, yStage);
+    }
   }
 }
+
+/** The scratch addresses of one call (WasmSketchLinear.layout). */
+interface CallLayout {
+  /** x for the kernels: the padded, chunk-major layout in scratch, or x itself (`direct`). */
+  readonly direct: boolean;
+  readonly xAt: number;
+  /** y as the kernels write it (in place, or yStage). */
+  readonly yAt: number;
+  readonly yStage: number;
+  readonly keysAt: number;
+  /** A copy of x (as given) for the gather, when x is not in the arena. */
+  readonly xRawStage: number;
+  readonly ringsAt: number;
+}
+
+/** A RowCall that runs the call (apply's calls on the calling thread). */
+const directCall: RowCall = (fn, ...args) => {
+  fn(...args);
+};
 
 export interface WasmKernelOptions {
   /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */
