@@ -1,12 +1,14 @@
 import type { BinaryParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { Linear } from '@ultrasketch/model';
-import type { WasmArena } from '../wasm/arena.js';
+import type { DecodeCall, Linear } from '@ultrasketch/model';
+import type { RowCall } from '../threads.js';
+import type { ArenaVector, WasmArena } from '../wasm/arena.js';
+import { recordingCall } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
-import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
+import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
 
 /**
  * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table
@@ -56,27 +58,16 @@ class WasmBinaryLinear implements Linear {
     if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `binary kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
     }
-    const lanes = n === 1 ? 1 : 4;
-    const pad = this.padIn;
-    const B = lanes === 1 ? this.bits1 : this.bits4;
-    const fn = this.fn;
-    const tableBytes = (pad / B) * (1 << B) * 4 * lanes;
-    if (lanes === 1) {
-      // x and y that are views of the arena (the forward's activations) are read/written where they are; x only
-      // when its row needs no padding (the tables read whole groups of 8 inputs), y always (one float per row)
+    if (n === 1) {
       const { x: xv, y: yv } = this.vectors1.of(x, y);
-      const xBytes = xv.stageBytes(pad);
-      const yBytes = yv.stageBytes(out);
-      const at = this.arena.scratch(xBytes + yBytes + tableBytes);
-      const f32 = this.views.refresh().f32;
-      const xAt = xv.read(f32, 0, inF, at, pad - inF);
-      const yAt = yv.target(0, at + xBytes);
-      const tAt = at + xBytes + yBytes;
-      (B === 8 ? fn.build1_8! : fn.build1_4!)(xAt, this.onesAt, pad / B, tAt);
-      splitDot(this.arena, B === 8 ? fn.dot1_8! : fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 1, B);
-      yv.written(f32, 0, out, at + xBytes);
+      const yStaged = this.oneVector(xv, yv);
+      yv.written(this.views.f32, 0, out, yStaged); // (the calls do not grow the memory: the view is current)
       return;
     }
+    const pad = this.padIn;
+    const B = this.bits4;
+    const fn = this.fn;
+    const tableBytes = (pad / B) * (1 << B) * 16; // four-vector tables: f32x4 entries
     // n > 1: blocks of 4 tokens, interleaved (x4[4j + t] = token t's x_j, lanes ≥ T and inputs ≥ inF zero) and
     // de-interleaved by wasm (interleave4/deinterleave4, the same values the JS loops wrote) straight from x and
     // into y when they are views of the arena; otherwise from/to copies of them in scratch
@@ -102,6 +93,43 @@ class WasmBinaryLinear implements Linear {
       fn.deinterleave4!(y4At, ys + t0 * out * 4, T, out);
     }
     yv.written(f32, 0, n * out, at + xsBytes);
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
+   * undefined where that call would do more than its wasm calls: a thread pool on the arena (it splits the dot
+   * stage), or x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0, or y
+   * overlapping x).
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    if (this.arena.threads !== undefined || x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    const { x: xv, y: yv } = this.vectors1.of(x, y);
+    if (!xv.inPlace || !yv.inPlace) return undefined;
+    const calls: DecodeCall[] = [];
+    this.oneVector(xv, yv, recordingCall(calls));
+    return calls;
+  }
+
+  /**
+   * One vector: x (staged into scratch with its padding unless read in place) → y; returns the scratch address y
+   * was written to when staged (for `written`). x and y that are views of the arena (the forward's activations)
+   * are read / written where they are; x only when its row needs no padding (the tables read whole groups of 8
+   * inputs), y always (one float per row). Every wasm call goes through `record` when given (a decode plan: one
+   * thread), else runs here, the dot stage split over the arena's pool (splitDot).
+   */
+  private oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
+    const pad = this.padIn;
+    const out = this.outFeatures;
+    const B = this.bits1;
+    const xBytes = xv.stageBytes(pad);
+    const yBytes = yv.stageBytes(out);
+    const at = this.arena.scratch(xBytes + yBytes + (pad / B) * (1 << B) * 4);
+    const xAt = xv.read(this.views.refresh().f32, 0, this.inFeatures, at, pad - this.inFeatures);
+    const yAt = yv.target(0, at + xBytes);
+    const tAt = at + xBytes + yBytes;
+    (record ?? directCall)(B === 8 ? this.fn.build1_8! : this.fn.build1_4!, xAt, this.onesAt, pad / B, tAt);
+    splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 1, B, record);
+    return at + xBytes;
   }
 }
 

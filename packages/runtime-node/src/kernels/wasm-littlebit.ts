@@ -1,13 +1,14 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
-import type { Linear } from '@ultrasketch/model';
+import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
+import { recordingCall } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { type RowCall, splitRows } from '../threads.js';
+import { type RowBody, type RowCall, splitRows } from '../threads.js';
 
 /**
  * The LittleBit kernel in WebAssembly (docs/kernels.md): y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), each ±1
@@ -342,13 +343,25 @@ const NS_PER_LOOKUP = 0.5;
 
 /**
  * dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads (rows are
- * independent: row k reads bytes + k·nb, scale + 4k and writes out + k·entry, whatever the range).
+ * independent: row k reads bytes + k·nb, scale + 4k and writes out + k·entry, whatever the range). `record`
+ * given: all rows as one call through it on this thread, whatever the pool (what one thread without a pool
+ * calls: a decode plan records it with `recordingCall`).
  */
-export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number, nb: number, T: number, scale: number, out: number, accumulate: number, lanes: 1 | 4, bits: 4 | 8): void {
+export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number, nb: number, T: number, scale: number, out: number, accumulate: number, lanes: 1 | 4, bits: 4 | 8, record?: RowCall): void {
   const entry = lanes === 4 ? 16 : 4;
+  const body: RowBody = (call, r0, r1) => call(dot, bytes + r0 * nb, r1 - r0, nb, T, scale + 4 * r0, out + r0 * entry, accumulate);
+  if (record) {
+    body(record, 0, rows);
+    return;
+  }
   const work = rows * nb * (bits === 8 ? 1 : 2) * NS_PER_LOOKUP;
-  splitRows(arena, rows, work, 1, (call, r0, r1) => call(dot, bytes + r0 * nb, r1 - r0, nb, T, scale + 4 * r0, out + r0 * entry, accumulate));
+  splitRows(arena, rows, work, 1, body);
 }
+
+/** A RowCall that makes the call here (a one-token body's calls outside a split, when not recording). */
+export const directCall: RowCall = (fn, ...args) => {
+  fn(...args);
+};
 
 /** The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4) instantiated over `arena`. */
 export function signTableFunctions(arena: WasmArena): Record<string, (...a: number[]) => void> {
@@ -450,37 +463,67 @@ class WasmLittleBitLinear implements Linear {
     if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `littlebit kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
     }
-    const { arena, padIn, padR } = this;
-    const lanes = n === 1 ? 1 : 4;
-    const st = lanes === 1 ? this.stages1 : this.stages4;
-    const entry = 4 * lanes;
-    const tableBytes = Math.max((padIn / st.vBits) * (1 << st.vBits) * entry, (padR / st.uBits) * (1 << st.uBits) * entry);
-    if (lanes === 4) {
+    if (n > 1) {
       // blocks of 4 tokens, one thread or several (the same calls either way)
-      this.applyBlocks(x, y, n, st, tableBytes);
+      const st = this.stages4;
+      this.applyBlocks(x, y, n, st, this.tableBytes(st, 4));
       return;
     }
-    // One vector. x and y that are views of the arena (the forward's activations) are read / written in place —
-    // x only when it needs no padding: the V tables read whole groups of 8 inputs, zeros past `in`.
     const { x: xv, y: yv } = this.vectors1.of(x, y);
+    const yStaged = this.oneVector(xv, yv);
+    yv.written(this.views.f32, 0, out, yStaged); // (the calls do not grow the memory: the view is current)
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
+   * undefined where that call would do more than its wasm calls: a thread pool on the arena (it splits the
+   * dot stages), or x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0, or
+   * y overlapping x).
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    if (this.arena.threads !== undefined || x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    const { x: xv, y: yv } = this.vectors1.of(x, y);
+    if (!xv.inPlace || !yv.inPlace) return undefined;
+    const calls: DecodeCall[] = [];
+    this.oneVector(xv, yv, recordingCall(calls));
+    return calls;
+  }
+
+  /** Scratch bytes of one stage set's tables (the larger of the V and U stages', `lanes` vectors). */
+  private tableBytes(st: Stages, lanes: 1 | 4): number {
+    const entry = 4 * lanes;
+    return Math.max((this.padIn / st.vBits) * (1 << st.vBits) * entry, (this.padR / st.uBits) * (1 << st.uBits) * entry);
+  }
+
+  /**
+   * One vector: x (staged into scratch with its padding unless read in place) → y, all paths; returns the
+   * scratch address y was written to when staged (for `written`). x and y that are views of the arena (the
+   * forward's activations) are read / written in place — x only when it needs no padding: the V tables read
+   * whole groups of 8 inputs, zeros past `in`. Every wasm call goes through `record` when given (a decode plan:
+   * one thread), else runs here, the dot stages split over the arena's pool (splitDot).
+   */
+  private oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
+    const { arena, padIn, padR, rank, inFeatures: inF, outFeatures: out } = this;
+    const st = this.stages1;
     const xBytes = xv.stageBytes(padIn);
     const yBytes = yv.stageBytes(out);
     const wBytes = padR * 4;
-    const at = arena.scratch(xBytes + yBytes + wBytes + tableBytes);
-    const f32 = this.views.refresh().f32;
-    const xAt = xv.read(f32, 0, inF, at, padIn - inF);
+    const at = arena.scratch(xBytes + yBytes + wBytes + this.tableBytes(st, 1));
+    const xAt = xv.read(this.views.refresh().f32, 0, inF, at, padIn - inF);
     const wAt = at + xBytes;
     const yAt = yv.target(0, wAt + wBytes);
     const tAt = wAt + wBytes + yBytes;
-    f32.fill(0, wAt / 4 + this.rank, wAt / 4 + padR);
+    const call = record ?? directCall;
+    // w's padding (ranks rank..padR) is read by the U tables as zeros; scratch is shared, so zero it every call
+    if (padR > rank) call(arena.zeroBytes, wAt + 4 * rank, 4 * (padR - rank));
     const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
     this.paths.forEach((path, i) => {
-      buildV(xAt, path.g, padIn / vB, tAt);
-      splitDot(arena, dotV, path.vBytes, this.rank, padIn / 8, tAt, path.l, wAt, 0, 1, vB);
-      buildU(wAt, this.ones, padR / uB, tAt);
-      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, 1, uB);
+      call(buildV, xAt, path.g, padIn / vB, tAt);
+      splitDot(arena, dotV, path.vBytes, rank, padIn / 8, tAt, path.l, wAt, 0, 1, vB, record);
+      call(buildU, wAt, this.ones, padR / uB, tAt);
+      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, 1, uB, record);
     });
-    yv.written(f32, 0, out, wAt + wBytes); // (the calls above do not grow the memory: f32 is current)
+    return wAt + wBytes;
   }
 }
 
