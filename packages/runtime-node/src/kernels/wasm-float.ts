@@ -1,13 +1,14 @@
 import type { FloatParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
-import type { EmbeddingTable, Linear } from '@ultrasketch/model';
+import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
+import { paramsOf, recordingCall } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
-import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { splitRows } from '../threads.js';
+import { type RowCall, splitRows } from '../threads.js';
 
 /** Single-thread cost of the f16 kernel per multiply-add (a little slower than dense f32, docs/kernels.md). */
 const F16_NS_PER_MAC = 0.08;
@@ -129,27 +130,48 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
 /** Rows per tile for a block of T input vectors (at most 8 accumulators, so they stay in registers). */
 export const rowsPerTile = (T: number): number => (T === 1 ? 4 : Math.max(1, Math.floor(8 / T)));
 
-/** f16tof32(src, dst, count): the same conversion over an array, 8 at a time (writes ≤ 7 past count). */
+/**
+ * f16tof32(src, dst, count): the same conversion over an array, 8 at a time; exactly `count` floats are written
+ * (a last block of fewer than 8 is converted whole and stored lane by lane, as integers: the same bits), so it
+ * can write an embedding row straight into the forward's activations. It reads whole 16-byte blocks: up to 7
+ * halves past `count` (the row padding of the weights, or storeBytes' padding).
+ */
 function emitF16ToF32(): KFn {
   const f = new KFn(['i32', 'i32', 'i32']);
   const [src, dst, count] = [0, 1, 2];
   const i = f.local('i32');
+  const full = f.local('i32');
+  const rem = f.local('i32');
   const v = f.local('v128');
   const e = f.local('v128');
-  whileLtU(f, i, count, 8, () => {
+  const out = [f.local('v128'), f.local('v128')];
+  /** The 8 halves at src + 2i → out[0] (low 4) and out[1] (high 4). */
+  const convert8 = () => {
     f.get(src).get(i).i32Const(1).i32Shl().i32Add().v128LoadA(0, 2).set(v);
     for (let half = 0; half < 2; half++) {
-      f.get(dst).get(i).i32Const(2).i32Shl().i32Add();
       f.get(v);
       if (half === 0) f.i32x4ExtendLowI16x8S();
       else f.i32x4ExtendHighI16x8S();
       f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And().set(e);
       f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
       f.v128ConstI32(0x70000000).v128And().v128Or();
-      f.v128ConstF32(2 ** 112).f32x4Mul();
-      f.v128StoreA(16 * half);
+      f.v128ConstF32(2 ** 112).f32x4Mul().set(out[half]!);
     }
+  };
+  f.get(count).i32Const(-8).i32And().set(full);
+  whileLtU(f, i, full, 8, () => {
+    convert8();
+    for (let half = 0; half < 2; half++) f.get(dst).get(i).i32Const(2).i32Shl().i32Add().get(out[half]!).v128StoreA(16 * half);
   });
+  // the last count % 8 (i = full here): lane by lane
+  f.get(count).get(full).i32Sub().tee(rem).if_();
+  convert8();
+  for (let l = 0; l < 7; l++) {
+    f.get(rem).i32Const(l).i32GtS().if_();
+    f.get(dst).get(i).i32Const(2).i32Shl().i32Add().get(out[l >> 2]!).i32x4ExtractLane(l & 3).i32Store(4 * l);
+    f.end();
+  }
+  f.end();
   return f;
 }
 
@@ -180,7 +202,9 @@ function hasNonFinite(data: Uint16Array): boolean {
 
 /**
  * The f16 kernel is also the embedding table of a tied model: `lookup` converts one stored row in wasm (the
- * same exact conversion), so the token embedding needs neither a JS decode loop nor a second copy.
+ * same exact conversion, f16tof32), so the token embedding needs neither a JS decode loop nor a second copy.
+ * For a decode plan, `decodeCalls` records the tile calls of `apply(x, y, 1)` and `lookupCall` the row's
+ * f16tof32 call with the token's row address (issue 12).
  */
 class WasmF16Linear implements Linear, EmbeddingTable {
   readonly outFeatures: number;
@@ -224,10 +248,33 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     if (!Number.isInteger(token) || token < 0 || token >= this.outFeatures) {
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${this.outFeatures - 1}`);
     }
-    const at = this.arena.scratch(this.chunks * 32 + 32); // f16tof32 writes up to 7 floats past cols
+    const src = this.weightAt + token * this.rowBytes;
+    const row = out.subarray(offset, offset + cols);
+    // a view of the arena (the forward's activations) is written where it is: the call lookupCall describes
+    if (row.length === cols && this.arena.holds(row)) {
+      this.fn.f16tof32!(src, row.byteOffset, cols);
+      return;
+    }
+    const at = this.arena.scratch(this.chunks * 32);
     const f32 = this.views.refresh().f32;
-    this.fn.f16tof32!(this.weightAt + token * this.chunks * 16, at, cols);
+    this.fn.f16tof32!(src, at, cols);
     out.set(f32.subarray(at / 4, at / 4 + cols), offset);
+  }
+
+  /**
+   * `lookup(token, out, 0)` as one call for a decode plan: f16tof32 of row `token` (its address token-dependent)
+   * straight into `out`, which must be a view of this arena; undefined otherwise.
+   */
+  lookupCall(out: Float32Array): DecodeCall | undefined {
+    const cols = this.inFeatures;
+    if (out.length < cols || !this.arena.holds(out)) return undefined;
+    const fn = this.fn.f16tof32!;
+    return { fn, params: paramsOf(fn), args: [{ base: this.weightAt, perToken: this.rowBytes }, out.byteOffset, cols] };
+  }
+
+  /** Bytes of one stored (padded) row: 16 per 8-weight chunk. */
+  private get rowBytes(): number {
+    return this.chunks * 16;
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {
@@ -255,21 +302,42 @@ class WasmF16Linear implements Linear, EmbeddingTable {
       const yRound = yv.target(g0 * rows, y4 * 4);
       // Rows split across threads at multiples of 4 (every tile height divides 4): each row is computed by one
       // thread with the same tile as with one thread.
-      splitRows(this.arena, rows, m * rows * cols * F16_NS_PER_MAC, 4, (call, r0, r1) => {
-        for (let t0 = 0; t0 < m; t0 += MAX_T) {
-          const T = Math.min(MAX_T, m - t0);
-          const xAt = xRound + t0 * pad * 4;
-          const yBlock = yRound + t0 * rows * 4;
-          // whole tiles of R rows, then the last rows % R one at a time
-          const R = rowsPerTile(T);
-          const tiled = r0 + (r1 - r0) - ((r1 - r0) % R);
-          if (tiled > r0) call(this.fn[`f16mv_t${T}_r${R}${this.suffix}`]!, this.weightAt + r0 * this.chunks * 16, (tiled - r0) / R, this.chunks, xAt, pad * 4, yBlock + r0 * 4, rows * 4);
-          if (tiled < r1) {
-            call(this.fn[`f16mv_t${T}_r1${this.suffix}`]!, this.weightAt + tiled * this.chunks * 16, r1 - tiled, this.chunks, xAt, pad * 4, yBlock + tiled * 4, rows * 4);
-          }
-        }
-      });
+      splitRows(this.arena, rows, m * rows * cols * F16_NS_PER_MAC, 4, (call, r0, r1) => this.tiles(call, m, xRound, yRound, r0, r1));
       yv.written(f32, g0 * rows, m * rows, y4 * 4);
+    }
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same tile calls, arguments and order), for a decode plan;
+   * undefined where that call would do more than its wasm calls: x or y staged through scratch (not views of the
+   * arena, x needing padding: cols % 8 ≠ 0, y not whole 16-byte groups: rows % 4 ≠ 0, or y overlapping x). A
+   * thread pool on the arena does not matter: the plan runs on one thread, and a split gives the same bits.
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    const { arena, inFeatures: cols, outFeatures: rows } = this;
+    if (x.length < cols || y.length < rows) return undefined;
+    if (!new ArenaVector(arena, x, this.chunks * 8 === cols).inPlace || !ArenaVector.output(arena, y, x, rows % 4 === 0).inPlace) return undefined;
+    const calls: DecodeCall[] = [];
+    this.tiles(recordingCall(calls), 1, x.byteOffset, y.byteOffset, 0, rows);
+    return calls;
+  }
+
+  /**
+   * Rows [r0, r1) for `m` vectors (byte addresses: x rows of chunks·8 floats, y rows of `rows` floats apart): the
+   * body apply splits over threads (splitRows) and decodeCalls records. Blocks of up to MAX_T vectors; in each,
+   * whole tiles of R rows, then the last rows % R one at a time.
+   */
+  private tiles(call: RowCall, m: number, xRound: number, yRound: number, r0: number, r1: number): void {
+    const rows = this.outFeatures;
+    const pad = this.chunks * 8;
+    for (let t0 = 0; t0 < m; t0 += MAX_T) {
+      const T = Math.min(MAX_T, m - t0);
+      const xAt = xRound + t0 * pad * 4;
+      const yBlock = yRound + t0 * rows * 4;
+      const R = rowsPerTile(T);
+      const tiled = r0 + (r1 - r0) - ((r1 - r0) % R);
+      if (tiled > r0) call(this.fn[`f16mv_t${T}_r${R}${this.suffix}`]!, this.weightAt + r0 * this.rowBytes, (tiled - r0) / R, this.chunks, xAt, pad * 4, yBlock + r0 * 4, rows * 4);
+      if (tiled < r1) call(this.fn[`f16mv_t${T}_r1${this.suffix}`]!, this.weightAt + tiled * this.rowBytes, r1 - tiled, this.chunks, xAt, pad * 4, yBlock + tiled * 4, rows * 4);
     }
   }
 }
@@ -281,7 +349,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
 export function wasmF16ToF32(arena: WasmArena, bits: Uint16Array): Float32Array {
   const fn = kernelExports(arena, 'float-f16', buildModule) as Record<string, Fn>;
   const src = storeBytes(arena, bits, 32);
-  const dst = arena.scratch(Math.ceil((bits.length + 8) / 4) * 16);
+  const dst = arena.scratch(Math.ceil(bits.length / 4) * 16);
   fn.f16tof32!(src, dst, bits.length);
   return new Float32Array(arena.memory.buffer, dst, bits.length).slice();
 }

@@ -1,11 +1,12 @@
 import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
-import type { Linear } from '@ultrasketch/model';
-import { ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
+import type { DecodeCall, Linear } from '@ultrasketch/model';
+import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
+import { recordingCall } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
-import { splitRows } from '../threads.js';
+import { type RowBody, type RowCall, splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -253,6 +254,22 @@ export function emitRtnModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
+/** A RowCall that runs the call here (apply's serial calls; splitRows gives the row calls their own). */
+const directCall: RowCall = (fn, ...args) => {
+  fn(...args);
+};
+
+/** Byte addresses of one call's scratch regions (see `scratchLayout`). */
+interface Layout {
+  /** permuted inputs (TT vectors interleaved), group sums, f32 scales, f32 offsets, staged y, staged x */
+  xAt: number;
+  xsAt: number;
+  scAt: number;
+  ofAt: number;
+  yAt: number;
+  stageAt: number;
+}
+
 class WasmRtnLinear implements Linear {
   readonly outFeatures: number;
   readonly inFeatures: number;
@@ -343,43 +360,83 @@ class WasmRtnLinear implements Linear {
     if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `rtn kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
     }
-    const S = this.slotEntries;
-    const gpr = this.gpr;
-    const TT = Math.min(n, MAX_T);
-    const xBytes = S * 4 * TT;
-    const xsBytes = gpr * 16;
-    const sBytes = Math.ceil((rows * gpr + 8) / 4) * 16;
     // x and y that are views of the arena (the forward's activations) are read / written where they are: rtn_x
     // permutes x from its own address; y is one float per row and vector, rows apart
     const { x: xv, y: yv } = this.vectors.of(x, y);
-    const yBytes = yv.stageBytes(TT * rows);
-    const stageBytes = xv.stageBytes(n * cols);
-    const at = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes + stageBytes);
+    const TT = Math.min(n, MAX_T);
+    const s = this.scratchLayout(TT, yv.stageBytes(TT * rows), xv.stageBytes(n * cols));
     const f32 = this.views.refresh().f32;
-    const xAt = at;
+    const xIn = xv.read(f32, 0, n * cols, s.stageAt);
+    this.run(directCall, n, xIn, s, (t0) => yv.target(t0 * rows, s.yAt), (work, body) => splitRows(this.arena, rows, work, 1, body), (t0, T) =>
+      yv.written(f32, t0 * rows, T * rows, s.yAt),
+    );
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
+   * undefined where that call would do more than its wasm calls: x or y staged through scratch (not views of the
+   * arena, or y overlapping x). A thread pool on the arena does not matter: the plan runs on one thread, and a
+   * split gives the same bits. The scratch addresses are those apply(x, y, 1) uses (the region only grows).
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    const rows = this.outFeatures;
+    if (x.length < this.inFeatures || y.length < rows) return undefined;
+    if (!new ArenaVector(this.arena, x).inPlace || !ArenaVector.output(this.arena, y, x).inPlace) return undefined;
+    const s = this.scratchLayout(1, 0, 0);
+    const calls: DecodeCall[] = [];
+    const record = recordingCall(calls);
+    this.run(record, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(record, 0, rows), () => {});
+    return calls;
+  }
+
+  /**
+   * The scratch regions of a call on blocks of up to TT vectors, with `yBytes` / `stageBytes` for a staged y / x
+   * (0 in place): asked of the arena here, so apply(x, y, 1) and decodeCalls ask for the same bytes.
+   */
+  private scratchLayout(TT: number, yBytes: number, stageBytes: number): Layout {
+    const xBytes = this.slotEntries * 4 * TT;
+    const xsBytes = this.gpr * 16;
+    const sBytes = Math.ceil((this.outFeatures * this.gpr + 8) / 4) * 16; // half2float writes ≤ 7 past the count
+    const xAt = this.arena.scratch(xBytes + xsBytes + 2 * sBytes + yBytes + stageBytes);
     const xsAt = xAt + xBytes;
     const scAt = xsAt + xsBytes;
     const ofAt = scAt + sBytes;
     const yAt = ofAt + sBytes;
-    const xIn = xv.read(f32, 0, n * cols, yAt + yBytes);
-    const fn = this.fn;
-    fn.half2float!(this.scalesAt, scAt, rows * gpr);
-    fn.half2float!(this.offsetsAt, ofAt, rows * gpr);
-    const kernel = (T: number) => fn[`rtn_k${this.k}_t${T}`]!;
+    return { xAt, xsAt, scAt, ofAt, yAt, stageAt: yAt + yBytes };
+  }
+
+  /**
+   * The wasm calls of a product over n vectors at xIn: `call` makes the serial ones (scales and offsets to f32,
+   * each block's inputs permuted and its group sums), `rows(work, body)` the row-parallel kernel of each block
+   * (splitRows in apply; the recorder over all rows in decodeCalls); `yTarget(t0)` is where block t0's outputs go,
+   * `written(t0, T)` runs after each block (a staged y is copied out).
+   */
+  private run(
+    call: RowCall,
+    n: number,
+    xIn: number,
+    s: Layout,
+    yTarget: (t0: number) => number,
+    rowsOf: (work: number, body: RowBody) => void,
+    written: (t0: number, T: number) => void,
+  ): void {
+    const { outFeatures: rows, inFeatures: cols, gpr, fn } = this;
+    call(fn.half2float!, this.scalesAt, s.scAt, rows * gpr);
+    call(fn.half2float!, this.offsetsAt, s.ofAt, rows * gpr);
     const permute = fn[`rtn_x${this.k}`]!;
-    const xs4 = xsAt / 4;
     for (let t0 = 0; t0 < n; t0 += MAX_T) {
       const T = Math.min(MAX_T, n - t0);
-      // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector (lanes ≥ T: 0)
-      for (let t = 0; t < T; t++) permute(xIn + 4 * (t0 + t) * cols, cols, this.G, gpr, xAt + 16 * t, 16 * T, xsAt + 4 * t);
-      for (let t = T; t < 4; t++) for (let g = 0; g < gpr; g++) f32[xs4 + 4 * g + t] = 0;
+      // inputs in slot order, T vectors interleaved per 4 lanes; group sums per vector, lane t of each group's
+      // 16 bytes (lanes ≥ T: 0 — zeroed first when T < 4, the permutes then write lanes < T)
+      if (T < MAX_T) call(this.arena.zeroBytes, s.xsAt, gpr * 16);
+      for (let t = 0; t < T; t++) call(permute, xIn + 4 * (t0 + t) * cols, cols, this.G, gpr, s.xAt + 16 * t, 16 * T, s.xsAt + 4 * t);
       // rows are independent (row r: codes + r·rowBytes, scales/offsets + 4·r·gpr, y + 4r): split across threads
-      const fnT = kernel(T);
-      const yRound = yv.target(t0 * rows, yAt);
-      splitRows(this.arena, rows, T * rows * cols * RTN_NS_PER_MAC, 1, (call, r0, r1) =>
-        call(fnT, this.codesAt + r0 * this.rowBytes, r1 - r0, this.rowBytes, gpr, this.cFull, this.cLast, scAt + 4 * r0 * gpr, ofAt + 4 * r0 * gpr, xAt, xsAt, yRound + 4 * r0, rows * 4),
+      const fnT = fn[`rtn_k${this.k}_t${T}`]!;
+      const yRound = yTarget(t0);
+      rowsOf(T * rows * cols * RTN_NS_PER_MAC, (c, r0, r1) =>
+        c(fnT, this.codesAt + r0 * this.rowBytes, r1 - r0, this.rowBytes, gpr, this.cFull, this.cLast, s.scAt + 4 * r0 * gpr, s.ofAt + 4 * r0 * gpr, s.xAt, s.xsAt, yRound + 4 * r0, rows * 4),
       );
-      yv.written(f32, t0 * rows, T * rows, yAt);
+      written(t0, T);
     }
   }
 }
