@@ -268,6 +268,28 @@ class Scratch {
   }
 }
 
+/**
+ * The steps of a decoder layer on the glue path (`LlamaForward.glueLayers`), each over the forward's activation
+ * arrays: run now by the forward, or described as kernel calls by a decode plan.
+ */
+interface GlueSteps {
+  /** out = norm(x) with `weight`; x += add first when given (stored). */
+  norm(out: Float32Array, x: Float32Array, add: Float32Array | undefined, weight: Float32Array): void;
+  linear(layer: number, kind: LinearKind, lin: Linear, input: Float32Array, output: Float32Array): void;
+  /** The biases of q/k/v and Qwen3's q/k norms, where the model has them. */
+  afterQkv(layer: number): void;
+  /** RoPE of src into dst: in place (q) or into the cache's rows at the new positions (k). */
+  rope(src: Float32Array, dst: Float32Array, toCache: boolean): void;
+  /** src's rows into the cache rows at the new positions (v). */
+  cacheRows(src: Float32Array, dst: Float32Array): void;
+  attend(keys: Float32Array, values: Float32Array, q: Float32Array, out: Float32Array): void;
+  /** The o projection's bias, where the model has one. */
+  afterO(layer: number): void;
+  swiglu(gate: Float32Array, up: Float32Array): void;
+  add(x: Float32Array, y: Float32Array): void;
+  layerDone(layer: number, x: Float32Array): void;
+}
+
 export class LlamaForward {
   readonly config: ModelConfig;
   private readonly scratch: Scratch;
@@ -418,56 +440,79 @@ export class LlamaForward {
   /**
    * The decoder layers with the kernel's glue: the same steps as the loop in `forward`, the norms, RoPE, residual
    * adds and cache writes in the kernel's memory (k is rotated straight into the cache; the norm before the FFN
-   * is fused with the residual add before it).
+   * is fused with the residual add before it). The steps are run now, for n positions from `start`.
    */
   private forwardLayersGlue(glue: ForwardGlue, cache: KVCache, start: number, n: number, hooks: ForwardHooks | undefined): void {
     const c = this.config;
-    const s = this.scratch;
-    const norms = this.glueNorms!;
-    const { x, xb, q, k, v, att, proj, h1, h3 } = s;
-    const dim = c.dim;
+    const parts = this.parts;
+    const { q, k, v, proj } = this.scratch;
     const hs = headDim(c);
-    const kv = kvDim(c);
     const eps = c.normEps;
     const pairs = c.ropeLayout === 'pairs';
-    const fast = this.parts.attention!;
+    const fast = parts.attention!;
+    this.glueLayers(cache, {
+      norm: (out, x, add, weight) => glue.rmsNorm(out, x, 0, add, weight, n, c.dim, eps),
+      linear: (l, kind, lin, input, output) => this.linear(l, kind, lin, input, output, n, hooks),
+      afterQkv: (l) => {
+        const bias = parts.attnBias?.[l];
+        if (bias?.q) addBiasRows(q, bias.q, n);
+        if (bias?.k) addBiasRows(k, bias.k, n);
+        if (bias?.v) addBiasRows(v, bias.v, n);
+        if (c.qkNorm) {
+          rmsNormRows(q, q, parts.qNorm![l]!, n * c.nHeads, hs, eps);
+          rmsNormRows(k, k, parts.kNorm![l]!, n * c.nKvHeads, hs, eps);
+        }
+      },
+      rope: (src, dst, toCache) => glue.rope(src, dst, toCache ? start : 0, this.ropeCos, this.ropeSin, n, src === q ? qDim(c) : kvDim(c), hs, start, pairs),
+      cacheRows: (src, dst) => glue.copyRows(src, dst, start, n, kvDim(c)),
+      attend: (keys, values, qIn, out) => fast.attend(keys, values, qIn, out, start, n),
+      afterO: (l) => {
+        const bias = parts.attnBias?.[l]?.o;
+        if (bias) addBiasRows(proj, bias, n);
+      },
+      swiglu: (gate, up) => fast.swiglu!(gate, up, n * c.hiddenDim),
+      add: (x, y) => glue.add(x, y, n * c.dim),
+      layerDone: (l, x) => hooks?.onLayerOutput?.(l, x, n),
+    });
+  }
+
+  /**
+   * The decoder layers on the glue path, written once: `forwardLayersGlue` runs these steps, `decodePlan` describes
+   * them as kernel calls — so a decode program makes exactly the forward's calls, in its order.
+   */
+  private glueLayers(cache: KVCache, steps: GlueSteps): void {
+    const c = this.config;
+    const norms = this.glueNorms!;
+    const { x, xb, q, k, v, att, proj, h1, h3 } = this.scratch;
     for (let l = 0; l < c.nLayers; l++) {
       const lin = this.parts.layers[l]!;
-      glue.rmsNorm(xb, x, 0, undefined, norms.attn[l]!, n, dim, eps);
-      this.linear(l, 'q', lin.q, xb, q, n, hooks);
-      this.linear(l, 'k', lin.k, xb, k, n, hooks);
-      this.linear(l, 'v', lin.v, xb, v, n, hooks);
-      const bias = this.parts.attnBias?.[l];
-      if (bias?.q) addBiasRows(q, bias.q, n);
-      if (bias?.k) addBiasRows(k, bias.k, n);
-      if (bias?.v) addBiasRows(v, bias.v, n);
-      if (c.qkNorm) {
-        rmsNormRows(q, q, this.parts.qNorm![l]!, n * c.nHeads, hs, eps);
-        rmsNormRows(k, k, this.parts.kNorm![l]!, n * c.nKvHeads, hs, eps);
-      }
-      glue.rope(q, q, 0, this.ropeCos, this.ropeSin, n, qDim(c), hs, start, pairs);
-      glue.rope(k, cache.keys[l]!, start, this.ropeCos, this.ropeSin, n, kv, hs, start, pairs);
-      glue.copyRows(v, cache.values[l]!, start, n, kv);
-      fast.attend(cache.keys[l]!, cache.values[l]!, q, att, start, n);
-      this.linear(l, 'o', lin.o, att, proj, n, hooks);
-      if (bias?.o) addBiasRows(proj, bias.o, n);
-      glue.rmsNorm(xb, x, 0, proj, norms.ffn[l]!, n, dim, eps); // x += proj, then the norm
-      this.linear(l, 'gate', lin.gate, xb, h1, n, hooks);
-      this.linear(l, 'up', lin.up, xb, h3, n, hooks);
-      fast.swiglu!(h1, h3, n * c.hiddenDim);
-      this.linear(l, 'down', lin.down, h1, proj, n, hooks);
-      glue.add(x, proj, n * dim);
-      hooks?.onLayerOutput?.(l, x, n);
+      steps.norm(xb, x, undefined, norms.attn[l]!);
+      steps.linear(l, 'q', lin.q, xb, q);
+      steps.linear(l, 'k', lin.k, xb, k);
+      steps.linear(l, 'v', lin.v, xb, v);
+      steps.afterQkv(l);
+      steps.rope(q, q, false);
+      steps.rope(k, cache.keys[l]!, true);
+      steps.cacheRows(v, cache.values[l]!);
+      steps.attend(cache.keys[l]!, cache.values[l]!, q, att);
+      steps.linear(l, 'o', lin.o, att, proj);
+      steps.afterO(l);
+      steps.norm(xb, x, proj, norms.ffn[l]!); // x += proj, then the norm
+      steps.linear(l, 'gate', lin.gate, xb, h1);
+      steps.linear(l, 'up', lin.up, xb, h3);
+      steps.swiglu(h1, h3);
+      steps.linear(l, 'down', lin.down, h1, proj);
+      steps.add(x, proj);
+      steps.layerDone(l, x);
     }
   }
 
   /**
    * One generated token's forward as a decode plan (decode-plan.ts): the calls `forward([token], cache)` makes
-   * through the glue path (`forwardLayersGlue`, then the final norm and the classifier), in the same order with
-   * the same arguments, the position and token left symbolic. `logits` is where the classifier writes. undefined
-   * when some part cannot be described as kernel calls (no glue, a cache outside the kernel's memory, biases or
-   * q/k norms, a linear or embedding without decode calls). Keep it in step with `forwardLayersGlue`: the tests
-   * compare the two paths' logits bit for bit.
+   * through the glue path — the embedding row, `glueLayers`, the final norm, the classifier — with the same
+   * arguments, the position and token left symbolic. `logits` is where the classifier writes. undefined when some
+   * part cannot be described as kernel calls (no glue, a cache outside the kernel's memory, biases or q/k norms,
+   * a linear or embedding without decode calls).
    */
   decodePlan(cache: KVCache): { calls: DecodeCall[]; logits: Float32Array } | undefined {
     const c = this.config;
@@ -481,11 +526,9 @@ export class LlamaForward {
     this.ensureRope(cache.capacity);
     if (this.logitsBuf.length < c.vocabSize) this.logitsBuf = glue.scratch(c.vocabSize);
     const logits = this.logitsBuf.subarray(0, c.vocabSize);
-    const { x, xb, q, k, v, att, proj, h1, h3 } = s;
-    const norms = this.glueNorms!;
+    const { x, xb, q } = s;
     const dim = c.dim;
     const hs = headDim(c);
-    const kv = kvDim(c);
     const eps = c.normEps;
     const pairs = c.ropeLayout === 'pairs';
     const calls: DecodeCall[] = [];
@@ -495,29 +538,23 @@ export class LlamaForward {
       else if (Array.isArray(more)) calls.push(...more);
       else calls.push(more);
     };
+    const none = () => {};
     push(parts.embedding.lookupCall?.(x.subarray(0, dim)));
-    for (let l = 0; l < c.nLayers && complete; l++) {
-      const lin = parts.layers[l]!;
-      push(ops.rmsNorm(xb, x, undefined, norms.attn[l]!, dim, eps));
-      push(lin.q.decodeCalls?.(xb, q));
-      push(lin.k.decodeCalls?.(xb, k));
-      push(lin.v.decodeCalls?.(xb, v));
-      push(ops.rope(q, q, false, this.ropeCos, this.ropeSin, qDim(c), hs, pairs));
-      push(ops.rope(k, cache.keys[l]!, true, this.ropeCos, this.ropeSin, kv, hs, pairs));
-      push(ops.copyRowToPos(v, cache.values[l]!, kv));
-      push(ops.attend(cache.keys[l]!, cache.values[l]!, q, att, cache.capacity));
-      push(lin.o.decodeCalls?.(att, proj));
-      push(ops.rmsNorm(xb, x, proj, norms.ffn[l]!, dim, eps)); // x += proj, then the norm
-      push(lin.gate.decodeCalls?.(xb, h1));
-      push(lin.up.decodeCalls?.(xb, h3));
-      push(ops.swiglu(h1, h3, c.hiddenDim));
-      push(lin.down.decodeCalls?.(h1, proj));
-      push(ops.add(x, proj, dim));
-    }
-    push(ops.rmsNorm(xb, x, undefined, norms.final, dim, eps));
+    this.glueLayers(cache, {
+      norm: (out, xIn, add, weight) => push(ops.rmsNorm(out, xIn, add, weight, dim, eps)),
+      linear: (_l, _kind, lin, input, output) => push(lin.decodeCalls?.(input, output)),
+      afterQkv: none, // (no biases or q/k norms: checked above)
+      rope: (src, dst, toCache) => push(ops.rope(src, dst, toCache, this.ropeCos, this.ropeSin, src === q ? qDim(c) : kvDim(c), hs, pairs)),
+      cacheRows: (src, dst) => push(ops.copyRowToPos(src, dst, kvDim(c))),
+      attend: (keys, values, qIn, out) => push(ops.attend(keys, values, qIn, out, cache.capacity)),
+      afterO: none,
+      swiglu: (gate, up) => push(ops.swiglu(gate, up, c.hiddenDim)),
+      add: (xIn, y) => push(ops.add(xIn, y, dim)),
+      layerDone: none,
+    });
+    push(ops.rmsNorm(xb, x, undefined, this.glueNorms!.final, dim, eps));
     push(parts.classifier.decodeCalls?.(xb, logits));
-    if (!complete) return undefined;
-    return { calls, logits };
+    return complete ? { calls, logits } : undefined;
   }
 
   private linear(
