@@ -1,0 +1,237 @@
+import { readFileSync } from 'node:fs';
+import { Rng } from '@ultrasketch/core';
+import { readLlama2cCheckpoint } from '@ultrasketch/format';
+import { LINEAR_KINDS, type Linear, LlamaForward, TensorNames, linearShape, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
+import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SKETCH_TILING, RAW_SKETCH_TILING, type SketchTiling, wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
+import { NodeSession, ThreadPool, WasmArena, arenaModules, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
+
+/**
+ * Issue 12, decode programs: the sketch kernel (AbsMaxMin over f16 keys, the signmean raw run groups, HashedNets)
+ * describes its one-token call (`decodeCalls`) with the code that runs it, so a compiled program (and
+ * runDecodePlan) gives `apply(x, y, 1)`'s bits. Per layout — the CLI's default signmean sketch (d 1, int8 states
+ * widened per call, 8 saliency groups: the gather16 and its padding), signmean d = 3, f16 rings and exact groups,
+ * AbsMaxMin rowrun (identity layout read in place, saliency groups through the gather) and mixed hashing with d > 1,
+ * HashedNets in its own layout and padded (cols % 4 ≠ 0: x copied and padded by copy_bytes / zero_bytes calls) —
+ * and tiling, with x and y views of a shared arena; undefined where the one-token call would do JS work (x or y
+ * staged: plain arrays, y overlapping x) or a thread pool splits the rows. Then sessions over stories260K with these
+ * kernels in the forward: the program's logits against the forward's own, bit for bit.
+ */
+const rng = new Rng(1213);
+const laplace = (n: number) =>
+  Float32Array.from({ length: n }, () => {
+    const u = rng.next() - 0.5;
+    return -0.05 * Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
+  });
+const saliencyOf = (cols: number) => Float64Array.from({ length: cols }, (_, j) => (j % 7 === 0 ? 40 : 1 + rng.next()));
+
+/** The CLI's default sketch (docs/cli.md: signmean, one sketch row, int8 states, 8 saliency groups, rowrun). */
+const CLI_DEFAULT = { query: 'signmean', rows: 1, state: 'int8', groups: 8, alloc: 'saliency', hash: 'rowrun' };
+const ONE_TOKEN: SketchTiling = { rows: () => 1, unroll: () => 1, tokens: 1 };
+
+interface Case {
+  label: string;
+  rows: number;
+  cols: number;
+  build: (arena: WasmArena) => Linear;
+  /** The one-token call reads x where it is in the kernels' layout (no copy_bytes / gather / padding calls). */
+  direct?: boolean;
+}
+
+function sketch(label: string, rows: number, cols: number, raw: Record<string, unknown>, tiling?: SketchTiling, direct = false): Case {
+  const p = sketchCodec.encode(laplace(rows * cols), rows, cols, sketchCodec.resolveOptions(raw), { name: 't', seed: 3, saliency: saliencyOf(cols) });
+  return { label, rows, cols, build: (arena) => wasmSketchKernel(p, tiling ? { arena, tiling } : { arena }), direct };
+}
+
+function hashednets(rows: number, cols: number): Case {
+  const p = hashedNetsCodec.encode(laplace(rows * cols), rows, cols, hashedNetsCodec.resolveOptions({ bpw: 1 }), { name: 't', seed: 3 });
+  // one group in column order: x is the kernels' layout as it is when cols % 4 = 0; else copied and padded
+  return { label: `hashednets ${rows}×${cols}`, rows, cols, build: (arena) => wasmHashednetsKernel(p, { arena }), direct: cols % 4 === 0 };
+}
+
+const CASES: Case[] = [
+  sketch('signmean CLI default 64×172 (padding columns)', 64, 172, { bpw: 0.5, ...CLI_DEFAULT }),
+  sketch('signmean CLI default 172×64', 172, 64, { bpw: 0.5, ...CLI_DEFAULT }),
+  sketch('signmean CLI default 45×130, 1-token tiling', 45, 130, { bpw: 1, ...CLI_DEFAULT }, ONE_TOKEN),
+  sketch('signmean CLI default 45×130, AbsMaxMin tiling', 45, 130, { bpw: 1, ...CLI_DEFAULT }, DEFAULT_SKETCH_TILING),
+  sketch('signmean d = 3, int8', 30, 77, { bpw: 1, rows: 3, state: 'int8', query: 'signmean' }),
+  sketch('signmean int8, Int32 run offsets (a ring of > 65536 states)', 96, 1000, { bpw: 6, rows: 1, state: 'int8', query: 'signmean' }),
+  sketch('signmean f16 rings, exact groups', 37, 101, { bpw: 6, rows: 2, state: 'f16', groups: 4, alloc: 'saliency:3', query: 'signmean' }),
+  sketch('AbsMaxMin rowrun d = 3 (identity layout)', 64, 96, { bpw: 1, rows: 3, state: 'f16' }, undefined, true),
+  sketch('AbsMaxMin rowrun d = 3, raw tiling', 64, 96, { bpw: 1, rows: 3, state: 'f16' }, RAW_SKETCH_TILING, true),
+  sketch('AbsMaxMin rowrun, 4 saliency groups', 45, 130, { bpw: 1, rows: 3, state: 'f16', groups: 4, alloc: 'saliency' }),
+  sketch('AbsMaxMin rowrun d = 1, cols 30', 40, 30, { bpw: 2, rows: 1, state: 'f16' }),
+  sketch('AbsMaxMin mixed d = 2', 40, 72, { bpw: 2, rows: 2, state: 'f16', hash: 'mixed' }),
+  sketch('AbsMaxMin rowrun, exact groups', 37, 101, { bpw: 6, rows: 3, state: 'f16', hash: 'rowrun', groups: 4, alloc: 'saliency:3' }),
+  hashednets(48, 64),
+  hashednets(20, 30),
+];
+
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+
+/** x and y as the forward holds them: views of the arena, lent outside scratch. */
+function views(arena: WasmArena, c: Case): { xv: Float32Array; yv: Float32Array } {
+  const yv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.rows + 16), c.rows);
+  const xv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.cols + 16), c.cols);
+  return { xv, yv };
+}
+
+/** NaN over the whole scratch region: a program must not rely on anything JS left there (padding included). */
+function dirtyScratch(arena: WasmArena): void {
+  const at = arena.scratch(0);
+  arena.f32.fill(Number.NaN, at / 4, (at + arena.scratchSize) / 4);
+}
+
+describe('sketch / HashedNets decodeCalls: apply(x, y, 1)’s calls', () => {
+  it.each(CASES.map((c) => [c.label, c] as const))('%s', (_, c) => {
+    const arena = new WasmArena({ shared: true });
+    const k = c.build(arena);
+    expect(k.constructor.name).toBe('WasmSketchLinear');
+    const { xv, yv } = views(arena, c);
+    const x = rng.normalArray(c.cols);
+    xv.set(x);
+    // the reference: apply on plain arrays (staged), and in place
+    const want = new Float32Array(c.rows);
+    k.apply(x, want, 1);
+    k.apply(xv, yv, 1);
+    expect(bits(yv)).toBe(bits(want));
+    // plain arrays (either one) are staged by JS: no decode calls
+    expect(k.decodeCalls!(x, yv)).toBeUndefined();
+    expect(k.decodeCalls!(xv, new Float32Array(c.rows))).toBeUndefined();
+    const calls = k.decodeCalls!(xv, yv);
+    expect(calls).toBeDefined();
+    // every argument a constant (no position or token in a product), as many as the function's parameters
+    for (const call of calls!) {
+      expect(call.args.every((a) => typeof a === 'number')).toBe(true);
+      expect(call.args.length).toBe(call.params.length);
+    }
+    // y zeroed by a zero_bytes call (the kernels accumulate into it); x read in place, or laid out by wasm calls
+    expect(calls!.some((call) => call.fn === arena.zeroBytes && call.args[0] === yv.byteOffset && call.args[1] === 4 * c.rows)).toBe(true);
+    const readsX = calls!.filter((call) => call.args.includes(xv.byteOffset));
+    if (c.direct) {
+      // only the product reads x (the last call: one group), nothing copies it
+      expect(calls!.some((call) => call.fn === arena.copyBytes)).toBe(false);
+      expect(readsX).toEqual([calls!.at(-1)]);
+    } else expect(readsX.length).toBe(1); // one gather or copy_bytes from x into scratch
+    const program = compileDecodeProgram(calls!);
+    for (const run of [() => program(0, 0), () => runDecodePlan(calls!, 0, 0), () => program(7, 3)]) {
+      dirtyScratch(arena);
+      yv.fill(Number.NaN);
+      run();
+      expect(bits(yv)).toBe(bits(want));
+    }
+    // a new x: the same program computes apply's y for it
+    const x2 = rng.normalArray(c.cols);
+    const want2 = new Float32Array(c.rows);
+    k.apply(x2, want2, 1);
+    xv.set(x2);
+    dirtyScratch(arena);
+    program(1, 0);
+    expect(bits(yv)).toBe(bits(want2));
+    // the scratch region moves (a larger request): the recorded addresses are retired, never reused, so the
+    // program still computes the same y
+    arena.scratch(arena.scratchSize + (1 << 20));
+    xv.set(x);
+    yv.fill(Number.NaN);
+    program(2, 0);
+    expect(bits(yv)).toBe(bits(want));
+    // and apply, in place and on plain arrays, still gives the same bits after the program ran
+    k.apply(xv, yv, 1);
+    expect(bits(yv)).toBe(bits(want));
+  });
+
+  it.each([CASES[0]!, CASES[7]!, CASES[14]!].map((c) => [c.label, c] as const))('%s: undefined with a thread pool, y overlapping x, or too short a vector', (_, c) => {
+    const arena = new WasmArena({ shared: true });
+    const k = c.build(arena);
+    const { xv, yv } = views(arena, c);
+    xv.set(rng.normalArray(c.cols));
+    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
+    try {
+      expect(k.decodeCalls!(xv, yv)).toBeUndefined();
+    } finally {
+      pool.dispose();
+    }
+    expect(k.decodeCalls!(xv, yv)).toBeDefined(); // the pool stopped: one thread again
+    // y starting inside x: apply stages y (the kernels zero y before they have read x)
+    const buf = new Float32Array(arena.memory.buffer, arena.lend(4 * (c.cols + c.rows) + 16), c.cols + c.rows);
+    expect(k.decodeCalls!(buf.subarray(0, c.cols), buf.subarray(c.cols - 8, c.cols - 8 + c.rows))).toBeUndefined();
+    // too short an x or y: no calls (apply names the problem)
+    expect(k.decodeCalls!(xv.subarray(1), yv)).toBeUndefined();
+    expect(k.decodeCalls!(xv, yv.subarray(1))).toBeUndefined();
+  });
+
+  it('the JS fallbacks (AbsMaxMin int8 states, signmean over mixed hashing) describe no calls: no program', () => {
+    const [rows, cols] = [24, 40];
+    for (const raw of [
+      { bpw: 2, rows: 3, state: 'int8' },
+      { bpw: 1, rows: 2, hash: 'mixed', query: 'signmean' },
+    ]) {
+      const p = sketchCodec.encode(laplace(rows * cols), rows, cols, sketchCodec.resolveOptions(raw), { name: 't', seed: 3 });
+      const k = wasmSketchKernel(p, { arena: new WasmArena({ shared: true }) });
+      expect(k.constructor.name).not.toBe('WasmSketchLinear');
+      expect(k.decodeCalls).toBeUndefined();
+    }
+  });
+});
+
+describe('a session with sketch / HashedNets products runs one-token steps as a decode program (stories260K)', () => {
+  const file = 'models/stories260K/stories260K.bin';
+  const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL(`../../../../shared/${file}`, import.meta.url)), file));
+  const c = model.config;
+  const tensor = (name: string) => model.tensors.get(name)!.data;
+  const argmax = (a: Float32Array) => a.reduce((b, v, i) => (v > a[b]! ? i : b), 0);
+
+  /**
+   * A session whose layers' products are the CLI's default signmean sketch (q, k, v, o), AbsMaxMin rowrun (gate,
+   * up: d 3, f16) and HashedNets (down: cols = hidden = 172), and whose classifier is the default sketch too; the
+   * embedding stays the dense tied table. The kernels live in the arena that holds the forward's activations, so
+   * they read and write them in place. `fallback`: gate is AbsMaxMin over int8 states (the JS kernel).
+   */
+  function session(decodeProgram: boolean, fallback = false): NodeSession {
+    const parts = wasmForwardParts(model, { arena: { shared: true } });
+    const arena = parts.arenas[0]!;
+    const encode = (data: Float32Array, rows: number, cols: number, raw: Record<string, unknown>, name: string) =>
+      sketchCodec.encode(data, rows, cols, sketchCodec.resolveOptions(raw), { name, seed: 1, saliency: Float64Array.from({ length: cols }, (_, j) => 1 + (j % 5)) });
+    parts.layers = parts.layers.map((dense, l) => {
+      const layer = { ...dense };
+      for (const kind of LINEAR_KINDS) {
+        const name = TensorNames.linear(l, kind);
+        const [rows, cols] = linearShape(c, kind);
+        if (kind === 'down') {
+          const p = hashedNetsCodec.encode(tensor(name), rows, cols, hashedNetsCodec.resolveOptions({ bpw: 1 }), { name, seed: 1 });
+          layer[kind] = wasmHashednetsKernel(p, { arena });
+        } else if (kind === 'gate' || kind === 'up') {
+          const state = fallback && kind === 'gate' ? 'int8' : 'f16';
+          layer[kind] = wasmSketchKernel(encode(tensor(name), rows, cols, { bpw: 1, rows: 3, state }, name), { arena });
+        } else {
+          layer[kind] = wasmSketchKernel(encode(tensor(name), rows, cols, { bpw: 0.5, ...CLI_DEFAULT }, name), { arena });
+        }
+      }
+      return layer;
+    });
+    parts.classifier = wasmSketchKernel(encode(tensor(TensorNames.embedding), c.vocabSize, c.dim, { bpw: 1, ...CLI_DEFAULT }, 'cls'), { arena });
+    return new NodeSession(new LlamaForward(parts), { kernels: 'custom', arenas: parts.arenas, decodeProgram });
+  }
+
+  it('the same logits, bit for bit, as the forward’s own calls; no program when a product cannot describe itself', () => {
+    const program = session(true);
+    const plain = session(false);
+    const prompt = [1, 403, 407];
+    let a = argmax(program.forward(prompt));
+    expect(a).toBe(argmax(plain.forward(prompt)));
+    for (let step = 0; step < 12; step++) {
+      const la = program.forward([a]);
+      const lb = plain.forward([a]);
+      expect(la.every(Number.isFinite)).toBe(true);
+      expect(bits(la)).toBe(bits(lb));
+      a = argmax(la);
+    }
+    expect(program.usesDecodeProgram).toBe(true);
+    expect(plain.usesDecodeProgram).toBe(false);
+    // a JS fallback kernel has no decodeCalls: the session keeps the forward
+    const noProgram = session(true, true);
+    noProgram.forward([1]);
+    expect(noProgram.usesDecodeProgram).toBe(false);
+  });
+});
