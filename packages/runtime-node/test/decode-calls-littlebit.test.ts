@@ -15,7 +15,7 @@ import { NodeSession, ThreadPool, WasmArena, arenaModules, compileDecodeProgram,
  * variant — byte and nibble tables (tilings forced both ways, and the default's V nibble / U byte mix), one path and
  * the residual two, rows / rank not multiples of 8 (w's padding zeroed by a zero_bytes call) — with x and y
  * views of a shared arena; undefined where the one-token call would do JS work (x or y staged: plain arrays,
- * cols % 8 ≠ 0, y overlapping x) or a thread pool splits the rows. Then two sessions over stories260K with
+ * cols % 8 ≠ 0, y overlapping x); with a thread pool on the arena, the same one-thread calls. Then two sessions over stories260K with
  * these kernels in the forward: the program's logits against the forward's own, bit for bit.
  */
 const rng = new Rng(1212);
@@ -139,18 +139,19 @@ describe('LittleBit / binary decodeCalls: apply(x, y, 1)’s calls', () => {
     expect(bits(yv)).toBe(bits(want));
   });
 
-  it.each([CASES[0]!, CASES[5]!, CASES[8]!].map((c) => [c.label, c] as const))('%s: undefined with a thread pool or y overlapping x', (_, c) => {
+  it.each([CASES[0]!, CASES[5]!, CASES[8]!].map((c) => [c.label, c] as const))('%s: the same one-thread calls with a thread pool; undefined with y overlapping x', (_, c) => {
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
     const { xv, yv } = views(arena, c);
     xv.set(rng.normalArray(c.cols));
+    const alone = k.decodeCalls!(xv, yv)!;
     const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
     try {
-      expect(k.decodeCalls!(xv, yv)).toBeUndefined();
+      const withPool = k.decodeCalls!(xv, yv)!;
+      expect(withPool.map((c) => [c.fn, c.args])).toEqual(alone.map((c) => [c.fn, c.args]));
     } finally {
       pool.dispose();
     }
-    expect(k.decodeCalls!(xv, yv)).toBeDefined(); // the pool stopped: one thread again
     // y starting inside x: apply stages y (the second path / the dot writes y while x is still read)
     const buf = new Float32Array(arena.memory.buffer, arena.lend(4 * (c.cols + c.rows) + 16), c.cols + c.rows);
     expect(k.decodeCalls!(buf.subarray(0, c.cols), buf.subarray(c.cols - 8, c.cols - 8 + c.rows))).toBeUndefined();

@@ -475,13 +475,13 @@ class WasmLittleBitLinear implements Linear {
   }
 
   /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
-   * undefined where that call would do more than its wasm calls: a thread pool on the arena (it splits the
-   * dot stages), or x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0, or
-   * y overlapping x).
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order; with a pool on the
+   * arena too: a decode program runs on one thread), for a decode plan; undefined where that call would do more
+   * than its wasm calls: x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0,
+   * or y overlapping x).
    */
   decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    if (this.arena.threads !== undefined || x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
     const { x: xv, y: yv } = this.vectors1.of(x, y);
     if (!xv.inPlace || !yv.inPlace) return undefined;
     const calls: DecodeCall[] = [];
