@@ -887,13 +887,13 @@ export class WasmSketchLinear implements Linear {
   }
 
   /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order: prologue and product),
-   * for a decode plan; undefined where that call would do more than its wasm calls: a thread pool on the arena
-   * (it splits the rows), or x / y not views of the arena (staged through scratch by JS copies), or y
-   * overlapping x.
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order: prologue and product;
+   * with a pool on the arena too — a decode program runs on one thread, so the int8 rings are widened per group,
+   * as one thread does), for a decode plan; undefined where that call would do more than its wasm calls: x / y not
+   * views of the arena (staged through scratch by JS copies), or y overlapping x.
    */
   decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    if (this.arena.threads !== undefined || x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
     const { x: xv, y: yv } = this.vectors.of(x, y);
     if (!xv.inPlace || !yv.inPlace) return undefined;
     const calls: DecodeCall[] = [];
