@@ -120,7 +120,8 @@ const EWMA = 0.25;
 
 /**
  * Two ways of doing the same work (same results), timed, the faster kept: the first EXPLORE_CALLS calls
- * alternate (one, other, one, …), then the faster by smoothed time (EWMA) is used and one call in `interval`
+ * alternate (one, other, one, …; the first of each way is a warm-up, not timed), then the faster by smoothed
+ * time (EWMA) is used and one call in `interval`
  * tries the other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product
  * shape (one thread or split); a session one for its generated tokens (decode program on one thread, or the
  * forward with the pool).
@@ -142,6 +143,8 @@ export class FasterOf {
     const t = performance.now();
     const result = useSecond ? second() : first();
     const dt = performance.now() - t;
+    // each way's first call is its warm-up (code compiled on first use, a worker woken from sleep): not counted
+    if (k < 2) return result;
     if (useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
     else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
     if (recheck) {
