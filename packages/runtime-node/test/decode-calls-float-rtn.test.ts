@@ -6,7 +6,8 @@ import { type DecodeCall, type Linear, type ModelWeights, TensorNames, expectedT
 import { describe, expect, it } from 'vitest';
 import { asEmbeddingTable, wasmF16ToF32, wasmFloatKernel } from '../src/kernels/wasm-float.js';
 import { wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
-import { ThreadPool, WasmArena, arenaModules, compileDecodeProgram, sessionFromBundle } from '../src/index.js';
+import { WasmArena, compileDecodeProgram, sessionFromBundle } from '../src/index.js';
+import { arenaViews, checkPool, checkUndefined } from './decode-fixtures.js';
 
 /**
  * Issue 12: the f16 `float` kernel (every bundle's default classifier, and its tied embedding table) and the
@@ -20,12 +21,11 @@ import { ThreadPool, WasmArena, arenaModules, compileDecodeProgram, sessionFromB
 const rng = new Rng(1212);
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** x and y lent from the arena (outside scratch): what a kernel reads and writes in place. */
+/** x and y lent from the arena (outside scratch), x random: what a kernel reads and writes in place. */
 function arenaVectors(arena: WasmArena, rows: number, cols: number) {
-  const y = new Float32Array(arena.memory.buffer, arena.lend(4 * rows + 16), rows);
-  const x = new Float32Array(arena.memory.buffer, arena.lend(4 * cols + 16), cols);
-  x.set(rng.normalArray(cols));
-  return { x, y };
+  const v = arenaViews(arena, rows, cols);
+  v.x.set(rng.normalArray(cols));
+  return v;
 }
 
 /**
@@ -59,37 +59,6 @@ function checkPlan(arena: WasmArena, k: Linear, other: Linear): DecodeCall[] {
   program(0, 0);
   expect(bits(y).equals(bits(want)), 'program after other calls used scratch').toBe(true);
   return calls;
-}
-
-/** decodeCalls is undefined for plain arrays, y overlapping x, and arrays too short. */
-function checkUndefined(arena: WasmArena, k: Linear): void {
-  const rows = k.outFeatures;
-  const cols = k.inFeatures;
-  const { x, y } = arenaVectors(arena, rows, cols);
-  expect(k.decodeCalls!(x.slice(), y), 'x plain').toBeUndefined();
-  expect(k.decodeCalls!(x, new Float32Array(rows)), 'y plain').toBeUndefined();
-  expect(k.decodeCalls!(x.subarray(0, cols - 1), y), 'x short').toBeUndefined();
-  const buf = new Float32Array(arena.memory.buffer, arena.lend(4 * (rows + cols) + 16), rows + cols);
-  expect(k.decodeCalls!(buf.subarray(0, cols), buf.subarray(cols - 1, cols - 1 + rows)), 'y overlapping x').toBeUndefined();
-}
-
-/** With a pool on the arena: the same calls (apply's one-thread calls), the same bits as the split apply. */
-function checkPool(arena: WasmArena, k: Linear): void {
-  const { x, y } = arenaVectors(arena, k.outFeatures, k.inFeatures);
-  const alone = k.decodeCalls!(x, y)!;
-  const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
-  try {
-    const pooled = k.decodeCalls!(x, y)!;
-    expect(pooled.map((c) => [c.fn, c.args])).toEqual(alone.map((c) => [c.fn, c.args]));
-    y.fill(Number.NaN);
-    k.apply(x, y, 1); // rows split over the two threads
-    const want = y.slice();
-    y.fill(Number.NaN);
-    compileDecodeProgram(pooled)(0, 0);
-    expect(bits(y).equals(bits(want))).toBe(true);
-  } finally {
-    pool.dispose();
-  }
 }
 
 function f16Params(values: Float32Array, rows: number, cols: number): FloatParams {

@@ -7,7 +7,8 @@ import { LINEAR_KINDS, type Linear, LlamaForward, TensorNames, linearShape, mode
 import { describe, expect, it } from 'vitest';
 import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
 import { type LittleBitTiling, wasmLittlebitKernel } from '../src/kernels/wasm-littlebit.js';
-import { NodeSession, ThreadPool, WasmArena, arenaModules, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
+import { NodeSession, WasmArena, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
+import { arenaViews, checkPool, checkUndefined, dirtyScratch, hexBits } from './decode-fixtures.js';
 
 /**
  * Issue 12, decode programs: the LittleBit and binary kernels describe their one-token call (`decodeCalls`) with
@@ -71,19 +72,12 @@ const CASES: Case[] = [
   binary(37, 61), // cols % 8 ≠ 0 → no decode calls
 ];
 
-const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+const bits = hexBits;
 
 /** x and y as the forward holds them: views of the arena, lent outside scratch. */
 function views(arena: WasmArena, c: Case): { xv: Float32Array; yv: Float32Array } {
-  const yv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.rows + 16), c.rows);
-  const xv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.cols + 16), c.cols);
-  return { xv, yv };
-}
-
-/** NaN over the whole scratch region: a program must not rely on anything JS left there (padding included). */
-function dirtyScratch(arena: WasmArena): void {
-  const at = arena.scratch(0);
-  arena.f32.fill(Number.NaN, at / 4, (at + arena.scratchSize) / 4);
+  const { x, y } = arenaViews(arena, c.rows, c.cols);
+  return { xv: x, yv: y };
 }
 
 describe('LittleBit / binary decodeCalls: apply(x, y, 1)’s calls', () => {
@@ -139,25 +133,11 @@ describe('LittleBit / binary decodeCalls: apply(x, y, 1)’s calls', () => {
     expect(bits(yv)).toBe(bits(want));
   });
 
-  it.each([CASES[0]!, CASES[5]!, CASES[8]!].map((c) => [c.label, c] as const))('%s: the same one-thread calls with a thread pool; undefined with y overlapping x', (_, c) => {
+  it.each([CASES[0]!, CASES[5]!, CASES[8]!].map((c) => [c.label, c] as const))('%s: the one-thread calls with a thread pool too; undefined for staged, overlapping or short vectors', (_, c) => {
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
-    const { xv, yv } = views(arena, c);
-    xv.set(rng.normalArray(c.cols));
-    const alone = k.decodeCalls!(xv, yv)!;
-    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
-    try {
-      const withPool = k.decodeCalls!(xv, yv)!;
-      expect(withPool.map((c) => [c.fn, c.args])).toEqual(alone.map((c) => [c.fn, c.args]));
-    } finally {
-      pool.dispose();
-    }
-    // y starting inside x: apply stages y (the second path / the dot writes y while x is still read)
-    const buf = new Float32Array(arena.memory.buffer, arena.lend(4 * (c.cols + c.rows) + 16), c.cols + c.rows);
-    expect(k.decodeCalls!(buf.subarray(0, c.cols), buf.subarray(c.cols - 8, c.cols - 8 + c.rows))).toBeUndefined();
-    // too short an x or y: no calls (apply names the problem)
-    expect(k.decodeCalls!(xv.subarray(1), yv)).toBeUndefined();
-    expect(k.decodeCalls!(xv, yv.subarray(1))).toBeUndefined();
+    checkPool(arena, k);
+    checkUndefined(arena, k);
   });
 });
 

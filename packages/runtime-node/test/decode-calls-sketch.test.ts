@@ -5,7 +5,8 @@ import { LINEAR_KINDS, type Linear, LlamaForward, TensorNames, linearShape, mode
 import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SKETCH_TILING, RAW_SKETCH_TILING, type SketchTiling, wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
-import { NodeSession, ThreadPool, WasmArena, arenaModules, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
+import { NodeSession, WasmArena, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
+import { arenaViews, checkPool, checkUndefined, dirtyScratch, hexBits } from './decode-fixtures.js';
 
 /**
  * Issue 12, decode programs: the sketch kernel (AbsMaxMin over f16 keys, the signmean raw run groups, HashedNets)
@@ -68,19 +69,12 @@ const CASES: Case[] = [
   hashednets(20, 30),
 ];
 
-const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+const bits = hexBits;
 
 /** x and y as the forward holds them: views of the arena, lent outside scratch. */
 function views(arena: WasmArena, c: Case): { xv: Float32Array; yv: Float32Array } {
-  const yv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.rows + 16), c.rows);
-  const xv = new Float32Array(arena.memory.buffer, arena.lend(4 * c.cols + 16), c.cols);
-  return { xv, yv };
-}
-
-/** NaN over the whole scratch region: a program must not rely on anything JS left there (padding included). */
-function dirtyScratch(arena: WasmArena): void {
-  const at = arena.scratch(0);
-  arena.f32.fill(Number.NaN, at / 4, (at + arena.scratchSize) / 4);
+  const { x, y } = arenaViews(arena, c.rows, c.cols);
+  return { xv: x, yv: y };
 }
 
 describe('sketch / HashedNets decodeCalls: apply(x, y, 1)’s calls', () => {
@@ -141,25 +135,11 @@ describe('sketch / HashedNets decodeCalls: apply(x, y, 1)’s calls', () => {
     expect(bits(yv)).toBe(bits(want));
   });
 
-  it.each([CASES[0]!, CASES[7]!, CASES[14]!].map((c) => [c.label, c] as const))('%s: the one-thread calls with a thread pool too; undefined with y overlapping x or too short a vector', (_, c) => {
+  it.each([CASES[0]!, CASES[7]!, CASES[14]!].map((c) => [c.label, c] as const))('%s: the one-thread calls with a thread pool too; undefined for staged, overlapping or short vectors', (_, c) => {
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
-    const { xv, yv } = views(arena, c);
-    xv.set(rng.normalArray(c.cols));
-    const alone = k.decodeCalls!(xv, yv)!;
-    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
-    try {
-      const withPool = k.decodeCalls!(xv, yv)!;
-      expect(withPool.map((d) => [d.fn, d.args])).toEqual(alone.map((d) => [d.fn, d.args]));
-    } finally {
-      pool.dispose();
-    }
-    // y starting inside x: apply stages y (the kernels zero y before they have read x)
-    const buf = new Float32Array(arena.memory.buffer, arena.lend(4 * (c.cols + c.rows) + 16), c.cols + c.rows);
-    expect(k.decodeCalls!(buf.subarray(0, c.cols), buf.subarray(c.cols - 8, c.cols - 8 + c.rows))).toBeUndefined();
-    // too short an x or y: no calls (apply names the problem)
-    expect(k.decodeCalls!(xv.subarray(1), yv)).toBeUndefined();
-    expect(k.decodeCalls!(xv, yv.subarray(1))).toBeUndefined();
+    checkPool(arena, k);
+    checkUndefined(arena, k);
   });
 
   it('the JS fallbacks (AbsMaxMin int8 states, signmean over mixed hashing) describe no calls: no program', () => {
