@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { asEmbeddingTable, wasmF16ToF32, wasmFloatKernel } from '../src/kernels/wasm-float.js';
 import { wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import { WasmArena, compileDecodeProgram, sessionFromBundle } from '../src/index.js';
-import { arenaViews, checkPool, checkUndefined } from './decode-fixtures.js';
+import { arenaViews, checkPool, checkUndefined, expectProgramMatchesForward } from './decode-fixtures.js';
 
 /**
  * Issue 12: the f16 `float` kernel (every bundle's default classifier, and its tied embedding table) and the
@@ -270,18 +270,6 @@ describe('session from a stories260K bundle: rtn linears, the f16 tied embedding
     const bytes = bundleOf(model);
     const program = sessionFromBundle(readBundle(bytes, '<rtn bundle>'));
     const plain = sessionFromBundle(readBundle(bytes, '<rtn bundle>'), { decodeProgram: false });
-    const argmax = (a: Float32Array) => a.reduce((best, v, i) => (v > a[best]! ? i : best), 0);
-    const prompt = [1, 403, 407];
-    let a = argmax(program.forward(prompt));
-    expect(a).toBe(argmax(plain.forward(prompt)));
-    for (let step = 0; step < 16; step++) {
-      const la = program.forward([a]);
-      const lb = plain.forward([a]);
-      expect(bits(la).equals(bits(lb)), `step ${step}`).toBe(true);
-      expect(la.every(Number.isFinite)).toBe(true);
-      a = argmax(la);
-    }
-    expect(program.usesDecodeProgram).toBe(true);
-    expect(plain.usesDecodeProgram).toBe(false);
+    expectProgramMatchesForward(program, plain, [1, 403, 407], 16);
   });
 });

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Rng } from '@ultrasketch/core';
 import { readLlama2cCheckpoint } from '@ultrasketch/format';
-import { LINEAR_KINDS, type Linear, LlamaForward, TensorNames, linearShape, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
+import { LINEAR_KINDS, type Linear, LlamaForward, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
 import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SKETCH_TILING, RAW_SKETCH_TILING, type SketchTiling, wasmHashednetsKernel, wasmSketchKernel } from '../src/kernels/wasm-sketch.js';
-import { NodeSession, WasmArena, compileDecodeProgram, wasmForwardParts } from '../src/index.js';
-import { arenaViews, checkPool, checkUndefined, dirtyScratch, hexBits } from './decode-fixtures.js';
+import { NodeSession, WasmArena, wasmForwardParts } from '../src/index.js';
+import { applyBothWays, checkPool, checkProgram, checkUndefined, expectProgramMatchesForward, hexBits } from './decode-fixtures.js';
 
 /**
  * Issue 12, decode programs: the sketch kernel (AbsMaxMin over f16 keys, the signmean raw run groups, HashedNets)
@@ -71,35 +71,13 @@ const CASES: Case[] = [
 
 const bits = hexBits;
 
-/** x and y as the forward holds them: views of the arena, lent outside scratch. */
-function views(arena: WasmArena, c: Case): { xv: Float32Array; yv: Float32Array } {
-  const { x, y } = arenaViews(arena, c.rows, c.cols);
-  return { xv: x, yv: y };
-}
-
 describe('sketch / HashedNets decodeCalls: apply(x, y, 1)’s calls', () => {
   it.each(CASES.map((c) => [c.label, c] as const))('%s', (_, c) => {
     const arena = new WasmArena({ shared: true });
     const k = c.build(arena);
     expect(k.constructor.name).toBe('WasmSketchLinear');
-    const { xv, yv } = views(arena, c);
-    const x = rng.normalArray(c.cols);
-    xv.set(x);
-    // the reference: apply on plain arrays (staged), and in place
-    const want = new Float32Array(c.rows);
-    k.apply(x, want, 1);
-    k.apply(xv, yv, 1);
-    expect(bits(yv)).toBe(bits(want));
-    // plain arrays (either one) are staged by JS: no decode calls
-    expect(k.decodeCalls!(x, yv)).toBeUndefined();
-    expect(k.decodeCalls!(xv, new Float32Array(c.rows))).toBeUndefined();
-    const calls = k.decodeCalls!(xv, yv);
+    const { x, xv, yv, want, calls } = applyBothWays(arena, k);
     expect(calls).toBeDefined();
-    // every argument a constant (no position or token in a product), as many as the function's parameters
-    for (const call of calls!) {
-      expect(call.args.every((a) => typeof a === 'number')).toBe(true);
-      expect(call.args.length).toBe(call.params.length);
-    }
     // y zeroed by a zero_bytes call (the kernels accumulate into it); x read in place, or laid out by wasm calls
     expect(calls!.some((call) => call.fn === arena.zeroBytes && call.args[0] === yv.byteOffset && call.args[1] === 4 * c.rows)).toBe(true);
     const readsX = calls!.filter((call) => call.args.includes(xv.byteOffset));
@@ -108,28 +86,7 @@ describe('sketch / HashedNets decodeCalls: apply(x, y, 1)’s calls', () => {
       expect(calls!.some((call) => call.fn === arena.copyBytes)).toBe(false);
       expect(readsX).toEqual([calls!.at(-1)]);
     } else expect(readsX.length).toBe(1); // one gather or copy_bytes from x into scratch
-    const program = compileDecodeProgram(calls!);
-    for (const run of [() => program(0, 0), () => runDecodePlan(calls!, 0, 0), () => program(7, 3)]) {
-      dirtyScratch(arena);
-      yv.fill(Number.NaN);
-      run();
-      expect(bits(yv)).toBe(bits(want));
-    }
-    // a new x: the same program computes apply's y for it
-    const x2 = rng.normalArray(c.cols);
-    const want2 = new Float32Array(c.rows);
-    k.apply(x2, want2, 1);
-    xv.set(x2);
-    dirtyScratch(arena);
-    program(1, 0);
-    expect(bits(yv)).toBe(bits(want2));
-    // the scratch region moves (a larger request): the recorded addresses are retired, never reused, so the
-    // program still computes the same y
-    arena.scratch(arena.scratchSize + (1 << 20));
-    xv.set(x);
-    yv.fill(Number.NaN);
-    program(2, 0);
-    expect(bits(yv)).toBe(bits(want));
+    checkProgram(arena, k, calls!, x, xv, yv, want);
     // and apply, in place and on plain arrays, still gives the same bits after the program ran
     k.apply(xv, yv, 1);
     expect(bits(yv)).toBe(bits(want));
@@ -161,7 +118,6 @@ describe('a session with sketch / HashedNets products runs one-token steps as a 
   const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL(`../../../../shared/${file}`, import.meta.url)), file));
   const c = model.config;
   const tensor = (name: string) => model.tensors.get(name)!.data;
-  const argmax = (a: Float32Array) => a.reduce((b, v, i) => (v > a[b]! ? i : b), 0);
 
   /**
    * A session whose layers' products are the CLI's default signmean sketch (q, k, v, o), AbsMaxMin rowrun (gate,
@@ -198,18 +154,7 @@ describe('a session with sketch / HashedNets products runs one-token steps as a 
   it('the same logits, bit for bit, as the forward’s own calls; no program when a product cannot describe itself', () => {
     const program = session(true);
     const plain = session(false);
-    const prompt = [1, 403, 407];
-    let a = argmax(program.forward(prompt));
-    expect(a).toBe(argmax(plain.forward(prompt)));
-    for (let step = 0; step < 12; step++) {
-      const la = program.forward([a]);
-      const lb = plain.forward([a]);
-      expect(la.every(Number.isFinite)).toBe(true);
-      expect(bits(la)).toBe(bits(lb));
-      a = argmax(la);
-    }
-    expect(program.usesDecodeProgram).toBe(true);
-    expect(plain.usesDecodeProgram).toBe(false);
+    expectProgramMatchesForward(program, plain, [1, 403, 407], 12);
     // a JS fallback kernel has no decodeCalls: the session keeps the forward
     const noProgram = session(true, true);
     noProgram.forward([1]);

@@ -1,7 +1,7 @@
 import { Rng } from '@ultrasketch/core';
-import type { Linear } from '@ultrasketch/model';
+import { type DecodeCall, type Linear, runDecodePlan } from '@ultrasketch/model';
 import { expect } from 'vitest';
-import { ThreadPool, WasmArena, arenaModules, compileDecodeProgram } from '../src/index.js';
+import { type NodeSession, ThreadPool, type WasmArena, arenaModules, compileDecodeProgram } from '../src/index.js';
 
 /**
  * Shared checks of the kernels' decode calls (decode-calls-*.test.ts): how a test holds x and y as the forward
@@ -61,4 +61,73 @@ export function checkPool(arena: WasmArena, k: Linear): void {
   } finally {
     pool.dispose();
   }
+}
+
+/**
+ * A kernel's one-token `calls` (for x in `xv`, y in `yv`, both arena views; `want` = apply's y for `x`), compiled
+ * and run from JS: the same bits from a scratch region full of NaN, at any (pos, token) — a product's arguments
+ * are constants —, for a new x, and after the scratch region has moved (its old addresses are retired, never
+ * reused, so the program's recorded ones stay valid). Leaves x in xv.
+ */
+export function checkProgram(arena: WasmArena, k: Linear, calls: DecodeCall[], x: Float32Array, xv: Float32Array, yv: Float32Array, want: Float32Array): void {
+  for (const call of calls) {
+    expect(call.args.every((a) => typeof a === 'number')).toBe(true);
+    expect(call.args.length).toBe(call.params.length);
+  }
+  const program = compileDecodeProgram(calls);
+  for (const run of [() => program(0, 0), () => runDecodePlan(calls, 0, 0), () => program(7, 3)]) {
+    dirtyScratch(arena);
+    yv.fill(Number.NaN);
+    run();
+    expect(hexBits(yv)).toBe(hexBits(want));
+  }
+  const x2 = rng.normalArray(k.inFeatures);
+  const want2 = new Float32Array(k.outFeatures);
+  k.apply(x2, want2, 1);
+  xv.set(x2);
+  dirtyScratch(arena);
+  program(1, 0);
+  expect(hexBits(yv)).toBe(hexBits(want2));
+  arena.scratch(arena.scratchSize + (1 << 20));
+  xv.set(x);
+  yv.fill(Number.NaN);
+  program(2, 0);
+  expect(hexBits(yv)).toBe(hexBits(want));
+}
+
+/**
+ * `prompt` prefilled in both sessions, then `steps` greedy steps: every step's logits finite and the same bits in
+ * both; the first session ran its steps as a decode program, the second (decodeProgram: false) did not.
+ */
+export function expectProgramMatchesForward(program: NodeSession, plain: NodeSession, prompt: number[], steps: number): void {
+  const argmax = (a: Float32Array) => a.reduce((best, v, i) => (v > a[best]! ? i : best), 0);
+  let token = argmax(program.forward(prompt));
+  expect(token).toBe(argmax(plain.forward(prompt)));
+  for (let step = 0; step < steps; step++) {
+    const a = program.forward([token]);
+    const b = plain.forward([token]);
+    expect(a.every(Number.isFinite), `step ${step}: finite`).toBe(true);
+    expect(hexBits(a), `step ${step}`).toBe(hexBits(b));
+    token = argmax(a);
+  }
+  expect(program.usesDecodeProgram).toBe(true);
+  expect(program.stepStats.program).toBe(steps);
+  expect(plain.usesDecodeProgram).toBe(false);
+}
+
+/**
+ * A random x in an arena view; apply(x, y, 1) on plain arrays (`want`, staged by JS) and in place (the same bits);
+ * no decode calls for either plain array; returns the vectors and the in-place `decodeCalls` (maybe undefined).
+ */
+export function applyBothWays(arena: WasmArena, k: Linear): { x: Float32Array; xv: Float32Array; yv: Float32Array; want: Float32Array; calls: DecodeCall[] | undefined } {
+  const { x: xv, y: yv } = arenaViews(arena, k.outFeatures, k.inFeatures);
+  const x = rng.normalArray(k.inFeatures);
+  xv.set(x);
+  const want = new Float32Array(k.outFeatures);
+  k.apply(x, want, 1);
+  k.apply(xv, yv, 1);
+  expect(hexBits(yv)).toBe(hexBits(want));
+  expect(k.decodeCalls!(x, yv)).toBeUndefined();
+  expect(k.decodeCalls!(xv, new Float32Array(k.outFeatures))).toBeUndefined();
+  return { x, xv, yv, want, calls: k.decodeCalls!(xv, yv) };
 }
