@@ -16,8 +16,13 @@ import { type WasmExports, requireWasm } from './engine.js';
 import type { RowCall } from '../threads.js';
 
 type Fn = DecodeCall['fn'];
-/** Parameter types of the kernel functions instantiated so far (registerSignatures), by function. */
-const signatures = new WeakMap<Fn, DecodeCall['params']>();
+/**
+ * Where a kernel function carries its parameter types: a property of the exported function object under a
+ * registry symbol, not a module-level map, so that two copies of this package in one page or process (a bundled
+ * page module beside the Node entry, sharing kernels through the global kernel registry) see each other's.
+ */
+const PARAMS = Symbol.for('@ultrasketch/runtime-node: wasm parameter types');
+type Signed = Fn & { [PARAMS]?: DecodeCall['params'] };
 
 /**
  * Remember the parameter types of an instance's exported functions (from the ModuleBuilder that emitted its
@@ -27,13 +32,13 @@ const signatures = new WeakMap<Fn, DecodeCall['params']>();
 export function registerSignatures(exports: WasmExports, sigs: ReadonlyMap<string, readonly ValTypeName[]>): void {
   for (const [name, params] of sigs) {
     const fn = exports[name];
-    if (typeof fn === 'function' && params.every((t) => t === 'i32' || t === 'f32')) signatures.set(fn as Fn, params as DecodeCall['params']);
+    if (typeof fn === 'function' && params.every((t) => t === 'i32' || t === 'f32')) (fn as Signed)[PARAMS] = params as DecodeCall['params'];
   }
 }
 
 /** The parameter types of a registered kernel function; a typed RangeError for any other function. */
 export function paramsOf(fn: Fn): DecodeCall['params'] {
-  const params = signatures.get(fn);
+  const params = (fn as Signed)[PARAMS];
   if (!params) throw new RangeError(`decode plan: ${fn.name || 'a function'} is not a registered kernel function (registerSignatures)`);
   return params;
 }
