@@ -22,6 +22,7 @@ import { compressedWasmAvailable } from './wasm-common.js';
 import { registerAllKernels } from './index.js';
 import { type KernelBuildOptions, getKernel } from './registry.js';
 import { asEmbeddingTable } from './wasm-float.js';
+import { asVqEmbeddingTable } from './wasm-vq.js';
 
 /** Embedding rows decoded one at a time from the codec's parameters (never the whole table). */
 class CodecEmbedding implements EmbeddingTable {
@@ -95,8 +96,9 @@ export function bundleForwardParts(bundle: Bundle, source = '<bundle>', options:
   const classifier = config.tiedClassifier
     ? getKernel(emb.entry.codec, source)(emb.params, options)
     : kernel(TensorNames.classifier, config.vocabSize, config.dim);
-  // A tied f16 table in wasm serves the token lookups too (converted in wasm, one copy for both uses).
-  const embedding = (config.tiedClassifier ? asEmbeddingTable(classifier) : undefined) ?? new CodecEmbedding(emb.entry.codec, emb.params);
+  // A tied f16 or vq table in wasm serves the token lookups too (rows decoded in wasm, one copy for both uses).
+  const embedding =
+    (config.tiedClassifier ? (asEmbeddingTable(classifier) ?? asVqEmbeddingTable(classifier)) : undefined) ?? new CodecEmbedding(emb.entry.codec, emb.params);
   // The family's variants keep their small vectors (biases, Qwen3's q/k norm weights) as F32 vectors.
   const kinds = biasKinds(config);
   return {

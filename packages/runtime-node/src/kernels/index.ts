@@ -6,7 +6,7 @@ import { wasmBinaryKernel } from './wasm-binary.js';
 import { wasmFloatKernel } from './wasm-float.js';
 import { wasmLittlebitKernel } from './wasm-littlebit.js';
 import { wasmRtnKernel } from './wasm-rtn.js';
-import { vqKernel } from './vq.js';
+import { wasmVqKernel } from './wasm-vq.js';
 import { wasmHashednetsKernel, wasmSketchKernel } from './wasm-sketch.js';
 
 export { registerKernel, getKernel, listKernels } from './registry.js';
@@ -27,6 +27,7 @@ export type { WasmLittleBitOptions } from './wasm-littlebit.js';
 export { wasmBinaryKernel } from './wasm-binary.js';
 export { wasmRtnKernel } from './wasm-rtn.js';
 export { wasmFloatKernel } from './wasm-float.js';
+export { wasmVqKernel } from './wasm-vq.js';
 export type { WasmFloatOptions } from './wasm-float.js';
 
 /**
@@ -43,6 +44,7 @@ export function registerAllKernels(): void {
   registerKernel('sketch', ((p: SketchParams, o?: KernelBuildOptions) => wasmSketchKernel(p, o ?? {})) as unknown as KernelFactory);
   registerKernel('hashednets', ((p: HashedNetsParams, o?: KernelBuildOptions) => wasmHashednetsKernel(p, o ?? {})) as unknown as KernelFactory);
   registerKernel('littlebit', ((p: LittleBitParams, o?: KernelBuildOptions) => wasmLittlebitKernel(p, o ?? {})) as unknown as KernelFactory);
-  // vq (an embedding/classifier form, §11.1b of docs/results.md): a JS kernel of codebook-dot lookups, one thread.
-  registerKernel('vq', ((p: VqParams) => vqKernel(p)) as unknown as KernelFactory);
+  // vq (an embedding/classifier form, §11.1b of docs/results.md): codebook-dot tables and lookups in wasm
+  // (wasm-vq.ts; the JS vqKernel where wasm SIMD is unavailable)
+  registerKernel('vq', ((p: VqParams, o?: KernelBuildOptions) => wasmVqKernel(p, o ?? {})) as unknown as KernelFactory);
 }
