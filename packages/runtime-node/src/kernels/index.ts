@@ -34,7 +34,7 @@ export type { WasmFloatOptions } from './wasm-float.js';
  * Register the kernels of every codec this runtime supports. Explicit and idempotent. The compressed codecs
  * get their WebAssembly SIMD kernels (docs/kernels.md), and so does `float` (the f16 embedding/classifier is
  * read as stored, wasm-float.ts); they fall back to the JS kernels (still exported: floatKernel, rtnKernel,
- * binaryKernel, sketchKernel, hashednetsKernel, littlebitKernel) where wasm SIMD is unavailable or
+ * binaryKernel, sketchKernel, hashednetsKernel, littlebitKernel, vqKernel) where wasm SIMD is unavailable or
  * for formats they do not cover (3-bit rtn, int8/f32 sketch states, f32 hashednets states).
  */
 export function registerAllKernels(): void {
