@@ -5,7 +5,6 @@ import type { RowCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { recordingCall } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
-import { f16ToF32Table } from './float.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
@@ -15,14 +14,18 @@ import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFu
  * machinery as the LittleBit kernel (wasm-littlebit.ts), with the row scales s fused into the row sums:
  * tables over x (byte or nibble groups, built with f32x4 arithmetic), one lookup per 8 (4) signs, float64
  * sums for one input vector; four-vector f32x4 tables when n > 1. Rows whose length is not a multiple of 8
- * are re-packed to whole bytes once, at construction.
+ * are re-packed to whole bytes once, at construction. The f16 row scales stay f16 in the arena (the bundle's
+ * bytes; issue 12, done-when 4) and are widened into scratch by one wasm call per product (f16tof32: the same
+ * float32 numbers the kernel used to store).
  */
 class WasmBinaryLinear implements Linear {
   readonly outFeatures: number;
   readonly inFeatures: number;
   private readonly padIn: number;
   private readonly bytesAt: number;
+  /** The f16 scales (rows, zero-padded to whole 8-half blocks: `scaleCount`), then the sign rows: one allocation. */
   private readonly scalesAt: number;
+  private readonly scaleCount: number;
   private readonly onesAt: number;
   private readonly fn: Record<string, (...a: number[]) => void>;
   private readonly views: HeapViews;
@@ -43,9 +46,15 @@ class WasmBinaryLinear implements Linear {
     this.views = new HeapViews(arena);
     this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
     this.vectorsN = new ArenaVectorPair(arena);
-    this.bytesAt = storeBytes(arena, byteAlignedRowsOfBytes(p.signs, p.rows, p.cols));
-    const t = f16ToF32Table();
-    this.scalesAt = storeBytes(arena, Float32Array.from(p.scales, (h) => t[h]!));
+    // the scales first, in whole 8-half blocks (f16tof32 reads nothing past them), then the sign rows (read
+    // byte by byte: nothing past a row, so no padding after them)
+    this.scaleCount = Math.ceil(p.rows / 8) * 8;
+    const signs = byteAlignedRowsOfBytes(p.signs, p.rows, p.cols).subarray(0, p.rows * (this.padIn / 8));
+    const all = new Uint8Array(2 * this.scaleCount + signs.length);
+    all.set(new Uint8Array(p.scales.buffer, p.scales.byteOffset, 2 * p.rows), 0);
+    all.set(signs, 2 * this.scaleCount);
+    this.scalesAt = storeBytes(arena, all, 0);
+    this.bytesAt = this.scalesAt + 2 * this.scaleCount;
     this.onesAt = onesVector(arena, this.padIn);
     this.fn = signTableFunctions(arena);
     this.bits1 = tableBits(tiling, p.rows, p.cols, 1);
@@ -76,11 +85,14 @@ class WasmBinaryLinear implements Linear {
     const ysBytes = yv.stageBytes(n * out);
     const x4Bytes = pad * 16;
     const y4Bytes = Math.ceil(out / 4) * 64;
-    const at = this.arena.scratch(xsBytes + ysBytes + x4Bytes + y4Bytes + tableBytes);
+    const sBytes = 4 * this.scaleCount;
+    const at = this.arena.scratch(xsBytes + ysBytes + sBytes + x4Bytes + y4Bytes + tableBytes);
     const f32 = this.views.refresh().f32;
     const xs = xv.read(f32, 0, n * inF, at);
     const ys = yv.target(0, at + xsBytes);
-    const x4At = at + xsBytes + ysBytes;
+    const sAt = at + xsBytes + ysBytes;
+    fn.f16tof32!(this.scalesAt, sAt, this.scaleCount); // widened once per call
+    const x4At = sAt + sBytes;
     const y4At = x4At + x4Bytes;
     const tAt = y4At + y4Bytes;
     const build = B === 8 ? fn.build4_8! : fn.build4_4!;
@@ -89,7 +101,7 @@ class WasmBinaryLinear implements Linear {
       const T = Math.min(4, n - t0);
       fn.interleave4!(xs + t0 * inF * 4, x4At, T, inF, pad);
       build(x4At, this.onesAt, pad / B, tAt);
-      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, this.scalesAt, y4At, 0, 4, B);
+      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, sAt, y4At, 0, 4, B);
       fn.deinterleave4!(y4At, ys + t0 * out * 4, T, out);
     }
     yv.written(f32, 0, n * out, at + xsBytes);
@@ -123,13 +135,17 @@ class WasmBinaryLinear implements Linear {
     const B = this.bits1;
     const xBytes = xv.stageBytes(pad);
     const yBytes = yv.stageBytes(out);
-    const at = this.arena.scratch(xBytes + yBytes + (pad / B) * (1 << B) * 4);
-    const xAt = xv.read(this.views.refresh().f32, 0, this.inFeatures, at, pad - this.inFeatures);
-    const yAt = yv.target(0, at + xBytes);
-    const tAt = at + xBytes + yBytes;
-    (record ?? directCall)(B === 8 ? this.fn.build1_8! : this.fn.build1_4!, xAt, this.onesAt, pad / B, tAt);
-    splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, this.scalesAt, yAt, 0, 1, B, record);
-    return at + xBytes;
+    const sBytes = 4 * this.scaleCount;
+    const at = this.arena.scratch(sBytes + xBytes + yBytes + (pad / B) * (1 << B) * 4);
+    const sAt = at; // the widened scales
+    const xAt = xv.read(this.views.refresh().f32, 0, this.inFeatures, at + sBytes, pad - this.inFeatures);
+    const yAt = yv.target(0, at + sBytes + xBytes);
+    const tAt = at + sBytes + xBytes + yBytes;
+    const call = record ?? directCall;
+    call(this.fn.f16tof32!, this.scalesAt, sAt, this.scaleCount);
+    call(B === 8 ? this.fn.build1_8! : this.fn.build1_4!, xAt, this.onesAt, pad / B, tAt);
+    splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, sAt, yAt, 0, 1, B, record);
+    return at + sBytes + xBytes;
   }
 }
 

@@ -134,9 +134,10 @@ export const rowsPerTile = (T: number): number => (T === 1 ? 4 : Math.max(1, Mat
  * f16tof32(src, dst, count): the same conversion over an array, 8 at a time; exactly `count` floats are written
  * (a last block of fewer than 8 is converted whole and stored lane by lane, as integers: the same bits), so it
  * can write an embedding row straight into the forward's activations. It reads whole 16-byte blocks: up to 7
- * halves past `count` (the row padding of the weights, or storeBytes' padding).
+ * halves past `count` (the row padding of the weights, or storeBytes' padding). Exported: the sign-table kernels
+ * (wasm-littlebit.ts, wasm-binary.ts) keep their f16 scales as stored and widen them per call with it.
  */
-function emitF16ToF32(): KFn {
+export function emitF16ToF32(): KFn {
   const f = new KFn(['i32', 'i32', 'i32']);
   const [src, dst, count] = [0, 1, 2];
   const i = f.local('i32');

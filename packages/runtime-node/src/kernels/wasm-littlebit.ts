@@ -4,9 +4,9 @@ import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { recordingCall } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { f16ToF32Table } from './float.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { emitF16ToF32 } from './wasm-float.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowBody, type RowCall, splitRows } from '../threads.js';
 
@@ -24,6 +24,9 @@ import { type RowBody, type RowCall, splitRows } from '../threads.js';
  *   4 tokens, so one 16-byte lookup serves 4 tokens — the rows' sign bytes are read once per 4 tokens.
  * Single-vector sums accumulate in float64 (the JS kernel's choice); 4-vector sums in float32 lanes.
  * Rows whose length is not a multiple of 8 are re-packed once at construction (byteAlignedRows).
+ * The f16 scales stay f16 in the arena (the bytes the bundle holds; issue 12, done-when 4): each call first widens
+ * them into scratch with one wasm call (f16tof32, the float kernel's exact conversion: the same float32 numbers
+ * the kernel used to store), so the weights held are the stored bytes plus the re-packing of U's rows.
  */
 
 /**
@@ -317,6 +320,7 @@ function emitDeinterleave4(): KFn {
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
   m.addFunction('interleave4', emitInterleave4());
+  m.addFunction('f16tof32', emitF16ToF32());
   m.addFunction('deinterleave4', emitDeinterleave4());
   m.addFunction('build1_8', emitBuild1(8));
   m.addFunction('build1_4', emitBuild1(4));
@@ -363,19 +367,42 @@ export const directCall: RowCall = (fn, ...args) => {
   fn(...args);
 };
 
-/** The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4) instantiated over `arena`. */
+/**
+ * The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4, and f16tof32 for the scales)
+ * instantiated over `arena`.
+ */
 export function signTableFunctions(arena: WasmArena): Record<string, (...a: number[]) => void> {
   return kernelExports(arena, 'littlebit', buildModule) as Record<string, (...a: number[]) => void>;
 }
 
 type Fn = (...a: number[]) => void;
 
+/**
+ * One path: the sign rows' addresses in the arena, and where its scales land in the widened f32 block (byte
+ * offsets from the block's start in scratch: `scalesAt + g` etc.).
+ */
 interface PathPlan {
   vBytes: number; // V_sᵀ rows [r, nbIn]
   uBytes: number; // U_s rows [out, nbR]
   g: number; // f32 [padIn], zeros past in
   l: number; // f32 [r]
   h: number; // f32 [out]
+}
+
+/**
+ * The f16 scales of every path as one array, each path's block [g (padIn, zeros past in) | ℓ (r) | h (out)]
+ * padded with zeros to a multiple of 8 halves: f16tof32 then converts whole 8-half blocks (reading nothing past
+ * the array) and every path's widened g starts 16-byte aligned. Returns the halves and the block length.
+ */
+function scalesF16(p: LittleBitParams, padIn: number): { halves: Uint16Array; block: number } {
+  const block = up8(padIn + p.rank + p.rows);
+  const halves = new Uint16Array(block * p.paths.length);
+  p.paths.forEach((path, i) => {
+    halves.set(path.g, i * block);
+    halves.set(path.l, i * block + padIn);
+    halves.set(path.h, i * block + padIn + p.rank);
+  });
+  return { halves, block };
 }
 
 const up8 = (v: number) => Math.ceil(v / 8) * 8;
@@ -396,6 +423,9 @@ class WasmLittleBitLinear implements Linear {
   private readonly padIn: number;
   private readonly padR: number;
   private readonly paths: PathPlan[];
+  /** The f16 scales of all paths (scalesF16) in the arena, and their count (halves, a multiple of 8). */
+  private readonly scalesAt: number;
+  private readonly scaleCount: number;
   private readonly ones: number;
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
@@ -416,18 +446,34 @@ class WasmLittleBitLinear implements Linear {
     this.padIn = up8(p.cols);
     this.padR = up8(p.rank);
     this.views = new HeapViews(arena);
-    const t = f16ToF32Table();
-    const f32Of = (bits: Uint16Array, len: number) => {
-      const a = new Float32Array(len);
-      for (let i = 0; i < bits.length; i++) a[i] = t[bits[i]!]!;
-      return a;
-    };
-    this.paths = p.paths.map((path) => ({
-      vBytes: storeBytes(arena, byteAlignedRows(path.vSigns, p.rank, p.cols)),
-      uBytes: storeBytes(arena, byteAlignedRows(path.uSigns, p.rows, p.rank)),
-      g: storeBytes(arena, f32Of(path.g, this.padIn)),
-      l: storeBytes(arena, f32Of(path.l, p.rank)),
-      h: storeBytes(arena, f32Of(path.h, p.rows)),
+    // ONE allocation: the f16 scales (whole 8-half blocks), then each path's V and U sign rows (read byte by
+    // byte, nothing past a row: no padding after them) — per-array alignment and padding would be ~10% of a
+    // 64-row matrix's bytes
+    const { halves, block } = scalesF16(p, this.padIn);
+    const nbIn = this.padIn / 8;
+    const nbR = this.padR / 8;
+    const signs = p.paths.map((path) => [
+      byteAlignedRows(path.vSigns, p.rank, p.cols).subarray(0, p.rank * nbIn),
+      byteAlignedRows(path.uSigns, p.rows, p.rank).subarray(0, p.rows * nbR),
+    ]);
+    const all = new Uint8Array(halves.byteLength + signs.reduce((s, [v, u]) => s + v!.length + u!.length, 0));
+    all.set(new Uint8Array(halves.buffer), 0);
+    let off = halves.byteLength;
+    const offsets = signs.map(([v, u]) => {
+      all.set(v!, off);
+      all.set(u!, off + v!.length);
+      const at = off;
+      off += v!.length + u!.length;
+      return [at, at + v!.length] as const;
+    });
+    this.scalesAt = storeBytes(arena, all, 0);
+    this.scaleCount = halves.length;
+    this.paths = offsets.map(([v, u], i) => ({
+      vBytes: this.scalesAt + v,
+      uBytes: this.scalesAt + u,
+      g: 4 * i * block,
+      l: 4 * (i * block + this.padIn),
+      h: 4 * (i * block + this.padIn + p.rank),
     }));
     this.ones = onesVector(arena, this.padR);
     this.fn = signTableFunctions(arena);
@@ -453,8 +499,8 @@ class WasmLittleBitLinear implements Linear {
   }
 
   private applyBlocks(x: Float32Array, y: Float32Array, n: number, st: Stages, tableBytes: number): void {
-    const { arena, views, fn, paths, ones, rank, padIn, padR } = this;
-    applyBlocksImpl({ arena, views, fn, paths, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
+    const { arena, views, fn, paths, ones, rank, padIn, padR, scalesAt, scaleCount } = this;
+    applyBlocksImpl({ arena, views, fn, paths, scalesAt, scaleCount, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {
@@ -508,20 +554,23 @@ class WasmLittleBitLinear implements Linear {
     const xBytes = xv.stageBytes(padIn);
     const yBytes = yv.stageBytes(out);
     const wBytes = padR * 4;
-    const at = arena.scratch(xBytes + yBytes + wBytes + this.tableBytes(st, 1));
-    const xAt = xv.read(this.views.refresh().f32, 0, inF, at, padIn - inF);
-    const wAt = at + xBytes;
+    const sBytes = 4 * this.scaleCount;
+    const at = arena.scratch(sBytes + xBytes + yBytes + wBytes + this.tableBytes(st, 1));
+    const sAt = at; // the widened scales (16-byte aligned: each path's g too)
+    const xAt = xv.read(this.views.refresh().f32, 0, inF, at + sBytes, padIn - inF);
+    const wAt = at + sBytes + xBytes;
     const yAt = yv.target(0, wAt + wBytes);
     const tAt = wAt + wBytes + yBytes;
     const call = record ?? directCall;
+    call(this.fn.f16tof32!, this.scalesAt, sAt, this.scaleCount);
     // w's padding (ranks rank..padR) is read by the U tables as zeros; scratch is shared, so zero it every call
     if (padR > rank) call(arena.zeroBytes, wAt + 4 * rank, 4 * (padR - rank));
     const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
     this.paths.forEach((path, i) => {
-      call(buildV, xAt, path.g, padIn / vB, tAt);
-      splitDot(arena, dotV, path.vBytes, rank, padIn / 8, tAt, path.l, wAt, 0, 1, vB, record);
+      call(buildV, xAt, sAt + path.g, padIn / vB, tAt);
+      splitDot(arena, dotV, path.vBytes, rank, padIn / 8, tAt, sAt + path.l, wAt, 0, 1, vB, record);
       call(buildU, wAt, this.ones, padR / uB, tAt);
-      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0, 1, uB, record);
+      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, sAt + path.h, yAt, i > 0 ? 1 : 0, 1, uB, record);
     });
     return wAt + wBytes;
   }
@@ -543,6 +592,8 @@ function applyBlocksImpl(
     views: HeapViews;
     fn: Record<string, Fn>;
     paths: PathPlan[];
+    scalesAt: number;
+    scaleCount: number;
     ones: number;
     rank: number;
     padIn: number;
@@ -570,11 +621,15 @@ function applyBlocksImpl(
   // one buffer set per chunk the pool may record (≤ 4 per thread), plus one for a run on this thread; without a
   // pool every block runs here, in one buffer set
   const slots = arena.threads ? 4 * arena.threads.threads + 2 : 1;
-  const at = arena.scratch(xsBytes + ysBytes + slots * slotBytes);
+  const sBytes = 4 * k.scaleCount;
+  const at = arena.scratch(xsBytes + ysBytes + sBytes + slots * slotBytes);
   const f32 = k.views.refresh().f32;
   const xs = xv.read(f32, 0, n * inF, at);
   const ys = yv.target(0, at + xsBytes);
-  const slot0 = at + xsBytes + ysBytes;
+  // the scales widened once per call, on this thread, before any block runs (every block reads them)
+  const sAt = at + xsBytes + ysBytes;
+  k.fn.f16tof32!(k.scalesAt, sAt, k.scaleCount);
+  const slot0 = sAt + sBytes;
   // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
   for (let s = 0; s < slots; s++) {
     const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
@@ -605,10 +660,10 @@ function applyBlocksImpl(
       const T = Math.min(4, n - t0);
       call(interleave, xs + t0 * inF * 4, xAt, T, inF, padIn);
       paths.forEach((path, i) => {
-        call(buildV, xAt, path.g, padIn / vB, tAt);
-        call(dotV, path.vBytes, r, padIn / 8, tAt, path.l, wAt, 0);
+        call(buildV, xAt, sAt + path.g, padIn / vB, tAt);
+        call(dotV, path.vBytes, r, padIn / 8, tAt, sAt + path.l, wAt, 0);
         call(buildU, wAt, ones, padR / uB, tAt);
-        call(dotU, path.uBytes, out, padR / 8, tAt, path.h, yAt, i > 0 ? 1 : 0);
+        call(dotU, path.uBytes, out, padR / 8, tAt, sAt + path.h, yAt, i > 0 ? 1 : 0);
       });
       call(deinterleave, yAt, ys + t0 * out * 4, T, out);
     }
