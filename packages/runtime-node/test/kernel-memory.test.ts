@@ -4,7 +4,8 @@ import { littlebitCodec } from '@ultrasketch/littlebit';
 import { hashedNetsCodec, sketchCodec } from '@ultrasketch/sketch-core';
 import { describe, expect, it } from 'vitest';
 import { getKernel, registerAllKernels } from '../src/kernels/index.js';
-import { onesVector } from '../src/kernels/wasm-common.js';
+import { onesVector, storeBytes } from '../src/kernels/wasm-common.js';
+import { signTableFunctions } from '../src/kernels/wasm-littlebit.js';
 import { WasmArena } from '../src/index.js';
 
 /**
@@ -159,5 +160,24 @@ describe('kernel memory: the bytes held for weights are the stored bytes (±10%)
       expect(m.held / m.stored, what).toBeLessThanOrEqual(c.known?.[i] ?? 1.1);
       expect(m.js, `${c.label} ${rows}×${cols}: typed arrays held in JS`).toBeLessThanOrEqual(8 * (rows + cols));
     });
+  });
+});
+
+describe('the scales widened per call', () => {
+  it('f16tof32_finite (the sign-table kernels\' widening of finite scales) gives f16tof32\'s bits for every finite half', () => {
+    const arena = new WasmArena({ shared: true });
+    const fn = signTableFunctions(arena);
+    const finite = Uint16Array.from({ length: 65536 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00);
+    const src = storeBytes(arena, finite, 32);
+    const a = arena.scratch(8 * finite.length + 64);
+    const b = a + 4 * finite.length + 32;
+    fn.f16tof32!(src, a, finite.length);
+    fn.f16tof32_finite!(src, b, finite.length);
+    const bits = (at: number) => Buffer.from(arena.memory.buffer.slice(at, at + 4 * finite.length));
+    expect(bits(b).equals(bits(a))).toBe(true);
+    // and they are the numbers the halves stand for (spot checks: ±0, the smallest subnormal, 1, the largest)
+    const f32 = new Float32Array(arena.memory.buffer, b, finite.length);
+    const at = (h: number) => f32[finite.indexOf(h)];
+    expect([at(0x0000), at(0x8000), at(0x0001), at(0x3c00), at(0x7bff)]).toEqual([0, -0, 2 ** -24, 1, 65504]);
   });
 });

@@ -7,7 +7,7 @@ import { recordingCall } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
-import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFunctions, splitDot, tableBits } from './wasm-littlebit.js';
+import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFunctions, splitDot, tableBits, widenFunction } from './wasm-littlebit.js';
 
 /**
  * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table
@@ -26,6 +26,7 @@ class WasmBinaryLinear implements Linear {
   /** The f16 scales (rows, zero-padded to whole 8-half blocks: `scaleCount`), then the sign rows: one allocation. */
   private readonly scalesAt: number;
   private readonly scaleCount: number;
+  private readonly widen: (...a: number[]) => void;
   private readonly onesAt: number;
   private readonly fn: Record<string, (...a: number[]) => void>;
   private readonly views: HeapViews;
@@ -57,6 +58,7 @@ class WasmBinaryLinear implements Linear {
     this.bytesAt = this.scalesAt + 2 * this.scaleCount;
     this.onesAt = onesVector(arena, this.padIn);
     this.fn = signTableFunctions(arena);
+    this.widen = widenFunction(this.fn, p.scales);
     this.bits1 = tableBits(tiling, p.rows, p.cols, 1);
     this.bits4 = tableBits(tiling, p.rows, p.cols, 4);
   }
@@ -91,7 +93,7 @@ class WasmBinaryLinear implements Linear {
     const xs = xv.read(f32, 0, n * inF, at);
     const ys = yv.target(0, at + xsBytes);
     const sAt = at + xsBytes + ysBytes;
-    fn.f16tof32!(this.scalesAt, sAt, this.scaleCount); // widened once per call
+    this.widen(this.scalesAt, sAt, this.scaleCount); // widened once per call
     const x4At = sAt + sBytes;
     const y4At = x4At + x4Bytes;
     const tAt = y4At + y4Bytes;
@@ -142,7 +144,7 @@ class WasmBinaryLinear implements Linear {
     const yAt = yv.target(0, at + sBytes + xBytes);
     const tAt = at + sBytes + xBytes + yBytes;
     const call = record ?? directCall;
-    call(this.fn.f16tof32!, this.scalesAt, sAt, this.scaleCount);
+    call(this.widen, this.scalesAt, sAt, this.scaleCount);
     call(B === 8 ? this.fn.build1_8! : this.fn.build1_4!, xAt, this.onesAt, pad / B, tAt);
     splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, sAt, yAt, 0, 1, B, record);
     return at + sBytes + xBytes;

@@ -136,8 +136,9 @@ export const rowsPerTile = (T: number): number => (T === 1 ? 4 : Math.max(1, Mat
  * can write an embedding row straight into the forward's activations. It reads whole 16-byte blocks: up to 7
  * halves past `count` (the row padding of the weights, or storeBytes' padding). Exported: the sign-table kernels
  * (wasm-littlebit.ts, wasm-binary.ts) keep their f16 scales as stored and widen them per call with it.
+ * `finite`: for arrays without Inf/NaN (exponent 31), skipping their fix-up — the same bits for every finite half.
  */
-export function emitF16ToF32(): KFn {
+export function emitF16ToF32(finite = false): KFn {
   const f = new KFn(['i32', 'i32', 'i32']);
   const [src, dst, count] = [0, 1, 2];
   const i = f.local('i32');
@@ -153,9 +154,13 @@ export function emitF16ToF32(): KFn {
       f.get(v);
       if (half === 0) f.i32x4ExtendLowI16x8S();
       else f.i32x4ExtendHighI16x8S();
-      f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And().set(e);
-      f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
-      f.v128ConstI32(0x70000000).v128And().v128Or();
+      f.i32Const(13).i32x4Shl().v128ConstI32(0x8fffe000 | 0).v128And();
+      if (!finite) {
+        // exponent 31 (Inf/NaN) → all ones after the scaling (a finite-only variant skips this: no other bits change)
+        f.set(e);
+        f.get(e).get(e).v128ConstI32(0x0f800000).v128And().v128ConstI32(0x0f800000).i32x4Eq();
+        f.v128ConstI32(0x70000000).v128And().v128Or();
+      }
       f.v128ConstF32(2 ** 112).f32x4Mul().set(out[half]!);
     }
   };

@@ -321,6 +321,7 @@ function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
   m.addFunction('interleave4', emitInterleave4());
   m.addFunction('f16tof32', emitF16ToF32());
+  m.addFunction('f16tof32_finite', emitF16ToF32(true));
   m.addFunction('deinterleave4', emitDeinterleave4());
   m.addFunction('build1_8', emitBuild1(8));
   m.addFunction('build1_4', emitBuild1(4));
@@ -362,14 +363,23 @@ export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number,
   splitRows(arena, rows, work, 1, body);
 }
 
+/**
+ * The scales' widening function: f16tof32_finite (about half the work: no Inf/NaN fix-up, the same bits for every
+ * finite half) unless some scale is Inf or NaN.
+ */
+export function widenFunction(fn: Record<string, Fn>, halves: Uint16Array): Fn {
+  const finite = halves.every((h) => (h & 0x7c00) !== 0x7c00);
+  return finite ? fn.f16tof32_finite! : fn.f16tof32!;
+}
+
 /** A RowCall that makes the call here (a one-token body's calls outside a split, when not recording). */
 export const directCall: RowCall = (fn, ...args) => {
   fn(...args);
 };
 
 /**
- * The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4, and f16tof32 for the scales)
- * instantiated over `arena`.
+ * The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4, and f16tof32 / f16tof32_finite for
+ * the scales) instantiated over `arena`.
  */
 export function signTableFunctions(arena: WasmArena): Record<string, (...a: number[]) => void> {
   return kernelExports(arena, 'littlebit', buildModule) as Record<string, (...a: number[]) => void>;
@@ -426,6 +436,7 @@ class WasmLittleBitLinear implements Linear {
   /** The f16 scales of all paths (scalesF16) in the arena, and their count (halves, a multiple of 8). */
   private readonly scalesAt: number;
   private readonly scaleCount: number;
+  private readonly widen: Fn;
   private readonly ones: number;
   private readonly fn: Record<string, Fn>;
   private readonly views: HeapViews;
@@ -477,6 +488,7 @@ class WasmLittleBitLinear implements Linear {
     }));
     this.ones = onesVector(arena, this.padR);
     this.fn = signTableFunctions(arena);
+    this.widen = widenFunction(this.fn, halves);
     this.stages1 = this.stages(tiling, 1);
     this.stages4 = this.stages(tiling, 4);
     this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
@@ -499,8 +511,8 @@ class WasmLittleBitLinear implements Linear {
   }
 
   private applyBlocks(x: Float32Array, y: Float32Array, n: number, st: Stages, tableBytes: number): void {
-    const { arena, views, fn, paths, ones, rank, padIn, padR, scalesAt, scaleCount } = this;
-    applyBlocksImpl({ arena, views, fn, paths, scalesAt, scaleCount, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
+    const { arena, views, fn, paths, ones, rank, padIn, padR, scalesAt, scaleCount, widen } = this;
+    applyBlocksImpl({ arena, views, fn, paths, scalesAt, scaleCount, widen, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
   }
 
   apply(x: Float32Array, y: Float32Array, n: number): void {
@@ -562,7 +574,7 @@ class WasmLittleBitLinear implements Linear {
     const yAt = yv.target(0, wAt + wBytes);
     const tAt = wAt + wBytes + yBytes;
     const call = record ?? directCall;
-    call(this.fn.f16tof32!, this.scalesAt, sAt, this.scaleCount);
+    call(this.widen, this.scalesAt, sAt, this.scaleCount);
     // w's padding (ranks rank..padR) is read by the U tables as zeros; scratch is shared, so zero it every call
     if (padR > rank) call(arena.zeroBytes, wAt + 4 * rank, 4 * (padR - rank));
     const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
@@ -594,6 +606,7 @@ function applyBlocksImpl(
     paths: PathPlan[];
     scalesAt: number;
     scaleCount: number;
+    widen: Fn;
     ones: number;
     rank: number;
     padIn: number;
@@ -628,7 +641,7 @@ function applyBlocksImpl(
   const ys = yv.target(0, at + xsBytes);
   // the scales widened once per call, on this thread, before any block runs (every block reads them)
   const sAt = at + xsBytes + ysBytes;
-  k.fn.f16tof32!(k.scalesAt, sAt, k.scaleCount);
+  k.widen(k.scalesAt, sAt, k.scaleCount);
   const slot0 = sAt + sBytes;
   // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
   for (let s = 0; s < slots; s++) {
