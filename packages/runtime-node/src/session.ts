@@ -242,20 +242,17 @@ export class NodeSession {
       const token = tokens[0]!;
       const pos = this.cache.length;
       if (program && Number.isInteger(token) && token >= 0 && token < this.config.vocabSize && pos < this.cache.capacity) {
-        const viaProgram = () => {
-          this.programSteps++;
-          program.run(pos, token);
-          this.cache.length = pos + 1;
-          return program.logits;
-        };
+        if (!this.pool) return this.programStep(program, pos, token);
         // with a thread pool, a token is timed both ways — the program on this thread, the forward with its
         // products split — and the faster kept (same logits either way): a small model's token is faster as one
         // call, a large model's products gain from the second core
-        const viaPool = () => {
-          this.pooledSteps++;
-          return this.fwd.forward(tokens, this.cache, options);
-        };
-        return this.pool ? this.stepChoice.run(viaProgram, viaPool) : viaProgram();
+        return this.stepChoice.run(
+          () => this.programStep(program, pos, token),
+          () => {
+            this.pooledSteps++;
+            return this.fwd.forward(tokens, this.cache, options);
+          },
+        );
       }
     }
     const pool = this.pool;
@@ -277,6 +274,14 @@ export class NodeSession {
   /** Whether one-token steps can run as a compiled decode program (false until the first step has tried to build it). */
   get usesDecodeProgram(): boolean {
     return !!this.program;
+  }
+
+  /** One token at position `pos` through the compiled decode program; its logits. */
+  private programStep(program: { run: DecodeProgram; logits: Float32Array }, pos: number, token: number): Float32Array {
+    this.programSteps++;
+    program.run(pos, token);
+    this.cache.length = pos + 1;
+    return program.logits;
   }
 
   private compileProgram(): { run: DecodeProgram; logits: Float32Array } | null {
