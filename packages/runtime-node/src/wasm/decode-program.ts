@@ -6,8 +6,8 @@
  * its checks, address arithmetic and argument conversion: ~5% of a float token and ~10% of a LittleBit one,
  * measured with --cpu-prof, results §2.1).
  *
- * The program is straight-line code (no loops: a plan is a few hundred calls), built per session when it first
- * generates, and compiled in about a millisecond. It calls the same functions with the same arguments, in the
+ * The program is straight-line code (no loops: a plan is ~100 calls for stories3M, 93 for its float checkpoint),
+ * built per session when it first generates (plan ~0.7 ms, module compile ~3 ms on the 2-core VM). It calls the same functions with the same arguments, in the
  * same order, as the forward's own path: the logits are the same bits.
  */
 import type { DecodeArg, DecodeCall } from '@ultrasketch/model';
