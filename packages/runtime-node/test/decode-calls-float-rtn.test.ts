@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { type FloatParams, floatCodec, registerAll, rtnCodec } from '@ultrasketch/baselines';
+import { type FloatParams, floatCodec, rtnCodec } from '@ultrasketch/baselines';
 import { Rng, f16BitsToF32 } from '@ultrasketch/core';
-import { type BundleWeightInput, readBundle, readLlama2cCheckpoint, writeBundle } from '@ultrasketch/format';
-import { type DecodeCall, type Linear, type ModelWeights, TensorNames, expectedTensors, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
+import { readBundle, readLlama2cCheckpoint } from '@ultrasketch/format';
+import { type DecodeCall, type Linear, type ModelWeights, TensorNames, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { asEmbeddingTable, wasmF16ToF32, wasmFloatKernel } from '../src/kernels/wasm-float.js';
 import { wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import { WasmArena, compileDecodeProgram, sessionFromBundle } from '../src/index.js';
 import { arenaViews, checkPool, checkUndefined, expectProgramMatchesForward } from './decode-fixtures.js';
+import { bundleOf } from './bundle-fixture.js';
 
 /**
  * Issue 12: the f16 `float` kernel (every bundle's default classifier, and its tied embedding table) and the
@@ -240,34 +241,16 @@ describe('session from a stories260K bundle: rtn linears, the f16 tied embedding
   const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL(`../../../../shared/${file}`, import.meta.url)), file));
 
   /** Every matrix in rtn (bits by kind: 2, 4, 8; groups of 64 or 32) but the embedding, f16. */
-  function bundleOf(weights: ModelWeights): Uint8Array {
-    registerAll();
-    const w = new Map<string, BundleWeightInput>();
-    const vectors = new Map<string, Float32Array>();
-    for (const [name, shape] of expectedTensors(weights.config)) {
-      const t = weights.tensors.get(name)!;
-      if (shape.length === 1) {
-        vectors.set(name, t.data);
-        continue;
-      }
-      const [rows, cols] = shape as [number, number];
-      if (name === TensorNames.embedding) {
-        const options = floatCodec.resolveOptions({ dtype: 'f16' });
-        const params = floatCodec.encode(t.data, rows, cols, options, { name, seed: 0 });
-        w.set(name, { entry: { codec: 'float', version: floatCodec.version, options, seed: 0, rows, cols }, tensors: floatCodec.toTensors(params) });
-        continue;
-      }
-      const b = /q_proj|k_proj/.test(name) ? 2 : /v_proj|o_proj/.test(name) ? 8 : 4;
-      const options = rtnCodec.resolveOptions({ bits: b, groupSize: /down/.test(name) ? 32 : 64 });
-      const params = rtnCodec.encode(t.data, rows, cols, options, { name, seed: 0 });
-      w.set(name, { entry: { codec: 'rtn', version: rtnCodec.version, options, seed: 0, rows, cols }, tensors: rtnCodec.toTensors(params) });
-    }
-    return writeBundle({ config: weights.config as unknown as Record<string, unknown>, tokenizer: { kind: 'llama2c', bytes: new Uint8Array(0) }, weights: w, vectors });
-  }
+  const rtnBundleOf = (weights: ModelWeights) =>
+    bundleOf(weights, (name) =>
+      name === TensorNames.embedding
+        ? { codec: floatCodec, options: { dtype: 'f16' } }
+        : { codec: rtnCodec, options: { bits: /q_proj|k_proj/.test(name) ? 2 : /v_proj|o_proj/.test(name) ? 8 : 4, groupSize: /down/.test(name) ? 32 : 64 } },
+    );
 
   it('generated tokens run through the decode program with the forward’s logits, bit for bit', () => {
     expect(model.config.tiedClassifier).toBe(true);
-    const bytes = bundleOf(model);
+    const bytes = rtnBundleOf(model);
     const program = sessionFromBundle(readBundle(bytes, '<rtn bundle>'));
     const plain = sessionFromBundle(readBundle(bytes, '<rtn bundle>'), { decodeProgram: false });
     expectProgramMatchesForward(program, plain, [1, 403, 407], 16);

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { type VqParams, registerAll, rtnCodec, vqCodec } from '@ultrasketch/baselines';
+import { type VqParams, rtnCodec, vqCodec } from '@ultrasketch/baselines';
 import { Rng } from '@ultrasketch/core';
-import { type BundleWeightInput, readBundle, readLlama2cCheckpoint, writeBundle } from '@ultrasketch/format';
-import { type ModelWeights, TensorNames, expectedTensors, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
+import { readBundle, readLlama2cCheckpoint } from '@ultrasketch/format';
+import { type ModelWeights, TensorNames, modelFromLlama2c, runDecodePlan } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { vqKernel } from '../src/kernels/vq.js';
 import { asVqEmbeddingTable, emitVqModule, wasmVqKernel } from '../src/kernels/wasm-vq.js';
@@ -18,6 +18,7 @@ import {
   sessionFromBundle,
 } from '../src/index.js';
 import { applyBothWays, checkPool, checkProgram, checkUndefined, expectProgramMatchesForward, hexBits } from './decode-fixtures.js';
+import { bundleOf } from './bundle-fixture.js';
 
 /**
  * The `vq` kernel in WebAssembly SIMD (kernels/wasm-vq.ts, issue 12) against the JS `vqKernel` and a float64
@@ -222,25 +223,9 @@ describe('session from a stories260K bundle: rtn linears, a vq tied embedding/cl
   const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL(`../../../../shared/${file}`, import.meta.url)), file));
 
   /** Every linear in 4-bit rtn, the embedding (tied classifier) in vq: dim 4, 7 bits. */
-  function bundleOf(weights: ModelWeights): Uint8Array {
-    registerAll();
-    const w = new Map<string, BundleWeightInput>();
-    const vectors = new Map<string, Float32Array>();
-    for (const [name, shape] of expectedTensors(weights.config)) {
-      const t = weights.tensors.get(name)!;
-      if (shape.length === 1) {
-        vectors.set(name, t.data);
-        continue;
-      }
-      const [rows, cols] = shape as [number, number];
-      const codec = name === TensorNames.embedding ? vqCodec : rtnCodec;
-      const options = name === TensorNames.embedding ? vqCodec.resolveOptions({ dim: 4, bits: 7, iterations: 4 }) : rtnCodec.resolveOptions({ bits: 4 });
-      const params = (codec.encode as (...a: unknown[]) => unknown)(t.data, rows, cols, options, { name, seed: 0 });
-      w.set(name, { entry: { codec: codec.id, version: codec.version, options, seed: 0, rows, cols }, tensors: (codec.toTensors as (q: unknown) => never)(params) });
-    }
-    return writeBundle({ config: weights.config as unknown as Record<string, unknown>, tokenizer: { kind: 'llama2c', bytes: new Uint8Array(0) }, weights: w, vectors });
-  }
-  const bytes = bundleOf(model);
+  const vqBundleOf = (weights: ModelWeights) =>
+    bundleOf(weights, (name) => (name === TensorNames.embedding ? { codec: vqCodec, options: { dim: 4, bits: 7, iterations: 4 } } : { codec: rtnCodec, options: { bits: 4 } }));
+  const bytes = vqBundleOf(model);
 
   it('the registry gives the wasm kernel, and the tied classifier is also the embedding table', () => {
     registerAllKernels();

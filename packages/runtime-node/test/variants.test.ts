@@ -1,10 +1,11 @@
-import { floatCodec, registerAll } from '@ultrasketch/baselines';
-import { readBundle, writeBundle, type BundleWeightInput } from '@ultrasketch/format';
-import { type ModelWeights, expectedTensors } from '@ultrasketch/model';
+import { floatCodec } from '@ultrasketch/baselines';
+import { readBundle } from '@ultrasketch/format';
+import type { ModelWeights } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { independentForward } from '../../model/test/independent-forward.js';
 import { VARIANTS, independentModel, maxDiff, randomWeights, sampleTokens } from '../../model/test/variant-models.js';
 import { NodeSession, sessionFromBundle } from '../src/index.js';
+import { bundleOf } from './bundle-fixture.js';
 
 /**
  * The family's variants (Qwen2 bias, Qwen3 q/k norm + explicit head_dim, llama3 RoPE scaling, rope_freqs, Llama
@@ -15,30 +16,7 @@ import { NodeSession, sessionFromBundle } from '../src/index.js';
 const N = 12;
 
 /** A bundle of the model with every matrix in the float codec (f32) and every vector as stored F32. */
-function bundleOf(weights: ModelWeights): Uint8Array {
-  registerAll();
-  const w = new Map<string, BundleWeightInput>();
-  const vectors = new Map<string, Float32Array>();
-  for (const [name, shape] of expectedTensors(weights.config)) {
-    const t = weights.tensors.get(name)!;
-    if (shape.length === 1) {
-      vectors.set(name, t.data);
-      continue;
-    }
-    const [rows, cols] = shape as [number, number];
-    const params = floatCodec.encode(t.data, rows, cols, { dtype: 'f32' }, { name, seed: 0 } as never);
-    w.set(name, {
-      entry: { codec: 'float', version: floatCodec.version, options: { dtype: 'f32' }, seed: 0, rows, cols },
-      tensors: floatCodec.toTensors(params),
-    });
-  }
-  return writeBundle({
-    config: weights.config as unknown as Record<string, unknown>,
-    tokenizer: { kind: 'llama2c', bytes: new Uint8Array(0) },
-    weights: w,
-    vectors,
-  });
-}
+const f32BundleOf = (weights: ModelWeights) => bundleOf(weights, () => ({ codec: floatCodec, options: { dtype: 'f32' } }));
 
 describe.each(VARIANTS)('$name on runtime-node', (variant) => {
   const weights = randomWeights(variant, 23);
@@ -56,7 +34,7 @@ describe.each(VARIANTS)('$name on runtime-node', (variant) => {
   });
 
   it('a .usk bundle (float codec, f32) written and read back: the same logits, the config kept whole', () => {
-    const bundle = readBundle(bundleOf(weights), '<variant bundle>');
+    const bundle = readBundle(f32BundleOf(weights), '<variant bundle>');
     expect(bundle.config).toEqual(JSON.parse(JSON.stringify(variant.config)));
     const s = sessionFromBundle(bundle);
     expect(maxDiff(s.forward(tokens, { logits: 'all' }), want, vocab)).toBeLessThanOrEqual(1e-4);
@@ -77,7 +55,7 @@ describe('bundles missing a variant vector', () => {
     const weights = randomWeights(v, 1);
     const tensors = new Map(weights.tensors);
     tensors.delete('model.layers.1.self_attn.v_proj.bias');
-    const bundle = readBundle(bundleOf({ config: v.config, tensors: new Map([...tensors, ['model.layers.1.self_attn.v_proj.bias', { shape: [3], data: new Float32Array(3) }]]) }));
+    const bundle = readBundle(f32BundleOf({ config: v.config, tensors: new Map([...tensors, ['model.layers.1.self_attn.v_proj.bias', { shape: [3], data: new Float32Array(3) }]]) }));
     expect(() => sessionFromBundle(bundle)).toThrow(/model\.layers\.1\.self_attn\.v_proj\.bias of length 16 is missing/);
   });
 });

@@ -349,7 +349,7 @@ class WasmVqLinear implements Linear, EmbeddingTable {
   decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
     const rows = this.outFeatures;
     if (x.length < this.inFeatures || y.length < rows) return undefined;
-    if (!new ArenaVector(this.arena, x).inPlace || !ArenaVector.output(this.arena, y, x).inPlace) return undefined;
+    if (!ArenaVector.bothInPlace(this.arena, x, y)) return undefined;
     const s = this.scratchLayout(1, 0, 0);
     const calls: DecodeCall[] = [];
     const record = recordingCall(calls);

@@ -275,6 +275,11 @@ export class ArenaVector {
     return new ArenaVector(arena, y, usable && apart);
   }
 
+  /** Whether a call reading x and writing y can use both where they are (the condition of a kernel's decode calls). */
+  static bothInPlace(arena: WasmArena, x: Float32Array, y: Float32Array): boolean {
+    return new ArenaVector(arena, x).inPlace && ArenaVector.output(arena, y, x).inPlace;
+  }
+
   /** Scratch bytes to stage `count` floats of it (whole 16-byte groups; 0 in place). */
   stageBytes(count: number): number {
     return this.inPlace ? 0 : Math.ceil(count / 4) * 16;

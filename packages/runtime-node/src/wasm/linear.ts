@@ -97,7 +97,7 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     const inF = this.inFeatures;
     const outF = this.outFeatures;
     if (x.length < inF || y.length < outF) return undefined;
-    if (!new ArenaVector(arena, x).inPlace || !ArenaVector.output(arena, y, x).inPlace) return undefined;
+    if (!ArenaVector.bothInPlace(arena, x, y)) return undefined;
     const calls: DecodeCall[] = [];
     arena.kernels.gemmCalls(
       recordingCall(calls),
