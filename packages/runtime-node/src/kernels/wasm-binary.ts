@@ -3,7 +3,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import type { RowCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
-import { recordingCall } from '../wasm/decode-program.js';
+import { recordCalls } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
@@ -119,9 +119,7 @@ class WasmBinaryLinear implements Linear {
     if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
     const { x: xv, y: yv } = this.vectors1.of(x, y);
     if (!xv.inPlace || !yv.inPlace) return undefined;
-    const calls: DecodeCall[] = [];
-    this.oneVector(xv, yv, recordingCall(calls));
-    return calls;
+    return recordCalls((call) => this.oneVector(xv, yv, call));
   }
 
   /**

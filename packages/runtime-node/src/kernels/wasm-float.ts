@@ -2,7 +2,7 @@ import type { FloatParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
-import { paramsOf, recordingCall } from '../wasm/decode-program.js';
+import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
@@ -323,9 +323,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
     const { arena, inFeatures: cols, outFeatures: rows } = this;
     if (x.length < cols || y.length < rows) return undefined;
     if (!new ArenaVector(arena, x, this.chunks * 8 === cols).inPlace || !ArenaVector.output(arena, y, x, rows % 4 === 0).inPlace) return undefined;
-    const calls: DecodeCall[] = [];
-    this.tiles(recordingCall(calls), 1, x.byteOffset, y.byteOffset, 0, rows);
-    return calls;
+    return recordCalls((call) => this.tiles(call, 1, x.byteOffset, y.byteOffset, 0, rows));
   }
 
   /**

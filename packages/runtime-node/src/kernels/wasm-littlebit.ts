@@ -2,7 +2,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
-import { recordingCall } from '../wasm/decode-program.js';
+import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
@@ -542,9 +542,7 @@ class WasmLittleBitLinear implements Linear {
     if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
     const { x: xv, y: yv } = this.vectors1.of(x, y);
     if (!xv.inPlace || !yv.inPlace) return undefined;
-    const calls: DecodeCall[] = [];
-    this.oneVector(xv, yv, recordingCall(calls));
-    return calls;
+    return recordCalls((call) => this.oneVector(xv, yv, call));
   }
 
   /** Scratch bytes of one stage set's tables (the larger of the V and U stages', `lanes` vectors). */

@@ -2,7 +2,7 @@ import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
-import { recordingCall } from '../wasm/decode-program.js';
+import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
@@ -383,10 +383,7 @@ class WasmRtnLinear implements Linear {
     if (x.length < this.inFeatures || y.length < rows) return undefined;
     if (!ArenaVector.bothInPlace(this.arena, x, y)) return undefined;
     const s = this.scratchLayout(1, 0, 0);
-    const calls: DecodeCall[] = [];
-    const record = recordingCall(calls);
-    this.run(record, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(record, 0, rows), () => {});
-    return calls;
+    return recordCalls((call) => this.run(call, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(call, 0, rows), () => {}));
   }
 
   /**

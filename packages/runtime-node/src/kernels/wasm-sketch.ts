@@ -9,7 +9,7 @@ import {
   sketchGroups,
 } from '@ultrasketch/sketch-core';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
-import { recordingCall } from '../wasm/decode-program.js';
+import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
@@ -806,7 +806,7 @@ export class WasmSketchLinear implements Linear {
   /**
    * Everything a call does before the row-parallel product, on the calling thread: the rings of int8 raw groups
    * when a pool splits the rows (`preWiden`), the keys of f16 groups, y zeroed, and x in the kernels' layout.
-   * Every wasm call goes through `call` (a direct call in apply; recordingCall in decodeCalls). The only JS-side
+   * Every wasm call goes through `call` (a direct call in apply; recorded in decodeCalls). The only JS-side
    * work left is for x outside the arena (its values copied in) and the padding of token blocks (n > 1): a call
    * that needs it has no decode plan.
    */
@@ -896,12 +896,11 @@ export class WasmSketchLinear implements Linear {
     if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
     const { x: xv, y: yv } = this.vectors.of(x, y);
     if (!xv.inPlace || !yv.inPlace) return undefined;
-    const calls: DecodeCall[] = [];
-    const call = recordingCall(calls);
     const at = this.layout(1, x, xv, yv);
-    this.prologue(call, 1, at, x, xv, false);
-    this.product(call, 0, this.outFeatures, 1, at, false);
-    return calls;
+    return recordCalls((call) => {
+      this.prologue(call, 1, at, x, xv, false);
+      this.product(call, 0, this.outFeatures, 1, at, false);
+    });
   }
 
   /**

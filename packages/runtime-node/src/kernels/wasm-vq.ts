@@ -2,7 +2,7 @@ import type { VqParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
 import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
-import { paramsOf, recordingCall } from '../wasm/decode-program.js';
+import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { type RowBody, type RowCall, splitRows } from '../threads.js';
 import { vqKernel } from './vq.js';
@@ -303,9 +303,7 @@ class WasmVqLinear implements Linear, EmbeddingTable {
    */
   lookupCall(out: Float32Array): DecodeCall | undefined {
     if (out.length < this.inFeatures || !this.arena.holds(out)) return undefined;
-    const calls: DecodeCall[] = [];
-    this.rowDecode(recordingCall(calls), 0, out.byteOffset);
-    const call = calls[0]!;
+    const call = recordCalls((c) => this.rowDecode(c, 0, out.byteOffset))[0]!;
     const fn = call.fn;
     // the first code index is the only argument that depends on the token
     return { fn, params: paramsOf(fn), args: call.args.map((a, i) => (i === 1 ? { base: 0, perToken: this.perRow } : a)) };
@@ -351,10 +349,7 @@ class WasmVqLinear implements Linear, EmbeddingTable {
     if (x.length < this.inFeatures || y.length < rows) return undefined;
     if (!ArenaVector.bothInPlace(this.arena, x, y)) return undefined;
     const s = this.scratchLayout(1, 0, 0);
-    const calls: DecodeCall[] = [];
-    const record = recordingCall(calls);
-    this.run(record, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(record, 0, rows), () => {});
-    return calls;
+    return recordCalls((call) => this.run(call, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(call, 0, rows), () => {}));
   }
 
   /** Scratch for blocks of up to TT vectors (their tables), plus `yBytes` / `stageBytes` for a staged y / x. */

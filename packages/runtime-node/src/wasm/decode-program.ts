@@ -53,6 +53,13 @@ export function recordingCall(calls: DecodeCall[]): RowCall {
   };
 }
 
+/** The calls `body` makes through the RowCall it is given, recorded (see `recordingCall`). */
+export function recordCalls(body: (call: RowCall) => void): DecodeCall[] {
+  const calls: DecodeCall[] = [];
+  body(recordingCall(calls));
+  return calls;
+}
+
 /** A compiled plan: run one token at position pos. */
 export type DecodeProgram = (pos: number, token: number) => void;
 

@@ -8,7 +8,7 @@ import { type DecodeCall, type EmbeddingTable, type ForwardParts, type Linear, t
 import { splitRows } from '../threads.js';
 import { ArenaVector, ArenaVectorPair, WasmArena, type WasmArenaOptions } from './arena.js';
 import { WasmAttention } from './attention.js';
-import { paramsOf, recordingCall } from './decode-program.js';
+import { paramsOf, recordCalls } from './decode-program.js';
 
 /** Single-thread cost of the dense f32x4 kernel per multiply-add (~12–19 GMAC/s here, results §2). */
 export const DENSE_NS_PER_MAC = 0.07;
@@ -98,19 +98,7 @@ export class WasmDenseLinear implements Linear, EmbeddingTable {
     const outF = this.outFeatures;
     if (x.length < inF || y.length < outF) return undefined;
     if (!ArenaVector.bothInPlace(arena, x, y)) return undefined;
-    const calls: DecodeCall[] = [];
-    arena.kernels.gemmCalls(
-      recordingCall(calls),
-      this.weightAt,
-      x.byteOffset,
-      y.byteOffset,
-      1,
-      inF,
-      outF,
-      0,
-      outF,
-    );
-    return calls;
+    return recordCalls((call) => arena.kernels.gemmCalls(call, this.weightAt, x.byteOffset, y.byteOffset, 1, inF, outF, 0, outF));
   }
 
   /** `lookup(token, out, 0)` as one call (copy_bytes of row `token`), for a decode plan; out must be in this arena. */
