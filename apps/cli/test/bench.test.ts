@@ -94,6 +94,8 @@ describe.skipIf(!HAVE_SHARED)('ultrasketch bench', () => {
     expect(a.model).toMatchObject({ kind: 'bundle', codecs: ['rtn'] });
     expect(a.baseline).toMatchObject({ kind: 'decoded-bundle', path: bundle });
     expect(a.kernels.model).toBe('fused');
+    // generated tokens ran as one wasm call each (runtime-node's decode program), and the report says so
+    expect((a as unknown as { runtimeDescription: { model: string } }).runtimeDescription.model).toMatch(/decode program/);
     checkNumbers(a, 2);
 
     const ck = cli(['bench', bundle, ...FAST, '--baseline', MODELS.stories260K, '--json']);

@@ -52,7 +52,9 @@ export function createSession(model: OpenedModel | ReferenceModel, options: Crea
 
 /** What `createSession` runs for a model, in words (reports). */
 export function describeRuntime(model: OpenedModel | ReferenceModel, session: NodeSession): string {
+  // once it has generated: whether a token ran as one compiled wasm call (runtime-node's decode program)
+  const program = session.usesDecodeProgram ? ', tokens as a decode program' : '';
   return model.kind === 'bundle'
-    ? 'runtime-node, fused codec kernels (weights stay compressed)'
-    : `runtime-node, float32, ${session.kernels} kernels`;
+    ? `runtime-node, fused codec kernels (weights stay compressed)${program}`
+    : `runtime-node, float32, ${session.kernels} kernels${program}`;
 }
