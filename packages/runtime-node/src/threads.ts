@@ -119,6 +119,18 @@ const MAX_RECHECK = 1024;
 const EWMA = 0.25;
 
 /**
+ * The smoothed time of a way after a call that took `dt`. A recheck samples the way not in use, whose estimate is
+ * stale (last updated at the previous recheck, up to MAX_RECHECK calls ago): a faster sample replaces it outright,
+ * so one noisy early sample cannot keep the faster way unused for a thousand calls — a 2-thread LittleBit session
+ * had kept its slower way for most of 1,536 tokens (0.94× one thread, bench/threads-speed.mjs, 2026-12-05). A
+ * wrong switch costs at most RECHECK calls: the way in use is re-timed every call.
+ */
+function estimate(old: number, dt: number, recheck: boolean): number {
+  if (Number.isNaN(old) || (recheck && dt < old)) return dt;
+  return old + EWMA * (dt - old);
+}
+
+/**
  * Two ways of doing the same work (same results), timed, the faster kept: the first EXPLORE_CALLS calls
  * alternate (one, other, one, …; the first of each way is a warm-up, not timed), then the faster by smoothed
  * time (EWMA) is used and one call in `interval`
@@ -145,8 +157,8 @@ export class FasterOf {
     const dt = performance.now() - t;
     // each way's first call is its warm-up (code compiled on first use, a worker woken from sleep): not counted
     if (k < 2) return result;
-    if (useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
-    else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
+    if (useSecond) this.second = estimate(this.second, dt, recheck);
+    else this.first = estimate(this.first, dt, recheck);
     if (recheck) {
       this.interval = this.second < this.first === secondFaster ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
       this.next = k + this.interval;
