@@ -109,7 +109,7 @@ export class NodeSession {
    */
   private program: { run: DecodeProgram; logits: Float32Array } | null | undefined;
   /** With a thread pool: a generated token through the program (first) or the pooled forward (second). */
-  private readonly stepChoice = new FasterOf();
+  private readonly stepChoice = new FasterOf(0.05, 8);
   private programSteps = 0;
   private pooledSteps = 0;
 

@@ -106,7 +106,7 @@ export interface ThreadPoolOptions {
   adaptive?: boolean;
 }
 
-/** Calls before the policy trusts its timings; then one call in RECHECK (up to MAX_RECHECK) tries the other way. */
+/** Windows (of `window` calls) before the policy trusts its timings; then one window in RECHECK (up to MAX_RECHECK) tries the other way. */
 const EXPLORE_CALLS = 6;
 const RECHECK = 32;
 /**
@@ -119,51 +119,69 @@ const MAX_RECHECK = 1024;
 const EWMA = 0.25;
 
 /**
- * The smoothed time of a way after a call that took `dt`. A recheck samples the way not in use, whose estimate is
- * stale (last updated at the previous recheck, up to MAX_RECHECK calls ago): a faster sample replaces it outright,
- * so one noisy early sample cannot keep the faster way unused for a thousand calls — a 2-thread LittleBit session
- * had kept its slower way for most of 1,536 tokens (0.94× one thread, bench/threads-speed.mjs, 2026-12-05). A
- * wrong switch costs at most RECHECK calls: the way in use is re-timed every call.
- */
-function estimate(old: number, dt: number, recheck: boolean): number {
-  if (Number.isNaN(old) || (recheck && dt < old)) return dt;
-  return old + EWMA * (dt - old);
-}
-
-/**
- * Two ways of doing the same work (same results), timed, the faster kept: the first EXPLORE_CALLS calls
- * alternate (one, other, one, …; the first of each way is a warm-up, not timed), then the faster by smoothed
- * time (EWMA) is used and one call in `interval`
- * tries the other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product
- * shape (one thread or split); a session one for its generated tokens (decode program on one thread, or the
- * forward with the pool).
+ * Two ways of doing the same work (same results), timed, the faster kept, in windows of `window` calls: the first
+ * EXPLORE_CALLS windows alternate (one, other, one, …; the first of each way is a warm-up, not timed), then the
+ * faster by smoothed time (EWMA of the windows' mean per call) is used and one window in `interval` tries the
+ * other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product shape (one
+ * thread or split, windows of one call); a session one for its generated tokens (decode program on one thread,
+ * or the forward with the pool).
  */
 export class FasterOf {
   /** Smoothed ms per call of each way (NaN until tried). */
   first = Number.NaN;
   second = Number.NaN;
-  private calls = 0;
+  /** Windows decided so far; the next window that rechecks the slower way, and the interval between rechecks. */
+  private windows = 0;
   private interval = RECHECK;
   private next = RECHECK;
+  /** The current window: its way, whether it is a recheck, calls made and ms spent in them. */
+  private useSecond = false;
+  private recheck = false;
+  private callsInWindow = 0;
+  private msInWindow = 0;
+
+  /**
+   * `margin`: the second way is taken only when it is faster by more than this fraction (0: whichever is faster).
+   * `window`: calls per decision, timed together (1: every call). A session uses 5% and windows of 8 tokens for its
+   * pooled forward against the program: on a small model the two ways of a token are within a few % of each other,
+   * one token's time is noisy (a worker's wake-up, a cache refilled after a prefill), and a single noisy sample
+   * had kept a 2-thread session on its slower way for hundreds of tokens (0.88–0.94× one thread, 2026-12-05).
+   */
+  constructor(
+    private readonly margin = 0,
+    private readonly window = 1,
+  ) {}
 
   /** Run `first` or `second` (see the class comment) and return its result. */
   run<T>(first: () => T, second: () => T): T {
-    const k = this.calls++;
-    const secondFaster = this.second < this.first;
-    const recheck = k >= EXPLORE_CALLS && k >= this.next;
-    const useSecond = k < EXPLORE_CALLS ? k % 2 === 1 : recheck ? !secondFaster : secondFaster;
+    if (this.callsInWindow === 0) {
+      const k = this.windows;
+      const secondFaster = this.secondFaster();
+      this.recheck = k >= EXPLORE_CALLS && k >= this.next;
+      this.useSecond = k < EXPLORE_CALLS ? k % 2 === 1 : this.recheck ? !secondFaster : secondFaster;
+    }
     const t = performance.now();
-    const result = useSecond ? second() : first();
-    const dt = performance.now() - t;
-    // each way's first call is its warm-up (code compiled on first use, a worker woken from sleep): not counted
+    const result = this.useSecond ? second() : first();
+    this.msInWindow += performance.now() - t;
+    if (++this.callsInWindow < this.window) return result;
+    const k = this.windows++;
+    const dt = this.msInWindow / this.window;
+    this.callsInWindow = 0;
+    this.msInWindow = 0;
+    // each way's first window is its warm-up (code compiled on first use, a worker woken from sleep): not counted
     if (k < 2) return result;
-    if (useSecond) this.second = estimate(this.second, dt, recheck);
-    else this.first = estimate(this.first, dt, recheck);
-    if (recheck) {
-      this.interval = this.second < this.first === secondFaster ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
+    const before = this.secondFaster();
+    if (this.useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
+    else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
+    if (this.recheck) {
+      this.interval = this.secondFaster() === before ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
       this.next = k + this.interval;
     }
     return result;
+  }
+
+  private secondFaster(): boolean {
+    return this.second < this.first * (1 - this.margin);
   }
 }
 
