@@ -536,7 +536,8 @@ export function splitRows(arena: WasmArena, rows: number, workNs: number, align:
   else body(directCall, 0, rows);
 }
 
-const directCall: RowCall = (fn, ...args) => {
+/** A RowCall that makes the call here, on the calling thread (splitRows without a pool; kernels' serial calls). */
+export const directCall: RowCall = (fn, ...args) => {
   fn(...args);
 };
 

@@ -1,13 +1,13 @@
 import type { BinaryParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
-import type { RowCall } from '../threads.js';
+import { type RowCall, directCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
-import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, directCall, signTableFunctions, splitDot, tableBits, widenFunction } from './wasm-littlebit.js';
+import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits, widenFunction } from './wasm-littlebit.js';
 
 /**
  * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table

@@ -8,7 +8,7 @@ import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { emitF16ToF32 } from './wasm-float.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { type RowBody, type RowCall, splitRows } from '../threads.js';
+import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
 
 /**
  * The LittleBit kernel in WebAssembly (docs/kernels.md): y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), each ±1
@@ -372,10 +372,6 @@ export function widenFunction(fn: Record<string, Fn>, halves: Uint16Array): Fn {
   return finite ? fn.f16tof32_finite! : fn.f16tof32!;
 }
 
-/** A RowCall that makes the call here (a one-token body's calls outside a split, when not recording). */
-export const directCall: RowCall = (fn, ...args) => {
-  fn(...args);
-};
 
 /**
  * The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4, and f16tof32 / f16tof32_finite for

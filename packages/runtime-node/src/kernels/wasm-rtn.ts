@@ -6,7 +6,7 @@ import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
-import { type RowBody, type RowCall, splitRows } from '../threads.js';
+import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -254,10 +254,6 @@ export function emitRtnModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
-/** A RowCall that runs the call here (apply's serial calls; splitRows gives the row calls their own). */
-const directCall: RowCall = (fn, ...args) => {
-  fn(...args);
-};
 
 /** Byte addresses of one call's scratch regions (see `scratchLayout`). */
 interface Layout {

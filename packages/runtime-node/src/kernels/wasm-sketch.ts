@@ -13,7 +13,7 @@ import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
-import { type RowCall, splitRows } from '../threads.js';
+import { type RowCall, directCall, splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
 import { sketchKernel } from './sketch.js';
 import { wasmSignMeanSketchKernel } from './sketch-signmean.js';
@@ -942,10 +942,6 @@ interface CallLayout {
   readonly ringsAt: number;
 }
 
-/** A RowCall that runs the call (apply's calls on the calling thread). */
-const directCall: RowCall = (fn, ...args) => {
-  fn(...args);
-};
 
 export interface WasmKernelOptions {
   /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */

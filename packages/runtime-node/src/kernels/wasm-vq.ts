@@ -4,7 +4,7 @@ import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { type RowBody, type RowCall, splitRows } from '../threads.js';
+import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
 import { vqKernel } from './vq.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange } from './wasm-emit.js';
@@ -222,10 +222,6 @@ export function emitVqModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
-/** A RowCall that runs the call here (apply's serial calls; splitRows gives the row calls their own). */
-const directCall: RowCall = (fn, ...args) => {
-  fn(...args);
-};
 
 /** Byte addresses of one call's scratch regions: the table(s), a staged y block, staged x. */
 interface Layout {
