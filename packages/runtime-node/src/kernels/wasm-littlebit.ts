@@ -372,7 +372,6 @@ export function widenFunction(fn: Record<string, Fn>, halves: Uint16Array): Fn {
   return finite ? fn.f16tof32_finite! : fn.f16tof32!;
 }
 
-
 /**
  * The subset-sum table functions (build1_8/4, dot1_8/4, build4_8/4, dot4_8/4, and f16tof32 / f16tof32_finite for
  * the scales) instantiated over `arena`.

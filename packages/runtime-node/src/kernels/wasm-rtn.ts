@@ -254,7 +254,6 @@ export function emitRtnModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
-
 /** Byte addresses of one call's scratch regions (see `scratchLayout`). */
 interface Layout {
   /** permuted inputs (TT vectors interleaved), group sums, f32 scales, f32 offsets, staged y, staged x */

@@ -942,7 +942,6 @@ interface CallLayout {
   readonly ringsAt: number;
 }
 
-
 export interface WasmKernelOptions {
   /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */
   arena?: WasmArena;

@@ -222,7 +222,6 @@ export function emitVqModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
-
 /** Byte addresses of one call's scratch regions: the table(s), a staged y block, staged x. */
 interface Layout {
   tableAt: number;
