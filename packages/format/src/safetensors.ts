@@ -78,17 +78,7 @@ export function readSafetensors(
 ): SafetensorsFile {
   const headerBytes = readHeaderLength(bytes, source, limits);
   const dataOffset = LENGTH_PREFIX_BYTES + headerBytes;
-  const header = parseHeaderJson(bytes.subarray(LENGTH_PREFIX_BYTES, dataOffset), source, limits.maxJsonDepth ?? LIMITS.maxJsonDepth);
-  const dataBytes = bytes.byteLength - dataOffset;
-
-  const names = Object.keys(header).filter((k) => k !== METADATA_KEY);
-  if (names.length > limits.maxTensorCount) {
-    fail(ErrorCodes.LIMIT_EXCEEDED, `header lists ${names.length} tensors, more than the limit of ${limits.maxTensorCount}`, source);
-  }
-  const metadata = readMetadata(header[METADATA_KEY], source);
-  const infos = names.map((name) => parseTensorInfo(name, header[name], dataBytes, source, limits));
-  checkTiling(infos, dataBytes, source);
-
+  const { metadata, infos } = parseHeaderEntries(bytes.subarray(LENGTH_PREFIX_BYTES, dataOffset), bytes.byteLength - dataOffset, source, limits);
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of infos) {
     const data = bytes.subarray(dataOffset + t.begin, dataOffset + t.end);
@@ -137,8 +127,26 @@ export function parseSafetensorsHeader(
   const headerBytes = readHeaderLength(head, source, limits, fileSize);
   const dataOffset = LENGTH_PREFIX_BYTES + headerBytes;
   if (head.byteLength < dataOffset) return { done: false, needBytes: dataOffset };
-  const header = parseHeaderJson(head.subarray(LENGTH_PREFIX_BYTES, dataOffset), source, limits.maxJsonDepth ?? LIMITS.maxJsonDepth);
-  const dataBytes = fileSize - dataOffset;
+  const { metadata, infos } = parseHeaderEntries(head.subarray(LENGTH_PREFIX_BYTES, dataOffset), fileSize - dataOffset, source, limits);
+  const tensors = new Map<string, SafetensorsTensorInfo>();
+  for (const t of infos) {
+    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, dataOffsets: [t.begin, t.end], fileOffset: dataOffset + t.begin, byteLength: t.end - t.begin });
+  }
+  return { done: true, header: { tensors, metadata, headerBytes, dataOffset, fileSize } };
+}
+
+/**
+ * The header's JSON (`raw`, without the length prefix) parsed and checked against a data area of `dataBytes`:
+ * the tensor count against the limit, the metadata, each tensor's dtype, shape and offsets, and that the
+ * tensors tile the data area exactly. Shared by the whole-file reader and the streaming header parser.
+ */
+function parseHeaderEntries(
+  raw: Uint8Array,
+  dataBytes: number,
+  source: string,
+  limits: SafetensorsLimits,
+): { metadata: Record<string, string>; infos: TensorInfo[] } {
+  const header = parseHeaderJson(raw, source, limits.maxJsonDepth ?? LIMITS.maxJsonDepth);
   const names = Object.keys(header).filter((k) => k !== METADATA_KEY);
   if (names.length > limits.maxTensorCount) {
     fail(ErrorCodes.LIMIT_EXCEEDED, `header lists ${names.length} tensors, more than the limit of ${limits.maxTensorCount}`, source);
@@ -146,11 +154,7 @@ export function parseSafetensorsHeader(
   const metadata = readMetadata(header[METADATA_KEY], source);
   const infos = names.map((name) => parseTensorInfo(name, header[name], dataBytes, source, limits));
   checkTiling(infos, dataBytes, source);
-  const tensors = new Map<string, SafetensorsTensorInfo>();
-  for (const t of infos) {
-    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, dataOffsets: [t.begin, t.end], fileOffset: dataOffset + t.begin, byteLength: t.end - t.begin });
-  }
-  return { done: true, header: { tensors, metadata, headerBytes, dataOffset, fileSize } };
+  return { metadata, infos };
 }
 
 /**
