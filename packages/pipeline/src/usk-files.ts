@@ -13,6 +13,7 @@ import {
   bundleFromBytes,
   inspectLoadedBundle,
   openBundleBytes,
+  openedBundle,
 } from './usk.js';
 
 /**
@@ -61,16 +62,7 @@ export function openModel(input: string | Uint8Array, options: OpenModelOptions 
         hint: `drop --tokenizer when running ${path}`,
       });
     }
-    const loaded = loadBundle(path, options);
-    return {
-      kind: 'bundle',
-      config: loaded.config,
-      tokenizer: loaded.tokenizer,
-      tokenizerInfo: loaded.tokenizerInfo,
-      bundle: loaded.bundle,
-      loaded,
-      source: loaded.source,
-    };
+    return openedBundle(loadBundle(path, options));
   }
   const model = loadModel(path, options.tokenizerPath === undefined ? {} : { tokenizerPath: options.tokenizerPath });
   return {

@@ -377,23 +377,10 @@ export interface InspectRow {
   components: Record<string, number>;
 }
 
-export interface InspectTotals {
-  /** methods.md §4: bits of the compressed linears ÷ their weights. */
-  bpwLinears: number;
-  /** methods.md §4: 8 × fileBytes ÷ params, from the real file size. */
-  bitsPerParam: number;
-  fileBytes: number;
-  params: number;
-  linearBits: number;
-  linearWeights: number;
-  headerBytes: number;
-  tensorBytes: number;
+/** `inspect`'s totals: the bundle's accounting (methods.md §4), with the compressed linears counted instead of listed. */
+export interface InspectTotals extends Omit<BundleAccounting, 'compressedLinears' | 'compressedFrom' | 'groups' | 'weights'> {
+  /** How many linears are compressed. */
   compressedLinears: number;
-  /** Linears of the selected kinds kept in float f16 because the codec could not meet the target on them. */
-  keptDense: string[];
-  /** Bits of the compressed and kept-dense linears ÷ their weights (= bpwLinears when none was kept). */
-  bpwSelectedLinears: number;
-  linearCodecs: Record<string, number>;
   groups: Record<string, BitsAndWeights | null>;
 }
 
@@ -577,7 +564,11 @@ export function openBundleBytes(
       hint: 'open a bundle made by `ultrasketch compress`; float checkpoints are opened by path with openModel(path) in Node',
     });
   }
-  const loaded = bundleFromBytes(bytes, source, options, hashHex);
+  return openedBundle(bundleFromBytes(bytes, source, options, hashHex));
+}
+
+/** A loaded bundle in its `OpenedModel` form (what openModel answers for a bundle, from bytes or a path). */
+export function openedBundle(loaded: LoadedBundle): OpenedBundle {
   return {
     kind: 'bundle',
     config: loaded.config,
