@@ -91,6 +91,31 @@ interface LayerActs<T> {
   sig: T; // σ(g) [n, hidden] (training graphs only: the backward's exponentials)
 }
 
+/** The sizes a pass over the Llama blocks works with (the CPU and WebGPU graphs' forward and backward alike). */
+export interface BlockSizes {
+  dim: number;
+  kv: number;
+  hid: number;
+  /** Head width. */
+  hs: number;
+  /** RoPE on interleaved (2i, 2i+1) pairs (llama2.c) rather than on halves. */
+  pairs: boolean;
+  shape: AttentionShape;
+}
+
+/** The block sizes of `c` for `nSeq` sequences of `seqLen` tokens. */
+export function blockSizes(c: ModelConfig, nSeq: number, seqLen: number): BlockSizes {
+  const hs = headDim(c);
+  return {
+    dim: c.dim,
+    kv: kvDim(c),
+    hid: c.hiddenDim,
+    hs,
+    pairs: c.ropeLayout === 'pairs',
+    shape: { batch: nSeq, seqLen, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs },
+  };
+}
+
 export class LlamaGraph<T extends FloatArray = Float32Array> {
   readonly config: ModelConfig;
   readonly batch: number;
@@ -342,12 +367,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     }
     const n = nSeq * L;
     this.nRows = n;
-    const dim = c.dim;
-    const kv = kvDim(c);
-    const hid = c.hiddenDim;
-    const hs = headDim(c);
-    const pairs = c.ropeLayout === 'pairs';
-    const shape: AttentionShape = { batch: nSeq, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const { dim, kv, hid, hs, pairs, shape } = blockSizes(c, nSeq, L);
     const x0 = this.acts[0]!.x;
     const emb = this.weights.embedding;
     for (let t = 0; t < n; t++) {
@@ -410,12 +430,7 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const c = this.config;
     const n = this.nRows;
     const L = this.seqLen;
-    const dim = c.dim;
-    const kv = kvDim(c);
-    const hid = c.hiddenDim;
-    const hs = headDim(c);
-    const pairs = c.ropeLayout === 'pairs';
-    const shape: AttentionShape = { batch: n / L, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const { dim, kv, hid, hs, pairs, shape } = blockSizes(c, n / L, L);
     const { dX, dA, dq, dk, dv, dO, dH, dG, dU } = this;
     const w = this.weights;
     const mark = this.mark;

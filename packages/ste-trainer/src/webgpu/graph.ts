@@ -1,6 +1,6 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { LINEAR_KINDS, type LinearKind, type ModelConfig, type ModelWeights, TensorNames, headDim, kvDim, linearShape, validateModelConfig } from '@ultrasketch/model';
-import type { AttentionShape } from '../ops.js';
+import { blockSizes } from '../graph.js';
 import type { GpuTensor, GpuTrainContext } from './context.js';
 import {
   type GpuRopeTables,
@@ -302,12 +302,7 @@ export class GpuLlamaGraph {
     this.nRows = n;
     const ctx = this.ctx;
     const w = this.weights;
-    const dim = c.dim;
-    const kv = kvDim(c);
-    const hid = c.hiddenDim;
-    const hs = headDim(c);
-    const pairs = c.ropeLayout === 'pairs';
-    const shape: AttentionShape = { batch: nSeq, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const { dim, kv, hid, hs, pairs, shape } = blockSizes(c, nSeq, L);
     ctx.write(this.tokens, ids);
     gatherRows(ctx, this.tokens, w.embedding, this.acts[0]!.x, n, dim);
     for (let l = 0; l < c.nLayers; l++) {
@@ -346,12 +341,7 @@ export class GpuLlamaGraph {
     const ctx = this.ctx;
     const n = this.nRows;
     const L = this.seqLen;
-    const dim = c.dim;
-    const kv = kvDim(c);
-    const hid = c.hiddenDim;
-    const hs = headDim(c);
-    const pairs = c.ropeLayout === 'pairs';
-    const shape: AttentionShape = { batch: n / L, seqLen: L, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: hs };
+    const { dim, kv, hid, hs, pairs, shape } = blockSizes(c, n / L, L);
     const { dX, dA, dq, dk, dv, dO, dH, dG, dU } = this.d;
     const w = this.weights;
     matmul(ctx, dLogits, w.classifier, dA, n, dim, c.vocabSize, false, false); // classifier (frozen): dXf = dZ E
