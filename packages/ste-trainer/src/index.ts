@@ -37,6 +37,6 @@ export type { ShardExecutor, ShardExecutorFactory, ShardSetup, ShardResult, Shar
 export { setMatmulKernel } from './matmul.js';
 export type { MatmulKernel } from './matmul.js';
 export { SketchStateProvider, HashedNetsStateProvider, registerSketchProviders } from './providers-sketch.js';
-export type { SketchStateInit, SketchStateProviderOptions, HashedNetsStateProviderOptions } from './providers-sketch.js';
+export type { SketchStateInit, StateProviderOptions, SketchStateProviderOptions, HashedNetsStateProviderOptions } from './providers-sketch.js';
 export { LittleBitProvider, registerLittleBitProviders, smoothSignGrad } from './providers-littlebit.js';
 export type { LittleBitProviderOptions } from './providers-littlebit.js';

@@ -306,26 +306,30 @@ abstract class StatePickProvider<T extends FloatArray> {
 
 export type SketchStateInit = 'absmaxmin' | 'mean';
 
-export interface SketchStateProviderOptions<T extends FloatArray = Float32Array> {
+/** What the sketch and hashednets state providers are both built from. */
+export interface StateProviderOptions {
   name: string;
   rows: number;
   cols: number;
   /** The teacher's weight [rows, cols] (read only). */
   weight: Float32Array;
+  /** The codec context of the initial encode (seed; saliency where the codec uses it). */
+  context?: Partial<CodecContext>;
+  /** Weight decay on the states (default false). */
+  decay?: boolean;
+  /** Master precision (default f32; f64 for gradient checks). */
+  dtype?: 'f32' | 'f64';
+}
+
+export interface SketchStateProviderOptions<T extends FloatArray = Float32Array> extends StateProviderOptions {
   /** Raw sketch codec options (bpw required; rows, state, hash, groups, alloc, alpha, split). */
   codecOptions: Record<string, unknown>;
-  /** Seed and saliency for the initial encode. */
-  context?: Partial<CodecContext>;
   /**
    * State initialisation: 'absmaxmin' (default) — the codec's build, dequantized (so the initial forward equals
    * the post-training bundle's decode exactly); 'mean' — every sketch state = the mean of the weights hashed to
    * it in its sketch row (HashedNets-style bucket statistics; empty → 0). Exact groups keep their weights.
    */
   init?: SketchStateInit;
-  /** Weight decay on the states (default false). */
-  decay?: boolean;
-  /** Master precision (default f32; f64 for gradient checks). */
-  dtype?: 'f32' | 'f64';
   /**
    * Quantized forward (default true): the pick and ŵ use the states as the state format stores them
    * (toCodecParams()'s rounding, every step), with a straight-through gradient into the float masters — so the
@@ -515,16 +519,9 @@ export class SketchStateProvider<T extends FloatArray = Float32Array> extends St
 
 // -------------------------------------------------------------------------------------------- hashednets
 
-export interface HashedNetsStateProviderOptions {
-  name: string;
-  rows: number;
-  cols: number;
-  weight: Float32Array;
+export interface HashedNetsStateProviderOptions extends StateProviderOptions {
   /** Raw hashednets codec options (bpw required; state f16|f32). */
   codecOptions: Record<string, unknown>;
-  context?: Partial<CodecContext>;
-  decay?: boolean;
-  dtype?: 'f32' | 'f64';
   /** Forward through the f16-rounded states (straight-through), so the bundle decodes exactly to it (default true). */
   quantizedForward?: boolean;
 }
