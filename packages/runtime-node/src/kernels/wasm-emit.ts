@@ -7,7 +7,7 @@
  * BinarySIMD.md as merged into 2.0 (prefix 0xfd, sub-opcode as unsigned LEB128). Every module built from
  * these is checked by `WebAssembly.validate` in the tests; the semantics by the kernels' equality tests.
  */
-import { FunctionBuilder, writeSleb, writeUleb } from '../wasm/emitter.js';
+import { FunctionBuilder, whileLtU, writeSleb, writeUleb } from '../wasm/emitter.js';
 
 const SIMD_PREFIX = 0xfd;
 
@@ -326,14 +326,8 @@ export class KFn extends FunctionBuilder {
   }
 }
 
-/** `while (i <u limit) { body(); i += step; }` as a guarded do-while (one branch per iteration). */
-export function whileLtU(f: KFn, i: number, limit: number, step: number, body: () => void): void {
-  f.block().get(i).get(limit).i32GeU().brIf(0);
-  f.loop();
-  body();
-  f.get(i).i32Const(step).i32Add().tee(i).get(limit).i32LtU().brIf(0);
-  f.end().end();
-}
+/** The kernels' guarded do-while loop (one branch per iteration): the emitter's, shared with the dense kernels. */
+export { whileLtU };
 
 /** `for (i = 0; i < limit; i++) body()` over i32 locals (signed compare; limit ≤ 0 runs nothing). */
 export function forRange(f: KFn, i: number, limit: number, body: () => void): void {

@@ -22,21 +22,12 @@
 import { type AttentionKernel, type DecodeCall, type DecodeGlue, type ForwardGlue, type ModelConfig, atPos } from '@ultrasketch/model';
 import { emitCopyBytes } from './gemm.js';
 import { headDim, kvDim } from '@ultrasketch/model';
-import { ModuleBuilder, type ValTypeName } from './emitter.js';
+import { ModuleBuilder, type ValTypeName, whileLtU } from './emitter.js';
 import { paramsOf, registerSignatures } from './decode-program.js';
 import { type WasmInstance, type WasmMemory, type WasmModule, requireWasm } from './engine.js';
 import { ExpBuilder, SIMD_OPS, expV } from './trainer-exp.js';
 import { WASM32_MAX_PAGES, WASM_PAGE_BYTES, type WasmArena } from './arena.js';
 import type { RowBody, ThreadPool } from '../threads.js';
-
-/** while (v <u limit) { body; v += step } as a guarded do-while. */
-function loopLt(f: ExpBuilder, v: number, limit: number, step: number, body: () => void): void {
-  f.block().get(v).get(limit).i32GeU().brIf(0);
-  f.loop();
-  body();
-  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-  f.end().end();
-}
 
 /**
  * (l0 + l2) + (l1 + l3): the order the 4-position blocks of the scores loop reduce in (see `reduce4`), so a
@@ -106,12 +97,12 @@ function emitAttend(): ExpBuilder {
 
   f.get(hsB).i32Const(~63).i32And().set(hsB64);
   f.i32Const(0).set(t);
-  loopLt(f, t, n, 1, () => {
+  whileLtU(f, t, n, 1, () => {
     // scores of positions 0..pos: [scores, sEnd); sFull: its whole 16-byte chunks
     f.get(scores).get(start).get(t).i32Add().i32Const(1).i32Add().i32Const(2).i32Shl().i32Add().set(sEnd);
     f.get(scores).get(sEnd).get(scores).i32Sub().i32Const(~15).i32And().i32Add().set(sFull);
     f.get(h0).set(h);
-    loopLt(f, h, h1, 1, () => {
+    whileLtU(f, h, h1, 1, () => {
       // q and out of (t, h); the KV head h / kvMul
       f.get(t).get(nHeads).i32Mul().get(h).i32Add().get(hsB).i32Mul().set(qp);
       f.get(out).get(qp).i32Add().set(op);
@@ -126,13 +117,13 @@ function emitAttend(): ExpBuilder {
       // blocks of 4 positions: q's chunk loaded once for 4 keys, 4 independent add chains (one position alone
       // was bound by the latency of its adds), the 4 sums reduced together and stored as one vector
       f.f32Const(-Infinity).f32x4Splat().set(vmx);
-      loopLt(f, sp, sFull, 16, () => {
+      whileLtU(f, sp, sFull, 16, () => {
         for (const a of acc4) f.v128Zero().set(a);
         f.get(kp).get(kvRowB).i32Add().set(kp1);
         f.get(kp1).get(kvRowB).i32Add().set(kp2);
         f.get(kp2).get(kvRowB).i32Add().set(kp3);
         f.i32Const(0).set(i);
-        loopLt(f, i, hsB, 16, () => {
+        whileLtU(f, i, hsB, 16, () => {
           f.get(qp).get(i).i32Add().v128Load().set(v);
           [kp, kp1, kp2, kp3].forEach((ptr, r) => {
             const a = acc4[r]!;
@@ -149,10 +140,10 @@ function emitAttend(): ExpBuilder {
       f.get(vmx).f32x4ExtractLane(2).get(vmx).f32x4ExtractLane(3).f32Max();
       f.f32Max().set(mx);
       // the last positions (fewer than 4) one at a time
-      loopLt(f, sp, sEnd, 4, () => {
+      whileLtU(f, sp, sEnd, 4, () => {
         f.v128Zero().set(acc);
         f.i32Const(0).set(i);
-        loopLt(f, i, hsB, 16, () => {
+        whileLtU(f, i, hsB, 16, () => {
           f.get(acc).get(qp).get(i).i32Add().v128Load().get(kp).get(i).i32Add().v128Load().f32x4Mul().f32x4Add().set(acc);
         });
         hsum(f, acc);
@@ -166,14 +157,14 @@ function emitAttend(): ExpBuilder {
       f.v128Zero().set(vsum);
       f.f32Const(0).set(sum);
       f.get(scores).set(sp);
-      loopLt(f, sp, sFull, 16, () => {
+      whileLtU(f, sp, sFull, 16, () => {
         f.get(sp).v128Load().get(vmx).simdOp(SIMD_OPS.f32x4_sub).set(v);
         expV(f, v, k, p);
         f.set(v);
         f.get(sp).get(v).v128Store();
         f.get(vsum).get(v).f32x4Add().set(vsum);
       });
-      loopLt(f, sp, sEnd, 4, () => {
+      whileLtU(f, sp, sEnd, 4, () => {
         f.get(sp).f32Load().f32x4Splat().get(vmx).simdOp(SIMD_OPS.f32x4_sub).set(v);
         expV(f, v, k, p);
         f.f32x4ExtractLane(0).set(s);
@@ -186,11 +177,11 @@ function emitAttend(): ExpBuilder {
       // out: 16 values at a time (4 independent chains sharing each weight's splat), positions in the inner loop;
       // every output is the same sum, in the same order, as in the 4-at-a-time loop after it
       f.i32Const(0).set(i);
-      loopLt(f, i, hsB64, 64, () => {
+      whileLtU(f, i, hsB64, 64, () => {
         for (const a of acc4) f.v128Zero().set(a);
         f.get(values).get(kvo).i32Add().get(i).i32Add().set(kp);
         f.get(scores).set(sp);
-        loopLt(f, sp, sEnd, 4, () => {
+        whileLtU(f, sp, sEnd, 4, () => {
           f.get(sp).f32Load().f32x4Splat().set(p);
           acc4.forEach((a, c) => {
             f.get(a).get(p).get(kp).v128Load(16 * c).f32x4Mul().f32x4Add().set(a);
@@ -201,11 +192,11 @@ function emitAttend(): ExpBuilder {
           f.get(op).get(i).i32Add().get(a).get(inv).f32x4Mul().v128Store(16 * c);
         });
       });
-      loopLt(f, i, hsB, 16, () => {
+      whileLtU(f, i, hsB, 16, () => {
         f.v128Zero().set(acc);
         f.get(values).get(kvo).i32Add().get(i).i32Add().set(kp);
         f.get(scores).set(sp);
-        loopLt(f, sp, sEnd, 4, () => {
+        whileLtU(f, sp, sEnd, 4, () => {
           f.get(acc).get(sp).f32Load().f32x4Splat().get(kp).v128Load().f32x4Mul().f32x4Add().set(acc);
           f.get(kp).get(kvRowB).i32Add().set(kp);
         });
@@ -231,7 +222,7 @@ function emitSwiglu(): ExpBuilder {
   const p = f.local('v128');
   f.get(count).i32Const(2).i32Shl().set(end);
   f.i32Const(0).set(i);
-  loopLt(f, i, end, 16, () => {
+  whileLtU(f, i, end, 16, () => {
     f.get(g).get(i).i32Add().v128Load().set(x);
     f.v128Zero().get(x).simdOp(SIMD_OPS.f32x4_sub).set(v); // −g
     expV(f, v, k, p);
@@ -262,12 +253,12 @@ function emitRmsNorm(): ExpBuilder {
   const acc = f.local('v128');
   const xv = f.local('v128');
   const iv = f.local('v128');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.v128Zero().set(acc);
     f.i32Const(0).set(j);
     f.block().get(y).i32Eqz().brIf(0);
     // x += y, stored; the sum of squares of the new x
-    loopLt(f, j, dimB, 16, () => {
+    whileLtU(f, j, dimB, 16, () => {
       f.get(x).get(j).i32Add();
       f.get(x).get(j).i32Add().v128Load().get(y).get(j).i32Add().v128Load().f32x4Add().tee(xv);
       f.v128Store();
@@ -275,7 +266,7 @@ function emitRmsNorm(): ExpBuilder {
     });
     f.get(y).get(dimB).i32Add().set(y);
     f.end();
-    loopLt(f, j, dimB, 16, () => {
+    whileLtU(f, j, dimB, 16, () => {
       f.get(x).get(j).i32Add().v128Load().tee(xv).get(xv).f32x4Mul().get(acc).f32x4Add().set(acc);
     });
     // inv = 1 / √(ss / dim + eps)
@@ -285,7 +276,7 @@ function emitRmsNorm(): ExpBuilder {
     f.code.push(F32_SQRT);
     f.f32Div().f32x4Splat().set(iv);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimB, 16, () => {
+    whileLtU(f, j, dimB, 16, () => {
       f.get(out).get(j).i32Add();
       f.get(w).get(j).i32Add().v128Load().get(iv).get(x).get(j).i32Add().v128Load().f32x4Mul().f32x4Mul();
       f.v128Store();
@@ -316,14 +307,14 @@ function emitRope(): ExpBuilder {
   const s = f.local('f32');
   const v0 = f.local('f32');
   const v1 = f.local('f32');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.get(start).get(t).i32Add().get(halfB).i32Mul().set(cp);
     f.get(sin).get(cp).i32Add().set(sp);
     f.get(cos).get(cp).i32Add().set(cp);
     f.i32Const(0).set(h);
-    loopLt(f, h, rowB, 0, () => {
+    whileLtU(f, h, rowB, 0, () => {
       f.i32Const(0).set(i);
-      loopLt(f, i, halfB, 4, () => {
+      whileLtU(f, i, halfB, 4, () => {
         f.get(cp).get(i).i32Add().f32Load().set(c);
         f.get(sp).get(i).i32Add().f32Load().set(s);
         f.get(i).get(aShift).i32Shl().get(h).i32Add().set(pa);
@@ -347,7 +338,7 @@ function emitAdd(): ExpBuilder {
   const f = new ExpBuilder(['i32', 'i32', 'i32']);
   const [x, y, bytes] = [0, 1, 2];
   const j = f.local('i32');
-  loopLt(f, j, bytes, 16, () => {
+  whileLtU(f, j, bytes, 16, () => {
     f.get(x).get(j).i32Add();
     f.get(x).get(j).i32Add().v128Load().get(y).get(j).i32Add().v128Load().f32x4Add();
     f.v128Store();

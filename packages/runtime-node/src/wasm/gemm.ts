@@ -21,7 +21,7 @@
  * Rounding: float32 products summed in float32, in 4 lanes then pairwise — within a few ulps·√cols of the
  * exact sum, like llama2.c's sequential float32 sum (which the golden logits come from).
  */
-import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import type { WasmExports } from './engine.js';
 
 /** A tile kernel: (w, x, y, rowBegin, rowEnd, cols, ldy), (rowEnd - rowBegin) a multiple of its R. */
@@ -58,18 +58,6 @@ export const DEFAULT_TILE_PLAN: TilePlan = {
 };
 
 export const tileName = (r: number, t: number, u: number): string => `gemm_r${r}_t${t}_u${u}`;
-
-/**
- * `while (i <u limit) { body(); i += step; }` written as a guarded do-while, so each iteration costs one
- * conditional branch (at the bottom) instead of two.
- */
-function loopWhileLtU(f: FunctionBuilder, i: number, limit: number, step: number, body: () => void): void {
-  f.block().get(i).get(limit).i32GeU().brIf(0);
-  f.loop();
-  body();
-  f.get(i).i32Const(step).i32Add().tee(i).get(limit).i32LtU().brIf(0);
-  f.end().end();
-}
 
 /** Emit the R × T tile kernel (see the file comment). */
 export function emitTile(R: number, T: number, U: number): FunctionBuilder {
@@ -121,17 +109,17 @@ export function emitTile(R: number, T: number, U: number): FunctionBuilder {
     }
   };
 
-  loopWhileLtU(f, i, rowEnd, R, () => {
+  whileLtU(f, i, rowEnd, R, () => {
     for (let r = 1; r < R; r++) f.get(wp[r - 1]!).get(colsBytes).i32Add().set(wp[r]!);
     for (const a of acc) f.v128Zero().set(a);
     for (const s of tail) f.f32Const(0).set(s);
     f.i32Const(0).set(j);
     // main column loop, U f32x4 steps per iteration
-    loopWhileLtU(f, j, unrolledBytes, 16 * U, () => vectorStep(U));
+    whileLtU(f, j, unrolledBytes, 16 * U, () => vectorStep(U));
     // leftover whole f32x4 steps (fewer than U)
-    if (U > 1) loopWhileLtU(f, j, vecBytes, 16, () => vectorStep(1));
+    if (U > 1) whileLtU(f, j, vecBytes, 16, () => vectorStep(1));
     // scalar tail: cols % 4 columns
-    loopWhileLtU(f, j, colsBytes, 4, () => {
+    whileLtU(f, j, colsBytes, 4, () => {
       for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
       for (let t = 0; t < T; t++) {
         f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);

@@ -19,7 +19,7 @@
  * Each thread makes its own instance over its TrainerMemory (shared with the trainer gemm): arrays in that
  * memory are used in place, others are copied in and results out, like the gemm's.
  */
-import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
 
@@ -113,15 +113,6 @@ export function expV(f: ExpBuilder, v: number, k: number, p: number, fma = false
 }
 
 
-/** while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration). */
-function loopLt(f: FunctionBuilder, v: number, limit: number, step: number, body: () => void): void {
-  f.block().get(v).get(limit).i32GeU().brIf(0);
-  f.loop();
-  body();
-  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-  f.end().end();
-}
-
 /** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
 function lanesSum(f: FunctionBuilder, a: number): void {
   f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
@@ -139,12 +130,12 @@ function emitCausalRowMax(
 ): void {
   f.f32Const(-Infinity).f32x4Splat().set(l.vmax);
   f.i32Const(0).set(l.c);
-  loopLt(f, l.c, l.full, 16, () => {
+  whileLtU(f, l.c, l.full, 16, () => {
     f.get(l.vmax).get(l.rp).get(l.c).i32Add().v128Load().simdOp(SIMD_OPS.f32x4_max).set(l.vmax);
   });
   f.get(l.vmax).f32x4ExtractLane(0).get(l.vmax).f32x4ExtractLane(1).f32Max();
   f.get(l.vmax).f32x4ExtractLane(2).get(l.vmax).f32x4ExtractLane(3).f32Max().f32Max().set(l.mx);
-  loopLt(f, l.c, l.valid, 4, () => {
+  whileLtU(f, l.c, l.valid, 4, () => {
     f.get(l.mx).get(l.rp).get(l.c).i32Add().f32Load().f32Max().set(l.mx);
   });
   f.get(l.mx).get(l.scale).f32Mul().f32x4Splat().set(l.sh);
@@ -158,7 +149,7 @@ function emitExpFullVectors(
 ): void {
   f.v128Zero().set(l.vsum);
   f.i32Const(0).set(l.c);
-  loopLt(f, l.c, l.full, 16, () => {
+  whileLtU(f, l.c, l.full, 16, () => {
     f.get(l.rp).get(l.c).i32Add().v128Load().get(l.sc).f32x4Mul().get(l.sh).simdOp(SIMD_OPS.f32x4_sub).set(l.v);
     expV(f, l.v, l.k, l.p, fma);
     f.set(l.v);
@@ -198,14 +189,14 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
   f.get(sp).set(rp);
   f.i32Const(0).set(t);
   f.i32Const(0).set(r);
-  loopLt(f, r, rows, 1, () => {
+  whileLtU(f, r, rows, 1, () => {
     f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
     f.get(valid).i32Const(~15).i32And().set(full);
     emitCausalRowMax(f, { rp, c, full, valid, vmax, mx, scale, sh });
     // exponentials, summed
     emitExpFullVectors(f, { rp, c, full, sc, sh, v, k, p, vsum }, fma);
     f.f32Const(0).set(sumS);
-    loopLt(f, c, valid, 4, () => {
+    whileLtU(f, c, valid, 4, () => {
       // one value through the vector code (splat, exp, lane 0)
       f.get(rp).get(c).i32Add().f32Load().f32x4Splat().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
       expV(f, v, k, p, fma);
@@ -219,14 +210,14 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
     f.get(sumS).f32Add().f32Div().set(inv);
     f.get(inv).f32x4Splat().set(v);
     f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
+    whileLtU(f, c, full, 16, () => {
       f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
     });
-    loopLt(f, c, valid, 4, () => {
+    whileLtU(f, c, valid, 4, () => {
       f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().f32Load().get(inv).f32Mul().f32Store();
     });
     // zeros after t
-    loopLt(f, c, rowBytes, 4, () => {
+    whileLtU(f, c, rowBytes, 4, () => {
       f.get(rp).get(c).i32Add().f32Const(0).f32Store();
     });
     f.get(rp).get(rowBytes).i32Add().set(rp);
@@ -269,7 +260,7 @@ function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
   f.get(sp).set(rp);
   f.i32Const(0).set(t);
   f.i32Const(0).set(r);
-  loopLt(f, r, rows, 1, () => {
+  whileLtU(f, r, rows, 1, () => {
     f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
     f.get(valid).i32Const(~15).i32And().set(full);
     f.get(valid).i32Const(15).i32Add().i32Const(~15).i32And().set(up); // ≤ rowBytes: L is a multiple of 4
@@ -291,12 +282,12 @@ function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
     lanesSum(f, vsum);
     f.f32Div().f32x4Splat().set(v);
     f.i32Const(0).set(c);
-    loopLt(f, c, up, 16, () => {
+    whileLtU(f, c, up, 16, () => {
       f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
     });
     // zeros after the partial vector, 4 at a time
     f.get(up).set(c);
-    loopLt(f, c, rowBytes, 16, () => {
+    whileLtU(f, c, rowBytes, 16, () => {
       f.get(rp).get(c).i32Add().v128Zero().v128Store();
     });
     f.get(rp).get(rowBytes).i32Add().set(rp);
@@ -330,26 +321,26 @@ function emitSoftmaxBackward(): FunctionBuilder {
   f.get(pp).set(pr);
   f.get(dp).set(dr);
   f.i32Const(0).set(r);
-  loopLt(f, r, rows, 1, () => {
+  whileLtU(f, r, rows, 1, () => {
     f.v128Zero().set(vsum);
     f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
+    whileLtU(f, c, full, 16, () => {
       f.get(vsum).get(pr).get(c).i32Add().v128Load().get(dr).get(c).i32Add().v128Load().f32x4Mul().f32x4Add().set(vsum);
     });
     lanesSum(f, vsum);
     f.set(corr);
-    loopLt(f, c, rowBytes, 4, () => {
+    whileLtU(f, c, rowBytes, 4, () => {
       f.get(corr).get(pr).get(c).i32Add().f32Load().get(dr).get(c).i32Add().f32Load().f32Mul().f32Add().set(corr);
     });
     f.get(corr).f32x4Splat().set(vc);
     f.i32Const(0).set(c);
-    loopLt(f, c, full, 16, () => {
+    whileLtU(f, c, full, 16, () => {
       f.get(dr).get(c).i32Add();
       f.get(pr).get(c).i32Add().v128Load();
       f.get(dr).get(c).i32Add().v128Load().get(vc).simdOp(SIMD_OPS.f32x4_sub);
       f.f32x4Mul().get(sc).f32x4Mul().v128Store();
     });
-    loopLt(f, c, rowBytes, 4, () => {
+    whileLtU(f, c, rowBytes, 4, () => {
       f.get(dr).get(c).i32Add();
       f.get(pr).get(c).i32Add().f32Load();
       f.get(dr).get(c).i32Add().f32Load().get(corr).f32Sub();
@@ -407,14 +398,14 @@ function emitKdRows(fma: boolean): FunctionBuilder {
   f.get(dp0).set(dp);
   f.get(ep0).set(ep);
   f.i32Const(0).set(r);
-  loopLt(f, r, rows, 1, () => {
+  whileLtU(f, r, rows, 1, () => {
     f.get(mxp).get(r).i32Const(3).i32Shl().i32Add().f32Load(0).f32x4Splat().set(shS);
     f.get(mxp).get(r).i32Const(3).i32Shl().i32Add().f32Load(4).f32x4Splat().set(shT);
     f.v128Zero().set(vS);
     f.v128Zero().set(vT);
     f.v128Zero().set(vC);
     f.i32Const(0).set(j);
-    loopLt(f, j, full, 16, () => {
+    whileLtU(f, j, full, 16, () => {
       f.get(zp).get(j).i32Add().v128Load().set(zv);
       f.get(xp).get(j).i32Add().v128Load().set(xv);
       f.get(zv).get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
@@ -435,7 +426,7 @@ function emitKdRows(fma: boolean): FunctionBuilder {
     f.set(sT);
     lanesSum(f, vC);
     f.set(cr);
-    loopLt(f, j, rowBytes, 4, () => {
+    whileLtU(f, j, rowBytes, 4, () => {
       // one logit of each model through the vector code (splat, exp, lane 0)
       f.get(zp).get(j).i32Add().f32Load().f32x4Splat().get(shS).simdOp(SIMD_OPS.f32x4_sub).set(v);
       expV(f, v, k, p, fma);
@@ -459,13 +450,13 @@ function emitKdRows(fma: boolean): FunctionBuilder {
     f.get(es).f32x4Splat().set(cS);
     f.get(et).f32x4Splat().set(cT);
     f.i32Const(0).set(j);
-    loopLt(f, j, full, 16, () => {
+    whileLtU(f, j, full, 16, () => {
       f.get(dp).get(j).i32Add();
       f.get(dp).get(j).i32Add().v128Load().get(cS).f32x4Mul();
       f.get(ep).get(j).i32Add().v128Load().get(cT).f32x4Mul().simdOp(SIMD_OPS.f32x4_sub);
       f.v128Store();
     });
-    loopLt(f, j, rowBytes, 4, () => {
+    whileLtU(f, j, rowBytes, 4, () => {
       f.get(dp).get(j).i32Add();
       f.get(dp).get(j).i32Add().f32Load().get(es).f32Mul();
       f.get(ep).get(j).i32Add().f32Load().get(et).f32Mul().f32Sub();
@@ -501,28 +492,20 @@ function emitExpRows(fma: boolean): FunctionBuilder {
   f.get(x).set(xp);
   f.get(y).set(yp);
   f.i32Const(0).set(r);
-  f.block().get(r).get(rows).i32GeU().brIf(0);
-  f.loop();
-  {
+  whileLtU(f, r, rows, 1, () => {
     // sh = splat(shifts[r])
     f.get(shifts).get(r).i32Const(2).i32Shl().i32Add().f32Load().f32x4Splat().set(sh);
     f.i32Const(0).set(c);
-    f.block().get(c).get(vecBytes).i32GeU().brIf(0);
-    f.loop();
-    {
+    whileLtU(f, c, vecBytes, 16, () => {
       // v = clamp(scale·x − shift) · log2(e)
       f.get(yp).get(c).i32Add();
       f.get(xp).get(c).i32Add().v128Load().get(sc).f32x4Mul().get(sh).simdOp(SIMD_OPS.f32x4_sub).set(v);
       expV(f, v, k, p, fma);
       f.v128Store();
-      f.get(c).i32Const(16).i32Add().tee(c).get(vecBytes).i32LtU().brIf(0);
-    }
-    f.end().end();
+    });
     f.get(xp).get(rowBytes).i32Add().set(xp);
     f.get(yp).get(rowBytes).i32Add().set(yp);
-    f.get(r).i32Const(1).i32Add().tee(r).get(rows).i32LtU().brIf(0);
-  }
-  f.end().end();
+  });
   return f;
 }
 

@@ -17,7 +17,7 @@
  * Rounding: each lane accumulates its columns j ≡ lane (mod 4) with one rounding per multiply-add, lanes are
  * summed pairwise at the end ((a0 + a1) + (a2 + a3)), then the cols % 4 tail (scalar multiply + add).
  */
-import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import type { WasmExports, WasmMemory } from './engine.js';
 import { requireWasm, wasmApi } from './engine.js';
 import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
@@ -38,13 +38,9 @@ class FmaBuilder extends FunctionBuilder {
     for (const [floats, bytes] of pairs) this.get(floats).i32Const(2).i32Shl().set(bytes);
     return this;
   }
-  /** while (v <u limit) { body; v += step } as a guarded do-while (one branch per iteration). */
+  /** while (v <u limit) { body; v += step } as a guarded do-while (the emitter's whileLtU). */
   forRange(v: number, limit: number, step: number, body: () => void): this {
-    this.block().get(v).get(limit).i32GeU().brIf(0);
-    this.loop();
-    body();
-    this.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-    this.end().end();
+    whileLtU(this, v, limit, step, body);
     return this;
   }
   /** f32x4.relaxed_madd: pops a, b, c (c on top) and pushes a·b + c. */

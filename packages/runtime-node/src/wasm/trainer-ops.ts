@@ -17,7 +17,7 @@
  * needs its element count (or row length) to be a multiple of 4; the class says false otherwise and the caller
  * keeps its JS loop.
  */
-import { FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
 import { ExpBuilder, expV } from './trainer-exp.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
@@ -66,15 +66,6 @@ class OpsBuilder extends ExpBuilder {
   }
 }
 
-/** while (v <u limit) { body; v += step } as a guarded do-while. */
-function loopLt(f: FunctionBuilder, v: number, limit: number, step: number, body: () => void): void {
-  f.block().get(v).get(limit).i32GeU().brIf(0);
-  f.loop();
-  body();
-  f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-  f.end().end();
-}
-
 /** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
 function lanesSum(f: FunctionBuilder, a: number): void {
   f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
@@ -91,7 +82,7 @@ function emitSwigluFwd(fma: boolean): FunctionBuilder {
   const k = f.local('v128');
   const p = f.local('v128');
   const sv = f.local('v128');
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.loadAt(gp, i).simdOp(F32X4_NEG).set(v);
     f.splat(1);
     expV(f, v, k, p, fma);
@@ -110,7 +101,7 @@ function emitSwigluBwd(): FunctionBuilder {
   const dv = f.local('v128');
   const gv = f.local('v128');
   const sv = f.local('v128');
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.loadAt(dhp, i).set(dv);
     f.loadAt(gp, i).set(gv);
     f.loadAt(sp, i).set(sv);
@@ -133,10 +124,10 @@ function emitRmsNormFwd(): FunctionBuilder {
   const xv = f.local('v128');
   const iv = f.local('v128');
   const inv = f.local('f32');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.v128Zero().set(acc);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimBytes, 16, () => {
+    whileLtU(f, j, dimBytes, 16, () => {
       f.loadAt(xp, j).tee(xv).get(xv).f32x4Mul().get(acc).f32x4Add().set(acc);
     });
     // inv = 1 / sqrt(ss / dim + eps)
@@ -146,7 +137,7 @@ function emitRmsNormFwd(): FunctionBuilder {
     f.get(rp).get(inv).f32Store();
     f.get(inv).f32x4Splat().set(iv);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimBytes, 16, () => {
+    whileLtU(f, j, dimBytes, 16, () => {
       f.addr(yp, j).loadAt(wp, j).get(iv).loadAt(xp, j).f32x4Mul().f32x4Mul().v128Store();
     });
     f.get(xp).get(dimBytes).i32Add().set(xp);
@@ -166,11 +157,11 @@ function emitRmsNormBwd(): FunctionBuilder {
   const iv = f.local('v128');
   const cv = f.local('v128');
   const inv = f.local('f32');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.get(rp).f32Load().set(inv);
     f.v128Zero().set(acc);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimBytes, 16, () => {
+    whileLtU(f, j, dimBytes, 16, () => {
       f.loadAt(dyp, j).loadAt(wp, j).f32x4Mul().loadAt(xp, j).f32x4Mul().get(acc).f32x4Add().set(acc);
     });
     // c = inv³ · dot / dim
@@ -179,7 +170,7 @@ function emitRmsNormBwd(): FunctionBuilder {
     f.f32Mul().get(dim).f32Div().f32x4Splat().set(cv);
     f.get(inv).f32x4Splat().set(iv);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimBytes, 16, () => {
+    whileLtU(f, j, dimBytes, 16, () => {
       // dx += inv·w·dy − c·x
       f.addr(dxp, j).loadAt(dxp, j);
       f.get(iv).loadAt(wp, j).f32x4Mul().loadAt(dyp, j).f32x4Mul().f32x4Add();
@@ -187,7 +178,7 @@ function emitRmsNormBwd(): FunctionBuilder {
     });
     f.block().get(dwp).i32Eqz().brIf(0);
     f.i32Const(0).set(j);
-    loopLt(f, j, dimBytes, 16, () => {
+    whileLtU(f, j, dimBytes, 16, () => {
       // dw += dy·x·inv
       f.addr(dwp, j).loadAt(dwp, j).loadAt(dyp, j).loadAt(xp, j).f32x4Mul().get(iv).f32x4Mul().f32x4Add().v128Store();
     });
@@ -205,7 +196,7 @@ function emitAdd(): FunctionBuilder {
   const f = new OpsBuilder(['i32', 'i32', 'i32', 'i32']);
   const [ap, bp, op, bytes] = [0, 1, 2, 3];
   const i = f.local('i32');
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.addr(op, i).loadAt(ap, i).loadAt(bp, i).f32x4Add().v128Store();
   });
   return f;
@@ -226,7 +217,7 @@ function emitAdamW(): FunctionBuilder {
   const gv = f.local('v128');
   const mv = f.local('v128');
   const vv = f.local('v128');
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.loadAt(gp, i).get(gs!).f32x4Mul().set(gv);
     f.get(b1!).loadAt(mp, i).f32x4Mul().get(c1!).get(gv).f32x4Mul().f32x4Add().set(mv);
     f.get(b2!).loadAt(vp, i).f32x4Mul().get(c2!).get(gv).f32x4Mul().get(gv).f32x4Mul().f32x4Add().set(vv);
@@ -258,14 +249,14 @@ function emitRowMaxCheck(): FunctionBuilder {
   const xv = f.local('v128');
   const even = f.local('i32');
   const zero = () => f.v128Zero();
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.get(xp).v128Load().tee(m0).set(m1);
     zero().set(c0);
     zero().set(c1);
     // pairs of vectors from 0 up to the even part, then the last vector if the count is odd
     f.get(colsBytes).i32Const(~31).i32And().set(even);
     f.i32Const(0).set(j);
-    loopLt(f, j, even, 32, () => {
+    whileLtU(f, j, even, 32, () => {
       f.loadAt(xp, j).set(xv);
       f.get(m0).get(xv).simdOp(F32X4_PMAX).set(m0);
       f.get(xv).zeroTimes().get(c0).f32x4Add().set(c0);
@@ -299,9 +290,9 @@ function emitCopyRows(): FunctionBuilder {
   const [sp, sStride, dp, dStride, rows, lenBytes] = [0, 1, 2, 3, 4, 5];
   const t = f.local('i32');
   const j = f.local('i32');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.i32Const(0).set(j);
-    loopLt(f, j, lenBytes, 16, () => {
+    whileLtU(f, j, lenBytes, 16, () => {
       f.addr(dp, j).loadAt(sp, j).v128Store();
     });
     f.get(sp).get(sStride).i32Add().set(sp);
@@ -318,7 +309,7 @@ function emitSumSq(): FunctionBuilder {
   const acc = f.local('v128');
   const v = f.local('v128');
   f.v128Zero().set(acc);
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     // lanes 0, 1 (load at i) and 2, 3 (load at i + 8), each promoted to float64
     f.loadAt(xp, i).simdOp(F64X2_PROMOTE_LOW).tee(v).get(v).simdOp(F64X2_MUL).get(acc).simdOp(F64X2_ADD).set(acc);
     f.get(xp).get(i).i32Add().v128Load(8).simdOp(F64X2_PROMOTE_LOW).tee(v).get(v).simdOp(F64X2_MUL).get(acc).simdOp(F64X2_ADD).set(acc);
@@ -343,13 +334,13 @@ function emitRopePairs(): FunctionBuilder {
   const row = f.local('i32'); // vec + h
   const tab = f.local('i32'); // pos · hsBytes
   const v = f.local('v128');
-  loopLt(f, t, rows, 1, () => {
+  whileLtU(f, t, rows, 1, () => {
     f.get(pos).get(hsBytes).i32Mul().set(tab);
     f.i32Const(0).set(h);
-    loopLt(f, h, widthBytes, 0, () => {
+    whileLtU(f, h, widthBytes, 0, () => {
       f.get(vp).get(h).i32Add().set(row);
       f.i32Const(0).set(i);
-      loopLt(f, i, hsBytes, 16, () => {
+      whileLtU(f, i, hsBytes, 16, () => {
         f.loadAt(row, i).set(v);
         f.addr(row, i);
         f.get(v).get(cxp).get(tab).i32Add().get(i).i32Add().v128Load().f32x4Mul();
@@ -380,7 +371,7 @@ function emitMse(): FunctionBuilder {
   const gv = f.local('v128');
   f.get(g).f32x4Splat().set(gv);
   f.v128Zero().set(acc);
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     for (const off of [0, 8]) {
       f.get(xp).get(i).i32Add().v128Load(off).simdOp(F64X2_PROMOTE_LOW);
       f.get(tp).get(i).i32Add().v128Load(off).simdOp(F64X2_PROMOTE_LOW);
@@ -389,7 +380,7 @@ function emitMse(): FunctionBuilder {
   });
   f.block().get(dxp).i32Eqz().brIf(0);
   f.i32Const(0).set(i);
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.addr(dxp, i).loadAt(dxp, i).get(gv).loadAt(xp, i).loadAt(tp, i).simdOp(F32X4_SUB).f32x4Mul().f32x4Add().v128Store();
   });
   f.end();
@@ -407,7 +398,7 @@ function emitExpAbs(fma: boolean): FunctionBuilder {
   const p = f.local('v128');
   const sc = f.local('v128');
   f.get(scale).f32x4Splat().set(sc);
-  loopLt(f, i, bytes, 16, () => {
+  whileLtU(f, i, bytes, 16, () => {
     f.loadAt(xp, i).simdOp(F32X4_ABS).get(sc).f32x4Mul().set(v);
     f.addr(yp, i);
     expV(f, v, k, p, fma);

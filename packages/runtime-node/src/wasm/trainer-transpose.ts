@@ -9,7 +9,7 @@
  *
  * Walked in 16 × 16 tiles so that both the rows read and the rows written stay in L1 (16 lines each).
  */
-import { type FunctionBuilder, ModuleBuilder } from './emitter.js';
+import { type FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import { ExpBuilder } from './trainer-exp.js';
 import type { WasmMemory } from './engine.js';
 import { requireWasm } from './engine.js';
@@ -48,14 +48,7 @@ function emitTranspose(simd: boolean): FunctionBuilder {
     f.get(a).get(b).simdOp(I8X16_SHUFFLE);
     for (const l of lanes) f.code.push(l);
   };
-  // while (v <u limit) { body; v += step } as a guarded do-while
-  const loop = (v: number, limit: number, step: number, body: () => void) => {
-    f.block().get(v).get(limit).i32GeU().brIf(0);
-    f.loop();
-    body();
-    f.get(v).i32Const(step).i32Add().tee(v).get(limit).i32LtU().brIf(0);
-    f.end().end();
-  };
+  const loop = (v: number, limit: number, step: number, body: () => void) => whileLtU(f, v, limit, step, body);
   // v1 = min(v0 + TILE, limit)
   const tileEnd = (v0: number, limit: number, out: number) => {
     f.get(v0).i32Const(TILE).i32Add().set(out);
