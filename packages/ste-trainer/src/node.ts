@@ -13,7 +13,7 @@ import { crc32 } from '@ultrasketch/format';
 import { type WriteAtomicOptions, temporaryPathFor, writeFileAtomic } from '@ultrasketch/node-files';
 import { type WasmTrainerExp, type WasmTrainerGemm, type WasmTrainerOps, createTrainerExp, createTrainerGemm, createTrainerOps } from '@ultrasketch/runtime-node';
 import { setFloat32Allocator, setMatmulKernel } from './matmul.js';
-import { setCausalColsKernel, setCausalRowsKernel, setCausalScoresKernel, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
+import { setCausalKernels, setElementwiseKernels, setExpKernel, setKdKernel, setSoftmaxKernel } from './ops.js';
 import { setAdamWKernel, setSumSquaresKernel } from './optim.js';
 import {
   CTRL,
@@ -61,9 +61,7 @@ export function useWasmGemm(on = true): boolean {
   setElementwiseKernels(wasmActive && wasmOps ? wasmOps : null);
   setAdamWKernel(wasmActive && wasmOps ? (p, g, m, v, s) => wasmOps!.adamw(p, g, m, v, s) : null);
   setSumSquaresKernel(wasmActive && wasmOps ? (x) => wasmOps!.sumSquares(x, x.length) : null);
-  setCausalScoresKernel(wasmActive ? wasmGemm!.causalScores : null);
-  setCausalRowsKernel(wasmActive ? wasmGemm!.causalRows : null);
-  setCausalColsKernel(wasmActive ? wasmGemm!.causalCols : null);
+  setCausalKernels(wasmActive ? wasmGemm! : null);
   setFloat32Allocator(wasmActive ? wasmGemm!.allocF32 : null);
   return wasmActive;
 }

@@ -84,51 +84,35 @@ export interface SoftmaxKernel {
 let softmaxKernel: SoftmaxKernel | null = null;
 
 /**
- * Attention's causal scores for G stacked heads (Node: the wasm gemm's `causalScores`): S[j·L + t, p] =
- * q[j·L + t] · k[p] written at least for p ≤ t — key blocks wholly after t are skipped (~37% of the work at
- * L = 128), their entries left as they were (the causal soft-max never reads them; its backward multiplies
- * them by P = 0, so they must only be finite: they hold earlier finite scores or zeros). False: not taken.
+ * Attention's products that can skip what causality zeroes, for G stacked heads (Node: the wasm gemm's
+ * `causalScores`, `causalRows`, `causalCols`, installed together). Each returns false when it does not take the
+ * call (the caller then runs the full product).
  */
-export type CausalScoresKernel = (q: Float32Array, k: Float32Array, s: Float32Array, G: number, L: number, hs: number) => boolean;
-
-let causalScores: CausalScoresKernel | null = null;
-
-/** Install (or remove, with null) the causal scores kernel; returns the previous one. */
-export function setCausalScoresKernel(k: CausalScoresKernel | null): CausalScoresKernel | null {
-  const prev = causalScores;
-  causalScores = k;
-  return prev;
+export interface CausalKernels {
+  /**
+   * S[j·L + t, p] = q[j·L + t] · k[p] written at least for p ≤ t — key blocks wholly after t are skipped (~37% of
+   * the work at L = 128), their entries left as they were (the causal soft-max never reads them; its backward
+   * multiplies them by P = 0, so they must only be finite: they hold earlier finite scores or zeros).
+   */
+  causalScores(q: Float32Array, k: Float32Array, s: Float32Array, G: number, L: number, hs: number): boolean;
+  /**
+   * Products that reduce over keys: C [G·L, hs] = A [G·L, L] · B [L, hs] where A is 0 after each row's position
+   * t (P, dS): the kernel may stop each row's reduction after the key block that holds t (same values).
+   */
+  causalRows(a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number): boolean;
+  /**
+   * Products that reduce over queries: C [L, hs] = Aᵀ B summed over G stacked heads, A [G·L, L] being 0 where the
+   * query t < key p (P, dS): the kernel may skip those terms (the same value up to float32 summation order).
+   */
+  causalCols(a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number): boolean;
 }
 
-/**
- * Attention's products that reduce over keys, for G stacked heads (Node: the wasm gemm's `causalRows`): C [G·L,
- * hs] = A [G·L, L] · B [L, hs] where A is 0 after each row's position t (P, dS): the kernel may stop each row's
- * reduction after the key block that holds t (same values). False: not taken (the caller runs the full product).
- */
-export type CausalRowsKernel = (a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number) => boolean;
+let causal: CausalKernels | null = null;
 
-let causalRows: CausalRowsKernel | null = null;
-
-/** Install (or remove, with null) the causal rows kernel; returns the previous one. */
-export function setCausalRowsKernel(k: CausalRowsKernel | null): CausalRowsKernel | null {
-  const prev = causalRows;
-  causalRows = k;
-  return prev;
-}
-
-/**
- * Attention's products that reduce over queries (Node: the wasm gemm's `causalCols`): C [L, hs] = Aᵀ B summed
- * over G stacked heads, A [G·L, L] being 0 where the query t < key p (P, dS): the kernel may skip those terms
- * (the same value up to float32 summation order). False: not taken.
- */
-export type CausalColsKernel = (a: Float32Array, b: Float32Array, c: Float32Array, G: number, L: number, hs: number) => boolean;
-
-let causalCols: CausalColsKernel | null = null;
-
-/** Install (or remove, with null) the causal columns kernel; returns the previous one. */
-export function setCausalColsKernel(k: CausalColsKernel | null): CausalColsKernel | null {
-  const prev = causalCols;
-  causalCols = k;
+/** Install (or remove, with null) the causal attention kernels; returns the previous ones. */
+export function setCausalKernels(k: CausalKernels | null): CausalKernels | null {
+  const prev = causal;
+  causal = k;
   return prev;
 }
 
@@ -353,11 +337,10 @@ export function attentionForward(
       if (sk !== null && probs instanceof Float32Array) {
         // Scores straight into this block of probs, the soft-max in place there, O = P V from there.
         const P = probs.subarray(pBase, pBase + pBlock);
-        const cs = causalScores;
-        if (!(cs !== null && f32(Qs) && f32(Ks) && cs(Qs, Ks, P, G, L, hs))) matmul(Qs, Ks, P, GL, L, hs, false, true);
+        const ck = causal;
+        if (!(ck !== null && f32(Qs) && f32(Ks) && ck.causalScores(Qs, Ks, P, G, L, hs))) matmul(Qs, Ks, P, GL, L, hs, false, true);
         sk.causal(P, GL, L, scale);
-        const cr = causalRows;
-        if (!(cr !== null && f32(Vs) && f32(Os) && cr(P, Vs, Os, G, L, hs))) matmul(P, Vs, Os, GL, hs, L, false, false);
+        if (!(ck !== null && f32(Vs) && f32(Os) && ck.causalRows(P, Vs, Os, G, L, hs))) matmul(P, Vs, Os, GL, hs, L, false, false);
         scatterHeads(Os, out, row0, L, dim, g * G * hs, G, hs);
         continue;
       }
@@ -439,9 +422,9 @@ export function attentionBackward(
       const pBase = (b * nHeads + g * G) * L * L;
       if (inPlace) Ps = (probs as Float32Array).subarray(pBase, pBase + GL * L);
       else for (let i = 0; i < GL * L; i++) Ps[i] = probs[pBase + i]!;
-      const cs = causalScores;
+      const ck = causal;
       // dP only where P ≠ 0 (p ≤ t) matters: the causal kernel when installed (dP's scratch holds finite values)
-      if (!(inPlace && cs !== null && f32(dOs) && f32(Vs) && cs(dOs, Vs, dP as Float32Array, G, L, hs))) matmul(dOs, Vs, dP, GL, L, hs, false, true);
+      if (!(inPlace && ck !== null && f32(dOs) && f32(Vs) && ck.causalScores(dOs, Vs, dP as Float32Array, G, L, hs))) matmul(dOs, Vs, dP, GL, L, hs, false, true);
       if (inPlace) sk!.backward(Ps as Float32Array, dP as Float32Array, GL, L, scale);
       else for (let r = 0; r < GL; r++) {
         const t = r % L;
@@ -452,12 +435,10 @@ export function attentionBackward(
         for (let p = t + 1; p < L; p++) dP[o + p] = 0;
       }
       // dS is 0 after t (P is): the causal rows kernel when installed
-      const cr = causalRows;
-      if (!(inPlace && cr !== null && f32(Ks) && f32(dQs) && cr(dP as Float32Array, Ks, dQs, G, L, hs))) matmul(dP, Ks, dQs, GL, hs, L, false, false);
-      const cc = causalCols;
-      const useCols = inPlace && cc !== null && f32(Qs) && f32(dKs) && f32(dOs) && f32(dVs);
-      if (!(useCols && cc(dP as Float32Array, Qs, dKs, G, L, hs))) matmul(dP, Qs, dKs, L, hs, GL, true, false);
-      if (!(useCols && cc(Ps as Float32Array, dOs, dVs, G, L, hs))) matmul(Ps, dOs, dVs, L, hs, GL, true, false);
+      if (!(inPlace && ck !== null && f32(Ks) && f32(dQs) && ck.causalRows(dP as Float32Array, Ks, dQs, G, L, hs))) matmul(dP, Ks, dQs, GL, hs, L, false, false);
+      const useCols = inPlace && ck !== null && f32(Qs) && f32(dKs) && f32(dOs) && f32(dVs);
+      if (!(useCols && ck.causalCols(dP as Float32Array, Qs, dKs, G, L, hs))) matmul(dP, Qs, dKs, L, hs, GL, true, false);
+      if (!(useCols && ck.causalCols(Ps as Float32Array, dOs, dVs, G, L, hs))) matmul(Ps, dOs, dVs, L, hs, GL, true, false);
       scatterHeads(dQs, dq, row0, L, dim, g * G * hs, G, hs);
       scatterHeads(dKs, dk, row0, L, kv, g * hs, 1, hs);
       scatterHeads(dVs, dv, row0, L, kv, g * hs, 1, hs);
