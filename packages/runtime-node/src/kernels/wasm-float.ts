@@ -3,7 +3,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
 import type { WasmArena } from '../wasm/arena.js';
 import { paramsOf, recordCalls } from '../wasm/decode-program.js';
-import { ModuleBuilder } from '../wasm/emitter.js';
+import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
 import { ArenaVector, ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
@@ -116,9 +116,8 @@ function emitF16Mv(T: number, R: number, fix: boolean): KFn {
         f.get(yp);
         if (t > 0) f.get(yStrideB).i32Const(t).i32Mul().i32Add();
         if (H === 2) f.get(s).get(acc[(k * T + t) * H + 1]!).f32x4Add().set(s);
-        f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
-        f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
-        f.f32Add().f32Store(4 * k);
+        lanesSum(f, s);
+        f.f32Store(4 * k);
       }
     }
     f.get(yp).i32Const(4 * R).i32Add().set(yp);

@@ -3,7 +3,7 @@ import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
-import { ModuleBuilder } from '../wasm/emitter.js';
+import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
 import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { emitF16ToF32 } from './wasm-float.js';
@@ -56,13 +56,6 @@ function splatLane(f: KFn, v: number, i: number): void {
   f.get(v).get(v).i8x16Shuffle(SPLAT_LANE(i));
 }
 
-/** Horizontal sum of v: ((0 + 1) + (2 + 3)), pushed as f32. */
-function hsum(f: KFn, v: number): void {
-  f.get(v).f32x4ExtractLane(0).get(v).f32x4ExtractLane(1).f32Add();
-  f.get(v).f32x4ExtractLane(2).get(v).f32x4ExtractLane(3).f32Add();
-  f.f32Add();
-}
-
 /**
  * First 4 entries [T0, T0 − d0, T0 − d1, T0 − d0 − d1] of a single-vector table from the group's values
  * (vector `lo` = v0..v3 times 2 in `d`), T0 = Σ values: left in `e`.
@@ -103,9 +96,9 @@ function emitBuild1(bits: 4 | 8): KFn {
       f.get(xp).v128LoadA(16).get(gp).v128LoadA(16).f32x4Mul().set(hi);
       f.get(hi).get(hi).f32x4Add().set(dhi);
       f.get(lo).get(hi).f32x4Add().set(e[0]!);
-      hsum(f, e[0]!);
+      lanesSum(f, e[0]!);
     } else {
-      hsum(f, lo);
+      lanesSum(f, lo);
     }
     f.set(t0);
     firstFour(f, t0, dlo, e[0]!);

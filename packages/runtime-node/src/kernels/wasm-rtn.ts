@@ -3,7 +3,7 @@ import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
-import { ModuleBuilder } from '../wasm/emitter.js';
+import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
 import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
@@ -155,9 +155,7 @@ function emitRtn(k: 2 | 4 | 8, T: number): KFn {
       for (let a = 1; a < A; a++) f.get(acc[t * A]!).get(acc[t * A + a]!).f32x4Add().set(acc[t * A]!);
       const s = acc[t * A]!;
       f.get(tmp);
-      f.get(s).f32x4ExtractLane(0).get(s).f32x4ExtractLane(1).f32Add();
-      f.get(s).f32x4ExtractLane(2).get(s).f32x4ExtractLane(3).f32Add();
-      f.f32Add();
+      lanesSum(f, s);
       f.get(oacc).f32x4ExtractLane(t).f32Add();
       f.f32Store();
     }

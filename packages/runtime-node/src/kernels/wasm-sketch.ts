@@ -10,7 +10,7 @@ import {
 } from '@ultrasketch/sketch-core';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
-import { ModuleBuilder } from '../wasm/emitter.js';
+import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowCall, directCall, splitRows } from '../threads.js';
@@ -102,9 +102,8 @@ function emitRowOut(f: KFn, T: number, acc: number[], yp: number, yStrideB: numb
     const a = acc[t]!;
     f.get(tmp);
     f.get(tmp).f32Load();
-    f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-    f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-    f.f32Add().f32Add();
+    lanesSum(f, a);
+    f.f32Add();
     f.f32Store();
   }
 }

@@ -329,6 +329,16 @@ export function whileLtU(f: FunctionBuilder, i: number, limit: number, step: num
   f.end().end();
 }
 
+/**
+ * Push the horizontal sum ((l0 + l1) + (l2 + l3)) of the f32x4 local `a` as an f32: the one lane order of every
+ * kernel's dot products, so a product's bits do not depend on which kernel computed it.
+ */
+export function lanesSum(f: FunctionBuilder, a: number): void {
+  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
+  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
 export interface MemoryImport {
   module: string;
   name: string;

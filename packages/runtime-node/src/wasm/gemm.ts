@@ -21,7 +21,7 @@
  * Rounding: float32 products summed in float32, in 4 lanes then pairwise — within a few ulps·√cols of the
  * exact sum, like llama2.c's sequential float32 sum (which the golden logits come from).
  */
-import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
 import type { WasmExports } from './engine.js';
 
 /** A tile kernel: (w, x, y, rowBegin, rowEnd, cols, ldy), (rowEnd - rowBegin) a multiple of its R. */
@@ -134,9 +134,8 @@ export function emitTile(R: number, T: number, U: number): FunctionBuilder {
       for (let r = 0; r < R; r++) {
         const a = acc[r * T + t]!;
         f.get(yp[t]!);
-        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-        f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-        f.f32Add().get(tail[r * T + t]!).f32Add();
+        lanesSum(f, a);
+        f.get(tail[r * T + t]!).f32Add();
         f.f32Store(4 * r);
       }
       f.get(yp[t]!).i32Const(4 * R).i32Add().set(yp[t]!);

@@ -19,7 +19,7 @@
  * Each thread makes its own instance over its TrainerMemory (shared with the trainer gemm): arrays in that
  * memory are used in place, others are copied in and results out, like the gemm's.
  */
-import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
 import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
 
@@ -112,13 +112,6 @@ export function expV(f: ExpBuilder, v: number, k: number, p: number, fma = false
   f.f32x4Mul();
 }
 
-
-/** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
-function lanesSum(f: FunctionBuilder, a: number): void {
-  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-  f.f32Add();
-}
 
 /**
  * A causal soft-max row's shift (both emitters): mx = the max of the row's first `valid` bytes (whole vectors up

@@ -17,7 +17,7 @@
  * Rounding: each lane accumulates its columns j ≡ lane (mod 4) with one rounding per multiply-add, lanes are
  * summed pairwise at the end ((a0 + a1) + (a2 + a3)), then the cols % 4 tail (scalar multiply + add).
  */
-import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
 import type { WasmExports, WasmMemory } from './engine.js';
 import { requireWasm, wasmApi } from './engine.js';
 import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
@@ -216,9 +216,8 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
     for (let t = 0; t < T; t++) {
       for (let r = 0; r < R; r++) {
         const a = acc[r * T + t]!;
-        f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-        f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-        f.f32Add().get(tail[r * T + t]!).f32Add().set(sum);
+        lanesSum(f, a);
+        f.get(tail[r * T + t]!).f32Add().set(sum);
         f.block().get(accumulate).i32Eqz().brIf(0);
         f.get(yp[t]!).f32Load(4 * r).get(sum).f32Add().set(sum);
         f.end();

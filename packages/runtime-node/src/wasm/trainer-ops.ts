@@ -17,7 +17,7 @@
  * needs its element count (or row length) to be a multiple of 4; the class says false otherwise and the caller
  * keeps its JS loop.
  */
-import { FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
+import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
 import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
 import { ExpBuilder, expV } from './trainer-exp.js';
 import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
@@ -64,13 +64,6 @@ class OpsBuilder extends ExpBuilder {
   addr(a: number, i: number): this {
     return this.get(a).get(i).i32Add();
   }
-}
-
-/** Horizontal sum ((l0 + l1) + (l2 + l3)) of the v128 local `a`, pushed as an f32. */
-function lanesSum(f: FunctionBuilder, a: number): void {
-  f.get(a).f32x4ExtractLane(0).get(a).f32x4ExtractLane(1).f32Add();
-  f.get(a).f32x4ExtractLane(2).get(a).f32x4ExtractLane(3).f32Add();
-  f.f32Add();
 }
 
 /** swiglu_fwd(g, u, h, s, bytes) */
