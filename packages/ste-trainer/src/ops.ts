@@ -312,15 +312,7 @@ export function attentionForward(
   out: FloatArray,
   s: AttentionShape,
 ): void {
-  const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
-  const dim = nHeads * hs;
-  const kv = nKvHeads * hs;
-  const G = nHeads / nKvHeads;
-  const GL = G * L;
-  const scale = 1 / Math.sqrt(hs);
-  const Qs = attnScratch(q, 0, GL * hs);
-  const Ks = attnScratch(q, 1, L * hs);
-  const Vs = attnScratch(q, 2, L * hs);
+  const { batch, L, nHeads, nKvHeads, hs, dim, kv, G, GL, scale, Qs, Ks, Vs } = stackedHeads(s, q);
   const S = attnScratch(q, 3, GL * L);
   const Os = attnScratch(q, 4, GL * hs);
   if (rowScratch.length < L) rowScratch = new Float64Array(L);
@@ -394,15 +386,7 @@ export function attentionBackward(
   dv: FloatArray,
   s: AttentionShape,
 ): void {
-  const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
-  const dim = nHeads * hs;
-  const kv = nKvHeads * hs;
-  const G = nHeads / nKvHeads;
-  const GL = G * L;
-  const scale = 1 / Math.sqrt(hs);
-  const Qs = attnScratch(q, 0, GL * hs);
-  const Ks = attnScratch(q, 1, L * hs);
-  const Vs = attnScratch(q, 2, L * hs);
+  const { batch, L, nHeads, nKvHeads, hs, dim, kv, G, GL, scale, Qs, Ks, Vs } = stackedHeads(s, q);
   const dP = attnScratch(q, 3, GL * L);
   const dOs = attnScratch(q, 4, GL * hs);
   const sk = softmaxKernel;
@@ -491,6 +475,32 @@ function attnScratch(like: FloatArray, slot: number, size: number): FloatArray {
   }
   if (!(attn32[slot]!?.length >= size)) attn32[slot] = allocFloat32(size);
   return attn32[slot]!;
+}
+
+/**
+ * What attentionForward and attentionBackward both derive from the shape: the widths, G query heads per KV head
+ * stacked into GL = G·L rows, the soft-max scale 1/√hs, and the scratch the heads are gathered into (slots 0-2:
+ * Q_g [GL, hs], K_g and V_g [L, hs]) in the precision of `like`.
+ */
+function stackedHeads(s: AttentionShape, like: FloatArray) {
+  const { batch, seqLen: L, nHeads, nKvHeads, headSize: hs } = s;
+  const G = nHeads / nKvHeads;
+  const GL = G * L;
+  return {
+    batch,
+    L,
+    nHeads,
+    nKvHeads,
+    hs,
+    dim: nHeads * hs,
+    kv: nKvHeads * hs,
+    G,
+    GL,
+    scale: 1 / Math.sqrt(hs),
+    Qs: attnScratch(like, 0, GL * hs),
+    Ks: attnScratch(like, 1, L * hs),
+    Vs: attnScratch(like, 2, L * hs),
+  };
 }
 
 // ------------------------------------------------------------------------------------------------- SwiGLU
