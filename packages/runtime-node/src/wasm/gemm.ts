@@ -59,6 +59,29 @@ export const DEFAULT_TILE_PLAN: TilePlan = {
 
 export const tileName = (r: number, t: number, u: number): string => `gemm_r${r}_t${t}_u${u}`;
 
+/**
+ * A tile's scalar tail (this module's tiles and trainer-gemm-fma.ts's): for the byte offsets j..colsBytes of the
+ * rows, one float at a time, tail[r·T + t] += W row r's float · X row t's float (wp[r], xp[t]: the rows' byte
+ * addresses; ws, xs: scratch f32 locals) — a multiply then an add, rounded twice, the same in every engine.
+ */
+export function emitTileTail(
+  f: FunctionBuilder,
+  l: { j: number; colsBytes: number; wp: readonly number[]; xp: readonly number[]; ws: readonly number[]; xs: number; tail: readonly number[] },
+): void {
+  const R = l.wp.length;
+  const T = l.xp.length;
+  whileLtU(f, l.j, l.colsBytes, 4, () => {
+    for (let r = 0; r < R; r++) f.get(l.wp[r]!).get(l.j).i32Add().f32Load().set(l.ws[r]!);
+    for (let t = 0; t < T; t++) {
+      f.get(l.xp[t]!).get(l.j).i32Add().f32Load().set(l.xs);
+      for (let r = 0; r < R; r++) {
+        const s = l.tail[r * T + t]!;
+        f.get(s).get(l.ws[r]!).get(l.xs).f32Mul().f32Add().set(s);
+      }
+    }
+  });
+}
+
 /** Emit the R × T tile kernel (see the file comment). */
 export function emitTile(R: number, T: number, U: number): FunctionBuilder {
   const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 16;
@@ -119,16 +142,7 @@ export function emitTile(R: number, T: number, U: number): FunctionBuilder {
     // leftover whole f32x4 steps (fewer than U)
     if (U > 1) whileLtU(f, j, vecBytes, 16, () => vectorStep(1));
     // scalar tail: cols % 4 columns
-    whileLtU(f, j, colsBytes, 4, () => {
-      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
-      for (let t = 0; t < T; t++) {
-        f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);
-        for (let r = 0; r < R; r++) {
-          const s = tail[r * T + t]!;
-          f.get(s).get(ws[r]!).get(xs).f32Mul().f32Add().set(s);
-        }
-      }
-    });
+    emitTileTail(f, { j, colsBytes, wp, xp, ws, xs, tail });
     // Y[t, i + r] = ((lane0 + lane1) + (lane2 + lane3)) + tail
     for (let t = 0; t < T; t++) {
       for (let r = 0; r < R; r++) {

@@ -20,6 +20,7 @@
 import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
 import type { WasmExports, WasmMemory } from './engine.js';
 import { requireWasm, wasmApi } from './engine.js';
+import { emitTileTail } from './gemm.js';
 import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
 
 const RELAXED_MADD = 0x105; // f32x4.relaxed_madd (relaxed SIMD proposal, Overview.md's binary table)
@@ -203,16 +204,7 @@ function emitFmaTile(R: number, T: number): FunctionBuilder {
         }
       }
     });
-    f.forRange(j, colsBytes, 4, () => {
-      for (let r = 0; r < R; r++) f.get(wp[r]!).get(j).i32Add().f32Load().set(ws[r]!);
-      for (let t = 0; t < T; t++) {
-        f.get(xp[t]!).get(j).i32Add().f32Load().set(xs);
-        for (let r = 0; r < R; r++) {
-          const s = tail[r * T + t]!;
-          f.get(s).get(ws[r]!).get(xs).f32Mul().f32Add().set(s);
-        }
-      }
-    });
+    emitTileTail(f, { j, colsBytes, wp, xp, ws, xs, tail }); // the cols % 4 tail, as the plain tiles
     for (let t = 0; t < T; t++) {
       for (let r = 0; r < R; r++) {
         const a = acc[r * T + t]!;
