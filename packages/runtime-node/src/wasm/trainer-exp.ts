@@ -114,6 +114,40 @@ export function expV(f: ExpBuilder, v: number, k: number, p: number, fma = false
 
 
 /**
+ * The row loop of both causal soft-max emitters, over [rows, L] at byte address sp: row r (at byte address rp)
+ * is position t = r mod L of its sequence, and `body` sees valid = (t + 1)·4, the row's bytes at p ≤ t, and
+ * full = valid rounded down to whole vectors. Sets rowBytes = 4L and sc = splat(scale) first.
+ */
+function causalRowLoop(
+  f: ExpBuilder,
+  l: { sp: number; rows: number; L: number; scale: number; r: number; t: number; rp: number; rowBytes: number; valid: number; full: number; sc: number },
+  body: () => void,
+): void {
+  f.get(l.L).i32Const(2).i32Shl().set(l.rowBytes);
+  f.get(l.scale).f32x4Splat().set(l.sc);
+  f.get(l.sp).set(l.rp);
+  f.i32Const(0).set(l.t);
+  f.i32Const(0).set(l.r);
+  whileLtU(f, l.r, l.rows, 1, () => {
+    f.get(l.t).i32Const(1).i32Add().i32Const(2).i32Shl().set(l.valid); // (t + 1)·4 bytes
+    f.get(l.valid).i32Const(~15).i32And().set(l.full);
+    body();
+    f.get(l.rp).get(l.rowBytes).i32Add().set(l.rp);
+    // t = (t + 1) mod L
+    f.get(l.t).i32Const(1).i32Add().set(l.t);
+    f.block().get(l.t).get(l.L).i32LtU().brIf(0).i32Const(0).set(l.t).end();
+  });
+}
+
+/** The row's whole vectors (bytes [0, end) at rp, c counting from 0) times the v128 local `v`, in place. */
+function emitScaleVectors(f: ExpBuilder, rp: number, c: number, end: number, v: number): void {
+  f.i32Const(0).set(c);
+  whileLtU(f, c, end, 16, () => {
+    f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
+  });
+}
+
+/**
  * A causal soft-max row's shift (both emitters): mx = the max of the row's first `valid` bytes (whole vectors up
  * to `full`, then one value at a time), and sh = splat(mx · scale).
  */
@@ -177,14 +211,7 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
   const v = f.local('v128');
   const k = f.local('v128');
   const p = f.local('v128');
-  f.get(L).i32Const(2).i32Shl().set(rowBytes);
-  f.get(scale).f32x4Splat().set(sc);
-  f.get(sp).set(rp);
-  f.i32Const(0).set(t);
-  f.i32Const(0).set(r);
-  whileLtU(f, r, rows, 1, () => {
-    f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
-    f.get(valid).i32Const(~15).i32And().set(full);
+  causalRowLoop(f, { sp, rows, L, scale, r, t, rp, rowBytes, valid, full, sc }, () => {
     emitCausalRowMax(f, { rp, c, full, valid, vmax, mx, scale, sh });
     // exponentials, summed
     emitExpFullVectors(f, { rp, c, full, sc, sh, v, k, p, vsum }, fma);
@@ -202,10 +229,7 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
     lanesSum(f, vsum);
     f.get(sumS).f32Add().f32Div().set(inv);
     f.get(inv).f32x4Splat().set(v);
-    f.i32Const(0).set(c);
-    whileLtU(f, c, full, 16, () => {
-      f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
-    });
+    emitScaleVectors(f, rp, c, full, v);
     whileLtU(f, c, valid, 4, () => {
       f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().f32Load().get(inv).f32Mul().f32Store();
     });
@@ -213,10 +237,6 @@ function emitSoftmaxCausal(fma: boolean): FunctionBuilder {
     whileLtU(f, c, rowBytes, 4, () => {
       f.get(rp).get(c).i32Add().f32Const(0).f32Store();
     });
-    f.get(rp).get(rowBytes).i32Add().set(rp);
-    // t = (t + 1) mod L
-    f.get(t).i32Const(1).i32Add().set(t);
-    f.block().get(t).get(L).i32LtU().brIf(0).i32Const(0).set(t).end();
   });
   return f;
 }
@@ -248,14 +268,7 @@ function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
   const k = f.local('v128');
   const p = f.local('v128');
   const mask = f.local('v128');
-  f.get(L).i32Const(2).i32Shl().set(rowBytes);
-  f.get(scale).f32x4Splat().set(sc);
-  f.get(sp).set(rp);
-  f.i32Const(0).set(t);
-  f.i32Const(0).set(r);
-  whileLtU(f, r, rows, 1, () => {
-    f.get(t).i32Const(1).i32Add().i32Const(2).i32Shl().set(valid); // (t + 1)·4 bytes
-    f.get(valid).i32Const(~15).i32And().set(full);
+  causalRowLoop(f, { sp, rows, L, scale, r, t, rp, rowBytes, valid, full, sc }, () => {
     f.get(valid).i32Const(15).i32Add().i32Const(~15).i32And().set(up); // ≤ rowBytes: L is a multiple of 4
     emitCausalRowMax(f, { rp, c, full, valid, vmax, mx, scale, sh });
     // exponentials of the whole vectors, summed
@@ -274,19 +287,12 @@ function emitSoftmaxCausal4(fma: boolean): FunctionBuilder {
     f.f32Const(1);
     lanesSum(f, vsum);
     f.f32Div().f32x4Splat().set(v);
-    f.i32Const(0).set(c);
-    whileLtU(f, c, up, 16, () => {
-      f.get(rp).get(c).i32Add().get(rp).get(c).i32Add().v128Load().get(v).f32x4Mul().v128Store();
-    });
+    emitScaleVectors(f, rp, c, up, v);
     // zeros after the partial vector, 4 at a time
     f.get(up).set(c);
     whileLtU(f, c, rowBytes, 16, () => {
       f.get(rp).get(c).i32Add().v128Zero().v128Store();
     });
-    f.get(rp).get(rowBytes).i32Add().set(rp);
-    // t = (t + 1) mod L
-    f.get(t).i32Const(1).i32Add().set(t);
-    f.block().get(t).get(L).i32LtU().brIf(0).i32Const(0).set(t).end();
   });
   return f;
 }
