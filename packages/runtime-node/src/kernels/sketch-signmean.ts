@@ -1,8 +1,8 @@
 import type { Linear } from '@ultrasketch/model';
-import { ErrorCodes, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
+import { f16BitsToF32 } from '@ultrasketch/core';
 import { RowRunHashFamily, type SketchParams, dequantizeStates, sketchCodec, sketchGroups } from '@ultrasketch/sketch-core';
 import { RowDecodingLinear } from './rowKernel.js';
-import { compressedWasmAvailable, withArena } from './wasm-common.js';
+import { compressedWasmAvailable, withArena, checkApplyShape } from './wasm-common.js';
 import { type RawRunGroup, type WasmKernelOptions, WasmSketchLinear } from './wasm-sketch.js';
 
 /**
@@ -91,9 +91,7 @@ class RunGroupsLinear implements Linear {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
-    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `sketch signmean kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
-    }
+    checkApplyShape('sketch signmean', x, y, n, rows, cols);
     y.fill(0, 0, n * rows);
     for (let t = 0; t < n; t++) {
       const xo = t * cols;

@@ -1,12 +1,11 @@
 import type { BinaryParams } from '@ultrasketch/baselines';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { type RowCall, directCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
 import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits, widenFunction } from './wasm-littlebit.js';
 
 /**
@@ -66,9 +65,7 @@ class WasmBinaryLinear implements Linear {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const out = this.outFeatures;
     const inF = this.inFeatures;
-    if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `binary kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
-    }
+    checkApplyShape('binary', x, y, n, out, inF);
     if (n === 1) {
       const { x: xv, y: yv } = this.vectors1.of(x, y);
       const yStaged = this.oneVector(xv, yv);

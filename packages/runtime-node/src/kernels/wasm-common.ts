@@ -14,6 +14,7 @@
  * the same bytes the bundle holds. Memory for weights therefore tracks the bundle size; per-call scratch is
  * reused, never allocated per call once it has reached the largest layer's size.
  */
+import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { WasmArena } from '../wasm/arena.js';
 import type { WasmExports, WasmModule } from '../wasm/engine.js';
 import { requireWasm } from '../wasm/engine.js';
@@ -167,6 +168,37 @@ export class HeapViews {
 }
 
 export const align16 = (n: number): number => Math.ceil(n / 16) * 16;
+
+/** What every kernel's `apply` checks first: n ≥ 1 vectors, x holding n·cols values and y n·rows. */
+export function checkApplyShape(kernel: string, x: Float32Array, y: Float32Array, n: number, rows: number, cols: number): void {
+  if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
+    throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `${kernel} kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
+  }
+}
+
+/** An embedding table's token id: an integer in 0..rows − 1. */
+export function checkTokenId(token: number, rows: number): void {
+  if (!Number.isInteger(token) || token < 0 || token >= rows) {
+    throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${rows - 1}`);
+  }
+}
+
+/**
+ * An embedding lookup through a wasm row decode, `decode(dst)` writing the row's cols floats at byte address dst:
+ * into out[offset ..] where it is when that is a view of the arena (the forward's activations: the call a decode
+ * plan's lookupCall describes), else through `scratchBytes` of scratch (what the decode writes, ≥ 4·cols) and a copy.
+ */
+export function lookupRow(arena: WasmArena, views: HeapViews, out: Float32Array, offset: number, cols: number, scratchBytes: number, decode: (dst: number) => void): void {
+  const row = out.subarray(offset, offset + cols);
+  if (row.length === cols && arena.holds(row)) {
+    decode(row.byteOffset);
+    return;
+  }
+  const at = arena.scratch(scratchBytes);
+  const f32 = views.refresh().f32;
+  decode(at);
+  out.set(f32.subarray(at / 4, at / 4 + cols), offset);
+}
 
 /** ArenaVector (in place or staged x / y) lives with the arena: wasm/linear.ts's dense kernel uses it too. */
 export { ArenaVector, ArenaVectorPair } from '../wasm/arena.js';

@@ -6,7 +6,7 @@ import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { WasmDenseLinear } from '../wasm/linear.js';
 import { floatKernel } from './float.js';
-import { ArenaVector, ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVector, ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape, checkTokenId, lookupRow } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowCall, splitRows } from '../threads.js';
 
@@ -250,20 +250,10 @@ class WasmF16Linear implements Linear, EmbeddingTable {
 
   lookup(token: number, out: Float32Array, offset: number): void {
     const cols = this.inFeatures;
-    if (!Number.isInteger(token) || token < 0 || token >= this.outFeatures) {
-      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${this.outFeatures - 1}`);
-    }
+    checkTokenId(token, this.outFeatures);
     const src = this.weightAt + token * this.rowBytes;
-    const row = out.subarray(offset, offset + cols);
-    // a view of the arena (the forward's activations) is written where it is: the call lookupCall describes
-    if (row.length === cols && this.arena.holds(row)) {
-      this.fn.f16tof32!(src, row.byteOffset, cols);
-      return;
-    }
-    const at = this.arena.scratch(this.chunks * 32);
-    const f32 = this.views.refresh().f32;
-    this.fn.f16tof32!(src, at, cols);
-    out.set(f32.subarray(at / 4, at / 4 + cols), offset);
+    // f16tof32 converts whole 8-value chunks: scratch for the padded row
+    lookupRow(this.arena, this.views, out, offset, cols, this.chunks * 32, (dst) => this.fn.f16tof32!(src, dst, cols));
   }
 
   /**
@@ -285,9 +275,7 @@ class WasmF16Linear implements Linear, EmbeddingTable {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
-    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `float kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
-    }
+    checkApplyShape('float', x, y, n, rows, cols);
     const pad = this.chunks * 8;
     const G = Math.min(n, TOKENS_PER_ROUND);
     // inputs/outputs that are views of the arena (the forward's activations and logits when the attention kernel

@@ -1,11 +1,10 @@
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { LittleBitParams } from '@ultrasketch/littlebit';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { byteAlignedRows, littlebitKernel } from './littlebit.js';
-import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, onesVector, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
 import { emitF16ToF32 } from './wasm-float.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
@@ -506,9 +505,7 @@ class WasmLittleBitLinear implements Linear {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const out = this.outFeatures;
     const inF = this.inFeatures;
-    if (!(n >= 1) || x.length < n * inF || y.length < n * out) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `littlebit kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${out}×${inF})`);
-    }
+    checkApplyShape('littlebit', x, y, n, out, inF);
     if (n > 1) {
       // blocks of 4 tokens, one thread or several (the same calls either way)
       const st = this.stages4;

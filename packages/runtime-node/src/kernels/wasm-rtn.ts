@@ -1,11 +1,11 @@
 import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
-import { ErrorCodes, UltraSketchError, readCode } from '@ultrasketch/core';
+import { readCode } from '@ultrasketch/core';
 import type { DecodeCall, Linear } from '@ultrasketch/model';
 import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
 import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
@@ -350,9 +350,7 @@ class WasmRtnLinear implements Linear {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
-    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `rtn kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
-    }
+    checkApplyShape('rtn', x, y, n, rows, cols);
     // x and y that are views of the arena (the forward's activations) are read / written where they are: rtn_x
     // permutes x from its own address; y is one float per row and vector, rows apart
     const { x: xv, y: yv } = this.vectors.of(x, y);

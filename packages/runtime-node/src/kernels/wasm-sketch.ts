@@ -1,5 +1,4 @@
 import type { DecodeCall, Linear } from '@ultrasketch/model';
-import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import {
   type HashedNetsParams,
   MixedHashFamily,
@@ -11,7 +10,7 @@ import {
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
-import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { ArenaVectorPair, HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 import { type RowCall, directCall, splitRows } from '../threads.js';
 import { hashednetsKernel } from './hashednets.js';
@@ -866,9 +865,7 @@ export class WasmSketchLinear implements Linear {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
-    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `sketch kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
-    }
+    checkApplyShape('sketch', x, y, n, rows, cols);
     // x and y that are views of the arena (the forward's activations) are read/written where they are
     const { x: xv, y: yv } = this.vectors.of(x, y);
     const at = this.layout(n, x, xv, yv);

@@ -6,7 +6,7 @@ import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
 import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
 import { vqKernel } from './vq.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape, checkTokenId, lookupRow } from './wasm-common.js';
 import { KFn, forRange } from './wasm-emit.js';
 
 /**
@@ -277,19 +277,8 @@ class WasmVqLinear implements Linear, EmbeddingTable {
 
   lookup(token: number, out: Float32Array, offset: number): void {
     const cols = this.inFeatures;
-    if (!Number.isInteger(token) || token < 0 || token >= this.outFeatures) {
-      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${token} is outside 0..${this.outFeatures - 1}`);
-    }
-    const row = out.subarray(offset, offset + cols);
-    // a view of the arena (the forward's activations) is written where it is: the call lookupCall describes
-    if (row.length === cols && this.arena.holds(row)) {
-      this.rowDecode(directCall, token * this.perRow, row.byteOffset);
-      return;
-    }
-    const at = this.arena.scratch(cols * 4);
-    const f32 = this.views.refresh().f32;
-    this.rowDecode(directCall, token * this.perRow, at);
-    out.set(f32.subarray(at / 4, at / 4 + cols), offset);
+    checkTokenId(token, this.outFeatures);
+    lookupRow(this.arena, this.views, out, offset, cols, cols * 4, (dst) => this.rowDecode(directCall, token * this.perRow, dst));
   }
 
   /**
@@ -312,9 +301,7 @@ class WasmVqLinear implements Linear, EmbeddingTable {
   apply(x: Float32Array, y: Float32Array, n: number): void {
     const rows = this.outFeatures;
     const cols = this.inFeatures;
-    if (!(n >= 1) || x.length < n * cols || y.length < n * rows) {
-      throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `vq kernel: n=${n}, x has ${x.length} values, y has ${y.length} (${rows}×${cols})`);
-    }
+    checkApplyShape('vq', x, y, n, rows, cols);
     // x and y that are views of the arena (the forward's activations and logits) are read / written where they
     // are: the table reads x's floats, the rows write one float per row and vector
     const { x: xv, y: yv } = this.vectors.of(x, y);
