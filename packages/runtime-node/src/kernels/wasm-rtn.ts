@@ -1,12 +1,12 @@
 import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
 import { readCode } from '@ultrasketch/core';
-import type { DecodeCall, Linear } from '@ultrasketch/model';
-import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
-import { recordCalls } from '../wasm/decode-program.js';
+import type { Linear } from '@ultrasketch/model';
+import type { WasmArena } from '../wasm/arena.js';
 import { ModuleBuilder, lanesSum } from '../wasm/emitter.js';
 import { rtnKernel } from './rtn.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
-import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
+import { compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena } from './wasm-common.js';
+import { type BlockedLayout, BlockedWasmLinear } from './wasm-blocked.js';
+import type { RowBody, RowCall } from '../threads.js';
 import { KFn, forRange, whileLtU } from './wasm-emit.js';
 
 /**
@@ -253,19 +253,15 @@ export function emitRtnModule(): Uint8Array {
 type Fn = (...a: number[]) => number | void;
 
 /** Byte addresses of one call's scratch regions (see `scratchLayout`). */
-interface Layout {
-  /** permuted inputs (TT vectors interleaved), group sums, f32 scales, f32 offsets, staged y, staged x */
+interface Layout extends BlockedLayout {
+  /** permuted inputs (TT vectors interleaved), group sums, f32 scales, f32 offsets; then staged y and x */
   xAt: number;
   xsAt: number;
   scAt: number;
   ofAt: number;
-  yAt: number;
-  stageAt: number;
 }
 
-class WasmRtnLinear implements Linear {
-  readonly outFeatures: number;
-  readonly inFeatures: number;
+class WasmRtnLinear extends BlockedWasmLinear<Layout> {
   private readonly k: 2 | 4 | 8;
   private readonly gpr: number;
   private readonly G: number;
@@ -278,18 +274,11 @@ class WasmRtnLinear implements Linear {
   /** Slot entries of one vector (chunks × 16·P: the permuted x, padding included). */
   private readonly slotEntries: number;
   private readonly fn: Record<string, Fn>;
-  private readonly views: HeapViews;
-  /** x and y of the last call, in place or staged (decided once per pair of arrays). */
-  private readonly vectors: ArenaVectorPair;
 
-  constructor(
-    readonly arena: WasmArena,
-    p: RtnParams,
-  ) {
+  constructor(arena: WasmArena, p: RtnParams) {
+    super(arena, p.rows, p.cols, 'rtn', MAX_T);
     const k = p.options.bits as 2 | 4 | 8;
     const { rows, cols } = p;
-    this.outFeatures = rows;
-    this.inFeatures = cols;
     this.k = k;
     const P = 8 / k;
     const cc = 16 * P; // codes per chunk
@@ -302,8 +291,6 @@ class WasmRtnLinear implements Linear {
     this.cLast = Math.ceil(lenLast / cc);
     const chunksPerRow = (gpr - 1) * this.cFull + this.cLast;
     this.rowBytes = 16 * chunksPerRow;
-    this.views = new HeapViews(arena);
-    this.vectors = new ArenaVectorPair(arena);
     // slot layout of one row: chunk, plane p, 4 codes i → columns of byte b = 4i + q, plane p
     const src = new Int32Array(chunksPerRow * cc).fill(-1);
     let chunk = 0;
@@ -347,41 +334,7 @@ class WasmRtnLinear implements Linear {
     this.fn = kernelExports(arena, 'rtn', buildModule) as Record<string, Fn>;
   }
 
-  apply(x: Float32Array, y: Float32Array, n: number): void {
-    const rows = this.outFeatures;
-    const cols = this.inFeatures;
-    checkApplyShape('rtn', x, y, n, rows, cols);
-    // x and y that are views of the arena (the forward's activations) are read / written where they are: rtn_x
-    // permutes x from its own address; y is one float per row and vector, rows apart
-    const { x: xv, y: yv } = this.vectors.of(x, y);
-    const TT = Math.min(n, MAX_T);
-    const s = this.scratchLayout(TT, yv.stageBytes(TT * rows), xv.stageBytes(n * cols));
-    const f32 = this.views.refresh().f32;
-    const xIn = xv.read(f32, 0, n * cols, s.stageAt);
-    this.run(directCall, n, xIn, s, (t0) => yv.target(t0 * rows, s.yAt), (work, body) => splitRows(this.arena, rows, work, 1, body), (t0, T) =>
-      yv.written(f32, t0 * rows, T * rows, s.yAt),
-    );
-  }
-
-  /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
-   * undefined where that call would do more than its wasm calls: x or y staged through scratch (not views of the
-   * arena, or y overlapping x). A thread pool on the arena does not matter: the plan runs on one thread, and a
-   * split gives the same bits. The scratch addresses are those apply(x, y, 1) uses (the region only grows).
-   */
-  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    const rows = this.outFeatures;
-    if (x.length < this.inFeatures || y.length < rows) return undefined;
-    if (!ArenaVector.bothInPlace(this.arena, x, y)) return undefined;
-    const s = this.scratchLayout(1, 0, 0);
-    return recordCalls((call) => this.run(call, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(call, 0, rows), () => {}));
-  }
-
-  /**
-   * The scratch regions of a call on blocks of up to TT vectors, with `yBytes` / `stageBytes` for a staged y / x
-   * (0 in place): asked of the arena here, so apply(x, y, 1) and decodeCalls ask for the same bytes.
-   */
-  private scratchLayout(TT: number, yBytes: number, stageBytes: number): Layout {
+  protected scratchLayout(TT: number, yBytes: number, stageBytes: number): Layout {
     const xBytes = this.slotEntries * 4 * TT;
     const xsBytes = this.gpr * 16;
     const sBytes = Math.ceil((this.outFeatures * this.gpr + 8) / 4) * 16; // half2float writes ≤ 7 past the count
@@ -394,12 +347,10 @@ class WasmRtnLinear implements Linear {
   }
 
   /**
-   * The wasm calls of a product over n vectors at xIn: `call` makes the serial ones (scales and offsets to f32,
-   * each block's inputs permuted and its group sums), `rows(work, body)` the row-parallel kernel of each block
-   * (splitRows in apply; the recorder over all rows in decodeCalls); `yTarget(t0)` is where block t0's outputs go,
-   * `written(t0, T)` runs after each block (a staged y is copied out).
+   * The serial calls: scales and offsets to f32, then each block's inputs permuted (rtn_x, reading x where it is)
+   * and its group sums; the row-parallel call writes one float per row and vector, y rows apart.
    */
-  private run(
+  protected run(
     call: RowCall,
     n: number,
     xIn: number,

@@ -1,12 +1,13 @@
 import type { VqParams } from '@ultrasketch/baselines';
 import { ErrorCodes, UltraSketchError, f16BitsToF32 } from '@ultrasketch/core';
 import type { DecodeCall, EmbeddingTable, Linear } from '@ultrasketch/model';
-import { ArenaVector, ArenaVectorPair, type WasmArena } from '../wasm/arena.js';
+import type { WasmArena } from '../wasm/arena.js';
 import { paramsOf, recordCalls } from '../wasm/decode-program.js';
 import { ModuleBuilder } from '../wasm/emitter.js';
-import { type RowBody, type RowCall, directCall, splitRows } from '../threads.js';
+import { type RowBody, type RowCall, directCall } from '../threads.js';
 import { vqKernel } from './vq.js';
-import { HeapViews, compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkApplyShape, checkTokenId, lookupRow } from './wasm-common.js';
+import { compressedWasmAvailable, kernelExports, memoryImport, storeBytes, withArena, checkTokenId, lookupRow } from './wasm-common.js';
+import { type BlockedLayout, BlockedWasmLinear } from './wasm-blocked.js';
 import { KFn, forRange } from './wasm-emit.js';
 
 /**
@@ -222,20 +223,16 @@ export function emitVqModule(): Uint8Array {
 
 type Fn = (...a: number[]) => number | void;
 
-/** Byte addresses of one call's scratch regions: the table(s), a staged y block, staged x. */
-interface Layout {
+/** Byte addresses of one call's scratch regions: the table(s), then a staged y block and staged x. */
+interface Layout extends BlockedLayout {
   tableAt: number;
-  yAt: number;
-  stageAt: number;
 }
 
 /**
  * The vq kernel, and — its rows decoded in wasm — the embedding table of a tied vq classifier (`lookup`,
  * `lookupCall`: one copy of the codes for both uses).
  */
-class WasmVqLinear implements Linear, EmbeddingTable {
-  readonly outFeatures: number;
-  readonly inFeatures: number;
+class WasmVqLinear extends BlockedWasmLinear<Layout> implements EmbeddingTable {
   private readonly bits: number;
   private readonly dim: number;
   /** Sub-vectors (codes) per row, and codebook entries held per sub-vector (≥ 4). */
@@ -245,28 +242,19 @@ class WasmVqLinear implements Linear, EmbeddingTable {
   private readonly cbAt: number;
   private readonly aligned: boolean;
   private readonly fn: Record<string, Fn>;
-  private readonly views: HeapViews;
-  /** x and y of the last call, in place or staged (decided once per pair of arrays). */
-  private readonly vectors: ArenaVectorPair;
 
-  constructor(
-    readonly arena: WasmArena,
-    p: VqParams,
-  ) {
+  constructor(arena: WasmArena, p: VqParams) {
+    super(arena, p.rows, p.cols, 'vq', MAX_T);
     const { rows, cols } = p;
     const { dim, bits } = p.options;
     if (!(bits >= 1 && bits <= 8) || cols % dim !== 0 || p.codebook.length !== (1 << bits) * dim) {
       throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `vq kernel: ${rows}×${cols} with dim ${dim}, ${bits} bits and a codebook of ${p.codebook.length} values`);
     }
-    this.outFeatures = rows;
-    this.inFeatures = cols;
     this.bits = bits;
     this.dim = dim;
     this.perRow = cols / dim;
     this.entries = paddedEntries(bits);
     this.aligned = (this.perRow * bits) % 8 === 0;
-    this.views = new HeapViews(arena);
-    this.vectors = new ArenaVectorPair(arena);
     // the codes as stored; the codebook once as f32, transposed: cbT[t][e] (entries past 2^bits: 0)
     this.codesAt = storeBytes(arena, p.codes);
     const cbT = new Float32Array(dim * this.entries);
@@ -298,55 +286,15 @@ class WasmVqLinear implements Linear, EmbeddingTable {
     call(this.fn.vq_row!, this.codesAt, first, this.perRow, this.bits, this.dim, this.cbAt, this.entries * 4, dst);
   }
 
-  apply(x: Float32Array, y: Float32Array, n: number): void {
-    const rows = this.outFeatures;
-    const cols = this.inFeatures;
-    checkApplyShape('vq', x, y, n, rows, cols);
-    // x and y that are views of the arena (the forward's activations and logits) are read / written where they
-    // are: the table reads x's floats, the rows write one float per row and vector
-    const { x: xv, y: yv } = this.vectors.of(x, y);
-    const TT = Math.min(n, MAX_T);
-    const s = this.scratchLayout(TT, yv.stageBytes(TT * rows), xv.stageBytes(n * cols));
-    const f32 = this.views.refresh().f32;
-    const xIn = xv.read(f32, 0, n * cols, s.stageAt);
-    this.run(
-      directCall,
-      n,
-      xIn,
-      s,
-      (t0) => yv.target(t0 * rows, s.yAt),
-      (work, body) => splitRows(this.arena, rows, work, 1, body),
-      (t0, T) => yv.written(f32, t0 * rows, T * rows, s.yAt),
-    );
-  }
-
-  /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order), for a decode plan;
-   * undefined where that call would do more than its wasm calls: x or y staged through scratch (not views of the
-   * arena, or y overlapping x). A thread pool on the arena does not matter: the plan runs on one thread, and a
-   * split gives the same bits. The table's scratch address is the one apply(x, y, 1) uses (the region only grows).
-   */
-  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    const rows = this.outFeatures;
-    if (x.length < this.inFeatures || y.length < rows) return undefined;
-    if (!ArenaVector.bothInPlace(this.arena, x, y)) return undefined;
-    const s = this.scratchLayout(1, 0, 0);
-    return recordCalls((call) => this.run(call, 1, x.byteOffset, s, () => y.byteOffset, (_, body) => body(call, 0, rows), () => {}));
-  }
-
   /** Scratch for blocks of up to TT vectors (their tables), plus `yBytes` / `stageBytes` for a staged y / x. */
-  private scratchLayout(TT: number, yBytes: number, stageBytes: number): Layout {
+  protected scratchLayout(TT: number, yBytes: number, stageBytes: number): Layout {
     const tableBytes = this.perRow * this.entries * (TT > 1 ? 16 : 4);
     const tableAt = this.arena.scratch(tableBytes + yBytes + stageBytes);
     return { tableAt, yAt: tableAt + tableBytes, stageAt: tableAt + tableBytes + yBytes };
   }
 
-  /**
-   * The wasm calls of a product over n vectors at xIn, in blocks of up to MAX_T: `call` makes the serial ones (each
-   * block's tables), `rowsOf(work, body)` the row-parallel sums (splitRows in apply; the recorder over all rows in
-   * decodeCalls); `yTarget(t0)` is where block t0's outputs go, `written(t0, T)` runs after each block.
-   */
-  private run(
+  /** The serial calls: each block's tables (vq_table1, or vq_table4 per vector); the row-parallel sums read them. */
+  protected run(
     call: RowCall,
     n: number,
     xIn: number,
