@@ -135,42 +135,8 @@ export class WasmTrainerGemm {
     const base = total > 0 ? mem.scratch(SLOT_GEMM, 4 * total) / 4 : 0;
     const f = mem.f32; // read after scratch(): it may have grown the memory
     const t = base + xF + wF + yF;
-    let x: number; // float index of X = op(A) [m, k]
-    if (!transA) {
-      if (aIn) x = a.byteOffset / 4;
-      else {
-        x = base;
-        f.set(a.length === m * k ? a : a.subarray(0, m * k), x);
-        this.copiedFloats += m * k;
-      }
-    } else {
-      x = base;
-      let src = a.byteOffset / 4;
-      if (!aIn) {
-        src = t;
-        f.set(a.length === m * k ? a : a.subarray(0, m * k), t);
-        this.copiedFloats += m * k;
-      }
-      this.transposer.transpose(4 * src, 4 * x, k, m);
-    }
-    let w: number; // float index of W = op(B)ᵀ [n, k]
-    if (transB) {
-      if (bIn) w = b.byteOffset / 4;
-      else {
-        w = base + xF;
-        f.set(b.length === n * k ? b : b.subarray(0, n * k), w);
-        this.copiedFloats += n * k;
-      }
-    } else {
-      w = base + xF;
-      let src = b.byteOffset / 4;
-      if (!bIn) {
-        src = t;
-        f.set(b.length === n * k ? b : b.subarray(0, n * k), t);
-        this.copiedFloats += n * k;
-      }
-      this.transposer.transpose(4 * src, 4 * w, k, n);
-    }
+    const x = this.operand(a, m, k, !transA, aIn, base, t); // float index of X = op(A) [m, k]
+    const w = this.operand(b, n, k, transB, bIn, base + xF, t); // float index of W = op(B)ᵀ [n, k]
     const y = cIn ? c.byteOffset / 4 : base + xF + wF;
     const chunk = Math.max(12, Math.floor(this.chunkBytes / (4 * k) / 12) * 12);
     const kernels = this.kernels;
@@ -196,6 +162,24 @@ export class WasmTrainerGemm {
     this.macs += m * n * k;
     return true;
   };
+
+  /**
+   * Float index of a product operand as the tiles read it, [rows, k] row-major (X = op(A), W = op(B)ᵀ): `src`
+   * where it is when it is stored so (`direct`) and `resident` in this memory, else a copy at float index `at`;
+   * stored [k, rows] instead, transposed into `at` — from where it is, or from a copy at `stage`.
+   */
+  private operand(src: Float32Array, rows: number, k: number, direct: boolean, resident: boolean, at: number, stage: number): number {
+    const count = rows * k;
+    if (direct && resident) return src.byteOffset / 4;
+    let from = src.byteOffset / 4;
+    if (!resident) {
+      from = direct ? at : stage;
+      this.mem.f32.set(src.length === count ? src : src.subarray(0, count), from);
+      this.copiedFloats += count;
+    }
+    if (!direct) this.transposer.transpose(4 * from, 4 * at, k, rows);
+    return at;
+  }
 
   /** Use the TN tiles for Aᵀ B (FMA kernels only; see matmul). */
   tn = true;
