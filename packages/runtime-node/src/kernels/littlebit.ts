@@ -27,6 +27,21 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 /** Byte tables above this many rows per stage, nibble tables below (256 + R < 2·(16 + R) ⇔ R > 224). */
 const BYTE_TABLE_MIN_ROWS = 225;
 
+/**
+ * The subset-sum table of the `width` inputs x[xo ..] (8: a byte table, 4: a nibble table) into T[base ..]:
+ * T[m] = Σ_i (bit i of m ? −x_i : +x_i) for the 2^width patterns m — T[0] the plain sum (left to right, in
+ * float64), then T[2^i + m] = T[m] − 2·x_i.
+ */
+function fillSignTable(T: Float32Array, base: number, x: Float64Array, xo: number, width: number): void {
+  let sum = x[xo]!;
+  for (let i = 1; i < width; i++) sum += x[xo + i]!;
+  T[base] = sum;
+  for (let i = 0, half = 1; i < width; i++, half <<= 1) {
+    const d = 2 * x[xo + i]!;
+    for (let m = 0; m < half; m++) T[base + half + m] = T[base + m]! - d;
+  }
+}
+
 /** A matrix of ±1 entries [rows, len] as byte-aligned packed rows, dotted with vectors via subset-sum tables. */
 class SignRows {
   readonly rowBytes: number;
@@ -57,15 +72,7 @@ class SignRows {
   private dotBytes(x: Float64Array, out: Float64Array): void {
     const T = this.table;
     const nb = this.rowBytes;
-    for (let b = 0; b < nb; b++) {
-      const base = b * 256;
-      const xo = b * 8;
-      T[base] = x[xo]! + x[xo + 1]! + x[xo + 2]! + x[xo + 3]! + x[xo + 4]! + x[xo + 5]! + x[xo + 6]! + x[xo + 7]!;
-      for (let i = 0, half = 1; i < 8; i++, half <<= 1) {
-        const d = 2 * x[xo + i]!;
-        for (let m = 0; m < half; m++) T[base + half + m] = T[base + m]! - d;
-      }
-    }
+    for (let b = 0; b < nb; b++) fillSignTable(T, b * 256, x, b * 8, 8);
     const B = this.bytes;
     for (let k = 0; k < this.rows; k++) {
       const o = k * nb;
@@ -82,15 +89,7 @@ class SignRows {
   private dotNibbles(x: Float64Array, out: Float64Array): void {
     const T = this.table;
     const nb = this.rowBytes;
-    for (let c = 0; c < 2 * nb; c++) {
-      const base = c * 16;
-      const xo = c * 4;
-      T[base] = x[xo]! + x[xo + 1]! + x[xo + 2]! + x[xo + 3]!;
-      for (let i = 0, half = 1; i < 4; i++, half <<= 1) {
-        const d = 2 * x[xo + i]!;
-        for (let m = 0; m < half; m++) T[base + half + m] = T[base + m]! - d;
-      }
-    }
+    for (let c = 0; c < 2 * nb; c++) fillSignTable(T, c * 16, x, c * 4, 4);
     const B = this.bytes;
     for (let k = 0; k < this.rows; k++) {
       const o = k * nb;
