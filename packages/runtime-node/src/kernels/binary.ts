@@ -1,6 +1,6 @@
 import type { BinaryParams } from '@ultrasketch/baselines';
 import type { Linear } from '@ultrasketch/model';
-import { f16ToF32Table } from './float.js';
+import { f16ArrayToF32 } from './float.js';
 
 /**
  * `binary` kernel: y_r = s_r · (Σ_j x_j − 2 · Σ_{j: bit_rj = 1} x_j), additions only.
@@ -19,8 +19,7 @@ class BinaryLinear implements Linear {
   constructor(private readonly p: BinaryParams) {
     this.outFeatures = p.rows;
     this.inFeatures = p.cols;
-    const t = f16ToF32Table();
-    this.scales = Float32Array.from(p.scales, (h) => t[h]!);
+    this.scales = f16ArrayToF32(p.scales);
     this.table = new Float64Array(p.cols % 8 === 0 ? (p.cols / 8) * 256 : 0);
   }
 

@@ -13,6 +13,12 @@ export function f16ToF32Table(): Float32Array {
   return f16Table;
 }
 
+/** f16 bit patterns (a codec's scales, offsets, codebook) as float32 values, through the table. */
+export function f16ArrayToF32(halves: ArrayLike<number>): Float32Array {
+  const t = f16ToF32Table();
+  return Float32Array.from(halves, (h) => t[h]!);
+}
+
 /** `float` codec, f16 storage: rows decode through the f16 table. */
 class F16Linear extends RowDecodingLinear {
   private readonly table = f16ToF32Table();

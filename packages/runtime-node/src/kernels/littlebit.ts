@@ -1,6 +1,6 @@
 import type { LittleBitParams, LittleBitPath } from '@ultrasketch/littlebit';
 import type { Linear } from '@ultrasketch/model';
-import { f16ToF32Table } from './float.js';
+import { f16ArrayToF32 } from './float.js';
 
 /**
  * `littlebit` kernel: y = Σ_paths h ⊙ (U_s (ℓ ⊙ (V_sᵀ (g ⊙ x)))), computed from the packed sign bits —
@@ -147,10 +147,9 @@ class PathKernel {
   private readonly yy: Float64Array; // U_s (ℓ ⊙ z)
 
   constructor(p: LittleBitPath, out: number, inp: number, rank: number) {
-    const t = f16ToF32Table();
-    this.h = Float32Array.from(p.h, (b) => t[b]!);
-    this.g = Float32Array.from(p.g, (b) => t[b]!);
-    this.l = Float32Array.from(p.l, (b) => t[b]!);
+    this.h = f16ArrayToF32(p.h);
+    this.g = f16ArrayToF32(p.g);
+    this.l = f16ArrayToF32(p.l);
     this.v = new SignRows(p.vSigns, rank, inp);
     this.u = new SignRows(p.uSigns, out, rank);
     this.xs = new Float64Array(this.v.paddedLen);

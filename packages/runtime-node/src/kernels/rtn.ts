@@ -1,6 +1,6 @@
 import { type RtnParams, rtnGroupLength } from '@ultrasketch/baselines';
 import type { Linear } from '@ultrasketch/model';
-import { f16ToF32Table } from './float.js';
+import { f16ArrayToF32 } from './float.js';
 import { RowDecodingLinear } from './rowKernel.js';
 
 /**
@@ -21,9 +21,8 @@ class RtnLinear extends RowDecodingLinear {
     this.groupsPerRow = Math.ceil(p.cols / this.groupLength);
     // Scales and offsets are tiny (2 per group); converting them once keeps the inner loop to a table-free
     // multiply-add. They are counted in the stored bits as f16 and decode to exactly these values.
-    const t = f16ToF32Table();
-    this.scales = Float32Array.from(p.scales, (h) => t[h]!);
-    this.offsets = Float32Array.from(p.offsets, (h) => t[h]!);
+    this.scales = f16ArrayToF32(p.scales);
+    this.offsets = f16ArrayToF32(p.offsets);
   }
 
   protected decodeRow(r: number, out: Float32Array): void {

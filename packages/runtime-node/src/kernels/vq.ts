@@ -1,6 +1,6 @@
 import type { VqParams } from '@ultrasketch/baselines';
 import type { Linear } from '@ultrasketch/model';
-import { f16ToF32Table } from './float.js';
+import { f16ArrayToF32 } from './float.js';
 
 /**
  * `vq` kernel (the embedding/classifier form of docs/results.md §11.1b). y[r] = Σ_s ⟨codebook[code(r, s)], x_s⟩,
@@ -20,8 +20,7 @@ class VqLinear implements Linear {
   constructor(private readonly p: VqParams) {
     this.outFeatures = p.rows;
     this.inFeatures = p.cols;
-    const t = f16ToF32Table();
-    this.codebook = Float32Array.from(p.codebook, (h) => t[h]!);
+    this.codebook = f16ArrayToF32(p.codebook);
     this.perRow = p.cols / p.options.dim;
     this.entries = 1 << p.options.bits;
     this.table = new Float32Array(this.perRow * this.entries);
