@@ -1,12 +1,20 @@
 import type { BinaryParams } from '@ultrasketch/baselines';
-import type { DecodeCall, Linear } from '@ultrasketch/model';
+import type { Linear } from '@ultrasketch/model';
 import { type RowCall, directCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
-import { recordCalls } from '../wasm/decode-program.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { ArenaVectorPair, HeapViews, compressedWasmAvailable, onesVector, storeBytes, withArena, checkApplyShape } from './wasm-common.js';
-import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, splitDot, tableBits, widenFunction } from './wasm-littlebit.js';
+import { ArenaVectorPair, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
+import {
+  DEFAULT_LITTLEBIT_TILING,
+  type LittleBitTiling,
+  SignTableLinear,
+  type WasmLittleBitOptions,
+  signTableFunctions,
+  splitDot,
+  tableBits,
+  widenFunction,
+} from './wasm-littlebit.js';
 
 /**
  * The `binary` kernel in WebAssembly: y_r = s_r · Σ_j ±x_j is one ±1 product — the same subset-sum table
@@ -17,10 +25,7 @@ import { DEFAULT_LITTLEBIT_TILING, type LittleBitTiling, signTableFunctions, spl
  * bytes; issue 12, done-when 4) and are widened into scratch by one wasm call per product (f16tof32: the same
  * float32 numbers the kernel used to store).
  */
-class WasmBinaryLinear implements Linear {
-  readonly outFeatures: number;
-  readonly inFeatures: number;
-  private readonly padIn: number;
+class WasmBinaryLinear extends SignTableLinear {
   private readonly bytesAt: number;
   /** The f16 scales (rows, zero-padded to whole 8-half blocks: `scaleCount`), then the sign rows: one allocation. */
   private readonly scalesAt: number;
@@ -28,23 +33,13 @@ class WasmBinaryLinear implements Linear {
   private readonly widen: (...a: number[]) => void;
   private readonly onesAt: number;
   private readonly fn: Record<string, (...a: number[]) => void>;
-  private readonly views: HeapViews;
-  /** x and y of the last one-token call (x read in place only when its row needs no padding) and of batches. */
-  private readonly vectors1: ArenaVectorPair;
+  /** x and y of the last batch (the one-token call's: vectors1). */
   private readonly vectorsN: ArenaVectorPair;
   private readonly bits1: 4 | 8;
   private readonly bits4: 4 | 8;
 
-  constructor(
-    readonly arena: WasmArena,
-    p: BinaryParams,
-    tiling: LittleBitTiling,
-  ) {
-    this.outFeatures = p.rows;
-    this.inFeatures = p.cols;
-    this.padIn = Math.ceil(p.cols / 8) * 8;
-    this.views = new HeapViews(arena);
-    this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
+  constructor(arena: WasmArena, p: BinaryParams, tiling: LittleBitTiling) {
+    super(arena, p.rows, p.cols, 'binary');
     this.vectorsN = new ArenaVectorPair(arena);
     // the scales first, in whole 8-half blocks (f16tof32 reads nothing past them), then the sign rows (read
     // byte by byte: nothing past a row, so no padding after them)
@@ -62,16 +57,9 @@ class WasmBinaryLinear implements Linear {
     this.bits4 = tableBits(tiling, p.rows, p.cols, 4);
   }
 
-  apply(x: Float32Array, y: Float32Array, n: number): void {
+  protected applyBatch(x: Float32Array, y: Float32Array, n: number): void {
     const out = this.outFeatures;
     const inF = this.inFeatures;
-    checkApplyShape('binary', x, y, n, out, inF);
-    if (n === 1) {
-      const { x: xv, y: yv } = this.vectors1.of(x, y);
-      const yStaged = this.oneVector(xv, yv);
-      yv.written(this.views.f32, 0, out, yStaged); // (the calls do not grow the memory: the view is current)
-      return;
-    }
     const pad = this.padIn;
     const B = this.bits4;
     const fn = this.fn;
@@ -107,26 +95,13 @@ class WasmBinaryLinear implements Linear {
   }
 
   /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order; with a pool on the
-   * arena too: a decode program runs on one thread), for a decode plan; undefined where that call would do more
-   * than its wasm calls: x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0, or
-   * y overlapping x).
-   */
-  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
-    const { x: xv, y: yv } = this.vectors1.of(x, y);
-    if (!xv.inPlace || !yv.inPlace) return undefined;
-    return recordCalls((call) => this.oneVector(xv, yv, call));
-  }
-
-  /**
    * One vector: x (staged into scratch with its padding unless read in place) → y; returns the scratch address y
    * was written to when staged (for `written`). x and y that are views of the arena (the forward's activations)
    * are read / written where they are; x only when its row needs no padding (the tables read whole groups of 8
    * inputs), y always (one float per row). Every wasm call goes through `record` when given (a decode plan: one
    * thread), else runs here, the dot stage split over the arena's pool (splitDot).
    */
-  private oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
+  protected oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
     const pad = this.padIn;
     const out = this.outFeatures;
     const B = this.bits1;
@@ -146,10 +121,8 @@ class WasmBinaryLinear implements Linear {
   }
 }
 
-export interface WasmBinaryOptions {
-  arena?: WasmArena;
-  tiling?: LittleBitTiling;
-}
+/** The binary kernel is the sign-table machinery of LittleBit's with one ±1 product: the same options. */
+export type WasmBinaryOptions = WasmLittleBitOptions;
 
 /** The `binary` kernel in WebAssembly SIMD; the JS `binaryKernel` where wasm SIMD is unavailable. */
 export function wasmBinaryKernel(p: BinaryParams, options: WasmBinaryOptions = {}): Linear {

@@ -404,6 +404,64 @@ function scalesF16(p: LittleBitParams, padIn: number): { halves: Uint16Array; bl
 
 const up8 = (v: number) => Math.ceil(v / 8) * 8;
 
+/**
+ * The frame of the sign-table kernels (this file's LittleBit kernel and wasm-binary.ts's): one vector through
+ * `oneVector` — x read where it is when it is a view of the arena and its row needs no padding (the tables read
+ * whole groups of 8 inputs), y always — and batches through `applyBatch`; `decodeCalls` records oneVector's calls.
+ */
+export abstract class SignTableLinear implements Linear {
+  /** The input length rounded up to whole bytes of signs. */
+  protected readonly padIn: number;
+  protected readonly views: HeapViews;
+  /** x and y of the one-vector path, in place or staged (x only when in % 8 == 0: no padding). */
+  protected readonly vectors1: ArenaVectorPair;
+
+  constructor(
+    readonly arena: WasmArena,
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+    /** The codec's name, for the errors. */
+    private readonly kernel: string,
+  ) {
+    this.padIn = up8(inFeatures);
+    this.views = new HeapViews(arena);
+    this.vectors1 = new ArenaVectorPair(arena, this.padIn === inFeatures);
+  }
+
+  /**
+   * One vector x → y (x and y: `vectors1`'s), every wasm call through `record` when given (a decode plan: one
+   * thread), else run here; returns the scratch address y was written to when staged (for `written`).
+   */
+  protected abstract oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number;
+
+  /** n > 1 vectors, in blocks of 4. */
+  protected abstract applyBatch(x: Float32Array, y: Float32Array, n: number): void;
+
+  apply(x: Float32Array, y: Float32Array, n: number): void {
+    checkApplyShape(this.kernel, x, y, n, this.outFeatures, this.inFeatures);
+    if (n > 1) {
+      this.applyBatch(x, y, n);
+      return;
+    }
+    const { x: xv, y: yv } = this.vectors1.of(x, y);
+    const yStaged = this.oneVector(xv, yv);
+    yv.written(this.views.f32, 0, this.outFeatures, yStaged); // (the calls do not grow the memory: the view is current)
+  }
+
+  /**
+   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order; with a pool on the
+   * arena too: a decode program runs on one thread), for a decode plan; undefined where that call would do more
+   * than its wasm calls: x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0,
+   * or y overlapping x).
+   */
+  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
+    if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
+    const { x: xv, y: yv } = this.vectors1.of(x, y);
+    if (!xv.inPlace || !yv.inPlace) return undefined;
+    return recordCalls((call) => this.oneVector(xv, yv, call));
+  }
+}
+
 interface Stages {
   vBits: 4 | 8;
   uBits: 4 | 8;
@@ -413,11 +471,8 @@ interface Stages {
   dotU: Fn;
 }
 
-class WasmLittleBitLinear implements Linear {
-  readonly outFeatures: number;
-  readonly inFeatures: number;
+class WasmLittleBitLinear extends SignTableLinear {
   private readonly rank: number;
-  private readonly padIn: number;
   private readonly padR: number;
   private readonly paths: PathPlan[];
   /** The f16 scales of all paths (scalesF16) in the arena, and their count (halves, a multiple of 8). */
@@ -426,24 +481,14 @@ class WasmLittleBitLinear implements Linear {
   private readonly widen: Fn;
   private readonly ones: number;
   private readonly fn: Record<string, Fn>;
-  private readonly views: HeapViews;
   /** The two stages' table kinds and functions, for one vector (n = 1) and for blocks of four. */
   private readonly stages1: Stages;
   private readonly stages4: Stages;
-  /** x and y of the one-vector path, in place or staged (x only when in % 8 == 0: no padding). */
-  private readonly vectors1: ArenaVectorPair;
 
-  constructor(
-    readonly arena: WasmArena,
-    p: LittleBitParams,
-    tiling: LittleBitTiling,
-  ) {
-    this.outFeatures = p.rows;
-    this.inFeatures = p.cols;
+  constructor(arena: WasmArena, p: LittleBitParams, tiling: LittleBitTiling) {
+    super(arena, p.rows, p.cols, 'littlebit');
     this.rank = p.rank;
-    this.padIn = up8(p.cols);
     this.padR = up8(p.rank);
-    this.views = new HeapViews(arena);
     // ONE allocation: the f16 scales (whole 8-half blocks), then each path's V and U sign rows (read byte by
     // byte, nothing past a row: no padding after them) — per-array alignment and padding would be ~10% of a
     // 64-row matrix's bytes
@@ -478,7 +523,6 @@ class WasmLittleBitLinear implements Linear {
     this.widen = widenFunction(this.fn, halves);
     this.stages1 = this.stages(tiling, 1);
     this.stages4 = this.stages(tiling, 4);
-    this.vectors1 = new ArenaVectorPair(arena, this.padIn === p.cols);
   }
 
   /** Table kind per stage (8: byte, 4: nibble) and its functions; U's lookups straight-line for short rows. */
@@ -502,32 +546,10 @@ class WasmLittleBitLinear implements Linear {
     applyBlocksImpl({ arena, views, fn, paths, scalesAt, scaleCount, widen, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
   }
 
-  apply(x: Float32Array, y: Float32Array, n: number): void {
-    const out = this.outFeatures;
-    const inF = this.inFeatures;
-    checkApplyShape('littlebit', x, y, n, out, inF);
-    if (n > 1) {
-      // blocks of 4 tokens, one thread or several (the same calls either way)
-      const st = this.stages4;
-      this.applyBlocks(x, y, n, st, this.tableBytes(st, 4));
-      return;
-    }
-    const { x: xv, y: yv } = this.vectors1.of(x, y);
-    const yStaged = this.oneVector(xv, yv);
-    yv.written(this.views.f32, 0, out, yStaged); // (the calls do not grow the memory: the view is current)
-  }
-
-  /**
-   * `apply(x, y, 1)`'s wasm calls on one thread (the same functions, arguments and order; with a pool on the
-   * arena too: a decode program runs on one thread), for a decode plan; undefined where that call would do more
-   * than its wasm calls: x / y staged through scratch (not views of the arena, x needing padding: in % 8 ≠ 0,
-   * or y overlapping x).
-   */
-  decodeCalls(x: Float32Array, y: Float32Array): DecodeCall[] | undefined {
-    if (x.length < this.inFeatures || y.length < this.outFeatures) return undefined;
-    const { x: xv, y: yv } = this.vectors1.of(x, y);
-    if (!xv.inPlace || !yv.inPlace) return undefined;
-    return recordCalls((call) => this.oneVector(xv, yv, call));
+  protected applyBatch(x: Float32Array, y: Float32Array, n: number): void {
+    // blocks of 4 tokens, one thread or several (the same calls either way)
+    const st = this.stages4;
+    this.applyBlocks(x, y, n, st, this.tableBytes(st, 4));
   }
 
   /** Scratch bytes of one stage set's tables (the larger of the V and U stages', `lanes` vectors). */
@@ -543,7 +565,7 @@ class WasmLittleBitLinear implements Linear {
    * whole groups of 8 inputs, zeros past `in`. Every wasm call goes through `record` when given (a decode plan:
    * one thread), else runs here, the dot stages split over the arena's pool (splitDot).
    */
-  private oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
+  protected oneVector(xv: ArenaVector, yv: ArenaVector, record?: RowCall): number {
     const { arena, padIn, padR, rank, inFeatures: inF, outFeatures: out } = this;
     const st = this.stages1;
     const xBytes = xv.stageBytes(padIn);
