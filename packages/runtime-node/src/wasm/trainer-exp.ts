@@ -20,8 +20,8 @@
  * memory are used in place, others are copied in and results out, like the gemm's.
  */
 import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
-import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
-import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
+import { type WasmInstance, requireWasm } from './engine.js';
+import { TRAINER_MEMORY_IMPORT, TrainerMemory, createFmaOrPlain } from './trainer-memory.js';
 
 /** SIMD sub-opcodes used here that the shared emitter does not name (BinarySIMD.md, spec 2.0). */
 export const SIMD_OPS = {
@@ -513,7 +513,7 @@ const moduleBytes = new Map<boolean, Uint8Array>();
 function expModuleBytes(fma = false): Uint8Array {
   let bytes = moduleBytes.get(fma);
   if (!bytes) {
-    bytes = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
+    bytes = new ModuleBuilder(TRAINER_MEMORY_IMPORT)
       .addFunction('exp_rows', emitExpRows(fma))
       .addFunction('softmax_causal', emitSoftmaxCausal(fma))
       .addFunction('softmax_causal4', emitSoftmaxCausal4(fma))
@@ -681,14 +681,7 @@ export class WasmTrainerExp {
  * (the trainer keeps Math.exp).
  */
 export function createTrainerExp(mem?: TrainerMemory, options: { fma?: boolean } = {}): WasmTrainerExp | null {
-  try {
-    if (!wasmApi) return null;
-    // fused Horner steps when asked for and this engine compiles relaxed SIMD (the gemm's enableRelaxedSimd
-    // decides that once per process), else the plain module
-    if (options.fma === true && wasmApi.validate(expModuleBytes(true))) return new WasmTrainerExp(mem, true);
-    if (!wasmApi.validate(expModuleBytes())) return null;
-    return new WasmTrainerExp(mem);
-  } catch {
-    return null;
-  }
+  // fused Horner steps when asked for and this engine compiles relaxed SIMD (the gemm's enableRelaxedSimd
+  // decides that once per process), else the plain module
+  return createFmaOrPlain(options.fma, expModuleBytes, (fma) => new WasmTrainerExp(mem, fma));
 }

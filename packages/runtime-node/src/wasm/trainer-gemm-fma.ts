@@ -21,7 +21,7 @@ import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js
 import type { WasmExports, WasmMemory } from './engine.js';
 import { requireWasm, wasmApi } from './engine.js';
 import { emitTileTail } from './gemm.js';
-import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
+import { PRIVATE_MEMORY_IMPORT, TRAINER_MEMORY_IMPORT } from './trainer-memory.js';
 
 const RELAXED_MADD = 0x105; // f32x4.relaxed_madd (relaxed SIMD proposal, Overview.md's binary table)
 
@@ -226,11 +226,7 @@ const tileName = (r: number, t: number) => `fma_r${r}_t${t}`;
 
 /** `shared`: the module imports a shared memory (trainer-memory.ts) instead of a private one. */
 function emitFmaModule(plan: FmaTilePlan, shared = false): Uint8Array {
-  const m = new ModuleBuilder(
-    shared
-      ? { module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true }
-      : { module: 'env', name: 'memory', minPages: 1 },
-  );
+  const m = new ModuleBuilder(shared ? TRAINER_MEMORY_IMPORT : PRIVATE_MEMORY_IMPORT);
   plan.rows.forEach((r, index) => {
     const t = index + 1;
     m.addFunction(tileName(r, t), emitFmaTile(r, t));

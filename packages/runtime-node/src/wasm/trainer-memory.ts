@@ -16,12 +16,35 @@
  * allocF32 returns an ordinary Float32Array: residency is only a speed-up, every kernel also copies.
  * Scratch regions (operands of non-resident arrays, transposes) are named slots that only grow.
  */
-import { type WasmMemory, requireWasm } from './engine.js';
+import type { MemoryImport } from './emitter.js';
+import { type WasmMemory, requireWasm, wasmApi } from './engine.js';
 
 const PAGE = 65536;
 const ALIGN = 16;
 /** What every trainer module declares for its imported memory (an import's maximum may be below it). */
 export const TRAINER_MODULE_MAX_PAGES = 65536;
+
+/** The memory import of every trainer module built for a TrainerMemory (shared; the exp, ops, gemm and transpose modules). */
+export const TRAINER_MEMORY_IMPORT: MemoryImport = { module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true };
+
+/** The memory import of a module without a TrainerMemory (a private memory; the FMA gemm's and transpose's tests). */
+export const PRIVATE_MEMORY_IMPORT: MemoryImport = { module: 'env', name: 'memory', minPages: 1 };
+
+/**
+ * The kernels of a trainer module that comes with and without fused multiply-add Horner steps (`bytesOf(fma)`;
+ * exp and ops): built with the fused one when asked for and this engine compiles it (relaxed SIMD), else with the
+ * plain one when it compiles, else null — the trainer then keeps its JS loops.
+ */
+export function createFmaOrPlain<K>(fma: boolean | undefined, bytesOf: (fma: boolean) => Uint8Array, make: (fma: boolean) => K): K | null {
+  try {
+    if (!wasmApi) return null;
+    if (fma === true && wasmApi.validate(bytesOf(true))) return make(true);
+    if (!wasmApi.validate(bytesOf(false))) return null;
+    return make(false);
+  } catch {
+    return null;
+  }
+}
 
 export interface TrainerMemoryOptions {
   /** Initial size (default 4 MiB). */

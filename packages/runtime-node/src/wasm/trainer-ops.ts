@@ -18,9 +18,9 @@
  * keeps its JS loop.
  */
 import { FunctionBuilder, ModuleBuilder, lanesSum, whileLtU } from './emitter.js';
-import { type WasmInstance, requireWasm, wasmApi } from './engine.js';
+import { type WasmInstance, requireWasm } from './engine.js';
 import { ExpBuilder, expV } from './trainer-exp.js';
-import { TRAINER_MODULE_MAX_PAGES, TrainerMemory } from './trainer-memory.js';
+import { TRAINER_MEMORY_IMPORT, TrainerMemory, createFmaOrPlain } from './trainer-memory.js';
 
 // SIMD and scalar opcodes the emitter does not name (BinarySIMD.md; the core spec's numeric opcodes).
 const F32X4_ABS = 0xe0;
@@ -405,7 +405,7 @@ const moduleBytes = new Map<boolean, Uint8Array>();
 function opsModuleBytes(fma = false): Uint8Array {
   const cached = moduleBytes.get(fma);
   if (cached) return cached;
-  const bytes = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true })
+  const bytes = new ModuleBuilder(TRAINER_MEMORY_IMPORT)
     .addFunction('swiglu_fwd', emitSwigluFwd(fma))
     .addFunction('swiglu_bwd', emitSwigluBwd())
     .addFunction('rmsnorm_fwd', emitRmsNormFwd())
@@ -662,12 +662,5 @@ export class WasmTrainerOps {
 
 /** A WasmTrainerOps (over `mem`, or a memory of its own) when this engine validates the module, else null. */
 export function createTrainerOps(mem?: TrainerMemory, options: { fma?: boolean } = {}): WasmTrainerOps | null {
-  try {
-    if (!wasmApi) return null;
-    if (options.fma === true && wasmApi.validate(opsModuleBytes(true))) return new WasmTrainerOps(mem, true);
-    if (!wasmApi.validate(opsModuleBytes())) return null;
-    return new WasmTrainerOps(mem);
-  } catch {
-    return null;
-  }
+  return createFmaOrPlain(options.fma, opsModuleBytes, (fma) => new WasmTrainerOps(mem, fma));
 }

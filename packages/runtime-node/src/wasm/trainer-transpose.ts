@@ -13,7 +13,7 @@ import { type FunctionBuilder, ModuleBuilder, whileLtU } from './emitter.js';
 import { ExpBuilder } from './trainer-exp.js';
 import type { WasmMemory } from './engine.js';
 import { requireWasm } from './engine.js';
-import { TRAINER_MODULE_MAX_PAGES } from './trainer-memory.js';
+import { PRIVATE_MEMORY_IMPORT, TRAINER_MEMORY_IMPORT } from './trainer-memory.js';
 
 const TILE = 16;
 
@@ -122,11 +122,7 @@ export class WasmTranspose {
   /** `shared`: `memory` is a shared one (a TrainerMemory's). */
   constructor(memory: WasmMemory, shared = false) {
     const k = shared ? 1 : 0;
-    bytes[k] ??= new ModuleBuilder(
-      shared
-        ? { module: 'env', name: 'memory', minPages: 1, maxPages: TRAINER_MODULE_MAX_PAGES, shared: true }
-        : { module: 'env', name: 'memory', minPages: 1 },
-    )
+    bytes[k] ??= new ModuleBuilder(shared ? TRAINER_MEMORY_IMPORT : PRIVATE_MEMORY_IMPORT)
       .addFunction('transpose', emitTranspose(false))
       .addFunction('transpose4', emitTranspose(true))
       .emit();
