@@ -268,6 +268,32 @@ function emitBuild4(bits: 4 | 8): KFn {
  * copied with i32 loads/stores). deinterleave4(src, dst, T, out): dst[t·out + i] = src[4i + t]. Used by the
  * token-block split of a prefill (issue 12, fifth slice), where a worker thread fills its own block buffers.
  */
+/** Byte lanes of an i8x16.shuffle that picks f32 lanes (0–3: the first operand, 4–7: the second). */
+const F32_LANES = (lanes: readonly number[]) => lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]);
+
+/**
+ * Transposes the 4×4 block held in v128 locals a[0..3] (a[t] = 4 consecutive values of row t) and hands the
+ * result's rows to `store(k)` one at a time (on the stack: (a0[k], a1[k], a2[k], a3[k])). Pure data movement:
+ * the same bits the scalar loops copy. `tmp` are 2 v128 scratch locals.
+ */
+function transpose4(f: KFn, a: readonly number[], tmp: readonly number[], store: (k: number, value: () => void) => void): void {
+  for (const half of [0, 1]) {
+    // (a0[2h], a1[2h], a0[2h+1], a1[2h+1]) and the same of a2, a3
+    f.get(a[0]!).get(a[1]!).i8x16Shuffle(F32_LANES(half ? [2, 6, 3, 7] : [0, 4, 1, 5])).set(tmp[0]!);
+    f.get(a[2]!).get(a[3]!).i8x16Shuffle(F32_LANES(half ? [2, 6, 3, 7] : [0, 4, 1, 5])).set(tmp[1]!);
+    store(2 * half, () => f.get(tmp[0]!).get(tmp[1]!).i8x16Shuffle(F32_LANES([0, 1, 4, 5])));
+    store(2 * half + 1, () => f.get(tmp[0]!).get(tmp[1]!).i8x16Shuffle(F32_LANES([2, 3, 6, 7])));
+  }
+}
+
+/**
+ * interleave4(src, dst, T, inF, padIn): dst[4j + t] = src[t·inF + j] for t < T, j < inF, every other entry of
+ * dst's padIn × 4 floats 0 — the 4-token block layout of the tables, as the JS loop of `apply` writes it (bits
+ * copied). deinterleave4(src, dst, T, out): dst[t·out + i] = src[4i + t]. Used by the token-block split of a
+ * prefill (issue 12, fifth slice), where a worker thread fills its own block buffers. A full block (T = 4) of a
+ * width that is a multiple of 4 moves as 4×4 SIMD transposes (4 loads, 8 shuffles, 4 stores per 16 values: the
+ * scalar loops were ~7% of a LittleBit prefill); anything else goes value by value.
+ */
 function emitInterleave4(): KFn {
   const f = new KFn(['i32', 'i32', 'i32', 'i32', 'i32']);
   const [src, dst, T, inF, padIn] = [0, 1, 2, 3, 4];
@@ -275,10 +301,36 @@ function emitInterleave4(): KFn {
   const t = f.local('i32');
   const sp = f.local('i32');
   const end = f.local('i32');
+  const rowB = f.local('i32');
+  const a = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const tmp = [f.local('v128'), f.local('v128')];
   f.get(padIn).i32Const(4).i32Shl().set(end);
   whileLtU(f, j, end, 16, () => {
     f.get(dst).get(j).i32Add().v128ConstI32(0).v128StoreA(0, 4);
   });
+  f.get(T).i32Const(4).i32Eq().get(inF).i32Const(3).i32And().i32Eqz().i32And();
+  f.if_();
+  {
+    // sp = src + 4j walks the first token's row; token t's value j is at sp + t·rowB
+    f.get(inF).i32Const(2).i32Shl().set(rowB);
+    f.get(src).set(sp);
+    f.get(inF).i32Const(4).i32Shl().get(dst).i32Add().set(end);
+    f.get(dst).set(j); // j: the destination address (16 bytes per input)
+    whileLtU(f, j, end, 64, () => {
+      for (let k = 0; k < 4; k++) {
+        f.get(sp);
+        if (k > 0) f.get(rowB).i32Const(k).i32Mul().i32Add();
+        f.v128LoadA(0, 4).set(a[k]!);
+      }
+      transpose4(f, a, tmp, (k, value) => {
+        f.get(j);
+        value();
+        f.v128StoreA(16 * k, 4);
+      });
+      f.get(sp).i32Const(16).i32Add().set(sp);
+    });
+  }
+  f.else_();
   forRange(f, t, T, () => {
     f.get(src).get(t).get(inF).i32Mul().i32Const(2).i32Shl().i32Add().set(sp);
     f.i32Const(0).set(j);
@@ -288,6 +340,7 @@ function emitInterleave4(): KFn {
       f.i32Store();
     });
   });
+  f.end();
   return f;
 }
 
@@ -297,6 +350,30 @@ function emitDeinterleave4(): KFn {
   const i = f.local('i32');
   const t = f.local('i32');
   const dp = f.local('i32');
+  const end = f.local('i32');
+  const rowB = f.local('i32');
+  const a = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+  const tmp = [f.local('v128'), f.local('v128')];
+  f.get(T).i32Const(4).i32Eq().get(out).i32Const(3).i32And().i32Eqz().i32And();
+  f.if_();
+  {
+    // i: the source address (16 bytes per output: its 4 tokens); dp = dst + 4·i0 walks token 0's row
+    f.get(out).i32Const(2).i32Shl().set(rowB);
+    f.get(dst).set(dp);
+    f.get(out).i32Const(4).i32Shl().get(src).i32Add().set(end);
+    f.get(src).set(i);
+    whileLtU(f, i, end, 64, () => {
+      for (let k = 0; k < 4; k++) f.get(i).v128LoadA(16 * k, 4).set(a[k]!);
+      transpose4(f, a, tmp, (k, value) => {
+        f.get(dp);
+        if (k > 0) f.get(rowB).i32Const(k).i32Mul().i32Add();
+        value();
+        f.v128StoreA(0, 4);
+      });
+      f.get(dp).i32Const(16).i32Add().set(dp);
+    });
+  }
+  f.else_();
   forRange(f, t, T, () => {
     f.get(dst).get(t).get(out).i32Mul().i32Const(2).i32Shl().i32Add().set(dp);
     f.i32Const(0).set(i);
@@ -306,26 +383,129 @@ function emitDeinterleave4(): KFn {
       f.i32Store();
     });
   });
+  f.end();
   return f;
 }
 
+/**
+ * The descriptor a `blocks` call reads (i32 words at `desc`, written by applyBlocksImpl): where x and y are
+ * staged, the shapes, the slot layout and each path's addresses (scales as absolute addresses in scratch).
+ */
+const BLOCKS_DESC = { xs: 0, ys: 1, n: 2, inF: 3, padIn: 4, out: 5, rank: 6, padR: 7, ones: 8, x4Bytes: 9, w4Bytes: 10, y4Bytes: 11, paths: 12 } as const;
+/** Words of one path in the descriptor (g, vBytes, l, uBytes, h) and where the first path's start. */
+const BLOCKS_PATH = { words: 5, at: 16 } as const;
+/** Bytes of the descriptor: two paths at most, rounded to 32 words so the slots after it stay 16-byte aligned. */
+const BLOCKS_DESC_BYTES = 128;
+
+/** The name of the `blocks` function for a stage set (see emitBlocks). */
+function blocksName(vBits: 4 | 8, uBits: 4 | 8, dotU: string): string {
+  return `blocks_v${vBits}_u${uBits}_${dotU}`;
+}
+
+/**
+ * blocks(desc, b0, b1, slot): the 4-token blocks b0..b1−1 of a batch, every call a chunk of applyBlocksImpl used
+ * to make from JS, made here in the same order with the same arguments (so the same bits): interleave the block's
+ * x into the slot, per path the V tables, V stage, U tables, U stage, then deinterleave y. One call per chunk of
+ * blocks instead of (2 + 4·paths) per block: the ~40,000 calls of a stories3M prefill were ~2% of it on one
+ * thread, and recording them for the thread pool made a split LittleBit batch slower than one thread on the
+ * loaded VM. One function per stage set (the table kinds, U's dot) calls its functions directly by index.
+ */
+function emitBlocks(index: (name: string) => number, vBits: 4 | 8, uBits: 4 | 8, dotU: string): KFn {
+  const f = new KFn(['i32', 'i32', 'i32', 'i32']);
+  const [desc, b0, b1, slot] = [0, 1, 2, 3];
+  const [b, t0, T, wAt, yAt, tAt, p, pd, np, rem] = Array.from({ length: 10 }, () => f.local('i32'));
+  const word = (w: number) => f.get(desc).i32Load(4 * w);
+  const pathWord = (w: number) => f.get(pd).i32Load(4 * w);
+  word(BLOCKS_DESC.x4Bytes).get(slot).i32Add().set(wAt);
+  word(BLOCKS_DESC.w4Bytes).get(wAt).i32Add().set(yAt);
+  word(BLOCKS_DESC.y4Bytes).get(yAt).i32Add().set(tAt);
+  word(BLOCKS_DESC.paths).set(np);
+  f.get(b0).set(b);
+  whileLtU(f, b, b1, 1, () => {
+    // t0 = 4b; T = min(4, n − t0)
+    f.get(b).i32Const(2).i32Shl().set(t0);
+    word(BLOCKS_DESC.n).get(t0).i32Sub().set(rem);
+    f.get(rem).i32Const(4).get(rem).i32Const(4).i32LtS().select().set(T);
+    // interleave4(xs + 4·t0·inF, slot, T, inF, padIn)
+    word(BLOCKS_DESC.xs);
+    f.get(t0);
+    word(BLOCKS_DESC.inF);
+    f.i32Mul().i32Const(2).i32Shl().i32Add().get(slot).get(T);
+    word(BLOCKS_DESC.inF);
+    word(BLOCKS_DESC.padIn);
+    f.call(index('interleave4'));
+    f.i32Const(0).set(p);
+    f.get(desc).i32Const(4 * BLOCKS_PATH.at).i32Add().set(pd);
+    whileLtU(f, p, np, 1, () => {
+      // buildV(x4, g, padIn / vBits, tables); dotV(vBytes, rank, padIn / 8, tables, l, w4, 0)
+      f.get(slot);
+      pathWord(0);
+      word(BLOCKS_DESC.padIn).i32Const(vBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${vBits}`));
+      pathWord(1);
+      word(BLOCKS_DESC.rank);
+      word(BLOCKS_DESC.padIn).i32Const(3).i32ShrU().get(tAt);
+      pathWord(2);
+      f.get(wAt).i32Const(0).call(index(`dot4_${vBits}`));
+      // buildU(w4, ones, padR / uBits, tables); dotU(uBytes, out, padR / 8, tables, h, y4, p > 0)
+      f.get(wAt);
+      word(BLOCKS_DESC.ones);
+      word(BLOCKS_DESC.padR).i32Const(uBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${uBits}`));
+      pathWord(3);
+      word(BLOCKS_DESC.out);
+      word(BLOCKS_DESC.padR).i32Const(3).i32ShrU().get(tAt);
+      pathWord(4);
+      f.get(yAt).get(p).i32Const(0).i32GtU().call(index(dotU));
+      f.get(pd).i32Const(4 * BLOCKS_PATH.words).i32Add().set(pd);
+    });
+    // deinterleave4(y4, ys + 4·t0·out, T, out)
+    f.get(yAt);
+    word(BLOCKS_DESC.ys);
+    f.get(t0);
+    word(BLOCKS_DESC.out);
+    f.i32Mul().i32Const(2).i32Shl().i32Add().get(T);
+    word(BLOCKS_DESC.out);
+    f.call(index('deinterleave4'));
+  });
+  return f;
+}
+
+/** U's dot functions a 4-token stage set can use (stages()): the straight-line short rows and the two loops. */
+const DOT4_U = ['dot4_4', 'dot4_8', ...Array.from({ length: SHORT_ROW_BYTES }, (_, i) => `dot4_8_nb${i + 1}`)];
+
 function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   const m = new ModuleBuilder(memoryImport(shared, maxPages));
-  m.addFunction('interleave4', emitInterleave4());
-  m.addFunction('f16tof32', emitF16ToF32());
-  m.addFunction('f16tof32_finite', emitF16ToF32(true));
-  m.addFunction('deinterleave4', emitDeinterleave4());
-  m.addFunction('build1_8', emitBuild1(8));
-  m.addFunction('build1_4', emitBuild1(4));
-  m.addFunction('dot1_8', emitDot(1, 8));
-  m.addFunction('dot1_4', emitDot(1, 4));
-  m.addFunction('build4_8', emitBuild4(8));
-  m.addFunction('build4_4', emitBuild4(4));
-  m.addFunction('dot4_8', emitDot(4, 8));
-  m.addFunction('dot4_4', emitDot(4, 4));
+  const names: string[] = [];
+  const add = (name: string, fn: KFn) => {
+    m.addFunction(name, fn);
+    names.push(name);
+  };
+  add('interleave4', emitInterleave4());
+  add('f16tof32', emitF16ToF32());
+  add('f16tof32_finite', emitF16ToF32(true));
+  add('deinterleave4', emitDeinterleave4());
+  add('build1_8', emitBuild1(8));
+  add('build1_4', emitBuild1(4));
+  add('dot1_8', emitDot(1, 8));
+  add('dot1_4', emitDot(1, 4));
+  add('build4_8', emitBuild4(8));
+  add('build4_4', emitBuild4(4));
+  add('dot4_8', emitDot(4, 8));
+  add('dot4_4', emitDot(4, 4));
   for (let nb = 1; nb <= SHORT_ROW_BYTES; nb++) {
-    m.addFunction(`dot1_8_nb${nb}`, emitDot(1, 8, 4, nb));
-    m.addFunction(`dot4_8_nb${nb}`, emitDot(4, 8, 4, nb));
+    add(`dot1_8_nb${nb}`, emitDot(1, 8, 4, nb));
+    add(`dot4_8_nb${nb}`, emitDot(4, 8, 4, nb));
+  }
+  // the module imports no functions: its own are numbered from 0 in the order added
+  const index = (name: string) => {
+    const i = names.indexOf(name);
+    if (i < 0) throw new RangeError(`littlebit module: no function ${name}`);
+    return i;
+  };
+  for (const vBits of [4, 8] as const) {
+    for (const dotU of DOT4_U) {
+      const uBits = dotU === 'dot4_4' ? 4 : 8;
+      add(blocksName(vBits, uBits, dotU), emitBlocks(index, vBits, uBits, dotU));
+    }
   }
   return m;
 }
@@ -469,6 +649,8 @@ interface Stages {
   dotV: Fn;
   buildU: Fn;
   dotU: Fn;
+  /** Four lanes only: the function that runs whole chunks of 4-token blocks with these stages (emitBlocks). */
+  blocks?: Fn;
 }
 
 class WasmLittleBitLinear extends SignTableLinear {
@@ -531,13 +713,15 @@ class WasmLittleBitLinear extends SignTableLinear {
     const uBits = tableBits(tiling, this.outFeatures, this.rank, lanes);
     const nbR = this.padR / 8;
     const fn = (name: string) => this.fn[name]!;
+    const dotU = uBits === 8 && nbR <= SHORT_ROW_BYTES ? `dot${lanes}_8_nb${nbR}` : `dot${lanes}_${uBits}`;
     return {
       vBits,
       uBits,
       buildV: fn(`build${lanes}_${vBits}`),
       dotV: fn(`dot${lanes}_${vBits}`),
       buildU: fn(`build${lanes}_${uBits}`),
-      dotU: fn(uBits === 8 && nbR <= SHORT_ROW_BYTES ? `dot${lanes}_8_nb${nbR}` : `dot${lanes}_${uBits}`),
+      dotU: fn(dotU),
+      ...(lanes === 4 ? { blocks: fn(blocksName(vBits, uBits, dotU)) } : {}),
     };
   }
 
@@ -640,56 +824,46 @@ function applyBlocksImpl(
   // pool every block runs here, in one buffer set
   const slots = arena.threads ? 4 * arena.threads.threads + 2 : 1;
   const sBytes = 4 * k.scaleCount;
-  const at = arena.scratch(xsBytes + ysBytes + sBytes + slots * slotBytes);
+  const at = arena.scratch(xsBytes + ysBytes + sBytes + BLOCKS_DESC_BYTES + slots * slotBytes);
   const f32 = k.views.refresh().f32;
   const xs = xv.read(f32, 0, n * inF, at);
   const ys = yv.target(0, at + xsBytes);
   // the scales widened once per call, on this thread, before any block runs (every block reads them)
   const sAt = at + xsBytes + ysBytes;
   k.widen(k.scalesAt, sAt, k.scaleCount);
-  const slot0 = sAt + sBytes;
+  // the blocks' descriptor (emitBlocks), written before any chunk is handed to a worker
+  const descAt = sAt + sBytes;
+  const i32 = new Int32Array(f32.buffer, descAt, BLOCKS_DESC_BYTES / 4);
+  const d = BLOCKS_DESC;
+  i32[d.xs] = xs;
+  i32[d.ys] = ys;
+  i32[d.n] = n;
+  i32[d.inF] = inF;
+  i32[d.padIn] = padIn;
+  i32[d.out] = out;
+  i32[d.rank] = r;
+  i32[d.padR] = padR;
+  i32[d.ones] = ones;
+  i32[d.x4Bytes] = x4Bytes;
+  i32[d.w4Bytes] = w4Bytes;
+  i32[d.y4Bytes] = y4Bytes;
+  i32[d.paths] = paths.length;
+  paths.forEach((path, i) => i32.set([sAt + path.g, path.vBytes, sAt + path.l, path.uBytes, sAt + path.h], BLOCKS_PATH.at + BLOCKS_PATH.words * i));
+  const slot0 = descAt + BLOCKS_DESC_BYTES;
   // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
   for (let s = 0; s < slots; s++) {
     const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
     f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
   }
-  const interleave = k.fn.interleave4!;
-  const deinterleave = k.fn.deinterleave4!;
-  const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
+  const { vBits: vB, uBits: uB, blocks: run } = st;
   const lookups = (r * (padIn / 8) * (vB === 8 ? 1 : 2) + out * (padR / 8) * (uB === 8 ? 1 : 2)) * paths.length;
-  // jobs of at most BLOCKS_PER_JOB blocks: (2 + 4·paths) recorded calls per block must fit the pool's calls per job
-  for (let g0 = 0; g0 < blocks; g0 += BLOCKS_PER_JOB) {
-    const g1 = Math.min(blocks, g0 + BLOCKS_PER_JOB);
-    let slot = 0;
-    splitRows(arena, g1 - g0, (g1 - g0) * lookups * NS_PER_LOOKUP, 1, (call, c0, c1) => {
-      const base = slot0 + Math.min(slot++, slots - 1) * slotBytes;
-      blockCalls(call, base, g0 + c0, g0 + c1);
-    });
-  }
+  // a chunk of blocks is one call; each chunk the pool records gets a buffer set (slot) of its own
+  let slot = 0;
+  splitRows(arena, blocks, blocks * lookups * NS_PER_LOOKUP, 1, (call, b0, b1) => {
+    call(run!, descAt, b0, b1, slot0 + Math.min(slot++, slots - 1) * slotBytes);
+  });
   yv.written(k.views.refresh().f32, 0, n * out, at + xsBytes);
-
-  function blockCalls(call: RowCall, base: number, b0: number, b1: number): void {
-    const xAt = base;
-    const wAt = xAt + x4Bytes;
-    const yAt = wAt + w4Bytes;
-    const tAt = yAt + y4Bytes;
-    for (let b = b0; b < b1; b++) {
-      const t0 = 4 * b;
-      const T = Math.min(4, n - t0);
-      call(interleave, xs + t0 * inF * 4, xAt, T, inF, padIn);
-      paths.forEach((path, i) => {
-        call(buildV, xAt, sAt + path.g, padIn / vB, tAt);
-        call(dotV, path.vBytes, r, padIn / 8, tAt, sAt + path.l, wAt, 0);
-        call(buildU, wAt, ones, padR / uB, tAt);
-        call(dotU, path.uBytes, out, padR / 8, tAt, sAt + path.h, yAt, i > 0 ? 1 : 0);
-      });
-      call(deinterleave, yAt, ys + t0 * out * 4, T, out);
-    }
-  }
 }
-
-/** Blocks of 4 tokens per pool job in a LittleBit batch (applyBlocksImpl). */
-const BLOCKS_PER_JOB = 128;
 
 export interface WasmLittleBitOptions {
   /** Arena holding the parameters and the per-call scratch (default: the process-wide compressed arena). */
