@@ -4,12 +4,16 @@ import { type RowCall, directCall } from '../threads.js';
 import type { ArenaVector, WasmArena } from '../wasm/arena.js';
 import { binaryKernel } from './binary.js';
 import { byteAlignedRowsOfBytes } from './littlebit.js';
-import { ArenaVectorPair, compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
+import { compressedWasmAvailable, onesVector, storeBytes, withArena } from './wasm-common.js';
 import {
+  BLOCKS_DESC,
   DEFAULT_LITTLEBIT_TILING,
   type LittleBitTiling,
+  NS_PER_LOOKUP,
   SignTableLinear,
   type WasmLittleBitOptions,
+  binaryBlocksName,
+  runBlocks,
   signTableFunctions,
   splitDot,
   tableBits,
@@ -33,14 +37,11 @@ class WasmBinaryLinear extends SignTableLinear {
   private readonly widen: (...a: number[]) => void;
   private readonly onesAt: number;
   private readonly fn: Record<string, (...a: number[]) => void>;
-  /** x and y of the last batch (the one-token call's: vectors1). */
-  private readonly vectorsN: ArenaVectorPair;
   private readonly bits1: 4 | 8;
   private readonly bits4: 4 | 8;
 
   constructor(arena: WasmArena, p: BinaryParams, tiling: LittleBitTiling) {
     super(arena, p.rows, p.cols, 'binary');
-    this.vectorsN = new ArenaVectorPair(arena);
     // the scales first, in whole 8-half blocks (f16tof32 reads nothing past them), then the sign rows (read
     // byte by byte: nothing past a row, so no padding after them)
     this.scaleCount = Math.ceil(p.rows / 8) * 8;
@@ -60,38 +61,34 @@ class WasmBinaryLinear extends SignTableLinear {
   protected applyBatch(x: Float32Array, y: Float32Array, n: number): void {
     const out = this.outFeatures;
     const inF = this.inFeatures;
-    const pad = this.padIn;
+    // blocks of 4 tokens, one thread or several (the same calls either way; runBlocks)
     const B = this.bits4;
-    const fn = this.fn;
-    const tableBytes = (pad / B) * (1 << B) * 16; // four-vector tables: f32x4 entries
-    // n > 1: blocks of 4 tokens, interleaved (x4[4j + t] = token t's x_j, lanes ≥ T and inputs ≥ inF zero) and
-    // de-interleaved by wasm (interleave4/deinterleave4, the same values the JS loops wrote) straight from x and
-    // into y when they are views of the arena; otherwise from/to copies of them in scratch
+    const pad = this.padIn;
+    const { scalesAt, scaleCount, widen } = this;
     const { x: xv, y: yv } = this.vectorsN.of(x, y);
-    const xsBytes = xv.stageBytes(n * inF);
-    const ysBytes = yv.stageBytes(n * out);
-    const x4Bytes = pad * 16;
-    const y4Bytes = Math.ceil(out / 4) * 64;
-    const sBytes = 4 * this.scaleCount;
-    const at = this.arena.scratch(xsBytes + ysBytes + sBytes + x4Bytes + y4Bytes + tableBytes);
-    const f32 = this.views.refresh().f32;
-    const xs = xv.read(f32, 0, n * inF, at);
-    const ys = yv.target(0, at + xsBytes);
-    const sAt = at + xsBytes + ysBytes;
-    this.widen(this.scalesAt, sAt, this.scaleCount); // widened once per call
-    const x4At = sAt + sBytes;
-    const y4At = x4At + x4Bytes;
-    const tAt = y4At + y4Bytes;
-    const build = B === 8 ? fn.build4_8! : fn.build4_4!;
-    const dot = B === 8 ? fn.dot4_8! : fn.dot4_4!;
-    for (let t0 = 0; t0 < n; t0 += 4) {
-      const T = Math.min(4, n - t0);
-      fn.interleave4!(xs + t0 * inF * 4, x4At, T, inF, pad);
-      build(x4At, this.onesAt, pad / B, tAt);
-      splitDot(this.arena, dot, this.bytesAt, out, pad / 8, tAt, sAt, y4At, 0, 4, B);
-      fn.deinterleave4!(y4At, ys + t0 * out * 4, T, out);
-    }
-    yv.written(f32, 0, n * out, at + xsBytes);
+    runBlocks(
+      {
+        arena: this.arena,
+        views: this.views,
+        inF,
+        padIn: pad,
+        out,
+        w4Bytes: 0,
+        tableBytes: (pad / B) * (1 << B) * 16, // four-vector tables: f32x4 entries
+        ownBytes: 4 * scaleCount,
+        run: this.fn[binaryBlocksName(B)]!,
+        blockNs: out * (pad / 8) * (B === 8 ? 1 : 2) * NS_PER_LOOKUP,
+        fill: (i32, sAt) => {
+          widen(scalesAt, sAt, scaleCount); // widened once per call
+          i32[BLOCKS_DESC.ones] = this.onesAt;
+          i32[BLOCKS_DESC.signs] = this.bytesAt;
+          i32[BLOCKS_DESC.scales] = sAt;
+        },
+      },
+      xv,
+      yv,
+      n,
+    );
   }
 
   /**

@@ -388,45 +388,72 @@ function emitDeinterleave4(): KFn {
 }
 
 /**
- * The descriptor a `blocks` call reads (i32 words at `desc`, written by applyBlocksImpl): where x and y are
- * staged, the shapes, the slot layout and each path's addresses (scales as absolute addresses in scratch).
+ * The descriptor a `blocks` call reads (i32 words at `desc`, written by the caller before the chunks run): where x
+ * and y are staged, the shapes and the slot layout (words 0–7, both kernels), then the kernel's own: LittleBit's
+ * rank, padded rank, ones vector and paths (each path's scales as absolute addresses in scratch), binary's ones
+ * vector, sign rows and widened row scales.
  */
-const BLOCKS_DESC = { xs: 0, ys: 1, n: 2, inF: 3, padIn: 4, out: 5, rank: 6, padR: 7, ones: 8, x4Bytes: 9, w4Bytes: 10, y4Bytes: 11, paths: 12 } as const;
-/** Words of one path in the descriptor (g, vBytes, l, uBytes, h) and where the first path's start. */
+export const BLOCKS_DESC = {
+  xs: 0, ys: 1, n: 2, inF: 3, padIn: 4, out: 5, x4Bytes: 6, w4Bytes: 7,
+  // LittleBit: the paths' words (g, vBytes, l, uBytes, h) start at word 16
+  y4Bytes: 8, rank: 9, padR: 10, ones: 11, paths: 12,
+  // binary (one stage)
+  signs: 13, scales: 14,
+} as const;
 const BLOCKS_PATH = { words: 5, at: 16 } as const;
 /** Bytes of the descriptor: two paths at most, rounded to 32 words so the slots after it stay 16-byte aligned. */
-const BLOCKS_DESC_BYTES = 128;
+export const BLOCKS_DESC_BYTES = 128;
 
-/** The name of the `blocks` function for a stage set (see emitBlocks). */
+/** The name of a LittleBit `blocks` function for a stage set (see emitLittleBitBlocks). */
 function blocksName(vBits: 4 | 8, uBits: 4 | 8, dotU: string): string {
   return `blocks_v${vBits}_u${uBits}_${dotU}`;
 }
 
+/** The name of the binary kernel's `blocks` function for its table kind (see emitBinaryBlocks). */
+export function binaryBlocksName(bits: 4 | 8): string {
+  return `blocks_binary_${bits}`;
+}
+
+interface BlockLoop {
+  f: KFn;
+  /** Push descriptor word w. */
+  word: (w: number) => void;
+  /** Locals: the slot's x4 (a parameter), w4, y4 and table addresses. */
+  slot: number;
+  wAt: number;
+  yAt: number;
+  tAt: number;
+}
+
 /**
- * blocks(desc, b0, b1, slot): the 4-token blocks b0..b1−1 of a batch, every call a chunk of applyBlocksImpl used
- * to make from JS, made here in the same order with the same arguments (so the same bits): interleave the block's
- * x into the slot, per path the V tables, V stage, U tables, U stage, then deinterleave y. One call per chunk of
- * blocks instead of (2 + 4·paths) per block: the ~40,000 calls of a stories3M prefill were ~2% of it on one
- * thread, and recording them for the thread pool made a split LittleBit batch slower than one thread on the
- * loaded VM. One function per stage set (the table kinds, U's dot) calls its functions directly by index.
+ * blocks(desc, b0, b1, slot): the 4-token blocks b0..b1−1 of a batch, each as the kernel's JS used to make its
+ * calls, made here in the same order with the same arguments (so the same bits): interleave the block's x into
+ * the slot (x4), `body` (the kernel's stages, x4 → y4), deinterleave y4 into y. One call per chunk of blocks
+ * instead of several per block: the ~40,000 calls of a stories3M LittleBit prefill were ~2% of it on one thread,
+ * and recording them for the thread pool made a split batch slower than one thread on the loaded VM. The stage
+ * functions are called directly by their index in the module.
  */
-function emitBlocks(index: (name: string) => number, vBits: 4 | 8, uBits: 4 | 8, dotU: string): KFn {
+function emitBlockLoop(index: (name: string) => number, body: (loop: BlockLoop) => void): KFn {
   const f = new KFn(['i32', 'i32', 'i32', 'i32']);
   const [desc, b0, b1, slot] = [0, 1, 2, 3];
-  const [b, t0, T, wAt, yAt, tAt, p, pd, np, rem] = Array.from({ length: 10 }, () => f.local('i32'));
-  const word = (w: number) => f.get(desc).i32Load(4 * w);
-  const pathWord = (w: number) => f.get(pd).i32Load(4 * w);
-  word(BLOCKS_DESC.x4Bytes).get(slot).i32Add().set(wAt);
-  word(BLOCKS_DESC.w4Bytes).get(wAt).i32Add().set(yAt);
-  word(BLOCKS_DESC.y4Bytes).get(yAt).i32Add().set(tAt);
-  word(BLOCKS_DESC.paths).set(np);
+  const [b, t0, T, wAt, yAt, tAt, rem] = Array.from({ length: 7 }, () => f.local('i32'));
+  const word = (w: number) => {
+    f.get(desc).i32Load(4 * w);
+  };
+  word(BLOCKS_DESC.x4Bytes);
+  f.get(slot).i32Add().set(wAt);
+  word(BLOCKS_DESC.w4Bytes);
+  f.get(wAt).i32Add().set(yAt);
+  word(BLOCKS_DESC.y4Bytes);
+  f.get(yAt).i32Add().set(tAt);
   f.get(b0).set(b);
   whileLtU(f, b, b1, 1, () => {
     // t0 = 4b; T = min(4, n − t0)
     f.get(b).i32Const(2).i32Shl().set(t0);
-    word(BLOCKS_DESC.n).get(t0).i32Sub().set(rem);
+    word(BLOCKS_DESC.n);
+    f.get(t0).i32Sub().set(rem);
     f.get(rem).i32Const(4).get(rem).i32Const(4).i32LtS().select().set(T);
-    // interleave4(xs + 4·t0·inF, slot, T, inF, padIn)
+    // interleave4(xs + 4·t0·inF, x4, T, inF, padIn)
     word(BLOCKS_DESC.xs);
     f.get(t0);
     word(BLOCKS_DESC.inF);
@@ -434,29 +461,7 @@ function emitBlocks(index: (name: string) => number, vBits: 4 | 8, uBits: 4 | 8,
     word(BLOCKS_DESC.inF);
     word(BLOCKS_DESC.padIn);
     f.call(index('interleave4'));
-    f.i32Const(0).set(p);
-    f.get(desc).i32Const(4 * BLOCKS_PATH.at).i32Add().set(pd);
-    whileLtU(f, p, np, 1, () => {
-      // buildV(x4, g, padIn / vBits, tables); dotV(vBytes, rank, padIn / 8, tables, l, w4, 0)
-      f.get(slot);
-      pathWord(0);
-      word(BLOCKS_DESC.padIn).i32Const(vBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${vBits}`));
-      pathWord(1);
-      word(BLOCKS_DESC.rank);
-      word(BLOCKS_DESC.padIn).i32Const(3).i32ShrU().get(tAt);
-      pathWord(2);
-      f.get(wAt).i32Const(0).call(index(`dot4_${vBits}`));
-      // buildU(w4, ones, padR / uBits, tables); dotU(uBytes, out, padR / 8, tables, h, y4, p > 0)
-      f.get(wAt);
-      word(BLOCKS_DESC.ones);
-      word(BLOCKS_DESC.padR).i32Const(uBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${uBits}`));
-      pathWord(3);
-      word(BLOCKS_DESC.out);
-      word(BLOCKS_DESC.padR).i32Const(3).i32ShrU().get(tAt);
-      pathWord(4);
-      f.get(yAt).get(p).i32Const(0).i32GtU().call(index(dotU));
-      f.get(pd).i32Const(4 * BLOCKS_PATH.words).i32Add().set(pd);
-    });
+    body({ f, word, slot, wAt, yAt, tAt });
     // deinterleave4(y4, ys + 4·t0·out, T, out)
     f.get(yAt);
     word(BLOCKS_DESC.ys);
@@ -467,6 +472,62 @@ function emitBlocks(index: (name: string) => number, vBits: 4 | 8, uBits: 4 | 8,
     f.call(index('deinterleave4'));
   });
   return f;
+}
+
+/** LittleBit's stages per block: per path the V tables, V stage, U tables, U stage (the second path accumulating). */
+function emitLittleBitBlocks(index: (name: string) => number, vBits: 4 | 8, uBits: 4 | 8, dotU: string): KFn {
+  return emitBlockLoop(index, ({ f, word, slot, wAt, yAt, tAt }) => {
+    const p = f.local('i32');
+    const pd = f.local('i32');
+    const pathWord = (w: number) => f.get(pd).i32Load(4 * w);
+    f.i32Const(0).set(p);
+    f.get(0).i32Const(4 * BLOCKS_PATH.at).i32Add().set(pd); // (param 0: desc)
+    const np = f.local('i32');
+    word(BLOCKS_DESC.paths);
+    f.set(np);
+    whileLtU(f, p, np, 1, () => {
+      // buildV(x4, g, padIn / vBits, tables); dotV(vBytes, rank, padIn / 8, tables, l, w4, 0)
+      f.get(slot);
+      pathWord(0);
+      word(BLOCKS_DESC.padIn);
+      f.i32Const(vBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${vBits}`));
+      pathWord(1);
+      word(BLOCKS_DESC.rank);
+      word(BLOCKS_DESC.padIn);
+      f.i32Const(3).i32ShrU().get(tAt);
+      pathWord(2);
+      f.get(wAt).i32Const(0).call(index(`dot4_${vBits}`));
+      // buildU(w4, ones, padR / uBits, tables); dotU(uBytes, out, padR / 8, tables, h, y4, p > 0)
+      f.get(wAt);
+      word(BLOCKS_DESC.ones);
+      word(BLOCKS_DESC.padR);
+      f.i32Const(uBits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${uBits}`));
+      pathWord(3);
+      word(BLOCKS_DESC.out);
+      word(BLOCKS_DESC.padR);
+      f.i32Const(3).i32ShrU().get(tAt);
+      pathWord(4);
+      f.get(yAt).get(p).i32Const(0).i32GtU().call(index(dotU));
+      f.get(pd).i32Const(4 * BLOCKS_PATH.words).i32Add().set(pd);
+    });
+  });
+}
+
+/** The binary kernel's one stage per block: tables over x4 (build, ones as g), then the rows' dot with their scales. */
+function emitBinaryBlocks(index: (name: string) => number, bits: 4 | 8): KFn {
+  return emitBlockLoop(index, ({ f, word, slot, yAt, tAt }) => {
+    // build(x4, ones, padIn / bits, tables); dot(signs, out, padIn / 8, tables, scales, y4, 0)
+    f.get(slot);
+    word(BLOCKS_DESC.ones);
+    word(BLOCKS_DESC.padIn);
+    f.i32Const(bits === 8 ? 3 : 2).i32ShrU().get(tAt).call(index(`build4_${bits}`));
+    word(BLOCKS_DESC.signs);
+    word(BLOCKS_DESC.out);
+    word(BLOCKS_DESC.padIn);
+    f.i32Const(3).i32ShrU().get(tAt);
+    word(BLOCKS_DESC.scales);
+    f.get(yAt).i32Const(0).call(index(`dot4_${bits}`));
+  });
 }
 
 /** U's dot functions a 4-token stage set can use (stages()): the straight-line short rows and the two loops. */
@@ -504,8 +565,9 @@ function buildModule(shared: boolean, maxPages: number): ModuleBuilder {
   for (const vBits of [4, 8] as const) {
     for (const dotU of DOT4_U) {
       const uBits = dotU === 'dot4_4' ? 4 : 8;
-      add(blocksName(vBits, uBits, dotU), emitBlocks(index, vBits, uBits, dotU));
+      add(blocksName(vBits, uBits, dotU), emitLittleBitBlocks(index, vBits, uBits, dotU));
     }
+    add(binaryBlocksName(vBits), emitBinaryBlocks(index, vBits));
   }
   return m;
 }
@@ -516,7 +578,7 @@ export function emitLittleBitModule(): Uint8Array {
 }
 
 /** Single-thread cost of one table lookup of a dot stage (ns, ~1 lookup per cycle, docs/kernels.md). */
-const NS_PER_LOOKUP = 0.5;
+export const NS_PER_LOOKUP = 0.5;
 
 /**
  * dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads (rows are
@@ -595,6 +657,8 @@ export abstract class SignTableLinear implements Linear {
   protected readonly views: HeapViews;
   /** x and y of the one-vector path, in place or staged (x only when in % 8 == 0: no padding). */
   protected readonly vectors1: ArenaVectorPair;
+  /** x and y of batches (n > 1), read and written in place when they are views of the arena (runBlocks). */
+  protected readonly vectorsN: ArenaVectorPair;
 
   constructor(
     readonly arena: WasmArena,
@@ -606,6 +670,7 @@ export abstract class SignTableLinear implements Linear {
     this.padIn = up8(inFeatures);
     this.views = new HeapViews(arena);
     this.vectors1 = new ArenaVectorPair(arena, this.padIn === inFeatures);
+    this.vectorsN = new ArenaVectorPair(arena);
   }
 
   /**
@@ -725,15 +790,40 @@ class WasmLittleBitLinear extends SignTableLinear {
     };
   }
 
-  private applyBlocks(x: Float32Array, y: Float32Array, n: number, st: Stages, tableBytes: number): void {
-    const { arena, views, fn, paths, ones, rank, padIn, padR, scalesAt, scaleCount, widen } = this;
-    applyBlocksImpl({ arena, views, fn, paths, scalesAt, scaleCount, widen, ones, rank, padIn, padR, inF: this.inFeatures, out: this.outFeatures }, x, y, n, st, tableBytes);
-  }
-
+  /** n > 1: blocks of 4 tokens, one thread or several (the same calls either way; runBlocks). */
   protected applyBatch(x: Float32Array, y: Float32Array, n: number): void {
-    // blocks of 4 tokens, one thread or several (the same calls either way)
+    const { arena, views, paths, ones, rank, padIn, padR, scalesAt, scaleCount, widen } = this;
+    const { x: xv, y: yv } = this.vectorsN.of(x, y);
     const st = this.stages4;
-    this.applyBlocks(x, y, n, st, this.tableBytes(st, 4));
+    const lookups = (rank * (padIn / 8) * (st.vBits === 8 ? 1 : 2) + this.outFeatures * (padR / 8) * (st.uBits === 8 ? 1 : 2)) * paths.length;
+    runBlocks(
+      {
+        arena,
+        views,
+        inF: this.inFeatures,
+        padIn,
+        out: this.outFeatures,
+        w4Bytes: padR * 16,
+        tableBytes: this.tableBytes(st, 4),
+        ownBytes: 4 * scaleCount,
+        run: st.blocks!,
+        blockNs: lookups * NS_PER_LOOKUP,
+        fill: (i32, sAt) => {
+          // the scales widened once per call (every block reads them)
+          widen(scalesAt, sAt, scaleCount);
+          i32.set([rank, padR, ones, paths.length], BLOCKS_DESC.rank);
+          paths.forEach((path, i) => i32.set([sAt + path.g, path.vBytes, sAt + path.l, path.uBytes, sAt + path.h], BLOCKS_PATH.at + BLOCKS_PATH.words * i));
+        },
+        // w4's padding lanes (ranks r..padR) stay 0, as in apply
+        initSlot: (f32, slotAt) => {
+          const w4 = (slotAt + padIn * 16) / 4;
+          f32.fill(0, w4 + 4 * rank, w4 + 4 * padR);
+        },
+      },
+      xv,
+      yv,
+      n,
+    );
   }
 
   /** Scratch bytes of one stage set's tables (the larger of the V and U stages', `lanes` vectors). */
@@ -777,90 +867,65 @@ class WasmLittleBitLinear extends SignTableLinear {
   }
 }
 
+/** One kernel's batch through its `blocks` function (runBlocks). */
+export interface BlockBatch {
+  arena: WasmArena;
+  views: HeapViews;
+  inF: number;
+  padIn: number;
+  out: number;
+  /** Bytes per slot of the kernel's intermediate vector between x4 and y4 (LittleBit's w4; 0: none). */
+  w4Bytes: number;
+  /** Bytes of the stage tables per slot. */
+  tableBytes: number;
+  /** Scratch bytes the kernel needs before the descriptor (its widened scales). */
+  ownBytes: number;
+  /** The blocks function (emitLittleBitBlocks / emitBinaryBlocks). */
+  run: Fn;
+  /** Estimated single-thread cost of one block (ns; the pool's threshold and chunk count). */
+  blockNs: number;
+  /** Fill the kernel's own descriptor words; `ownAt` is its scratch (widen its scales there). */
+  fill: (i32: Int32Array, ownAt: number) => void;
+  /** Prepare a slot's buffers once per call (LittleBit: w4's padding lanes stay 0). */
+  initSlot?: (f32: Float32Array, slotAt: number) => void;
+}
+
 /**
- * A batch (n > 1), in blocks of 4 tokens: per block, interleave the tokens' x into the 4-lane layout, per path
- * build the V tables, V stage, build the U tables, U stage, then deinterleave y — all wasm calls. With a thread
- * pool (issue 12, fifth slice) the pool splits the TOKEN BLOCKS (split by rows, one block's dot stage is a few µs,
- * under the pool's threshold): each chunk runs its blocks over buffers of its own; without one, this thread runs
- * every block in one buffer set. x and y that are views of the arena are read / written in place (ArenaVector),
- * others are staged whole. Every block is computed by the same functions on the same inputs whatever the thread
- * count (bit-identical; packages/pipeline/test/threads.test.ts).
+ * A batch (n > 1) of a sign-table kernel, in blocks of 4 tokens: the descriptor written, then the blocks run as
+ * chunks of the pool (the TOKEN BLOCKS are split: one block's dot stage is a few µs, under the pool's threshold)
+ * or all on this thread; each chunk over buffers (a slot) of its own. x and y that are views of the arena (the
+ * forward's activations) are read / written in place (xv, yv: the kernel's ArenaVectorPair), others are staged
+ * whole. Every block is
+ * computed by the same functions on the same inputs whatever the thread count (bit-identical;
+ * packages/pipeline/test/threads.test.ts).
  */
-function applyBlocksImpl(
-  this: void,
-  k: {
-    arena: WasmArena;
-    views: HeapViews;
-    fn: Record<string, Fn>;
-    paths: PathPlan[];
-    scalesAt: number;
-    scaleCount: number;
-    widen: Fn;
-    ones: number;
-    rank: number;
-    padIn: number;
-    padR: number;
-    inF: number;
-    out: number;
-  },
-  x: Float32Array,
-  y: Float32Array,
-  n: number,
-  st: Stages,
-  tableBytes: number,
-): void {
-  const { arena, paths, ones, rank: r, padIn, padR, inF, out } = k;
+export function runBlocks(k: BlockBatch, xv: ArenaVector, yv: ArenaVector, n: number): void {
+  const { arena, inF, padIn, out } = k;
   const blocks = Math.ceil(n / 4);
-  // x and y that are views of the arena (the forward's activations) are read/written in place
-  const xv = new ArenaVector(arena, x);
-  const yv = ArenaVector.output(arena, y, x);
   const xsBytes = xv.stageBytes(n * inF);
   const ysBytes = yv.stageBytes(n * out);
   const x4Bytes = padIn * 16;
-  const w4Bytes = padR * 16;
   const y4Bytes = Math.ceil(out / 4) * 64;
-  const slotBytes = x4Bytes + w4Bytes + y4Bytes + Math.ceil(tableBytes / 16) * 16;
+  const slotBytes = x4Bytes + k.w4Bytes + y4Bytes + Math.ceil(k.tableBytes / 16) * 16;
   // one buffer set per chunk the pool may record (≤ 4 per thread), plus one for a run on this thread; without a
   // pool every block runs here, in one buffer set
   const slots = arena.threads ? 4 * arena.threads.threads + 2 : 1;
-  const sBytes = 4 * k.scaleCount;
-  const at = arena.scratch(xsBytes + ysBytes + sBytes + BLOCKS_DESC_BYTES + slots * slotBytes);
+  const ownBytes = Math.ceil(k.ownBytes / 16) * 16;
+  const at = arena.scratch(xsBytes + ysBytes + ownBytes + BLOCKS_DESC_BYTES + slots * slotBytes);
   const f32 = k.views.refresh().f32;
   const xs = xv.read(f32, 0, n * inF, at);
   const ys = yv.target(0, at + xsBytes);
-  // the scales widened once per call, on this thread, before any block runs (every block reads them)
-  const sAt = at + xsBytes + ysBytes;
-  k.widen(k.scalesAt, sAt, k.scaleCount);
-  // the blocks' descriptor (emitBlocks), written before any chunk is handed to a worker
-  const descAt = sAt + sBytes;
+  // the descriptor, written (and the kernel's scales widened) on this thread before any chunk is handed out
+  const descAt = at + xsBytes + ysBytes + ownBytes;
   const i32 = new Int32Array(f32.buffer, descAt, BLOCKS_DESC_BYTES / 4);
   const d = BLOCKS_DESC;
-  i32[d.xs] = xs;
-  i32[d.ys] = ys;
-  i32[d.n] = n;
-  i32[d.inF] = inF;
-  i32[d.padIn] = padIn;
-  i32[d.out] = out;
-  i32[d.rank] = r;
-  i32[d.padR] = padR;
-  i32[d.ones] = ones;
-  i32[d.x4Bytes] = x4Bytes;
-  i32[d.w4Bytes] = w4Bytes;
-  i32[d.y4Bytes] = y4Bytes;
-  i32[d.paths] = paths.length;
-  paths.forEach((path, i) => i32.set([sAt + path.g, path.vBytes, sAt + path.l, path.uBytes, sAt + path.h], BLOCKS_PATH.at + BLOCKS_PATH.words * i));
+  i32.set([xs, ys, n, inF, padIn, out, x4Bytes, k.w4Bytes, y4Bytes], d.xs);
+  k.fill(i32, at + xsBytes + ysBytes);
   const slot0 = descAt + BLOCKS_DESC_BYTES;
-  // each slot's padding lanes of w (ranks r..padR) stay 0, as in apply
-  for (let s = 0; s < slots; s++) {
-    const w4 = (slot0 + s * slotBytes + x4Bytes) / 4;
-    f32.fill(0, w4 + 4 * r, w4 + 4 * padR);
-  }
-  const { vBits: vB, uBits: uB, blocks: run } = st;
-  const lookups = (r * (padIn / 8) * (vB === 8 ? 1 : 2) + out * (padR / 8) * (uB === 8 ? 1 : 2)) * paths.length;
-  // a chunk of blocks is one call; each chunk the pool records gets a buffer set (slot) of its own
+  if (k.initSlot) for (let s = 0; s < slots; s++) k.initSlot(f32, slot0 + s * slotBytes);
   let slot = 0;
-  splitRows(arena, blocks, blocks * lookups * NS_PER_LOOKUP, 1, (call, b0, b1) => {
-    call(run!, descAt, b0, b1, slot0 + Math.min(slot++, slots - 1) * slotBytes);
+  splitRows(arena, blocks, blocks * k.blockNs, 1, (call, b0, b1) => {
+    call(k.run, descAt, b0, b1, slot0 + Math.min(slot++, slots - 1) * slotBytes);
   });
   yv.written(k.views.refresh().f32, 0, n * out, at + xsBytes);
 }
