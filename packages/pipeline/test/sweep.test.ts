@@ -7,48 +7,13 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SweepResult, type SweepRow, WindowCache, codecFlags, loadModel, parseCodecSpec, shellJoin, sweep, sweepMarkdown, sweepSvg } from '../src/index.js';
 import { requireShared } from '../../../test/require-shared.js';
+import { checkXml } from './xml.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../../shared/${p}`, import.meta.url));
 const MODEL_PATH = shared('models/stories260K/stories260K.bin');
 const EVAL = shared('data/tinystories/eval.txt');
 const CALIB = shared('data/tinystories/calib.txt');
 const HAVE_SHARED = requireShared('pipeline sweep tests', [MODEL_PATH, EVAL, CALIB]);
-
-/**
- * A small XML well-formedness check (enough for our hand-written SVG): every tag closes in order, attributes
- * are quoted, no stray '<' or unescaped '&' in text. Returns the element names in document order.
- */
-export function checkXml(xml: string): { elements: string[]; texts: string[] } {
-  const body = xml.replace(/^<\?xml[^?]*\?>\s*/, '');
-  const stack: string[] = [];
-  const elements: string[] = [];
-  const texts: string[] = [];
-  const re = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|([^<]+)/gy;
-  let m: RegExpExecArray | null;
-  let pos = 0;
-  while ((m = re.exec(body)) !== null) {
-    pos = re.lastIndex;
-    if (m[5] !== undefined) {
-      if (/&(?!amp;|lt;|gt;|quot;|apos;|#\d+;)/.test(m[5])) throw new Error(`unescaped & in text: ${m[5]}`);
-      if (stack.length > 0 && m[5].trim() !== '') texts.push(m[5]);
-      continue;
-    }
-    const [, close, name, , selfClose] = m;
-    if (close) {
-      if (stack.pop() !== name) throw new Error(`</${name}> does not close the open element`);
-    } else {
-      elements.push(name!);
-      if (!selfClose) stack.push(name!);
-    }
-    if (stack.length === 0 && close) {
-      if (body.slice(pos).trim() !== '') throw new Error('content after the root element');
-      break;
-    }
-  }
-  if (stack.length !== 0) throw new Error(`unclosed elements: ${stack.join(', ')}`);
-  if (body.slice(pos).trim() !== '') throw new Error(`unparsed content at ${pos}: ${body.slice(pos, pos + 40)}`);
-  return { elements, texts };
-}
 
 describe('codec specs and command lines', () => {
   it.each([
