@@ -12,11 +12,10 @@ import {
   loadModelWeights,
   safetensorsSource,
 } from '../src/index.js';
+import { bytes, caught, shared } from './helpers.js';
 
 /** Loading real checkpoints against configs that do not describe them: typed errors naming the tensor and the field. */
 
-const shared = (p: string) => new URL(`../../../../shared/${p}`, import.meta.url);
-const bytes = (p: string) => new Uint8Array(readFileSync(shared(p)));
 const HF = 'models/stories260K/hf';
 const hfConfig = JSON.parse(readFileSync(shared(`${HF}/config.json`), 'utf8')) as Record<string, unknown>;
 const hfFile = readSafetensors(bytes(`${HF}/model.safetensors`));
@@ -25,16 +24,6 @@ const ggufFile = readGguf(bytes(GGUF));
 
 function hfLoad(edit: Record<string, unknown>, src: TensorSource = safetensorsSource(hfFile.tensors, HF)) {
   return loadModelWeights(configFromDescription(describeHfConfig({ ...hfConfig, ...edit })), src);
-}
-
-function caught(fn: () => unknown): UltraSketchError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UltraSketchError) return err;
-    throw err;
-  }
-  throw new Error('expected an UltraSketchError');
 }
 
 /** A source with some tensors hidden or added (tests only: the real sources come from files). */

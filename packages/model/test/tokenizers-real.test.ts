@@ -3,6 +3,7 @@ import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type GgufHeader, type GgufMetadataEntry, readGguf, readLlama2cTokenizer } from '@ultrasketch/format';
 import { describe, expect, it } from 'vitest';
 import { HfTokenizer, type TextTokenizer, Tokenizer, ggufGpt2TokenizerJson, tokenizerFromGguf } from '../src/index.js';
+import { bytes, caught, shared } from './helpers.js';
 
 /**
  * Issue 11 done-when 2: the Hugging Face tokenizer.json (through @huggingface/tokenizers) and the GGUF-embedded
@@ -11,8 +12,6 @@ import { HfTokenizer, type TextTokenizer, Tokenizer, ggufGpt2TokenizerJson, toke
  * the refusals.
  */
 
-const shared = (p: string) => new URL(`../../../../shared/${p}`, import.meta.url);
-const bytes = (p: string) => new Uint8Array(readFileSync(shared(p)));
 const json = (p: string): unknown => JSON.parse(readFileSync(shared(p), 'utf8'));
 
 /** The evaluation protocol's documents (reference/README.md): split on blank lines, trimmed, empty dropped. */
@@ -21,16 +20,6 @@ const DOCS = readFileSync(shared('data/tinystories/eval.txt'), 'utf8')
   .map((d) => d.replace(/^[ \n]+|[ \n]+$/g, ''))
   .filter((d) => d.length > 0)
   .slice(0, 50);
-
-function caught(fn: () => unknown): UltraSketchError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UltraSketchError) return err;
-    throw err;
-  }
-  throw new Error('expected an UltraSketchError');
-}
 
 function streamed(tok: TextTokenizer, ids: number[]): string {
   const d = tok.createStreamDecoder();
