@@ -1,25 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { describe, expect, it } from 'vitest';
-import { LlamaForward, modelFromLlama2c } from '../src/index.js';
+import { LlamaForward } from '../src/index.js';
+import { GOLDEN_MODELS, argmax, readGolden } from './golden.js';
 
-const shared = (p: string) => new URL(`../../../../shared/${p}`, import.meta.url);
-const MODELS = [
-  { name: 'stories260K', file: 'models/stories260K/stories260K.bin' },
-  { name: 'stories3M', file: 'models/stories3M/stories3M-q80.bin' },
-];
-
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-}
-
-describe.each(MODELS)('reference forward on $name matches llama2.c', ({ name, file }) => {
-  const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(shared(file)), file));
-  const golden = readFileSync(shared(`reference/${name}/greedy_tokens.txt`), 'utf8').trim().split('\n').map(Number);
-  const goldenLogits = new Float32Array(new Uint8Array(readFileSync(shared(`reference/${name}/greedy_logits.f32`))).buffer);
-  const vocab = model.config.vocabSize;
+describe.each(GOLDEN_MODELS)('reference forward on $name matches llama2.c', (entry) => {
+  const { model, golden, goldenLogits, vocab } = readGolden(entry);
 
   it('greedy tokens (one position at a time) and logits of positions 0..63', () => {
     const fwd = LlamaForward.fromWeights(model);

@@ -3,18 +3,7 @@ import { readLlama2cCheckpoint } from '@ultrasketch/format';
 import { modelFromLlama2c } from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
 import { NodeSession, WASM_PAGE_BYTES } from '../src/index.js';
-
-const shared = (p: string) => new URL(`../../../../shared/${p}`, import.meta.url);
-const MODELS = [
-  { name: 'stories260K', file: 'models/stories260K/stories260K.bin' },
-  { name: 'stories3M', file: 'models/stories3M/stories3M-q80.bin' },
-];
-
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-}
+import { GOLDEN_MODELS, argmax, readGolden, shared } from '../../model/test/golden.js';
 
 function maxAbsDiff(a: Float32Array, b: Float32Array, n: number): number {
   let m = 0;
@@ -22,11 +11,8 @@ function maxAbsDiff(a: Float32Array, b: Float32Array, n: number): number {
   return m;
 }
 
-describe.each(MODELS)('NodeSession with wasm kernels on $name matches llama2.c', ({ name, file }) => {
-  const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(shared(file)), file));
-  const golden = readFileSync(shared(`reference/${name}/greedy_tokens.txt`), 'utf8').trim().split('\n').map(Number);
-  const goldenLogits = new Float32Array(new Uint8Array(readFileSync(shared(`reference/${name}/greedy_logits.f32`))).buffer);
-  const vocab = model.config.vocabSize;
+describe.each(GOLDEN_MODELS)('NodeSession with wasm kernels on $name matches llama2.c', (entry) => {
+  const { model, golden, goldenLogits, vocab } = readGolden(entry);
 
   it('defaults to wasm kernels', () => {
     expect(NodeSession.fromWeights(model).kernels).toBe('wasm');
