@@ -2,7 +2,7 @@ import { compress, loadBundleFromBytes, loadModel } from '@ultrasketch/pipeline'
 import { sessionFromBundle } from '@ultrasketch/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GpuContext, WebGpuSession } from '../src/index.js';
-import { argmax, gpuContext, maxAbsDiff, shared } from './gpu.js';
+import { gpuContext, greedyBoth, shared } from './gpu.js';
 
 /**
  * Compressed bundles (made here with pipeline.compress) run on WebGPU exactly as on runtime-node: greedy decoding
@@ -69,18 +69,7 @@ describe.each(CASES)('$label bundle on $model', (c) => {
       if (c.codec === 'sketch') expect(gpu.programs().some((p) => p.name.includes('-res'))).toBe(true);
     }
     try {
-      const tokensCpu = [1];
-      const tokensGpu = [1];
-      let worst = 0;
-      for (let pos = 0; pos < STEPS; pos++) {
-        const a = cpu.forward([tokensCpu[pos]!]);
-        const b = await gpu.forward([tokensGpu[pos]!]);
-        let scale = 0;
-        for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i]!));
-        if (tokensCpu[pos] === tokensGpu[pos]) worst = Math.max(worst, maxAbsDiff(a, b) / (scale || 1));
-        tokensCpu.push(argmax(a));
-        tokensGpu.push(argmax(b));
-      }
+      const { tokensCpu, tokensGpu, worst } = await greedyBoth(cpu, gpu, STEPS);
       console.log(`[bundle] ${c.label} (${c.model}): max relative logit difference ${worst.toExponential(2)}, GPU parameter bytes ${gpu.memory().parameters}`);
       expect(tokensGpu).toEqual(tokensCpu);
       expect(worst).toBeLessThanOrEqual(LOGIT_TOL);

@@ -49,3 +49,28 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array, n = Math.min(a.leng
   for (let i = 0; i < n; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/** A session that maps a token (at the next position) to its logits: runtime-node's (sync) or WebGPU's (async). */
+interface Forwarder {
+  forward(tokens: number[]): Float32Array | Promise<Float32Array>;
+}
+
+/**
+ * Greedy decoding from BOS (token 1) for `steps` positions on both sessions, each fed its own argmax. `worst` is
+ * the largest max |logit difference| / max |cpu logit| over the positions where both were fed the same token.
+ */
+export async function greedyBoth(cpu: Forwarder, gpu: Forwarder, steps: number): Promise<{ tokensCpu: number[]; tokensGpu: number[]; worst: number }> {
+  const tokensCpu = [1];
+  const tokensGpu = [1];
+  let worst = 0;
+  for (let pos = 0; pos < steps; pos++) {
+    const a = await cpu.forward([tokensCpu[pos]!]);
+    const b = await gpu.forward([tokensGpu[pos]!]);
+    let scale = 0;
+    for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i]!));
+    if (tokensCpu[pos] === tokensGpu[pos]) worst = Math.max(worst, maxAbsDiff(a, b) / (scale || 1));
+    tokensCpu.push(argmax(a));
+    tokensGpu.push(argmax(b));
+  }
+  return { tokensCpu, tokensGpu, worst };
+}

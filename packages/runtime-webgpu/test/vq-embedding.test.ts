@@ -3,7 +3,7 @@ import { compress, loadBundleFromBytes, loadModel } from '@ultrasketch/pipeline'
 import { sessionFromBundle } from '@ultrasketch/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GpuContext, WebGpuSession } from '../src/index.js';
-import { argmax, gpuContext, maxAbsDiff, shared } from './gpu.js';
+import { gpuContext, greedyBoth, shared } from './gpu.js';
 
 /**
  * The whole-file embedding form (compress --embeddings vqK, docs/results.md §11.1b) on WebGPU: a packed
@@ -29,18 +29,7 @@ describe('vq embedding on WebGPU', () => {
     const cpu = sessionFromBundle(bundle);
     const gpu = await WebGpuSession.fromBundle(bundle, { context: ctx, contextLength: STEPS });
     try {
-      const tokensCpu = [1];
-      const tokensGpu = [1];
-      let worst = 0;
-      for (let pos = 0; pos < STEPS; pos++) {
-        const a = cpu.forward([tokensCpu[pos]!]);
-        const b = await gpu.forward([tokensGpu[pos]!]);
-        let scale = 0;
-        for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i]!));
-        if (tokensCpu[pos] === tokensGpu[pos]) worst = Math.max(worst, maxAbsDiff(a, b) / (scale || 1));
-        tokensCpu.push(argmax(a));
-        tokensGpu.push(argmax(b));
-      }
+      const { tokensCpu, tokensGpu, worst } = await greedyBoth(cpu, gpu, STEPS);
       expect(tokensGpu).toEqual(tokensCpu);
       expect(worst).toBeLessThanOrEqual(1e-3);
     } finally {
