@@ -10,9 +10,9 @@ import { AWKWARD_SHAPES } from './shapes.js';
 
 /**
  * The cases and loops the JS and the WebAssembly kernel tests of one codec share (sketch-kernels.test.ts and
- * kernel-wasm-sketch.test.ts; littlebit-kernel.test.ts and kernel-wasm-littlebit.test.ts): shape tables, the
- * random-matrix and real-layer loops, each measured with the oracle (oracle.ts). Each test file passes its
- * own kernel.
+ * kernel-wasm-sketch.test.ts; littlebit-kernel.test.ts and kernel-wasm-littlebit.test.ts; the real layers and
+ * the oracle measure for kernel-wasm-baselines.test.ts): shape tables, the random-matrix and real-layer loops,
+ * each measured with the oracle (oracle.ts). Each test file passes its own kernel.
  */
 
 let model3M: ModelWeights | undefined;
@@ -21,6 +21,18 @@ let model3M: ModelWeights | undefined;
 export function stories3M(): ModelWeights {
   model3M ??= modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL('../../../../shared/models/stories3M/stories3M-q80.bin', import.meta.url))));
   return model3M;
+}
+
+/** The linears of stories3M's `layers` (each layer's LINEAR_KINDS in order): the real-layer cases of the kernel tests. */
+export function stories3MLinears(layers: number[]): Array<{ name: string; rows: number; cols: number; weight: Float32Array }> {
+  const model = stories3M();
+  return layers.flatMap((l) =>
+    LINEAR_KINDS.map((kind) => {
+      const [rows, cols] = linearShape(model.config, kind);
+      const name = TensorNames.linear(l, kind);
+      return { name, rows, cols, weight: model.tensors.get(name)!.data };
+    }),
+  );
 }
 
 // ------------------------------------------------------------------------------------ sketch, hashednets
@@ -81,20 +93,15 @@ export function checkRandomSketchShape(
 
 /** Every linear of stories3M layers 0 and 5, n = 1 and 4; cases of bpw ≥ 6 must include exact groups. */
 export function checkRealSketchLinears([, codec, raw, kernel]: SketchCase): void {
-  const model = stories3M();
   const rng = new Rng(3);
   let exactGroups = 0;
-  for (const l of [0, 5]) {
-    for (const kind of LINEAR_KINDS) {
-      const [rows, cols] = linearShape(model.config, kind);
-      const name = TensorNames.linear(l, kind);
-      const saliency = Float64Array.from({ length: cols }, () => rng.next() ** 4);
-      const params = codec.encode(model.tensors.get(name)!.data, rows, cols, feasible(codec, raw, rows, cols), { name, seed: 1, saliency });
-      if (codec === sketchCodec) exactGroups += sketchGroups(params).filter((g) => !g.family).length;
-      const k = kernel(params);
-      for (const n of [1, 4]) {
-        expect(worstCodecError(codec, k, params, rng.normalArray(n * cols), n), name).toBeLessThanOrEqual(1e-5);
-      }
+  for (const { name, rows, cols, weight } of stories3MLinears([0, 5])) {
+    const saliency = Float64Array.from({ length: cols }, () => rng.next() ** 4);
+    const params = codec.encode(weight, rows, cols, feasible(codec, raw, rows, cols), { name, seed: 1, saliency });
+    if (codec === sketchCodec) exactGroups += sketchGroups(params).filter((g) => !g.family).length;
+    const k = kernel(params);
+    for (const n of [1, 4]) {
+      expect(worstCodecError(codec, k, params, rng.normalArray(n * cols), n), name).toBeLessThanOrEqual(1e-5);
     }
   }
   if (codec === sketchCodec && Number(raw.bpw) >= 6) expect(exactGroups).toBeGreaterThan(0);

@@ -1,13 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { binaryCodec, rtnCodec } from '@ultrasketch/baselines';
-import { type Codec, Rng } from '@ultrasketch/core';
-import { readLlama2cCheckpoint } from '@ultrasketch/format';
-import { LINEAR_KINDS, type Linear, TensorNames, linearShape, modelFromLlama2c } from '@ultrasketch/model';
+import { Rng } from '@ultrasketch/core';
 import { describe, expect, it } from 'vitest';
 import { wasmBinaryKernel } from '../src/kernels/wasm-binary.js';
 import { emitRtnModule, wasmRtnKernel } from '../src/kernels/wasm-rtn.js';
 import type { LittleBitTiling } from '../src/kernels/wasm-littlebit.js';
-import { worstKernelError } from './oracle.js';
+import { stories3MLinears, worstCodecError } from './kernel-cases.js';
 import { AWKWARD_SHAPES } from './shapes.js';
 
 /**
@@ -15,10 +12,6 @@ import { AWKWARD_SHAPES } from './shapes.js';
  * 1e-5 relative to Σ_j |ŵ_ij x_j|. Awkward shapes (rows not byte-aligned, re-packed), both table kinds,
  * n = 1 and the four-vector path (n = 2..9), and the real stories3M linears.
  */
-function worstRelativeError(codec: Codec<any, any>, kernel: Linear, params: any, x: Float32Array, n: number): number {
-  return worstKernelError(codec.decode(params), params.rows, params.cols, kernel, x, n);
-}
-
 const SHAPES: Array<[number, number]> = [
   ...AWKWARD_SHAPES,
   [70, 256],
@@ -34,22 +27,17 @@ describe('wasm binary kernel equals decode-then-dense', () => {
       const k = wasmBinaryKernel(params, tiling ? { tiling } : {});
       expect(k.constructor.name).toBe('WasmBinaryLinear');
       for (const n of [1, 2, 5, 9]) {
-        expect(worstRelativeError(binaryCodec, k, params, rng.normalArray(n * cols), n), `n ${n}`).toBeLessThanOrEqual(1e-5);
+        expect(worstCodecError(binaryCodec, k, params, rng.normalArray(n * cols), n), `n ${n}`).toBeLessThanOrEqual(1e-5);
       }
     }
   });
 
   it('every linear of stories3M layers 0 and 5, n = 1 and 4', () => {
-    const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL('../../../../shared/models/stories3M/stories3M-q80.bin', import.meta.url))));
     const rng = new Rng(3);
-    for (const l of [0, 5]) {
-      for (const kind of LINEAR_KINDS) {
-        const [rows, cols] = linearShape(model.config, kind);
-        const name = TensorNames.linear(l, kind);
-        const params = binaryCodec.encode(model.tensors.get(name)!.data, rows, cols, {}, { name, seed: 1 });
-        const k = wasmBinaryKernel(params);
-        for (const n of [1, 4]) expect(worstRelativeError(binaryCodec, k, params, rng.normalArray(n * cols), n), name).toBeLessThanOrEqual(1e-5);
-      }
+    for (const { name, rows, cols, weight } of stories3MLinears([0, 5])) {
+      const params = binaryCodec.encode(weight, rows, cols, {}, { name, seed: 1 });
+      const k = wasmBinaryKernel(params);
+      for (const n of [1, 4]) expect(worstCodecError(binaryCodec, k, params, rng.normalArray(n * cols), n), name).toBeLessThanOrEqual(1e-5);
     }
   });
 });
@@ -76,7 +64,7 @@ describe('wasm rtn kernel equals decode-then-dense', () => {
       const k = wasmRtnKernel(params);
       expect(k.constructor.name).toBe('WasmRtnLinear');
       for (const n of [1, 2, 4, 5, 9]) {
-        expect(worstRelativeError(rtnCodec, k, params, rng.normalArray(n * cols), n), `${JSON.stringify(raw)} n ${n}`).toBeLessThanOrEqual(1e-5);
+        expect(worstCodecError(rtnCodec, k, params, rng.normalArray(n * cols), n), `${JSON.stringify(raw)} n ${n}`).toBeLessThanOrEqual(1e-5);
       }
     }
   });
@@ -88,17 +76,12 @@ describe('wasm rtn kernel equals decode-then-dense', () => {
   });
 
   it('every linear of stories3M layers 0 and 5, bits 2 and 4 (groups of 64), n = 1 and 4', () => {
-    const model = modelFromLlama2c(readLlama2cCheckpoint(readFileSync(new URL('../../../../shared/models/stories3M/stories3M-q80.bin', import.meta.url))));
     const rng = new Rng(3);
-    for (const l of [0, 5]) {
-      for (const kind of LINEAR_KINDS) {
-        const [rows, cols] = linearShape(model.config, kind);
-        const name = TensorNames.linear(l, kind);
-        for (const bits of [2, 4]) {
-          const params = rtnCodec.encode(model.tensors.get(name)!.data, rows, cols, rtnCodec.resolveOptions({ bits, groupSize: 64 }), { name, seed: 1 });
-          const k = wasmRtnKernel(params);
-          for (const n of [1, 4]) expect(worstRelativeError(rtnCodec, k, params, rng.normalArray(n * cols), n), `${name} ${bits}`).toBeLessThanOrEqual(1e-5);
-        }
+    for (const { name, rows, cols, weight } of stories3MLinears([0, 5])) {
+      for (const bits of [2, 4]) {
+        const params = rtnCodec.encode(weight, rows, cols, rtnCodec.resolveOptions({ bits, groupSize: 64 }), { name, seed: 1 });
+        const k = wasmRtnKernel(params);
+        for (const n of [1, 4]) expect(worstCodecError(rtnCodec, k, params, rng.normalArray(n * cols), n), `${name} ${bits}`).toBeLessThanOrEqual(1e-5);
       }
     }
   });
