@@ -1,14 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import * as core from '@ultrasketch/core';
-import { UltraSketchError } from '@ultrasketch/core';
 import * as format from '@ultrasketch/format';
 import * as model from '@ultrasketch/model';
 import { beforeAll, describe, expect, it } from 'vitest';
 // The fuzzing engine and the reader table are plain ESM shared with bench/fuzz.mjs (which runs them 10^5 times).
-import { GEN, applySafetensorsStruct, checkPlan, fc } from '../../../bench/fuzz/lib.mjs';
-import { ALLOCATION_SLACK_BYTES, bundleSealer, compressedBundleSeeds, fuzzReaders } from '../../../bench/fuzz/readers.mjs';
+import { GEN, applySafetensorsStruct } from '../../../bench/fuzz/lib.mjs';
+import { bundleSealer, compressedBundleSeeds, fuzzReaders } from '../../../bench/fuzz/readers.mjs';
 import { requireShared } from '../../../test/require-shared.js';
 import * as pipeline from '../src/index.js';
+import { expectSeedsRead, outcomeKinds } from '../../format/test/fuzz-checks.js';
 
 /**
  * Property-based tests of bundle reading on real bundles: compress() makes one bundle per codec family from
@@ -23,7 +23,6 @@ import * as pipeline from '../src/index.js';
 
 const SEED = 18_2026;
 const RUNS = 150;
-const isTyped = (e: unknown) => e instanceof UltraSketchError;
 const MODEL_PATH = fileURLToPath(new URL('../../../../shared/models/stories260K/stories260K.bin', import.meta.url));
 const HAVE_SHARED = requireShared('pipeline bundle fuzz tests', [MODEL_PATH]);
 
@@ -48,26 +47,13 @@ describe.runIf(HAVE_SHARED)('fuzz: bundles compress() made, mutated, read by rea
     const r = readers.find((x: { name: string }) => x.name === name)!;
     const list = seeds.get(name)!;
     expect(list.map((s) => s.label)).toHaveLength(5);
-    for (let i = 0; i < list.length; i++) {
-      const { outcome, problems } = checkPlan(r, list, { seed: i, struct: [], bytes: [], opts: { reseal: false, verify: true } }, { isTyped, slack: ALLOCATION_SLACK_BYTES });
-      expect(problems).toEqual([]);
-      expect(outcome.kind, `${list[i].label}: ${outcome.message}`).toBe('ok');
-    }
+    expectSeedsRead(r, list, { reseal: false, verify: true });
   });
 
   it.each(['bundle', 'bundle-load'])('%s: a mutated bundle reads or fails with a typed error, within its allocation bound, the same way twice', (name) => {
     const r = readers.find((x: { name: string }) => x.name === name)!;
     const list = seeds.get(name)!;
-    const kinds = new Map<string, number>();
-    fc.assert(
-      fc.property(r.arbitrary(list), (plan: unknown) => {
-        const { outcome, problems } = checkPlan(r, list, plan, { isTyped, slack: ALLOCATION_SLACK_BYTES });
-        if (problems.length) throw new Error(problems.join('\n'));
-        const kind = outcome.kind === 'typed' ? outcome.code : outcome.kind;
-        kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
-      }),
-      { seed: SEED, numRuns: RUNS },
-    );
+    const kinds = outcomeKinds(r, list, SEED, RUNS);
     // Re-sealing must let a fair share of the edits through every integrity check, to the codecs and the
     // model-config checks behind them.
     expect(kinds.get('ok') ?? 0, JSON.stringify([...kinds])).toBeGreaterThan(RUNS / 20);

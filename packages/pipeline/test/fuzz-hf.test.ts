@@ -1,15 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as core from '@ultrasketch/core';
-import { UltraSketchError } from '@ultrasketch/core';
 import * as format from '@ultrasketch/format';
 import * as model from '@ultrasketch/model';
 import { describe, expect, it } from 'vitest';
-// The same engine and reader table that bench/fuzz.mjs runs 10^5 times per reader.
-import { checkPlan, fc } from '../../../bench/fuzz/lib.mjs';
-import { ALLOCATION_SLACK_BYTES, fuzzReaders } from '../../../bench/fuzz/readers.mjs';
+// The same reader table that bench/fuzz.mjs runs 10^5 times per reader (and its engine, through fuzz-checks).
+import { fuzzReaders } from '../../../bench/fuzz/readers.mjs';
 import { requireShared } from '../../../test/require-shared.js';
 import * as pipeline from '../src/index.js';
+import { expectSeedsRead, outcomeKinds } from '../../format/test/fuzz-checks.js';
 
 /**
  * Property-based tests of the Hugging Face directory's JSON files as the pipeline reads them (config.json, the
@@ -21,7 +20,6 @@ const SEED = 11_2026;
 const shared = (rel: string) => fileURLToPath(new URL(`../../../../shared/${rel}`, import.meta.url));
 const FILES = ['models/stories260K/hf/config.json', 'models/stories3M/hf/config.json', 'models/stories3M/hf-sharded/model.safetensors.index.json', 'models/stories260K/hf/tokenizer.json'];
 const HAVE_SHARED = requireShared('pipeline HF JSON fuzz tests', FILES.map(shared));
-const isTyped = (e: unknown) => e instanceof UltraSketchError;
 
 describe.runIf(HAVE_SHARED)('fuzz: Hugging Face JSON files (config.json, shard index, tokenizer.json)', () => {
   const readers = fuzzReaders({
@@ -42,21 +40,8 @@ describe.runIf(HAVE_SHARED)('fuzz: Hugging Face JSON files (config.json, shard i
     const r = readers.find((x: { name: string }) => x.name === name)!;
     expect(r, `${name} is in the reader table`).toBeDefined();
     const seeds = await r.seeds();
-    for (let i = 0; i < seeds.length; i++) {
-      const { outcome, problems } = checkPlan(r, seeds, { seed: i, struct: [], bytes: [], opts: {} }, { isTyped, slack: ALLOCATION_SLACK_BYTES });
-      expect(problems).toEqual([]);
-      expect(outcome.kind, `${seeds[i].label}: ${outcome.message}`).toBe('ok');
-    }
-    const kinds = new Map<string, number>();
-    fc.assert(
-      fc.property(r.arbitrary(seeds), (plan: unknown) => {
-        const { outcome, problems } = checkPlan(r, seeds, plan, { isTyped, slack: ALLOCATION_SLACK_BYTES });
-        if (problems.length) throw new Error(problems.join('\n'));
-        const kind = outcome.kind === 'typed' ? outcome.code : outcome.kind;
-        kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
-      }),
-      { seed: SEED, numRuns: runs },
-    );
+    expectSeedsRead(r, seeds);
+    const kinds = outcomeKinds(r, seeds, SEED, runs);
     // The edits must reach past the JSON parser: some cases still read, and several distinct refusals occur.
     expect(kinds.get('ok') ?? 0, JSON.stringify([...kinds])).toBeGreaterThan(runs / 20);
     expect([...kinds.keys()].filter((k) => k !== 'ok').length, JSON.stringify([...kinds])).toBeGreaterThanOrEqual(minKinds);
