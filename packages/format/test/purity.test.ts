@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { NODE_FORBIDDEN, stripComments } from './purity-rules.js';
 
 /**
  * `core` and `format` must run anywhere (Node, browsers, workers): no `node:*` imports, no CommonJS
@@ -15,24 +16,10 @@ const PACKAGES = [
 ];
 
 const FORBIDDEN: Array<[RegExp, string]> = [
-  [/\bfrom\s*['"]node:/, 'imports a node:* module'],
-  [/\bimport\s*\(\s*['"]node:/, 'dynamically imports a node:* module'],
-  [/\brequire\s*\(/, 'uses CommonJS require'],
-  [/\bprocess\s*\./, 'uses the Node global `process`'],
-  [/(?<![\w.])Buffer\b/, 'uses the Node global `Buffer`'],
-  [/\b__(dirname|filename)\b/, 'uses a CommonJS path global'],
+  ...NODE_FORBIDDEN,
   [/\b(window|document|navigator|localStorage|sessionStorage|location)\s*[.[]/, 'uses a DOM global'],
   [/\bglobalThis\s*\.\s*(window|document|navigator|process|Buffer|require)\b/, 'reaches a platform global through globalThis'],
 ];
-
-/**
- * Remove comments so prose may mention `process.` or `Buffer` freely. Deliberately simple: it assumes
- * no string literal contains `//` or `/*`, which holds for these sources; if one ever did, the effect
- * would be to skip the rest of that line, not to report a false violation.
- */
-function stripComments(src: string): string {
-  return src.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' ')).replace(/\/\/.*$/gm, '');
-}
 
 /** Every violation in one source text, as "line N: what (the code)". */
 function findImpurities(src: string, allowedPackages: readonly string[]): string[] {

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { NODE_FORBIDDEN, stripComments } from '../../format/test/purity-rules.js';
 
 /**
  * The trainer runs anywhere (Node, browsers, workers) except its Node-only entry src/node.ts: no other
@@ -18,18 +19,6 @@ const ALLOWED = [
   '@ultrasketch/runtime-webgpu', // src/webgpu/ (the WebGPU training ops) reuses its device and program machinery
 ];
 
-const FORBIDDEN: Array<[RegExp, string]> = [
-  [/\bfrom\s*['"]node:/, 'imports a node:* module'],
-  [/\bimport\s*\(\s*['"]node:/, 'dynamically imports a node:* module'],
-  [/\brequire\s*\(/, 'uses CommonJS require'],
-  [/\bprocess\s*\./, 'uses the Node global `process`'],
-  [/(?<![\w.])Buffer\b/, 'uses the Node global `Buffer`'],
-  [/\b__(dirname|filename)\b/, 'uses a CommonJS path global'],
-];
-
-const stripComments = (src: string) =>
-  src.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' ')).replace(/\/\/.*$/gm, '');
-
 describe('ste-trainer purity', () => {
   it('only src/node.ts touches Node; imports stay within the declared packages', () => {
     const problems: string[] = [];
@@ -38,7 +27,7 @@ describe('ste-trainer purity', () => {
       stripComments(readFileSync(SRC + f, 'utf8'))
         .split('\n')
         .forEach((line, i) => {
-          for (const [re, what] of FORBIDDEN) if (re.test(line)) problems.push(`${f}:${i + 1}: ${what}`);
+          for (const [re, what] of NODE_FORBIDDEN) if (re.test(line)) problems.push(`${f}:${i + 1}: ${what}`);
           for (const m of line.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g)) {
             const spec = m[1]!;
             if (!spec.startsWith('.') && !ALLOWED.includes(spec)) problems.push(`${f}:${i + 1}: imports ${spec}`);
