@@ -1,16 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { type Server, createServer } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ModelWeights } from '@ultrasketch/model';
-import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { GpuKdTrainer } from '../src/webgpu/index.js';
 import { loadModel } from '@ultrasketch/pipeline';
 import { randomModel, tinyConfig } from './helpers.js';
 import { trainContext } from './webgpu-helpers.js';
+import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium } from '../../runtime-webgpu/test/browser-page.js';
 
 /**
  * The WebGPU trainer in a real page (issue 15's third check, on a tiny model): headless Chromium (Debian's, its
@@ -18,21 +16,10 @@ import { trainContext } from './webgpu-helpers.js';
  * workspace dependencies through an import map, no bundler, no CDN) from a server on 127.0.0.1 and runs 3
  * LittleBit KD steps of a random 2-layer model on navigator.gpu; the losses must match the same run in Node
  * (Dawn) and the CPU Trainer. Fails (does not skip) without Chromium or its adapter, like runtime-webgpu's
- * browser test (whose server and launch flags this copies).
+ * browser test (whose server and browser, runtime-webgpu/test/browser-page.ts, this uses).
  */
-const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const STORIES = '/work/shared/models/stories260K/stories260K.bin';
 const PACKAGES = ['ste-trainer', 'runtime-webgpu', 'core', 'format', 'model', 'baselines', 'littlebit', 'sketch-core'];
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
 
 /** Build ste-trainer when its dist/webgpu is missing or older than its sources (dependencies must be built). */
 function ensureBuilt(): void {
@@ -93,50 +80,16 @@ const PAGE = /* html */ `<!doctype html>
   window.ready = true;
 </script></body></html>`;
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json', '.html': 'text/html' };
-
-let server: Server;
-let base: string;
-let browser: Browser;
+let host: PageHost;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium, as scripts/test.sh does) or set CHROMIUM_PATH`);
-  }
+  requireChromium();
   ensureBuilt();
-  server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (url.pathname === '/') {
-      res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
-      return;
-    }
-    if (url.pathname === '/model/stories260K.bin') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(readFileSync(STORIES));
-      return;
-    }
-    const file = normalize(join(ROOT, decodeURIComponent(url.pathname)));
-    const allowed =
-      PACKAGES.some((p) => file.startsWith(join(ROOT, 'packages', p, 'dist') + sep)) ||
-      file.startsWith(join(ROOT, 'packages/model/node_modules/@huggingface/tokenizers/dist') + sep);
-    if (!allowed || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const address = server.address();
-  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  host = await hostPage(PAGE, PACKAGES, { '/model/stories260K.bin': STORIES });
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await new Promise((done) => (server ? server.close(done) : done(undefined)));
+  await host?.close();
 });
 
 describe('the WebGPU trainer in headless Chromium', () => {
@@ -162,14 +115,7 @@ describe('the WebGPU trainer in headless Chromium', () => {
     const nodeLosses: number[] = [];
     for (const w of windows) nodeLosses.push((await node.step(w)).loss);
 
-    const page = await browser.newPage();
-    const logs: string[] = [];
-    page.on('console', (m) => logs.push(m.text()));
-    page.on('pageerror', (e) => logs.push(String(e)));
-    await page.goto(base);
-    await page.waitForFunction('window.ready === true', undefined, { timeout: 60_000 }).catch(() => {
-      throw new Error(`the page did not load the trainer: ${logs.join(' | ')}`);
-    });
+    const { page, logs } = await openPage(host, 'the trainer', 60_000);
     const model = { config: teacher.config, tensors: [...teacher.tensors].map(([name, t]) => [name, t.shape, Array.from(t.data)]) };
     const result = (await page
       .evaluate(
@@ -179,7 +125,7 @@ describe('the WebGPU trainer in headless Chromium', () => {
       .catch((err: Error) => {
         throw new Error(`${err.message} | page: ${logs.join(' | ')}`);
       })) as { losses: number[]; adapter: string };
-    console.log(`[browser] ${await browser.version()}: ${result.adapter}`);
+    console.log(`[browser] ${await host.browser.version()}: ${result.adapter}`);
     console.log(`[browser] losses: page ${result.losses.join(', ')}; node ${nodeLosses.join(', ')}; cpu ${cpuLosses.join(', ')}`);
     expect(result.losses.length).toBe(trainer.steps);
     for (let s = 0; s < trainer.steps; s++) {
@@ -207,14 +153,7 @@ describe('the WebGPU trainer in headless Chromium', () => {
     const node = await GpuKdTrainer.create(await trainContext(), { ...trainer, teacher, providers: makeProviders(teacher, plan, { seed }) });
     const nodeLosses: number[] = [];
     for (const w of windows) nodeLosses.push((await node.step(w)).loss);
-    const page = await browser.newPage();
-    const logs: string[] = [];
-    page.on('console', (m) => logs.push(m.text()));
-    page.on('pageerror', (e) => logs.push(String(e)));
-    await page.goto(base);
-    await page.waitForFunction('window.ready === true', undefined, { timeout: 60_000 }).catch(() => {
-      throw new Error(`the page did not load the trainer: ${logs.join(' | ')}`);
-    });
+    const { page, logs } = await openPage(host, 'the trainer', 60_000);
     const result = (await page
       .evaluate(
         ([ws, o]) => (window as unknown as { trainStories(u: string, b: number[][], c: unknown): Promise<unknown> }).trainStories('/model/stories260K.bin', ws, o),
