@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
 import { nodeGpu } from '@ultrasketch/runtime-webgpu/node';
+import { CalibrationBatches } from '../src/index.js';
 import { type GpuTensor, GpuTrainContext, type ReductionLanes } from '../src/webgpu/index.js';
 
 /**
@@ -84,4 +85,26 @@ export async function readAll(ctx: GpuTrainContext, ...ts: GpuTensor[]): Promise
   const out: Float32Array[] = [];
   for (const t of ts) out.push(await ctx.read(t));
   return out;
+}
+
+/**
+ * The CPU Trainer and a WebGPU trainer in lockstep for `steps` steps: the GPU is fed the batches the CPU draws
+ * from its own calibration stream (`calib`, `seed`: the same CalibrationBatches), and `check(s, got, want)` sees
+ * each step's GPU and CPU results.
+ */
+export async function stepInLockstep<C, G>(
+  cpu: { step(): C },
+  gpu: { step(windows: Int32Array): Promise<G> },
+  calib: Int32Array,
+  run: { batch: number; seqLen: number; steps: number },
+  seed: number,
+  check: (s: number, got: G, want: C) => void,
+): Promise<void> {
+  const batches = new CalibrationBatches(calib, run.seqLen, seed);
+  const windows = new Int32Array(run.batch * (run.seqLen + 1));
+  for (let s = 0; s < run.steps; s++) {
+    const want = cpu.step();
+    batches.fill(s, windows, 0, run.batch);
+    check(s, await gpu.step(windows), want);
+  }
 }

@@ -1,9 +1,9 @@
 import { ErrorCodes, f16BitsToF32 } from '@ultrasketch/core';
 import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
-import { CalibrationBatches, HashedNetsStateProvider, SketchStateProvider, Trainer, makeProviders, registerSketchProviders } from '../src/index.js';
+import { HashedNetsStateProvider, SketchStateProvider, Trainer, makeProviders, registerSketchProviders } from '../src/index.js';
 import { GpuKdTrainer, GpuStatePickProvider, GpuTrainContext } from '../src/webgpu/index.js';
-import { randArray, trainContext } from './webgpu-helpers.js';
+import { randArray, stepInLockstep, trainContext } from './webgpu-helpers.js';
 
 /**
  * Sketch and HashedNets state training on WebGPU (src/webgpu/providers-sketch.ts) against the CPU providers
@@ -84,16 +84,11 @@ describe('WebGPU sketch / hashednets state providers', () => {
       const plan = () => ({ kind, options: { codecOptions: { bpw: 1 } } });
       const cpu = new Trainer({ ...recipe, teacher, calibTokens: calib, seed, providers: makeProviders(teacher, plan, { seed }) });
       const gpu = await GpuKdTrainer.create(ctx, { ...recipe, teacher, providers: makeProviders(teacher, plan, { seed }) });
-      const batches = new CalibrationBatches(calib, recipe.seqLen, seed);
-      const windows = new Int32Array(recipe.batch * (recipe.seqLen + 1));
       const rel: number[] = [];
-      for (let s = 0; s < recipe.steps; s++) {
-        const want = cpu.step();
-        batches.fill(s, windows, 0, recipe.batch);
-        const got = await gpu.step(windows);
+      await stepInLockstep(cpu, gpu, calib, recipe, seed, (_s, got, want) => {
         rel.push(Math.abs(got.loss - want.loss) / want.loss);
         expect(Math.abs(got.gradNorm - want.gradNorm) / want.gradNorm).toBeLessThan(1e-4);
-      }
+      });
       // The float states, in units of the peak learning rate: as for dense weights (webgpu-graph), AdamW's
       // m̂/√v̂ turns rounding-level gradient differences of near-zero gradients into visible updates, rarely.
       const gt = await gpu.checkpointTensors();

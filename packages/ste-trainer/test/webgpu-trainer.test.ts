@@ -4,7 +4,7 @@ import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
 import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { GpuKdTrainer } from '../src/webgpu/index.js';
-import { trainContext } from './webgpu-helpers.js';
+import { stepInLockstep, trainContext } from './webgpu-helpers.js';
 
 /**
  * Three dense KD steps of stories260K on WebGPU against the CPU `Trainer` with dense providers, the same
@@ -23,12 +23,7 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     const seed = 5;
     const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: makeProviders(teacher, () => ({ kind: 'dense' })) });
     const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher, providers: makeProviders(teacher, () => ({ kind: 'dense' })) });
-    const batches = new CalibrationBatches(calib, common.seqLen, seed);
-    const windows = new Int32Array(common.batch * (common.seqLen + 1));
-    for (let s = 0; s < common.steps; s++) {
-      const want = cpu.step();
-      batches.fill(s, windows, 0, common.batch);
-      const got = await gpu.step(windows);
+    await stepInLockstep(cpu, gpu, calib, common, seed, (s, got, want) => {
       const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
       console.log(
         `[webgpu] trainer step ${s + 1}: loss ${got.loss} vs ${want.loss} (${rel(got.loss, want.loss).toExponential(2)}), KL ${got.kl} vs ${want.kl}, MSE ${got.mse} vs ${want.mse}, grad norm ${rel(got.gradNorm, want.gradNorm).toExponential(2)}`,
@@ -43,7 +38,7 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
         expect(rel(got.kl, want.kl)).toBeLessThan(1e-3);
         expect(rel(got.mse, want.mse)).toBeLessThan(1e-3);
       }
-    }
+    });
     // Trained weights: three Adam steps move each entry by ≤ 3·lr; compare in units of lr.
     const gw = await gpu.studentWeights();
     const cw = cpu.studentWeights();
@@ -78,19 +73,14 @@ describe('WebGPU dense KD trainer (stories260K) = the CPU Trainer', () => {
     const providers = () => makeProviders(teacher, () => ({ kind: 'littlebit', options: { rank: 4, residual: true } }), { seed });
     const cpu = new Trainer({ ...common, teacher, calibTokens: calib, seed, providers: providers() });
     const gpu = await GpuKdTrainer.create(ctx, { ...common, teacher, providers: providers() });
-    const batches = new CalibrationBatches(calib, common.seqLen, seed);
-    const windows = new Int32Array(common.batch * (common.seqLen + 1));
-    for (let s = 0; s < common.steps; s++) {
-      const want = cpu.step();
-      batches.fill(s, windows, 0, common.batch);
-      const got = await gpu.step(windows);
+    await stepInLockstep(cpu, gpu, calib, common, seed, (s, got, want) => {
       const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
       console.log(`[webgpu] littlebit trainer step ${s + 1}: loss ${got.loss} vs ${want.loss} (${rel(got.loss, want.loss).toExponential(2)}), grad norm ${rel(got.gradNorm, want.gradNorm).toExponential(2)}`);
       expect(rel(got.loss, want.loss)).toBeLessThan(1e-4);
       expect(rel(got.kl, want.kl)).toBeLessThan(1e-4);
       expect(rel(got.mse, want.mse)).toBeLessThan(1e-4);
       expect(rel(got.gradNorm, want.gradNorm)).toBeLessThan(1e-3);
-    }
+    });
     // the bundle: packed sign bits equal except where a latent sits within rounding of 0; f16 scales within an ulp or two
     const gp = await gpu.codecParams();
     const cp = cpu.codecParams();
