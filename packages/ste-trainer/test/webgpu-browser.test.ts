@@ -3,11 +3,11 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelWeights } from '@ultrasketch/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CalibrationBatches, Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
+import { Trainer, makeProviders, registerLittleBitProviders } from '../src/index.js';
 import { GpuKdTrainer } from '../src/webgpu/index.js';
 import { loadModel } from '@ultrasketch/pipeline';
 import { randomModel, tinyConfig } from './helpers.js';
-import { trainContext } from './webgpu-helpers.js';
+import { trainContext, trainingWindows } from './webgpu-helpers.js';
 import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium } from '../../runtime-webgpu/test/browser-page.js';
 
 /**
@@ -101,12 +101,7 @@ describe('the WebGPU trainer in headless Chromium', () => {
     const seed = 4;
     const trainer = { batch: 2, seqLen: 8, steps: 3, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0.3 }, trainNorms: true };
     const littlebit = { rank: 2, residual: true };
-    const batches = new CalibrationBatches(calib, trainer.seqLen, seed);
-    const windows = Array.from({ length: trainer.steps }, (_, s) => {
-      const w = new Int32Array(trainer.batch * (trainer.seqLen + 1));
-      batches.fill(s, w, 0, trainer.batch);
-      return w;
-    });
+    const windows = trainingWindows(calib, trainer, seed);
     const providers = () => makeProviders(teacher, () => ({ kind: 'littlebit', options: littlebit }), { seed });
 
     const cpu = new Trainer({ ...trainer, teacher, calibTokens: calib, seed, providers: providers() });
@@ -143,12 +138,7 @@ describe('the WebGPU trainer in headless Chromium', () => {
     const seed = 6;
     const trainer = { batch: 2, seqLen: 16, steps: 3, lr: 3e-3, warmup: 0, loss: { kl: 1, mse: 10, ce: 0 }, trainNorms: true };
     const littlebit = { bpw: 2, residual: true };
-    const batches = new CalibrationBatches(calib, trainer.seqLen, seed);
-    const windows = Array.from({ length: trainer.steps }, (_, s) => {
-      const w = new Int32Array(trainer.batch * (trainer.seqLen + 1));
-      batches.fill(s, w, 0, trainer.batch);
-      return w;
-    });
+    const windows = trainingWindows(calib, trainer, seed);
     const plan = (_l: number, kind: string) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: littlebit });
     const node = await GpuKdTrainer.create(await trainContext(), { ...trainer, teacher, providers: makeProviders(teacher, plan, { seed }) });
     const nodeLosses: number[] = [];

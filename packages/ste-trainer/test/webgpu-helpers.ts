@@ -108,3 +108,13 @@ export async function stepInLockstep<C, G>(
     check(s, await gpu.step(windows), want);
   }
 }
+
+/** The first `steps` batches the CPU Trainer draws from `calib` with `seed`: each `batch` windows of seqLen + 1 tokens. */
+export function trainingWindows(calib: Int32Array, run: { batch: number; seqLen: number; steps: number }, seed: number): Int32Array[] {
+  const batches = new CalibrationBatches(calib, run.seqLen, seed);
+  return Array.from({ length: run.steps }, (_, s) => {
+    const w = new Int32Array(run.batch * (run.seqLen + 1));
+    batches.fill(s, w, 0, run.batch);
+    return w;
+  });
+}
