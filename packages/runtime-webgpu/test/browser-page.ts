@@ -30,6 +30,27 @@ export function requireChromium(): void {
   }
 }
 
+/**
+ * A test page: an import map that resolves `@ultrasketch/<p>` for each of `packages` to its dist/index.js,
+ * `imports` (more entries), and model's @huggingface/tokenizers to its browser build (all of which hostPage
+ * serves), then `script` as the page's module script (it sets `window.ready = true` when loaded).
+ */
+export function testPage(packages: string[], script: string, imports: Record<string, string> = {}): string {
+  const importMap = {
+    imports: {
+      ...Object.fromEntries(packages.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
+      ...imports,
+      // model's tokenizer.json support: the real package's browser build, served from this checkout (no CDN).
+      '@huggingface/tokenizers': '/packages/model/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs',
+    },
+  };
+  return `<!doctype html>
+<html><head><meta charset="utf-8">
+<script type="importmap">${JSON.stringify(importMap)}</script>
+</head><body>
+<script type="module">${script}</script></body></html>`;
+}
+
 const TYPES: Record<string, string> = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json', '.html': 'text/html' };
 
 export interface PageHost {

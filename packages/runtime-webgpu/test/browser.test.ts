@@ -5,7 +5,7 @@ import { registerAll as registerBaselines } from '@ultrasketch/baselines';
 import { Rng, getCodec } from '@ultrasketch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { worstOutputError } from '../../runtime-node/test/oracle.js';
-import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium } from './browser-page.js';
+import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium, testPage } from './browser-page.js';
 
 /**
  * The package works in a real page: headless Chromium (Debian's, with its SwiftShader WebGPU) loads the
@@ -32,17 +32,9 @@ function ensureBuilt(): void {
   }
 }
 
-const PAGE = /* html */ `<!doctype html>
-<html><head><meta charset="utf-8">
-<script type="importmap">${JSON.stringify({
-  imports: {
-    ...Object.fromEntries(PACKAGES.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
-    // model's tokenizer.json support: the real package's browser build, served from this checkout (no CDN).
-    '@huggingface/tokenizers': '/packages/model/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs',
-  },
-})}</script>
-</head><body>
-<script type="module">
+const PAGE = testPage(
+  PACKAGES,
+  /* js */ `
   import { GpuContext, LinearRunner, describeAdapter } from '@ultrasketch/runtime-webgpu';
   window.runKernel = async (params, x, n) => {
     const ctx = await GpuContext.create(navigator.gpu);
@@ -55,7 +47,8 @@ const PAGE = /* html */ `<!doctype html>
     return { y: Array.from(y), adapter };
   };
   window.ready = true;
-</script></body></html>`;
+`,
+);
 
 let host: PageHost;
 

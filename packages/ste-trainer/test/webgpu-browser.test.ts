@@ -8,7 +8,7 @@ import { GpuKdTrainer } from '../src/webgpu/index.js';
 import { loadModel } from '@ultrasketch/pipeline';
 import { randomModel, tinyConfig } from './helpers.js';
 import { trainContext, trainingWindows } from './webgpu-helpers.js';
-import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium } from '../../runtime-webgpu/test/browser-page.js';
+import { type PageHost, ROOT, hostPage, newest, openPage, requireChromium, testPage } from '../../runtime-webgpu/test/browser-page.js';
 
 /**
  * The WebGPU trainer in a real page (issue 15's third check, on a tiny model): headless Chromium (Debian's, its
@@ -42,17 +42,9 @@ function ensureBuilt(): void {
   }
 }
 
-const PAGE = /* html */ `<!doctype html>
-<html><head><meta charset="utf-8">
-<script type="importmap">${JSON.stringify({
-  imports: {
-    ...Object.fromEntries(PACKAGES.map((p) => [`@ultrasketch/${p}`, `/packages/${p}/dist/index.js`])),
-    '@ultrasketch/ste-trainer/webgpu': '/packages/ste-trainer/dist/webgpu/index.js',
-    '@huggingface/tokenizers': '/packages/model/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs',
-  },
-})}</script>
-</head><body>
-<script type="module">
+const PAGE = testPage(
+  PACKAGES,
+  /* js */ `
   import { GpuContext, describeAdapter } from '@ultrasketch/runtime-webgpu';
   import { makeProviders, registerLittleBitProviders } from '@ultrasketch/ste-trainer';
   import { GpuKdTrainer, GpuTrainContext } from '@ultrasketch/ste-trainer/webgpu';
@@ -78,7 +70,9 @@ const PAGE = /* html */ `<!doctype html>
     return window.train({ config: teacher.config, tensors: [...teacher.tensors].map(([n, t]) => [n, t.shape, t.data]) }, windows, options);
   };
   window.ready = true;
-</script></body></html>`;
+`,
+  { '@ultrasketch/ste-trainer/webgpu': '/packages/ste-trainer/dist/webgpu/index.js' },
+);
 
 let host: PageHost;
 
