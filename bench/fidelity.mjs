@@ -19,6 +19,8 @@
                       (sketch = the paper's AbsMaxMin, --query absmaxmin; signmean = the CLI's default
                       sketch, signmean d 1 int8 with 8 saliency groups)
  *   --recipe NAME       quick | standard | long (default long): the per-method settings (lr, data, init)
+ *   --lr X              peak learning rate of every run instead of the recipe's (a recipe experiment: use its
+ *                       own --out, whose teacher-samples may be a link to the campaign's; the log records it)
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)
@@ -42,6 +44,7 @@ const { values: a } = parseArgs({
     model: { type: 'string', default: resolve(ROOT, '../shared/models/stories3M/stories3M-q80.bin') },
     configs: { type: 'string', default: 'littlebit:0.55,littlebit:1.0,hashednets:0.5,hashednets:1.0,sketch:0.5,sketch:1.0,binary' },
     recipe: { type: 'string', default: 'long' },
+    lr: { type: 'string' },
     tokens: { type: 'string', default: '10240000' },
     milestones: { type: 'string', default: '102400,307200,1024000,3072000,10240000' },
     threads: { type: 'string', default: '1' },
@@ -69,6 +72,8 @@ const tokens = posInt(a.tokens, '--tokens');
 const threads = posInt(a.threads, '--threads');
 const jobs = posInt(a.jobs, '--jobs');
 const evalWindows = posInt(a['eval-windows'], '--eval-windows');
+const lr = a.lr === undefined ? undefined : Number(a.lr);
+if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) fail(`--lr ${a.lr} must be a positive number`, 2);
 const untilPoint = a['until-point'] === undefined ? Infinity : posInt(a['until-point'], '--until-point');
 const BATCH = 4;
 const SEQ = 128;
@@ -97,7 +102,7 @@ function readLog() {
   for (const line of readFileSync(LOG, 'utf8').split('\n')) {
     if (!line.trim()) continue;
     const e = JSON.parse(line);
-    if (e.recipe === a.recipe && e.totalSteps === totalSteps) done.set(`${e.config}@${e.step}`, e);
+    if (e.recipe === a.recipe && e.totalSteps === totalSteps && (e.lr ?? null) === (lr ?? null)) done.set(`${e.config}@${e.step}`, e);
   }
   return done;
 }
@@ -111,6 +116,7 @@ function commandFor(cfg, step) {
     '--threads', String(threads), '--checkpoint-dir', rel(ckpt), '--checkpoint-every', '200',
     '--teacher-samples', rel(samples), '--stop-after-steps', String(step),
     '--eval-windows', String(evalWindows), '-o', rel(join(dir, `step-${step}.usk`)), '--json',
+    ...(lr === undefined ? [] : ['--lr', String(lr)]),
   ];
   // The first segment starts the run; later ones resume it (a missing checkpoint is then an error, not a restart).
   if (existsSync(join(ckpt, 'finetune.ckpt'))) args.push('--resume');
@@ -159,6 +165,7 @@ function runSegment(cfg, step) {
         codec: cfg.codec,
         bpw: cfg.bpw ?? null,
         recipe: a.recipe,
+        ...(lr === undefined ? {} : { lr }),
         totalSteps,
         step,
         tokens: t.cost.tokens,
