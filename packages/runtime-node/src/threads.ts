@@ -120,8 +120,10 @@ const EWMA = 0.25;
 
 /**
  * Two ways of doing the same work (same results), timed, the faster kept, in windows of `window` calls: the first
- * EXPLORE_CALLS windows alternate (one, other, one, …; the first of each way is a warm-up of ONE call, not timed:
- * a whole window of the slower way there cost a 2-thread session ~8 slower tokens), then the
+ * EXPLORE_CALLS windows alternate (one, other, one, …; the first window of each way is a warm-up, not timed: a
+ * whole window, because a decode program compiled on first use runs V8's baseline code until its optimized code
+ * is ready — timing from its second call made a 2-thread session take the pooled forward for most tokens, 0.87×
+ * one thread, 2026-12-05), then the
  * faster by smoothed time (EWMA of the windows' mean per call) is used and one window in `interval` tries the
  * other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product shape (one
  * thread or split, windows of one call); a session one for its generated tokens (decode program on one thread,
@@ -140,8 +142,6 @@ export class FasterOf {
   private recheck = false;
   private callsInWindow = 0;
   private msInWindow = 0;
-  /** Calls in the current window (1 for the two warm-ups, else `window`). */
-  private size = 1;
 
   /**
    * `margin`: the second way is taken only when it is faster by more than this fraction (0: whichever is faster).
@@ -164,14 +164,13 @@ export class FasterOf {
       const secondFaster = this.secondFaster();
       this.recheck = k >= EXPLORE_CALLS && k >= this.next;
       this.useSecond = k < EXPLORE_CALLS ? k % 2 === 1 : this.recheck ? !secondFaster : secondFaster;
-      this.size = k < 2 ? 1 : this.window;
     }
     const t = this.now();
     const result = this.useSecond ? second() : first();
     this.msInWindow += this.now() - t;
-    if (++this.callsInWindow < this.size) return result;
+    if (++this.callsInWindow < this.window) return result;
     const k = this.windows++;
-    const dt = this.msInWindow / this.size;
+    const dt = this.msInWindow / this.window;
     this.callsInWindow = 0;
     this.msInWindow = 0;
     // each way's first window is its warm-up (code compiled on first use, a worker woken from sleep): not counted

@@ -23,52 +23,49 @@ function simulate(margin: number, window: number, calls: number, cost: (way: 'fi
 const count = (ways: string[], way: string, from = 0, to = ways.length) => ways.slice(from, to).filter((w) => w === way).length;
 
 describe('FasterOf', () => {
-  it('warms each way up with one call, alternates windows, then keeps the faster way', () => {
-    // windows of 8: warm-ups first, second (1 call each), then first, second, first, second (8 calls each)
-    const ways = simulate(0.05, 8, 34 + 80, (way) => (way === 'first' ? 1 : 1.5));
-    expect(ways.slice(0, 2)).toEqual(['first', 'second']);
-    expect(count(ways, 'first', 2, 10)).toBe(8);
-    expect(count(ways, 'second', 10, 18)).toBe(8);
-    expect(count(ways, 'first', 18, 26)).toBe(8);
-    expect(count(ways, 'second', 26, 34)).toBe(8);
+  it('alternates whole windows (the first of each way a warm-up), then keeps the faster way', () => {
+    // windows of 8: first, second (the warm-ups), first, second, first, second
+    const ways = simulate(0.05, 8, 48 + 80, (way) => (way === 'first' ? 1 : 1.5));
+    for (let k = 0; k < 6; k++) expect(count(ways, k % 2 === 0 ? 'first' : 'second', 8 * k, 8 * k + 8), `window ${k}`).toBe(8);
     // then the faster (first) every call until the first recheck
-    expect(count(ways, 'first', 34)).toBe(80);
+    expect(count(ways, 'first', 48)).toBe(80);
   });
 
   it('rechecks the slower way one window at a time, backing off while the answer holds', () => {
     const windows = 256;
-    const calls = 2 + (windows - 2) * 8;
+    const calls = windows * 8;
     const ways = simulate(0.05, 8, calls, (way) => (way === 'first' ? 1 : 1.6));
-    // the slower way ran: its warm-up, its two exploration windows, and rechecks at windows 32, 96 and 224
+    // the slower way ran: its warm-up and two exploration windows, and rechecks at windows 32, 96 and 224
     // (intervals 32, 64, 128: each recheck that confirms the answer doubles the next interval)
-    expect(count(ways, 'second')).toBe(1 + 2 * 8 + 3 * 8);
-    const at = (k: number) => 2 + (k - 2) * 8; // first call of window k ≥ 2
+    expect(count(ways, 'second')).toBe(3 * 8 + 3 * 8);
+    const at = (k: number) => 8 * k; // first call of window k
     for (const k of [32, 96, 224]) expect(count(ways, 'second', at(k), at(k + 1)), `window ${k}`).toBe(8);
   });
 
   it('takes the second way only when it is faster by more than the margin', () => {
-    const within = simulate(0.05, 8, 34 + 64, (way) => (way === 'first' ? 1 : 0.97));
-    expect(count(within, 'second', 34)).toBe(0);
-    const beyond = simulate(0.05, 8, 34 + 64, (way) => (way === 'first' ? 1 : 0.9));
-    expect(count(beyond, 'second', 34)).toBe(64);
+    const within = simulate(0.05, 8, 48 + 64, (way) => (way === 'first' ? 1 : 0.97));
+    expect(count(within, 'second', 48)).toBe(0);
+    const beyond = simulate(0.05, 8, 48 + 64, (way) => (way === 'first' ? 1 : 0.9));
+    expect(count(beyond, 'second', 48)).toBe(64);
     // with no margin (the pool's per-shape policy, windows of one call), whichever is faster
     const noMargin = simulate(0, 1, 6 + 20, (way) => (way === 'first' ? 1 : 0.99));
     expect(count(noMargin, 'second', 6)).toBe(20);
   });
 
-  it('does not count a warm-up: a slow first call of either way does not decide', () => {
-    // each way's first call is 100× its usual cost (code compiled on first use, a worker woken from sleep)
-    const ways = simulate(0.05, 8, 34 + 40, (way, call) => (call < 2 ? 100 : way === 'first' ? 1.5 : 1));
-    expect(count(ways, 'second', 34)).toBe(40);
+  it('does not count a warm-up: slow first calls of either way do not decide', () => {
+    // each way's first window is 100× its usual cost (code compiled on first use and not yet optimized, a
+    // worker woken from sleep)
+    const ways = simulate(0.05, 8, 48 + 40, (way, call) => (call < 16 ? 100 : way === 'first' ? 1.5 : 1));
+    expect(count(ways, 'second', 48)).toBe(40);
   });
 
   it('switches when rechecks find the other way faster now (the estimates are smoothed: not on one sample)', () => {
     // the second way is slower until call 300, then faster; rechecks at windows 32, 96, 224, 480, … each move its
     // smoothed estimate a quarter of the way (1.6 → 1.325 → 1.119 → 0.964 → 0.848 < 0.95): the fourth flips it
     const windows = 1100;
-    const calls = 2 + (windows - 2) * 8;
+    const calls = windows * 8;
     const ways = simulate(0.05, 8, calls, (way, call) => (way === 'first' ? 1 : call < 300 ? 1.6 : 0.5));
-    const at = (k: number) => 2 + (k - 2) * 8;
+    const at = (k: number) => 8 * k;
     expect(count(ways, 'second', at(40), at(96))).toBe(0);
     expect(count(ways, 'second', at(97), at(224))).toBe(0);
     expect(count(ways, 'second', at(481), at(992))).toBe(0);
