@@ -394,10 +394,11 @@ function emitDeinterleave4(): KFn {
  * vector, sign rows and widened row scales.
  */
 export const BLOCKS_DESC = {
-  xs: 0, ys: 1, n: 2, inF: 3, padIn: 4, out: 5, x4Bytes: 6, w4Bytes: 7,
-  // LittleBit: the paths' words (g, vBytes, l, uBytes, h) start at word 16
-  y4Bytes: 8, rank: 9, padR: 10, ones: 11, paths: 12,
-  // binary (one stage)
+  // both kernels: where x and y are staged, the shapes, the slot layout
+  xs: 0, ys: 1, n: 2, inF: 3, padIn: 4, out: 5, x4Bytes: 6, w4Bytes: 7, y4Bytes: 8,
+  // LittleBit; its paths' words (g, vBytes, l, uBytes, h) follow from word 16 on (BLOCKS_PATH)
+  rank: 9, padR: 10, ones: 11, paths: 12,
+  // binary (one stage; `ones` as above)
   signs: 13, scales: 14,
 } as const;
 const BLOCKS_PATH = { words: 5, at: 16 } as const;
@@ -429,8 +430,8 @@ interface BlockLoop {
  * blocks(desc, b0, b1, slot): the 4-token blocks b0..b1−1 of a batch, each as the kernel's JS used to make its
  * calls, made here in the same order with the same arguments (so the same bits): interleave the block's x into
  * the slot (x4), `body` (the kernel's stages, x4 → y4), deinterleave y4 into y. One call per chunk of blocks
- * instead of several per block: the ~40,000 calls of a stories3M LittleBit prefill were ~2% of it on one thread,
- * and recording them for the thread pool made a split batch slower than one thread on the loaded VM. The stage
+ * instead of several per block: the ~40,000 calls of a stories3M LittleBit prefill cost ~1% of it on one thread,
+ * and recording them for the thread pool made a split batch slower than one thread (results §2.1). The stage
  * functions are called directly by their index in the module.
  */
 function emitBlockLoop(index: (name: string) => number, body: (loop: BlockLoop) => void): KFn {
