@@ -9,13 +9,13 @@ import {
   BLOCKS_DESC,
   DEFAULT_LITTLEBIT_TILING,
   type LittleBitTiling,
-  NS_PER_LOOKUP,
   SignTableLinear,
   type WasmLittleBitOptions,
   binaryBlocksName,
   runBlocks,
   signTableFunctions,
   splitDot,
+  stageNs,
   tableBits,
   widenFunction,
 } from './wasm-littlebit.js';
@@ -77,7 +77,7 @@ class WasmBinaryLinear extends SignTableLinear {
         tableBytes: (pad / B) * (1 << B) * 16, // four-vector tables: f32x4 entries
         ownBytes: 4 * scaleCount,
         run: this.fn[binaryBlocksName(B)]!,
-        blockNs: out * (pad / 8) * (B === 8 ? 1 : 2) * NS_PER_LOOKUP,
+        blockNs: stageNs(out, pad / 8, B),
         fill: (i32, sAt) => {
           widen(scalesAt, sAt, scaleCount); // widened once per call
           i32[BLOCKS_DESC.ones] = this.onesAt;
@@ -113,7 +113,7 @@ class WasmBinaryLinear extends SignTableLinear {
     const call = record ?? directCall;
     call(this.widen, this.scalesAt, sAt, this.scaleCount);
     call(B === 8 ? this.fn.build1_8! : this.fn.build1_4!, xAt, this.onesAt, pad / B, tAt);
-    splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, sAt, yAt, 0, 1, B, record);
+    splitDot(this.arena, B === 8 ? this.fn.dot1_8! : this.fn.dot1_4!, this.bytesAt, out, pad / 8, tAt, sAt, yAt, 0, B, record);
     return at + sBytes + xBytes;
   }
 }

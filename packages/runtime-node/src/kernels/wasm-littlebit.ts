@@ -579,23 +579,27 @@ export function emitLittleBitModule(): Uint8Array {
 }
 
 /** Single-thread cost of one table lookup of a dot stage (ns, ~1 lookup per cycle, docs/kernels.md). */
-export const NS_PER_LOOKUP = 0.5;
+const NS_PER_LOOKUP = 0.5;
+
+/** Estimated single-thread ns of a dot stage: `rows` rows of `nb` sign bytes, one lookup per byte (8) or nibble (4). */
+export function stageNs(rows: number, nb: number, bits: 4 | 8): number {
+  return rows * nb * (bits === 8 ? 1 : 2) * NS_PER_LOOKUP;
+}
 
 /**
- * dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads (rows are
- * independent: row k reads bytes + k·nb, scale + 4k and writes out + k·entry, whatever the range). `record`
+ * One vector's dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads
+ * (rows are independent: row k reads bytes + k·nb, scale + 4k and writes out + 4k, whatever the range; batches go
+ * by token blocks instead, runBlocks). `record`
  * given: all rows as one call through it on this thread, whatever the pool (what one thread without a pool
  * calls: a decode plan records it with `recordingCall`).
  */
-export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number, nb: number, T: number, scale: number, out: number, accumulate: number, lanes: 1 | 4, bits: 4 | 8, record?: RowCall): void {
-  const entry = lanes === 4 ? 16 : 4;
-  const body: RowBody = (call, r0, r1) => call(dot, bytes + r0 * nb, r1 - r0, nb, T, scale + 4 * r0, out + r0 * entry, accumulate);
+export function splitDot(arena: WasmArena, dot: Fn, bytes: number, rows: number, nb: number, T: number, scale: number, out: number, accumulate: number, bits: 4 | 8, record?: RowCall): void {
+  const body: RowBody = (call, r0, r1) => call(dot, bytes + r0 * nb, r1 - r0, nb, T, scale + 4 * r0, out + r0 * 4, accumulate);
   if (record) {
     body(record, 0, rows);
     return;
   }
-  const work = rows * nb * (bits === 8 ? 1 : 2) * NS_PER_LOOKUP;
-  splitRows(arena, rows, work, 1, body);
+  splitRows(arena, rows, stageNs(rows, nb, bits), 1, body);
 }
 
 /**
@@ -796,7 +800,6 @@ class WasmLittleBitLinear extends SignTableLinear {
     const { arena, views, paths, ones, rank, padIn, padR, scalesAt, scaleCount, widen } = this;
     const { x: xv, y: yv } = this.vectorsN.of(x, y);
     const st = this.stages4;
-    const lookups = (rank * (padIn / 8) * (st.vBits === 8 ? 1 : 2) + this.outFeatures * (padR / 8) * (st.uBits === 8 ? 1 : 2)) * paths.length;
     runBlocks(
       {
         arena,
@@ -808,7 +811,7 @@ class WasmLittleBitLinear extends SignTableLinear {
         tableBytes: this.tableBytes(st, 4),
         ownBytes: 4 * scaleCount,
         run: st.blocks!,
-        blockNs: lookups * NS_PER_LOOKUP,
+        blockNs: (stageNs(rank, padIn / 8, st.vBits) + stageNs(this.outFeatures, padR / 8, st.uBits)) * paths.length,
         fill: (i32, sAt) => {
           // the scales widened once per call (every block reads them)
           widen(scalesAt, sAt, scaleCount);
@@ -860,9 +863,9 @@ class WasmLittleBitLinear extends SignTableLinear {
     const { vBits: vB, uBits: uB, buildV, dotV, buildU, dotU } = st;
     this.paths.forEach((path, i) => {
       call(buildV, xAt, sAt + path.g, padIn / vB, tAt);
-      splitDot(arena, dotV, path.vBytes, rank, padIn / 8, tAt, sAt + path.l, wAt, 0, 1, vB, record);
+      splitDot(arena, dotV, path.vBytes, rank, padIn / 8, tAt, sAt + path.l, wAt, 0, vB, record);
       call(buildU, wAt, this.ones, padR / uB, tAt);
-      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, sAt + path.h, yAt, i > 0 ? 1 : 0, 1, uB, record);
+      splitDot(arena, dotU, path.uBytes, out, padR / 8, tAt, sAt + path.h, yAt, i > 0 ? 1 : 0, uB, record);
     });
     return wAt + wBytes;
   }
