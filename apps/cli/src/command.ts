@@ -267,7 +267,16 @@ function wrap(text: string, width: number, indent: number): string {
 
 export function commandHelp(cmd: Command): string {
   const out: string[] = [`Usage: ${usageLine(cmd)}`, '', cmd.summary];
-  for (const para of cmd.description.split('\n\n')) out.push('', wrap(para, 100, 0));
+  // Paragraphs are separated by blank lines; a single line break inside one starts a new line (a list such as the
+  // recipe table), each wrapped on its own and keeping its leading indentation.
+  for (const para of cmd.description.split('\n\n')) {
+    out.push('');
+    for (const line of para.split('\n')) {
+      const indent = /^ */.exec(line)![0].length;
+      const hanging = indent > 0 ? indent + 2 : 0;
+      out.push(' '.repeat(indent) + wrap(line, 100 - hanging, hanging));
+    }
+  }
   if (cmd.positionals.length > 0) {
     out.push('', 'Arguments:');
     const w = Math.max(...cmd.positionals.map((p) => p.name.length + 2));

@@ -28,6 +28,16 @@ describe('littlebit refine flags', () => {
     });
   }
 
+  it('compress help keeps the recipe table one line per recipe and per method (line breaks inside a paragraph survive wrapping)', () => {
+    const help = commandHelp(command('compress'));
+    for (const name of ['quick', 'standard', 'long']) expect(help).toMatch(new RegExp(`\\n  ${name}: [\\d,]+ training tokens`));
+    expect(help).toMatch(/\n  littlebit: lr 0\.003, batch 4/);
+    expect(help).toContain('(here: binary lr 0.0001; littlebit lr 0.001)');
+    // an indented line wraps under itself; a plain paragraph's lines start at column 0
+    expect(help).toMatch(/\n  littlebit: [^\n]+\n    refineSigns=true/);
+    expect(help).toMatch(/\n-o must not be an input of the command [^\n]+\n[^ ]/);
+  });
+
   it('they apply to littlebit only; bad values are usage errors', () => {
     const input = parseCommandArgs(command('compress'), [M, '--codec', 'rtn', '--ls-rounds', '8', '-o', 'x.usk']);
     expect(() => rawCodecOptions(input, ['rtn'], 'compress')).toThrow(UsageError);

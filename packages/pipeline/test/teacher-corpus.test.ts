@@ -73,6 +73,11 @@ describe('recipes', () => {
     // a recipe's own per-method change (results §11.3): binary STE trains at 1e-4 on the long schedule only
     expect(recipeSettings('long', 'binary', 512)).toMatchObject({ lr: 1e-4, smallMatrix: 'keep', steps: 20_000 });
     expect(recipeSettings('quick', 'binary', 512)).toMatchObject({ lr: 1e-3, smallMatrix: 'keep' });
+    // results §11.3b: LittleBit's 3e-3 was chosen at 200 steps; the standard and long schedules train at 1e-3,
+    // keeping the init
+    for (const name of ['standard', 'long']) {
+      expect(recipeSettings(name, 'littlebit', 512)).toMatchObject({ lr: 1e-3, smallMatrix: 'keep', codecOptions: lb.codecOptions });
+    }
     expect(recipeSettings('standard', 'hashednets', 64)).toMatchObject({ seq: 64, steps: 4000 });
   });
 
