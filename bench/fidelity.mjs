@@ -20,7 +20,9 @@
                       sketch, signmean d 1 int8 with 8 saliency groups)
  *   --recipe NAME       quick | standard | long (default long): the per-method settings (lr, data, init)
  *   --lr X              peak learning rate of every run instead of the recipe's (a recipe experiment: use its
- *                       own --out, whose teacher-samples may be a link to the campaign's; the log records it)
+ *                       own --out, whose teacher-samples may be a link to the campaign's). The log records each
+ *                       point's peak rate; a run whose logged points trained at another rate than this
+ *                       invocation would (a different --lr, or a recipe whose rate changed) is refused
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)
@@ -37,7 +39,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, write
 import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, fail, log, printHelp } from './lib.mjs';
+import { ROOT, dist, fail, log, printHelp, requireBuilt } from './lib.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -89,6 +91,21 @@ const configs = a.configs.split(',').map((item) => {
   if (codec !== 'binary' && codec !== 'rtn' && (bpw === undefined || !(Number(bpw) > 0))) fail(`--configs: ${item} needs a rate (codec:bpw)`, 2);
   return { id: bpw === undefined ? codec : `${codec}-${bpw}`, codec, bpw, codecArgs: CODEC_ARGS[codec] ?? ['--codec', codec] };
 });
+requireBuilt(['pipeline']);
+const { inspectBundle, recipeSettings } = await import(dist('pipeline'));
+/** The peak learning rate a run trains at in this invocation: --lr, else its recipe's rate for the codec. */
+const rateFor = (cfg) => lr ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).lr;
+/** The rate a logged point trained at (logged as peakLr since the recipes' rates began to differ per budget;
+ * older points: --lr if given, else what their bundle's training section says). */
+function rateOf(e) {
+  if (e.peakLr !== undefined) return e.peakLr;
+  if (e.lr !== undefined) return e.lr;
+  try {
+    return inspectBundle(join(ROOT, e.bundle)).training.recipe.lr;
+  } catch {
+    return null;
+  }
+}
 const out = resolve(a.out);
 mkdirSync(out, { recursive: true });
 const LOG = join(out, 'log.jsonl');
@@ -102,7 +119,8 @@ function readLog() {
   for (const line of readFileSync(LOG, 'utf8').split('\n')) {
     if (!line.trim()) continue;
     const e = JSON.parse(line);
-    if (e.recipe === a.recipe && e.totalSteps === totalSteps && (e.lr ?? null) === (lr ?? null)) done.set(`${e.config}@${e.step}`, e);
+    // (the rate is checked per run before anything is scheduled: a run's points all share one)
+    if (e.recipe === a.recipe && e.totalSteps === totalSteps) done.set(`${e.config}@${e.step}`, e);
   }
   return done;
 }
@@ -166,6 +184,7 @@ function runSegment(cfg, step) {
         bpw: cfg.bpw ?? null,
         recipe: a.recipe,
         ...(lr === undefined ? {} : { lr }),
+        peakLr: t.recipe.lr,
         totalSteps,
         step,
         tokens: t.cost.tokens,
@@ -266,6 +285,20 @@ for (const [k, step] of milestones.entries()) {
 }
 const running = new Map(); // config → promise (a run's segments are sequential)
 const done = readLog();
+// A curve is one schedule at one rate: a recipe whose rate changed since a run began (or a different --lr) must not
+// silently continue it, nor count its old points as this invocation's.
+for (const cfg of configs) {
+  const rates = [...new Set([...done.values()].filter((e) => e.config === cfg.id).map(rateOf))];
+  const want = rateFor(cfg);
+  const other = rates.find((r) => r !== want);
+  if (other !== undefined) {
+    fail(
+      `${cfg.id}: the points in ${rel(LOG)} were trained at peak lr ${other ?? '(unknown: its bundle is missing)'}, but this invocation trains at ${want} (${lr === undefined ? `recipe ${a.recipe}'s rate now` : '--lr'}); ` +
+        `a curve cannot change its rate midway: pass --lr ${other} to continue that curve, or --out DIR for a new one`,
+      2,
+    );
+  }
+}
 writeReports();
 log(`fidelity: ${configs.length} runs × ${milestones.length} points (steps ${milestones.join(', ')} of ${totalSteps}); ${done.size} point(s) already in ${rel(LOG)}`);
 async function worker() {
