@@ -198,7 +198,7 @@ export const PACK_SPEC: OptionSpec = {
 /** Options shared by compress and sweep (model storage, calibration, evaluation). */
 export function sharedCompressSpecs(): OptionSpec[] {
   return [
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer of the checkpoint (embedded in the bundle)', defaultText: 'the tok*.bin / tokenizer.bin next to the checkpoint' },
+    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'the model\'s tokenizer (embedded in the bundle): a llama2.c tokenizer file or a tokenizer.json', defaultText: "a llama2.c checkpoint: the tok*.bin / tokenizer.bin beside it; an HF model: its tokenizer.json; a GGUF file: its own vocabulary" },
     {
       name: 'layers',
       kind: 'string',

@@ -369,7 +369,7 @@ export function readBundle(bytes: Uint8Array, source = '<bundle>', options: Read
   if (formatVersion === undefined) {
     bad(
       ErrorCodes.BAD_VERSION,
-      `bundle format version ${JSON.stringify(meta.format_version ?? null)} is not supported (this build reads ${USK_READABLE_VERSIONS.join(' and ')})`,
+      `bundle format version ${JSON.stringify(meta.format_version ?? null)} is not supported (this build reads ${USK_READABLE_VERSIONS.join(', ')})`,
       'use the UltraSketch version that wrote it',
     );
   }

@@ -8,7 +8,7 @@ import type { Command } from '../command.js';
 import { fmtInt, note, table, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
 import { type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, memoryReport, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
-import { kernelsNote, tokenizerOption } from './generate.js';
+import { TOKENIZER_OPTION, kernelsNote, tokenizerOption } from './generate.js';
 
 /**
  * `ultrasketch bench`: end-to-end speed of a checkpoint or a bundle on one runtime, always as a ratio to a float
@@ -47,7 +47,7 @@ export const benchCommand: Command = {
     'on webgpu}, "results" {model, ' +
     'baseline: {prefill, generate: {tokensPerSecond, samples}}}, "ratio" {prefill, generate}, "seconds"}. ' +
     'Progress goes to stderr.',
-  positionals: [{ name: 'model', description: 'a llama2.c checkpoint (legacy float32 or version-2 int8) or a .usk bundle' }],
+  positionals: [{ name: 'model', description: 'a .usk bundle or a float model: a llama2.c checkpoint (legacy float32 or version-2 int8), an HF directory, a .safetensors file with config.json beside it, or a .gguf file' }],
   options: [
     RUNTIME_OPTION,
     THREADS_OPTION,
@@ -62,7 +62,7 @@ export const benchCommand: Command = {
     { name: 'prompt', kind: 'string', valueName: 'TEXT', defaultText: 'a fixed three-sentence TinyStories-style text', description: 'prefill: the text run in one forward call (encoded with BOS)' },
     { name: 'runs', kind: 'int', valueName: 'N', default: 3, min: 1, description: 'measured runs of each (the median is reported)' },
     { name: 'warmup', kind: 'int', valueName: 'N', default: 1, min: 0, description: 'unrecorded runs of each before measuring' },
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'llama2.c tokenizer file (checkpoints only)', defaultText: "the tok*.bin / tokenizer.bin next to the checkpoint; a bundle's own" },
+    TOKENIZER_OPTION,
     kernelsOption('CPU kernels for the model when it is a checkpoint (the baseline keeps auto); --runtime node only'),
     { name: 'json', kind: 'boolean', default: false, description: 'print one JSON object instead of the table' },
   ],

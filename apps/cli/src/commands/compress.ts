@@ -51,7 +51,7 @@ export const compressCommand: Command = {
     'Encodes the chosen linear kinds (--layers; by default what the method compresses) with --codec, stores the ' +
     'other linears in float f16, the embedding as --embeddings says, the norms as float32 and the tokenizer ' +
     'inside the bundle, with the codec options, seeds, provenance (source sha256, this command line) and the bit ' +
-    'accounting of docs/methods.md §4: bpwLinears = bits stored for the compressed linears ÷ their weights, ' +
+    'accounting of ../shared/docs/methods.md §4: bpwLinears = bits stored for the compressed linears ÷ their weights, ' +
     'bitsPerParam = 8 × file bytes ÷ all parameters. The same command gives a byte-identical file. The file is ' +
     'written atomically (a temporary file renamed into place).\n\n' +
     'The model: a llama2.c checkpoint, a Hugging Face directory (config.json, model.safetensors or shards with ' +

@@ -16,13 +16,13 @@ import type { Command } from '../command.js';
 import { fmtInt, note, table, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
 import { KERNELS_FOR_CHECKPOINT, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, threadsOption, type RunSession, type RuntimeChoice, SessionFactory, describeRunSession } from '../runtime.js';
-import { kernelsNote, tokenizerOption } from './generate.js';
+import { TOKENIZER_OPTION, kernelsNote, tokenizerOption } from './generate.js';
 
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'perplexity of a checkpoint or bundle on a text (and KL / top-1 agreement against a reference model)',
   description:
-    'Three protocols (docs/evaluation.md), named in every report. --protocol llama2c-documents (the default, ' +
+    'Three protocols (../shared/docs/evaluation.md), named in every report. --protocol llama2c-documents (the default, ' +
     "llama2.c's): the text is split into documents on blank lines, each encoded with BOS, concatenated into one " +
     'stream and cut into non-overlapping windows of --window tokens (default seq_len, at most 2048; the remainder is dropped); ' +
     'each window runs from an empty KV cache and positions 1..W-1 are scored. --protocol wikitext (the ' +
@@ -51,7 +51,7 @@ export const evalCommand: Command = {
   options: [
     { name: 'text', kind: 'path', valueName: 'FILE', required: true, description: 'evaluation text (llama2c-documents: documents separated by blank lines)' },
     { name: 'protocol', kind: 'string', valueName: 'P', default: 'llama2c-documents', choices: [...EVAL_PROTOCOLS], description: 'perplexity protocol: llama2c-documents, wikitext (whole text, windows of 2048) or llamacpp (chunks of 512, second half scored)' },
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'tokenizer of a float model: a llama2.c tokenizer file or a tokenizer.json (not with a bundle)', defaultText: "the model's own; a bundle's own" },
+    TOKENIZER_OPTION,
     { name: 'window', kind: 'int', valueName: 'W', min: 2, defaultText: "the protocol's: llama2c-documents and wikitext 2048, llamacpp 512, each capped by seq_len", description: 'window length in tokens' },
     { name: 'windows', kind: 'count-or-all', valueName: 'N', default: 'all', min: 1, description: "evaluate only the first N windows ('all' for every window)" },
     { name: 'reference', kind: 'path', valueName: 'MODEL', description: 'a reference model (checkpoint or bundle; normally the float model) to compare with on the same windows (KL, top-1)' },

@@ -1,10 +1,19 @@
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import { type OpenedModel, openModel } from '@ultrasketch/pipeline';
 import type { KernelChoice } from '@ultrasketch/runtime-node';
-import type { Command, CommandIO } from '../command.js';
+import type { Command, CommandIO, OptionSpec } from '../command.js';
 import { note, warn, writeJson } from '../io.js';
 import { Progress } from '../progress.js';
 import { KERNELS_FOR_CHECKPOINT, type MemoryReport, RUNTIME_OPTION, THREADS_OPTION, kernelsOption, memoryReport, threadsOption, type RuntimeChoice, SessionFactory, kernelsLabel } from '../runtime.js';
+
+/** --tokenizer of the commands that run a model (generate, eval, bench): a float model's only. */
+export const TOKENIZER_OPTION: OptionSpec = {
+  name: 'tokenizer',
+  kind: 'path',
+  valueName: 'FILE',
+  description: 'tokenizer of a float model: a llama2.c tokenizer file or a tokenizer.json (refused with a bundle)',
+  defaultText: "the model's own: tok*.bin next to a llama2.c checkpoint, tokenizer.json in an HF directory, a GGUF's vocabulary; a bundle's own",
+};
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -36,7 +45,7 @@ export const generateCommand: Command = {
     'only, not GPU speed. --kernels is ignored with --runtime webgpu.',
   positionals: [{ name: 'checkpoint', description: 'a model (llama2.c checkpoint, HF directory, .safetensors with config.json beside it, .gguf) or a .usk bundle' }],
   options: [
-    { name: 'tokenizer', kind: 'path', valueName: 'FILE', description: 'tokenizer of a float model: a llama2.c tokenizer file or a tokenizer.json (not with a bundle)', defaultText: "the model's own: tok*.bin next to a llama2.c checkpoint, tokenizer.json in an HF directory, a GGUF's vocabulary; a bundle's own" },
+    TOKENIZER_OPTION,
     { name: 'prompt', kind: 'string', valueName: 'TEXT', default: '', defaultText: 'none, start from BOS alone', description: 'text to start from (encoded with BOS, llama2.c style)' },
     { name: 'steps', kind: 'int', valueName: 'N', default: 256, min: 1, description: "positions to run, prompt included; capped at the model's seq_len" },
     { name: 'temperature', kind: 'number', valueName: 'T', default: 1.0, defaultText: '1.0', min: 0, description: 'sampling temperature; 0 = greedy (argmax)' },

@@ -36,7 +36,7 @@ export const inspectCommand: Command = {
     'size and bits per parameter (8 × file bytes / parameters). For safetensors: the tensor table from the ' +
     'header and the __metadata__. For a tokenizer: vocabulary size and a few statistics.\n\n' +
     'For a .usk bundle (validated and checksummed as when it is run): every tensor with its codec, options, ' +
-    'shape, stored bits and bits per weight, and the totals of docs/methods.md §4 recomputed from the file: ' +
+    'shape, stored bits and bits per weight, and the totals of ../shared/docs/methods.md §4 recomputed from the file: ' +
     'bpwLinears (bits of the compressed linears ÷ their weights), bitsPerParam (8 × file bytes ÷ all ' +
     'parameters), fileBytes, params, and the linears kept dense; plus provenance and stored quality. ' +
     'With --json: {"kind": "usk-bundle", "totals": {...}, "tensors": [...], ...}.\n\n' +

@@ -47,7 +47,7 @@ export const sweepCommand: Command = {
     'command reproduces it) and DIR/sweep.svg (bpwLinears vs perplexity on a log scale, one line per codec, ' +
     'float32 as a dashed line). stdout: a summary table, or --markdown (a table for docs/results.md), or --json ' +
     '(the sweep.json object).',
-  positionals: [{ name: 'checkpoint', description: 'the float llama2.c checkpoint' }],
+  positionals: [{ name: 'checkpoint', description: 'the float model: a llama2.c checkpoint, an HF directory, a .safetensors file with config.json beside it, or a .gguf file' }],
   options: [
     { name: 'codecs', kind: 'string', valueName: 'LIST', default: DEFAULT_CODECS, description: 'comma-separated codec specs' },
     { name: 'bpw', kind: 'string', valueName: 'LIST', default: DEFAULT_BPW, description: 'comma-separated bits-per-weight targets for the codecs that take one' },
