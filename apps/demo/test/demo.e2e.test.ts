@@ -47,6 +47,7 @@ let server: Server;
 let base: string;
 let expected: number[];
 let accounting: { bpwLinears: number; bitsPerParam: number };
+let storedPerplexity: number;
 const browsers: Browser[] = [];
 
 /** runtime-node's greedy ids for the prompt, with the page's rules (stop ids end the text; steps count the prompt). */
@@ -81,7 +82,9 @@ beforeAll(async () => {
     throw new Error(`vite build of apps/demo failed:\n${e.stdout ?? ''}\n${e.stderr ?? e.message}`);
   }
   const bytes = new Uint8Array(readFileSync(BUNDLE));
-  accounting = openModel(bytes).loaded.accounting;
+  const opened = openModel(bytes);
+  accounting = opened.loaded.accounting;
+  storedPerplexity = opened.loaded.quality!.perplexity as number;
   expected = await referenceTokens(bytes);
   server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -189,6 +192,8 @@ function expectBitFigures(run: PageRun): void {
   expect(run.figures.bpwLinears).toBeCloseTo(accounting.bpwLinears, 10);
   expect(run.figures.bitsPerParam).toBeCloseTo(accounting.bitsPerParam, 10);
   expect(run.figures.bpwLinears).toBeLessThan(1);
+  // the quality the bundle stores (its eval perplexity when it was made), as the page shows it
+  expect(run.figures.perplexity).toBeCloseTo(storedPerplexity, 10);
   expect(run.figures.tokensPerSecond).toBeGreaterThan(0);
   expect(run.figures.memory).toBeGreaterThan(0);
 }
