@@ -96,12 +96,13 @@ const { inspectBundle, recipeSettings } = await import(dist('pipeline'));
 /** The peak learning rate a run trains at in this invocation: --lr, else its recipe's rate for the codec. */
 const rateFor = (cfg) => lr ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).lr;
 /** The rate a logged point trained at (logged as peakLr since the recipes' rates began to differ per budget;
- * older points: --lr if given, else what their bundle's training section says). */
+ * older points: --lr if given, else what their bundle's training section says; the bundle is read where this
+ * --out keeps it, not through the logged path, which is relative to the clone that ran the segment). */
 function rateOf(e) {
   if (e.peakLr !== undefined) return e.peakLr;
   if (e.lr !== undefined) return e.lr;
   try {
-    return inspectBundle(join(ROOT, e.bundle)).training.recipe.lr;
+    return inspectBundle(join(out, e.config, `step-${e.step}.usk`)).training.recipe.lr;
   } catch {
     return null;
   }
@@ -291,9 +292,12 @@ for (const cfg of configs) {
   const rates = [...new Set([...done.values()].filter((e) => e.config === cfg.id).map(rateOf))];
   const want = rateFor(cfg);
   const other = rates.find((r) => r !== want);
+  if (other === null) {
+    fail(`${cfg.id}: a point in ${rel(LOG)} has no logged rate and its bundle cannot be read, so whether it trained at ${want} is unknown: restore the bundle, or --out DIR for a new curve`, 2);
+  }
   if (other !== undefined) {
     fail(
-      `${cfg.id}: the points in ${rel(LOG)} were trained at peak lr ${other ?? '(unknown: its bundle is missing)'}, but this invocation trains at ${want} (${lr === undefined ? `recipe ${a.recipe}'s rate now` : '--lr'}); ` +
+      `${cfg.id}: the points in ${rel(LOG)} were trained at peak lr ${other}, but this invocation trains at ${want} (${lr === undefined ? `recipe ${a.recipe}'s rate now` : '--lr'}); ` +
         `a curve cannot change its rate midway: pass --lr ${other} to continue that curve, or --out DIR for a new one`,
       2,
     );
