@@ -16,12 +16,13 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, dist, fail, median, requireBuilt } from './lib.mjs';
+import { ROOT, dist, fail, median, printHelp, requireBuilt } from './lib.mjs';
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: 'string', default: '9' }, tokens: { type: 'string', default: '256' }, json: { type: 'boolean', default: false } },
+  options: { help: { type: 'boolean', default: false }, rounds: { type: 'string', default: '9' }, tokens: { type: 'string', default: '256' }, json: { type: 'boolean', default: false } },
 });
+if (opts.help) printHelp(import.meta.url);
 const ROUNDS = Number(opts.rounds);
 const TOKENS = Number(opts.tokens);
 if (!(ROUNDS >= 1) || !(TOKENS >= 2)) fail('--rounds must be ≥ 1 and --tokens ≥ 2');

@@ -60,7 +60,6 @@ const { values: a } = parseArgs({
 });
 if (a.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 const CLI = join(ROOT, 'apps/cli/dist/cli.js');
 if (!existsSync(CLI)) fail('apps/cli is not built (apps/cli/dist/cli.js is missing); run `pnpm build` first');

@@ -258,7 +258,6 @@ function parseArgs(argv) {
       case '--help':
       case '-h':
         printHelp(import.meta.url);
-        process.exit(0);
         break;
       case '--cases': args.cases = num(a, value(), 1); break;
       case '--readers': args.readers = value().split(',').map((s) => s.trim()).filter(Boolean); break;

@@ -67,7 +67,6 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 const intList = (name, s) =>
   s.split(',').map((v) => {

@@ -21,10 +21,11 @@ export function fail(message, code = 1) {
   process.exit(code);
 }
 
-/** Print the script's leading doc comment (its usage) on stdout, as `--help`. */
+/** Print the script's leading doc comment (its usage) on stdout and exit 0, as `--help` does. */
 export function printHelp(scriptUrl) {
   const doc = readFileSync(fileURLToPath(scriptUrl), 'utf8').split('*/')[0];
-  process.stdout.write(`${doc.replace(/^#!.*\n\/\*\*\n/, '').replace(/^ \* ?/gm, '')}\n`);
+  process.stdout.write(`${doc.replace(/^(#!.*\n)?\/\*\*\n/, '').replace(/^ \* ?/gm, '')}\n`);
+  process.exit(0);
 }
 
 /** Fail (exit 1) unless every named package has been built. */

@@ -29,10 +29,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, dist, fail, median, requireBuilt } from './lib.mjs';
+import { ROOT, dist, fail, median, printHelp, requireBuilt } from './lib.mjs';
 
 const { values: opts } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     'run-c': { type: 'string' },
     run: { type: 'string' },
     rounds: { type: 'string', default: '7' },
@@ -41,6 +42,7 @@ const { values: opts } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
+if (opts.help) printHelp(import.meta.url);
 const runC = opts['run-c'] ?? process.env.LLAMA2C_RUN_C;
 const runBin = opts.run ?? process.env.LLAMA2C_RUN;
 const rounds = Number(opts.rounds);

@@ -11,14 +11,22 @@
  * from its linears' codec and rate, the embedding's storage from the embedding's codec, training tokens from its
  * training section. Bundles of other models (parameter count), other windows or other texts are skipped.
  *
+ * The record: bench/results is not committed and a machine's bundles do not outlive it, so every point measured
+ * is also kept in docs/pareto-points.jsonl (one JSON object a line, committed). A run reads the bundles it finds,
+ * takes the record's points whose bundles are not here (each keeps the `measured` date and, for the points
+ * recovered from an earlier plot, the `source` that says so), draws the union and writes the union back. A bundle
+ * found here replaces its recorded point (same path). `--no-record` draws only the bundles found.
+ *
  * Options:
  *   --windows N   evaluation windows a point must have been measured on (default 64)
  *   --params N    parameter count of the model (default 3148224: stories3M)
  *   --out FILE    the SVG (default docs/pareto.svg); the points also go to stdout as JSON lines
+ *   --record FILE the record of points measured before (default docs/pareto-points.jsonl; created when missing)
+ *   --no-record   neither read nor write the record: only the bundles found now
  *   --help        this text
  * PATH: bundles or directories searched recursively for *.usk (default: bench/results, models)
  */
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, dist, fail, log, printHelp, requireBuilt } from './lib.mjs';
@@ -29,6 +37,8 @@ const { values: a, positionals } = parseArgs({
     windows: { type: 'string', default: '64' },
     params: { type: 'string', default: '3148224' },
     out: { type: 'string', default: join(ROOT, 'docs/pareto.svg') },
+    record: { type: 'string', default: join(ROOT, 'docs/pareto-points.jsonl') },
+    'no-record': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -50,6 +60,7 @@ const walk = (p) => {
   } else if (p.endsWith('.usk')) files.push(p);
 };
 for (const r of roots) walk(r);
+const today = new Date().toISOString().slice(0, 10);
 
 const points = [];
 for (const file of files) {
@@ -70,6 +81,8 @@ for (const file of files) {
   const t = l.bundle.sections.training;
   points.push({
     bundle: relative(ROOT, file),
+    params,
+    windows,
     method: linear,
     bpwLinears: acc.bpwLinears,
     bitsPerParam: acc.bitsPerParam,
@@ -80,6 +93,7 @@ for (const file of files) {
     perplexity: q.perplexity,
     floatPerplexity: q.reference?.perplexity ?? null,
     command: l.bundle.sections.provenance?.command ?? null,
+    measured: today,
   });
 }
 // The same bundle copied elsewhere (models/ holds a copy of a bench result) is one point.
@@ -89,7 +103,11 @@ for (let i = points.length - 1; i >= 0; i--) {
   if (seen.has(key)) points.splice(i, 1);
   seen.add(key);
 }
-if (points.length === 0) fail(`no stories3M bundle with quality on ${windows} eval.txt windows under ${roots.join(', ')}`);
+const found = points.length;
+const { recorded, otherModels } = a['no-record'] ? { recorded: [], otherModels: [] } : readRecord(a.record);
+const here = new Set(points.map((p) => p.bundle));
+for (const p of recorded) if (!here.has(p.bundle)) points.push(p);
+if (points.length === 0) fail(`no stories3M bundle with quality on ${windows} eval.txt windows under ${roots.join(', ')}, and no recorded point`);
 points.sort((x, y) => x.bitsPerParam - y.bitsPerParam || x.perplexity - y.perplexity);
 for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
 
@@ -98,9 +116,44 @@ const front = [];
 for (const p of points) if (front.length === 0 || p.perplexity < front[front.length - 1].perplexity) front.push(p);
 
 writeFileSync(a.out, svg(points, front));
-log(`pareto: ${points.length} bundles, ${front.length} on the front; ${relative(ROOT, a.out)}`);
+if (!a['no-record']) {
+  const tmp = `${a.record}.tmp`;
+  writeFileSync(tmp, [...otherModels, ...points].map((p) => `${JSON.stringify(p)}\n`).join(''));
+  renameSync(tmp, a.record);
+}
+log(
+  `pareto: ${points.length} bundles (${found} found now, ${points.length - found} from the record), ${front.length} on the front; ` +
+    `${relative(ROOT, a.out)}${a['no-record'] ? '' : `, ${relative(ROOT, a.record)}`}`,
+);
 const best = points.filter((p) => p.bitsPerParam <= 1).sort((x, y) => x.perplexity - y.perplexity)[0];
 log(best ? `best at <= 1.0 bitsPerParam: ${best.bundle} ${best.bitsPerParam.toFixed(4)} bpp, perplexity ${best.perplexity.toFixed(2)}` : 'no bundle at <= 1.0 bitsPerParam');
+
+/**
+ * The points recorded by earlier runs, checked line by line: a record that does not parse, or a point without the
+ * figures the plot needs, stops the run (a plot silently missing points would misstate the front).
+ */
+function readRecord(file) {
+  const recorded = [];
+  const otherModels = [];
+  if (!existsSync(file)) return { recorded, otherModels };
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (line.trim() === '') return;
+      let p;
+      try {
+        p = JSON.parse(line);
+      } catch (err) {
+        fail(`${relative(ROOT, file)} line ${i + 1} is not JSON (${err.message}); mend it, or pass --no-record`);
+      }
+      const bad = ['bundle', 'method', 'embedding'].find((k) => typeof p[k] !== 'string') ??
+        ['params', 'windows', 'bpwLinears', 'bitsPerParam', 'perplexity', 'trainingTokens'].find((k) => !Number.isFinite(p[k]));
+      if (bad) fail(`${relative(ROOT, file)} line ${i + 1}: "${bad}" is missing or not a finite value; mend it, or pass --no-record`);
+      // Another model's (or another window count's) points stay in the record, out of this plot.
+      (p.params === params && p.windows === windows ? recorded : otherModels).push(p);
+    });
+  return { recorded, otherModels };
+}
 
 /** bitsPerParam (log) against perplexity (log); colour = method of the linears, shape = embedding storage. */
 function svg(pts, front) {

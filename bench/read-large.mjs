@@ -1,19 +1,23 @@
-// The real > 2 GiB check of `readFileChecked` (issue 18), kept out of the test suite on purpose: it holds a
-// 2.1 GB buffer and reads 2.1 GB (of a sparse file's zeros, from the page cache), which is too much memory and
-// time for CI's shared 2-core machine. The suite tests the same code's chunk loop and limits with a small chunk
-// size and a small maxBytes instead (packages/pipeline/test/files.test.ts).
-//
-//   pnpm build && node bench/read-large.mjs [--gib 2.1]
-//
-// Makes a sparse file of that size in a temporary directory (no disk blocks used), writes a marker at the
-// start, in the middle and at the end, reads it with readFileChecked, checks the length and the markers (the
-// bytes past 2^31 are where a 32-bit offset would go wrong), shows that readFileSync refuses the same file
-// (ERR_FS_FILE_TOO_LARGE), and deletes the file.
+/**
+ * The real > 2 GiB check of `readFileChecked` (issue 18), kept out of the test suite on purpose: it holds a
+ * 2.1 GB buffer and reads 2.1 GB (of a sparse file's zeros, from the page cache), which is too much memory and
+ * time for CI's shared 2-core machine. The suite tests the same code's chunk loop and limits with a small chunk
+ * size and a small maxBytes instead (packages/pipeline/test/files.test.ts).
+ *
+ *   pnpm build && node bench/read-large.mjs [--gib 2.1]
+ *
+ * Makes a sparse file of that size in a temporary directory (no disk blocks used), writes a marker at the
+ * start, in the middle and at the end, reads it with readFileChecked, checks the length and the markers (the
+ * bytes past 2^31 are where a 32-bit offset would go wrong), shows that readFileSync refuses the same file
+ * (ERR_FS_FILE_TOO_LARGE), and deletes the file.
+ */
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFileChecked } from '../packages/pipeline/dist/index.js';
+import { printHelp } from './lib.mjs';
 
+if (process.argv.includes('--help')) printHelp(import.meta.url);
 const i = process.argv.indexOf('--gib');
 const gib = i >= 0 ? Number(process.argv[i + 1]) : 2.1;
 const size = Math.round(gib * 2 ** 30);

@@ -36,7 +36,6 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 requireBuilt(['core', 'model', 'sketch-core', 'pipeline']);
 const sketchCore = await import(dist('sketch-core'));

@@ -31,7 +31,6 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 requireBuilt(['pipeline', 'ste-trainer']);
 const pipeline = await import(dist('pipeline'));

@@ -27,6 +27,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { printHelp } from './lib.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const CLI = join(ROOT, 'apps/cli/dist/cli.js');
@@ -37,10 +38,7 @@ const value = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
-if (flag('--help')) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 26).join('\n'));
-  process.exit(0);
-}
+if (flag('--help')) printHelp(import.meta.url);
 if (!existsSync(CLI)) {
   console.error(`${CLI} is missing: run pnpm build first`);
   process.exit(2);

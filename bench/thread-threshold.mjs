@@ -12,12 +12,13 @@
  * printed next to the measured speed-up; DEFAULT_MIN_WORK_NS should sit where the speed-up crosses 1.
  */
 import os from 'node:os';
-import { dist, requireBuilt } from './lib.mjs';
+import { dist, printHelp, requireBuilt } from './lib.mjs';
 
+const args = process.argv.slice(2);
+if (args.includes('--help')) printHelp(import.meta.url);
 requireBuilt(['runtime-node']);
 const { ThreadPool, WasmArena, WasmDenseLinear, arenaModules } = await import(dist('runtime-node'));
 
-const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
   return i < 0 ? dflt : args[i + 1];

@@ -17,11 +17,12 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, dist, fail, median, requireBuilt } from './lib.mjs';
+import { ROOT, dist, fail, median, printHelp, requireBuilt } from './lib.mjs';
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: {
+    help: { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '7' },
     tokens: { type: 'string', default: '128' },
@@ -29,6 +30,7 @@ const { values: opts, positionals } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
+if (opts.help) printHelp(import.meta.url);
 const THREADS = Number(opts.threads);
 const ROUNDS = Number(opts.rounds);
 const TOKENS = Number(opts.tokens);

@@ -65,7 +65,6 @@ const { values: a } = parseArgs({
 });
 if (a.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 
 requireBuilt(['core', 'format', 'model', 'baselines', 'littlebit', 'runtime-webgpu', 'ste-trainer', 'pipeline']);

@@ -68,7 +68,6 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   printHelp(import.meta.url);
-  process.exit(0);
 }
 const positiveInt = (name) => {
   const v = Number(args[name]);
