@@ -48,7 +48,7 @@ const params = Number(a.params);
 if (!Number.isInteger(windows) || windows < 1) fail(`--windows must be a positive integer, got ${a.windows}`);
 if (!Number.isInteger(params) || params < 1) fail(`--params must be a positive integer, got ${a.params}`);
 requireBuilt(['pipeline']);
-const { loadBundle } = await import(dist('pipeline'));
+const { loadBundle, readQualitySection, readTrainingSection } = await import(dist('pipeline'));
 
 const roots = (positionals.length > 0 ? positionals : ['bench/results', 'models']).map((p) => resolve(p));
 const files = [];
@@ -72,13 +72,13 @@ for (const file of files) {
     continue;
   }
   const acc = l.accounting;
-  const q = l.bundle.sections.quality;
-  if (acc.params !== params || !q || q.windows !== windows || !/eval\.txt$/.test(String(q.textSource)) || !Number.isFinite(q.perplexity)) continue;
+  const q = readQualitySection(l.quality);
+  if (acc.params !== params || !q || q.windows !== windows || !/eval\.txt$/.test(q.textSource)) continue;
   const linear = Object.entries(acc.linearCodecs).sort((x, y) => y[1] - x[1])[0]?.[0] ?? 'float';
   const emb = l.bundle.weights.get('model.embed_tokens.weight').entry;
   const embedding =
     emb.codec === 'float' ? emb.options.dtype : emb.codec === 'rtn' ? `rtn${emb.options.bits}` : emb.codec === 'vq' ? `vq${emb.options.bits}` : emb.codec;
-  const t = l.bundle.sections.training;
+  const t = readTrainingSection(l.training);
   points.push({
     bundle: relative(ROOT, file),
     params,
@@ -89,10 +89,10 @@ for (const file of files) {
     fileBytes: acc.fileBytes,
     formatVersion: l.bundle.formatVersion,
     embedding,
-    trainingTokens: t?.cost?.tokens ?? 0,
+    trainingTokens: t?.tokens ?? 0,
     perplexity: q.perplexity,
-    floatPerplexity: q.reference?.perplexity ?? null,
-    command: l.bundle.sections.provenance?.command ?? null,
+    floatPerplexity: q.referencePerplexity,
+    command: typeof l.provenance?.command === 'string' ? l.provenance.command : null,
     measured: today,
   });
 }

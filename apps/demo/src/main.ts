@@ -7,7 +7,7 @@
  * `#status[data-state]` (loading | ready | running | done | error), `#output[data-tokens]` and
  * `#compare-output[data-tokens]` (the generated ids), `[data-backend]`, and the figures' `data-value`s.
  */
-import { type OpenedBundle, openModel } from '@ultrasketch/pipeline/browser';
+import { type OpenedBundle, openModel, readQualitySection, readTrainingSection } from '@ultrasketch/pipeline/browser';
 // The embedded default: Vite copies the file into dist/assets at build time and gives its same-origin URL (never
 // a CDN, never inlined), so the built page works offline.
 import defaultBundleUrl from '../../../models/stories3M-littlebit-0.55.usk?url';
@@ -120,34 +120,21 @@ function showModel(list: HTMLElement, m: OpenedBundle, prefix = ''): void {
   figure(list, 'Codecs', Object.entries(a.linearCodecs).map(([k, n]) => `${k} × ${n}`).join(', ') || 'none (float)');
   figure(list, 'bpwLinears', `${a.bpwLinears.toFixed(4)} bits per linear weight`, { figure: key('bpwLinears'), value: String(a.bpwLinears) }, true);
   figure(list, 'bitsPerParam', `${a.bitsPerParam.toFixed(3)} bits per parameter (whole file: embedding, tokenizer, header included)`, { figure: key('bitsPerParam'), value: String(a.bitsPerParam) }, true);
-  const quality = storedQuality(m.loaded.quality);
+  const quality = readQualitySection(m.loaded.quality);
   if (quality) {
+    const text = quality.textSource.split(/[\\/]/).pop();
+    const ratio = quality.perplexity / quality.referencePerplexity;
     figure(
       list,
       'Quality',
-      `perplexity ${quality.perplexity.toFixed(2)}, the float model's ${quality.reference.toFixed(2)} (${(quality.perplexity / quality.reference).toFixed(2)}×) on ${quality.windows} windows of ${quality.text}, measured when the bundle was made`,
+      `perplexity ${quality.perplexity.toFixed(2)}, the float model's ${quality.referencePerplexity.toFixed(2)} (${ratio.toFixed(2)}×) on ${quality.windows} windows of ${text}, measured when the bundle was made`,
       { figure: key('perplexity'), value: String(quality.perplexity) },
     );
   }
-  const trained = storedTraining(m.loaded.training);
-  if (trained) figure(list, 'Training', `${trained.tokens.toLocaleString('en-US')} tokens of distillation${trained.recipe ? ` (recipe ${trained.recipe})` : ''}`);
-}
-
-/** The quality section's figures when it has them all, finite (a bundle may have none: compress without --eval-windows). */
-function storedQuality(q: Record<string, unknown> | null): { perplexity: number; reference: number; windows: number; text: string } | null {
-  const ref = q?.reference as Record<string, unknown> | undefined;
-  const [perplexity, reference, windows] = [q?.perplexity, ref?.perplexity, q?.windows];
-  if (typeof perplexity !== 'number' || typeof reference !== 'number' || typeof windows !== 'number') return null;
-  if (!Number.isFinite(perplexity) || !Number.isFinite(reference) || reference <= 0) return null;
-  const source = typeof q?.textSource === 'string' ? q.textSource : 'the evaluation text';
-  return { perplexity, reference, windows, text: source.split(/[\\/]/).pop()! };
-}
-
-function storedTraining(t: Record<string, unknown> | null): { tokens: number; recipe: string | null } | null {
-  const tokens = (t?.cost as Record<string, unknown> | undefined)?.tokens;
-  if (typeof tokens !== 'number' || !(tokens > 0)) return null;
-  const name = (t?.recipe as Record<string, unknown> | undefined)?.name;
-  return { tokens, recipe: typeof name === 'string' ? name : null };
+  const trained = readTrainingSection(m.loaded.training);
+  if (trained && trained.tokens > 0) {
+    figure(list, 'Training', `${trained.tokens.toLocaleString('en-US')} tokens of distillation${trained.recipe.name ? ` (recipe ${trained.recipe.name})` : ''}`);
+  }
 }
 
 function showPlot(): void {

@@ -34,6 +34,8 @@ export type {
 export { createSession, describeRuntime, sessionContextLength, DEFAULT_CONTEXT_CAP } from './sessions.js';
 export type { CreateSessionOptions, ReferenceModel } from './sessions.js';
 export { registerAllCodecs } from './codecs.js';
+export { readQualitySection, readTrainingSection } from './stored-sections.js';
+export type { StoredQuality, StoredTraining } from './stored-sections.js';
 export { ACCOUNTING_DEFINITION, accountingGroups, bundleAccounting, weightRole } from './accounting.js';
 export type { AccountingGroups, BitsAndWeights, BundleAccounting, StoredAccounting, WeightAccounting, WeightRole } from './accounting.js';
 export { evaluate, defaultWindow, logSumExp, klDivergence, EVAL_PROTOCOLS } from './evaluate.js';

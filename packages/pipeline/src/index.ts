@@ -89,6 +89,8 @@ export type {
   OpenBytesOptions,
 } from './usk.js';
 export { loadBundle, loadBundleFromBytes, inspectBundle, openModel, openReference } from './usk-files.js';
+export { readQualitySection, readTrainingSection } from './stored-sections.js';
+export type { StoredQuality, StoredTraining } from './stored-sections.js';
 export type { OpenModelOptions } from './usk-files.js';
 export { registerAllCodecs } from './codecs.js';
 export {

@@ -21,6 +21,8 @@ import {
   loadBundleFromBytes,
   openModelSource,
   readFileChecked,
+  readQualitySection,
+  readTrainingSection,
 } from '@ultrasketch/pipeline';
 import type { Command, CommandIO } from '../command.js';
 import { fmtBytes, fmtInt, table, writeJson } from '../io.js';
@@ -324,7 +326,8 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
   const t = ins.totals;
   const c = ins.config;
   const codecs = Object.entries(t.linearCodecs).map(([id, n]) => `${id} × ${n}`).join(', ');
-  const q = ins.quality as { perplexity?: number; kl?: number; top1?: number; windows?: number; textSource?: string; reference?: { perplexity: number } } | null;
+  const q = readQualitySection(ins.quality);
+  const tr = readTrainingSection(ins.training);
   const prov = ins.provenance as { sourcePath?: string; sourceSha256?: string; toolVersion?: string; command?: string } | null;
   const rows: Array<[string, string]> = [
     ['file', `${path} (.usk bundle, format version ${ins.formatVersion})`],
@@ -353,22 +356,19 @@ function inspectUsk(path: string, bytes: Uint8Array, json: boolean, io: CommandI
     rows.push(['source', `${prov.sourcePath} (sha256 ${String(prov.sourceSha256).slice(0, 16)}…)`]);
     if (prov.command) rows.push(['command', prov.command]);
   }
-  if (q && typeof q.perplexity === 'number') {
+  if (q) {
     rows.push([
       'quality',
-      `perplexity ${q.perplexity.toFixed(4)} (float ${q.reference?.perplexity.toFixed(4)}), KL ${q.kl?.toExponential(3)}, top-1 ${(100 * (q.top1 ?? 0)).toFixed(2)} % on ${q.windows} window(s) of ${q.textSource}`,
+      `perplexity ${q.perplexity.toFixed(4)} (float ${q.referencePerplexity.toFixed(4)}), KL ${q.kl.toExponential(3)}, top-1 ${(100 * q.top1).toFixed(2)} % on ${q.windows} window(s) of ${q.textSource}`,
     ]);
+  } else if (ins.quality) {
+    rows.push(['quality', 'a quality section is stored but incomplete or not finite: not shown (see --json for what it holds)']);
   }
-  const tr = ins.training as {
-    recipe?: { name?: string; steps?: number; batch?: number; seq?: number; lr?: number; loss?: string; data?: string };
-    cost?: { steps?: number; tokens?: number };
-    holdout?: { windows: number; kl: number; top1: number };
-  } | null;
-  if (tr?.recipe && tr.cost) {
+  if (tr) {
     const r = tr.recipe;
     rows.push([
       'training',
-      `${tr.cost.steps}${(tr.cost.steps ?? 0) < (r.steps ?? 0) ? ` of ${r.steps}` : ''} steps × ${r.batch} × ${r.seq} = ${fmtInt(tr.cost.tokens ?? 0)} tokens; ${r.name ? `recipe ${r.name}, ` : ''}loss ${r.loss}, data ${r.data}, lr ${r.lr}`,
+      `${tr.steps}${tr.steps < r.steps ? ` of ${r.steps}` : ''} steps × ${r.batch} × ${r.seq} = ${fmtInt(tr.tokens)} tokens; ${r.name ? `recipe ${r.name}, ` : ''}loss ${r.loss}, data ${r.data}, lr ${r.lr}`,
     ]);
     if (tr.holdout) rows.push(['held out', `KL ${tr.holdout.kl.toExponential(3)}, top-1 ${(100 * tr.holdout.top1).toFixed(2)} % on ${tr.holdout.windows} teacher window(s) never trained on`]);
   }
