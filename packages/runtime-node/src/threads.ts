@@ -179,7 +179,12 @@ export class FasterOf {
     if (this.useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
     else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
     if (this.recheck) {
-      this.interval = this.secondFaster() === before ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
+      // Back off only when the recheck's own sample agrees with the choice. A sample that beats the chosen way's
+      // estimate is evidence against it even while the smoothed estimates have not crossed yet: doubling the
+      // interval then would leave the policy on the slower way for up to ~2,000 windows after one early outlier
+      // or a change in the machine's load (it now takes a few rechecks, 32 windows apart).
+      const against = this.useSecond ? dt < this.first * (1 - this.margin) : !(this.second < dt * (1 - this.margin));
+      this.interval = this.secondFaster() === before && !against ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
       this.next = k + this.interval;
     }
     return result;

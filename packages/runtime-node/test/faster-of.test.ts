@@ -60,20 +60,32 @@ describe('FasterOf', () => {
   });
 
   it('switches when rechecks find the other way faster now (the estimates are smoothed: not on one sample)', () => {
-    // the second way is slower until call 300, then faster; rechecks at windows 32, 96, 224, 480, … each move its
-    // smoothed estimate a quarter of the way (1.6 → 1.325 → 1.119 → 0.964 → 0.848 < 0.95): the fourth flips it
-    const windows = 1100;
-    const calls = windows * 8;
-    const ways = simulate(0.05, 8, calls, (way, call) => (way === 'first' ? 1 : call < 300 ? 1.6 : 0.5));
+    // the second way is slower until call 300 (window 37), then faster. The recheck at window 32 still confirms
+    // (interval → 64); the one at 96 sees the second way at 0.5, faster than the first's 1.0: evidence against the
+    // choice, so the interval goes back to 32 instead of doubling. Each recheck moves the smoothed estimate a
+    // quarter of the way (1.6 → 1.325 → 1.119 → 0.964 → 0.848 < 0.95): the fourth, at window 192, flips it.
+    const windows = 700;
+    const ways = simulate(0.05, 8, windows * 8, (way, call) => (way === 'first' ? 1 : call < 300 ? 1.6 : 0.5));
     const at = (k: number) => 8 * k;
-    expect(count(ways, 'second', at(40), at(96))).toBe(0);
-    expect(count(ways, 'second', at(97), at(224))).toBe(0);
-    expect(count(ways, 'second', at(481), at(992))).toBe(0);
-    // the fourth recheck after the change (window 992) flips it: the second way from then on, and the first is
-    // now the one rechecked (window 1024: the interval back to 32, then 64: window 1088)
-    expect(count(ways, 'second', at(992), at(1024))).toBe(at(1024) - at(992));
-    expect(count(ways, 'first', at(1024), at(1025))).toBe(8);
-    expect(count(ways, 'second', at(1025), at(1088))).toBe(at(1088) - at(1025));
-    expect(count(ways, 'first', at(1088), at(1089))).toBe(8);
+    const secondWindows = (from: number, to: number) => count(ways, 'second', at(from), at(to)) / 8;
+    expect(secondWindows(7, 192)).toBe(4); // the rechecks at 32, 96, 128 and 160
+    for (const k of [32, 96, 128, 160]) expect(count(ways, 'second', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
+    // from window 192 the second way, the first now rechecked: at 224 (interval back to 32), then backing off as
+    // each recheck confirms (288, 416, 672)
+    expect(count(ways, 'second', at(192), at(224))).toBe(at(224) - at(192));
+    for (const k of [224, 288, 416, 672]) expect(count(ways, 'first', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
+    expect(count(ways, 'first', at(225), at(windows))).toBe(3 * 8);
+  });
+
+  it('one slow early sample of the faster way costs a few rechecks, not thousands of windows', () => {
+    // the second way is always 2× faster, but its first counted window (window 3) was 10× slow (a worker
+    // descheduled): its estimate starts at 10 and the first way is chosen
+    const ways = simulate(0.05, 8, 400 * 8, (way, call) => (way === 'first' ? 1 : call >= 24 && call < 32 ? 10 : 0.5));
+    const flip = Array.from({ length: 400 }, (_, k) => ways[8 * k]).findIndex((w, k) => k > 6 && w === 'second' && ways[8 * k + 8] === 'second');
+    // every recheck samples 0.5 < 1.0, so the rechecks stay 32 windows apart: 10 → 7.625 (the last exploration
+    // window) → 5.84 → … → 0.90 < 0.95 at the tenth recheck, window 320 (with a back-off that doubles while the
+    // estimates have not crossed, the tenth recheck came at window 6,112)
+    expect(flip).toBe(10 * 32);
+    expect(count(ways, 'second', 8 * (flip + 1))).toBe(ways.length - 8 * (flip + 1) - count(ways, 'first', 8 * (flip + 1)));
   });
 });

@@ -12,6 +12,7 @@ import {
   SignTableLinear,
   type WasmLittleBitOptions,
   binaryBlocksName,
+  blockStageNs,
   runBlocks,
   signTableFunctions,
   splitDot,
@@ -77,7 +78,7 @@ class WasmBinaryLinear extends SignTableLinear {
         tableBytes: (pad / B) * (1 << B) * 16, // four-vector tables: f32x4 entries
         ownBytes: 4 * scaleCount,
         run: this.fn[binaryBlocksName(B)]!,
-        blockNs: stageNs(out, pad / 8, B),
+        blockNs: blockStageNs(out, pad, B),
         fill: (i32, sAt) => {
           widen(scalesAt, sAt, scaleCount); // widened once per call
           i32[BLOCKS_DESC.ones] = this.onesAt;

@@ -586,6 +586,20 @@ export function stageNs(rows: number, nb: number, bits: 4 | 8): number {
   return rows * nb * (bits === 8 ? 1 : 2) * NS_PER_LOOKUP;
 }
 
+/** Single-thread cost of one four-vector table entry of a batch block (ns: an f32x4 add and a 16-byte store). */
+const NS_PER_TABLE_ENTRY = 0.34;
+
+/**
+ * Estimated single-thread ns of one batch block of a sign-table stage over `cols` inputs: building its four-vector
+ * tables (256 entries per byte of inputs, 16 per nibble) and the lookups of `rows` rows. The tables are the larger
+ * part at small `rows` (a 64 × 192 LittleBit product's block: 0.28 µs of lookups, ~1.1 µs measured): counting only
+ * the lookups kept such products under the pool's threshold, on one thread (results §2.1).
+ */
+export function blockStageNs(rows: number, cols: number, bits: 4 | 8): number {
+  const entries = bits === 8 ? (cols / 8) * 256 : (cols / 4) * 16;
+  return entries * NS_PER_TABLE_ENTRY + stageNs(rows, cols / 8, bits);
+}
+
 /**
  * One vector's dot(bytes, rows, nb, T, scale, out, accumulate) over its rows, split across the arena's threads
  * (rows are independent: row k reads bytes + k·nb, scale + 4k and writes out + 4k, whatever the range; batches go
@@ -811,7 +825,7 @@ class WasmLittleBitLinear extends SignTableLinear {
         tableBytes: this.tableBytes(st, 4),
         ownBytes: 4 * scaleCount,
         run: st.blocks!,
-        blockNs: (stageNs(rank, padIn / 8, st.vBits) + stageNs(this.outFeatures, padR / 8, st.uBits)) * paths.length,
+        blockNs: (blockStageNs(rank, padIn, st.vBits) + blockStageNs(this.outFeatures, padR, st.uBits)) * paths.length,
         fill: (i32, sAt) => {
           // the scales widened once per call (every block reads them)
           widen(scalesAt, sAt, scaleCount);

@@ -460,6 +460,26 @@ export class ModuleBuilder {
     for (const f of this.functions) for (const b of f.fn.encodeBody()) code.push(b);
     section(10, code);
 
+    // 0: the custom "name" section, function names only (subsection 1: vec(funcidx name)) — so a CPU profile
+    // (node --cpu-prof, the browser's profiler) shows `rmsnorm` or `blocks_v` instead of `wasm-function[12]`.
+    // Engines ignore it when running; it changes no result.
+    const names: number[] = [];
+    writeUleb(names, this.imported.length + this.functions.length);
+    this.imported.forEach((f, i) => {
+      writeUleb(names, i);
+      writeName(names, `${f.module}.${f.name}`);
+    });
+    this.functions.forEach((f, i) => {
+      writeUleb(names, this.imported.length + i);
+      writeName(names, f.name);
+    });
+    const custom: number[] = [];
+    writeName(custom, 'name');
+    custom.push(1);
+    writeUleb(custom, names.length);
+    for (const b of names) custom.push(b);
+    section(0, custom);
+
     return new Uint8Array(out);
   }
 }
