@@ -53,6 +53,11 @@ describe('wasm emitter', () => {
     f.f32Store(32);
     const bytes = new ModuleBuilder({ module: 'env', name: 'memory', minPages: 1 }).addFunction('f', f).emit();
     expect(WebAssembly.validate(bytes)).toBe(true);
+    // the name section (profiles show `f`, not `wasm-function[0]`): one custom section "name" holding the
+    // function-names subsection (id 1) with function 0 named "f"
+    const names = WebAssembly.Module.customSections(new WebAssembly.Module(bytes), 'name');
+    expect(names).toHaveLength(1);
+    expect([...new Uint8Array(names[0]!)]).toEqual([1, 4, 1, 0, 1, 'f'.charCodeAt(0)]);
     const memory = new WebAssembly.Memory({ initial: 1 });
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
     const heap = new Float32Array(memory.buffer);
