@@ -72,11 +72,22 @@ const MAX_CALLS = 4096;
 const CALL_SLOTS = 16;
 const ERROR_BYTES = 1024;
 /**
- * How long (µs) a worker spins after a job during a batch (ThreadPool.batch). A prefill's products and glue follow
- * each other within microseconds, so the spin ends at the next job; it only costs a core for this long after
- * the batch's last job — and the caller clears it when the batch ends.
+ * How long (µs) a worker spins after a job during a batch (ThreadPool.batch). The caller clears it when the batch
+ * ends, so in practice a worker stays awake for a whole prefill and no longer. It was 200 µs: a prefill runs
+ * products too small to split between the split ones (a LittleBit layer's k and v products, its glue) for longer
+ * than that, so the worker slept and every split after such a run paid a wake-up — and the adaptive policy, timing
+ * those splits, kept half of a LittleBit 0.55 prefill's large products on one thread (512-token prefill: 1.34× one
+ * thread at 200 µs, 1.61× awake; results §2.1).
  */
-export const BATCH_SPIN_US = 200;
+export const BATCH_SPIN_US = 20_000;
+/**
+ * During a batch, products estimated at this many ns or more (4 × DEFAULT_MIN_WORK_NS, 20 chunks' worth) are split
+ * without timing the two ways: with the workers awake every stories3M prefill product of that size measured 1.3–2.7×
+ * faster split (LittleBit 0.55, float), and a prefill makes too few calls per shape for the timings to settle — a
+ * few noisy samples had kept large products on one thread for many prefills. Smaller ones stay adaptive (a 512-row
+ * glue call of ~100 µs measured slower split).
+ */
+const BATCH_SURE_SPLIT_NS = 160_000;
 /** Target single-thread time of one chunk (ns): small enough to rebalance, large enough to amortize a claim. */
 const CHUNK_NS = 8_000;
 
@@ -299,6 +310,8 @@ export class ThreadPool {
   private readonly arenas: PoolMemory[];
   private readonly adaptive: boolean;
   private readonly batchSpinUs: number;
+  /** Between batch(true) and batch(false): large products are split without timing (BATCH_SURE_SPLIT_NS). */
+  private batching = false;
   /** Per product shape: one thread (first) against split (second). */
   private readonly shapes = new Map<number, FasterOf>();
   private calls = 0;
@@ -396,7 +409,7 @@ export class ThreadPool {
       body(this.direct, 0, rows);
       return;
     }
-    if (!this.adaptive) {
+    if (!this.adaptive || (this.batching && workNs >= BATCH_SURE_SPLIT_NS)) {
       this.split(rows, chunks, align, body);
       return;
     }
@@ -522,6 +535,7 @@ export class ThreadPool {
    * pay a wake-up; between batches (generation, one token per call) workers sleep at once, as before.
    */
   batch(on: boolean): void {
+    this.batching = on;
     if (this.workers.length > 0) Atomics.store(this.ctrl, SPIN, on ? this.batchSpinUs : 0);
   }
 

@@ -41,6 +41,32 @@ describe('ThreadPool', () => {
     expect(y).toEqual(ref);
   });
 
+  it('during a batch a large product is always split; outside one, and below the size, the adaptive policy times both ways', () => {
+    const { arena, out, inF } = linear(true);
+    const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2 });
+    const k = arena.kernels;
+    // weights, x and y in the scratch region (zeros: only where the calls run is checked here)
+    const w = arena.scratch(4 * (out * inF + inF + out));
+    const at = w + 4 * out * inF;
+    const product = (workNs: number) => pool.rows(out, workNs, k.rowAlign, (call, r0, r1) => k.gemmCalls(call, w, at, at + 4 * inF, 1, inF, out, r0, r1));
+    const counts = () => ({ split: pool.splitCount, single: pool.singleCount });
+    try {
+      // outside a batch: the exploration alternates one thread and the split, whatever the size
+      for (let i = 0; i < 6; i++) product(1e6);
+      expect(counts()).toEqual({ split: 3, single: 3 });
+      pool.batch(true);
+      // a batch: 1 ms of estimated work (≥ 160 µs) split every time, without timing
+      for (let i = 0; i < 10; i++) product(1e6);
+      expect(counts()).toEqual({ split: 13, single: 3 });
+      // a smaller product (another shape) is still explored both ways
+      for (let i = 0; i < 6; i++) product(100_000);
+      expect(counts()).toEqual({ split: 16, single: 6 });
+      pool.batch(false);
+    } finally {
+      pool.dispose();
+    }
+  });
+
   it('a product whose calls fail throws, and the next product is computed right (no job left in flight)', () => {
     const { arena, lin, out, inF } = linear(true);
     const pool = new ThreadPool([{ arena, modules: arenaModules(arena) }], { threads: 2, minWorkNs: 0, adaptive: false });
