@@ -72,20 +72,20 @@ const MAX_CALLS = 4096;
 const CALL_SLOTS = 16;
 const ERROR_BYTES = 1024;
 /**
- * How long (µs) a worker spins after a job during a batch (ThreadPool.batch). The caller clears it when the batch
- * ends, so in practice a worker stays awake for a whole prefill and no longer. It was 200 µs: a prefill runs
- * products too small to split between the split ones (a LittleBit layer's k and v products, its glue) for longer
- * than that, so the worker slept and every split after such a run paid a wake-up — and the adaptive policy, timing
- * those splits, kept half of a LittleBit 0.55 prefill's large products on one thread (512-token prefill: 1.34× one
- * thread at 200 µs, 1.61× awake; results §2.1).
+ * How long (µs) a worker spins after a job during a batch (ThreadPool.batch). A prefill's products and glue follow
+ * each other within microseconds, so the spin ends at the next job; it only costs a core for this long after
+ * the batch's last job — and the caller clears it when the batch ends. (Spinning through the whole prefill, 20 ms,
+ * was measured too: no faster once large products are split without timing, BATCH_SURE_SPLIT_NS; ~2% slower for
+ * the float model, a spinning worker taking from the caller's serial work.)
  */
-export const BATCH_SPIN_US = 20_000;
+export const BATCH_SPIN_US = 200;
 /**
  * During a batch, products estimated at this many ns or more (4 × DEFAULT_MIN_WORK_NS, 20 chunks' worth) are split
- * without timing the two ways: with the workers awake every stories3M prefill product of that size measured 1.3–2.7×
- * faster split (LittleBit 0.55, float), and a prefill makes too few calls per shape for the timings to settle — a
- * few noisy samples had kept large products on one thread for many prefills. Smaller ones stay adaptive (a 512-row
- * glue call of ~100 µs measured slower split).
+ * without timing the two ways. Every stories3M prefill product of that size measured 1.3–2.7× faster split with the
+ * worker awake (LittleBit 0.55, float), but the adaptive policy timed some splits right after a run of small
+ * products, when the worker had gone to sleep and the split paid its wake-up; with few calls per shape in a prefill
+ * those samples kept about half of a LittleBit prefill's large products on one thread (results §2.1). Smaller
+ * products stay adaptive (a 512-row glue call of ~100 µs measured slower split).
  */
 const BATCH_SURE_SPLIT_NS = 160_000;
 /** Target single-thread time of one chunk (ns): small enough to rebalance, large enough to amortize a claim. */
