@@ -3,7 +3,7 @@
  * One thread against N threads, same model, same process, alternating (runtime-node's ThreadPool with its
  * default adaptive policy). A benchmark, not a test: run it after `pnpm build`.
  *
- *   node bench/threads-speed.mjs [--threads 2] [--rounds 7] [--tokens 128] [--window 512] [--against DIR] [--json] MODEL...
+ *   node bench/threads-speed.mjs [--threads 2] [--rounds 7] [--tokens 128] [--window 512] [--json] MODEL...
  *
  * MODEL: a llama2.c checkpoint or a .usk bundle (default: ../shared stories3M-q80.bin). For each model two
  * sessions (threads 1 and --threads) run, round-robin with the order swapped every round: generate (greedy
@@ -12,13 +12,6 @@
  * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the process CPU time of one prefill with
  * 1 and N threads (all threads; equal: the split adds no work, so on an idle machine the wall ratio is set by
  * the serial part), the products each session split or kept on one thread, and the load average.
- *
- * --against DIR: a third session with --threads from another built checkout of this repository (e.g. `git worktree
- * add /tmp/before <commit> && cd /tmp/before && pnpm install --offline && pnpm build`), in the same rounds, so a
- * change to the pool or the kernels is compared before/after in one process on the same machine state: on the
- * shared VM the speed of either side drifts by tens of % from one minute to the next, so two runs of this script
- * cannot rank a few-% change. Its ratios are to the same one-thread session; its logits must equal this
- * checkout's (same bits), or the script fails.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -34,7 +27,6 @@ const { values: opts, positionals } = parseArgs({
     rounds: { type: 'string', default: '7' },
     tokens: { type: 'string', default: '128' },
     window: { type: 'string', default: '512' },
-    against: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -45,7 +37,6 @@ const TOKENS = Number(opts.tokens);
 const WINDOW = Number(opts.window);
 requireBuilt(['pipeline', 'runtime-node']);
 const { openModel, createSession } = await import(dist('pipeline'));
-const against = opts.against === undefined ? undefined : await import(join(opts.against, 'packages/pipeline/dist/index.js')).catch((err) => fail(`--against ${opts.against}: ${err.message} (a built checkout: pnpm build there)`));
 
 const models = positionals.length > 0 ? positionals : [join(ROOT, '..', 'shared', 'models', 'stories3M', 'stories3M-q80.bin')];
 const evalText = readFileSync(join(ROOT, '..', 'shared', 'data', 'tinystories', 'eval.txt'), 'utf8');
@@ -65,18 +56,14 @@ function generate(session, bos) {
   return (TOKENS - 1) / ((performance.now() - t0) / 1000);
 }
 
-// each session's last prefill logits: every multi-thread session must give one thread's bit for bit (warm-up round)
-const lastLogits = new Map();
-
 // the process's CPU time of the last prefill (ms; all threads): with N threads ≈ 1 thread's, the split adds no work
 let lastPrefillCpuMs = 0;
 function prefill(session, window) {
   session.reset();
   const c = process.cpuUsage();
   const t = performance.now();
-  const logits = session.forward(window, { logits: 'all' });
+  session.forward(window, { logits: 'all' });
   const dt = performance.now() - t;
-  lastLogits.set(session, logits.slice());
   const u = process.cpuUsage(c);
   lastPrefillCpuMs = (u.user + u.system) / 1000;
   return window.length / (dt / 1000);
@@ -90,13 +77,10 @@ for (const path of models) {
   const context = Math.max(TOKENS, WINDOW);
   const one = createSession(model, { contextLength: context, threads: 1 });
   const many = createSession(model, { contextLength: context, threads: THREADS });
-  const other = against ? against.createSession(against.openModel(path), { contextLength: context, threads: THREADS }) : undefined;
   const bos = model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : window[0];
   const s = { one: { generate: [], prefill: [], prefillCpuMs: [] }, many: { generate: [], prefill: [], prefillCpuMs: [] } };
-  if (other) s.against = { generate: [], prefill: [], prefillCpuMs: [] };
   for (let r = -1; r < ROUNDS; r++) {
-    const sessions = [['one', one], ['many', many], ...(other ? [['against', other]] : [])];
-    const order = r % 2 === 0 ? sessions : sessions.reverse();
+    const order = r % 2 === 0 ? [['one', one], ['many', many]] : [['many', many], ['one', one]];
     for (const [key, session] of order) {
       const g = generate(session, bos);
       const p = prefill(session, window);
@@ -104,13 +88,6 @@ for (const path of models) {
         s[key].generate.push(g);
         s[key].prefill.push(p);
         s[key].prefillCpuMs.push(lastPrefillCpuMs);
-      }
-    }
-    if (r === -1) {
-      const ref = lastLogits.get(one);
-      for (const [key, session] of sessions.filter(([k]) => k !== 'one')) {
-        const mine = lastLogits.get(session);
-        if (mine.length !== ref.length || mine.some((v, k) => !Object.is(v, ref[k]))) fail(`${path}: the ${key} session's prefill logits differ from one thread's`);
       }
     }
   }
@@ -123,21 +100,8 @@ for (const path of models) {
       prefill: median(s.many.prefill.map((v, i) => v / s.one.prefill[i])),
     },
     products: many.threadStats,
-    ...(other
-      ? {
-          against: {
-            dir: opts.against,
-            generate: median(s.against.generate),
-            prefill: median(s.against.prefill),
-            prefillCpuMs: median(s.against.prefillCpuMs),
-            ratio: { generate: median(s.against.generate.map((v, i) => v / s.one.generate[i])), prefill: median(s.against.prefill.map((v, i) => v / s.one.prefill[i])) },
-            products: other.threadStats,
-          },
-        }
-      : {}),
     samples: s,
   };
-  other?.dispose();
   many.dispose();
   one.dispose();
   report.models.push(row);
@@ -147,13 +111,6 @@ for (const path of models) {
         `prefill ${WINDOW} ${row.oneThread.prefill.toFixed(0)} → ${row.nThreads.prefill.toFixed(0)} tok/s (×${row.ratio.prefill.toFixed(3)}); ` +
         `prefill CPU ${row.oneThread.prefillCpuMs.toFixed(1)} → ${row.nThreads.prefillCpuMs.toFixed(1)} ms; products split ${row.products.split}, on one thread ${row.products.single}`,
     );
-    if (row.against) {
-      const o = row.against;
-      console.log(
-        `  --against ${o.dir}, ${THREADS} threads: generate ${o.generate.toFixed(0)} tok/s (×${o.ratio.generate.toFixed(3)} of 1 thread), prefill ${WINDOW} ${o.prefill.toFixed(0)} tok/s ` +
-          `(×${o.ratio.prefill.toFixed(3)}); prefill CPU ${o.prefillCpuMs.toFixed(1)} ms; products split ${o.products.split}, on one thread ${o.products.single}`,
-      );
-    }
   }
 }
 report.loadAfter = os.loadavg();
