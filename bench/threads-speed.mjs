@@ -3,7 +3,7 @@
  * One thread against N threads, same model, same process, alternating (runtime-node's ThreadPool with its
  * default adaptive policy). A benchmark, not a test: run it after `pnpm build`.
  *
- *   node bench/threads-speed.mjs [--threads 2] [--rounds 7] [--tokens 128] [--window 512] [--json] MODEL...
+ *   node bench/threads-speed.mjs [--threads 2] [--rounds 7] [--tokens 128] [--window 512] [--split-all] [--json] MODEL...
  *
  * MODEL: a llama2.c checkpoint or a .usk bundle (default: ../shared stories3M-q80.bin). For each model two
  * sessions (threads 1 and --threads) run, round-robin with the order swapped every round: generate (greedy
@@ -12,6 +12,12 @@
  * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the process CPU time of one prefill with
  * 1 and N threads (all threads; equal: the split adds no work, so on an idle machine the wall ratio is set by
  * the serial part), the products each session split or kept on one thread, and the load average.
+ *
+ * --split-all: a third session with --threads whose pool splits every product above the size threshold instead
+ * of timing the two ways (runtime-node's `threadAdaptive: false`), in the same rounds: how much the adaptive
+ * policy gives up (or saves) against always splitting, measured in one process — on the shared VM either side's
+ * speed drifts by tens of % between minutes, so two separate runs cannot rank a few-% difference. Its logits must
+ * equal one thread's bit for bit, as the others'.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,6 +33,7 @@ const { values: opts, positionals } = parseArgs({
     rounds: { type: 'string', default: '7' },
     tokens: { type: 'string', default: '128' },
     window: { type: 'string', default: '512' },
+    'split-all': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -37,6 +44,7 @@ const TOKENS = Number(opts.tokens);
 const WINDOW = Number(opts.window);
 requireBuilt(['pipeline', 'runtime-node']);
 const { openModel, createSession } = await import(dist('pipeline'));
+const { NodeSession, sessionFromBundle } = await import(dist('runtime-node'));
 
 const models = positionals.length > 0 ? positionals : [join(ROOT, '..', 'shared', 'models', 'stories3M', 'stories3M-q80.bin')];
 const evalText = readFileSync(join(ROOT, '..', 'shared', 'data', 'tinystories', 'eval.txt'), 'utf8');
@@ -56,14 +64,19 @@ function generate(session, bos) {
   return (TOKENS - 1) / ((performance.now() - t0) / 1000);
 }
 
+// the warm-up round's prefill logits per session: every multi-thread session must give one thread's bit for bit
+const prefillLogits = new Map();
+let lastPrefillLogits;
+
 // the process's CPU time of the last prefill (ms; all threads): with N threads ≈ 1 thread's, the split adds no work
 let lastPrefillCpuMs = 0;
 function prefill(session, window) {
   session.reset();
   const c = process.cpuUsage();
   const t = performance.now();
-  session.forward(window, { logits: 'all' });
+  const logits = session.forward(window, { logits: 'all' });
   const dt = performance.now() - t;
+  lastPrefillLogits = logits.slice();
   const u = process.cpuUsage(c);
   lastPrefillCpuMs = (u.user + u.system) / 1000;
   return window.length / (dt / 1000);
@@ -77,13 +90,22 @@ for (const path of models) {
   const context = Math.max(TOKENS, WINDOW);
   const one = createSession(model, { contextLength: context, threads: 1 });
   const many = createSession(model, { contextLength: context, threads: THREADS });
+  const splitAllOptions = { contextLength: context, threads: THREADS, threadAdaptive: false };
+  const splitAll = !opts['split-all']
+    ? undefined
+    : model.kind === 'bundle'
+      ? sessionFromBundle(model.bundle, splitAllOptions)
+      : NodeSession.fromWeights(model.weights, { kernels: 'auto', ...splitAllOptions });
   const bos = model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : window[0];
   const s = { one: { generate: [], prefill: [], prefillCpuMs: [] }, many: { generate: [], prefill: [], prefillCpuMs: [] } };
+  if (splitAll) s.splitAll = { generate: [], prefill: [], prefillCpuMs: [] };
   for (let r = -1; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? [['one', one], ['many', many]] : [['many', many], ['one', one]];
+    const sessions = [['one', one], ['many', many], ...(splitAll ? [['splitAll', splitAll]] : [])];
+    const order = r % 2 === 0 ? sessions : sessions.reverse();
     for (const [key, session] of order) {
       const g = generate(session, bos);
       const p = prefill(session, window);
+      if (r === -1) prefillLogits.set(key, lastPrefillLogits);
       if (r >= 0) {
         s[key].generate.push(g);
         s[key].prefill.push(p);
@@ -100,8 +122,25 @@ for (const path of models) {
       prefill: median(s.many.prefill.map((v, i) => v / s.one.prefill[i])),
     },
     products: many.threadStats,
+    ...(splitAll
+      ? {
+          splitAll: {
+            generate: median(s.splitAll.generate),
+            prefill: median(s.splitAll.prefill),
+            prefillCpuMs: median(s.splitAll.prefillCpuMs),
+            ratio: { generate: median(s.splitAll.generate.map((v, i) => v / s.one.generate[i])), prefill: median(s.splitAll.prefill.map((v, i) => v / s.one.prefill[i])) },
+            products: splitAll.threadStats,
+          },
+        }
+      : {}),
     samples: s,
   };
+  for (const [key, logits] of prefillLogits) {
+    const ref = prefillLogits.get('one');
+    if (logits.length !== ref.length || logits.some((v, i) => !Object.is(v, ref[i]))) fail(`${path}: the ${key} session's prefill logits differ from one thread's`);
+  }
+  prefillLogits.clear();
+  splitAll?.dispose();
   many.dispose();
   one.dispose();
   report.models.push(row);
@@ -111,6 +150,13 @@ for (const path of models) {
         `prefill ${WINDOW} ${row.oneThread.prefill.toFixed(0)} → ${row.nThreads.prefill.toFixed(0)} tok/s (×${row.ratio.prefill.toFixed(3)}); ` +
         `prefill CPU ${row.oneThread.prefillCpuMs.toFixed(1)} → ${row.nThreads.prefillCpuMs.toFixed(1)} ms; products split ${row.products.split}, on one thread ${row.products.single}`,
     );
+    if (row.splitAll) {
+      const o = row.splitAll;
+      console.log(
+        `  splitting every product (--split-all): generate ${o.generate.toFixed(0)} tok/s (×${o.ratio.generate.toFixed(3)} of 1 thread), prefill ${WINDOW} ${o.prefill.toFixed(0)} tok/s ` +
+          `(×${o.ratio.prefill.toFixed(3)}); prefill CPU ${o.prefillCpuMs.toFixed(1)} ms; products split ${o.products.split}, on one thread ${o.products.single}`,
+      );
+    }
   }
 }
 report.loadAfter = os.loadavg();
