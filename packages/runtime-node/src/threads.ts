@@ -134,16 +134,23 @@ const EWMA = 0.25;
  * EXPLORE_CALLS windows alternate (one, other, one, …; the first window of each way is a warm-up, not timed: a
  * whole window, because a decode program compiled on first use runs V8's baseline code until its optimized code
  * is ready — timing from its second call made a 2-thread session take the pooled forward for most tokens, 0.87×
- * one thread, 2026-12-05), then the
- * faster by smoothed time (EWMA of the windows' mean per call) is used and one window in `interval` tries the
- * other again (RECHECK, doubling to MAX_RECHECK while the answer holds). The pool uses one per product shape (one
- * thread or split, windows of one call); a session one for its generated tokens (decode program on one thread,
- * or the forward with the pool).
+ * one thread, 2026-12-05), then the faster is used and one window in `interval` tries the other again (RECHECK,
+ * doubling to MAX_RECHECK while the answer holds). The pool uses one per product shape (one thread or split,
+ * windows of one call); a session one for its generated tokens (decode program on one thread, or the forward with
+ * the pool).
+ *
+ * "Faster" is decided on PAIRS of adjacent windows of the two ways: the smoothed log of their time ratio (an
+ * exploration gives three pairs; a recheck window pairs with the window before it and the one after it). The
+ * shared VM's speed drifts by tens of % from one second to the next, the same for both ways; comparing each way's
+ * own smoothed time instead compared samples taken minutes apart, so a recheck that fell in a slow spell kept a
+ * 2-thread session on its pooled forward at 0.86–0.87× one thread (seventh session, bench/threads-speed.mjs).
  */
 export class FasterOf {
-  /** Smoothed ms per call of each way (NaN until tried). */
+  /** Smoothed ms per call of each way (NaN until tried; reported, not decided on). */
   first = Number.NaN;
   second = Number.NaN;
+  /** Smoothed ln(second's time ÷ first's) over adjacent windows of the two ways (NaN until a pair was timed). */
+  logRatio = Number.NaN;
   /** Windows decided so far; the next window that rechecks the slower way, and the interval between rechecks. */
   private windows = 0;
   private interval = RECHECK;
@@ -153,6 +160,10 @@ export class FasterOf {
   private recheck = false;
   private callsInWindow = 0;
   private msInWindow = 0;
+  /** The last timed window: its way (null before the first) and its ms per call; whether it was a recheck. */
+  private lastSecond: boolean | null = null;
+  private lastDt = 0;
+  private lastWasRecheck = false;
 
   /**
    * `margin`: the second way is taken only when it is faster by more than this fraction (0: whichever is faster).
@@ -186,23 +197,32 @@ export class FasterOf {
     this.msInWindow = 0;
     // each way's first window is its warm-up (code compiled on first use, a worker woken from sleep): not counted
     if (k < 2) return result;
-    const before = this.secondFaster();
     if (this.useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
     else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
-    if (this.recheck) {
-      // Back off only when the recheck's own sample agrees with the choice. A sample that beats the chosen way's
-      // estimate is evidence against it even while the smoothed estimates have not crossed yet: doubling the
-      // interval then would leave the policy on the slower way for up to ~2,000 windows after one early outlier
-      // or a change in the machine's load (it now takes a few rechecks, 32 windows apart).
-      const against = this.useSecond ? dt < this.first * (1 - this.margin) : !(this.second < dt * (1 - this.margin));
-      this.interval = this.secondFaster() === before && !against ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
-      this.next = k + this.interval;
+    // a pair: this window and the one before it, of the other way
+    let pairRatio = Number.NaN;
+    if (this.lastSecond !== null && this.lastSecond !== this.useSecond) {
+      pairRatio = this.useSecond ? Math.log(dt / this.lastDt) : Math.log(this.lastDt / dt);
+      if (Number.isFinite(pairRatio)) this.logRatio = Number.isNaN(this.logRatio) ? pairRatio : this.logRatio + EWMA * (pairRatio - this.logRatio);
     }
+    // A recheck's interval is settled by its second pair (the recheck and the window after it), when both of its
+    // pairs are in. It backs off (doubles) only when the answer holds and this pair agrees with it: a pair that
+    // finds the other way faster keeps the rechecks 32 windows apart until the smoothed ratio has crossed.
+    if (this.recheck) this.next = k + this.interval; // provisional: the next window is not a recheck
+    else if (this.lastWasRecheck) {
+      const secondFasterNow = this.secondFaster();
+      const pairSaysSecond = pairRatio < Math.log(1 - this.margin);
+      this.interval = pairSaysSecond === secondFasterNow ? Math.min(MAX_RECHECK, 2 * this.interval) : RECHECK;
+      this.next = k - 1 + this.interval;
+    }
+    this.lastSecond = this.useSecond;
+    this.lastDt = dt;
+    this.lastWasRecheck = this.recheck;
     return result;
   }
 
   private secondFaster(): boolean {
-    return this.second < this.first * (1 - this.margin);
+    return this.logRatio < Math.log(1 - this.margin);
   }
 }
 

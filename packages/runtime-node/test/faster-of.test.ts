@@ -59,33 +59,39 @@ describe('FasterOf', () => {
     expect(count(ways, 'second', 48)).toBe(40);
   });
 
-  it('switches when rechecks find the other way faster now (the estimates are smoothed: not on one sample)', () => {
+  it('switches when rechecks find the other way faster now (the ratio is smoothed: not on one sample)', () => {
     // the second way is slower until call 300 (window 37), then faster. The recheck at window 32 still confirms
-    // (interval → 64); the one at 96 sees the second way at 0.5, faster than the first's 1.0: evidence against the
-    // choice, so the interval goes back to 32 instead of doubling. Each recheck moves the smoothed estimate a
-    // quarter of the way (1.6 → 1.325 → 1.119 → 0.964 → 0.848 < 0.95): the fourth, at window 192, flips it.
+    // (interval → 64); at 96 both of the recheck's pairs find the second way at half the first's time, which moves
+    // the smoothed log ratio from ln 1.6 to about −0.04 (not yet past ln 0.95) and keeps the next recheck 32
+    // windows on; its first pair (127, 128) takes the ratio past: the second way from window 128 on.
     const windows = 700;
     const ways = simulate(0.05, 8, windows * 8, (way, call) => (way === 'first' ? 1 : call < 300 ? 1.6 : 0.5));
     const at = (k: number) => 8 * k;
-    const secondWindows = (from: number, to: number) => count(ways, 'second', at(from), at(to)) / 8;
-    expect(secondWindows(7, 192)).toBe(4); // the rechecks at 32, 96, 128 and 160
-    for (const k of [32, 96, 128, 160]) expect(count(ways, 'second', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
-    // from window 192 the second way, the first now rechecked: at 224 (interval back to 32), then backing off as
-    // each recheck confirms (288, 416, 672)
-    expect(count(ways, 'second', at(192), at(224))).toBe(at(224) - at(192));
-    for (const k of [224, 288, 416, 672]) expect(count(ways, 'first', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
-    expect(count(ways, 'first', at(225), at(windows))).toBe(3 * 8);
+    expect(count(ways, 'second', at(6), at(128)) / 8).toBe(2); // the rechecks at 32 and 96
+    for (const k of [32, 96]) expect(count(ways, 'second', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
+    // from window 128 the second way, the first now rechecked: at 160, then backing off as each confirms (224, 352, 608)
+    for (const k of [160, 224, 352, 608]) expect(count(ways, 'first', at(k), at(k + 1)), `recheck at window ${k}`).toBe(8);
+    expect(count(ways, 'first', at(128), at(windows))).toBe(4 * 8);
   });
 
   it('one slow early sample of the faster way costs a few rechecks, not thousands of windows', () => {
     // the second way is always 2× faster, but its first counted window (window 3) was 10× slow (a worker
-    // descheduled): its estimate starts at 10 and the first way is chosen
+    // descheduled): the exploration's three pairs leave the ratio at ln 10 → ln 10 → 1.55, the first way is chosen
     const ways = simulate(0.05, 8, 400 * 8, (way, call) => (way === 'first' ? 1 : call >= 24 && call < 32 ? 10 : 0.5));
     const flip = Array.from({ length: 400 }, (_, k) => ways[8 * k]).findIndex((w, k) => k > 6 && w === 'second' && ways[8 * k + 8] === 'second');
-    // every recheck samples 0.5 < 1.0, so the rechecks stay 32 windows apart: 10 → 7.625 (the last exploration
-    // window) → 5.84 → … → 0.90 < 0.95 at the tenth recheck, window 320 (with a back-off that doubles while the
-    // estimates have not crossed, the tenth recheck came at window 6,112)
-    expect(flip).toBe(10 * 32);
-    expect(count(ways, 'second', 8 * (flip + 1))).toBe(ways.length - 8 * (flip + 1) - count(ways, 'first', 8 * (flip + 1)));
+    // each recheck's two pairs (ln 0.5 each) bring it down: past ln 0.95 after the third, at window 66 (comparing
+    // each way's own smoothed time and doubling the interval while those had not crossed, it took until window 6,112)
+    expect(flip).toBe(66);
+    expect(count(ways, 'first', 8 * 67)).toBe(2 * 8); // rechecks of the first way at 128 and 256, backing off
+  });
+
+  it('a machine whose speed drifts (both ways alike) does not flip the choice', () => {
+    // spells of 37 windows at 1× and 2.5× the time, the second way always 20% slower than the first: every pair of
+    // adjacent windows sees that, whatever spell it falls in (a pair straddling a boundary is the only outlier)
+    const spell = (call: number) => (Math.floor(call / 8 / 37) % 2 === 0 ? 1 : 2.5);
+    const ways = simulate(0.05, 8, 3000 * 8, (way, call) => spell(call) * (way === 'first' ? 1 : 1.2));
+    const secondWindows = count(ways, 'second', 48) / 8;
+    expect(secondWindows).toBeLessThan(16); // rechecks only: 32, 96, 224, … of 2,994 windows
+    expect(count(ways, 'first', ways.length - 8 * 400)).toBeGreaterThan(8 * 399 - 8 * 2);
   });
 });
