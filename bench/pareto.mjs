@@ -96,17 +96,21 @@ for (const file of files) {
     measured: today,
   });
 }
-// The same bundle copied elsewhere (models/ holds a copy of a bench result) is one point.
+// The same bundle copied elsewhere (models/ holds a copy of a bench result) is one point: the copy found last
+// (models/ is walked after bench/results) is kept. Points recovered from an earlier plot have no file size and
+// no command, so they never match a bundle found now.
+const sameBundle = (p) => (p.fileBytes === null ? null : `${p.fileBytes} ${p.perplexity} ${p.command}`);
 const seen = new Set();
 for (let i = points.length - 1; i >= 0; i--) {
-  const key = `${points[i].fileBytes} ${points[i].perplexity} ${points[i].command}`;
+  const key = sameBundle(points[i]);
   if (seen.has(key)) points.splice(i, 1);
   seen.add(key);
 }
 const found = points.length;
 const { recorded, otherModels } = a['no-record'] ? { recorded: [], otherModels: [] } : readRecord(a.record);
 const here = new Set(points.map((p) => p.bundle));
-for (const p of recorded) if (!here.has(p.bundle)) points.push(p);
+// a recorded point whose bundle is here (same path), or whose copy is here under another path, is the one found
+for (const p of recorded) if (!here.has(p.bundle) && !seen.has(sameBundle(p) ?? '')) points.push(p);
 if (points.length === 0) fail(`no stories3M bundle with quality on ${windows} eval.txt windows under ${roots.join(', ')}, and no recorded point`);
 points.sort((x, y) => x.bitsPerParam - y.bitsPerParam || x.perplexity - y.perplexity);
 for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
