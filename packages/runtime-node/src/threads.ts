@@ -142,8 +142,9 @@ const EWMA = 0.25;
  * "Faster" is decided on PAIRS of adjacent windows of the two ways: the smoothed log of their time ratio (an
  * exploration gives three pairs; a recheck window pairs with the window before it and the one after it). The
  * shared VM's speed drifts by tens of % from one second to the next, the same for both ways; comparing each way's
- * own smoothed time instead compared samples taken minutes apart, so a recheck that fell in a slow spell kept a
- * 2-thread session on its pooled forward at 0.86–0.87× one thread (seventh session, bench/threads-speed.mjs).
+ * own smoothed time instead compared samples taken minutes apart, so one recheck in a slow spell could keep a session
+ * on its slower way (two 2-thread runs of bench/threads-speed.mjs generated at 0.86–0.87× one thread, their counters
+ * showing the pooled forward at work, seventh session).
  */
 export class FasterOf {
   /** Smoothed ms per call of each way (NaN until tried; reported, not decided on). */
