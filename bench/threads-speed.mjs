@@ -44,7 +44,6 @@ const TOKENS = Number(opts.tokens);
 const WINDOW = Number(opts.window);
 requireBuilt(['pipeline', 'runtime-node']);
 const { openModel, createSession } = await import(dist('pipeline'));
-const { NodeSession, sessionFromBundle } = await import(dist('runtime-node'));
 
 const models = positionals.length > 0 ? positionals : [join(ROOT, '..', 'shared', 'models', 'stories3M', 'stories3M-q80.bin')];
 const evalText = readFileSync(join(ROOT, '..', 'shared', 'data', 'tinystories', 'eval.txt'), 'utf8');
@@ -90,12 +89,7 @@ for (const path of models) {
   const context = Math.max(TOKENS, WINDOW);
   const one = createSession(model, { contextLength: context, threads: 1 });
   const many = createSession(model, { contextLength: context, threads: THREADS });
-  const splitAllOptions = { contextLength: context, threads: THREADS, threadAdaptive: false };
-  const splitAll = !opts['split-all']
-    ? undefined
-    : model.kind === 'bundle'
-      ? sessionFromBundle(model.bundle, splitAllOptions)
-      : NodeSession.fromWeights(model.weights, { kernels: 'auto', ...splitAllOptions });
+  const splitAll = opts['split-all'] ? createSession(model, { contextLength: context, threads: THREADS, threadAdaptive: false }) : undefined;
   const bos = model.tokenizer.bosId >= 0 ? model.tokenizer.bosId : window[0];
   const s = { one: { generate: [], prefill: [], prefillCpuMs: [] }, many: { generate: [], prefill: [], prefillCpuMs: [] } };
   if (splitAll) s.splitAll = { generate: [], prefill: [], prefillCpuMs: [] };

@@ -29,6 +29,12 @@ export interface CreateSessionOptions {
    * results are bit-identical to one thread). Default: ULTRASKETCH_THREADS, else 1.
    */
   threads?: number;
+  /**
+   * With threads: false splits every product above the size threshold instead of timing one thread against the
+   * split per product shape (runtime-node's `threadAdaptive`; for measurements: bench/threads-speed.mjs
+   * --split-all). Default true.
+   */
+  threadAdaptive?: boolean;
 }
 
 /**
@@ -45,7 +51,10 @@ export function sessionContextLength(config: ModelConfig, wanted?: number): numb
 /** A CPU session over an opened model or reference. */
 export function createSession(model: OpenedModel | ReferenceModel, options: CreateSessionOptions = {}): NodeSession {
   const contextLength = sessionContextLength(model.config, options.contextLength);
-  const threads = options.threads === undefined ? {} : { threads: options.threads };
+  const threads = {
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.threadAdaptive === undefined ? {} : { threadAdaptive: options.threadAdaptive }),
+  };
   if (model.kind === 'bundle') return sessionFromBundle(model.bundle, { source: model.source.path, contextLength, ...threads });
   return NodeSession.fromWeights(model.weights, { kernels: options.kernels ?? 'auto', contextLength, ...threads });
 }

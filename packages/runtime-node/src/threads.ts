@@ -147,9 +147,6 @@ const EWMA = 0.25;
  * showing the pooled forward at work, seventh session).
  */
 export class FasterOf {
-  /** Smoothed ms per call of each way (NaN until tried; reported, not decided on). */
-  first = Number.NaN;
-  second = Number.NaN;
   /** Smoothed ln(second's time ÷ first's) over adjacent windows of the two ways (NaN until a pair was timed). */
   logRatio = Number.NaN;
   /** Windows decided so far; the next window that rechecks the slower way, and the interval between rechecks. */
@@ -198,8 +195,6 @@ export class FasterOf {
     this.msInWindow = 0;
     // each way's first window is its warm-up (code compiled on first use, a worker woken from sleep): not counted
     if (k < 2) return result;
-    if (this.useSecond) this.second = Number.isNaN(this.second) ? dt : this.second + EWMA * (dt - this.second);
-    else this.first = Number.isNaN(this.first) ? dt : this.first + EWMA * (dt - this.first);
     // a pair: this window and the one before it, of the other way
     let pairRatio = Number.NaN;
     if (this.lastSecond !== null && this.lastSecond !== this.useSecond) {

@@ -16,7 +16,6 @@ import {
   runBlocks,
   signTableFunctions,
   splitDot,
-  stageNs,
   tableBits,
   widenFunction,
 } from './wasm-littlebit.js';
