@@ -1,6 +1,6 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
- * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--mse-weight W] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume] [--device cpu|webgpu], training on --calib (never the evaluation text).
  */
 import {
@@ -32,6 +32,7 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'batch', kind: 'int', valueName: 'B', min: 1, description: 'finetuning sequences per step', defaultText: '8' },
     { name: 'seq', kind: 'int', valueName: 'L', min: 1, description: 'finetuning tokens per sequence', defaultText: "min(256, the model's seq_len)" },
     { name: 'loss', kind: 'string', valueName: 'LOSS', choices: [...FINETUNE_LOSSES], description: 'kd = KL + 10·Σ hidden MSE against the float model; ce = next-token cross-entropy; kd+ce = both', defaultText: 'kd' },
+    { name: 'mse-weight', kind: 'number', valueName: 'W', description: 'weight of Σ hidden-state MSE in the kd losses (0 = the logit KL alone)', defaultText: '10' },
     { name: 'data', kind: 'string', valueName: 'D', choices: [...FINETUNE_DATA], description: 'training sequences: calibration text, samples of the float model, or half of each', defaultText: 'calib' },
     { name: 'train-mode', kind: 'string', valueName: 'M', choices: [...FINETUNE_MODES], description: 'states = train the codec parameters (sketch/hashednets states, LittleBit factors); ste = train full weights through the codec with a straight-through estimator; auto = states where the codec has them, else ste', defaultText: 'auto' },
     { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
@@ -70,7 +71,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'mse-weight', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {
@@ -145,6 +146,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options.batch === undefined ? {} : { batch: options.batch as number }),
     ...(options.seq === undefined ? {} : { seq: options.seq as number }),
     ...(options.loss === undefined ? {} : { loss: options.loss as FinetuneLoss }),
+    ...(options['mse-weight'] === undefined ? {} : { mseWeight: options['mse-weight'] as number }),
     ...(options['train-mode'] === undefined ? {} : { mode: options['train-mode'] as FinetuneMode }),
     ...(options['train-norms'] === true ? { trainNorms: true } : {}),
     ...(options['train-dense'] === true ? { trainDense: true } : {}),

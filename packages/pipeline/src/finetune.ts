@@ -65,6 +65,12 @@ export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: n
   'kd+ce': { kl: 1, mse: 10, ce: 1 },
 };
 
+/** The loss weights of `loss` with the hidden-state MSE's weight replaced by `mseWeight` when given. */
+export function lossWeightsOf(loss: FinetuneLoss, mseWeight?: number): { kl: number; mse: number; ce: number } {
+  const w = LOSS_WEIGHTS[loss];
+  return mseWeight === undefined || w.mse === 0 ? { ...w } : { ...w, mse: mseWeight };
+}
+
 export interface FinetuneOptions {
   /** Training steps (> 0). */
   steps: number;
@@ -76,6 +82,12 @@ export interface FinetuneOptions {
   seq?: number;
   /** Default 'kd'. */
   loss?: FinetuneLoss;
+  /**
+   * The weight of Σ hidden-state MSE in the kd losses (default LOSS_WEIGHTS' 10; 0 = the logit KL alone).
+   * Refused with loss 'ce', which has no MSE term. Part of the recipe (stored in the training section's
+   * lossWeights and in checkpoints).
+   */
+  mseWeight?: number;
   /** Default 'calib'. */
   data?: FinetuneData;
   /** Default 'auto' (state training where the codec has it, else STE). */
@@ -278,6 +290,10 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   if (o.smoothK !== undefined && !(o.smoothK > 0 && Number.isFinite(o.smoothK))) bad('--smooth-k', `${o.smoothK} must be a positive number`);
   if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
   if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
+  if (o.mseWeight !== undefined) {
+    if (!(o.mseWeight >= 0 && Number.isFinite(o.mseWeight))) bad('--mse-weight', `${o.mseWeight} must be a non-negative number`);
+    if ((o.loss ?? 'kd') === 'ce') bad('--mse-weight', 'loss ce has no hidden-state MSE term', 'use --loss kd or kd+ce, or drop --mse-weight');
+  }
   if (o.data !== undefined && !FINETUNE_DATA.includes(o.data)) bad('--data', `${JSON.stringify(o.data)} is not one of ${FINETUNE_DATA.join(', ')}`);
   if (o.mode !== undefined && !FINETUNE_MODES.includes(o.mode)) bad('--train-mode', `${JSON.stringify(o.mode)} is not one of ${FINETUNE_MODES.join(', ')}`);
   if ((o.data ?? 'calib') !== 'teacher' && o.calibText === undefined) bad('--calib', 'finetuning on calibration text needs the text');
@@ -394,6 +410,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const batch = o.batch ?? 8;
   const seq = o.seq ?? Math.min(256, config.seqLen);
   const loss = o.loss ?? 'kd';
+  const lossWeights = lossWeightsOf(loss, o.mseWeight);
   const data = o.data ?? 'calib';
   const threads = o.threads ?? 1;
   const trainNorms = o.trainNorms ?? false;
@@ -467,7 +484,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     seqLen: seq,
     steps: o.steps,
     lr,
-    loss: LOSS_WEIGHTS[loss],
+    loss: lossWeights,
     trainNorms,
     seed: input.seed,
     ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
@@ -560,7 +577,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         batch,
         seq,
         loss,
-        lossWeights: LOSS_WEIGHTS[loss],
+        lossWeights,
         data,
         trainNorms,
         ...(trainDense ? { trainDense: true as const } : {}),

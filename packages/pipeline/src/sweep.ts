@@ -594,6 +594,7 @@ export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   if (f.batch !== undefined) out.push('--batch', String(f.batch));
   if (f.seq !== undefined) out.push('--seq', String(f.seq));
   if (f.loss !== undefined) out.push('--loss', f.loss);
+  if (f.mseWeight !== undefined) out.push('--mse-weight', String(f.mseWeight));
   if (f.data !== undefined) out.push('--data', f.data);
   if (f.mode !== undefined && f.mode !== 'auto') out.push('--train-mode', f.mode);
   if (f.trainNorms) out.push('--train-norms');

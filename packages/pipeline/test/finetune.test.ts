@@ -178,6 +178,23 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(() => validateFinetune({ ...ft, smoothK: -1 })).toThrow(/--smooth-k/);
   }, 120_000);
 
+  it('mseWeight sets the hidden-state MSE term of the kd loss: recorded, reproducible as a flag, checked', async () => {
+    const base = { model, codec: 'rtn', codecOptions: { bits: 2 }, measureQuality: { ...measureQuality, windows: 1, window: 32 } } as const;
+    const ft = { steps: 3, batch: 2, seq: 16, lr: 3e-3, calibText, calibSource: 'calib.txt' };
+    const standard = await compress({ ...base, finetune: ft });
+    const klOnly = await compress({ ...base, finetune: { ...ft, mseWeight: 0 } });
+    expect(standard.report.training!.recipe.lossWeights).toEqual({ kl: 1, mse: 10, ce: 0 });
+    expect((readBundle(klOnly.bytes).sections.training as TrainingSection).recipe.lossWeights).toEqual({ kl: 1, mse: 0, ce: 0 });
+    // The MSE term's gradient is gone, so the trained weights differ.
+    const w = 'model.layers.0.mlp.down_proj.weight';
+    const bytesOf = (r: typeof standard) => Buffer.from(JSON.stringify(readBundle(r.bytes).weights.get(w)!.params, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Uint8Array) : v)));
+    expect(bytesOf(klOnly).equals(bytesOf(standard))).toBe(false);
+    expect(finetuneFlags({ ...ft, mseWeight: 0 })).toEqual(expect.arrayContaining(['--mse-weight', '0']));
+    expect(() => validateFinetune({ ...ft, mseWeight: -1 })).toThrow(/--mse-weight/);
+    expect(() => validateFinetune({ ...ft, mseWeight: Number.NaN })).toThrow(/--mse-weight/);
+    expect(() => validateFinetune({ ...ft, loss: 'ce', mseWeight: 1 })).toThrow(/no hidden-state MSE/);
+  }, 120_000);
+
   it('--train-mode states refuses a codec without a state-training provider, before encoding anything', async () => {
     expect(() => finetuneProviderKind('binary', 'states')).toThrow(expect.objectContaining({ code: 'E_BAD_ARGUMENT' }));
     let encoded = 0;
