@@ -93,6 +93,24 @@ describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
     expect(bad.stderr).toMatch(/--stop-after-steps: 5 must be an integer in 1\.\.4/);
   });
 
+  it('standard and long give LittleBit the KL bit plan unless --plan is given; a streamed model keeps the uniform plan', () => {
+    const base = ['--codec', 'littlebit', '--bpw', '1.0', '--recipe', 'standard', '--finetune-steps', '1', '--seq', '16', '--data', 'calib', '--eval-windows', '0'];
+    const kl = cli(['compress', M, ...base, '-o', join(tmp, 'lb-kl.usk'), '--json']);
+    expect(kl.code, kl.stderr).toBe(0);
+    expect(kl.stderr).toMatch(/recipe standard for littlebit: .*, plan kl,/);
+    expect(kl.stderr).toMatch(/plan: kl, [\d,]+ of [\d,]+ bits \(the uniform plan's\); rates /);
+    const uniform = cli(['compress', M, ...base, '--plan', 'uniform', '-o', join(tmp, 'lb-uniform.usk'), '--json']);
+    expect(uniform.code, uniform.stderr).toBe(0);
+    expect(uniform.stderr).not.toMatch(/plan: kl/);
+    // The plan's rates change the factors' ranks, so the stored sign tensors' shapes differ from the uniform plan's.
+    const signShapes = (file: string) =>
+      JSON.stringify([...parseSafetensorsSpec(readFileSync(join(tmp, file))).tensors].filter(([n]) => n.endsWith('.u_signs')).map(([n, t]) => [n, t.shape]));
+    expect(signShapes('lb-kl.usk')).not.toBe(signShapes('lb-uniform.usk'));
+    const streamed = cli(['compress', join(M, '..', 'hf'), ...base, '-o', join(tmp, 'lb-hf.usk')]);
+    expect(streamed.code, streamed.stderr).toBe(0);
+    expect(streamed.stderr).toMatch(/plan uniform \(the recipe's kl plan needs the model in memory\)/);
+  });
+
   it('--plan sensitivity: the same total bits spread by measured sensitivity, each linear with its own rate; a streamed model is refused', () => {
     const uniform = cli(['compress', M, '--codec', 'hashednets', '--bpw', '1', '-o', join(tmp, 'uniform.usk'), '--json']);
     expect(uniform.code, uniform.stderr).toBe(0);

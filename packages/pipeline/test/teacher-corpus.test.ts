@@ -76,8 +76,11 @@ describe('recipes', () => {
     // results §11.3b: LittleBit's 3e-3 was chosen at 200 steps; the standard and long schedules train at 1e-3,
     // keeping the init
     for (const name of ['standard', 'long']) {
-      expect(recipeSettings(name, 'littlebit', 512)).toMatchObject({ lr: 1e-3, smallMatrix: 'keep', codecOptions: lb.codecOptions });
+      expect(recipeSettings(name, 'littlebit', 512)).toMatchObject({ lr: 1e-3, smallMatrix: 'keep', codecOptions: lb.codecOptions, plan: 'kl' });
     }
+    // results §11.1c: the KL bit plan where its cost is small against the budget; not quick, not other methods
+    expect(lb.plan).toBeUndefined();
+    expect(recipeSettings('long', 'sketch', 512).plan).toBeUndefined();
     expect(recipeSettings('standard', 'hashednets', 64)).toMatchObject({ seq: 64, steps: 4000 });
   });
 

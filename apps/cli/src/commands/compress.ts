@@ -147,7 +147,7 @@ export const compressCommand: Command = {
     try {
       if (typeof options.recipe === 'string') {
         const config = 'weights' in model ? model.weights.config : model.config;
-        const r = withRecipe(input, codec, raw, options.recipe, config.seqLen);
+        const r = withRecipe(input, codec, raw, options.recipe, config.seqLen, 'weights' in model);
         note(io, quiet, `compress: recipe ${options.recipe} for ${codec}: ${r.summary}`);
         await compressOpened(r.input, io, model, { codec, raw: r.raw, resolved: resolveCodecOptions(codec, r.raw), evalWindows, evalPath, recipe: options.recipe });
       } else {
@@ -482,7 +482,14 @@ export function maybeCalibrate(
  * options (raw keys), --small-matrix, and the finetuning flags (--finetune-steps from the recipe's token
  * budget at the batch and sequence length in force). Explicit flags always win.
  */
-function withRecipe(input: CommandInput, codec: string, raw: Record<string, unknown>, name: string, modelSeqLen: number): { input: CommandInput; raw: Record<string, unknown>; summary: string } {
+function withRecipe(
+  input: CommandInput,
+  codec: string,
+  raw: Record<string, unknown>,
+  name: string,
+  modelSeqLen: number,
+  inMemory: boolean,
+): { input: CommandInput; raw: Record<string, unknown>; summary: string } {
   const s = recipeSettings(name, codec, modelSeqLen);
   const options = { ...input.options };
   const given = new Set(input.given ?? []);
@@ -499,6 +506,10 @@ function withRecipe(input: CommandInput, codec: string, raw: Record<string, unkn
   fill('seq', s.seq);
   fill('loss', s.loss);
   fill('data', s.data);
+  // The KL plan encodes every linear at several rates, which needs the whole model in memory: a streamed model
+  // keeps the uniform plan (and the summary says so) rather than refusing the recipe.
+  const planNote = s.plan !== undefined && !given.has('plan') && !inMemory ? `, plan uniform (the recipe's ${s.plan} plan needs the model in memory)` : '';
+  if (s.plan !== undefined && inMemory) fill('plan', s.plan);
   const batch = options.batch as number;
   const seq = options.seq as number;
   fill('finetune-steps', Math.ceil(s.recipe.tokens / (batch * seq)));
@@ -507,6 +518,6 @@ function withRecipe(input: CommandInput, codec: string, raw: Record<string, unkn
     .filter(([k]) => merged[k] === s.codecOptions[k])
     .map(([k, v]) => `${k}=${String(v)}`)
     .join(', ');
-  const summary = `${steps} steps × ${batch} × ${seq} = ${(steps * batch * seq).toLocaleString('en-US')} training tokens, lr ${options.lr}, loss ${options.loss}, data ${options.data}${codecText ? `, ${codecText}` : ''}`;
+  const summary = `${steps} steps × ${batch} × ${seq} = ${(steps * batch * seq).toLocaleString('en-US')} training tokens, lr ${options.lr}, loss ${options.loss}, data ${options.data}${options.plan !== 'uniform' ? `, plan ${options.plan}` : planNote}${codecText ? `, ${codecText}` : ''}`;
   return { input: { ...input, options, given }, raw: merged, summary };
 }
