@@ -23,6 +23,8 @@
  *                       own --out, whose teacher-samples may be a link to the campaign's). The log records each
  *                       point's peak rate; a run whose logged points trained at another rate than this
  *                       invocation would (a different --lr, or a recipe whose rate changed) is refused
+ *   --plan P            uniform | sensitivity | kl: the bit plan of every run instead of the recipe's (standard and
+ *                       long give LittleBit kl); logged per point, and a curve is never continued with another plan
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)
@@ -47,6 +49,7 @@ const { values: a } = parseArgs({
     configs: { type: 'string', default: 'littlebit:0.55,littlebit:1.0,hashednets:0.5,hashednets:1.0,sketch:0.5,sketch:1.0,binary' },
     recipe: { type: 'string', default: 'long' },
     lr: { type: 'string' },
+    plan: { type: 'string' },
     tokens: { type: 'string', default: '10240000' },
     milestones: { type: 'string', default: '102400,307200,1024000,3072000,10240000' },
     threads: { type: 'string', default: '1' },
@@ -75,6 +78,7 @@ const jobs = posInt(a.jobs, '--jobs');
 const evalWindows = posInt(a['eval-windows'], '--eval-windows');
 const lr = a.lr === undefined ? undefined : Number(a.lr);
 if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) fail(`--lr ${a.lr} must be a positive number`, 2);
+if (a.plan !== undefined && !['uniform', 'sensitivity', 'kl'].includes(a.plan)) fail(`--plan ${a.plan} must be uniform, sensitivity or kl`, 2);
 const untilPoint = a['until-point'] === undefined ? Infinity : posInt(a['until-point'], '--until-point');
 const BATCH = 4;
 const SEQ = 128;
@@ -94,6 +98,10 @@ requireBuilt(['pipeline']);
 const { inspectBundle, recipeSettings } = await import(dist('pipeline'));
 /** The peak learning rate a run trains at in this invocation: --lr, else its recipe's rate for the codec. */
 const rateFor = (cfg) => lr ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).lr;
+/** The bit plan a run trains with in this invocation: --plan, else its recipe's (LittleBit: kl in standard and long). */
+const planFor = (cfg) => a.plan ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).plan ?? 'uniform';
+/** The plan a logged point trained with (logged since the recipes gained plans; every earlier point was uniform). */
+const planOf = (e) => e.plan ?? 'uniform';
 /** The rate a logged point trained at (logged as peakLr since the recipes' rates began to differ per budget;
  * older points: --lr if given, else what their bundle's training section says; the bundle is read where this
  * --out keeps it, not through the logged path, which is relative to the clone that ran the segment). */
@@ -135,6 +143,7 @@ function commandFor(cfg, step) {
     '--teacher-samples', rel(samples), '--stop-after-steps', String(step),
     '--eval-windows', String(evalWindows), '-o', rel(join(dir, `step-${step}.usk`)), '--json',
     ...(lr === undefined ? [] : ['--lr', String(lr)]),
+    '--plan', planFor(cfg),
   ];
   // The first segment starts the run; later ones resume it (a missing checkpoint is then an error, not a restart).
   if (existsSync(join(ckpt, 'finetune.ckpt'))) args.push('--resume');
@@ -185,6 +194,7 @@ function runSegment(cfg, step) {
         recipe: a.recipe,
         ...(lr === undefined ? {} : { lr }),
         peakLr: t.recipe.lr,
+        plan: planFor(cfg),
         totalSteps,
         step,
         tokens: t.cost.tokens,
@@ -298,6 +308,18 @@ for (const cfg of configs) {
     fail(
       `${cfg.id}: the points in ${rel(LOG)} were trained at peak lr ${other}, but this invocation trains at ${want} (${lr === undefined ? `recipe ${a.recipe}'s rate now` : '--lr'}); ` +
         `a curve cannot change its rate midway: pass --lr ${other} to continue that curve, or --out DIR for a new one`,
+      2,
+    );
+  }
+}
+// Nor can it change its bit plan: the factors' ranks differ, so the checkpoint would not even load.
+for (const cfg of configs) {
+  const want = planFor(cfg);
+  const other = [...done.values()].filter((e) => e.config === cfg.id).map(planOf).find((p) => p !== want);
+  if (other !== undefined) {
+    fail(
+      `${cfg.id}: the points in ${rel(LOG)} were trained with the ${other} bit plan, but this invocation uses ${want} (${a.plan === undefined ? `recipe ${a.recipe}'s plan now` : '--plan'}); ` +
+        `pass --plan ${other} to continue that curve, or --out DIR for a new one`,
       2,
     );
   }
