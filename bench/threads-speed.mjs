@@ -11,7 +11,8 @@
  * prefill (a --window-token window of eval text in one call, logits of every position, as `eval` runs).
  * Reported: medians and the ratio N threads ÷ 1 thread (> 1: faster), the process CPU time of one prefill with
  * 1 and N threads (all threads; equal: the split adds no work, so on an idle machine the wall ratio is set by
- * the serial part), the products each session split or kept on one thread, and the load average.
+ * the serial part), the products each session split or kept on one thread, which way the
+ * multi-thread session's generated tokens went (decode program or pooled forward), and the load average.
  *
  * --split-all: a third session with --threads whose pool splits every product above the size threshold instead
  * of timing the two ways (runtime-node's `threadAdaptive: false`), in the same rounds: how much the adaptive
@@ -116,6 +117,9 @@ for (const path of models) {
       prefill: median(s.many.prefill.map((v, i) => v / s.one.prefill[i])),
     },
     products: many.threadStats,
+    // which way the 2-thread session's generated tokens went (the decode program on this thread, or the pooled
+    // forward): a generate ratio below 1 with few pooled tokens is the machine, not the policy
+    steps: many.stepStats,
     ...(splitAll
       ? {
           splitAll: {
@@ -142,7 +146,8 @@ for (const path of models) {
     console.log(
       `${path}: generate ${row.oneThread.generate.toFixed(0)} → ${row.nThreads.generate.toFixed(0)} tok/s (×${row.ratio.generate.toFixed(3)}), ` +
         `prefill ${WINDOW} ${row.oneThread.prefill.toFixed(0)} → ${row.nThreads.prefill.toFixed(0)} tok/s (×${row.ratio.prefill.toFixed(3)}); ` +
-        `prefill CPU ${row.oneThread.prefillCpuMs.toFixed(1)} → ${row.nThreads.prefillCpuMs.toFixed(1)} ms; products split ${row.products.split}, on one thread ${row.products.single}`,
+        `prefill CPU ${row.oneThread.prefillCpuMs.toFixed(1)} → ${row.nThreads.prefillCpuMs.toFixed(1)} ms; products split ${row.products.split}, on one thread ${row.products.single}; ` +
+        `generated tokens on ${THREADS} threads: ${row.steps.program} as the decode program, ${row.steps.pooled} through the pooled forward`,
     );
     if (row.splitAll) {
       const o = row.splitAll;
