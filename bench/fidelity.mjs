@@ -96,10 +96,12 @@ const configs = a.configs.split(',').map((item) => {
 });
 requireBuilt(['pipeline']);
 const { inspectBundle, recipeSettings } = await import(dist('pipeline'));
+/** The recipe's settings for a run's codec (signmean is a sketch variant). */
+const recipeFor = (cfg) => recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20);
 /** The peak learning rate a run trains at in this invocation: --lr, else its recipe's rate for the codec. */
-const rateFor = (cfg) => lr ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).lr;
+const rateFor = (cfg) => lr ?? recipeFor(cfg).lr;
 /** The bit plan a run trains with in this invocation: --plan, else its recipe's (LittleBit: kl in standard and long). */
-const planFor = (cfg) => a.plan ?? recipeSettings(a.recipe, cfg.codec === 'signmean' ? 'sketch' : cfg.codec, 1 << 20).plan ?? 'uniform';
+const planFor = (cfg) => a.plan ?? recipeFor(cfg).plan ?? 'uniform';
 /** The plan a logged point trained with (logged since the recipes gained plans; every earlier point was uniform). */
 const planOf = (e) => e.plan ?? 'uniform';
 /** The rate a logged point trained at (logged as peakLr since the recipes' rates began to differ per budget;
@@ -295,12 +297,13 @@ for (const [k, step] of milestones.entries()) {
 }
 const running = new Map(); // config → promise (a run's segments are sequential)
 const done = readLog();
-// A curve is one schedule at one rate: a recipe whose rate changed since a run began (or a different --lr) must not
-// silently continue it, nor count its old points as this invocation's.
+// A curve is one schedule at one rate and one bit plan: a recipe whose rate or plan changed since a run began (or a
+// different --lr / --plan) must not silently continue it, nor count its old points as this invocation's (with
+// another plan the factors' ranks differ, so the checkpoint would not even load).
 for (const cfg of configs) {
-  const rates = [...new Set([...done.values()].filter((e) => e.config === cfg.id).map(rateOf))];
+  const points = [...done.values()].filter((e) => e.config === cfg.id);
   const want = rateFor(cfg);
-  const other = rates.find((r) => r !== want);
+  const other = [...new Set(points.map(rateOf))].find((r) => r !== want);
   if (other === null) {
     fail(`${cfg.id}: a point in ${rel(LOG)} has no logged rate and its bundle cannot be read, so whether it trained at ${want} is unknown: restore the bundle, or --out DIR for a new curve`, 2);
   }
@@ -311,15 +314,12 @@ for (const cfg of configs) {
       2,
     );
   }
-}
-// Nor can it change its bit plan: the factors' ranks differ, so the checkpoint would not even load.
-for (const cfg of configs) {
-  const want = planFor(cfg);
-  const other = [...done.values()].filter((e) => e.config === cfg.id).map(planOf).find((p) => p !== want);
-  if (other !== undefined) {
+  const plan = planFor(cfg);
+  const otherPlan = points.map(planOf).find((p) => p !== plan);
+  if (otherPlan !== undefined) {
     fail(
-      `${cfg.id}: the points in ${rel(LOG)} were trained with the ${other} bit plan, but this invocation uses ${want} (${a.plan === undefined ? `recipe ${a.recipe}'s plan now` : '--plan'}); ` +
-        `pass --plan ${other} to continue that curve, or --out DIR for a new one`,
+      `${cfg.id}: the points in ${rel(LOG)} were trained with the ${otherPlan} bit plan, but this invocation uses ${plan} (${a.plan === undefined ? `recipe ${a.recipe}'s plan now` : '--plan'}); ` +
+        `pass --plan ${otherPlan} to continue that curve, or --out DIR for a new one`,
       2,
     );
   }

@@ -74,24 +74,28 @@ function logSumExp(x, o) {
   for (let j = 0; j < V; j++) s += Math.exp(x[o + j] - m);
   return m + Math.log(s);
 }
+/** Logit rows → log-probability rows, in place. */
+function toLogProbs(x) {
+  for (let o = 0; o < x.length; o += V) {
+    const lse = logSumExp(x, o);
+    for (let j = 0; j < V; j++) x[o + j] -= lse;
+  }
+  return x;
+}
+// the float model's log-probabilities once, for every bundle
 const floatSession = createSession(openModel(a.model), { contextLength: seq });
-const teacher = windows.map((w) => allLogits(floatSession, w));
+const teacher = windows.map((w) => toLogProbs(allLogits(floatSession, w)));
 for (const path of bundles) {
   const session = createSession(openModel(path), { contextLength: seq });
   const sums = { all: 0, before: 0, after: 0 };
   const counts = { all: 0, before: 0, after: 0 };
   windows.forEach((w, i) => {
-    const s = allLogits(session, w);
+    const s = toLogProbs(allLogits(session, w));
     const t = teacher[i];
     for (let p = 0; p < seq; p++) {
       const o = p * V;
-      const lt = logSumExp(t, o);
-      const ls = logSumExp(s, o);
       let kl = 0;
-      for (let j = 0; j < V; j++) {
-        const logPt = t[o + j] - lt;
-        kl += Math.exp(logPt) * (logPt - (s[o + j] - ls));
-      }
+      for (let j = 0; j < V; j++) kl += Math.exp(t[o + j]) * (t[o + j] - s[o + j]);
       if (!Number.isFinite(kl)) fail(`${path}: KL at window ${i} position ${p} is ${kl}`);
       const side = p < split ? 'before' : 'after';
       sums.all += kl;
