@@ -1,6 +1,6 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
- * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--mse-weight W] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--smooth-k K] [--threads T]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--mse-weight W] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--train-embedding] [--embedding-lr-scale S] [--smooth-k K] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume] [--device cpu|webgpu], training on --calib (never the evaluation text).
  */
 import {
@@ -37,6 +37,13 @@ export function finetuneSpecs(): OptionSpec[] {
     { name: 'train-mode', kind: 'string', valueName: 'M', choices: [...FINETUNE_MODES], description: 'states = train the codec parameters (sketch/hashednets states, LittleBit factors); ste = train full weights through the codec with a straight-through estimator; auto = states where the codec has them, else ste', defaultText: 'auto' },
     { name: 'train-norms', kind: 'boolean', default: false, description: 'train the RMSNorm weights too' },
     { name: 'train-dense', kind: 'boolean', default: false, description: 'train the linears stored in float (kept dense, or left out by the codec) too; still stored in f16, so no bits change' },
+    {
+      name: 'train-embedding',
+      kind: 'boolean',
+      default: false,
+      description: 'train the token embedding and the classifier too (one tensor when tied); stored as before (needs --embeddings f16 or f32), so no bits change; CPU only',
+    },
+    { name: 'embedding-lr-scale', kind: 'number', valueName: 'S', description: "the trained embedding's learning rate ÷ --lr (same schedule)", defaultText: '0.1' },
     { name: 'smooth-k', kind: 'number', valueName: 'K', description: 'littlebit: SmoothSign sharpness k of the sign gradient k·(1 − tanh²(k·x))', defaultText: '100' },
     { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe; --device cpu)', defaultText: '1' },
     {
@@ -71,7 +78,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'mse-weight', 'data', 'train-mode', 'train-norms', 'train-dense', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'mse-weight', 'data', 'train-mode', 'train-norms', 'train-dense', 'train-embedding', 'embedding-lr-scale', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {
@@ -150,6 +157,8 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
     ...(options['train-mode'] === undefined ? {} : { mode: options['train-mode'] as FinetuneMode }),
     ...(options['train-norms'] === true ? { trainNorms: true } : {}),
     ...(options['train-dense'] === true ? { trainDense: true } : {}),
+    ...(options['train-embedding'] === true ? { trainEmbedding: true } : {}),
+    ...(options['embedding-lr-scale'] === undefined ? {} : { embeddingLrScale: options['embedding-lr-scale'] as number }),
     ...(options['smooth-k'] === undefined ? {} : { smoothK: options['smooth-k'] as number }),
     ...(options.threads === undefined ? {} : { threads: options.threads as number }),
     ...(options.device === undefined ? {} : { device: options.device as FinetuneDevice }),

@@ -57,6 +57,8 @@ export const FINETUNE_MODES: readonly FinetuneMode[] = ['auto', 'states', 'ste']
  */
 export type FinetuneDevice = 'cpu' | 'webgpu';
 export const FINETUNE_DEVICES: readonly FinetuneDevice[] = ['cpu', 'webgpu'];
+/** A trained embedding's learning rate ÷ the schedule's when not given (--embedding-lr-scale). */
+export const EMBEDDING_LR_SCALE = 0.1;
 
 /** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
 export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {
@@ -94,6 +96,13 @@ export interface FinetuneOptions {
   mode?: FinetuneMode;
   /** Train the RMSNorm weights too (stored in the bundle). Default false. */
   trainNorms?: boolean;
+  /**
+   * Train the token embedding and the classifier too (one tensor when tied), at `embeddingLrScale` × the
+   * schedule's rate (default 0.1). They are stored as before (f16 or f32: the storage must be float), so the bit
+   * count does not change. CPU only. Default false.
+   */
+  trainEmbedding?: boolean;
+  embeddingLrScale?: number;
   /**
    * Train the linears the bundle stores in float (kept dense, or kinds the codec leaves out) as well, as
    * plain dense weights; they are stored in float f16 exactly as without training, so the bit count does not
@@ -164,6 +173,9 @@ export interface TrainingSection {
     trainNorms: boolean;
     /** Present (true) only when the float-stored linears were trained too. */
     trainDense?: true;
+    /** Present (true) only when the embedding (and an untied classifier) trained too, at embeddingLrScale × lr. */
+    trainEmbedding?: true;
+    embeddingLrScale?: number;
     /** Present only when not the default 100. */
     smoothK?: number;
     /** sketch: the soft query's initial temperature τ0 (codec option softQuery, training only), when used. */
@@ -211,6 +223,8 @@ export interface FinetuneResult {
   params: Map<string, { codecId: string; params: unknown }>;
   /** Trained norm vectors by name (trainNorms only). */
   norms: Map<string, Float32Array>;
+  /** The trained embedding and (untied) classifier by name (trainEmbedding only). */
+  embeddings: Map<string, Float32Array>;
   section: TrainingSection;
   /** Wall seconds of this call (training only). */
   seconds: number;
@@ -289,6 +303,11 @@ export function validateFinetune(o: FinetuneOptions, codecId?: string): void {
   }
   if (o.smoothK !== undefined && !(o.smoothK > 0 && Number.isFinite(o.smoothK))) bad('--smooth-k', `${o.smoothK} must be a positive number`);
   if (o.lr !== undefined && !(o.lr > 0 && Number.isFinite(o.lr))) bad('--lr', `${o.lr} must be a positive number`);
+  if (o.embeddingLrScale !== undefined) {
+    if (!(o.embeddingLrScale > 0 && Number.isFinite(o.embeddingLrScale))) bad('--embedding-lr-scale', `${o.embeddingLrScale} must be a positive number`);
+    if (!o.trainEmbedding) bad('--embedding-lr-scale', 'has no effect without --train-embedding', 'add --train-embedding, or drop it');
+  }
+  if (o.trainEmbedding && o.device === 'webgpu') bad('--train-embedding', 'the WebGPU trainer does not train the embedding', 'use --device cpu, or drop --train-embedding');
   if (o.loss !== undefined && !FINETUNE_LOSSES.includes(o.loss)) bad('--loss', `${JSON.stringify(o.loss)} is not one of ${FINETUNE_LOSSES.join(', ')}`);
   if (o.mseWeight !== undefined) {
     if (!(o.mseWeight >= 0 && Number.isFinite(o.mseWeight))) bad('--mse-weight', `${o.mseWeight} must be a non-negative number`);
@@ -486,6 +505,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     lr,
     loss: lossWeights,
     trainNorms,
+    ...(o.trainEmbedding ? { trainEmbedding: true, embeddingLrScale: o.embeddingLrScale ?? EMBEDDING_LR_SCALE } : {}),
     seed: input.seed,
     ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
     ...(input.storedEmbedding ? { studentEmbedding: input.storedEmbedding.embedding } : {}),
@@ -554,9 +574,13 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     const params = new Map<string, { codecId: string; params: unknown }>();
     for (const [name, p] of await trainer.codecParams()) params.set(name, p);
     const norms = new Map<string, Float32Array>();
-    if (trainNorms) {
+    const embeddings = new Map<string, Float32Array>();
+    if (trainNorms || o.trainEmbedding) {
       const student = await trainer.studentWeights();
-      for (const [name, t] of student.tensors) if (t.shape.length === 1) norms.set(name, t.data);
+      if (trainNorms) for (const [name, t] of student.tensors) if (t.shape.length === 1) norms.set(name, t.data);
+      if (o.trainEmbedding) {
+        for (const name of config.tiedClassifier ? [TensorNames.embedding] : [TensorNames.embedding, TensorNames.classifier]) embeddings.set(name, student.tensors.get(name)!.data);
+      }
     }
     // From the trainer, not from onStep: a run resumed from its final checkpoint takes no step here, and the
     // checkpoint restored the last step's losses.
@@ -580,6 +604,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         lossWeights,
         data,
         trainNorms,
+        ...(o.trainEmbedding ? { trainEmbedding: true as const, embeddingLrScale: o.embeddingLrScale ?? EMBEDDING_LR_SCALE } : {}),
         ...(trainDense ? { trainDense: true as const } : {}),
         ...(o.smoothK !== undefined && o.smoothK !== 100 ? { smoothK: o.smoothK } : {}),
         ...(input.codecId === 'sketch' && input.codecOptions.softQuery !== undefined ? { softQuery: Number(input.codecOptions.softQuery) } : {}),
@@ -608,7 +633,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
       final: finalStep ? { loss: finalStep.loss, kl: measured(finalStep.kl), ce: finalStep.ce, mse: measured(finalStep.mse) } : null,
     };
     gemmUsed = wasmGemmActive() ? 'wasm-simd' : 'js';
-    return { params, norms, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
+    return { params, norms, embeddings, section, seconds: (performance.now() - t0) / 1000, interrupted, resumedFrom };
   } finally {
     trainer.dispose();
     gpuContext?.dispose(); // this run's GPU tensors; the device and its compiled programs stay for the next run

@@ -599,6 +599,8 @@ export function finetuneFlags(f: FinetuneOptions, calib?: string): string[] {
   if (f.mode !== undefined && f.mode !== 'auto') out.push('--train-mode', f.mode);
   if (f.trainNorms) out.push('--train-norms');
   if (f.trainDense) out.push('--train-dense');
+  if (f.trainEmbedding) out.push('--train-embedding');
+  if (f.embeddingLrScale !== undefined) out.push('--embedding-lr-scale', String(f.embeddingLrScale));
   if (f.smoothK !== undefined) out.push('--smooth-k', String(f.smoothK));
   if (f.threads !== undefined) out.push('--threads', String(f.threads));
   if (f.device !== undefined && f.device !== 'cpu') out.push('--device', f.device);

@@ -195,6 +195,38 @@ describe.runIf(HAVE)('compress() with finetuning (stories260K)', () => {
     expect(() => validateFinetune({ ...ft, loss: 'ce', mseWeight: 1 })).toThrow(/no hidden-state MSE/);
   }, 120_000);
 
+  it('trainEmbedding trains the embedding (tied: the classifier too) and stores it as before, in f16, at the same bit counts', async () => {
+    const base = { model, codec: 'rtn', codecOptions: { bits: 2 }, measureQuality: { ...measureQuality, windows: 1, window: 32 } } as const;
+    const ft = { steps: 3, batch: 2, seq: 16, lr: 3e-3, calibText, calibSource: 'calib.txt' };
+    const frozen = await compress({ ...base, finetune: ft });
+    const trained = await compress({ ...base, finetune: { ...ft, trainEmbedding: true, embeddingLrScale: 0.5 } });
+    const e = 'model.embed_tokens.weight';
+    const tensorOf = (bytes: Uint8Array) => readBundle(bytes).weights.get(e)!;
+    const f = tensorOf(frozen.bytes);
+    const t = tensorOf(trained.bytes);
+    expect(t.entry).toEqual(f.entry);
+    const data = (w: typeof f) => (w.params as { data: Uint16Array }).data;
+    expect(data(t)).toBeInstanceOf(Uint16Array); // still f16
+    expect(Buffer.from(data(t).buffer).equals(Buffer.from(data(f).buffer))).toBe(false); // trained
+    expect(data(t).length).toBe(data(f).length);
+    const accountingOf = (r: typeof frozen) => (readBundle(r.bytes).sections.accounting as { weights: Record<string, unknown> }).weights[e];
+    expect(accountingOf(frozen)).toMatchObject({ bits: expect.any(Number) });
+    expect(accountingOf(trained)).toEqual(accountingOf(frozen));
+    expect(trained.report.bpwLinears).toBe(frozen.report.bpwLinears);
+    expect(trained.report.training!.recipe).toMatchObject({ trainEmbedding: true, embeddingLrScale: 0.5 });
+    expect(frozen.report.training!.recipe.trainEmbedding).toBeUndefined();
+    expect(finetuneFlags({ ...ft, trainEmbedding: true, embeddingLrScale: 0.5 })).toEqual(expect.arrayContaining(['--train-embedding', '--embedding-lr-scale', '0.5']));
+    // Refused: a scale without the flag, a non-positive scale, the WebGPU trainer, and a non-float storage.
+    expect(() => validateFinetune({ ...ft, embeddingLrScale: 0.5 })).toThrow(/--embedding-lr-scale.*no effect|no effect without --train-embedding/);
+    expect(() => validateFinetune({ ...ft, trainEmbedding: true, embeddingLrScale: 0 })).toThrow(/positive/);
+    expect(() => validateFinetune({ ...ft, trainEmbedding: true, device: 'webgpu' })).toThrow(/WebGPU trainer does not train the embedding/);
+    await expect(compress({ ...base, embeddings: 'rtn4', finetune: { ...ft, trainEmbedding: true } })).rejects.toMatchObject({
+      code: ErrorCodes.BAD_ARGUMENT,
+      source: '--train-embedding',
+      hint: expect.stringContaining('--embeddings f16'),
+    });
+  }, 120_000);
+
   it('--train-mode states refuses a codec without a state-training provider, before encoding anything', async () => {
     expect(() => finetuneProviderKind('binary', 'states')).toThrow(expect.objectContaining({ code: 'E_BAD_ARGUMENT' }));
     let encoded = 0;

@@ -21,14 +21,14 @@ import { type WeightProvider, factorRankOf } from './providers.js';
  * backward pass needs in buffers allocated once for [batch, seqLen]; backward() runs the hand-derived
  * gradient of each op in reverse. Nothing is allocated per step.
  *
- *   X0 = embed(tokens)                                   (frozen)
+ *   X0 = embed(tokens)                                   (embedding trainable if given a grad)
  *   per layer l:  A = RMSNorm(X_l; attnNorm)             (norm weight trainable if given a grad)
  *                 q, k, v = A Ŵqᵀ, A Ŵkᵀ, A Ŵvᵀ          (weight providers)
  *                 RoPE(q), RoPE(k); O = causal-softmax(q kᵀ/√hs) v   (grouped KV heads)
  *                 M = X_l + O Ŵoᵀ
  *                 F = RMSNorm(M; ffnNorm); H = silu(F Ŵgᵀ) ⊙ (F Ŵuᵀ)
  *                 X_{l+1} = M + H Ŵdᵀ                    (the layer's output "hidden state")
- *   logits = RMSNorm(X_L; finalNorm) Eᵀ                  (classifier frozen; E = embedding when tied)
+ *   logits = RMSNorm(X_L; finalNorm) Eᵀ                  (classifier trainable if given a grad; E = embedding when tied)
  *
  * Arrays are Float32Array in training; the same code runs on Float64Array for gradient checks.
  */
@@ -58,6 +58,13 @@ export interface GraphWeights<T extends FloatArray = Float32Array> {
   embedding: T;
   /** Classifier [vocab, dim] (frozen; the embedding itself for tied models). */
   classifier: T;
+  /**
+   * ∂L/∂embedding, when the embedding trains (backward ADDS into it). For a tied model give the same array as
+   * classifierGrad: the classifier's and the lookup's gradients then sum in it.
+   */
+  embeddingGrad?: T | null;
+  /** ∂L/∂classifier, when the classifier trains (backward ADDS into it). */
+  classifierGrad?: T | null;
   attnNorm: NormWeight<T>[];
   ffnNorm: NormWeight<T>[];
   finalNorm: NormWeight<T>;
@@ -153,9 +160,14 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private readonly dG: T;
   private readonly dU: T;
   private readonly gradW: Record<LinearKind, T>;
-  private readonly classifierT: T; // Eᵀ [dim, vocab], transposed once (frozen)
-  /** The classifier E [vocab, dim] (frozen): a copy made once in float32 graphs, so it lives beside the activations. */
+  private readonly classifierT: T; // Eᵀ [dim, vocab]: transposed once when frozen, at every forward when it trains
+  /**
+   * The classifier E [vocab, dim]: a copy in float32 graphs, so it lives beside the activations; made once when
+   * frozen, refreshed at every forward when it trains (the optimiser updates weights.classifier).
+   */
   private readonly classifier: T;
+  /** The last forward's token ids (the embedding's gradient scatters into their rows). */
+  private readonly tokenIds: Int32Array;
   private nRows = 0;
   /**
    * Profiling hook: when set, called after each op of forward()/backward() with the op's label (the
@@ -253,6 +265,24 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     }
     this.classifierT = A(t ? c.vocabSize * dim : 0);
     if (t) transpose(weights.classifier, this.classifierT, c.vocabSize, dim);
+    this.tokenIds = new Int32Array(t && weights.embeddingGrad ? n : 0);
+    const trainsE = (g: T | null | undefined, what: string) => {
+      if (g && (!t || g.length !== c.vocabSize * dim)) {
+        throw new UltraSketchError(ErrorCodes.SHAPE_MISMATCH, `${what} needs a training graph and vocab × dim values (has ${g.length})`);
+      }
+    };
+    trainsE(weights.embeddingGrad, 'embeddingGrad');
+    trainsE(weights.classifierGrad, 'classifierGrad');
+    if (c.tiedClassifier && (weights.embeddingGrad ?? null) !== (weights.classifierGrad ?? null)) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a tied classifier trains with its embedding: give embeddingGrad and classifierGrad as one array');
+    }
+  }
+
+  /** A trained classifier changed since the last forward: copy it beside the activations and transpose it again. */
+  private syncClassifier(): void {
+    const w = this.weights;
+    if (this.classifier !== w.classifier) this.classifier.set(w.classifier);
+    transpose(w.classifier, this.classifierT, this.config.vocabSize, this.config.dim);
   }
 
   /** Rows of the last forward (nSeq · seqLen). */
@@ -370,13 +400,16 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const { dim, kv, hid, hs, pairs, shape } = blockSizes(c, nSeq, L);
     const x0 = this.acts[0]!.x;
     const emb = this.weights.embedding;
+    const ids = this.tokenIds;
     for (let t = 0; t < n; t++) {
       const tok = tokens[t]!;
       if (!Number.isInteger(tok) || tok < 0 || tok >= c.vocabSize) {
         throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `token id ${tok} is outside 0..${c.vocabSize - 1}`);
       }
       x0.set(emb.subarray(tok * dim, (tok + 1) * dim), t * dim);
+      if (ids.length > 0) ids[t] = tok;
     }
+    if (this.weights.classifierGrad) this.syncClassifier();
     const mark = this.mark;
     mark?.('fwd.embed');
     for (let l = 0; l < c.nLayers; l++) {
@@ -434,9 +467,13 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const { dX, dA, dq, dk, dv, dO, dH, dG, dU } = this;
     const w = this.weights;
     const mark = this.mark;
-    // classifier (frozen): dXf = dLogits · E
+    // classifier: dXf = dLogits · E (and ∂L/∂E += dLogitsᵀ · Xf when it trains)
     matmul(dLogits, this.classifierT, dA, n, dim, c.vocabSize, false, true);
     mark?.('bwd.classifier dX');
+    if (w.classifierGrad) {
+      matmul(dLogits, this.xf, w.classifierGrad, c.vocabSize, dim, n, true, false, true);
+      mark?.('bwd.classifier dW');
+    }
     dX.fill(0, 0, n * dim);
     rmsNormBackward(dA, this.xLast, w.finalNorm.data, this.rf, dX, w.finalNorm.grad, n, dim);
     mark?.('bwd.rmsnorm');
@@ -462,8 +499,8 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       rope(dq, n, dim, L, hs, this.cos, this.sin, pairs, true);
       rope(dk, n, kv, L, hs, this.cos, this.sin, pairs, true);
       mark?.('bwd.rope');
-      // The gradient below layer 0 reaches only the frozen embedding: skip it unless the norm trains.
-      const below = l > 0 || w.attnNorm[0]!.grad !== null;
+      // The gradient below layer 0 reaches only the embedding: skip it unless the norm or the embedding trains.
+      const below = l > 0 || w.attnNorm[0]!.grad !== null || (w.embeddingGrad ?? null) !== null;
       this.linearBackward(l, 0, dq, s.a, below ? dA : null, false, n);
       this.linearBackward(l, 1, dk, s.a, below ? dA : null, true, n);
       this.linearBackward(l, 2, dv, s.a, below ? dA : null, true, n);
@@ -471,6 +508,17 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
         rmsNormBackward(dA, s.x, w.attnNorm[l]!.data, s.r1, dX, w.attnNorm[l]!.grad, n, dim); // ∂L/∂X_l
         mark?.('bwd.rmsnorm');
       }
+    }
+    const gE = w.embeddingGrad;
+    if (gE) {
+      // X0 rows are embedding rows: each position's ∂L/∂X0 adds into its token's row, in position order.
+      const ids = this.tokenIds;
+      for (let t = 0; t < n; t++) {
+        const row = ids[t]! * dim;
+        const src = t * dim;
+        for (let j = 0; j < dim; j++) gE[row + j]! += dX[src + j]!;
+      }
+      mark?.('bwd.embedding');
     }
   }
 

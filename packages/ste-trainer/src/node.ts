@@ -230,6 +230,7 @@ interface WorkerSlot {
   error: Uint8Array;
   gradW: Float32Array[];
   normGrad: Float32Array[];
+  embeddingGrad: Float32Array[];
   first: number;
   count: number;
 }
@@ -239,6 +240,8 @@ class WorkerExecutor implements ShardExecutor {
   private readonly workers: Worker[] = [];
   private readonly weights: Float32Array[];
   private readonly norms: Float32Array[];
+  /** The student's embedding and (untied) classifier, shared with the workers, when they train. */
+  private readonly embeddings: Float32Array[];
   private readonly tokens: Int32Array;
   private readonly per: WorkerSlot[] = [];
   private seq = 0;
@@ -269,6 +272,11 @@ class WorkerExecutor implements ShardExecutor {
     };
     const studentEmbedding = shared(s.studentEmbedding);
     const studentClassifier = s.config.tiedClassifier ? undefined : shared(s.studentClassifier);
+    const trainE = s.trainEmbedding === true;
+    if (trainE && (!studentEmbedding || (!s.config.tiedClassifier && !studentClassifier))) {
+      throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a trained embedding needs the student embedding (and an untied classifier) in the shard setup');
+    }
+    this.embeddings = trainE ? [studentEmbedding!, ...(studentClassifier ? [studentClassifier] : [])].map((b) => new Float32Array(b)) : [];
     this.tokens = new Int32Array(tokenBuf);
     const maxSeqs = Math.max(...s.shardSizes.slice(1));
     let first = s.shardSizes[0]!;
@@ -276,6 +284,7 @@ class WorkerExecutor implements ShardExecutor {
       const count = s.shardSizes[w]!;
       const gradBufs = s.linears.map((l) => (l.trainable ? sab(l.rows * l.cols * 4) : null));
       const normGradBufs = s.norms.map(() => (s.trainNorms ? sab(s.config.dim * 4) : null));
+      const embeddingGradBufs = this.embeddings.map((e) => sab(e.byteLength));
       const init: ShardWorkerInit = {
         config: s.config,
         seqLen: s.seqLen,
@@ -294,6 +303,8 @@ class WorkerExecutor implements ShardExecutor {
         ...(s.teacherCache !== undefined && s.teacherCacheKey ? { teacherCache: s.teacherCache, teacherCacheKey: s.teacherCacheKey } : {}),
         ...(studentEmbedding ? { studentEmbedding } : {}),
         ...(studentClassifier ? { studentClassifier } : {}),
+        ...(embeddingGradBufs.length > 0 ? { embeddingGrad: embeddingGradBufs[0]! } : {}),
+        ...(embeddingGradBufs.length > 1 ? { classifierGrad: embeddingGradBufs[1]! } : {}),
       };
       this.per.push({
         ctrl: new Int32Array(init.control),
@@ -303,6 +314,7 @@ class WorkerExecutor implements ShardExecutor {
         error: new Uint8Array(init.error),
         gradW: gradBufs.map((b) => (b ? new Float32Array(b) : new Float32Array(0))),
         normGrad: normGradBufs.map((b) => (b ? new Float32Array(b) : new Float32Array(0))),
+        embeddingGrad: embeddingGradBufs.map((b) => new Float32Array(b)),
         first,
         count,
       });
@@ -324,6 +336,12 @@ class WorkerExecutor implements ShardExecutor {
 
   normBuffer(j: number): Float32Array {
     return this.norms[j]!;
+  }
+
+  embeddingBuffer(j: number): Float32Array {
+    const b = this.embeddings[j];
+    if (!b) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `no trained embedding buffer ${j}: the setup did not train the embedding`);
+    return b;
   }
 
   tokenBuffer(): Int32Array {
@@ -365,7 +383,7 @@ class WorkerExecutor implements ShardExecutor {
       this.waitUntil(p, w, p.ctrl, CTRL.DONE, () => Atomics.load(p.ctrl, CTRL.DONE) === this.seq, 'a training step');
       this.check(p);
       const r = p.results;
-      out.push({ gradW: p.gradW, normGrad: p.normGrad, klSum: r[0]!, ceSum: r[1]!, top1Sum: r[2]!, mseSum: r[3]!, rows: r[4]! });
+      out.push({ gradW: p.gradW, normGrad: p.normGrad, embeddingGrad: p.embeddingGrad, klSum: r[0]!, ceSum: r[1]!, top1Sum: r[2]!, mseSum: r[3]!, rows: r[4]! });
     });
     return out;
   }

@@ -95,10 +95,11 @@ export class AdamW {
       const { m, v } = this.states[k]!;
       const data = p.data;
       const grad = p.grad;
-      const decay = p.decay !== false && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
+      const lrP = lr * (p.lrScale ?? 1);
+      const decay = p.decay !== false && weightDecay !== 0 ? 1 - lrP * weightDecay : 1;
       const ak = adamKernel;
       if (ak !== null && data instanceof Float32Array && grad instanceof Float32Array) {
-        if (ak(data, grad, m, v, { gradScale, beta1, beta2, decay, lrOverBc1: lr / bc1, invBc2: 1 / bc2, eps })) continue;
+        if (ak(data, grad, m, v, { gradScale, beta1, beta2, decay, lrOverBc1: lrP / bc1, invBc2: 1 / bc2, eps })) continue;
       }
       for (let i = 0; i < data.length; i++) {
         const g = grad[i]! * gradScale;
@@ -106,7 +107,7 @@ export class AdamW {
         const vi = beta2 * v[i]! + (1 - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        data[i] = data[i]! * decay - (lr * (m[i]! / bc1)) / (Math.sqrt(v[i]! / bc2) + eps);
+        data[i] = data[i]! * decay - (lrP * (m[i]! / bc1)) / (Math.sqrt(v[i]! / bc2) + eps);
       }
       grad.fill(0);
     }

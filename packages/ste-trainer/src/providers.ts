@@ -21,6 +21,8 @@ export interface Param<T extends FloatArray = Float32Array> {
   readonly grad: T;
   /** Apply weight decay (default true; norms and scales usually false). */
   readonly decay?: boolean;
+  /** This parameter's learning rate ÷ the schedule's (default 1): e.g. a trained embedding's lower rate. */
+  readonly lrScale?: number;
 }
 
 /**

@@ -34,6 +34,11 @@ export interface ShardSetup {
   /** Norm names in order: attn[0..L−1], ffn[0..L−1], final. */
   norms: string[];
   trainNorms: boolean;
+  /**
+   * The embedding (and an untied classifier) train: the executor shares studentEmbedding / studentClassifier
+   * as buffers the trainer rewrites before every step (embeddingBuffer), and returns each worker's gradient.
+   */
+  trainEmbedding?: boolean;
   needTeacher: boolean;
   loss: { kl: number; mse: number; ce: number };
   seqLen: number;
@@ -55,6 +60,8 @@ export interface ShardResult {
   gradW: Float32Array[];
   /** Norm gradients (ShardSetup.norms order), when trainNorms. */
   normGrad: Float32Array[];
+  /** ∂L/∂embedding, then (untied) ∂L/∂classifier, when trainEmbedding (else empty). */
+  embeddingGrad: Float32Array[];
   /** Σ over the shard's rows of KL, CE, top-1; Σ_layers Σ rows MSE-per-row; row count. */
   klSum: number;
   ceSum: number;
@@ -71,6 +78,8 @@ export interface ShardExecutor {
   weightBuffer(i: number): Float32Array;
   /** Student norm j (values): the trainer writes them before start() when norms train. */
   normBuffer(j: number): Float32Array;
+  /** The student's embedding (j = 0) or untied classifier (j = 1): the trainer writes them before start() when they train. */
+  embeddingBuffer(j: number): Float32Array;
   /** The whole batch's windows [batch, seqLen + 1]. */
   tokenBuffer(): Int32Array;
   /** Begin shards 1.. of a step (returns at once). */
@@ -137,6 +146,9 @@ export interface ShardWorkerInit {
   /** The student's own embedding / classifier (absent: the teacher's). */
   studentEmbedding?: SharedArrayBuffer;
   studentClassifier?: SharedArrayBuffer;
+  /** Their gradients, when they train (one buffer for a tied model: embeddingGrad). */
+  embeddingGrad?: SharedArrayBuffer;
+  classifierGrad?: SharedArrayBuffer;
 }
 
 /**
@@ -260,10 +272,13 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
   }
   const nL = c.nLayers;
   const studentEmbedding = init.studentEmbedding ? f32(init.studentEmbedding) : embedding;
+  const embeddingGrad = init.embeddingGrad ? f32(init.embeddingGrad) : null;
+  const classifierGrad = c.tiedClassifier ? embeddingGrad : init.classifierGrad ? f32(init.classifierGrad) : null;
   const sw: GraphWeights = {
     config: c,
     embedding: studentEmbedding,
     classifier: c.tiedClassifier ? studentEmbedding : init.studentClassifier ? f32(init.studentClassifier) : classifier,
+    ...(embeddingGrad ? { embeddingGrad, classifierGrad } : {}),
     attnNorm: norms.slice(0, nL),
     ffnNorm: norms.slice(nL, 2 * nL),
     finalNorm: norms[2 * nL]!,
@@ -306,6 +321,8 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
   const targets = new Int32Array(init.maxSeqs * L);
   const dLogits = allocFloat32(init.maxSeqs * L * c.vocabSize); // beside the logits, in the kernels' memory
   const normGrads = norms.map((n) => n.grad).filter((g): g is Float32Array => g !== null);
+  if (embeddingGrad) normGrads.push(embeddingGrad);
+  if (classifierGrad && classifierGrad !== embeddingGrad) normGrads.push(classifierGrad);
   let mseSum = 0;
   let denomRows = 0;
   const mseGrad = (layer: number, dX: Float32Array) => {

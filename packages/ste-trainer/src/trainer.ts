@@ -55,6 +55,14 @@ export interface KdRunOptions {
   loss?: Partial<LossWeights>;
   /** Train the RMSNorm weights too (default false). */
   trainNorms?: boolean;
+  /**
+   * Train the token embedding and the classifier too (one array when tied; default false), at
+   * `embeddingLrScale` × the schedule's rate. CPU trainer only. The student starts from its own copy
+   * (studentEmbedding when given); the teacher keeps the float ones.
+   */
+  trainEmbedding?: boolean;
+  /** The embedding's and classifier's learning rate ÷ the schedule's (default 0.1). */
+  embeddingLrScale?: number;
 }
 
 /** A run's schedule, optimizer and loss settings with every default filled in and checked: what both devices run. */
@@ -69,6 +77,8 @@ export interface ResolvedKdRun {
   clipNorm: number;
   loss: LossWeights;
   trainNorms: boolean;
+  trainEmbedding: boolean;
+  embeddingLrScale: number;
 }
 
 /** The defaults of KdRunOptions, in one place (BAD_ARGUMENT on a negative loss weight, all zero, lr ≤ 0, warmup ∉ [0, 1)). */
@@ -87,8 +97,11 @@ export function resolveKdRun(o: KdRunOptions): ResolvedKdRun {
     clipNorm: o.clipNorm ?? 1,
     loss,
     trainNorms: o.trainNorms ?? false,
+    trainEmbedding: o.trainEmbedding ?? false,
+    embeddingLrScale: o.embeddingLrScale ?? 0.1,
   };
   if (!(run.lr > 0)) throw badArg(`lr ${run.lr} must be positive`);
+  if (!(run.embeddingLrScale > 0) || !Number.isFinite(run.embeddingLrScale)) throw badArg(`embeddingLrScale ${run.embeddingLrScale} must be a positive number`);
   if (!(run.warmup >= 0 && run.warmup < 1)) throw badArg(`warmup ${run.warmup} must be a fraction in [0, 1)`);
   return run;
 }
@@ -187,6 +200,8 @@ export class Trainer {
   readonly data: DataSource;
   readonly seed: number;
   readonly trainNorms: boolean;
+  /** The embedding (and classifier) train too (KdRunOptions.trainEmbedding). */
+  readonly trainEmbedding: boolean;
   /** The schedule, optimizer and loss settings, defaults filled in (the WebGPU trainer runs the same). */
   readonly settings: ResolvedKdRun;
   /** Trainable parameters in a fixed order (providers layer by layer, then norms). */
@@ -247,6 +262,7 @@ export class Trainer {
     this.seed = o.seed ?? 0;
     if (!Number.isInteger(this.seed) || this.seed < 0 || this.seed > 0xffffffff) throw badArg(`seed ${this.seed} must be an integer in 0..2^32−1`);
     this.trainNorms = this.settings.trainNorms;
+    this.trainEmbedding = this.settings.trainEmbedding;
     // the recipe's keys in this order (checkpoints record it)
     const { lr, warmup, minLrRatio, weightDecay, beta1, beta2, eps, clipNorm } = this.settings;
     this.opts = { lr, warmup, minLrRatio, weightDecay, beta1, beta2, eps, clipNorm, temperature: o.temperature ?? 1 };
@@ -289,10 +305,28 @@ export class Trainer {
       if (a !== undefined && a.length !== like.length) throw badArg(`${what} has ${a.length} values, the model's has ${like.length}`);
       return a ?? like;
     };
-    const studentEmbedding = sized(o.studentEmbedding, embedding, 'studentEmbedding');
-    const studentClassifier = c.tiedClassifier ? studentEmbedding : sized(o.studentClassifier, classifier, 'studentClassifier');
+    // A trained embedding/classifier is the student's own copy (in the kernels' memory); the teacher keeps its own.
+    const own = (a: Float32Array) => {
+      if (!this.trainEmbedding) return a;
+      const copy = allocFloat32(a.length);
+      copy.set(a);
+      return copy;
+    };
+    const studentEmbedding = own(sized(o.studentEmbedding, embedding, 'studentEmbedding'));
+    const studentClassifier = c.tiedClassifier ? studentEmbedding : own(sized(o.studentClassifier, classifier, 'studentClassifier'));
     this.storedEmbedding = { embedding: o.studentEmbedding ?? null, classifier: c.tiedClassifier ? null : (o.studentClassifier ?? null) };
-    this.studentWeightsG = { config: c, embedding: studentEmbedding, classifier: studentClassifier, attnNorm, ffnNorm, finalNorm, layers };
+    const embeddingGrad = this.trainEmbedding ? allocFloat32(studentEmbedding.length) : null;
+    const classifierGrad = !this.trainEmbedding ? null : c.tiedClassifier ? embeddingGrad : allocFloat32(studentClassifier.length);
+    this.studentWeightsG = {
+      config: c,
+      embedding: studentEmbedding,
+      classifier: studentClassifier,
+      ...(this.trainEmbedding ? { embeddingGrad, classifierGrad } : {}),
+      attnNorm,
+      ffnNorm,
+      finalNorm,
+      layers,
+    };
     if (!Number.isInteger(o.batch) || o.batch < 1) throw badArg(`batch ${o.batch} must be a positive integer`);
     this.shards = shardSizes(o.batch, o.parallel?.threads ?? 1);
     const B0 = this.shards[0]!;
@@ -303,6 +337,7 @@ export class Trainer {
     if (this.trainNorms) {
       for (const nw of [...attnNorm, ...ffnNorm, finalNorm]) params.push({ name: nw.name, data: nw.data, grad: nw.grad!, decay: false });
     }
+    for (const e of this.embeddingParams()) params.push({ ...e, decay: false, lrScale: this.settings.embeddingLrScale });
     if (params.length === 0) throw badArg('nothing to train: every provider is frozen and trainNorms is off');
     this.params = params;
     this.optim = new AdamW(params, { beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: this.opts.weightDecay });
@@ -373,6 +408,7 @@ export class Trainer {
             linears: this.providers.map((p) => ({ name: p.name, rows: p.rows, cols: p.cols, trainable: p.trainable, rank: factorRankOf(p) })),
             norms: [...attnNorm, ...ffnNorm, finalNorm].map((nw) => nw.name),
             trainNorms: this.trainNorms,
+            trainEmbedding: this.trainEmbedding,
             needTeacher,
             loss: this.loss,
             seqLen: o.seqLen,
@@ -380,7 +416,7 @@ export class Trainer {
             batch: o.batch,
             teacherCache: o.teacherCache?.workerSpec,
             teacherCacheKey: cacheKey,
-            ...(this.storedEmbedding.embedding || this.storedEmbedding.classifier
+            ...(this.storedEmbedding.embedding || this.storedEmbedding.classifier || this.trainEmbedding
               ? { studentEmbedding: studentEmbedding, studentClassifier: studentClassifier }
               : {}),
           })
@@ -549,6 +585,7 @@ export class Trainer {
       // (The workers' ∂L/∂Ŵ were added into this thread's before each provider's backward: student.beforeProviderBackward.)
       for (const r of shardResults) {
         if (this.trainNorms) this.normParams().forEach((np, j) => addInto(np.grad, r.normGrad[j]!));
+        this.embeddingParams().forEach((ep, j) => addInto(ep.grad, r.embeddingGrad[j]!));
         kl += r.klSum;
         ce += r.ceSum;
         top1 += r.top1Sum;
@@ -631,6 +668,15 @@ export class Trainer {
     }
   }
 
+  /** The trained embedding, then (untied) the classifier: none unless trainEmbedding. */
+  private embeddingParams(): Array<{ name: string; data: Float32Array; grad: Float32Array }> {
+    const w = this.studentWeightsG;
+    if (!w.embeddingGrad) return [];
+    const out: Array<{ name: string; data: Float32Array; grad: Float32Array }> = [{ name: TensorNames.embedding, data: w.embedding, grad: w.embeddingGrad }];
+    if (!this.config.tiedClassifier) out.push({ name: TensorNames.classifier, data: w.classifier, grad: w.classifierGrad! });
+    return out;
+  }
+
   private normParams(): Array<{ data: Float32Array; grad: Float32Array }> {
     const w = this.studentWeightsG;
     return [...w.attnNorm, ...w.ffnNorm, w.finalNorm] as Array<{ data: Float32Array; grad: Float32Array }>;
@@ -644,6 +690,7 @@ export class Trainer {
       if (p.trainable || !this.executorPrimed) ex.weightBuffer(i).set(this.student.currentWeight(Math.floor(i / kinds), i % kinds));
     });
     if (this.trainNorms || !this.executorPrimed) this.normParams().forEach((np, j) => ex.normBuffer(j).set(np.data));
+    this.embeddingParams().forEach((ep, j) => ex.embeddingBuffer(j).set(ep.data));
     this.executorPrimed = true;
     ex.start();
   }
@@ -740,6 +787,7 @@ export class Trainer {
     const stored = this.storedEmbedding;
     if (stored.embedding) tensors.set(TensorNames.embedding, { ...this.teacherTensor(TensorNames.embedding), data: stored.embedding });
     if (stored.classifier) tensors.set(TensorNames.classifier, { ...this.teacherTensor(TensorNames.classifier), data: stored.classifier });
+    for (const e of this.embeddingParams()) tensors.set(e.name, { ...this.teacherTensor(e.name), data: e.data.slice() });
     for (const p of this.providers) tensors.set(p.name, { shape: [p.rows, p.cols], data: p.weight().slice() });
     if (this.trainNorms) {
       const w = this.studentWeightsG;
@@ -771,6 +819,7 @@ export class Trainer {
       data: this.data,
       seed: this.seed,
       trainNorms: this.trainNorms,
+      ...(this.trainEmbedding ? { trainEmbedding: true, embeddingLrScale: this.settings.embeddingLrScale } : {}),
       threads: this.shards.length,
       calib: this.calibCrc,
       ...(this.teacherData === 'none' || this.teacherData === 'sampled' ? {} : { teacherData: this.teacherData }),

@@ -1,5 +1,5 @@
 import { Rng } from '@ultrasketch/core';
-import { LINEAR_KINDS, LlamaForward, type ModelWeights } from '@ultrasketch/model';
+import { LINEAR_KINDS, LlamaForward, type ModelWeights, TensorNames } from '@ultrasketch/model';
 import { loadModel } from '@ultrasketch/pipeline';
 import { describe, expect, it } from 'vitest';
 import { type FloatArray, type GraphWeights, LlamaGraph, logSoftmaxRows, logitLosses, mseLoss } from '../src/index.js';
@@ -79,9 +79,14 @@ interface LossSetup<T extends FloatArray> {
   backward: () => void;
 }
 
-function lossSetup<T extends FloatArray>(m: ModelWeights, f64: boolean, B: number, L: number, seed: number): LossSetup<T> {
+function lossSetup<T extends FloatArray>(m: ModelWeights, f64: boolean, B: number, L: number, seed: number, trainEmbedding = false): LossSetup<T> {
   const c = m.config;
   const w = graphWeights<T>(m, f64, true);
+  if (trainEmbedding) {
+    const zeros = (): T => (f64 ? new Float64Array(c.vocabSize * c.dim) : new Float32Array(c.vocabSize * c.dim)) as T;
+    w.embeddingGrad = zeros();
+    w.classifierGrad = c.tiedClassifier ? w.embeddingGrad : zeros();
+  }
   const g = new LlamaGraph<T>(w, { batch: B, seqLen: L, dtype: f64 ? 'f64' : 'f32' });
   const rng = new Rng(seed);
   const n = B * L;
@@ -177,3 +182,51 @@ describe('graph gradient (float64) against finite differences', () => {
     for (const lp of w.layers) for (const kind of LINEAR_KINDS) expect(lp[kind].parameters()[0]!.grad.some((v) => v !== 0)).toBe(true);
   });
 });
+
+describe('a trained embedding and classifier', () => {
+  for (const tied of [true, false]) {
+    it(`their gradients match finite differences (float64, ${tied ? 'tied: one array, both uses summed' : 'untied'})`, () => {
+      const m = randomModel(tinyConfig({ tiedClassifier: tied }), 41);
+      const s = lossSetup<Float64Array>(m, true, 2, 5, 42, true);
+      s.backward();
+      const c = m.config;
+      // every entry: rows of tokens in the batch get lookup gradients, every row a classifier gradient
+      const rE = worstGradError(s.loss, s.w.embedding, s.w.embeddingGrad!, range(c.vocabSize * c.dim), 1e-5, 1e-9);
+      expect(rE.worst, `embedding at ${rE.at}: analytic ${rE.a}, numeric ${rE.n}`).toBeLessThan(1e-5);
+      if (!tied) {
+        const rC = worstGradError(s.loss, s.w.classifier, s.w.classifierGrad!, range(c.vocabSize * c.dim), 1e-5, 1e-9);
+        expect(rC.worst, `classifier at ${rC.at}: analytic ${rC.a}, numeric ${rC.n}`).toBeLessThan(1e-5);
+      }
+      // the lookup's part is there: a tied model's gradient differs from the classifier's alone
+      expect(s.w.embeddingGrad!.some((v) => v !== 0)).toBe(true);
+    });
+  }
+
+  it('a float32 graph reads the updated classifier at the next forward (its copy and transpose are refreshed)', () => {
+    const m = randomModel(tinyConfig(), 43);
+    const c = m.config;
+    const w = graphWeights<Float32Array>(m, false, false);
+    w.embeddingGrad = new Float32Array(c.vocabSize * c.dim);
+    w.classifierGrad = w.embeddingGrad;
+    const g = new LlamaGraph(w, { batch: 1, seqLen: 4 });
+    const fresh = () => {
+      const f = new LlamaGraph(graphWeights<Float32Array>({ ...m, tensors: new Map(m.tensors).set(TensorNames.embedding, { shape: [c.vocabSize, c.dim], data: w.embedding.slice() }) }, false, false), { batch: 1, seqLen: 4 });
+      f.forward([1, 2, 3, 4]);
+      return f.logits.slice();
+    };
+    g.forward([1, 2, 3, 4]);
+    for (let i = 0; i < w.embedding.length; i++) w.embedding[i]! += 0.01 * Math.sin(i);
+    g.forward([1, 2, 3, 4]);
+    expect(Array.from(g.logits)).toEqual(Array.from(fresh()));
+  });
+
+  it('refuses a tied model whose embedding and classifier gradients are different arrays', () => {
+    const m = randomModel(tinyConfig({ tiedClassifier: true }), 44);
+    const c = m.config;
+    const w = graphWeights<Float32Array>(m, false, false);
+    w.embeddingGrad = new Float32Array(c.vocabSize * c.dim);
+    w.classifierGrad = new Float32Array(c.vocabSize * c.dim);
+    expect(() => new LlamaGraph(w, { batch: 1, seqLen: 4 })).toThrow(/tied classifier trains with its embedding/);
+  });
+});
+

@@ -51,6 +51,16 @@ export function resolveSettings(options: CompressOptions, model: CompressInput):
   const embedding = embeddingCodec(embeddings, '--embeddings');
   const classifierStorage = model.config.tiedClassifier ? null : (options.classifier ?? embeddings);
   const classifier = classifierStorage === null ? undefined : embeddingCodec(classifierStorage, '--classifier');
+  if (options.finetune?.trainEmbedding) {
+    for (const [flag, storage, c] of [['--embeddings', embeddings, embedding], ['--classifier', classifierStorage, classifier]] as const) {
+      if (c !== undefined && c.id !== 'float') {
+        throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `--train-embedding trains float values, and ${flag} ${storage} stores ${c.id} codes`, {
+          source: '--train-embedding',
+          hint: `store it in float (${flag} f16), or drop --train-embedding`,
+        });
+      }
+    }
+  }
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `seed ${seed} must be an integer in 0..4294967295`, { source: '--seed' });

@@ -69,5 +69,13 @@ export async function trainWeights(
     });
     encoded.perWeight[name] = toWeightAccounting(c.id, entry.rows, entry.cols, c.bits(params as never));
   }
+  // A trained embedding / classifier is stored as before (float, checked by resolveSettings), from its trained values.
+  for (const [name, data] of ft.embeddings) {
+    const { entry } = encoded.weights.get(name)!;
+    const c = getCodec(entry.codec);
+    const params = c.encode(data, entry.rows, entry.cols, entry.options, { name, seed: entry.seed });
+    encoded.weights.set(name, { entry, tensors: c.toTensors(params) });
+    encoded.perWeight[name] = toWeightAccounting(c.id, entry.rows, entry.cols, c.bits(params));
+  }
   return { training: ft.section, norms: ft.norms };
 }

@@ -82,6 +82,11 @@ export class GpuKdTrainer {
     this.schedule = { lr: run.lr, steps: o.steps, warmupSteps: Math.round(run.warmup * o.steps), minLrRatio: run.minLrRatio };
     this.clipNorm = run.clipNorm;
     const trainNorms = run.trainNorms;
+    if (run.trainEmbedding) {
+      throw new UltraSketchError(ErrorCodes.UNSUPPORTED, 'the WebGPU trainer does not train the embedding or the classifier', {
+        hint: 'train with --device cpu, or drop --train-embedding',
+      });
+    }
     const byName = new Map<string, WeightProvider>();
     for (const p of o.providers instanceof Map ? o.providers.values() : (o.providers ?? [])) {
       if (byName.has(p.name)) throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `two providers for ${p.name}`);
