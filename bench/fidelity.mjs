@@ -25,6 +25,8 @@
  *                       invocation would (a different --lr, or a recipe whose rate changed) is refused
  *   --plan P            uniform | sensitivity | kl: the bit plan of every run instead of the recipe's (standard and
  *                       long give LittleBit kl); logged per point, and a curve is never continued with another plan
+ *   --embedding E       trained | frozen: whether the embedding and classifier train too, instead of the recipe's
+ *                       (standard and long train LittleBit's); logged per point, and a curve never changes it midway
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)
@@ -50,6 +52,7 @@ const { values: a } = parseArgs({
     recipe: { type: 'string', default: 'long' },
     lr: { type: 'string' },
     plan: { type: 'string' },
+    embedding: { type: 'string' },
     tokens: { type: 'string', default: '10240000' },
     milestones: { type: 'string', default: '102400,307200,1024000,3072000,10240000' },
     threads: { type: 'string', default: '1' },
@@ -79,6 +82,7 @@ const evalWindows = posInt(a['eval-windows'], '--eval-windows');
 const lr = a.lr === undefined ? undefined : Number(a.lr);
 if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) fail(`--lr ${a.lr} must be a positive number`, 2);
 if (a.plan !== undefined && !['uniform', 'sensitivity', 'kl'].includes(a.plan)) fail(`--plan ${a.plan} must be uniform, sensitivity or kl`, 2);
+if (a.embedding !== undefined && !['trained', 'frozen'].includes(a.embedding)) fail(`--embedding ${a.embedding} must be trained or frozen`, 2);
 const untilPoint = a['until-point'] === undefined ? Infinity : posInt(a['until-point'], '--until-point');
 const BATCH = 4;
 const SEQ = 128;
@@ -104,6 +108,10 @@ const rateFor = (cfg) => lr ?? recipeFor(cfg).lr;
 const planFor = (cfg) => a.plan ?? recipeFor(cfg).plan ?? 'uniform';
 /** The plan a logged point trained with (logged since the recipes gained plans; every earlier point was uniform). */
 const planOf = (e) => e.plan ?? 'uniform';
+/** Whether a run's embedding trains in this invocation: --embedding, else its recipe's (LittleBit: trained in standard and long). */
+const embeddingFor = (cfg) => a.embedding ?? (recipeFor(cfg).trainEmbedding ? 'trained' : 'frozen');
+/** The embedding of a logged point (logged since recipes train it; every earlier point's was frozen). */
+const embeddingOf = (e) => e.embedding ?? 'frozen';
 /** The rate a logged point trained at (logged as peakLr since the recipes' rates began to differ per budget;
  * older points: --lr if given, else what their bundle's training section says; the bundle is read where this
  * --out keeps it, not through the logged path, which is relative to the clone that ran the segment). */
@@ -146,6 +154,7 @@ function commandFor(cfg, step) {
     '--eval-windows', String(evalWindows), '-o', rel(join(dir, `step-${step}.usk`)), '--json',
     ...(lr === undefined ? [] : ['--lr', String(lr)]),
     '--plan', planFor(cfg),
+    embeddingFor(cfg) === 'trained' ? '--train-embedding' : '--no-train-embedding',
   ];
   // The first segment starts the run; later ones resume it (a missing checkpoint is then an error, not a restart).
   if (existsSync(join(ckpt, 'finetune.ckpt'))) args.push('--resume');
@@ -197,6 +206,7 @@ function runSegment(cfg, step) {
         ...(lr === undefined ? {} : { lr }),
         peakLr: t.recipe.lr,
         plan: planFor(cfg),
+        embedding: embeddingFor(cfg),
         totalSteps,
         step,
         tokens: t.cost.tokens,
@@ -320,6 +330,15 @@ for (const cfg of configs) {
     fail(
       `${cfg.id}: the points in ${rel(LOG)} were trained with the ${otherPlan} bit plan, but this invocation uses ${plan} (${a.plan === undefined ? `recipe ${a.recipe}'s plan now` : '--plan'}); ` +
         `pass --plan ${otherPlan} to continue that curve, or --out DIR for a new one`,
+      2,
+    );
+  }
+  const embedding = embeddingFor(cfg);
+  const otherEmbedding = points.map(embeddingOf).find((x) => x !== embedding);
+  if (otherEmbedding !== undefined) {
+    fail(
+      `${cfg.id}: the points in ${rel(LOG)} were trained with the embedding ${otherEmbedding}, but this invocation's is ${embedding} (${a.embedding === undefined ? `recipe ${a.recipe}'s now` : '--embedding'}); ` +
+        `pass --embedding ${otherEmbedding} to continue that curve, or --out DIR for a new one`,
       2,
     );
   }

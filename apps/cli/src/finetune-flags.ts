@@ -1,6 +1,6 @@
 /**
  * The finetuning flags shared by `compress` and `sweep` (docs/ste-trainer.md): --finetune-steps N [--lr X]
- * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--mse-weight W] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--train-embedding] [--embedding-lr-scale S] [--smooth-k K] [--threads T]
+ * [--batch B] [--seq L] [--loss kd|ce|kd+ce] [--mse-weight W] [--data calib|teacher|both] [--train-mode auto|states|ste] [--train-norms] [--train-dense] [--train-embedding|--no-train-embedding] [--embedding-lr-scale S] [--smooth-k K] [--threads T]
  * [--checkpoint-dir D] [--checkpoint-every N] [--resume] [--device cpu|webgpu], training on --calib (never the evaluation text).
  */
 import {
@@ -43,7 +43,8 @@ export function finetuneSpecs(): OptionSpec[] {
       default: false,
       description: 'train the token embedding and the classifier too (one tensor when tied); stored as before (needs --embeddings f16 or f32), so no bits change; CPU only',
     },
-    { name: 'embedding-lr-scale', kind: 'number', valueName: 'S', description: "the trained embedding's learning rate ÷ --lr (same schedule)", defaultText: '0.1' },
+    { name: 'no-train-embedding', kind: 'boolean', default: false, description: 'keep the embedding and classifier frozen where the --recipe would train them' },
+    { name: 'embedding-lr-scale', kind: 'number', valueName: 'S', description: "the trained embedding's learning rate ÷ --lr (same schedule)", defaultText: '1' },
     { name: 'smooth-k', kind: 'number', valueName: 'K', description: 'littlebit: SmoothSign sharpness k of the sign gradient k·(1 − tanh²(k·x))', defaultText: '100' },
     { name: 'threads', kind: 'int', valueName: 'T', min: 1, max: 64, description: 'training threads (part of the recipe; --device cpu)', defaultText: '1' },
     {
@@ -78,7 +79,7 @@ export function finetuneSpecs(): OptionSpec[] {
   ];
 }
 
-const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'mse-weight', 'data', 'train-mode', 'train-norms', 'train-dense', 'train-embedding', 'embedding-lr-scale', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
+const FLAGS_NEEDING_STEPS = ['lr', 'batch', 'seq', 'loss', 'mse-weight', 'data', 'train-mode', 'train-norms', 'train-dense', 'train-embedding', 'no-train-embedding', 'embedding-lr-scale', 'smooth-k', 'threads', 'device', 'teacher-samples', 'teacher-windows', 'teacher-holdout', 'checkpoint-dir', 'checkpoint-every', 'resume', 'stop-after-steps', 'soft-query'];
 
 /** Where teacher samples are cached unless --teacher-samples says otherwise. */
 export function defaultTeacherSamplesDir(): string {
@@ -143,6 +144,7 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
           ...(options['teacher-windows'] === undefined ? {} : { windows: options['teacher-windows'] as number }),
           ...(options['teacher-holdout'] === undefined ? {} : { holdout: options['teacher-holdout'] as number }),
         };
+  if (given.has('train-embedding') && given.has('no-train-embedding')) throw new UsageError('give --train-embedding or --no-train-embedding, not both');
   const progress = new Progress({ label: 'finetune', total: steps, unit: 'steps', quiet, stream: io.stderr });
   let samplesBar: Progress | undefined;
   let started = false;

@@ -111,6 +111,34 @@ describe.skipIf(!HAVE_SHARED)('compress --recipe', () => {
     expect(streamed.stderr).toMatch(/plan uniform \(the recipe's kl plan needs the model in memory\)/);
   });
 
+  it('standard and long train LittleBit\'s embedding when it is stored in float; --no-train-embedding keeps it frozen', () => {
+    const base = ['--codec', 'littlebit', '--bpw', '1.0', '--recipe', 'standard', '--plan', 'uniform', '--finetune-steps', '1', '--seq', '16', '--data', 'calib', '--eval-windows', '0'];
+    const trained = cli(['compress', M, ...base, '-o', join(tmp, 'lb-emb.usk'), '--json']);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stderr).toMatch(/recipe standard for littlebit: .*, embedding trained,/);
+    expect((parseOneObject(trained.stdout) as Report).training.recipe).toMatchObject({ trainEmbedding: true, embeddingLrScale: 1 });
+    const frozen = cli(['compress', M, ...base, '--no-train-embedding', '-o', join(tmp, 'lb-frozen.usk'), '--json']);
+    expect(frozen.code, frozen.stderr).toBe(0);
+    expect(frozen.stderr).not.toMatch(/embedding trained/);
+    expect((parseOneObject(frozen.stdout) as Report).training.recipe.trainEmbedding).toBeUndefined();
+    // Stored in the same dtype and size (that the values differ: packages/pipeline/test/finetune.test.ts).
+    const embeddingBytes = (file: string) => {
+      const bytes = readFileSync(join(tmp, file));
+      const t = [...parseSafetensorsSpec(bytes).tensors].find(([n]) => n.startsWith('model.embed_tokens.weight'))!;
+      return t[1];
+    };
+    expect(JSON.stringify(embeddingBytes('lb-emb.usk'))).toBe(JSON.stringify(embeddingBytes('lb-frozen.usk')));
+    const coded = cli(['compress', M, ...base, '--embeddings', 'rtn4', '-o', join(tmp, 'lb-rtn4.usk'), '--json']);
+    expect(coded.code, coded.stderr).toBe(0);
+    expect(coded.stderr).toMatch(/embedding frozen \(the recipe trains it only when stored in float, not rtn4\)/);
+    const both = cli(['compress', M, ...base, '--train-embedding', '--no-train-embedding', '-o', join(tmp, 'lb-both.usk')]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/give --train-embedding or --no-train-embedding, not both/);
+    const explicit = cli(['compress', M, ...base, '--embeddings', 'rtn4', '--train-embedding', '-o', join(tmp, 'lb-rtn4-trained.usk')]);
+    expect(explicit.code).toBe(1);
+    expect(explicit.stderr).toMatch(/--train-embedding trains float values, and --embeddings rtn4 stores rtn codes/);
+  });
+
   it('--plan sensitivity: the same total bits spread by measured sensitivity, each linear with its own rate; a streamed model is refused', () => {
     const uniform = cli(['compress', M, '--codec', 'hashednets', '--bpw', '1', '-o', join(tmp, 'uniform.usk'), '--json']);
     expect(uniform.code, uniform.stderr).toBe(0);

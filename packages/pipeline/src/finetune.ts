@@ -58,7 +58,7 @@ export const FINETUNE_MODES: readonly FinetuneMode[] = ['auto', 'states', 'ste']
 export type FinetuneDevice = 'cpu' | 'webgpu';
 export const FINETUNE_DEVICES: readonly FinetuneDevice[] = ['cpu', 'webgpu'];
 /** A trained embedding's learning rate ÷ the schedule's when not given (--embedding-lr-scale). */
-export const EMBEDDING_LR_SCALE = 0.1;
+export const EMBEDDING_LR_SCALE = 1;
 
 /** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
 export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {

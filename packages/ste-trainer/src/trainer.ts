@@ -61,7 +61,7 @@ export interface KdRunOptions {
    * (studentEmbedding when given); the teacher keeps the float ones.
    */
   trainEmbedding?: boolean;
-  /** The embedding's and classifier's learning rate ÷ the schedule's (default 0.1). */
+  /** The embedding's and classifier's learning rate ÷ the schedule's (default 1: docs/results.md §11.3d). */
   embeddingLrScale?: number;
 }
 
@@ -98,7 +98,7 @@ export function resolveKdRun(o: KdRunOptions): ResolvedKdRun {
     loss,
     trainNorms: o.trainNorms ?? false,
     trainEmbedding: o.trainEmbedding ?? false,
-    embeddingLrScale: o.embeddingLrScale ?? 0.1,
+    embeddingLrScale: o.embeddingLrScale ?? 1,
   };
   if (!(run.lr > 0)) throw badArg(`lr ${run.lr} must be positive`);
   if (!(run.embeddingLrScale > 0) || !Number.isFinite(run.embeddingLrScale)) throw badArg(`embeddingLrScale ${run.embeddingLrScale} must be a positive number`);

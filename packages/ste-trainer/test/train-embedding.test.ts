@@ -40,7 +40,7 @@ describe('a trained embedding', () => {
     it(`${kind}: the student's ${kind === 'tied' ? 'embedding moves' : 'embedding and classifier move'}, the teacher's do not; recorded in the recipe`, () => {
       const floatE = model.tensors.get(TensorNames.embedding)!.data.slice();
       const t = new Trainer(options(model));
-      expect(t.recipe()).toMatchObject({ trainEmbedding: true, embeddingLrScale: 0.1 });
+      expect(t.recipe()).toMatchObject({ trainEmbedding: true, embeddingLrScale: 1 });
       const names = t.params.map((p) => p.name);
       expect(names).toContain(TensorNames.embedding);
       expect(names.includes(TensorNames.classifier)).toBe(kind === 'untied');

@@ -510,6 +510,15 @@ function withRecipe(
   // keeps the uniform plan (and the summary says so) rather than refusing the recipe.
   const planNote = s.plan !== undefined && !given.has('plan') && !inMemory ? `, plan uniform (the recipe's ${s.plan} plan needs the model in memory)` : '';
   if (s.plan !== undefined && inMemory) fill('plan', s.plan);
+  // A trained embedding is float: with coded storage (rtn/vq/binary) or the WebGPU trainer it stays frozen, and the
+  // summary says so; --no-train-embedding keeps it frozen anyway.
+  let embeddingNote = '';
+  if (s.trainEmbedding && !given.has('train-embedding') && !given.has('no-train-embedding')) {
+    const storage = String(options.embeddings ?? 'f16');
+    if (storage !== 'f16' && storage !== 'f32') embeddingNote = `, embedding frozen (the recipe trains it only when stored in float, not ${storage})`;
+    else if (options.device === 'webgpu') embeddingNote = ', embedding frozen (the recipe trains it on the CPU trainer only)';
+    else fill('train-embedding', true);
+  }
   const batch = options.batch as number;
   const seq = options.seq as number;
   fill('finetune-steps', Math.ceil(s.recipe.tokens / (batch * seq)));
@@ -518,6 +527,6 @@ function withRecipe(
     .filter(([k]) => merged[k] === s.codecOptions[k])
     .map(([k, v]) => `${k}=${String(v)}`)
     .join(', ');
-  const summary = `${steps} steps × ${batch} × ${seq} = ${(steps * batch * seq).toLocaleString('en-US')} training tokens, lr ${options.lr}, loss ${options.loss}, data ${options.data}${options.plan !== 'uniform' ? `, plan ${options.plan}` : planNote}${codecText ? `, ${codecText}` : ''}`;
+  const summary = `${steps} steps × ${batch} × ${seq} = ${(steps * batch * seq).toLocaleString('en-US')} training tokens, lr ${options.lr}, loss ${options.loss}, data ${options.data}${options.plan !== 'uniform' ? `, plan ${options.plan}` : planNote}${options['train-embedding'] === true ? `, embedding trained` : embeddingNote}${codecText ? `, ${codecText}` : ''}`;
   return { input: { ...input, options, given }, raw: merged, summary };
 }
