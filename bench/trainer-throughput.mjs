@@ -41,7 +41,8 @@ const HELP = `Training throughput of the STE trainer (tokens/s), optionally agai
                       default --codec sketch (signmean query, 1 row, int8 states, 8 saliency groups; here the
                       groups come from the weights, no calibration saliency) and sketch-absmax the paper's
                       AbsMax query (the codec's own defaults); binary/rtn2 = STE with O dense — as compress
-                      --finetune-steps
+                      --finetune-steps. A name ending in +embedding (littlebit+embedding) trains the embedding
+                      and classifier too (compress --train-embedding)
   --loss kd|ce        kd: KL + 10·Σ hidden MSE against the float teacher (default); ce: next-token CE only
   --threads LIST      comma list of thread counts (default 1,2)
   --profile           also print where one thread's step time goes, per op (CPU ms/step and share)
@@ -141,7 +142,9 @@ const PLANS = {
   'littlebit-w': (kind) => (kind === 'k' || kind === 'v' ? undefined : { kind: 'littlebit', options: { codecOptions: { bpw: 0.55 }, lowRank: false } }),
 };
 const providerNames = a.providers.split(',');
-for (const p of providerNames) if (!PLANS[p]) throw new Error(`unknown provider plan ${p} (one of ${Object.keys(PLANS).join(', ')})`);
+/** A configuration's provider plan: its name without the +embedding suffix (which trains the embedding too). */
+const planOf = (name) => name.replace(/\+embedding$/, '');
+for (const p of providerNames) if (!PLANS[planOf(p)]) throw new Error(`unknown provider plan ${p} (one of ${Object.keys(PLANS).join(', ')}, each optionally +embedding)`);
 const c = weights.config;
 const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 console.log(`model ${a.model}: dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads}/${c.nKvHeads}, vocab ${c.vocabSize}`);
@@ -210,7 +213,8 @@ for (const threads of threadList) {
     const t0 = performance.now();
     const trainer = new Trainer({
       teacher: weights,
-      providers: makeProviders(weights, (_l, kind) => PLANS[name](kind)),
+      providers: makeProviders(weights, (_l, kind) => PLANS[planOf(name)](kind)),
+      trainEmbedding: name.endsWith('+embedding'),
       calibTokens: calib,
       batch: B,
       seqLen: L,

@@ -160,10 +160,10 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
   private readonly dG: T;
   private readonly dU: T;
   private readonly gradW: Record<LinearKind, T>;
-  private readonly classifierT: T; // Eᵀ [dim, vocab]: transposed once when frozen, at every forward when it trains
+  private readonly classifierT: T; // Eᵀ [dim, vocab], transposed once (frozen classifier only)
   /**
-   * The classifier E [vocab, dim]: a copy in float32 graphs, so it lives beside the activations; made once when
-   * frozen, refreshed at every forward when it trains (the optimiser updates weights.classifier).
+   * The classifier E [vocab, dim]. Frozen, in a float32 graph: a copy made once, so it lives beside the
+   * activations. Trained: weights.classifier itself, which the optimiser updates between steps.
    */
   private readonly classifier: T;
   /** The last forward's token ids (the embedding's gradient scatters into their rows). */
@@ -258,13 +258,14 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       const [r, cc] = linearShape(c, kind);
       this.gradW[kind] = A(t ? r * cc : 0);
     }
-    if (f64) this.classifier = weights.classifier;
+    const trainsClassifier = (weights.classifierGrad ?? null) !== null;
+    if (f64 || trainsClassifier) this.classifier = weights.classifier;
     else {
       this.classifier = A(c.vocabSize * dim);
       this.classifier.set(weights.classifier);
     }
-    this.classifierT = A(t ? c.vocabSize * dim : 0);
-    if (t) transpose(weights.classifier, this.classifierT, c.vocabSize, dim);
+    this.classifierT = A(t && !trainsClassifier ? c.vocabSize * dim : 0);
+    if (t && !trainsClassifier) transpose(weights.classifier, this.classifierT, c.vocabSize, dim);
     this.tokenIds = new Int32Array(t && weights.embeddingGrad ? n : 0);
     const trainsE = (g: T | null | undefined, what: string) => {
       if (g && (!t || g.length !== c.vocabSize * dim)) {
@@ -276,13 +277,6 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     if (c.tiedClassifier && (weights.embeddingGrad ?? null) !== (weights.classifierGrad ?? null)) {
       throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, 'a tied classifier trains with its embedding: give embeddingGrad and classifierGrad as one array');
     }
-  }
-
-  /** A trained classifier changed since the last forward: copy it beside the activations and transpose it again. */
-  private syncClassifier(): void {
-    const w = this.weights;
-    if (this.classifier !== w.classifier) this.classifier.set(w.classifier);
-    transpose(w.classifier, this.classifierT, this.config.vocabSize, this.config.dim);
   }
 
   /** Rows of the last forward (nSeq · seqLen). */
@@ -409,7 +403,6 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
       x0.set(emb.subarray(tok * dim, (tok + 1) * dim), t * dim);
       if (ids.length > 0) ids[t] = tok;
     }
-    if (this.weights.classifierGrad) this.syncClassifier();
     const mark = this.mark;
     mark?.('fwd.embed');
     for (let l = 0; l < c.nLayers; l++) {
@@ -467,8 +460,10 @@ export class LlamaGraph<T extends FloatArray = Float32Array> {
     const { dX, dA, dq, dk, dv, dO, dH, dG, dU } = this;
     const w = this.weights;
     const mark = this.mark;
-    // classifier: dXf = dLogits · E (and ∂L/∂E += dLogitsᵀ · Xf when it trains)
-    matmul(dLogits, this.classifierT, dA, n, dim, c.vocabSize, false, true);
+    // classifier: dXf = dLogits · E (and ∂L/∂E += dLogitsᵀ · Xf when it trains). A frozen E was transposed once;
+    // a trained one changes every step, and the product's kernel lays it out itself.
+    if (w.classifierGrad) matmul(dLogits, this.classifier, dA, n, dim, c.vocabSize, false, false);
+    else matmul(dLogits, this.classifierT, dA, n, dim, c.vocabSize, false, true);
     mark?.('bwd.classifier dX');
     if (w.classifierGrad) {
       matmul(dLogits, this.xf, w.classifierGrad, c.vocabSize, dim, n, true, false, true);
