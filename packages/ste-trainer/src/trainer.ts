@@ -204,7 +204,7 @@ export class Trainer {
   readonly trainEmbedding: boolean;
   /** The schedule, optimizer and loss settings, defaults filled in (the WebGPU trainer runs the same). */
   readonly settings: ResolvedKdRun;
-  /** Trainable parameters in a fixed order (providers layer by layer, then norms). */
+  /** Trainable parameters in a fixed order (providers layer by layer, then norms, then the embedding and an untied classifier). */
   readonly params: Param[];
   readonly providers: WeightProvider[];
   private readonly student: LlamaGraph;
