@@ -307,9 +307,19 @@ for (const [k, step] of milestones.entries()) {
 }
 const running = new Map(); // config → promise (a run's segments are sequential)
 const done = readLog();
-// A curve is one schedule at one rate and one bit plan: a recipe whose rate or plan changed since a run began (or a
-// different --lr / --plan) must not silently continue it, nor count its old points as this invocation's (with
-// another plan the factors' ranks differ, so the checkpoint would not even load).
+// A curve is one schedule at one rate, one bit plan and one embedding setting: a recipe whose settings changed since a
+// run began (or a different --lr / --plan / --embedding) must not silently continue it, nor count its old points as
+// this invocation's (with another plan the factors' ranks differ, so the checkpoint would not even load).
+/** Stop when a logged point of the run trained with another value of the setting than this invocation's. */
+function refuseChange(cfg, points, { name, flag, given, want, of }) {
+  const other = points.map(of).find((v) => v !== want);
+  if (other === undefined) return;
+  fail(
+    `${cfg.id}: the points in ${rel(LOG)} were trained with the ${name} ${other}, but this invocation's is ${want} (${given ? flag : `recipe ${a.recipe}'s now`}); ` +
+      `pass ${flag} ${other} to continue that curve, or --out DIR for a new one`,
+    2,
+  );
+}
 for (const cfg of configs) {
   const points = [...done.values()].filter((e) => e.config === cfg.id);
   const want = rateFor(cfg);
@@ -324,24 +334,8 @@ for (const cfg of configs) {
       2,
     );
   }
-  const plan = planFor(cfg);
-  const otherPlan = points.map(planOf).find((p) => p !== plan);
-  if (otherPlan !== undefined) {
-    fail(
-      `${cfg.id}: the points in ${rel(LOG)} were trained with the ${otherPlan} bit plan, but this invocation uses ${plan} (${a.plan === undefined ? `recipe ${a.recipe}'s plan now` : '--plan'}); ` +
-        `pass --plan ${otherPlan} to continue that curve, or --out DIR for a new one`,
-      2,
-    );
-  }
-  const embedding = embeddingFor(cfg);
-  const otherEmbedding = points.map(embeddingOf).find((x) => x !== embedding);
-  if (otherEmbedding !== undefined) {
-    fail(
-      `${cfg.id}: the points in ${rel(LOG)} were trained with the embedding ${otherEmbedding}, but this invocation's is ${embedding} (${a.embedding === undefined ? `recipe ${a.recipe}'s now` : '--embedding'}); ` +
-        `pass --embedding ${otherEmbedding} to continue that curve, or --out DIR for a new one`,
-      2,
-    );
-  }
+  refuseChange(cfg, points, { name: 'bit plan', flag: '--plan', given: a.plan !== undefined, want: planFor(cfg), of: planOf });
+  refuseChange(cfg, points, { name: 'embedding', flag: '--embedding', given: a.embedding !== undefined, want: embeddingFor(cfg), of: embeddingOf });
 }
 writeReports();
 log(`fidelity: ${configs.length} runs × ${milestones.length} points (steps ${milestones.join(', ')} of ${totalSteps}); ${done.size} point(s) already in ${rel(LOG)}`);

@@ -57,8 +57,6 @@ export const FINETUNE_MODES: readonly FinetuneMode[] = ['auto', 'states', 'ste']
  */
 export type FinetuneDevice = 'cpu' | 'webgpu';
 export const FINETUNE_DEVICES: readonly FinetuneDevice[] = ['cpu', 'webgpu'];
-/** A trained embedding's learning rate ÷ the schedule's when not given (--embedding-lr-scale). */
-export const EMBEDDING_LR_SCALE = 1;
 
 /** The loss weights of each --loss choice (KD = KL + 10·Σ hidden MSE, methods.md §2). */
 export const LOSS_WEIGHTS: Record<FinetuneLoss, { kl: number; mse: number; ce: number }> = {
@@ -98,7 +96,7 @@ export interface FinetuneOptions {
   trainNorms?: boolean;
   /**
    * Train the token embedding and the classifier too (one tensor when tied), at `embeddingLrScale` × the
-   * schedule's rate (default 0.1). They are stored as before (f16 or f32: the storage must be float), so the bit
+   * schedule's rate (default the trainer's EMBEDDING_LR_SCALE, 1). They are stored as before (f16 or f32: the storage must be float), so the bit
    * count does not change. CPU only. Default false.
    */
   trainEmbedding?: boolean;
@@ -433,6 +431,8 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
   const data = o.data ?? 'calib';
   const threads = o.threads ?? 1;
   const trainNorms = o.trainNorms ?? false;
+  // The embedding's settings as the trainer takes them and the training section records them.
+  const embeddingTraining = o.trainEmbedding ? { trainEmbedding: true as const, embeddingLrScale: o.embeddingLrScale ?? ste.EMBEDDING_LR_SCALE } : {};
   const kind = finetuneProviderKind(input.codecId, o.mode ?? 'auto');
   if (input.codecOptions.softQuery !== undefined && kind !== 'sketch-states') {
     throw new UltraSketchError(ErrorCodes.BAD_ARGUMENT, `the soft query trains sketch states; codec ${input.codecId} trains through the '${kind}' provider`, {
@@ -505,7 +505,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
     lr,
     loss: lossWeights,
     trainNorms,
-    ...(o.trainEmbedding ? { trainEmbedding: true, embeddingLrScale: o.embeddingLrScale ?? EMBEDDING_LR_SCALE } : {}),
+    ...embeddingTraining,
     seed: input.seed,
     ...(corpus ? { teacherWindows: corpus.tokens, teacherHoldout: holdout } : {}),
     ...(input.storedEmbedding ? { studentEmbedding: input.storedEmbedding.embedding } : {}),
@@ -604,7 +604,7 @@ export async function finetune(input: FinetuneInput): Promise<FinetuneResult> {
         lossWeights,
         data,
         trainNorms,
-        ...(o.trainEmbedding ? { trainEmbedding: true as const, embeddingLrScale: o.embeddingLrScale ?? EMBEDDING_LR_SCALE } : {}),
+        ...embeddingTraining,
         ...(trainDense ? { trainDense: true as const } : {}),
         ...(o.smoothK !== undefined && o.smoothK !== 100 ? { smoothK: o.smoothK } : {}),
         ...(input.codecId === 'sketch' && input.codecOptions.softQuery !== undefined ? { softQuery: Number(input.codecOptions.softQuery) } : {}),

@@ -28,7 +28,7 @@ export { CalibrationBatches, CorpusBatches, TeacherSamples, sampleLogits, stepRn
 export type { BatchSource, TeacherSamplesOptions } from './data.js';
 export { makeProviders, registerProviderFactory, getProviderFactory } from './plan.js';
 export type { ProviderContext, ProviderFactory, ProviderChoice, MakeProvidersOptions } from './plan.js';
-export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './trainer.js';
+export { Trainer, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, EMBEDDING_LR_SCALE } from './trainer.js';
 export type { TrainerOptions, StepResult, TrainProgress, EvalResult, LossWeights, DataSource } from './trainer.js';
 export { TeacherCacheViews, teacherCacheKey } from './teacher-cache.js';
 export type { TeacherCache } from './teacher-cache.js';

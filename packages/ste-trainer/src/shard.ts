@@ -320,9 +320,10 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
   const inputs = new Int32Array(init.maxSeqs * L);
   const targets = new Int32Array(init.maxSeqs * L);
   const dLogits = allocFloat32(init.maxSeqs * L * c.vocabSize); // beside the logits, in the kernels' memory
-  const normGrads = norms.map((n) => n.grad).filter((g): g is Float32Array => g !== null);
-  if (embeddingGrad) normGrads.push(embeddingGrad);
-  if (classifierGrad && classifierGrad !== embeddingGrad) normGrads.push(classifierGrad);
+  // The norms' and the embedding's gradients (the graph adds into them), zeroed before each job as the linears' are.
+  const addedGrads = norms.map((n) => n.grad).filter((g): g is Float32Array => g !== null);
+  if (embeddingGrad) addedGrads.push(embeddingGrad);
+  if (classifierGrad && classifierGrad !== embeddingGrad) addedGrads.push(classifierGrad);
   let mseSum = 0;
   let denomRows = 0;
   const mseGrad = (layer: number, dX: Float32Array) => {
@@ -343,7 +344,7 @@ function buildShardRunner(init: ShardWorkerInit, cache: TeacherCache | null): ()
     const n = count * L;
     denomRows = total * L;
     for (const g of grads) g.fill(0);
-    for (const g of normGrads) g.fill(0);
+    for (const g of addedGrads) g.fill(0);
     student.forward(inputs, count);
     let tl: Float32Array | null = null;
     if (teacherGraph) {

@@ -61,9 +61,12 @@ export interface KdRunOptions {
    * (studentEmbedding when given); the teacher keeps the float ones.
    */
   trainEmbedding?: boolean;
-  /** The embedding's and classifier's learning rate ÷ the schedule's (default 1: docs/results.md §11.3d). */
+  /** The embedding's and classifier's learning rate ÷ the schedule's (default EMBEDDING_LR_SCALE). */
   embeddingLrScale?: number;
 }
+
+/** A trained embedding's learning rate ÷ the schedule's when KdRunOptions.embeddingLrScale is not given (docs/results.md §11.3d). */
+export const EMBEDDING_LR_SCALE = 1;
 
 /** A run's schedule, optimizer and loss settings with every default filled in and checked: what both devices run. */
 export interface ResolvedKdRun {
@@ -98,7 +101,7 @@ export function resolveKdRun(o: KdRunOptions): ResolvedKdRun {
     loss,
     trainNorms: o.trainNorms ?? false,
     trainEmbedding: o.trainEmbedding ?? false,
-    embeddingLrScale: o.embeddingLrScale ?? 1,
+    embeddingLrScale: o.embeddingLrScale ?? EMBEDDING_LR_SCALE,
   };
   if (!(run.lr > 0)) throw badArg(`lr ${run.lr} must be positive`);
   if (!(run.embeddingLrScale > 0) || !Number.isFinite(run.embeddingLrScale)) throw badArg(`embeddingLrScale ${run.embeddingLrScale} must be a positive number`);

@@ -202,7 +202,7 @@ describe('a trained embedding and classifier', () => {
     });
   }
 
-  it('a float32 graph reads the updated classifier at the next forward (its copy and transpose are refreshed)', () => {
+  it('a float32 graph reads the updated classifier at the next forward (a trained classifier is read in place, not copied)', () => {
     const m = randomModel(tinyConfig(), 43);
     const c = m.config;
     const w = graphWeights<Float32Array>(m, false, false);

@@ -29,6 +29,7 @@ import {
   defaultLayers,
   describeRecipes,
   documentTokenStream,
+  embeddingCodec,
   parseLayers,
   sensitivityPlan,
   readFileChecked,
@@ -514,8 +515,8 @@ function withRecipe(
   // summary says so; --no-train-embedding keeps it frozen anyway.
   let embeddingNote = '';
   if (s.trainEmbedding && !given.has('train-embedding') && !given.has('no-train-embedding')) {
-    const storage = String(options.embeddings ?? 'f16');
-    if (storage !== 'f16' && storage !== 'f32') embeddingNote = `, embedding frozen (the recipe trains it only when stored in float, not ${storage})`;
+    const storage = (options.embeddings ?? 'f16') as EmbeddingStorage;
+    if (embeddingCodec(storage).id !== 'float') embeddingNote = `, embedding frozen (the recipe trains it only when stored in float, not ${storage})`;
     else if (options.device === 'webgpu') embeddingNote = ', embedding frozen (the recipe trains it on the CPU trainer only)';
     else fill('train-embedding', true);
   }
