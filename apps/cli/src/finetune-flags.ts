@@ -145,7 +145,9 @@ export function finetuneFromInput(input: CommandInput, io: CommandIO, evalFile: 
           ...(options['teacher-holdout'] === undefined ? {} : { holdout: options['teacher-holdout'] as number }),
         };
   if (given.has('train-embedding') && given.has('no-train-embedding')) throw new UsageError('give --train-embedding or --no-train-embedding, not both');
-  const progress = new Progress({ label: 'finetune', total: steps, unit: 'steps', quiet, stream: io.stderr });
+  // Timed from the first step this process trains: encoding and the bit plan come before it, and a resumed run's
+  // earlier steps were trained by another process.
+  const progress = new Progress({ label: 'finetune', total: steps, unit: 'steps', quiet, stream: io.stderr, fromFirstUpdate: true });
   let samplesBar: Progress | undefined;
   let started = false;
   const ft: FinetuneOptions = {

@@ -36,13 +36,22 @@ export interface ProgressOptions {
   ttyIntervalMs?: number;
   plainDelayMs?: number;
   plainIntervalMs?: number;
+  /**
+   * Measure the rate, ETA and elapsed time from the first update instead of from construction: for work that
+   * starts after a setup of its own (a finetune after encoding and the bit plan) or resumes midway (a finetune
+   * from a checkpoint at step 6,000 of 20,000), whose units done before that first update took no time here.
+   */
+  fromFirstUpdate?: boolean;
 }
 
 export class Progress {
   private readonly stream: ProgressStream;
   private readonly tty: boolean;
   private readonly now: () => number;
-  private readonly start: number;
+  private start: number;
+  /** Units already done when the clock started (the first update's, with fromFirstUpdate). */
+  private base = 0;
+  private started: boolean;
   private readonly delay: number;
   private readonly interval: number;
   private lastDraw = -Infinity;
@@ -57,6 +66,7 @@ export class Progress {
     this.tty = options.tty ?? this.stream.isTTY === true;
     this.now = options.now ?? (() => performance.now());
     this.start = this.now();
+    this.started = options.fromFirstUpdate !== true;
     this.delay = this.tty ? (options.ttyDelayMs ?? 300) : (options.plainDelayMs ?? 2000);
     this.interval = this.tty ? (options.ttyIntervalMs ?? 100) : (options.plainIntervalMs ?? 2000);
   }
@@ -68,6 +78,12 @@ export class Progress {
     if (detail !== undefined) this.detail = detail;
     if (this.options.quiet) return;
     const t = this.now();
+    if (!this.started) {
+      this.started = true;
+      this.start = t;
+      this.base = done;
+      return;
+    }
     if (t - this.start < this.delay || t - this.lastDraw < this.interval) return;
     this.draw(t);
   }
@@ -91,7 +107,7 @@ export class Progress {
   line(t = this.now()): string {
     const { total, unit, label } = this.options;
     const elapsed = Math.max(0, (t - this.start) / 1000);
-    const rate = elapsed > 0 ? this.done / elapsed : 0;
+    const rate = elapsed > 0 ? (this.done - this.base) / elapsed : 0;
     const eta = rate > 0 ? Math.max(0, total - this.done) / rate : Infinity;
     const counts = `${formatCount(this.done)}/${formatCount(total)} ${unit}`;
     // Slow units (a training step can take seconds) read better as seconds per unit than as "0 steps/s".

@@ -45,6 +45,19 @@ describe('Progress', () => {
     expect(writes[0]).toBe('finetune: loss 3.2, 1/10 steps, 8.0 s/step, ETA 1:12, elapsed 0:08\n');
   });
 
+  it('fromFirstUpdate: a resumed run is timed from its first step here, not from the steps another process trained', () => {
+    // A checkpoint at step 6,000 of 20,000; setup takes 3 minutes (the bit plan), then a step every 0.25 s.
+    const { p, writes, advance } = setup(false, { label: 'finetune', total: 20_000, unit: 'steps', fromFirstUpdate: true });
+    advance(180_000);
+    for (let step = 6_001; step <= 6_041; step++) {
+      p.update(step);
+      advance(250);
+    }
+    // Counted from construction this would read 6,040 steps in 3:10 (32 steps/s, ETA 7:19); the steps trained here
+    // are 40 in 10 s: 4 steps/s, 13,959 left → ETA 58:10.
+    expect(writes.at(-1)).toBe('finetune: 6,041/20,000 steps, 4 steps/s, ETA 58:10, elapsed 0:10\n');
+  });
+
   it('log mode: no duplicate last line when the final state was already printed', () => {
     const { p, writes, advance } = setup(false);
     advance(2500);
