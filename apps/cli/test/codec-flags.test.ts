@@ -32,7 +32,7 @@ describe('littlebit refine flags', () => {
     const help = commandHelp(command('compress'));
     for (const name of ['quick', 'standard', 'long']) expect(help).toMatch(new RegExp(`\\n  ${name}: [\\d,]+ training tokens`));
     expect(help).toMatch(/\n  littlebit: lr 0\.003, batch 4/);
-    expect(help.replace(/\s+/g, ' ')).toContain('(here: binary lr 0.0001; littlebit lr 0.001, plan kl, embedding trained)');
+    expect(help.replace(/\s+/g, ' ')).toContain('(here: binary lr 0.0001; littlebit lr 0.001, plan kl, embedding trained; sketch embedding trained; hashednets embedding trained)');
     // an indented line wraps under itself; a plain paragraph's lines start at column 0
     expect(help).toMatch(/\n  littlebit: [^\n]+\n    refineSigns=true/);
     expect(help).toMatch(/\n-o must not be an input of the command [^\n]+\n[^ ]/);

@@ -82,11 +82,12 @@ describe('recipes', () => {
     expect(lb.plan).toBeUndefined();
     expect(recipeSettings('long', 'sketch', 512).plan).toBeUndefined();
     expect(recipeSettings('standard', 'hashednets', 64)).toMatchObject({ seq: 64, steps: 4000 });
-    // results §11.3d/§11.3f: the embedding trains with LittleBit and the sketch on the standard and long schedules,
+    // results §11.3d/§11.3f: the embedding trains with LittleBit, the sketch and HashedNets on the standard and long schedules,
     // not on the quick one, and not with binary STE (no gain measured)
     for (const name of ['standard', 'long']) {
       expect(recipeSettings(name, 'littlebit', 512).trainEmbedding).toBe(true);
       expect(recipeSettings(name, 'sketch', 512).trainEmbedding).toBe(true);
+      expect(recipeSettings(name, 'hashednets', 512).trainEmbedding).toBe(true);
       expect(recipeSettings(name, 'binary', 512).trainEmbedding).toBeUndefined();
     }
     expect(recipeSettings('quick', 'sketch', 512).trainEmbedding).toBeUndefined();
