@@ -26,7 +26,7 @@
  *   --plan P            uniform | sensitivity | kl: the bit plan of every run instead of the recipe's (standard and
  *                       long give LittleBit kl); logged per point, and a curve is never continued with another plan
  *   --embedding E       trained | frozen: whether the embedding and classifier train too, instead of the recipe's
- *                       (standard and long train LittleBit's); logged per point, and a curve never changes it midway
+ *                       (standard and long train LittleBit's, the sketch's and HashedNets'); logged per point, and a curve never changes it midway
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)
@@ -108,7 +108,7 @@ const rateFor = (cfg) => lr ?? recipeFor(cfg).lr;
 const planFor = (cfg) => a.plan ?? recipeFor(cfg).plan ?? 'uniform';
 /** The plan a logged point trained with (logged since the recipes gained plans; every earlier point was uniform). */
 const planOf = (e) => e.plan ?? 'uniform';
-/** Whether a run's embedding trains in this invocation: --embedding, else its recipe's (LittleBit: trained in standard and long). */
+/** Whether a run's embedding trains in this invocation: --embedding, else its recipe's (standard and long: LittleBit, the sketch and HashedNets). */
 const embeddingFor = (cfg) => a.embedding ?? (recipeFor(cfg).trainEmbedding ? 'trained' : 'frozen');
 /** The embedding of a logged point (logged since recipes train it; every earlier point's was frozen). */
 const embeddingOf = (e) => e.embedding ?? 'frozen';
