@@ -26,7 +26,8 @@
  *   --plan P            uniform | sensitivity | kl: the bit plan of every run instead of the recipe's (standard and
  *                       long give LittleBit kl); logged per point, and a curve is never continued with another plan
  *   --embedding E       trained | frozen: whether the embedding and classifier train too, instead of the recipe's
- *                       (standard and long train LittleBit's, the sketch's and HashedNets'); logged per point, and a curve never changes it midway
+ *                       (standard and long train LittleBit's, the sketch's and HashedNets'); logged per point,
+ *                       and a curve never changes it midway
  *   --tokens N          training tokens of each run: its schedule length (default 10240000)
  *   --milestones LIST   training tokens at which a bundle is written and evaluated
  *                       (default 102400,307200,1024000,3072000,10240000; rounded to whole steps)

@@ -96,8 +96,8 @@ export interface FinetuneOptions {
   trainNorms?: boolean;
   /**
    * Train the token embedding and the classifier too (one tensor when tied), at `embeddingLrScale` × the
-   * schedule's rate (default the trainer's EMBEDDING_LR_SCALE, 1). They are stored as before (f16 or f32: the storage must be float), so the bit
-   * count does not change. CPU only. Default false.
+   * schedule's rate (default the trainer's EMBEDDING_LR_SCALE, 1). They are stored as before (f16 or f32: the
+   * storage must be float), so the bit count does not change. CPU only. Default false.
    */
   trainEmbedding?: boolean;
   embeddingLrScale?: number;

@@ -12,8 +12,9 @@
  * (§5.2: 42.8 vs 51.7 for CE). Sketch, HashedNets and the STE codecs were not re-tuned: they keep the §5.1 learning
  * rate. The budgets differ between recipes, and where a method measured better with other settings at a
  * budget the recipe says so (`perCodec`: LittleBit's rate, KL bit plan and trained embedding on the standard and
- * long schedules, §11.3b, §11.1c and §11.3d; the sketch's and HashedNets' trained embedding, §11.3f — the plan's cost, ~2 minutes for stories3M, is small against those
- * budgets, not the quick one's; binary STE's rate on the long schedule, §11.3).
+ * long schedules, §11.3b, §11.1c and §11.3d; the sketch's and HashedNets' trained embedding, §11.3f — the plan's
+ * cost, ~2 minutes for stories3M, is small against those budgets, not the quick one's; binary STE's rate on the long
+ * schedule, §11.3).
  */
 import { ErrorCodes, UltraSketchError } from '@ultrasketch/core';
 import type { FinetuneData, FinetuneLoss } from './finetune.js';
@@ -87,8 +88,9 @@ export const RECIPES: readonly Recipe[] = [
       // wants 1e-3 (held-out KL 1.628 against 2.076 at 1e-4), so only this recipe lowers it.
       binary: { lr: 1e-4 },
       // §11.3b: LittleBit 0.55 over the whole schedule: held-out KL 1.132 at 1e-3 against 1.249 at 3e-3
-      // (perplexity 33.26 against 36.89 after 10,240,000 tokens). The KL bit plan: §11.1c. The trained embedding: §11.3d
-      // (with the KL plan, after 10,240,000 tokens: 0.55 bpw 26.54 against 29.88 frozen; 1.0 bpw 22.91 against 24.82 frozen with the uniform plan).
+      // (perplexity 33.26 against 36.89 after 10,240,000 tokens). The KL bit plan: §11.1c. The trained embedding:
+      // §11.3d (with the KL plan, after 10,240,000 tokens: 0.55 bpw 26.54 against 29.88 frozen; 1.0 bpw 22.91 against
+      // 24.82 frozen with the uniform plan).
       littlebit: { lr: 1e-3, plan: 'kl', trainEmbedding: true },
       // §11.3f: measured at the standard budget (above).
       sketch: { trainEmbedding: true },
