@@ -19,7 +19,7 @@ describe('stored quality and training sections', () => {
       textSource: raw.textSource,
       referencePerplexity: raw.reference.perplexity,
     });
-    // The figures themselves (docs/results.md §11.2): 64 windows of eval.txt, ~3.1x the float model.
+    // The figures themselves (docs/results.md §11.2): 64 windows of eval.txt, 2.2x the float model.
     expect(q!.windows).toBe(64);
     expect(q!.textSource).toMatch(/eval\.txt$/);
     expect(q!.perplexity / q!.referencePerplexity).toBeGreaterThan(2);
