@@ -64,7 +64,7 @@ export function finetuneSpecs(): OptionSpec[] {
         "with --data teacher/both: samples of the float model are generated once into DIR and reused by every later run with the same model, seed and --seq ('off': sample inside every step instead, slower)",
       defaultText: '$XDG_CACHE_HOME/ultrasketch/teacher-samples (~/.cache/...)',
     },
-    { name: 'teacher-windows', kind: 'int', valueName: 'N', min: 1, description: 'at most N teacher windows are generated (a longer run reuses them)', defaultText: '4096' },
+    { name: 'teacher-windows', kind: 'int', valueName: 'N', min: 1, description: 'the run trains on at most N teacher windows: the cache\'s first N, generated if missing (more steps draw them again)', defaultText: '4096' },
     { name: 'teacher-holdout', kind: 'int', valueName: 'N', min: 0, description: 'the first N teacher windows are never trained on; the bundle records the KL to the float model on them', defaultText: '32' },
     { name: 'checkpoint-dir', kind: 'path', valueName: 'DIR', description: 'write training checkpoints here (atomically; Ctrl-C saves and stops)' },
     { name: 'checkpoint-every', kind: 'int', valueName: 'N', min: 1, description: 'checkpoint every N steps', defaultText: '50' },

@@ -6,7 +6,7 @@
  * what determines them, and reused by every later run with the same model, window length, seed and
  * temperature — across methods, rates and sessions. A run that needs more windows than the file holds
  * extends it: window i is a pure function of (model, seed, temperature, i), so a longer corpus starts with
- * the shorter one.
+ * the shorter one, and a run that needs fewer reads the file's first windows.
  *
  * File: `teacher-<model>-w<window>-s<seed>-t<temperature>.tok` = a 32-byte header (magic "USKTCORP", version 1,
  * window length, window count, vocabulary size, BOS, reserved) and the windows' tokens as little-endian int32.
@@ -84,7 +84,10 @@ export function teacherCorpus(weights: ModelWeights, o: TeacherCorpusOptions): T
     throw fromSystemError(err, o.dir, 'create');
   }
   const have = readCorpus(path, w, V, bos);
-  const count = Math.max(o.windows, have ? have.length / w : 0);
+  // Exactly the windows asked for, even when the file holds more (a longer run extended it): what a run trains
+  // on must follow from its own command, not from the cache's history, or the command in a bundle would not
+  // reproduce it on a fresh machine.
+  const count = o.windows;
   const tokens = new Int32Array(count * w);
   const reused = have ? Math.min(have.length / w, count) : 0;
   if (have) tokens.set(have.subarray(0, reused * w));
