@@ -138,9 +138,9 @@ export interface FinetuneOptions {
    * With data 'teacher' or 'both': draw the teacher's windows from samples generated once and cached in
    * `dir` (teacher-corpus.ts) instead of sampling inside every step. `windows` caps how many the run draws
    * from, the cache's first ones, generated if missing (default: as many as the run draws, at most 4,096; more
-   * steps reuse them); the first `holdout` (default
-   * 32) are never trained on: the student is measured on them at the end (the training section's
-   * `holdout`), a figure for choosing recipes and checkpoints that is not the evaluation text.
+   * steps reuse them); the first `holdout` (default 32) are never trained on: the student is measured on them
+   * at the end (the training section's `holdout`), a figure for choosing recipes and checkpoints that is not
+   * the evaluation text.
    */
   teacherSamples?: { dir: string; windows?: number; holdout?: number };
   /** Called while teacher windows are generated (done, total). */

@@ -91,7 +91,7 @@ export function teacherCorpus(weights: ModelWeights, o: TeacherCorpusOptions): T
   const tokens = new Int32Array(count * w);
   const reused = have ? Math.min(have.length / w, count) : 0;
   if (have) tokens.set(have.subarray(0, reused * w));
-  if (reused < o.windows) {
+  if (reused < count) {
     const session = NodeSession.fromWeights(weights, { contextLength: w });
     const probs = new Float64Array(V);
     const tok = [0];
